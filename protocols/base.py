@@ -1,0 +1,101 @@
+"""What every protocol shares: the run environment it acts in, the revert error, and its public surface.
+
+A protocol is a vectorised state machine (one row per account in numpy arrays). It knows nothing about
+who calls it: agents call its methods, which validate, change state, move tokens through the ledger and
+return event records. Prices come only from the protocol's oracles (objects with a `price` attribute).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
+
+import numpy as np
+
+from protocols.events import Event
+from protocols.ledger import Ledger
+
+
+class Revert(Exception):
+    """A transaction that fails on-chain: state is unchanged, gas is still paid by the sender."""
+
+
+class PriceSource(TypingProtocol):
+    """Anything with a latest published price in USD per token (oracle agents, fixed feeds)."""
+
+    @property
+    def price(self) -> float: ...
+
+
+@dataclass
+class FixedPrice:
+    """A constant feed, e.g. a stablecoin priced at 1 USD by the protocol."""
+
+    price: float = 1.0
+    id: str = "fixed"
+
+
+@dataclass
+class Clock:
+    """Block number and chain time in seconds since the run start."""
+
+    block: int = 0
+    block_seconds: float = 12.0
+
+    @property
+    def seconds(self) -> float:
+        return self.block * self.block_seconds
+
+
+@dataclass
+class Env:
+    """What a protocol may touch: the ledger, the event log and the clock."""
+
+    ledger: Ledger = field(default_factory=Ledger)
+    clock: Clock = field(default_factory=Clock)
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> Event:
+        self.events.append(event)
+        return event
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One edge of the network derived from protocol state: what a protocol holds, issues or owes."""
+
+    kind: str          # "holds" | "issues" | "owes" | "receivable"
+    asset: str
+    amount: float      # token units
+    counterparty: str = ""
+
+
+class MarginProtocol(ABC):
+    """The public surface shared by lending markets, CDPs, perp DEXes and option venues."""
+
+    id: str
+    env: Env
+
+    @abstractmethod
+    def health(self) -> np.ndarray:
+        """Health of every account at current oracle prices (>= 1 is safe), float64 array."""
+
+    def liquidatable(self) -> np.ndarray:
+        """Indices of accounts that may be liquidated now."""
+        return np.flatnonzero(self.health() < 1.0)
+
+    @abstractmethod
+    def accrue(self, dt_seconds: float) -> None:
+        """Advance interest, funding, auction clocks and funds by `dt_seconds`."""
+
+    @abstractmethod
+    def exposures(self) -> list[Exposure]:
+        """What the protocol holds, issues and owes (for the network graph and contagion metrics)."""
+
+    @abstractmethod
+    def metrics(self) -> dict[str, float]:
+        """Per-block figures: collateral_usd, debt_usd, bad_debt_usd, accounts_unhealthy, ..."""
+
+    @property
+    def n_accounts(self) -> int:
+        return len(self.health())
