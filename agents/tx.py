@@ -22,6 +22,7 @@ class Tx:
     priority_fee_gwei: float
     label: str
     seq: int = 0
+    private: bool = False   # sent through a private relay (Flashbots-style): not included if it would revert
 
     def cost_eth(self, base_fee_gwei: float) -> float:
         """Gas cost in ETH at the given base fee (EIP-1559: base + priority per gas unit)."""
@@ -51,3 +52,17 @@ class Actor:
 
     def submit(self, view: BlockView) -> list[Tx]:  # pragma: no cover - interface
         return []
+
+#: refill gas when the ETH balance falls below this share of the budget
+GAS_REFILL_SHARE = 0.25
+
+
+def refill_gas(ledger, external, holder: str, budget_eth: float, pay_with: str) -> None:
+    """Buy ETH back up to `budget_eth` on the outside market when below a quarter of it (off-chain)."""
+    have = ledger.balance(holder, "ETH")
+    if external is None or have >= GAS_REFILL_SHARE * budget_eth or pay_with == "ETH":
+        return
+    p_eth, p_pay = external.market.price("ETH"), external.market.price(pay_with)
+    amount = min((budget_eth - have) * p_eth / p_pay / (1.0 - external.fee), ledger.balance(holder, pay_with))
+    if amount > 0:
+        external.sell(holder, pay_with, amount, "ETH")

@@ -1,0 +1,103 @@
+"""A vectorised population of borrowers on a lending market: one agent owning thousands of accounts.
+
+At set-up it draws each account's size (collateral USD), collateral asset and health factor, deposits
+and borrows through the protocol (tokens minted to the population's wallet first, so the ledger sees
+every movement). Each block, attentive accounts whose health factor has been below their personal
+alarm level for at least the reaction delay repay debt from their spare stablecoins to restore their
+original health factor; they act in batched transactions that compete for block space like any other.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import mesa
+import numpy as np
+
+from agents.tx import BlockView, Tx
+from protocols.events import UserAction
+
+
+class BorrowerPopulation(mesa.Agent):
+    """Accounts on one `LendingMarket`; decisions for all of them are array operations."""
+
+    def __init__(self, model: mesa.Model, spec, market, rng: np.random.Generator, block_seconds: float,
+                 ensure_liquidity=None):
+        super().__init__(model)
+        self.spec = spec
+        self.market = market
+        self.holder = spec.id
+        self.debt_asset = spec.debt
+        n = spec.accounts
+        ledger = market.env.ledger
+        prices = dict(zip(market.assets, market.prices()))
+
+        size_usd = spec.size_usd.draw(rng, n)
+        names = list(spec.collateral)
+        choice = rng.choice(len(names), size=n, p=np.array([spec.collateral[a] for a in names]))
+        hf = spec.health_factor.draw(rng, n)
+        self.accounts = market.add_accounts(n)
+        lt = np.array([market.lt[market.idx[names[c]]] for c in range(len(names))])[choice]
+        for c, asset in enumerate(names):
+            mask = choice == c
+            if not mask.any():
+                continue
+            amounts = size_usd[mask] / prices[asset]
+            ledger.mint(asset, self.holder, float(amounts.sum()), "genesis_collateral")
+            market.supply(self.holder, self.accounts[mask], asset, amounts)
+        debt_tokens = size_usd * lt / hf / prices[self.debt_asset]
+        if ensure_liquidity is not None:  # lenders must hold what the book borrows
+            ensure_liquidity(self.debt_asset, float(debt_tokens.sum()))
+        market.seed_borrow(self.holder, self.accounts, self.debt_asset, debt_tokens)
+        # borrowed tokens were spent by the borrowers: they leave the population's wallet
+        ledger.transfer(self.debt_asset, self.holder, f"{self.holder}:spent", float(debt_tokens.sum()))
+        self.wallet = debt_tokens * spec.wallet_share
+        ledger.mint(self.debt_asset, self.holder, float(self.wallet.sum()), "genesis_wallet")
+        ledger.mint("ETH", self.holder, spec.gas_eth_per_account * n, "genesis_gas")
+
+        self.target_hf = hf
+        self.attentive = rng.random(n) < spec.attentive_share
+        self.alarm = spec.alarm_health_factor.draw(rng, n)
+        self.delay_blocks = int(np.ceil(spec.reaction_delay / block_seconds))
+        self.below_since = np.full(n, -1, dtype=np.int64)
+        self.repaid_total = 0.0
+
+    def submit(self, view: BlockView) -> list[Tx]:
+        """Batched repayments of attentive accounts that waited out their reaction delay."""
+        if not self.attentive.any():
+            return []
+        hf = self.market.health()[self.accounts]
+        alarmed = self.attentive & (hf < self.alarm)
+        self.below_since[~alarmed] = -1
+        self.below_since[alarmed & (self.below_since < 0)] = view.block
+        ready = np.flatnonzero(alarmed & (view.block - self.below_since >= self.delay_blocks) & (self.wallet > 0))
+        if ready.size == 0:
+            return []
+        ready = ready[: self.spec.max_users_per_block]
+        txs = []
+        for start in range(0, ready.size, self.spec.users_per_tx):
+            chunk = ready[start:start + self.spec.users_per_tx]
+            txs.append(Tx(self.holder, partial(self._repay, chunk), self.spec.repay_gas * chunk.size,
+                          self.spec.priority_fee_gwei, "repay"))
+        return txs
+
+    def _repay(self, local: np.ndarray) -> None:
+        """Repay enough debt to restore each account's original health factor, within its wallet."""
+        m = self.market
+        j = m.idx[self.debt_asset]
+        price = m.prices()[j]
+        coll_usd, debt_usd = m.account_usd()
+        acc = self.accounts[local]
+        weighted = m.health()[acc] * debt_usd[acc]
+        wanted_usd = np.maximum(debt_usd[acc] - weighted / self.target_hf[local], 0.0)
+        amounts = np.minimum(wanted_usd / price, self.wallet[local])
+        keep = amounts > 0
+        if not keep.any():
+            return
+        paid = m.repay(self.holder, acc[keep], self.debt_asset, amounts[keep])
+        self.wallet[local[keep]] -= paid
+        self.below_since[local[keep]] = -1
+        self.repaid_total += float(paid.sum())
+        m.env.emit(UserAction(m.env.clock.block, self.holder, "repay", int(keep.sum()), self.debt_asset, float(paid.sum())))
+
+    def health(self) -> np.ndarray:
+        return self.market.health()[self.accounts]

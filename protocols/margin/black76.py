@@ -1,0 +1,255 @@
+"""Black-76 option prices, greeks and implied vol, vectorised over numpy arrays (year = 365 days).
+
+Follows lyra-utils src/math/Black76.sol: discounted prices C = D(F N(d1) - K N(d2)), put from call by parity
+floored at 0, caps sigma*sqrt(T) >= 24 => C = F D, P = K D; K = 0 => C = F D; F = 0 => P = K D; T -> 0 or
+sigma -> 0 gives the discounted intrinsic value. All inputs broadcast together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import ndtr
+
+SECONDS_PER_YEAR = 365.0 * 86_400.0   # lyra-utils Black76.sol SECONDS_PER_YEAR = 365 days
+MAX_TOTAL_VOL = 24.0                  # lyra-utils Black76.sol MAX_TOTAL_VOL: above it N(d1) -> 1, N(d2) -> 0
+_SQRT_2PI = np.sqrt(2.0 * np.pi)
+
+
+def annualise(seconds: np.ndarray | float) -> np.ndarray:
+    """Seconds to a year fraction, 365-day year (lyra-utils Black76.sol annualise)."""
+    return np.asarray(seconds, dtype=np.float64) / SECONDS_PER_YEAR
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _standard_call(log_m: np.ndarray, total_vol: np.ndarray) -> np.ndarray:
+    """Call price per unit forward, undiscounted: N(d1) - m N(d2), m = K/F, given ln(m) and sigma*sqrt(T)."""
+    safe_tv = np.where(total_vol > 0.0, total_vol, 1.0)
+    d1 = (0.5 * safe_tv * safe_tv - log_m) / safe_tv   # Black76.sol _standardCall: d1 = (v^2/2 - ln m)/v
+    d2 = d1 - safe_tv
+    m = np.exp(log_m)
+    c = ndtr(d1) - m * ndtr(d2)
+    intrinsic = np.maximum(1.0 - m, 0.0)
+    c = np.where(total_vol > 0.0, np.maximum(c, 0.0), intrinsic)
+    return np.where(total_vol >= MAX_TOTAL_VOL, 1.0, c)
+
+
+def call_put(forward, strike, t_years, sigma, discount=1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Discounted Black-76 (call, put) prices in the forward's units (USD)."""
+    f, k, t, s, d = np.broadcast_arrays(_arr(forward), _arr(strike), _arr(t_years), _arr(sigma), _arr(discount))
+    total_vol = s * np.sqrt(np.maximum(t, 0.0))
+    pos = (f > 0.0) & (k > 0.0)
+    safe_f = np.where(pos, f, 1.0)
+    safe_k = np.where(pos, k, 1.0)
+    log_m = np.log(safe_k / safe_f)
+    std_call = _standard_call(log_m, total_vol)
+    m = safe_k / safe_f
+    std_put = np.maximum(std_call + m - 1.0, 0.0)        # Black76.sol _standardPutFromCall
+    fd, kd = f * d, k * d
+    call = np.minimum(std_call * fd, fd)                  # cap at F D as in Black76.sol prices()
+    put = np.minimum(std_put * fd, kd)                    # cap at K D
+    call = np.where(k <= 0.0, fd, np.where(f <= 0.0, 0.0, call))
+    put = np.where(k <= 0.0, 0.0, np.where(f <= 0.0, kd, put))
+    return call, put
+
+
+def price(forward, strike, t_years, sigma, is_call, discount=1.0) -> np.ndarray:
+    """Discounted Black-76 price; `is_call` is a boolean array (True call, False put)."""
+    c, p = call_put(forward, strike, t_years, sigma, discount)
+    return np.where(np.asarray(is_call, dtype=bool), c, p)
+
+
+@dataclass(frozen=True)
+class Greeks:
+    """Black-76 sensitivities per option: delta and gamma w.r.t. the forward, vega per 1.00 of vol,
+    theta per year of calendar time (value change as time passes, usually negative)."""
+
+    delta: np.ndarray
+    gamma: np.ndarray
+    vega: np.ndarray
+    theta: np.ndarray
+
+
+def _d1_parts(forward, strike, t_years, sigma):
+    f, k, t, s = np.broadcast_arrays(_arr(forward), _arr(strike), _arr(t_years), _arr(sigma))
+    sqrt_t = np.sqrt(np.maximum(t, 0.0))
+    tv = s * sqrt_t
+    live = (tv > 0.0) & (tv < MAX_TOTAL_VOL) & (f > 0.0) & (k > 0.0)
+    safe_tv = np.where(live, tv, 1.0)
+    d1 = np.where(live, (np.log(np.where(live, f / np.where(k > 0, k, 1.0), 1.0)) + 0.5 * safe_tv**2) / safe_tv, 0.0)
+    return f, k, t, s, sqrt_t, tv, live, safe_tv, d1
+
+
+def greeks(forward, strike, t_years, sigma, is_call, discount=1.0, rate=0.0) -> Greeks:
+    """Black-76 greeks; `rate` (annual, continuous) enters theta through the discount factor D = exp(-rT)."""
+    f, k, t, s, sqrt_t, tv, live, safe_tv, d1 = _d1_parts(forward, strike, t_years, sigma)
+    call = np.broadcast_to(np.asarray(is_call, dtype=bool), f.shape)
+    d = np.broadcast_to(_arr(discount), f.shape)
+    pdf = np.exp(-0.5 * d1 * d1) / _SQRT_2PI
+    n1 = ndtr(d1)
+    # outside the live region the option is at intrinsic (or capped): delta is the intrinsic step
+    itm_call = (f > k).astype(np.float64)
+    cap = tv >= MAX_TOTAL_VOL
+    n1_eff = np.where(live, n1, np.where(cap | (k <= 0.0), 1.0, np.where(f <= 0.0, 0.0, itm_call)))
+    delta = d * np.where(call, n1_eff, n1_eff - 1.0)                     # dV/dF, Black-76
+    gamma = np.where(live, d * pdf / (np.where(f > 0, f, 1.0) * safe_tv), 0.0)
+    vega = np.where(live, d * f * pdf * sqrt_t, 0.0)                     # dV/dsigma
+    value = price(f, k, t, s, call, d)
+    decay = np.where(live, -d * f * pdf * s / (2.0 * np.where(sqrt_t > 0, sqrt_t, 1.0)), 0.0)
+    theta = decay + _arr(rate) * value                                   # dV/dt = -dV/dT, D = exp(-rT)
+    return Greeks(delta=delta, gamma=gamma, vega=vega, theta=theta)
+
+
+def delta(forward, strike, t_years, sigma, is_call, discount=1.0) -> np.ndarray:
+    return greeks(forward, strike, t_years, sigma, is_call, discount).delta
+
+
+def gamma(forward, strike, t_years, sigma, discount=1.0) -> np.ndarray:
+    return greeks(forward, strike, t_years, sigma, True, discount).gamma
+
+
+def vega(forward, strike, t_years, sigma, discount=1.0) -> np.ndarray:
+    return greeks(forward, strike, t_years, sigma, True, discount).vega
+
+
+def theta(forward, strike, t_years, sigma, is_call, discount=1.0, rate=0.0) -> np.ndarray:
+    return greeks(forward, strike, t_years, sigma, is_call, discount, rate).theta
+
+
+@dataclass(frozen=True)
+class IVSolverParams:
+    """Implied-vol search settings: bracket [vol_min, vol_max] (annualised) and tolerances."""
+
+    vol_min: float = 1e-6
+    vol_max: float = 10.0
+    newton_steps: int = 8
+    tol: float = 1e-10
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.vol_min < self.vol_max:
+            raise ValueError(f"vol_min={self.vol_min}, vol_max={self.vol_max}: allowed 0 < vol_min < vol_max")
+        if self.newton_steps < 0:
+            raise ValueError(f"newton_steps={self.newton_steps}: allowed >= 0")
+        if self.tol <= 0:
+            raise ValueError(f"tol={self.tol}: allowed > 0")
+
+
+def implied_vol(option_price, forward, strike, t_years, is_call, discount=1.0,
+                params: IVSolverParams = IVSolverParams()) -> np.ndarray:
+    """Annualised implied vol per option: vectorised Newton steps, then scipy brentq where Newton failed.
+
+    Prices outside the no-arbitrage band (below intrinsic or above the cap) give NaN.
+    """
+    v, f, k, t, call, d = np.broadcast_arrays(_arr(option_price), _arr(forward), _arr(strike), _arr(t_years),
+                                              np.asarray(is_call, dtype=bool), _arr(discount))
+    lo_p = price(f, k, t, params.vol_min, call, d)
+    hi_p = price(f, k, t, params.vol_max, call, d)
+    ok = (v >= lo_p - params.tol) & (v <= hi_p + params.tol) & (t > 0) & (f > 0) & (k > 0)
+    out = np.full(v.shape, np.nan)
+    # Brenner-Subrahmanyam start: sigma ~ sqrt(2 pi / T) * V / (D F), clipped to the bracket
+    sig = np.clip(np.sqrt(2.0 * np.pi / np.where(t > 0, t, 1.0)) * v / np.where(f * d > 0, f * d, 1.0),
+                  0.05, 3.0)
+    for _ in range(params.newton_steps):
+        g = greeks(f, k, t, sig, call, d)
+        err = price(f, k, t, sig, call, d) - v
+        step = np.where(g.vega > 1e-12, err / np.where(g.vega > 1e-12, g.vega, 1.0), 0.0)
+        sig = np.clip(sig - step, params.vol_min, params.vol_max)
+    good = ok & (np.abs(price(f, k, t, sig, call, d) - v) <= params.tol * np.maximum(1.0, np.abs(v)))
+    out[good] = sig[good]
+    for i in np.flatnonzero(ok & ~good):
+        fi, ki, ti, ci, di, vi = f.flat[i], k.flat[i], t.flat[i], call.flat[i], d.flat[i], v.flat[i]
+
+        def err_fn(s: float) -> float:
+            return float(price(fi, ki, ti, s, ci, di)) - vi
+
+        a, b = err_fn(params.vol_min), err_fn(params.vol_max)
+        if a >= 0:
+            out.flat[i] = params.vol_min
+        elif b <= 0:
+            out.flat[i] = params.vol_max
+        else:
+            out.flat[i] = brentq(err_fn, params.vol_min, params.vol_max, xtol=1e-14, rtol=1e-12, maxiter=200)
+    return out
+
+
+class ForwardShockPricer:
+    """Signed values (qty * price) of a fixed option book repriced at forward F * m and given vols.
+
+    Scenario engines call `values(m, sigma, key)` once per scenario: ln(F/K) and sqrt(T) are computed once,
+    the per-vol terms once per `key` (one per vol-shock direction), so a scenario costs two ndtr calls.
+    """
+
+    def __init__(self, forward, strike, t_years, is_call, qty, discount=1.0):
+        self.f, self.k, self.t, self.qty, self.d = np.broadcast_arrays(
+            _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount))
+        self.is_call = np.broadcast_to(np.asarray(is_call, dtype=bool), self.f.shape)
+        ok = (self.f > 0.0) & (self.k > 0.0)
+        self._ok = ok
+        self.lnfk = np.where(ok, np.log(np.where(ok, self.f, 1.0) / np.where(ok, self.k, 1.0)), 0.0)
+        self.sqrt_t = np.sqrt(np.maximum(self.t, 0.0))
+        self.fd, self.kd = self.f * self.d, self.k * self.d
+        self._cache: dict = {}
+
+    def _vol_terms(self, sigma: np.ndarray, key) -> tuple:
+        if key is not None and key in self._cache:
+            return self._cache[key]
+        tv = np.broadcast_to(_arr(sigma), self.f.shape) * self.sqrt_t
+        regular = self._ok & (tv > 0.0) & (tv < MAX_TOTAL_VOL)
+        inv = np.where(regular, 1.0 / np.where(regular, tv, 1.0), 0.0)
+        odd = np.flatnonzero(~regular)
+        out = (tv, inv, 0.5 * tv, odd, np.broadcast_to(_arr(sigma), self.f.shape)[odd])
+        if key is not None:
+            self._cache[key] = out
+        return out
+
+    def values(self, fwd_mult: float, sigma: np.ndarray, key=None) -> np.ndarray:
+        """qty * discounted price at forward F * fwd_mult (scalar) and vol `sigma` (per option)."""
+        tv, inv, half, odd, sig_odd = self._vol_terms(sigma, key)
+        n = self.f.size
+        out = np.empty(n)
+        if n >= _PARALLEL_MIN:   # ndtr releases the GIL: two threads on two halves (2-core target machine)
+            mid = n // 2
+            list(_pool().map(lambda sl: self._chunk(fwd_mult, tv, inv, half, out, sl),
+                             (slice(0, mid), slice(mid, n))))
+        else:
+            self._chunk(fwd_mult, tv, inv, half, out, slice(0, n))
+        if odd.size:   # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24) via the general path
+            c, p = call_put(self.f[odd] * fwd_mult, self.k[odd], self.t[odd], sig_odd, self.d[odd])
+            out[odd] = self.qty[odd] * np.where(self.is_call[odd], c, p)
+        return out
+
+    def _chunk(self, m: float, tv, inv, half, out: np.ndarray, sl: slice) -> None:
+        d1 = self.lnfk[sl] + np.log(m)
+        d1 *= inv[sl]
+        d1 += half[sl]
+        d2 = d1 - tv[sl]
+        n1 = ndtr(d1, out=d1)
+        n2 = ndtr(d2, out=d2)
+        fd, kd = self.fd[sl], self.kd[sl]
+        n1 *= fd
+        n1 *= m
+        n2 *= kd
+        n1 -= n2
+        call = np.maximum(n1, 0.0, out=n1)                     # D (F' N(d1) - K N(d2)), floored at 0
+        put = np.multiply(fd, -m, out=n2)
+        put += kd
+        put += call
+        np.maximum(put, 0.0, out=put)                          # put by parity, floored at 0 (Black76.sol)
+        np.copyto(put, call, where=self.is_call[sl])
+        np.multiply(put, self.qty[sl], out=out[sl])
+
+
+_PARALLEL_MIN = 50_000
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b76")
+    return _POOL

@@ -1,0 +1,265 @@
+"""Parameters of the scenario-grid portfolio margin engine (scenario_pm.py): grid, vol and skew shocks,
+static discount, contingencies and factors. Frozen dataclasses; errors name the field and allowed range.
+Defaults are neutral (no shock, no contingency); the published values live in presets_pm.py.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# vol-shock directions (derivexyz v2-core IPMRM_2.VolShockDirection: None, Up, Down, Linear, Abs)
+NONE, UP, DOWN, LINEAR, ABS = 0, 1, 2, 3, 4
+_DAY = 86_400.0
+
+
+def _check(name: str, value: float, lo: float = -math.inf, hi: float = math.inf) -> None:
+    if not (isinstance(value, (int, float)) and lo <= value <= hi) or math.isnan(value):
+        raise ValueError(f"{name}={value!r}: allowed [{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
+class ScenarioGrid:
+    """Scenarios as parallel tuples: spot multiplier (1.0 = unchanged), vol direction, dampening weight,
+    and whether the scenario is a tail (extended) one."""
+
+    spot: tuple[float, ...]
+    vol: tuple[int, ...]
+    dampening: tuple[float, ...]
+    tail: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.spot)
+        for name in ("vol", "dampening", "tail"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name}: allowed the same length as spot ({n}), got {len(getattr(self, name))}")
+        if n == 0:
+            raise ValueError("spot: allowed at least one scenario")
+        for i, (s, v, d) in enumerate(zip(self.spot, self.vol, self.dampening)):
+            _check(f"spot[{i}]", float(s), 1e-9, 1e6)
+            if v not in (NONE, UP, DOWN, LINEAR, ABS):
+                raise ValueError(f"vol[{i}]={v!r}: allowed NONE=0, UP=1, DOWN=2, LINEAR=3, ABS=4")
+            _check(f"dampening[{i}]", float(d), 0.0, 1e6)
+
+    @property
+    def size(self) -> int:
+        return len(self.spot)
+
+    def __add__(self, other: "ScenarioGrid") -> "ScenarioGrid":
+        return ScenarioGrid(self.spot + other.spot, self.vol + other.vol, self.dampening + other.dampening,
+                            self.tail + other.tail)
+
+    @classmethod
+    def product(cls, moves, vols, dampening: float = 1.0, tail: bool = False) -> "ScenarioGrid":
+        """Every relative spot move (e.g. -0.15) with every vol direction."""
+        pairs = [(1.0 + float(m), int(v)) for m in moves for v in vols]
+        return cls(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), (float(dampening),) * len(pairs),
+                   (bool(tail),) * len(pairs))
+
+    @classmethod
+    def tails(cls, moves, vol: int = UP, damp_const: float | None = None, dampening=None) -> "ScenarioGrid":
+        """Tail moves with dampening c/|move| (Derive PM2, Paradex) or explicit weights."""
+        moves = tuple(float(m) for m in moves)
+        if dampening is None:
+            dampening = tuple(1.0 if damp_const is None else damp_const / abs(m) for m in moves)
+        return cls(tuple(1.0 + m for m in moves), (vol,) * len(moves), tuple(float(d) for d in dampening),
+                   (True,) * len(moves))
+
+    @classmethod
+    def skews(cls) -> "ScenarioGrid":
+        """The two Derive PM2 skew scenarios (spot unchanged)."""
+        return cls((1.0, 1.0), (LINEAR, ABS), (1.0, 1.0), (False, False))
+
+
+@dataclass(frozen=True)
+class VolShockParams:
+    """sigma' = sigma * (1 +- range * (30d / max(T, dte_floor))^p), p short-term if T <= 30d (or < 30d),
+    Up floored at min_vol_up (PMRMLib _addVolShocks; Deribit min_volatility_for_shock_up)."""
+
+    range_up: float = 0.0
+    range_down: float = 0.0
+    short_term_power: float = 0.3     # PMRMLib / Deribit short_term_vega_power
+    long_term_power: float = 0.13     # PMRMLib / Deribit long_term_vega_power
+    dte_floor_s: float = _DAY         # PMRMLib dteFloor 1 day
+    short_term_inclusive: bool = True  # Lyra: sec <= 30 days; Deribit/Paradex: DTE < 30
+    min_vol_up: float = 0.0
+    reference_s: float = 30 * _DAY
+
+    def __post_init__(self) -> None:
+        _check("range_up", self.range_up, 0.0, 10.0)
+        _check("range_down", self.range_down, 0.0, 10.0)
+        _check("short_term_power", self.short_term_power, 0.0, 10.0)
+        _check("long_term_power", self.long_term_power, 0.0, 10.0)
+        _check("dte_floor_s", self.dte_floor_s, 1.0, 400 * _DAY)
+        _check("min_vol_up", self.min_vol_up, 0.0, 20.0)
+        _check("reference_s", self.reference_s, 1.0, 3650 * _DAY)
+
+    def multipliers(self, expiry_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(up, down) vol multipliers per expiry; down floored at 0 (PMRMLib_2 _addVolShocks)."""
+        t = np.asarray(expiry_s, dtype=np.float64)
+        short = t <= self.reference_s if self.short_term_inclusive else t < self.reference_s
+        p = np.where(short, self.short_term_power, self.long_term_power)
+        mult = (self.reference_s / np.maximum(t, self.dte_floor_s)) ** p
+        return 1.0 + self.range_up * mult, np.maximum(0.0, 1.0 - self.range_down * mult)
+
+
+@dataclass(frozen=True)
+class SkewShockParams:
+    """Derive PM2 skew shocks (PMRMLib_2 _getExpirySkewedShockedMTM, _getKStar)."""
+
+    linear_base_cap: float = 0.25
+    linear_c_base: float = -0.1
+    abs_base_cap: float = 0.25
+    abs_c_base: float = -0.1
+    min_k_star: float = 0.01
+    width_scale: float = 4.0
+    vol_param_static: float = 0.6
+    vol_param_scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in ("linear_base_cap", "abs_base_cap", "width_scale", "vol_param_static", "min_k_star"):
+            _check(f, getattr(self, f), 0.0, 10.0)
+        for f in ("linear_c_base", "abs_c_base"):
+            _check(f, getattr(self, f), -10.0, 10.0)
+        _check("vol_param_scale", self.vol_param_scale, -20.0, 20.0)
+
+    def multiplier(self, k: np.ndarray, t_years: np.ndarray, linear: bool) -> np.ndarray:
+        """max(0, 1 + clamp(k * multCap / kStar, -multCap, multCap)) per option (k = ln(K/F), |k| for Abs)."""
+        sq = np.sqrt(np.maximum(np.asarray(t_years, dtype=np.float64), 0.0))
+        cap = (self.linear_c_base if linear else self.abs_c_base) * sq + (
+            self.linear_base_cap if linear else self.abs_base_cap)
+        k_star = np.maximum(self.min_k_star, sq * self.width_scale * (self.vol_param_static + sq * self.vol_param_scale))
+        raw = k * cap / k_star
+        m = 1.0 + np.where(k >= 0, np.minimum(cap, raw), np.maximum(-cap, raw))
+        return np.maximum(m, 0.0)
+
+
+@dataclass(frozen=True)
+class StaticDiscountParams:
+    """Haircut of shocked expiry values. Positive values * long_base*exp(-T(r*long_mult + long_add));
+    negative values (two-sided, PM2) * min(1/D, short_base/exp(-T(r*short_mult + short_add))).
+    short_base None = one-sided (PMRM v1: only positive expiry values are discounted)."""
+
+    long_base: float = 1.0
+    long_rate_mult: float = 0.0
+    long_rate_add: float = 0.0
+    short_base: float | None = None
+    short_rate_mult: float = 0.0
+    short_rate_add: float = 0.0
+    floor_rate_at_zero: bool = False   # PMRMLib _addStaticDiscount caps the rate at 0
+
+    def __post_init__(self) -> None:
+        _check("long_base", self.long_base, 0.0, 4.0)
+        if self.short_base is not None:
+            _check("short_base", self.short_base, 0.0, 4.0)
+        for f in ("long_rate_mult", "long_rate_add", "short_rate_mult", "short_rate_add"):
+            _check(f, getattr(self, f), 0.0, 10.0)
+
+    def factors(self, t_years: np.ndarray, rate: float, discount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = max(rate, 0.0) if self.floor_rate_at_zero else rate
+        pos = self.long_base * np.exp(-t_years * (r * self.long_rate_mult + self.long_rate_add))
+        if self.short_base is None:
+            return pos, np.ones_like(pos)
+        neg = self.short_base / np.exp(-t_years * (r * self.short_rate_mult + self.short_rate_add))
+        return pos, np.minimum(1.0 / discount, neg)   # PMRMLib_2: min(1/discount, staticDiscountNeg)
+
+
+@dataclass(frozen=True)
+class ContingencyParams:
+    """Add-ons in USD. *_pct per unit of spot notional; naked shorts netted per strike per expiry (calls and
+    puts pooled); basis = per-expiry forward shock floor scenario; roll = Deribit roll_shock / OKX MR4;
+    min_delta = Paradex floor; min_charge = OKX MR7 floor with size tiers ((upper_usd, multiplier), ...)."""
+
+    option_pct_mm: float = 0.0
+    option_pct_im: float = 0.0
+    perp_pct_mm: float = 0.0
+    perp_pct_im: float = 0.0
+    base_pct_mm: float = 0.0
+    base_pct_im: float = 0.0
+    conf_threshold: float = 0.0       # contingency only when confidence < threshold
+    conf_margin: float = 0.0
+    peg_threshold: float = 0.0        # IM factor += (threshold - stable) * peg_factor when stable < threshold
+    peg_factor: float = 0.0
+    basis_up: float = 1.0
+    basis_down: float = 1.0
+    basis_add: float = 0.0
+    basis_mult: float = 0.0
+    roll_annual_move: float = 0.0
+    roll_min_move: float = 0.0
+    roll_includes_spot: bool = False
+    min_delta_net_pct: float = 0.0
+    min_delta_hedged_pct: float = 0.0
+    min_charge_delta1_rate: float = 0.0
+    min_charge_option_rate: float = 0.0
+    min_charge_tiers: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        for f in ("option_pct_mm", "option_pct_im", "perp_pct_mm", "perp_pct_im", "base_pct_mm", "base_pct_im",
+                  "conf_threshold", "roll_annual_move", "roll_min_move", "min_delta_net_pct",
+                  "min_delta_hedged_pct", "min_charge_delta1_rate", "min_charge_option_rate"):
+            _check(f, getattr(self, f), 0.0, 3.0)
+        _check("conf_margin", self.conf_margin, 0.0, 20.0)
+        _check("peg_threshold", self.peg_threshold, 0.0, 100.0)
+        _check("peg_factor", self.peg_factor, 0.0, 20.0)
+        _check("basis_up", self.basis_up, 1.0, 3.0)
+        _check("basis_down", self.basis_down, 1e-9, 1.0)
+        _check("basis_add", self.basis_add, 0.0, 20.0)
+        _check("basis_mult", self.basis_mult, 0.0, 20.0)
+        uppers = [t[0] for t in self.min_charge_tiers]
+        if any(b <= a for a, b in zip(uppers, uppers[1:])) or any(m < 0 for _, m in self.min_charge_tiers):
+            raise ValueError(f"min_charge_tiers={self.min_charge_tiers}: allowed increasing upper bounds, multipliers >= 0")
+
+    @property
+    def basis_enabled(self) -> bool:
+        return (self.basis_up != 1.0 or self.basis_down != 1.0) and (self.basis_add > 0 or self.basis_mult > 0)
+
+    def min_charge_multiplier(self, raw_usd: np.ndarray) -> np.ndarray:
+        """Tier multiplier of the raw minimum charge (tier upper bounds inclusive; above the last: its multiplier)."""
+        if not self.min_charge_tiers:
+            return np.ones_like(raw_usd)
+        uppers = np.array([t[0] for t in self.min_charge_tiers])
+        mults = np.array([t[1] for t in self.min_charge_tiers])
+        return mults[np.clip(np.searchsorted(uppers, raw_usd, side="left"), 0, mults.size - 1)]
+
+
+@dataclass(frozen=True)
+class ScenarioPMParams:
+    """Everything one scenario-grid PM methodology needs; see presets_pm.py for the published sets."""
+
+    name: str
+    grid: ScenarioGrid
+    vol_shock: VolShockParams = field(default_factory=VolShockParams)
+    skew: SkewShockParams | None = None
+    discount: StaticDiscountParams = field(default_factory=StaticDiscountParams)
+    contingency: ContingencyParams = field(default_factory=ContingencyParams)
+    mm_factor: float = 1.0
+    im_factor: float = 1.0
+    static_inside_factor: bool = False     # PMRM v1: static contingency is scaled by the IM factor
+    discount_option_prices: bool = False   # PM2 prices options with D = exp(-rT); v1 uses D = 1
+    gains_offset: float = 1.0              # Deribit pnl_offset (cross-underlying credit of gains)
+    max_offsetable_pnl: float = math.inf   # Deribit max_offsetable_pnl (USD)
+    cross_underlying: str = "separate"     # "separate": sum per-underlying margins; "offset": aligned scenarios
+    extended_factor: float = 1.0           # Deribit extended_table_factor
+    extended_dampener_usd: float = 0.0     # Deribit extended_dampener (USD)
+    extended_price_range: float | None = None   # Deribit price_range: delta-1 tail PnL capped at +-range
+
+    def __post_init__(self) -> None:
+        _check("mm_factor", self.mm_factor, 0.0, 10.0)
+        _check("im_factor", self.im_factor, 0.0, 10.0)
+        _check("gains_offset", self.gains_offset, 0.0, 1.0)
+        _check("max_offsetable_pnl", self.max_offsetable_pnl, 0.0, math.inf)
+        _check("extended_factor", self.extended_factor, 0.0, 1.0)
+        _check("extended_dampener_usd", self.extended_dampener_usd, 0.0, math.inf)
+        if self.extended_price_range is not None:
+            _check("extended_price_range", self.extended_price_range, 1e-9, 10.0)
+        if self.cross_underlying not in ("separate", "offset"):
+            raise ValueError(f"cross_underlying={self.cross_underlying!r}: allowed 'separate' or 'offset'")
+        if self.skew is None and any(v in (LINEAR, ABS) for v in self.grid.vol):
+            raise ValueError("skew: allowed None only when grid has no LINEAR/ABS scenarios")
+
+    def im_factor_for(self, stable_price: float) -> float:
+        """IM factor with the stablecoin de-peg add-on (PMRMLib _getMargin pegLossFactor)."""
+        c = self.contingency
+        peg = max(c.peg_threshold - stable_price, 0.0) * c.peg_factor
+        return self.im_factor + peg

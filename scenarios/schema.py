@@ -1,0 +1,427 @@
+"""The scenario file schema: pydantic models for every table of a scenario TOML.
+
+Unknown keys are errors (extra="forbid"); every bound is declared on its field so that an error names
+the key path and the allowed range; cross-field checks (liquidation threshold above LTV, oracles that
+exist, venues whose tokens exist) run after the fields. The JSON Schema is published with
+`defistress schema` and in `scenarios/schema.json`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scenarios.units import Seconds
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- run -------------------------------------------------------------------------------------------
+class RunSpec(Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    block_seconds: float = Field(12.0, gt=0, le=3600, description="seconds per block (Ethereum: 12)")
+    duration: Seconds = Field(86400.0, gt=0, le=90 * 86400, description="simulated time, e.g. '24h'")
+    seed: int = Field(0, ge=0, description="default seed when none is given on the command line")
+    check_conservation_every: int = Field(0, ge=0, description="blocks between ledger checks (0: at the end only)")
+
+
+# --- market ----------------------------------------------------------------------------------------
+class JumpSpec(Strict):
+    """Merton jumps: Poisson arrivals, log-normal jump sizes (mean and stdev of log(1+jump))."""
+
+    intensity_per_year: float = Field(ge=0, le=1000)
+    mean: float = Field(ge=-2, le=2)
+    stdev: float = Field(ge=0, le=2)
+
+
+class AssetSpec(Strict):
+    """A market asset: risky (price, volatility) or a stablecoin (peg)."""
+
+    symbol: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    price: float | None = Field(None, gt=0, description="initial reference price, USD")
+    volatility: float = Field(0.0, ge=0, le=20, description="annualised volatility of log price")
+    drift: float = Field(0.0, ge=-50, le=50, description="annualised drift of log price")
+    jumps: JumpSpec | None = None
+    peg: float | None = Field(None, gt=0, description="peg in USD: makes this asset a stablecoin")
+    peg_reversion_per_hour: float = Field(2.0, ge=0, le=1000, description="OU mean-reversion speed, 1/h")
+    peg_volatility: float = Field(0.002, ge=0, le=5, description="annualised volatility of the peg deviation")
+
+    @model_validator(mode="after")
+    def _price_or_peg(self):
+        if (self.price is None) == (self.peg is None):
+            raise ValueError(f"asset {self.symbol}: give exactly one of 'price' (risky asset) or 'peg' (stablecoin)")
+        return self
+
+    @property
+    def is_stable(self) -> bool:
+        return self.peg is not None
+
+    @property
+    def initial_price(self) -> float:
+        return float(self.peg if self.peg is not None else self.price)
+
+
+class DepthSpec(Strict):
+    """Square-root impact of net selling on the reference price, recovering exponentially."""
+
+    usd_for_1pct: float = Field(gt=0, description="unrecovered net USD sold that moves the price by 1%")
+    recovery_half_life: Seconds = Field(1800.0, gt=0, description="half-life of the impact, e.g. '30m'")
+
+
+class ReplaySpec(Strict):
+    """Replay of real prices from a CSV in the format of the historic data folder."""
+
+    file: str = Field(min_length=1, description="path relative to the scenario file or to scenarios/historic/data")
+    format: Literal["ohlc_long", "coinapi_10min"] = "ohlc_long"
+    symbols: dict[str, str] = Field(description="scenario asset -> series symbol, e.g. {ETH = 'ETH-USDT'}")
+    start: str | None = Field(None, description="first candle (ISO UTC) to replay; default the file's first")
+    fill: Literal["hold", "linear"] = Field(
+        "hold", description="how blocks inside a candle are priced: hold the last close, or interpolate closes")
+
+
+class MarketSpec(Strict):
+    assets: list[AssetSpec] = Field(min_length=1)
+    correlation: list[list[float]] | None = Field(None, description="correlation of the risky assets, in order")
+    depth: dict[str, DepthSpec] = Field(default_factory=dict)
+    replay: ReplaySpec | None = None
+    external_fee: float = Field(0.0005, ge=0, lt=0.1, description="taker fee on the outside (CEX) market")
+
+    @model_validator(mode="after")
+    def _check(self):
+        symbols = [a.symbol for a in self.assets]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"market.assets: duplicate symbols in {symbols}")
+        risky = [a.symbol for a in self.assets if not a.is_stable]
+        if self.correlation is not None:
+            c = np.asarray(self.correlation, dtype=float)
+            if c.shape != (len(risky), len(risky)):
+                raise ValueError(f"market.correlation: must be {len(risky)}x{len(risky)} for the risky assets {risky}, got shape {c.shape}")
+            if not np.allclose(c, c.T) or not np.allclose(np.diag(c), 1.0) or np.any(np.abs(c) > 1):
+                raise ValueError("market.correlation: must be symmetric with unit diagonal and entries in [-1, 1]")
+            if np.linalg.eigvalsh(c).min() < -1e-10:
+                raise ValueError("market.correlation: must be positive semi-definite")
+        for sym in self.depth:
+            if sym not in symbols:
+                raise ValueError(f"market.depth.{sym}: unknown asset; allowed: {symbols}")
+        if self.replay is not None:
+            for sym in self.replay.symbols:
+                if sym not in symbols:
+                    raise ValueError(f"market.replay.symbols.{sym}: unknown asset; allowed: {symbols}")
+        return self
+
+    def asset(self, symbol: str) -> AssetSpec:
+        return next(a for a in self.assets if a.symbol == symbol)
+
+
+class ShockSpec(Strict):
+    """A scheduled shock: a jump at `at`, and over [at, until] a drift, a volatility multiplier, a
+    correlation override, a stablecoin depeg target or extra gas demand."""
+
+    at: Seconds
+    until: Seconds | None = None
+    asset: str | None = None
+    jump: float | None = Field(None, gt=-1, le=10, description="instant return at `at`, e.g. -0.15")
+    drift_to: float | None = Field(None, gt=-1, le=10, description="total return added over the window")
+    volatility_multiplier: float | None = Field(None, gt=0, le=100)
+    correlation: float | None = Field(None, ge=-1, le=1, description="all pairwise correlations in the window")
+    depeg_to: float | None = Field(None, gt=0, description="stablecoin price the peg is pulled to in the window")
+    gas_demand_multiplier: float | None = Field(None, gt=0, le=100, description="background gas demand x")
+
+    @model_validator(mode="after")
+    def _check(self):
+        window = ("drift_to", "volatility_multiplier", "correlation", "depeg_to", "gas_demand_multiplier")
+        if any(getattr(self, k) is not None for k in window) and self.until is None:
+            raise ValueError(f"shock at {self.at}s: {', '.join(k for k in window if getattr(self, k) is not None)} needs 'until'")
+        if self.until is not None and self.until <= self.at:
+            raise ValueError(f"shock: 'until' ({self.until}s) must be after 'at' ({self.at}s)")
+        needs_asset = ("jump", "drift_to", "volatility_multiplier", "depeg_to")
+        if any(getattr(self, k) is not None for k in needs_asset) and self.asset is None:
+            raise ValueError("shock: 'asset' is required for jump, drift_to, volatility_multiplier and depeg_to")
+        return self
+
+
+# --- oracles and venues ----------------------------------------------------------------------------
+class OracleFailure(Strict):
+    mode: Literal["stale", "floor"]
+    at: Seconds = 0.0
+    floor_price: float | None = Field(None, gt=0, description="minAnswer in USD for mode 'floor'")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.mode == "floor" and self.floor_price is None:
+            raise ValueError("oracle failure mode 'floor' needs 'floor_price'")
+        return self
+
+
+class OracleSpec(Strict):
+    """push: Chainlink-style (deviation threshold + heartbeat); delayed: Maker OSM (price of one hop
+    ago); fixed: a constant."""
+
+    id: str = Field(min_length=1)
+    kind: Literal["push", "delayed", "fixed"] = "push"
+    asset: str
+    source: str = Field("reference", pattern=r"^(reference|pool:[^:]+|twap:[^:]+)$",
+                        description="'reference', 'pool:VENUE' (spot) or 'twap:VENUE'")
+    deviation: float = Field(0.005, ge=0, le=1, description="publish when the move exceeds this fraction")
+    heartbeat: Seconds = Field(3600.0, gt=0)
+    delay: Seconds = Field(3600.0, gt=0, description="OSM hop for kind 'delayed' (Maker: 1h)")
+    price: float | None = Field(None, gt=0, description="constant price for kind 'fixed'")
+    failure: OracleFailure | None = None
+
+
+class VenueSpec(Strict):
+    id: str = Field(min_length=1)
+    kind: Literal["constant_product"] = "constant_product"
+    pair: tuple[str, str]
+    depth_usd: float = Field(gt=0, description="total value of both reserves at the start, USD")
+    fee: float = Field(0.003, ge=0, lt=0.1)
+
+
+# --- protocols ---------------------------------------------------------------------------------------
+class InterestSpec(Strict):
+    """Kinked utilisation model (Aave v3 DefaultReserveInterestRateStrategy), annual rates."""
+
+    base: float = Field(0.0, ge=0, le=10)
+    slope1: float = Field(0.04, ge=0, le=10)
+    slope2: float = Field(0.60, ge=0, le=100)
+    optimal_utilisation: float = Field(0.90, gt=0, lt=1)
+
+
+class LendingAssetSpec(Strict):
+    """Per-asset risk parameters (Aave v3 reserve config). Defaults: Aave v3 Ethereum WETH."""
+
+    ltv: float = Field(0.825, ge=0, lt=1)
+    liquidation_threshold: float = Field(0.86, gt=0, lt=1)
+    liquidation_bonus: float = Field(0.05, ge=0, le=0.5, description="0.05 = 105% in Aave's bps notation")
+    protocol_fee: float = Field(0.10, ge=0, le=1, description="liquidationProtocolFee: share of the bonus")
+    reserve_factor: float = Field(0.15, ge=0, le=1)
+    interest: InterestSpec = InterestSpec()
+    supply_usd: float = Field(0.0, ge=0, description="lenders' deposits at the start, USD")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.liquidation_threshold <= self.ltv:
+            raise ValueError(f"liquidation_threshold ({self.liquidation_threshold}) must be greater than ltv ({self.ltv})")
+        if self.liquidation_threshold * (1 + self.liquidation_bonus) >= 1.0:
+            raise ValueError(
+                f"liquidation_threshold x (1 + liquidation_bonus) = {self.liquidation_threshold * (1 + self.liquidation_bonus):.4f} "
+                "must be below 1 (Aave v3 ReserveConfiguration validation)")
+        return self
+
+
+class LendingSpec(Strict):
+    id: str = Field(min_length=1)
+    kind: Literal["lending"] = "lending"
+    oracles: dict[str, str] = Field(description="asset -> oracle id")
+    liquidates_into: list[str] = Field(default_factory=list, description="venue ids liquidators sell into")
+    close_factor_rule: Literal["aave-v3.0", "aave-v3.3"] = "aave-v3.3"
+    assets: dict[str, LendingAssetSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        for a in self.assets:
+            if a not in self.oracles:
+                raise ValueError(f"protocol {self.id}: asset {a} has no oracle in 'oracles' (has: {sorted(self.oracles)})")
+        return self
+
+
+ProtocolSpec = Annotated[Union[LendingSpec], Field(discriminator="kind")]
+
+
+# --- agents ----------------------------------------------------------------------------------------
+class Distribution(Strict):
+    """A random draw per account: lognormal (median, sigma) or uniform (low, high), clipped to [min, max]."""
+
+    distribution: Literal["lognormal", "uniform", "constant"] = "lognormal"
+    median: float | None = Field(None, gt=0)
+    sigma: float = Field(0.5, ge=0, le=10)
+    low: float | None = None
+    high: float | None = None
+    value: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        need = {"lognormal": ("median",), "uniform": ("low", "high"), "constant": ("value",)}[self.distribution]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"distribution '{self.distribution}' needs {missing}")
+        if self.distribution == "uniform" and self.high <= self.low:
+            raise ValueError("uniform distribution: 'high' must be greater than 'low'")
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError("distribution: 'max' must be >= 'min'")
+        return self
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.distribution == "lognormal":
+            x = self.median * np.exp(self.sigma * rng.standard_normal(n))
+        elif self.distribution == "uniform":
+            x = rng.uniform(self.low, self.high, n)
+        else:
+            x = np.full(n, float(self.value))
+        lo = -np.inf if self.min is None else self.min
+        hi = np.inf if self.max is None else self.max
+        return np.clip(x, lo, hi)
+
+
+class BorrowersSpec(Strict):
+    """A vectorised population of borrowers on one lending market."""
+
+    kind: Literal["borrowers"] = "borrowers"
+    id: str = "borrowers"
+    protocol: str
+    accounts: int = Field(gt=0, le=5_000_000)
+    collateral: dict[str, float] = Field(description="asset -> share of accounts using it as collateral")
+    debt: str
+    size_usd: Distribution = Distribution(distribution="lognormal", median=20_000, sigma=1.2, min=100, max=50_000_000)
+    health_factor: Distribution = Distribution(distribution="lognormal", median=1.6, sigma=0.25, min=1.02, max=10)
+    attentive_share: float = Field(0.3, ge=0, le=1)
+    alarm_health_factor: Distribution = Distribution(distribution="uniform", low=1.05, high=1.25)
+    reaction_delay: Seconds = Field(900.0, ge=0)
+    wallet_share: float = Field(0.3, ge=0, le=10, description="spare stablecoins per account, as a share of its debt")
+    repay_gas: int = Field(150_000, gt=0)
+    max_users_per_block: int = Field(150, ge=1, description="attentive users who can act in one block")
+    users_per_tx: int = Field(50, ge=1, description="users batched into one simulated transaction")
+    gas_eth_per_account: float = Field(0.05, ge=0, description="ETH each account holds for gas")
+    priority_fee_gwei: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        total = sum(self.collateral.values())
+        if not np.isclose(total, 1.0) or min(self.collateral.values(), default=0) < 0:
+            raise ValueError(f"agents.{self.id}.collateral: shares must be >= 0 and sum to 1, got {total}")
+        return self
+
+
+class LiquidatorSpec(Strict):
+    kind: Literal["liquidator"] = "liquidator"
+    id: str = "liquidator"
+    count: int = Field(1, ge=1, le=1000)
+    capital_usd: float = Field(gt=0, description="stablecoin capital per liquidator, USD")
+    gas_budget_eth: float = Field(50.0, gt=0, description="ETH per liquidator for gas")
+    min_profit_usd: float = Field(50.0, ge=0)
+    latency_blocks: int = Field(1, ge=0, le=10_000)
+    max_tx_per_block: int = Field(5, ge=1, le=1000)
+    profit_share_to_gas: float = Field(0.3, ge=0, le=1, description="share of expected profit bid as priority fee")
+    max_priority_fee_gwei: float = Field(500.0, ge=0)
+    shared_with: list[str] = Field(default_factory=list, description="protocol ids this liquidator serves")
+    private_orderflow: bool = Field(True, description="send through a private relay: failed attempts pay no gas "
+                                    "(Flashbots, since 2021); false reproduces the public gas wars of 2020")
+
+
+class ArbitrageurSpec(Strict):
+    kind: Literal["arbitrageur"] = "arbitrageur"
+    id: str = "arbitrageur"
+    venues: list[str] = Field(min_length=1)
+    capital_usd: float = Field(gt=0)
+    min_profit_usd: float = Field(20.0, ge=0)
+    gas_budget_eth: float = Field(50.0, gt=0)
+    priority_fee_gwei: float = Field(3.0, ge=0)
+    max_trade_share: float = Field(0.25, gt=0, le=1, description="largest trade as a share of capital per block")
+
+
+AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec], Field(discriminator="kind")]
+
+
+# --- gas -------------------------------------------------------------------------------------------
+class GasReplaySpec(Strict):
+    file: str
+    column: str = "avgGasDay"
+    unit: Literal["wei", "gwei"] = "wei"
+    start: str | None = None
+
+
+class GasSpec(Strict):
+    """EIP-1559 block market: base fee moves by up to 1/8 per block toward a half-full target."""
+
+    block_gas_limit: int = Field(30_000_000, gt=0)
+    base_fee_gwei: float = Field(20.0, gt=0)
+    background_demand: float = Field(0.5, ge=0, le=2, description="other users' gas demand as a share of the limit")
+    background_priority_gwei: float = Field(1.5, ge=0, description="tip other users pay; lower tips queue behind them")
+    background_price_elasticity: float = Field(
+        1.0, ge=0, le=10, description="other users' demand falls as (base fee / initial base fee)^-elasticity")
+    liquidation_gas: int = Field(500_000, gt=0, description="Aave v3 liquidationCall + swap, gas units")
+    swap_gas: int = Field(150_000, gt=0)
+    eth_price_usd: float = Field(2000.0, gt=0, description="used only when ETH is not a market asset")
+    replay: GasReplaySpec | None = None
+
+
+# --- the scenario ----------------------------------------------------------------------------------
+class Scenario(Strict):
+    run: RunSpec
+    market: MarketSpec
+    shocks: list[ShockSpec] = Field(default_factory=list)
+    oracles: list[OracleSpec] = Field(default_factory=list)
+    venues: list[VenueSpec] = Field(default_factory=list)
+    protocols: list[ProtocolSpec] = Field(default_factory=list)
+    agents: list[AgentSpec] = Field(default_factory=list)
+    gas: GasSpec = GasSpec()
+
+    @model_validator(mode="after")
+    def _links(self):
+        assets = [a.symbol for a in self.market.assets]
+        venues = {v.id: v for v in self.venues}
+        oracles = {o.id: o for o in self.oracles}
+        protocols = {p.id: p for p in self.protocols}
+        _unique("oracles", [o.id for o in self.oracles])
+        _unique("venues", [v.id for v in self.venues])
+        _unique("protocols", [p.id for p in self.protocols])
+        _unique("agents", [a.id for a in self.agents])
+        for s in self.shocks:
+            if s.asset is not None and s.asset not in assets:
+                raise ValueError(f"shocks: unknown asset {s.asset!r}; allowed: {assets}")
+        for v in self.venues:
+            for t in v.pair:
+                if t not in assets:
+                    raise ValueError(f"venues.{v.id}.pair: unknown asset {t!r}; allowed: {assets}")
+        for o in self.oracles:
+            if o.asset not in assets:
+                raise ValueError(f"oracles.{o.id}.asset: unknown asset {o.asset!r}; allowed: {assets}")
+            if o.source != "reference" and o.source.split(":", 1)[1] not in venues:
+                raise ValueError(f"oracles.{o.id}.source: unknown venue in {o.source!r}; allowed: {sorted(venues)}")
+            if o.kind == "fixed" and o.price is None:
+                raise ValueError(f"oracles.{o.id}: kind 'fixed' needs 'price'")
+        for p in self.protocols:
+            for asset, oid in p.oracles.items():
+                if oid not in oracles:
+                    raise ValueError(f"protocols.{p.id}.oracles.{asset}: unknown oracle {oid!r}; allowed: {sorted(oracles)}")
+                if oracles[oid].asset != asset:
+                    raise ValueError(f"protocols.{p.id}.oracles.{asset}: oracle {oid!r} prices {oracles[oid].asset}, not {asset}")
+            for a in getattr(p, "assets", {}):
+                if a not in assets:
+                    raise ValueError(f"protocols.{p.id}.assets.{a}: unknown asset; allowed: {assets}")
+            for vid in getattr(p, "liquidates_into", []):
+                if vid not in venues:
+                    raise ValueError(f"protocols.{p.id}.liquidates_into: unknown venue {vid!r}; allowed: {sorted(venues)}")
+        for a in self.agents:
+            if isinstance(a, BorrowersSpec):
+                p = protocols.get(a.protocol)
+                if p is None:
+                    raise ValueError(f"agents.{a.id}.protocol: unknown protocol {a.protocol!r}; allowed: {sorted(protocols)}")
+                for asset in list(a.collateral) + [a.debt]:
+                    if asset not in p.assets:
+                        raise ValueError(f"agents.{a.id}: asset {asset!r} is not listed in protocols.{p.id}.assets ({sorted(p.assets)})")
+            if isinstance(a, LiquidatorSpec):
+                for pid in a.shared_with:
+                    if pid not in protocols:
+                        raise ValueError(f"agents.{a.id}.shared_with: unknown protocol {pid!r}; allowed: {sorted(protocols)}")
+            if isinstance(a, ArbitrageurSpec):
+                for vid in a.venues:
+                    if vid not in venues:
+                        raise ValueError(f"agents.{a.id}.venues: unknown venue {vid!r}; allowed: {sorted(venues)}")
+        return self
+
+    @property
+    def n_blocks(self) -> int:
+        return int(round(self.run.duration / self.run.block_seconds))
+
+
+def _unique(what: str, ids: list[str]) -> None:
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"{what}: duplicate ids {dup}")

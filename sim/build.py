@@ -1,0 +1,136 @@
+"""Assembly of the model's parts from the scenario graph: venues, oracles, protocols, agents.
+
+Each node type has a builder keyed by its `kind`; later protocol and agent kinds register their own
+builder in `PROTOCOL_BUILDERS` / `AGENT_BUILDERS` instead of editing the model.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from agents.arbitrageur import Arbitrageur
+from agents.borrowers import BorrowerPopulation
+from agents.liquidator import Liquidator
+from agents.oracles import DelayedOracle, FixedOracle, PushOracle
+from protocols.amm import ConstantProductPool, PoolParams
+from protocols.lending import AssetParams, LendingMarket
+from sim import network
+
+LENDERS = "lenders"
+#: utilisation at which lenders' deposits are sized when the scenario leaves supply_usd at 0
+AUTO_SUPPLY_UTILISATION = 0.8
+
+PROTOCOL_BUILDERS: dict[str, Callable] = {}
+AGENT_BUILDERS: dict[str, Callable] = {}
+
+
+def protocol_builder(kind: str):
+    def deco(fn):
+        PROTOCOL_BUILDERS[kind] = fn
+        return fn
+    return deco
+
+
+def agent_builder(kind: str):
+    def deco(fn):
+        AGENT_BUILDERS[kind] = fn
+        return fn
+    return deco
+
+
+# --- venues and oracles ------------------------------------------------------------------------------
+def build_pool(model, spec) -> ConstantProductPool:
+    """A pool holding half its USD depth in each token at reference prices."""
+    pool = ConstantProductPool(PoolParams(spec.id, spec.pair[0], spec.pair[1], spec.fee), model.env)
+    half = spec.depth_usd / 2
+    pool.seed(half / model.market.price(spec.pair[0]), half / model.market.price(spec.pair[1]))
+    return pool
+
+
+def price_reader(model, spec) -> Callable[[], float]:
+    """Where an oracle reads: the reference price, a pool's spot price or its TWAP (quote units)."""
+    if spec.source == "reference":
+        return lambda: model.market.price(spec.asset)
+    how, venue = spec.source.split(":", 1)
+    pool = model.pools[venue]
+    invert = pool.p.token1 == spec.asset
+    fn = pool.price if how == "pool" else pool.twap
+    return (lambda: 1.0 / fn()) if invert else fn
+
+
+def build_oracle(model, spec):
+    reference = (lambda: model.market.price(spec.asset))
+    if spec.kind == "fixed":
+        return FixedOracle(model, spec.id, spec.asset, spec.price, reference)
+    read = price_reader(model, spec)
+    if spec.kind == "delayed":
+        return DelayedOracle(model, spec.id, spec.asset, read, reference, spec.delay, spec.failure)
+    return PushOracle(model, spec.id, spec.asset, read, reference, spec.deviation, spec.heartbeat, spec.failure)
+
+
+# --- protocols -------------------------------------------------------------------------------------
+@protocol_builder("lending")
+def build_lending(model, spec) -> LendingMarket:
+    assets = [AssetParams(sym, a.ltv, a.liquidation_threshold, a.liquidation_bonus, a.protocol_fee, a.reserve_factor,
+                          a.interest.base, a.interest.slope1, a.interest.slope2, a.interest.optimal_utilisation)
+              for sym, a in spec.assets.items()]
+    oracles = {sym: model.oracles[oid] for sym, oid in spec.oracles.items()}
+    market = LendingMarket(spec.id, assets, oracles, model.env, spec.close_factor_rule)
+    for sym, a in spec.assets.items():
+        if a.supply_usd > 0:
+            amount = a.supply_usd / model.market.price(sym)
+            model.env.ledger.mint(sym, LENDERS, amount, "genesis_supply")
+            market.supply_liquidity(LENDERS, sym, amount)
+    return market
+
+
+# --- agents ----------------------------------------------------------------------------------------
+@agent_builder("borrowers")
+def build_borrowers(model, spec) -> list:
+    market = model.protocols[spec.protocol]
+    pspec = model.protocol_specs[spec.protocol]
+
+    def ensure_liquidity(sym: str, need: float) -> None:
+        """Lenders must fund the book; with supply_usd = 0 their deposit is sized automatically."""
+        have = model.env.ledger.balance(market.id, sym)
+        if pspec.assets[sym].supply_usd == 0 and have < need / AUTO_SUPPLY_UTILISATION:
+            amount = need / AUTO_SUPPLY_UTILISATION - have
+            model.env.ledger.mint(sym, LENDERS, amount, "genesis_supply")
+            market.supply_liquidity(LENDERS, sym, amount)
+        elif have < need:
+            px = model.market.price(sym)
+            raise ValueError(
+                f"protocols.{market.id}.assets.{sym}.supply_usd: lenders supply {have * px:,.0f} USD but agents.{spec.id} "
+                f"borrow {need * px:,.0f} USD; raise supply_usd or set it to 0 to size it automatically")
+
+    rng = model.stream(f"agent:{spec.id}")
+    return [BorrowerPopulation(model, spec, market, rng, model.scenario.run.block_seconds, ensure_liquidity)]
+
+
+def fund(model, holder: str, capital_usd: float, assets: list[str], gas_eth: float) -> None:
+    """Mint an agent's starting capital, split equally (in USD) across `assets`, plus ETH for gas."""
+    for sym in assets:
+        model.env.ledger.mint(sym, holder, capital_usd / len(assets) / model.market.price(sym), "genesis_capital")
+    model.env.ledger.mint("ETH", holder, gas_eth, "genesis_gas")
+
+
+@agent_builder("liquidator")
+def build_liquidators(model, spec) -> list:
+    targets = [t.split(":", 1)[1] for t in network.agent_targets(spec, model.scenario)]
+    markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], LendingMarket)]
+    pools = [model.pools[v.split(":", 1)[1]] for p in targets for v in network.venues_of(model.graph, network.node("protocol", p))]
+    debt_assets = sorted({a for p in targets for a in network.lent_assets(model.protocol_specs[p], model.scenario)}) or \
+        [model.quote_asset]
+    out = []
+    for k in range(spec.count):
+        holder = spec.id if spec.count == 1 else f"{spec.id}-{k}"
+        fund(model, holder, spec.capital_usd, debt_assets, spec.gas_budget_eth)
+        out.append(Liquidator(model, holder, spec, markets, pools, model.scenario.gas.liquidation_gas, model.eth_price))
+    return out
+
+
+@agent_builder("arbitrageur")
+def build_arbitrageur(model, spec) -> list:
+    pools = [model.pools[v] for v in spec.venues]
+    tokens = sorted({t for p in pools for t in (p.p.token0, p.p.token1)})
+    fund(model, spec.id, spec.capital_usd, tokens, spec.gas_budget_eth)
+    return [Arbitrageur(model, spec, pools, model.scenario.gas.swap_gas, model.eth_price)]

@@ -1,0 +1,116 @@
+"""Per-run summary metrics, named as the industry names them (DESIGN.md metric vocabulary).
+
+Computed from the timeseries, the event log and end state; never from agents' private state.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: an exogenous drawdown below this fraction is too small to define cascade amplification
+MIN_DRAWDOWN_FOR_AMPLIFICATION = 0.001
+
+
+def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_seconds: float) -> dict:
+    """Bad debt, liquidations and timing for one protocol."""
+    debt0 = float(ts[f"{pid}_debt_usd"].iloc[0]) if f"{pid}_debt_usd" in ts else 0.0
+    bad = float(ts[f"{pid}_bad_debt_usd"].iloc[-1]) if f"{pid}_bad_debt_usd" in ts else 0.0
+    n_liq = ts[f"{pid}_liquidations"]
+    vol = float(ts[f"{pid}_liquidation_volume_usd"].sum())
+    first = ts.loc[n_liq > 0, "block"]
+    liq = events[(events["kind"] == "liquidation") & (events["source"] == pid)] if len(events) else events
+    leakage = float(liq["bonus_usd"].sum()) if len(liq) else 0.0
+    return {
+        "initial_debt_usd": debt0,
+        "bad_debt_usd": bad,
+        "bad_debt_pct": 100.0 * bad / debt0 if debt0 > 0 else 0.0,
+        "liquidations": int(n_liq.sum()),
+        "liquidation_volume_usd": vol,
+        "debt_liquidated_pct": 100.0 * vol / debt0 if debt0 > 0 else 0.0,
+        "peak_liquidations_per_block": int(n_liq.max()) if len(n_liq) else 0,
+        "first_liquidation_s": float(first.iloc[0] * block_seconds) if len(first) else None,
+        "liquidator_value_leakage_usd": leakage,
+        "accounts_unhealthy_end": int(ts[f"{pid}_accounts_unhealthy"].iloc[-1]) if f"{pid}_accounts_unhealthy" in ts else 0,
+    }
+
+
+def drawdown(series: pd.Series) -> float:
+    """Largest fall from the start value, as a fraction (0.38 = a 38% fall)."""
+    x = series.to_numpy(dtype=float)
+    return float(max(0.0, 1.0 - np.min(x) / x[0])) if len(x) else 0.0
+
+
+def cascade_amplification(ts: pd.DataFrame, symbols: list[str]) -> dict[str, float | None]:
+    """Per asset: drawdown of the reference price (with liquidation impact) over the exogenous drawdown."""
+    out = {}
+    for s in symbols:
+        dd_exog = drawdown(ts[f"exog_{s}_usd"])
+        dd_ref = drawdown(ts[f"ref_{s}_usd"])
+        out[s] = dd_ref / dd_exog if dd_exog > MIN_DRAWDOWN_FOR_AMPLIFICATION else None
+    return out
+
+
+def max_oracle_error(ts: pd.DataFrame, oracle_assets: dict[str, str]) -> float:
+    """Largest |oracle − reference| / reference over all oracles and blocks."""
+    worst = 0.0
+    for oid, sym in oracle_assets.items():
+        ref = ts[f"ref_{sym}_usd"].to_numpy()
+        worst = max(worst, float(np.max(np.abs(ts[f"oracle_{oid}_usd"].to_numpy() / ref - 1.0))))
+    return worst
+
+
+def liquidation_slippage_usd(ts: pd.DataFrame, events: pd.DataFrame, liquidators: list[str]) -> float:
+    """What liquidators' sales of seized collateral lost to pool price impact and fees, at reference prices."""
+    if not len(events) or "trader" not in events:
+        return 0.0
+    sw = events[(events["kind"] == "swap") & events["trader"].isin(liquidators)]
+    if sw.empty:
+        return 0.0
+    ref = ts.set_index("block")
+    total = 0.0
+    for blk, tin, ain, tout, aout in sw[["block", "token_in", "amount_in", "token_out", "amount_out"]].itertuples(index=False):
+        total += ain * ref.at[blk, f"ref_{tin}_usd"] - aout * ref.at[blk, f"ref_{tout}_usd"]
+    return float(total)
+
+
+def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
+    """The per-run metrics dict (without the manifest)."""
+    bs = model.scenario.run.block_seconds
+    per = {pid: protocol_metrics(ts, events, pid, bs) for pid in model.protocols}
+    risky = [a.symbol for a in model.scenario.market.assets if not a.is_stable]
+    amp = cascade_amplification(ts, risky)
+    dd = {s: drawdown(ts[f"exog_{s}_usd"]) for s in risky}
+    main = max(dd, key=dd.get) if dd else None
+    liquidators = model.recorder.liquidators
+    errors = model.env.ledger.conservation_errors()
+    return {
+        "scenario": model.scenario.run.name,
+        "seed": model.seed,
+        "blocks": int(len(ts)),
+        "bad_debt_usd": sum(p["bad_debt_usd"] for p in per.values()),
+        "bad_debt_pct": _pct(sum(p["bad_debt_usd"] for p in per.values()), sum(p["initial_debt_usd"] for p in per.values())),
+        "liquidations": sum(p["liquidations"] for p in per.values()),
+        "liquidation_volume_usd": sum(p["liquidation_volume_usd"] for p in per.values()),
+        "debt_liquidated_pct": _pct(sum(p["liquidation_volume_usd"] for p in per.values()),
+                                    sum(p["initial_debt_usd"] for p in per.values())),
+        "peak_liquidations_per_block": max((p["peak_liquidations_per_block"] for p in per.values()), default=0),
+        "liquidator_value_leakage_usd": sum(p["liquidator_value_leakage_usd"] for p in per.values()),
+        "liquidation_slippage_usd": liquidation_slippage_usd(ts, events, liquidators),
+        "liquidator_pnl_usd": float(ts["liquidator_pnl_usd"].iloc[-1]) if len(ts) else 0.0,
+        "max_oracle_error": max_oracle_error(ts, {oid: o.asset for oid, o in model.oracles.items()}),
+        "shocked_asset": main,
+        "exogenous_drawdown": dd.get(main) if main else None,
+        "reference_drawdown": drawdown(ts[f"ref_{main}_usd"]) if main else None,
+        "cascade_amplification": amp.get(main) if main else None,
+        "cascade_amplification_by_asset": amp,
+        "peak_base_fee_gwei": float(ts["base_fee_gwei"].max()) if len(ts) else 0.0,
+        "txs_reverted": int(ts["txs_reverted"].sum()) if len(ts) else 0,
+        "txs_dropped": int(ts["txs_dropped"].sum()) if len(ts) else 0,
+        "conservation_ok": not errors,
+        "conservation_errors": {k: float(v) for k, v in errors.items()},
+        "protocols": per,
+    }
+
+
+def _pct(a: float, b: float) -> float:
+    return 100.0 * a / b if b > 0 else 0.0
