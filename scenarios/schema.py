@@ -52,8 +52,8 @@ class AssetSpec(Strict):
 
     @model_validator(mode="after")
     def _price_or_peg(self):
-        if (self.price is None) == (self.peg is None):
-            raise ValueError(f"asset {self.symbol}: give exactly one of 'price' (risky asset) or 'peg' (stablecoin)")
+        if self.price is not None and self.peg is not None:
+            raise ValueError(f"asset {self.symbol}: give 'price' (risky asset) or 'peg' (stablecoin), not both")
         return self
 
     @property
@@ -62,7 +62,10 @@ class AssetSpec(Strict):
 
     @property
     def initial_price(self) -> float:
-        return float(self.peg if self.peg is not None else self.price)
+        """Start of the simulated path (a replayed asset's path comes from its data instead)."""
+        if self.peg is not None:
+            return float(self.peg)
+        return float(self.price) if self.price is not None else 1.0
 
 
 class DepthSpec(Strict):
@@ -104,6 +107,11 @@ class MarketSpec(Strict):
                 raise ValueError("market.correlation: must be symmetric with unit diagonal and entries in [-1, 1]")
             if np.linalg.eigvalsh(c).min() < -1e-10:
                 raise ValueError("market.correlation: must be positive semi-definite")
+        replayed = set(self.replay.symbols) if self.replay is not None else set()
+        for a in self.assets:
+            if a.price is None and a.peg is None and a.symbol not in replayed:
+                raise ValueError(f"market.assets.{a.symbol}: give 'price' (risky), 'peg' (stablecoin), "
+                                 "or replay it in market.replay.symbols")
         for sym in self.depth:
             if sym not in symbols:
                 raise ValueError(f"market.depth.{sym}: unknown asset; allowed: {symbols}")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: an exogenous drawdown below this fraction is too small to define cascade amplification
-MIN_DRAWDOWN_FOR_AMPLIFICATION = 0.001
+#: below a 5% exogenous drawdown, amplification is noise rather than a cascade: reported as None
+MIN_DRAWDOWN_FOR_AMPLIFICATION = 0.05
 
 
 def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_seconds: float) -> dict:
