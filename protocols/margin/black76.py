@@ -243,13 +243,16 @@ class ForwardShockPricer:
         np.multiply(put, self.qty[sl], out=out[sl])
 
 
-_PARALLEL_MIN = 50_000
+_PARALLEL_MIN = 50_000   # options per book above which values() splits the work over two threads
 _POOL = None
+_POOL_PID = -1
 
 
 def _pool():
-    global _POOL
-    if _POOL is None:
+    """Two-thread pool, recreated after a fork (a forked child has no worker threads)."""
+    global _POOL, _POOL_PID
+    import os
+    if _POOL is None or _POOL_PID != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
-        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b76")
+        _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b76"), os.getpid()
     return _POOL

@@ -202,6 +202,14 @@ class MarketState:
                 out[i] = float(default[u] if isinstance(default, dict) else default)
         return out
 
+    def scalars(self, underlying: str) -> tuple[float, float, float, float]:
+        """(spot USD, rate, perp mark USD, confidence) of one underlying; only spot is required."""
+        if underlying not in self.spot:
+            raise ValueError(f"spot: missing underlying {underlying!r}; allowed keys {list(self.spot)}")
+        s = float(self.spot[underlying])
+        return (s, float(self.rate.get(underlying, 0.0)), float(self.perp_price.get(underlying, s)),
+                float(self.confidence.get(underlying, 1.0)))
+
     def spot_array(self, underlyings: tuple[str, ...]) -> np.ndarray:
         """(U,) USD spot per underlying, in the portfolio's underlying order."""
         return self._per_und(underlyings, self.spot, None, "spot")

@@ -1,15 +1,17 @@
-"""Preset name -> model factory. Modules register their presets; rules.py is imported lazily."""
+"""Preset name -> model factory. Modules register their presets when imported; they are imported lazily.
+
+margin-core's presets (presets_pm.py, span.py) load first; rules.py (margin-risk) loads when a name is not
+found among them, or for `list_models()`. An import error in a module surfaces when that module is needed.
+"""
 from __future__ import annotations
 
 import importlib
 from typing import Any, Callable
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
-# modules that register presets when imported (order is irrelevant); missing ones are skipped
-_PRESET_MODULES: tuple[str, ...] = (
-    "protocols.margin.presets_pm", "protocols.margin.span", "protocols.margin.rules",
-)
-_loaded = False
+_CORE_MODULES: tuple[str, ...] = ("protocols.margin.presets_pm", "protocols.margin.span")
+_OTHER_MODULES: tuple[str, ...] = ("protocols.margin.rules",)
+_loaded: set[str] = set()
 
 
 def register(name: str, factory: Callable[..., Any]) -> None:
@@ -19,28 +21,29 @@ def register(name: str, factory: Callable[..., Any]) -> None:
     _FACTORIES[name] = factory
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for mod in _PRESET_MODULES:
+def _load(modules: tuple[str, ...]) -> None:
+    for mod in modules:
+        if mod in _loaded:
+            continue
         try:
             importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a helper's module not written yet
+        except ModuleNotFoundError as e:  # a helper's module not written (yet): nothing to register
             if e.name != mod:
                 raise
-    _loaded = True
+        _loaded.add(mod)
 
 
 def list_models() -> list[str]:
-    """Sorted preset names."""
-    _load()
+    """Sorted preset names of every model module."""
+    _load(_CORE_MODULES + _OTHER_MODULES)
     return sorted(_FACTORIES)
 
 
 def get_model(name: str, **overrides: Any) -> Any:
     """Build the preset `name`; keyword overrides go to its params. Unknown names raise ValueError."""
-    _load()
+    _load(_CORE_MODULES)
+    if name not in _FACTORIES:
+        _load(_OTHER_MODULES)
     if name not in _FACTORIES:
         raise ValueError(f"model name={name!r}: allowed {sorted(_FACTORIES)}")
     return _FACTORIES[name](**overrides)

@@ -129,7 +129,8 @@ class SkewShockParams:
         sq = np.sqrt(np.maximum(np.asarray(t_years, dtype=np.float64), 0.0))
         cap = (self.linear_c_base if linear else self.abs_c_base) * sq + (
             self.linear_base_cap if linear else self.abs_base_cap)
-        k_star = np.maximum(self.min_k_star, sq * self.width_scale * (self.vol_param_static + sq * self.vol_param_scale))
+        vol_param = self.vol_param_static + sq * self.vol_param_scale
+        k_star = np.maximum(self.min_k_star, sq * self.width_scale * vol_param)
         raw = k * cap / k_star
         m = 1.0 + np.where(k >= 0, np.minimum(cap, raw), np.maximum(-cap, raw))
         return np.maximum(m, 0.0)
@@ -208,7 +209,8 @@ class ContingencyParams:
         _check("basis_mult", self.basis_mult, 0.0, 20.0)
         uppers = [t[0] for t in self.min_charge_tiers]
         if any(b <= a for a, b in zip(uppers, uppers[1:])) or any(m < 0 for _, m in self.min_charge_tiers):
-            raise ValueError(f"min_charge_tiers={self.min_charge_tiers}: allowed increasing upper bounds, multipliers >= 0")
+            raise ValueError(f"min_charge_tiers={self.min_charge_tiers}: allowed increasing upper bounds, "
+                             "multipliers >= 0")
 
     @property
     def basis_enabled(self) -> bool:

@@ -8,7 +8,7 @@ which reproduces Lyra PMRM v1, Derive PM2, Deribit PM, Paradex and OKX PM with t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,7 +18,6 @@ from protocols.margin.result import MarginResult
 from protocols.margin.scenario_params import (ABS, DOWN, LINEAR, NONE, UP, ScenarioGrid,  # noqa: F401
                                               ScenarioPMParams)
 
-_DAY = 86_400.0
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,10 +69,7 @@ class ScenarioPM:
     def _underlying(self, pf: Portfolio, mkt: MarketState, u: int, prm: ScenarioPMParams) -> _UnderlyingRisk:
         n, unds = pf.n_accounts, pf.underlyings
         sel = np.flatnonzero(pf.und == u)
-        spot = float(mkt.spot_array(unds)[u])
-        rate = float(mkt.rate_array(unds)[u])
-        perp_px = float(mkt.perp_array(unds)[u])
-        conf = float(mkt.confidence_array(unds)[u])
+        spot, rate, perp_px, conf = mkt.scalars(unds[u])
         stable = float(mkt.stable_price)
         grid, c = prm.grid, prm.contingency
         acct, kind, qty = pf.account[sel], pf.kind[sel], pf.qty[sel]
@@ -191,7 +187,8 @@ class ScenarioPM:
                 g = greeks(fwd[opt], k, t_y[opt], sig, kind[opt] == CALL, np.exp(-rate * t_y[opt]))
                 dlt[opt] = qty[opt] * g.delta * fwd[opt] / spot     # spot delta = dV/dF * F/S
             longs, shorts = _bc(acct, np.maximum(dlt, 0), n), _bc(acct, np.maximum(-dlt, 0), n)
-            out = (c.min_delta_net_pct * np.abs(longs - shorts) + c.min_delta_hedged_pct * np.minimum(longs, shorts)) * spot
+            out = (c.min_delta_net_pct * np.abs(longs - shorts)
+                   + c.min_delta_hedged_pct * np.minimum(longs, shorts)) * spot
         if c.min_charge_delta1_rate > 0 or c.min_charge_option_rate > 0:
             d1 = (kind == PERP) | (kind == FUTURE)
             rate_w = np.where(d1, c.min_charge_delta1_rate, np.where((kind == CALL) | (kind == PUT),

@@ -124,8 +124,7 @@ class Span:
     def risk_arrays(self, pf: Portfolio, mkt: MarketState, sel: np.ndarray, c: SpanCommodity) -> tuple:
         """(16, p) losses per position (positive = loss, qty-weighted), option values, composite deltas."""
         u = int(pf.und[sel[0]])
-        spot = float(mkt.spot_array(pf.underlyings)[u])
-        rate = float(mkt.rate_array(pf.underlyings)[u])
+        spot, rate, _, _ = mkt.scalars(pf.underlyings[u])
         kind, qty, k, ts = pf.kind[sel], pf.qty[sel], pf.strike[sel], pf.expiry_s[sel]
         fwd = spot * np.exp(rate * ts / SECONDS_PER_YEAR)
         frac, vsign, weight = span_scenarios(c)
@@ -160,7 +159,8 @@ class Span:
             if sel.size == 0:
                 continue
             if name not in self.params.commodities:
-                raise ValueError(f"underlying {name!r}: allowed {list(self.params.commodities)} (SpanParams.commodities)")
+                raise ValueError(f"underlying {name!r}: allowed {list(self.params.commodities)} "
+                                 "(SpanParams.commodities)")
             c = self.params.commodities[name]
             loss, values, delta = self.risk_arrays(pf, mkt, sel, c)
             acct = pf.account[sel]
@@ -188,7 +188,8 @@ class Span:
                 continue
             a, b = per[s.und_a], per[s.und_b]
             opposite = a["delta"] * b["delta"] < 0
-            spreads = np.where(opposite, np.minimum(np.abs(a["delta"]) / s.ratio_a, np.abs(b["delta"]) / s.ratio_b), 0.0)
+            spreads = np.where(opposite, np.minimum(np.abs(a["delta"]) / s.ratio_a,
+                                                    np.abs(b["delta"]) / s.ratio_b), 0.0)
             a["credit"] += spreads * s.ratio_a * a["wpr"] * s.credit_rate
             b["credit"] += spreads * s.ratio_b * b["wpr"] * s.credit_rate
             a["delta"] = a["delta"] - np.sign(a["delta"]) * spreads * s.ratio_a
@@ -204,8 +205,8 @@ class Span:
 
     @staticmethod
     def _fwd(mkt: MarketState, pf: Portfolio, u: int, sel: np.ndarray) -> np.ndarray:
-        spot = float(mkt.spot_array(pf.underlyings)[u])
-        return spot * np.exp(float(mkt.rate_array(pf.underlyings)[u]) * pf.expiry_s[sel] / SECONDS_PER_YEAR)
+        spot, rate, _, _ = mkt.scalars(pf.underlyings[u])
+        return spot * np.exp(rate * pf.expiry_s[sel] / SECONDS_PER_YEAR)
 
     @staticmethod
     def _intra(acct: np.ndarray, expiry_s: np.ndarray, delta: np.ndarray, c: SpanCommodity, n: int) -> np.ndarray:
