@@ -21,7 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
-	$(BIN)/python -m pytest --nbmake notebooks/*.ipynb
+	rm -rf build/notebooks && mkdir -p build/notebooks
+	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done
+	$(BIN)/python -m pytest -n 2 --nbmake build/notebooks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -39,7 +39,7 @@ class Recorder:
         m = self.model
         st = m.block_stats
         row = {"block": m.env.clock.block, "time_s": m.env.clock.seconds,
-               "base_fee_gwei": m.gas.base_fee_gwei, "gas_used": st.gas_used, "agent_gas": st.agent_gas,
+               "base_fee_gwei": m.gas.base_fee_gwei, "gas_limit": m.gas.limit, "gas_used": st.gas_used, "agent_gas": st.agent_gas,
                "txs_included": st.included, "txs_reverted": st.reverted, "txs_dropped": st.dropped}
         for sym, p, x in zip(m.market.symbols, m.market.prices, m.market.exogenous[min(m.env.clock.block, m.n_blocks - 1)]):
             row[f"ref_{sym}_usd"] = float(p)

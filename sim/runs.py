@@ -62,6 +62,7 @@ def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
     info = model.market.replay_info
     return {
         "scenario": s.run.name,
+        "description": s.run.description,
         "scenario_source": loaded.source,
         "scenario_sha256": loaded.hash,
         "seed": model.seed,
