@@ -23,6 +23,9 @@ from protocols.base import Env, PriceSource, Revert
 from protocols.events import AuctionBid, AuctionKicked, Generic
 from protocols.ledger import ABS_DUST, InsufficientBalance
 
+#: relative float tolerance for "tab ≤ chost" (a cut-back take leaves tab = chost up to rounding)
+_RTOL = 1e-12
+
 
 class ClipParams(BaseModel):
     """Clipper parameters; defaults are Maker's ETH-A Liquidations 2.0 proposal.
@@ -218,7 +221,7 @@ class Clipper:
             slice_ = min(owe / price, lot)
         elif owe < tab and slice_ < lot:
             if tab - owe < self.chost:
-                if not tab > self.chost:
+                if not tab > self.chost * (1 + _RTOL):
                     raise Revert("Clipper/no-partial-purchase")
                 owe = tab - self.chost
                 slice_ = owe / price
