@@ -1,0 +1,108 @@
+"""A liquidator of a `PerpDex`: it takes liquidated positions into its own DEX account at the fillable price.
+
+Each block it looks at accounts that have been liquidatable for at least its latency, largest maintenance
+requirement first, previews each liquidation, and submits a transaction when the discount it receives (fill
+price vs oracle, times the size) beats its minimum profit after the base-fee gas, and when its free collateral
+can carry the position. Its priority fee bids a share of the expected profit (a gas war, as the lending
+liquidator). The transaction liquidates and, if `unwind`, closes the taken position against the DEX's
+liquidity vault at the oracle price in the same call, so the discount is realised (as dYdX makers hedge at
+once). Accounts whose liquidation would need deleveraging earn nothing and are left to the protocol.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import mesa
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.tx import GWEI, BlockView, Tx
+from protocols.base import Revert
+
+
+class PerpLiquidatorParams(BaseModel):
+    """Capital, gas and competition settings (defaults as the lending liquidator's in scenarios/schema.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field("perp-liquidator", min_length=1, description="ledger holder (its DEX account's owner)")
+    capital_usd: float = Field(gt=0, description="USDC deposited into its DEX account at set-up")
+    gas: int = Field(500_000, gt=0, description="gas per liquidation (scenario-sketch liquidation_gas)")
+    latency_blocks: int = Field(1, ge=0, le=10_000)
+    max_tx_per_block: int = Field(5, ge=1, le=1000)
+    min_profit_usd: float = Field(50.0, ge=0)
+    profit_share_to_gas: float = Field(0.3, ge=0, le=1, description="share of expected profit bid as priority fee")
+    max_priority_fee_gwei: float = Field(500.0, ge=0)
+    unwind: bool = Field(True, description="close the taken position against the DEX vault in the same tx")
+
+
+class PerpLiquidator(mesa.Agent):
+    def __init__(self, model: mesa.Model, params: PerpLiquidatorParams, dex, eth_price: Callable[[], float]):
+        """Opens its DEX account with `capital_usd` taken from its ledger balance (mint it there first)."""
+        super().__init__(model)
+        self.params = params
+        self.holder = params.id
+        self.dex = dex
+        self.eth_price = eth_price          # callable: USD per ETH now
+        own = dex.accounts_of(self.holder)
+        if own.size:
+            self.account = int(own[0])
+        else:
+            self.account = int(dex.open_accounts(self.holder, [params.capital_usd], None)[0])
+        self.first_seen: dict[int, int] = {}
+        self.attempts = 0
+        self.liquidations = 0
+
+    def submit(self, view: BlockView) -> list[Tx]:
+        dex, pr = self.dex, self.params
+        cand = dex.liquidatable()
+        live = set(int(a) for a in cand)
+        for a in [a for a in self.first_seen if a not in live]:
+            del self.first_seen[a]
+        for a in live:
+            self.first_seen.setdefault(a, view.block)
+        ready = np.array([a for a in cand
+                          if a != self.account and view.block - self.first_seen[int(a)] >= pr.latency_blocks],
+                         dtype=np.int64)
+        if ready.size == 0:
+            return []
+        ready = ready[np.argsort(-dex.maintenance_requirement()[ready], kind="stable")][: pr.max_tx_per_block * 4]
+        eth_usd = float(self.eth_price())
+        gas_usd_per_gwei = pr.gas * GWEI * eth_usd
+        free = float(dex.free_collateral()[self.account])
+        imf = dex.imf_effective()
+        txs: list[Tx] = []
+        for a in ready:
+            if len(txs) >= pr.max_tx_per_block:
+                break
+            try:
+                pv = dex.preview_liquidation(int(a))
+            except Revert:
+                continue
+            if pv.adl:
+                continue
+            margin = abs(pv.size) * pv.oracle_price * imf[pv.market]
+            if margin > free:
+                continue
+            gross = pv.liquidator_profit_usd - gas_usd_per_gwei * view.base_fee_gwei
+            if gross <= pr.min_profit_usd:
+                continue
+            tip = pr.max_priority_fee_gwei if gas_usd_per_gwei <= 0 else min(
+                pr.max_priority_fee_gwei, pr.profit_share_to_gas * gross / gas_usd_per_gwei)
+            free -= margin
+            txs.append(Tx(self.holder, partial(self._execute, int(a), pv.market), pr.gas, tip, f"liquidate:{dex.id}"))
+        self.attempts += len(txs)
+        return txs
+
+    def _execute(self, account: int, market: int) -> None:
+        dex = self.dex
+        before = float(dex.size[self.account, market])
+        dex.liquidate(account, self.holder, market=market, liquidator_account=self.account)
+        self.liquidations += 1
+        taken = float(dex.size[self.account, market]) - before
+        if self.params.unwind and taken != 0 and dex.vault_account is not None:
+            try:
+                dex.trade(self.holder, [self.account], market, [-taken])
+            except Revert:
+                pass                        # the vault cannot take it: keep the inventory
