@@ -21,7 +21,7 @@ class BorrowerPopulation(mesa.Agent):
     """Accounts on one `LendingMarket`; decisions for all of them are array operations."""
 
     def __init__(self, model: mesa.Model, spec, market, rng: np.random.Generator, block_seconds: float,
-                 ensure_liquidity=None):
+                 ensure_liquidity=None, fund=None):
         super().__init__(model)
         self.spec = spec
         self.market = market
@@ -42,7 +42,10 @@ class BorrowerPopulation(mesa.Agent):
             if not mask.any():
                 continue
             amounts = size_usd[mask] / prices[asset]
-            ledger.mint(asset, self.holder, float(amounts.sum()), "genesis_collateral")
+            if fund is not None:   # the model decides where genesis tokens come from
+                fund(asset, self.holder, float(amounts.sum()))
+            else:
+                ledger.mint(asset, self.holder, float(amounts.sum()), "genesis_collateral")
             market.supply(self.holder, self.accounts[mask], asset, amounts)
         debt_tokens = size_usd * lt / hf / prices[self.debt_asset]
         if ensure_liquidity is not None:  # lenders must hold what the book borrows

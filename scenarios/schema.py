@@ -20,12 +20,21 @@ class Strict(BaseModel):
 
 
 # --- run -------------------------------------------------------------------------------------------
+class PublishedOutcome(Strict):
+    """A real-world figure to compare a replay with (shown as a scorecard in summary.json and the report)."""
+
+    metric: str = Field(min_length=1, description="summary metric name, e.g. 'maker_bad_debt_usd'")
+    value: float
+    source: str = Field(min_length=1)
+
+
 class RunSpec(Strict):
     name: str = Field(min_length=1)
     description: str = ""
     block_seconds: float = Field(12.0, gt=0, le=3600, description="seconds per block (Ethereum: 12)")
     duration: Seconds = Field(86400.0, gt=0, le=90 * 86400, description="simulated time, e.g. '24h'")
     seed: int = Field(0, ge=0, description="default seed when none is given on the command line")
+    published: list[PublishedOutcome] = Field(default_factory=list)
     check_conservation_every: int = Field(0, ge=0, description="blocks between ledger checks (0: at the end only)")
 
 
@@ -237,7 +246,65 @@ class LendingSpec(Strict):
         return self
 
 
-ProtocolSpec = Annotated[Union[LendingSpec], Field(discriminator="kind")]
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _validated(model_cls, data: dict, where: str):
+    """Validate nested protocol parameters, re-raising with the key path under `where`."""
+    from pydantic import ValidationError
+
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        raise ValueError(f"{where}.{loc}: {first['msg']}" + (f" (got {first.get('input')!r})"
+                         if not isinstance(first.get("input"), dict) else "")) from None
+
+
+class CdpSpec(Strict):
+    """A Maker-style CDP: one collateral, a minted stablecoin, Liquidations 2.0 or 2020 flip auctions.
+    `params` overrides fields of the preset (protocols.cdp.CdpParams), e.g. {surplus_buffer = 1e6}."""
+
+    id: str = Field(min_length=1)
+    kind: Literal["cdp"] = "cdp"
+    oracles: dict[str, str] = Field(description="collateral asset -> oracle id (Maker: the OSM)")
+    preset: Literal["maker-liq2-eth-a", "maker-2020-eth-a", "none"] = "maker-liq2-eth-a"
+    params: dict = Field(default_factory=dict)
+    liquidates_into: list[str] = Field(default_factory=list, description="venues keepers sell collateral into")
+
+    @model_validator(mode="after")
+    def _check(self):
+        p = self.cdp_params()
+        if list(self.oracles) != [p.collateral]:
+            raise ValueError(f"protocols.{self.id}.oracles: must name exactly the collateral {p.collateral!r}, "
+                             f"got {sorted(self.oracles)}")
+        return self
+
+    def cdp_params(self):
+        from protocols.cdp import MAKER_2020_ETH_A, MAKER_LIQ2_ETH_A, CdpParams
+
+        base = {"maker-liq2-eth-a": MAKER_LIQ2_ETH_A, "maker-2020-eth-a": MAKER_2020_ETH_A}.get(self.preset)
+        data = _deep_merge(base.model_dump() if base is not None else {}, self.params)
+        return _validated(CdpParams, data, f"protocols.{self.id}.params")
+
+    def collateral_assets(self) -> list[str]:
+        return [self.cdp_params().collateral]
+
+    def issued_assets(self) -> list[str]:
+        return [self.cdp_params().stablecoin]
+
+    @property
+    def assets(self) -> dict[str, None]:
+        p = self.cdp_params()
+        return {p.collateral: None, p.stablecoin: None}
+
+
+ProtocolSpec = Annotated[Union[LendingSpec, CdpSpec], Field(discriminator="kind")]
 
 
 # --- agents ----------------------------------------------------------------------------------------
@@ -333,7 +400,50 @@ class ArbitrageurSpec(Strict):
     max_trade_share: float = Field(0.25, gt=0, le=1, description="largest trade as a share of capital per block")
 
 
-AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec], Field(discriminator="kind")]
+class VaultsSpec(Strict):
+    """A vectorised population of CDP vault owners."""
+
+    kind: Literal["vaults"] = "vaults"
+    id: str = "vaults"
+    protocol: str
+    accounts: int = Field(gt=0, le=5_000_000)
+    size_usd: Distribution = Distribution(distribution="lognormal", median=50_000, sigma=1.3, min=1_000, max=100_000_000)
+    collateral_ratio: Distribution = Distribution(distribution="lognormal", median=2.6, sigma=0.3, min=1.55, max=20)
+    attentive_share: float = Field(0.3, ge=0, le=1)
+    alarm_ratio: Distribution = Distribution(distribution="uniform", low=1.1, high=1.4)
+    reaction_delay: Seconds = Field(1800.0, ge=0)
+    wallet_share: float = Field(0.3, ge=0, le=10, description="share of drawn stablecoin kept for repayments")
+    repay_gas: int = Field(150_000, gt=0)
+    max_users_per_block: int = Field(150, ge=1)
+    users_per_tx: int = Field(50, ge=1)
+    priority_fee_gwei: float = Field(2.0, ge=0)
+    gas_eth_per_account: float = Field(0.05, ge=0)
+
+
+class KeeperSpec(Strict):
+    """Keepers of CDP auctions; `params` sets fields of agents.keeper.KeeperParams."""
+
+    kind: Literal["keeper"] = "keeper"
+    id: str = "keeper"
+    count: int = Field(1, ge=1, le=1000)
+    capital_usd: float = Field(gt=0, description="stablecoin capital per keeper, USD")
+    gas_budget_eth: float = Field(50.0, gt=0, description="ETH per keeper for gas")
+    shared_with: list[str] = Field(default_factory=list, description="CDP ids the keeper watches (default: all)")
+    params: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self):
+        self.keeper_params()
+        return self
+
+    def keeper_params(self):
+        from agents.keeper import KeeperParams
+
+        return _validated(KeeperParams, {"gas_budget_eth": self.gas_budget_eth, **self.params}, f"agents.{self.id}.params")
+
+
+AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec, VaultsSpec, KeeperSpec],
+                      Field(discriminator="kind")]
 
 
 # --- gas -------------------------------------------------------------------------------------------
@@ -342,6 +452,7 @@ class GasReplaySpec(Strict):
     column: str = "avgGasDay"
     unit: Literal["wei", "gwei"] = "wei"
     start: str | None = None
+    scale: float = Field(1.0, gt=0, le=1000, description="multiplies the replayed gas price (0.1 = ten times cheaper)")
 
 
 class GasSpec(Strict):
@@ -406,14 +517,32 @@ class Scenario(Strict):
             for vid in getattr(p, "liquidates_into", []):
                 if vid not in venues:
                     raise ValueError(f"protocols.{p.id}.liquidates_into: unknown venue {vid!r}; allowed: {sorted(venues)}")
+        for p in self.protocols:
+            if isinstance(p, CdpSpec) and p.cdp_params().stablecoin not in assets:
+                raise ValueError(f"protocols.{p.id}: stablecoin {p.cdp_params().stablecoin!r} must be a market asset; "
+                                 f"allowed: {assets}")
+        vault_owners = [a.protocol for a in self.agents if isinstance(a, VaultsSpec)]
+        dup = sorted({x for x in vault_owners if vault_owners.count(x) > 1})
+        if dup:
+            raise ValueError(f"agents: one vaults population per cdp, got several for {dup}")
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
                 p = protocols.get(a.protocol)
-                if p is None:
-                    raise ValueError(f"agents.{a.id}.protocol: unknown protocol {a.protocol!r}; allowed: {sorted(protocols)}")
+                if not isinstance(p, LendingSpec):
+                    lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
+                    raise ValueError(f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}")
                 for asset in list(a.collateral) + [a.debt]:
                     if asset not in p.assets:
                         raise ValueError(f"agents.{a.id}: asset {asset!r} is not listed in protocols.{p.id}.assets ({sorted(p.assets)})")
+            if isinstance(a, VaultsSpec):
+                if not isinstance(protocols.get(a.protocol), CdpSpec):
+                    cdps = sorted(p.id for p in self.protocols if isinstance(p, CdpSpec))
+                    raise ValueError(f"agents.{a.id}.protocol: {a.protocol!r} is not a cdp; allowed: {cdps}")
+            if isinstance(a, KeeperSpec):
+                for pid in a.shared_with:
+                    if not isinstance(protocols.get(pid), CdpSpec):
+                        cdps = sorted(p.id for p in self.protocols if isinstance(p, CdpSpec))
+                        raise ValueError(f"agents.{a.id}.shared_with: {pid!r} is not a cdp; allowed: {cdps}")
             if isinstance(a, LiquidatorSpec):
                 for pid in a.shared_with:
                     if pid not in protocols:

@@ -103,13 +103,33 @@ def build_borrowers(model, spec) -> list:
                 f"borrow {need * px:,.0f} USD; raise supply_usd or set it to 0 to size it automatically")
 
     rng = model.stream(f"agent:{spec.id}")
-    return [BorrowerPopulation(model, spec, market, rng, model.scenario.run.block_seconds, ensure_liquidity)]
+    fund_collateral = lambda asset, holder, amount: supply(model, asset, holder, amount, "genesis_collateral")  # noqa: E731
+    return [BorrowerPopulation(model, spec, market, rng, model.scenario.run.block_seconds, ensure_liquidity,
+                               fund_collateral)]
+
+
+def supply(model, asset: str, holder: str, amount: float, reason: str) -> None:
+    """Genesis tokens for a holder. A token issued by a modelled protocol (a CDP's stablecoin) comes from
+    what that protocol's vaults put into circulation; beyond that it is minted as issuance from outside
+    the model (reason 'external_issuance'), which the ledger reports separately."""
+    issuer = model.issuers.get(asset)
+    led = model.env.ledger
+    if issuer is not None:
+        from agents.vaults import circulating
+
+        take = min(amount, led.balance(circulating(issuer), asset))
+        if take > 0:
+            led.transfer(asset, circulating(issuer), holder, take)
+        if amount - take > 0:
+            led.mint(asset, holder, amount - take, "external_issuance")
+        return
+    led.mint(asset, holder, amount, reason)
 
 
 def fund(model, holder: str, capital_usd: float, assets: list[str], gas_eth: float) -> None:
-    """Mint an agent's starting capital, split equally (in USD) across `assets`, plus ETH for gas."""
+    """An agent's starting capital, split equally (in USD) across `assets`, plus ETH for gas."""
     for sym in assets:
-        model.env.ledger.mint(sym, holder, capital_usd / len(assets) / model.market.price(sym), "genesis_capital")
+        supply(model, sym, holder, capital_usd / len(assets) / model.market.price(sym), "genesis_capital")
     model.env.ledger.mint("ETH", holder, gas_eth, "genesis_gas")
 
 
@@ -134,3 +154,9 @@ def build_arbitrageur(model, spec) -> list:
     tokens = sorted({t for p in pools for t in (p.p.token0, p.p.token1)})
     fund(model, spec.id, spec.capital_usd, tokens, spec.gas_budget_eth)
     return [Arbitrageur(model, spec, pools, model.scenario.gas.swap_gas, model.eth_price)]
+
+
+#: agent kinds are built in this order: populations that issue or hold tokens come first
+AGENT_ORDER = ("vaults", "traders", "borrowers")
+
+from sim import build_cdp  # noqa: E402,F401  (registers the cdp, vaults and keeper builders)

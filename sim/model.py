@@ -50,9 +50,11 @@ class StressModel(mesa.Model):
         self.pools = {v.id: build.build_pool(self, v) for v in specs("venue")}
         self.oracles = {o.id: build.build_oracle(self, o) for o in specs("oracle")}
         self.protocol_specs = {p.id: p for p in specs("protocol")}
+        self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
         self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
         self.actors = []
-        for a in specs("agent"):
+        order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
+        for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
             self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
         self.recorder = Recorder(self)
         self._event_cursor = 0
@@ -151,7 +153,7 @@ class StressModel(mesa.Model):
         df = read_gas(self.loaded.resolve_data(spec.file), spec.column)
         start = pd.Timestamp(spec.start, tz="UTC") if spec.start else df["timestamp_utc"].iloc[0]
         df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
-        values = df["value"].to_numpy() * (1e-9 if spec.unit == "wei" else 1.0)
+        values = df["value"].to_numpy() * (1e-9 if spec.unit == "wei" else 1.0) * spec.scale
         t = (df["timestamp_utc"] - start).dt.total_seconds().to_numpy()
         block_t = np.arange(self.n_blocks) * self.scenario.run.block_seconds
         return values[np.clip(np.searchsorted(t, block_t, side="right") - 1, 0, len(values) - 1)]

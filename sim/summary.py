@@ -20,6 +20,17 @@ def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_sec
     first = ts.loc[n_liq > 0, "block"]
     liq = events[(events["kind"] == "liquidation") & (events["source"] == pid)] if len(events) else events
     leakage = float(liq["bonus_usd"].sum()) if len(liq) else 0.0
+    extra = {}
+    if len(events) and "zero_bid" in events:
+        settled = events[(events["kind"] == "auction_settled") & (events["source"] == pid)]
+        if len(settled):
+            value = settled["collateral_value_usd"].astype(float)
+            zero = settled["zero_bid"].astype(bool)
+            extra = {"auctions_settled": int(len(settled)), "zero_bid_auctions": int(zero.sum()),
+                     "zero_bid_collateral_usd": float(value[zero].sum()),
+                     "zero_bid_share": float(value[zero].sum() / value.sum()) if value.sum() > 0 else 0.0,
+                     "auction_shortfall_usd": float(settled["shortfall"].astype(float).sum())}
+    final = {k[len(pid) + 1:]: float(ts[k].iloc[-1]) for k in ts.columns if k.startswith(f"{pid}_") and len(ts)}
     return {
         "initial_debt_usd": debt0,
         "bad_debt_usd": bad,
@@ -31,6 +42,8 @@ def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_sec
         "first_liquidation_s": float(first.iloc[0] * block_seconds) if len(first) else None,
         "liquidator_value_leakage_usd": leakage,
         "accounts_unhealthy_end": int(ts[f"{pid}_accounts_unhealthy"].iloc[-1]) if f"{pid}_accounts_unhealthy" in ts else 0,
+        **{f"end_{k}": v for k, v in final.items() if k not in ("liquidations", "liquidation_volume_usd")},
+        **extra,
     }
 
 
@@ -83,7 +96,7 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
     main = max(dd, key=dd.get) if dd else None
     liquidators = model.recorder.liquidators
     errors = model.env.ledger.conservation_errors()
-    return {
+    out = {
         "scenario": model.scenario.run.name,
         "seed": model.seed,
         "blocks": int(len(ts)),
@@ -110,6 +123,21 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "conservation_errors": {k: float(v) for k, v in errors.items()},
         "protocols": per,
     }
+    out["scorecard"] = scorecard(out, model.scenario.run.published)
+    return out
+
+
+def scorecard(metrics: dict, published) -> list[dict]:
+    """Simulated vs published figures; a metric is looked up at top level or as '{protocol}_{name}'."""
+    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    for pid, m in metrics.get("protocols", {}).items():
+        flat.update({f"{pid}_{k}": v for k, v in m.items() if isinstance(v, (int, float))})
+    rows = []
+    for p in published:
+        sim = flat.get(p.metric)
+        rows.append({"metric": p.metric, "published": p.value, "simulated": sim, "source": p.source,
+                     "ratio": (sim / p.value) if (sim is not None and p.value) else None})
+    return rows
 
 
 def _pct(a: float, b: float) -> float:
