@@ -88,9 +88,9 @@ class BorrowerPopulation(mesa.Agent):
         m = self.market
         j = m.idx[self.debt_asset]
         price = m.prices()[j]
-        coll_usd, debt_usd = m.account_usd()
+        _, debt_usd = m.account_usd()
         acc = self.accounts[local]
-        weighted = m.health()[acc] * debt_usd[acc]
+        weighted = m.weighted_collateral_usd()[acc]
         wanted_usd = np.maximum(debt_usd[acc] - weighted / self.target_hf[local], 0.0)
         amounts = np.minimum(wanted_usd / price, self.wallet[local])
         keep = amounts > 0

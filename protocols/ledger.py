@@ -6,6 +6,7 @@ run each token's total held equals minted minus burned (`check_conservation`).
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -85,7 +86,7 @@ class Ledger:
         for token in self.tokens():
             expected = self.minted[token] - self.burned[token]
             diff = self.total(token) - expected
-            if abs(diff) > max(1e-6, REL_TOL * max(self.minted[token], 1.0)):
+            if not abs(diff) <= max(1e-6, REL_TOL * max(self.minted[token], 1.0)):  # NaN is an error too
                 errors[token] = diff
         negatives = {
             f"{token}:{holder}": bal
@@ -109,6 +110,6 @@ class Ledger:
 
 def _checked_amount(amount: float, token: str) -> float:
     amount = float(amount)
-    if not amount >= 0.0:  # also catches NaN
-        raise ValueError(f"amount of {token} must be a non-negative number, got {amount!r}")
+    if not 0.0 <= amount < math.inf:  # also catches NaN
+        raise ValueError(f"amount of {token} must be a finite non-negative number, got {amount!r}")
     return amount

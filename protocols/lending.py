@@ -85,6 +85,7 @@ class LendingMarket(MarginProtocol):
         self.borrow_index = np.ones(n_a)
         self.lender_scaled = np.zeros(n_a)       # passive suppliers' claim (scaled)
         self.deficit = np.zeros(n_a)             # written-off debt, token units (Aave v3.3 reserve deficit)
+        self.deficit_usd_by_collateral = np.zeros(n_a)  # write-offs, USD, by the collateral that ran out
         self.liquidated_debt_usd = 0.0
         self._cache_key = None
         self._cache: dict[str, np.ndarray] = {}
@@ -144,6 +145,10 @@ class LendingMarket(MarginProtocol):
     def health(self) -> np.ndarray:
         """Aave health factor per account: Σ coll·P·LT / Σ debt·P (inf with no debt)."""
         return self._account_values()["hf"]
+
+    def weighted_collateral_usd(self) -> np.ndarray:
+        """Per account: Σ collateral · price · liquidation threshold, USD (the health factor's numerator)."""
+        return self._account_values()["weighted"]
 
     def account_usd(self) -> tuple[np.ndarray, np.ndarray]:
         """(collateral USD, debt USD) per account at oracle prices."""
@@ -212,8 +217,9 @@ class LendingMarket(MarginProtocol):
         return paid
 
     # --- liquidation -------------------------------------------------------------------------------
-    def max_debt_to_cover(self, account: int, debt_asset: str) -> float:
-        """Close-factor cap on the debt repayable in one call (token units), per the chosen rule."""
+    def max_debt_to_cover(self, account: int, debt_asset: str, collateral_asset: str | None = None) -> float:
+        """Close-factor cap on the debt repayable in one call (token units), per the chosen rule. Under v3.3
+        the $2,000 test applies to the collateral reserve being seized (all collateral if none is named)."""
         j = self.idx[debt_asset]
         v = self._account_values()
         hf = v["hf"][account]
@@ -222,7 +228,11 @@ class LendingMarket(MarginProtocol):
             cf = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else 1.0
             return reserve_debt * cf
         p = self.prices()
-        reserve_coll_usd = v["coll_usd"][account]
+        if collateral_asset is None:
+            reserve_coll_usd = v["coll_usd"][account]
+        else:  # aave-v3.3 LiquidationLogic: userReserveCollateralInBaseCurrency
+            i = self.idx[collateral_asset]
+            reserve_coll_usd = self.coll_scaled[account, i] * self.liq_index[i] * p[i]
         if (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
                 and reserve_debt * p[j] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD and hf > CLOSE_FACTOR_HF_THRESHOLD):
             return min(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * v["debt_usd"][account] / p[j])
@@ -232,7 +242,7 @@ class LendingMarket(MarginProtocol):
         """Amounts a liquidation would move now (LiquidationLogic._calculateAvailableCollateralToLiquidate)."""
         i, j = self.idx[collateral_asset], self.idx[debt_asset]
         p = self.prices()
-        debt = min(debt_to_cover, self.max_debt_to_cover(account, debt_asset))
+        debt = min(debt_to_cover, self.max_debt_to_cover(account, debt_asset, collateral_asset))
         coll_balance = self.coll_scaled[account, i] * self.liq_index[i]
         seized = debt * p[j] / p[i] * self.bonus[i]
         if seized > coll_balance:
@@ -277,6 +287,7 @@ class LendingMarket(MarginProtocol):
         self._touch()
         self.liquidated_debt_usd += pv.debt_usd
         block = self.env.clock.block
+        self._last_collateral = i
         ev = self.env.emit(Liquidated(
             block, self.id, int(account), liquidator, debt_asset, collateral_asset, pv.debt_to_repay,
             pv.collateral_seized, pv.protocol_fee, pv.debt_usd, pv.collateral_usd,
@@ -293,6 +304,7 @@ class LendingMarket(MarginProtocol):
         for j in np.flatnonzero(self.debt_scaled[account] > 0):
             amount = self.debt_scaled[account, j] * self.borrow_index[j]
             self.deficit[j] += amount
+            self.deficit_usd_by_collateral[self._last_collateral] += amount * p[j]
             self.debt_scaled[account, j] = 0.0
             self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.assets[j], amount, amount * p[j]))
         self._touch()
@@ -328,6 +340,19 @@ class LendingMarket(MarginProtocol):
         """Per account: debt not covered by collateral at oracle prices, USD (Gauntlet 'insolvent debt')."""
         coll_usd, debt_usd = self.account_usd()
         return np.maximum(debt_usd - coll_usd, 0.0)
+
+    def losses_by_collateral(self) -> dict[str, float]:
+        """Bad debt (USD) split by collateral asset: each insolvent account's shortfall in proportion to
+        its collateral values, plus write-offs by the collateral whose exhaustion caused them."""
+        short = self.insolvent_debt_usd()
+        out = self.deficit_usd_by_collateral.copy()
+        bad = np.flatnonzero(short > 0)
+        if bad.size:
+            vals = self.coll_scaled[bad] * (self.liq_index * self.prices())
+            tot = vals.sum(axis=1, keepdims=True)
+            shares = np.divide(vals, tot, out=np.full_like(vals, 1.0 / vals.shape[1]), where=tot > 0)
+            out += short[bad] @ shares
+        return {a: float(out[k]) for k, a in enumerate(self.assets) if out[k] > 0}
 
     def metrics(self) -> dict[str, float]:
         v = self._account_values()

@@ -100,11 +100,14 @@ def _check_data_files(loaded: LoadedScenario) -> None:
     s = loaded.scenario
     files = []
     if s.market.replay is not None:
-        files.append(s.market.replay.file)
+        files.append(("market.replay.file", s.market.replay.file))
     if s.gas.replay is not None:
-        files.append(s.gas.replay.file)
-    for f in files:
-        loaded.resolve_data(f)
+        files.append(("gas.replay.file", s.gas.replay.file))
+    for key, f in files:
+        try:
+            loaded.resolve_data(f)
+        except ScenarioError as exc:  # name the key that points at the missing file
+            raise ScenarioError(exc.source, [f"{key}: {e}" for e in exc.errors]) from None
 
 
 # --- overrides -----------------------------------------------------------------------------------

@@ -147,7 +147,9 @@ class Market:
             if s.jump is not None:
                 adj[block_t >= s.at, i] += np.log1p(s.jump)
             if s.drift_to is not None:
-                win_len = max(int(np.sum((block_t >= s.at) & (block_t < s.until))), 1)
+                # blocks in the whole window, even past the run's end, so a short run is not compressed
+                grid_t = np.arange(int(np.ceil(s.until / dt_s)) + 1) * dt_s
+                win_len = max(int(np.sum((grid_t >= s.at) & (grid_t < s.until))), 1)
                 steps = np.clip((block_t - s.at) / dt_s + 1, 0, win_len)
                 adj[:, i] += np.log1p(s.drift_to) * steps / win_len
         return prices * np.exp(adj)
