@@ -51,7 +51,8 @@ def compare(portfolio_file: Path = typer.Argument(..., help="TOML or JSON file w
             quiet: bool = typer.Option(False, "--quiet", "-q", help="no tables")):
     """Margin of every account under every model: a table per account side by side, compare.csv, compare.png."""
     from protocols.margin.compare import (compare as run_compare, load_portfolio_file, load_price_path,
-                                          plot_compare, returns_from_prices)
+                                          returns_from_prices)
+    from sim.plots_margin import plot_compare
 
     names = _model_names(models)
     try:
@@ -96,7 +97,8 @@ def backtest(path: Path = typer.Option(..., help="historic price CSV (long forma
              quiet: bool = typer.Option(False, "--quiet", "-q", help="no table")):
     """Exceedances, Kupiec POF, Christoffersen independence and the Basel traffic light of one model."""
     from protocols.margin.backtest import backtest_model
-    from protocols.margin.compare import load_price_path, plot_backtest, price_series, underlying_of
+    from protocols.margin.compare import load_price_path, price_series, underlying_of
+    from sim.plots_margin import plot_backtest
 
     name = _model_names(model)[0]
     try:

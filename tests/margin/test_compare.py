@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from protocols.margin.compare import (compare, load_portfolio_file, load_price_path, main_driver, parse_portfolio,
-                                      plot_backtest, plot_compare, price_series, returns_from_prices)
+                                      price_series, returns_from_prices)
+from sim.plots_margin import plot_backtest, plot_compare
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOKS = ROOT / "scenarios" / "portfolios" / "example_books.toml"
