@@ -304,7 +304,45 @@ class CdpSpec(Strict):
         return {p.collateral: None, p.stablecoin: None}
 
 
-ProtocolSpec = Annotated[Union[LendingSpec, CdpSpec], Field(discriminator="kind")]
+class PerpsSpec(Strict):
+    """A perp DEX (dYdX v4 style). `params` sets protocols.perps.PerpDexParams fields; its `markets`
+    list holds PerpMarketParams tables ({asset = "ETH", initial_margin_fraction = 0.05, ...})."""
+
+    id: str = Field(min_length=1)
+    kind: Literal["perps"] = "perps"
+    oracles: dict[str, str] = Field(description="market asset -> oracle id (the mark price)")
+    quote: str = "USDC"
+    params: dict = Field(default_factory=dict)
+    liquidates_into: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self):
+        markets = [m.asset for m in self.dex_params().markets]
+        missing = [a for a in markets if a not in self.oracles]
+        if missing:
+            raise ValueError(f"protocols.{self.id}.oracles: no oracle for market(s) {missing}")
+        return self
+
+    def dex_params(self):
+        from protocols.perps import PerpDexParams
+
+        return _validated(PerpDexParams, self.params, f"protocols.{self.id}.params")
+
+    def collateral_assets(self) -> list[str]:
+        return [self.quote]
+
+    def issued_assets(self) -> list[str]:
+        return []
+
+    def market_assets(self) -> list[str]:
+        return [m.asset for m in self.dex_params().markets]
+
+    @property
+    def assets(self) -> dict[str, None]:
+        return {self.quote: None, **{a: None for a in self.market_assets()}}
+
+
+ProtocolSpec = Annotated[Union[LendingSpec, CdpSpec, PerpsSpec], Field(discriminator="kind")]
 
 
 # --- agents ----------------------------------------------------------------------------------------
@@ -442,7 +480,26 @@ class KeeperSpec(Strict):
         return _validated(KeeperParams, {"gas_budget_eth": self.gas_budget_eth, **self.params}, f"agents.{self.id}.params")
 
 
-AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec, VaultsSpec, KeeperSpec],
+class TradersSpec(Strict):
+    """A vectorised population of perp traders; `params` sets agents.traders.TraderParams fields."""
+
+    kind: Literal["traders"] = "traders"
+    id: str = "traders"
+    protocol: str
+    params: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self):
+        self.trader_params()
+        return self
+
+    def trader_params(self):
+        from agents.traders import TraderParams
+
+        return _validated(TraderParams, {"id": self.id, **self.params}, f"agents.{self.id}.params")
+
+
+AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec, VaultsSpec, KeeperSpec, TradersSpec],
                       Field(discriminator="kind")]
 
 
@@ -538,6 +595,9 @@ class Scenario(Strict):
                 if not isinstance(protocols.get(a.protocol), CdpSpec):
                     cdps = sorted(p.id for p in self.protocols if isinstance(p, CdpSpec))
                     raise ValueError(f"agents.{a.id}.protocol: {a.protocol!r} is not a cdp; allowed: {cdps}")
+            if isinstance(a, TradersSpec) and not isinstance(protocols.get(a.protocol), PerpsSpec):
+                dexes = sorted(p.id for p in self.protocols if isinstance(p, PerpsSpec))
+                raise ValueError(f"agents.{a.id}.protocol: {a.protocol!r} is not a perps protocol; allowed: {dexes}")
             if isinstance(a, KeeperSpec):
                 for pid in a.shared_with:
                     if not isinstance(protocols.get(pid), CdpSpec):

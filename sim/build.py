@@ -137,6 +137,7 @@ def fund(model, holder: str, capital_usd: float, assets: list[str], gas_eth: flo
 def build_liquidators(model, spec) -> list:
     targets = [t.split(":", 1)[1] for t in network.agent_targets(spec, model.scenario)]
     markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], LendingMarket)]
+    dexes = [p for p in targets if model.protocol_specs[p].kind == "perps"]
     pools = [model.pools[v.split(":", 1)[1]] for p in targets for v in network.venues_of(model.graph, network.node("protocol", p))]
     debt_assets = sorted({a for p in targets for a in network.lent_assets(model.protocol_specs[p], model.scenario)}) or \
         [model.quote_asset]
@@ -144,7 +145,11 @@ def build_liquidators(model, spec) -> list:
     for k in range(spec.count):
         holder = spec.id if spec.count == 1 else f"{spec.id}-{k}"
         fund(model, holder, spec.capital_usd, debt_assets, spec.gas_budget_eth)
-        out.append(Liquidator(model, holder, spec, markets, pools, model.scenario.gas.liquidation_gas, model.eth_price))
+        if markets:
+            out.append(Liquidator(model, holder, spec, markets, pools, model.scenario.gas.liquidation_gas, model.eth_price))
+        for pid in dexes:   # the same holder's capital also margins its accounts on each perp DEX
+            from sim.build_perps import perp_liquidator
+            out.append(perp_liquidator(model, holder, spec, pid, share=1.0 / len(targets)))
     return out
 
 
@@ -159,4 +164,4 @@ def build_arbitrageur(model, spec) -> list:
 #: agent kinds are built in this order: populations that issue or hold tokens come first
 AGENT_ORDER = ("vaults", "traders", "borrowers")
 
-from sim import build_cdp  # noqa: E402,F401  (registers the cdp, vaults and keeper builders)
+from sim import build_cdp, build_perps  # noqa: E402,F401  (register their builders)

@@ -21,7 +21,7 @@ class Recorder:
     def __init__(self, model):
         self.model = model
         self.rows: list[dict] = []
-        self.liquidators = [a.holder for a in model.actors if type(a).__name__ in LIQUIDATING_KINDS]
+        self.liquidators = sorted({a.holder for a in model.actors if type(a).__name__ in LIQUIDATING_KINDS})
         self.start_value = {h: self._value(h) for h in self.liquidators}
         self.health_before = {pid: _finite(p.health()) for pid, p in model.protocols.items()}
 

@@ -13,7 +13,9 @@ MIN_DRAWDOWN_FOR_AMPLIFICATION = 0.05
 
 def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_seconds: float) -> dict:
     """Bad debt, liquidations and timing for one protocol."""
-    debt0 = float(ts[f"{pid}_debt_usd"].iloc[0]) if f"{pid}_debt_usd" in ts else 0.0
+    # what the protocol stands to lose: debt for lenders and CDPs, open interest for a perp DEX
+    base = next((c for c in (f"{pid}_debt_usd", f"{pid}_open_interest_long_usd") if c in ts), None)
+    debt0 = float(ts[base].iloc[0]) if base else 0.0
     bad = float(ts[f"{pid}_bad_debt_usd"].iloc[-1]) if f"{pid}_bad_debt_usd" in ts else 0.0
     n_liq = ts[f"{pid}_liquidations"]
     vol = float(ts[f"{pid}_liquidation_volume_usd"].sum())
@@ -123,8 +125,55 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "conservation_errors": {k: float(v) for k, v in errors.items()},
         "protocols": per,
     }
+    out["contagion"] = contagion(model, ts, per, main)
     out["scorecard"] = scorecard(out, model.scenario.run.published)
     return out
+
+
+def contagion(model, ts: pd.DataFrame, per: dict, shocked: str | None) -> dict:
+    """Contagion metrics on the scenario graph (sim.contagion) from the run's state and figures."""
+    from sim.contagion import contagion_metrics
+
+    prices = model.market.as_dict()
+    exposure, capital, losses = {}, {}, {}
+    for pid, proto in model.protocols.items():
+        for e in proto.exposures():
+            issuer = model.issuers.get(e.asset)
+            if e.kind == "holds" and issuer is not None and issuer != pid:
+                exposure[(pid, issuer)] = exposure.get((pid, issuer), 0.0) + e.amount * prices.get(e.asset, 1.0)
+        first = ts.iloc[0]
+        if f"{pid}_insurance_fund_usd" in ts:
+            capital[pid] = float(first[f"{pid}_insurance_fund_usd"])
+        else:
+            capital[pid] = float(first.get(f"{pid}_collateral_usd", 0.0) - first.get(f"{pid}_debt_usd", 0.0))
+        bad = per[pid]["bad_debt_usd"]
+        if hasattr(proto, "losses_by_collateral"):
+            losses[pid] = proto.losses_by_collateral()
+        elif bad > 0:
+            losses[pid] = _split_by_exposure(proto, ts, pid, bad)
+    out = contagion_metrics(model.graph, per, shocked, exposure, capital, losses)
+    out["exposure_usd"] = {f"{a}->{b}": v for (a, b), v in exposure.items()}
+    out["capital_usd"] = capital
+    stables = [a.symbol for a in model.scenario.market.assets if a.is_stable]
+    out["peg_deviation_max"] = {s: float(np.max(np.abs(ts[f"ref_{s}_usd"] / model.scenario.market.asset(s).peg - 1)))
+                                for s in stables}
+    for pid in model.protocols:
+        if f"{pid}_insurance_drawdown_usd" in ts:
+            out.setdefault("insurance_drawdown_usd", {})[pid] = float(ts[f"{pid}_insurance_drawdown_usd"].max())
+            out.setdefault("adl_count", {})[pid] = int(ts[f"{pid}_adl_count"].iloc[-1])
+    return out
+
+
+def _split_by_exposure(proto, ts: pd.DataFrame, pid: str, bad: float) -> dict[str, float]:
+    """A loss split across the assets a protocol is exposed to: by open interest for a perp DEX, else
+    to its collateral assets."""
+    cols = {c[len(f"{pid}_open_interest_usd_"):]: float(ts[c].iloc[0]) for c in ts.columns
+            if c.startswith(f"{pid}_open_interest_usd_")}
+    total = sum(cols.values())
+    if total > 0:
+        return {a: bad * v / total for a, v in cols.items()}
+    coll = getattr(proto, "collateral", None)
+    return {coll if isinstance(coll, str) else "unknown": bad}
 
 
 def scorecard(metrics: dict, published) -> list[dict]:
