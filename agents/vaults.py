@@ -65,7 +65,8 @@ class VaultPopulation(mesa.Agent):
         vaults = self.vaults[local]
         debt = cdp.debt()[vaults]
         hf = cdp.health()[vaults]
-        wanted = np.maximum(debt - debt * hf / self.target[local], 0.0)
+        ratio = np.divide(hf, self.target[local], out=np.ones_like(hf), where=np.isfinite(hf))
+        wanted = np.maximum(debt * (1.0 - ratio), 0.0)
         amounts = np.minimum(wanted, self.wallet[local])
         keep = amounts > 0
         if keep.any():

@@ -219,6 +219,42 @@ def scenario_description(result) -> str:
     return ""
 
 
+def scorecard_rows(metrics: dict) -> list[list[str]]:
+    """Simulated vs published outcomes (replays of historic events)."""
+    rows = []
+    for r in metrics.get("scorecard") or []:
+        kind = kind_of(r["metric"])
+        ratio = "n/a" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
+        rows.append([label_of(r["metric"]), format_value(r.get("simulated"), kind), format_value(r["published"], kind),
+                     ratio, r["source"]])
+    return rows
+
+
+def contagion_rows(metrics: dict) -> list[list[str]]:
+    """The contagion block of summary.json as label/value rows."""
+    c = metrics.get("contagion") or {}
+    if not c:
+        return []
+    rows = [["protocols breached", ", ".join(c.get("protocols_breached", [])) or "none"],
+            ["cascade depth (hops from the shocked asset)", str(c.get("cascade_depth", 0))],
+            ["DebtRank (systemic loss on exposure edges)", f"{c.get('debtrank', 0.0):.4f}"]]
+    for pid, t in (c.get("first_liquidation_s") or {}).items():
+        rows.append([f"first liquidation: {pid}", "none" if t is None else f"{t / 3600:.2f} h"])
+    for pid, d in (c.get("cascade_depth_by_protocol") or {}).items():
+        rows.append([f"cascade depth: {pid}", "unreachable" if d is None else str(d)])
+    for edge, usd in (c.get("loss_attribution_usd") or {}).items():
+        rows.append([f"loss via {edge}", format_value(usd, "usd")])
+    for link, usd in (c.get("exposure_usd") or {}).items():
+        rows.append([f"exposure {link}", format_value(usd, "usd")])
+    for sym, dev in (c.get("peg_deviation_max") or {}).items():
+        rows.append([f"max peg deviation: {sym}", f"{100 * dev:.2f}%"])
+    for pid, usd in (c.get("insurance_drawdown_usd") or {}).items():
+        rows.append([f"insurance fund drawdown: {pid}", format_value(usd, "usd")])
+    for pid, n in (c.get("adl_count") or {}).items():
+        rows.append([f"auto-deleveraging events: {pid}", str(n)])
+    return rows
+
+
 # --- the page ------------------------------------------------------------------------------------
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
@@ -262,7 +298,11 @@ def render_html(result, figures: dict[str, Path]) -> str:
             f'<p class="meta">{e(meta)}</p>{warn}\n'
             f"<h2>Headline</h2>\n{_table(['metric', 'value'], headline_rows(m))}\n"
             f"<h2>Per protocol</h2>\n{_table(header, prow) if prow else '<p>No protocols.</p>'}\n"
-            f"<h2>Figures</h2>\n{figs}\n"
+            + (f"<h2>Compared with what really happened</h2>\n"
+               f"{_table(['metric', 'simulated', 'published', 'ratio', 'source'], scorecard_rows(m))}\n"
+               if m.get("scorecard") else "")
+            + (f"<h2>Contagion</h2>\n{_table(['metric', 'value'], contagion_rows(m))}\n" if contagion_rows(m) else "")
+            + f"<h2>Figures</h2>\n{figs}\n"
             f"<h2>Manifest</h2>\n{_table(['key', 'value'], manifest_rows(man), 'manifest')}\n"
             "</body></html>\n")
 
