@@ -63,16 +63,28 @@ class BorrowerPopulation(mesa.Agent):
         self.delay_blocks = int(np.ceil(spec.reaction_delay / block_seconds))
         self.below_since = np.full(n, -1, dtype=np.int64)
         self.repaid_total = 0.0
+        a = self.accounts   # rows of a fresh market block are contiguous: read health through a view, not a copy
+        self._rows = slice(int(a[0]), int(a[-1]) + 1) if n and np.array_equal(a, np.arange(a[0], a[-1] + 1)) else a
+        self._watch = np.zeros(0, dtype=np.int64)   # local rows whose below_since may be >= 0
 
     def submit(self, view: BlockView) -> list[Tx]:
         """Batched repayments of attentive accounts that waited out their reaction delay."""
         if not self.attentive.any():
             return []
-        hf = self.market.health()[self.accounts]
-        alarmed = self.attentive & (hf < self.alarm)
-        self.below_since[~alarmed] = -1
-        self.below_since[alarmed & (self.below_since < 0)] = view.block
-        ready = np.flatnonzero(alarmed & (view.block - self.below_since >= self.delay_blocks) & (self.wallet > 0))
+        hf = self.market.health()[self._rows]
+        is_alarmed = self.attentive & (hf < self.alarm)
+        alarmed = np.flatnonzero(is_alarmed)
+        # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
+        # alone (masked writes over 100k rows every block were the cost)
+        bs, watch = self.below_since, self._watch
+        if watch.size:
+            bs[watch[~is_alarmed[watch]]] = -1
+        first = bs[alarmed]
+        fresh = first < 0
+        first[fresh] = view.block
+        bs[alarmed[fresh]] = view.block
+        self._watch = alarmed
+        ready = alarmed[(view.block - first >= self.delay_blocks) & (self.wallet[alarmed] > 0)]
         if ready.size == 0:
             return []
         ready = ready[: self.spec.max_users_per_block]

@@ -81,7 +81,26 @@ def events_frame(events: list) -> pd.DataFrame:
     if not events:
         return pd.DataFrame({"block": pd.Series([], dtype="int64"), "source": pd.Series([], dtype="str"),
                              "kind": pd.Series([], dtype="str")})
-    return pd.DataFrame([e.row() for e in events])
+    from dataclasses import fields
+    from protocols.events import Event
+    # Event.row() is dataclasses.asdict (a deep copy); for events of plain scalar fields a flat dict is the
+    # same row at a tenth of the cost (100k-account runs log ~100k events)
+    plain = {int, float, str, bool, type(None)}
+    names: dict[type, tuple] = {}
+    rows = []
+    for e in events:
+        t = type(e)
+        f = names.get(t)
+        if f is None:
+            f = names[t] = tuple(x.name for x in fields(t)) if t.row is Event.row else ()
+        vals = [getattr(e, k) for k in f]
+        if f and all(type(v) in plain for v in vals):
+            d = dict(zip(f, vals))
+            d["kind"] = e.kind
+            rows.append(d)
+        else:
+            rows.append(e.row())
+    return pd.DataFrame(rows)
 
 
 def run_scenario(scenario, seed: int | None = None, overrides: list[str] | None = None,

@@ -1,0 +1,30 @@
+"""Run every benchmark in sequence: bench_model.py, then bench_margin.py when it exists.
+
+Run: python benchmarks/run_all.py [arguments passed on to bench_model.py, e.g. --quick]
+Each benchmark runs as its own process with this interpreter; the first failure stops the run.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    steps = [[str(HERE / "bench_model.py"), *argv]]
+    if (HERE / "bench_margin.py").exists():
+        steps.append([str(HERE / "bench_margin.py")])
+    for step in steps:
+        print(f"== {Path(step[0]).name} {' '.join(step[1:])}", flush=True)
+        rc = subprocess.run([sys.executable, *step], cwd=str(HERE.parent)).returncode
+        if rc != 0:
+            print(f"{Path(step[0]).name} failed with exit code {rc}", file=sys.stderr)
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
