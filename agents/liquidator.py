@@ -28,6 +28,7 @@ class Liquidator(mesa.Agent):
         self.gas = liquidation_gas
         self.eth_price = eth_price          # callable: USD per ETH now
         self._seen: dict[str, np.ndarray] = {}   # block each account was first seen unhealthy, or -1
+        self._watch: dict[str, np.ndarray] = {}  # rows whose `_seen` entry is >= 0 (unhealthy at the last look)
         self.attempts = 0
 
     def _pool_for(self, sell: str, buy: str):
@@ -45,12 +46,22 @@ class Liquidator(mesa.Agent):
         for m in self.markets:
             hf = m.health()
             unhealthy = hf < 1.0
-            seen = self._seen.get(m.id)
+            seen, watch = self._seen.get(m.id), self._watch.get(m.id)
             if seen is None or seen.size != hf.size:
                 seen = self._seen[m.id] = np.full(hf.size, -1, dtype=np.int64)
-            seen[~unhealthy] = -1
-            seen[unhealthy & (seen < 0)] = view.block
-            ready = np.flatnonzero(unhealthy & (view.block - seen >= self.spec.latency_blocks))
+                watch = None
+            # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at
+            # those rows alone (masked writes over 100k rows, three liquidators, every block, were the cost)
+            if watch is not None and watch.size:
+                seen[watch[~unhealthy[watch]]] = -1
+            rows = np.flatnonzero(unhealthy)
+            rows = rows[~m.controlled[rows]]     # rows under an external controller are the controller's to liquidate
+            first = seen[rows]
+            fresh = first < 0
+            first[fresh] = view.block
+            seen[rows[fresh]] = view.block
+            self._watch[m.id] = rows
+            ready = rows[view.block - first >= self.spec.latency_blocks]
             if ready.size == 0:
                 continue
             _, debt_usd = m.account_usd()
@@ -72,8 +83,8 @@ class Liquidator(mesa.Agent):
         return txs
 
     def _plan(self, m, a, coll_usd, debt_usd, view, ledger, committed):
-        coll = m.assets[int(np.argmax(coll_usd))]
-        debt = m.assets[int(np.argmax(debt_usd))]
+        coll = m.assets[int(coll_usd.argmax())]
+        debt = m.assets[int(debt_usd.argmax())]
         available = ledger.balance(self.holder, debt) - committed.get(debt, 0.0)
         if available <= 0:
             return None

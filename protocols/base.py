@@ -99,3 +99,26 @@ class MarginProtocol(ABC):
     @property
     def n_accounts(self) -> int:
         return len(self.health())
+
+
+class ControlledRows:
+    """Rows whose liquidation belongs to an external controller (Euler v2 EVC, margin-methods.md §9): the
+    venue itself does not liquidate them. Mixed into venues that have `n_accounts`, `id` and `Revert`s."""
+
+    @property
+    def controlled(self) -> np.ndarray:
+        """(n,) bool, grown lazily with the accounts (new rows are not controlled)."""
+        c = self.__dict__.get("_controlled")
+        n = self.n_accounts
+        if c is None or c.shape[0] != n:
+            new = np.zeros(n, dtype=bool)
+            if c is not None:
+                k = min(n, c.shape[0])
+                new[:k] = c[:k]
+            self._controlled = c = new
+        return c
+
+    def _revert_if_controlled(self, account) -> None:
+        a = int(account)
+        if 0 <= a < self.n_accounts and self.controlled[a]:
+            raise Revert(f"{self.id}: account #{a} is controlled; only its controller may liquidate it")

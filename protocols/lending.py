@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocols.base import Env, Exposure, MarginProtocol, Revert
+from protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
 from protocols.events import BadDebt, Liquidated
 from protocols.ledger import InsufficientBalance
 
@@ -56,7 +56,7 @@ class Preview:
     collateral_usd: float
 
 
-class LendingMarket(MarginProtocol):
+class LendingMarket(ControlledRows, MarginProtocol):
     """Aave-v3-like market over assets A with n accounts held as arrays."""
 
     def __init__(self, protocol_id: str, assets: list[AssetParams], oracles: dict, env: Env,
@@ -109,32 +109,80 @@ class LendingMarket(MarginProtocol):
         return self.debt_scaled * self.borrow_index
 
     def _account_values(self) -> dict[str, np.ndarray]:
-        """Per-account USD figures at oracle prices, cached until prices or state change."""
+        """Per-account USD figures at oracle prices, cached until prices or state change.
+
+        When only a few rows changed since the cache was filled (liquidate, repay: see `_touch`), only those
+        rows are recomputed. Arrays that nobody outside the cache holds are overwritten in place (no new
+        100k-row allocations per block); arrays a caller still holds are copied first, so a caller's array
+        never changes under it."""
         p = self.prices()
         key = (p.tobytes(), self._version)
-        if key != self._cache_key:
-            cp, dp = self.liq_index * p, self.borrow_index * p     # USD per scaled unit
-            coll_usd = self.coll_scaled @ cp
-            debt_usd = self.debt_scaled @ dp
-            weighted = self.coll_scaled @ (cp * self.lt)
+        if key == self._cache_key:
+            return self._cache
+        from sys import getrefcount
+        cp, dp = self.liq_index * p, self.borrow_index * p     # USD per scaled unit
+        old, n = self._cache, self.n_accounts
+        names = ("coll_usd", "debt_usd", "weighted", "hf", "borrow_cap")
+        # getrefcount counts its argument and the local name: 3 means only the cache refers to the object
+        mine = getrefcount(old) <= 3 and set(old) == set(names)
+        free = {k: a for k in names if mine and (a := old[k]).shape == (n,) and getrefcount(a) <= 3}
+        pend = getattr(self, "_pending_rows", None)
+        if (pend is not None and self._cache_key is not None and self._cache_key[0] == key[0]
+                and self._cache_key[1] == self._pending_base and self._version == self._pending_base + len(pend)
+                and set(old) == set(names) and old["hf"].shape == (n,)):
+            rows = np.unique(np.concatenate(pend))
+            new = {k: free[k] if k in free else old[k].copy() for k in names}
+            cs = self.coll_scaled[rows]
+            d = self.debt_scaled[rows] @ dp
+            w = cs @ (cp * self.lt)
+            new["coll_usd"][rows] = cs @ cp
+            new["debt_usd"][rows] = d
+            new["weighted"][rows] = w
             with np.errstate(divide="ignore", invalid="ignore"):
-                hf = np.where(debt_usd > 0, weighted / debt_usd, np.inf)
-            self._cache = {"coll_usd": coll_usd, "debt_usd": debt_usd, "weighted": weighted, "hf": hf,
-                           "borrow_cap": self.coll_scaled @ (cp * self.ltv)}
-            self._cache_key = key
+                new["hf"][rows] = np.where(d > 0, w / d, np.inf)
+            new["borrow_cap"][rows] = cs @ (cp * self.ltv)
+        else:
+            new = {k: np.matmul(self.coll_scaled if k != "debt_usd" else self.debt_scaled,
+                                cp * f if k != "debt_usd" else dp, out=free.get(k))
+                   for k, f in (("coll_usd", 1.0), ("debt_usd", 1.0), ("weighted", self.lt), ("borrow_cap", self.ltv))}
+            hf = free.get("hf")
+            hf = np.empty(n) if hf is None else hf
+            hf.fill(np.inf)
+            np.divide(new["weighted"], new["debt_usd"], out=hf, where=new["debt_usd"] > 0)
+            new["hf"] = hf
+        self._cache = {k: new[k] for k in names}
+        self._cache_key = key
+        self._pending_rows = None
         return self._cache
 
     _version = 0
 
     def _touch(self) -> None:
-        """State changed: drop cached account values and refresh per-asset totals."""
+        """State changed: drop cached account values and refresh per-asset totals. A caller that changed only
+        some rows says which in `self._touch_rows` just before the call; the cache then refreshes only them."""
+        rows = self.__dict__.pop("_touch_rows", None)
+        if rows is not None:
+            rows = np.asarray(rows)
+            rows = np.flatnonzero(rows) if rows.dtype == bool else rows.ravel() if rows.dtype.kind in "iu" else None
+        pend = getattr(self, "_pending_rows", None)
+        if rows is None or self._cache_key is None:
+            self._pending_rows = None
+        elif pend is not None and self._cache_key[1] == self._pending_base and self._version == self._pending_base + len(pend):
+            pend.append(rows)
+        elif self._cache_key[1] == self._version:
+            self._pending_rows, self._pending_base = [rows], self._version
+        else:
+            self._pending_rows = None
         self._version += 1
         self._totals = None
 
     @property
     def coll_scaled_total(self) -> np.ndarray:
-        if self._totals is None:
-            self._totals = (self.coll_scaled.sum(axis=0), self.debt_scaled.sum(axis=0))
+        if self._totals is None:   # a BLAS product with ones: ~20x faster than sum(axis=0) on (n, A) arrays
+            ones = self.__dict__.get("_ones")
+            if ones is None or ones.shape[0] != self.n_accounts:
+                ones = self._ones = np.ones(self.n_accounts)
+            self._totals = (ones @ self.coll_scaled, ones @ self.debt_scaled)
         return self._totals[0]
 
     @property
@@ -213,6 +261,7 @@ class LendingMarket(MarginProtocol):
         paid = np.minimum(np.asarray(amounts, float), owed)
         self.env.ledger.transfer(asset, holder, self.id, float(paid.sum()))
         np.subtract.at(self.debt_scaled[:, j], accounts, paid / self.borrow_index[j])
+        self._touch_rows = accounts
         self._touch()
         return paid
 
@@ -258,6 +307,7 @@ class LendingMarket(MarginProtocol):
             raise Revert(f"{self.id}: unknown asset pair {collateral_asset}/{debt_asset}; allowed: {self.assets}")
         if not 0 <= account < self.n_accounts:
             raise Revert(f"{self.id}: no account #{account}")
+        self._revert_if_controlled(account)
         hf = float(self.health()[account])
         if hf >= 1.0:
             raise Revert("HEALTH_FACTOR_NOT_BELOW_THRESHOLD")
@@ -284,6 +334,7 @@ class LendingMarket(MarginProtocol):
         self.debt_scaled[account, j] = max(self.debt_scaled[account, j] - pv.debt_to_repay / self.borrow_index[j], 0.0)
         self.coll_scaled[account, i] = max(
             self.coll_scaled[account, i] - (pv.collateral_seized + pv.protocol_fee) / self.liq_index[i], 0.0)
+        self._touch_rows = account
         self._touch()
         self.liquidated_debt_usd += pv.debt_usd
         block = self.env.clock.block
@@ -307,6 +358,7 @@ class LendingMarket(MarginProtocol):
             self.deficit_usd_by_collateral[self._last_collateral] += amount * p[j]
             self.debt_scaled[account, j] = 0.0
             self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.assets[j], amount, amount * p[j]))
+        self._touch_rows = account
         self._touch()
 
     # --- accrual -----------------------------------------------------------------------------------
@@ -339,7 +391,8 @@ class LendingMarket(MarginProtocol):
     def insolvent_debt_usd(self) -> np.ndarray:
         """Per account: debt not covered by collateral at oracle prices, USD (Gauntlet 'insolvent debt')."""
         coll_usd, debt_usd = self.account_usd()
-        return np.maximum(debt_usd - coll_usd, 0.0)
+        short = debt_usd - coll_usd
+        return np.maximum(short, 0.0, out=short)   # one (n,) temporary, not two
 
     def losses_by_collateral(self) -> dict[str, float]:
         """Bad debt (USD) split by collateral asset: each insolvent account's shortfall in proportion to
@@ -358,12 +411,18 @@ class LendingMarket(MarginProtocol):
         v = self._account_values()
         p = self.prices()
         deficit_usd = float(self.deficit @ p)
+        # insolvent_debt_usd().sum() computed in a reused scratch row (called every block: no (n,) temporaries)
+        short = self.__dict__.get("_scratch")
+        if short is None or short.shape != v["debt_usd"].shape:
+            short = self._scratch = np.empty_like(v["debt_usd"])
+        np.subtract(v["debt_usd"], v["coll_usd"], out=short)
+        np.maximum(short, 0.0, out=short)
         return {
             "collateral_usd": float(v["coll_usd"].sum()),
             "debt_usd": float(v["debt_usd"].sum()),
-            "accounts_unhealthy": int(np.sum(v["hf"] < 1.0)),
+            "accounts_unhealthy": int(np.count_nonzero(v["hf"] < 1.0)),
             "deficit_usd": deficit_usd,
-            "bad_debt_usd": deficit_usd + float(self.insolvent_debt_usd().sum()),
+            "bad_debt_usd": deficit_usd + float(short.sum()),
             "liquidated_debt_usd": self.liquidated_debt_usd,
         }
 
@@ -376,4 +435,152 @@ class LendingMarket(MarginProtocol):
                 out.append(Exposure("holds", s, float(coll[k])))
             if debt[k] > 0:
                 out.append(Exposure("receivable", s, float(debt[k])))
+        return out
+
+    # --- controller entry points (Euler v2 EVC, margin-methods.md 9.1) ----------------------------
+    #: reserves that count as cash for `settle_out` / `settle_in` (design choice: Aave v3 Ethereum stablecoin
+    #: reserves); set `market.stable_assets = (...)` per market to change it
+    stable_assets: tuple[str, ...] = ("USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD")
+
+    def set_controlled(self, rows, flag: bool = True) -> None:
+        """Mark rows as controlled (EVC controller enabled): the market's own `liquidate` reverts on them."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_accounts):
+            raise Revert(f"{self.id}: account index out of range [0, {self.n_accounts})")
+        self.controlled[rows] = bool(flag)
+
+    def liquidatable(self) -> np.ndarray:
+        """Accounts with HF < 1 that are not controlled by an external controller."""
+        return np.flatnonzero((self.health() < 1.0) & ~self.controlled)
+
+    def _stable_idx(self) -> list[int]:
+        return [self.idx[s] for s in self.stable_assets if s in self.idx]
+
+    def _is_stable(self, asset: str) -> bool:
+        return asset in self.idx and asset in self.stable_assets
+
+    def controller_close(self, account: int, fraction: float, liquidator: str, liquidator_row: int | None = None,
+                         penalty: float = 0.0) -> Liquidated | None:
+        """Controller liquidation (EVC controlCollateral): `liquidator` repays `fraction` of every debt asset from
+        its ledger balance and receives collateral worth repaid·(1 + penalty), capped by the balance, pro rata
+        over collateral assets by USD value. No HF check, no close factor, no protocol fee; debt left with no
+        collateral stays for `write_off`. None if there is no debt or no collateral. With several assets the
+        event joins their symbols with '+' and its token amounts are USD. `liquidator_row` is unused (the
+        liquidator pays from its wallet)."""
+        a = int(account)
+        if not 0 <= a < self.n_accounts:
+            raise Revert(f"{self.id}: no account #{a}")
+        if not 0.0 < fraction <= 1.0:
+            raise Revert(f"{self.id}: fraction must be in (0, 1], got {fraction}")
+        if not 0.0 <= penalty < 1.0:
+            raise Revert(f"{self.id}: penalty must be in [0, 1), got {penalty}")
+        p = self.prices()
+        debt_tok = self.debt_scaled[a] * self.borrow_index
+        coll_tok = self.coll_scaled[a] * self.liq_index
+        coll_usd = coll_tok * p
+        if not (np.any(debt_tok > 0) and coll_usd.sum() > 0):
+            return None
+        hf = float(self.health()[a])
+        repay = fraction * debt_tok                                   # token units per debt asset
+        # EVC controller design: seize value = repaid·(1 + penalty); when the collateral cannot pay that, the
+        # repayment shrinks to collateral / (1 + penalty) (Aave _calculateAvailableCollateralToLiquidate)
+        capped = float(repay @ p) * (1.0 + penalty) > float(coll_usd.sum())
+        if capped:
+            repay *= float(coll_usd.sum()) / (float(repay @ p) * (1.0 + penalty))
+        repaid_usd = float(repay @ p)
+        share = 1.0 if capped else min(repaid_usd * (1.0 + penalty) / float(coll_usd.sum()), 1.0)
+        seize = coll_tok * share                                      # pro rata over collateral assets
+        led = self.env.ledger
+        owed = np.flatnonzero(repay > 0)
+        short = [self.assets[j] for j in owed if led.balance(liquidator, self.assets[j]) < repay[j] * (1 - 1e-12)]
+        if short:
+            raise Revert(f"{self.id}: liquidator {liquidator} cannot repay {short[0]}")
+        for j in owed:
+            led.transfer(self.assets[j], liquidator, self.id, float(repay[j]))
+        for i in np.flatnonzero(seize > 0):
+            led.transfer(self.assets[i], self.id, liquidator, float(seize[i]))
+        self.debt_scaled[a] = np.maximum(self.debt_scaled[a] - repay / self.borrow_index, 0.0)
+        self.coll_scaled[a] = np.maximum(self.coll_scaled[a] - seize / self.liq_index, 0.0)
+        if fraction == 1.0 and not capped:
+            self.debt_scaled[a] = 0.0
+        if capped:
+            self.coll_scaled[a] = 0.0
+        self._touch()
+        seized_usd = float(seize @ p)
+        self.liquidated_debt_usd += repaid_usd
+        self._last_collateral = int(np.argmax(coll_usd))
+        d_names, c_names = [self.assets[j] for j in owed], [self.assets[i] for i in np.flatnonzero(seize > 0)]
+        d_amt = float(repay[owed[0]]) if len(d_names) == 1 else repaid_usd
+        c_amt = float(seize[self.idx[c_names[0]]]) if len(c_names) == 1 else seized_usd
+        return self.env.emit(Liquidated(
+            self.env.clock.block, self.id, a, liquidator, "+".join(d_names), "+".join(c_names), d_amt, c_amt,
+            0.0, repaid_usd, seized_usd, seized_usd - repaid_usd, hf))
+
+    def settle_out(self, account: int, amount_usd: float, to_holder: str, asset: str | None = None) -> float:
+        """Withdraw up to `amount_usd` of stablecoin collateral (`asset`, else the stable reserves largest first)
+        to `to_holder`, never more than the account's equity (collateral − debt); returns USD moved."""
+        a = int(account)
+        if not 0 <= a < self.n_accounts:
+            raise Revert(f"{self.id}: no account #{a}")
+        p = self.prices()
+        coll_usd, debt_usd = self.account_usd()
+        left = min(float(amount_usd), max(float(coll_usd[a] - debt_usd[a]), 0.0))
+        cand = self._stable_idx() if asset is None else [self.idx[asset]] if self._is_stable(asset) else []
+        cand = sorted(cand, key=lambda j: -self.coll_scaled[a, j] * self.liq_index[j] * p[j])
+        moved = 0.0
+        for j in cand:
+            if left <= 0:
+                break
+            tok = min(left / p[j], self.coll_scaled[a, j] * self.liq_index[j])
+            tok = min(tok, self.env.ledger.balance(self.id, self.assets[j]))
+            if tok <= 0:
+                continue
+            self.env.ledger.transfer(self.assets[j], self.id, to_holder, tok)
+            self.coll_scaled[a, j] = max(self.coll_scaled[a, j] - tok / self.liq_index[j], 0.0)
+            moved += tok * p[j]
+            left -= tok * p[j]
+        self._touch()
+        return moved
+
+    def settle_in(self, account: int, amount_usd: float, from_holder: str, asset: str | None = None) -> float:
+        """Repay up to `amount_usd` of the account's stablecoin debt (`asset`, else the stable debts largest
+        first) with `from_holder`'s tokens; returns USD repaid."""
+        a = int(account)
+        if not 0 <= a < self.n_accounts:
+            raise Revert(f"{self.id}: no account #{a}")
+        p = self.prices()
+        left = float(amount_usd)
+        cand = self._stable_idx() if asset is None else [self.idx[asset]] if self._is_stable(asset) else []
+        cand = sorted(cand, key=lambda j: -self.debt_scaled[a, j] * self.borrow_index[j] * p[j])
+        moved = 0.0
+        for j in cand:
+            if left <= 0:
+                break
+            tok = min(left / p[j], self.debt_scaled[a, j] * self.borrow_index[j],
+                      self.env.ledger.balance(from_holder, self.assets[j]))
+            if tok <= 0:
+                continue
+            self.repay(from_holder, np.array([a]), self.assets[j], np.array([tok]))
+            moved += tok * p[j]
+            left -= tok * p[j]
+        return moved
+
+    def write_off(self, account: int) -> float:
+        """Debt left on an account with no collateral is burned into the reserve deficit (Aave v3.3
+        _burnBadDebt), whatever the close-factor rule; returns the bad debt in USD (0 if collateral is left)."""
+        a = int(account)
+        if not 0 <= a < self.n_accounts:
+            raise Revert(f"{self.id}: no account #{a}")
+        if np.any(self.coll_scaled[a] * self.liq_index > 1e-12):
+            return 0.0
+        p = self.prices()
+        out = 0.0
+        for j in np.flatnonzero(self.debt_scaled[a] > 0):
+            amount = float(self.debt_scaled[a, j] * self.borrow_index[j])
+            self.deficit[j] += amount
+            self.deficit_usd_by_collateral[getattr(self, "_last_collateral", j)] += amount * p[j]
+            self.debt_scaled[a, j] = 0.0
+            out += amount * p[j]
+            self.env.emit(BadDebt(self.env.clock.block, self.id, a, self.assets[j], amount, amount * p[j]))
+        self._touch()
         return out

@@ -38,7 +38,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from protocols.base import Env, Exposure, MarginProtocol, Revert
+from protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
 from protocols.events import BadDebt, Deleveraged, Generic, Liquidated
 
 FUNDING_PERIOD_SECONDS = 8 * 3600.0   # dYdX and GMX quote funding rates per 8 hours
@@ -171,7 +171,7 @@ class LiquidationPreview:
         return 0.0 if self.adl else -self.size * (self.oracle_price - self.fill_price)
 
 
-class PerpDex(MarginProtocol):
+class PerpDex(ControlledRows, MarginProtocol):
     """A cross-margined perp DEX over markets M with n accounts held as arrays."""
 
     def __init__(self, params: PerpDexParams, oracles: dict, env: Env, id: str = "perps", quote: str = "USDC"):
@@ -284,8 +284,8 @@ class PerpDex(MarginProtocol):
         return self._values()["health"]
 
     def liquidatable(self) -> np.ndarray:
-        """Indices of accounts with equity below their maintenance requirement (dYdX TNC < TMMR)."""
-        return np.flatnonzero(self.health() < 1.0)
+        """Indices of accounts with equity below their maintenance requirement (dYdX TNC < TMMR), not controlled."""
+        return np.flatnonzero((self.health() < 1.0) & ~self.controlled)
 
     def open_interest(self) -> np.ndarray:
         """Open interest per market (long side = short side), underlying units."""
@@ -626,6 +626,7 @@ class PerpDex(MarginProtocol):
         If the fund cannot pay and the account's equity is negative, the position is deleveraged (ADL) and the
         event names `"{id}:adl"` as liquidator. Reverts if the account is healthy or limits are reached.
         """
+        self._revert_if_controlled(account)
         pv = self.preview_liquidation(account, market)
         a, m = pv.account, pv.market
         if pv.adl:
@@ -764,7 +765,7 @@ class PerpDex(MarginProtocol):
         self._roll_block()
         cap = self.params.max_deleveraging_attempts_per_block
         v, pr = self._values(), self.params
-        bankrupt = np.flatnonzero((v["equity"] < 0) & (v["mmr"] > 0))
+        bankrupt = np.flatnonzero((v["equity"] < 0) & (v["mmr"] > 0) & ~self.controlled)
         if bankrupt.size == 0 or cap == 0:
             return
         # upper bound of the fund payout of each bankrupt account (largest whole position, ABR <= 1, fillable
@@ -865,3 +866,102 @@ class PerpDex(MarginProtocol):
             if oi > 0:
                 out.append(Exposure("owes", a, oi))
         return out
+
+    # --- controller entry points (Euler v2 EVC, margin-methods.md 9.1) ----------------------------------
+    def set_controlled(self, rows, flag: bool = True) -> None:
+        """Mark rows as controlled (EVC controller enabled) or release them."""
+        self.controlled[self._check_accounts(rows)] = bool(flag)
+
+    def controller_close(self, account: int, fraction: float, liquidator: str, liquidator_row: int | None = None,
+                         penalty: float = 0.0) -> Liquidated | None:
+        """Controller liquidation (EVC controlCollateral): `fraction` of every position moves to the liquidator's
+        DEX account at the oracle price, and the liquidator gets penalty·|notional closed| out of the account's
+        collateral, capped at the account's positive equity (design choice: the penalty never creates bad debt).
+        No health check, no insurance fund, no block limits. The liquidator's account must stay above initial
+        margin. None if the account is flat. With several markets the event joins their symbols with '+' and
+        `debt_repaid` is the notional in USD."""
+        a = int(self._check_accounts(np.array([account]))[0])
+        if not 0.0 < fraction <= 1.0:
+            raise Revert(f"{self.id}: fraction must be in (0, 1], got {fraction}")
+        if not 0.0 <= penalty < 1.0:
+            raise Revert(f"{self.id}: penalty must be in [0, 1), got {penalty}")
+        la = self._liquidator_account(liquidator, liquidator_row)
+        if la == a:
+            raise Revert(f"{self.id}: an account cannot liquidate itself")
+        markets = np.flatnonzero(self.size[a] != 0)
+        if markets.size == 0:
+            return None
+        p = self.prices()
+        eq, mmr = self._row_values(np.array([a]))
+        h = float(eq[0] / mmr[0]) if mmr[0] > 0 else np.inf
+        pair = np.array([a, la])
+        saved = [arr[pair].copy() for arr in (self.collateral, self.size, self.entry_notional, self.funding_snapshot)]
+        closed = np.zeros(len(self.assets))
+        try:
+            for m in markets:
+                d = -self.size[a, m] if fraction == 1.0 else -fraction * self.size[a, m]
+                self._check_margin(np.array([la]), int(m), np.array([-d]), float(p[m]))
+                self._fill(pair, int(m), np.array([d, -d]), float(p[m]))   # at the oracle price: equity unchanged
+                closed[m] = abs(d)
+        except Revert:
+            for arr, old in zip((self.collateral, self.size, self.entry_notional, self.funding_snapshot), saved):
+                arr[pair] = old
+            self._touch()
+            raise
+        notional = float(closed @ p)
+        fee = min(penalty * notional, max(float(eq[0]), 0.0))
+        self.collateral[a] -= fee
+        self.collateral[la] += fee
+        self._touch()
+        self.n_liquidations += 1
+        self.liquidated_notional_usd += notional
+        names = [self.assets[m] for m in markets]
+        units = float(closed[markets[0]]) if len(names) == 1 else notional
+        return self.env.emit(Liquidated(
+            self.env.clock.block, self.id, a, liquidator, "+".join(names), self.quote, units, notional, 0.0,
+            notional, notional, fee, h))
+
+    def settle_out(self, account: int, amount_usd: float, to_holder: str, asset: str | None = None) -> float:
+        """Withdraw up to `amount_usd` of the account's quote to `to_holder`: at most its equity above the
+        maintenance requirement (unrealised PnL included, the quote balance may go negative as in dYdX); returns
+        USD moved. No initial-margin check: the controller decides."""
+        a = int(self._check_accounts(np.array([account]))[0])
+        if asset not in (None, self.quote):
+            return 0.0
+        eq, mmr = (float(x[0]) for x in self._row_values(np.array([a])))
+        x = min(float(amount_usd), max(eq - mmr, 0.0), self.env.ledger.balance(self.id, self.quote))
+        if not x > 0:
+            return 0.0
+        self.env.ledger.transfer(self.quote, self.id, to_holder, x)
+        self.collateral[a] -= x
+        self._touch()
+        return x
+
+    def settle_in(self, account: int, amount_usd: float, from_holder: str, asset: str | None = None) -> float:
+        """Deposit up to `amount_usd` of `from_holder`'s quote into the account's collateral; returns USD moved."""
+        a = int(self._check_accounts(np.array([account]))[0])
+        if asset not in (None, self.quote):
+            return 0.0
+        x = min(float(amount_usd), self.env.ledger.balance(from_holder, self.quote))
+        if not x > 0:
+            return 0.0
+        self.env.ledger.transfer(self.quote, from_holder, self.id, x)
+        self.collateral[a] += x
+        self._touch()
+        return x
+
+    def write_off(self, account: int) -> float:
+        """Negative collateral of a flat account: the insurance fund pays first (dYdX covers liquidation losses
+        from it), the rest goes to the deficit as bad debt (`_write_off_if_flat`); returns bad debt USD."""
+        a = int(self._check_accounts(np.array([account]))[0])
+        if np.any(self.size[a] != 0) or self.collateral[a] >= 0:
+            return 0.0
+        pay = min(-float(self.collateral[a]), self.insurance_fund_usd())
+        if pay > 0:
+            self.env.ledger.transfer(self.quote, self.insurance, self.id, pay)
+            self.collateral[a] += pay
+            self.insurance_paid_usd += pay
+            self._touch()
+        before = self.deficit_usd
+        self._write_off_if_flat(a)
+        return self.deficit_usd - before
