@@ -1,0 +1,406 @@
+"""A cross-venue margin coordinator: one controller (Euler v2 EVC pattern) over a principal's rows on several venues.
+
+margin-methods.md 9 (design anchors): the coordinator is the controller of each enrolled row (the venues' own
+liquidation is disabled on them), judges solvency over all of a principal's rows with one portfolio-margin model
+(full revaluation across venues, §0/§2), grants part of the netting benefit as a SPAN-style inter-commodity
+credit (§6.1: credit rate × offsetting requirement), and adds per-venue contingencies (§9 recommendation):
+
+    equity     = Σ_v equity_v                                        (each venue at its own oracle)
+    credit     = credit_rate · max(Σ_v MM_v − MM_pm, 0)              (SPAN inter-commodity credit, §6.1)
+    MM         = max(Σ_v MM_v − credit, max_v MM_v) + contingencies  (never below the worst silo; design choice)
+    IM         = max(im_factor · (MM − contingencies), max_v IM_v) + contingencies           (design choice)
+    contingencies (USD, per principal):
+      oracle     = m · Σ_v Σ_u |Δ_{v,u}| · |P_{v,u} − mean_v' P_{v',u}|  (Derive-style oracle contingency, §9)
+      latency    = z · Σ_v Σ_u N_{v,u} · σ_u · sqrt(latency_v / year)    (normal VaR over the venue's liquidation
+                                                                          latency as MPOR, sqrt-time; §6.4)
+      settlement = settlement_haircut · credit                        (bridge/settlement haircut, §9; design choice)
+    health     = equity / MM
+
+Liquidation closes venues in `liquidation_order`, `close_fraction` of each venue's starting position per step
+(so 1/close_fraction steps flatten it), until health ≥ target_health or nothing is left to close; then negative
+venue equity is covered from the other venues' settleable cash (`settle_out` → `settle_in`), and what is left is
+written off per venue.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from protocols.base import Env, Exposure, MarginProtocol, Revert
+from protocols.events import Event, Generic
+from protocols.margin.portfolio import SECONDS_PER_YEAR, MarketState, Portfolio
+from protocols.margin.registry import get_model, list_models
+from protocols.venue_adaptors import VenueAdaptor, adaptor_for
+
+DUST_USD = 1e-6          # USD below which a settlement or a negative equity is float rounding
+
+
+class CoordinatorParams(BaseModel):
+    """Model, netting credit, contingencies and liquidation settings of the margin coordinator."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Derive PMRM_2 (margin-methods.md 2): full revaluation of SPOT, PERP and options, cash may be negative
+    model: str = Field("derive-pm2", description="a name of protocols.margin.registry.list_models()")
+    model_overrides: dict = Field(default_factory=dict, description="keyword overrides of the model's params")
+    # design choice; SPAN inter-commodity credit rates are per pair, e.g. 55% Corn/Soybeans (margin-methods.md 6.1)
+    credit_rate: float = Field(0.8, ge=0, le=1, description="share of the netting benefit granted")
+    latency_s: dict[str, float] = Field(default_factory=dict, description="per venue liquidation latency, seconds")
+    # design choice: about five 12-second blocks for a keeper to see an account and land its liquidation
+    default_latency_s: float = Field(60.0, ge=0, le=30 * 86400, description="latency of venues not in latency_s")
+    # N^-1(0.99) = 2.326: 99% one-tailed, EMIR RTS 153/2013 confidence for non-OTC (margin-methods.md 6.4)
+    latency_z: float = Field(2.326, gt=0, le=10, description="quantile multiplier of the latency contingency")
+    oracle_divergence: float = Field(1.0, ge=0, le=100, description="multiplier of the oracle contingency")
+    # design choice (margin-methods.md 9: bridge/settlement risk as a collateral haircut)
+    settlement_haircut: float = Field(0.02, ge=0, le=1, description="share of the credit added as contingency")
+    liquidation_order: list[str] = Field(default_factory=list, description="venue ids; default the order given")
+    # aave-v3 LiquidationLogic DEFAULT_LIQUIDATION_CLOSE_FACTOR 0.5
+    close_fraction: float = Field(0.5, gt=0, le=1, description="share of each venue's position closed per step")
+    # design choice: below Aave's 5% ETH bonus and Derive PM2's 5% LIQUIDATION_PENALTY (margin-methods.md 2, 5.1)
+    penalty: float = Field(0.02, ge=0, lt=0.5, description="liquidator's reward, share of value closed")
+    target_health: float = Field(1.05, ge=1, le=10, description="liquidation stops at this health")
+    # Lyra PMRM v1 imFactor 1.25 (margin-methods.md 0 (e))
+    im_factor: float = Field(1.25, ge=1, le=10, description="IM = factor x MM for the combined part")
+    vol: dict[str, float] = Field(default_factory=dict, description="annualised vol per underlying (no surface)")
+    # same ETH-like assumption as protocols/vol.py VolSurfaceParams.atm_vol
+    default_vol: float = Field(0.65, gt=0, le=5, description="vol of underlyings not in vol and with no surface")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        allowed = list_models()
+        if v not in allowed:
+            raise ValueError(f"model={v!r}: allowed {allowed}")
+        return v
+
+    @field_validator("latency_s")
+    @classmethod
+    def _latencies(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, s in v.items():
+            if not (math.isfinite(s) and 0 <= s <= 30 * 86400):
+                raise ValueError(f"latency_s[{k!r}]={s}: allowed 0..2592000 seconds")
+        return v
+
+    @field_validator("vol")
+    @classmethod
+    def _vols(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, s in v.items():
+            if not (math.isfinite(s) and 0 < s <= 5):
+                raise ValueError(f"vol[{k!r}]={s}: allowed 0 < vol <= 5 (annualised)")
+        return v
+
+
+@dataclass
+class CoordinatedResult:
+    """Per-principal (P,) USD figures of the coordinator's margin (see the module docstring for formulas)."""
+
+    equity_usd: np.ndarray
+    silo_im_usd: np.ndarray         # Σ over venues of the venues' own IM
+    silo_mm_usd: np.ndarray         # Σ over venues of the venues' own MM
+    silo_mm_max_usd: np.ndarray     # worst single venue MM
+    pm_mm_usd: np.ndarray           # portfolio-margin MM of all positions together
+    credit_usd: np.ndarray
+    contingency_usd: np.ndarray
+    contingencies: dict[str, np.ndarray] = field(default_factory=dict)   # oracle, latency, settlement
+    mm_usd: np.ndarray = None
+    im_usd: np.ndarray = None
+    health: np.ndarray = None
+
+
+class MarginCoordinator(MarginProtocol):
+    """Controller of principals' rows on several venues: cross-venue margin, liquidation and settlement."""
+
+    def __init__(self, params: CoordinatorParams, venues: dict[str, object], env: Env, id: str = "coordinator"):
+        if not venues:
+            raise ValueError("venues: allowed a non-empty dict of venue id -> venue")
+        self.params = params
+        self.env = env
+        self.id = id
+        self.adaptors: dict[str, VenueAdaptor] = {k: adaptor_for(v) for k, v in venues.items()}
+        order = list(params.liquidation_order) or list(venues)
+        unknown = [v for v in order if v not in venues]
+        if unknown:
+            raise ValueError(f"liquidation_order: unknown venue ids {unknown}; allowed {list(venues)}")
+        self.order = order + [v for v in venues if v not in order]
+        unknown = [v for v in params.latency_s if v not in venues]
+        if unknown:
+            raise ValueError(f"latency_s: unknown venue ids {unknown}; allowed {list(venues)}")
+        self.latency_s = {v: float(params.latency_s.get(v, params.default_latency_s)) for v in venues}
+        self.model = get_model(params.model, **params.model_overrides)
+        unds: dict[str, None] = {}
+        for a in self.adaptors.values():
+            for u in a.underlyings():
+                unds.setdefault(u, None)
+        self.underlyings: tuple[str, ...] = tuple(unds)
+        self.principals: list[str] = []
+        self.rows: dict[str, np.ndarray] = {v: np.zeros(0, dtype=np.int64) for v in venues}
+        self.liquidators: dict[str, dict[str, int | None]] = {}
+        self.settlement_holder = f"{id}:settlement"
+        self.n_liquidations = 0
+        self.settled_usd = 0.0
+        self.bad_debt_usd = 0.0
+
+    # --- enrolment ----------------------------------------------------------------------------------
+    @property
+    def n_accounts(self) -> int:
+        return len(self.principals)
+
+    def enroll(self, principal: str, rows: dict[str, int]) -> int:
+        """Put one principal's rows under the coordinator (marks them controlled); returns its index."""
+        return int(self.enroll_many([principal], {v: np.array([r]) for v, r in rows.items()})[0])
+
+    def enroll_many(self, principals: list[str], rows: dict[str, np.ndarray]) -> np.ndarray:
+        """Enroll many principals; `rows[venue]` is (P,) venue rows, -1 where the principal has none."""
+        n = len(principals)
+        unknown = [v for v in rows if v not in self.adaptors]
+        if unknown:
+            raise Revert(f"{self.id}: rows: unknown venue ids {unknown}; allowed {list(self.adaptors)}")
+        new = {}
+        for v in self.adaptors:
+            r = np.asarray(rows.get(v, np.full(n, -1)), dtype=np.int64).ravel()
+            if r.shape != (n,):
+                raise Revert(f"{self.id}: rows[{v!r}] has {r.size} entries for {n} principals")
+            live = r[r >= 0]
+            n_rows = self.adaptors[v].venue.n_accounts
+            if live.size and live.max() >= n_rows:
+                raise Revert(f"{self.id}: rows[{v!r}]: allowed -1 or 0..{n_rows - 1}")
+            taken = np.isin(live, self.rows[v]) | (np.unique(live, return_counts=True)[1].max(initial=1) > 1)
+            if np.any(taken):
+                raise Revert(f"{self.id}: rows[{v!r}]: a row may have one controller only (EVC)")
+            new[v] = r
+        for v, r in new.items():
+            if np.any(r >= 0):
+                self.adaptors[v].set_controlled(r[r >= 0], True)
+            self.rows[v] = np.concatenate([self.rows[v], r])
+        start = len(self.principals)
+        self.principals.extend(str(p) for p in principals)
+        return np.arange(start, start + n)
+
+    def register_liquidator(self, holder: str, rows: dict[str, int | None]) -> None:
+        """The rows (per venue) into which `holder` takes closed positions (None: the venue needs none)."""
+        unknown = [v for v in rows if v not in self.adaptors]
+        if unknown:
+            raise Revert(f"{self.id}: rows: unknown venue ids {unknown}; allowed {list(self.adaptors)}")
+        self.liquidators[holder] = {v: (None if r is None else int(r)) for v, r in rows.items()}
+
+    # --- margin ---------------------------------------------------------------------------------------
+    def _prices(self) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+        """Oracle prices per venue and the mean over venues per underlying (NaN where none prices it)."""
+        pv = {v: a.oracle_prices() for v, a in self.adaptors.items()}
+        mean = np.array([np.mean([p[u] for p in pv.values() if u in p]) if any(u in p for p in pv.values())
+                         else np.nan for u in self.underlyings])
+        return pv, mean
+
+    def market_state(self, mean: np.ndarray | None = None) -> MarketState:
+        """PM market state: spot = mean of venue oracle prices; vol = a venue's surface (options venue) if one
+        has it, else `params.vol`, else `params.default_vol`."""
+        if mean is None:
+            mean = self._prices()[1]
+        vol: dict = {}
+        for a in self.adaptors.values():
+            ms = getattr(a.venue, "market_state", None)
+            if callable(ms):
+                for u, s in ms().vol.items():
+                    vol.setdefault(u, s)
+        spot = {}
+        for k, u in enumerate(self.underlyings):
+            spot[u] = float(mean[k]) if np.isfinite(mean[k]) else 0.0
+            vol.setdefault(u, self.params.vol.get(u, self.params.default_vol))
+        return MarketState(spot=spot, vol=vol)
+
+    def vol_of(self, mkt: MarketState) -> np.ndarray:
+        """(U,) annualised vol per underlying for the latency contingency: a surface's current ATM vol, or the
+        flat vol of the market state."""
+        out = []
+        for u in self.underlyings:
+            v = mkt.vol[u]
+            out.append(float(v.atm_vol) if hasattr(v, "atm_vol") else float(v))
+        return np.array(out)
+
+    def requirements(self, principals: np.ndarray | None = None) -> CoordinatedResult:
+        """Coordinated equity, requirements and health of all principals (or the given indices)."""
+        idx = np.arange(self.n_accounts) if principals is None else np.atleast_1d(np.asarray(principals, np.int64))
+        n, unds, pr = idx.size, self.underlyings, self.params
+        z = lambda: np.zeros(n)  # noqa: E731
+        eq, s_im, s_mm, s_mm_max, s_im_max, orc, lat = z(), z(), z(), z(), z(), z(), z()
+        pv, mean = self._prices()
+        mkt = self.market_state(mean)
+        sigma = self.vol_of(mkt)
+        parts: list[tuple[np.ndarray, Portfolio]] = []
+        for v, a in self.adaptors.items():
+            r = self.rows[v][idx]
+            sel = np.flatnonzero(r >= 0)
+            if sel.size == 0:
+                continue
+            rr = r[sel]
+            im, mm = a.silo_requirements(rr)
+            eq[sel] += a.equity_usd(rr)
+            s_im[sel] += im
+            s_mm[sel] += mm
+            s_mm_max[sel] = np.maximum(s_mm_max[sel], mm)
+            s_im_max[sel] = np.maximum(s_im_max[sel], im)
+            parts.append((sel, a.portfolio(rr, unds)))
+            # oracle contingency: |net delta| x |venue price - mean price| (Derive-style, margin-methods.md 9)
+            px = np.array([pv[v].get(u, np.nan) for u in unds])
+            dev = np.nan_to_num(np.abs(px - mean), nan=0.0)
+            orc[sel] += pr.oracle_divergence * (np.abs(a.net_delta(rr, unds)) @ dev)
+            # latency contingency: z·N·σ·sqrt(latency/year), normal VaR over the MPOR (margin-methods.md 6.4)
+            scale = pr.latency_z * math.sqrt(self.latency_s[v] / SECONDS_PER_YEAR)
+            lat[sel] += scale * (a.gross_notional_usd(rr, unds) @ sigma)
+        pm_mm = self.model.requirements(self._combine(parts, n), mkt).mm if n else z()
+        credit = pr.credit_rate * np.maximum(s_mm - pm_mm, 0.0)       # SPAN inter-commodity credit (6.1)
+        settle = pr.settlement_haircut * credit                        # settlement haircut (design choice)
+        cont = orc + lat + settle
+        combined = np.maximum(s_mm - credit, s_mm_max)
+        mm = combined + cont
+        im = np.maximum(pr.im_factor * combined, s_im_max) + cont
+        with np.errstate(divide="ignore", invalid="ignore"):
+            health = np.where(mm > 0, eq / mm, np.where(eq >= 0, np.inf, -np.inf))
+        return CoordinatedResult(eq, s_im, s_mm, s_mm_max, pm_mm, credit, cont,
+                                 {"oracle": orc, "latency": lat, "settlement": settle}, mm, im, health)
+
+    def _combine(self, parts: list[tuple[np.ndarray, Portfolio]], n: int) -> Portfolio:
+        """One portfolio with one account per principal, from the venues' portfolios."""
+        cash = np.zeros(n)
+        cols: dict[str, list] = {k: [] for k in ("account", "kind", "und", "qty", "strike", "expiry_s", "entry_price")}
+        for sel, pf in parts:
+            np.add.at(cash, sel, pf.cash)
+            cols["account"].append(sel[pf.account])
+            for k in ("kind", "und", "qty", "strike", "expiry_s", "entry_price"):
+                cols[k].append(getattr(pf, k))
+        cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
+        return Portfolio(n, self.underlyings, cat["account"].astype(np.int64), cat["kind"].astype(np.int8),
+                         cat["und"].astype(np.int64), cat["qty"], cat["strike"], cat["expiry_s"], cat["entry_price"],
+                         cash)
+
+    def health(self) -> np.ndarray:
+        """Coordinated equity / MM per principal (inf with nothing at risk)."""
+        return self.requirements().health
+
+    def liquidatable(self) -> np.ndarray:
+        return np.flatnonzero(self.health() < 1.0)
+
+    # --- liquidation ----------------------------------------------------------------------------------
+    def liquidate(self, principal: int, liquidator: str) -> list[Event]:
+        """Close the principal's venues in order until health ≥ target_health or nothing is closable, settle
+        negative venue equity from the other venues, write off the rest. Reverts if the principal is healthy."""
+        i = int(principal)
+        if not 0 <= i < self.n_accounts:
+            raise Revert(f"{self.id}: no principal #{i}")
+        h0 = float(self.requirements(np.array([i])).health[0])
+        if not h0 < 1.0:
+            raise Revert(f"{self.id}: principal #{i} is healthy (health {h0:.6g} >= 1)")
+        pr = self.params
+        lrows = self.liquidators.get(liquidator, {})
+        events: list[Event] = []
+        failures: dict[str, str] = {}
+        health = h0
+        for v in self.order:
+            a, row = self.adaptors[v], int(self.rows[v][i])
+            if row < 0:
+                continue
+            share = 1.0                  # share of the venue's starting position still open
+            while health < pr.target_health and share > 0 and a.closable(row):
+                f = min(pr.close_fraction / share, 1.0)
+                try:
+                    ev = a.close(row, f, liquidator, lrows.get(v), pr.penalty)
+                except Revert as exc:
+                    failures[v] = str(exc)
+                    break
+                if ev is None:
+                    break
+                events.append(ev)
+                share = 0.0 if f >= 1.0 else share * (1.0 - f)
+                health = float(self.requirements(np.array([i])).health[0])
+            if health >= pr.target_health:
+                break
+        settled = self._settle(i)
+        bad = 0.0
+        n_before = len(self.env.events)
+        for v in self.order:
+            row = int(self.rows[v][i])
+            if row >= 0:
+                bad += self.adaptors[v].write_off(row)
+        events.extend(self.env.events[n_before:])
+        health_after = float(self.requirements(np.array([i])).health[0])
+        self.n_liquidations += 1
+        self.settled_usd += settled
+        self.bad_debt_usd += bad
+        events.append(self.env.emit(Generic(self.env.clock.block, self.id, "coordinator_liquidation", {
+            "principal": self.principals[i], "index": i, "liquidator": liquidator, "health_before": h0,
+            "health_after": health_after, "closes": sum(1 for e in events if e.kind == "liquidation"),
+            "settled_usd": settled, "bad_debt_usd": bad, "failures": dict(failures)})))
+        return events
+
+    def _settle(self, i: int) -> float:
+        """Cover each venue's negative equity from the other venues' settleable cash, token by token through
+        the settlement holder; unused tokens go back to the paying row. Returns USD settled."""
+        led, hold = self.env.ledger, self.settlement_holder
+        total = 0.0
+        for v in self.order:
+            a, row = self.adaptors[v], int(self.rows[v][i])
+            if row < 0:
+                continue
+            need = -float(a.equity_usd(np.array([row]))[0])
+            for w in self.order:
+                if need <= DUST_USD:
+                    break
+                b, src = self.adaptors[w], int(self.rows[w][i])
+                if w == v or src < 0:
+                    continue
+                for token in (t for t in b.settlement_tokens() if t in a.settlement_tokens()):
+                    if need <= DUST_USD:
+                        break
+                    ask = min(need, float(b.settleable_usd(np.array([src]))[0]), a.accept_usd(row, token))
+                    if not ask > DUST_USD:
+                        continue
+                    before = led.balance(hold, token)
+                    b.settle_out(src, ask, hold, token)
+                    got = led.balance(hold, token) - before
+                    if not got > 0:
+                        continue
+                    paid = a.settle_in(row, got * a.token_price(token), hold, token)
+                    rest = led.balance(hold, token) - before
+                    if rest > 0:
+                        b.refund(src, token, rest, hold)
+                    need -= float(paid)
+                    total += float(paid)
+        return total
+
+    # --- protocol surface ---------------------------------------------------------------------------------
+    def accrue(self, dt_seconds: float) -> None:
+        """Nothing accrues in the coordinator itself: each venue accrues on its own."""
+        if not dt_seconds >= 0:
+            raise ValueError(f"dt_seconds must be >= 0, got {dt_seconds}")
+
+    def metrics(self) -> dict[str, float]:
+        r = self.requirements()
+        out = {
+            "principals": self.n_accounts,
+            "equity_usd": float(r.equity_usd.sum()),
+            "silo_im_usd": float(r.silo_im_usd.sum()),
+            "silo_mm_usd": float(r.silo_mm_usd.sum()),
+            "im_usd": float(r.im_usd.sum()),
+            "mm_usd": float(r.mm_usd.sum()),
+            "netting_credit_usd": float(r.credit_usd.sum()),
+            "contingency_usd": float(r.contingency_usd.sum()),
+            "accounts_unhealthy": int(np.sum(r.health < 1.0)),
+            "liquidations": self.n_liquidations,
+            "settled_usd": self.settled_usd,
+            "bad_debt_usd": self.bad_debt_usd,
+        }
+        for k, c in r.contingencies.items():
+            out[f"contingency_{k}_usd"] = float(c.sum())
+        return out
+
+    def exposures(self) -> list[Exposure]:
+        """The equity of controlled rows on each venue (USD), with the venue as counterparty."""
+        out = []
+        for v, a in self.adaptors.items():
+            rows = self.rows[v][self.rows[v] >= 0]
+            if rows.size:
+                out.append(Exposure("receivable", "USD", float(a.equity_usd(rows).sum()), counterparty=v))
+        return out
