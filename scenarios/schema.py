@@ -342,9 +342,6 @@ class PerpsSpec(Strict):
         return {self.quote: None, **{a: None for a in self.market_assets()}}
 
 
-ProtocolSpec = Annotated[Union[LendingSpec, CdpSpec, PerpsSpec], Field(discriminator="kind")]
-
-
 # --- agents ----------------------------------------------------------------------------------------
 class Distribution(Strict):
     """A random draw per account: lognormal (median, sigma) or uniform (low, high), clipped to [min, max]."""
@@ -380,6 +377,12 @@ class Distribution(Strict):
         lo = -np.inf if self.min is None else self.min
         hi = np.inf if self.max is None else self.max
         return np.clip(x, lo, hi)
+
+
+from scenarios.schema_pm import (MarginSpec, MultiVenueSpec, OptionPopulationSpec,  # noqa: E402
+                                 OptionsSpec)
+
+ProtocolSpec = Annotated[Union[LendingSpec, CdpSpec, PerpsSpec, OptionsSpec], Field(discriminator="kind")]
 
 
 class BorrowersSpec(Strict):
@@ -499,8 +502,8 @@ class TradersSpec(Strict):
         return _validated(TraderParams, {"id": self.id, **self.params}, f"agents.{self.id}.params")
 
 
-AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec, VaultsSpec, KeeperSpec, TradersSpec],
-                      Field(discriminator="kind")]
+AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec, VaultsSpec, KeeperSpec, TradersSpec,
+                            OptionPopulationSpec, MultiVenueSpec], Field(discriminator="kind")]
 
 
 # --- gas -------------------------------------------------------------------------------------------
@@ -537,6 +540,7 @@ class Scenario(Strict):
     protocols: list[ProtocolSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)
     gas: GasSpec = GasSpec()
+    margin: MarginSpec | None = Field(None, description="margin regime of multi-venue accounts (default: silo)")
 
     @model_validator(mode="after")
     def _links(self):
@@ -607,6 +611,11 @@ class Scenario(Strict):
                 for pid in a.shared_with:
                     if pid not in protocols:
                         raise ValueError(f"agents.{a.id}.shared_with: unknown protocol {pid!r}; allowed: {sorted(protocols)}")
+            if isinstance(a, OptionPopulationSpec) and not isinstance(protocols.get(a.protocol), OptionsSpec):
+                venues_ = sorted(p.id for p in self.protocols if isinstance(p, OptionsSpec))
+                raise ValueError(f"agents.{a.id}.protocol: {a.protocol!r} is not an options protocol; allowed: {venues_}")
+            if isinstance(a, MultiVenueSpec):
+                _check_multi_venue(a, protocols, assets)
             if isinstance(a, ArbitrageurSpec):
                 for vid in a.venues:
                     if vid not in venues:
@@ -616,6 +625,28 @@ class Scenario(Strict):
     @property
     def n_blocks(self) -> int:
         return int(round(self.run.duration / self.run.block_seconds))
+
+
+def _check_multi_venue(a, protocols: dict, assets: list[str]) -> None:
+    """A multi-venue population names one protocol of each kind, and its assets must be listed there."""
+    for field, kind in (("lending", LendingSpec), ("perps", PerpsSpec), ("options", OptionsSpec)):
+        pid = getattr(a, field)
+        if pid is None:
+            continue
+        if not isinstance(protocols.get(pid), kind):
+            allowed = sorted(p.id for p in protocols.values() if isinstance(p, kind))
+            raise ValueError(f"agents.{a.id}.{field}: {pid!r} is not a {kind.model_fields['kind'].default} protocol; "
+                             f"allowed: {allowed}")
+    lend = protocols[a.lending]
+    for asset in (a.asset, a.debt):
+        if asset not in lend.assets:
+            raise ValueError(f"agents.{a.id}: asset {asset!r} is not listed in protocols.{lend.id}.assets ({sorted(lend.assets)})")
+    if a.asset not in protocols[a.perps].market_assets():
+        raise ValueError(f"agents.{a.id}.asset: {a.asset!r} is not a market of protocols.{a.perps} "
+                         f"({protocols[a.perps].market_assets()})")
+    if a.options is not None and a.asset not in protocols[a.options].oracles:
+        raise ValueError(f"agents.{a.id}.asset: {a.asset!r} has no oracle on protocols.{a.options} "
+                         f"({sorted(protocols[a.options].oracles)})")
 
 
 def _unique(what: str, ids: list[str]) -> None:

@@ -87,10 +87,19 @@ def build_lending(model, spec) -> LendingMarket:
 @agent_builder("borrowers")
 def build_borrowers(model, spec) -> list:
     market = model.protocols[spec.protocol]
-    pspec = model.protocol_specs[spec.protocol]
+    ensure_liquidity = liquidity_for(model, spec.protocol, spec.id)
+    rng = model.stream(f"agent:{spec.id}")
+    fund_collateral = lambda asset, holder, amount: supply(model, asset, holder, amount, "genesis_collateral")  # noqa: E731
+    return [BorrowerPopulation(model, spec, market, rng, model.scenario.run.block_seconds, ensure_liquidity,
+                               fund_collateral)]
 
-    def ensure_liquidity(sym: str, need: float) -> None:
-        """Lenders must fund the book; with supply_usd = 0 their deposit is sized automatically."""
+
+def liquidity_for(model, protocol_id: str, agent_id: str) -> Callable[[str, float], None]:
+    """`ensure(sym, need_tokens)`: the lending market must hold `need` of `sym` to lend to an agent population;
+    with supply_usd = 0 the lenders' deposit is sized automatically (utilisation AUTO_SUPPLY_UTILISATION)."""
+    market, pspec = model.protocols[protocol_id], model.protocol_specs[protocol_id]
+
+    def ensure(sym: str, need: float) -> None:
         have = model.env.ledger.balance(market.id, sym)
         if pspec.assets[sym].supply_usd == 0 and have < need / AUTO_SUPPLY_UTILISATION:
             amount = need / AUTO_SUPPLY_UTILISATION - have
@@ -99,13 +108,9 @@ def build_borrowers(model, spec) -> list:
         elif have < need:
             px = model.market.price(sym)
             raise ValueError(
-                f"protocols.{market.id}.assets.{sym}.supply_usd: lenders supply {have * px:,.0f} USD but agents.{spec.id} "
+                f"protocols.{market.id}.assets.{sym}.supply_usd: lenders supply {have * px:,.0f} USD but agents.{agent_id} "
                 f"borrow {need * px:,.0f} USD; raise supply_usd or set it to 0 to size it automatically")
-
-    rng = model.stream(f"agent:{spec.id}")
-    fund_collateral = lambda asset, holder, amount: supply(model, asset, holder, amount, "genesis_collateral")  # noqa: E731
-    return [BorrowerPopulation(model, spec, market, rng, model.scenario.run.block_seconds, ensure_liquidity,
-                               fund_collateral)]
+    return ensure
 
 
 def supply(model, asset: str, holder: str, amount: float, reason: str) -> None:
@@ -138,6 +143,7 @@ def build_liquidators(model, spec) -> list:
     targets = [t.split(":", 1)[1] for t in network.agent_targets(spec, model.scenario)]
     markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], LendingMarket)]
     dexes = [p for p in targets if model.protocol_specs[p].kind == "perps"]
+    option_venues = [p for p in targets if model.protocol_specs[p].kind == "options"]
     pools = [model.pools[v.split(":", 1)[1]] for p in targets for v in network.venues_of(model.graph, network.node("protocol", p))]
     debt_assets = sorted({a for p in targets for a in network.lent_assets(model.protocol_specs[p], model.scenario)}) or \
         [model.quote_asset]
@@ -150,6 +156,9 @@ def build_liquidators(model, spec) -> list:
         for pid in dexes:   # the same holder's capital also margins its accounts on each perp DEX
             from sim.build_perps import perp_liquidator
             out.append(perp_liquidator(model, holder, spec, pid, share=1.0 / len(targets)))
+        for pid in option_venues:   # and its rows on each options venue
+            from sim.build_options import option_liquidator
+            out.append(option_liquidator(model, holder, spec, pid, share=1.0 / len(targets)))
     return out
 
 
@@ -162,6 +171,6 @@ def build_arbitrageur(model, spec) -> list:
 
 
 #: agent kinds are built in this order: populations that issue or hold tokens come first
-AGENT_ORDER = ("vaults", "traders", "borrowers")
+AGENT_ORDER = ("vaults", "traders", "borrowers", "multi_venue")
 
-from sim import build_cdp, build_perps  # noqa: E402,F401  (register their builders)
+from sim import build_cdp, build_options, build_perps  # noqa: E402,F401  (register their builders)

@@ -128,15 +128,12 @@ def schema(out: Optional[Path] = typer.Option(None, help="write to a file instea
 
 def _mount_subcommands() -> None:
     """Sub-commands that live in their own modules register themselves here."""
-    import importlib
-    import importlib.util
+    from sim import compare_cli, graph_cli, sweep_cli
+    from sim.margin_cli import margin_app
 
-    if importlib.util.find_spec("sim.margin_cli") is not None:
-        from sim.margin_cli import margin_app
-        app.add_typer(margin_app, name="margin", help="Compare margin models and backtest them.")
-    for mod in ("sim.sweep_cli", "sim.graph_cli", "sim.compare_cli"):
-        if importlib.util.find_spec(mod) is not None:
-            importlib.import_module(mod).register(app)
+    app.add_typer(margin_app, name="margin", help="Compare margin models and backtest them.")
+    for mod in (sweep_cli, graph_cli, compare_cli):
+        mod.register(app)
 
 
 _mount_subcommands()

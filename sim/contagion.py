@@ -23,6 +23,7 @@ CARRIERS = {
     "liquidates_into": "forward",   # protocol's liquidations sell into the venue
     "trades": "both",               # venue price <-> asset price (arbitrage)
     "shared_capital": "forward",    # one protocol's liquidations tie up capital another needs
+    "coordinated": "forward",       # cross-venue margin: one venue's shortfall is settled from another
 }
 
 

@@ -17,7 +17,7 @@ from agents.tx import BlockView
 from protocols.base import Clock, Env
 from protocols.events import Liquidated
 from scenarios.loader import LoadedScenario, load
-from sim import build, network
+from sim import build, network, regime
 from sim.blocks import build_block
 from sim.gas import GasMarket
 from sim.market import External, Market
@@ -52,10 +52,12 @@ class StressModel(mesa.Model):
         self.protocol_specs = {p.id: p for p in specs("protocol")}
         self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
         self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
+        self.coordinator = regime.build_coordinator(self)   # None without multi-venue accounts
         self.actors = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
             self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+        self.actors.extend(regime.build_keeper(self))
         self.recorder = Recorder(self)
         self._event_cursor = 0
         if s.run.check_conservation_every:

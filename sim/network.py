@@ -11,13 +11,14 @@ spec that declared it. Edge keys are the edge types:
   acts_on         agent -> protocol|venue an agent's field of action
   shared_capital  protocol -> protocol    one liquidator's or keeper's capital serves both
   exposure        protocol -> protocol    derived: the first takes as collateral what the second issues
+  coordinated     protocol -> protocol    a margin coordinator nets accounts across both (portfolio regime)
 """
 from __future__ import annotations
 
 import networkx as nx
 
 EDGE_TYPES = ("collateral_of", "lends", "issues", "priced_by", "sources", "liquidates_into", "trades",
-              "acts_on", "shared_capital", "exposure")
+              "acts_on", "shared_capital", "exposure", "coordinated")
 
 
 def node(kind: str, name: str) -> str:
@@ -62,7 +63,22 @@ def build_graph(scenario) -> nx.MultiDiGraph:
                     g.add_edge(p1, p2, key="shared_capital", agent=a.id)
                     g.add_edge(p2, p1, key="shared_capital", agent=a.id)
     _derive_exposures(g)
+    _coordinated(g, scenario)
     return g
+
+
+def _coordinated(g: nx.MultiDiGraph, scenario) -> None:
+    """Under the portfolio regime, the venues of multi-venue accounts are margined as one: link them both ways."""
+    if scenario.margin is None or scenario.margin.regime != "portfolio":
+        return
+    for a in scenario.agents:
+        if a.kind != "multi_venue":
+            continue
+        venues = [node("protocol", v) for v in (a.lending, a.perps, a.options) if v is not None]
+        for i, p1 in enumerate(venues):
+            for p2 in venues[i + 1:]:
+                g.add_edge(p1, p2, key="coordinated", agent=a.id)
+                g.add_edge(p2, p1, key="coordinated", agent=a.id)
 
 
 def collateral_assets(p, scenario) -> list[str]:
@@ -87,6 +103,8 @@ def agent_targets(a, scenario) -> list[str]:
     """Graph nodes an agent acts on."""
     if hasattr(a, "protocol"):
         return [node("protocol", a.protocol)]
+    if a.kind == "multi_venue":
+        return [node("protocol", v) for v in (a.lending, a.perps, a.options) if v is not None]
     if hasattr(a, "shared_with"):
         pids = a.shared_with or [p.id for p in scenario.protocols if _liquidated_by(p, a.kind)]
         return [node("protocol", pid) for pid in pids]

@@ -48,6 +48,7 @@ EDGE_STYLES = {
     "sources": (OKABE_ITO["orange"], "dashed"), "liquidates_into": (OKABE_ITO["vermillion"], "dashdot"),
     "trades": (OKABE_ITO["bluish_green"], "solid"), "acts_on": (OKABE_ITO["reddish_purple"], "dotted"),
     "shared_capital": (OKABE_ITO["black"], "dashed"), "exposure": (OKABE_ITO["vermillion"], "solid"),
+    "coordinated": (OKABE_ITO["reddish_purple"], "solid"),
 }
 FIGSIZE = (8.0, 4.0)          # inches: one figure per report row
 NETWORK_FIGSIZE = (9.0, 5.5)

@@ -82,9 +82,23 @@ def liquidation_slippage_usd(ts: pd.DataFrame, events: pd.DataFrame, liquidators
     if sw.empty:
         return 0.0
     ref = ts.set_index("block")
+    pos = ref.index.get_indexer(sw["block"].to_numpy())
+    if (pos < 0).any():
+        raise KeyError(f"swap in block {int(sw['block'].to_numpy()[pos < 0][0])} has no timeseries row")
+
+    def ref_usd(tokens: pd.Series) -> np.ndarray:   # reference price at each swap's block, USD per token
+        out = np.empty(len(tokens))
+        tok = tokens.to_numpy()
+        for t in pd.unique(tok):
+            at = tok == t
+            out[at] = ref[f"ref_{t}_usd"].to_numpy()[pos[at]]
+        return out
+
+    legs = (sw["amount_in"].to_numpy(dtype=float) * ref_usd(sw["token_in"])
+            - sw["amount_out"].to_numpy(dtype=float) * ref_usd(sw["token_out"]))
     total = 0.0
-    for blk, tin, ain, tout, aout in sw[["block", "token_in", "amount_in", "token_out", "amount_out"]].itertuples(index=False):
-        total += ain * ref.at[blk, f"ref_{tin}_usd"] - aout * ref.at[blk, f"ref_{tout}_usd"]
+    for x in legs.tolist():   # summed in event order, as before (same float rounding)
+        total += x
     return float(total)
 
 
@@ -126,6 +140,11 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "protocols": per,
     }
     out["contagion"] = contagion(model, ts, per, main)
+    from sim.regime import margin_outcomes
+
+    margin = margin_outcomes(model, ts, events, per)
+    if margin is not None:
+        out["margin"] = margin
     out["scorecard"] = scorecard(out, model.scenario.run.published)
     return out
 
