@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from protocols.events import Liquidated
+from protocols.events import AuctionKicked, Liquidated
 
 #: agent kinds whose ledger value is tracked as "liquidator PnL"
 LIQUIDATING_KINDS = ("Liquidator", "Keeper", "PerpLiquidator")
@@ -24,6 +24,13 @@ class Recorder:
         self.liquidators = sorted({a.holder for a in model.actors if type(a).__name__ in LIQUIDATING_KINDS})
         self.start_value = {h: self._value(h) for h in self.liquidators}
         self.health_before = {pid: _finite(p.health()) for pid, p in model.protocols.items()}
+        #: protocols whose liquidation is an auction kick -> USD per unit of their tab (the stablecoin's price)
+        self.kick_liquidates = {pid: self._price_of(getattr(p, "stablecoin", None))
+                                for pid, p in model.protocols.items() if model.protocol_specs[pid].kind == "cdp"}
+
+    def _price_of(self, token: str | None):
+        mkt = self.model.market
+        return (lambda: mkt.price(token)) if token in mkt.index else (lambda: 1.0)
 
     def _value(self, holder: str) -> float:
         """USD value of a holder's ledger balances at reference prices."""
@@ -54,6 +61,10 @@ class Recorder:
             if isinstance(ev, Liquidated):
                 liq_n[ev.source] += 1
                 liq_usd[ev.source] += ev.debt_repaid_usd
+            elif isinstance(ev, AuctionKicked) and ev.source in self.kick_liquidates:
+                # a CDP liquidates by kicking an auction (Maker dss dog.bark / cat.bite): volume = its tab, USD
+                liq_n[ev.source] += 1
+                liq_usd[ev.source] += ev.tab * self.kick_liquidates[ev.source]()
         for pid, proto in m.protocols.items():
             for k, v in proto.metrics().items():
                 row[f"{pid}_{k}"] = float(v)

@@ -25,6 +25,15 @@ def test_every_protocol_of_the_network_reports_and_the_ledger_is_conserved(conta
     assert m["liquidations"] > 0
 
 
+def test_cdp_auction_kicks_count_as_its_liquidations(contagion_run):
+    ev, m = contagion_run.events, contagion_run.metrics["protocols"]["maker"]
+    kicks = ev[(ev["kind"] == "auction_kick") & (ev["source"] == "maker")]
+    assert len(kicks) > 0 and m["liquidations"] == len(kicks)
+    # the volume is the kicked tabs at the stablecoin's reference price, which stays within 5% of its peg
+    assert 0.95 * kicks["tab"].sum() <= m["liquidation_volume_usd"] <= 1.05 * kicks["tab"].sum()
+    assert contagion_run.metrics["contagion"]["first_liquidation_s"]["maker"] is not None
+
+
 def test_shared_edges_appear_in_the_graph_and_the_contagion_block(contagion_run):
     g = contagion_run.graph
     shared = {(u, v) for u, v, _ in network.edges_of(g, "shared_capital")}
