@@ -255,6 +255,20 @@ def contagion_rows(metrics: dict) -> list[list[str]]:
     return rows
 
 
+def margin_rows(metrics: dict) -> list[list[str]]:
+    """The margin-regime block of summary.json (runs with multi-venue accounts) as label/value rows."""
+    mg = metrics.get("margin") or {}
+    rows = [[label_of(k), format_value(v, kind_of(k))] for k, v in mg.items()
+            if not isinstance(v, (dict, list))]
+    if mg:
+        rows.append(["Liquidation order across venues", " > ".join(mg.get("liquidation_order", [])) or "none"])
+    for vid, v in (mg.get("by_venue") or {}).items():
+        rows.append([f"{vid}: liquidations / written off / unbacked at the end",
+                     f"{v['liquidations']:,} / {format_value(v['written_off_usd'], 'usd')} / "
+                     f"{format_value(v['unbacked_end_usd'], 'usd')}"])
+    return rows
+
+
 # --- the page ------------------------------------------------------------------------------------
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
@@ -302,6 +316,8 @@ def render_html(result, figures: dict[str, Path]) -> str:
                f"{_table(['metric', 'simulated', 'published', 'ratio', 'source'], scorecard_rows(m))}\n"
                if m.get("scorecard") else "")
             + (f"<h2>Contagion</h2>\n{_table(['metric', 'value'], contagion_rows(m))}\n" if contagion_rows(m) else "")
+            + (f"<h2>Margin regime of the multi-venue accounts</h2>\n{_table(['metric', 'value'], margin_rows(m))}\n"
+               if margin_rows(m) else "")
             + f"<h2>Figures</h2>\n{figs}\n"
             f"<h2>Manifest</h2>\n{_table(['key', 'value'], manifest_rows(man), 'manifest')}\n"
             "</body></html>\n")

@@ -111,3 +111,12 @@ def test_bad_regime_tables_name_the_key(override, needle):
     with pytest.raises(ScenarioError) as e:
         load("inter-protocol-pm", [override])
     assert needle in str(e.value)
+
+
+def test_run_report_has_a_margin_regime_section(runs, tmp_path):
+    from sim.runs import write_run
+
+    out = write_run(runs["portfolio"], tmp_path / "run")
+    page = (out / "report.html").read_text()
+    assert "Margin regime of the multi-venue accounts" in page and "Capital efficiency" in page
+    assert "Liquidation order across venues" in page
