@@ -24,6 +24,11 @@ import mesa
 import numpy as np
 
 from agents.tx import BlockView, Tx
+from protocols.margin.portfolio import SECONDS_PER_DAY
+
+
+#: cash opened on the options venue beyond the premium (room for the mark moving within the block), share + USD
+PREMIUM_ROOM_SHARE, PREMIUM_ROOM_USD = 0.05, 1.0
 
 
 @dataclass
@@ -85,10 +90,10 @@ class MultiVenuePopulation(mesa.Agent):
 
         rows = {lending.id: lend_rows, perps.id: perp_rows}
         if options is not None:
-            inst = options.list_instrument(a, "put", strike_usd=spec.put_moneyness * p, expiry_s=spec.put_expiry_days * 86_400.0)
+            inst = options.list_instrument(a, "put", strike_usd=spec.put_moneyness * p, expiry_s=spec.put_expiry_days * SECONDS_PER_DAY)
             qty = puts * e
             premium = qty * float(options.mark_prices()[inst])
-            buffer = premium * 0.05 + 1.0                       # rounding room above the premium, USD
+            buffer = premium * PREMIUM_ROOM_SHARE + PREMIUM_ROOM_USD
             fund(options.quote, self.holder, float((premium + buffer).sum()))
             orows = options.open_accounts(self.holder, premium + buffer)
             buy = qty > 0
