@@ -511,7 +511,7 @@ class PerpDex(ControlledRows, MarginProtocol):
         s = self.size[rows, m]
         e = self.entry_notional[rows, m]
         same = (s == 0) | (np.sign(delta) == np.sign(s))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):   # masked rows: s == 0 or subnormal
             frac = np.where(same, 0.0, np.minimum(np.abs(delta) / np.abs(s), 1.0))
         s_new = s + delta
         flipped = ~same & (np.abs(delta) > np.abs(s))
