@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from agents.option_book import instrument_arrays, spot_usd, trade_legs
-from agents.traders import Lognormal, _Strict
+from agents.traders import Lognormal, _Strict, draw_attention
 from agents.tx import GWEI, BlockView, Tx
 from protocols.events import UserAction
 
@@ -81,10 +81,7 @@ class OptionPopulation(mesa.Agent):
             led.mint("ETH", self.holder, params.gas_eth_per_account * n, "genesis_gas")
         self.rows = np.asarray(venue.open_accounts(self.holder, cash), dtype=np.int64)
         self.initial_cash = cash
-        self.attentive = rng.random(n) < params.attentive_share
-        self.alarm = rng.uniform(params.alarm_health_low, params.alarm_health_high, n)
-        self.target_health = self.alarm * params.restore_multiple
-        self.below_since = np.full(n, -1, dtype=np.int64)
+        self.attentive, self.alarm, self.target_health, self.below_since = draw_attention(params, rng, n)
         self.topped_up_usd = 0.0
         self.bought_back_usd = 0.0
 

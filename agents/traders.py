@@ -81,6 +81,14 @@ class TraderParams(_Strict):
         return self
 
 
+def draw_attention(params, rng: np.random.Generator, n: int):
+    """Who defends their margin and when: (attentive mask, alarm health, target health, below-since block = -1),
+    from params with attentive_share, alarm_health_low/high and restore_multiple (modelling assumptions)."""
+    attentive = rng.random(n) < params.attentive_share
+    alarm = rng.uniform(params.alarm_health_low, params.alarm_health_high, n)
+    return attentive, alarm, alarm * params.restore_multiple, np.full(n, -1, dtype=np.int64)
+
+
 class TraderPopulation(mesa.Agent):
     """Accounts on one `PerpDex`; decisions for all of them are array operations."""
 
@@ -123,10 +131,7 @@ class TraderPopulation(mesa.Agent):
             dex.set_vault(self.vault)
         self.market_of = market_of
         self.leverage = leverage
-        self.attentive = rng.random(n) < params.attentive_share
-        self.alarm = rng.uniform(params.alarm_health_low, params.alarm_health_high, n)
-        self.target_health = self.alarm * params.restore_multiple
-        self.below_since = np.full(n, -1, dtype=np.int64)
+        self.attentive, self.alarm, self.target_health, self.below_since = draw_attention(params, rng, n)
         self.topped_up_usd = 0.0
         self.reduced_notional_usd = 0.0
 

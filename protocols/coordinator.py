@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from protocols.base import Env, Exposure, MarginProtocol, Revert
 from protocols.events import Event, Generic
 from protocols.margin.portfolio import SECONDS_PER_YEAR, MarketState, Portfolio
-from protocols.margin.registry import get_model, list_models
+from protocols.margin.registry import check_model_name, get_model
 from protocols.venue_adaptors import VenueAdaptor, adaptor_for
 
 DUST_USD = 1e-6          # USD below which a settlement or a negative equity is float rounding
@@ -71,10 +71,7 @@ class CoordinatorParams(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        allowed = list_models()
-        if v not in allowed:
-            raise ValueError(f"model={v!r}: allowed {allowed}")
-        return v
+        return check_model_name(v, "model")
 
     @field_validator("latency_s")
     @classmethod
@@ -108,6 +105,7 @@ class CoordinatedResult:
     mm_usd: np.ndarray = None
     im_usd: np.ndarray = None
     health: np.ndarray = None
+    silo_shortfall_usd: np.ndarray = None   # Σ over venues of max(venue MM − venue equity, 0): silo rules
 
 
 class MarginCoordinator(MarginProtocol):
@@ -225,7 +223,7 @@ class MarginCoordinator(MarginProtocol):
         idx = np.arange(self.n_accounts) if principals is None else np.atleast_1d(np.asarray(principals, np.int64))
         n, unds, pr = idx.size, self.underlyings, self.params
         z = lambda: np.zeros(n)  # noqa: E731
-        eq, s_im, s_mm, s_mm_max, s_im_max, orc, lat = z(), z(), z(), z(), z(), z(), z()
+        eq, s_im, s_mm, s_mm_max, s_im_max, orc, lat, s_gap = z(), z(), z(), z(), z(), z(), z(), z()
         pv, mean = self._prices()
         mkt = self.market_state(mean)
         sigma = self.vol_of(mkt)
@@ -237,7 +235,9 @@ class MarginCoordinator(MarginProtocol):
                 continue
             rr = r[sel]
             im, mm = a.silo_requirements(rr)
-            eq[sel] += a.equity_usd(rr)
+            eq_v = a.equity_usd(rr)
+            eq[sel] += eq_v
+            s_gap[sel] += np.maximum(mm - eq_v, 0.0)
             s_im[sel] += im
             s_mm[sel] += mm
             s_mm_max[sel] = np.maximum(s_mm_max[sel], mm)
@@ -260,7 +260,7 @@ class MarginCoordinator(MarginProtocol):
         with np.errstate(divide="ignore", invalid="ignore"):
             health = np.where(mm > 0, eq / mm, np.where(eq >= 0, np.inf, -np.inf))
         return CoordinatedResult(eq, s_im, s_mm, s_mm_max, pm_mm, credit, cont,
-                                 {"oracle": orc, "latency": lat, "settlement": settle}, mm, im, health)
+                                 {"oracle": orc, "latency": lat, "settlement": settle}, mm, im, health, s_gap)
 
     def _combine(self, parts: list[tuple[np.ndarray, Portfolio]], n: int) -> Portfolio:
         """One portfolio with one account per principal, from the venues' portfolios."""

@@ -23,7 +23,7 @@ from protocols.base import Env, Exposure, MarginProtocol, Revert
 from protocols.events import Generic
 from protocols.margin import black76
 from protocols.margin.portfolio import CALL, KIND_NAMES, PERP, PUT, SPOT, MarketState, Portfolio
-from protocols.margin.registry import get_model, list_models
+from protocols.margin.registry import check_model_name, get_model
 from protocols.margin.result import MarginResult
 from protocols.vol import CoupledVolSurface, VolSurfaceParams
 
@@ -57,10 +57,7 @@ class OptionsVenueParams(BaseModel):
     @field_validator("margin_model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        allowed = list_models()
-        if v not in allowed:
-            raise ValueError(f"margin_model={v!r}: allowed {allowed}")
-        return v
+        return check_model_name(v, "margin_model")
 
     @model_validator(mode="after")
     def _check(self):

@@ -61,14 +61,37 @@ def _und_index(names: tuple[str, ...] | list[str], underlyings: tuple[str, ...])
     return np.array([pos.get(n, -1) for n in names], dtype=np.int64)
 
 
-class LendingAdaptor:
-    """Aave-like `LendingMarket`: risky collateral minus debt of the same asset is SPOT; stable collateral minus
-    stable debt (the market's `stable_assets`) is cash; silo IM = Σ coll·P·(1−LTV), MM = Σ coll·P·(1−LT), so that
-    equity ≥ MM ⟺ HF ≥ 1 (aave-v3 GenericLogic: HF = Σ coll·P·LT / Σ debt·P)."""
+class _Forwarding:
+    """What every adaptor hands unchanged to its venue's controller entry points (Euler EVC style)."""
 
     def __init__(self, venue):
         self.venue = venue
         self.venue_id = venue.id
+
+    def set_controlled(self, rows, flag: bool = True) -> None:
+        self.venue.set_controlled(rows, flag)
+
+    def close(self, row, fraction, liquidator, liquidator_row=None, penalty=0.0):
+        return self.venue.controller_close(int(row), fraction, liquidator, liquidator_row, penalty)
+
+    def closable(self, row: int) -> bool:
+        """Anything left to close (venues where a close needs more than a position override this)."""
+        return not self.is_flat(row)
+
+    def settle_out(self, row, amount_usd, to_holder, token=None) -> float:
+        return self.venue.settle_out(int(row), amount_usd, to_holder, token)
+
+    def settle_in(self, row, amount_usd, from_holder, token=None) -> float:
+        return self.venue.settle_in(int(row), amount_usd, from_holder, token)
+
+    def write_off(self, row: int) -> float:
+        return float(self.venue.write_off(int(row)))
+
+
+class LendingAdaptor(_Forwarding):
+    """Aave-like `LendingMarket`: risky collateral minus debt of the same asset is SPOT; stable collateral minus
+    stable debt (the market's `stable_assets`) is cash; silo IM = Σ coll·P·(1−LTV), MM = Σ coll·P·(1−LT), so that
+    equity ≥ MM ⟺ HF ≥ 1 (aave-v3 GenericLogic: HF = Σ coll·P·LT / Σ debt·P)."""
 
     def _stable_mask(self) -> np.ndarray:
         return np.array([a in self.venue.stable_assets for a in self.venue.assets], dtype=bool)
@@ -145,12 +168,6 @@ class LendingAdaptor:
         j = self.venue.idx.get(token)
         return 0.0 if j is None else float(debt[0, j] * self.venue.prices()[j])
 
-    def set_controlled(self, rows, flag: bool = True) -> None:
-        self.venue.set_controlled(rows, flag)
-
-    def close(self, row, fraction, liquidator, liquidator_row=None, penalty=0.0):
-        return self.venue.controller_close(int(row), fraction, liquidator, liquidator_row, penalty)
-
     def is_flat(self, row: int) -> bool:
         """No debt left."""
         _, debt = self._tokens([row])
@@ -161,32 +178,19 @@ class LendingAdaptor:
         coll, debt = self._tokens([row])
         return bool(np.any(debt > DUST_TOKENS) and np.any(coll > DUST_TOKENS))
 
-    def settle_out(self, row, amount_usd, to_holder, token=None) -> float:
-        return self.venue.settle_out(int(row), amount_usd, to_holder, token)
-
-    def settle_in(self, row, amount_usd, from_holder, token=None) -> float:
-        return self.venue.settle_in(int(row), amount_usd, from_holder, token)
-
     def refund(self, row: int, token: str, amount_tokens: float, from_holder: str) -> None:
         """Give tokens back to the row as collateral (unused part of a settlement)."""
         if amount_tokens > 0:
             self.venue.supply(from_holder, np.array([int(row)]), token, np.array([amount_tokens]))
-
-    def write_off(self, row: int) -> float:
-        return self.venue.write_off(int(row))
 
     def open_liquidator_row(self, holder: str, capital_usd: float) -> int | None:
         """The lending liquidator repays from its wallet: no row needed."""
         return None
 
 
-class PerpsAdaptor:
+class PerpsAdaptor(_Forwarding):
     """dYdX-like `PerpDex`: positions are PERP with entry price entry_notional/size, collateral plus unsettled
     funding is cash; silo IM/MM are the DEX's TIMR/TMMR (dYdX liquidity_tier.go)."""
-
-    def __init__(self, venue):
-        self.venue = venue
-        self.venue_id = venue.id
 
     def underlyings(self) -> tuple[str, ...]:
         return tuple(self.venue.assets)
@@ -242,30 +246,12 @@ class PerpsAdaptor:
     def accept_usd(self, row: int, token: str) -> float:
         return np.inf if token == self.venue.quote else 0.0
 
-    def set_controlled(self, rows, flag: bool = True) -> None:
-        self.venue.set_controlled(rows, flag)
-
-    def close(self, row, fraction, liquidator, liquidator_row=None, penalty=0.0):
-        return self.venue.controller_close(int(row), fraction, liquidator, liquidator_row, penalty)
-
     def is_flat(self, row: int) -> bool:
         return not np.any(self.venue.size[int(row)] != 0)
-
-    def closable(self, row: int) -> bool:
-        return not self.is_flat(row)
-
-    def settle_out(self, row, amount_usd, to_holder, token=None) -> float:
-        return self.venue.settle_out(int(row), amount_usd, to_holder, token)
-
-    def settle_in(self, row, amount_usd, from_holder, token=None) -> float:
-        return self.venue.settle_in(int(row), amount_usd, from_holder, token)
 
     def refund(self, row: int, token: str, amount_tokens: float, from_holder: str) -> None:
         if amount_tokens > 0:
             self.venue.settle_in(int(row), amount_tokens, from_holder, token)
-
-    def write_off(self, row: int) -> float:
-        return self.venue.write_off(int(row))
 
     def open_liquidator_row(self, holder: str, capital_usd: float) -> int | None:
         own = self.venue.accounts_of(holder)
@@ -274,13 +260,9 @@ class PerpsAdaptor:
         return int(self.venue.open_accounts(holder, [capital_usd], None)[0])
 
 
-class OptionsAdaptor:
+class OptionsAdaptor(_Forwarding):
     """`OptionsVenue` (issue-5 contract): its portfolio and margin model are used as they are; net delta of
     options is the Black-76 delta (protocols/margin/black76.py) at the venue's own surfaces."""
-
-    def __init__(self, venue):
-        self.venue = venue
-        self.venue_id = venue.id
 
     def _quote(self) -> str:
         return self.venue.params.quote
@@ -357,9 +339,6 @@ class OptionsAdaptor:
     def accept_usd(self, row: int, token: str) -> float:
         return np.inf if token == self._quote() else 0.0
 
-    def set_controlled(self, rows, flag: bool = True) -> None:
-        self.venue.set_controlled(rows, flag)
-
     def close(self, row, fraction, liquidator, liquidator_row=None, penalty=0.0):
         if liquidator_row is None:              # the venue needs a row: the liquidator's first one
             own = np.asarray(self.venue.accounts_of(liquidator))
@@ -371,9 +350,6 @@ class OptionsAdaptor:
     def is_flat(self, row: int) -> bool:
         v, a = self.venue, int(row)
         return not (np.any(np.asarray(v.qty)[a] != 0) or np.any(np.asarray(v.spot)[a] != 0))
-
-    def closable(self, row: int) -> bool:
-        return not self.is_flat(row)
 
     def settle_out(self, row, amount_usd, to_holder, token=None) -> float:
         if token not in (None, self._quote()):
@@ -392,9 +368,6 @@ class OptionsAdaptor:
     def refund(self, row: int, token: str, amount_tokens: float, from_holder: str) -> None:
         if amount_tokens > 0:
             self.venue.settle_in(int(row), amount_tokens, from_holder)
-
-    def write_off(self, row: int) -> float:
-        return float(self.venue.write_off(int(row)))
 
     def open_liquidator_row(self, holder: str, capital_usd: float) -> int | None:
         own = np.asarray(self.venue.accounts_of(holder))

@@ -33,15 +33,16 @@ def register(app: typer.Typer) -> None:
             first = loaded.scenario.run.seed if seed_start is None else seed_start
             folder = out or Path("runs") / f"compare-{loaded.scenario.run.name}"
             seed_list = list(range(first, first + seeds))
+            # `loaded` already carries the --set overrides: each run adds only its regime
             if not quiet and sys.stderr.isatty():
                 from rich.progress import Progress
 
                 with Progress(console=err, transient=True) as bar:
                     task = bar.add_task("runs", total=len(regs) * seeds)
-                    df = compare_regimes(loaded, regs, seed_list, folder, set_, report,
+                    df = compare_regimes(loaded, regs, seed_list, folder, [], report,
                                          on_done=lambda d, t: bar.update(task, completed=d))
             else:
-                df = compare_regimes(loaded, regs, seed_list, folder, set_, report)
+                df = compare_regimes(loaded, regs, seed_list, folder, [], report)
         except (ScenarioError, ValueError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2)

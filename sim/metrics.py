@@ -24,6 +24,8 @@ class Recorder:
         self.liquidators = sorted({a.holder for a in model.actors if type(a).__name__ in LIQUIDATING_KINDS})
         self.start_value = {h: self._value(h) for h in self.liquidators}
         self.health_before = {pid: _finite(p.health()) for pid, p in model.protocols.items()}
+        #: more columns per block: callables model -> {column: value} (e.g. sim.regime.regime_columns)
+        self.sources: list = []
         #: protocols whose liquidation is an auction kick -> USD per unit of their tab (the stablecoin's price)
         self.kick_liquidates = {pid: self._price_of(getattr(p, "stablecoin", None))
                                 for pid, p in model.protocols.items() if model.protocol_specs[pid].kind == "cdp"}
@@ -71,6 +73,8 @@ class Recorder:
             row[f"{pid}_liquidations"] = liq_n.get(pid, 0)
             row[f"{pid}_liquidation_volume_usd"] = liq_usd.get(pid, 0.0)
         row["liquidator_pnl_usd"] = sum(self._value(h) - self.start_value[h] for h in self.liquidators)
+        for source in self.sources:
+            row.update(source(m))
         self.rows.append(row)
 
     def frame(self) -> pd.DataFrame:

@@ -59,6 +59,8 @@ class StressModel(mesa.Model):
             self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
         self.actors.extend(regime.build_keeper(self))
         self.recorder = Recorder(self)
+        if self.coordinator is not None:
+            self.recorder.sources.append(regime.regime_columns)
         self._event_cursor = 0
         if s.run.check_conservation_every:
             every = s.run.check_conservation_every

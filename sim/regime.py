@@ -39,9 +39,7 @@ def build_coordinator(model):
             if vid is not None and vid not in venue_ids:
                 venue_ids.append(vid)
     spec = margin_spec(model.scenario)
-    coord = MarginCoordinator(spec.coordinator_params(), {v: model.protocols[v] for v in venue_ids}, model.env)
-    model.hooks["block_end"].append(record_regime)
-    return coord
+    return MarginCoordinator(spec.coordinator_params(), {v: model.protocols[v] for v in venue_ids}, model.env)
 
 
 def build_keeper(model) -> list:
@@ -67,14 +65,8 @@ def regime_figures(model) -> dict[str, float]:
         im, mm = res.im_usd, res.mm_usd
         unhealthy = res.health < 1.0
     else:   # each venue judges its own row
-        shortfall = np.zeros_like(res.equity_usd)
-        unhealthy = np.zeros(res.equity_usd.shape, dtype=bool)
-        for vid, ad in coord.adaptors.items():
-            rows = coord.rows[vid]
-            _, mm_v = ad.silo_requirements(rows)
-            gap = np.maximum(mm_v - ad.equity_usd(rows), 0.0)
-            shortfall += gap
-            unhealthy |= gap > 0
+        shortfall = res.silo_shortfall_usd
+        unhealthy = shortfall > 0
         im, mm = res.silo_im_usd, res.silo_mm_usd
     return {"equity_usd": float(res.equity_usd.sum()), "im_usd": float(im.sum()), "mm_usd": float(mm.sum()),
             "silo_im_usd": float(res.silo_im_usd.sum()), "silo_mm_usd": float(res.silo_mm_usd.sum()),
@@ -83,9 +75,9 @@ def regime_figures(model) -> dict[str, float]:
             "principals_unhealthy": int(unhealthy.sum())}
 
 
-def record_regime(model) -> None:
-    """Block-end hook: add the regime figures to the block's timeseries row."""
-    model.recorder.rows[-1].update({f"regime_{k}": v for k, v in regime_figures(model).items()})
+def regime_columns(model) -> dict[str, float]:
+    """The block's regime figures as timeseries columns (a source of sim.metrics.Recorder)."""
+    return {f"regime_{k}": v for k, v in regime_figures(model).items()}
 
 
 def principals_flat(model) -> int:

@@ -47,3 +47,11 @@ def get_model(name: str, **overrides: Any) -> Any:
     if name not in _FACTORIES:
         raise ValueError(f"model name={name!r}: allowed {sorted(_FACTORIES)}")
     return _FACTORIES[name](**overrides)
+
+
+def check_model_name(name: str, field: str) -> str:
+    """`name` if it is a preset, else ValueError naming `field` and the allowed names (for params validators)."""
+    allowed = list_models()
+    if name not in allowed:
+        raise ValueError(f"{field}={name!r}: allowed {allowed}")
+    return name

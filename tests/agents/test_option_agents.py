@@ -16,26 +16,18 @@ from protocols.base import Env, FixedPrice
 from protocols.events import UserAction
 from protocols.options import OptionsVenue, OptionsVenueParams
 from sim.blocks import build_block
+from conftest import track_env
 
 SPOT0 = 2000.0
 DAY = 86_400.0
 MM_CASH = 1e10
-_ENVS: list[Env] = []
 
-
-@pytest.fixture(autouse=True)
-def ledger_conserved_after_each_test():
-    """Every ledger a test created must conserve each token (minted - burned) when the test ends."""
-    _ENVS.clear()
-    yield
-    for env in _ENVS:
-        env.ledger.check_conservation()
 
 
 def make_venue(**kw):
     """A venue on one hand-driven ETH oracle, with a market maker row funded at genesis."""
     env = Env()
-    _ENVS.append(env)
+    track_env(env)
     orc = {"ETH": FixedPrice(SPOT0, "eth")}
     venue = OptionsVenue(OptionsVenueParams(**kw), orc, env)
     env.ledger.mint("USDC", "mm", MM_CASH, "genesis")

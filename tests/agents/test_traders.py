@@ -13,23 +13,15 @@ from protocols.base import Env, FixedPrice, Revert
 from protocols.events import Liquidated, UserAction
 from protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
 from sim.blocks import build_block
+from conftest import track_env
 
 MARKETS = [PerpMarketParams(asset="ETH"), PerpMarketParams.dydx_tier("BTC", "mid_cap")]
-_ENVS: list[Env] = []
 
-
-@pytest.fixture(autouse=True)
-def ledger_conserved_after_each_test():
-    """Every ledger a test created must conserve each token (minted − burned) when the test ends."""
-    _ENVS.clear()
-    yield
-    for env in _ENVS:
-        env.ledger.check_conservation()
 
 
 def make(n=2000, seed=1, dex_kw=None, **kw):
     env = Env()
-    _ENVS.append(env)
+    track_env(env)
     orc = {"ETH": FixedPrice(2000.0), "BTC": FixedPrice(60_000.0)}
     dex = PerpDex(PerpDexParams(markets=MARKETS, insurance_fund_usd=1e6, **(dex_kw or {})), orc, env)
     fields = dict(accounts=n, market_weights={"ETH": 0.7, "BTC": 0.3}, long_share=0.6)

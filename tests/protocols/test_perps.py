@@ -10,25 +10,17 @@ from pydantic import ValidationError
 from protocols.base import Env, FixedPrice, Revert
 from protocols.events import Deleveraged, Liquidated
 from protocols.perps import DYDX_LIQUIDITY_TIERS, PerpDex, PerpDexParams, PerpMarketParams
+from conftest import track_env
 
 # ETH market used by the hand-computed cases: IMF 10%, maintenance fraction 50% -> MMF 5%
 ETH = PerpMarketParams(asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5)
 WHOLE = dict(max_position_portion_liquidated=1.0, max_notional_liquidated_per_block_usd=1e12)
-_ENVS: list[Env] = []
 
-
-@pytest.fixture(autouse=True)
-def ledger_conserved_after_each_test():
-    """Every ledger a test created must conserve each token (minted − burned) when the test ends."""
-    _ENVS.clear()
-    yield
-    for env in _ENVS:
-        env.ledger.check_conservation()
 
 
 def make_dex(markets=(ETH,), prices=None, fund=10_000.0, **kw):
     env = Env()
-    _ENVS.append(env)
+    track_env(env)
     prices = prices or {"ETH": 2000.0}
     oracles = {a: FixedPrice(p) for a, p in prices.items()}
     dex = PerpDex(PerpDexParams(markets=list(markets), insurance_fund_usd=fund, **kw), oracles, env)
