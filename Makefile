@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean bench lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,11 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2 tests
 	rm -rf build/notebooks && mkdir -p build/notebooks
 	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done
 	$(BIN)/python -m pytest -n 2 --nbmake build/notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

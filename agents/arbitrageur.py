@@ -5,13 +5,14 @@ band edge, capped by its inventory, and offsets the trade on the outside market 
 where liquidation selling in a pool reaches the reference price: it is net selling on the outside market,
 which moves the reference through the depth model.
 """
+
 from __future__ import annotations
 
 from functools import partial
 
 import mesa
 
-from agents.tx import GWEI, BlockView, Tx, refill_gas
+from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
 
 
 class Arbitrageur(mesa.Agent):
@@ -53,8 +54,15 @@ class Arbitrageur(mesa.Agent):
             profit = out * ref[token_out] * (1 - ext_fee) - amount * ref[token_in] - gas_usd
             if profit <= self.spec.min_profit_usd:
                 continue
-            txs.append(Tx(self.holder, partial(self._execute, pool, token_in, token_out, amount, view),
-                          self.gas, self.spec.priority_fee_gwei, f"arbitrage:{pool.id}"))
+            txs.append(
+                Tx(
+                    self.holder,
+                    partial(self._execute, pool, token_in, token_out, amount, view),
+                    self.gas,
+                    self.spec.priority_fee_gwei,
+                    f"arbitrage:{pool.id}",
+                )
+            )
         return txs
 
     def _execute(self, pool, token_in: str, token_out: str, amount: float, view: BlockView) -> None:

@@ -6,6 +6,7 @@ every movement). Each block, attentive accounts whose health factor has been bel
 alarm level for at least the reaction delay repay debt from their spare stablecoins to restore their
 original health factor; they act in batched transactions that compete for block space like any other.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -13,15 +14,23 @@ from functools import partial
 import mesa
 import numpy as np
 
-from agents.tx import BlockView, Tx
-from protocols.events import UserAction
+from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.events import UserAction
 
 
 class BorrowerPopulation(mesa.Agent):
     """Accounts on one `LendingMarket`; decisions for all of them are array operations."""
 
-    def __init__(self, model: mesa.Model, spec, market, rng: np.random.Generator, block_seconds: float,
-                 ensure_liquidity=None, fund=None):
+    def __init__(
+        self,
+        model: mesa.Model,
+        spec,
+        market,
+        rng: np.random.Generator,
+        block_seconds: float,
+        ensure_liquidity=None,
+        fund=None,
+    ):
         super().__init__(model)
         self.spec = spec
         self.market = market
@@ -42,7 +51,7 @@ class BorrowerPopulation(mesa.Agent):
             if not mask.any():
                 continue
             amounts = size_usd[mask] / prices[asset]
-            if fund is not None:   # the model decides where genesis tokens come from
+            if fund is not None:  # the model decides where genesis tokens come from
                 fund(asset, self.holder, float(amounts.sum()))
             else:
                 ledger.mint(asset, self.holder, float(amounts.sum()), "genesis_collateral")
@@ -63,9 +72,9 @@ class BorrowerPopulation(mesa.Agent):
         self.delay_blocks = int(np.ceil(spec.reaction_delay / block_seconds))
         self.below_since = np.full(n, -1, dtype=np.int64)
         self.repaid_total = 0.0
-        a = self.accounts   # rows of a fresh market block are contiguous: read health through a view, not a copy
+        a = self.accounts  # rows of a fresh market block are contiguous: read health through a view, not a copy
         self._rows = slice(int(a[0]), int(a[-1]) + 1) if n and np.array_equal(a, np.arange(a[0], a[-1] + 1)) else a
-        self._watch = np.zeros(0, dtype=np.int64)   # local rows whose below_since may be >= 0
+        self._watch = np.zeros(0, dtype=np.int64)  # local rows whose below_since may be >= 0
 
     def submit(self, view: BlockView) -> list[Tx]:
         """Batched repayments of attentive accounts that waited out their reaction delay."""
@@ -90,9 +99,16 @@ class BorrowerPopulation(mesa.Agent):
         ready = ready[: self.spec.max_users_per_block]
         txs = []
         for start in range(0, ready.size, self.spec.users_per_tx):
-            chunk = ready[start:start + self.spec.users_per_tx]
-            txs.append(Tx(self.holder, partial(self._repay, chunk), self.spec.repay_gas * chunk.size,
-                          self.spec.priority_fee_gwei, "repay"))
+            chunk = ready[start : start + self.spec.users_per_tx]
+            txs.append(
+                Tx(
+                    self.holder,
+                    partial(self._repay, chunk),
+                    self.spec.repay_gas * chunk.size,
+                    self.spec.priority_fee_gwei,
+                    "repay",
+                )
+            )
         return txs
 
     def _repay(self, local: np.ndarray) -> None:
@@ -112,7 +128,9 @@ class BorrowerPopulation(mesa.Agent):
         self.wallet[local[keep]] -= paid
         self.below_since[local[keep]] = -1
         self.repaid_total += float(paid.sum())
-        m.env.emit(UserAction(m.env.clock.block, self.holder, "repay", int(keep.sum()), self.debt_asset, float(paid.sum())))
+        m.env.emit(
+            UserAction(m.env.clock.block, self.holder, "repay", int(keep.sum()), self.debt_asset, float(paid.sum()))
+        )
 
     def health(self) -> np.ndarray:
         return self.market.health()[self.accounts]

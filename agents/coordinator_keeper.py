@@ -7,17 +7,18 @@ for `latency_blocks` (worst health first); the transaction calls `coordinator.li
 `unwind`, closes the positions it took on the perp DEX against the vault and sells seized tokens on the outside
 market in the same call. It is the controller's appointed liquidator, so it bids a fixed priority fee.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import mesa
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.tx import BlockView, Tx
-from protocols.base import Revert
+from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.base import Revert
 
 
 class CoordinatorKeeperParams(BaseModel):
@@ -38,18 +39,18 @@ class CoordinatorKeeperParams(BaseModel):
 
 
 class CoordinatorKeeper(mesa.Agent):
-    def __init__(self, model: mesa.Model, params: CoordinatorKeeperParams, coordinator,
-                 eth_price: Callable[[], float]):
+    def __init__(self, model: mesa.Model, params: CoordinatorKeeperParams, coordinator, eth_price: Callable[[], float]):
         """Opens its venue rows from its ledger balance of `quote` (mint it there first) and registers them."""
         super().__init__(model)
         self.params = params
         self.holder = params.id
         self.coordinator = coordinator
-        self.eth_price = eth_price          # callable: USD per ETH now (gas accounting of the caller)
+        self.eth_price = eth_price  # callable: USD per ETH now (gas accounting of the caller)
         self.rows: dict[str, int | None] = {
-            v: a.open_liquidator_row(self.holder, params.row_capital_usd) for v, a in coordinator.adaptors.items()}
+            v: a.open_liquidator_row(self.holder, params.row_capital_usd) for v, a in coordinator.adaptors.items()
+        }
         coordinator.register_liquidator(self.holder, self.rows)
-        self.first_seen = np.zeros(0, dtype=np.int64)    # block each principal was first seen unhealthy, or -1
+        self.first_seen = np.zeros(0, dtype=np.int64)  # block each principal was first seen unhealthy, or -1
         self.attempts = 0
         self.liquidations = 0
 
@@ -67,8 +68,16 @@ class CoordinatorKeeper(mesa.Agent):
         self.first_seen[bad & (self.first_seen < 0)] = view.block
         ready = np.flatnonzero(bad & (view.block - self.first_seen >= pr.latency_blocks))
         ready = ready[np.argsort(health[ready], kind="stable")][: pr.max_tx_per_block]
-        txs = [Tx(self.holder, partial(self._execute, int(i), view), pr.gas, pr.priority_fee_gwei,
-                  f"liquidate:{self.coordinator.id}#{int(i)}") for i in ready]
+        txs = [
+            Tx(
+                self.holder,
+                partial(self._execute, int(i), view),
+                pr.gas,
+                pr.priority_fee_gwei,
+                f"liquidate:{self.coordinator.id}#{int(i)}",
+            )
+            for i in ready
+        ]
         self.attempts += len(txs)
         return txs
 
@@ -92,7 +101,7 @@ class CoordinatorKeeper(mesa.Agent):
                 try:
                     dex.trade(self.holder, [row], int(m), [-float(dex.size[row, m])])
                 except Revert:
-                    pass                    # the vault cannot take it: keep the inventory
+                    pass  # the vault cannot take it: keep the inventory
         if view.external is None:
             return
         led = self.coordinator.env.ledger

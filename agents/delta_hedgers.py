@@ -7,6 +7,7 @@ X / 1e6) / 1e4, which grows with size, plus gas; so hedging cost grows with gamm
 The slippage is paid to the market maker through the trade price. Costs are recorded in USD per account.
 A hedge that leaves an account below initial margin is sent only if it does not lower its maintenance margin.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -14,12 +15,12 @@ from functools import partial
 import numpy as np
 from pydantic import Field
 
-from agents.option_book import StripParams, instrument_arrays, margin_model, option_contracts, option_deltas
-from agents.option_population import OptionPopulation, OptionPopulationParams
-from agents.option_writers import sell_strip
-from agents.tx import BlockView, Tx
-from protocols.events import UserAction
-from protocols.margin.portfolio import PERP, Portfolio
+from defistress.agents.option_book import StripParams, instrument_arrays, margin_model, option_contracts, option_deltas
+from defistress.agents.option_population import OptionPopulation, OptionPopulationParams
+from defistress.agents.option_writers import sell_strip
+from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.events import UserAction
+from defistress.protocols.margin.portfolio import PERP, Portfolio
 
 BPS = 1e-4
 MILLION_USD = 1e6
@@ -29,13 +30,16 @@ class DeltaHedgersParams(OptionPopulationParams):
     """A population of short-gamma books that delta-hedge with perps (defaults are modelling assumptions)."""
 
     id: str = Field("delta_hedgers", min_length=1, description="ledger holder of the population")
-    strip: StripParams = StripParams(style_weights={"strangle": 1.0}, otm_low=0.0, otm_high=0.05,
-                                     expiry_days={30.0: 1.0})   # assumption: short near-ATM monthly strangles
+    strip: StripParams = StripParams(
+        style_weights={"strangle": 1.0}, otm_low=0.0, otm_high=0.05, expiry_days={30.0: 1.0}
+    )  # assumption: short near-ATM monthly strangles
     target_margin_usage: float = Field(0.4, gt=0, le=1, description="share of free initial margin used at set-up")
-    delta_band: float = Field(0.05, gt=0, le=10,
-                              description="rebalance when |delta| > band x gross option contracts (units)")
-    slippage_bps_per_million: float = Field(2.0, ge=0, description="slippage in bps per 1M USD of hedge notional "
-                                            "(assumption; cost = X * bps(X) / 1e4)")
+    delta_band: float = Field(
+        0.05, gt=0, le=10, description="rebalance when |delta| > band x gross option contracts (units)"
+    )
+    slippage_bps_per_million: float = Field(
+        2.0, ge=0, description="slippage in bps per 1M USD of hedge notional (assumption; cost = X * bps(X) / 1e4)"
+    )
     hedge_gas: int = Field(300_000, gt=0, description="gas per account in a batched perp rebalance (assumption)")
     hedge_at_setup: bool = Field(True, description="hedge the initial delta of the book at set-up")
 
@@ -52,7 +56,7 @@ class DeltaHedgers(OptionPopulation):
         self.hedge_gas_usd = np.zeros(n)
         self.hedges = np.zeros(n, dtype=np.int64)
         self.hedged_notional_usd = 0.0
-        self.refused = 0                       # hedges not sent: below IM after and not risk-reducing
+        self.refused = 0  # hedges not sent: below IM after and not risk-reducing
         if params.hedge_at_setup:
             self._hedge(np.arange(n), 0.0)
 
@@ -76,8 +80,15 @@ class DeltaHedgers(OptionPopulation):
         out = out[: self.params.max_users_per_block]
         if out.size:
             gas = self.params.hedge_gas * out.size
-            txs.append(Tx(self.holder, partial(self._hedge, out, self.gas_usd(self.params.hedge_gas, view)), gas,
-                          self.params.priority_fee_gwei, f"delta_hedge:{self.venue.id}"))
+            txs.append(
+                Tx(
+                    self.holder,
+                    partial(self._hedge, out, self.gas_usd(self.params.hedge_gas, view)),
+                    gas,
+                    self.params.priority_fee_gwei,
+                    f"delta_hedge:{self.venue.id}",
+                )
+            )
         return txs
 
     def slippage_usd(self, notional_usd: np.ndarray) -> np.ndarray:
@@ -102,7 +113,7 @@ class DeltaHedgers(OptionPopulation):
         slip = self.slippage_usd(q * spot)
         im_after, mm_after = _margin_after(v, rows, self.perp, q)
         above_im = v.equity()[rows] - slip >= im_after
-        reducing = mm_after + slip <= v.margin().mm[rows]      # signed margin equity - mm does not fall
+        reducing = mm_after + slip <= v.margin().mm[rows]  # signed margin equity - mm does not fall
         go = above_im | reducing
         # the venue's rule is applied to the whole order here (check_margin=False below): the order is split over
         # two venue calls to give each account its own average price, and a half-filled order is not what is sent
@@ -114,8 +125,9 @@ class DeltaHedgers(OptionPopulation):
         self.hedges[local] += 1
         units = float(np.abs(q).sum())
         self.hedged_notional_usd += units * spot
-        v.env.emit(UserAction(v.env.clock.block, self.holder, "delta_hedge", int(local.size), self.params.underlying,
-                              units))
+        v.env.emit(
+            UserAction(v.env.clock.block, self.holder, "delta_hedge", int(local.size), self.params.underlying, units)
+        )
 
 
 def _margin_after(venue, rows: np.ndarray, perp: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,18 +137,25 @@ def _margin_after(venue, rows: np.ndarray, perp: int, q: np.ndarray) -> tuple[np
     und = pf.underlyings.index(str(ins["und"][perp]))
     entry = float(venue.mark_prices()[perp])
     n = rows.size
-    after = Portfolio(n_accounts=n, underlyings=pf.underlyings, account=np.append(pf.account, np.arange(n)),
-                      kind=np.append(pf.kind, np.full(n, PERP, np.int8)), und=np.append(pf.und, np.full(n, und)),
-                      qty=np.append(pf.qty, q), strike=np.append(pf.strike, np.zeros(n)),
-                      expiry_s=np.append(pf.expiry_s, np.zeros(n)), entry_price=np.append(pf.entry_price,
-                                                                                         np.full(n, entry)),
-                      cash=pf.cash)
+    after = Portfolio(
+        n_accounts=n,
+        underlyings=pf.underlyings,
+        account=np.append(pf.account, np.arange(n)),
+        kind=np.append(pf.kind, np.full(n, PERP, np.int8)),
+        und=np.append(pf.und, np.full(n, und)),
+        qty=np.append(pf.qty, q),
+        strike=np.append(pf.strike, np.zeros(n)),
+        expiry_s=np.append(pf.expiry_s, np.zeros(n)),
+        entry_price=np.append(pf.entry_price, np.full(n, entry)),
+        cash=pf.cash,
+    )
     res = margin_model(venue).requirements(after, venue.market_state())
     return np.asarray(res.im), np.asarray(res.mm)
 
 
-def _fill_at_average(venue, holder: str, rows: np.ndarray, perp: int, q: np.ndarray, slip_usd: np.ndarray,
-                     spot: float) -> None:
+def _fill_at_average(
+    venue, holder: str, rows: np.ndarray, perp: int, q: np.ndarray, slip_usd: np.ndarray, spot: float
+) -> None:
     """Fill each row's perp order at an average price of spot +/- slip/|q|: the venue takes one price per call,
     so each side fills part at spot and the rest one level worse, c = max per-unit slippage on that side:
     b = slip / c units at spot + c (buys) or spot - c (sells), |q| - b at spot; row cost = b c = slip."""

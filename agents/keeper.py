@@ -17,6 +17,7 @@ Rules (Maker auction-keeper's behaviour reduced to thresholds):
   ("value") or bidding the minimum increment ("increment", whose first bid is `flip_opening_bid`:
   unopposed, it wins the lot for almost nothing); `deal` auctions it won; `tick` expired ones.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -25,9 +26,9 @@ import mesa
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.tx import GWEI, Actor, BlockView, Tx
-from protocols.amm import ConstantProductPool
-from protocols.cdp import Cdp
+from defistress.agents.tx import GWEI, Actor, BlockView, Tx
+from defistress.protocols.amm import ConstantProductPool
+from defistress.protocols.cdp import Cdp
 
 #: relative float tolerance when comparing collateral amounts computed two ways
 _RTOL = 1e-12
@@ -68,8 +69,15 @@ class KeeperParams(BaseModel):
 class Keeper(mesa.Agent, Actor):
     """A keeper watching one or more CDPs with one stablecoin balance (its ledger holder)."""
 
-    def __init__(self, model: mesa.Model, holder: str, cdps: list[Cdp], params: KeeperParams | None = None,
-                 pool: ConstantProductPool | None = None, rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        model: mesa.Model,
+        holder: str,
+        cdps: list[Cdp],
+        params: KeeperParams | None = None,
+        pool: ConstantProductPool | None = None,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__(model)
         if not cdps:
             raise ValueError(f"keeper {holder}: give at least one CDP to watch")
@@ -77,8 +85,8 @@ class Keeper(mesa.Agent, Actor):
         self.cdps = list(cdps)
         self.p = params or KeeperParams()
         self.pool = pool
-        self.strategy_rng = rng            # reserved for randomised strategies; decisions are deterministic
-        self.gas_spent_eth = 0.0           # estimated gas of submitted transactions
+        self.strategy_rng = rng  # reserved for randomised strategies; decisions are deterministic
+        self.gas_spent_eth = 0.0  # estimated gas of submitted transactions
         self._seen: dict[tuple, int] = {}  # opportunity -> first block seen (latency)
         self._external = None
         if pool is not None:
@@ -87,8 +95,10 @@ class Keeper(mesa.Agent, Actor):
                 if pair == {cdp.collateral, cdp.stablecoin}:
                     break
             else:
-                raise ValueError(f"keeper {holder}: pool {pool.id} ({pool.p.token0}/{pool.p.token1}) pairs no "
-                                 "watched CDP's collateral with its stablecoin")
+                raise ValueError(
+                    f"keeper {holder}: pool {pool.id} ({pool.p.token0}/{pool.p.token1}) pairs no "
+                    "watched CDP's collateral with its stablecoin"
+                )
 
     # --- the decision ---------------------------------------------------------------------------------
     def submit(self, view: BlockView) -> list[Tx]:
@@ -99,8 +109,9 @@ class Keeper(mesa.Agent, Actor):
         if gas_price > self.p.max_gas_price_gwei:
             self._forget(seen_now)
             return []
-        ctx = _Ctx(view=view, gas_price_gwei=gas_price, eth_usd=self._gas_token_usd(view),
-                   cash={}, txs=[], seen=seen_now)
+        ctx = _Ctx(
+            view=view, gas_price_gwei=gas_price, eth_usd=self._gas_token_usd(view), cash={}, txs=[], seen=seen_now
+        )
         for cdp in self.cdps:
             ctx.cash.setdefault(cdp.stablecoin, cdp.env.ledger.balance(self.holder, cdp.stablecoin))
         for cdp in self.cdps:
@@ -116,16 +127,16 @@ class Keeper(mesa.Agent, Actor):
     def _forget(self, seen_now: set[tuple]) -> None:
         self._seen = {k: b for k, b in self._seen.items() if k in seen_now}
 
-    def _ready(self, key: tuple, ctx: "_Ctx") -> bool:
+    def _ready(self, key: tuple, ctx: _Ctx) -> bool:
         """Latency: act on an opportunity only once it has been visible for `latency_blocks` blocks."""
         ctx.seen.add(key)
         first = self._seen.setdefault(key, ctx.view.block)
         return ctx.view.block - first >= self.p.latency_blocks
 
-    def _room(self, ctx: "_Ctx") -> bool:
+    def _room(self, ctx: _Ctx) -> bool:
         return len(ctx.txs) < self.p.max_actions_per_block
 
-    def _gas_usd(self, gas: int, ctx: "_Ctx") -> float:
+    def _gas_usd(self, gas: int, ctx: _Ctx) -> float:
         return gas * ctx.gas_price_gwei * GWEI * ctx.eth_usd
 
     def _gas_token_usd(self, view: BlockView) -> float:
@@ -136,7 +147,7 @@ class Keeper(mesa.Agent, Actor):
                 return cdp.price()
         raise KeyError(f"keeper {self.holder}: no price for gas token {self.p.gas_token!r} in view.reference")
 
-    def _add(self, ctx: "_Ctx", action, gas: int, label: str) -> bool:
+    def _add(self, ctx: _Ctx, action, gas: int, label: str) -> bool:
         """Queue a transaction if the gas budget allows."""
         cost_eth = gas * ctx.gas_price_gwei * GWEI
         if self.gas_spent_eth + cost_eth > self.p.gas_budget_eth:
@@ -146,13 +157,13 @@ class Keeper(mesa.Agent, Actor):
         return True
 
     # --- valuation ------------------------------------------------------------------------------------
-    def sale_value(self, cdp: Cdp, amount: float, ctx: "_Ctx | None" = None) -> float:
+    def sale_value(self, cdp: Cdp, amount: float, ctx: _Ctx | None = None) -> float:
         """Stablecoin the keeper expects for selling `amount` collateral now (pool quote or reference)."""
         if amount <= 0:
             return 0.0
         if self._pool_for(cdp) is not None:
             return float(self.pool.quote(cdp.collateral, amount))
-        ref = (ctx.view.reference if ctx is not None else {})
+        ref = ctx.view.reference if ctx is not None else {}
         p_col = float(ref.get(cdp.collateral, cdp.price()))
         p_stable = float(ref.get(cdp.stablecoin, 1.0))
         fee = float(getattr(self._external, "fee", 0.0)) if self._external is not None else 0.0
@@ -179,13 +190,13 @@ class Keeper(mesa.Agent, Actor):
         return 0
 
     # --- kicks ----------------------------------------------------------------------------------------
-    def _kicks(self, cdp: Cdp, ctx: "_Ctx") -> None:
+    def _kicks(self, cdp: Cdp, ctx: _Ctx) -> None:
         if self.p.kick_policy == "never":
             return
         unsafe = cdp.liquidatable()
         if len(unsafe) == 0:
             return
-        unsafe = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]   # most unsafe first
+        unsafe = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
         pv = cdp.preview_bark(unsafe)
         gas_usd = self._gas_usd(self.p.gas_bark, ctx)
         worth = pv["ok"] & ((self.p.kick_policy == "always") | (pv["coin"] - gas_usd >= self.p.min_profit_usd))
@@ -203,7 +214,7 @@ class Keeper(mesa.Agent, Actor):
                 used += float(pv["tab"][k])
 
     # --- Clipper ----------------------------------------------------------------------------------------
-    def _clip_auctions(self, cdp: Cdp, ctx: "_Ctx") -> None:
+    def _clip_auctions(self, cdp: Cdp, ctx: _Ctx) -> None:
         clip = cdp.clipper
         needs, price = clip.status()
         for i in clip.active_ids():
@@ -214,7 +225,7 @@ class Keeper(mesa.Agent, Actor):
                 continue
             self._maybe_take(cdp, int(i), float(price[i]), ctx)
 
-    def _maybe_redo(self, cdp: Cdp, i: int, ctx: "_Ctx") -> None:
+    def _maybe_redo(self, cdp: Cdp, i: int, ctx: _Ctx) -> None:
         if self.p.redo_policy == "never":
             return
         coin = cdp.clipper.redo_incentive(i)
@@ -223,14 +234,14 @@ class Keeper(mesa.Agent, Actor):
         if self._ready((cdp.id, "redo", i), ctx):
             self._add(ctx, _bind(cdp.clipper.redo, i, self.holder), self.p.gas_redo, f"redo {cdp.id}:{i}")
 
-    def _maybe_take(self, cdp: Cdp, i: int, price: float, ctx: "_Ctx") -> None:
+    def _maybe_take(self, cdp: Cdp, i: int, price: float, ctx: _Ctx) -> None:
         clip = cdp.clipper
         cash = ctx.cash[cdp.stablecoin]
         lot, tab = float(clip.lot[i]), float(clip.tab[i])
         if price <= 0 or cash <= 0:
             return
         amount = min(lot, cash / price)
-        owe = min(amount * price, tab)                 # dss clip.sol take: owe capped at tab
+        owe = min(amount * price, tab)  # dss clip.sol take: owe capped at tab
         amount = owe / price
         value = self.sale_value(cdp, amount, ctx)
         unit = value / amount if amount > 0 else 0.0
@@ -251,7 +262,7 @@ class Keeper(mesa.Agent, Actor):
             ctx.cash[cdp.stablecoin] = cash - owe
 
     # --- Flipper ----------------------------------------------------------------------------------------
-    def _flip_auctions(self, cdp: Cdp, ctx: "_Ctx") -> None:
+    def _flip_auctions(self, cdp: Cdp, ctx: _Ctx) -> None:
         flip = cdp.flipper
         finished, expired = flip.finished(), flip.needs_tick()
         for i in flip.active_ids():
@@ -261,8 +272,9 @@ class Keeper(mesa.Agent, Actor):
             mine = flip.guy[i] == self.holder
             if finished[i]:
                 if mine and self._ready((cdp.id, "deal", i), ctx):
-                    self._add(ctx, self._deal_action(cdp, i), self.p.gas_deal + self._swap_gas(cdp),
-                              f"deal {cdp.id}:{i}")
+                    self._add(
+                        ctx, self._deal_action(cdp, i), self.p.gas_deal + self._swap_gas(cdp), f"deal {cdp.id}:{i}"
+                    )
                 continue
             if mine:
                 continue
@@ -278,7 +290,7 @@ class Keeper(mesa.Agent, Actor):
             if self._add(ctx, _bind(fn, i, lot, amount, self.holder), gas, f"{phase} {cdp.id}:{i}"):
                 ctx.cash[cdp.stablecoin] -= pay
 
-    def _flip_bid(self, cdp: Cdp, i: int, ctx: "_Ctx") -> tuple[str, float, float, float] | None:
+    def _flip_bid(self, cdp: Cdp, i: int, ctx: _Ctx) -> tuple[str, float, float, float] | None:
         """(phase, lot, bid, stablecoin needed) of the bid the keeper would place, or None."""
         flip = cdp.flipper
         beg = flip.p.beg
@@ -286,7 +298,7 @@ class Keeper(mesa.Agent, Actor):
         cash = ctx.cash[cdp.stablecoin]
         later_gas = self.p.gas_deal + self._swap_gas(cdp)
         unit = self.sale_value(cdp, lot, ctx) / lot if lot > 0 else 0.0
-        reserve = unit * (1.0 - self.p.min_margin)         # most the keeper pays per collateral unit
+        reserve = unit * (1.0 - self.p.min_margin)  # most the keeper pays per collateral unit
         if not flip.in_dent(i):
             if self.p.flip_strategy == "value":
                 target = min(tab, lot * reserve)
@@ -304,7 +316,7 @@ class Keeper(mesa.Agent, Actor):
         else:
             if reserve <= 0:
                 return None
-            floor_lot = tab / reserve                       # smallest lot the keeper accepts for tab
+            floor_lot = tab / reserve  # smallest lot the keeper accepts for tab
             new_lot = floor_lot if self.p.flip_strategy == "value" else lot / beg
             # Maker dss src/flip.sol dent: lot < bids.lot and beg·lot ≤ bids.lot
             if not (new_lot >= floor_lot * (1 - _RTOL) and beg * new_lot <= lot):
@@ -323,6 +335,7 @@ class Keeper(mesa.Agent, Actor):
             ev = cdp.flipper.deal(i)
             self._sell(cdp, lot)
             return ev
+
         return action
 
 
@@ -337,6 +350,7 @@ class _Ctx:
 def _bind(fn, *args):
     def action():
         return fn(*args)
+
     return action
 
 

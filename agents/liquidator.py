@@ -7,6 +7,7 @@ priority fee bids a share of the expected profit (a gas war). The transaction li
 seized collateral in the same call (an atomic liquidate-and-swap, as MEV liquidators do); if another
 liquidator got there first the call reverts and the gas is lost.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -14,20 +15,21 @@ from functools import partial
 import mesa
 import numpy as np
 
-from agents.tx import GWEI, BlockView, Tx, refill_gas
+from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
 
 
 class Liquidator(mesa.Agent):
-    def __init__(self, model: mesa.Model, holder: str, spec, markets: list, pools: list, liquidation_gas: int,
-                 eth_price):
+    def __init__(
+        self, model: mesa.Model, holder: str, spec, markets: list, pools: list, liquidation_gas: int, eth_price
+    ):
         super().__init__(model)
         self.holder = holder
         self.spec = spec
         self.markets = markets
         self.pools = pools
         self.gas = liquidation_gas
-        self.eth_price = eth_price          # callable: USD per ETH now
-        self._seen: dict[str, np.ndarray] = {}   # block each account was first seen unhealthy, or -1
+        self.eth_price = eth_price  # callable: USD per ETH now
+        self._seen: dict[str, np.ndarray] = {}  # block each account was first seen unhealthy, or -1
         self._watch: dict[str, np.ndarray] = {}  # rows whose `_seen` entry is >= 0 (unhealthy at the last look)
         self.attempts = 0
 
@@ -55,7 +57,7 @@ class Liquidator(mesa.Agent):
             if watch is not None and watch.size:
                 seen[watch[~unhealthy[watch]]] = -1
             rows = np.flatnonzero(unhealthy)
-            rows = rows[~m.controlled[rows]]     # rows under an external controller are the controller's to liquidate
+            rows = rows[~m.controlled[rows]]  # rows under an external controller are the controller's to liquidate
             first = seen[rows]
             fresh = first < 0
             first[fresh] = view.block
@@ -101,8 +103,14 @@ class Liquidator(mesa.Agent):
             return None
         tip = min(self.spec.max_priority_fee_gwei, self.spec.profit_share_to_gas * gross / (self.gas * GWEI * eth_usd))
         committed[debt] = committed.get(debt, 0.0) + pv.debt_to_repay
-        return Tx(self.holder, partial(self._execute, m, a, coll, debt, pv.debt_to_repay, view), self.gas, tip,
-                  f"liquidate:{m.id}", private=self.spec.private_orderflow)
+        return Tx(
+            self.holder,
+            partial(self._execute, m, a, coll, debt, pv.debt_to_repay, view),
+            self.gas,
+            tip,
+            f"liquidate:{m.id}",
+            private=self.spec.private_orderflow,
+        )
 
     def _sale_value(self, coll: str, debt: str, amount: float, ref: dict, view) -> float:
         """USD value of `amount` of seized collateral where this liquidator would sell it."""

@@ -16,6 +16,7 @@ the difference in outcome is the regime's.
 The population is passive after set-up (no top-ups): what happens to its accounts is the protocols' and
 the coordinator's doing, which is what the regime comparison measures.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,9 +24,8 @@ from dataclasses import dataclass
 import mesa
 import numpy as np
 
-from agents.tx import BlockView, Tx
-from protocols.margin.portfolio import SECONDS_PER_DAY
-
+from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.margin.portfolio import SECONDS_PER_DAY
 
 #: cash opened on the options venue beyond the premium (room for the mark moving within the block), share + USD
 PREMIUM_ROOM_SHARE, PREMIUM_ROOM_USD = 0.05, 1.0
@@ -36,18 +36,29 @@ class MultiVenueBook:
     """Where each principal's positions live (row per venue) and what was posted at set-up (USD)."""
 
     principals: list[str]
-    rows: dict[str, np.ndarray]            # venue id -> (P,) row on that venue
-    size_tokens: np.ndarray                # (P,) collateral long, underlying units
-    capital_silo_usd: float                # what the silo regime would post
-    capital_posted_usd: float              # what this regime posted
-    released_usd: float                    # silo capital minus posted (0 under silo)
+    rows: dict[str, np.ndarray]  # venue id -> (P,) row on that venue
+    size_tokens: np.ndarray  # (P,) collateral long, underlying units
+    capital_silo_usd: float  # what the silo regime would post
+    capital_posted_usd: float  # what this regime posted
+    released_usd: float  # silo capital minus posted (0 under silo)
 
 
 class MultiVenuePopulation(mesa.Agent):
     """A vectorised population of multi-venue principals; `holder` is the ledger wallet of all of them."""
 
-    def __init__(self, model, spec, lending, perps, options, rng: np.random.Generator, regime: str,
-                 coordinator=None, ensure_liquidity=None, fund=None):
+    def __init__(
+        self,
+        model,
+        spec,
+        lending,
+        perps,
+        options,
+        rng: np.random.Generator,
+        regime: str,
+        coordinator=None,
+        ensure_liquidity=None,
+        fund=None,
+    ):
         super().__init__(model)
         self.spec, self.holder = spec, spec.id
         self.lending, self.perps, self.options = lending, perps, options
@@ -58,7 +69,7 @@ class MultiVenuePopulation(mesa.Agent):
         size_usd = spec.size_usd.draw(rng, n)
         hedge = spec.hedge_ratio.draw(rng, n)
         puts = spec.put_ratio.draw(rng, n) if options is not None else np.zeros(n)
-        e = size_usd / p                                        # tokens of collateral per principal
+        e = size_usd / p  # tokens of collateral per principal
         m = spec.im_multiple
         fund = fund or (lambda asset, holder, amount: led.mint(asset, holder, amount, "genesis_capital"))
 
@@ -81,16 +92,19 @@ class MultiVenuePopulation(mesa.Agent):
         sizes[n, mk] = -short.sum()
         imf = float(perps.imf_effective()[mk])
         coll_perp = m * imf * np.abs(short) * float(perps.prices()[mk])
-        cp_coll = abs(float(short.sum())) * float(perps.prices()[mk])     # 1x: survives any fall of the price
+        cp_coll = abs(float(short.sum())) * float(perps.prices()[mk])  # 1x: survives any fall of the price
         fund(perps.quote, self.holder, float(coll_perp.sum()))
         fund(perps.quote, f"{self.holder}:counterparty", cp_coll)
-        prows = perps.open_accounts([self.holder] * n + [f"{self.holder}:counterparty"],
-                                    np.append(coll_perp, cp_coll), sizes)
+        prows = perps.open_accounts(
+            [self.holder] * n + [f"{self.holder}:counterparty"], np.append(coll_perp, cp_coll), sizes
+        )
         perp_rows = prows[:n]
 
         rows = {lending.id: lend_rows, perps.id: perp_rows}
         if options is not None:
-            inst = options.list_instrument(a, "put", strike_usd=spec.put_moneyness * p, expiry_s=spec.put_expiry_days * SECONDS_PER_DAY)
+            inst = options.list_instrument(
+                a, "put", strike_usd=spec.put_moneyness * p, expiry_s=spec.put_expiry_days * SECONDS_PER_DAY
+            )
             qty = puts * e
             premium = qty * float(options.mark_prices()[inst])
             buffer = premium * PREMIUM_ROOM_SHARE + PREMIUM_ROOM_USD
@@ -113,11 +127,12 @@ class MultiVenuePopulation(mesa.Agent):
             self.index = coordinator.enroll_many([f"{self.holder}-{i}" for i in range(n)], rows)
             if regime == "portfolio":
                 released = self._release_to_portfolio_margin(coordinator, ensure_liquidity)
-            else:   # the coordinator only measures: venues keep liquidating their own rows
+            else:  # the coordinator only measures: venues keep liquidating their own rows
                 for vid, r in rows.items():
                     coordinator.adaptors[vid].set_controlled(r, False)
-        self.book = MultiVenueBook([f"{self.holder}-{i}" for i in range(n)], rows, e, silo_capital,
-                                   self._equity_total(), released)
+        self.book = MultiVenueBook(
+            [f"{self.holder}-{i}" for i in range(n)], rows, e, silo_capital, self._equity_total(), released
+        )
 
     # --- set-up helpers ---------------------------------------------------------------------------------
     def _equity_total(self) -> float:
@@ -136,7 +151,7 @@ class MultiVenuePopulation(mesa.Agent):
         idx = self.index
         eq = res.equity_usd[idx]
         keep = np.minimum(self.spec.im_multiple * res.im_usd[idx], eq)
-        k = np.where(eq > 0, keep / np.where(eq > 0, eq, 1.0), 1.0)     # share of each venue's equity kept
+        k = np.where(eq > 0, keep / np.where(eq > 0, eq, 1.0), 1.0)  # share of each venue's equity kept
         released = 0.0
         lend, r = self.lending, self.rows[self.lending.id]
         c, d = lend.account_usd()
@@ -159,4 +174,3 @@ class MultiVenuePopulation(mesa.Agent):
 
     def submit(self, view: BlockView) -> list[Tx]:
         return []
-

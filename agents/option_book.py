@@ -4,6 +4,7 @@ A strip is one or two option legs per account (an OTM put, an OTM call, or both:
 a straddle) on one underlying, listed on the venue at a strike grid and an expiry drawn per account. Greeks are
 Black-76 (protocols/margin/black76.py) at the oracle spot with the venue surface's vol, as the venue marks them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.traders import _Strict
-from protocols.margin import black76
-from protocols.margin.portfolio import CALL, PUT, Portfolio
-from protocols.margin.registry import get_model
+from defistress.agents.traders import _Strict
+from defistress.protocols.margin import black76
+from defistress.protocols.margin.catalog import get_model
+from defistress.protocols.margin.portfolio import CALL, PUT, Portfolio
 
 SECONDS_PER_DAY = 86_400.0
 STYLES = ("put", "call", "strangle")
@@ -24,15 +25,18 @@ class StripParams(_Strict):
     """Which options an account trades (behavioural defaults are modelling assumptions, not venue values)."""
 
     style_weights: dict[str, float] = Field(
-        default_factory=lambda: {"put": 0.5, "call": 0.2, "strangle": 0.3},   # assumption: put selling dominates
-        description="share of accounts per style: put | call | strangle (a put and a call)")
+        default_factory=lambda: {"put": 0.5, "call": 0.2, "strangle": 0.3},  # assumption: put selling dominates
+        description="share of accounts per style: put | call | strangle (a put and a call)",
+    )
     otm_low: float = Field(0.05, ge=0, lt=1, description="OTM distance, share of spot: strike = S(1 -/+ d)")
     otm_high: float = Field(0.25, ge=0, lt=1, description="OTM distance upper bound (uniform draw), share of spot")
     expiry_days: dict[float, float] = Field(
-        default_factory=lambda: {7.0: 0.4, 30.0: 0.4, 90.0: 0.2},   # assumption: weekly / monthly / quarterly
-        description="expiry (days from set-up) -> share of accounts")
-    strike_step_share: float = Field(0.025, gt=0, le=0.5,
-                                     description="strike grid step, share of spot at set-up (assumption)")
+        default_factory=lambda: {7.0: 0.4, 30.0: 0.4, 90.0: 0.2},  # assumption: weekly / monthly / quarterly
+        description="expiry (days from set-up) -> share of accounts",
+    )
+    strike_step_share: float = Field(
+        0.025, gt=0, le=0.5, description="strike grid step, share of spot at set-up (assumption)"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -52,11 +56,11 @@ class StripParams(_Strict):
 class Legs:
     """Option legs of a population (L legs): which local account, which venue instrument, one unit each."""
 
-    local: np.ndarray        # (L,) int64 index into the population's rows
-    instrument: np.ndarray   # (L,) int64 venue instrument id
-    kind: np.ndarray         # (L,) int8 CALL / PUT (protocols.margin.portfolio codes)
-    strike: np.ndarray       # (L,) USD
-    expiry_t: np.ndarray     # (L,) absolute chain time of expiry, seconds
+    local: np.ndarray  # (L,) int64 index into the population's rows
+    instrument: np.ndarray  # (L,) int64 venue instrument id
+    kind: np.ndarray  # (L,) int8 CALL / PUT (protocols.margin.portfolio codes)
+    strike: np.ndarray  # (L,) USD
+    expiry_t: np.ndarray  # (L,) absolute chain time of expiry, seconds
 
 
 def instrument_arrays(venue) -> dict[str, np.ndarray]:
@@ -65,8 +69,7 @@ def instrument_arrays(venue) -> dict[str, np.ndarray]:
     return {c: np.asarray(tab[c]) for c in ("und", "kind", "strike", "expiry_t")}
 
 
-def draw_strip(venue, underlying: str, strip: StripParams, rng: np.random.Generator, n: int,
-               spot_usd: float) -> Legs:
+def draw_strip(venue, underlying: str, strip: StripParams, rng: np.random.Generator, n: int, spot_usd: float) -> Legs:
     """Draw each account's style, OTM distance and expiry; list the instruments; return the legs."""
     styles = list(strip.style_weights)
     w = np.array([strip.style_weights[s] for s in styles])
@@ -93,8 +96,13 @@ def list_legs(venue, underlying: str, local, kind, strike, expiry_s) -> Legs:
     strike, expiry_s = np.asarray(strike, np.float64), np.asarray(expiry_s, np.float64)
     keys = np.stack([kind.astype(np.float64), strike, expiry_s], axis=1)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    ids = np.array([venue.list_instrument(underlying, "call" if int(k) == CALL else "put", float(s), float(e))
-                    for k, s, e in uniq], dtype=np.int64)
+    ids = np.array(
+        [
+            venue.list_instrument(underlying, "call" if int(k) == CALL else "put", float(s), float(e))
+            for k, s, e in uniq
+        ],
+        dtype=np.int64,
+    )
     instrument = ids[inv.reshape(-1)]
     expiry_t = instrument_arrays(venue)["expiry_t"].astype(np.float64)[instrument] if instrument.size else strike
     return Legs(local, instrument, kind, strike, expiry_t)
@@ -107,10 +115,18 @@ def unit_margin_usd(venue, underlying: str, legs: Legs, n: int, side: float, qty
     """
     q = np.ones(legs.local.size) if qty_per_leg is None else np.asarray(qty_per_leg, np.float64)[legs.local]
     now = venue.env.clock.seconds
-    pf = Portfolio(n_accounts=n, underlyings=(underlying,), account=legs.local, kind=legs.kind,
-                   und=np.zeros(legs.local.size, np.int64), qty=side * q, strike=legs.strike,
-                   expiry_s=np.maximum(legs.expiry_t - now, 0.0), entry_price=np.zeros(legs.local.size),
-                   cash=np.zeros(n))
+    pf = Portfolio(
+        n_accounts=n,
+        underlyings=(underlying,),
+        account=legs.local,
+        kind=legs.kind,
+        und=np.zeros(legs.local.size, np.int64),
+        qty=side * q,
+        strike=legs.strike,
+        expiry_s=np.maximum(legs.expiry_t - now, 0.0),
+        entry_price=np.zeros(legs.local.size),
+        cash=np.zeros(n),
+    )
     return np.asarray(margin_model(venue).requirements(pf, venue.market_state()).im, dtype=np.float64)
 
 
@@ -125,8 +141,9 @@ def spot_usd(venue, underlying: str) -> float:
     return float(venue.market_state().spot[underlying])
 
 
-def trade_legs(venue, holder: str, rows: np.ndarray, instrument: np.ndarray, qty: np.ndarray,
-               check_margin: bool = True) -> float:
+def trade_legs(
+    venue, holder: str, rows: np.ndarray, instrument: np.ndarray, qty: np.ndarray, check_margin: bool = True
+) -> float:
     """Trade each (row, instrument, signed qty) against the market maker at mark, one venue call per instrument.
 
     Returns the absolute premium notional traded (USD at mark)."""

@@ -7,17 +7,18 @@ solvent phase f x MtM x (1 - discount), insolvent phase f x (MtM + payout). In p
 position it took back to the venue's market maker at mark, so the profit is realised and its row stays small
 (as the perp liquidator closes against the DEX vault). Tx-based like agents/perp_liquidator.py.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import mesa
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.tx import GWEI, BlockView, Tx
-from protocols.base import Revert
+from defistress.agents.tx import GWEI, BlockView, Tx
+from defistress.protocols.base import Revert
 
 
 class OptionLiquidatorParams(BaseModel):
@@ -80,11 +81,19 @@ class OptionLiquidator(mesa.Agent):
                 penalty = min(v.params.partial_penalty * v.params.partial_fraction * gross[a], max(eq[a], 0.0))
                 net = penalty - per_gwei * view.base_fee_gwei
                 if net > pr.min_profit_usd:
-                    txs.append(Tx(self.holder, partial(self._execute, "partial", a), pr.gas,
-                                  self._tip(net, per_gwei), f"liquidate:{v.id}"))
+                    txs.append(
+                        Tx(
+                            self.holder,
+                            partial(self._execute, "partial", a),
+                            pr.gas,
+                            self._tip(net, per_gwei),
+                            f"liquidate:{v.id}",
+                        )
+                    )
         else:
-            auctions = [int(a) for a in np.flatnonzero(np.isfinite(v.auction_start) & ~v.controlled)
-                        if int(a) != self.row]
+            auctions = [
+                int(a) for a in np.flatnonzero(np.isfinite(v.auction_start) & ~v.controlled) if int(a) != self.row
+            ]
             for a in auctions:
                 if len(txs) >= pr.max_tx_per_block:
                     break
@@ -100,15 +109,23 @@ class OptionLiquidator(mesa.Agent):
                     profit = f * st.equity_usd * (1.0 - st.discount)
                 net = profit - per_gwei * view.base_fee_gwei
                 if f > 0 and net > pr.min_profit_usd:
-                    txs.append(Tx(self.holder, partial(self._execute, "bid", a), pr.gas,
-                                  self._tip(net, per_gwei), f"bid:{v.id}"))
+                    txs.append(
+                        Tx(
+                            self.holder,
+                            partial(self._execute, "bid", a),
+                            pr.gas,
+                            self._tip(net, per_gwei),
+                            f"bid:{v.id}",
+                        )
+                    )
             started = set(auctions)
             for a in ready:
                 if len(txs) >= pr.max_tx_per_block:
                     break
                 if a not in started:
-                    txs.append(Tx(self.holder, partial(self._execute, "start", a), pr.start_gas, 0.0,
-                                  f"start_auction:{v.id}"))
+                    txs.append(
+                        Tx(self.holder, partial(self._execute, "start", a), pr.start_gas, 0.0, f"start_auction:{v.id}")
+                    )
         self.attempts += len(txs)
         return txs
 

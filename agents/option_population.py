@@ -6,19 +6,20 @@ Each block, attentive accounts whose venue health has stayed below their alarm l
 `reaction_delay_blocks` top up cash from their wallet to `restore_multiple` x alarm; those whose wallet
 cannot cover it buy back that share of their short options from the market maker at mark (health = target).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import mesa
 import numpy as np
 from pydantic import Field, model_validator
 
-from agents.option_book import instrument_arrays, spot_usd, trade_legs
-from agents.traders import Lognormal, _Strict, draw_attention
-from agents.tx import GWEI, BlockView, Tx
-from protocols.events import UserAction
+from defistress.agents.option_book import instrument_arrays, spot_usd, trade_legs
+from defistress.agents.traders import Lognormal, _Strict, draw_attention
+from defistress.agents.tx import GWEI, BlockView, Tx
+from defistress.protocols.events import UserAction
 
 
 class OptionPopulationParams(_Strict):
@@ -43,8 +44,10 @@ class OptionPopulationParams(_Strict):
     @model_validator(mode="after")
     def _check_alarm(self):
         if self.alarm_health_high < self.alarm_health_low:
-            raise ValueError(f"{self.id}: alarm_health_high ({self.alarm_health_high}) must be >= "
-                             f"alarm_health_low ({self.alarm_health_low})")
+            raise ValueError(
+                f"{self.id}: alarm_health_high ({self.alarm_health_high}) must be >= "
+                f"alarm_health_low ({self.alarm_health_low})"
+            )
         return self
 
 
@@ -62,12 +65,15 @@ def _price_fn(eth_price, venue) -> Callable[[], float]:
 class OptionPopulation(mesa.Agent):
     """Accounts (venue rows) of one population; every decision is an array operation over them."""
 
-    def __init__(self, model: mesa.Model, params: OptionPopulationParams, venue, rng: np.random.Generator,
-                 eth_price=None):
+    def __init__(
+        self, model: mesa.Model, params: OptionPopulationParams, venue, rng: np.random.Generator, eth_price=None
+    ):
         super().__init__(model)
         if params.underlying not in venue.surfaces:
-            raise ValueError(f"{params.id}.underlying: {params.underlying!r} is not an underlying of {venue.id}; "
-                             f"allowed {list(venue.surfaces)}")
+            raise ValueError(
+                f"{params.id}.underlying: {params.underlying!r} is not an underlying of {venue.id}; "
+                f"allowed {list(venue.surfaces)}"
+            )
         self.params = params
         self.venue = venue
         self.holder = params.id
@@ -120,11 +126,25 @@ class OptionPopulation(mesa.Agent):
         cut = ready[(self.wallet[ready] < need) & (eq > 0)]
         pr, txs = self.params, []
         if top.size:
-            txs.append(Tx(self.holder, partial(self._top_up, top), pr.top_up_gas * top.size, pr.priority_fee_gwei,
-                          f"top_up:{self.venue.id}"))
+            txs.append(
+                Tx(
+                    self.holder,
+                    partial(self._top_up, top),
+                    pr.top_up_gas * top.size,
+                    pr.priority_fee_gwei,
+                    f"top_up:{self.venue.id}",
+                )
+            )
         if cut.size:
-            txs.append(Tx(self.holder, partial(self._buy_back, cut), pr.buyback_gas * cut.size,
-                          pr.priority_fee_gwei, f"buy_back:{self.venue.id}"))
+            txs.append(
+                Tx(
+                    self.holder,
+                    partial(self._buy_back, cut),
+                    pr.buyback_gas * cut.size,
+                    pr.priority_fee_gwei,
+                    f"buy_back:{self.venue.id}",
+                )
+            )
         return txs
 
     def _need(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,12 +183,15 @@ class OptionPopulation(mesa.Agent):
         qty = np.asarray(self.venue.qty)[rows]
         opt = np.isin(ins["kind"][: qty.shape[1]], ("call", "put"))
         r, i = np.nonzero((qty < 0) & opt[None, :])
-        traded = trade_legs(self.venue, self.holder, rows[r], i, -qty[r, i] * cut[r])   # reducing: no IM check
+        traded = trade_legs(self.venue, self.holder, rows[r], i, -qty[r, i] * cut[r])  # reducing: no IM check
         self.bought_back_usd += traded
         self.below_since[local] = -1
         env = self.venue.env
-        env.emit(UserAction(env.clock.block, self.holder, "buy_back", int(np.unique(r).size),
-                            self.venue.params.quote, traded))
+        env.emit(
+            UserAction(
+                env.clock.block, self.holder, "buy_back", int(np.unique(r).size), self.venue.params.quote, traded
+            )
+        )
 
     def gas_usd(self, gas: int, view: BlockView) -> float:
         """USD cost of `gas` units at the block's base fee plus this population's tip."""

@@ -3,20 +3,22 @@
 At set-up each account gets cash (lognormal, USD), draws a strip (put, call or strangle; OTM distance; expiry)
 and sells it to the venue's market maker at mark. The number of contracts uses `target_margin_usage` of its
 free initial margin: qty = usage x cash / IM(one unit), with IM from the venue's margin model (bisection where
-the model is not linear in size; a strangle also fits with either leg alone, as legs fill one at a time). Attentive accounts defend their margin (see option_population).
+the model is not linear in size; a strangle also fits with either leg alone, as legs fill one at a time).
+Attentive accounts defend their margin (see option_population).
 """
+
 from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
 
-from agents.option_book import Legs, StripParams, draw_strip, trade_legs, unit_margin_usd
-from agents.option_population import OptionPopulation, OptionPopulationParams
-from agents.tx import BlockView, Tx
-from protocols.margin.portfolio import CALL, PUT
+from defistress.agents.option_book import Legs, StripParams, draw_strip, trade_legs, unit_margin_usd
+from defistress.agents.option_population import OptionPopulation, OptionPopulationParams
+from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.margin.portfolio import CALL, PUT
 
-SIZE_BISECTION_STEPS = 40   # numerical: qty found to 2^-40 of the linear estimate
-SIZE_HEADROOM = 1e-9        # numerical: relative room so float rounding never fails the venue's IM check
+SIZE_BISECTION_STEPS = 40  # numerical: qty found to 2^-40 of the linear estimate
+SIZE_HEADROOM = 1e-9  # numerical: relative room so float rounding never fails the venue's IM check
 
 
 class OptionWritersParams(OptionPopulationParams):
@@ -24,8 +26,9 @@ class OptionWritersParams(OptionPopulationParams):
 
     id: str = Field("option_writers", min_length=1, description="ledger holder of the population")
     strip: StripParams = StripParams()
-    target_margin_usage: float = Field(0.5, gt=0, le=1,
-                                       description="share of free initial margin (USD) used at set-up (assumption)")
+    target_margin_usage: float = Field(
+        0.5, gt=0, le=1, description="share of free initial margin (USD) used at set-up (assumption)"
+    )
 
 
 def _im_any_fill_order(venue, underlying: str, legs: Legs, n: int, q: np.ndarray | None) -> np.ndarray:
@@ -51,8 +54,13 @@ def size_short_book(venue, underlying: str, legs: Legs, n: int, free_usd: np.nda
     over = np.flatnonzero(_im_any_fill_order(venue, underlying, legs, n, q) > budget)
     if over.size:
         sel = np.isin(legs.local, over)
-        sub = Legs(np.searchsorted(over, legs.local[sel]), legs.instrument[sel], legs.kind[sel], legs.strike[sel],
-                   legs.expiry_t[sel])
+        sub = Legs(
+            np.searchsorted(over, legs.local[sel]),
+            legs.instrument[sel],
+            legs.kind[sel],
+            legs.strike[sel],
+            legs.expiry_t[sel],
+        )
         lo, hi = np.zeros(over.size), q[over]
         for _ in range(SIZE_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
@@ -68,8 +76,9 @@ def sell_strip(pop: OptionPopulation, params, venue, rng: np.random.Generator) -
     n = params.accounts
     pop.legs = draw_strip(venue, params.underlying, params.strip, rng, n, pop.spot)
     pop.qty_sold = size_short_book(venue, params.underlying, pop.legs, n, pop.initial_cash, params.target_margin_usage)
-    pop.premium_usd = trade_legs(venue, pop.holder, pop.rows[pop.legs.local], pop.legs.instrument,
-                                 -pop.qty_sold[pop.legs.local])
+    pop.premium_usd = trade_legs(
+        venue, pop.holder, pop.rows[pop.legs.local], pop.legs.instrument, -pop.qty_sold[pop.legs.local]
+    )
 
 
 class OptionWriters(OptionPopulation):

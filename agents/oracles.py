@@ -9,20 +9,28 @@
 Failure modes: "stale" stops publishing from a time on; "floor" clamps answers at a minimum, like
 Chainlink's minAnswer during the LUNA collapse.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import mesa
 
-from protocols.events import OracleUpdated
+from defistress.protocols.events import OracleUpdated
 
 
 class Oracle(mesa.Agent):
     """Base oracle agent: holds the latest published price (USD per token) and its time."""
 
-    def __init__(self, model: mesa.Model, oracle_id: str, asset: str, read: Callable[[], float],
-                 reference: Callable[[], float], failure=None):
+    def __init__(
+        self,
+        model: mesa.Model,
+        oracle_id: str,
+        asset: str,
+        read: Callable[[], float],
+        reference: Callable[[], float],
+        failure=None,
+    ):
         super().__init__(model)
         self.id = oracle_id
         self.asset = asset

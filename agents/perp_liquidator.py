@@ -8,17 +8,18 @@ liquidator). The transaction liquidates and, if `unwind`, closes the taken posit
 liquidity vault at the oracle price in the same call, so the discount is realised (as dYdX makers hedge at
 once). Accounts whose liquidation would need deleveraging earn nothing and are left to the protocol.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import mesa
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.tx import GWEI, BlockView, Tx
-from protocols.base import Revert
+from defistress.agents.tx import GWEI, BlockView, Tx
+from defistress.protocols.base import Revert
 
 
 class PerpLiquidatorParams(BaseModel):
@@ -44,7 +45,7 @@ class PerpLiquidator(mesa.Agent):
         self.params = params
         self.holder = params.id
         self.dex = dex
-        self.eth_price = eth_price          # callable: USD per ETH now
+        self.eth_price = eth_price  # callable: USD per ETH now
         own = dex.accounts_of(self.holder)
         if own.size:
             self.account = int(own[0])
@@ -62,9 +63,10 @@ class PerpLiquidator(mesa.Agent):
             del self.first_seen[a]
         for a in live:
             self.first_seen.setdefault(a, view.block)
-        ready = np.array([a for a in cand
-                          if a != self.account and view.block - self.first_seen[int(a)] >= pr.latency_blocks],
-                         dtype=np.int64)
+        ready = np.array(
+            [a for a in cand if a != self.account and view.block - self.first_seen[int(a)] >= pr.latency_blocks],
+            dtype=np.int64,
+        )
         if ready.size == 0:
             return []
         ready = ready[np.argsort(-dex.maintenance_requirement()[ready], kind="stable")][: pr.max_tx_per_block * 4]
@@ -88,8 +90,11 @@ class PerpLiquidator(mesa.Agent):
             gross = pv.liquidator_profit_usd - gas_usd_per_gwei * view.base_fee_gwei
             if gross <= pr.min_profit_usd:
                 continue
-            tip = pr.max_priority_fee_gwei if gas_usd_per_gwei <= 0 else min(
-                pr.max_priority_fee_gwei, pr.profit_share_to_gas * gross / gas_usd_per_gwei)
+            tip = (
+                pr.max_priority_fee_gwei
+                if gas_usd_per_gwei <= 0
+                else min(pr.max_priority_fee_gwei, pr.profit_share_to_gas * gross / gas_usd_per_gwei)
+            )
             free -= margin
             txs.append(Tx(self.holder, partial(self._execute, int(a), pv.market), pr.gas, tip, f"liquidate:{dex.id}"))
         self.attempts += len(txs)
@@ -105,4 +110,4 @@ class PerpLiquidator(mesa.Agent):
             try:
                 dex.trade(self.holder, [self.account], market, [-taken])
             except Revert:
-                pass                        # the vault cannot take it: keep the inventory
+                pass  # the vault cannot take it: keep the inventory

@@ -13,6 +13,7 @@ top up margin from their wallet to reach `restore_multiple` × their alarm level
 cover that reduce their positions against the vault at the oracle price. Each kind of action is one batched
 Tx whose gas is the per-user gas times the number of users in it.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -21,9 +22,9 @@ import mesa
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agents.tx import BlockView, Tx
-from protocols.base import Revert
-from protocols.events import UserAction
+from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.base import Revert
+from defistress.protocols.events import UserAction
 
 
 class _Strict(BaseModel):
@@ -56,7 +57,7 @@ class TraderParams(_Strict):
     accounts: int = Field(gt=0, le=5_000_000)
     market_weights: dict[str, float] = Field(description="asset -> share of accounts trading that market")
     long_share: float = Field(0.5, ge=0, le=1)
-    leverage: Lognormal = Lognormal(median=5.0, sigma=0.6, min=1.0, max=50.0)       # assumption
+    leverage: Lognormal = Lognormal(median=5.0, sigma=0.6, min=1.0, max=50.0)  # assumption
     size_usd: Lognormal = Lognormal(median=5_000.0, sigma=1.5, min=50.0, max=20e6)  # assumption, notional USD
     attentive_share: float = Field(0.3, ge=0, le=1, description="share of users who defend their margin")
     alarm_health_low: float = Field(1.2, gt=0, description="alarm levels are uniform on [low, high] (health)")
@@ -76,8 +77,10 @@ class TraderParams(_Strict):
         if not w or min(w.values()) < 0 or not np.isclose(sum(w.values()), 1.0):
             raise ValueError(f"{self.id}.market_weights: shares must be >= 0 and sum to 1, got {w}")
         if self.alarm_health_high < self.alarm_health_low:
-            raise ValueError(f"{self.id}: alarm_health_high ({self.alarm_health_high}) must be >= "
-                             f"alarm_health_low ({self.alarm_health_low})")
+            raise ValueError(
+                f"{self.id}: alarm_health_high ({self.alarm_health_high}) must be >= "
+                f"alarm_health_low ({self.alarm_health_low})"
+            )
         return self
 
 
@@ -113,11 +116,11 @@ class TraderPopulation(mesa.Agent):
         long_usd = np.bincount(market_of, weights=notional * (side > 0), minlength=n_m)
         short_usd = np.bincount(market_of, weights=notional * (side < 0), minlength=n_m)
         imf = dex.imf_effective(dex.open_interest_usd() + np.maximum(long_usd, short_usd))
-        leverage = np.minimum(leverage, 1.0 / imf[market_of])       # open at or above initial margin
+        leverage = np.minimum(leverage, 1.0 / imf[market_of])  # open at or above initial margin
         collateral = notional / leverage
         sizes = np.zeros((n + 1, n_m))
         sizes[np.arange(n), market_of] = side * notional / p[market_of]
-        sizes[n] = -sizes[:n].sum(axis=0)                            # the vault takes the residual
+        sizes[n] = -sizes[:n].sum(axis=0)  # the vault takes the residual
         vault_coll = float(max(np.abs(sizes[n]) @ p / params.vault_leverage, np.abs(sizes[n]) @ (p * imf)))
         self.wallet = collateral * params.wallet_share
         led = dex.env.ledger
@@ -158,11 +161,25 @@ class TraderPopulation(mesa.Agent):
         txs = []
         pr = self.params
         if top.size:
-            txs.append(Tx(self.holder, partial(self._top_up, top), pr.top_up_gas * top.size, pr.priority_fee_gwei,
-                          f"top_up:{self.dex.id}"))
+            txs.append(
+                Tx(
+                    self.holder,
+                    partial(self._top_up, top),
+                    pr.top_up_gas * top.size,
+                    pr.priority_fee_gwei,
+                    f"top_up:{self.dex.id}",
+                )
+            )
         if cut.size:
-            txs.append(Tx(self.holder, partial(self._reduce, cut), pr.reduce_gas * cut.size, pr.priority_fee_gwei,
-                          f"reduce:{self.dex.id}"))
+            txs.append(
+                Tx(
+                    self.holder,
+                    partial(self._reduce, cut),
+                    pr.reduce_gas * cut.size,
+                    pr.priority_fee_gwei,
+                    f"reduce:{self.dex.id}",
+                )
+            )
         return txs
 
     def _need(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -200,7 +217,7 @@ class TraderPopulation(mesa.Agent):
             rows = np.flatnonzero(sizes[:, m] != 0)
             if rows.size == 0:
                 continue
-            try:   # markets are filled one by one; a market the vault cannot take is skipped
+            try:  # markets are filled one by one; a market the vault cannot take is skipped
                 traded += self.dex.trade(self.holder, acc[rows], m, -sizes[rows, m] * (1.0 - k[rows]))
                 users += rows.size
             except Revert as exc:

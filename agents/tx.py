@@ -4,10 +4,12 @@ An agent never changes protocol state directly in the decide phase: it returns `
 `action` calls protocol methods. The block builder (sim.blocks) orders them by priority fee, includes
 them under the block gas limit, runs each action, and charges gas even when the action reverts.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 GWEI = 1e-9  # ETH per gwei
 
@@ -22,7 +24,7 @@ class Tx:
     priority_fee_gwei: float
     label: str
     seq: int = 0
-    private: bool = False   # sent through a private relay (Flashbots-style): not included if it would revert
+    private: bool = False  # sent through a private relay (Flashbots-style): not included if it would revert
 
     def cost_eth(self, base_fee_gwei: float) -> float:
         """Gas cost in ETH at the given base fee (EIP-1559: base + priority per gas unit)."""
@@ -52,6 +54,7 @@ class Actor:
 
     def submit(self, view: BlockView) -> list[Tx]:  # pragma: no cover - interface
         return []
+
 
 #: refill gas when the ETH balance falls below this share of the budget
 GAS_REFILL_SHARE = 0.25

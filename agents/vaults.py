@@ -6,6 +6,7 @@ spent into the market (moved to the CDP's circulating holder, from which pools, 
 draw); a share stays in the wallet for repayments. Each block, attentive owners whose health (ratio
 over the liquidation ratio) has been below their alarm level for the reaction delay repay debt.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -13,7 +14,7 @@ from functools import partial
 import mesa
 import numpy as np
 
-from agents.tx import BlockView, Tx
+from defistress.agents.tx import BlockView, Tx
 
 
 def circulating(cdp_id: str) -> str:
@@ -32,7 +33,7 @@ class VaultPopulation(mesa.Agent):
         size = spec.size_usd.draw(rng, n)
         ratio = spec.collateral_ratio.draw(rng, n)
         ink = size / price
-        debt = np.maximum(size / ratio, cdp.p.dust)          # dss vat.frob: no vault below dust
+        debt = np.maximum(size / ratio, cdp.p.dust)  # dss vat.frob: no vault below dust
         safe = debt <= ink * cdp.spot
         ink, debt, ratio = ink[safe], debt[safe], ratio[safe]
         fund(cdp.collateral, self.holder, float(ink.sum()))
@@ -55,9 +56,16 @@ class VaultPopulation(mesa.Agent):
         self.below_since[alarmed & (self.below_since < 0)] = view.block
         ready = np.flatnonzero(alarmed & (view.block - self.below_since >= self.delay_blocks) & (self.wallet > 0))
         ready = ready[: self.spec.max_users_per_block]
-        return [Tx(self.holder, partial(self._repay, ready[i:i + self.spec.users_per_tx]),
-                   self.spec.repay_gas * len(ready[i:i + self.spec.users_per_tx]), self.spec.priority_fee_gwei, "repay")
-                for i in range(0, ready.size, self.spec.users_per_tx)]
+        return [
+            Tx(
+                self.holder,
+                partial(self._repay, ready[i : i + self.spec.users_per_tx]),
+                self.spec.repay_gas * len(ready[i : i + self.spec.users_per_tx]),
+                self.spec.priority_fee_gwei,
+                "repay",
+            )
+            for i in range(0, ready.size, self.spec.users_per_tx)
+        ]
 
     def _repay(self, local: np.ndarray) -> None:
         """Repay enough to restore each vault's original ratio, within its wallet."""

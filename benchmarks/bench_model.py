@@ -18,6 +18,7 @@ the whole horizon is then extrapolated from the measured seconds per block and l
 measured blocks are the day's first hours (the shock starts at 2 h); its later, busier blocks cost the
 naive model more per block, so the extrapolated time is a lower bound and the speedup an underestimate.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,10 @@ SCENARIO = "eth-crash"
 SEED = 1
 DEFAULT_ACCOUNTS = (10_000, 100_000)
 QUICK_ACCOUNTS, QUICK_BLOCKS, QUICK_BUDGET_S = (1_000,), 720, 120.0
-NAIVE_BUDGET_S = 600.0          # the brief: shorten the naive horizon when a day would pass ~10 minutes
-TARGET_100K_DAY_S = 60.0        # issue: 100k accounts for one day in under 60 s on 2 cores
-TARGET_SPEEDUP = 20.0           # issue: at least 20x the one-agent-per-account version
-MB = 1024.0                     # ru_maxrss is in KiB on Linux
+NAIVE_BUDGET_S = 600.0  # the brief: shorten the naive horizon when a day would pass ~10 minutes
+TARGET_100K_DAY_S = 60.0  # issue: 100k accounts for one day in under 60 s on 2 cores
+TARGET_SPEEDUP = 20.0  # issue: at least 20x the one-agent-per-account version
+MB = 1024.0  # ru_maxrss is in KiB on Linux
 
 
 def _rss_mb() -> float:
@@ -72,16 +73,25 @@ def machine_info() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         usable = os.cpu_count()
-    return {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "usable_cpus": usable, "python": platform.python_version(),
-            "numpy": _version("numpy"), "pandas": _version("pandas"), "mesa": _version("mesa"),
-            "defistress": _version("defistress"),
-            "load_average_1_5_15": _load()}
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable,
+        "python": platform.python_version(),
+        "numpy": _version("numpy"),
+        "pandas": _version("pandas"),
+        "mesa": _version("mesa"),
+        "defistress": _version("defistress"),
+        "load_average_1_5_15": _load(),
+    }
 
 
 def day_blocks(scenario: str = SCENARIO) -> tuple[int, float]:
     """Blocks in the scenario's horizon (one day for eth-crash) and seconds per block."""
-    from scenarios.loader import load
+    from defistress.scenarios.loader import load
+
     s = load(scenario).scenario
     return s.n_blocks, s.run.block_seconds
 
@@ -89,31 +99,44 @@ def day_blocks(scenario: str = SCENARIO) -> tuple[int, float]:
 # --- one case, measured in the current process ------------------------------------------------------
 def engine_case(accounts: int, blocks: int, seed: int = SEED, scenario: str = SCENARIO) -> dict:
     """Time `run_scenario` for `accounts` borrowers over `blocks` blocks."""
-    from sim.runs import run_scenario
+    from defistress.sim.experiments.runs import run_scenario
+
     _, block_s = day_blocks(scenario)
     rss0 = _rss_mb()
     overrides = [f"agents.borrowers.accounts={accounts}", f"run.duration={blocks * block_s}"]
     marks: list[float] = []
     load0, cpu0 = _load(), _cpu_s()
     t0 = time.perf_counter()
-    r = run_scenario(scenario, seed=seed, overrides=overrides, progress=lambda done, total: marks.append(time.perf_counter()))
+    r = run_scenario(
+        scenario, seed=seed, overrides=overrides, progress=lambda done, total: marks.append(time.perf_counter())
+    )
     wall = time.perf_counter() - t0
-    return {"model": "vectorised", "accounts": accounts, "blocks": int(r.metrics["blocks"]),
-            "wall_s": round(wall, 3), "cpu_s": round(_cpu_s() - cpu0, 3),
-            "load_average_start_end": [load0, _load()], "blocks_per_s": round(r.metrics["blocks"] / wall, 2),
-            "s_per_block": wall / r.metrics["blocks"],
-            "post_processing_s": round(wall - (marks[-1] - t0), 3) if marks else None,
-            "extrapolated": False, "liquidations": int(r.metrics["liquidations"]),
-            "bad_debt_usd": round(float(r.metrics["bad_debt_usd"]), 2),
-            "rss_after_imports_mb": rss0, "peak_rss_mb": _rss_mb()}
+    return {
+        "model": "vectorised",
+        "accounts": accounts,
+        "blocks": int(r.metrics["blocks"]),
+        "wall_s": round(wall, 3),
+        "cpu_s": round(_cpu_s() - cpu0, 3),
+        "load_average_start_end": [load0, _load()],
+        "blocks_per_s": round(r.metrics["blocks"] / wall, 2),
+        "s_per_block": wall / r.metrics["blocks"],
+        "post_processing_s": round(wall - (marks[-1] - t0), 3) if marks else None,
+        "extrapolated": False,
+        "liquidations": int(r.metrics["liquidations"]),
+        "bad_debt_usd": round(float(r.metrics["bad_debt_usd"]), 2),
+        "rss_after_imports_mb": rss0,
+        "peak_rss_mb": _rss_mb(),
+    }
 
 
-def naive_case(accounts: int, blocks: int, seed: int = SEED, budget_s: float = NAIVE_BUDGET_S,
-               scenario: str = SCENARIO) -> dict:
+def naive_case(
+    accounts: int, blocks: int, seed: int = SEED, budget_s: float = NAIVE_BUDGET_S, scenario: str = SCENARIO
+) -> dict:
     """Build and step the one-agent-per-account model until `blocks` or the wall budget is reached."""
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     from naive_model import NaiveLendingModel
+
     rss0 = _rss_mb()
     load0, cpu0 = _load(), _cpu_s()
     t0 = time.perf_counter()
@@ -127,24 +150,50 @@ def naive_case(accounts: int, blocks: int, seed: int = SEED, budget_s: float = N
     done = model.block
     per_block = loop / max(done, 1)
     full = done >= blocks
-    return {"model": "naive-mesa", "accounts": accounts, "blocks": blocks, "blocks_measured": done,
-            "setup_s": round(setup, 3), "loop_s": round(loop, 3), "cpu_s": round(_cpu_s() - cpu0, 3),
-            "load_average_start_end": [load0, _load()], "s_per_block": per_block,
-            "blocks_per_s": round(done / loop, 3) if loop > 0 else None,
-            "wall_s_measured": round(setup + loop, 3),
-            "wall_s": round(setup + per_block * blocks, 3), "extrapolated": not full,
-            "extrapolation": None if full else (
-                f"setup_s + s_per_block x {blocks} blocks, s_per_block from the first {done} blocks "
-                f"({done * model.block_seconds / 3600:.1f} h of {blocks * model.block_seconds / 3600:.1f} h); "
-                "later crash blocks cost more per block, so this is a lower bound"),
-            "liquidations": model.liquidations, "rss_after_imports_mb": rss0, "peak_rss_mb": _rss_mb()}
+    return {
+        "model": "naive-mesa",
+        "accounts": accounts,
+        "blocks": blocks,
+        "blocks_measured": done,
+        "setup_s": round(setup, 3),
+        "loop_s": round(loop, 3),
+        "cpu_s": round(_cpu_s() - cpu0, 3),
+        "load_average_start_end": [load0, _load()],
+        "s_per_block": per_block,
+        "blocks_per_s": round(done / loop, 3) if loop > 0 else None,
+        "wall_s_measured": round(setup + loop, 3),
+        "wall_s": round(setup + per_block * blocks, 3),
+        "extrapolated": not full,
+        "extrapolation": None
+        if full
+        else (
+            f"setup_s + s_per_block x {blocks} blocks, s_per_block from the first {done} blocks "
+            f"({done * model.block_seconds / 3600:.1f} h of {blocks * model.block_seconds / 3600:.1f} h); "
+            "later crash blocks cost more per block, so this is a lower bound"
+        ),
+        "liquidations": model.liquidations,
+        "rss_after_imports_mb": rss0,
+        "peak_rss_mb": _rss_mb(),
+    }
 
 
 # --- cases in fresh child processes ------------------------------------------------------------------
 def run_child(kind: str, accounts: int, blocks: int, seed: int, budget_s: float) -> dict:
     """Run one case in a fresh interpreter; its last stdout line is the JSON result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--accounts", str(accounts),
-           "--blocks", str(blocks), "--seed", str(seed), "--naive-budget-s", str(budget_s)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        kind,
+        "--accounts",
+        str(accounts),
+        "--blocks",
+        str(blocks),
+        "--seed",
+        str(seed),
+        "--naive-budget-s",
+        str(budget_s),
+    ]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=str(HERE.parent))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -157,23 +206,36 @@ def compare(cases: list[dict], horizon: int) -> list[dict]:
         nai = next((c for c in cases if c["accounts"] == n and c["model"] == "naive-mesa"), None)
         if eng is None or nai is None:
             continue
-        rows.append({"accounts": n, "blocks": horizon, "vectorised_wall_s": eng["wall_s"], "naive_wall_s": nai["wall_s"],
-                     "naive_extrapolated": nai["extrapolated"],
-                     "speedup": round(nai["wall_s"] / eng["wall_s"], 1),
-                     "speedup_per_block": round(nai["s_per_block"] / eng["s_per_block"], 1)})
+        rows.append(
+            {
+                "accounts": n,
+                "blocks": horizon,
+                "vectorised_wall_s": eng["wall_s"],
+                "naive_wall_s": nai["wall_s"],
+                "naive_extrapolated": nai["extrapolated"],
+                "speedup": round(nai["wall_s"] / eng["wall_s"], 1),
+                "speedup_per_block": round(nai["s_per_block"] / eng["s_per_block"], 1),
+            }
+        )
     return rows
 
 
 def table(result: dict) -> str:
-    lines = [f"{'model':<11} {'accounts':>9} {'blocks':>7} {'wall s':>10} {'cpu s':>8} {'blocks/s':>9} {'peak MB':>8}  note",
-             "-" * 82]
+    lines = [
+        f"{'model':<11} {'accounts':>9} {'blocks':>7} {'wall s':>10} {'cpu s':>8} {'blocks/s':>9} {'peak MB':>8}  note",
+        "-" * 82,
+    ]
     for c in result["cases"]:
-        note = (f"extrapolated from {c['blocks_measured']} blocks" if c["extrapolated"] else "measured")
-        lines.append(f"{c['model']:<11} {c['accounts']:>9,} {c['blocks']:>7} {c['wall_s']:>10.1f} {c['cpu_s']:>8.1f} "
-                     f"{c['blocks_per_s']:>9.2f} {c['peak_rss_mb']:>8.0f}  {note}")
+        note = f"extrapolated from {c['blocks_measured']} blocks" if c["extrapolated"] else "measured"
+        lines.append(
+            f"{c['model']:<11} {c['accounts']:>9,} {c['blocks']:>7} {c['wall_s']:>10.1f} {c['cpu_s']:>8.1f} "
+            f"{c['blocks_per_s']:>9.2f} {c['peak_rss_mb']:>8.0f}  {note}"
+        )
     for r in result["comparison"]:
-        lines.append(f"speedup at {r['accounts']:,} accounts: {r['speedup']}x over {r['blocks']} blocks"
-                     f"{' (naive extrapolated)' if r['naive_extrapolated'] else ''}, {r['speedup_per_block']}x per block")
+        lines.append(
+            f"speedup at {r['accounts']:,} accounts: {r['speedup']}x over {r['blocks']} blocks"
+            f"{' (naive extrapolated)' if r['naive_extrapolated'] else ''}, {r['speedup_per_block']}x per block"
+        )
     return "\n".join(lines)
 
 
@@ -185,7 +247,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--naive-budget-s", type=float, default=None, help="wall budget of each naive case")
     ap.add_argument("--skip-naive", action="store_true", help="measure the vectorised engine only")
-    ap.add_argument("--in-process", action="store_true", help="no child processes (tests); memory is then this process's")
+    ap.add_argument(
+        "--in-process", action="store_true", help="no child processes (tests); memory is then this process's"
+    )
     ap.add_argument("--out", type=Path, default=None, help="where to write the JSON")
     ap.add_argument("--child", choices=["vectorised", "naive"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -195,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     blocks = a.blocks or (QUICK_BLOCKS if a.quick else horizon)
     budget = a.naive_budget_s if a.naive_budget_s is not None else (QUICK_BUDGET_S if a.quick else NAIVE_BUDGET_S)
 
-    if a.child:   # inside a fresh child: one case, JSON on the last stdout line
+    if a.child:  # inside a fresh child: one case, JSON on the last stdout line
         fn = engine_case if a.child == "vectorised" else naive_case
         kw = {} if a.child == "vectorised" else {"budget_s": budget}
         print(json.dumps(fn(accounts[0], blocks, a.seed, **kw)))
@@ -212,19 +276,31 @@ def main(argv: list[str] | None = None) -> dict:
                 c = run_child(kind, n, blocks, a.seed, budget)
             cases.append(c)
     result = {
-        "benchmark": "model", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "scenario": SCENARIO, "seed": a.seed, "block_seconds": block_s, "blocks": blocks,
-        "machine": info, "load_average_at_end": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "benchmark": "model",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "scenario": SCENARIO,
+        "seed": a.seed,
+        "block_seconds": block_s,
+        "blocks": blocks,
+        "machine": info,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "timing": "time.perf_counter() around run_scenario (vectorised) or model build + steps (naive)",
-        "memory": ("peak RSS of this process (in-process run)" if a.in_process else
-                   "peak RSS of each case's fresh child process: getrusage(RUSAGE_SELF).ru_maxrss read in the child"),
-        "naive_budget_s": budget, "cases": cases, "comparison": compare(cases, blocks),
+        "memory": (
+            "peak RSS of this process (in-process run)"
+            if a.in_process
+            else "peak RSS of each case's fresh child process: getrusage(RUSAGE_SELF).ru_maxrss read in the child"
+        ),
+        "naive_budget_s": budget,
+        "cases": cases,
+        "comparison": compare(cases, blocks),
     }
     big = [c for c in cases if c["model"] == "vectorised" and c["accounts"] >= 100_000 and c["blocks"] >= horizon]
     result["targets"] = {
         "vectorised_100k_day_under_60s": (big[0]["wall_s"] < TARGET_100K_DAY_S) if big else None,
-        "speedup_at_least_20x": (all(r["speedup"] >= TARGET_SPEEDUP for r in result["comparison"])
-                                 if result["comparison"] else None)}
+        "speedup_at_least_20x": (
+            all(r["speedup"] >= TARGET_SPEEDUP for r in result["comparison"]) if result["comparison"] else None
+        ),
+    }
     out = a.out or RESULTS / ("model-quick.json" if a.quick else "model.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -17,6 +17,7 @@ reverts, no gas costs), no token ledger or conservation checks, no Aave v3.3 dus
 only push and fixed oracles, one lending market, and utilisation for the interest rate is taken from
 the previous block's totals.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -24,15 +25,15 @@ import zlib
 import mesa
 import numpy as np
 
-from scenarios.loader import load
-from scenarios.schema import BorrowersSpec, LendingSpec, LiquidatorSpec
-from sim.build import AUTO_SUPPLY_UTILISATION
-from sim.market import SECONDS_PER_YEAR, Market
+from defistress.scenarios.loader import load
+from defistress.scenarios.schema import BorrowersSpec, LendingSpec, LiquidatorSpec
+from defistress.sim.engine.builders import AUTO_SUPPLY_UTILISATION
+from defistress.sim.engine.market import SECONDS_PER_YEAR, Market
 
 # Aave v3.3 LiquidationLogic close factor (same constants as protocols/lending.py)
 CLOSE_FACTOR_HF_THRESHOLD = 0.95
 DEFAULT_LIQUIDATION_CLOSE_FACTOR = 0.5
-MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = 2000.0   # USD
+MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = 2000.0  # USD
 #: collateral below this many token units counts as gone (bad debt is written off)
 DUST_TOKENS = 1e-12
 
@@ -69,16 +70,25 @@ class NaiveOracle(mesa.Agent):
 class BorrowerAccount(mesa.Agent):
     """One borrower: collateral and debt in token units, its own health factor, its own repay decision."""
 
-    def __init__(self, model, collateral_asset: str, collateral: float, debt: float, target_hf: float,
-                 attentive: bool, alarm: float, wallet: float):
+    def __init__(
+        self,
+        model,
+        collateral_asset: str,
+        collateral: float,
+        debt: float,
+        target_hf: float,
+        attentive: bool,
+        alarm: float,
+        wallet: float,
+    ):
         super().__init__(model)
         self.collateral_asset = collateral_asset
-        self.collateral = collateral        # tokens of collateral_asset
-        self.debt = debt                    # tokens of the debt asset
+        self.collateral = collateral  # tokens of collateral_asset
+        self.debt = debt  # tokens of the debt asset
         self.target_hf = target_hf
         self.attentive = attentive
         self.alarm = alarm
-        self.wallet = wallet                # spare debt-asset tokens for repaying
+        self.wallet = wallet  # spare debt-asset tokens for repaying
         self.below_since = -1
         self.hf = self.health_factor()
 
@@ -106,8 +116,11 @@ class BorrowerAccount(mesa.Agent):
             return
         if self.below_since < 0:
             self.below_since = m.block
-        if (m.block - self.below_since >= m.delay_blocks and self.wallet > 0
-                and m.repays_this_block < m.borrowers_spec.max_users_per_block):
+        if (
+            m.block - self.below_since >= m.delay_blocks
+            and self.wallet > 0
+            and m.repays_this_block < m.borrowers_spec.max_users_per_block
+        ):
             self.repay_to_target()
 
     def repay_to_target(self) -> None:
@@ -136,8 +149,8 @@ class NaiveLiquidator(mesa.Agent):
     def __init__(self, model, spec):
         super().__init__(model)
         self.spec = spec
-        self.cash = spec.capital_usd / model.oracle_price(model.debt_asset)   # debt-asset tokens
-        self.seen: dict[int, int] = {}      # unique_id -> block first seen unhealthy
+        self.cash = spec.capital_usd / model.oracle_price(model.debt_asset)  # debt-asset tokens
+        self.seen: dict[int, int] = {}  # unique_id -> block first seen unhealthy
         self.liquidations = 0
 
     def step(self) -> None:
@@ -161,14 +174,17 @@ class NaiveLiquidator(mesa.Agent):
     def liquidate(self, b: BorrowerAccount) -> bool:
         """Aave liquidationCall on one account, then sell the seized collateral at the reference price."""
         m = self.model
-        b.hf = b.health_factor()                 # another liquidator may have been first
+        b.hf = b.health_factor()  # another liquidator may have been first
         if b.hf >= 1.0 or b.debt <= 0 or b.collateral <= 0:
             return False
         c, d = b.collateral_asset, m.debt_asset
         p_c, p_d = m.oracle_price(c), m.oracle_price(d)
         coll_usd, debt_usd = b.collateral * p_c, b.debt * p_d
-        if (coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD and debt_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
-                and b.hf > CLOSE_FACTOR_HF_THRESHOLD):
+        if (
+            coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+            and debt_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+            and b.hf > CLOSE_FACTOR_HF_THRESHOLD
+        ):
             repay = DEFAULT_LIQUIDATION_CLOSE_FACTOR * b.debt
         else:
             repay = b.debt
@@ -180,7 +196,7 @@ class NaiveLiquidator(mesa.Agent):
             repay = seized * p_c / p_d / bonus
         fee = (seized - seized / bonus) * m.protocol_fee[c]
         ref_c, ref_d = m.market.price(c), m.market.price(d)
-        proceeds = (seized - fee) * ref_c / ref_d * (1.0 - m.external_fee)      # debt-asset tokens
+        proceeds = (seized - fee) * ref_c / ref_d * (1.0 - m.external_fee)  # debt-asset tokens
         if (proceeds - repay) * ref_d <= self.spec.min_profit_usd:
             return False
         b.debt -= repay
@@ -190,7 +206,7 @@ class NaiveLiquidator(mesa.Agent):
         m.market.record_flow(d, -proceeds * ref_d)
         m.liquidated_debt_usd += repay * p_d
         m.liquidations += 1
-        if b.collateral <= DUST_TOKENS and b.debt > 0:    # Aave v3.3 _burnBadDebt
+        if b.collateral <= DUST_TOKENS and b.debt > 0:  # Aave v3.3 _burnBadDebt
             m.deficit_usd += b.debt * p_d
             b.debt = 0.0
         b.hf = b.health_factor()
@@ -201,8 +217,9 @@ class NaiveLiquidator(mesa.Agent):
 class NaiveLendingModel(mesa.Model):
     """The scenario's one lending market with one Mesa agent per account; `step()` is one block."""
 
-    def __init__(self, scenario="eth-crash", seed: int = 1, overrides: list[str] | None = None,
-                 n_blocks: int | None = None):
+    def __init__(
+        self, scenario="eth-crash", seed: int = 1, overrides: list[str] | None = None, n_blocks: int | None = None
+    ):
         loaded = load(scenario, overrides)
         s = loaded.scenario
         super().__init__(rng=seed)
@@ -224,7 +241,7 @@ class NaiveLendingModel(mesa.Model):
 
         oracle_specs = {o.id: o for o in s.oracles}
         self.oracle_of = {asset: NaiveOracle(self, oracle_specs[oid]) for asset, oid in proto.oracles.items()}
-        self.prices = {asset: o.price for asset, o in self.oracle_of.items()}   # USD per token, from oracles
+        self.prices = {asset: o.price for asset, o in self.oracle_of.items()}  # USD per token, from oracles
         self._genesis_book(spec, stream(seed, f"agent:{spec.id}"))
         for lspec in (a for a in s.agents if isinstance(a, LiquidatorSpec)):
             for _ in range(lspec.count):
@@ -239,9 +256,15 @@ class NaiveLendingModel(mesa.Model):
         self.repays_this_block = 0
         self.debt_growth = 1.0
         self.supply_growth = {a: 1.0 for a in proto.assets}
-        self.datacollector = mesa.DataCollector(model_reporters={
-            "collateral_usd": "collateral_usd", "debt_usd": "debt_usd", "accounts_unhealthy": "accounts_unhealthy",
-            "bad_debt_usd": "bad_debt_usd", "liquidations": "liquidations"})
+        self.datacollector = mesa.DataCollector(
+            model_reporters={
+                "collateral_usd": "collateral_usd",
+                "debt_usd": "debt_usd",
+                "accounts_unhealthy": "accounts_unhealthy",
+                "bad_debt_usd": "bad_debt_usd",
+                "liquidations": "liquidations",
+            }
+        )
         self._book_totals()
 
     def oracle_price(self, asset: str) -> float:
@@ -267,8 +290,16 @@ class NaiveLendingModel(mesa.Model):
             asset = names[choice[k]]
             debt = size_usd[k] * self.lt[asset] / hf[k] / p_debt
             total_debt += debt
-            BorrowerAccount(self, asset, size_usd[k] / self.oracle_price(asset), debt, float(hf[k]),
-                            bool(attentive[k]), float(alarm[k]), debt * spec.wallet_share)
+            BorrowerAccount(
+                self,
+                asset,
+                size_usd[k] / self.oracle_price(asset),
+                debt,
+                float(hf[k]),
+                bool(attentive[k]),
+                float(alarm[k]),
+                debt * spec.wallet_share,
+            )
         self.lender_supply = {a: p.supply_usd / self.oracle_price(a) for a, p in self.asset_params.items()}
         if self.asset_params[spec.debt].supply_usd == 0:
             self.lender_supply[spec.debt] = total_debt / AUTO_SUPPLY_UTILISATION

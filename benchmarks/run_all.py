@@ -3,6 +3,7 @@
 Run: python benchmarks/run_all.py [arguments passed on to bench_model.py, e.g. --quick]
 Each benchmark runs as its own process with this interpreter; the first failure stops the run.
 """
+
 from __future__ import annotations
 
 import subprocess

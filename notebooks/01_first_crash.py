@@ -28,9 +28,9 @@
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from scenarios.loader import load
-from sim import plots
-from sim.runs import run_scenario
+from defistress.scenarios.loader import load
+from defistress.sim.experiments.runs import run_scenario
+from defistress.sim.report import plots
 
 SCENARIO = "eth-crash"
 SEED = 1
@@ -54,10 +54,24 @@ result = run_scenario(SCENARIO, seed=SEED, overrides=OVERRIDES)
 
 # %%
 m = result.metrics
-headline = ["bad_debt_usd", "bad_debt_pct", "liquidations", "liquidation_volume_usd", "debt_liquidated_pct",
-            "peak_liquidations_per_block", "liquidator_value_leakage_usd", "liquidator_pnl_usd",
-            "exogenous_drawdown", "reference_drawdown", "cascade_amplification", "max_oracle_error",
-            "peak_base_fee_gwei", "txs_reverted", "txs_dropped", "conservation_ok"]
+headline = [
+    "bad_debt_usd",
+    "bad_debt_pct",
+    "liquidations",
+    "liquidation_volume_usd",
+    "debt_liquidated_pct",
+    "peak_liquidations_per_block",
+    "liquidator_value_leakage_usd",
+    "liquidator_pnl_usd",
+    "exogenous_drawdown",
+    "reference_drawdown",
+    "cascade_amplification",
+    "max_oracle_error",
+    "peak_base_fee_gwei",
+    "txs_reverted",
+    "txs_dropped",
+    "conservation_ok",
+]
 pd.Series({k: m[k] for k in headline}, name=f"{m['scenario']} (seed {m['seed']})").to_frame()
 
 # %%
@@ -104,8 +118,9 @@ plt.show()
 
 # %%
 liq = result.events[result.events["kind"] == "liquidation"].astype({"account": int})
-liq.nlargest(10, "debt_repaid_usd")[["block", "account", "liquidator", "collateral_asset", "debt_repaid_usd",
-                                     "bonus_usd", "health_before"]]
+liq.nlargest(10, "debt_repaid_usd")[
+    ["block", "account", "liquidator", "collateral_asset", "debt_repaid_usd", "bonus_usd", "health_before"]
+]
 
 # %%
 result.events["kind"].value_counts().to_frame("events")

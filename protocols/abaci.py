@@ -5,9 +5,10 @@ since it started to the current price. Source: Maker dss src/abaci.sol (LinearDe
 StairstepExponentialDecrease, ExponentialDecrease). Inputs may be scalars or numpy arrays (broadcast);
 scalars in give a float out. Negative durations count as zero (the contract reverts on them).
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,13 +58,12 @@ class ExponentialDecrease(_Abacus):
     def price(self, top, dur_seconds):
         top_a, dur = _broadcast(top, dur_seconds)
         # Maker dss src/abaci.sol ExponentialDecrease.price: top·cut^dur
-        out = top_a * self.cut ** dur
+        out = top_a * self.cut**dur
         return _result(out, top, dur_seconds)
 
 
 #: any of the three curves, chosen in TOML by its `kind`
-Abacus = Annotated[Union[LinearDecrease, StairstepExponentialDecrease, ExponentialDecrease],
-                   Field(discriminator="kind")]
+Abacus = Annotated[LinearDecrease | StairstepExponentialDecrease | ExponentialDecrease, Field(discriminator="kind")]
 
 
 def _broadcast(top, dur_seconds) -> tuple[np.ndarray, np.ndarray]:

@@ -4,13 +4,14 @@ x·y = k on reserves after the fee is taken from the input (Uniswap v2 `getAmoun
 amountOut = amountIn·(1−fee)·R_out / (R_in + amountIn·(1−fee))). The pool is a ledger holder named by
 its id; its reserves are its ledger balances, so they can never drift from the tokens it holds.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections import deque
+from dataclasses import dataclass
 
-from protocols.base import Env, Exposure, Revert
-from protocols.events import Swapped
+from defistress.protocols.base import Env, Exposure, Revert
+from defistress.protocols.events import Swapped
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,9 @@ class PoolParams:
     """Pool definition; fee is a fraction of the input (Uniswap v2: 0.003)."""
 
     id: str
-    token0: str          # the risky asset, e.g. "ETH"
-    token1: str          # the quote asset, e.g. "USDC"
-    fee: float = 0.003   # Uniswap v2 UniswapV2Library.getAmountOut: 997/1000
+    token0: str  # the risky asset, e.g. "ETH"
+    token1: str  # the quote asset, e.g. "USDC"
+    fee: float = 0.003  # Uniswap v2 UniswapV2Library.getAmountOut: 997/1000
     twap_window_s: float = 1800.0
 
 
@@ -80,8 +81,9 @@ class ConstantProductPool:
         led = self.env.ledger
         led.transfer(token_in, trader, self.id, amount_in)
         led.transfer(token_out, self.id, trader, out)
-        self.env.emit(Swapped(self.env.clock.block, self.id, trader, token_in, amount_in, token_out, out,
-                              self.price() / p0 - 1.0))
+        self.env.emit(
+            Swapped(self.env.clock.block, self.id, trader, token_in, amount_in, token_out, out, self.price() / p0 - 1.0)
+        )
         return out
 
     def _oriented(self, token_in: str) -> tuple[float, float]:

@@ -4,6 +4,7 @@ A protocol is a vectorised state machine (one row per account in numpy arrays). 
 who calls it: agents call its methods, which validate, change state, move tokens through the ledger and
 return event records. Prices come only from the protocol's oracles (objects with a `price` attribute).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -12,8 +13,8 @@ from typing import Protocol as TypingProtocol
 
 import numpy as np
 
-from protocols.events import Event
-from protocols.ledger import Ledger
+from defistress.protocols.events import Event
+from defistress.protocols.ledger import Ledger
 
 
 class Revert(Exception):
@@ -64,9 +65,9 @@ class Env:
 class Exposure:
     """One edge of the network derived from protocol state: what a protocol holds, issues or owes."""
 
-    kind: str          # "holds" | "issues" | "owes" | "receivable"
+    kind: str  # "holds" | "issues" | "owes" | "receivable"
     asset: str
-    amount: float      # token units
+    amount: float  # token units
     counterparty: str = ""
 
 
@@ -102,7 +103,7 @@ class MarginProtocol(ABC):
 
 
 class ControlledRows:
-    """Rows whose liquidation belongs to an external controller (Euler v2 EVC, margin-methods.md §9): the
+    """Rows whose liquidation belongs to an external controller (Euler v2 EVC, docs/margin-methods.md §9): the
     venue itself does not liquidate them. Mixed into venues that have `n_accounts`, `id` and `Revert`s."""
 
     @property

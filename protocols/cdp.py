@@ -32,6 +32,7 @@ src/spot.sol (spot = price/par/mat), src/jug.sol (drip: rate ·= duty^dt), src/d
 src/cat.sol (bite, MCD launch and Liquidations 1.2 versions), src/vow.sol (fess, heal).
 This model has one ilk per CDP, so the Dog's global `Hole` and `Dirt` apply to this ilk alone.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -39,15 +40,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from protocols.abaci import StairstepExponentialDecrease
-from protocols.base import Env, Exposure, MarginProtocol, PriceSource, Revert
-from protocols.clip import Clipper, ClipParams, grow
-from protocols.events import AuctionKicked, AuctionSettled, BadDebt, UserAction
-from protocols.flip import Flipper, FlipParams
-from protocols.ledger import ABS_DUST, InsufficientBalance
+from defistress.protocols.abaci import StairstepExponentialDecrease
+from defistress.protocols.base import Env, Exposure, MarginProtocol, PriceSource, Revert
+from defistress.protocols.clip import ClipParams, Clipper, grow
+from defistress.protocols.events import AuctionKicked, AuctionSettled, BadDebt, UserAction
+from defistress.protocols.flip import FlipParams, Flipper
+from defistress.protocols.ledger import ABS_DUST, InsufficientBalance
 
-SECONDS_PER_YEAR = 365.0 * 86400.0   # dss jug duty is quoted per second; spells use 365-day years
-PAR = 1.0                            # dss spot.sol par: USD per stablecoin the CDP targets
+SECONDS_PER_YEAR = 365.0 * 86400.0  # dss jug duty is quoted per second; spells use 365-day years
+PAR = 1.0  # dss spot.sol par: USD per stablecoin the CDP targets
 #: a winning bid below this many stablecoin units counts as a "zero bid" (White Rabbit, "Black Thursday
 #: for MakerDAO: $8.32 million was liquidated for 0 DAI": winning bids of 0 DAI; under 1 DAI on lots
 #: worth thousands is zero in effect)
@@ -91,8 +92,10 @@ class CdpParams(BaseModel):
             if self.lump is not None and v2:
                 raise ValueError("flip mechanism: give either 'lump' (Cat v1) or 'dunk' and 'box' (Cat v2), not both")
             if self.lump is None and (self.dunk is None or self.box is None):
-                raise ValueError("flip mechanism needs Cat limits: 'lump' (Cat v1, collateral units, "
-                                 "> 0) or both 'dunk' and 'box' (Cat v2, stablecoin, > 0)")
+                raise ValueError(
+                    "flip mechanism needs Cat limits: 'lump' (Cat v1, collateral units, "
+                    "> 0) or both 'dunk' and 'box' (Cat v2, stablecoin, > 0)"
+                )
         return self
 
     @property
@@ -106,8 +109,16 @@ class CdpParams(BaseModel):
 #: the MCD launch configuration (dss-deploy-scripts; kovan launch spell "dust 20, chop 113/100,
 #: beg 103/100"). The Vow surplus on the day is a scenario input (surplus_buffer 0 here).
 MAKER_2020_ETH_A = CdpParams(
-    collateral="ETH", stablecoin="DAI", liquidation_ratio=1.5, stability_fee_per_year=0.08, chop=1.13,
-    line=150e6, Line=183e6, dust=20.0, lump=50.0, mechanism="flip",
+    collateral="ETH",
+    stablecoin="DAI",
+    liquidation_ratio=1.5,
+    stability_fee_per_year=0.08,
+    chop=1.13,
+    line=150e6,
+    Line=183e6,
+    dust=20.0,
+    lump=50.0,
+    mechanism="flip",
     flip=FlipParams(beg=1.03, ttl=600.0, tau=3 * 86400.0),
 )
 
@@ -116,18 +127,29 @@ MAKER_2020_ETH_A = CdpParams(
 #: chop 13 %, Hole 100m); ilk.hole 30m (spells-mainnet: "from 30 Million DAI to 40 Million DAI",
 #: poll QmfGk3Dm); dust 10,000 DAI (raised "from 10,000 DAI to 15,000 DAI", poll QmUYLPcr); mat 150 %.
 MAKER_LIQ2_ETH_A = CdpParams(
-    collateral="ETH", stablecoin="DAI", liquidation_ratio=1.5, chop=1.13, dust=10_000.0,
-    hole=30e6, Hole=100e6, mechanism="clip",
-    clip=ClipParams(buf=1.30, tail=140 * 60.0, cusp=0.40, chip=0.001, tip=0.0,
-                    calc=StairstepExponentialDecrease(cut=0.99, step=90.0)),
+    collateral="ETH",
+    stablecoin="DAI",
+    liquidation_ratio=1.5,
+    chop=1.13,
+    dust=10_000.0,
+    hole=30e6,
+    Hole=100e6,
+    mechanism="clip",
+    clip=ClipParams(
+        buf=1.30,
+        tail=140 * 60.0,
+        cusp=0.40,
+        chip=0.001,
+        tip=0.0,
+        calc=StairstepExponentialDecrease(cut=0.99, step=90.0),
+    ),
 )
 
 
 class Cdp(MarginProtocol):
     """Vaults as arrays (ink collateral units, art normalised debt) sharing one rate accumulator."""
 
-    def __init__(self, params: CdpParams, oracle: PriceSource, env: Env, id: str, *,
-                 population: str = "population"):
+    def __init__(self, params: CdpParams, oracle: PriceSource, env: Env, id: str, *, population: str = "population"):
         self.p = params
         self.oracle = oracle
         self.env = env
@@ -139,24 +161,40 @@ class Cdp(MarginProtocol):
         self.art = np.zeros(0)
         self.rate = 1.0
         self.surplus = float(params.surplus_buffer)
-        self.woe = 0.0                     # system debt not tied to a running auction (after heal)
-        self.dirt = 0.0                    # Dog dirt (= Dirt, one ilk) or Cat v2 litter
-        self.sin = np.zeros(0)             # per auction: debt (due) not yet covered by proceeds
-        self.issued = 0.0                  # stablecoin minted by this CDP
-        self.redeemed = 0.0                # stablecoin burned by this CDP
-        self.liquidated_debt = 0.0         # Σ due sent to auction
+        self.woe = 0.0  # system debt not tied to a running auction (after heal)
+        self.dirt = 0.0  # Dog dirt (= Dirt, one ilk) or Cat v2 litter
+        self.sin = np.zeros(0)  # per auction: debt (due) not yet covered by proceeds
+        self.issued = 0.0  # stablecoin minted by this CDP
+        self.redeemed = 0.0  # stablecoin burned by this CDP
+        self.liquidated_debt = 0.0  # Σ due sent to auction
         self.incentives_paid = 0.0
         self.zero_bids = 0
         self.settled = 0
         if params.mechanism == "clip":
             # dss clip.sol upchost: chost = dust·chop
             self.auctions: Clipper | Flipper = Clipper(
-                params.clip, env, oracle, holder=f"{id}:clip", collateral=self.collateral,
-                stablecoin=self.stablecoin, owner=population, chost=params.dust * params.chop,
-                host=self, source=id)
+                params.clip,
+                env,
+                oracle,
+                holder=f"{id}:clip",
+                collateral=self.collateral,
+                stablecoin=self.stablecoin,
+                owner=population,
+                chost=params.dust * params.chop,
+                host=self,
+                source=id,
+            )
         else:
-            self.auctions = Flipper(params.flip, env, holder=f"{id}:flip", collateral=self.collateral,
-                                    stablecoin=self.stablecoin, owner=population, host=self, source=id)
+            self.auctions = Flipper(
+                params.flip,
+                env,
+                holder=f"{id}:flip",
+                collateral=self.collateral,
+                stablecoin=self.stablecoin,
+                owner=population,
+                host=self,
+                source=id,
+            )
 
     # --- views ------------------------------------------------------------------------------------
     @property
@@ -213,8 +251,11 @@ class Cdp(MarginProtocol):
         """Left minus right of the balance identity in the module docstring (≈ 0)."""
         k = self.auctions.kicks
         running = float(self.sin[:k][self.auctions.active[:k]].sum())
-        return (self.stablecoin_outstanding() + self.surplus
-                - (self.total_debt() + self.woe + running + self.p.surplus_buffer))
+        return (
+            self.stablecoin_outstanding()
+            + self.surplus
+            - (self.total_debt() + self.woe + running + self.p.surplus_buffer)
+        )
 
     # --- users (vectorised over vaults) -----------------------------------------------------------
     def open_vaults(self, ink: np.ndarray, debt: np.ndarray) -> np.ndarray:
@@ -331,13 +372,20 @@ class Cdp(MarginProtocol):
                 dink = np.minimum(ink, np.where(art > 0, ink * dart / art, 0.0))
                 flag(~((dart > 0) & (dink > 0)), "Cat/null-auction")
         due = dart * rate
-        tab = due * chop                      # dss dog.sol / cat.sol: tab = due·chop
+        tab = due * chop  # dss dog.sol / cat.sol: tab = due·chop
         coin = np.zeros_like(tab)
         cp = self.p.clip
         if self.mechanism == "clip" and (cp.tip > 0 or cp.chip > 0):
-            coin = cp.tip + tab * cp.chip     # dss clip.sol kick: coin = tip + wmul(tab, chip)
-        return {"ok": reason == "", "dart": dart, "dink": dink, "due": due, "tab": tab, "coin": coin,
-                "reason": reason.astype(str)}
+            coin = cp.tip + tab * cp.chip  # dss clip.sol kick: coin = tip + wmul(tab, chip)
+        return {
+            "ok": reason == "",
+            "dart": dart,
+            "dink": dink,
+            "due": due,
+            "tab": tab,
+            "coin": coin,
+            "reason": reason.astype(str),
+        }
 
     def bark(self, vault: int, keeper: str) -> AuctionKicked:
         """Liquidate an unsafe vault and start its auction; the caller `keeper` gets the incentive.
@@ -356,7 +404,7 @@ class Cdp(MarginProtocol):
         self.art[vault] = 0.0 if dart >= self.art[vault] else self.art[vault] - dart
         self.env.ledger.transfer(self.collateral, self.id, self.auctions.holder, dink)
         if self.mechanism == "clip" or self.p.cat_version == 2:
-            self.dirt += tab                      # dss dog.sol: Dirt += tab, dirt += tab; cat v2: litter += tab
+            self.dirt += tab  # dss dog.sol: Dirt += tab, dirt += tab; cat v2: litter += tab
         self.liquidated_debt += due
         aid = self.auctions.kicks
         self.sin = grow(self.sin, aid + 1)
@@ -388,8 +436,9 @@ class Cdp(MarginProtocol):
         if self.mechanism == "clip" or self.p.cat_version == 2:
             self.dirt = max(self.dirt - amount, 0.0)
 
-    def auction_closed(self, auction: int, winner: str, lot_sold: float, raised: float,
-                       tab: float, tab_left: float) -> None:
+    def auction_closed(
+        self, auction: int, winner: str, lot_sold: float, raised: float, tab: float, tab_left: float
+    ) -> None:
         """Realise the uncovered debt of a finished auction as system debt and report it."""
         uncovered = float(self.sin[auction])
         self.sin[auction] = 0.0
@@ -400,8 +449,20 @@ class Cdp(MarginProtocol):
         zero = raised <= ZERO_BID_MAX
         self.zero_bids += int(zero)
         self.settled += 1
-        self.env.emit(AuctionSettled(block, self.id, int(auction), winner, float(lot_sold), float(raised),
-                                     float(tab), float(tab_left), float(lot_sold * price), bool(zero)))
+        self.env.emit(
+            AuctionSettled(
+                block,
+                self.id,
+                int(auction),
+                winner,
+                float(lot_sold),
+                float(raised),
+                float(tab),
+                float(tab_left),
+                float(lot_sold * price),
+                bool(zero),
+            )
+        )
         bad = self.woe - woe_before
         if bad > ABS_DUST:
             self.env.emit(BadDebt(block, self.id, int(self.auctions.usr[auction]), self.stablecoin, bad, bad * PAR))
@@ -428,7 +489,7 @@ class Cdp(MarginProtocol):
         if dt_seconds <= 0 or self.p.stability_fee_per_year == 0:
             return
         factor = (1.0 + self.p.stability_fee_per_year) ** (dt_seconds / SECONDS_PER_YEAR)
-        fee = float(self.art.sum()) * self.rate * (factor - 1.0)   # dss vat.fold: dai[vow] += Art·drate
+        fee = float(self.art.sum()) * self.rate * (factor - 1.0)  # dss vat.fold: dai[vow] += Art·drate
         self.rate *= factor
         self.surplus += fee
         self._heal()
@@ -467,11 +528,12 @@ class Cdp(MarginProtocol):
     def exposures(self) -> list[Exposure]:
         a = self.auctions
         held = float(self.ink.sum()) + float(a.lot[: a.kicks][a.active[: a.kicks]].sum())
-        out = [Exposure("holds", self.collateral, held),
-               Exposure("issues", self.stablecoin, self.stablecoin_outstanding())]
+        out = [
+            Exposure("holds", self.collateral, held),
+            Exposure("issues", self.stablecoin, self.stablecoin_outstanding()),
+        ]
         if self.total_debt() > 0:
             out.append(Exposure("receivable", self.stablecoin, self.total_debt()))
         if self.woe > 0:
             out.append(Exposure("owes", self.stablecoin, self.woe))
         return out
-

@@ -11,6 +11,7 @@ Token flows: the liquidated lot sits in the Clipper's escrow holder (`holder`); 
 payment from the taker and sends the slice to the taker; leftovers go to `owner`. Vow accounting
 (proceeds, incentives, end of auction) is delegated to the `AuctionHost` (the CDP).
 """
+
 from __future__ import annotations
 
 from typing import Protocol as TypingProtocol
@@ -18,10 +19,10 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocols.abaci import Abacus, StairstepExponentialDecrease
-from protocols.base import Env, PriceSource, Revert
-from protocols.events import AuctionBid, AuctionKicked, Generic
-from protocols.ledger import ABS_DUST, InsufficientBalance
+from defistress.protocols.abaci import Abacus, StairstepExponentialDecrease
+from defistress.protocols.base import Env, PriceSource, Revert
+from defistress.protocols.events import AuctionBid, AuctionKicked, Generic
+from defistress.protocols.ledger import ABS_DUST, InsufficientBalance
 
 #: relative float tolerance for "tab ≤ chost" (a cut-back take leaves tab = chost up to rounding)
 _RTOL = 1e-12
@@ -57,8 +58,9 @@ class AuctionHost(TypingProtocol):
     def dog_digs(self, amount: float) -> None:
         """Release `amount` of tab from the liquidation limit (dss dog.digs / cat.claw)."""
 
-    def auction_closed(self, auction: int, winner: str, lot_sold: float, raised: float,
-                       tab: float, tab_left: float) -> None:
+    def auction_closed(
+        self, auction: int, winner: str, lot_sold: float, raised: float, tab: float, tab_left: float
+    ) -> None:
         """The auction ended: realise any uncovered debt and emit the settlement event."""
 
 
@@ -76,28 +78,40 @@ def grow(arr: np.ndarray, n: int) -> np.ndarray:
 class Clipper:
     """Dutch auctions for one collateral; auctions are rows of arrays indexed by auction id."""
 
-    def __init__(self, params: ClipParams, env: Env, oracle: PriceSource, *, holder: str, collateral: str,
-                 stablecoin: str, owner: str, chost: float, host: AuctionHost, source: str):
+    def __init__(
+        self,
+        params: ClipParams,
+        env: Env,
+        oracle: PriceSource,
+        *,
+        holder: str,
+        collateral: str,
+        stablecoin: str,
+        owner: str,
+        chost: float,
+        host: AuctionHost,
+        source: str,
+    ):
         self.p = params
         self.env = env
         self.oracle = oracle
-        self.holder = holder          # escrow holding auctioned collateral
+        self.holder = holder  # escrow holding auctioned collateral
         self.collateral = collateral
         self.stablecoin = stablecoin
-        self.owner = owner            # receives collateral left over once the tab is covered
-        self.chost = float(chost)     # dss clip.sol upchost(): dust·chop, stablecoin units
+        self.owner = owner  # receives collateral left over once the tab is covered
+        self.chost = float(chost)  # dss clip.sol upchost(): dust·chop, stablecoin units
         self.host = host
         self.source = source
         self.kicks = 0
-        self.tab = np.zeros(0)        # stablecoin still to raise
-        self.lot = np.zeros(0)        # collateral units still for sale
-        self.usr = np.zeros(0, dtype=np.int64)   # liquidated vault
-        self.tic = np.zeros(0)        # start (or last reset) time, seconds
-        self.top = np.zeros(0)        # starting price, stablecoin per collateral unit
+        self.tab = np.zeros(0)  # stablecoin still to raise
+        self.lot = np.zeros(0)  # collateral units still for sale
+        self.usr = np.zeros(0, dtype=np.int64)  # liquidated vault
+        self.tic = np.zeros(0)  # start (or last reset) time, seconds
+        self.top = np.zeros(0)  # starting price, stablecoin per collateral unit
         self.active = np.zeros(0, dtype=bool)
-        self.tab0 = np.zeros(0)       # tab at kick
-        self.raised = np.zeros(0)     # stablecoin paid by takers so far
-        self.sold = np.zeros(0)       # collateral units bought by takers so far
+        self.tab0 = np.zeros(0)  # tab at kick
+        self.raised = np.zeros(0)  # stablecoin paid by takers so far
+        self.sold = np.zeros(0)  # collateral units bought by takers so far
 
     # --- views ------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -164,7 +178,7 @@ class Clipper:
             raise Revert("Clipper/zero-tab")
         if lot <= 0:
             raise Revert("Clipper/zero-lot")
-        top = self.feed_price() * self.p.buf      # Maker dss src/clip.sol kick: top = val·buf/par
+        top = self.feed_price() * self.p.buf  # Maker dss src/clip.sol kick: top = val·buf/par
         if top <= 0:
             raise Revert("Clipper/zero-top-price")
         i = self.kicks
@@ -176,9 +190,12 @@ class Clipper:
         self.tab0[i], self.raised[i], self.sold[i] = tab, 0.0, 0.0
         coin = self.incentive(tab)
         if coin > 0:
-            self.host.vow_suck(keeper, coin)      # Maker dss src/clip.sol kick: vat.suck(vow, kpr, coin)
-        return self.env.emit(AuctionKicked(self.env.clock.block, self.source, i, int(usr), float(lot),
-                                           float(tab), float(top), keeper, float(coin)))
+            self.host.vow_suck(keeper, coin)  # Maker dss src/clip.sol kick: vat.suck(vow, kpr, coin)
+        return self.env.emit(
+            AuctionKicked(
+                self.env.clock.block, self.source, i, int(usr), float(lot), float(tab), float(top), keeper, float(coin)
+            )
+        )
 
     def redo(self, auction: int, keeper: str) -> Generic:
         """Reset an auction that needs it: new top from the oracle, new clock, incentive if not dusty."""
@@ -187,16 +204,28 @@ class Clipper:
         if not needs:
             raise Revert("Clipper/cannot-reset")
         feed = self.feed_price()
-        top = feed * self.p.buf                   # Maker dss src/clip.sol redo: top = feedPrice·buf
+        top = feed * self.p.buf  # Maker dss src/clip.sol redo: top = feedPrice·buf
         if top <= 0:
             raise Revert("Clipper/zero-top-price")
         coin = self.redo_incentive(i)
         self.tic[i], self.top[i] = self.now(), top
         if coin > 0:
             self.host.vow_suck(keeper, coin)
-        return self.env.emit(Generic(self.env.clock.block, self.source, "auction_redo",
-                                     {"auction": i, "top": top, "tab": float(self.tab[i]),
-                                      "lot": float(self.lot[i]), "keeper": keeper, "incentive": coin}))
+        return self.env.emit(
+            Generic(
+                self.env.clock.block,
+                self.source,
+                "auction_redo",
+                {
+                    "auction": i,
+                    "top": top,
+                    "tab": float(self.tab[i]),
+                    "lot": float(self.lot[i]),
+                    "keeper": keeper,
+                    "incentive": coin,
+                },
+            )
+        )
 
     def take(self, auction: int, max_collateral: float, max_price: float, who: str) -> AuctionBid:
         """Buy up to `max_collateral` at the current price if it is ≤ `max_price`; `who` pays and receives.
@@ -253,6 +282,7 @@ class Clipper:
 
     def _close(self, i: int, winner: str) -> None:
         self.active[i] = False
-        self.host.auction_closed(i, winner, float(self.sold[i]), float(self.raised[i]),
-                                 float(self.tab0[i]), float(self.tab[i]))
+        self.host.auction_closed(
+            i, winner, float(self.sold[i]), float(self.raised[i]), float(self.tab0[i]), float(self.tab[i])
+        )
         self.lot[i] = 0.0

@@ -1,6 +1,6 @@
 """A cross-venue margin coordinator: one controller (Euler v2 EVC pattern) over a principal's rows on several venues.
 
-margin-methods.md 9 (design anchors): the coordinator is the controller of each enrolled row (the venues' own
+docs/margin-methods.md 9 (design anchors): the coordinator is the controller of each enrolled row (the venues' own
 liquidation is disabled on them), judges solvency over all of a principal's rows with one portfolio-margin model
 (full revaluation across venues, §0/§2), grants part of the netting benefit as a SPAN-style inter-commodity
 credit (§6.1: credit rate × offsetting requirement), and adds per-venue contingencies (§9 recommendation):
@@ -21,6 +21,7 @@ Liquidation closes venues in `liquidation_order`, `close_fraction` of each venue
 venue equity is covered from the other venues' settleable cash (`settle_out` → `settle_in`), and what is left is
 written off per venue.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,13 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from protocols.base import Env, Exposure, MarginProtocol, Revert
-from protocols.events import Event, Generic
-from protocols.margin.portfolio import SECONDS_PER_YEAR, MarketState, Portfolio
-from protocols.margin.registry import check_model_name, get_model
-from protocols.venue_adaptors import VenueAdaptor, adaptor_for
+from defistress.protocols.base import Env, Exposure, MarginProtocol, Revert
+from defistress.protocols.events import Event, Generic
+from defistress.protocols.margin.catalog import check_model_name, get_model
+from defistress.protocols.margin.portfolio import SECONDS_PER_YEAR, MarketState, Portfolio
+from defistress.protocols.venue_adaptors import VenueAdaptor, adaptor_for
 
-DUST_USD = 1e-6          # USD below which a settlement or a negative equity is float rounding
+DUST_USD = 1e-6  # USD below which a settlement or a negative equity is float rounding
 
 
 class CoordinatorParams(BaseModel):
@@ -43,26 +44,26 @@ class CoordinatorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # Derive PMRM_2 (margin-methods.md 2): full revaluation of SPOT, PERP and options, cash may be negative
-    model: str = Field("derive-pm2", description="a name of protocols.margin.registry.list_models()")
+    # Derive PMRM_2 (docs/margin-methods.md 2): full revaluation of SPOT, PERP and options, cash may be negative
+    model: str = Field("derive-pm2", description="a name of protocols.margin.catalog.list_models()")
     model_overrides: dict = Field(default_factory=dict, description="keyword overrides of the model's params")
-    # design choice; SPAN inter-commodity credit rates are per pair, e.g. 55% Corn/Soybeans (margin-methods.md 6.1)
+    # design choice; SPAN inter-commodity credit rates are per pair, e.g. 55% Corn/Soybeans (docs/margin-methods.md 6.1)
     credit_rate: float = Field(0.8, ge=0, le=1, description="share of the netting benefit granted")
     latency_s: dict[str, float] = Field(default_factory=dict, description="per venue liquidation latency, seconds")
     # design choice: about five 12-second blocks for a keeper to see an account and land its liquidation
     default_latency_s: float = Field(60.0, ge=0, le=30 * 86400, description="latency of venues not in latency_s")
-    # N^-1(0.99) = 2.326: 99% one-tailed, EMIR RTS 153/2013 confidence for non-OTC (margin-methods.md 6.4)
+    # N^-1(0.99) = 2.326: 99% one-tailed, EMIR RTS 153/2013 confidence for non-OTC (docs/margin-methods.md 6.4)
     latency_z: float = Field(2.326, gt=0, le=10, description="quantile multiplier of the latency contingency")
     oracle_divergence: float = Field(1.0, ge=0, le=100, description="multiplier of the oracle contingency")
-    # design choice (margin-methods.md 9: bridge/settlement risk as a collateral haircut)
+    # design choice (docs/margin-methods.md 9: bridge/settlement risk as a collateral haircut)
     settlement_haircut: float = Field(0.02, ge=0, le=1, description="share of the credit added as contingency")
     liquidation_order: list[str] = Field(default_factory=list, description="venue ids; default the order given")
     # aave-v3 LiquidationLogic DEFAULT_LIQUIDATION_CLOSE_FACTOR 0.5
     close_fraction: float = Field(0.5, gt=0, le=1, description="share of each venue's position closed per step")
-    # design choice: below Aave's 5% ETH bonus and Derive PM2's 5% LIQUIDATION_PENALTY (margin-methods.md 2, 5.1)
+    # design choice: below Aave's 5% ETH bonus and Derive PM2's 5% LIQUIDATION_PENALTY (docs/margin-methods.md 2, 5.1)
     penalty: float = Field(0.02, ge=0, lt=0.5, description="liquidator's reward, share of value closed")
     target_health: float = Field(1.05, ge=1, le=10, description="liquidation stops at this health")
-    # Lyra PMRM v1 imFactor 1.25 (margin-methods.md 0 (e))
+    # Lyra PMRM v1 imFactor 1.25 (docs/margin-methods.md 0 (e))
     im_factor: float = Field(1.25, ge=1, le=10, description="IM = factor x MM for the combined part")
     vol: dict[str, float] = Field(default_factory=dict, description="annualised vol per underlying (no surface)")
     # same ETH-like assumption as protocols/vol.py VolSurfaceParams.atm_vol
@@ -95,17 +96,17 @@ class CoordinatedResult:
     """Per-principal (P,) USD figures of the coordinator's margin (see the module docstring for formulas)."""
 
     equity_usd: np.ndarray
-    silo_im_usd: np.ndarray         # Σ over venues of the venues' own IM
-    silo_mm_usd: np.ndarray         # Σ over venues of the venues' own MM
-    silo_mm_max_usd: np.ndarray     # worst single venue MM
-    pm_mm_usd: np.ndarray           # portfolio-margin MM of all positions together
+    silo_im_usd: np.ndarray  # Σ over venues of the venues' own IM
+    silo_mm_usd: np.ndarray  # Σ over venues of the venues' own MM
+    silo_mm_max_usd: np.ndarray  # worst single venue MM
+    pm_mm_usd: np.ndarray  # portfolio-margin MM of all positions together
     credit_usd: np.ndarray
     contingency_usd: np.ndarray
-    contingencies: dict[str, np.ndarray] = field(default_factory=dict)   # oracle, latency, settlement
+    contingencies: dict[str, np.ndarray] = field(default_factory=dict)  # oracle, latency, settlement
     mm_usd: np.ndarray = None
     im_usd: np.ndarray = None
     health: np.ndarray = None
-    silo_shortfall_usd: np.ndarray = None   # Σ over venues of max(venue MM − venue equity, 0): silo rules
+    silo_shortfall_usd: np.ndarray = None  # Σ over venues of max(venue MM − venue equity, 0): silo rules
 
 
 class MarginCoordinator(MarginProtocol):
@@ -188,8 +189,12 @@ class MarginCoordinator(MarginProtocol):
     def _prices(self) -> tuple[dict[str, dict[str, float]], np.ndarray]:
         """Oracle prices per venue and the mean over venues per underlying (NaN where none prices it)."""
         pv = {v: a.oracle_prices() for v, a in self.adaptors.items()}
-        mean = np.array([np.mean([p[u] for p in pv.values() if u in p]) if any(u in p for p in pv.values())
-                         else np.nan for u in self.underlyings])
+        mean = np.array(
+            [
+                np.mean([p[u] for p in pv.values() if u in p]) if any(u in p for p in pv.values()) else np.nan
+                for u in self.underlyings
+            ]
+        )
         return pv, mean
 
     def market_state(self, mean: np.ndarray | None = None) -> MarketState:
@@ -243,24 +248,36 @@ class MarginCoordinator(MarginProtocol):
             s_mm_max[sel] = np.maximum(s_mm_max[sel], mm)
             s_im_max[sel] = np.maximum(s_im_max[sel], im)
             parts.append((sel, a.portfolio(rr, unds)))
-            # oracle contingency: |net delta| x |venue price - mean price| (Derive-style, margin-methods.md 9)
+            # oracle contingency: |net delta| x |venue price - mean price| (Derive-style, docs/margin-methods.md 9)
             px = np.array([pv[v].get(u, np.nan) for u in unds])
             dev = np.nan_to_num(np.abs(px - mean), nan=0.0)
             orc[sel] += pr.oracle_divergence * (np.abs(a.net_delta(rr, unds)) @ dev)
-            # latency contingency: z·N·σ·sqrt(latency/year), normal VaR over the MPOR (margin-methods.md 6.4)
+            # latency contingency: z·N·σ·sqrt(latency/year), normal VaR over the MPOR (docs/margin-methods.md 6.4)
             scale = pr.latency_z * math.sqrt(self.latency_s[v] / SECONDS_PER_YEAR)
             lat[sel] += scale * (a.gross_notional_usd(rr, unds) @ sigma)
         pm_mm = self.model.requirements(self._combine(parts, n), mkt).mm if n else z()
-        credit = pr.credit_rate * np.maximum(s_mm - pm_mm, 0.0)       # SPAN inter-commodity credit (6.1)
-        settle = pr.settlement_haircut * credit                        # settlement haircut (design choice)
+        credit = pr.credit_rate * np.maximum(s_mm - pm_mm, 0.0)  # SPAN inter-commodity credit (6.1)
+        settle = pr.settlement_haircut * credit  # settlement haircut (design choice)
         cont = orc + lat + settle
         combined = np.maximum(s_mm - credit, s_mm_max)
         mm = combined + cont
         im = np.maximum(pr.im_factor * combined, s_im_max) + cont
         with np.errstate(divide="ignore", invalid="ignore"):
             health = np.where(mm > 0, eq / mm, np.where(eq >= 0, np.inf, -np.inf))
-        return CoordinatedResult(eq, s_im, s_mm, s_mm_max, pm_mm, credit, cont,
-                                 {"oracle": orc, "latency": lat, "settlement": settle}, mm, im, health, s_gap)
+        return CoordinatedResult(
+            eq,
+            s_im,
+            s_mm,
+            s_mm_max,
+            pm_mm,
+            credit,
+            cont,
+            {"oracle": orc, "latency": lat, "settlement": settle},
+            mm,
+            im,
+            health,
+            s_gap,
+        )
 
     def _combine(self, parts: list[tuple[np.ndarray, Portfolio]], n: int) -> Portfolio:
         """One portfolio with one account per principal, from the venues' portfolios."""
@@ -272,9 +289,18 @@ class MarginCoordinator(MarginProtocol):
             for k in ("kind", "und", "qty", "strike", "expiry_s", "entry_price"):
                 cols[k].append(getattr(pf, k))
         cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-        return Portfolio(n, self.underlyings, cat["account"].astype(np.int64), cat["kind"].astype(np.int8),
-                         cat["und"].astype(np.int64), cat["qty"], cat["strike"], cat["expiry_s"], cat["entry_price"],
-                         cash)
+        return Portfolio(
+            n,
+            self.underlyings,
+            cat["account"].astype(np.int64),
+            cat["kind"].astype(np.int8),
+            cat["und"].astype(np.int64),
+            cat["qty"],
+            cat["strike"],
+            cat["expiry_s"],
+            cat["entry_price"],
+            cash,
+        )
 
     def health(self) -> np.ndarray:
         """Coordinated equity / MM per principal (inf with nothing at risk)."""
@@ -302,7 +328,7 @@ class MarginCoordinator(MarginProtocol):
             a, row = self.adaptors[v], int(self.rows[v][i])
             if row < 0:
                 continue
-            share = 1.0                  # share of the venue's starting position still open
+            share = 1.0  # share of the venue's starting position still open
             while health < pr.target_health and share > 0 and a.closable(row):
                 f = min(pr.close_fraction / share, 1.0)
                 try:
@@ -329,10 +355,26 @@ class MarginCoordinator(MarginProtocol):
         self.n_liquidations += 1
         self.settled_usd += settled
         self.bad_debt_usd += bad
-        events.append(self.env.emit(Generic(self.env.clock.block, self.id, "coordinator_liquidation", {
-            "principal": self.principals[i], "index": i, "liquidator": liquidator, "health_before": h0,
-            "health_after": health_after, "closes": sum(1 for e in events if e.kind == "liquidation"),
-            "settled_usd": settled, "bad_debt_usd": bad, "failures": dict(failures)})))
+        events.append(
+            self.env.emit(
+                Generic(
+                    self.env.clock.block,
+                    self.id,
+                    "coordinator_liquidation",
+                    {
+                        "principal": self.principals[i],
+                        "index": i,
+                        "liquidator": liquidator,
+                        "health_before": h0,
+                        "health_after": health_after,
+                        "closes": sum(1 for e in events if e.kind == "liquidation"),
+                        "settled_usd": settled,
+                        "bad_debt_usd": bad,
+                        "failures": dict(failures),
+                    },
+                )
+            )
+        )
         return events
 
     def _settle(self, i: int) -> float:

@@ -3,6 +3,7 @@
 Every event has the block it happened in, a `kind`, and the `source` that emitted it (a protocol,
 oracle or agent id). Typed subclasses add their fields; `row()` flattens an event for the Parquet log.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -30,12 +31,12 @@ class Liquidated(Event):
     liquidator: str
     debt_asset: str
     collateral_asset: str
-    debt_repaid: float          # debt-asset units
-    collateral_seized: float    # collateral units, incl. bonus, excl. protocol fee
-    protocol_fee: float         # collateral units to the treasury
+    debt_repaid: float  # debt-asset units
+    collateral_seized: float  # collateral units, incl. bonus, excl. protocol fee
+    protocol_fee: float  # collateral units to the treasury
     debt_repaid_usd: float
     collateral_seized_usd: float
-    bonus_usd: float            # value the borrower lost to the liquidator beyond the debt repaid
+    bonus_usd: float  # value the borrower lost to the liquidator beyond the debt repaid
     health_before: float
     kind = "liquidation"
 
@@ -56,7 +57,7 @@ class OracleUpdated(Event):
     asset: str
     price: float
     reference_price: float
-    reason: str                 # deviation | heartbeat | delayed | floor
+    reason: str  # deviation | heartbeat | delayed | floor
     kind = "oracle_update"
 
 
@@ -78,7 +79,7 @@ class Swapped(Event):
     amount_in: float
     token_out: str
     amount_out: float
-    price_impact: float         # fractional move of the pool price caused by this swap
+    price_impact: float  # fractional move of the pool price caused by this swap
     kind = "swap"
 
 
@@ -97,11 +98,11 @@ class UserAction(Event):
 class AuctionKicked(Event):
     auction: int
     account: int
-    lot: float                  # collateral units
-    tab: float                  # debt units owed to the protocol (incl. penalty)
+    lot: float  # collateral units
+    tab: float  # debt units owed to the protocol (incl. penalty)
     start_price: float
     keeper: str
-    incentive: float            # stablecoin paid to the kicker
+    incentive: float  # stablecoin paid to the kicker
     kind = "auction_kick"
 
 
@@ -110,8 +111,8 @@ class AuctionBid(Event):
     auction: int
     bidder: str
     lot: float
-    bid: float                  # stablecoin
-    phase: str                  # tend | dent | take
+    bid: float  # stablecoin
+    phase: str  # tend | dent | take
     kind = "auction_bid"
 
 
@@ -120,9 +121,9 @@ class AuctionSettled(Event):
     auction: int
     winner: str
     lot_sold: float
-    raised: float               # stablecoin
+    raised: float  # stablecoin
     tab: float
-    shortfall: float            # stablecoin of tab not covered
+    shortfall: float  # stablecoin of tab not covered
     collateral_value_usd: float
     zero_bid: bool
     kind = "auction_settled"

@@ -13,14 +13,15 @@ bid. On `deal` the escrowed bid is burned (it repays the debt) and the lot goes 
 first bid of almost nothing that nobody beats wins the lot for almost nothing: the "zero bid" of
 Black Thursday; the uncovered debt becomes system debt in the host CDP.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocols.base import Env, Revert
-from protocols.clip import AuctionHost, grow
-from protocols.events import AuctionBid, AuctionKicked, Generic
+from defistress.protocols.base import Env, Revert
+from defistress.protocols.clip import AuctionHost, grow
+from defistress.protocols.events import AuctionBid, AuctionKicked, Generic
 
 #: relative float tolerance when a bid must equal the tab (stablecoin amounts are float64)
 _EQ_RTOL = 1e-12
@@ -44,24 +45,34 @@ class FlipParams(BaseModel):
 class Flipper:
     """English auctions for one collateral; auctions are rows of arrays indexed by auction id."""
 
-    def __init__(self, params: FlipParams, env: Env, *, holder: str, collateral: str, stablecoin: str,
-                 owner: str, host: AuctionHost, source: str):
+    def __init__(
+        self,
+        params: FlipParams,
+        env: Env,
+        *,
+        holder: str,
+        collateral: str,
+        stablecoin: str,
+        owner: str,
+        host: AuctionHost,
+        source: str,
+    ):
         self.p = params
         self.env = env
-        self.holder = holder          # escrow holding lots and the current high bids
+        self.holder = holder  # escrow holding lots and the current high bids
         self.collateral = collateral
         self.stablecoin = stablecoin
-        self.owner = owner            # receives collateral given back in the dent phase
+        self.owner = owner  # receives collateral given back in the dent phase
         self.host = host
         self.source = source
         self.kicks = 0
-        self.bid = np.zeros(0)        # current high bid, stablecoin
-        self.lot = np.zeros(0)        # collateral for sale, units
-        self.guy = np.zeros(0, dtype=object)   # high bidder ("" = none)
-        self.tic = np.zeros(0)        # bid expiry, seconds (0 = no bid yet)
-        self.end = np.zeros(0)        # auction expiry, seconds
+        self.bid = np.zeros(0)  # current high bid, stablecoin
+        self.lot = np.zeros(0)  # collateral for sale, units
+        self.guy = np.zeros(0, dtype=object)  # high bidder ("" = none)
+        self.tic = np.zeros(0)  # bid expiry, seconds (0 = no bid yet)
+        self.end = np.zeros(0)  # auction expiry, seconds
         self.usr = np.zeros(0, dtype=np.int64)
-        self.tab = np.zeros(0)        # stablecoin wanted
+        self.tab = np.zeros(0)  # stablecoin wanted
         self.active = np.zeros(0, dtype=bool)
 
     # --- views ------------------------------------------------------------------------------------
@@ -112,10 +123,11 @@ class Flipper:
         for name in ("bid", "lot", "guy", "tic", "end", "usr", "tab", "active"):
             setattr(self, name, grow(getattr(self, name), self.kicks))
         self.bid[i], self.lot[i], self.guy[i], self.tic[i] = 0.0, lot, "", 0.0
-        self.end[i] = self.now() + self.p.tau          # Maker dss src/flip.sol kick: end = now + tau
+        self.end[i] = self.now() + self.p.tau  # Maker dss src/flip.sol kick: end = now + tau
         self.usr[i], self.tab[i], self.active[i] = usr, tab, True
-        return self.env.emit(AuctionKicked(self.env.clock.block, self.source, i, int(usr), float(lot),
-                                           float(tab), 0.0, keeper, 0.0))
+        return self.env.emit(
+            AuctionKicked(self.env.clock.block, self.source, i, int(usr), float(lot), float(tab), 0.0, keeper, 0.0)
+        )
 
     def tick(self, auction: int) -> Generic:
         """Restart an auction that expired without bids (dss flip.sol tick: end = now + tau)."""
@@ -125,8 +137,9 @@ class Flipper:
         if self.tic[i] != 0:
             raise Revert("Flipper/bid-already-placed")
         self.end[i] = self.now() + self.p.tau
-        return self.env.emit(Generic(self.env.clock.block, self.source, "auction_tick",
-                                     {"auction": i, "end": float(self.end[i])}))
+        return self.env.emit(
+            Generic(self.env.clock.block, self.source, "auction_tick", {"auction": i, "end": float(self.end[i])})
+        )
 
     def tend(self, auction: int, lot: float, bid: float, who: str) -> AuctionBid:
         """Raise the bid for the whole lot (tend phase); the previous bidder is refunded."""
@@ -153,9 +166,10 @@ class Flipper:
         if prev and prev != who and old > 0:
             led.transfer(self.stablecoin, self.holder, prev, old)
         self.guy[i], self.bid[i] = who, bid
-        self.tic[i] = self.now() + self.p.ttl           # Maker dss src/flip.sol tend: tic = now + ttl
-        return self.env.emit(AuctionBid(self.env.clock.block, self.source, i, who, float(self.lot[i]),
-                                        float(bid), "tend"))
+        self.tic[i] = self.now() + self.p.ttl  # Maker dss src/flip.sol tend: tic = now + ttl
+        return self.env.emit(
+            AuctionBid(self.env.clock.block, self.source, i, who, float(self.lot[i]), float(bid), "tend")
+        )
 
     def dent(self, auction: int, lot: float, bid: float, who: str) -> AuctionBid:
         """Accept less collateral for the full tab (dent phase); the rest goes back to the vault owner."""
@@ -178,12 +192,11 @@ class Flipper:
         if prev != who:
             if led.balance(who, self.stablecoin) < cur_bid:
                 raise Revert(f"Flipper/insufficient-stablecoin: {who} has {led.balance(who, self.stablecoin):.6g}")
-            led.transfer(self.stablecoin, who, prev, cur_bid)   # Maker: vat.move(msg.sender, guy, bid)
+            led.transfer(self.stablecoin, who, prev, cur_bid)  # Maker: vat.move(msg.sender, guy, bid)
         led.transfer(self.collateral, self.holder, self.owner, old_lot - lot)
         self.guy[i], self.lot[i] = who, lot
         self.tic[i] = self.now() + self.p.ttl
-        return self.env.emit(AuctionBid(self.env.clock.block, self.source, i, who, float(lot),
-                                        float(cur_bid), "dent"))
+        return self.env.emit(AuctionBid(self.env.clock.block, self.source, i, who, float(lot), float(cur_bid), "dent"))
 
     def deal(self, auction: int) -> Generic:
         """Settle a finished auction: burn the bid against the tab, give the lot to the winner."""
@@ -197,9 +210,15 @@ class Flipper:
         led.transfer(self.collateral, self.holder, winner, lot)
         self.active[i] = False
         self.host.vow_receive(i, bid)
-        self.host.dog_digs(tab)                         # Maker dss src/flip.sol (Liq 1.2) deal: cat.claw(tab)
-        ev = self.env.emit(Generic(self.env.clock.block, self.source, "auction_deal",
-                                   {"auction": i, "winner": winner, "lot": lot, "bid": bid}))
+        self.host.dog_digs(tab)  # Maker dss src/flip.sol (Liq 1.2) deal: cat.claw(tab)
+        ev = self.env.emit(
+            Generic(
+                self.env.clock.block,
+                self.source,
+                "auction_deal",
+                {"auction": i, "winner": winner, "lot": lot, "bid": bid},
+            )
+        )
         self.host.auction_closed(i, winner, lot, bid, tab, max(tab - bid, 0.0))
         return ev
 

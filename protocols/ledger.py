@@ -4,6 +4,7 @@ Holders and tokens are plain strings ("lend", "liquidator-0", "uni-eth-usdc", "E
 created or destroyed except by `mint` and `burn`, which are recorded with a reason, so that after a
 run each token's total held equals minted minus burned (`check_conservation`).
 """
+
 from __future__ import annotations
 
 import math
@@ -67,9 +68,7 @@ class Ledger:
         have = book.get(frm, 0.0)
         if have < amount:
             if amount - have > max(ABS_DUST, REL_TOL * amount):
-                raise InsufficientBalance(
-                    f"{frm} holds {have:.12g} {token}, cannot send {amount:.12g}"
-                )
+                raise InsufficientBalance(f"{frm} holds {have:.12g} {token}, cannot send {amount:.12g}")
             amount = have  # rounding dust: clear the balance exactly
         book[frm] = have - amount
 

@@ -1,7 +1,7 @@
 """A lending market modelled on Aave v3: per-asset LTV, liquidation threshold and bonus, close factor,
 kinked interest, and bad debt written off into a deficit.
 
-Sources (see margin-methods.md 5.1): aave-v3-core GenericLogic.calculateUserAccountData (health factor),
+Sources (see docs/margin-methods.md 5.1): aave-v3-core GenericLogic.calculateUserAccountData (health factor),
 LiquidationLogic (close factor v3.0: 50% of the reserve debt above HF 0.95, 100% at or below; v3.3:
 100% unless collateral and debt >= $2,000 and HF > 0.95, then at most 50% of total debt; no dust under
 $1,000; bad debt burned into the reserve deficit when collateral is gone),
@@ -12,21 +12,22 @@ Accounts are rows of arrays: `coll_scaled[n, A]` and `debt_scaled[n, A]` in scal
 that holds every deposited token; its treasury is `"{id}:treasury"`. Interest changes claims, not
 token balances: tokens move only on supply, borrow, repay, withdraw and liquidation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
-from protocols.events import BadDebt, Liquidated
-from protocols.ledger import InsufficientBalance
+from defistress.protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
+from defistress.protocols.events import BadDebt, Liquidated
+from defistress.protocols.ledger import InsufficientBalance
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
-CLOSE_FACTOR_HF_THRESHOLD = 0.95          # aave-v3 LiquidationLogic.CLOSE_FACTOR_HF_THRESHOLD
-DEFAULT_LIQUIDATION_CLOSE_FACTOR = 0.5    # aave-v3 LiquidationLogic.DEFAULT_LIQUIDATION_CLOSE_FACTOR
+CLOSE_FACTOR_HF_THRESHOLD = 0.95  # aave-v3 LiquidationLogic.CLOSE_FACTOR_HF_THRESHOLD
+DEFAULT_LIQUIDATION_CLOSE_FACTOR = 0.5  # aave-v3 LiquidationLogic.DEFAULT_LIQUIDATION_CLOSE_FACTOR
 MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = 2000.0  # USD, aave-v3.3 LiquidationLogic
-MIN_LEFTOVER_BASE = 1000.0                # USD, aave-v3.3 LiquidationLogic (MustNotLeaveDust)
+MIN_LEFTOVER_BASE = 1000.0  # USD, aave-v3.3 LiquidationLogic (MustNotLeaveDust)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,9 @@ class Preview:
 class LendingMarket(ControlledRows, MarginProtocol):
     """Aave-v3-like market over assets A with n accounts held as arrays."""
 
-    def __init__(self, protocol_id: str, assets: list[AssetParams], oracles: dict, env: Env,
-                 close_factor_rule: str = "aave-v3.3"):
+    def __init__(
+        self, protocol_id: str, assets: list[AssetParams], oracles: dict, env: Env, close_factor_rule: str = "aave-v3.3"
+    ):
         if close_factor_rule not in ("aave-v3.0", "aave-v3.3"):
             raise ValueError(f"close_factor_rule must be 'aave-v3.0' or 'aave-v3.3', got {close_factor_rule!r}")
         self.id = protocol_id
@@ -75,16 +77,17 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self.bonus = 1.0 + np.array([a.liquidation_bonus for a in assets])
         self.fee = np.array([a.protocol_fee for a in assets])
         self.reserve_factor = np.array([a.reserve_factor for a in assets])
-        self._rate_params = tuple(np.array([getattr(a, k) for a in assets])
-                                  for k in ("base_rate", "slope1", "slope2", "optimal_utilisation"))
+        self._rate_params = tuple(
+            np.array([getattr(a, k) for a in assets]) for k in ("base_rate", "slope1", "slope2", "optimal_utilisation")
+        )
         self.treasury = f"{protocol_id}:treasury"
         n_a = len(assets)
         self.coll_scaled = np.zeros((0, n_a))
         self.debt_scaled = np.zeros((0, n_a))
         self.liq_index = np.ones(n_a)
         self.borrow_index = np.ones(n_a)
-        self.lender_scaled = np.zeros(n_a)       # passive suppliers' claim (scaled)
-        self.deficit = np.zeros(n_a)             # written-off debt, token units (Aave v3.3 reserve deficit)
+        self.lender_scaled = np.zeros(n_a)  # passive suppliers' claim (scaled)
+        self.deficit = np.zeros(n_a)  # written-off debt, token units (Aave v3.3 reserve deficit)
         self.deficit_usd_by_collateral = np.zeros(n_a)  # write-offs, USD, by the collateral that ran out
         self.liquidated_debt_usd = 0.0
         self._cache_key = None
@@ -120,16 +123,23 @@ class LendingMarket(ControlledRows, MarginProtocol):
         if key == self._cache_key:
             return self._cache
         from sys import getrefcount
-        cp, dp = self.liq_index * p, self.borrow_index * p     # USD per scaled unit
+
+        cp, dp = self.liq_index * p, self.borrow_index * p  # USD per scaled unit
         old, n = self._cache, self.n_accounts
         names = ("coll_usd", "debt_usd", "weighted", "hf", "borrow_cap")
         # getrefcount counts its argument and the local name: 3 means only the cache refers to the object
         mine = getrefcount(old) <= 3 and set(old) == set(names)
         free = {k: a for k in names if mine and (a := old[k]).shape == (n,) and getrefcount(a) <= 3}
         pend = getattr(self, "_pending_rows", None)
-        if (pend is not None and self._cache_key is not None and self._cache_key[0] == key[0]
-                and self._cache_key[1] == self._pending_base and self._version == self._pending_base + len(pend)
-                and set(old) == set(names) and old["hf"].shape == (n,)):
+        if (
+            pend is not None
+            and self._cache_key is not None
+            and self._cache_key[0] == key[0]
+            and self._cache_key[1] == self._pending_base
+            and self._version == self._pending_base + len(pend)
+            and set(old) == set(names)
+            and old["hf"].shape == (n,)
+        ):
             rows = np.unique(np.concatenate(pend))
             new = {k: free[k] if k in free else old[k].copy() for k in names}
             cs = self.coll_scaled[rows]
@@ -142,9 +152,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
                 new["hf"][rows] = np.where(d > 0, w / d, np.inf)
             new["borrow_cap"][rows] = cs @ (cp * self.ltv)
         else:
-            new = {k: np.matmul(self.coll_scaled if k != "debt_usd" else self.debt_scaled,
-                                cp * f if k != "debt_usd" else dp, out=free.get(k))
-                   for k, f in (("coll_usd", 1.0), ("debt_usd", 1.0), ("weighted", self.lt), ("borrow_cap", self.ltv))}
+            new = {
+                k: np.matmul(
+                    self.coll_scaled if k != "debt_usd" else self.debt_scaled,
+                    cp * f if k != "debt_usd" else dp,
+                    out=free.get(k),
+                )
+                for k, f in (("coll_usd", 1.0), ("debt_usd", 1.0), ("weighted", self.lt), ("borrow_cap", self.ltv))
+            }
             hf = free.get("hf")
             hf = np.empty(n) if hf is None else hf
             hf.fill(np.inf)
@@ -167,7 +182,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         pend = getattr(self, "_pending_rows", None)
         if rows is None or self._cache_key is None:
             self._pending_rows = None
-        elif pend is not None and self._cache_key[1] == self._pending_base and self._version == self._pending_base + len(pend):
+        elif (
+            pend is not None
+            and self._cache_key[1] == self._pending_base
+            and self._version == self._pending_base + len(pend)
+        ):
             pend.append(rows)
         elif self._cache_key[1] == self._version:
             self._pending_rows, self._pending_base = [rows], self._version
@@ -178,7 +197,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
 
     @property
     def coll_scaled_total(self) -> np.ndarray:
-        if self._totals is None:   # a BLAS product with ones: ~20x faster than sum(axis=0) on (n, A) arrays
+        if self._totals is None:  # a BLAS product with ones: ~20x faster than sum(axis=0) on (n, A) arrays
             ones = self.__dict__.get("_ones")
             if ones is None or ones.shape[0] != self.n_accounts:
                 ones = self._ones = np.ones(self.n_accounts)
@@ -187,7 +206,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
 
     @property
     def debt_scaled_total(self) -> np.ndarray:
-        self.coll_scaled_total  # fills the cache
+        _ = self.coll_scaled_total  # fills the cache
         return self._totals[1]
 
     def health(self) -> np.ndarray:
@@ -246,7 +265,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
         bad = new_debt_usd > limit * (1 + 1e-12)
         if np.any(bad):
             rule = "LTV" if check_ltv else "health factor 1"
-            raise Revert(f"{self.id}: borrow would exceed {rule} for {int(bad.sum())} account(s), e.g. #{int(accounts[bad][0])}")
+            raise Revert(
+                f"{self.id}: borrow would exceed {rule} for {int(bad.sum())} account(s), e.g. #{int(accounts[bad][0])}"
+            )
         total = float(amounts.sum())
         if self.env.ledger.balance(self.id, asset) < total:
             raise Revert(f"{self.id}: not enough {asset} liquidity to lend {total:.6g}")
@@ -282,8 +303,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         else:  # aave-v3.3 LiquidationLogic: userReserveCollateralInBaseCurrency
             i = self.idx[collateral_asset]
             reserve_coll_usd = self.coll_scaled[account, i] * self.liq_index[i] * p[i]
-        if (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
-                and reserve_debt * p[j] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD and hf > CLOSE_FACTOR_HF_THRESHOLD):
+        if (
+            reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+            and reserve_debt * p[j] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+            and hf > CLOSE_FACTOR_HF_THRESHOLD
+        ):
             return min(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * v["debt_usd"][account] / p[j])
         return reserve_debt
 
@@ -300,8 +324,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
         fee = (seized - seized / self.bonus[i]) * self.fee[i]
         return Preview(debt, seized - fee, fee, debt * p[j], (seized - fee) * p[i])
 
-    def liquidate(self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float,
-                  liquidator: str) -> Liquidated:
+    def liquidate(
+        self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float, liquidator: str
+    ) -> Liquidated:
         """Repay part of an unhealthy account's debt and seize collateral with the bonus (Aave liquidationCall)."""
         if collateral_asset not in self.idx or debt_asset not in self.idx:
             raise Revert(f"{self.id}: unknown asset pair {collateral_asset}/{debt_asset}; allowed: {self.assets}")
@@ -320,7 +345,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
         p = self.prices()
         if self.rule == "aave-v3.3":
             left_debt = (self.debt_scaled[account, j] * self.borrow_index[j] - pv.debt_to_repay) * p[j]
-            left_coll = (self.coll_scaled[account, i] * self.liq_index[i] - pv.collateral_seized - pv.protocol_fee) * p[i]
+            left_coll = (self.coll_scaled[account, i] * self.liq_index[i] - pv.collateral_seized - pv.protocol_fee) * p[
+                i
+            ]
             partial_both = left_debt > 1e-9 and left_coll > 1e-9
             if partial_both and (left_debt < MIN_LEFTOVER_BASE or left_coll < MIN_LEFTOVER_BASE):
                 raise Revert("MustNotLeaveDust")
@@ -333,16 +360,30 @@ class LendingMarket(ControlledRows, MarginProtocol):
         led.transfer(collateral_asset, self.id, self.treasury, pv.protocol_fee)
         self.debt_scaled[account, j] = max(self.debt_scaled[account, j] - pv.debt_to_repay / self.borrow_index[j], 0.0)
         self.coll_scaled[account, i] = max(
-            self.coll_scaled[account, i] - (pv.collateral_seized + pv.protocol_fee) / self.liq_index[i], 0.0)
+            self.coll_scaled[account, i] - (pv.collateral_seized + pv.protocol_fee) / self.liq_index[i], 0.0
+        )
         self._touch_rows = account
         self._touch()
         self.liquidated_debt_usd += pv.debt_usd
         block = self.env.clock.block
         self._last_collateral = i
-        ev = self.env.emit(Liquidated(
-            block, self.id, int(account), liquidator, debt_asset, collateral_asset, pv.debt_to_repay,
-            pv.collateral_seized, pv.protocol_fee, pv.debt_usd, pv.collateral_usd,
-            (pv.collateral_seized + pv.protocol_fee) * p[i] - pv.debt_usd, hf))
+        ev = self.env.emit(
+            Liquidated(
+                block,
+                self.id,
+                int(account),
+                liquidator,
+                debt_asset,
+                collateral_asset,
+                pv.debt_to_repay,
+                pv.collateral_seized,
+                pv.protocol_fee,
+                pv.debt_usd,
+                pv.collateral_usd,
+                (pv.collateral_seized + pv.protocol_fee) * p[i] - pv.debt_usd,
+                hf,
+            )
+        )
         self._write_off_if_empty(account)
         return ev
 
@@ -385,14 +426,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
         f = dt_seconds / SECONDS_PER_YEAR
         self.borrow_index = self.borrow_index * (1 + rb * f)
         self.liq_index = self.liq_index * (1 + rs * f)
-        self._version += 1   # values change; scaled totals do not
+        self._version += 1  # values change; scaled totals do not
 
     # --- reporting ---------------------------------------------------------------------------------
     def insolvent_debt_usd(self) -> np.ndarray:
         """Per account: debt not covered by collateral at oracle prices, USD (Gauntlet 'insolvent debt')."""
         coll_usd, debt_usd = self.account_usd()
         short = debt_usd - coll_usd
-        return np.maximum(short, 0.0, out=short)   # one (n,) temporary, not two
+        return np.maximum(short, 0.0, out=short)  # one (n,) temporary, not two
 
     def losses_by_collateral(self) -> dict[str, float]:
         """Bad debt (USD) split by collateral asset: each insolvent account's shortfall in proportion to
@@ -437,7 +478,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
                 out.append(Exposure("receivable", s, float(debt[k])))
         return out
 
-    # --- controller entry points (Euler v2 EVC, margin-methods.md 9.1) ----------------------------
+    # --- controller entry points (Euler v2 EVC, docs/margin-methods.md 9.1) ----------------------------
     #: reserves that count as cash for `settle_out` / `settle_in` (design choice: Aave v3 Ethereum stablecoin
     #: reserves); set `market.stable_assets = (...)` per market to change it
     stable_assets: tuple[str, ...] = ("USDC", "USDT", "DAI", "USDS", "GHO", "LUSD", "FRAX", "PYUSD")
@@ -459,8 +500,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def _is_stable(self, asset: str) -> bool:
         return asset in self.idx and asset in self.stable_assets
 
-    def controller_close(self, account: int, fraction: float, liquidator: str, liquidator_row: int | None = None,
-                         penalty: float = 0.0) -> Liquidated | None:
+    def controller_close(
+        self, account: int, fraction: float, liquidator: str, liquidator_row: int | None = None, penalty: float = 0.0
+    ) -> Liquidated | None:
         """Controller liquidation (EVC controlCollateral): `liquidator` repays `fraction` of every debt asset from
         its ledger balance and receives collateral worth repaid·(1 + penalty), capped by the balance, pro rata
         over collateral assets by USD value. No HF check, no close factor, no protocol fee; debt left with no
@@ -481,7 +523,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         if not (np.any(debt_tok > 0) and coll_usd.sum() > 0):
             return None
         hf = float(self.health()[a])
-        repay = fraction * debt_tok                                   # token units per debt asset
+        repay = fraction * debt_tok  # token units per debt asset
         # EVC controller design: seize value = repaid·(1 + penalty); when the collateral cannot pay that, the
         # repayment shrinks to collateral / (1 + penalty) (Aave _calculateAvailableCollateralToLiquidate)
         capped = float(repay @ p) * (1.0 + penalty) > float(coll_usd.sum())
@@ -489,7 +531,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             repay *= float(coll_usd.sum()) / (float(repay @ p) * (1.0 + penalty))
         repaid_usd = float(repay @ p)
         share = 1.0 if capped else min(repaid_usd * (1.0 + penalty) / float(coll_usd.sum()), 1.0)
-        seize = coll_tok * share                                      # pro rata over collateral assets
+        seize = coll_tok * share  # pro rata over collateral assets
         led = self.env.ledger
         owed = np.flatnonzero(repay > 0)
         short = [self.assets[j] for j in owed if led.balance(liquidator, self.assets[j]) < repay[j] * (1 - 1e-12)]
@@ -512,9 +554,23 @@ class LendingMarket(ControlledRows, MarginProtocol):
         d_names, c_names = [self.assets[j] for j in owed], [self.assets[i] for i in np.flatnonzero(seize > 0)]
         d_amt = float(repay[owed[0]]) if len(d_names) == 1 else repaid_usd
         c_amt = float(seize[self.idx[c_names[0]]]) if len(c_names) == 1 else seized_usd
-        return self.env.emit(Liquidated(
-            self.env.clock.block, self.id, a, liquidator, "+".join(d_names), "+".join(c_names), d_amt, c_amt,
-            0.0, repaid_usd, seized_usd, seized_usd - repaid_usd, hf))
+        return self.env.emit(
+            Liquidated(
+                self.env.clock.block,
+                self.id,
+                a,
+                liquidator,
+                "+".join(d_names),
+                "+".join(c_names),
+                d_amt,
+                c_amt,
+                0.0,
+                repaid_usd,
+                seized_usd,
+                seized_usd - repaid_usd,
+                hf,
+            )
+        )
 
     def settle_out(self, account: int, amount_usd: float, to_holder: str, asset: str | None = None) -> float:
         """Withdraw up to `amount_usd` of stablecoin collateral (`asset`, else the stable reserves largest first)
@@ -556,8 +612,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         for j in cand:
             if left <= 0:
                 break
-            tok = min(left / p[j], self.debt_scaled[a, j] * self.borrow_index[j],
-                      self.env.ledger.balance(from_holder, self.assets[j]))
+            tok = min(
+                left / p[j],
+                self.debt_scaled[a, j] * self.borrow_index[j],
+                self.env.ledger.balance(from_holder, self.assets[j]),
+            )
             if tok <= 0:
                 continue
             self.repay(from_holder, np.array([a]), self.assets[j], np.array([tok]))

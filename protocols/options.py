@@ -9,6 +9,7 @@ Margin comes from any model of protocols.margin (registry name); equity is the v
 Liquidation is Derive's Dutch auction (protocols/options_auction.py) or a fixed-fraction partial close; controller
 entry points (Euler EVC style) let a margin coordinator close, settle and write off controlled rows.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -17,17 +18,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from protocols import options_auction as da
-from protocols import options_liquidation as liq
-from protocols.base import Env, Exposure, MarginProtocol, Revert
-from protocols.events import Generic
-from protocols.margin import black76
-from protocols.margin.portfolio import CALL, KIND_NAMES, PERP, PUT, SPOT, MarketState, Portfolio
-from protocols.margin.registry import check_model_name, get_model
-from protocols.margin.result import MarginResult
-from protocols.vol import CoupledVolSurface, VolSurfaceParams
+from defistress.protocols import options_auction as da
+from defistress.protocols import options_liquidation as liq
+from defistress.protocols.base import Env, Exposure, MarginProtocol, Revert
+from defistress.protocols.events import Generic
+from defistress.protocols.margin import black76
+from defistress.protocols.margin.catalog import check_model_name, get_model
+from defistress.protocols.margin.portfolio import CALL, KIND_NAMES, PERP, PUT, SPOT, MarketState, Portfolio
+from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.vol import CoupledVolSurface, VolSurfaceParams
 
-DUST_USD = 1e-9          # float rounding below which no bad debt / transfer is recorded
+DUST_USD = 1e-9  # float rounding below which no bad debt / transfer is recorded
 _KINDS = {"call": CALL, "put": PUT, "perp": PERP}
 
 
@@ -36,11 +37,11 @@ class OptionsVenueParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    margin_model: str = Field("deribit-pm", description="a name of protocols.margin.registry.list_models()")
+    margin_model: str = Field("deribit-pm", description="a name of protocols.margin.catalog.list_models()")
     margin_overrides: dict = Field(default_factory=dict, description="keyword overrides of the model's params")
     quote: str = Field("USDC", min_length=1, description="cash token, valued at 1 USD")
     liquidation: Literal["auction", "partial"] = "auction"
-    # derivexyz/v2-core DutchAuction mainnet params (margin-methods.md 1.7)
+    # derivexyz/v2-core DutchAuction mainnet params (docs/margin-methods.md 1.7)
     starting_mtm_percentage: float = Field(0.95, gt=0, le=1, description="startingMtMPercentage (<= 1 in code)")
     fast_auction_cutoff: float = Field(0.70, ge=0, le=1, description="fastAuctionCutoffPercentage")
     fast_auction_s: float = Field(900.0, gt=0, le=1e7, description="fastAuctionLength, seconds")
@@ -62,8 +63,10 @@ class OptionsVenueParams(BaseModel):
     @model_validator(mode="after")
     def _check(self):
         if self.fast_auction_cutoff > self.starting_mtm_percentage:
-            raise ValueError(f"fast_auction_cutoff={self.fast_auction_cutoff}: allowed <= starting_mtm_percentage="
-                             f"{self.starting_mtm_percentage} (DutchAuction.sol setSolventAuctionParams)")
+            raise ValueError(
+                f"fast_auction_cutoff={self.fast_auction_cutoff}: allowed <= starting_mtm_percentage="
+                f"{self.starting_mtm_percentage} (DutchAuction.sol setSolventAuctionParams)"
+            )
         try:
             get_model(self.margin_model, **self.margin_overrides)
         except (TypeError, ValueError) as e:
@@ -71,9 +74,15 @@ class OptionsVenueParams(BaseModel):
         return self
 
     def schedule(self) -> da.AuctionSchedule:
-        return da.AuctionSchedule(self.starting_mtm_percentage, self.fast_auction_cutoff, self.fast_auction_s,
-                                  self.slow_auction_s, self.insolvent_auction_s, self.liquidator_fee_rate,
-                                  self.buffer_margin_percentage)
+        return da.AuctionSchedule(
+            self.starting_mtm_percentage,
+            self.fast_auction_cutoff,
+            self.fast_auction_s,
+            self.slow_auction_s,
+            self.insolvent_auction_s,
+            self.liquidator_fee_rate,
+            self.buffer_margin_percentage,
+        )
 
 
 class OptionsVenue(MarginProtocol):
@@ -91,26 +100,26 @@ class OptionsVenue(MarginProtocol):
         self.schedule = params.schedule()
         p0 = self.prices()
         self.surfaces = {u: CoupledVolSurface(params.vol, float(p0[k])) for k, u in enumerate(self.underlyings)}
-        self.settle_price = p0.copy()                     # USD per unit at the last perp settlement
+        self.settle_price = p0.copy()  # USD per unit at the last perp settlement
         n_u = len(self.underlyings)
         self.inst_und = np.zeros(0, dtype=np.int64)
         self.inst_kind = np.zeros(0, dtype=np.int8)
         self.inst_strike = np.zeros(0)
-        self.inst_expiry_t = np.zeros(0)                  # absolute chain seconds (0 for perps)
+        self.inst_expiry_t = np.zeros(0)  # absolute chain seconds (0 for perps)
         self.inst_active = np.zeros(0, dtype=bool)
         self.cash = np.zeros(0)
         self.qty = np.zeros((0, 0))
         self.spot = np.zeros((0, n_u))
         self.owner = np.zeros(0, dtype=np.int64)
         self.controlled = np.zeros(0, dtype=bool)
-        self.net_deposits = np.zeros(0)                   # USD-valued deposits minus withdrawals per row
+        self.net_deposits = np.zeros(0)  # USD-valued deposits minus withdrawals per row
         self.holders: list[str] = []
         self._holder_ids: dict[str, int] = {}
         self.mm_row: int | None = None
-        self.auction_start = np.zeros(0)                  # chain seconds; NaN when no auction
+        self.auction_start = np.zeros(0)  # chain seconds; NaN when no auction
         self.auction_insolvent = np.zeros(0, dtype=bool)
         self.auction_ins_start = np.zeros(0)
-        self.auction_lower = np.zeros(0)                  # USD, |BM| when the insolvent auction began
+        self.auction_lower = np.zeros(0)  # USD, |BM| when the insolvent auction began
         self.bad_debt_usd = 0.0
         self.n_liquidations = 0
         self.liquidation_volume_usd = 0.0
@@ -135,9 +144,15 @@ class OptionsVenue(MarginProtocol):
 
     @property
     def instruments(self) -> pd.DataFrame:
-        return pd.DataFrame({"und": [self.underlyings[u] for u in self.inst_und],
-                             "kind": [KIND_NAMES[k] for k in self.inst_kind], "strike": self.inst_strike,
-                             "expiry_t": self.inst_expiry_t, "active": self.inst_active})
+        return pd.DataFrame(
+            {
+                "und": [self.underlyings[u] for u in self.inst_und],
+                "kind": [KIND_NAMES[k] for k in self.inst_kind],
+                "strike": self.inst_strike,
+                "expiry_t": self.inst_expiry_t,
+                "active": self.inst_active,
+            }
+        )
 
     def accounts_of(self, holder: str) -> np.ndarray:
         hid = self._holder_ids.get(holder)
@@ -192,14 +207,19 @@ class OptionsVenue(MarginProtocol):
         und = self.inst_und[i]
         perp = kind == PERP
         return Portfolio(
-            n_accounts=cash.shape[0], underlyings=self.underlyings, account=np.concatenate([r, rs]),
-            kind=np.concatenate([kind, np.full(rs.size, SPOT, dtype=np.int8)]), und=np.concatenate([und, us]),
+            n_accounts=cash.shape[0],
+            underlyings=self.underlyings,
+            account=np.concatenate([r, rs]),
+            kind=np.concatenate([kind, np.full(rs.size, SPOT, dtype=np.int8)]),
+            und=np.concatenate([und, us]),
             qty=np.concatenate([qty[r, i], spot[rs, us]]),
             strike=np.concatenate([np.where(perp, 0.0, self.inst_strike[i]), np.zeros(rs.size)]),
-            expiry_s=np.concatenate([np.where(perp, 0.0, np.maximum(self.inst_expiry_t[i] - self.now, 0.0)),
-                                     np.zeros(rs.size)]),
+            expiry_s=np.concatenate(
+                [np.where(perp, 0.0, np.maximum(self.inst_expiry_t[i] - self.now, 0.0)), np.zeros(rs.size)]
+            ),
             entry_price=np.concatenate([np.where(perp, self.settle_price[und], 0.0), np.zeros(rs.size)]),
-            cash=cash)
+            cash=cash,
+        )
 
     def portfolio(self, rows=None) -> Portfolio:
         """Rows' options, perps (entry = last settlement price), spot collateral (SPOT) and cash."""
@@ -213,12 +233,16 @@ class OptionsVenue(MarginProtocol):
     def margin(self, rows=None) -> MarginResult:
         """The margin model's requirements with the venue's equity (cached per block and state when rows is None)."""
         v = self._values()
-        if rows is not None:   # requirements are per account, so a subset is the cached whole, indexed
+        if rows is not None:  # requirements are per account, so a subset is the cached whole, indexed
             rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
             full = self.margin()
-            return MarginResult(im=full.im[rows], mm=full.mm[rows], equity=full.equity[rows],
-                                drivers={k: d[rows] for k, d in full.drivers.items()
-                                         if np.ndim(d) == 1 and len(d) == self.n_accounts}, model=full.model)
+            return MarginResult(
+                im=full.im[rows],
+                mm=full.mm[rows],
+                equity=full.equity[rows],
+                drivers={k: d[rows] for k, d in full.drivers.items() if np.ndim(d) == 1 and len(d) == self.n_accounts},
+                model=full.model,
+            )
         if "margin" not in v:
             v["margin"] = self._requirements(self.cash, self.qty, self.spot, v["equity"])
         return v["margin"]
@@ -323,8 +347,9 @@ class OptionsVenue(MarginProtocol):
             raise Revert(f"{self.id}: withdrawal above the rows' cash")
         check = u[u != self.mm_row] if self.mm_row is not None else u
         if check.size:
-            m = self._requirements(self.cash[check] - take[check], self.qty[check], self.spot[check],
-                                   self.equity()[check] - take[check])
+            m = self._requirements(
+                self.cash[check] - take[check], self.qty[check], self.spot[check], self.equity()[check] - take[check]
+            )
             if (m.equity < m.im - DUST_USD).any():
                 raise Revert(f"{self.id}: withdrawal leaves a row below initial margin")
         self.cash -= take
@@ -352,8 +377,13 @@ class OptionsVenue(MarginProtocol):
             if not (np.isfinite(expiry_s) and expiry_s > 0):
                 raise ValueError(f"expiry_s={expiry_s}: allowed finite > 0 seconds for options")
             t_abs = self.now + float(expiry_s)
-        same = np.flatnonzero((self.inst_und == u) & (self.inst_kind == code) & (self.inst_strike == strike_usd)
-                              & (self.inst_expiry_t == t_abs) & self.inst_active)
+        same = np.flatnonzero(
+            (self.inst_und == u)
+            & (self.inst_kind == code)
+            & (self.inst_strike == strike_usd)
+            & (self.inst_expiry_t == t_abs)
+            & self.inst_active
+        )
         if same.size:
             return int(same[0])
         self.inst_und = np.append(self.inst_und, u)
@@ -365,8 +395,9 @@ class OptionsVenue(MarginProtocol):
         self._touch()
         return int(self.inst_und.size - 1)
 
-    def trade(self, holder: str, rows, instrument: int, qty, price_usd=None, counterparty_row=None,
-              check_margin: bool = True) -> None:
+    def trade(
+        self, holder: str, rows, instrument: int, qty, price_usd=None, counterparty_row=None, check_margin: bool = True
+    ) -> None:
         """`rows` buy `qty` (signed) of `instrument` from the counterparty (default the market maker) at
         `price_usd` per unit (default the mark); premium moves row to row in cash. Reverts if a risk-increasing
         trade leaves a row (other than the market maker) below initial margin."""
@@ -381,9 +412,10 @@ class OptionsVenue(MarginProtocol):
         cp = int(self._rows(None, [cp])[0])
         if (rows == cp).any() or not np.isfinite(q).all():
             raise Revert(f"{self.id}: a row cannot trade with itself; qty must be finite")
-        if self.inst_kind[i] == PERP:   # premium of a perp = PnL accrued since the last settlement
-            unit = (self.prices()[self.inst_und[i]] if price_usd is None else float(price_usd)) \
-                - self.settle_price[self.inst_und[i]]
+        if self.inst_kind[i] == PERP:  # premium of a perp = PnL accrued since the last settlement
+            unit = (self.prices()[self.inst_und[i]] if price_usd is None else float(price_usd)) - self.settle_price[
+                self.inst_und[i]
+            ]
         else:
             unit = self.mark_prices()[i] if price_usd is None else float(price_usd)
         if not np.isfinite(unit):
@@ -403,8 +435,10 @@ class OptionsVenue(MarginProtocol):
                 if (m.equity < m.im - DUST_USD).any():
                     self.cash[touched], self.qty[touched, i] = before
                     self._touch()
-                    raise Revert(f"{self.id}: trade leaves row(s) {grew[m.equity < m.im - DUST_USD].tolist()} "
-                                 f"below initial margin")
+                    raise Revert(
+                        f"{self.id}: trade leaves row(s) {grew[m.equity < m.im - DUST_USD].tolist()} "
+                        f"below initial margin"
+                    )
 
     # --- accrual -----------------------------------------------------------------------------------
     def accrue(self, dt_seconds: float) -> None:
@@ -414,12 +448,12 @@ class OptionsVenue(MarginProtocol):
         for k, u in enumerate(self.underlyings):
             self.surfaces[u].update(p[k], dt_seconds)
         perp = np.flatnonzero(self.inst_kind == PERP)
-        if perp.size:   # mark-to-market settlement: zero-sum since each perp column sums to zero
+        if perp.size:  # mark-to-market settlement: zero-sum since each perp column sums to zero
             move = p[self.inst_und[perp]] - self.settle_price[self.inst_und[perp]]
             self.cash += self.qty[:, perp] @ move
         self.settle_price = p.copy()
         due = np.flatnonzero(self.inst_active & (self.inst_kind != PERP) & (self.inst_expiry_t <= self.now))
-        if due.size:    # Derive/Deribit cash settlement at intrinsic value against the settlement (oracle) price
+        if due.size:  # Derive/Deribit cash settlement at intrinsic value against the settlement (oracle) price
             s, k = p[self.inst_und[due]], self.inst_strike[due]
             payoff = np.where(self.inst_kind[due] == CALL, np.maximum(s - k, 0.0), np.maximum(k - s, 0.0))
             self.cash += self.qty[:, due] @ payoff
@@ -427,9 +461,19 @@ class OptionsVenue(MarginProtocol):
             self.qty[:, due] = 0.0
             self.inst_active[due] = False
             for j, d in enumerate(due):
-                self.env.emit(Generic(self.env.clock.block, self.id, "option_expired",
-                                      {"instrument": int(d), "settle_price": float(s[j]),
-                                       "payoff_per_unit": float(payoff[j]), "open_interest": float(oi[j])}))
+                self.env.emit(
+                    Generic(
+                        self.env.clock.block,
+                        self.id,
+                        "option_expired",
+                        {
+                            "instrument": int(d),
+                            "settle_price": float(s[j]),
+                            "payoff_per_unit": float(payoff[j]),
+                            "open_interest": float(oi[j]),
+                        },
+                    )
+                )
         self._touch()
         liq.advance_auctions(self)
 

@@ -4,6 +4,7 @@ Sign conventions follow this repo, not Solidity: `equity` is the account's mark-
 `markToMarket`), `mm` is the positive maintenance requirement, so Derive's signed maintenance margin is
 `equity - mm` and its buffer margin `BM = (equity - mm) - mm * buffer_pct` (negative while liquidatable).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,15 +16,15 @@ PHASES = ("none", "fast", "slow", "insolvent")
 
 @dataclass(frozen=True)
 class AuctionSchedule:
-    """Solvent and insolvent auction parameters (margin-methods.md 1.7, Derive mainnet)."""
+    """Solvent and insolvent auction parameters (docs/margin-methods.md 1.7, Derive mainnet)."""
 
-    starting_mtm_percentage: float = 0.95     # SolventAuctionParams.startingMtMPercentage
-    fast_auction_cutoff: float = 0.70         # fastAuctionCutoffPercentage
-    fast_auction_s: float = 900.0             # fastAuctionLength, 15 min
-    slow_auction_s: float = 43_200.0          # slowAuctionLength, 12 h
-    insolvent_auction_s: float = 3_600.0      # insolvent totalSteps x coolDown, 60 min
-    liquidator_fee_rate: float = 0.10         # liquidatorFeeRate
-    buffer_margin_percentage: float = 0.15    # bufferMarginPercentage
+    starting_mtm_percentage: float = 0.95  # SolventAuctionParams.startingMtMPercentage
+    fast_auction_cutoff: float = 0.70  # fastAuctionCutoffPercentage
+    fast_auction_s: float = 900.0  # fastAuctionLength, 15 min
+    slow_auction_s: float = 43_200.0  # slowAuctionLength, 12 h
+    insolvent_auction_s: float = 3_600.0  # insolvent totalSteps x coolDown, 60 min
+    liquidator_fee_rate: float = 0.10  # liquidatorFeeRate
+    buffer_margin_percentage: float = 0.15  # bufferMarginPercentage
 
 
 def buffer_margin(equity, mm, buffer_pct: float) -> np.ndarray:
@@ -39,8 +40,9 @@ def discount(elapsed_s, s: AuctionSchedule) -> np.ndarray:
     t = np.maximum(np.asarray(elapsed_s, dtype=np.float64), 0.0)
     fast = s.starting_mtm_percentage - (s.starting_mtm_percentage - s.fast_auction_cutoff) * t / s.fast_auction_s
     slow = s.fast_auction_cutoff * (1.0 - (t - s.fast_auction_s) / s.slow_auction_s)
-    return np.where(t < s.fast_auction_s, fast,
-                    np.where(t > s.fast_auction_s + s.slow_auction_s, 0.0, np.maximum(slow, 0.0)))
+    return np.where(
+        t < s.fast_auction_s, fast, np.where(t > s.fast_auction_s + s.slow_auction_s, 0.0, np.maximum(slow, 0.0))
+    )
 
 
 def phase(elapsed_s: float, insolvent: bool, s: AuctionSchedule) -> str:
@@ -52,7 +54,7 @@ def phase(elapsed_s: float, insolvent: bool, s: AuctionSchedule) -> str:
 
 def max_fraction(equity, bm, d, reserved_cash=0.0) -> np.ndarray:
     """Largest share of the portfolio a bid at discount d may buy, restoring BM to 0 (DutchAuction.sol
-    _getMaxProportion; margin-methods.md 1.7): f = BM / (BM - MtM d - R (1 - d)), clipped to [0, 1]; 1 if BM >= 0
+    _getMaxProportion; docs/margin-methods.md 1.7): f = BM / (BM - MtM d - R (1 - d)), clipped to [0, 1]; 1 if BM >= 0
     would already terminate. R is cash that stays with the account (0 here: bids take a share of cash too)."""
     equity, bm, d = (np.asarray(x, dtype=np.float64) for x in (equity, bm, d))
     den = bm - equity * d - np.asarray(reserved_cash, dtype=np.float64) * (1.0 - d)
@@ -80,12 +82,12 @@ class AuctionState:
     """A snapshot of one account's auction (USD amounts, seconds)."""
 
     account: int
-    phase: str                 # none | fast | slow | insolvent
+    phase: str  # none | fast | slow | insolvent
     elapsed_s: float
-    discount: float            # share of MtM paid by a bidder (0 when insolvent)
+    discount: float  # share of MtM paid by a bidder (0 when insolvent)
     equity_usd: float
     mm_usd: float
     buffer_margin_usd: float
-    bid_price_usd: float       # equity * discount (solvent) or -payout for the whole portfolio (insolvent)
+    bid_price_usd: float  # equity * discount (solvent) or -payout for the whole portfolio (insolvent)
     max_fraction: float
-    payout_usd: float          # security-module payout for the whole portfolio (insolvent phase)
+    payout_usd: float  # security-module payout for the whole portfolio (insolvent phase)

@@ -1,6 +1,6 @@
 """Liquidation and controller entry points of `protocols.options.OptionsVenue` (bound there as methods).
 
-Auction mode follows Derive's DutchAuction (derivexyz/v2-core src/liquidation/DutchAuction.sol, margin-methods.md
+Auction mode follows Derive's DutchAuction (derivexyz/v2-core src/liquidation/DutchAuction.sol, docs/margin-methods.md
 1.7): `start_auction` charges the start fee to the security module; a solvent auction sells a share of the whole
 account (positions, spot and cash) at MtM x discount, at most the share that restores buffer margin to 0; when the
 solvent auction runs out (or MtM <= 0) it turns insolvent and the security module pays bidders to take the account;
@@ -9,16 +9,17 @@ bad debt. Partial mode closes a fixed share at mark with a penalty. Controller e
 privileged calls for a margin coordinator: they skip health checks and are not guarded here.
 Modelling choice (not in Derive's contract): a bidder or liquidator row must stay at or above initial margin.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from protocols import options_auction as da
-from protocols.base import Revert
-from protocols.events import AuctionKicked, BadDebt, Generic, Liquidated
+from defistress.protocols import options_auction as da
+from defistress.protocols.base import Revert
+from defistress.protocols.events import AuctionKicked, BadDebt, Generic, Liquidated
 
 DUST_USD = 1e-9
-REL_TOL = 1e-9     # a bid of exactly f_max leaves BM = 0 up to float rounding: treat |BM| <= tol x mm as restored
+REL_TOL = 1e-9  # a bid of exactly f_max leaves BM = 0 up to float rounding: treat |BM| <= tol x mm as restored
 
 
 def _restored(margin_usd: float, mm_usd: float) -> bool:
@@ -113,8 +114,9 @@ def _socialise(v, loss: float, exclude: int | None = None) -> float:
 def _record(v, a, liquidator, pay, f, value, bonus, h) -> Liquidated:
     v.n_liquidations += 1
     v.liquidation_volume_usd += value
-    return v.env.emit(Liquidated(v.env.clock.block, v.id, a, liquidator, v.quote, "portfolio", pay, f, 0.0, pay,
-                                 value, bonus, h))
+    return v.env.emit(
+        Liquidated(v.env.clock.block, v.id, a, liquidator, v.quote, "portfolio", pay, f, 0.0, pay, value, bonus, h)
+    )
 
 
 # --- auction mode ---------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ def auction_state(v, account: int) -> da.AuctionState:
     if ph == "insolvent":
         if v.auction_insolvent[a]:
             lower, t_ins = float(v.auction_lower[a]), v.now - float(v.auction_ins_start[a])
-        else:   # solvent auction ran out and nobody converted it yet
+        else:  # solvent auction ran out and nobody converted it yet
             lower, t_ins = abs(min(bm, 0.0)), 0.0
         payout = float(da.insolvent_payout(lower, t_ins, s))
         return da.AuctionState(a, ph, elapsed, 0.0, eq, mm, bm, -payout, 1.0, payout)
@@ -213,7 +215,7 @@ def bid(v, account: int, liquidator: str, liquidator_row: int, fraction: float) 
         shortfall = payout - paid
         if shortfall > DUST_USD:
             absorbed = _socialise(v, shortfall)
-            v.cash[lr] -= shortfall - absorbed          # what nobody can absorb is not paid out
+            v.cash[lr] -= shortfall - absorbed  # what nobody can absorb is not paid out
             v.bad_debt_usd += absorbed
             v.env.emit(BadDebt(v.env.clock.block, v.id, a, v.quote, absorbed, absorbed))
         pay, bonus = -payout, f * st.equity_usd + payout
@@ -225,7 +227,7 @@ def bid(v, account: int, liquidator: str, liquidator_row: int, fraction: float) 
         f = min(f, st.max_fraction)
         if f <= 0:
             raise Revert(f"{v.id}: nothing left to buy on row {a}")
-        pay = st.bid_price_usd * f                       # DutchAuction.sol: cashFromBidder = bid * f
+        pay = st.bid_price_usd * f  # DutchAuction.sol: cashFromBidder = bid * f
         undo = _move(v, a, lr, f, pay, with_cash=True)
         _check_liquidator(v, lr, undo)
         bonus = f * st.equity_usd - pay
@@ -260,7 +262,7 @@ def advance_auctions(v) -> None:
 def _close_at_mark(v, a: int, lr: int, f: float, penalty_rate: float, liquidator: str, check: bool) -> Liquidated:
     eq, mm, _ = _row(v, a)
     h = eq / mm if mm > 0 else np.inf
-    pay = f * float(v.qty[a] @ v.unit_values() + v.spot[a] @ v.prices())   # positions and spot at mark
+    pay = f * float(v.qty[a] @ v.unit_values() + v.spot[a] @ v.prices())  # positions and spot at mark
     closed = f * _gross_value(v, a)
     penalty = min(penalty_rate * closed, max(eq, 0.0))
     undo = _move(v, a, lr, f, pay, with_cash=False)
@@ -291,8 +293,9 @@ def set_controlled(v, rows, flag: bool = True) -> None:
     v._touch()
 
 
-def controller_close(v, account: int, fraction: float, liquidator: str, liquidator_row: int,
-                     penalty: float) -> Liquidated:
+def controller_close(
+    v, account: int, fraction: float, liquidator: str, liquidator_row: int, penalty: float
+) -> Liquidated:
     """Controller close: `fraction` of every position and spot to the liquidator's row at mark, no health check;
     the liquidator receives `penalty` x |mark value closed| from the account's cash (capped at positive equity)."""
     a = int(v._rows(None, [account])[0])

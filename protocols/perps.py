@@ -1,6 +1,6 @@
 """A cross-margined perpetual-futures DEX modelled on dYdX v4, with an insurance fund and auto-deleveraging.
 
-Sources (margin-methods.md 4.5-4.7; dydxprotocol/v4-chain unless named):
+Sources (docs/margin-methods.md 4.5-4.7; dydxprotocol/v4-chain unless named):
 - margin: protocol/x/perpetuals/types/liquidity_tier.go: IMR = |notional|·IMF_eff with open-interest scaling
   (OIMF), MMR = |notional|·baseIMF·maintenanceFraction; liquidatable when TNC < TMMR
   (protocol/x/clob/keeper/liquidations.go IsLiquidatable).
@@ -30,20 +30,22 @@ The DEX is one ledger holder (its id) holding all deposited USDC; the insurance 
 USDC is valued at 1 USD, as dYdX margins it. Tokens move only on deposit, withdraw, liquidation fees to the fund
 and fund payouts; PnL and funding are claims between accounts.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
-from protocols.events import BadDebt, Deleveraged, Generic, Liquidated
+from defistress.protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
+from defistress.protocols.events import BadDebt, Deleveraged, Generic, Liquidated
 
-FUNDING_PERIOD_SECONDS = 8 * 3600.0   # dYdX and GMX quote funding rates per 8 hours
-REL_TOL = 1e-9                        # relative tolerance of the zero-net-size check on opened books
-DUST_USD = 1e-6                       # float rounding below which a written-off remainder emits no BadDebt event
+FUNDING_PERIOD_SECONDS = 8 * 3600.0  # dYdX and GMX quote funding rates per 8 hours
+REL_TOL = 1e-9  # relative tolerance of the zero-net-size check on opened books
+DUST_USD = 1e-6  # float rounding below which a written-off remainder emits no BadDebt event
 
 
 class _Strict(BaseModel):
@@ -72,8 +74,10 @@ class PerpMarketParams(_Strict):
     def _check_caps(self):
         lo, up = self.open_interest_lower_cap_usd, self.open_interest_upper_cap_usd
         if up > 0 and lo > up:
-            raise ValueError(f"market {self.asset}: open_interest_lower_cap_usd ({lo}) must be <= "
-                             f"open_interest_upper_cap_usd ({up}) when the upper cap is set (> 0)")
+            raise ValueError(
+                f"market {self.asset}: open_interest_lower_cap_usd ({lo}) must be <= "
+                f"open_interest_upper_cap_usd ({up}) when the upper cap is set (> 0)"
+            )
         return self
 
     @property
@@ -87,13 +91,17 @@ class PerpMarketParams(_Strict):
         return self.funding_rate_clamp_factor * (self.initial_margin_fraction - self.maintenance_margin_fraction)
 
     @classmethod
-    def dydx_tier(cls, asset: str, tier: str, **overrides) -> "PerpMarketParams":
-        """A market on one of dYdX's genesis liquidity tiers (margin-methods.md 4.6), e.g. 'small_cap'."""
+    def dydx_tier(cls, asset: str, tier: str, **overrides) -> PerpMarketParams:
+        """A market on one of dYdX's genesis liquidity tiers (docs/margin-methods.md 4.6), e.g. 'small_cap'."""
         if tier not in DYDX_LIQUIDITY_TIERS:
             raise ValueError(f"tier must be one of {sorted(DYDX_LIQUIDITY_TIERS)}, got {tier!r}")
         imf, mf, lo, up = DYDX_LIQUIDITY_TIERS[tier]
-        fields = dict(initial_margin_fraction=imf, maintenance_fraction=mf,
-                      open_interest_lower_cap_usd=lo, open_interest_upper_cap_usd=up)
+        fields = dict(
+            initial_margin_fraction=imf,
+            maintenance_fraction=mf,
+            open_interest_lower_cap_usd=lo,
+            open_interest_upper_cap_usd=up,
+        )
         fields.update(overrides)
         return cls(asset=asset, **fields)
 
@@ -119,25 +127,33 @@ class PerpDexParams(_Strict):
     max_liquidation_fee: float = Field(0.015, ge=0, le=0.1, description="max_liquidation_fee_ppm 15000")
     bankruptcy_adjustment: float = Field(1.0, ge=0, le=10, description="bankruptcy_adjustment_ppm 1,000,000")
     spread_to_maintenance_margin_ratio: float = Field(
-        1.5, ge=0, le=10, description="spread_to_maintenance_margin_ratio_ppm 1,500,000")
+        1.5, ge=0, le=10, description="spread_to_maintenance_margin_ratio_ppm 1,500,000"
+    )
     min_position_notional_liquidated_usd: float = Field(
-        1000.0, ge=0, description="min_position_notional_liquidated 1e9 quote quantums")
+        1000.0, ge=0, description="min_position_notional_liquidated 1e9 quote quantums"
+    )
     max_position_portion_liquidated: float = Field(
-        0.1, gt=0, le=1, description="max_position_portion_liquidated_ppm 100,000 (10% per block)")
+        0.1, gt=0, le=1, description="max_position_portion_liquidated_ppm 100,000 (10% per block)"
+    )
     max_notional_liquidated_per_block_usd: float = Field(
-        100_000.0, gt=0, description="subaccount_block_limits.max_notional_liquidated 1e11 quote quantums")
+        100_000.0, gt=0, description="subaccount_block_limits.max_notional_liquidated 1e11 quote quantums"
+    )
     max_insurance_lost_per_block_usd: float = Field(
-        1_000_000.0, ge=0, description="subaccount_block_limits.max_quantums_insurance_lost 1e12 quote quantums")
+        1_000_000.0, ge=0, description="subaccount_block_limits.max_quantums_insurance_lost 1e12 quote quantums"
+    )
     adl_ranking: Literal["pnl_leverage", "pseudo_random"] = Field(
-        "pnl_leverage", description="pnl_leverage: Hyperliquid/dYdX docs; pseudo_random: dYdX v4 code")
+        "pnl_leverage", description="pnl_leverage: Hyperliquid/dYdX docs; pseudo_random: dYdX v4 code"
+    )
     adl_seed: int = Field(0, ge=0, description="seed of the pseudo_random ADL start offset (with the block)")
     # dYdX protocol/x/clob/flags DefaultMaxDeleveragingAttemptsPerBlock 10, ...SubaccountsToIterate 500
     max_deleveraging_attempts_per_block: int = Field(10, ge=0, le=1_000_000)
     max_deleveraging_accounts_to_iterate: int = Field(500, ge=1, le=10_000_000)
-    auto_deleverage: bool = Field(True, description="accrue() deleverages bankrupt accounts the fund cannot cover "
-                                                   "(dYdX PrepareCheckState)")
+    auto_deleverage: bool = Field(
+        True, description="accrue() deleverages bankrupt accounts the fund cannot cover (dYdX PrepareCheckState)"
+    )
     gate_withdrawals_on_negative_equity: bool = Field(
-        True, description="dYdX GateWithdrawalsIfNegativeTncSubaccountSeen")
+        True, description="dYdX GateWithdrawalsIfNegativeTncSubaccountSeen"
+    )
 
     @model_validator(mode="after")
     def _check_markets(self):
@@ -155,14 +171,14 @@ class LiquidationPreview:
     account: int
     market: int
     asset: str
-    size: float              # signed position change of the liquidated account
+    size: float  # signed position change of the liquidated account
     oracle_price: float
     fill_price: float
     bankruptcy_price: float
-    fund_delta: float        # quote received − bankruptcy quote (dYdX insurance fund delta), USDC
-    fee: float               # to the insurance fund, USDC
-    payout: float            # from the insurance fund, USDC
-    adl: bool                # the fund cannot cover: the position is deleveraged instead
+    fund_delta: float  # quote received − bankruptcy quote (dYdX insurance fund delta), USDC
+    fee: float  # to the insurance fund, USDC
+    payout: float  # from the insurance fund, USDC
+    adl: bool  # the fund cannot cover: the position is deleveraged instead
     health: float
 
     @property
@@ -203,9 +219,9 @@ class PerpDex(ControlledRows, MarginProtocol):
         self.owner = np.zeros(0, dtype=np.int64)
         self.holders: list[str] = []
         self._holder_ids: dict[str, int] = {}
-        self.funding_index = np.zeros(m)            # USD per underlying unit, cumulative
-        self.funding_rate_8h = np.zeros(m)          # last applied rate
-        self._funding_elapsed = np.zeros(m)         # seconds since the last tick
+        self.funding_index = np.zeros(m)  # USD per underlying unit, cumulative
+        self.funding_rate_8h = np.zeros(m)  # last applied rate
+        self._funding_elapsed = np.zeros(m)  # seconds since the last tick
         self.vault_account: int | None = None
         # running totals (USD)
         self.liquidation_fees_usd = 0.0
@@ -248,11 +264,17 @@ class PerpDex(ControlledRows, MarginProtocol):
             upnl = pos @ p - self.entry_notional.sum(axis=1)
             funding = ((self.funding_snapshot - self.funding_index) * pos).sum(axis=1)
             equity = self.collateral + upnl + funding
-            mmr = np.abs(pos) @ (p * self.mmf)   # dYdX MMR = |notional|·baseIMF·MF
+            mmr = np.abs(pos) @ (p * self.mmf)  # dYdX MMR = |notional|·baseIMF·MF
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 health = np.where(mmr > 0, equity / mmr, np.inf)
-            self._cache = {"equity": equity, "upnl": upnl, "funding": funding, "mmr": mmr, "health": health,
-                           "oi": np.maximum(pos, 0.0).sum(axis=0)}
+            self._cache = {
+                "equity": equity,
+                "upnl": upnl,
+                "funding": funding,
+                "mmr": mmr,
+                "health": health,
+                "oi": np.maximum(pos, 0.0).sum(axis=0),
+            }
             self._cache_key = key
         return self._cache
 
@@ -260,8 +282,12 @@ class PerpDex(ControlledRows, MarginProtocol):
         """(equity, TMMR) of the given accounts only, USD: the same formulas as `_values` on a few rows."""
         p = self.prices()
         pos = self.size[rows]
-        equity = (self.collateral[rows] + pos @ p - self.entry_notional[rows].sum(axis=1)
-                  + ((self.funding_snapshot[rows] - self.funding_index) * pos).sum(axis=1))
+        equity = (
+            self.collateral[rows]
+            + pos @ p
+            - self.entry_notional[rows].sum(axis=1)
+            + ((self.funding_snapshot[rows] - self.funding_index) * pos).sum(axis=1)
+        )
         return equity, np.abs(pos) @ (p * self.mmf)
 
     def equity(self) -> np.ndarray:
@@ -323,8 +349,16 @@ class PerpDex(ControlledRows, MarginProtocol):
         return float(self.equity().sum() - self.env.ledger.balance(self.id, self.quote) - self.deficit_usd)
 
     # --- accounts: open, deposit, withdraw, trade ---------------------------------------------------
-    def open_accounts(self, holder: str | Sequence[str], collateral_usd, sizes, entry_prices=None, *,
-                      entry_notional=None, require_initial_margin: bool = False) -> np.ndarray:
+    def open_accounts(
+        self,
+        holder: str | Sequence[str],
+        collateral_usd,
+        sizes,
+        entry_prices=None,
+        *,
+        entry_notional=None,
+        require_initial_margin: bool = False,
+    ) -> np.ndarray:
         """Append a matched book of accounts: collateral from each row's holder, positions at entry prices.
 
         `sizes` is (n, M) signed underlying units; entry at `entry_prices` (n, M) USD per unit, or at the given
@@ -348,8 +382,10 @@ class PerpDex(ControlledRows, MarginProtocol):
             net, gross = arr.sum(axis=0), np.abs(arr).sum(axis=0)
             if np.any(np.abs(net) > REL_TOL * np.maximum(gross, 1.0)):
                 k = int(np.argmax(np.abs(net)))
-                raise Revert(f"{self.id}: opened book must net to zero per market; {self.assets[k]} net {name} "
-                             f"{net[k]:.6g} (give the residual to a counterparty account, e.g. a vault)")
+                raise Revert(
+                    f"{self.id}: opened book must net to zero per market; {self.assets[k]} net {name} "
+                    f"{net[k]:.6g} (give the residual to a counterparty account, e.g. a vault)"
+                )
         holders = [holder] * n if isinstance(holder, str) else list(holder)
         if len(holders) != n:
             raise Revert(f"{self.id}: {len(holders)} holders for {n} accounts")
@@ -371,8 +407,9 @@ class PerpDex(ControlledRows, MarginProtocol):
             if np.any(short):
                 self._truncate(start)
                 self._transfer_out(per_holder)
-                raise Revert(f"{self.id}: {int(short.sum())} account(s) below initial margin, "
-                             f"e.g. #{int(new[short][0])}")
+                raise Revert(
+                    f"{self.id}: {int(short.sum())} account(s) below initial margin, e.g. #{int(new[short][0])}"
+                )
         return new
 
     def _holder_id(self, holder: str) -> int:
@@ -385,8 +422,10 @@ class PerpDex(ControlledRows, MarginProtocol):
         led = self.env.ledger
         short = [h for h, amt in per_holder.items() if led.balance(h, self.quote) < amt * (1 - REL_TOL) - 1e-9]
         if short:
-            raise Revert(f"{self.id}: {short[0]} holds {led.balance(short[0], self.quote):.6g} {self.quote}, "
-                         f"needs {per_holder[short[0]]:.6g}")
+            raise Revert(
+                f"{self.id}: {short[0]} holds {led.balance(short[0], self.quote):.6g} {self.quote}, "
+                f"needs {per_holder[short[0]]:.6g}"
+            )
         for h, amt in per_holder.items():
             led.transfer(self.quote, h, self.id, amt)
 
@@ -430,16 +469,25 @@ class PerpDex(ControlledRows, MarginProtocol):
         need = self.initial_requirement()[rows]
         bad = after < need - 1e-9 * np.maximum(amts, 1.0)
         if np.any(bad):
-            raise Revert(f"{self.id}: withdrawal would leave {int(bad.sum())} account(s) below initial margin, "
-                         f"e.g. #{int(rows[bad][0])}")
+            raise Revert(
+                f"{self.id}: withdrawal would leave {int(bad.sum())} account(s) below initial margin, "
+                f"e.g. #{int(rows[bad][0])}"
+            )
         total = float(amts.sum())
         self.env.ledger.transfer(self.quote, self.id, holder, total)
         self.collateral[rows] -= amts
         self._touch()
         return total
 
-    def trade(self, holder: str, accounts, market: str | int, sizes, counterparty: int | None = None,
-              price: float | None = None) -> float:
+    def trade(
+        self,
+        holder: str,
+        accounts,
+        market: str | int,
+        sizes,
+        counterparty: int | None = None,
+        price: float | None = None,
+    ) -> float:
         """Fill signed `sizes` (underlying units) for `holder`'s accounts against one counterparty account.
 
         The counterparty is the liquidity vault unless another account of `holder` is named; the price is the
@@ -511,14 +559,15 @@ class PerpDex(ControlledRows, MarginProtocol):
         s = self.size[rows, m]
         e = self.entry_notional[rows, m]
         same = (s == 0) | (np.sign(delta) == np.sign(s))
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):   # masked rows: s == 0 or subnormal
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # masked rows: s == 0 or subnormal
             frac = np.where(same, 0.0, np.minimum(np.abs(delta) / np.abs(s), 1.0))
         s_new = s + delta
         flipped = ~same & (np.abs(delta) > np.abs(s))
         # collateral − entry notional is dYdX's USDC (quote) balance; the split only separates realised PnL
-        self.collateral[rows] += frac * (s * price - e)          # realised PnL of the closed fraction
-        self.entry_notional[rows, m] = np.where(same, e + delta * price,
-                                                np.where(flipped, s_new * price, e * (1.0 - frac)))
+        self.collateral[rows] += frac * (s * price - e)  # realised PnL of the closed fraction
+        self.entry_notional[rows, m] = np.where(
+            same, e + delta * price, np.where(flipped, s_new * price, e * (1.0 - frac))
+        )
         self.size[rows, m] = s_new
         self._touch()
 
@@ -532,7 +581,7 @@ class PerpDex(ControlledRows, MarginProtocol):
         eq_after = self._row_values(rows)[0] + delta * (p[m] - price)
         size_after = self.size[rows].copy()
         size_after[:, m] += delta
-        if np.any(self.oi_upper > 0):     # OIMF on: the IMF after the fill depends on the new open interest
+        if np.any(self.oi_upper > 0):  # OIMF on: the IMF after the fill depends on the new open interest
             oi = self.open_interest().copy()
             oi[m] += float((np.maximum(size_after[:, m], 0.0) - np.maximum(s, 0.0)).sum())
             imf = self.imf_effective(oi * p)
@@ -542,8 +591,10 @@ class PerpDex(ControlledRows, MarginProtocol):
         bad = grows & (eq_after < imr_after)
         if np.any(bad):
             k = int(rows[bad][0])
-            raise Revert(f"{self.id}: fill would leave account #{k} below initial margin "
-                         f"(equity {eq_after[bad][0]:.6g} < IMR {imr_after[bad][0]:.6g})")
+            raise Revert(
+                f"{self.id}: fill would leave account #{k} below initial margin "
+                f"(equity {eq_after[bad][0]:.6g} < IMR {imr_after[bad][0]:.6g})"
+            )
 
     # --- liquidation ----------------------------------------------------------------------------------
     def _roll_block(self) -> None:
@@ -601,25 +652,39 @@ class PerpDex(ControlledRows, MarginProtocol):
         # fillable price: (PNNV − ABR·SMMR·PMMR)/PS, ABR = clamp(BA·(1 − TNC/TMMR), 0, 1) (liquidations.go)
         abr = min(max(pr.bankruptcy_adjustment * (1.0 - ratio), 0.0), 1.0)
         pf = max(P * (1.0 - side * abr * pr.spread_to_maintenance_margin_ratio * self.mmf[m]), 0.0)
-        fund_delta = side * q * (pf - pb)         # GetLiquidationInsuranceFundDelta
+        fund_delta = side * q * (pf - pb)  # GetLiquidationInsuranceFundDelta
         # fee = min(max fee · |quote received|, delta): the account keeps any rest (GetLiquidationInsuranceFundDelta)
         fee = min(pr.max_liquidation_fee * q * pf, fund_delta) if fund_delta > 0 else 0.0
         payout = max(-fund_delta, 0.0)
         adl = False
         if payout > 0:
-            available = min(self.insurance_fund_usd(),
-                            pr.max_insurance_lost_per_block_usd - self._block_insurance.get(a, 0.0))
-            if payout > available * (1 + REL_TOL) + 1e-9:   # IsValidInsuranceFundDelta fails
+            available = min(
+                self.insurance_fund_usd(), pr.max_insurance_lost_per_block_usd - self._block_insurance.get(a, 0.0)
+            )
+            if payout > available * (1 + REL_TOL) + 1e-9:  # IsValidInsuranceFundDelta fails
                 if tnc >= 0:
-                    pf, fund_delta, payout = pb, 0.0, 0.0    # a maker at the bankruptcy price
+                    pf, fund_delta, payout = pb, 0.0, 0.0  # a maker at the bankruptcy price
                 else:
-                    adl, q, pf = True, abs(s), pb            # MaybeDeleverageSubaccount: whole position
+                    adl, q, pf = True, abs(s), pb  # MaybeDeleverageSubaccount: whole position
         size = -s if q >= abs(s) else -side * q
-        return LiquidationPreview(a, m, self.assets[m], float(size), P, float(pf), float(pb), float(fund_delta),
-                                  float(fee), float(payout), adl, h)
+        return LiquidationPreview(
+            a,
+            m,
+            self.assets[m],
+            float(size),
+            P,
+            float(pf),
+            float(pb),
+            float(fund_delta),
+            float(fee),
+            float(payout),
+            adl,
+            h,
+        )
 
-    def liquidate(self, account: int, liquidator: str, market: str | int | None = None,
-                  liquidator_account: int | None = None) -> Liquidated:
+    def liquidate(
+        self, account: int, liquidator: str, market: str | int | None = None, liquidator_account: int | None = None
+    ) -> Liquidated:
         """Liquidate part or all of one position of an unhealthy account into the liquidator's DEX account.
 
         The fill is at the fillable price; the fee goes to the insurance fund, or the fund pays the shortfall.
@@ -634,10 +699,23 @@ class PerpDex(ControlledRows, MarginProtocol):
             if not fills:
                 raise Revert(f"{self.id}: account #{a} needs deleveraging but no offsetting account can take it")
             closed = sum(abs(f.size) for f in fills)
-            return self.env.emit(Liquidated(
-                self.env.clock.block, self.id, a, f"{self.id}:adl", self.assets[m], self.quote, closed,
-                closed * pv.bankruptcy_price, 0.0, closed * pv.oracle_price, closed * pv.bankruptcy_price,
-                0.0, pv.health))
+            return self.env.emit(
+                Liquidated(
+                    self.env.clock.block,
+                    self.id,
+                    a,
+                    f"{self.id}:adl",
+                    self.assets[m],
+                    self.quote,
+                    closed,
+                    closed * pv.bankruptcy_price,
+                    0.0,
+                    closed * pv.oracle_price,
+                    closed * pv.bankruptcy_price,
+                    0.0,
+                    pv.health,
+                )
+            )
         la = self._liquidator_account(liquidator, liquidator_account)
         if la == a:
             raise Revert(f"{self.id}: an account cannot liquidate itself")
@@ -654,8 +732,14 @@ class PerpDex(ControlledRows, MarginProtocol):
             self.collateral[a] += pv.payout
             self.insurance_paid_usd += pv.payout
             self._block_insurance[a] = self._block_insurance.get(a, 0.0) + pv.payout
-            self.env.emit(Generic(self.env.clock.block, self.id, "insurance_payout",
-                                  {"account": a, "market": self.assets[m], "amount_usd": pv.payout}))
+            self.env.emit(
+                Generic(
+                    self.env.clock.block,
+                    self.id,
+                    "insurance_payout",
+                    {"account": a, "market": self.assets[m], "amount_usd": pv.payout},
+                )
+            )
         self._touch()
         self._fund_peak = max(self._fund_peak, self.insurance_fund_usd())
         q = abs(pv.size)
@@ -664,9 +748,23 @@ class PerpDex(ControlledRows, MarginProtocol):
         self.liquidated_notional_usd += q * pv.oracle_price
         self.n_liquidations += 1
         self._write_off_if_flat(a)
-        return self.env.emit(Liquidated(
-            self.env.clock.block, self.id, a, liquidator, self.assets[m], self.quote, q, q * pv.fill_price,
-            pv.fee, q * pv.oracle_price, q * pv.fill_price, pv.liquidator_profit_usd, pv.health))
+        return self.env.emit(
+            Liquidated(
+                self.env.clock.block,
+                self.id,
+                a,
+                liquidator,
+                self.assets[m],
+                self.quote,
+                q,
+                q * pv.fill_price,
+                pv.fee,
+                q * pv.oracle_price,
+                q * pv.fill_price,
+                pv.liquidator_profit_usd,
+                pv.health,
+            )
+        )
 
     def _liquidator_account(self, liquidator: str, account: int | None) -> int:
         if account is None:
@@ -716,11 +814,11 @@ class PerpDex(ControlledRows, MarginProtocol):
                 break
             s_j = float(self.size[j, m])
             if abs(s_j) < abs(s_a):
-                d_a, d_j = s_j, -s_j         # j's whole position offsets part of a's
+                d_a, d_j = s_j, -s_j  # j's whole position offsets part of a's
             else:
-                d_a, d_j = -s_a, s_a         # the rest of a's position
-            change_j = d_j * (P - pb)        # j's equity change from closing at pb instead of the oracle
-            if cand_equity[k] + change_j < 0:   # j is touched once: its pre-ADL equity is current
+                d_a, d_j = -s_a, s_a  # the rest of a's position
+            change_j = d_j * (P - pb)  # j's equity change from closing at pb instead of the oracle
+            if cand_equity[k] + change_j < 0:  # j is touched once: its pre-ADL equity is current
                 continue
             self._fill(np.array([a, j]), m, np.array([d_a, d_j]), pb)
             self.socialised_loss_usd += max(-change_j, 0.0)
@@ -747,7 +845,7 @@ class PerpDex(ControlledRows, MarginProtocol):
         entry_px = np.where(entry_px > 0, entry_px, P)
         score = (P / entry_px) ** np.sign(s) * (np.abs(s) * P / equity)
         top = np.argpartition(-score, cap - 1)[:cap] if cap < n else np.arange(n)
-        return top[np.lexsort((top, -score[top]))]          # best first, ties by account index
+        return top[np.lexsort((top, -score[top]))]  # best first, ties by account index
 
     def _write_off_if_flat(self, account: int) -> None:
         """A flat account left with negative collateral is written off into the deficit (bad debt)."""
@@ -867,13 +965,14 @@ class PerpDex(ControlledRows, MarginProtocol):
                 out.append(Exposure("owes", a, oi))
         return out
 
-    # --- controller entry points (Euler v2 EVC, margin-methods.md 9.1) ----------------------------------
+    # --- controller entry points (Euler v2 EVC, docs/margin-methods.md 9.1) ----------------------------------
     def set_controlled(self, rows, flag: bool = True) -> None:
         """Mark rows as controlled (EVC controller enabled) or release them."""
         self.controlled[self._check_accounts(rows)] = bool(flag)
 
-    def controller_close(self, account: int, fraction: float, liquidator: str, liquidator_row: int | None = None,
-                         penalty: float = 0.0) -> Liquidated | None:
+    def controller_close(
+        self, account: int, fraction: float, liquidator: str, liquidator_row: int | None = None, penalty: float = 0.0
+    ) -> Liquidated | None:
         """Controller liquidation (EVC controlCollateral): `fraction` of every position moves to the liquidator's
         DEX account at the oracle price, and the liquidator gets penalty·|notional closed| out of the account's
         collateral, capped at the account's positive equity (design choice: the penalty never creates bad debt).
@@ -901,7 +1000,7 @@ class PerpDex(ControlledRows, MarginProtocol):
             for m in markets:
                 d = -self.size[a, m] if fraction == 1.0 else -fraction * self.size[a, m]
                 self._check_margin(np.array([la]), int(m), np.array([-d]), float(p[m]))
-                self._fill(pair, int(m), np.array([d, -d]), float(p[m]))   # at the oracle price: equity unchanged
+                self._fill(pair, int(m), np.array([d, -d]), float(p[m]))  # at the oracle price: equity unchanged
                 closed[m] = abs(d)
         except Revert:
             for arr, old in zip((self.collateral, self.size, self.entry_notional, self.funding_snapshot), saved):
@@ -917,9 +1016,23 @@ class PerpDex(ControlledRows, MarginProtocol):
         self.liquidated_notional_usd += notional
         names = [self.assets[m] for m in markets]
         units = float(closed[markets[0]]) if len(names) == 1 else notional
-        return self.env.emit(Liquidated(
-            self.env.clock.block, self.id, a, liquidator, "+".join(names), self.quote, units, notional, 0.0,
-            notional, notional, fee, h))
+        return self.env.emit(
+            Liquidated(
+                self.env.clock.block,
+                self.id,
+                a,
+                liquidator,
+                "+".join(names),
+                self.quote,
+                units,
+                notional,
+                0.0,
+                notional,
+                notional,
+                fee,
+                h,
+            )
+        )
 
     def settle_out(self, account: int, amount_usd: float, to_holder: str, asset: str | None = None) -> float:
         """Withdraw up to `amount_usd` of the account's quote to `to_holder`: at most its equity above the

@@ -3,22 +3,24 @@
 An adaptor wraps a venue (lending market, perp DEX, options venue) and answers, for some of its rows: equity and
 the venue's own (silo) requirements in USD, the positions as a `protocols.margin.portfolio.Portfolio`, net delta
 and notional per underlying, and it forwards the controller entry points (Euler v2 EVC pattern,
-margin-methods.md 9.1): `set_controlled`, `close`, `settle_out`, `settle_in`, `write_off`.
+docs/margin-methods.md 9.1): `set_controlled`, `close`, `settle_out`, `settle_in`, `write_off`.
 """
+
 from __future__ import annotations
 
-from typing import Protocol as TypingProtocol, runtime_checkable
+from typing import Protocol as TypingProtocol
+from typing import runtime_checkable
 
 import numpy as np
 
-from protocols.base import Revert
-from protocols.events import Event
-from protocols.lending import LendingMarket
-from protocols.margin.black76 import delta as b76_delta
-from protocols.margin.portfolio import CALL, PERP, SECONDS_PER_YEAR, SPOT, MarketState, Portfolio, is_option
-from protocols.perps import PerpDex
+from defistress.protocols.base import Revert
+from defistress.protocols.events import Event
+from defistress.protocols.lending import LendingMarket
+from defistress.protocols.margin.black76 import delta as b76_delta
+from defistress.protocols.margin.portfolio import CALL, PERP, SECONDS_PER_YEAR, SPOT, MarketState, Portfolio, is_option
+from defistress.protocols.perps import PerpDex
 
-DUST_TOKENS = 1e-12     # token units below which a balance counts as empty (float rounding)
+DUST_TOKENS = 1e-12  # token units below which a balance counts as empty (float rounding)
 
 
 @runtime_checkable
@@ -40,8 +42,9 @@ class VenueAdaptor(TypingProtocol):
     def settleable_usd(self, rows: np.ndarray) -> np.ndarray: ...
     def accept_usd(self, row: int, token: str) -> float: ...
     def set_controlled(self, rows, flag: bool = True) -> None: ...
-    def close(self, row: int, fraction: float, liquidator: str, liquidator_row: int | None = None,
-              penalty: float = 0.0) -> Event | None: ...
+    def close(
+        self, row: int, fraction: float, liquidator: str, liquidator_row: int | None = None, penalty: float = 0.0
+    ) -> Event | None: ...
     def closable(self, row: int) -> bool: ...
     def is_flat(self, row: int) -> bool: ...
     def settle_out(self, row: int, amount_usd: float, to_holder: str, token: str | None = None) -> float: ...
@@ -237,7 +240,7 @@ class PerpsAdaptor(_Forwarding):
         return (self.venue.quote,)
 
     def token_price(self, token: str) -> float:
-        return 1.0      # the DEX values its quote at 1 USD (dYdX margins USDC at par)
+        return 1.0  # the DEX values its quote at 1 USD (dYdX margins USDC at par)
 
     def settleable_usd(self, rows) -> np.ndarray:
         r = _rows(rows)
@@ -283,8 +286,18 @@ class OptionsAdaptor(_Forwarding):
         if pf.n_positions and np.any(remap[pf.und] < 0):
             raise ValueError(f"underlyings: {self.venue_id} needs {pf.underlyings}; given {underlyings}")
         und = remap[pf.und] if pf.n_positions else pf.und
-        return Portfolio(pf.n_accounts, underlyings, pf.account, pf.kind, und, pf.qty, pf.strike, pf.expiry_s,
-                         pf.entry_price, pf.cash)
+        return Portfolio(
+            pf.n_accounts,
+            underlyings,
+            pf.account,
+            pf.kind,
+            und,
+            pf.qty,
+            pf.strike,
+            pf.expiry_s,
+            pf.entry_price,
+            pf.cash,
+        )
 
     def oracle_prices(self) -> dict[str, float]:
         return dict(zip(self.underlyings(), np.asarray(self.venue.prices(), float).tolist()))
@@ -328,7 +341,7 @@ class OptionsAdaptor(_Forwarding):
         return (self._quote(),)
 
     def token_price(self, token: str) -> float:
-        return 1.0      # the venue's cash is quote valued at 1 USD
+        return 1.0  # the venue's cash is quote valued at 1 USD
 
     def settleable_usd(self, rows) -> np.ndarray:
         """Positive cash, but never so much that the row falls below its own maintenance margin."""
@@ -340,7 +353,7 @@ class OptionsAdaptor(_Forwarding):
         return np.inf if token == self._quote() else 0.0
 
     def close(self, row, fraction, liquidator, liquidator_row=None, penalty=0.0):
-        if liquidator_row is None:              # the venue needs a row: the liquidator's first one
+        if liquidator_row is None:  # the venue needs a row: the liquidator's first one
             own = np.asarray(self.venue.accounts_of(liquidator))
             if own.size == 0:
                 raise Revert(f"{self.venue_id}: liquidator {liquidator} has no row (open one first)")

@@ -7,6 +7,7 @@ expiry) and steepens the put skew. The smile is parametric in x = ln(K/F)/sqrt(T
     sigma(K, T) = ATM(T) - skew_now * x + curvature * x^2, clipped to [min_vol, max_vol].
 In calm markets (realised vol at or below the base) the surface is exactly the base surface.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ import math
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocols.margin.black76 import SECONDS_PER_YEAR
+from defistress.protocols.margin.black76 import SECONDS_PER_YEAR
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -49,7 +50,7 @@ class CoupledVolSurface:
             raise ValueError(f"spot0_usd={spot0_usd}: allowed finite > 0 USD")
         self.params = params
         self.last_price = float(spot0_usd)
-        self.variance = params.atm_vol ** 2       # annualised realised variance, starts at the base level
+        self.variance = params.atm_vol**2  # annualised realised variance, starts at the base level
 
     @property
     def realised_vol(self) -> float:
@@ -78,7 +79,7 @@ class CoupledVolSurface:
         if dt_seconds <= 0 or not (math.isfinite(price_usd) and price_usd > 0):
             return
         r = math.log(price_usd / self.last_price)
-        sample = r * r / dt_seconds * SECONDS_PER_YEAR          # annualised variance of this interval
+        sample = r * r / dt_seconds * SECONDS_PER_YEAR  # annualised variance of this interval
         alpha = 1.0 - 0.5 ** (dt_seconds / self.params.rv_half_life_s)
         self.variance = (1.0 - alpha) * self.variance + alpha * sample
         self.last_price = price_usd
@@ -92,8 +93,11 @@ class CoupledVolSurface:
     def vol(self, strike, expiry_s, forward) -> np.ndarray:
         """Annualised implied vol per (strike USD, expiry seconds from now, forward USD); VolSurfaceLike."""
         p = self.params
-        k, t, f = np.broadcast_arrays(np.asarray(strike, dtype=np.float64), np.asarray(expiry_s, dtype=np.float64),
-                                      np.asarray(forward, dtype=np.float64))
+        k, t, f = np.broadcast_arrays(
+            np.asarray(strike, dtype=np.float64),
+            np.asarray(expiry_s, dtype=np.float64),
+            np.asarray(forward, dtype=np.float64),
+        )
         t_years = np.maximum(t, p.min_expiry_days * SECONDS_PER_DAY) / SECONDS_PER_YEAR
         ok = (k > 0) & (f > 0)
         x = np.where(ok, np.log(np.where(ok, k, 1.0) / np.where(ok, f, 1.0)), 0.0) / np.sqrt(t_years)

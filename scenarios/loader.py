@@ -3,6 +3,7 @@
 Every problem is reported as a `ScenarioError` holding one line per error: the key path (with list
 items named by their id where they have one) and what is allowed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scenarios.registry import builtin_path, builtin_names
-from scenarios.schema import Scenario
+from defistress.scenarios.registry import builtin_names, builtin_path
+from defistress.scenarios.schema import Scenario
 
 HISTORIC_DIR = Path(__file__).parent / "historic" / "data"
 
@@ -51,8 +52,9 @@ class LoadedScenario:
             p = (base / file).resolve()
             if p.is_file():
                 return p
-        raise ScenarioError(self.source, [
-            f"data file {file!r} not found (looked in {self.base_dir} and {HISTORIC_DIR})"])
+        raise ScenarioError(
+            self.source, [f"data file {file!r} not found (looked in {self.base_dir} and {HISTORIC_DIR})"]
+        )
 
 
 def load(ref: str | Path | dict | Scenario | LoadedScenario, overrides: list[str] | None = None) -> LoadedScenario:
@@ -91,8 +93,9 @@ def _locate(ref: str) -> Path:
         return p
     path = builtin_path(ref)
     if path is None:
-        raise ScenarioError(ref, [f"unknown scenario {ref!r}: not a file, and not a built-in "
-                                  f"(built-ins: {', '.join(builtin_names())})"])
+        raise ScenarioError(
+            ref, [f"unknown scenario {ref!r}: not a file, and not a built-in (built-ins: {', '.join(builtin_names())})"]
+        )
     return path
 
 
@@ -152,7 +155,9 @@ def _list_index(node: list, key: str, where: list[str], source: str) -> int:
         if isinstance(item, dict) and key in (item.get("id"), item.get("symbol")):
             return i
     names = [str(it.get("id", it.get("symbol", j))) for j, it in enumerate(node) if isinstance(it, dict)]
-    raise ScenarioError(source, [f"--set {'.'.join(where)}: no list item {key!r}; allowed: indices 0..{len(node) - 1} or {names}"])
+    raise ScenarioError(
+        source, [f"--set {'.'.join(where)}: no list item {key!r}; allowed: indices 0..{len(node) - 1} or {names}"]
+    )
 
 
 def _parse_value(text: str) -> Any:
@@ -167,7 +172,7 @@ def _format_error(err: dict, raw: dict) -> str:
     loc = _named_path(err["loc"], raw)
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     ctx = err.get("ctx") or {}
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -192,9 +197,22 @@ def _named_path(loc: tuple, raw: dict) -> str:
         elif isinstance(node, dict) and key in node:
             parts.append(str(key))
             node = node[key]
-        elif isinstance(key, str) and key in ("lending", "borrowers", "liquidator", "arbitrageur", "cdp", "perps", "options",
-                                                "keeper", "traders", "perp_liquidator", "option_writers", "hedgers",
-                                                "protection_buyers", "multi_venue"):
+        elif isinstance(key, str) and key in (
+            "lending",
+            "borrowers",
+            "liquidator",
+            "arbitrageur",
+            "cdp",
+            "perps",
+            "options",
+            "keeper",
+            "traders",
+            "perp_liquidator",
+            "option_writers",
+            "hedgers",
+            "protection_buyers",
+            "multi_venue",
+        ):
             continue  # discriminated-union tag inserted by pydantic
         else:
             parts.append(str(key))

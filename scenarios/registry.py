@@ -1,4 +1,5 @@
 """Built-in scenarios: every `scenarios/builtin/NAME.toml`, listed by name with its description."""
+
 from __future__ import annotations
 
 import tomllib

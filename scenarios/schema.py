@@ -5,18 +5,17 @@ the key path and the allowed range; cross-field checks (liquidation threshold ab
 exist, venues whose tokens exist) run after the fields. The JSON Schema is published with
 `defistress schema` and in `scenarios/schema.json`.
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from scenarios.units import Seconds
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from defistress.scenarios.schema_base import Distribution, Strict, _validated
+from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
+from defistress.scenarios.units import Seconds
 
 
 # --- run -------------------------------------------------------------------------------------------
@@ -92,7 +91,8 @@ class ReplaySpec(Strict):
     symbols: dict[str, str] = Field(description="scenario asset -> series symbol, e.g. {ETH = 'ETH-USDT'}")
     start: str | None = Field(None, description="first candle (ISO UTC) to replay; default the file's first")
     fill: Literal["hold", "linear"] = Field(
-        "hold", description="how blocks inside a candle are priced: hold the last close, or interpolate closes")
+        "hold", description="how blocks inside a candle are priced: hold the last close, or interpolate closes"
+    )
 
 
 class MarketSpec(Strict):
@@ -111,7 +111,10 @@ class MarketSpec(Strict):
         if self.correlation is not None:
             c = np.asarray(self.correlation, dtype=float)
             if c.shape != (len(risky), len(risky)):
-                raise ValueError(f"market.correlation: must be {len(risky)}x{len(risky)} for the risky assets {risky}, got shape {c.shape}")
+                raise ValueError(
+                    f"market.correlation: must be {len(risky)}x{len(risky)} for the risky assets {risky}, "
+                    f"got shape {c.shape}"
+                )
             if not np.allclose(c, c.T) or not np.allclose(np.diag(c), 1.0) or np.any(np.abs(c) > 1):
                 raise ValueError("market.correlation: must be symmetric with unit diagonal and entries in [-1, 1]")
             if np.linalg.eigvalsh(c).min() < -1e-10:
@@ -119,8 +122,10 @@ class MarketSpec(Strict):
         replayed = set(self.replay.symbols) if self.replay is not None else set()
         for a in self.assets:
             if a.price is None and a.peg is None and a.symbol not in replayed:
-                raise ValueError(f"market.assets.{a.symbol}: give 'price' (risky), 'peg' (stablecoin), "
-                                 "or replay it in market.replay.symbols")
+                raise ValueError(
+                    f"market.assets.{a.symbol}: give 'price' (risky), 'peg' (stablecoin), "
+                    "or replay it in market.replay.symbols"
+                )
         for sym in self.depth:
             if sym not in symbols:
                 raise ValueError(f"market.depth.{sym}: unknown asset; allowed: {symbols}")
@@ -152,7 +157,9 @@ class ShockSpec(Strict):
     def _check(self):
         window = ("drift_to", "volatility_multiplier", "correlation", "depeg_to", "gas_demand_multiplier")
         if any(getattr(self, k) is not None for k in window) and self.until is None:
-            raise ValueError(f"shock at {self.at}s: {', '.join(k for k in window if getattr(self, k) is not None)} needs 'until'")
+            raise ValueError(
+                f"shock at {self.at}s: {', '.join(k for k in window if getattr(self, k) is not None)} needs 'until'"
+            )
         if self.until is not None and self.until <= self.at:
             raise ValueError(f"shock: 'until' ({self.until}s) must be after 'at' ({self.at}s)")
         needs_asset = ("jump", "drift_to", "volatility_multiplier", "depeg_to")
@@ -181,8 +188,11 @@ class OracleSpec(Strict):
     id: str = Field(min_length=1)
     kind: Literal["push", "delayed", "fixed"] = "push"
     asset: str
-    source: str = Field("reference", pattern=r"^(reference|pool:[^:]+|twap:[^:]+)$",
-                        description="'reference', 'pool:VENUE' (spot) or 'twap:VENUE'")
+    source: str = Field(
+        "reference",
+        pattern=r"^(reference|pool:[^:]+|twap:[^:]+)$",
+        description="'reference', 'pool:VENUE' (spot) or 'twap:VENUE'",
+    )
     deviation: float = Field(0.005, ge=0, le=1, description="publish when the move exceeds this fraction")
     heartbeat: Seconds = Field(3600.0, gt=0)
     delay: Seconds = Field(3600.0, gt=0, description="OSM hop for kind 'delayed' (Maker: 1h)")
@@ -222,11 +232,15 @@ class LendingAssetSpec(Strict):
     @model_validator(mode="after")
     def _check(self):
         if self.liquidation_threshold <= self.ltv:
-            raise ValueError(f"liquidation_threshold ({self.liquidation_threshold}) must be greater than ltv ({self.ltv})")
+            raise ValueError(
+                f"liquidation_threshold ({self.liquidation_threshold}) must be greater than ltv ({self.ltv})"
+            )
         if self.liquidation_threshold * (1 + self.liquidation_bonus) >= 1.0:
             raise ValueError(
-                f"liquidation_threshold x (1 + liquidation_bonus) = {self.liquidation_threshold * (1 + self.liquidation_bonus):.4f} "
-                "must be below 1 (Aave v3 ReserveConfiguration validation)")
+                f"liquidation_threshold x (1 + liquidation_bonus) = "
+                f"{self.liquidation_threshold * (1 + self.liquidation_bonus):.4f} "
+                "must be below 1 (Aave v3 ReserveConfiguration validation)"
+            )
         return self
 
 
@@ -242,7 +256,9 @@ class LendingSpec(Strict):
     def _check(self):
         for a in self.assets:
             if a not in self.oracles:
-                raise ValueError(f"protocol {self.id}: asset {a} has no oracle in 'oracles' (has: {sorted(self.oracles)})")
+                raise ValueError(
+                    f"protocol {self.id}: asset {a} has no oracle in 'oracles' (has: {sorted(self.oracles)})"
+                )
         return self
 
 
@@ -251,19 +267,6 @@ def _deep_merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def _validated(model_cls, data: dict, where: str):
-    """Validate nested protocol parameters, re-raising with the key path under `where`."""
-    from pydantic import ValidationError
-
-    try:
-        return model_cls.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ValueError(f"{where}.{loc}: {first['msg']}" + (f" (got {first.get('input')!r})"
-                         if not isinstance(first.get("input"), dict) else "")) from None
 
 
 class CdpSpec(Strict):
@@ -281,12 +284,14 @@ class CdpSpec(Strict):
     def _check(self):
         p = self.cdp_params()
         if list(self.oracles) != [p.collateral]:
-            raise ValueError(f"protocols.{self.id}.oracles: must name exactly the collateral {p.collateral!r}, "
-                             f"got {sorted(self.oracles)}")
+            raise ValueError(
+                f"protocols.{self.id}.oracles: must name exactly the collateral {p.collateral!r}, "
+                f"got {sorted(self.oracles)}"
+            )
         return self
 
     def cdp_params(self):
-        from protocols.cdp import MAKER_2020_ETH_A, MAKER_LIQ2_ETH_A, CdpParams
+        from defistress.protocols.cdp import MAKER_2020_ETH_A, MAKER_LIQ2_ETH_A, CdpParams
 
         base = {"maker-liq2-eth-a": MAKER_LIQ2_ETH_A, "maker-2020-eth-a": MAKER_2020_ETH_A}.get(self.preset)
         data = _deep_merge(base.model_dump() if base is not None else {}, self.params)
@@ -324,7 +329,7 @@ class PerpsSpec(Strict):
         return self
 
     def dex_params(self):
-        from protocols.perps import PerpDexParams
+        from defistress.protocols.perps import PerpDexParams
 
         return _validated(PerpDexParams, self.params, f"protocols.{self.id}.params")
 
@@ -343,46 +348,8 @@ class PerpsSpec(Strict):
 
 
 # --- agents ----------------------------------------------------------------------------------------
-class Distribution(Strict):
-    """A random draw per account: lognormal (median, sigma) or uniform (low, high), clipped to [min, max]."""
 
-    distribution: Literal["lognormal", "uniform", "constant"] = "lognormal"
-    median: float | None = Field(None, gt=0)
-    sigma: float = Field(0.5, ge=0, le=10)
-    low: float | None = None
-    high: float | None = None
-    value: float | None = None
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _check(self):
-        need = {"lognormal": ("median",), "uniform": ("low", "high"), "constant": ("value",)}[self.distribution]
-        missing = [k for k in need if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"distribution '{self.distribution}' needs {missing}")
-        if self.distribution == "uniform" and self.high <= self.low:
-            raise ValueError("uniform distribution: 'high' must be greater than 'low'")
-        if self.min is not None and self.max is not None and self.max < self.min:
-            raise ValueError("distribution: 'max' must be >= 'min'")
-        return self
-
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        if self.distribution == "lognormal":
-            x = self.median * np.exp(self.sigma * rng.standard_normal(n))
-        elif self.distribution == "uniform":
-            x = rng.uniform(self.low, self.high, n)
-        else:
-            x = np.full(n, float(self.value))
-        lo = -np.inf if self.min is None else self.min
-        hi = np.inf if self.max is None else self.max
-        return np.clip(x, lo, hi)
-
-
-from scenarios.schema_pm import (MarginSpec, MultiVenueSpec, OptionPopulationSpec,  # noqa: E402
-                                 OptionsSpec)
-
-ProtocolSpec = Annotated[Union[LendingSpec, CdpSpec, PerpsSpec, OptionsSpec], Field(discriminator="kind")]
+ProtocolSpec = Annotated[LendingSpec | CdpSpec | PerpsSpec | OptionsSpec, Field(discriminator="kind")]
 
 
 class BorrowersSpec(Strict):
@@ -426,8 +393,11 @@ class LiquidatorSpec(Strict):
     profit_share_to_gas: float = Field(0.3, ge=0, le=1, description="share of expected profit bid as priority fee")
     max_priority_fee_gwei: float = Field(500.0, ge=0)
     shared_with: list[str] = Field(default_factory=list, description="protocol ids this liquidator serves")
-    private_orderflow: bool = Field(True, description="send through a private relay: failed attempts pay no gas "
-                                    "(Flashbots, since 2021); false reproduces the public gas wars of 2020")
+    private_orderflow: bool = Field(
+        True,
+        description="send through a private relay: failed attempts pay no gas "
+        "(Flashbots, since 2021); false reproduces the public gas wars of 2020",
+    )
 
 
 class ArbitrageurSpec(Strict):
@@ -448,7 +418,9 @@ class VaultsSpec(Strict):
     id: str = "vaults"
     protocol: str
     accounts: int = Field(gt=0, le=5_000_000)
-    size_usd: Distribution = Distribution(distribution="lognormal", median=50_000, sigma=1.3, min=1_000, max=100_000_000)
+    size_usd: Distribution = Distribution(
+        distribution="lognormal", median=50_000, sigma=1.3, min=1_000, max=100_000_000
+    )
     collateral_ratio: Distribution = Distribution(distribution="lognormal", median=2.6, sigma=0.3, min=1.55, max=20)
     attentive_share: float = Field(0.3, ge=0, le=1)
     alarm_ratio: Distribution = Distribution(distribution="uniform", low=1.1, high=1.4)
@@ -478,9 +450,11 @@ class KeeperSpec(Strict):
         return self
 
     def keeper_params(self):
-        from agents.keeper import KeeperParams
+        from defistress.agents.keeper import KeeperParams
 
-        return _validated(KeeperParams, {"gas_budget_eth": self.gas_budget_eth, **self.params}, f"agents.{self.id}.params")
+        return _validated(
+            KeeperParams, {"gas_budget_eth": self.gas_budget_eth, **self.params}, f"agents.{self.id}.params"
+        )
 
 
 class TradersSpec(Strict):
@@ -497,13 +471,22 @@ class TradersSpec(Strict):
         return self
 
     def trader_params(self):
-        from agents.traders import TraderParams
+        from defistress.agents.traders import TraderParams
 
         return _validated(TraderParams, {"id": self.id, **self.params}, f"agents.{self.id}.params")
 
 
-AgentSpec = Annotated[Union[BorrowersSpec, LiquidatorSpec, ArbitrageurSpec, VaultsSpec, KeeperSpec, TradersSpec,
-                            OptionPopulationSpec, MultiVenueSpec], Field(discriminator="kind")]
+AgentSpec = Annotated[
+    BorrowersSpec
+    | LiquidatorSpec
+    | ArbitrageurSpec
+    | VaultsSpec
+    | KeeperSpec
+    | TradersSpec
+    | OptionPopulationSpec
+    | MultiVenueSpec,
+    Field(discriminator="kind"),
+]
 
 
 # --- gas -------------------------------------------------------------------------------------------
@@ -523,7 +506,8 @@ class GasSpec(Strict):
     background_demand: float = Field(0.5, ge=0, le=2, description="other users' gas demand as a share of the limit")
     background_priority_gwei: float = Field(1.5, ge=0, description="tip other users pay; lower tips queue behind them")
     background_price_elasticity: float = Field(
-        1.0, ge=0, le=10, description="other users' demand falls as (base fee / initial base fee)^-elasticity")
+        1.0, ge=0, le=10, description="other users' demand falls as (base fee / initial base fee)^-elasticity"
+    )
     liquidation_gas: int = Field(500_000, gt=0, description="Aave v3 liquidationCall + swap, gas units")
     swap_gas: int = Field(150_000, gt=0)
     eth_price_usd: float = Field(2000.0, gt=0, description="used only when ETH is not a market asset")
@@ -569,19 +553,27 @@ class Scenario(Strict):
         for p in self.protocols:
             for asset, oid in p.oracles.items():
                 if oid not in oracles:
-                    raise ValueError(f"protocols.{p.id}.oracles.{asset}: unknown oracle {oid!r}; allowed: {sorted(oracles)}")
+                    raise ValueError(
+                        f"protocols.{p.id}.oracles.{asset}: unknown oracle {oid!r}; allowed: {sorted(oracles)}"
+                    )
                 if oracles[oid].asset != asset:
-                    raise ValueError(f"protocols.{p.id}.oracles.{asset}: oracle {oid!r} prices {oracles[oid].asset}, not {asset}")
+                    raise ValueError(
+                        f"protocols.{p.id}.oracles.{asset}: oracle {oid!r} prices {oracles[oid].asset}, not {asset}"
+                    )
             for a in getattr(p, "assets", {}):
                 if a not in assets:
                     raise ValueError(f"protocols.{p.id}.assets.{a}: unknown asset; allowed: {assets}")
             for vid in getattr(p, "liquidates_into", []):
                 if vid not in venues:
-                    raise ValueError(f"protocols.{p.id}.liquidates_into: unknown venue {vid!r}; allowed: {sorted(venues)}")
+                    raise ValueError(
+                        f"protocols.{p.id}.liquidates_into: unknown venue {vid!r}; allowed: {sorted(venues)}"
+                    )
         for p in self.protocols:
             if isinstance(p, CdpSpec) and p.cdp_params().stablecoin not in assets:
-                raise ValueError(f"protocols.{p.id}: stablecoin {p.cdp_params().stablecoin!r} must be a market asset; "
-                                 f"allowed: {assets}")
+                raise ValueError(
+                    f"protocols.{p.id}: stablecoin {p.cdp_params().stablecoin!r} must be a market asset; "
+                    f"allowed: {assets}"
+                )
         vault_owners = [a.protocol for a in self.agents if isinstance(a, VaultsSpec)]
         dup = sorted({x for x in vault_owners if vault_owners.count(x) > 1})
         if dup:
@@ -591,10 +583,15 @@ class Scenario(Strict):
                 p = protocols.get(a.protocol)
                 if not isinstance(p, LendingSpec):
                     lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
-                    raise ValueError(f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}")
+                    raise ValueError(
+                        f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}"
+                    )
                 for asset in list(a.collateral) + [a.debt]:
                     if asset not in p.assets:
-                        raise ValueError(f"agents.{a.id}: asset {asset!r} is not listed in protocols.{p.id}.assets ({sorted(p.assets)})")
+                        raise ValueError(
+                            f"agents.{a.id}: asset {asset!r} is not listed in protocols.{p.id}.assets "
+                            f"({sorted(p.assets)})"
+                        )
             if isinstance(a, VaultsSpec):
                 if not isinstance(protocols.get(a.protocol), CdpSpec):
                     cdps = sorted(p.id for p in self.protocols if isinstance(p, CdpSpec))
@@ -610,10 +607,14 @@ class Scenario(Strict):
             if isinstance(a, LiquidatorSpec):
                 for pid in a.shared_with:
                     if pid not in protocols:
-                        raise ValueError(f"agents.{a.id}.shared_with: unknown protocol {pid!r}; allowed: {sorted(protocols)}")
+                        raise ValueError(
+                            f"agents.{a.id}.shared_with: unknown protocol {pid!r}; allowed: {sorted(protocols)}"
+                        )
             if isinstance(a, OptionPopulationSpec) and not isinstance(protocols.get(a.protocol), OptionsSpec):
                 venues_ = sorted(p.id for p in self.protocols if isinstance(p, OptionsSpec))
-                raise ValueError(f"agents.{a.id}.protocol: {a.protocol!r} is not an options protocol; allowed: {venues_}")
+                raise ValueError(
+                    f"agents.{a.id}.protocol: {a.protocol!r} is not an options protocol; allowed: {venues_}"
+                )
             if isinstance(a, MultiVenueSpec):
                 _check_multi_venue(a, protocols, assets)
             if isinstance(a, ArbitrageurSpec):
@@ -635,18 +636,26 @@ def _check_multi_venue(a, protocols: dict, assets: list[str]) -> None:
             continue
         if not isinstance(protocols.get(pid), kind):
             allowed = sorted(p.id for p in protocols.values() if isinstance(p, kind))
-            raise ValueError(f"agents.{a.id}.{field}: {pid!r} is not a {kind.model_fields['kind'].default} protocol; "
-                             f"allowed: {allowed}")
+            raise ValueError(
+                f"agents.{a.id}.{field}: {pid!r} is not a {kind.model_fields['kind'].default} protocol; "
+                f"allowed: {allowed}"
+            )
     lend = protocols[a.lending]
     for asset in (a.asset, a.debt):
         if asset not in lend.assets:
-            raise ValueError(f"agents.{a.id}: asset {asset!r} is not listed in protocols.{lend.id}.assets ({sorted(lend.assets)})")
+            raise ValueError(
+                f"agents.{a.id}: asset {asset!r} is not listed in protocols.{lend.id}.assets ({sorted(lend.assets)})"
+            )
     if a.asset not in protocols[a.perps].market_assets():
-        raise ValueError(f"agents.{a.id}.asset: {a.asset!r} is not a market of protocols.{a.perps} "
-                         f"({protocols[a.perps].market_assets()})")
+        raise ValueError(
+            f"agents.{a.id}.asset: {a.asset!r} is not a market of protocols.{a.perps} "
+            f"({protocols[a.perps].market_assets()})"
+        )
     if a.options is not None and a.asset not in protocols[a.options].oracles:
-        raise ValueError(f"agents.{a.id}.asset: {a.asset!r} has no oracle on protocols.{a.options} "
-                         f"({sorted(protocols[a.options].oracles)})")
+        raise ValueError(
+            f"agents.{a.id}.asset: {a.asset!r} has no oracle on protocols.{a.options} "
+            f"({sorted(protocols[a.options].oracles)})"
+        )
 
 
 def _unique(what: str, ids: list[str]) -> None:

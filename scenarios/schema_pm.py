@@ -4,20 +4,22 @@ Imported by scenarios/schema.py (which owns the unions of protocol and agent spe
 tables are validated by the parameter classes of the protocol or agent they configure, so an error names
 the key path (e.g. `protocols.options.params.liquidation`) and the allowed values.
 """
+
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from scenarios.schema import Distribution, Strict, _validated
+from defistress.scenarios.schema_base import Distribution, Strict, _validated
 
 
 class ListingSpec(Strict):
     """Option series listed at the start: every strike (as moneyness of the start price) x every expiry."""
 
-    moneyness: list[float] = Field(default_factory=lambda: [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3], min_length=1,
-                                   description="strike / start price")
+    moneyness: list[float] = Field(
+        default_factory=lambda: [0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3], min_length=1, description="strike / start price"
+    )
     expiry_days: list[float] = Field(default_factory=lambda: [7.0, 30.0], min_length=1)
 
     @model_validator(mode="after")
@@ -41,7 +43,9 @@ class OptionsSpec(Strict):
     quote: str = "USDC"
     params: dict = Field(default_factory=dict)
     listings: ListingSpec = ListingSpec()
-    market_maker_usd: float = Field(50e6, gt=0, description="cash of the liquidity account that takes the other side, USD")
+    market_maker_usd: float = Field(
+        50e6, gt=0, description="cash of the liquidity account that takes the other side, USD"
+    )
     liquidates_into: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -52,7 +56,7 @@ class OptionsSpec(Strict):
         return self
 
     def venue_params(self):
-        from protocols.options import OptionsVenueParams
+        from defistress.protocols.options import OptionsVenueParams
 
         return _validated(OptionsVenueParams, {"quote": self.quote, **self.params}, f"protocols.{self.id}.params")
 
@@ -72,9 +76,9 @@ class OptionsSpec(Strict):
 
 #: agent kind -> (module, params class) of the options venue's populations
 OPTION_POPULATIONS = {
-    "option_writers": ("agents.option_agents", "OptionWritersParams"),
-    "delta_hedgers": ("agents.option_agents", "DeltaHedgersParams"),
-    "protection_buyers": ("agents.option_agents", "ProtectionBuyersParams"),
+    "option_writers": ("defistress.agents.option_agents", "OptionWritersParams"),
+    "delta_hedgers": ("defistress.agents.option_agents", "DeltaHedgersParams"),
+    "protection_buyers": ("defistress.agents.option_agents", "ProtectionBuyersParams"),
 }
 
 
@@ -115,7 +119,9 @@ class MultiVenueSpec(Strict):
     options: str | None = Field(None, description="options protocol id: protective puts (none: no options leg)")
     asset: str = Field("ETH", description="the underlying: lending collateral, perp market, option underlying")
     debt: str = Field("USDC", description="stablecoin borrowed on the lending market")
-    size_usd: Distribution = Distribution(distribution="lognormal", median=100_000, sigma=1.0, min=1_000, max=50_000_000)
+    size_usd: Distribution = Distribution(
+        distribution="lognormal", median=100_000, sigma=1.0, min=1_000, max=50_000_000
+    )
     hedge_ratio: Distribution = Distribution(distribution="uniform", low=0.3, high=1.0)
     put_ratio: Distribution = Distribution(distribution="uniform", low=0.0, high=0.5)
     put_moneyness: float = Field(0.85, gt=0.05, le=2, description="put strike / start price")
@@ -152,11 +158,11 @@ class MarginSpec(Strict):
         return self
 
     def coordinator_params(self):
-        from protocols.coordinator import CoordinatorParams
+        from defistress.protocols.coordinator import CoordinatorParams
 
         return _validated(CoordinatorParams, self.coordinator, "margin.coordinator")
 
     def keeper_params(self):
-        from agents.coordinator_keeper import CoordinatorKeeperParams
+        from defistress.agents.coordinator_keeper import CoordinatorKeeperParams
 
         return _validated(CoordinatorKeeperParams, {"id": "coordinator-keeper", **self.keeper}, "margin.keeper")

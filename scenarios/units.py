@@ -1,4 +1,5 @@
 """Durations in scenario files: "12s", "15m", "2h", "1d" or a number of seconds."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """Shared test guard: every ledger a test registers with `track_env` must conserve each token
 (minted − burned) when the test ends."""
+
 import pytest
 
 _TRACKED: list = []

@@ -1,5 +1,6 @@
 """Smoke test of benchmarks/bench_model.py on a tiny case, in-process: it runs both models and writes
 the results JSON with every figure present and positive. No timing is asserted (speed goes to benchmarks/)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,9 @@ def _load(name: str):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "model.json"
-    result = _load("bench_model").main(["--accounts", "300", "--blocks", "100", "--in-process",
-                                        "--naive-budget-s", "120", "--out", str(out)])
+    result = _load("bench_model").main(
+        ["--accounts", "300", "--blocks", "100", "--in-process", "--naive-budget-s", "120", "--out", str(out)]
+    )
     return result, json.loads(out.read_text())
 
 
@@ -59,11 +61,13 @@ def test_comparison_is_naive_time_over_vectorised_time(tiny):
 def test_naive_model_draws_the_same_book_as_the_vectorised_population():
     """Same scenario, seed and random stream: the one-agent-per-account book equals the engine's arrays."""
     import numpy as np
-    from sim.model import StressModel
-    from scenarios.loader import load
 
-    naive = _load("naive_model").NaiveLendingModel("eth-crash", seed=3, overrides=["agents.borrowers.accounts=200"],
-                                                   n_blocks=1)
+    from defistress.scenarios.loader import load
+    from defistress.sim.engine.model import StressModel
+
+    naive = _load("naive_model").NaiveLendingModel(
+        "eth-crash", seed=3, overrides=["agents.borrowers.accounts=200"], n_blocks=1
+    )
     engine = StressModel(load("eth-crash", ["agents.borrowers.accounts=200"]), seed=3)
     market = engine.protocols["lend"]
     coll_usd, debt_usd = market.account_usd()

@@ -1,15 +1,14 @@
 """The `defistress` command line: list, validate, run and schema, through typer's test runner."""
+
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
-from scenarios.registry import builtin_names
-from sim.cli import app
+from defistress.scenarios.registry import builtin_names
+from defistress.sim.cli.app import app
 
 runner = CliRunner()
 QUICK = ["--set", 'run.duration="2h"', "--set", "agents.borrowers.accounts=1000"]
@@ -27,7 +26,7 @@ def test_validate_ok_prints_a_one_line_summary():
     result = runner.invoke(app, ["validate", "eth-crash"])
     assert result.exit_code == 0
     line = result.stdout.strip()
-    assert line.startswith("ok eth-crash: 1 protocol(s), ") and line.endswith(" 7,200 blocks of 12 s")   # 24h / 12 s
+    assert line.startswith("ok eth-crash: 1 protocol(s), ") and line.endswith(" 7,200 blocks of 12 s")  # 24h / 12 s
 
 
 def test_validate_checks_overrides_too():
@@ -36,8 +35,9 @@ def test_validate_checks_overrides_too():
 
 
 def test_validate_error_exits_1_and_lists_every_error_with_its_key_path(tmp_path):
-    result = runner.invoke(app, ["validate", "calm", "--set", "protocols.lend.assets.ETH.ltv=1.5",
-                                 "--set", "run.block_seconds=-1"])
+    result = runner.invoke(
+        app, ["validate", "calm", "--set", "protocols.lend.assets.ETH.ltv=1.5", "--set", "run.block_seconds=-1"]
+    )
     assert result.exit_code == 1
     assert "2 error(s)" in result.stderr
     assert "- run.block_seconds: Input should be greater than 0 (got -1)" in result.stderr
@@ -55,7 +55,7 @@ def test_run_writes_the_run_folder(tmp_path):
     out = tmp_path / "calm-run"
     result = runner.invoke(app, ["run", "calm", "--quiet", "--no-report", "--out", str(out), *QUICK])
     assert result.exit_code == 0, result.output
-    assert result.stdout == ""                       # --quiet: no table, no progress
+    assert result.stdout == ""  # --quiet: no table, no progress
     assert {"summary.json", "timeseries.parquet", "events.parquet"} <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenario"] == "calm" and summary["blocks"] == 600 and summary["liquidations"] == 0

@@ -1,9 +1,10 @@
 """DebtRank and cascade depth on small networks computed by hand."""
+
 import networkx as nx
 import numpy as np
 import pytest
 
-from sim.contagion import cascade_depths, debtrank, exposure_impact
+from defistress.sim.analysis.contagion import cascade_depths, debtrank, exposure_impact
 
 
 def test_debtrank_chain_of_three_passes_distress_once():
@@ -37,8 +38,11 @@ def test_debtrank_without_exposure_edges_has_no_systemic_loss():
 def test_exposure_impact_is_exposure_over_capital_capped_at_one():
     # lend holds 30 USD of cdp's stablecoin against 100 of capital: W[cdp, lend] = 0.3;
     # perps holds 500 of it against 100 of capital: capped at 1.
-    names, w = exposure_impact(nx.MultiDiGraph(), {("lend", "cdp"): 30.0, ("perps", "cdp"): 500.0},
-                               {"cdp": 50.0, "lend": 100.0, "perps": 100.0})
+    names, w = exposure_impact(
+        nx.MultiDiGraph(),
+        {("lend", "cdp"): 30.0, ("perps", "cdp"): 500.0},
+        {"cdp": 50.0, "lend": 100.0, "perps": 100.0},
+    )
     i = {n: k for k, n in enumerate(names)}
     assert w[i["cdp"], i["lend"]] == pytest.approx(0.3)
     assert w[i["cdp"], i["perps"]] == 1.0
@@ -47,8 +51,13 @@ def test_exposure_impact_is_exposure_over_capital_capped_at_one():
 
 def test_cascade_depth_counts_hops_along_loss_carrying_edges():
     g = nx.MultiDiGraph()
-    for n, t in [("asset:ETH", "asset"), ("asset:DAI", "asset"), ("protocol:cdp", "protocol"),
-                 ("protocol:lend", "protocol"), ("protocol:island", "protocol")]:
+    for n, t in [
+        ("asset:ETH", "asset"),
+        ("asset:DAI", "asset"),
+        ("protocol:cdp", "protocol"),
+        ("protocol:lend", "protocol"),
+        ("protocol:island", "protocol"),
+    ]:
         g.add_node(n, type=t)
     g.add_edge("asset:ETH", "protocol:cdp", key="collateral_of")
     g.add_edge("protocol:cdp", "asset:DAI", key="issues")

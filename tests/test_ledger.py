@@ -1,4 +1,5 @@
 """The ledger: transfers, mint and burn, refusals that leave state unchanged, and conservation."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.ledger import InsufficientBalance, Ledger
+from defistress.protocols.ledger import InsufficientBalance, Ledger
 
 
 def state(led: Ledger) -> tuple:
@@ -76,9 +77,11 @@ def test_rounding_dust_above_the_balance_clears_it_exactly(led):
 @pytest.mark.parametrize("op", ["mint", "burn", "transfer"])
 def test_nan_negative_and_infinite_amounts_are_rejected(led, op, amount):
     before = state(led)
-    call = {"mint": lambda: led.mint("ETH", "alice", amount, "x"),
-            "burn": lambda: led.burn("ETH", "alice", amount, "x"),
-            "transfer": lambda: led.transfer("ETH", "alice", "bob", amount)}[op]
+    call = {
+        "mint": lambda: led.mint("ETH", "alice", amount, "x"),
+        "burn": lambda: led.burn("ETH", "alice", amount, "x"),
+        "transfer": lambda: led.transfer("ETH", "alice", "bob", amount),
+    }[op]
     with pytest.raises(ValueError, match="ETH"):
         call()
     assert state(led) == before
@@ -111,11 +114,20 @@ def test_nan_balance_is_reported_as_a_conservation_error(led):
 HOLDERS = ["a", "b", "c", "pool"]
 TOKENS = ["ETH", "USDC"]
 amounts = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
-ops = st.lists(st.one_of(
-    st.tuples(st.just("mint"), st.sampled_from(TOKENS), st.sampled_from(HOLDERS), st.sampled_from(HOLDERS), amounts),
-    st.tuples(st.just("burn"), st.sampled_from(TOKENS), st.sampled_from(HOLDERS), st.sampled_from(HOLDERS), amounts),
-    st.tuples(st.just("transfer"), st.sampled_from(TOKENS), st.sampled_from(HOLDERS), st.sampled_from(HOLDERS), amounts),
-), max_size=60)
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("mint"), st.sampled_from(TOKENS), st.sampled_from(HOLDERS), st.sampled_from(HOLDERS), amounts
+        ),
+        st.tuples(
+            st.just("burn"), st.sampled_from(TOKENS), st.sampled_from(HOLDERS), st.sampled_from(HOLDERS), amounts
+        ),
+        st.tuples(
+            st.just("transfer"), st.sampled_from(TOKENS), st.sampled_from(HOLDERS), st.sampled_from(HOLDERS), amounts
+        ),
+    ),
+    max_size=60,
+)
 
 
 @settings(max_examples=200, deadline=None)

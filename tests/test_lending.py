@@ -1,5 +1,6 @@
 """The Aave-v3-like lending market: hand-computed health, close factor, seizure, bad debt and interest,
-and hypothesis properties of liquidation (margin-methods.md 5.1)."""
+and hypothesis properties of liquidation (docs/margin-methods.md 5.1)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.base import Env, FixedPrice, Revert
-from protocols.events import BadDebt, Liquidated
-from protocols.lending import SECONDS_PER_YEAR, AssetParams, LendingMarket
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import BadDebt, Liquidated
+from defistress.protocols.lending import SECONDS_PER_YEAR, AssetParams, LendingMarket
 
-# Aave v3 Ethereum initial parameters (margin-methods.md 5.1), bonus as a fraction (10500 bps = 0.05)
+# Aave v3 Ethereum initial parameters (docs/margin-methods.md 5.1), bonus as a fraction (10500 bps = 0.05)
 ETH = AssetParams("ETH", ltv=0.825, liquidation_threshold=0.86, liquidation_bonus=0.05, protocol_fee=0.10)
 BTC = AssetParams("BTC", ltv=0.72, liquidation_threshold=0.82, liquidation_bonus=0.05, protocol_fee=0.10)
 USDC = AssetParams("USDC", ltv=0.865, liquidation_threshold=0.885, liquidation_bonus=0.048)
@@ -45,8 +46,12 @@ def open_account(m: LendingMarket, coll: dict[str, float], debt: dict[str, float
 
 
 def state(m: LendingMarket) -> tuple:
-    return (m.coll_scaled.copy(), m.debt_scaled.copy(), m.deficit.copy(),
-            {t: dict(b) for t, b in m.env.ledger.snapshot().items() if b})
+    return (
+        m.coll_scaled.copy(),
+        m.debt_scaled.copy(),
+        m.deficit.copy(),
+        {t: dict(b) for t, b in m.env.ledger.snapshot().items() if b},
+    )
 
 
 def assert_same_state(a: tuple, b: tuple) -> None:
@@ -80,20 +85,23 @@ def test_borrow_beyond_ltv_reverts_and_changes_nothing():
     # borrow limit = 10·2000·0.825 + 0.5·60000·0.72 = 16,500 + 21,600 = 38,100 USD; 30,000 drawn
     before = state(m)
     with pytest.raises(Revert, match="LTV"):
-        m.borrow("user", np.array([a]), "DAI", np.array([8_200.0]))   # 38,200 > 38,100
+        m.borrow("user", np.array([a]), "DAI", np.array([8_200.0]))  # 38,200 > 38,100
     assert_same_state(before, state(m))
-    m.borrow("user", np.array([a]), "DAI", np.array([8_000.0]))       # 38,000 <= 38,100
+    m.borrow("user", np.array([a]), "DAI", np.array([8_000.0]))  # 38,000 <= 38,100
     assert m.debt()[a, m.idx["DAI"]] == pytest.approx(8_000.0)
     m.env.ledger.check_conservation()
 
 
 # --- close factor -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("eth_price, hf, max_repay", [
-    # 10 ETH, 15,000 USDC debt. At 1,700: HF = 17,000·0.86/15,000 = 0.974667 > 0.95 -> 50% = 7,500
-    (1_700.0, 14_620 / 15_000, 7_500.0),
-    # at 1,600: HF = 16,000·0.86/15,000 = 0.917333 <= 0.95 -> 100% = 15,000
-    (1_600.0, 13_760 / 15_000, 15_000.0),
-])
+@pytest.mark.parametrize(
+    "eth_price, hf, max_repay",
+    [
+        # 10 ETH, 15,000 USDC debt. At 1,700: HF = 17,000·0.86/15,000 = 0.974667 > 0.95 -> 50% = 7,500
+        (1_700.0, 14_620 / 15_000, 7_500.0),
+        # at 1,600: HF = 16,000·0.86/15,000 = 0.917333 <= 0.95 -> 100% = 15,000
+        (1_600.0, 13_760 / 15_000, 15_000.0),
+    ],
+)
 def test_close_factor_v30_is_half_above_hf_095_and_full_at_or_below(eth_price, hf, max_repay):
     m, oracles = make_market("aave-v3.0")
     a = open_account(m, {"ETH": 10.0}, {"USDC": 15_000.0})
@@ -139,7 +147,7 @@ def test_close_factor_v33_threshold_uses_the_collateral_reserve_being_liquidated
     oracles["ETH"].price, oracles["BTC"].price = 1_250.0, 30_000.0
     # HF = (12,500·0.86 + 1,230) / 12,000 = (10,750 + 1,230) / 12,000 = 0.998333 in (0.95, 1)
     assert m.health()[a] == pytest.approx(11_980 / 12_000)
-    assert m.max_debt_to_cover(a, "USDC", "ETH") == pytest.approx(6_000.0)   # ETH reserve 12,500 >= 2,000: 50%
+    assert m.max_debt_to_cover(a, "USDC", "ETH") == pytest.approx(6_000.0)  # ETH reserve 12,500 >= 2,000: 50%
     assert m.max_debt_to_cover(a, "USDC", "BTC") == pytest.approx(12_000.0)  # BTC reserve 1,500 < 2,000: 100%
     # the preview of a BTC liquidation is then capped by the BTC balance, not by the close factor:
     # seized = min(12,000/30,000·1.05, 0.05) = 0.05 BTC -> debt = 0.05·30,000/1.05 = 1,428.571 USDC
@@ -170,7 +178,7 @@ def test_v30_has_no_dust_rule():
     m, oracles = make_market("aave-v3.0")
     a = open_account(m, {"ETH": 2.0}, {"USDC": 2_500.0})
     oracles["ETH"].price = 1_350.0
-    ev = m.liquidate(a, "ETH", "USDC", 2_000.0, LIQ)   # HF 0.9288 <= 0.95: 100% allowed, 500 USD left is fine
+    ev = m.liquidate(a, "ETH", "USDC", 2_000.0, LIQ)  # HF 0.9288 <= 0.95: 100% allowed, 500 USD left is fine
     assert ev.debt_repaid == pytest.approx(2_000.0)
     assert m.debt()[a, m.idx["USDC"]] == pytest.approx(500.0)
 
@@ -179,7 +187,7 @@ def test_v30_has_no_dust_rule():
 def test_seized_collateral_includes_bonus_and_protocol_fee():
     m, oracles = make_market("aave-v3.3")
     a = open_account(m, {"ETH": 10.0}, {"USDC": 15_000.0})
-    oracles["ETH"].price = 1_700.0                       # HF 0.974667 > 0.95: at most 50% = 7,500
+    oracles["ETH"].price = 1_700.0  # HF 0.974667 > 0.95: at most 50% = 7,500
     usdc0, eth0 = m.env.ledger.balance(LIQ, "USDC"), m.env.ledger.balance(LIQ, "ETH")
     ev = m.liquidate(a, "ETH", "USDC", 1e9, LIQ)
     # base = 7,500/1,700 = 4.411765 ETH; seized = base·1.05 = 4.632353 ETH
@@ -190,7 +198,9 @@ def test_seized_collateral_includes_bonus_and_protocol_fee():
     fee = (seized - base) * 0.10
     assert isinstance(ev, Liquidated)
     assert ev.debt_repaid == pytest.approx(7_500.0)
-    assert ev.collateral_seized == pytest.approx(seized - fee) and ev.collateral_seized == pytest.approx(4.610294, abs=1e-6)
+    assert ev.collateral_seized == pytest.approx(seized - fee) and ev.collateral_seized == pytest.approx(
+        4.610294, abs=1e-6
+    )
     assert ev.protocol_fee == pytest.approx(fee) and fee == pytest.approx(0.0220588, abs=1e-7)
     assert ev.health_before == pytest.approx(14_620 / 15_000)
     led = m.env.ledger
@@ -213,7 +223,7 @@ def test_seizure_capped_by_collateral_reduces_the_debt_repaid():
     # 1,600/1,500·1.05 = 1.12 ETH > 1 -> seized = 1 ETH, debt = 1·1,500/1.05 = 1,428.571 USDC
     oracles["ETH"].price = 1_500.0
     ev = m.liquidate(a, "ETH", "USDC", 1_600.0, LIQ)
-    fee = (1.0 - 1.0 / 1.05) * 0.10                         # 0.0047619 ETH
+    fee = (1.0 - 1.0 / 1.05) * 0.10  # 0.0047619 ETH
     assert ev.debt_repaid == pytest.approx(1_500 / 1.05)
     assert ev.collateral_seized + ev.protocol_fee == pytest.approx(1.0)
     assert ev.protocol_fee == pytest.approx(fee)
@@ -243,7 +253,7 @@ def test_v30_leaves_the_shortfall_on_the_account():
     a = open_account(m, {"ETH": 1.0}, {"USDC": 1_600.0})
     oracles["ETH"].price = 1_500.0
     m.liquidate(a, "ETH", "USDC", 1_600.0, LIQ)
-    shortfall = 1_600 - 1_500 / 1.05                         # 171.429 USDC, no collateral behind it
+    shortfall = 1_600 - 1_500 / 1.05  # 171.429 USDC, no collateral behind it
     assert m.debt()[a, m.idx["USDC"]] == pytest.approx(shortfall)
     assert m.deficit.sum() == 0.0
     assert not [e for e in m.env.events if isinstance(e, BadDebt)]
@@ -256,7 +266,7 @@ def test_v30_leaves_the_shortfall_on_the_account():
 
 def test_healthy_account_cannot_be_liquidated():
     m, oracles = make_market()
-    a = open_account(m, {"ETH": 10.0}, {"USDC": 15_000.0})   # HF = 17,200/15,000 = 1.146667
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 15_000.0})  # HF = 17,200/15,000 = 1.146667
     before = state(m)
     with pytest.raises(Revert, match="HEALTH_FACTOR_NOT_BELOW_THRESHOLD"):
         m.liquidate(a, "ETH", "USDC", 1_000.0, LIQ)
@@ -275,26 +285,30 @@ def test_liquidator_without_funds_reverts_and_changes_nothing():
 
 
 # --- interest ---------------------------------------------------------------------------------------
-RATE_USDC = AssetParams("USDC", 0.865, 0.885, 0.048, reserve_factor=0.15, base_rate=0.0, slope1=0.04, slope2=0.60,
-                        optimal_utilisation=0.90)
+RATE_USDC = AssetParams(
+    "USDC", 0.865, 0.885, 0.048, reserve_factor=0.15, base_rate=0.0, slope1=0.04, slope2=0.60, optimal_utilisation=0.90
+)
 
 
-@pytest.mark.parametrize("borrowed, utilisation, rate", [
-    # below the kink: 0 + 0.04·0.45/0.90 = 0.02
-    (450_000.0, 0.45, 0.02),
-    # above: 0 + 0.04 + 0.60·(0.95 − 0.90)/(1 − 0.90) = 0.04 + 0.30 = 0.34
-    (950_000.0, 0.95, 0.34),
-])
+@pytest.mark.parametrize(
+    "borrowed, utilisation, rate",
+    [
+        # below the kink: 0 + 0.04·0.45/0.90 = 0.02
+        (450_000.0, 0.45, 0.02),
+        # above: 0 + 0.04 + 0.60·(0.95 − 0.90)/(1 − 0.90) = 0.04 + 0.30 = 0.34
+        (950_000.0, 0.95, 0.34),
+    ],
+)
 def test_kinked_borrow_rate_below_and_above_the_kink(borrowed, utilisation, rate):
     env = Env()
     m = LendingMarket("lend", [ETH, RATE_USDC], {"ETH": FixedPrice(2_000.0), "USDC": FixedPrice(1.0)}, env)
     env.ledger.mint("USDC", "lenders", 1_000_000.0, "genesis")
     m.supply_liquidity("lenders", "USDC", 1_000_000.0)
-    open_account(m, {"ETH": 1_000.0}, {"USDC": borrowed})      # limit 1,000·2,000·0.825 = 1.65M
+    open_account(m, {"ETH": 1_000.0}, {"USDC": borrowed})  # limit 1,000·2,000·0.825 = 1.65M
     j = m.idx["USDC"]
     assert m.utilisation()[j] == pytest.approx(utilisation)
     assert m.borrow_rate()[j] == pytest.approx(rate)
-    assert m.borrow_rate()[m.idx["ETH"]] == 0.0               # nothing borrowed: utilisation 0, base 0
+    assert m.borrow_rate()[m.idx["ETH"]] == 0.0  # nothing borrowed: utilisation 0, base 0
 
 
 def test_index_accrual_over_one_year():
@@ -320,8 +334,8 @@ def test_index_accrual_over_one_year():
 
 # --- properties -------------------------------------------------------------------------------------
 collateral_eth = st.floats(min_value=0.05, max_value=5_000.0)
-use_of_limit = st.floats(min_value=0.05, max_value=1.0)       # debt as a share of the LTV borrow limit
-price_move = st.floats(min_value=0.2, max_value=1.5)          # new ETH price / start price
+use_of_limit = st.floats(min_value=0.05, max_value=1.0)  # debt as a share of the LTV borrow limit
+price_move = st.floats(min_value=0.2, max_value=1.5)  # new ETH price / start price
 repay_share = st.floats(min_value=0.0, max_value=2.0)
 rules = st.sampled_from(["aave-v3.0", "aave-v3.3"])
 
@@ -366,8 +380,12 @@ def test_seized_collateral_never_exceeds_the_balance(c, use, hf, share, rule):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(collateral_eth, use_of_limit), min_size=1, max_size=8), price_move,
-       st.lists(st.tuples(st.integers(0, 7), repay_share), max_size=20), rules)
+@given(
+    st.lists(st.tuples(collateral_eth, use_of_limit), min_size=1, max_size=8),
+    price_move,
+    st.lists(st.tuples(st.integers(0, 7), repay_share), max_size=20),
+    rules,
+)
 def test_bad_debt_is_shortfalls_plus_deficit_and_tokens_are_conserved(books, move, calls, rule):
     m, oracles = make_market(rule, assets=(ETH, USDC))
     accounts = [open_account(m, {"ETH": c}, {"USDC": c * 2_000 * 0.825 * use}) for c, use in books]
@@ -382,7 +400,7 @@ def test_bad_debt_is_shortfalls_plus_deficit_and_tokens_are_conserved(books, mov
             repaid[m.idx[ev.debt_asset]] += ev.debt_repaid
         except Revert:
             pass
-        m.env.ledger.check_conservation()     # after every operation
+        m.env.ledger.check_conservation()  # after every operation
     p = m.prices()
     coll_usd = m.collateral() @ p
     debt_usd = m.debt() @ p

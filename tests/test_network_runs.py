@@ -1,16 +1,21 @@
 """Several protocols in one run: conservation across them, contagion through shared edges, Black Thursday."""
+
 import tomllib
 
 import pytest
 from typer.testing import CliRunner
 
-from scenarios.registry import builtin_path
-from sim import network
-from sim.cli import app
-from sim.runs import run_scenario
+from defistress.scenarios.registry import builtin_path
+from defistress.sim.cli.app import app
+from defistress.sim.engine import network
+from defistress.sim.experiments.runs import run_scenario
 
-SMALL = ["run.duration=\"6h\"", "agents.vaults.accounts=800", "agents.borrowers.accounts=1200",
-         "agents.traders.params.accounts=1200"]
+SMALL = [
+    'run.duration="6h"',
+    "agents.vaults.accounts=800",
+    "agents.borrowers.accounts=1200",
+    "agents.traders.params.accounts=1200",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def test_shared_edges_appear_in_the_graph_and_the_contagion_block(contagion_run)
     assert ("protocol:lend", "protocol:perps") in shared
     assert ("protocol:lend", "protocol:maker") in {(u, v) for u, v, _ in network.edges_of(g, "exposure")}
     c = contagion_run.metrics["contagion"]
-    assert c["exposure_usd"]["lend->maker"] > 0          # DAI minted by the CDP held as lending collateral
+    assert c["exposure_usd"]["lend->maker"] > 0  # DAI minted by the CDP held as lending collateral
     assert c["cascade_depth_by_protocol"].get("lend") == 1
     assert set(c["first_liquidation_s"]) == {"lend", "maker", "perps"}
 
@@ -68,7 +73,9 @@ def test_a_stablecoin_depeg_reaches_the_lending_market_only_through_the_shared_c
     shared = run_scenario(_dai_depeg(True), seed=1)
     isolated = run_scenario(_dai_depeg(False), seed=1)
     ev_s, ev_i = shared.events, isolated.events
-    dai_liqs_shared = ev_s[(ev_s["kind"] == "liquidation") & (ev_s["source"] == "lend") & (ev_s["collateral_asset"] == "DAI")]
+    dai_liqs_shared = ev_s[
+        (ev_s["kind"] == "liquidation") & (ev_s["source"] == "lend") & (ev_s["collateral_asset"] == "DAI")
+    ]
     lend_liqs_isolated = ev_i[(ev_i["kind"] == "liquidation") & (ev_i["source"] == "lend")] if len(ev_i) else ev_i
     assert len(dai_liqs_shared) > 0
     assert len(lend_liqs_isolated) == 0

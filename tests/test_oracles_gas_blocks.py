@@ -1,18 +1,19 @@
 """Oracle agents (push, delayed, failures), the EIP-1559 gas market and block building."""
+
 from __future__ import annotations
 
 import mesa
 import numpy as np
 import pytest
 
-from agents.oracles import DelayedOracle, PushOracle
-from agents.tx import GWEI, Tx
-from protocols.amm import ConstantProductPool, PoolParams
-from protocols.base import Env, Revert
-from protocols.events import Reverted
-from scenarios.schema import GasSpec, OracleFailure, ShockSpec
-from sim.blocks import BUILDER, build_block
-from sim.gas import GasMarket
+from defistress.agents.oracles import DelayedOracle, PushOracle
+from defistress.agents.tx import GWEI, Tx
+from defistress.protocols.amm import ConstantProductPool, PoolParams
+from defistress.protocols.base import Env, Revert
+from defistress.protocols.events import Reverted
+from defistress.scenarios.schema import GasSpec, OracleFailure, ShockSpec
+from defistress.sim.engine.blocks import BUILDER, build_block
+from defistress.sim.engine.gas import GasMarket
 
 
 class Source:
@@ -26,8 +27,9 @@ class Source:
 
 
 def push(src: Source, failure=None) -> PushOracle:
-    return PushOracle(mesa.Model(rng=0), "chainlink-eth", "ETH", src, src, deviation=0.01, heartbeat_s=3600.0,
-                      failure=failure)
+    return PushOracle(
+        mesa.Model(rng=0), "chainlink-eth", "ETH", src, src, deviation=0.01, heartbeat_s=3600.0, failure=failure
+    )
 
 
 def drive(oracle, src: Source, path: dict[int, float], blocks: int, block_s: float = 12.0) -> dict[int, tuple]:
@@ -73,9 +75,9 @@ def test_delayed_oracle_publishes_the_price_of_one_hop_ago():
 
 def test_stale_failure_stops_updates():
     src = Source(100.0)
-    o = push(src, OracleFailure(mode="stale", at=1_200.0))   # from block 100 on
+    o = push(src, OracleFailure(mode="stale", at=1_200.0))  # from block 100 on
     pub = drive(o, src, {50: 102.0, 150: 50.0}, blocks=1_000)
-    assert pub == {50: (102.0, "deviation")}                 # the −51% move at block 150 is never seen
+    assert pub == {50: (102.0, "deviation")}  # the −51% move at block 150 is never seen
     assert o.price == 102.0
 
 
@@ -93,23 +95,24 @@ def test_floor_failure_clamps_at_the_floor_price():
 def test_base_fee_rises_one_eighth_after_a_full_block_and_falls_one_eighth_after_an_empty_one():
     spec = GasSpec(block_gas_limit=30_000_000, base_fee_gwei=20.0)
     g = GasMarket(spec, n_blocks=10, block_seconds=12.0)
-    g.after_block(30_000_000)            # (30M − 15M)/15M/8 = +12.5%: 20 -> 22.5
+    g.after_block(30_000_000)  # (30M − 15M)/15M/8 = +12.5%: 20 -> 22.5
     assert g.base_fee_gwei == pytest.approx(22.5)
-    g.after_block(0)                     # (0 − 15M)/15M/8 = −12.5%: 22.5 -> 19.6875
+    g.after_block(0)  # (0 − 15M)/15M/8 = −12.5%: 22.5 -> 19.6875
     assert g.base_fee_gwei == pytest.approx(19.6875)
-    g.after_block(15_000_000)            # at target: unchanged
+    g.after_block(15_000_000)  # at target: unchanged
     assert g.base_fee_gwei == pytest.approx(19.6875)
 
 
 def test_background_demand_follows_shocks_and_falls_with_the_base_fee():
-    spec = GasSpec(block_gas_limit=30_000_000, base_fee_gwei=20.0, background_demand=0.5,
-                   background_price_elasticity=1.0)
+    spec = GasSpec(
+        block_gas_limit=30_000_000, base_fee_gwei=20.0, background_demand=0.5, background_price_elasticity=1.0
+    )
     shocks = [ShockSpec(at=12.0, until=36.0, gas_demand_multiplier=2.5)]
     g = GasMarket(spec, n_blocks=5, block_seconds=12.0, shocks=shocks)
-    assert g.background_gas(0) == pytest.approx(15_000_000)          # 0.5 · 30M
-    assert g.background_gas(1) == pytest.approx(37_500_000)          # × 2.5 in [12 s, 36 s)
+    assert g.background_gas(0) == pytest.approx(15_000_000)  # 0.5 · 30M
+    assert g.background_gas(1) == pytest.approx(37_500_000)  # × 2.5 in [12 s, 36 s)
     assert g.background_gas(3) == pytest.approx(15_000_000)
-    g.base_fee_gwei = 40.0                                            # twice the start: (40/20)^−1 = 1/2
+    g.base_fee_gwei = 40.0  # twice the start: (40/20)^−1 = 1/2
     assert g.background_gas(0) == pytest.approx(7_500_000)
 
 
@@ -124,11 +127,12 @@ def funded_env(*senders: str, eth: float = 10.0) -> Env:
 def test_block_orders_by_priority_fee_then_submission_order():
     env = funded_env("a", "b", "c", "d")
     ran = []
-    txs = [Tx(s, (lambda s=s: ran.append(s)), 100_000, tip, s) for s, tip in
-           (("a", 2.0), ("b", 5.0), ("c", 5.0), ("d", 1.0))]
-    stats = build_block(txs, env, base_fee_gwei=10.0, gas_limit=30_000_000, background_gas=0.0,
-                        background_tip_gwei=0.0)
-    assert ran == ["b", "c", "a", "d"]      # tip 5 (b before c: submitted first), then 2, then 1
+    txs = [
+        Tx(s, (lambda s=s: ran.append(s)), 100_000, tip, s)
+        for s, tip in (("a", 2.0), ("b", 5.0), ("c", 5.0), ("d", 1.0))
+    ]
+    stats = build_block(txs, env, base_fee_gwei=10.0, gas_limit=30_000_000, background_gas=0.0, background_tip_gwei=0.0)
+    assert ran == ["b", "c", "a", "d"]  # tip 5 (b before c: submitted first), then 2, then 1
     assert stats.included == 4 and stats.gas_used == 400_000
     env.ledger.check_conservation()
 
@@ -136,8 +140,9 @@ def test_block_orders_by_priority_fee_then_submission_order():
 def test_block_excludes_transactions_over_the_gas_limit():
     env = funded_env("a", "b", "c")
     ran = []
-    txs = [Tx(s, (lambda s=s: ran.append(s)), gas, 3.0, s) for s, gas in
-           (("a", 600_000), ("b", 600_000), ("c", 300_000))]
+    txs = [
+        Tx(s, (lambda s=s: ran.append(s)), gas, 3.0, s) for s, gas in (("a", 600_000), ("b", 600_000), ("c", 300_000))
+    ]
     stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=0.0, background_tip_gwei=0.0)
     # a fits (400k left), b does not and is dropped without paying, c fits in the 400k
     assert ran == ["a", "c"]
@@ -169,8 +174,9 @@ def test_reverted_transaction_pays_gas_and_leaves_state_unchanged(pool_env):
     env, pool = pool_env
     reserves = pool.reserves()
     tx = Tx("trader", lambda: pool.swap("trader", "USDC", 10_000.0, min_out=100.0), 150_000, 2.0, "swap")
-    stats = build_block([tx], env, base_fee_gwei=30.0, gas_limit=30_000_000, background_gas=0.0,
-                        background_tip_gwei=0.0)
+    stats = build_block(
+        [tx], env, base_fee_gwei=30.0, gas_limit=30_000_000, background_gas=0.0, background_tip_gwei=0.0
+    )
     # gas: 150,000 · (30 + 2) gwei = 0.0048 ETH; base 150,000 · 30 gwei = 0.0045 ETH burned, tip 0.0003 ETH
     assert stats.included == 1 and stats.reverted == 1
     assert env.ledger.balance("trader", "ETH") == pytest.approx(10.0 - 0.0048)
@@ -185,8 +191,7 @@ def test_reverted_transaction_pays_gas_and_leaves_state_unchanged(pool_env):
 def test_private_transaction_that_would_revert_is_not_included_and_pays_nothing(pool_env):
     env, pool = pool_env
     reserves = pool.reserves()
-    tx = Tx("trader", lambda: pool.swap("trader", "USDC", 10_000.0, min_out=100.0), 150_000, 2.0, "swap",
-            private=True)
+    tx = Tx("trader", lambda: pool.swap("trader", "USDC", 10_000.0, min_out=100.0), 150_000, 2.0, "swap", private=True)
     stats = build_block([tx], env, 30.0, 30_000_000, 0.0, 0.0)
     assert stats.included == 0 and stats.dropped == 1 and stats.reverted == 0 and stats.gas_used == 0
     assert env.ledger.balance("trader", "ETH") == 10.0
@@ -208,11 +213,13 @@ def test_private_transaction_that_succeeds_is_included_and_pays(pool_env):
 
 def test_sender_without_eth_for_gas_is_dropped():
     env = funded_env("rich")
-    env.ledger.mint("ETH", "poor", 0.001, "genesis_gas")     # needs 500,000 · 22 gwei = 0.011 ETH
+    env.ledger.mint("ETH", "poor", 0.001, "genesis_gas")  # needs 500,000 · 22 gwei = 0.011 ETH
     ran = []
-    txs = [Tx("poor", lambda: ran.append("poor"), 500_000, 2.0, "liquidate"),
-           Tx("nobody", lambda: ran.append("nobody"), 21_000, 2.0, "transfer"),
-           Tx("rich", lambda: ran.append("rich"), 500_000, 1.0, "liquidate")]
+    txs = [
+        Tx("poor", lambda: ran.append("poor"), 500_000, 2.0, "liquidate"),
+        Tx("nobody", lambda: ran.append("nobody"), 21_000, 2.0, "transfer"),
+        Tx("rich", lambda: ran.append("rich"), 500_000, 1.0, "liquidate"),
+    ]
     stats = build_block(txs, env, 20.0, 30_000_000, 0.0, 0.0)
     assert ran == ["rich"]
     assert stats.dropped == 2 and stats.included == 1

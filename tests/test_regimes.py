@@ -1,5 +1,6 @@
 """Margin regimes inside the simulation: the built-in `inter-protocol-pm` scaled down, run under silo and
 portfolio margin on the same seed; `defistress compare` end to end; scenario errors for the new tables."""
+
 from __future__ import annotations
 
 import json
@@ -9,21 +10,33 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from scenarios.loader import ScenarioError, load
-from sim.cli import app
-from sim.runs import run_scenario
+from defistress.scenarios.loader import ScenarioError, load
+from defistress.sim.cli.app import app
+from defistress.sim.experiments.runs import run_scenario
 
 #: a small, quick version of the built-in: 3 hours, a few hundred accounts per population
-SMALL = ["run.duration=2h", "agents.hedged.accounts=100", "agents.borrowers.accounts=150",
-         "agents.traders.params.accounts=150", "agents.writers.params.accounts=100",
-         "agents.delta-hedgers.params.accounts=50", "agents.protection-buyers.params.accounts=100",
-         "shocks.0.at=20m", "shocks.1.at=20m", "shocks.1.until=80m", "shocks.2.at=20m", "shocks.2.until=80m"]
+SMALL = [
+    "run.duration=2h",
+    "agents.hedged.accounts=100",
+    "agents.borrowers.accounts=150",
+    "agents.traders.params.accounts=150",
+    "agents.writers.params.accounts=100",
+    "agents.delta-hedgers.params.accounts=50",
+    "agents.protection-buyers.params.accounts=100",
+    "shocks.0.at=20m",
+    "shocks.1.at=20m",
+    "shocks.1.until=80m",
+    "shocks.2.at=20m",
+    "shocks.2.until=80m",
+]
 
 
 @pytest.fixture(scope="module")
 def runs():
-    return {r: run_scenario("inter-protocol-pm", seed=3, overrides=[*SMALL, f"margin.regime={r}"])
-            for r in ("silo", "portfolio")}
+    return {
+        r: run_scenario("inter-protocol-pm", seed=3, overrides=[*SMALL, f"margin.regime={r}"])
+        for r in ("silo", "portfolio")
+    }
 
 
 def test_both_regimes_conserve_every_token_across_venues(runs):
@@ -83,8 +96,20 @@ def test_same_regime_and_seed_give_identical_frames():
 
 def test_compare_cli_writes_side_by_side_files(tmp_path):
     out = tmp_path / "cmp"
-    res = CliRunner().invoke(app, ["compare", "inter-protocol-pm", "--regimes", "silo,portfolio", "--seeds", "1",
-                                   "--out", str(out), *sum([["--set", s] for s in SMALL + ["run.duration=1h"]], [])])
+    res = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "inter-protocol-pm",
+            "--regimes",
+            "silo,portfolio",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+            *sum([["--set", s] for s in SMALL + ["run.duration=1h"]], []),
+        ],
+    )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out / "compare.csv")
     assert list(df["regime"]) == ["silo", "portfolio"]
@@ -101,12 +126,15 @@ def test_compare_rejects_unknown_regime_and_scenarios_without_multi_venue_accoun
     assert res.exit_code == 2 and "multi_venue" in res.output
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("margin.regime=netted", "margin.regime"),
-    ("agents.hedged.lending=perps", "agents.hedged.lending"),
-    ("margin.coordinator.credit_rate=1.5", "margin.coordinator.credit_rate"),
-    ("protocols.options.params.liquidation=auctions", "protocols.options.params.liquidation"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("margin.regime=netted", "margin.regime"),
+        ("agents.hedged.lending=perps", "agents.hedged.lending"),
+        ("margin.coordinator.credit_rate=1.5", "margin.coordinator.credit_rate"),
+        ("protocols.options.params.liquidation=auctions", "protocols.options.params.liquidation"),
+    ],
+)
 def test_bad_regime_tables_name_the_key(override, needle):
     with pytest.raises(ScenarioError) as e:
         load("inter-protocol-pm", [override])
@@ -114,7 +142,7 @@ def test_bad_regime_tables_name_the_key(override, needle):
 
 
 def test_run_report_has_a_margin_regime_section(runs, tmp_path):
-    from sim.runs import write_run
+    from defistress.sim.experiments.runs import write_run
 
     out = write_run(runs["portfolio"], tmp_path / "run")
     page = (out / "report.html").read_text()

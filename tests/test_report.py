@@ -1,4 +1,5 @@
 """The run report: report.html with embedded figures, and plot functions that draw on any timeseries."""
+
 import base64
 import dataclasses
 import re
@@ -11,9 +12,9 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from sim import plots
-from sim.report import FIGURES, format_value, render_html, write_report
-from sim.runs import health_frame, run_scenario, write_run
+from defistress.sim.experiments.runs import health_frame, run_scenario, write_run
+from defistress.sim.report import plots
+from defistress.sim.report.html import FIGURES, format_value, render_html, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OVERRIDES = ['run.duration="6h"', "agents.borrowers.accounts=1500"]
@@ -43,7 +44,7 @@ def test_report_html_names_the_scenario_its_description_and_manifest(result, rep
     page, text = report
     assert page.name == "report.html" and page.is_file()
     assert "<title>defistress run report: eth-crash</title>" in text
-    assert "ETH -38% in 4h" in text                      # run.description of eth-crash.toml
+    assert "ETH -38% in 4h" in text  # run.description of eth-crash.toml
     assert result.manifest["scenario_sha256"] in text
     assert text.index("<h2>Headline</h2>") < text.index("<h2>Figures</h2>") < text.index("<h2>Manifest</h2>")
 
@@ -51,17 +52,17 @@ def test_report_html_names_the_scenario_its_description_and_manifest(result, rep
 def test_headline_and_protocol_tables_show_the_run_metrics(result, report):
     _, text = report
     m = result.metrics
-    assert m["liquidations"] > 0                         # the crash does liquidate: the figures below mean something
+    assert m["liquidations"] > 0  # the crash does liquidate: the figures below mean something
     assert f"<td>Liquidations</td><td>{m['liquidations']:,}</td>" in text
     assert f"<td>${m['bad_debt_usd']:,.0f}</td>" in text
     assert f"<td>{m['peak_base_fee_gwei']:,.1f} gwei</td>" in text
-    assert "<th>lend</th>" in text                       # per-protocol table has one column per protocol
+    assert "<th>lend</th>" in text  # per-protocol table has one column per protocol
 
 
 def test_every_png_named_in_the_html_exists_and_is_a_png(report):
     page, text = report
     names = re.findall(r'href="([^"]+\.png)"', text)
-    assert sorted(names) == sorted(f"{s.name}.png" for s in FIGURES)   # graph and health present: all figures
+    assert sorted(names) == sorted(f"{s.name}.png" for s in FIGURES)  # graph and health present: all figures
     for n in names:
         assert (page.parent / n).read_bytes()[:8] == PNG_MAGIC
 
@@ -90,9 +91,9 @@ def test_write_run_puts_the_report_in_the_run_folder(result, tmp_path):
 
 def test_format_value_uses_the_unit_of_each_metric():
     assert format_value(1234567.8, "usd") == "$1,234,568"
-    assert format_value(0.0501, "frac") == "5.01%"            # fraction 0.0501 -> 5.01 %
-    assert format_value(27.0029, "pct") == "27.00%"           # already in %
-    assert format_value(7212.0, "s") == "7,212 s (2.00 h)"    # 7212 / 3600 = 2.003 h
+    assert format_value(0.0501, "frac") == "5.01%"  # fraction 0.0501 -> 5.01 %
+    assert format_value(27.0029, "pct") == "27.00%"  # already in %
+    assert format_value(7212.0, "s") == "7,212 s (2.00 h)"  # 7212 / 3600 = 2.003 h
     assert format_value(None, "usd") == "n/a"
     assert format_value(False, "ok") == "VIOLATED"
     assert plots.format_usd(1_234_567) == "$1.23M"
@@ -101,7 +102,10 @@ def test_format_value_uses_the_unit_of_each_metric():
 
 
 def test_report_modules_do_not_import_pyplot():
-    code = "import sys, sim.report, sim.plots; sys.exit('matplotlib.pyplot' in sys.modules)"
+    code = (
+        "import sys, defistress.sim.report.html, defistress.sim.report.plots; "
+        "sys.exit('matplotlib.pyplot' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -115,14 +119,22 @@ def _drew_bars(ax):
 
 
 def _drew_graph(ax):
-    return len(ax.collections) > 0 and len(ax.patches) > 0   # nodes are collections, arrows are patches
+    return len(ax.collections) > 0 and len(ax.patches) > 0  # nodes are collections, arrows are patches
 
 
-@pytest.mark.parametrize("fn, drew", [
-    (plots.plot_price_paths, _drew_lines), (plots.plot_liquidations, _drew_bars), (plots.plot_health, _drew_lines),
-    (plots.plot_bad_debt, _drew_lines), (plots.plot_gas, _drew_lines), (plots.plot_liquidator_pnl, _drew_lines),
-    (plots.plot_network, _drew_graph),
-], ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.parametrize(
+    "fn, drew",
+    [
+        (plots.plot_price_paths, _drew_lines),
+        (plots.plot_liquidations, _drew_bars),
+        (plots.plot_health, _drew_lines),
+        (plots.plot_bad_debt, _drew_lines),
+        (plots.plot_gas, _drew_lines),
+        (plots.plot_liquidator_pnl, _drew_lines),
+        (plots.plot_network, _drew_graph),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
 def test_plot_functions_draw_on_the_given_axes_and_return_it(result, fn, drew):
     ax = Figure().add_subplot()
     assert not drew(ax)
@@ -136,7 +148,7 @@ def test_plot_without_axes_makes_its_own_figure(result):
 
 
 def test_price_series_are_matched_to_their_asset_with_and_without_the_graph(result):
-    for data in (result, result.timeseries):                  # graph edges, or nearest price level alone
+    for data in (result, result.timeseries):  # graph edges, or nearest price level alone
         eth = {label for _, label, _ in plots.price_columns(data, "ETH")}
         btc = {label for _, label, _ in plots.price_columns(data, "BTC")}
         assert eth == {"exogenous", "reference", "oracle chainlink-eth", "pool uni-eth-usdc"}
@@ -145,7 +157,7 @@ def test_price_series_are_matched_to_their_asset_with_and_without_the_graph(resu
 
 def test_price_grid_has_one_panel_per_risky_asset(result):
     axes = plots.plot_price_grid(result)
-    assert [a.get_title() for a in axes] == ["ETH price", "BTC price"]   # USDC is a stablecoin: no panel
+    assert [a.get_title() for a in axes] == ["ETH price", "BTC price"]  # USDC is a stablecoin: no panel
     assert all(len(a.lines) >= 4 for a in axes)
 
 
@@ -178,14 +190,14 @@ def test_calm_timeseries_draws_no_bars_and_says_so(result):
 
 
 def _rename(ts: pd.DataFrame, new: str) -> pd.DataFrame:
-    return ts.rename(columns={c: new + c[len("lend"):] for c in ts.columns if c.startswith("lend_")})
+    return ts.rename(columns={c: new + c[len("lend") :] for c in ts.columns if c.startswith("lend_")})
 
 
 def test_plots_find_protocols_by_column_suffix_not_by_id(result):
     ts = _rename(result.timeseries, "maker-cdp")
     ax = plots.plot_liquidations(ts)
     assert _legend(ax)[0] == "maker-cdp liquidations"
-    assert len(ax.patches) == int((ts["maker-cdp_liquidations"] > 0).sum())   # one bar per block that liquidated
+    assert len(ax.patches) == int((ts["maker-cdp_liquidations"] > 0).sum())  # one bar per block that liquidated
     labels = _legend(plots.plot_bad_debt(ts))
     assert len(labels) == 1 and labels[0].startswith("maker-cdp: ")
 
@@ -214,4 +226,4 @@ def test_health_plot_reads_the_health_table_of_the_run_folder(result):
     n_after = len(result.health_after["lend"])
     assert any(t.startswith(f"lend after (n={n_after:,},") for t in _legend(ax))
     assert ax.get_xscale() == "log"
-    assert any(np.all(np.asarray(line.get_xdata()) == 1.0) for line in ax.lines)   # the HF = 1 marker
+    assert any(np.all(np.asarray(line.get_xdata()) == 1.0) for line in ax.lines)  # the HF = 1 marker

@@ -1,5 +1,6 @@
 """Whole runs: determinism, outcomes that must follow from the scenario, conservation, the manifest and
 the run folder on disk. Runs are small (3h, 1,500 accounts) and shared by session fixtures."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,10 +12,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import sim.runs
-from scenarios.loader import HISTORIC_DIR, load
-from sim.model import StressModel
-from sim.runs import run_scenario, write_run
+import defistress.sim.experiments.runs as runs_module
+from defistress.scenarios.loader import HISTORIC_DIR, load
+from defistress.sim.engine.model import StressModel
+from defistress.sim.experiments.runs import run_scenario, write_run
 
 SMALL = ['run.duration="3h"', "agents.borrowers.accounts=1500"]
 
@@ -29,7 +30,7 @@ def run_keeping_model(name: str, overrides: list[str], seed: int | None = None):
             models.append(self)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sim.runs, "StressModel", Kept)
+        mp.setattr(runs_module, "StressModel", Kept)
         result = run_scenario(name, seed=seed, overrides=overrides)
     return result, models[0]
 
@@ -108,8 +109,8 @@ def test_calm_liquidates_nothing(calm):
 def test_a_shock_liquidates(crash):
     m = crash[0].metrics
     assert m["liquidations"] > 0 and m["liquidation_volume_usd"] > 0
-    assert m["exogenous_drawdown"] > 0.15           # the −15% jump at least
-    assert m["protocols"]["lend"]["first_liquidation_s"] >= 2 * 3600   # nothing before the shock
+    assert m["exogenous_drawdown"] > 0.15  # the −15% jump at least
+    assert m["protocols"]["lend"]["first_liquidation_s"] >= 2 * 3600  # nothing before the shock
 
 
 def test_a_bigger_shock_liquidates_more(crash, bigger_crash):
@@ -155,7 +156,7 @@ def test_liquidations_in_the_event_log_match_the_metrics(crash):
 def test_manifest_of_a_replay_names_scenario_hash_seed_version_and_data_hashes(replay):
     man = replay.manifest
     assert man["scenario_sha256"] == load("black-thursday-lending", SMALL).hash
-    assert man["seed"] == 1                             # the scenario's run.seed
+    assert man["seed"] == 1  # the scenario's run.seed
     assert man["package_version"] == version("defistress")
     files = {"01b_black_thursday_2020-03-12_ETH_10min.csv", "01b_black_thursday_2020-03-12_gas_10min.csv"}
     assert set(man["data_sha256"]) == files
@@ -182,7 +183,7 @@ def test_write_run_produces_summary_timeseries_and_events(crash, tmp_path):
     assert ev.num_rows == len(result.events)
     assert "ref_ETH_usd" in ts.column_names and {"block", "kind", "source"} <= set(ev.column_names)
     assert ts.column("lend_debt_usd").to_pylist() == result.timeseries["lend_debt_usd"].tolist()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]   # no temporary folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder left
 
 
 def test_failing_write_leaves_an_earlier_run_folder_intact(crash, tmp_path, monkeypatch):
@@ -193,7 +194,7 @@ def test_failing_write_leaves_an_earlier_run_folder_intact(crash, tmp_path, monk
     def broken(df):
         raise OSError("disk full")
 
-    monkeypatch.setattr(sim.runs, "_parquet_safe", broken)
+    monkeypatch.setattr(runs_module, "_parquet_safe", broken)
     with pytest.raises(OSError, match="disk full"):
         write_run(result, out, report=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -1,5 +1,6 @@
 """Scenario files: built-ins validate, bad input gives errors naming the key path and what is allowed,
 `--set` overrides, and bad input never leaves a run folder behind."""
+
 from __future__ import annotations
 
 import re
@@ -8,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scenarios.loader import HISTORIC_DIR, ScenarioError, load
-from scenarios.registry import builtin_names, builtin_path
-from sim.cli import app
-from sim.replay import DataFileError
-from sim.runs import run_scenario
+from defistress.scenarios.loader import HISTORIC_DIR, ScenarioError, load
+from defistress.scenarios.registry import builtin_names, builtin_path
+from defistress.sim.cli.app import app
+from defistress.sim.engine.replay import DataFileError
+from defistress.sim.experiments.runs import run_scenario
 
 ETH_10MIN = "01b_black_thursday_2020-03-12_ETH_10min.csv"
 
@@ -42,7 +43,11 @@ def test_malformed_toml_is_reported_with_its_position(tmp_path):
 
 
 def test_unknown_key_is_named_with_its_full_path(tmp_path):
-    text = builtin_path("calm").read_text().replace("liquidation_bonus = 0.05", "liquidation_bonus = 0.05\ncolour = 'red'", 1)
+    text = (
+        builtin_path("calm")
+        .read_text()
+        .replace("liquidation_bonus = 0.05", "liquidation_bonus = 0.05\ncolour = 'red'", 1)
+    )
     f = tmp_path / "calm-extra.toml"
     f.write_text(text)
     assert errors_of(f) == ["protocols.lend.assets.ETH.colour: unknown key"]
@@ -64,29 +69,29 @@ def test_liquidation_threshold_must_exceed_ltv():
 
 
 def test_unknown_oracle_id_lists_the_known_ones():
-    (err,) = errors_of("calm", ["protocols.lend.oracles.ETH=\"pyth-eth\""])
+    (err,) = errors_of("calm", ['protocols.lend.oracles.ETH="pyth-eth"'])
     assert err == "protocols.lend.oracles.ETH: unknown oracle 'pyth-eth'; allowed: ['chainlink-eth', 'fixed-usdc']"
 
 
 def test_unknown_asset_lists_the_market_assets():
-    (err,) = errors_of("calm", ["oracles.chainlink-eth.asset=\"DOGE\""])
+    (err,) = errors_of("calm", ['oracles.chainlink-eth.asset="DOGE"'])
     assert err == "oracles.chainlink-eth.asset: unknown asset 'DOGE'; allowed: ['ETH', 'USDC']"
-    (err,) = errors_of("calm", ["agents.borrowers.debt=\"DOGE\""])
+    (err,) = errors_of("calm", ['agents.borrowers.debt="DOGE"'])
     assert "agents.borrowers" in err and "'DOGE'" in err and "['ETH', 'USDC']" in err
 
 
 def test_invalid_choice_lists_the_allowed_values():
-    (err,) = errors_of("calm", ["oracles.chainlink-eth.kind=\"magic\""])
+    (err,) = errors_of("calm", ['oracles.chainlink-eth.kind="magic"'])
     assert err == "oracles.chainlink-eth.kind: invalid value 'magic'; allowed: 'push', 'delayed' or 'fixed'"
 
 
 def test_bad_duration_names_the_allowed_forms():
-    (err,) = errors_of("calm", ["run.duration=\"3 fortnights\""])
+    (err,) = errors_of("calm", ['run.duration="3 fortnights"'])
     assert err.startswith("run.duration: invalid duration") and "'2h'" in err
 
 
 def test_missing_data_file_names_its_key_and_where_it_looked():
-    (err,) = errors_of("black-thursday-lending", ["market.replay.file=\"no-such-file.csv\""])
+    (err,) = errors_of("black-thursday-lending", ['market.replay.file="no-such-file.csv"'])
     assert err.startswith("market.replay.file: data file 'no-such-file.csv' not found")
     assert str(HISTORIC_DIR) in err
 
@@ -111,9 +116,8 @@ def csv_with_a_hole(tmp_path) -> Path:
 
 
 def test_nan_in_a_price_file_names_the_file_column_and_row(csv_with_a_hole):
-    overrides = [f"market.replay.file=\"{csv_with_a_hole}\"", "run.duration=\"1h\"",
-                 "agents.borrowers.accounts=100"]
-    load("black-thursday-lending", overrides)        # the file exists: the scenario itself is valid
+    overrides = [f'market.replay.file="{csv_with_a_hole}"', 'run.duration="1h"', "agents.borrowers.accounts=100"]
+    load("black-thursday-lending", overrides)  # the file exists: the scenario itself is valid
     with pytest.raises(DataFileError) as info:
         run_scenario("black-thursday-lending", overrides=overrides)
     msg = str(info.value)
@@ -122,9 +126,17 @@ def test_nan_in_a_price_file_names_the_file_column_and_row(csv_with_a_hole):
 
 
 def test_set_overrides_by_index_and_by_id():
-    s = load("eth-crash", ["shocks.0.jump=-0.2", "agents.liquidator.capital_usd=1e6",
-                           "market.assets.ETH.price=1500.0", "protocols.lend.assets.ETH.ltv=0.8",
-                           "oracles.1.heartbeat=\"2h\"", "run.duration=\"3h\""]).scenario
+    s = load(
+        "eth-crash",
+        [
+            "shocks.0.jump=-0.2",
+            "agents.liquidator.capital_usd=1e6",
+            "market.assets.ETH.price=1500.0",
+            "protocols.lend.assets.ETH.ltv=0.8",
+            'oracles.1.heartbeat="2h"',
+            'run.duration="3h"',
+        ],
+    ).scenario
     assert s.shocks[0].jump == -0.2
     assert next(a for a in s.agents if a.id == "liquidator").capital_usd == 1e6
     assert s.market.asset("ETH").price == 1500.0
@@ -150,24 +162,40 @@ def test_overrides_change_the_scenario_hash():
     assert load("calm").hash == load("calm").hash
 
 
-@pytest.mark.parametrize("bad", [
-    ["--set", "protocols.lend.assets.ETH.ltv=1.5"],
-    ["--set", "market.replay.file=\"missing.csv\""],
-    ["--set", "run.colour=1"],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--set", "protocols.lend.assets.ETH.ltv=1.5"],
+        ["--set", 'market.replay.file="missing.csv"'],
+        ["--set", "run.colour=1"],
+    ],
+)
 def test_bad_input_leaves_no_run_folder(tmp_path, bad):
     out = tmp_path / "x"
-    result = CliRunner().invoke(app, ["run", "black-thursday-lending", "--quiet", "--no-report", "--out", str(out), *bad])
+    result = CliRunner().invoke(
+        app, ["run", "black-thursday-lending", "--quiet", "--no-report", "--out", str(out), *bad]
+    )
     assert result.exit_code != 0
     assert "error" in result.output
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir()]      # no temporary folder left either
+    assert not [p for p in tmp_path.iterdir()]  # no temporary folder left either
 
 
 def test_data_error_during_a_run_leaves_no_run_folder(tmp_path, csv_with_a_hole):
     out = tmp_path / "x"
-    result = CliRunner().invoke(app, ["run", "black-thursday-lending", "--quiet", "--no-report", "--out", str(out),
-                                      "--set", f"market.replay.file=\"{csv_with_a_hole}\""])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "black-thursday-lending",
+            "--quiet",
+            "--no-report",
+            "--out",
+            str(out),
+            "--set",
+            f'market.replay.file="{csv_with_a_hole}"',
+        ],
+    )
     assert result.exit_code == 2
     assert re.search(r"'close'.*data row 5", result.output.replace("\n", " "))
     assert not out.exists()

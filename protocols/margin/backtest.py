@@ -1,10 +1,11 @@
 """Backtesting margin models and VaR forecasts: exceedances, Kupiec POF, Christoffersen independence and
-conditional coverage, and the Basel traffic light (margin-methods.md section 8).
+conditional coverage, and the Basel traffic light (docs/margin-methods.md section 8).
 
 An exceedance at step t is a realised loss larger than the requirement forecast before it. For a margin model
 the forecast is its maintenance requirement on a reference position (one perp or spot unit, opened at the
 current price), rebuilt every step from the information available then (prices, EWMA vol, a rolling window).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,14 +16,14 @@ import pandas as pd
 from scipy.special import xlogy
 from scipy.stats import binom, chi2
 
-from protocols.margin.portfolio import MarketState, Portfolio
-from protocols.margin.compare import build_model
-from protocols.margin.var import DAYS_PER_YEAR, ewma_vol
+from defistress.protocols.margin.compare import build_model
+from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.var import DAYS_PER_YEAR, ewma_vol
 
-GREEN_CDF = 0.95                # BCBS 1996 traffic light: green while P(X <= x) < 95%
-YELLOW_CDF = 0.9999             # yellow while P(X <= x) < 99.99%, red above
-BASE_MULTIPLIER = 3.0           # BCBS 1996 multiplication factor
-PLUS_FACTORS = (0.40, 0.50, 0.65, 0.75, 0.85)   # BCBS 1996 yellow zone, 5..9 exceptions at 250 obs / 99%
+GREEN_CDF = 0.95  # BCBS 1996 traffic light: green while P(X <= x) < 95%
+YELLOW_CDF = 0.9999  # yellow while P(X <= x) < 99.99%, red above
+BASE_MULTIPLIER = 3.0  # BCBS 1996 multiplication factor
+PLUS_FACTORS = (0.40, 0.50, 0.65, 0.75, 0.85)  # BCBS 1996 yellow zone, 5..9 exceptions at 250 obs / 99%
 RED_PLUS_FACTOR = 1.0
 
 
@@ -137,14 +138,42 @@ def backtest(losses, forecasts, confidence: float = 0.99, index=None, model: str
     lr_pof, p_pof = kupiec_pof(x, n, confidence)
     lr_ind, p_ind, counts = christoffersen(hits)
     lr_cc = lr_pof + lr_ind
-    frame = pd.DataFrame({"timestamp": index if index is not None else np.arange(n), "loss_usd": loss,
-                          "forecast_usd": fc, "exceedance": hits})
-    return BacktestResult(model, confidence, n, x, n * (1.0 - confidence), lr_pof, p_pof, lr_ind, p_ind, lr_cc,
-                          float(chi2.sf(lr_cc, 2)), counts, traffic_light(x, n, confidence), frame)
+    frame = pd.DataFrame(
+        {
+            "timestamp": index if index is not None else np.arange(n),
+            "loss_usd": loss,
+            "forecast_usd": fc,
+            "exceedance": hits,
+        }
+    )
+    return BacktestResult(
+        model,
+        confidence,
+        n,
+        x,
+        n * (1.0 - confidence),
+        lr_pof,
+        p_pof,
+        lr_ind,
+        p_ind,
+        lr_cc,
+        float(chi2.sf(lr_cc, 2)),
+        counts,
+        traffic_light(x, n, confidence),
+        frame,
+    )
 
 
-def backtest_model(prices: pd.Series, model: str, confidence: float = 0.99, window: int = 250,
-                   qty: float = 1.0, kind: str = "perp", underlying: str = "ETH", lam: float = 0.94) -> BacktestResult:
+def backtest_model(
+    prices: pd.Series,
+    model: str,
+    confidence: float = 0.99,
+    window: int = 250,
+    qty: float = 1.0,
+    kind: str = "perp",
+    underlying: str = "ETH",
+    lam: float = 0.94,
+) -> BacktestResult:
     """Backtest preset `model` on a price path (index = timestamps): at every step after `window` it margins
     `qty` units of a `kind` ("perp" or "spot") position opened at the current price, with the market's vol set
     to the annualised EWMA vol of the window; the loss is -qty * (next price - price)."""
@@ -158,17 +187,18 @@ def backtest_model(prices: pd.Series, model: str, confidence: float = 0.99, wind
     idx = pd.DatetimeIndex(prices.index) if isinstance(prices.index, pd.DatetimeIndex) else None
     step_days = float(np.median((idx[1:] - idx[:-1]).total_seconds())) / 86_400.0 if idx is not None else 1.0
     rets = np.diff(np.log(px))
-    pf = Portfolio.from_records([{"name": "reference", "cash": 0.0, "positions": [
-        {"kind": kind, "underlying": underlying, "qty": qty}]}])
+    pf = Portfolio.from_records(
+        [{"name": "reference", "cash": 0.0, "positions": [{"kind": kind, "underlying": underlying, "qty": qty}]}]
+    )
     base = {"confidence": confidence, "horizon_days": step_days, "step_days": step_days, "lam": lam}
     steps = range(window, px.size - 1)
     forecasts = np.empty(len(steps))
     for j, t in enumerate(steps):
-        win = rets[t - window:t]
+        win = rets[t - window : t]
         sigma = float(ewma_vol(win, lam)[-1]) * np.sqrt(DAYS_PER_YEAR / step_days)
         mkt = MarketState(spot={underlying: px[t]}, vol={underlying: sigma})
         m = build_model(model, {**base, "returns": {underlying: win}})
         forecasts[j] = float(m.requirements(pf, mkt).mm[0])
-    losses = -qty * (px[window + 1:] - px[window:-1])
-    index = idx[window + 1:] if idx is not None else np.arange(window + 1, px.size)
+    losses = -qty * (px[window + 1 :] - px[window:-1])
+    index = idx[window + 1 :] if idx is not None else np.arange(window + 1, px.size)
     return backtest(losses, forecasts, confidence, index, model)

@@ -4,6 +4,7 @@ Follows lyra-utils src/math/Black76.sol: discounted prices C = D(F N(d1) - K N(d
 floored at 0, caps sigma*sqrt(T) >= 24 => C = F D, P = K D; K = 0 => C = F D; F = 0 => P = K D; T -> 0 or
 sigma -> 0 gives the discounted intrinsic value. All inputs broadcast together.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
-SECONDS_PER_YEAR = 365.0 * 86_400.0   # lyra-utils Black76.sol SECONDS_PER_YEAR = 365 days
-MAX_TOTAL_VOL = 24.0                  # lyra-utils Black76.sol MAX_TOTAL_VOL: above it N(d1) -> 1, N(d2) -> 0
+SECONDS_PER_YEAR = 365.0 * 86_400.0  # lyra-utils Black76.sol SECONDS_PER_YEAR = 365 days
+MAX_TOTAL_VOL = 24.0  # lyra-utils Black76.sol MAX_TOTAL_VOL: above it N(d1) -> 1, N(d2) -> 0
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
 
 
@@ -29,7 +30,7 @@ def _arr(x) -> np.ndarray:
 def _standard_call(log_m: np.ndarray, total_vol: np.ndarray) -> np.ndarray:
     """Call price per unit forward, undiscounted: N(d1) - m N(d2), m = K/F, given ln(m) and sigma*sqrt(T)."""
     safe_tv = np.where(total_vol > 0.0, total_vol, 1.0)
-    d1 = (0.5 * safe_tv * safe_tv - log_m) / safe_tv   # Black76.sol _standardCall: d1 = (v^2/2 - ln m)/v
+    d1 = (0.5 * safe_tv * safe_tv - log_m) / safe_tv  # Black76.sol _standardCall: d1 = (v^2/2 - ln m)/v
     d2 = d1 - safe_tv
     m = np.exp(log_m)
     c = ndtr(d1) - m * ndtr(d2)
@@ -48,10 +49,10 @@ def call_put(forward, strike, t_years, sigma, discount=1.0) -> tuple[np.ndarray,
     log_m = np.log(safe_k / safe_f)
     std_call = _standard_call(log_m, total_vol)
     m = safe_k / safe_f
-    std_put = np.maximum(std_call + m - 1.0, 0.0)        # Black76.sol _standardPutFromCall
+    std_put = np.maximum(std_call + m - 1.0, 0.0)  # Black76.sol _standardPutFromCall
     fd, kd = f * d, k * d
-    call = np.minimum(std_call * fd, fd)                  # cap at F D as in Black76.sol prices()
-    put = np.minimum(std_put * fd, kd)                    # cap at K D
+    call = np.minimum(std_call * fd, fd)  # cap at F D as in Black76.sol prices()
+    put = np.minimum(std_put * fd, kd)  # cap at K D
     call = np.where(k <= 0.0, fd, np.where(f <= 0.0, 0.0, call))
     put = np.where(k <= 0.0, 0.0, np.where(f <= 0.0, kd, put))
     return call, put
@@ -95,12 +96,12 @@ def greeks(forward, strike, t_years, sigma, is_call, discount=1.0, rate=0.0) -> 
     itm_call = (f > k).astype(np.float64)
     cap = tv >= MAX_TOTAL_VOL
     n1_eff = np.where(live, n1, np.where(cap | (k <= 0.0), 1.0, np.where(f <= 0.0, 0.0, itm_call)))
-    delta = d * np.where(call, n1_eff, n1_eff - 1.0)                     # dV/dF, Black-76
+    delta = d * np.where(call, n1_eff, n1_eff - 1.0)  # dV/dF, Black-76
     gamma = np.where(live, d * pdf / (np.where(f > 0, f, 1.0) * safe_tv), 0.0)
-    vega = np.where(live, d * f * pdf * sqrt_t, 0.0)                     # dV/dsigma
+    vega = np.where(live, d * f * pdf * sqrt_t, 0.0)  # dV/dsigma
     value = price(f, k, t, s, call, d)
     decay = np.where(live, -d * f * pdf * s / (2.0 * np.where(sqrt_t > 0, sqrt_t, 1.0)), 0.0)
-    theta = decay + _arr(rate) * value                                   # dV/dt = -dV/dT, D = exp(-rT)
+    theta = decay + _arr(rate) * value  # dV/dt = -dV/dT, D = exp(-rT)
     return Greeks(delta=delta, gamma=gamma, vega=vega, theta=theta)
 
 
@@ -138,21 +139,22 @@ class IVSolverParams:
             raise ValueError(f"tol={self.tol}: allowed > 0")
 
 
-def implied_vol(option_price, forward, strike, t_years, is_call, discount=1.0,
-                params: IVSolverParams = IVSolverParams()) -> np.ndarray:
+def implied_vol(
+    option_price, forward, strike, t_years, is_call, discount=1.0, params: IVSolverParams = IVSolverParams()
+) -> np.ndarray:
     """Annualised implied vol per option: vectorised Newton steps, then scipy brentq where Newton failed.
 
     Prices outside the no-arbitrage band (below intrinsic or above the cap) give NaN.
     """
-    v, f, k, t, call, d = np.broadcast_arrays(_arr(option_price), _arr(forward), _arr(strike), _arr(t_years),
-                                              np.asarray(is_call, dtype=bool), _arr(discount))
+    v, f, k, t, call, d = np.broadcast_arrays(
+        _arr(option_price), _arr(forward), _arr(strike), _arr(t_years), np.asarray(is_call, dtype=bool), _arr(discount)
+    )
     lo_p = price(f, k, t, params.vol_min, call, d)
     hi_p = price(f, k, t, params.vol_max, call, d)
     ok = (v >= lo_p - params.tol) & (v <= hi_p + params.tol) & (t > 0) & (f > 0) & (k > 0)
     out = np.full(v.shape, np.nan)
     # Brenner-Subrahmanyam start: sigma ~ sqrt(2 pi / T) * V / (D F), clipped to the bracket
-    sig = np.clip(np.sqrt(2.0 * np.pi / np.where(t > 0, t, 1.0)) * v / np.where(f * d > 0, f * d, 1.0),
-                  0.05, 3.0)
+    sig = np.clip(np.sqrt(2.0 * np.pi / np.where(t > 0, t, 1.0)) * v / np.where(f * d > 0, f * d, 1.0), 0.05, 3.0)
     for _ in range(params.newton_steps):
         g = greeks(f, k, t, sig, call, d)
         err = price(f, k, t, sig, call, d) - v
@@ -185,7 +187,8 @@ class ForwardShockPricer:
 
     def __init__(self, forward, strike, t_years, is_call, qty, discount=1.0):
         self.f, self.k, self.t, self.qty, self.d = np.broadcast_arrays(
-            _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount))
+            _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount)
+        )
         self.is_call = np.broadcast_to(np.asarray(is_call, dtype=bool), self.f.shape)
         ok = (self.f > 0.0) & (self.k > 0.0)
         self._ok = ok
@@ -211,13 +214,12 @@ class ForwardShockPricer:
         tv, inv, half, odd, sig_odd = self._vol_terms(sigma, key)
         n = self.f.size
         out = np.empty(n)
-        if n >= _PARALLEL_MIN:   # ndtr releases the GIL: two threads on two halves (2-core target machine)
+        if n >= _PARALLEL_MIN:  # ndtr releases the GIL: two threads on two halves (2-core target machine)
             mid = n // 2
-            list(_pool().map(lambda sl: self._chunk(fwd_mult, tv, inv, half, out, sl),
-                             (slice(0, mid), slice(mid, n))))
+            list(_pool().map(lambda sl: self._chunk(fwd_mult, tv, inv, half, out, sl), (slice(0, mid), slice(mid, n))))
         else:
             self._chunk(fwd_mult, tv, inv, half, out, slice(0, n))
-        if odd.size:   # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24) via the general path
+        if odd.size:  # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24) via the general path
             c, p = call_put(self.f[odd] * fwd_mult, self.k[odd], self.t[odd], sig_odd, self.d[odd])
             out[odd] = self.qty[odd] * np.where(self.is_call[odd], c, p)
         return out
@@ -234,16 +236,16 @@ class ForwardShockPricer:
         n1 *= m
         n2 *= kd
         n1 -= n2
-        call = np.maximum(n1, 0.0, out=n1)                     # D (F' N(d1) - K N(d2)), floored at 0
+        call = np.maximum(n1, 0.0, out=n1)  # D (F' N(d1) - K N(d2)), floored at 0
         put = np.multiply(fd, -m, out=n2)
         put += kd
         put += call
-        np.maximum(put, 0.0, out=put)                          # put by parity, floored at 0 (Black76.sol)
+        np.maximum(put, 0.0, out=put)  # put by parity, floored at 0 (Black76.sol)
         np.copyto(put, call, where=self.is_call[sl])
         np.multiply(put, self.qty[sl], out=out[sl])
 
 
-_PARALLEL_MIN = 50_000   # options per book above which values() splits the work over two threads
+_PARALLEL_MIN = 50_000  # options per book above which values() splits the work over two threads
 _POOL = None
 _POOL_PID = -1
 
@@ -252,7 +254,9 @@ def _pool():
     """Two-thread pool, recreated after a fork (a forked child has no worker threads)."""
     global _POOL, _POOL_PID
     import os
+
     if _POOL is None or _POOL_PID != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
+
         _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b76"), os.getpid()
     return _POOL

@@ -1,23 +1,25 @@
 """Compare margin models side by side on the same books, read portfolio files and historic price paths, plot.
 
 Portfolio files (TOML or JSON) hold a [market] table and [[accounts]] in the record form of Portfolio.from_records.
-Historic price files follow /work/shared/data/historic: '#' comment lines, then a long-format CSV with
+Historic price files follow scenarios/historic/data: '#' comment lines, then a long-format CSV with
 timestamp_utc,symbol,venue,open,high,low,close,... . Plotting is matplotlib object-oriented (imported lazily;
 never plt.show()), with the Okabe-Ito colour-blind-safe palette.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from protocols.margin.portfolio import KIND_NAMES, MarketState, Portfolio
-from protocols.margin.registry import get_model, list_models
+from defistress.protocols.margin.catalog import get_model, list_models
+from defistress.protocols.margin.portfolio import KIND_NAMES, MarketState, Portfolio
 
 PRICE_COLUMNS = ("timestamp_utc", "symbol", "venue", "open", "high", "low", "close")
 _MARKET_TABLES = ("spot", "vol", "rate", "perp_price", "confidence")
@@ -55,8 +57,9 @@ def main_driver(drivers: Mapping[str, np.ndarray], n: int) -> list[str]:
     return [names[b] if m[i, b] > 0 else "none" for i, b in enumerate(best)]
 
 
-def compare(pf: Portfolio, mkt: MarketState, models: list[str],
-            overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def compare(
+    pf: Portfolio, mkt: MarketState, models: list[str], overrides: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """Tidy table, one row per (account, model): im_usd, mm_usd, equity_usd, excess_mm_usd, main_driver.
     `overrides` go to every model whose params accept them (see build_model)."""
     allowed = list_models()
@@ -67,17 +70,31 @@ def compare(pf: Portfolio, mkt: MarketState, models: list[str],
     frames = []
     for name in models:
         res = build_model(name, overrides).requirements(pf, mkt)
-        frames.append(pd.DataFrame({
-            "account": labels, "model": name, "im_usd": res.im, "mm_usd": res.mm, "equity_usd": res.equity,
-            "excess_mm_usd": res.equity - res.mm, "main_driver": main_driver(res.drivers, pf.n_accounts)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "account": labels,
+                    "model": name,
+                    "im_usd": res.im,
+                    "mm_usd": res.mm,
+                    "equity_usd": res.equity,
+                    "excess_mm_usd": res.equity - res.mm,
+                    "main_driver": main_driver(res.drivers, pf.n_accounts),
+                }
+            )
+        )
     cols = ["account", "model", "im_usd", "mm_usd", "equity_usd", "excess_mm_usd", "main_driver"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
 # ---------------------------------------------------------------------------------------------- portfolio files
 def _num(value: Any, path: str, lo: float = -np.inf, hi: float = np.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
-            or not lo <= value <= hi:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not np.isfinite(value)
+        or not lo <= value <= hi
+    ):
         raise ValueError(f"{path}={value!r}: allowed a number in [{lo}, {hi}]")
     return float(value)
 
@@ -102,11 +119,18 @@ def _market(raw: Any) -> MarketState:
         if not isinstance(sub, dict):
             raise ValueError(f"market.{name}: allowed a table underlying -> number")
         lo, hi = {"spot": (0, np.inf), "vol": (0, 10), "perp_price": (0, np.inf), "confidence": (0, 1)}.get(
-            name, (-1, 1))
+            name, (-1, 1)
+        )
         tables[name] = {str(u): _num(v, f"market.{name}.{u}", lo, hi) for u, v in sub.items()}
     stable = _num(t.get("stable_price", 1.0), "market.stable_price", 0.0, 10.0)
-    return MarketState(spot=tables["spot"], vol=tables["vol"], rate=tables["rate"], perp_price=tables["perp_price"],
-                       stable_price=stable, confidence=tables["confidence"])
+    return MarketState(
+        spot=tables["spot"],
+        vol=tables["vol"],
+        rate=tables["rate"],
+        perp_price=tables["perp_price"],
+        stable_price=stable,
+        confidence=tables["confidence"],
+    )
 
 
 def _position(raw: Any, path: str, mkt: MarketState) -> dict:
@@ -157,8 +181,13 @@ def parse_portfolio(doc: Mapping[str, Any]) -> tuple[Portfolio, MarketState]:
         pos = a.get("positions", [])
         if not isinstance(pos, list):
             raise ValueError(f"accounts[{i}].positions: allowed an array of tables")
-        records.append({"name": name, "cash": _num(a.get("cash", 0.0), f"accounts[{i}].cash"),
-                        "positions": [_position(p, f"accounts[{i}].positions[{j}]", mkt) for j, p in enumerate(pos)]})
+        records.append(
+            {
+                "name": name,
+                "cash": _num(a.get("cash", 0.0), f"accounts[{i}].cash"),
+                "positions": [_position(p, f"accounts[{i}].positions[{j}]", mkt) for j, p in enumerate(pos)],
+            }
+        )
     return Portfolio.from_records(records, underlyings=tuple(mkt.spot)), mkt
 
 
@@ -177,8 +206,9 @@ def load_portfolio_file(path: str | Path) -> tuple[Portfolio, MarketState]:
 
 
 # ---------------------------------------------------------------------------------------------- price paths
-def returns_from_prices(prices: pd.DataFrame, underlyings: tuple[str, ...] | list[str],
-                        venue: str | None = None) -> tuple[dict[str, np.ndarray], float]:
+def returns_from_prices(
+    prices: pd.DataFrame, underlyings: tuple[str, ...] | list[str], venue: str | None = None
+) -> tuple[dict[str, np.ndarray], float]:
     """Log returns of the close per underlying (first symbol 'U-...' found), on the timestamps common to all,
     and the step length in days."""
     series = {}
@@ -197,7 +227,6 @@ def returns_from_prices(prices: pd.DataFrame, underlyings: tuple[str, ...] | lis
     return {u: rets[u].to_numpy() for u in underlyings}, step_days
 
 
-
 def load_price_path(path: str | Path) -> pd.DataFrame:
     """Tidy long frame (timestamp_utc UTC, symbol, venue, open, high, low, close[, volume_base]) sorted by symbol,
     venue, time. A missing column or an empty/NaN value raises ValueError naming the file, line and column."""
@@ -209,13 +238,19 @@ def load_price_path(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, skiprows=n_comment, skip_blank_lines=False, dtype=str, keep_default_na=False)
     for col in PRICE_COLUMNS:
         if col not in df.columns:
-            raise ValueError(f"{path}: line {n_comment + 1} (header): missing column {col!r}; "
-                             f"required {list(PRICE_COLUMNS)}")
+            raise ValueError(
+                f"{path}: line {n_comment + 1} (header): missing column {col!r}; required {list(PRICE_COLUMNS)}"
+            )
     line = n_comment + 2 + np.arange(len(df))
     blank = (df.apply(lambda c: c.str.strip()) == "").all(axis=1).to_numpy()
     df, line = df[~blank].reset_index(drop=True), line[~blank]
-    out = pd.DataFrame({"timestamp_utc": pd.to_datetime(df["timestamp_utc"], utc=True, errors="coerce"),
-                        "symbol": df["symbol"].str.strip(), "venue": df["venue"].str.strip()})
+    out = pd.DataFrame(
+        {
+            "timestamp_utc": pd.to_datetime(df["timestamp_utc"], utc=True, errors="coerce"),
+            "symbol": df["symbol"].str.strip(),
+            "venue": df["venue"].str.strip(),
+        }
+    )
     numeric = [c for c in ("open", "high", "low", "close", "volume_base") if c in df.columns]
     for c in numeric:
         out[c] = pd.to_numeric(df[c], errors="coerce")
@@ -224,8 +259,10 @@ def load_price_path(path: str | Path) -> pd.DataFrame:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             kind = "timestamp" if col == "timestamp_utc" else "number" if col in numeric else "name"
-            raise ValueError(f"{path}: line {line[row]}, column {col!r}: value {df[col].iloc[row]!r} is missing "
-                             f"or not a valid {kind}")
+            raise ValueError(
+                f"{path}: line {line[row]}, column {col!r}: value {df[col].iloc[row]!r} is missing "
+                f"or not a valid {kind}"
+            )
     return out.sort_values(["symbol", "venue", "timestamp_utc"], kind="stable").reset_index(drop=True)
 
 

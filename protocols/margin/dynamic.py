@@ -6,18 +6,29 @@ RiskMetrics EWMA vol of its returns, or the market's ATM vol without a history. 
 RTS 153/2013 art. 28(1): (a) a 25% buffer released in stress, (b) >= 25% weight on stressed observations,
 (c) a 10-year look-back floor.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from protocols.margin.portfolio import MarketState, Portfolio
-from protocols.margin.registry import get_model, register
-from protocols.margin.result import MarginResult
-from protocols.margin.var import (DAYS_PER_YEAR, RISKMETRICS_LAMBDA, atm_vols, ewma_vol, mark_to_market,
-                                  returns_matrix, revalue_pnl, z_alpha)
+from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.registry import build as get_model
+from defistress.protocols.margin.registry import register
+from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.margin.var import (
+    DAYS_PER_YEAR,
+    RISKMETRICS_LAMBDA,
+    atm_vols,
+    ewma_vol,
+    mark_to_market,
+    returns_matrix,
+    revalue_pnl,
+    z_alpha,
+)
 
 APC_MODES: tuple[str, ...] = ("none", "buffer", "stressed_weight", "floor")
 
@@ -26,19 +37,19 @@ APC_MODES: tuple[str, ...] = ("none", "buffer", "stressed_weight", "floor")
 class DynamicParams:
     """Settings of the EWMA-vol-scaled margin and its anti-procyclicality (APC) option."""
 
-    confidence: float = 0.99        # EMIR RTS 153/2013 art. 24: 99% for non-OTC instruments
-    horizon_days: float = 2.0       # EMIR RTS 153/2013 art. 26: MPOR >= 2 days
+    confidence: float = 0.99  # EMIR RTS 153/2013 art. 24: 99% for non-OTC instruments
+    horizon_days: float = 2.0  # EMIR RTS 153/2013 art. 26: MPOR >= 2 days
     lam: float = RISKMETRICS_LAMBDA
     apc: str = "buffer"
-    apc_buffer: float = 0.25        # EMIR RTS 153/2013 art. 28(1)(a): buffer >= 25% of calculated margin
-    stress_weight: float = 0.25     # art. 28(1)(b): >= 25% weight on stressed observations
-    floor_years: float = 10.0       # art. 28(1)(c): 10-year look-back floor
-    returns: Mapping[str, Sequence[float]] | None = None   # log returns per step and underlying
+    apc_buffer: float = 0.25  # EMIR RTS 153/2013 art. 28(1)(a): buffer >= 25% of calculated margin
+    stress_weight: float = 0.25  # art. 28(1)(b): >= 25% weight on stressed observations
+    floor_years: float = 10.0  # art. 28(1)(c): 10-year look-back floor
+    returns: Mapping[str, Sequence[float]] | None = None  # log returns per step and underlying
     step_days: float = 1.0
-    stressed_vol: Mapping[str, float] = field(default_factory=dict)   # annualised, used without a history
-    floor_vol: Mapping[str, float] = field(default_factory=dict)      # annualised, used without a history
-    vol_tenor_days: float = 30.0    # ATM tenor read from the surface without a history (design choice)
-    im_factor: float = 1.0          # IM = MM * im_factor (* (1 + buffer) under the buffer APC)
+    stressed_vol: Mapping[str, float] = field(default_factory=dict)  # annualised, used without a history
+    floor_vol: Mapping[str, float] = field(default_factory=dict)  # annualised, used without a history
+    vol_tenor_days: float = 30.0  # ATM tenor read from the surface without a history (design choice)
+    im_factor: float = 1.0  # IM = MM * im_factor (* (1 + buffer) under the buffer APC)
 
     def __post_init__(self) -> None:
         if self.apc not in APC_MODES:
@@ -48,15 +59,24 @@ class DynamicParams:
         for name in ("horizon_days", "step_days", "floor_years", "vol_tenor_days"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)}: allowed > 0")
-        for name, lo, hi in (("lam", 0.0, 1.0), ("apc_buffer", 0.0, 1.0), ("stress_weight", 0.0, 1.0),
-                             ("im_factor", 1.0, 4.0)):
+        for name, lo, hi in (
+            ("lam", 0.0, 1.0),
+            ("apc_buffer", 0.0, 1.0),
+            ("stress_weight", 0.0, 1.0),
+            ("im_factor", 1.0, 4.0),
+        ):
             v = getattr(self, name)
             if not lo <= v <= hi or (name == "lam" and not 0.0 < v < 1.0):
                 raise ValueError(f"{name}={v}: allowed {lo} <= {name} <= {hi}")
 
 
-def apc_vol(sigma_now: float, history: np.ndarray | None, params: DynamicParams,
-            stressed: float | None = None, floor: float | None = None) -> float:
+def apc_vol(
+    sigma_now: float,
+    history: np.ndarray | None,
+    params: DynamicParams,
+    stressed: float | None = None,
+    floor: float | None = None,
+) -> float:
     """Per-step vol after the APC option: stressed weight blends variances with the largest EWMA vol seen,
     the floor takes the larger of the current vol and the long-run (<= floor_years) stdev."""
     p = params
@@ -87,8 +107,7 @@ def margin_rate_path(returns: Sequence[float], params: DynamicParams = DynamicPa
         sig = np.sqrt((1 - p.stress_weight) * sig**2 + p.stress_weight * np.maximum.accumulate(sig) ** 2)
     elif p.apc == "floor":
         n_max = int(round(p.floor_years * DAYS_PER_YEAR / p.step_days))
-        sd = np.array([np.std(r[max(0, t + 1 - n_max):t + 1], ddof=1) if t > 0 else abs(r[0])
-                       for t in range(r.size)])
+        sd = np.array([np.std(r[max(0, t + 1 - n_max) : t + 1], ddof=1) if t > 0 else abs(r[0]) for t in range(r.size)])
         sig = np.maximum(sig, sd)
     m = z_alpha(p.confidence) * sig * np.sqrt(p.horizon_days / p.step_days)
     return buffered(m, p.apc_buffer) if p.apc == "buffer" else m
@@ -127,11 +146,18 @@ class DynamicMargin:
             r = returns_matrix(p.returns, unds)
             out = [apc_vol(float(ewma_vol(r[:, j], p.lam)[-1]), r[:, j], p) for j in range(len(unds))]
             return np.asarray(out) * np.sqrt(p.horizon_days / p.step_days)
-        step = np.sqrt(1.0 / DAYS_PER_YEAR)          # annual -> per day, then the APC, then the horizon
+        step = np.sqrt(1.0 / DAYS_PER_YEAR)  # annual -> per day, then the APC, then the horizon
         now = atm_vols(pf, mkt, p.vol_tenor_days) * step
-        out = [apc_vol(float(now[j]), None, p,
-                       p.stressed_vol[u] * step if u in p.stressed_vol else None,
-                       p.floor_vol[u] * step if u in p.floor_vol else None) for j, u in enumerate(unds)]
+        out = [
+            apc_vol(
+                float(now[j]),
+                None,
+                p,
+                p.stressed_vol[u] * step if u in p.stressed_vol else None,
+                p.floor_vol[u] * step if u in p.floor_vol else None,
+            )
+            for j, u in enumerate(unds)
+        ]
         return np.asarray(out) * np.sqrt(p.horizon_days)
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
@@ -146,13 +172,19 @@ class DynamicMargin:
             scan = np.maximum(0.0, -pnl.min(axis=1)).sum(axis=0)
         buf = p.apc_buffer if p.apc == "buffer" else 0.0
         im = scan * p.im_factor * (1.0 + buf)
-        return MarginResult(im=im, mm=scan, equity=mark_to_market(pf, mkt), model=self.name,
-                            drivers={"scan_usd": scan, "buffer_usd": im - scan})
+        return MarginResult(
+            im=im,
+            mm=scan,
+            equity=mark_to_market(pf, mkt),
+            model=self.name,
+            drivers={"scan_usd": scan, "buffer_usd": im - scan},
+        )
 
 
 @dataclass(frozen=True)
 class HybridParams:
-    """Names (registry presets) and overrides of the rule-based and risk-based legs of a hybrid margin."""
+    """Names (registered presets) and overrides of the rule-based and risk-based legs of a hybrid margin; build
+    hybrids through `catalog.get_model`, which imports every preset module first."""
 
     rule_model: str = "lyra-standard"
     risk_model: str = "var-mc"
@@ -179,9 +211,17 @@ class HybridMargin:
         eq = b.equity
         mm = eq - np.minimum(a.equity - a.mm, b.equity - b.mm)
         im = eq - np.minimum(a.equity - a.im, b.equity - b.im)
-        return MarginResult(im=im, mm=mm, equity=eq, model=self.name,
-                            drivers={"rule_mm_usd": a.mm, "risk_mm_usd": b.mm,
-                                     "rule_binding": ((a.equity - a.mm) < (b.equity - b.mm)).astype(np.int64)})
+        return MarginResult(
+            im=im,
+            mm=mm,
+            equity=eq,
+            model=self.name,
+            drivers={
+                "rule_mm_usd": a.mm,
+                "risk_mm_usd": b.mm,
+                "rule_binding": ((a.equity - a.mm) < (b.equity - b.mm)).astype(np.int64),
+            },
+        )
 
 
 register("dynamic", lambda **kw: DynamicMargin(DynamicParams(**kw)))

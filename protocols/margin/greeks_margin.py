@@ -5,39 +5,46 @@ the (30/DTE)^p vol-shock term structure; MM is their sum, IM = im_factor * MM.
   gamma  = max(0, -sum dollar gamma * spot_shock^2 / 2)          (long gamma is not credited)
   vega   = parallel + decorrelation * (per-expiry - parallel), where per expiry e the vol-up and vol-down losses
            are -sum vega*sigma*range_up*w_e and +sum vega*sigma*range_down*w_e, w_e = (30/max(DTE, floor))^p,
-           p = short_power if DTE <= 30 else long_power (margin-methods.md section 0(b), Lyra PMRM volShock).
+           p = short_power if DTE <= 30 else long_power (docs/margin-methods.md section 0(b), Lyra PMRM volShock).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from protocols.margin.portfolio import MarketState, Portfolio
-from protocols.margin.registry import register
-from protocols.margin.result import MarginResult
-from protocols.margin.var import mark_to_market, per_account_underlying, position_greeks
+from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.registry import register
+from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.margin.var import mark_to_market, per_account_underlying, position_greeks
 
-_TERM_DAYS = 30.0   # vol-shock reference tenor, days (PMRMLib volShock: 30 days / max(sec, dteFloor))
+_TERM_DAYS = 30.0  # vol-shock reference tenor, days (PMRMLib volShock: 30 days / max(sec, dteFloor))
 
 
 @dataclass(frozen=True)
 class GreeksParams:
     """Shock sizes of the Greeks margin; defaults cite their source."""
 
-    spot_shock: float = 0.15        # Lyra PMRM test config spot grid +-15% (test/config-test.sol)
-    vol_range_up: float = 0.6       # Lyra PMRM mainnet volRangeUp (scripts/config-mainnet.sol)
-    vol_range_down: float = 0.3     # Lyra PMRM mainnet volRangeDown
-    short_term_power: float = 0.3   # PMRM shortTermPower
-    long_term_power: float = 0.13   # PMRM longTermPower
-    dte_floor_days: float = 1.0     # PMRM dteFloor 1 day
+    spot_shock: float = 0.15  # Lyra PMRM test config spot grid +-15% (test/config-test.sol)
+    vol_range_up: float = 0.6  # Lyra PMRM mainnet volRangeUp (scripts/config-mainnet.sol)
+    vol_range_down: float = 0.3  # Lyra PMRM mainnet volRangeDown
+    short_term_power: float = 0.3  # PMRM shortTermPower
+    long_term_power: float = 0.13  # PMRM longTermPower
+    dte_floor_days: float = 1.0  # PMRM dteFloor 1 day
     vega_decorrelation: float = 0.25  # Deribit pre-2020 "25% vega-offset contingency across expiries"
-    im_factor: float = 1.3          # OKX portfolio margin IMR = 1.3 x MMR
+    im_factor: float = 1.3  # OKX portfolio margin IMR = 1.3 x MMR
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("spot_shock", 0.0, 1.0), ("vol_range_up", 0.0, 2.0), ("vol_range_down", 0.0, 1.0),
-                             ("short_term_power", 0.0, 0.5), ("long_term_power", 0.0, 0.5),
-                             ("vega_decorrelation", 0.0, 1.0), ("im_factor", 1.0, 4.0)):
+        for name, lo, hi in (
+            ("spot_shock", 0.0, 1.0),
+            ("vol_range_up", 0.0, 2.0),
+            ("vol_range_down", 0.0, 1.0),
+            ("short_term_power", 0.0, 0.5),
+            ("long_term_power", 0.0, 0.5),
+            ("vega_decorrelation", 0.0, 1.0),
+            ("im_factor", 1.0, 4.0),
+        ):
             v = getattr(self, name)
             if not (np.isfinite(v) and lo <= v <= hi):
                 raise ValueError(f"{name}={v}: allowed {lo} <= {name} <= {hi}")
@@ -81,8 +88,9 @@ class GreeksMargin:
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
         ch = self.charges(pf, mkt)
         mm = ch["delta_usd"] + ch["gamma_usd"] + ch["vega_usd"]
-        return MarginResult(im=self.params.im_factor * mm, mm=mm, equity=mark_to_market(pf, mkt),
-                            drivers=ch, model=self.name)
+        return MarginResult(
+            im=self.params.im_factor * mm, mm=mm, equity=mark_to_market(pf, mkt), drivers=ch, model=self.name
+        )
 
 
 register("greeks", lambda **kw: GreeksMargin(GreeksParams(**kw)))

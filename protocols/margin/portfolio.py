@@ -3,10 +3,12 @@
 P positions over N accounts: `account[p]` says which account position p belongs to. Models aggregate
 per account with np.bincount / np.add.at over `account`, never with a Python loop over accounts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
+from typing import Protocol as TypingProtocol
 
 import numpy as np
 import pandas as pd
@@ -36,14 +38,14 @@ class Portfolio:
 
     n_accounts: int
     underlyings: tuple[str, ...]
-    account: np.ndarray      # (P,) int64 account index 0..N-1
-    kind: np.ndarray         # (P,) int8 SPOT/PERP/FUTURE/CALL/PUT
-    und: np.ndarray          # (P,) int64 index into underlyings
-    qty: np.ndarray          # (P,) float64 signed units of the underlying (long > 0)
-    strike: np.ndarray       # (P,) float64 USD (0 for non-options)
-    expiry_s: np.ndarray     # (P,) float64 seconds to expiry from now (0 for spot/perp)
+    account: np.ndarray  # (P,) int64 account index 0..N-1
+    kind: np.ndarray  # (P,) int8 SPOT/PERP/FUTURE/CALL/PUT
+    und: np.ndarray  # (P,) int64 index into underlyings
+    qty: np.ndarray  # (P,) float64 signed units of the underlying (long > 0)
+    strike: np.ndarray  # (P,) float64 USD (0 for non-options)
+    expiry_s: np.ndarray  # (P,) float64 seconds to expiry from now (0 for spot/perp)
     entry_price: np.ndarray  # (P,) float64 USD, perps/futures entry for unrealised PnL (0 otherwise)
-    cash: np.ndarray         # (N,) float64 USD (stablecoin) balance per account
+    cash: np.ndarray  # (N,) float64 USD (stablecoin) balance per account
     labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -64,8 +66,9 @@ class Portfolio:
         return int(self.account.shape[0])
 
     @classmethod
-    def from_records(cls, accounts: list[dict[str, Any]], underlyings: tuple[str, ...] | list[str] | None = None
-                     ) -> "Portfolio":
+    def from_records(
+        cls, accounts: list[dict[str, Any]], underlyings: tuple[str, ...] | list[str] | None = None
+    ) -> Portfolio:
         """Build from the record form: [{"name", "cash", "positions": [{"kind", "underlying", "qty", ...}]}]."""
         if underlyings is None:
             seen: dict[str, None] = {}
@@ -96,12 +99,17 @@ class Portfolio:
                 cols["entry_price"].append(float(p.get("entry_price", 0.0)))
         labels = tuple(str(a.get("name", f"account-{i}")) for i, a in enumerate(accounts))
         return cls(
-            n_accounts=len(accounts), underlyings=tuple(underlyings),
-            account=np.array(cols["account"], dtype=np.int64), kind=np.array(cols["kind"], dtype=np.int8),
-            und=np.array(cols["und"], dtype=np.int64), qty=np.array(cols["qty"], dtype=np.float64),
-            strike=np.array(cols["strike"], dtype=np.float64), expiry_s=np.array(cols["expiry_s"], dtype=np.float64),
+            n_accounts=len(accounts),
+            underlyings=tuple(underlyings),
+            account=np.array(cols["account"], dtype=np.int64),
+            kind=np.array(cols["kind"], dtype=np.int8),
+            und=np.array(cols["und"], dtype=np.int64),
+            qty=np.array(cols["qty"], dtype=np.float64),
+            strike=np.array(cols["strike"], dtype=np.float64),
+            expiry_s=np.array(cols["expiry_s"], dtype=np.float64),
             entry_price=np.array(cols["entry_price"], dtype=np.float64),
-            cash=np.array([float(a.get("cash", 0.0)) for a in accounts], dtype=np.float64), labels=labels,
+            cash=np.array([float(a.get("cash", 0.0)) for a in accounts], dtype=np.float64),
+            labels=labels,
         )
 
     def to_records(self) -> list[dict[str, Any]]:
@@ -109,8 +117,13 @@ class Portfolio:
         out = []
         for i in range(self.n_accounts):
             df = self.positions_of(i)
-            out.append({"name": self.labels[i] if self.labels else f"account-{i}", "cash": float(self.cash[i]),
-                        "positions": df.drop(columns=["position"]).to_dict("records")})
+            out.append(
+                {
+                    "name": self.labels[i] if self.labels else f"account-{i}",
+                    "cash": float(self.cash[i]),
+                    "positions": df.drop(columns=["position"]).to_dict("records"),
+                }
+            )
         return out
 
     def positions_of(self, i: int) -> pd.DataFrame:
@@ -118,15 +131,19 @@ class Portfolio:
         if not 0 <= i < self.n_accounts:
             raise ValueError(f"account index i={i}: allowed 0..{self.n_accounts - 1}")
         idx = np.flatnonzero(self.account == i)
-        return pd.DataFrame({
-            "position": idx,
-            "kind": [KIND_NAMES[k] for k in self.kind[idx]],
-            "underlying": [self.underlyings[u] for u in self.und[idx]],
-            "qty": self.qty[idx], "strike": self.strike[idx], "expiry_s": self.expiry_s[idx],
-            "entry_price": self.entry_price[idx],
-        })
+        return pd.DataFrame(
+            {
+                "position": idx,
+                "kind": [KIND_NAMES[k] for k in self.kind[idx]],
+                "underlying": [self.underlyings[u] for u in self.und[idx]],
+                "qty": self.qty[idx],
+                "strike": self.strike[idx],
+                "expiry_s": self.expiry_s[idx],
+                "entry_price": self.entry_price[idx],
+            }
+        )
 
-    def subset(self, accounts: np.ndarray | list[int]) -> "Portfolio":
+    def subset(self, accounts: np.ndarray | list[int]) -> Portfolio:
         """A new portfolio holding only the given accounts (renumbered 0..len-1 in the given order)."""
         accounts = np.asarray(accounts, dtype=np.int64)
         remap = np.full(self.n_accounts, -1, dtype=np.int64)
@@ -135,9 +152,16 @@ class Portfolio:
         order = np.argsort(remap[self.account[keep]], kind="stable")
         sel = np.flatnonzero(keep)[order]
         return Portfolio(
-            n_accounts=int(accounts.size), underlyings=self.underlyings, account=remap[self.account[sel]],
-            kind=self.kind[sel], und=self.und[sel], qty=self.qty[sel], strike=self.strike[sel],
-            expiry_s=self.expiry_s[sel], entry_price=self.entry_price[sel], cash=self.cash[accounts],
+            n_accounts=int(accounts.size),
+            underlyings=self.underlyings,
+            account=remap[self.account[sel]],
+            kind=self.kind[sel],
+            und=self.und[sel],
+            qty=self.qty[sel],
+            strike=self.strike[sel],
+            expiry_s=self.expiry_s[sel],
+            entry_price=self.entry_price[sel],
+            cash=self.cash[accounts],
             labels=tuple(self.labels[i] for i in accounts) if self.labels else (),
         )
 
@@ -174,12 +198,12 @@ class Portfolio:
 class MarketState:
     """Market inputs for margin: per-underlying spot/forward/vol and global stable price."""
 
-    spot: dict[str, float]                                       # USD per unit
-    vol: dict[str, Any]                                          # float (annualised) or VolSurfaceLike
-    rate: dict[str, float] = field(default_factory=dict)         # annual continuously compounded, default 0
-    perp_price: dict[str, float] = field(default_factory=dict)   # USD perp mark, default spot
-    stable_price: float = 1.0                                    # USD per stablecoin
-    confidence: dict[str, float] = field(default_factory=dict)   # oracle confidence 0..1, default 1
+    spot: dict[str, float]  # USD per unit
+    vol: dict[str, Any]  # float (annualised) or VolSurfaceLike
+    rate: dict[str, float] = field(default_factory=dict)  # annual continuously compounded, default 0
+    perp_price: dict[str, float] = field(default_factory=dict)  # USD perp mark, default spot
+    stable_price: float = 1.0  # USD per stablecoin
+    confidence: dict[str, float] = field(default_factory=dict)  # oracle confidence 0..1, default 1
 
     def __post_init__(self) -> None:
         for u, s in self.spot.items():
@@ -207,8 +231,12 @@ class MarketState:
         if underlying not in self.spot:
             raise ValueError(f"spot: missing underlying {underlying!r}; allowed keys {list(self.spot)}")
         s = float(self.spot[underlying])
-        return (s, float(self.rate.get(underlying, 0.0)), float(self.perp_price.get(underlying, s)),
-                float(self.confidence.get(underlying, 1.0)))
+        return (
+            s,
+            float(self.rate.get(underlying, 0.0)),
+            float(self.perp_price.get(underlying, s)),
+            float(self.confidence.get(underlying, 1.0)),
+        )
 
     def spot_array(self, underlyings: tuple[str, ...]) -> np.ndarray:
         """(U,) USD spot per underlying, in the portfolio's underlying order."""
@@ -223,8 +251,9 @@ class MarketState:
     def confidence_array(self, underlyings: tuple[str, ...]) -> np.ndarray:
         return self._per_und(underlyings, self.confidence, 1.0, "confidence")
 
-    def forward(self, und_idx_array: np.ndarray, expiry_s: np.ndarray, underlyings: tuple[str, ...] | None = None
-                ) -> np.ndarray:
+    def forward(
+        self, und_idx_array: np.ndarray, expiry_s: np.ndarray, underlyings: tuple[str, ...] | None = None
+    ) -> np.ndarray:
         """USD forward F = S * exp(r * T) per position (T in 365-day years). Without `underlyings`, the
         spot dict's key order is the underlying index order."""
         unds = tuple(self.spot) if underlyings is None else tuple(underlyings)
@@ -232,8 +261,14 @@ class MarketState:
         r = self.rate_array(unds)[np.asarray(und_idx_array, dtype=np.int64)]
         return s * np.exp(r * np.asarray(expiry_s, dtype=np.float64) / SECONDS_PER_YEAR)
 
-    def vols(self, underlyings: tuple[str, ...], und_idx: np.ndarray, strike: np.ndarray, expiry_s: np.ndarray,
-             forward: np.ndarray) -> np.ndarray:
+    def vols(
+        self,
+        underlyings: tuple[str, ...],
+        und_idx: np.ndarray,
+        strike: np.ndarray,
+        expiry_s: np.ndarray,
+        forward: np.ndarray,
+    ) -> np.ndarray:
         """Annualised implied vol per position, from a flat number or a surface per underlying."""
         out = np.zeros(np.shape(strike), dtype=np.float64)
         for i, u in enumerate(underlyings):

@@ -1,17 +1,15 @@
-"""Preset name -> model factory. Modules register their presets when imported; they are imported lazily.
+"""Preset name -> model factory: the store that preset modules register into when imported.
 
-margin-core's presets (presets_pm.py, span.py) load first; rules.py (margin-risk) loads when a name is not
-found among them, or for `list_models()`. An import error in a module surfaces when that module is needed.
+This module imports nothing of the library, so every preset module can register here without a cycle;
+`protocols.margin.catalog` imports the preset modules and is what callers use to list and build models.
 """
+
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
-_CORE_MODULES: tuple[str, ...] = ("protocols.margin.presets_pm", "protocols.margin.span")
-_OTHER_MODULES: tuple[str, ...] = ("protocols.margin.rules",)
-_loaded: set[str] = set()
 
 
 def register(name: str, factory: Callable[..., Any]) -> None:
@@ -21,37 +19,13 @@ def register(name: str, factory: Callable[..., Any]) -> None:
     _FACTORIES[name] = factory
 
 
-def _load(modules: tuple[str, ...]) -> None:
-    for mod in modules:
-        if mod in _loaded:
-            continue
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a helper's module not written (yet): nothing to register
-            if e.name != mod:
-                raise
-        _loaded.add(mod)
-
-
-def list_models() -> list[str]:
-    """Sorted preset names of every model module."""
-    _load(_CORE_MODULES + _OTHER_MODULES)
+def registered() -> list[str]:
+    """Sorted names registered so far (only the preset modules already imported)."""
     return sorted(_FACTORIES)
 
 
-def get_model(name: str, **overrides: Any) -> Any:
-    """Build the preset `name`; keyword overrides go to its params. Unknown names raise ValueError."""
-    _load(_CORE_MODULES)
-    if name not in _FACTORIES:
-        _load(_OTHER_MODULES)
+def build(name: str, **overrides: Any) -> Any:
+    """Build a registered preset (its module already imported); unknown names raise ValueError."""
     if name not in _FACTORIES:
         raise ValueError(f"model name={name!r}: allowed {sorted(_FACTORIES)}")
     return _FACTORIES[name](**overrides)
-
-
-def check_model_name(name: str, field: str) -> str:
-    """`name` if it is a preset, else ValueError naming `field` and the allowed names (for params validators)."""
-    allowed = list_models()
-    if name not in allowed:
-        raise ValueError(f"{field}={name!r}: allowed {allowed}")
-    return name

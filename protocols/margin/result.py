@@ -1,4 +1,5 @@
 """The common output of every margin model: per-account requirements, equity and what drove them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,9 +12,9 @@ import pandas as pd
 class MarginResult:
     """Per-account USD requirements (positive amounts) and equity; healthy at maintenance iff equity >= mm."""
 
-    im: np.ndarray                 # (N,) USD initial margin requirement
-    mm: np.ndarray                 # (N,) USD maintenance margin requirement
-    equity: np.ndarray             # (N,) USD mark-to-market value incl. cash
+    im: np.ndarray  # (N,) USD initial margin requirement
+    mm: np.ndarray  # (N,) USD maintenance margin requirement
+    equity: np.ndarray  # (N,) USD mark-to-market value incl. cash
     drivers: dict[str, np.ndarray] = field(default_factory=dict)  # named per-account components
     model: str = ""
 
@@ -41,12 +42,17 @@ class MarginResult:
     def frame(self, labels: tuple[str, ...] | list[str] | None = None) -> pd.DataFrame:
         """Tidy per-account table: snake_case columns, USD amounts with a _usd suffix."""
         n = self.equity.shape[0]
-        df = pd.DataFrame({
-            "account": list(labels) if labels else [f"account-{i}" for i in range(n)],
-            "model": self.model,
-            "equity_usd": self.equity, "im_usd": self.im, "mm_usd": self.mm,
-            "excess_im_usd": self.margin_excess_im, "excess_mm_usd": self.margin_excess_mm,
-        })
+        df = pd.DataFrame(
+            {
+                "account": list(labels) if labels else [f"account-{i}" for i in range(n)],
+                "model": self.model,
+                "equity_usd": self.equity,
+                "im_usd": self.im,
+                "mm_usd": self.mm,
+                "excess_im_usd": self.margin_excess_im,
+                "excess_mm_usd": self.margin_excess_mm,
+            }
+        )
         for k, v in self.drivers.items():
             v = np.asarray(v)
             if v.shape == (n,):

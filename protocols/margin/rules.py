@@ -6,80 +6,27 @@ Isolated mode runs the cross rules on every position as its own account (no cash
 then needs collateral max(req_p - value_p, 0) of its own, so against the account equity (sum of values + cash)
 the requirement is sum_p max(req_p, value_p): never below the cross requirement of an unhedged book.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 
-from protocols.margin.portfolio import PERP, SPOT, MarketState, Portfolio
-from protocols.margin.registry import register
-from protocols.margin.result import MarginResult
-from protocols.margin.var import position_values
-
-MODES: tuple[str, ...] = ("cross", "isolated")
-
-
-def _bc(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(idx, weights=w, minlength=n)[:n] if idx.size else np.zeros(n)
-
-
-def check_fraction(name: str, value: float, lo: float = 0.0, hi: float = 1.0) -> None:
-    """Raise ValueError naming the field unless lo <= value <= hi."""
-    if not (np.isfinite(value) and lo <= value <= hi):
-        raise ValueError(f"{name}={value}: allowed {lo} <= {name} <= {hi}")
-
-
-def explode(pf: Portfolio) -> Portfolio:
-    """Every position as its own account with zero cash (for isolated margin)."""
-    p = pf.n_positions
-    return Portfolio(n_accounts=p, underlyings=pf.underlyings, account=np.arange(p), kind=pf.kind, und=pf.und,
-                     qty=pf.qty, strike=pf.strike, expiry_s=pf.expiry_s, entry_price=pf.entry_price,
-                     cash=np.zeros(p))
-
-
-def isolated(cross: Callable[[Portfolio, MarketState], MarginResult], pf: Portfolio, mkt: MarketState,
-             name: str) -> MarginResult:
-    """Isolated margin from a cross rule: requirement sum_p max(req_p, value_p), equity sum_p value_p + cash."""
-    n = pf.n_accounts
-    one = cross(explode(pf), mkt)
-    mm_p, im_p, v = np.maximum(one.mm, one.equity), np.maximum(one.im, one.equity), one.equity
-    drivers = {}
-    for k, d in one.drivers.items():
-        if np.shape(d) == (pf.n_positions,):
-            agg = _bc(pf.account, np.asarray(d, dtype=np.float64), n)
-            drivers[k] = agg.round().astype(np.int64) if np.asarray(d).dtype.kind in "iub" else agg
-    drivers["isolation_usd"] = _bc(pf.account, mm_p - one.mm, n)
-    im, mm, equity = _bc(pf.account, im_p, n), _bc(pf.account, mm_p, n), _bc(pf.account, v, n) + pf.cash
-    if "native_margin_mm" in drivers:       # keep the convention equity - mm == native result
-        drivers["native_margin_mm"], drivers["native_margin_im"] = equity - mm, equity - im
-    return MarginResult(im=im, mm=mm, equity=equity, drivers=drivers, model=name)
-
-
-class RuleModel:
-    """Base of the rule-based models: subclasses implement `_cross(pf, mkt)`; `params.mode` picks the view."""
-
-    modes: tuple[str, ...] = MODES
-
-    def __init__(self, params, name: str):
-        if params.mode not in self.modes:
-            raise ValueError(f"mode={params.mode!r}: allowed {list(self.modes)} for {name}")
-        self.params = params
-        self.name = name
-
-    def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
-        if self.params.mode == "cross":
-            return self._cross(pf, mkt)
-        return isolated(self._cross, pf, mkt, self.name)
-
-    def _cross(self, pf: Portfolio, mkt: MarketState) -> MarginResult:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-def _unsupported(pf: Portfolio, supported: np.ndarray) -> np.ndarray:
-    """Count per account of positions the venue cannot hold (left out of equity and requirement)."""
-    return np.bincount(pf.account[~supported], minlength=pf.n_accounts)[:pf.n_accounts].astype(np.int64)
+from defistress.protocols.margin.portfolio import PERP, SPOT, MarketState, Portfolio
+from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.margin.rule_base import (  # noqa: F401
+    MODES,
+    RuleModel,
+    _bc,
+    _unsupported,
+    check_fraction,
+    explode,
+    isolated,
+    register_rule,
+)
+from defistress.protocols.margin.var import position_values
 
 
 # ---------------------------------------------------------------------------------------------- lending
@@ -90,8 +37,14 @@ def _asset_table(pf: Portfolio, table: Mapping[str, tuple[float, ...]], col: int
 
 # Gauntlet's initial Aave v3 Ethereum set (governance.aave.com/t/.../10238/22), LTV / LT as fractions
 AAVE_V3_ETHEREUM: dict[str, tuple[float, float]] = {
-    "ETH": (0.825, 0.86), "WETH": (0.825, 0.86), "wstETH": (0.72, 0.83), "BTC": (0.72, 0.82),
-    "WBTC": (0.72, 0.82), "DAI": (0.765, 0.89), "LINK": (0.695, 0.825), "CRV": (0.55, 0.61),
+    "ETH": (0.825, 0.86),
+    "WETH": (0.825, 0.86),
+    "wstETH": (0.72, 0.83),
+    "BTC": (0.72, 0.82),
+    "WBTC": (0.72, 0.82),
+    "DAI": (0.765, 0.89),
+    "LINK": (0.695, 0.825),
+    "CRV": (0.55, 0.61),
 }
 
 
@@ -101,8 +54,8 @@ class AaveParams:
 
     mode: str = "cross"
     assets: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(AAVE_V3_ETHEREUM))
-    stable_ltv: float = 0.865    # USDC LTV 8650 bps (Gauntlet initial Aave v3 Ethereum set)
-    stable_lt: float = 0.885     # USDC LT 8850 bps
+    stable_ltv: float = 0.865  # USDC LTV 8650 bps (Gauntlet initial Aave v3 Ethereum set)
+    stable_lt: float = 0.885  # USDC LT 8850 bps
 
     def __post_init__(self) -> None:
         for a, (ltv, lt) in self.assets.items():
@@ -138,15 +91,28 @@ class AaveV3(RuleModel):
 
     def _cross(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
         spot, coll, debt, coll_lt, coll_ltv = self._split(pf, mkt)
-        return MarginResult(im=coll - coll_ltv, mm=coll - coll_lt, equity=coll - debt, model=self.name,
-                            drivers={"ltv_haircut_usd": coll - coll_ltv, "lt_haircut_usd": coll - coll_lt,
-                                     "unsupported_positions": _unsupported(pf, spot)})
+        return MarginResult(
+            im=coll - coll_ltv,
+            mm=coll - coll_lt,
+            equity=coll - debt,
+            model=self.name,
+            drivers={
+                "ltv_haircut_usd": coll - coll_ltv,
+                "lt_haircut_usd": coll - coll_lt,
+                "unsupported_positions": _unsupported(pf, spot),
+            },
+        )
 
 
 # Compound v3 cUSDCv3 mainnet (deployments/mainnet/usdc/configuration.json): borrowCF, liquidateCF, liquidationFactor
 COMPOUND_V3_USDC: dict[str, tuple[float, float, float]] = {
-    "ETH": (0.825, 0.895, 0.95), "WETH": (0.825, 0.895, 0.95), "BTC": (0.70, 0.77, 0.95),
-    "WBTC": (0.70, 0.77, 0.95), "COMP": (0.65, 0.70, 0.93), "UNI": (0.75, 0.81, 0.93), "LINK": (0.79, 0.85, 0.93),
+    "ETH": (0.825, 0.895, 0.95),
+    "WETH": (0.825, 0.895, 0.95),
+    "BTC": (0.70, 0.77, 0.95),
+    "WBTC": (0.70, 0.77, 0.95),
+    "COMP": (0.65, 0.70, 0.93),
+    "UNI": (0.75, 0.81, 0.93),
+    "LINK": (0.79, 0.85, 0.93),
 }
 
 
@@ -177,9 +143,17 @@ class CompoundV3(RuleModel):
         bcf = _asset_table(pf, self.params.assets, 0)[pf.und]
         lcf = _asset_table(pf, self.params.assets, 1)[pf.und]
         im, mm = _bc(pf.account, coll_p * (1 - bcf), n), _bc(pf.account, coll_p * (1 - lcf), n)
-        return MarginResult(im=im, mm=mm, equity=_bc(pf.account, coll_p, n) + pf.cash, model=self.name,
-                            drivers={"borrow_cf_haircut_usd": im, "liquidate_cf_haircut_usd": mm,
-                                     "unsupported_positions": _unsupported(pf, ok)})
+        return MarginResult(
+            im=im,
+            mm=mm,
+            equity=_bc(pf.account, coll_p, n) + pf.cash,
+            model=self.name,
+            drivers={
+                "borrow_cf_haircut_usd": im,
+                "liquidate_cf_haircut_usd": mm,
+                "unsupported_positions": _unsupported(pf, ok),
+            },
+        )
 
 
 # ---------------------------------------------------------------------------------------------- perp venues
@@ -202,8 +176,13 @@ class PerpVenue(RuleModel):
         live = size > 0
         drivers = {k: _bc(acct, np.where(live, v, 0.0), n) for k, v in extra.items()}
         drivers["unsupported_positions"] = _unsupported(pf, sel)
-        return MarginResult(im=_bc(acct, np.where(live, im, 0.0), n), mm=_bc(acct, np.where(live, mm, 0.0), n),
-                            equity=_bc(pf.account, upnl, n) + pf.cash, drivers=drivers, model=self.name)
+        return MarginResult(
+            im=_bc(acct, np.where(live, im, 0.0), n),
+            mm=_bc(acct, np.where(live, mm, 0.0), n),
+            equity=_bc(pf.account, upnl, n) + pf.cash,
+            drivers=drivers,
+            model=self.name,
+        )
 
 
 @dataclass(frozen=True)
@@ -227,9 +206,12 @@ class DydxTier:
 
 # dYdX v4 genesis tiers (protocol/testing/genesis.sh)
 DYDX_TIERS: dict[str, DydxTier] = {
-    "large-cap": DydxTier(0.02, 0.6), "small-cap": DydxTier(0.10, 0.5, 20e6, 50e6),
-    "long-tail": DydxTier(0.20, 0.5, 5e6, 10e6), "safety": DydxTier(1.0, 0.2),
-    "isolated": DydxTier(0.05, 0.6, 0.5e6, 1e6), "mid-cap": DydxTier(0.05, 0.6, 40e6, 100e6),
+    "large-cap": DydxTier(0.02, 0.6),
+    "small-cap": DydxTier(0.10, 0.5, 20e6, 50e6),
+    "long-tail": DydxTier(0.20, 0.5, 5e6, 10e6),
+    "safety": DydxTier(1.0, 0.2),
+    "isolated": DydxTier(0.05, 0.6, 0.5e6, 1e6),
+    "mid-cap": DydxTier(0.05, 0.6, 40e6, 100e6),
     "fx": DydxTier(0.01, 0.5, 0.5e6, 1e6),
 }
 
@@ -240,9 +222,9 @@ class DydxParams:
 
     mode: str = "cross"
     tiers: Mapping[str, str] = field(default_factory=lambda: {"BTC": "large-cap", "ETH": "large-cap"})  # genesis
-    default_tier: str = "small-cap"     # design choice for markets not listed
+    default_tier: str = "small-cap"  # design choice for markets not listed
     open_interest_usd: Mapping[str, float] = field(default_factory=dict)
-    oimf: bool = True                   # apply open-interest IMF scaling (lib.go GetInitialMarginQuoteQuantums)
+    oimf: bool = True  # apply open-interest IMF scaling (lib.go GetInitialMarginQuoteQuantums)
     tier_table: Mapping[str, DydxTier] = field(default_factory=lambda: dict(DYDX_TIERS))
 
     def __post_init__(self) -> None:
@@ -273,8 +255,11 @@ class DydxV4(PerpVenue):
         imf = np.array([self.imf_effective(u) for u in pf.underlyings])[und]
         base = np.array([self.tier(u).imf for u in pf.underlyings])[und]
         mmf = np.array([self.tier(u).imf * self.tier(u).maintenance_fraction for u in pf.underlyings])[und]
-        return notional * imf, notional * mmf, {"maintenance_usd": notional * mmf,
-                                                  "oimf_addon_usd": notional * (imf - base)}
+        return (
+            notional * imf,
+            notional * mmf,
+            {"maintenance_usd": notional * mmf, "oimf_addon_usd": notional * (imf - base)},
+        )
 
 
 @dataclass(frozen=True)
@@ -283,16 +268,18 @@ class SynthetixParams:
     config (test/integration/Liquidation/Liquidation.margin.test.ts)."""
 
     mode: str = "cross"
-    skew_scale: float = 100.0                    # units of the underlying
-    skew_scales: Mapping[str, float] = field(default_factory=dict)   # per-underlying override
+    skew_scale: float = 100.0  # units of the underlying
+    skew_scales: Mapping[str, float] = field(default_factory=dict)  # per-underlying override
     initial_margin_ratio: float = 2.0
     minimum_initial_margin_ratio: float = 0.01
     maintenance_margin_scalar: float = 0.5
     minimum_position_margin_usd: float = 0.0
 
     def __post_init__(self) -> None:
-        for name, v in (("skew_scale", self.skew_scale), *((f"skew_scales[{u!r}]", s) for u, s in
-                                                            self.skew_scales.items())):
+        for name, v in (
+            ("skew_scale", self.skew_scale),
+            *((f"skew_scales[{u!r}]", s) for u, s in self.skew_scales.items()),
+        ):
             if not v > 0:
                 raise ValueError(f"{name}={v}: allowed > 0")
         check_fraction("minimum_initial_margin_ratio", self.minimum_initial_margin_ratio)
@@ -312,8 +299,11 @@ class SynthetixV3(PerpVenue):
         imr = size / skew * p.initial_margin_ratio + p.minimum_initial_margin_ratio
         mmr = imr * p.maintenance_margin_scalar
         mpm = np.full(size.shape, p.minimum_position_margin_usd)
-        return notional * imr + mpm, notional * mmr + mpm, {"maintenance_usd": notional * mmr,
-                                                             "minimum_position_margin_usd": mpm}
+        return (
+            notional * imr + mpm,
+            notional * mmr + mpm,
+            {"maintenance_usd": notional * mmr, "minimum_position_margin_usd": mpm},
+        )
 
 
 @dataclass(frozen=True)
@@ -321,11 +311,11 @@ class GmxParams:
     """GMX v2 collateral floors (config/markets.ts, config/general.ts); positions are isolated."""
 
     mode: str = "isolated"
-    min_collateral_factor: float = 0.01                  # markets.ts minCollateralFactor 1%
+    min_collateral_factor: float = 0.01  # markets.ts minCollateralFactor 1%
     min_collateral_factor_for_liquidation: float = 0.01  # markets.ts minCollateralFactorForLiquidation 1%
-    min_collateral_usd: float = 1.0                      # general.ts minCollateralUsd $1
-    closing_fee_factor: float = 0.0                      # set to the market's position fee factor to charge it
-    oi_multiplier: float = 0.0                           # minCollateralFactorForOpenInterestMultiplier (per USD OI)
+    min_collateral_usd: float = 1.0  # general.ts minCollateralUsd $1
+    closing_fee_factor: float = 0.0  # set to the market's position fee factor to charge it
+    oi_multiplier: float = 0.0  # minCollateralFactorForOpenInterestMultiplier (per USD OI)
     open_interest_usd: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -357,8 +347,8 @@ class HyperliquidParams:
 
     mode: str = "cross"
     max_leverage: Mapping[str, float] = field(default_factory=lambda: {"BTC": 40.0, "ETH": 25.0})
-    default_max_leverage: float = 3.0       # lowest tier in the docs' table (3x -> MM 16.7%): conservative default
-    leverage: Mapping[str, float] = field(default_factory=dict)   # chosen leverage, default the maximum
+    default_max_leverage: float = 3.0  # lowest tier in the docs' table (3x -> MM 16.7%): conservative default
+    leverage: Mapping[str, float] = field(default_factory=dict)  # chosen leverage, default the maximum
 
     def __post_init__(self) -> None:
         for u, lev in {**self.max_leverage, "default_max_leverage": self.default_max_leverage}.items():
@@ -376,30 +366,21 @@ class Hyperliquid(PerpVenue):
     def _rates(self, size, notional, und, pf):
         p = self.params
         max_lev = np.array([p.max_leverage.get(u, p.default_max_leverage) for u in pf.underlyings])[und]
-        lev = np.array([p.leverage.get(u, p.max_leverage.get(u, p.default_max_leverage))
-                        for u in pf.underlyings])[und]
+        lev = np.array([p.leverage.get(u, p.max_leverage.get(u, p.default_max_leverage)) for u in pf.underlyings])[und]
         mm = notional / (2.0 * max_lev)
         return notional / lev, mm, {"maintenance_usd": mm}
 
 
 # ---------------------------------------------------------------------------------------------- presets
 RULE_PRESETS: dict[str, tuple[type, type]] = {
-    "aave-v3": (AaveV3, AaveParams), "compound-v3": (CompoundV3, CompoundParams),
-    "dydx-v4": (DydxV4, DydxParams), "synthetix-v3": (SynthetixV3, SynthetixParams),
-    "gmx-v2": (GmxV2, GmxParams), "hyperliquid": (Hyperliquid, HyperliquidParams),
+    "aave-v3": (AaveV3, AaveParams),
+    "compound-v3": (CompoundV3, CompoundParams),
+    "dydx-v4": (DydxV4, DydxParams),
+    "synthetix-v3": (SynthetixV3, SynthetixParams),
+    "gmx-v2": (GmxV2, GmxParams),
+    "hyperliquid": (Hyperliquid, HyperliquidParams),
 }
-
-
-def register_rule(name: str, model_cls: type, params_cls: type) -> None:
-    """Register `name` and, when the model has both modes, `name-isolated`."""
-    register(name, lambda **kw: model_cls(params_cls(**kw), name))
-    if "isolated" in model_cls.modes and "cross" in model_cls.modes:
-        iso = f"{name}-isolated"
-        register(iso, lambda **kw: model_cls(params_cls(**{"mode": "isolated", **kw}), iso))
 
 
 for _name, (_cls, _params) in RULE_PRESETS.items():
     register_rule(_name, _cls, _params)
-
-# the registry imports only this module: import the other margin-risk modules so that their presets register
-from protocols.margin import dynamic, greeks_margin, rules_options, var  # noqa: E402,F401

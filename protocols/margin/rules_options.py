@@ -4,18 +4,19 @@ Both report the shared convention: equity = MtM + cash, requirements are positiv
 The SRM's native signed result (margin = cash + sum of negative per-market margins) is kept in
 drivers["native_margin_mm"/"native_margin_im"] and mm = equity - native_margin_mm.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
-from protocols.margin.black76 import SECONDS_PER_YEAR, call_put
-from protocols.margin.portfolio import CALL, FUTURE, PERP, SPOT, MarketState, Portfolio, is_option
-from protocols.margin.result import MarginResult
-from protocols.margin.rules import RuleModel, _bc, _unsupported, check_fraction, register_rule
-from protocols.margin.var import position_values
+from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, call_put
+from defistress.protocols.margin.portfolio import CALL, FUTURE, PERP, SPOT, MarketState, Portfolio, is_option
+from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.margin.rule_base import RuleModel, _bc, _unsupported, check_fraction, register_rule
+from defistress.protocols.margin.var import position_values
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,8 +24,9 @@ def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inv.reshape(-1)
 
 
-def max_loss_per_group(grp: np.ndarray, strike: np.ndarray, qty: np.ndarray, is_call: np.ndarray,
-                       n_groups: int) -> np.ndarray:
+def max_loss_per_group(
+    grp: np.ndarray, strike: np.ndarray, qty: np.ndarray, is_call: np.ndarray, n_groups: int
+) -> np.ndarray:
     """StandardManager._calcMaxLoss: min(0, min over settlement prices {0} U {strikes of the group} of the
     group's payoff), one value per group (USD, <= 0). Pairs every option with every strike of its group."""
     order = np.argsort(grp, kind="stable")
@@ -32,13 +34,13 @@ def max_loss_per_group(grp: np.ndarray, strike: np.ndarray, qty: np.ndarray, is_
     size = np.bincount(grp, minlength=n_groups)
     start = np.concatenate([[0], np.cumsum(size)[:-1]])
     rep = size[gs]
-    p_idx = np.repeat(order, rep)                                   # the option being paid out
+    p_idx = np.repeat(order, rep)  # the option being paid out
     offs = np.arange(rep.sum()) - np.repeat(np.cumsum(rep) - rep, rep)
-    j_idx = order[start[np.repeat(gs, rep)] + offs]                # the strike used as settlement price
+    j_idx = order[start[np.repeat(gs, rep)] + offs]  # the strike used as settlement price
     price = strike[j_idx]
     diff = price - strike[p_idx]
     pay = np.where(is_call[p_idx], np.maximum(diff, 0.0), np.maximum(-diff, 0.0)) * qty[p_idx]
-    at_strike = np.bincount(j_idx, weights=pay, minlength=grp.size)   # group payoff at price K_j
+    at_strike = np.bincount(j_idx, weights=pay, minlength=grp.size)  # group payoff at price K_j
     at_zero = np.bincount(grp, weights=np.where(is_call, 0.0, strike) * qty, minlength=n_groups)
     worst = np.minimum(at_zero, 0.0)
     np.minimum.at(worst, grp, np.minimum(at_strike, 0.0))
@@ -59,13 +61,20 @@ class LyraStandardParams:
     unpaired_im_scale: float = 1.2
     unpaired_mm_scale: float = 1.1
     mm_offset_scale: float = 1.05
-    perp_req: Mapping[str, tuple[float, float]] = field(       # (mmPerpReq, imPerpReq) per market
-        default_factory=lambda: {"SOL": (0.1, 0.2), "DOGE": (0.1, 0.2)})
+    perp_req: Mapping[str, tuple[float, float]] = field(  # (mmPerpReq, imPerpReq) per market
+        default_factory=lambda: {"SOL": (0.1, 0.2), "DOGE": (0.1, 0.2)}
+    )
     default_perp_mm: float = 0.065
     default_perp_im: float = 0.10
-    base_margin: Mapping[str, tuple[float, float]] = field(    # (marginFactor, IMScale) per base asset
-        default_factory=lambda: {"ETH": (0.8, 0.9375), "BTC": (0.75, 0.93), "WSTETH": (0.8, 0.9375),
-                                 "USDT": (0.98, 0.98), "LBTC": (0.75, 0.93)})
+    base_margin: Mapping[str, tuple[float, float]] = field(  # (marginFactor, IMScale) per base asset
+        default_factory=lambda: {
+            "ETH": (0.8, 0.9375),
+            "BTC": (0.75, 0.93),
+            "WSTETH": (0.8, 0.9375),
+            "USDT": (0.98, 0.98),
+            "LBTC": (0.75, 0.93),
+        }
+    )
     perp_threshold: float = 0.55
     option_threshold: float = 0.55
     base_threshold: float = 0.55
@@ -74,9 +83,19 @@ class LyraStandardParams:
     depeg_factor: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("max_spot_req", "min_spot_req", "mm_call_spot_req", "mm_put_spot_req", "mm_put_mtm_req",
-                     "default_perp_mm", "default_perp_im", "perp_threshold", "option_threshold", "base_threshold",
-                     "depeg_threshold"):
+        for name in (
+            "max_spot_req",
+            "min_spot_req",
+            "mm_call_spot_req",
+            "mm_put_spot_req",
+            "mm_put_mtm_req",
+            "default_perp_mm",
+            "default_perp_im",
+            "perp_threshold",
+            "option_threshold",
+            "base_threshold",
+            "depeg_threshold",
+        ):
             check_fraction(name, getattr(self, name))
         for name in ("unpaired_im_scale", "unpaired_mm_scale", "mm_offset_scale", "oc_factor", "depeg_factor"):
             check_fraction(name, getattr(self, name), 0.0, 10.0)
@@ -105,14 +124,14 @@ class LyraStandard(RuleModel):
         nat_mm, nat_im = pf.cash.copy(), pf.cash.copy()
         d_opt, d_oc, d_dep = np.zeros(n), np.zeros(n), np.zeros(n)
         n_maxloss = np.zeros(n, dtype=np.int64)
-        shorts_ua = np.zeros(n * n_u)                   # sum(|short options| + |perps|) per (account, underlying)
+        shorts_ua = np.zeros(n * n_u)  # sum(|short options| + |perps|) per (account, underlying)
         mtm = np.zeros(pf.n_positions)
         if opt.any():
             i = np.flatnonzero(opt)
             q, k, call, si = pf.qty[i], pf.strike[i], pf.kind[i] == CALL, s[i]
             fwd = mkt.forward(pf.und[i], pf.expiry_s[i], unds)
             sig = mkt.vols(unds, pf.und[i], k, pf.expiry_s[i], fwd)
-            c, pu = call_put(fwd, k, pf.expiry_s[i] / SECONDS_PER_YEAR, sig, 1.0)   # SRM prices with discount 1
+            c, pu = call_put(fwd, k, pf.expiry_s[i] / SECONDS_PER_YEAR, sig, 1.0)  # SRM prices with discount 1
             m = q * np.where(call, c, pu)
             mtm[i] = m
             short = q < 0
@@ -120,8 +139,14 @@ class LyraStandard(RuleModel):
             put_mm = np.minimum(p.mm_put_spot_req * si * q, p.mm_put_mtm_req * m) + m
             call_mm = m + p.mm_call_spot_req * si * q
             otm = np.where(call, np.maximum(k - si, 0.0), np.maximum(si - k, 0.0)) / si
-            mult = np.where((p.max_spot_req > otm) & (p.max_spot_req - otm > p.min_spot_req),
-                            p.max_spot_req - otm, p.min_spot_req) * si
+            mult = (
+                np.where(
+                    (p.max_spot_req > otm) & (p.max_spot_req - otm > p.min_spot_req),
+                    p.max_spot_req - otm,
+                    p.min_spot_req,
+                )
+                * si
+            )
             call_im = mult * q + m
             put_im = np.minimum(mult * q + m, put_mm * p.mm_offset_scale)
             iso_mm = np.where(short, np.where(call, call_mm, put_mm), 0.0)
@@ -147,8 +172,9 @@ class LyraStandard(RuleModel):
             nat_im += _bc(g_acct, exp_im - oc_g, n)
             d_opt += _bc(g_acct, _bc(grp, m, n_g) - exp_mm, n)
             d_oc += _bc(g_acct, oc_g, n)
-            n_maxloss += np.bincount(g_acct[loss + p.unpaired_mm_scale * unpaired > _bc(grp, iso_mm, n_g)],
-                                     minlength=n)[:n]
+            n_maxloss += np.bincount(
+                g_acct[loss + p.unpaired_mm_scale * unpaired > _bc(grp, iso_mm, n_g)], minlength=n
+            )[:n]
             np.add.at(shorts_ua, pf.account[i] * n_u + pf.und[i], np.where(short, -q, 0.0))
         # perps: one net position per market (_getNetPerpMargin) plus unrealised PnL
         keys, inv = _group(pf.account[perp] * n_u + pf.und[perp])
@@ -177,13 +203,20 @@ class LyraStandard(RuleModel):
             dep = (p.depeg_threshold - mkt.stable_price) * p.depeg_factor * shorts_ua.reshape(n, n_u) * s_u[None, :]
             d_dep = dep.sum(axis=1)
             nat_im -= d_dep
-        equity = pf.cash + _bc(pf.account, np.where(opt, mtm, 0.0) + np.where(perp, value, 0.0)
-                               + np.where(base, value, 0.0), n)
-        drivers = {"options_usd": d_opt, "perp_usd": _bc(pa, pmm, n),
-                   "base_haircut_usd": _bc(pf.account, np.where(base, value, 0.0) - b_mm, n),
-                   "oracle_contingency_usd": d_oc, "depeg_usd": d_dep, "max_loss_expiries": n_maxloss,
-                   "native_margin_mm": nat_mm, "native_margin_im": nat_im,
-                   "unsupported_positions": _unsupported(pf, opt | perp | base)}
+        equity = pf.cash + _bc(
+            pf.account, np.where(opt, mtm, 0.0) + np.where(perp, value, 0.0) + np.where(base, value, 0.0), n
+        )
+        drivers = {
+            "options_usd": d_opt,
+            "perp_usd": _bc(pa, pmm, n),
+            "base_haircut_usd": _bc(pf.account, np.where(base, value, 0.0) - b_mm, n),
+            "oracle_contingency_usd": d_oc,
+            "depeg_usd": d_dep,
+            "max_loss_expiries": n_maxloss,
+            "native_margin_mm": nat_mm,
+            "native_margin_im": nat_im,
+            "unsupported_positions": _unsupported(pf, opt | perp | base),
+        }
         return MarginResult(im=equity - nat_im, mm=equity - nat_mm, equity=equity, drivers=drivers, model=self.name)
 
 
@@ -202,11 +235,19 @@ class DeribitStandardParams:
     fut_im: float = 0.02
     fut_mm: float = 0.015
     fut_size_step: float = 0.005
-    size_unit: Mapping[str, float] = field(default_factory=lambda: {"BTC": 100.0})   # coins per size step
+    size_unit: Mapping[str, float] = field(default_factory=lambda: {"BTC": 100.0})  # coins per size step
 
     def __post_init__(self) -> None:
-        for name in ("im_otm_base", "im_floor", "mm_call", "mm_put", "mm_put_mark", "fut_im", "fut_mm",
-                     "fut_size_step"):
+        for name in (
+            "im_otm_base",
+            "im_floor",
+            "mm_call",
+            "mm_put",
+            "mm_put_mark",
+            "fut_im",
+            "fut_mm",
+            "fut_size_step",
+        ):
             check_fraction(name, getattr(self, name))
         for u, v in self.size_unit.items():
             if not v > 0:
@@ -227,7 +268,7 @@ class DeribitStandard(RuleModel):
         opt, d1 = is_option(pf.kind), (pf.kind == PERP) | (pf.kind == FUTURE)
         spot = (pf.kind == SPOT) & (pf.qty > 0)
         q_abs, call = np.abs(pf.qty), pf.kind == CALL
-        mark = np.where(opt, np.abs(value) / np.where(q_abs > 0, q_abs, 1.0), 0.0)     # USD per unit
+        mark = np.where(opt, np.abs(value) / np.where(q_abs > 0, q_abs, 1.0), 0.0)  # USD per unit
         short = opt & (pf.qty < 0)
         otm = np.where(call, np.maximum(pf.strike - s, 0.0), np.maximum(s - pf.strike, 0.0))
         im_rate = np.maximum(p.im_otm_base - otm / s, p.im_floor) * s + mark
@@ -243,16 +284,25 @@ class DeribitStandard(RuleModel):
         k_und = keys // max(e_uniq.size, 1) // 3 % n_u
         unit = np.array([p.size_unit.get(u, np.inf) for u in unds])[k_und]
         px = np.zeros(keys.size)
-        px[inv] = np.where(pf.kind[d1] == PERP, mkt.perp_array(unds)[pf.und[d1]],
-                           mkt.forward(pf.und[d1], pf.expiry_s[d1], unds))
+        px[inv] = np.where(
+            pf.kind[d1] == PERP, mkt.perp_array(unds)[pf.und[d1]], mkt.forward(pf.und[d1], pf.expiry_s[d1], unds)
+        )
         step = p.fut_size_step * size / unit
         f_im = _bc(k_acct, size * px * (p.fut_im + step), n)
         f_mm = _bc(k_acct, size * px * (p.fut_mm + step), n)
         supported = opt | d1 | spot
         equity = pf.cash + _bc(pf.account, np.where(supported, value, 0.0), n)
-        return MarginResult(im=o_im + f_im, mm=o_mm + f_mm, equity=equity, model=self.name,
-                            drivers={"short_options_usd": o_mm, "futures_usd": f_mm,
-                                     "unsupported_positions": _unsupported(pf, supported)})
+        return MarginResult(
+            im=o_im + f_im,
+            mm=o_mm + f_mm,
+            equity=equity,
+            model=self.name,
+            drivers={
+                "short_options_usd": o_mm,
+                "futures_usd": f_mm,
+                "unsupported_positions": _unsupported(pf, supported),
+            },
+        )
 
 
 register_rule("lyra-standard", LyraStandard, LyraStandardParams)

@@ -2,6 +2,7 @@
 static discount, contingencies and factors. Frozen dataclasses; errors name the field and allowed range.
 Defaults are neutral (no shock, no contingency); the published values live in presets_pm.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,28 +47,34 @@ class ScenarioGrid:
     def size(self) -> int:
         return len(self.spot)
 
-    def __add__(self, other: "ScenarioGrid") -> "ScenarioGrid":
-        return ScenarioGrid(self.spot + other.spot, self.vol + other.vol, self.dampening + other.dampening,
-                            self.tail + other.tail)
+    def __add__(self, other: ScenarioGrid) -> ScenarioGrid:
+        return ScenarioGrid(
+            self.spot + other.spot, self.vol + other.vol, self.dampening + other.dampening, self.tail + other.tail
+        )
 
     @classmethod
-    def product(cls, moves, vols, dampening: float = 1.0, tail: bool = False) -> "ScenarioGrid":
+    def product(cls, moves, vols, dampening: float = 1.0, tail: bool = False) -> ScenarioGrid:
         """Every relative spot move (e.g. -0.15) with every vol direction."""
         pairs = [(1.0 + float(m), int(v)) for m in moves for v in vols]
-        return cls(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), (float(dampening),) * len(pairs),
-                   (bool(tail),) * len(pairs))
+        return cls(
+            tuple(p[0] for p in pairs),
+            tuple(p[1] for p in pairs),
+            (float(dampening),) * len(pairs),
+            (bool(tail),) * len(pairs),
+        )
 
     @classmethod
-    def tails(cls, moves, vol: int = UP, damp_const: float | None = None, dampening=None) -> "ScenarioGrid":
+    def tails(cls, moves, vol: int = UP, damp_const: float | None = None, dampening=None) -> ScenarioGrid:
         """Tail moves with dampening c/|move| (Derive PM2, Paradex) or explicit weights."""
         moves = tuple(float(m) for m in moves)
         if dampening is None:
             dampening = tuple(1.0 if damp_const is None else damp_const / abs(m) for m in moves)
-        return cls(tuple(1.0 + m for m in moves), (vol,) * len(moves), tuple(float(d) for d in dampening),
-                   (True,) * len(moves))
+        return cls(
+            tuple(1.0 + m for m in moves), (vol,) * len(moves), tuple(float(d) for d in dampening), (True,) * len(moves)
+        )
 
     @classmethod
-    def skews(cls) -> "ScenarioGrid":
+    def skews(cls) -> ScenarioGrid:
         """The two Derive PM2 skew scenarios (spot unchanged)."""
         return cls((1.0, 1.0), (LINEAR, ABS), (1.0, 1.0), (False, False))
 
@@ -79,9 +86,9 @@ class VolShockParams:
 
     range_up: float = 0.0
     range_down: float = 0.0
-    short_term_power: float = 0.3     # PMRMLib / Deribit short_term_vega_power
-    long_term_power: float = 0.13     # PMRMLib / Deribit long_term_vega_power
-    dte_floor_s: float = _DAY         # PMRMLib dteFloor 1 day
+    short_term_power: float = 0.3  # PMRMLib / Deribit short_term_vega_power
+    long_term_power: float = 0.13  # PMRMLib / Deribit long_term_vega_power
+    dte_floor_s: float = _DAY  # PMRMLib dteFloor 1 day
     short_term_inclusive: bool = True  # Lyra: sec <= 30 days; Deribit/Paradex: DTE < 30
     min_vol_up: float = 0.0
     reference_s: float = 30 * _DAY
@@ -128,7 +135,8 @@ class SkewShockParams:
         """max(0, 1 + clamp(k * multCap / kStar, -multCap, multCap)) per option (k = ln(K/F), |k| for Abs)."""
         sq = np.sqrt(np.maximum(np.asarray(t_years, dtype=np.float64), 0.0))
         cap = (self.linear_c_base if linear else self.abs_c_base) * sq + (
-            self.linear_base_cap if linear else self.abs_base_cap)
+            self.linear_base_cap if linear else self.abs_base_cap
+        )
         vol_param = self.vol_param_static + sq * self.vol_param_scale
         k_star = np.maximum(self.min_k_star, sq * self.width_scale * vol_param)
         raw = k * cap / k_star
@@ -148,7 +156,7 @@ class StaticDiscountParams:
     short_base: float | None = None
     short_rate_mult: float = 0.0
     short_rate_add: float = 0.0
-    floor_rate_at_zero: bool = False   # PMRMLib _addStaticDiscount caps the rate at 0
+    floor_rate_at_zero: bool = False  # PMRMLib _addStaticDiscount caps the rate at 0
 
     def __post_init__(self) -> None:
         _check("long_base", self.long_base, 0.0, 4.0)
@@ -163,7 +171,7 @@ class StaticDiscountParams:
         if self.short_base is None:
             return pos, np.ones_like(pos)
         neg = self.short_base / np.exp(-t_years * (r * self.short_rate_mult + self.short_rate_add))
-        return pos, np.minimum(1.0 / discount, neg)   # PMRMLib_2: min(1/discount, staticDiscountNeg)
+        return pos, np.minimum(1.0 / discount, neg)  # PMRMLib_2: min(1/discount, staticDiscountNeg)
 
 
 @dataclass(frozen=True)
@@ -178,9 +186,9 @@ class ContingencyParams:
     perp_pct_im: float = 0.0
     base_pct_mm: float = 0.0
     base_pct_im: float = 0.0
-    conf_threshold: float = 0.0       # contingency only when confidence < threshold
+    conf_threshold: float = 0.0  # contingency only when confidence < threshold
     conf_margin: float = 0.0
-    peg_threshold: float = 0.0        # IM factor += (threshold - stable) * peg_factor when stable < threshold
+    peg_threshold: float = 0.0  # IM factor += (threshold - stable) * peg_factor when stable < threshold
     peg_factor: float = 0.0
     basis_up: float = 1.0
     basis_down: float = 1.0
@@ -196,9 +204,21 @@ class ContingencyParams:
     min_charge_tiers: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
-        for f in ("option_pct_mm", "option_pct_im", "perp_pct_mm", "perp_pct_im", "base_pct_mm", "base_pct_im",
-                  "conf_threshold", "roll_annual_move", "roll_min_move", "min_delta_net_pct",
-                  "min_delta_hedged_pct", "min_charge_delta1_rate", "min_charge_option_rate"):
+        for f in (
+            "option_pct_mm",
+            "option_pct_im",
+            "perp_pct_mm",
+            "perp_pct_im",
+            "base_pct_mm",
+            "base_pct_im",
+            "conf_threshold",
+            "roll_annual_move",
+            "roll_min_move",
+            "min_delta_net_pct",
+            "min_delta_hedged_pct",
+            "min_charge_delta1_rate",
+            "min_charge_option_rate",
+        ):
             _check(f, getattr(self, f), 0.0, 3.0)
         _check("conf_margin", self.conf_margin, 0.0, 20.0)
         _check("peg_threshold", self.peg_threshold, 0.0, 100.0)
@@ -209,8 +229,9 @@ class ContingencyParams:
         _check("basis_mult", self.basis_mult, 0.0, 20.0)
         uppers = [t[0] for t in self.min_charge_tiers]
         if any(b <= a for a, b in zip(uppers, uppers[1:])) or any(m < 0 for _, m in self.min_charge_tiers):
-            raise ValueError(f"min_charge_tiers={self.min_charge_tiers}: allowed increasing upper bounds, "
-                             "multipliers >= 0")
+            raise ValueError(
+                f"min_charge_tiers={self.min_charge_tiers}: allowed increasing upper bounds, multipliers >= 0"
+            )
 
     @property
     def basis_enabled(self) -> bool:
@@ -237,14 +258,14 @@ class ScenarioPMParams:
     contingency: ContingencyParams = field(default_factory=ContingencyParams)
     mm_factor: float = 1.0
     im_factor: float = 1.0
-    static_inside_factor: bool = False     # PMRM v1: static contingency is scaled by the IM factor
-    discount_option_prices: bool = False   # PM2 prices options with D = exp(-rT); v1 uses D = 1
-    gains_offset: float = 1.0              # Deribit pnl_offset (cross-underlying credit of gains)
-    max_offsetable_pnl: float = math.inf   # Deribit max_offsetable_pnl (USD)
-    cross_underlying: str = "separate"     # "separate": sum per-underlying margins; "offset": aligned scenarios
-    extended_factor: float = 1.0           # Deribit extended_table_factor
-    extended_dampener_usd: float = 0.0     # Deribit extended_dampener (USD)
-    extended_price_range: float | None = None   # Deribit price_range: delta-1 tail PnL capped at +-range
+    static_inside_factor: bool = False  # PMRM v1: static contingency is scaled by the IM factor
+    discount_option_prices: bool = False  # PM2 prices options with D = exp(-rT); v1 uses D = 1
+    gains_offset: float = 1.0  # Deribit pnl_offset (cross-underlying credit of gains)
+    max_offsetable_pnl: float = math.inf  # Deribit max_offsetable_pnl (USD)
+    cross_underlying: str = "separate"  # "separate": sum per-underlying margins; "offset": aligned scenarios
+    extended_factor: float = 1.0  # Deribit extended_table_factor
+    extended_dampener_usd: float = 0.0  # Deribit extended_dampener (USD)
+    extended_price_range: float | None = None  # Deribit price_range: delta-1 tail PnL capped at +-range
 
     def __post_init__(self) -> None:
         _check("mm_factor", self.mm_factor, 0.0, 10.0)

@@ -1,23 +1,22 @@
 """Generic scenario-grid portfolio margin (SPAN-like), vectorised over all positions, accounts and scenarios.
 
 For each underlying: PnL_s = damp_s * sum[V(shocked) - V(now)] over positions by full Black-76 revaluation,
-worst = min(min_s PnL_s, basis floor, 0); then factors and contingencies (margin-methods.md section 0):
+worst = min(min_s PnL_s, basis floor, 0); then factors and contingencies (docs/margin-methods.md section 0):
     risk = -worst + roll [+ static if static_inside_factor];  risk = max(risk, floor charge)
     MM = mm_factor * risk [+ static_mm];  IM = im_factor_eff * risk [+ static_mm + static_im] + confidence
 which reproduces Lyra PMRM v1, Derive PM2, Deribit PM, Paradex and OKX PM with the presets in presets_pm.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks
-from protocols.margin.portfolio import CALL, FUTURE, PERP, PUT, SPOT, MarketState, Portfolio
-from protocols.margin.result import MarginResult
-from protocols.margin.scenario_params import (ABS, DOWN, LINEAR, NONE, UP, ScenarioGrid,  # noqa: F401
-                                              ScenarioPMParams)
-
+from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks
+from defistress.protocols.margin.portfolio import CALL, FUTURE, PERP, PUT, SPOT, MarketState, Portfolio
+from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.margin.scenario_params import ABS, DOWN, LINEAR, NONE, UP, ScenarioGrid, ScenarioPMParams  # noqa: F401
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -36,9 +35,9 @@ def _bc(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
 class _UnderlyingRisk:
     """Per-account figures of one underlying (arrays of shape (N,) unless noted)."""
 
-    pnl: np.ndarray            # (S, N) scenario PnL USD
-    basis: np.ndarray          # basis floor-scenario PnL (<= 0) USD
-    mtm: np.ndarray            # mark-to-market of the underlying's positions USD
+    pnl: np.ndarray  # (S, N) scenario PnL USD
+    basis: np.ndarray  # basis floor-scenario PnL (<= 0) USD
+    mtm: np.ndarray  # mark-to-market of the underlying's positions USD
     naked_mm: np.ndarray
     naked_im: np.ndarray
     delta1_mm: np.ndarray
@@ -51,8 +50,12 @@ class _UnderlyingRisk:
 class ScenarioPM:
     """Scenario-grid portfolio margin model; `per_underlying` overrides params by underlying name."""
 
-    def __init__(self, params: ScenarioPMParams, per_underlying: dict[str, ScenarioPMParams] | None = None,
-                 name: str | None = None):
+    def __init__(
+        self,
+        params: ScenarioPMParams,
+        per_underlying: dict[str, ScenarioPMParams] | None = None,
+        name: str | None = None,
+    ):
         self.params = params
         self.per_underlying = dict(per_underlying or {})
         self.name = name or params.name
@@ -60,10 +63,13 @@ class ScenarioPM:
     def params_for(self, underlying: str) -> ScenarioPMParams:
         return self.per_underlying.get(underlying, self.params)
 
-    def with_grid(self, grid: ScenarioGrid) -> "ScenarioPM":
+    def with_grid(self, grid: ScenarioGrid) -> ScenarioPM:
         """Same model with another scenario grid for every underlying (for what-if studies)."""
-        return ScenarioPM(replace(self.params, grid=grid),
-                          {u: replace(p, grid=grid) for u, p in self.per_underlying.items()}, self.name)
+        return ScenarioPM(
+            replace(self.params, grid=grid),
+            {u: replace(p, grid=grid) for u, p in self.per_underlying.items()},
+            self.name,
+        )
 
     # ------------------------------------------------------------------ one underlying
     def _underlying(self, pf: Portfolio, mkt: MarketState, u: int, prm: ScenarioPMParams) -> _UnderlyingRisk:
@@ -84,15 +90,15 @@ class ScenarioPM:
 
         # delta-1 exposures (USD per unit of relative move) and marks
         is_perp, is_fut, is_spot = kind == PERP, kind == FUTURE, kind == SPOT
-        mark = np.where(is_perp, perp_px, np.where(is_fut, fwd, spot / stable))   # PMRMLib: base value / stable
+        mark = np.where(is_perp, perp_px, np.where(is_fut, fwd, spot / stable))  # PMRMLib: base value / stable
         entry = pf.entry_price[sel]
         d1_mask = is_perp | is_fut | is_spot
         expo = _bc(acct[d1_mask], qty[d1_mask] * mark[d1_mask], n)
-        upnl = np.where(is_spot, qty * mark, qty * (mark - np.where(entry > 0, entry, mark)))   # entry 0 => at mark
+        upnl = np.where(is_spot, qty * mark, qty * (mark - np.where(entry > 0, entry, mark)))  # entry 0 => at mark
         mtm = _bc(acct[d1_mask], upnl[d1_mask], n)
         move = spot_mult - 1.0
         d1_move = move
-        if prm.extended_price_range is not None:   # Deribit: delta-1 extended vector = PnL at +-price_range
+        if prm.extended_price_range is not None:  # Deribit: delta-1 extended vector = PnL at +-price_range
             r = prm.extended_price_range
             d1_move = np.where(tail, np.clip(move, -r, r), move)
         pnl = (d1_move * damp)[:, None] * expo[None, :]
@@ -106,7 +112,7 @@ class ScenarioPM:
             o_acct, o_q, o_k, o_t, o_ts, o_f = acct[opt], qty[opt], pf.strike[sel][opt], t_y[opt], t_s[opt], fwd[opt]
             o_call = kind[opt] == CALL
             sigma = mkt.vols(unds, np.full(opt.size, u), o_k, o_ts, o_f)
-            disc = np.exp(-rate * o_t) if prm.discount_option_prices else np.ones(opt.size)   # PMRMLib_2: discount
+            disc = np.exp(-rate * o_t) if prm.discount_option_prices else np.ones(opt.size)  # PMRMLib_2: discount
             e_uniq, e_code = _group(o_ts)
             g_keys, grp = _group(o_acct * max(e_uniq.size, 1) + e_code)
             n_g = g_keys.size
@@ -120,18 +126,18 @@ class ScenarioPM:
             up_m, down_m = prm.vol_shock.multipliers(o_ts)
             vols = {NONE: sigma, UP: np.maximum(prm.vol_shock.min_vol_up, sigma * up_m), DOWN: sigma * down_m}
             if prm.skew is not None and ((vdir == LINEAR) | (vdir == ABS)).any():
-                logk = np.log(np.where(o_k > 0, o_k, 1.0) / o_f)   # PMRMLib_2 _getExpirySkewedShockedMTM: k = ln(K/F)
+                logk = np.log(np.where(o_k > 0, o_k, 1.0) / o_f)  # PMRMLib_2 _getExpirySkewedShockedMTM: k = ln(K/F)
                 vols[LINEAR] = sigma * prm.skew.multiplier(logk, o_t, linear=True)
                 vols[ABS] = sigma * prm.skew.multiplier(np.abs(logk), o_t, linear=False)
             for s in range(n_s):
                 d = int(vdir[s])
-                m = 1.0 if d in (LINEAR, ABS) else float(spot_mult[s])   # skew scenarios keep spot unchanged
+                m = 1.0 if d in (LINEAR, ABS) else float(spot_mult[s])  # skew scenarios keep spot unchanged
                 gv = _bc(grp, pricer.values(m, vols[d], d), n_g)
                 gp = (np.where(gv >= 0, gv * pos_disc, gv * neg_disc) - mtm_g) * damp[s]
                 if d in (LINEAR, ABS):
-                    gp = -np.abs(gp)          # PMRMLib_2: worst of the rotation and its mirror per expiry
+                    gp = -np.abs(gp)  # PMRMLib_2: worst of the rotation and its mirror per expiry
                 pnl[s] += _bc(g_acct, gp, n)
-            if c.basis_enabled:               # PMRMLib basis contingency, one value per expiry
+            if c.basis_enabled:  # PMRMLib basis contingency, one value per expiry
                 up = _bc(grp, pricer.values(c.basis_up, sigma, NONE), n_g) - mtm_g
                 dn = _bc(grp, pricer.values(c.basis_down, sigma, NONE), n_g) - mtm_g
                 basis = _bc(g_acct, np.minimum(np.minimum(up, dn), 0.0) * (c.basis_add + c.basis_mult * g_t), n)
@@ -150,16 +156,22 @@ class ScenarioPM:
         notional_base = base_abs * spot / stable
         conf_amt = (d1_abs + base_abs + net_opts) * spot
         confidence = ((1.0 - conf) * c.conf_margin * conf_amt) if conf < c.conf_threshold else np.zeros(n)
-        roll_w = np.maximum(c.roll_min_move, c.roll_annual_move * np.where(is_fut, t_y, 0.0))   # Deribit roll_shock
+        roll_w = np.maximum(c.roll_min_move, c.roll_annual_move * np.where(is_fut, t_y, 0.0))  # Deribit roll_shock
         roll_mask = (is_perp | is_fut | is_spot) if c.roll_includes_spot else (is_perp | is_fut)
         roll = _bc(acct[roll_mask], (np.abs(qty) * mark * roll_w)[roll_mask], n)
         floor = self._floor(pf, sel, acct, kind, qty, fwd, t_y, mkt, u, spot, rate, n, prm)
         return _UnderlyingRisk(
-            pnl=pnl, basis=basis, mtm=mtm,
-            naked_mm=naked * spot * c.option_pct_mm, naked_im=naked * spot * c.option_pct_im,
+            pnl=pnl,
+            basis=basis,
+            mtm=mtm,
+            naked_mm=naked * spot * c.option_pct_mm,
+            naked_im=naked * spot * c.option_pct_im,
             delta1_mm=d1_abs * spot * c.perp_pct_mm + notional_base * c.base_pct_mm,
             delta1_im=d1_abs * spot * c.perp_pct_im + notional_base * c.base_pct_im,
-            confidence=confidence, roll=roll, floor=floor)
+            confidence=confidence,
+            roll=roll,
+            floor=floor,
+        )
 
     @staticmethod
     def _extended(pnl, tail, move, prm: ScenarioPMParams) -> np.ndarray:
@@ -180,19 +192,21 @@ class ScenarioPM:
         out = np.zeros(n)
         if c.min_delta_net_pct > 0 or c.min_delta_hedged_pct > 0:
             opt = (kind == CALL) | (kind == PUT)
-            dlt = qty.astype(np.float64).copy()          # delta-1: one unit of underlying each
+            dlt = qty.astype(np.float64).copy()  # delta-1: one unit of underlying each
             if opt.any():
                 k, ts = pf.strike[sel][opt], pf.expiry_s[sel][opt]
                 sig = mkt.vols(pf.underlyings, np.full(int(opt.sum()), u), k, ts, fwd[opt])
                 g = greeks(fwd[opt], k, t_y[opt], sig, kind[opt] == CALL, np.exp(-rate * t_y[opt]))
-                dlt[opt] = qty[opt] * g.delta * fwd[opt] / spot     # spot delta = dV/dF * F/S
+                dlt[opt] = qty[opt] * g.delta * fwd[opt] / spot  # spot delta = dV/dF * F/S
             longs, shorts = _bc(acct, np.maximum(dlt, 0), n), _bc(acct, np.maximum(-dlt, 0), n)
-            out = (c.min_delta_net_pct * np.abs(longs - shorts)
-                   + c.min_delta_hedged_pct * np.minimum(longs, shorts)) * spot
+            out = (
+                c.min_delta_net_pct * np.abs(longs - shorts) + c.min_delta_hedged_pct * np.minimum(longs, shorts)
+            ) * spot
         if c.min_charge_delta1_rate > 0 or c.min_charge_option_rate > 0:
             d1 = (kind == PERP) | (kind == FUTURE)
-            rate_w = np.where(d1, c.min_charge_delta1_rate, np.where((kind == CALL) | (kind == PUT),
-                                                                      c.min_charge_option_rate, 0.0))
+            rate_w = np.where(
+                d1, c.min_charge_delta1_rate, np.where((kind == CALL) | (kind == PUT), c.min_charge_option_rate, 0.0)
+            )
             raw = _bc(acct, np.abs(qty) * spot * rate_w, n)
             out = np.maximum(out, raw * c.min_charge_multiplier(raw))
         return out
@@ -203,9 +217,20 @@ class ScenarioPM:
         n = pf.n_accounts
         zeros = lambda: np.zeros(n)  # noqa: E731
         mm, im, equity = zeros(), zeros(), pf.cash.astype(np.float64).copy()
-        drv = {k: zeros() for k in ("worst_loss_usd", "basis_usd", "naked_short_usd", "naked_short_im_usd",
-                                     "perp_base_usd", "perp_base_im_usd", "confidence_usd", "roll_usd",
-                                     "floor_charge_usd")}
+        drv = {
+            k: zeros()
+            for k in (
+                "worst_loss_usd",
+                "basis_usd",
+                "naked_short_usd",
+                "naked_short_im_usd",
+                "perp_base_usd",
+                "perp_base_im_usd",
+                "confidence_usd",
+                "roll_usd",
+                "floor_charge_usd",
+            )
+        }
         worst_idx = np.full(n, -1, dtype=np.int64)
         best_loss = zeros()
         present = [u for u in range(len(pf.underlyings)) if (pf.und == u).any()]
@@ -216,12 +241,29 @@ class ScenarioPM:
             if len(sizes) != 1:
                 raise ValueError(f"cross_underlying='offset' needs equal scenario counts per underlying, got {sizes}")
             p = self.params
-            pu = {u: self.params_for(pf.underlyings[u]) for u in present}   # Deribit pnl_offset per currency
-            agg = sum(np.minimum(risks[u].pnl, 0) + np.minimum(pu[u].gains_offset * np.maximum(risks[u].pnl, 0),
-                                                               pu[u].max_offsetable_pnl) for u in present)
-            merged = _UnderlyingRisk(agg, *[sum(getattr(risks[u], f) for u in present) for f in
-                                            ("basis", "mtm", "naked_mm", "naked_im", "delta1_mm", "delta1_im",
-                                             "confidence", "roll", "floor")])
+            pu = {u: self.params_for(pf.underlyings[u]) for u in present}  # Deribit pnl_offset per currency
+            agg = sum(
+                np.minimum(risks[u].pnl, 0)
+                + np.minimum(pu[u].gains_offset * np.maximum(risks[u].pnl, 0), pu[u].max_offsetable_pnl)
+                for u in present
+            )
+            merged = _UnderlyingRisk(
+                agg,
+                *[
+                    sum(getattr(risks[u], f) for u in present)
+                    for f in (
+                        "basis",
+                        "mtm",
+                        "naked_mm",
+                        "naked_im",
+                        "delta1_mm",
+                        "delta1_im",
+                        "confidence",
+                        "roll",
+                        "floor",
+                    )
+                ],
+            )
             groups = [(merged, p)]
         else:
             groups = [(risks[u], self.params_for(pf.underlyings[u])) for u in present]
@@ -230,8 +272,8 @@ class ScenarioPM:
             s_arg = r.pnl.argmin(axis=0) if r.pnl.size else np.zeros(n, dtype=np.int64)
             worst = np.minimum(np.minimum(s_min, r.basis), 0.0)
             loss = -worst
-            idx = np.where(r.basis < s_min, r.pnl.shape[0], s_arg)        # index S = the basis floor scenario
-            take = (loss > best_loss)
+            idx = np.where(r.basis < s_min, r.pnl.shape[0], s_arg)  # index S = the basis floor scenario
+            take = loss > best_loss
             worst_idx, best_loss = np.where(take, idx, worst_idx), np.where(take, loss, best_loss)
             static_mm = r.naked_mm + r.delta1_mm
             static_im = r.naked_im + r.delta1_im
@@ -242,10 +284,17 @@ class ScenarioPM:
             mm += prm.mm_factor * risk + outside_mm
             im += f_im * risk + outside_mm + static_im + r.confidence
             equity += r.mtm
-            for k, v in (("worst_loss_usd", loss), ("basis_usd", -r.basis), ("naked_short_usd", r.naked_mm),
-                         ("naked_short_im_usd", r.naked_im), ("perp_base_usd", r.delta1_mm),
-                         ("perp_base_im_usd", r.delta1_im), ("confidence_usd", r.confidence),
-                         ("roll_usd", r.roll), ("floor_charge_usd", r.floor)):
+            for k, v in (
+                ("worst_loss_usd", loss),
+                ("basis_usd", -r.basis),
+                ("naked_short_usd", r.naked_mm),
+                ("naked_short_im_usd", r.naked_im),
+                ("perp_base_usd", r.delta1_mm),
+                ("perp_base_im_usd", r.delta1_im),
+                ("confidence_usd", r.confidence),
+                ("roll_usd", r.roll),
+                ("floor_charge_usd", r.floor),
+            ):
                 drv[k] += v
         drv["worst_scenario"] = worst_idx
         drv["contingency_static_mm_usd"] = drv["naked_short_usd"] + drv["perp_base_usd"]

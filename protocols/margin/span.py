@@ -2,22 +2,23 @@
 spread charges, short option minimum and inter-commodity spread credits (WPR method), for many accounts.
 
 A combined commodity is one underlying of the Portfolio; its contract months are the distinct expiry_s of
-its futures and options. Sources: margin-methods.md 6.1; cmegroup.com/clearing/margins/spread-calc.html;
+its futures and options. Sources: docs/margin-methods.md 6.1; cmegroup.com/clearing/margins/spread-calc.html;
 CME Clearing Advisory Chadv08-303 (extreme move 3 x PSR at 33% coverage).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from protocols.margin.black76 import SECONDS_PER_YEAR, greeks, price
-from protocols.margin.portfolio import CALL, FUTURE, PUT, MarketState, Portfolio
-from protocols.margin.registry import register
-from protocols.margin.result import MarginResult
+from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, greeks, price
+from defistress.protocols.margin.portfolio import CALL, FUTURE, PUT, MarketState, Portfolio
+from defistress.protocols.margin.registry import register
+from defistress.protocols.margin.result import MarginResult
 
 _DAY = 86_400.0
-# SPAN scenario table (margin-methods.md 6.1): price move as a fraction of the scan range, vol direction
+# SPAN scenario table (docs/margin-methods.md 6.1): price move as a fraction of the scan range, vol direction
 SPAN_PRICE_FRACTIONS = (0, 0, 1 / 3, 1 / 3, -1 / 3, -1 / 3, 2 / 3, 2 / 3, -2 / 3, -2 / 3, 1, 1, -1, -1)
 SPAN_VOL_SIGNS = (1, -1) * 7
 
@@ -60,15 +61,15 @@ class SpanCommodity:
     """SPAN parameters of one combined commodity. Price scan range in USD per unit of underlying, either
     one value for all months or per month; vol scan range in absolute vol points (0.04 = 4 vol points)."""
 
-    price_scan_usd: float = 0.0          # PSR in USD per unit of underlying ...
-    price_scan_frac: float = 0.0         # ... plus this fraction of the contract month's forward
-    month_price_scan_usd: tuple[tuple[float, float], ...] = ()   # ((expiry_s, PSR USD), ...)
+    price_scan_usd: float = 0.0  # PSR in USD per unit of underlying ...
+    price_scan_frac: float = 0.0  # ... plus this fraction of the contract month's forward
+    month_price_scan_usd: tuple[tuple[float, float], ...] = ()  # ((expiry_s, PSR USD), ...)
     vol_scan: float = 0.0
-    extreme_multiple: float = 3.0       # CME Chadv08-303 "Extreme Move Value 3"
-    extreme_cover: float = 0.33         # CME Chadv08-303 "Extreme Move Coverage 0.33"
-    short_option_minimum_usd: float = 0.0   # per short option unit
+    extreme_multiple: float = 3.0  # CME Chadv08-303 "Extreme Move Value 3"
+    extreme_cover: float = 0.33  # CME Chadv08-303 "Extreme Move Coverage 0.33"
+    short_option_minimum_usd: float = 0.0  # per short option unit
     intra_spreads: tuple[IntraSpread, ...] = ()
-    lookahead_s: float = _DAY           # SPAN look-ahead 1 day, time decay included
+    lookahead_s: float = _DAY  # SPAN look-ahead 1 day, time decay included
 
     def __post_init__(self) -> None:
         _check("price_scan_usd", self.price_scan_usd, 0.0, np.inf)
@@ -94,8 +95,8 @@ class SpanParams:
     """SPAN for several combined commodities; initial = initial_factor x maintenance."""
 
     commodities: dict[str, SpanCommodity]
-    inter_spreads: tuple[InterSpread, ...] = ()   # applied in priority order (first = highest)
-    initial_factor: float = 1.1                   # CME performance bond: initial 110% of maintenance
+    inter_spreads: tuple[InterSpread, ...] = ()  # applied in priority order (first = highest)
+    initial_factor: float = 1.1  # CME performance bond: initial 110% of maintenance
     name: str = "cme-span"
 
     def __post_init__(self) -> None:
@@ -128,9 +129,9 @@ class Span:
         kind, qty, k, ts = pf.kind[sel], pf.qty[sel], pf.strike[sel], pf.expiry_s[sel]
         fwd = spot * np.exp(rate * ts / SECONDS_PER_YEAR)
         frac, vsign, weight = span_scenarios(c)
-        move = frac[:, None] * c.psr(ts, fwd)[None, :]                     # USD price move per scenario
+        move = frac[:, None] * c.psr(ts, fwd)[None, :]  # USD price move per scenario
         opt = (kind == CALL) | (kind == PUT)
-        loss = -(move * weight[:, None]) * np.where(opt, 0.0, qty)[None, :]   # delta-1: PnL = qty * move
+        loss = -(move * weight[:, None]) * np.where(opt, 0.0, qty)[None, :]  # delta-1: PnL = qty * move
         values = np.zeros(sel.size)
         delta = np.where(opt, 0.0, qty)
         if opt.any():
@@ -151,45 +152,65 @@ class Span:
         n = pf.n_accounts
         equity = pf.cash.astype(np.float64).copy()
         mm = np.zeros(n)
-        drv = {k: np.zeros(n) for k in ("scan_risk_usd", "intra_spread_usd", "inter_credit_usd",
-                                         "short_option_min_usd")}
+        drv = {
+            k: np.zeros(n) for k in ("scan_risk_usd", "intra_spread_usd", "inter_credit_usd", "short_option_min_usd")
+        }
         per: dict[str, dict[str, np.ndarray]] = {}
         for u, name in enumerate(pf.underlyings):
             sel = np.flatnonzero(pf.und == u)
             if sel.size == 0:
                 continue
             if name not in self.params.commodities:
-                raise ValueError(f"underlying {name!r}: allowed {list(self.params.commodities)} "
-                                 "(SpanParams.commodities)")
+                raise ValueError(
+                    f"underlying {name!r}: allowed {list(self.params.commodities)} (SpanParams.commodities)"
+                )
             c = self.params.commodities[name]
             loss, values, delta = self.risk_arrays(pf, mkt, sel, c)
             acct = pf.account[sel]
-            acc_loss = np.stack([np.bincount(acct, weights=row, minlength=n) for row in loss])   # (16, N)
+            acc_loss = np.stack([np.bincount(acct, weights=row, minlength=n) for row in loss])  # (16, N)
             scan_idx = acc_loss.argmax(axis=0)
             scan = np.maximum(acc_loss.max(axis=0), 0.0)
-            paired = np.where(scan_idx < 14, scan_idx ^ 1, scan_idx)   # same price move, opposite vol
+            paired = np.where(scan_idx < 14, scan_idx ^ 1, scan_idx)  # same price move, opposite vol
             cols = np.arange(n)
-            time_risk = (acc_loss[0] + acc_loss[1]) / 2.0                # margin-methods.md 6.1 WPR method
+            time_risk = (acc_loss[0] + acc_loss[1]) / 2.0  # docs/margin-methods.md 6.1 WPR method
             price_risk = (acc_loss[scan_idx, cols] + acc_loss[paired, cols]) / 2.0 - time_risk
             comp_delta = np.bincount(acct, weights=delta, minlength=n)
             intra = self._intra(acct, pf.expiry_s[sel], delta, c, n)
             kind, qty = pf.kind[sel], pf.qty[sel]
-            shorts = np.bincount(acct, weights=np.where(((kind == CALL) | (kind == PUT)) & (qty < 0), -qty, 0.0),
-                                 minlength=n)
-            upnl = np.where(kind == FUTURE, qty * (self._fwd(mkt, pf, u, sel) - np.where(
-                pf.entry_price[sel] > 0, pf.entry_price[sel], self._fwd(mkt, pf, u, sel))), 0.0)
+            shorts = np.bincount(
+                acct, weights=np.where(((kind == CALL) | (kind == PUT)) & (qty < 0), -qty, 0.0), minlength=n
+            )
+            upnl = np.where(
+                kind == FUTURE,
+                qty
+                * (
+                    self._fwd(mkt, pf, u, sel)
+                    - np.where(pf.entry_price[sel] > 0, pf.entry_price[sel], self._fwd(mkt, pf, u, sel))
+                ),
+                0.0,
+            )
             equity += np.bincount(acct, weights=values + upnl, minlength=n)
-            wpr = np.where(np.abs(comp_delta) > 0, np.maximum(price_risk, 0.0) / np.where(
-                comp_delta != 0, np.abs(comp_delta), 1.0), 0.0)
-            per[name] = {"scan": scan, "intra": intra, "som": shorts * c.short_option_minimum_usd,
-                         "wpr": wpr, "delta": comp_delta, "credit": np.zeros(n)}
-        for s in self.params.inter_spreads:                              # priority order
+            wpr = np.where(
+                np.abs(comp_delta) > 0,
+                np.maximum(price_risk, 0.0) / np.where(comp_delta != 0, np.abs(comp_delta), 1.0),
+                0.0,
+            )
+            per[name] = {
+                "scan": scan,
+                "intra": intra,
+                "som": shorts * c.short_option_minimum_usd,
+                "wpr": wpr,
+                "delta": comp_delta,
+                "credit": np.zeros(n),
+            }
+        for s in self.params.inter_spreads:  # priority order
             if s.und_a not in per or s.und_b not in per:
                 continue
             a, b = per[s.und_a], per[s.und_b]
             opposite = a["delta"] * b["delta"] < 0
-            spreads = np.where(opposite, np.minimum(np.abs(a["delta"]) / s.ratio_a,
-                                                    np.abs(b["delta"]) / s.ratio_b), 0.0)
+            spreads = np.where(
+                opposite, np.minimum(np.abs(a["delta"]) / s.ratio_a, np.abs(b["delta"]) / s.ratio_b), 0.0
+            )
             a["credit"] += spreads * s.ratio_a * a["wpr"] * s.credit_rate
             b["credit"] += spreads * s.ratio_b * b["wpr"] * s.credit_rate
             a["delta"] = a["delta"] - np.sign(a["delta"]) * spreads * s.ratio_a
@@ -218,8 +239,9 @@ class Span:
         d = {t: np.bincount(acct, weights=np.where(expiry_s == t, delta, 0.0), minlength=n) for t in months}
         for s in c.intra_spreads:
             da, db = d[s.month_a_s], d[s.month_b_s]
-            formed = np.minimum(np.maximum(da, 0), np.maximum(-db, 0)) + np.minimum(np.maximum(-da, 0),
-                                                                                     np.maximum(db, 0))
+            formed = np.minimum(np.maximum(da, 0), np.maximum(-db, 0)) + np.minimum(
+                np.maximum(-da, 0), np.maximum(db, 0)
+            )
             d[s.month_a_s] = da - np.sign(da) * formed
             d[s.month_b_s] = db - np.sign(db) * formed
             charge += formed * s.charge_usd
@@ -228,8 +250,11 @@ class Span:
 
 # Preset: ILLUSTRATIVE CME-style parameters for crypto (not a CME parameter file: those are per product and
 # change daily; pass your own SpanParams). PSR ~ 3 daily sd at 60%/65% vol (0.6*sqrt(1/365)*3 = 9.4%).
-CME_SPAN_DEFAULT = SpanParams(commodities={
-    "BTC": SpanCommodity(price_scan_frac=0.09, vol_scan=0.04),
-    "ETH": SpanCommodity(price_scan_frac=0.10, vol_scan=0.04)},
-    inter_spreads=(InterSpread("BTC", "ETH", 1.0, 20.0, 0.5),))   # 1 BTC : 20 ETH delta, credit rate 50%
+CME_SPAN_DEFAULT = SpanParams(
+    commodities={
+        "BTC": SpanCommodity(price_scan_frac=0.09, vol_scan=0.04),
+        "ETH": SpanCommodity(price_scan_frac=0.10, vol_scan=0.04),
+    },
+    inter_spreads=(InterSpread("BTC", "ETH", 1.0, 20.0, 0.5),),
+)  # 1 BTC : 20 ETH delta, credit rate 50%
 register("cme-span", lambda **kw: Span(SpanParams(**{**CME_SPAN_DEFAULT.__dict__, **kw})))

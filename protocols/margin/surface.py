@@ -3,13 +3,14 @@
 Every surface has `.vol(strike USD, expiry_s seconds, forward USD) -> ndarray` (annualised vol) and
 `.shifted(level_mult, skew_steepen)`, which an options venue uses to lift and steepen its surface in a crash.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from protocols.margin.black76 import SECONDS_PER_YEAR
+from defistress.protocols.margin.black76 import SECONDS_PER_YEAR
 
 
 def _f64(x) -> np.ndarray:
@@ -17,7 +18,7 @@ def _f64(x) -> np.ndarray:
 
 
 class _Shiftable:
-    def shifted(self, level_mult: float = 1.0, skew_steepen: float = 0.0) -> "ShiftedSurface":
+    def shifted(self, level_mult: float = 1.0, skew_steepen: float = 0.0) -> ShiftedSurface:
         """A new surface: vol' = level_mult * vol * max(0, 1 - skew_steepen * ln(K/F))."""
         return ShiftedSurface(base=self, level_mult=level_mult, skew_steepen=skew_steepen)
 
@@ -62,11 +63,11 @@ class ShiftedSurface(_Shiftable):
 
 @dataclass(frozen=True)
 class SVIRules:
-    """Guards from lyra-utils SVI.sol / margin-methods.md 7.2: k clamped to +-k_clamp_sd*sqrt(a + b*sigma),
+    """Guards from lyra-utils SVI.sol / docs/margin-methods.md 7.2: k clamped to +-k_clamp_sd*sqrt(a + b*sigma),
     total variance w capped at w_cap, w < 0 rejected."""
 
-    k_clamp_sd: float = 4.0   # margin-methods.md 7.2: k = clamp(ln(K/F), +-4 sqrt(a + b sigma))
-    w_cap: float = 144.0      # margin-methods.md 7.2: w capped at 144 (older SVI.sol: MAX_TOTAL_VAR = 25)
+    k_clamp_sd: float = 4.0  # docs/margin-methods.md 7.2: k = clamp(ln(K/F), +-4 sqrt(a + b sigma))
+    w_cap: float = 144.0  # docs/margin-methods.md 7.2: w capped at 144 (older SVI.sol: MAX_TOTAL_VAR = 25)
 
     def __post_init__(self) -> None:
         if not self.k_clamp_sd > 0:
@@ -118,12 +119,14 @@ class SVISurface(_Shiftable):
 
     def _total_var(self, i: np.ndarray, k: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
         a, b, rho, m, sig = p["a"][i], p["b"][i], p["rho"][i], p["m"][i], p["sigma"][i]
-        lim = self.rules.k_clamp_sd * np.sqrt(np.maximum(a + b * sig, 0.0))   # SVI k clamp
+        lim = self.rules.k_clamp_sd * np.sqrt(np.maximum(a + b * sig, 0.0))  # SVI k clamp
         kc = np.clip(k, -lim, lim)
         w = a + b * (rho * (kc - m) + np.sqrt((kc - m) ** 2 + sig**2))
         if (w < 0).any():
-            raise ValueError("SVI total variance w < 0: parameters a, b, rho, m, sigma give negative variance "
-                             "(SVI.sol reverts SVI_InvalidParameters)")
+            raise ValueError(
+                "SVI total variance w < 0: parameters a, b, rho, m, sigma give negative variance "
+                "(SVI.sol reverts SVI_InvalidParameters)"
+            )
         return np.minimum(w, self.rules.w_cap)
 
     def vol(self, strike, expiry_s, forward) -> np.ndarray:
@@ -136,24 +139,24 @@ class SVISurface(_Shiftable):
         logm = np.log(np.where(ok, k_, 1.0) / f_)
         hi = np.clip(np.searchsorted(exps, t_, side="left"), 0, exps.size - 1)
         lo = np.clip(hi - 1, 0, exps.size - 1)
-        w_lo, w_hi = self._total_var(lo, logm, p), self._total_var(hi, logm, p)   # total variance (years)
+        w_lo, w_hi = self._total_var(lo, logm, p), self._total_var(hi, logm, p)  # total variance (years)
         t_lo, t_hi = exps[lo], exps[hi]
         inside = (t_ > t_lo) & (t_ < t_hi)
         x = np.where(inside, (t_ - t_lo) / np.where(t_hi > t_lo, t_hi - t_lo, 1.0), 0.0)
-        w_t = w_lo + x * (w_hi - w_lo)                       # linear in time at fixed k
+        w_t = w_lo + x * (w_hi - w_lo)  # linear in time at fixed k
         var_inside = w_t / (np.where(inside, t_, 1.0) / SECONDS_PER_YEAR)
-        var_lo, var_hi = w_lo / (t_lo / SECONDS_PER_YEAR), w_hi / (t_hi / SECONDS_PER_YEAR)   # vol = sqrt(w/tau)
+        var_lo, var_hi = w_lo / (t_lo / SECONDS_PER_YEAR), w_hi / (t_hi / SECONDS_PER_YEAR)  # vol = sqrt(w/tau)
         var = np.where(inside, var_inside, np.where(t_ <= t_lo, var_lo, var_hi))
         out = np.sqrt(np.maximum(var, 0.0))
-        return np.where(ok, out, 0.0)                                          # SVI.sol: strike 0 -> vol 0
+        return np.where(ok, out, 0.0)  # SVI.sol: strike 0 -> vol 0
 
 
 @dataclass(frozen=True)
 class GridSurface(_Shiftable):
     """Sticky-strike vol table: bilinear in (strike or log-moneyness, expiry), flat outside the nodes."""
 
-    x_nodes: tuple[float, ...]          # strikes USD (axis="strike") or ln(K/F) (axis="log_moneyness")
-    expiry_nodes_s: tuple[float, ...]   # seconds
+    x_nodes: tuple[float, ...]  # strikes USD (axis="strike") or ln(K/F) (axis="log_moneyness")
+    expiry_nodes_s: tuple[float, ...]  # seconds
     vols: tuple[tuple[float, ...], ...]  # [expiry][x] annualised vols
     axis: str = "strike"
 

@@ -3,23 +3,24 @@
 Methods: historical simulation (HS), filtered HS (EWMA vol rescaling, RiskMetrics lambda 0.94), parametric
 delta-normal and delta-gamma (Cornish-Fisher), and Monte Carlo with a correlation matrix (Cholesky, seeded
 numpy Generator). HS, FHS and MC revalue every position in full (options by Black-76). Losses are positive USD.
-Analytic anchors: margin-methods.md section 8 (VaR = z sigma sqrt(h), ES = sigma phi(z)/(1-alpha) sqrt(h)).
+Analytic anchors: docs/margin-methods.md section 8 (VaR = z sigma sqrt(h), ES = sigma phi(z)/(1-alpha) sqrt(h)).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
 from scipy.stats import norm
 
-from protocols.margin.black76 import SECONDS_PER_YEAR, call_put, greeks
-from protocols.margin.portfolio import CALL, FUTURE, PERP, SPOT, MarketState, Portfolio, is_option
-from protocols.margin.result import MarginResult
+from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, call_put, greeks
+from defistress.protocols.margin.portfolio import CALL, FUTURE, PERP, SPOT, MarketState, Portfolio, is_option
+from defistress.protocols.margin.result import MarginResult
 
-RISKMETRICS_LAMBDA = 0.94     # RiskMetrics Technical Document (J.P. Morgan 1996): daily decay factor
-DAYS_PER_YEAR = 365.0         # crypto venues trade every day; Black76.sol year = 365 days
+RISKMETRICS_LAMBDA = 0.94  # RiskMetrics Technical Document (J.P. Morgan 1996): daily decay factor
+DAYS_PER_YEAR = 365.0  # crypto venues trade every day; Black76.sol year = 365 days
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -29,8 +30,9 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence={confidence}: allowed 0.5 < confidence < 1")
 
 
-def position_values(pf: Portfolio, mkt: MarketState, spot_mult: np.ndarray | None = None,
-                    dt_s: float = 0.0) -> np.ndarray:
+def position_values(
+    pf: Portfolio, mkt: MarketState, spot_mult: np.ndarray | None = None, dt_s: float = 0.0
+) -> np.ndarray:
     """USD value of every position (P,), or (S, P) under spot multipliers `spot_mult` (S, U) after `dt_s` seconds.
 
     Spot: qty*S/stable (PMRMLib base value); perp: qty*(mark - entry), mark moving with spot; future:
@@ -44,7 +46,7 @@ def position_values(pf: Portfolio, mkt: MarketState, spot_mult: np.ndarray | Non
     s_now, r = s0[u], r_u[u]
     t0_y = pf.expiry_s / SECONDS_PER_YEAR
     t_y = np.maximum(pf.expiry_s - dt_s, 0.0) / SECONDS_PER_YEAR
-    m = mult[:, u]                                            # (S, P)
+    m = mult[:, u]  # (S, P)
     f0 = s_now * np.exp(r * t0_y)
     entry = pf.entry_price
     out = np.zeros(m.shape)
@@ -94,8 +96,9 @@ def position_greeks(pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
     u, k, q = pf.und, pf.kind, pf.qty
     t_y = pf.expiry_s / SECONDS_PER_YEAR
     f = s0[u] * np.exp(r_u[u] * t_y)
-    delta = np.where(k == SPOT, q * s0[u] / mkt.stable_price,
-                     np.where(k == PERP, q * perp0[u], np.where(k == FUTURE, q * f, 0.0)))
+    delta = np.where(
+        k == SPOT, q * s0[u] / mkt.stable_price, np.where(k == PERP, q * perp0[u], np.where(k == FUTURE, q * f, 0.0))
+    )
     gamma, vega, sig = np.zeros(q.shape), np.zeros(q.shape), np.zeros(q.shape)
     op = is_option(k)
     if op.any():
@@ -104,8 +107,13 @@ def position_greeks(pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
         delta[op] = q[op] * g.delta * f[op]
         gamma[op] = q[op] * g.gamma * f[op] ** 2
         vega[op] = q[op] * g.vega
-    return {"delta_usd": delta, "gamma_usd": gamma, "vega_usd": vega, "sigma": sig,
-            "dte_days": pf.expiry_s / SECONDS_PER_DAY}
+    return {
+        "delta_usd": delta,
+        "gamma_usd": gamma,
+        "vega_usd": vega,
+        "sigma": sig,
+        "dte_days": pf.expiry_s / SECONDS_PER_DAY,
+    }
 
 
 def per_account_underlying(pf: Portfolio, values: np.ndarray) -> np.ndarray:
@@ -189,8 +197,9 @@ def delta_normal(delta_usd: np.ndarray, cov: np.ndarray, confidence: float) -> t
     return normal_var_es(sig, confidence)
 
 
-def delta_gamma_cornish_fisher(delta_usd: np.ndarray, gamma_usd: np.ndarray, cov: np.ndarray,
-                               confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def delta_gamma_cornish_fisher(
+    delta_usd: np.ndarray, gamma_usd: np.ndarray, cov: np.ndarray, confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Delta-gamma VaR/ES per account with the Cornish-Fisher expansion of PnL = d'r + r'Gr/2, r ~ N(0, Cov).
 
     Cumulants of the quadratic form (Mina-Ulmer 1999): k1 = tr(A)/2, k2 = d'Cd + tr(A^2)/2,
@@ -198,12 +207,12 @@ def delta_gamma_cornish_fisher(delta_usd: np.ndarray, gamma_usd: np.ndarray, cov
     ES integrates the Cornish-Fisher quantile over the tail in closed form (truncated normal moments).
     """
     _check_confidence(confidence)
-    a = gamma_usd[:, :, None] * cov[None, :, :]                       # (N, U, U) = G C
-    a2, cd = a @ a, delta_usd @ cov                                     # cd: (N, U) = C d
-    tr = lambda m: np.trace(m, axis1=1, axis2=2)                       # noqa: E731
+    a = gamma_usd[:, :, None] * cov[None, :, :]  # (N, U, U) = G C
+    a2, cd = a @ a, delta_usd @ cov  # cd: (N, U) = C d
+    tr = lambda m: np.trace(m, axis1=1, axis2=2)  # noqa: E731
     k1 = 0.5 * tr(a)
     k2 = np.einsum("nu,nu->n", delta_usd, cd) + 0.5 * tr(a2)
-    gcd = gamma_usd * cd                                                # G C d
+    gcd = gamma_usd * cd  # G C d
     k3 = 3.0 * np.einsum("nu,nu->n", cd, gcd) + tr(a2 @ a)
     k4 = 12.0 * np.einsum("nu,nu->n", gcd, gcd @ cov) + 3.0 * tr(a2 @ a2)
     sd = np.sqrt(np.maximum(k2, 0.0))
@@ -258,17 +267,17 @@ class VaRParams:
     """Settings of a VaR/ES margin model: MM = VaR, IM = ES (>= VaR) at `confidence` over `horizon_days`."""
 
     method: str = "hs"
-    confidence: float = 0.99        # EMIR RTS 153/2013 art. 24: 99% for instruments other than OTC derivatives
-    horizon_days: float = 2.0       # EMIR RTS 153/2013 art. 26: MPOR >= 2 days; OCC STANS two-day horizon
-    returns: Mapping[str, Sequence[float]] | None = None   # log returns per step and underlying (HS/FHS need them)
-    step_days: float = 1.0          # length of one return step, days (1/24 for hourly data)
+    confidence: float = 0.99  # EMIR RTS 153/2013 art. 24: 99% for instruments other than OTC derivatives
+    horizon_days: float = 2.0  # EMIR RTS 153/2013 art. 26: MPOR >= 2 days; OCC STANS two-day horizon
+    returns: Mapping[str, Sequence[float]] | None = None  # log returns per step and underlying (HS/FHS need them)
+    step_days: float = 1.0  # length of one return step, days (1/24 for hourly data)
     lam: float = RISKMETRICS_LAMBDA
-    correlation: Mapping[str, float] | None = None         # {"ETH/BTC": rho} when vols come from the market
+    correlation: Mapping[str, float] | None = None  # {"ETH/BTC": rho} when vols come from the market
     default_correlation: float = 0.0  # design choice (no source): pairs not listed are uncorrelated
     n_sims: int = 10_000
     seed: int = 0
-    vol_tenor_days: float = 30.0    # ATM tenor read from a vol surface for MC/parametric vols (design choice)
-    decay_options: bool = True      # revalue options at T - horizon (time decay inside the horizon)
+    vol_tenor_days: float = 30.0  # ATM tenor read from a vol surface for MC/parametric vols (design choice)
+    decay_options: bool = True  # revalue options at T - horizon (time decay inside the horizon)
 
     def __post_init__(self) -> None:
         if self.method not in VAR_METHODS:
@@ -336,8 +345,9 @@ class VaRMargin:
             return VaRResult(z, z, p.confidence, p.horizon_days, p.method)
         if p.method in ("hs", "fhs"):
             if p.returns is None:
-                raise ValueError(f"returns: method {p.method!r} needs a return history (mapping underlying -> "
-                                 "log returns)")
+                raise ValueError(
+                    f"returns: method {p.method!r} needs a return history (mapping underlying -> log returns)"
+                )
             r = returns_matrix(p.returns, pf.underlyings)
             scen = (filtered_returns(r, p.lam) if p.method == "fhs" else r) * np.sqrt(self._scale())
             var, es = var_es_from_pnl(revalue_pnl(pf, mkt, scen, dt), p.confidence)
@@ -356,20 +366,32 @@ class VaRMargin:
                 var, es = delta_normal(d, cov, p.confidence)
             else:
                 var, es = delta_gamma_cornish_fisher(d, per_account_underlying(pf, g["gamma_usd"]), cov, p.confidence)
-        return VaRResult(np.asarray(var, dtype=np.float64), np.asarray(es, dtype=np.float64),
-                         p.confidence, p.horizon_days, p.method)
+        return VaRResult(
+            np.asarray(var, dtype=np.float64), np.asarray(es, dtype=np.float64), p.confidence, p.horizon_days, p.method
+        )
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
         res = self.risk(pf, mkt)
         mm = np.maximum(res.var, 0.0)
-        return MarginResult(im=np.maximum(res.es, mm), mm=mm, equity=mark_to_market(pf, mkt),
-                            drivers={"var_usd": res.var, "es_usd": res.es}, model=self.name)
+        return MarginResult(
+            im=np.maximum(res.es, mm),
+            mm=mm,
+            equity=mark_to_market(pf, mkt),
+            drivers={"var_usd": res.var, "es_usd": res.es},
+            model=self.name,
+        )
 
 
 def _register() -> None:
-    from protocols.margin.registry import register
-    for preset, method in (("var-hs", "hs"), ("var-fhs", "fhs"), ("var-normal", "normal"),
-                           ("var-cf", "cornish-fisher"), ("var-mc", "mc")):
+    from defistress.protocols.margin.registry import register
+
+    for preset, method in (
+        ("var-hs", "hs"),
+        ("var-fhs", "fhs"),
+        ("var-normal", "normal"),
+        ("var-cf", "cornish-fisher"),
+        ("var-mc", "mc"),
+    ):
         register(preset, lambda _m=method, _n=preset, **kw: VaRMargin(VaRParams(**{"method": _m, **kw}), _n))
 
 

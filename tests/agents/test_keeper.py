@@ -3,16 +3,17 @@
 Gas arithmetic used below: a bark of 450,000 gas at 50 gwei base + 2 gwei priority costs
 450,000 · 52e-9 = 0.0234 ETH = 3.276 USD at 140 USD/ETH.
 """
+
 import mesa
 import pytest
 
-from agents.keeper import Keeper, KeeperParams
-from agents.tx import BlockView
-from protocols.amm import ConstantProductPool, PoolParams
-from protocols.base import Env, FixedPrice, Revert
-from protocols.cdp import Cdp, CdpParams
-from protocols.clip import ClipParams
-from protocols.flip import FlipParams
+from defistress.agents.keeper import Keeper, KeeperParams
+from defistress.agents.tx import BlockView
+from defistress.protocols.amm import ConstantProductPool, PoolParams
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.cdp import Cdp, CdpParams
+from defistress.protocols.clip import ClipParams
+from defistress.protocols.flip import FlipParams
 
 
 def view(env, base_fee=50.0, eth=140.0, external=None):
@@ -36,7 +37,7 @@ def clip_cdp(env, cdp_id="maker", tip=300.0, chip=0.001, vaults=1):
     cdp = Cdp(params, oracle, env, cdp_id)
     env.ledger.mint("ETH", "population", 10.0 * vaults, "genesis")
     cdp.open_vaults([10.0] * vaults, [1000.0] * vaults)
-    oracle.price = 140.0                                   # every vault unsafe: 10·140/1.5 = 933 < 1000
+    oracle.price = 140.0  # every vault unsafe: 10·140/1.5 = 933 < 1000
     return cdp
 
 
@@ -77,24 +78,24 @@ def test_keeper_submits_nothing_when_the_base_fee_is_above_its_ceiling(model):
     env = Env()
     cdp = clip_cdp(env)
     k = keeper(model, [cdp], max_gas_price_gwei=100.0)
-    assert k.submit(view(env, base_fee=98.5)) == []       # 98.5 base + 2 priority = 100.5 > 100
-    assert [t.label for t in k.submit(view(env, base_fee=98.0))] == ["bark maker#0"]   # 100 ≤ 100
+    assert k.submit(view(env, base_fee=98.5)) == []  # 98.5 base + 2 priority = 100.5 > 100
+    assert [t.label for t in k.submit(view(env, base_fee=98.0))] == ["bark maker#0"]  # 100 ≤ 100
 
 
 def test_keeper_takes_only_once_the_auction_price_is_below_market_by_its_margin(model):
     env = Env()
     cdp = clip_cdp(env)
-    cdp.bark(0, "someone")                                 # tab 1130, lot 10, top 140·1.3 = 182
+    cdp.bark(0, "someone")  # tab 1130, lot 10, top 140·1.3 = 182
     k = keeper(model, [cdp], min_margin=0.02)
-    env.clock.block = 2520 // 12                           # 2520 s = 28 steps
+    env.clock.block = 2520 // 12  # 2520 s = 28 steps
     # 28 steps: 182·0.99^28 = 137.359; ·1.02 = 140.106 > market 140 -> wait
     assert k.submit(view(env)) == []
-    env.clock.block = 218                                  # 2616 s: floor(2616/90) = 29 steps
+    env.clock.block = 218  # 2616 s: floor(2616/90) = 29 steps
     # 29 steps: 182·0.99^29 = 135.985; ·1.02 = 138.705 ≤ 140 -> take; owe = tab 1130, slice 8.3097 ETH
     txs = k.submit(view(env))
     assert [t.label for t in txs] == ["take maker:0"]
     run(txs)
-    assert env.ledger.balance("k", "ETH") == pytest.approx(1130 / (182 * 0.99 ** 29))
+    assert env.ledger.balance("k", "ETH") == pytest.approx(1130 / (182 * 0.99**29))
     assert env.ledger.balance("k", "DAI") == pytest.approx(5000 - 1130)
     assert cdp.auctions.count() == 0
     env.ledger.check_conservation()
@@ -105,18 +106,18 @@ def test_keeper_sells_taken_collateral_into_the_amm_pool_in_the_same_transaction
     cdp = clip_cdp(env)
     cdp.bark(0, "someone")
     pool = ConstantProductPool(PoolParams("uni-eth-dai", "ETH", "DAI"), env)
-    pool.seed(1000.0, 140_000.0)                           # pool price 140 DAI/ETH
+    pool.seed(1000.0, 140_000.0)  # pool price 140 DAI/ETH
     k = keeper(model, [cdp], pool=pool, min_margin=0.02)
-    env.clock.block = 2700 // 12                           # 30 steps: price 134.625
+    env.clock.block = 2700 // 12  # 30 steps: price 134.625
     txs = k.submit(view(env))
     assert [t.label for t in txs] == ["take maker:0"]
     run(txs)
-    slice_ = 1130 / (182 * 0.99 ** 30)                     # 8.3937 ETH bought for 1130 DAI
+    slice_ = 1130 / (182 * 0.99**30)  # 8.3937 ETH bought for 1130 DAI
     assert env.ledger.balance("k", "ETH") == 0.0
     # sold into x·y=k with a 0.3 % fee: out = a·0.997·140000/(1000 + a·0.997)
     a = slice_ * 0.997
     assert env.ledger.balance("k", "DAI") == pytest.approx(5000 - 1130 + a * 140_000 / (1000 + a))
-    assert env.ledger.balance("k", "DAI") > 5000           # the discount beat the slippage
+    assert env.ledger.balance("k", "DAI") > 5000  # the discount beat the slippage
     env.ledger.check_conservation()
 
 
@@ -126,12 +127,12 @@ def test_keeper_capital_is_shared_across_cdps(model):
     a.bark(0, "x")
     b.bark(0, "x")
     k = keeper(model, [a, b], dai=1200.0, kick_policy="never")
-    env.clock.block = 2700 // 12                           # 30 steps: price 134.625 on both
+    env.clock.block = 2700 // 12  # 30 steps: price 134.625 on both
     txs = k.submit(view(env))
     # the first take commits the whole tab of 1130; only the remaining 70 DAI go to the second auction
     assert [t.label for t in txs] == ["take maker-a:0", "take maker-b:0"]
     results = run(txs)
-    assert all(r is not None for r in results)             # no take reverts for lack of funds
+    assert all(r is not None for r in results)  # no take reverts for lack of funds
     assert results[1].bid == pytest.approx(70.0)
     assert env.ledger.balance("k", "DAI") == pytest.approx(0.0, abs=1e-9)
     env.ledger.check_conservation()
@@ -142,11 +143,11 @@ def test_keeper_redoes_a_stale_auction_when_the_incentive_covers_gas(model):
     cdp = clip_cdp(env)
     cdp.bark(0, "x")
     k = keeper(model, [cdp], dai=0.0, kick_policy="never")
-    env.clock.block = 8280 // 12                           # 92 steps: below cusp, needs redo
+    env.clock.block = 8280 // 12  # 92 steps: below cusp, needs redo
     txs = k.submit(view(env))
     assert [t.label for t in txs] == ["redo maker:0"]
     run(txs)
-    assert env.ledger.balance("k", "DAI") == pytest.approx(301.13)   # redo pays tip + chip·tab again
+    assert env.ledger.balance("k", "DAI") == pytest.approx(301.13)  # redo pays tip + chip·tab again
 
 
 def test_latency_delays_the_first_action_by_that_many_blocks(model):
@@ -164,7 +165,7 @@ def test_latency_delays_the_first_action_by_that_many_blocks(model):
 def test_gas_budget_caps_what_the_keeper_spends(model):
     env = Env()
     cdp = clip_cdp(env)
-    k = keeper(model, [cdp], gas_budget_eth=0.02)          # one bark costs 0.0234 ETH
+    k = keeper(model, [cdp], gas_budget_eth=0.02)  # one bark costs 0.0234 ETH
     assert k.submit(view(env)) == []
 
 
@@ -189,13 +190,18 @@ def test_keeper_rejects_a_pool_that_pairs_other_tokens(model):
 # --- flip era: gas decides between a real bid and a zero bid ----------------------------------------
 def flip_cdp(env, surplus_buffer=200.0):
     oracle = FixedPrice(200.0)
-    params = CdpParams(dust=20.0, mechanism="flip", lump=50.0, surplus_buffer=surplus_buffer,
-                       flip=FlipParams(beg=1.03, ttl=600.0, tau=3 * 86400.0))
+    params = CdpParams(
+        dust=20.0,
+        mechanism="flip",
+        lump=50.0,
+        surplus_buffer=surplus_buffer,
+        flip=FlipParams(beg=1.03, ttl=600.0, tau=3 * 86400.0),
+    )
     cdp = Cdp(params, oracle, env, "maker")
     env.ledger.mint("ETH", "population", 10.0, "genesis")
     cdp.open_vaults([10.0], [1000.0])
     oracle.price = 140.0
-    cdp.bite(0, "biter")                                   # lot 10 ETH, due 1000, tab 1130
+    cdp.bite(0, "biter")  # lot 10 ETH, due 1000, tab 1130
     return cdp
 
 
@@ -208,8 +214,9 @@ def play(env, keepers, base_fee, blocks):
 
 def flip_keepers(model, cdp):
     honest = keeper(model, [cdp], holder="honest", max_gas_price_gwei=100.0, flip_strategy="value")
-    opportunist = keeper(model, [cdp], holder="zero", max_gas_price_gwei=1000.0, flip_strategy="increment",
-                         flip_opening_bid=1e-6)
+    opportunist = keeper(
+        model, [cdp], holder="zero", max_gas_price_gwei=1000.0, flip_strategy="increment", flip_opening_bid=1e-6
+    )
     return honest, opportunist
 
 
@@ -218,13 +225,13 @@ def test_priced_out_keeper_leaves_the_auction_to_a_zero_bid(model):
     cdp = flip_cdp(env)
     honest, opportunist = flip_keepers(model, cdp)
     env.clock.block += 1
-    v = view(env, base_fee=200.0)                          # Black Thursday: gas far above 100 gwei
+    v = view(env, base_fee=200.0)  # Black Thursday: gas far above 100 gwei
     assert honest.submit(v) == []
     txs = opportunist.submit(v)
     assert [t.label for t in txs] == ["tend maker:0"]
     run(txs)
     assert cdp.flipper.bid[0] == 1e-6
-    play(env, [honest, opportunist], base_fee=200.0, blocks=60)   # ttl 600 s = 50 blocks, then deal
+    play(env, [honest, opportunist], base_fee=200.0, blocks=60)  # ttl 600 s = 50 blocks, then deal
     m = cdp.metrics()
     assert m["zero_bid_auctions"] == 1 and m["auctions_active"] == 0
     # system debt = due 1000 − raised 0.000001 − buffer 200
@@ -260,7 +267,7 @@ def test_keeper_ticks_an_expired_flip_auction_then_bids(model):
     env = Env()
     cdp = flip_cdp(env)
     honest, _ = flip_keepers(model, cdp)
-    env.clock.block = (3 * 86400) // 12 + 1                # past end = 3 days with no bid
+    env.clock.block = (3 * 86400) // 12 + 1  # past end = 3 days with no bid
     txs = honest.submit(view(env, base_fee=20.0))
     assert [t.label for t in txs] == ["tick maker:0"]
     run(txs)

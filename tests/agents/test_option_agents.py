@@ -1,27 +1,35 @@
 """Tests of the option-venue populations: writers, delta hedgers and protection buyers."""
+
 from __future__ import annotations
 
 import mesa
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import track_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agents.option_agents import (DeltaHedgers, DeltaHedgersParams, OptionWriters, OptionWritersParams,
-                                  ProtectionBuyers, ProtectionBuyersParams, StripParams)
-from agents.option_book import option_contracts, option_deltas
-from agents.traders import Lognormal
-from agents.tx import GWEI, BlockView
-from protocols.base import Env, FixedPrice
-from protocols.events import UserAction
-from protocols.options import OptionsVenue, OptionsVenueParams
-from sim.blocks import build_block
-from conftest import track_env
+from defistress.agents.option_agents import (
+    DeltaHedgers,
+    DeltaHedgersParams,
+    OptionWriters,
+    OptionWritersParams,
+    ProtectionBuyers,
+    ProtectionBuyersParams,
+    StripParams,
+)
+from defistress.agents.option_book import option_contracts, option_deltas
+from defistress.agents.traders import Lognormal
+from defistress.agents.tx import GWEI, BlockView
+from defistress.protocols.base import Env, FixedPrice
+from defistress.protocols.events import UserAction
+from defistress.protocols.options import OptionsVenue, OptionsVenueParams
+from defistress.sim.engine.blocks import build_block
 
 SPOT0 = 2000.0
 DAY = 86_400.0
 MM_CASH = 1e10
-
 
 
 def make_venue(**kw):
@@ -115,9 +123,9 @@ def test_writers_are_net_short_options_sold_to_the_market_maker():
     qty = np.asarray(venue.qty)
     opt = option_cols(venue)
     mine = qty[pop.rows][:, opt]
-    assert np.all(mine <= 0) and mine.sum() < 0                        # every leg is a sale
-    assert np.all((mine < 0).sum(axis=1) >= 1)                         # every account wrote something
-    np.testing.assert_allclose(qty[:, opt].sum(axis=0), 0.0, atol=1e-9 * np.abs(mine).sum())   # MM took the rest
+    assert np.all(mine <= 0) and mine.sum() < 0  # every leg is a sale
+    assert np.all((mine < 0).sum(axis=1) >= 1)  # every account wrote something
+    np.testing.assert_allclose(qty[:, opt].sum(axis=0), 0.0, atol=1e-9 * np.abs(mine).sum())  # MM took the rest
     assert np.all(pop.option_value_usd() < 0)
     # genesis: the population's wallet holds the spare cash, the venue holds every account's cash
     assert env.ledger.balance("option_writers", "USDC") == pytest.approx(pop.wallet.sum())
@@ -143,8 +151,9 @@ def test_same_seed_gives_the_same_book():
     b = writers(n=100, seed=5)[1]
     c = writers(n=100, seed=6)[1]
     np.testing.assert_array_equal(np.asarray(a.qty), np.asarray(b.qty))
-    assert np.asarray(a.qty).shape != np.asarray(c.qty).shape or not np.array_equal(np.asarray(a.qty),
-                                                                                     np.asarray(c.qty))
+    assert np.asarray(a.qty).shape != np.asarray(c.qty).shape or not np.array_equal(
+        np.asarray(a.qty), np.asarray(c.qty)
+    )
 
 
 def test_put_writers_health_falls_along_a_crash_path():
@@ -155,28 +164,33 @@ def test_put_writers_health_falls_along_a_crash_path():
         step(env, venue, orc, p)
         health.append(pop.health())
     med = [float(np.median(h)) for h in health]
-    assert all(b < a for a, b in zip(med, med[1:]))                     # falls at every step of the crash
-    assert np.all(health[-1] < health[0])                               # for every put writer
-    assert np.mean(health[-1] < 1.0) > 0.2                              # and many are liquidatable
+    assert all(b < a for a, b in zip(med, med[1:]))  # falls at every step of the crash
+    assert np.all(health[-1] < health[0])  # for every put writer
+    assert np.mean(health[-1] < 1.0) > 0.2  # and many are liquidatable
     assert np.isin(pop.rows, venue.liquidatable()).any()
 
 
 def test_attentive_writers_top_up_after_their_reaction_delay():
-    env, venue, orc, pop = writers(n=200, strip=StripParams(style_weights={"put": 1.0}), attentive_share=1.0,
-                                   reaction_delay_blocks=3, wallet_share=5.0)
+    env, venue, orc, pop = writers(
+        n=200,
+        strip=StripParams(style_weights={"put": 1.0}),
+        attentive_share=1.0,
+        reaction_delay_blocks=3,
+        wallet_share=5.0,
+    )
     step(env, venue, orc, 1500.0)
     alarmed = pop.health() < pop.alarm
     assert alarmed.any()
-    for _ in range(3):                                                  # waiting out the delay: no Tx
+    for _ in range(3):  # waiting out the delay: no Tx
         assert pop.submit(view(env)) == []
         step(env, venue, orc, 1500.0)
     txs = pop.submit(view(env))
     assert [t.label for t in txs] == ["top_up:options"]
-    assert txs[0].gas == pop.params.top_up_gas * int(alarmed.sum())     # gas per user in the batch
+    assert txs[0].gas == pop.params.top_up_gas * int(alarmed.sum())  # gas per user in the batch
     cash0, wallet0, h0 = np.asarray(venue.cash)[pop.rows].copy(), pop.wallet.copy(), pop.health()
     run(txs)
     added = np.asarray(venue.cash)[pop.rows] - cash0
-    np.testing.assert_allclose(added, wallet0 - pop.wallet)             # wallet -> venue, account by account
+    np.testing.assert_allclose(added, wallet0 - pop.wallet)  # wallet -> venue, account by account
     assert added[alarmed].min() > 0 and np.all(added[~alarmed] == 0)
     # the wallet was large enough: every alarmed account is back at restore_multiple x alarm
     np.testing.assert_allclose(pop.health()[alarmed], pop.target_health[alarmed], rtol=1e-6)
@@ -185,8 +199,13 @@ def test_attentive_writers_top_up_after_their_reaction_delay():
 
 
 def test_writers_without_a_wallet_buy_back_their_shorts():
-    env, venue, orc, pop = writers(n=100, strip=StripParams(style_weights={"put": 1.0}), attentive_share=1.0,
-                                   reaction_delay_blocks=0, wallet_share=0.0)
+    env, venue, orc, pop = writers(
+        n=100,
+        strip=StripParams(style_weights={"put": 1.0}),
+        attentive_share=1.0,
+        reaction_delay_blocks=0,
+        wallet_share=0.0,
+    )
     step(env, venue, orc, 1650.0)
     txs = pop.submit(view(env))
     assert [t.label for t in txs] == ["buy_back:options"]
@@ -235,8 +254,10 @@ def test_hedgers_bring_delta_back_inside_the_band_after_a_move():
     paid = pop.hedge_slippage_usd - cost0
     assert np.all(paid[out] > 0) and np.all(paid[~out] == 0)
     # the slippage goes to the market maker in venue cash
-    assert float(np.asarray(venue.cash)[venue.mm_row]) - mm_cash0 == pytest.approx(paid.sum(), abs=1e-4)   # MM cash ~1e10
-    assert pop.submit(view(env)) == []                                   # nothing left to do
+    assert float(np.asarray(venue.cash)[venue.mm_row]) - mm_cash0 == pytest.approx(
+        paid.sum(), abs=1e-4
+    )  # MM cash ~1e10
+    assert pop.submit(view(env)) == []  # nothing left to do
 
 
 def _hedge_along(path, seed=2):
@@ -256,7 +277,7 @@ def test_hedge_cost_grows_with_a_bigger_move():
 
 def test_hedge_cost_grows_with_realised_volatility():
     z = np.random.default_rng(7).standard_normal(40)
-    calm = SPOT0 * np.exp(np.cumsum(0.005 * z))                          # same shocks, 4x the volatility
+    calm = SPOT0 * np.exp(np.cumsum(0.005 * z))  # same shocks, 4x the volatility
     wild = SPOT0 * np.exp(np.cumsum(0.02 * z))
     cost_calm, pop_calm = _hedge_along(calm)
     cost_wild, pop_wild = _hedge_along(wild)
@@ -289,21 +310,24 @@ def test_buyers_are_long_puts_bought_with_their_budget():
 def test_put_value_rises_as_price_falls():
     env, venue, orc, pop = buyers(roll=False)
     values = [pop.put_value_usd()]
-    for p in (1800.0, 1600.0, 1300.0):     # each leg over 200 blocks (40 min)
+    for p in (1800.0, 1600.0, 1300.0):  # each leg over 200 blocks (40 min)
         glide(env, venue, orc, p, 200)
         values.append(pop.put_value_usd())
     for a, b in zip(values, values[1:]):
         assert np.all(b > a)
-    assert np.all(pop.equity() > pop.initial_cash)                       # protection paid off at 1,300
+    assert np.all(pop.equity() > pop.initial_cash)  # protection paid off at 1,300
 
 
 def test_buyers_roll_puts_before_expiry():
-    env, venue, orc, pop = buyers(n=50, strip=StripParams(style_weights={"put": 1.0}, otm_low=0.1, otm_high=0.1,
-                                                          expiry_days={7.0: 1.0}), roll_before_days=2.0)
+    env, venue, orc, pop = buyers(
+        n=50,
+        strip=StripParams(style_weights={"put": 1.0}, otm_low=0.1, otm_high=0.1, expiry_days={7.0: 1.0}),
+        roll_before_days=2.0,
+    )
     old = pop.put_instrument.copy()
     held0 = pop.puts.copy()
     assert pop.submit(view(env)) == []
-    blocks = int(5.5 * DAY / env.clock.block_seconds)                    # 1.5 days left
+    blocks = int(5.5 * DAY / env.clock.block_seconds)  # 1.5 days left
     env.clock.block += blocks - 1
     step(env, venue, orc, 1800.0)
     txs = pop.submit(view(env))
@@ -327,11 +351,17 @@ def _state(venue):
 
 def test_every_tx_acts_through_venue_methods_only(monkeypatch):
     """With the venue's mutating methods replaced by recorders, running every Tx leaves venue state unchanged."""
-    env, venue, orc, w = writers(n=80, strip=StripParams(style_weights={"put": 1.0}), attentive_share=1.0,
-                                 reaction_delay_blocks=0, wallet_share=0.1)
+    env, venue, orc, w = writers(
+        n=80,
+        strip=StripParams(style_weights={"put": 1.0}),
+        attentive_share=1.0,
+        reaction_delay_blocks=0,
+        wallet_share=0.1,
+    )
     h = DeltaHedgers(model(4), DeltaHedgersParams(accounts=40), venue, np.random.default_rng(4))
-    b = ProtectionBuyers(model(5), ProtectionBuyersParams(accounts=40, roll_before_days=40.0), venue,
-                         np.random.default_rng(5))
+    b = ProtectionBuyers(
+        model(5), ProtectionBuyersParams(accounts=40, roll_before_days=40.0), venue, np.random.default_rng(5)
+    )
     step(env, venue, orc, 1500.0)
     txs = w.submit(view(env)) + h.submit(view(env)) + b.submit(view(env))
     assert {t.label.split(":")[0] for t in txs} == {"top_up", "buy_back", "delta_hedge", "roll_puts"}
@@ -342,11 +372,11 @@ def test_every_tx_acts_through_venue_methods_only(monkeypatch):
     run(txs)
     after = _state(venue)
     np.testing.assert_array_equal(after["cash"], before["cash"])
-    k = before["qty"].shape[1]                                           # rolls list new instruments (a venue
-    np.testing.assert_array_equal(after["qty"][:, :k], before["qty"])    # method); nobody holds them
+    k = before["qty"].shape[1]  # rolls list new instruments (a venue
+    np.testing.assert_array_equal(after["qty"][:, :k], before["qty"])  # method); nobody holds them
     assert np.all(after["qty"][:, k:] == 0)
     assert {"trade", "deposit"} <= set(calls)
-    assert env.ledger.snapshot() == bal                                  # no token moved outside the venue
+    assert env.ledger.snapshot() == bal  # no token moved outside the venue
 
 
 def test_tx_through_the_block_builder_pays_gas_and_conserves_value():
@@ -367,26 +397,27 @@ def test_slippage_is_convex_in_size(k_bps, x_m):
     """Doubling a rebalance more than doubles its cost: cost(2X) = 4 cost(X) (quadratic in size)."""
     env, venue, orc, pop = hedgers(n=1, slippage_bps_per_million=k_bps)
     x = x_m * 1e6
-    assert pop.slippage_usd(np.array([2 * x]))[0] == pytest.approx(4 * pop.slippage_usd(np.array([x]))[0],
-                                                                    rel=1e-12, abs=1e-12)
+    assert pop.slippage_usd(np.array([2 * x]))[0] == pytest.approx(
+        4 * pop.slippage_usd(np.array([x]))[0], rel=1e-12, abs=1e-12
+    )
 
 
 def test_options_deltas_follow_black76_sign_conventions():
     env, venue, orc, pop = buyers(n=20, roll=False)
     d = option_deltas(venue, pop.rows, "ETH")
-    assert np.all(d < 0) and np.all(d > -pop.puts)                       # long OTM puts: -qty < delta < 0
+    assert np.all(d < 0) and np.all(d > -pop.puts)  # long OTM puts: -qty < delta < 0
 
 
 def test_hedges_below_initial_margin_go_through_when_they_reduce_risk():
-    env, venue, orc, pop = hedgers(n=60, target_margin_usage=1.0)          # IM = all of the cash at set-up
+    env, venue, orc, pop = hedgers(n=60, target_margin_usage=1.0)  # IM = all of the cash at set-up
     glide(env, venue, orc, 2300.0, 20)
     m = venue.margin()
     below = m.equity[pop.rows] < m.im[pop.rows]
-    assert below.mean() > 0.5                                              # most books are now below IM
+    assert below.mean() > 0.5  # most books are now below IM
     run(pop.submit(view(env)))
     assert pop.refused == 0
     assert np.all(np.abs(pop.delta()) <= pop.band_units())
-    assert np.all(venue.margin().mm[pop.rows][below] < m.mm[pop.rows][below])   # the hedge lowered MM
+    assert np.all(venue.margin().mm[pop.rows][below] < m.mm[pop.rows][below])  # the hedge lowered MM
 
 
 @pytest.mark.parametrize("margin_model", ["derive-pm2", "lyra-pmrm-v1"])

@@ -1,14 +1,15 @@
 """OptionLiquidator: starts auctions, bids when the discount pays, unwinds to the market maker, partial mode."""
+
 import mesa
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agents.option_liquidator import OptionLiquidator, OptionLiquidatorParams
-from agents.tx import BlockView
-from protocols.base import Env, FixedPrice, Revert
-from protocols.options import OptionsVenue, OptionsVenueParams
-from protocols.vol import VolSurfaceParams
+from defistress.agents.option_liquidator import OptionLiquidator, OptionLiquidatorParams
+from defistress.agents.tx import BlockView
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.options import OptionsVenue, OptionsVenueParams
+from defistress.protocols.vol import VolSurfaceParams
 
 DAY = 86_400.0
 FROZEN = VolSurfaceParams(skew=0.0, curvature=0.0, level_coupling=0.0, skew_coupling=0.0)
@@ -24,9 +25,12 @@ def setup(mode="auction", min_profit=1.0, unwind=True):
     rows = v.open_accounts("alice", [1100.0])
     put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
     v.trade("alice", rows, put, [-4.0])
-    agent = OptionLiquidator(mesa.Model(), OptionLiquidatorParams(id="liq", capital_usd=100_000.0,
-                                                                   min_profit_usd=min_profit, unwind=unwind),
-                             v, lambda: 2000.0)
+    agent = OptionLiquidator(
+        mesa.Model(),
+        OptionLiquidatorParams(id="liq", capital_usd=100_000.0, min_profit_usd=min_profit, unwind=unwind),
+        v,
+        lambda: 2000.0,
+    )
     return v, env, oracle, int(rows[0]), put, agent
 
 
@@ -45,7 +49,7 @@ def run_block(v, env, agent, seconds=12.0, base_fee=0.0):
 def test_starts_auction_then_bids_and_unwinds_to_market_maker():
     v, env, oracle, a, put, agent = setup()
     oracle.price = 1700.0
-    txs = run_block(v, env, agent)          # first seen this block: latency 1 -> nothing yet
+    txs = run_block(v, env, agent)  # first seen this block: latency 1 -> nothing yet
     assert txs == []
     txs = run_block(v, env, agent)
     assert [t.label for t in txs] == [f"start_auction:{v.id}"] and v.auction_state(a).phase == "fast"
@@ -53,8 +57,8 @@ def test_starts_auction_then_bids_and_unwinds_to_market_maker():
     txs = run_block(v, env, agent)
     assert [t.label for t in txs] == [f"bid:{v.id}"]
     assert agent.liquidations == 1
-    assert np.allclose(v.qty[agent.row], 0.0)            # unwound at mark in the same transaction
-    assert v.equity()[agent.row] > eq0                    # the discount was realised
+    assert np.allclose(v.qty[agent.row], 0.0)  # unwound at mark in the same transaction
+    assert v.equity()[agent.row] > eq0  # the discount was realised
     assert v.auction_state(a).phase == "none"
     env.ledger.check_conservation()
     assert abs(v.accounting_gap_usd()) < 1e-6

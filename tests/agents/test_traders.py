@@ -1,22 +1,22 @@
 """Tests of the perp trader population and the perp liquidator."""
+
 from __future__ import annotations
 
 import mesa
 import numpy as np
 import pytest
+from conftest import track_env
 from pydantic import ValidationError
 
-from agents.perp_liquidator import PerpLiquidator, PerpLiquidatorParams
-from agents.traders import Lognormal, TraderParams, TraderPopulation
-from agents.tx import GWEI, BlockView
-from protocols.base import Env, FixedPrice, Revert
-from protocols.events import Liquidated, UserAction
-from protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
-from sim.blocks import build_block
-from conftest import track_env
+from defistress.agents.perp_liquidator import PerpLiquidator, PerpLiquidatorParams
+from defistress.agents.traders import Lognormal, TraderParams, TraderPopulation
+from defistress.agents.tx import GWEI, BlockView
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import Liquidated, UserAction
+from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
+from defistress.sim.engine.blocks import build_block
 
 MARKETS = [PerpMarketParams(asset="ETH"), PerpMarketParams.dydx_tier("BTC", "mid_cap")]
-
 
 
 def make(n=2000, seed=1, dex_kw=None, **kw):
@@ -67,8 +67,12 @@ def test_same_seed_gives_the_same_book():
 
 def test_leverage_is_capped_by_the_oi_scaled_initial_margin():
     # BTC on the mid-cap tier: 400 accounts of ~$1M push OI past the 40M lower cap, so IMF_eff > 5%
-    env, dex, orc, pop = make(n=400, market_weights={"BTC": 1.0}, leverage=Lognormal(median=100, sigma=0.01),
-                              size_usd=Lognormal(median=1e6, sigma=0.01))
+    env, dex, orc, pop = make(
+        n=400,
+        market_weights={"BTC": 1.0},
+        leverage=Lognormal(median=100, sigma=0.01),
+        size_usd=Lognormal(median=1e6, sigma=0.01),
+    )
     imf = dex.imf_effective()[1]
     assert imf > 0.05
     np.testing.assert_allclose(pop.leverage, 1.0 / imf)
@@ -84,8 +88,9 @@ def test_trader_params_validate_weights_and_alarm_range():
     env = Env()
     dex = PerpDex(PerpDexParams(markets=MARKETS), {"ETH": FixedPrice(1.0), "BTC": FixedPrice(1.0)}, env)
     with pytest.raises(ValueError, match="no market for \\['SOL'\\]"):
-        TraderPopulation(mesa.Model(), TraderParams(accounts=10, market_weights={"SOL": 1.0}), dex,
-                         np.random.default_rng(0))
+        TraderPopulation(
+            mesa.Model(), TraderParams(accounts=10, market_weights={"SOL": 1.0}), dex, np.random.default_rng(0)
+        )
 
 
 # --- population behaviour -------------------------------------------------------------------------------
@@ -101,11 +106,11 @@ def test_attentive_users_top_up_after_the_reaction_delay_in_one_batched_tx():
     h = crash(orc, pop, dex)
     alarmed = np.flatnonzero((h < pop.alarm) & (h > 0))
     assert alarmed.size > 0
-    assert pop.submit(view(10)) == [] and pop.submit(view(11)) == []      # waiting out the delay
+    assert pop.submit(view(10)) == [] and pop.submit(view(11)) == []  # waiting out the delay
     txs = pop.submit(view(12))
     assert [t.label for t in txs] == ["top_up:perps"]
     ready = np.flatnonzero(h < pop.alarm)
-    assert txs[0].gas == pop.params.top_up_gas * ready.size               # per-user gas times users
+    assert txs[0].gas == pop.params.top_up_gas * ready.size  # per-user gas times users
     txs[0].action()
     h2 = dex.health()[pop.accounts[alarmed]]
     np.testing.assert_allclose(h2, pop.target_health[alarmed], rtol=1e-9)  # restored to restore_multiple x alarm
@@ -150,7 +155,7 @@ def test_liquidator_waits_its_latency_then_liquidates_and_unwinds_to_the_vault()
     liq = liquidator(dex, env)
     crash(orc, pop, dex, fall=0.05)
     assert dex.liquidatable().size > 3
-    assert liq.submit(view(5)) == []                       # first seen this block: latency 1
+    assert liq.submit(view(5)) == []  # first seen this block: latency 1
     txs = liq.submit(view(6))
     assert len(txs) == 3 and all(t.gas == 500_000 for t in txs)
     assert all(0 < t.priority_fee_gwei <= 500.0 for t in txs)
@@ -159,7 +164,7 @@ def test_liquidator_waits_its_latency_then_liquidates_and_unwinds_to_the_vault()
         t.action()
     evs = [e for e in env.events if isinstance(e, Liquidated)]
     assert len(evs) == 3 and all(e.liquidator == "perp-liq" for e in evs)
-    assert np.all(dex.size[liq.account] == 0)               # unwound against the vault in the same call
+    assert np.all(dex.size[liq.account] == 0)  # unwound against the vault in the same call
     assert dex.equity()[liq.account] - equity_before == pytest.approx(sum(e.bonus_usd for e in evs))
     assert dex.accounting_gap_usd() == pytest.approx(0.0, abs=1e-6)
     env.ledger.check_conservation()
@@ -182,7 +187,7 @@ def test_slower_liquidator_reverts_in_the_block_and_still_pays_gas():
     txs = fast.submit(view(1)) + slow.submit(view(1))
     assert len(txs) == 2 and txs[0].priority_fee_gwei > txs[1].priority_fee_gwei
     stats = build_block(txs, env, base_fee_gwei=10.0, gas_limit=30e6, background_gas=0.0, background_tip_gwei=0.0)
-    assert stats.included == 2 and stats.reverted == 1     # same account: the second call finds it done
+    assert stats.included == 2 and stats.reverted == 1  # same account: the second call finds it done
     assert env.ledger.balance("slow", "ETH") == pytest.approx(10.0 - 500_000 * 10.0 * GWEI)
     env.ledger.check_conservation()
 

@@ -1,4 +1,5 @@
 """Backtests: Kupiec and Christoffersen LR values worked by hand, Basel zones, and model backtests on paths."""
+
 import json
 
 import numpy as np
@@ -7,10 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.margin.backtest import (backtest, backtest_model, christoffersen, kupiec_pof, traffic_light,
-                                       transition_counts)
+from defistress.protocols.margin.backtest import (
+    backtest,
+    backtest_model,
+    christoffersen,
+    kupiec_pof,
+    traffic_light,
+    transition_counts,
+)
 
-HITS = np.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)   # 3 clustered exceedances in 10
+HITS = np.array([0, 0, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)  # 3 clustered exceedances in 10
 
 
 def test_kupiec_by_hand_two_of_ten_at_90pct():
@@ -18,7 +25,7 @@ def test_kupiec_by_hand_two_of_ten_at_90pct():
     #    = -2[-0.842884 - 4.605170] + 2[-1.785148 - 3.218876] = 10.896108 - 10.008048 = 0.888060
     lr, p = kupiec_pof(2, 10, 0.9)
     assert lr == pytest.approx(0.888060, abs=1e-6)
-    assert p == pytest.approx(0.346004, abs=1e-6)            # chi2(1) survival at 0.888060
+    assert p == pytest.approx(0.346004, abs=1e-6)  # chi2(1) survival at 0.888060
 
 
 def test_kupiec_zero_exceedances_and_exact_rate():
@@ -46,7 +53,7 @@ def test_conditional_coverage_adds_pof_and_independence():
     assert res.exceedances == 3 and res.n == 10
     assert res.kupiec_lr == pytest.approx(3.073272, abs=1e-6)
     assert res.conditional_coverage_lr == pytest.approx(3.073272 + 2.231436, abs=1e-6)
-    assert res.conditional_coverage_p == pytest.approx(np.exp(-5.304707 / 2), abs=1e-6)   # chi2(2) sf = e^{-x/2}
+    assert res.conditional_coverage_p == pytest.approx(np.exp(-5.304707 / 2), abs=1e-6)  # chi2(2) sf = e^{-x/2}
 
 
 def test_independent_hits_give_zero_independence_lr():
@@ -55,9 +62,20 @@ def test_independent_hits_give_zero_independence_lr():
     assert counts == (4, 2, 2, 1) and lr == pytest.approx(0.0, abs=1e-12) and p == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("x, zone, plus", [(0, "green", 0.0), (4, "green", 0.0), (5, "yellow", 0.40),
-                                           (6, "yellow", 0.50), (7, "yellow", 0.65), (8, "yellow", 0.75),
-                                           (9, "yellow", 0.85), (10, "red", 1.0), (15, "red", 1.0)])
+@pytest.mark.parametrize(
+    "x, zone, plus",
+    [
+        (0, "green", 0.0),
+        (4, "green", 0.0),
+        (5, "yellow", 0.40),
+        (6, "yellow", 0.50),
+        (7, "yellow", 0.65),
+        (8, "yellow", 0.75),
+        (9, "yellow", 0.85),
+        (10, "red", 1.0),
+        (15, "red", 1.0),
+    ],
+)
 def test_basel_traffic_light_at_250_observations_99pct(x, zone, plus):
     tl = traffic_light(x, 250, 0.99)
     assert (tl.zone, tl.plus_factor) == (zone, plus)

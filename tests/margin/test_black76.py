@@ -1,11 +1,12 @@
 """Black-76 prices, caps, greeks, implied vol and the scenario repricer."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from protocols.margin import black76 as b76
+from defistress.protocols.margin import black76 as b76
 
 pos = st.floats(min_value=1.0, max_value=1e5)
 vol = st.floats(min_value=0.01, max_value=3.0)
@@ -18,7 +19,7 @@ def test_atm_call_matches_textbook_value():
     # C = 100 (N(0.1) - N(-0.1)) = 100 (0.5398278 - 0.4601722) = 7.965567
     c, p = b76.call_put(100.0, 100.0, 1.0, 0.2, 1.0)
     assert c == pytest.approx(7.965567, abs=1e-6)
-    assert p == pytest.approx(7.965567, abs=1e-6)   # ATM forward: C = P
+    assert p == pytest.approx(7.965567, abs=1e-6)  # ATM forward: C = P
 
 
 def test_discounted_price_matches_independent_formula():
@@ -88,7 +89,7 @@ def test_greeks_match_finite_differences(is_call):
 
 def test_call_delta_is_undiscounted_nd1_when_d_is_one():
     f, k, t, s = 2000.0, 2000.0, 0.25, 0.8
-    d1 = 0.5 * s * np.sqrt(t)   # ln(F/K) = 0
+    d1 = 0.5 * s * np.sqrt(t)  # ln(F/K) = 0
     assert b76.delta(f, k, t, s, True) == pytest.approx(norm.cdf(d1))
     assert b76.delta(f, k, t, s, False) == pytest.approx(norm.cdf(d1) - 1.0)
 
@@ -98,7 +99,7 @@ def test_call_delta_is_undiscounted_nd1_when_d_is_one():
 def test_implied_vol_round_trips(f, m, t, s, call):
     k = f * m
     p = b76.price(f, k, t, s, call, 0.99)
-    if p < 1e-8 * f:   # price below float resolution: vol not identifiable
+    if p < 1e-8 * f:  # price below float resolution: vol not identifiable
         return
     iv = b76.implied_vol(p, f, k, t, call, 0.99)
     assert float(b76.price(f, k, t, iv, call, 0.99)) == pytest.approx(float(p), rel=1e-7, abs=1e-9 * f)
@@ -109,7 +110,7 @@ def test_implied_vol_vectorised_and_out_of_band_is_nan():
     s = np.array([0.4, 0.9, 1.5, 0.5])
     calls = np.array([True, False, True, True])
     p = b76.price(f, k, t, s, calls)
-    p[3] = 5000.0   # above the F*D cap: no vol can produce it
+    p[3] = 5000.0  # above the F*D cap: no vol can produce it
     iv = b76.implied_vol(p, f, k, t, calls)
     np.testing.assert_allclose(iv[:3], s[:3], rtol=1e-8)
     assert np.isnan(iv[3])
@@ -135,8 +136,9 @@ def test_shock_pricer_matches_direct_pricing_including_edge_cases():
     q = rng.normal(size=n)
     pr = b76.ForwardShockPricer(f, k, t, call, q, 0.97)
     for m in (0.34, 0.9, 1.0, 1.18, 6.0):
-        np.testing.assert_allclose(pr.values(m, s * 1.3, "up"), q * b76.price(f * m, k, t, s * 1.3, call, 0.97),
-                                   rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(
+            pr.values(m, s * 1.3, "up"), q * b76.price(f * m, k, t, s * 1.3, call, 0.97), rtol=1e-10, atol=1e-8
+        )
 
 
 def test_iv_solver_params_validate():

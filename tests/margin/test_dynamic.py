@@ -1,15 +1,22 @@
 """Dynamic (EWMA) margin with anti-procyclicality, hybrid margin, and Greeks margin."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.margin.dynamic import (DynamicMargin, DynamicParams, HybridParams, buffered, margin_rate_path,
-                                      procyclicality)
-from protocols.margin.greeks_margin import GreeksMargin, GreeksParams
-from protocols.margin.portfolio import MarketState, Portfolio
-from protocols.margin.registry import get_model
-from protocols.margin.var import position_greeks
+from defistress.protocols.margin.catalog import get_model
+from defistress.protocols.margin.dynamic import (
+    DynamicMargin,
+    DynamicParams,
+    HybridParams,
+    buffered,
+    margin_rate_path,
+    procyclicality,
+)
+from defistress.protocols.margin.greeks_margin import GreeksMargin, GreeksParams
+from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.var import position_greeks
 
 ETH = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6})
 Z99 = 2.326348
@@ -60,7 +67,7 @@ def test_dynamic_margin_of_spot_without_history_by_hand():
     r = get_model("dynamic", apc="none").requirements(one(LONG_ETH), ETH)
     shock = Z99 * 0.6 * np.sqrt(2 / 365)
     assert r.mm[0] == pytest.approx(2000 * (1 - np.exp(-shock)), rel=1e-6)
-    buf = get_model("dynamic").requirements(one(LONG_ETH), ETH)        # default APC: 25% buffer on IM
+    buf = get_model("dynamic").requirements(one(LONG_ETH), ETH)  # default APC: 25% buffer on IM
     assert buf.im[0] == pytest.approx(1.25 * buf.mm[0]) and buf.mm[0] == pytest.approx(r.mm[0])
 
 
@@ -75,7 +82,7 @@ def test_stressed_weight_without_history_blends_variances():
 
 
 def test_dynamic_margin_with_history_uses_the_ewma_vol():
-    r = np.tile([0.02, -0.02], 100)                   # EWMA vol 2% per day
+    r = np.tile([0.02, -0.02], 100)  # EWMA vol 2% per day
     m = get_model("dynamic", apc="none", returns={"ETH": r}, horizon_days=1.0)
     assert m.requirements(one(LONG_ETH), ETH).mm[0] == pytest.approx(2000 * (1 - np.exp(-Z99 * 0.02)), rel=1e-6)
 
@@ -90,9 +97,12 @@ def test_dynamic_margin_scans_each_underlying_without_offsets():
 
 # ---------------------------------------------------------------- hybrid
 def test_hybrid_takes_the_binding_model():
-    pf = Portfolio.from_records([{"name": "perp", "cash": 1000.0,
-                                  "positions": [{"kind": "perp", "underlying": "ETH", "qty": 1.0}]},
-                                 {"name": "spot", "cash": 0.0, "positions": [LONG_ETH]}])
+    pf = Portfolio.from_records(
+        [
+            {"name": "perp", "cash": 1000.0, "positions": [{"kind": "perp", "underlying": "ETH", "qty": 1.0}]},
+            {"name": "spot", "cash": 0.0, "positions": [LONG_ETH]},
+        ]
+    )
     h = get_model("hybrid", rule_model="hyperliquid", risk_model="dynamic")
     a = get_model("hyperliquid").requirements(pf, ETH)
     b = get_model("dynamic").requirements(pf, ETH)
@@ -109,7 +119,7 @@ def test_hybrid_takes_the_binding_model():
 # ---------------------------------------------------------------- greeks margin
 def test_greeks_margin_of_spot_is_the_delta_charge():
     r = get_model("greeks").requirements(one(LONG_ETH), ETH)
-    assert r.drivers["delta_usd"][0] == pytest.approx(2000 * 0.15)     # |delta| * spot shock = 300
+    assert r.drivers["delta_usd"][0] == pytest.approx(2000 * 0.15)  # |delta| * spot shock = 300
     assert r.drivers["gamma_usd"][0] == 0 and r.drivers["vega_usd"][0] == 0
     assert r.im[0] == pytest.approx(1.3 * 300)
 
@@ -129,8 +139,10 @@ def test_greeks_margin_charges_short_gamma_and_vega_but_not_long_gamma():
 
 
 def test_vega_of_a_calendar_spread_charges_a_quarter_of_the_offset():
-    cal = one({"kind": "call", "underlying": "ETH", "strike": 2000.0, "expiry_days": 30, "qty": -1.0},
-              {"kind": "call", "underlying": "ETH", "strike": 2000.0, "expiry_days": 90, "qty": 1.0})
+    cal = one(
+        {"kind": "call", "underlying": "ETH", "strike": 2000.0, "expiry_days": 30, "qty": -1.0},
+        {"kind": "call", "underlying": "ETH", "strike": 2000.0, "expiry_days": 90, "qty": 1.0},
+    )
     m = GreeksMargin(GreeksParams(vega_decorrelation=0.25))
     g = position_greeks(cal, ETH)
     w = m.vol_weight(g["dte_days"]) * g["sigma"] * g["vega_usd"]

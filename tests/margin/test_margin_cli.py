@@ -1,4 +1,5 @@
 """`defistress margin compare|backtest` through typer's CliRunner."""
+
 import json
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from sim.margin_cli import margin_app
+from defistress.sim.cli.margin import margin_app
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOKS = ROOT / "scenarios" / "portfolios" / "example_books.toml"
@@ -23,15 +24,17 @@ def price_csv(tmp_path):
     ts = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = "".join(f"{t},ETH-USDT,binance,{p},{p * 1.01},{p * 0.99},{p},1.0,synthetic\n" for t, p in zip(ts, px))
     f = tmp_path / "eth_1h.csv"
-    f.write_text("# synthetic test path\ntimestamp_utc,symbol,venue,open,high,low,close,volume_base,source_repo\n"
-                 + rows)
+    f.write_text(
+        "# synthetic test path\ntimestamp_utc,symbol,venue,open,high,low,close,volume_base,source_repo\n" + rows
+    )
     return f
 
 
 def test_compare_prints_tables_and_writes_csv_and_png(tmp_path):
     out = tmp_path / "cmp"
-    res = runner.invoke(margin_app, ["compare", str(BOOKS), "--models", "lyra-standard,aave-v3,var-mc",
-                                     "--out", str(out)])
+    res = runner.invoke(
+        margin_app, ["compare", str(BOOKS), "--models", "lyra-standard,aave-v3,var-mc", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "naked-short-put" in res.output and "lyra-standard" in res.output
     df = pd.read_csv(out / "compare.csv")
@@ -40,8 +43,7 @@ def test_compare_prints_tables_and_writes_csv_and_png(tmp_path):
 
 
 def test_unknown_model_exits_2_listing_allowed_names_without_traceback(tmp_path):
-    res = runner.invoke(margin_app, ["compare", str(BOOKS), "--models", "lyra-standard,nope", "--out",
-                                     str(tmp_path)])
+    res = runner.invoke(margin_app, ["compare", str(BOOKS), "--models", "lyra-standard,nope", "--out", str(tmp_path)])
     assert res.exit_code == 2
     assert "nope" in res.output and "allowed" in res.output and "hyperliquid" in res.output
     assert "Traceback" not in res.output
@@ -51,16 +53,34 @@ def test_unknown_model_exits_2_listing_allowed_names_without_traceback(tmp_path)
 
 def test_invalid_portfolio_file_exits_2_naming_the_key(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[market]\nspot = { ETH = 2000.0 }\nvol = { ETH = 0.6 }\n[[accounts]]\nname = "x"\n'
-                   '[[accounts.positions]]\nkind = "swap"\nunderlying = "ETH"\nqty = 1.0\n')
+    bad.write_text(
+        '[market]\nspot = { ETH = 2000.0 }\nvol = { ETH = 0.6 }\n[[accounts]]\nname = "x"\n'
+        '[[accounts.positions]]\nkind = "swap"\nunderlying = "ETH"\nqty = 1.0\n'
+    )
     res = runner.invoke(margin_app, ["compare", str(bad), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "accounts[0].positions[0].kind" in res.output
 
 
 def test_backtest_prints_the_tests_and_writes_json_and_png(tmp_path, price_csv):
     out = tmp_path / "bt"
-    res = runner.invoke(margin_app, ["backtest", "--path", str(price_csv), "--symbol", "ETH-USDT", "--model",
-                                     "var-normal", "--confidence", "0.99", "--window", "250", "--out", str(out)])
+    res = runner.invoke(
+        margin_app,
+        [
+            "backtest",
+            "--path",
+            str(price_csv),
+            "--symbol",
+            "ETH-USDT",
+            "--model",
+            "var-normal",
+            "--confidence",
+            "0.99",
+            "--window",
+            "250",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     for word in ("Kupiec", "Christoffersen", "traffic light"):
         assert word in res.output
@@ -72,6 +92,8 @@ def test_backtest_prints_the_tests_and_writes_json_and_png(tmp_path, price_csv):
 
 
 def test_backtest_window_longer_than_the_path_exits_2(tmp_path, price_csv):
-    res = runner.invoke(margin_app, ["backtest", "--path", str(price_csv), "--symbol", "ETH-USDT",
-                                     "--window", "400", "--out", str(tmp_path)])
+    res = runner.invoke(
+        margin_app,
+        ["backtest", "--path", str(price_csv), "--symbol", "ETH-USDT", "--window", "400", "--out", str(tmp_path)],
+    )
     assert res.exit_code == 2 and "window=400" in res.output

@@ -1,4 +1,5 @@
 """Published PM presets: Lyra PMRM hand check, golden cases per preset, hedges, the PM2 discount caution."""
+
 import dataclasses
 import math
 
@@ -7,21 +8,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from protocols.margin.portfolio import MarketState, Portfolio
-from protocols.margin.presets_pm import DERIVE_PM2, PRESETS
-from protocols.margin.registry import get_model
-from protocols.margin.scenario_params import ABS, DOWN, LINEAR, UP
-from protocols.margin.scenario_pm import ScenarioPM
+from defistress.protocols.margin.catalog import get_model
+from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.presets_pm import DERIVE_PM2, PRESETS
+from defistress.protocols.margin.scenario_params import ABS, DOWN, LINEAR, UP
+from defistress.protocols.margin.scenario_pm import ScenarioPM
 
 DAY = 86_400.0
-MKT0 = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})    # rate 0, F = S, vol 0: options at intrinsic
-PM_PRESETS = ["lyra-pmrm-v1", "lyra-pmrm-v1-test", "derive-pm2", "deribit-pm", "deribit-pm-btc",
-              "deribit-pm-eth", "paradex-pm", "okx-pm"]
+MKT0 = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})  # rate 0, F = S, vol 0: options at intrinsic
+PM_PRESETS = [
+    "lyra-pmrm-v1",
+    "lyra-pmrm-v1-test",
+    "derive-pm2",
+    "deribit-pm",
+    "deribit-pm-btc",
+    "deribit-pm-eth",
+    "paradex-pm",
+    "okx-pm",
+]
 
 
 def book(*positions, cash=0.0, und="ETH"):
-    return Portfolio.from_records([{"name": "x", "cash": cash, "positions": [dict(p, underlying=p.get(
-        "underlying", und)) for p in positions]}])
+    return Portfolio.from_records(
+        [{"name": "x", "cash": cash, "positions": [dict(p, underlying=p.get("underlying", und)) for p in positions]}]
+    )
 
 
 SHORT2PERP = {"kind": "perp", "qty": -2.0}
@@ -35,7 +45,8 @@ def req(name, pf, mkt=MKT0, **kw):
 
 
 def test_all_presets_are_registered_and_unknown_override_lists_allowed():
-    from protocols.margin import registry
+    from defistress.protocols.margin import registry
+
     for name in PM_PRESETS + ["cme-span"]:
         assert name in registry._FACTORIES and hasattr(get_model(name), "requirements")
     with pytest.raises(ValueError, match="allowed"):
@@ -45,17 +56,25 @@ def test_all_presets_are_registered_and_unknown_override_lists_allowed():
 def test_grids_have_the_published_sizes():
     # PMRM v1 mainnet 23, test 21; Derive PM2 33; Deribit 27 + 8 extended; Paradex 24; OKX 7 MR1 + 2 MR6
     sizes = {n: PRESETS[n].grid.size for n in PRESETS}
-    assert sizes == {"lyra-pmrm-v1": 23, "lyra-pmrm-v1-test": 21, "derive-pm2": 33, "deribit-pm-btc": 35,
-                     "deribit-pm-eth": 35, "paradex-pm": 24, "okx-pm": 9}
+    assert sizes == {
+        "lyra-pmrm-v1": 23,
+        "lyra-pmrm-v1-test": 21,
+        "derive-pm2": 33,
+        "deribit-pm-btc": 35,
+        "deribit-pm-eth": 35,
+        "paradex-pm": 24,
+        "okx-pm": 9,
+    }
 
 
 def test_lyra_pmrm_hand_check_long_one_base():
-    # margin-methods.md 1.5: spot 2000, stable 1, perp 2001, rate 0.02, vol 0.5, test config with
+    # docs/margin-methods.md 1.5: spot 2000, stable 1, perp 2001, rate 0.02, vol 0.5, test config with
     # rateAddScale 0.12, confMargin 0.4, base/perpPercent 0.025. Long 1 base: worst (-15%) -300, static 50:
     # MM = -350 + 2000 = 1650; IM = -350*1.3 + 2000 = 1545
     mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.5}, rate={"ETH": 0.02}, perp_price={"ETH": 2001.0})
-    mm, im, r = req("lyra-pmrm-v1-test", book(SPOT1), mkt, long_rate_add=0.12, conf_margin=0.4,
-                    base_pct_mm=0.025, perp_pct_mm=0.025)
+    mm, im, r = req(
+        "lyra-pmrm-v1-test", book(SPOT1), mkt, long_rate_add=0.12, conf_margin=0.4, base_pct_mm=0.025, perp_pct_mm=0.025
+    )
     assert r.drivers["native_margin_mm"][0] == pytest.approx(1650.0, abs=1e-9)
     assert r.drivers["native_margin_im"][0] == pytest.approx(1545.0, abs=1e-9)
     assert (mm, im) == (pytest.approx(350.0), pytest.approx(455.0))
@@ -74,8 +93,9 @@ def test_lyra_v1_test_naked_short_put():
 def test_lyra_v1_test_covered_call():
     # long 1 base + short call K 2200 vol 0: +15% spot +300, call 100 -> +200; -15%: -300 (call 0) => -300
     # static base 2% x 2000 = 40 + 1 naked x 1% x 2000 = 20 => MM 360; IM 1.3 x 360 = 468
-    mm, im, _ = req("lyra-pmrm-v1-test", book(SPOT1, {"kind": "call", "strike": 2200.0, "qty": -1.0,
-                                                      "expiry_days": 30}))
+    mm, im, _ = req(
+        "lyra-pmrm-v1-test", book(SPOT1, {"kind": "call", "strike": 2200.0, "qty": -1.0, "expiry_days": 30})
+    )
     assert (mm, im) == (pytest.approx(360.0), pytest.approx(468.0))
 
 
@@ -140,13 +160,21 @@ def _reference_single_option_loss(p, kind, k, qty, days, s0, sigma, r):
         return qty * (c if kind == "call" else c - d * (fw - k))
 
     ref = 30.0 / max(days, 1.0)
-    pw = p.vol_shock.short_term_power if (days <= 30 if p.vol_shock.short_term_inclusive else days < 30) \
+    pw = (
+        p.vol_shock.short_term_power
+        if (days <= 30 if p.vol_shock.short_term_inclusive else days < 30)
         else p.vol_shock.long_term_power
-    up = max(p.vol_shock.min_vol_up, sigma * (1 + p.vol_shock.range_up * ref ** pw))
-    down = sigma * max(0.0, 1 - p.vol_shock.range_down * ref ** pw)
+    )
+    up = max(p.vol_shock.min_vol_up, sigma * (1 + p.vol_shock.range_up * ref**pw))
+    down = sigma * max(0.0, 1 - p.vol_shock.range_down * ref**pw)
     pos = p.discount.long_base * math.exp(-t * (r * p.discount.long_rate_mult + p.discount.long_rate_add))
-    neg = 1.0 if p.discount.short_base is None else min(
-        1 / d, p.discount.short_base / math.exp(-t * (r * p.discount.short_rate_mult + p.discount.short_rate_add)))
+    neg = (
+        1.0
+        if p.discount.short_base is None
+        else min(
+            1 / d, p.discount.short_base / math.exp(-t * (r * p.discount.short_rate_mult + p.discount.short_rate_add))
+        )
+    )
     v0 = bs(f, sigma)
     worst = 0.0
     for m, vd, w, tail in zip(p.grid.spot, p.grid.vol, p.grid.dampening, p.grid.tail):
@@ -169,12 +197,24 @@ def _reference_single_option_loss(p, kind, k, qty, days, s0, sigma, r):
     return -worst
 
 
-@pytest.mark.parametrize("preset,sigma,rate", [("derive-pm2", 0.6, 0.05), ("deribit-pm-eth", 0.7, 0.0),
-                                               ("paradex-pm", 0.8, 0.0), ("lyra-pmrm-v1", 0.5, 0.03)])
+@pytest.mark.parametrize(
+    "preset,sigma,rate",
+    [("derive-pm2", 0.6, 0.05), ("deribit-pm-eth", 0.7, 0.0), ("paradex-pm", 0.8, 0.0), ("lyra-pmrm-v1", 0.5, 0.03)],
+)
 def test_short_put_matches_independent_reference(preset, sigma, rate):
-    p = dataclasses.replace(PRESETS[preset], contingency=dataclasses.replace(
-        PRESETS[preset].contingency, basis_add=0.0, basis_mult=0.0, roll_min_move=0.0, min_delta_net_pct=0.0,
-        min_delta_hedged_pct=0.0, option_pct_mm=0.0, option_pct_im=0.0))
+    p = dataclasses.replace(
+        PRESETS[preset],
+        contingency=dataclasses.replace(
+            PRESETS[preset].contingency,
+            basis_add=0.0,
+            basis_mult=0.0,
+            roll_min_move=0.0,
+            min_delta_net_pct=0.0,
+            min_delta_hedged_pct=0.0,
+            option_pct_mm=0.0,
+            option_pct_im=0.0,
+        ),
+    )
     mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": sigma}, rate={"ETH": rate})
     pf = book({"kind": "put", "strike": 1800.0, "qty": -2.0, "expiry_days": 10})
     loss = _reference_single_option_loss(p, "put", 1800.0, -2.0, 10, 2000.0, sigma, rate)
@@ -184,7 +224,7 @@ def test_short_put_matches_independent_reference(preset, sigma, rate):
 
 
 def test_derive_pm2_discount_caution_golden_semantics_are_conservative():
-    # margin-methods.md 2: golden cases use long 0.95 / short 1.04; the mainnet script's short 0.95 / long 1.05
+    # docs/margin-methods.md 2: golden cases use long 0.95 / short 1.04; the mainnet script's short 0.95 / long 1.05
     # makes a short option GAIN in the unshocked scenario. Rate 5%, 30 d: 1/D = e^{0.05*30/365} = 1.0041181
     # golden neg = min(1.0041181, 1.04 e^{0.16*30/365} = 1.0537716) -> shorts scaled up (loss)
     # swapped neg = min(1.0041181, 0.95 e^{0.0131507} = 0.9625754) -> shorts scaled down (gain)
@@ -192,9 +232,12 @@ def test_derive_pm2_discount_caution_golden_semantics_are_conservative():
     mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6}, rate={"ETH": 0.05})
     pf = book({"kind": "put", "strike": 1900.0, "qty": -1.0, "expiry_days": 30})
     golden = ScenarioPM(DERIVE_PM2)
-    swapped = ScenarioPM(dataclasses.replace(DERIVE_PM2, discount=dataclasses.replace(
-        DERIVE_PM2.discount, long_base=1.05, short_base=0.95)))
-    flat = 10   # grid index of (0% spot, vol None)
+    swapped = ScenarioPM(
+        dataclasses.replace(
+            DERIVE_PM2, discount=dataclasses.replace(DERIVE_PM2.discount, long_base=1.05, short_base=0.95)
+        )
+    )
+    flat = 10  # grid index of (0% spot, vol None)
     assert DERIVE_PM2.grid.spot[flat] == 1.0 and DERIVE_PM2.grid.vol[flat] == 0
     assert golden.scenario_pnl(pf, mkt, "ETH")[flat, 0] < 0
     assert swapped.scenario_pnl(pf, mkt, "ETH")[flat, 0] > 0
@@ -273,13 +316,20 @@ def _legs_vs_hedge(name, legs, mkt):
 
 @pytest.mark.parametrize("name", PM_PRESETS + ["cme-span"])
 @settings(max_examples=15, deadline=None)
-@given(q=st.floats(0.1, 20.0), spot=st.floats(500.0, 5000.0), strike_m=st.floats(0.8, 1.5),
-       days=st.sampled_from([3, 30, 90]), vol=st.floats(0.2, 1.2))
+@given(
+    q=st.floats(0.1, 20.0),
+    spot=st.floats(500.0, 5000.0),
+    strike_m=st.floats(0.8, 1.5),
+    days=st.sampled_from([3, 30, 90]),
+    vol=st.floats(0.2, 1.2),
+)
 def test_hedge_needs_no_more_margin_than_its_legs(name, q, spot, strike_m, days, vol):
     mkt = MarketState(spot={"ETH": spot}, vol={"ETH": vol}, rate={"ETH": 0.02})
     spot_perp = [{"kind": "spot", "qty": q}, {"kind": "perp", "qty": -q}]
-    covered_call = [{"kind": "spot", "qty": q},
-                    {"kind": "call", "strike": round(spot * strike_m), "qty": -q, "expiry_days": days}]
+    covered_call = [
+        {"kind": "spot", "qty": q},
+        {"kind": "call", "strike": round(spot * strike_m), "qty": -q, "expiry_days": days},
+    ]
     for legs in (spot_perp, covered_call):
         whole, parts = _legs_vs_hedge(name, legs, mkt)
         assert whole.mm[0] <= sum(p.mm[0] for p in parts) + 1e-6

@@ -1,14 +1,15 @@
-"""Rule-based margin presets: hand-checked cases from margin-methods.md and the venues' sources, and the
+"""Rule-based margin presets: hand-checked cases from docs/margin-methods.md and the venues' sources, and the
 isolated-versus-cross property."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.margin.black76 import call_put
-from protocols.margin.portfolio import MarketState, Portfolio
-from protocols.margin.registry import get_model, list_models
-from protocols.margin.rules import AaveParams, AaveV3, DydxParams, DydxV4, GmxParams, HyperliquidParams
+from defistress.protocols.margin.black76 import call_put
+from defistress.protocols.margin.catalog import get_model, list_models
+from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.rules import AaveParams, AaveV3, DydxParams, DydxV4, GmxParams, HyperliquidParams
 
 ETH = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6})
 T30 = 30 / 365
@@ -32,9 +33,24 @@ def opt(kind, strike, qty, days=30, und="ETH"):
 
 def test_presets_are_registered_with_isolated_variants():
     names = set(list_models())
-    for n in ("aave-v3", "compound-v3", "dydx-v4", "synthetix-v3", "gmx-v2", "hyperliquid", "lyra-standard",
-              "deribit-standard", "dydx-v4-isolated", "hyperliquid-isolated", "lyra-standard-isolated",
-              "greeks", "var-hs", "var-mc", "dynamic", "hybrid"):
+    for n in (
+        "aave-v3",
+        "compound-v3",
+        "dydx-v4",
+        "synthetix-v3",
+        "gmx-v2",
+        "hyperliquid",
+        "lyra-standard",
+        "deribit-standard",
+        "dydx-v4-isolated",
+        "hyperliquid-isolated",
+        "lyra-standard-isolated",
+        "greeks",
+        "var-hs",
+        "var-mc",
+        "dynamic",
+        "hybrid",
+    ):
         assert n in names
 
 
@@ -44,9 +60,9 @@ def test_dydx_small_cap_oimf_at_35m_open_interest_raises_imf_to_055_and_keeps_mm
     m = DydxV4(DydxParams(tiers={"SOL": "small-cap"}, open_interest_usd={"SOL": 35e6}), "dydx-v4")
     assert m.imf_effective("SOL") == pytest.approx(0.55)
     mkt = MarketState(spot={"SOL": 100.0}, vol={"SOL": 0.8})
-    r = m.requirements(book(perp(200.0, "SOL")), mkt)       # notional 200 * 100 = 20,000 USD
-    assert r.im[0] == pytest.approx(20_000 * 0.55)            # 11,000
-    assert r.mm[0] == pytest.approx(20_000 * 0.10 * 0.5)     # MMF = base IMF * MF = 5% -> 1,000
+    r = m.requirements(book(perp(200.0, "SOL")), mkt)  # notional 200 * 100 = 20,000 USD
+    assert r.im[0] == pytest.approx(20_000 * 0.55)  # 11,000
+    assert r.mm[0] == pytest.approx(20_000 * 0.10 * 0.5)  # MMF = base IMF * MF = 5% -> 1,000
 
 
 def test_dydx_oimf_off_and_large_cap_and_capped_at_one():
@@ -54,7 +70,7 @@ def test_dydx_oimf_off_and_large_cap_and_capped_at_one():
     assert off.imf_effective("SOL") == pytest.approx(0.10)
     big = DydxV4(DydxParams(tiers={"SOL": "long-tail"}, open_interest_usd={"SOL": 1e9}), "x")
     assert big.imf_effective("SOL") == 1.0
-    r = get_model("dydx-v4").requirements(book(perp(-1.0)), ETH)   # ETH large-cap: IMF 2%, MMF 2% * 60% = 1.2%
+    r = get_model("dydx-v4").requirements(book(perp(-1.0)), ETH)  # ETH large-cap: IMF 2%, MMF 2% * 60% = 1.2%
     assert (r.im[0], r.mm[0]) == pytest.approx((40.0, 24.0))
 
 
@@ -75,7 +91,7 @@ def test_synthetix_test_config_size_2_at_30k_gives_im_3000_mm_1500():
 @pytest.mark.parametrize("max_lev, rate", [(40, 0.0125), (25, 0.02), (20, 0.025), (10, 0.05), (3, 1 / 6)])
 def test_hyperliquid_maintenance_rate_is_half_the_inverse_max_leverage(max_lev, rate):
     m = get_model("hyperliquid", max_leverage={"ETH": float(max_lev)})
-    r = m.requirements(book(perp(5.0)), ETH)                  # notional 10,000 USD
+    r = m.requirements(book(perp(5.0)), ETH)  # notional 10,000 USD
     assert r.mm[0] == pytest.approx(10_000 * rate)
     assert r.im[0] == pytest.approx(10_000 / max_lev)
 
@@ -102,13 +118,15 @@ def test_gmx_min_collateral_floor_and_isolated_only():
 # ---------------------------------------------------------------- Aave v3
 def test_aave_health_factor_cases():
     aave = AaveV3(AaveParams(), "aave-v3")
-    pf = Portfolio.from_records([
-        {"name": "eth-usdc-loan", "cash": -12_000.0, "positions": [spot(10.0)]},
-        {"name": "at-threshold", "cash": -17_200.0, "positions": [spot(10.0)]},
-        {"name": "btc-for-eth", "cash": 0.0, "positions": [spot(2.0, "BTC"), spot(-30.0)]},
-        {"name": "usdc-for-eth", "cash": 10_000.0, "positions": [spot(-4.0)]},
-        {"name": "no-debt", "cash": 0.0, "positions": [spot(1.0)]},
-    ])
+    pf = Portfolio.from_records(
+        [
+            {"name": "eth-usdc-loan", "cash": -12_000.0, "positions": [spot(10.0)]},
+            {"name": "at-threshold", "cash": -17_200.0, "positions": [spot(10.0)]},
+            {"name": "btc-for-eth", "cash": 0.0, "positions": [spot(2.0, "BTC"), spot(-30.0)]},
+            {"name": "usdc-for-eth", "cash": 10_000.0, "positions": [spot(-4.0)]},
+            {"name": "no-debt", "cash": 0.0, "positions": [spot(1.0)]},
+        ]
+    )
     mkt = MarketState(spot={"ETH": 2000.0, "BTC": 60_000.0}, vol={"ETH": 0.6, "BTC": 0.5})
     hf = aave.health_factor(pf, mkt)
     # 20,000 * 0.86 / 12,000 = 1.43333; 20,000 * 0.86 / 17,200 = 1; 120,000 * 0.82 / 60,000 = 1.64;
@@ -118,7 +136,7 @@ def test_aave_health_factor_cases():
     r = aave.requirements(pf, mkt)
     assert r.mm[0] == pytest.approx(20_000 * (1 - 0.86)) and r.im[0] == pytest.approx(20_000 * (1 - 0.825))
     assert r.equity[0] == pytest.approx(8000.0)
-    assert r.equity[1] == pytest.approx(r.mm[1])              # HF = 1 is exactly the maintenance boundary
+    assert r.equity[1] == pytest.approx(r.mm[1])  # HF = 1 is exactly the maintenance boundary
     assert ((r.equity >= r.mm) == (hf >= 1.0 - 1e-12)).all()
 
 
@@ -135,9 +153,13 @@ def test_aave_leaves_out_derivatives_and_rejects_isolated_mode():
 # ---------------------------------------------------------------- Compound v3
 def test_compound_borrow_and_liquidation_boundaries():
     # 10 WETH at 2,000: borrow limit 20,000 * 0.825 = 16,500; liquidatable above 20,000 * 0.895 = 17,900
-    pf = Portfolio.from_records([{"name": "at-borrow-limit", "cash": -16_500.0, "positions": [spot(10.0)]},
-                                 {"name": "at-liquidation", "cash": -17_900.0, "positions": [spot(10.0)]},
-                                 {"name": "short-eth", "cash": 5000.0, "positions": [spot(-1.0)]}])
+    pf = Portfolio.from_records(
+        [
+            {"name": "at-borrow-limit", "cash": -16_500.0, "positions": [spot(10.0)]},
+            {"name": "at-liquidation", "cash": -17_900.0, "positions": [spot(10.0)]},
+            {"name": "short-eth", "cash": 5000.0, "positions": [spot(-1.0)]},
+        ]
+    )
     r = get_model("compound-v3").requirements(pf, ETH)
     assert r.equity[0] == pytest.approx(r.im[0]) and r.im[0] == pytest.approx(3500.0)
     assert r.equity[1] == pytest.approx(r.mm[1]) and r.mm[1] == pytest.approx(2100.0)
@@ -146,7 +168,7 @@ def test_compound_borrow_and_liquidation_boundaries():
 
 # ---------------------------------------------------------------- Lyra / Derive standard manager
 def _prices(strikes):
-    return call_put(2000.0, np.asarray(strikes, dtype=float), T30, 0.6, 1.0)   # SRM prices with discount 1
+    return call_put(2000.0, np.asarray(strikes, dtype=float), T30, 0.6, 1.0)  # SRM prices with discount 1
 
 
 def test_lyra_short_call_mm_is_9pct_of_spot_and_im_13pct_floor():
@@ -187,7 +209,7 @@ def test_lyra_unpaired_short_calls_scale_the_forward():
 
 def test_lyra_perp_and_base_collateral():
     r = get_model("lyra-standard").requirements(book(perp(1.0)), ETH)
-    assert (r.mm[0], r.im[0]) == pytest.approx((130.0, 200.0))          # 6.5% / 10% of 2000
+    assert (r.mm[0], r.im[0]) == pytest.approx((130.0, 200.0))  # 6.5% / 10% of 2000
     r = get_model("lyra-standard").requirements(book(spot(1.0)), ETH)
     # base credit 0.8 * 2000 = 1600 (MM), 0.8 * 0.9375 * 2000 = 1500 (IM)
     assert (r.mm[0], r.im[0]) == pytest.approx((400.0, 500.0))
@@ -198,7 +220,7 @@ def test_lyra_oracle_and_depeg_contingencies_add_to_im_only():
     m = get_model("lyra-standard")
     r = m.requirements(book(perp(1.0)), low_conf)
     assert r.mm[0] == pytest.approx(130.0)
-    assert r.im[0] == pytest.approx(200.0 + (1 - 0.5) * 1.0 * 2000 * 1)          # + 1000
+    assert r.im[0] == pytest.approx(200.0 + (1 - 0.5) * 1.0 * 2000 * 1)  # + 1000
     r = m.requirements(book(opt("put", 1800, -1.0)), low_conf)
     assert r.im[0] == pytest.approx(260.0 + 1000.0)
     depeg = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6}, stable_price=0.97)
@@ -213,8 +235,15 @@ def test_lyra_oracle_and_depeg_contingencies_add_to_im_only():
 def test_deribit_standard_short_options_and_btc_future_size_step():
     m = get_model("deribit-standard")
     (c2200,), (p1800,) = call_put(2000.0, [2200.0], T30, 0.6, 1.0)[0], call_put(2000.0, [1800.0], T30, 0.6, 1.0)[1]
-    r = m.requirements(Portfolio.from_records([{"name": "c", "positions": [opt("call", 2200, -1.0)]},
-                                               {"name": "p", "positions": [opt("put", 1800, -1.0)]}]), ETH)
+    r = m.requirements(
+        Portfolio.from_records(
+            [
+                {"name": "c", "positions": [opt("call", 2200, -1.0)]},
+                {"name": "p", "positions": [opt("put", 1800, -1.0)]},
+            ]
+        ),
+        ETH,
+    )
     # call: IM = max(0.15 - 0.10, 0.10) * 2000 + mark = 200 + C, MM = 0.075 * 2000 + C = 150 + C
     assert (r.im[0], r.mm[0]) == pytest.approx((200 + c2200, 150 + c2200))
     # put: IM = max(200 + P, MM = max(150, 0.075 P) + P) = 200 + P
@@ -234,20 +263,24 @@ def test_isolated_mode_loses_the_offset_of_a_hedged_book():
     cross = get_model("lyra-standard").requirements(pf, ETH)
     iso = get_model("lyra-standard-isolated").requirements(pf, ETH)
     assert cross.mm[0] == pytest.approx(400.0 + 130.0)
-    assert iso.mm[0] == pytest.approx(2000.0 + 130.0)      # the spot backs nothing in isolation
+    assert iso.mm[0] == pytest.approx(2000.0 + 130.0)  # the spot backs nothing in isolation
     assert iso.equity[0] == pytest.approx(cross.equity[0])
     assert iso.drivers["isolation_usd"][0] == pytest.approx(1600.0)
 
 
-position = st.tuples(st.sampled_from(["spot", "perp", "call", "put"]),
-                     st.floats(-5, 5).filter(lambda q: abs(q) > 1e-3),
-                     st.floats(0.6, 1.4), st.integers(1, 90), st.floats(0.8, 1.2))
+position = st.tuples(
+    st.sampled_from(["spot", "perp", "call", "put"]),
+    st.floats(-5, 5).filter(lambda q: abs(q) > 1e-3),
+    st.floats(0.6, 1.4),
+    st.integers(1, 90),
+    st.floats(0.8, 1.2),
+)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(position, min_size=1, max_size=3), st.floats(-1000, 5000))
 def test_unhedged_book_requirement_is_never_lower_isolated_than_cross(legs, cash):
-    unds = ("ETH", "BTC", "SOL")[:len(legs)]                    # one position per underlying: nothing offsets
+    unds = ("ETH", "BTC", "SOL")[: len(legs)]  # one position per underlying: nothing offsets
     spots = {"ETH": 2000.0, "BTC": 60_000.0, "SOL": 150.0}
     recs = []
     for (kind, q, k_mult, days, entry_mult), u in zip(legs, unds):

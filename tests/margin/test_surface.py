@@ -1,13 +1,14 @@
 """Vol surfaces: flat, SVI raw with the Lyra guards, sticky-strike grid, shifted surfaces."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.margin.surface import FlatVol, GridSurface, SVIRules, SVISlice, SVISurface, ShiftedSurface
+from defistress.protocols.margin.surface import FlatVol, GridSurface, ShiftedSurface, SVIRules, SVISlice, SVISurface
 
 YEAR = 365 * 86_400.0
-Q = 0.25 * YEAR   # a quarter, in seconds
+Q = 0.25 * YEAR  # a quarter, in seconds
 
 
 def test_flat_vol_is_constant_and_broadcasts():
@@ -43,7 +44,8 @@ def test_svi_total_variance_is_capped_at_144():
     s = SVISurface((SVISlice(Q, 200.0, 0.1, 0.0, 0.0, 0.1),))
     assert s.vol(2000.0, Q, 2000.0) == pytest.approx(24.0)
     assert SVISurface((SVISlice(Q, 200.0, 0.1, 0.0, 0.0, 0.1),), SVIRules(w_cap=25.0)).vol(
-        2000.0, Q, 2000.0) == pytest.approx(10.0)   # older SVI.sol MAX_TOTAL_VAR = 25: sqrt(25/0.25)
+        2000.0, Q, 2000.0
+    ) == pytest.approx(10.0)  # older SVI.sol MAX_TOTAL_VAR = 25: sqrt(25/0.25)
 
 
 def test_svi_negative_variance_is_rejected():
@@ -69,8 +71,11 @@ def test_svi_validation_names_fields():
         SVISurface((SVISlice(2 * Q, 0.04, 0.2, 0, 0, 0.1), SVISlice(Q, 0.04, 0.2, 0, 0, 0.1)))
 
 
-GRID = GridSurface(x_nodes=(1000.0, 2000.0, 3000.0), expiry_nodes_s=(7 * 86_400.0, 30 * 86_400.0),
-                   vols=((0.8, 0.6, 0.7), (0.7, 0.5, 0.6)))
+GRID = GridSurface(
+    x_nodes=(1000.0, 2000.0, 3000.0),
+    expiry_nodes_s=(7 * 86_400.0, 30 * 86_400.0),
+    vols=((0.8, 0.6, 0.7), (0.7, 0.5, 0.6)),
+)
 
 
 def test_grid_bilinear_hand_computed():
@@ -89,7 +94,7 @@ def test_grid_extrapolates_flat_and_is_sticky_strike():
 def test_grid_log_moneyness_axis_moves_with_forward():
     g = GridSurface((-0.5, 0.0, 0.5), (Q,), ((0.9, 0.5, 0.7),), axis="log_moneyness")
     assert g.vol(2000.0, Q, 2000.0) == pytest.approx(0.5)
-    assert g.vol(2000.0, Q, 2000.0 * np.exp(0.25)) == pytest.approx(0.7)   # k = -0.25: halfway 0.9 and 0.5
+    assert g.vol(2000.0, Q, 2000.0 * np.exp(0.25)) == pytest.approx(0.7)  # k = -0.25: halfway 0.9 and 0.5
 
 
 def test_grid_validation():
@@ -103,7 +108,7 @@ def test_shift_lifts_level_and_steepens_downside():
     # K = F e^-0.2 (k = -0.2): 0.5 * 1.2 * (1 + 0.1) = 0.66; ATM: 0.6; k = +0.2: 0.5 * 1.2 * 0.9 = 0.54
     v = s.vol(2000.0 * np.exp(np.array([-0.2, 0.0, 0.2])), Q, 2000.0)
     np.testing.assert_allclose(v, [0.66, 0.6, 0.54])
-    assert isinstance(s.shifted(1.1), ShiftedSurface)   # composable
+    assert isinstance(s.shifted(1.1), ShiftedSurface)  # composable
 
 
 @settings(max_examples=50, deadline=None)

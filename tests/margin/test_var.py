@@ -1,15 +1,26 @@
-"""VaR / ES: analytic constants of margin-methods.md section 8, hand-computed HS/EWMA cases, parametric
+"""VaR / ES: analytic constants of docs/margin-methods.md section 8, hand-computed HS/EWMA cases, parametric
 and Monte Carlo agreement, full revaluation of options."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.margin.portfolio import MarketState, Portfolio
-from protocols.margin.registry import get_model
-from protocols.margin.var import (VaRMargin, VaRParams, cholesky_scenarios, es_over_sigma, ewma_vol,
-                                  filtered_returns, mark_to_market, normal_var_es, revalue_pnl, var_es_from_pnl,
-                                  z_alpha)
+from defistress.protocols.margin.catalog import get_model
+from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.var import (
+    VaRMargin,
+    VaRParams,
+    cholesky_scenarios,
+    es_over_sigma,
+    ewma_vol,
+    filtered_returns,
+    mark_to_market,
+    normal_var_es,
+    revalue_pnl,
+    var_es_from_pnl,
+    z_alpha,
+)
 
 ETH = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6})
 
@@ -21,15 +32,17 @@ def one(*positions, cash=0.0):
 LONG_ETH = {"kind": "spot", "underlying": "ETH", "qty": 1.0}
 
 
-@pytest.mark.parametrize("alpha, z, es", [(0.95, 1.644854, 2.062713), (0.975, 1.959964, 2.337803),
-                                          (0.99, 2.326348, 2.665214), (0.995, 2.575829, 2.891949)])
+@pytest.mark.parametrize(
+    "alpha, z, es",
+    [(0.95, 1.644854, 2.062713), (0.975, 1.959964, 2.337803), (0.99, 2.326348, 2.665214), (0.995, 2.575829, 2.891949)],
+)
 def test_normal_constants_match_section_8(alpha, z, es):
     assert z_alpha(alpha) == pytest.approx(z, abs=1e-6)
     assert es_over_sigma(alpha) == pytest.approx(es, abs=1e-6)
 
 
 def test_normal_var_scales_with_square_root_of_horizon():
-    var, es = normal_var_es(100.0, 0.99, horizon=4.0)            # sigma sqrt(h) = 200
+    var, es = normal_var_es(100.0, 0.99, horizon=4.0)  # sigma sqrt(h) = 200
     assert var == pytest.approx(2.326348 * 200, abs=1e-3) and es == pytest.approx(2.665214 * 200, abs=1e-3)
 
 
@@ -50,7 +63,7 @@ def test_empirical_var_and_es_of_a_known_loss_list():
 def test_ewma_recursion_by_hand():
     # sigma2_1 = 0.94 * 1e-4 + 0.06 * 0.01^2 = 1e-4; sigma2_2 = 0.94 * 1e-4 + 0.06 * 0.02^2 = 1.18e-4
     sig = ewma_vol(np.array([0.01, 0.02]), 0.94, init_var=1e-4)
-    assert sig ** 2 == pytest.approx([1e-4, 1e-4, 1.18e-4])
+    assert sig**2 == pytest.approx([1e-4, 1e-4, 1.18e-4])
 
 
 def test_filtered_hs_keeps_a_constant_vol_series_and_scales_up_after_a_vol_jump():
@@ -68,7 +81,7 @@ def test_hs_revalues_a_spot_position_exactly():
     r = VaRMargin(VaRParams(method="hs", horizon_days=1, returns={"ETH": rets})).risk(one(LONG_ETH), ETH)
     pnl = 2000.0 * (np.exp(rets) - 1.0)
     assert r.var[0] == pytest.approx(np.quantile(-pnl, 0.99))
-    assert r.var[0] == pytest.approx(-2000.0 * (np.exp(-0.098) - 1.0))   # 3rd lowest of 201 returns: -0.098
+    assert r.var[0] == pytest.approx(-2000.0 * (np.exp(-0.098) - 1.0))  # 3rd lowest of 201 returns: -0.098
 
 
 def test_delta_normal_of_two_correlated_spots_by_hand():
@@ -87,19 +100,23 @@ def test_cornish_fisher_equals_normal_without_gamma_and_adds_risk_for_short_gamm
     n = VaRMargin(VaRParams(method="normal", **kw)).risk(one(LONG_ETH), ETH)
     cf = VaRMargin(VaRParams(method="cornish-fisher", **kw)).risk(one(LONG_ETH), ETH)
     assert cf.var[0] == pytest.approx(n.var[0]) and cf.es[0] == pytest.approx(n.es[0], rel=1e-6)
-    straddle = one({"kind": "call", "underlying": "ETH", "strike": 2000.0, "expiry_days": 7, "qty": -1.0},
-                   {"kind": "put", "underlying": "ETH", "strike": 2000.0, "expiry_days": 7, "qty": -1.0})
+    straddle = one(
+        {"kind": "call", "underlying": "ETH", "strike": 2000.0, "expiry_days": 7, "qty": -1.0},
+        {"kind": "put", "underlying": "ETH", "strike": 2000.0, "expiry_days": 7, "qty": -1.0},
+    )
     n = VaRMargin(VaRParams(method="normal", **kw)).risk(straddle, ETH)
     cf = VaRMargin(VaRParams(method="cornish-fisher", **kw)).risk(straddle, ETH)
     mc = VaRMargin(VaRParams(method="mc", n_sims=40_000, decay_options=False, **kw)).risk(straddle, ETH)
-    assert cf.var[0] > 5 * n.var[0]                               # delta ~ 0: the normal VaR misses the gamma
-    assert cf.var[0] == pytest.approx(mc.var[0], rel=0.25)         # CF tracks the full revaluation
+    assert cf.var[0] > 5 * n.var[0]  # delta ~ 0: the normal VaR misses the gamma
+    assert cf.var[0] == pytest.approx(mc.var[0], rel=0.25)  # CF tracks the full revaluation
 
 
 def test_monte_carlo_is_seeded_and_matches_the_lognormal_quantile():
     m = get_model("var-mc", horizon_days=1.0, n_sims=50_000, seed=7)
-    a, b = m.risk(one(LONG_ETH), ETH), get_model("var-mc", horizon_days=1.0, n_sims=50_000, seed=7).risk(
-        one(LONG_ETH), ETH)
+    a, b = (
+        m.risk(one(LONG_ETH), ETH),
+        get_model("var-mc", horizon_days=1.0, n_sims=50_000, seed=7).risk(one(LONG_ETH), ETH),
+    )
     assert a.var[0] == b.var[0]
     exact = 2000.0 * (1.0 - np.exp(-2.326348 * 0.6 * np.sqrt(1 / 365)))
     assert a.var[0] == pytest.approx(exact, rel=0.03)
@@ -118,7 +135,8 @@ def test_full_revaluation_uses_black76_and_zero_shock_gives_zero_pnl():
     pf = one({"kind": "call", "underlying": "ETH", "strike": 2200.0, "expiry_days": 30, "qty": 2.0})
     assert revalue_pnl(pf, ETH, np.zeros((1, 1)))[0, 0] == pytest.approx(0.0)
     up = revalue_pnl(pf, ETH, np.log(np.array([[1.5]])))[0, 0]
-    from protocols.margin.black76 import call_put
+    from defistress.protocols.margin.black76 import call_put
+
     c0, c1 = call_put(2000.0, 2200.0, 30 / 365, 0.6)[0], call_put(3000.0, 2200.0, 30 / 365, 0.6)[0]
     assert up == pytest.approx(2 * (c1 - c0))
     assert mark_to_market(pf, ETH)[0] == pytest.approx(2 * c0)

@@ -1,4 +1,5 @@
 """Abacus price curves (Maker dss src/abaci.sol): hand-computed points and properties."""
+
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from protocols.abaci import Abacus, ExponentialDecrease, LinearDecrease, StairstepExponentialDecrease
+from defistress.protocols.abaci import Abacus, ExponentialDecrease, LinearDecrease, StairstepExponentialDecrease
 
 
 def test_stairstep_after_15_minutes_is_cut_to_the_tenth():
@@ -19,8 +20,8 @@ def test_stairstep_after_15_minutes_is_cut_to_the_tenth():
 def test_stairstep_is_flat_within_a_step():
     calc = StairstepExponentialDecrease(cut=0.99, step=90)
     assert calc.price(100.0, 0.0) == 100.0
-    assert calc.price(100.0, 89.9) == 100.0          # floor(89.9/90) = 0 steps
-    assert calc.price(100.0, 90.0) == pytest.approx(99.0)   # one step: 100·0.99
+    assert calc.price(100.0, 89.9) == 100.0  # floor(89.9/90) = 0 steps
+    assert calc.price(100.0, 90.0) == pytest.approx(99.0)  # one step: 100·0.99
 
 
 def test_stairstep_crosses_cusp_040_after_92_steps_138_minutes():
@@ -54,16 +55,21 @@ def test_curves_vectorise_over_many_auctions():
     out = calc.price(top, dur)
     assert isinstance(out, np.ndarray)
     np.testing.assert_allclose(out, [calc.price(t, d) for t, d in zip(top, dur)])
-    np.testing.assert_allclose(out, [100.0, 198.0, 50.0 * 0.99 ** 10])
+    np.testing.assert_allclose(out, [100.0, 198.0, 50.0 * 0.99**10])
 
 
 def test_negative_duration_counts_as_start():
     assert LinearDecrease(tau=10).price(7.0, -5.0) == 7.0
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"cut": 1.2}, "cut"), ({"cut": 0.0}, "cut"), ({"step": 0.0}, "step"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"cut": 1.2}, "cut"),
+        ({"cut": 0.0}, "cut"),
+        ({"step": 0.0}, "step"),
+    ],
+)
 def test_stairstep_rejects_out_of_range_parameters_naming_the_field(kwargs, field):
     with pytest.raises(ValidationError) as err:
         StairstepExponentialDecrease(**kwargs)

@@ -1,14 +1,15 @@
 """The CDP: vault book, Dog and Cat liquidation rules, stability fee, Vow accounting and conservation."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from protocols.base import Env, FixedPrice, Revert
-from protocols.cdp import MAKER_2020_ETH_A, MAKER_LIQ2_ETH_A, Cdp, CdpParams
-from protocols.clip import ClipParams
-from protocols.flip import FlipParams
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.cdp import MAKER_2020_ETH_A, MAKER_LIQ2_ETH_A, Cdp, CdpParams
+from defistress.protocols.clip import ClipParams
+from defistress.protocols.flip import FlipParams
 
 
 def make(price=200.0, eth=1_000.0, **kw):
@@ -46,10 +47,10 @@ def test_open_vaults_reverts_on_an_unsafe_vault_and_changes_nothing():
 def test_open_vaults_enforces_dust_and_debt_ceilings():
     cdp, _, _ = make(line=1500.0)
     with pytest.raises(Revert, match="Vat/dust"):
-        cdp.open_vaults([10.0], [50.0])          # 50 < dust 100
+        cdp.open_vaults([10.0], [50.0])  # 50 < dust 100
     with pytest.raises(Revert, match="Vat/ceiling-exceeded"):
-        cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])   # 2000 > line 1500
-    cdp.open_vaults([10.0], [0.0])               # no debt is not dust
+        cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])  # 2000 > line 1500
+    cdp.open_vaults([10.0], [0.0])  # no debt is not dust
 
 
 def test_health_and_liquidatable_follow_the_oracle():
@@ -59,7 +60,7 @@ def test_health_and_liquidatable_follow_the_oracle():
     # vault 0: 10·140/(1000·1.5) = 0.9333 unsafe; vault 1: 20·140/1500 = 1.8667 safe
     np.testing.assert_allclose(cdp.health(), [0.933333333, 1.866666667])
     assert list(cdp.liquidatable()) == [0]
-    oracle.price = 150.0                         # ink·spot = 10·100 = 1000 = debt: safe (not <)
+    oracle.price = 150.0  # ink·spot = 10·100 = 1000 = debt: safe (not <)
     assert list(cdp.liquidatable()) == []
 
 
@@ -102,7 +103,7 @@ def test_surplus_buffer_absorbs_the_incentive_first():
     oracle.price = 140.0
     cdp.bark(0, "keeper")
     m = cdp.metrics()
-    assert m["surplus_usd"] == pytest.approx(1000.0 - 300.565)   # 699.435
+    assert m["surplus_usd"] == pytest.approx(1000.0 - 300.565)  # 699.435
     assert m["bad_debt_usd"] == 0.0
     assert m["debt_on_auction_usd"] == pytest.approx(500.0)
 
@@ -144,7 +145,7 @@ def test_stability_fee_of_five_percent_accrues_over_a_year_as_surplus_not_tokens
     assert cdp.rate == pytest.approx(1.05, rel=1e-12)
     assert cdp.debt()[0] == pytest.approx(1050.0, rel=1e-12)
     assert cdp.surplus == pytest.approx(50.0, rel=1e-9)
-    assert env.ledger.total("DAI") == 1000.0      # no token minted by accrual
+    assert env.ledger.total("DAI") == 1000.0  # no token minted by accrual
     assert cdp.accounting_gap() == pytest.approx(0.0, abs=1e-9)
     # repaying realises the fee: 1050 DAI burned (50 bought from outside)
     env.ledger.mint("DAI", "population", 50.0, "external_inflow")
@@ -158,7 +159,7 @@ def test_stability_fee_of_five_percent_accrues_over_a_year_as_surplus_not_tokens
 def test_repay_burns_and_keeps_a_partial_repayment_above_dust():
     cdp, _, env = make(dust=100.0)
     cdp.open_vaults([10.0], [1000.0])
-    assert cdp.repay([0], [400.0])[0] == 400.0               # 1000 -> 600
+    assert cdp.repay([0], [400.0])[0] == 400.0  # 1000 -> 600
     # 550 would leave 50 < dust 100: cut to 500, leaving exactly 100
     assert cdp.repay([0], [550.0])[0] == pytest.approx(500.0)
     assert cdp.debt()[0] == pytest.approx(100.0)
@@ -205,15 +206,18 @@ def test_cat_v2_bite_respects_dunk_and_box():
         cdp.bite(2, "k")
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"liquidation_ratio": 0.5}, "liquidation_ratio"),
-    ({"chop": 0.9}, "chop"),
-    ({"dust": -1.0}, "dust"),
-    ({"hole": 0.0}, "hole"),
-    ({"mechanism": "flip"}, "lump"),
-    ({"mechanism": "flip", "lump": 50.0, "dunk": 1.0, "box": 2.0}, "lump"),
-    ({"colateral": "ETH"}, "colateral"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"liquidation_ratio": 0.5}, "liquidation_ratio"),
+        ({"chop": 0.9}, "chop"),
+        ({"dust": -1.0}, "dust"),
+        ({"hole": 0.0}, "hole"),
+        ({"mechanism": "flip"}, "lump"),
+        ({"mechanism": "flip", "lump": 50.0, "dunk": 1.0, "box": 2.0}, "lump"),
+        ({"colateral": "ETH"}, "colateral"),
+    ],
+)
 def test_params_reject_bad_input_naming_the_field(kwargs, field):
     with pytest.raises(ValidationError) as err:
         CdpParams(**kwargs)
@@ -241,20 +245,25 @@ def test_metrics_and_exposures_report_the_book():
     oracle.price = 140.0
     cdp.bark(0, "keeper")
     m = cdp.metrics()
-    assert m["collateral_usd"] == pytest.approx(1400.0)        # 5 in the vault + 5 on auction, at 140
+    assert m["collateral_usd"] == pytest.approx(1400.0)  # 5 in the vault + 5 on auction, at 140
     assert m["debt_usd"] == pytest.approx(500.0)
     assert m["auctions_active"] == 1 and m["tab_on_auction_usd"] == pytest.approx(565.0)
     kinds = {(e.kind, e.asset): e.amount for e in cdp.exposures()}
     assert kinds[("holds", "ETH")] == pytest.approx(10.0)
-    assert kinds[("issues", "DAI")] == pytest.approx(1300.565)   # 1000 drawn + 300.565 incentive
+    assert kinds[("issues", "DAI")] == pytest.approx(1300.565)  # 1000 drawn + 300.565 incentive
 
 
 @settings(max_examples=60, deadline=None)
-@given(ink=st.floats(5.0, 1000.0), ratio=st.floats(1.5, 5.0), drop=st.floats(0.05, 0.9),
-       room=st.floats(200.0, 1e6), fee=st.floats(0.0, 0.5))
+@given(
+    ink=st.floats(5.0, 1000.0),
+    ratio=st.floats(1.5, 5.0),
+    drop=st.floats(0.05, 0.9),
+    room=st.floats(200.0, 1e6),
+    fee=st.floats(0.0, 0.5),
+)
 def test_bark_seizes_collateral_in_proportion_and_keeps_the_books_balanced(ink, ratio, drop, room, fee):
     cdp, oracle, env = make(hole=room, dust=100.0, stability_fee_per_year=fee, eth=ink)
-    debt = ink * 200.0 / ratio                   # collateralisation ratio ≥ mat 1.5 at open
+    debt = ink * 200.0 / ratio  # collateralisation ratio ≥ mat 1.5 at open
     cdp.open_vaults([ink], [debt])
     cdp.accrue(86400.0 * 30)
     oracle.price = 200.0 * (1 - drop)
@@ -266,8 +275,8 @@ def test_bark_seizes_collateral_in_proportion_and_keeps_the_books_balanced(ink, 
         return
     ev = cdp.bark(0, "k")
     dart, dink = art0 - cdp.art[0], ink0 - cdp.ink[0]
-    assert dink / ink0 == pytest.approx(dart / art0, rel=1e-9)       # dss dog.sol: dink = ink·dart/art
+    assert dink / ink0 == pytest.approx(dart / art0, rel=1e-9)  # dss dog.sol: dink = ink·dart/art
     assert ev.tab == pytest.approx(dart * cdp.rate * 1.13, rel=1e-9)  # tab = due·chop
-    assert cdp.art[0] == 0.0 or cdp.art[0] * cdp.rate >= 100.0 * (1 - 1e-9)   # never leaves dust
+    assert cdp.art[0] == 0.0 or cdp.art[0] * cdp.rate >= 100.0 * (1 - 1e-9)  # never leaves dust
     env.ledger.check_conservation()
     assert cdp.accounting_gap() == pytest.approx(0.0, abs=1e-6 * max(debt, 1.0))

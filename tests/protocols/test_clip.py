@@ -5,18 +5,19 @@ whole vault is barked: tab = 1000·1.13 = 1130, lot 10, top = 140·1.30 = 182. W
 90 s, after 15 min (75 blocks of 12 s) the price is 182·0.99^10 = 164.5975377. dust 100, so
 chost = 100·1.13 = 113.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.abaci import LinearDecrease
-from protocols.base import Env, FixedPrice, Revert
-from protocols.cdp import Cdp, CdpParams
-from protocols.clip import ClipParams
-from protocols.events import AuctionSettled, BadDebt
+from defistress.protocols.abaci import LinearDecrease
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.cdp import Cdp, CdpParams
+from defistress.protocols.clip import ClipParams
+from defistress.protocols.events import AuctionSettled, BadDebt
 
-P15 = 182 * 0.99 ** 10   # 164.5975377 DAI per ETH
+P15 = 182 * 0.99**10  # 164.5975377 DAI per ETH
 
 
 def barked(clip=None, surplus_buffer=0.0, vaults=1, keeper_dai=5000.0):
@@ -24,8 +25,9 @@ def barked(clip=None, surplus_buffer=0.0, vaults=1, keeper_dai=5000.0):
     env.ledger.mint("ETH", "population", 1000.0, "genesis")
     env.ledger.mint("DAI", "k", keeper_dai, "genesis")
     oracle = FixedPrice(200.0)
-    params = CdpParams(dust=100.0, hole=1e6, Hole=1e7, surplus_buffer=surplus_buffer,
-                       clip=clip or ClipParams(tip=0.0, chip=0.0))
+    params = CdpParams(
+        dust=100.0, hole=1e6, Hole=1e7, surplus_buffer=surplus_buffer, clip=clip or ClipParams(tip=0.0, chip=0.0)
+    )
     cdp = Cdp(params, oracle, env, "maker")
     cdp.open_vaults([10.0] * vaults, [1000.0] * vaults)
     oracle.price = 140.0
@@ -89,9 +91,9 @@ def test_partial_take_is_cut_back_to_leave_exactly_chost():
 def test_once_tab_is_at_most_chost_only_the_whole_rest_can_be_bought():
     cdp, _, env = barked()
     at(env, 900)
-    cdp.clipper.take(0, 6.5, 200.0, "k")               # leaves tab = chost = 113
+    cdp.clipper.take(0, 6.5, 200.0, "k")  # leaves tab = chost = 113
     with pytest.raises(Revert, match="Clipper/no-partial-purchase"):
-        cdp.clipper.take(0, 0.1, 200.0, "k")           # 16.46 < 113 and tab 113 is not > chost 113
+        cdp.clipper.take(0, 0.1, 200.0, "k")  # 16.46 < 113 and tab 113 is not > chost 113
     ev = cdp.clipper.take(0, 10.0, 200.0, "k")
     # owe = min(3.8213·164.6, 113) = 113 -> slice 0.686523; 3.821293 − 0.686523 ETH back to the owner
     assert ev.bid == pytest.approx(113.0) and ev.lot == pytest.approx(0.6865230283)
@@ -104,7 +106,7 @@ def test_take_reverts_above_the_buyers_max_price_and_changes_nothing():
     cdp, _, env = barked()
     at(env, 900)
     with pytest.raises(Revert, match="Clipper/too-expensive"):
-        cdp.clipper.take(0, 10.0, 160.0, "k")          # 160 < 164.5975
+        cdp.clipper.take(0, 10.0, 160.0, "k")  # 160 < 164.5975
     assert cdp.clipper.tab[0] == 1130.0 and env.ledger.balance("k", "DAI") == 5000.0
 
 
@@ -123,9 +125,9 @@ def test_auction_needs_a_reset_below_cusp_and_redo_restarts_it_with_an_incentive
     clip = cdp.clipper
     # kick paid coin = 50 + 0.01·1130 = 61.3
     assert env.ledger.balance("kicker", "DAI") == pytest.approx(61.3)
-    at(env, 8268)        # 91 steps: 0.99^91 = 0.40068 ≥ cusp 0.40
+    at(env, 8268)  # 91 steps: 0.99^91 = 0.40068 ≥ cusp 0.40
     assert clip.get_status(0)[0] is False
-    at(env, 8280)        # 92 steps: 0.99^92 = 0.39668 < cusp -> needs redo (138 min)
+    at(env, 8280)  # 92 steps: 0.99^92 = 0.39668 < cusp -> needs redo (138 min)
     assert clip.get_status(0)[0] is True
     with pytest.raises(Revert, match="Clipper/needs-reset"):
         clip.take(0, 10.0, 1e9, "k")
@@ -144,7 +146,7 @@ def test_auction_needs_a_reset_below_cusp_and_redo_restarts_it_with_an_incentive
 def test_auction_needs_a_reset_after_tail():
     cdp, _, env = barked(clip=ClipParams(tip=0.0, chip=0.0, cusp=0.0, tail=600.0))
     at(env, 600)
-    assert cdp.clipper.get_status(0)[0] is False      # now − tic = 600 is not > tail
+    assert cdp.clipper.get_status(0)[0] is False  # now − tic = 600 is not > tail
     at(env, 612)
     assert cdp.clipper.get_status(0)[0] is True
 
@@ -152,9 +154,9 @@ def test_auction_needs_a_reset_after_tail():
 def test_redo_pays_no_incentive_when_the_rest_is_dusty():
     cdp, oracle, env = barked(clip=ClipParams(tip=50.0, chip=0.01, cusp=0.0, tail=1200.0), surplus_buffer=1e4)
     at(env, 900)
-    cdp.clipper.take(0, 6.5, 1e9, "k")                   # tab left 113 = chost, lot 3.8213 ETH
+    cdp.clipper.take(0, 6.5, 1e9, "k")  # tab left 113 = chost, lot 3.8213 ETH
     at(env, 1212)
-    oracle.price = 20.0                                  # lot·feed = 76.4 < chost 113
+    oracle.price = 20.0  # lot·feed = 76.4 < chost 113
     before = env.ledger.balance("redoer", "DAI")
     cdp.clipper.redo(0, "redoer")
     assert env.ledger.balance("redoer", "DAI") == before == 0.0
@@ -170,7 +172,7 @@ def test_an_auction_that_sells_out_short_leaves_system_debt_after_the_buffer():
     m = cdp.metrics()
     # uncovered due 1000 − 18.2 = 981.8; buffer 200 absorbs part: bad debt 781.8
     assert m["bad_debt_usd"] == pytest.approx(781.8) and m["surplus_usd"] == 0.0
-    assert cdp.dirt == pytest.approx(0.0)                 # digs(tab + owe) frees the whole tab
+    assert cdp.dirt == pytest.approx(0.0)  # digs(tab + owe) frees the whole tab
     settled = [e for e in env.events if isinstance(e, AuctionSettled)][-1]
     assert settled.shortfall == pytest.approx(1130 - 18.2) and not settled.zero_bid
     bad = [e for e in env.events if isinstance(e, BadDebt)][-1]
@@ -182,7 +184,7 @@ def test_an_auction_that_sells_out_short_leaves_system_debt_after_the_buffer():
 def test_status_is_one_vector_over_all_auctions():
     cdp, _, env = barked(vaults=3)
     at(env, 900)
-    cdp.clipper.take(1, 10.0, 1e9, "k")                  # auction 1 finishes
+    cdp.clipper.take(1, 10.0, 1e9, "k")  # auction 1 finishes
     needs, price = cdp.clipper.status()
     assert list(needs) == [False, False, False]
     np.testing.assert_allclose(price, [P15, 0.0, P15])
@@ -208,7 +210,7 @@ def test_any_sequence_of_takes_keeps_tab_lot_and_books_consistent(takes):
             assert "no-partial-purchase" in str(exc)
             continue
         if clip.active[0]:
-            assert clip.tab[0] >= 113.0 - 1e-9 and clip.lot[0] > 0      # chost rule
-    assert clip.raised[0] + clip.tab[0] == pytest.approx(1130.0)        # tab only shrinks by what was paid
+            assert clip.tab[0] >= 113.0 - 1e-9 and clip.lot[0] > 0  # chost rule
+    assert clip.raised[0] + clip.tab[0] == pytest.approx(1130.0)  # tab only shrinks by what was paid
     env.ledger.check_conservation()
     assert cdp.accounting_gap() == pytest.approx(0.0, abs=1e-6)

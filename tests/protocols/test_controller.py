@@ -1,13 +1,14 @@
 """Controller (Euler v2 EVC) entry points of the lending market and the perp DEX, hand-computed."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from protocols.base import Env, FixedPrice, Revert
-from protocols.events import BadDebt, Liquidated
-from protocols.lending import AssetParams, LendingMarket
-from protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import BadDebt, Liquidated
+from defistress.protocols.lending import AssetParams, LendingMarket
+from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
 
 ETH_L = AssetParams("ETH", ltv=0.825, liquidation_threshold=0.86, liquidation_bonus=0.05)
 USDC_L = AssetParams("USDC", ltv=0.865, liquidation_threshold=0.885, liquidation_bonus=0.048)
@@ -34,7 +35,7 @@ def lending():
 
 def test_lending_controlled_rows_are_not_liquidatable_by_the_market():
     env, m, eth = lending()
-    eth.price = 1500.0                                      # HF = 0.86*15000/16000 = 0.80625
+    eth.price = 1500.0  # HF = 0.86*15000/16000 = 0.80625
     assert list(m.liquidatable()) == [0]
     m.set_controlled([0])
     assert m.controlled.tolist() == [True]
@@ -71,13 +72,13 @@ def test_lending_controller_close_repays_fraction_and_seizes_with_penalty():
 
 def test_lending_controller_close_caps_repayment_by_collateral_and_leaves_debt_for_write_off():
     env, m, eth = lending()
-    eth.price = 700.0                                       # collateral 7000 USD < debt 16000
+    eth.price = 700.0  # collateral 7000 USD < debt 16000
     ev = m.controller_close(0, 1.0, "liq", penalty=0.0)
     # repay only what the collateral pays for: 7000 USDC for all 10 ETH; 9000 USDC debt left
     assert ev.debt_repaid == pytest.approx(7000.0) and ev.collateral_seized == pytest.approx(10.0)
     assert m.collateral()[0, 0] == 0.0
     assert m.debt()[0, 1] == pytest.approx(9000.0)
-    assert m.controller_close(0, 1.0, "liq") is None        # nothing left to seize
+    assert m.controller_close(0, 1.0, "liq") is None  # nothing left to seize
     bad = m.write_off(0)
     assert bad == pytest.approx(9000.0)
     assert m.debt()[0, 1] == 0.0 and m.deficit[1] == pytest.approx(9000.0)
@@ -108,7 +109,7 @@ def test_lending_settle_out_moves_stable_collateral_capped_by_equity():
     assert m.settle_out(0, 5000.0, "hold") == pytest.approx(3000.0)
     assert env.ledger.balance("hold", "USDC") == pytest.approx(3000.0)
     assert m.collateral()[0, 1] == pytest.approx(0.0)
-    assert m.settle_out(0, 100.0, "hold") == 0.0            # ETH is not settled out
+    assert m.settle_out(0, 100.0, "hold") == 0.0  # ETH is not settled out
     env.ledger.check_conservation()
 
 
@@ -117,7 +118,7 @@ def test_lending_settle_in_repays_stable_debt():
     env.ledger.mint("USDC", "hold", 20_000.0, "t")
     assert m.settle_in(0, 1000.0, "hold") == pytest.approx(1000.0)
     assert m.debt()[0, 1] == pytest.approx(15_000.0)
-    assert m.settle_in(0, 1e9, "hold") == pytest.approx(15_000.0)   # capped at the debt
+    assert m.settle_in(0, 1e9, "hold") == pytest.approx(15_000.0)  # capped at the debt
     env.ledger.check_conservation()
 
 
@@ -137,13 +138,13 @@ def perps(fund=0.0):
 
 def test_perps_controlled_rows_are_not_liquidatable_or_deleveraged():
     env, dex, eth = perps()
-    eth.price = 2200.0                                      # A equity = 500 - 1000 = -500
+    eth.price = 2200.0  # A equity = 500 - 1000 = -500
     assert 0 in dex.liquidatable()
     dex.set_controlled([0])
     assert 0 not in dex.liquidatable()
     with pytest.raises(Revert, match="controlled"):
         dex.liquidate(0, "liq")
-    dex.accrue(12.0)                                        # auto-deleveraging skips controlled rows
+    dex.accrue(12.0)  # auto-deleveraging skips controlled rows
     assert dex.size[0, 0] == -5.0
 
 
@@ -152,7 +153,7 @@ def test_perps_controller_close_moves_fraction_at_oracle_and_pays_penalty():
     dex.set_controlled([0])
     ev = dex.controller_close(0, 0.5, "liq", liquidator_row=2, penalty=0.02)
     # 2.5 ETH @2000 = 5000 USD notional; penalty 0.02*5000 = 100 USD from A's collateral to the liquidator
-    assert dex.size[0, 0] == pytest.approx(-2.5) and dex.size[2, 0] == pytest.approx(-2.5)   # the short moves over
+    assert dex.size[0, 0] == pytest.approx(-2.5) and dex.size[2, 0] == pytest.approx(-2.5)  # the short moves over
     assert ev.debt_repaid == pytest.approx(2.5) and ev.debt_repaid_usd == pytest.approx(5000.0)
     assert ev.bonus_usd == pytest.approx(100.0)
     assert dex.equity()[0] == pytest.approx(400.0)
@@ -163,7 +164,7 @@ def test_perps_controller_close_moves_fraction_at_oracle_and_pays_penalty():
 
 def test_perps_controller_close_penalty_capped_at_positive_equity():
     env, dex, eth = perps()
-    eth.price = 2100.0                                      # A equity = 500 - 500 = 0
+    eth.price = 2100.0  # A equity = 500 - 500 = 0
     ev = dex.controller_close(0, 1.0, "liq", penalty=0.02)
     assert ev.bonus_usd == 0.0
     assert dex.size[0, 0] == 0.0 and dex.equity()[0] == pytest.approx(0.0, abs=1e-9)
@@ -173,7 +174,7 @@ def test_perps_controller_close_penalty_capped_at_positive_equity():
 def test_perps_controller_close_reverts_when_liquidator_below_initial_margin():
     env, dex, eth = perps()
     env.ledger.mint("USDC", "poor", 10.0, "t")
-    dex.open_accounts("poor", [10.0], None)                 # #3: 10 USDC cannot carry 5 ETH (IM 1000)
+    dex.open_accounts("poor", [10.0], None)  # #3: 10 USDC cannot carry 5 ETH (IM 1000)
     before = (dex.size.copy(), dex.collateral.copy())
     with pytest.raises(Revert, match="initial margin"):
         dex.controller_close(0, 1.0, "poor", penalty=0.0)
@@ -183,7 +184,7 @@ def test_perps_controller_close_reverts_when_liquidator_below_initial_margin():
 
 def test_perps_settle_out_keeps_maintenance_and_settle_in_adds_collateral():
     env, dex, eth = perps()
-    eth.price = 1800.0                                      # A equity = 500 + 1000 = 1500; MMR = 5*1800*0.05 = 450
+    eth.price = 1800.0  # A equity = 500 + 1000 = 1500; MMR = 5*1800*0.05 = 450
     assert dex.settle_out(0, 5000.0, "hold") == pytest.approx(1050.0)
     assert dex.equity()[0] == pytest.approx(450.0)
     assert dex.settle_in(0, 200.0, "hold") == pytest.approx(200.0)
@@ -195,9 +196,9 @@ def test_perps_settle_out_keeps_maintenance_and_settle_in_adds_collateral():
 
 def test_perps_write_off_uses_insurance_fund_then_deficit():
     env, dex, eth = perps(fund=300.0)
-    eth.price = 2200.0                                      # A equity = -500
-    assert dex.write_off(0) == 0.0                          # positions open: nothing written off
-    dex.controller_close(0, 1.0, "liq", penalty=0.02)       # penalty capped at 0 (equity < 0)
+    eth.price = 2200.0  # A equity = -500
+    assert dex.write_off(0) == 0.0  # positions open: nothing written off
+    dex.controller_close(0, 1.0, "liq", penalty=0.02)  # penalty capped at 0 (equity < 0)
     assert dex.collateral[0] == pytest.approx(-500.0)
     # fund pays 300, the remaining 200 is bad debt
     assert dex.write_off(0) == pytest.approx(200.0)

@@ -1,5 +1,6 @@
 """The cross-venue margin coordinator over a lending market and a perp DEX: netting credit, contingencies,
-cross-venue liquidation and settlement, hand-computed (margin figures of derive-pm2, margin-methods.md 2)."""
+cross-venue liquidation and settlement, hand-computed (margin figures of derive-pm2, docs/margin-methods.md 2)."""
+
 from __future__ import annotations
 
 import math
@@ -10,18 +11,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from protocols.base import Env, FixedPrice, Revert
-from protocols.coordinator import CoordinatorParams, MarginCoordinator
-from protocols.events import Generic, Liquidated
-from protocols.lending import AssetParams, LendingMarket
-from protocols.margin.portfolio import SECONDS_PER_YEAR
-from protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
-from protocols.venue_adaptors import LendingAdaptor, PerpsAdaptor, adaptor_for
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.coordinator import CoordinatorParams, MarginCoordinator
+from defistress.protocols.events import Generic, Liquidated
+from defistress.protocols.lending import AssetParams, LendingMarket
+from defistress.protocols.margin.portfolio import SECONDS_PER_YEAR
+from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
+from defistress.protocols.venue_adaptors import LendingAdaptor, PerpsAdaptor, adaptor_for
 
-ETH_L = AssetParams("ETH", ltv=0.825, liquidation_threshold=0.86, liquidation_bonus=0.05)   # MM share 0.14
+ETH_L = AssetParams("ETH", ltv=0.825, liquidation_threshold=0.86, liquidation_bonus=0.05)  # MM share 0.14
 USDC_L = AssetParams("USDC", ltv=0.865, liquidation_threshold=0.885, liquidation_bonus=0.048)
 ETH_P = PerpMarketParams(asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5)  # MMF 5%
-Z, VOL, LAT = 2.326, 0.65, 60.0      # defaults: latency_z, default_vol, default_latency_s
+Z, VOL, LAT = 2.326, 0.65, 60.0  # defaults: latency_z, default_vol, default_latency_s
 
 
 class World:
@@ -57,7 +58,7 @@ class World:
             if usdc_debt:
                 self.lend.borrow(name, a, "USDC", np.array([usdc_debt]))
             rows["lend"] = int(a[0])
-        if perp or perp_coll:   # opened at the oracle price against a counterparty row of the vault's owner
+        if perp or perp_coll:  # opened at the oracle price against a counterparty row of the vault's owner
             led.mint("USDC", name, perp_coll, "t")
             r = self.dex.open_accounts([name, "vault"], [perp_coll, 1e5], [[perp], [-perp]])
             rows["perps"] = int(r[0])
@@ -79,8 +80,8 @@ def test_hedged_book_needs_less_than_the_sum_of_silos():
     assert r.silo_mm_max_usd[i] == pytest.approx(2800.0)
     # derive-pm2: spot +10 and perp -10 cancel in every scenario; MMPerpPercent 3% * 20000 = 600
     assert r.pm_mm_usd[i] == pytest.approx(600.0)
-    assert r.credit_usd[i] == pytest.approx(0.8 * (3800.0 - 600.0))            # 2560
-    lat = latency(20_000.0) + latency(20_000.0)                                 # 83.42
+    assert r.credit_usd[i] == pytest.approx(0.8 * (3800.0 - 600.0))  # 2560
+    lat = latency(20_000.0) + latency(20_000.0)  # 83.42
     assert r.contingencies["latency"][i] == pytest.approx(lat)
     assert r.contingencies["settlement"][i] == pytest.approx(0.02 * 2560.0)
     assert r.contingencies["oracle"][i] == 0.0
@@ -99,7 +100,7 @@ def test_unhedged_book_needs_at_least_its_worst_silo():
     j = w.principal("carol", eth_coll=10.0, usdc_debt=12_000.0, perp=5.0, perp_coll=2000.0)
     r = w.coord.requirements()
     assert r.mm_usd[i] >= r.silo_mm_max_usd[i] == pytest.approx(2800.0)
-    assert r.mm_usd[i] == pytest.approx(2800.0 + latency(20_000.0))   # one venue: no credit
+    assert r.mm_usd[i] == pytest.approx(2800.0 + latency(20_000.0))  # one venue: no credit
     assert r.credit_usd[i] == 0.0
     assert r.mm_usd[j] >= r.silo_mm_max_usd[j]
 
@@ -113,22 +114,32 @@ def test_zero_credit_rate_gives_the_sum_of_silos_plus_contingencies():
 
 
 def test_contingency_figures_by_hand_with_divergent_oracles_and_latencies():
-    w = World(eth_lend=2000.0, eth_perp=2020.0, latency_s={"lend": 600.0, "perps": 12.0}, vol={"ETH": 0.8},
-              oracle_divergence=2.0)
+    w = World(
+        eth_lend=2000.0,
+        eth_perp=2020.0,
+        latency_s={"lend": 600.0, "perps": 12.0},
+        vol={"ETH": 0.8},
+        oracle_divergence=2.0,
+    )
     i = w.principal("alice", eth_coll=10.0, usdc_debt=12_000.0, perp=-10.0, perp_coll=3000.0)
     r = w.coord.requirements()
     # mean ETH = 2010; oracle = 2 * (|10| * |2000 - 2010| + |-10| * |2020 - 2010|) = 2 * 200 = 400
     assert r.contingencies["oracle"][i] == pytest.approx(400.0)
     # latency = 2.326 * 0.8 * (20000 * sqrt(600/Y) + 20200 * sqrt(12/Y))
-    assert r.contingencies["latency"][i] == pytest.approx(
-        latency(20_000.0, 600.0, 0.8) + latency(20_200.0, 12.0, 0.8))
+    assert r.contingencies["latency"][i] == pytest.approx(latency(20_000.0, 600.0, 0.8) + latency(20_200.0, 12.0, 0.8))
     assert r.contingencies["settlement"][i] == pytest.approx(0.02 * r.credit_usd[i])
     assert r.contingency_usd[i] == pytest.approx(sum(c[i] for c in r.contingencies.values()))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(coll=st.floats(1.0, 50.0), debt_share=st.one_of(st.just(0.0), st.floats(0.01, 0.8)), perp=st.floats(-50.0, 50.0),
-       perp_coll=st.floats(500.0, 50_000.0), rate=st.floats(0.0, 1.0), price=st.floats(1000.0, 3000.0))
+@given(
+    coll=st.floats(1.0, 50.0),
+    debt_share=st.one_of(st.just(0.0), st.floats(0.01, 0.8)),
+    perp=st.floats(-50.0, 50.0),
+    perp_coll=st.floats(500.0, 50_000.0),
+    rate=st.floats(0.0, 1.0),
+    price=st.floats(1000.0, 3000.0),
+)
 def test_mm_between_worst_silo_and_sum_of_silos_plus_contingencies(coll, debt_share, perp, perp_coll, rate, price):
     w = World(credit_rate=rate)
     i = w.principal("p", eth_coll=coll, usdc_debt=debt_share * coll * 2000.0, perp=perp, perp_coll=perp_coll)
@@ -148,7 +159,7 @@ def test_enroll_marks_rows_controlled_and_a_row_has_one_controller():
     assert w.lend.controlled[row_l] and w.dex.controlled[row_p]
     with pytest.raises(Revert, match="one controller"):
         w.coord.enroll("again", {"lend": row_l})
-    w.eth.price = 1500.0                                     # lending HF 0.806 < 1
+    w.eth.price = 1500.0  # lending HF 0.806 < 1
     assert row_l not in w.lend.liquidatable()
     with pytest.raises(Revert, match="controlled"):
         w.lend.liquidate(row_l, "ETH", "USDC", 100.0, "keeper")
@@ -223,9 +234,20 @@ def test_crash_closes_every_venue_settles_and_writes_off_the_rest():
 
 
 # --- parameters -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("field,value", [("credit_rate", 1.5), ("model", "no-such-model"), ("latency_s", {"x": -1.0}),
-                                         ("close_fraction", 0.0), ("im_factor", 0.5), ("target_health", 0.9),
-                                         ("vol", {"ETH": 0.0}), ("settlement_haircut", -0.1), ("unknown", 1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("credit_rate", 1.5),
+        ("model", "no-such-model"),
+        ("latency_s", {"x": -1.0}),
+        ("close_fraction", 0.0),
+        ("im_factor", 0.5),
+        ("target_health", 0.9),
+        ("vol", {"ETH": 0.0}),
+        ("settlement_haircut", -0.1),
+        ("unknown", 1),
+    ],
+)
 def test_bad_params_name_the_field(field, value):
     with pytest.raises(ValidationError, match=field):
         CoordinatorParams(**{field: value})
@@ -243,7 +265,8 @@ def test_unknown_venue_ids_name_the_field():
 # --- options venue -------------------------------------------------------------------------------------
 def options_world():
     """Lending + options venue (derive-pm2 would also do; the venue default deribit-pm is used as is)."""
-    from protocols.options import OptionsVenue, OptionsVenueParams
+    from defistress.protocols.options import OptionsVenue, OptionsVenueParams
+
     env = Env()
     eth = FixedPrice(2000.0)
     lend = LendingMarket("lend", [ETH_L, USDC_L], {"ETH": eth, "USDC": FixedPrice(1.0)}, env)
@@ -262,7 +285,7 @@ def options_world():
     lend.supply("alice", a, "ETH", np.array([10.0]))
     lend.borrow("alice", a, "USDC", np.array([16_000.0]))
     r = opt.open_accounts("alice", [1000.0])
-    opt.trade("alice", r, perp, [-5.0], check_margin=False)   # a snapshot of an existing book
+    opt.trade("alice", r, perp, [-5.0], check_margin=False)  # a snapshot of an existing book
     i = coord.enroll("alice", {"lend": int(a[0]), "options": int(r[0])})
     return env, eth, lend, opt, coord, i
 
@@ -276,8 +299,8 @@ def test_options_adaptor_feeds_the_coordinator_and_its_liquidation():
     im, mm = a.silo_requirements(np.array([row]))
     assert mm[0] == pytest.approx(opt.margin(np.array([row])).mm[0])
     r = coord.requirements()
-    assert r.mm_usd[i] < r.silo_mm_usd[i] + r.contingency_usd[i]          # the short perp hedges the ETH
-    eth.price = 1000.0            # lending -6000, options 1000 + 5000 = 6000: total 0
+    assert r.mm_usd[i] < r.silo_mm_usd[i] + r.contingency_usd[i]  # the short perp hedges the ETH
+    eth.price = 1000.0  # lending -6000, options 1000 + 5000 = 6000: total 0
     assert list(coord.liquidatable()) == [i]
     coord.liquidate(i, "keeper")
     after = coord.requirements()

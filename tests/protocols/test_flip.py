@@ -3,14 +3,15 @@
 Common case: Cat v1 with lump 50, beg 1.03, ttl 600 s, tau 3 days. A vault of 10 ETH owing 1000 DAI
 opened at 200 is bitten at 140: lot 10 ETH, due 1000, tab = 1000·1.13 = 1130.
 """
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.base import Env, FixedPrice, Revert
-from protocols.cdp import Cdp, CdpParams
-from protocols.events import AuctionSettled, BadDebt
-from protocols.flip import FlipParams
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.cdp import Cdp, CdpParams
+from defistress.protocols.events import AuctionSettled, BadDebt
+from defistress.protocols.flip import FlipParams
 
 BIDDERS = ("a", "b", "c", "d", "z")
 
@@ -21,8 +22,13 @@ def bitten(surplus_buffer=0.0, **kw):
     for who in BIDDERS:
         env.ledger.mint("DAI", who, 2000.0, "genesis")
     oracle = FixedPrice(200.0)
-    params = dict(dust=20.0, mechanism="flip", lump=50.0, surplus_buffer=surplus_buffer,
-                  flip=FlipParams(beg=1.03, ttl=600.0, tau=3 * 86400.0))
+    params = dict(
+        dust=20.0,
+        mechanism="flip",
+        lump=50.0,
+        surplus_buffer=surplus_buffer,
+        flip=FlipParams(beg=1.03, ttl=600.0, tau=3 * 86400.0),
+    )
     params.update(kw)
     cdp = Cdp(CdpParams(**params), oracle, env, "maker")
     cdp.open_vaults([10.0], [1000.0])
@@ -41,11 +47,11 @@ def test_tend_needs_the_beg_increment_and_refunds_the_previous_bidder():
     flip.tend(0, 10.0, 500.0, "a")
     assert led.balance("maker:flip", "DAI") == 500.0 and led.balance("a", "DAI") == 1500.0
     with pytest.raises(Revert, match="Flipper/insufficient-increase"):
-        flip.tend(0, 10.0, 514.0, "b")              # needs ≥ 500·1.03 = 515
+        flip.tend(0, 10.0, 514.0, "b")  # needs ≥ 500·1.03 = 515
     flip.tend(0, 10.0, 515.0, "b")
-    assert led.balance("a", "DAI") == 2000.0        # refunded in full
+    assert led.balance("a", "DAI") == 2000.0  # refunded in full
     assert led.balance("maker:flip", "DAI") == 515.0 and led.balance("b", "DAI") == 1485.0
-    flip.tend(0, 10.0, 1130.0, "c")                 # a bid equal to the tab is always allowed
+    flip.tend(0, 10.0, 1130.0, "c")  # a bid equal to the tab is always allowed
     assert led.balance("b", "DAI") == 2000.0 and led.balance("maker:flip", "DAI") == 1130.0
     assert flip.in_dent(0)
     led.check_conservation()
@@ -56,9 +62,9 @@ def test_dent_lowers_the_lot_at_full_tab_and_returns_collateral_to_the_owner():
     led = env.ledger
     flip.tend(0, 10.0, 1130.0, "c")
     with pytest.raises(Revert, match="Flipper/insufficient-decrease"):
-        flip.dent(0, 9.8, 1130.0, "d")              # 1.03·9.8 = 10.094 > 10
-    flip.dent(0, 9.7, 1130.0, "d")                  # 1.03·9.7 = 9.991 ≤ 10
-    assert led.balance("c", "DAI") == 2000.0        # d paid c the 1130
+        flip.dent(0, 9.8, 1130.0, "d")  # 1.03·9.8 = 10.094 > 10
+    flip.dent(0, 9.7, 1130.0, "d")  # 1.03·9.7 = 9.991 ≤ 10
+    assert led.balance("c", "DAI") == 2000.0  # d paid c the 1130
     assert led.balance("d", "DAI") == 870.0
     assert led.balance("population", "ETH") == pytest.approx(990.0 + 0.3)
     assert led.balance("maker:flip", "ETH") == pytest.approx(9.7)
@@ -70,10 +76,10 @@ def test_deal_after_ttl_burns_the_winning_bid_and_gives_the_lot():
     led = env.ledger
     at(env, 120)
     flip.tend(0, 10.0, 1130.0, "c")
-    flip.dent(0, 9.7, 1130.0, "d")                  # tic = 120 + 600 = 720
+    flip.dent(0, 9.7, 1130.0, "d")  # tic = 120 + 600 = 720
     at(env, 720)
     with pytest.raises(Revert, match="Flipper/not-finished"):
-        flip.deal(0)                                # tic < now is strict
+        flip.deal(0)  # tic < now is strict
     at(env, 732)
     flip.deal(0)
     assert led.balance("d", "ETH") == pytest.approx(9.7)
@@ -102,7 +108,7 @@ def test_bids_must_match_the_lot_stay_within_the_tab_and_respect_the_phase():
 
 def test_no_bid_is_accepted_once_the_last_bid_expired():
     _, flip, env = bitten()
-    flip.tend(0, 10.0, 500.0, "a")                  # tic = 600
+    flip.tend(0, 10.0, 500.0, "a")  # tic = 600
     at(env, 612)
     with pytest.raises(Revert, match="Flipper/already-finished-tic"):
         flip.tend(0, 10.0, 600.0, "b")
@@ -110,7 +116,7 @@ def test_no_bid_is_accepted_once_the_last_bid_expired():
 
 def test_a_zero_bid_wins_the_lot_and_leaves_due_minus_buffer_as_system_debt():
     cdp, flip, env = bitten(surplus_buffer=200.0)
-    flip.tend(0, 10.0, 1e-6, "z")                   # nobody else bids (gas too dear)
+    flip.tend(0, 10.0, 1e-6, "z")  # nobody else bids (gas too dear)
     at(env, 612)
     flip.deal(0)
     assert env.ledger.balance("z", "ETH") == 10.0
@@ -130,14 +136,14 @@ def test_a_zero_bid_wins_the_lot_and_leaves_due_minus_buffer_as_system_debt():
 def test_tick_restarts_an_auction_that_expired_without_bids():
     _, flip, env = bitten()
     with pytest.raises(Revert, match="Flipper/not-finished"):
-        flip.tick(0)                                # end = 3 days not passed
+        flip.tick(0)  # end = 3 days not passed
     at(env, 3 * 86400 + 12)
     assert list(flip.needs_tick()) == [True]
     with pytest.raises(Revert, match="Flipper/already-finished-end"):
         flip.tend(0, 10.0, 100.0, "a")
     with pytest.raises(Revert, match="Flipper/not-finished"):
-        flip.deal(0)                                # nobody bid: nothing to deal
-    flip.tick(0)                                    # end = now + tau
+        flip.deal(0)  # nobody bid: nothing to deal
+    flip.tick(0)  # end = now + tau
     assert flip.end[0] == pytest.approx(3 * 86400 + 12 + 3 * 86400)
     flip.tend(0, 10.0, 100.0, "a")
     with pytest.raises(Revert, match="Flipper/"):
@@ -146,7 +152,7 @@ def test_tick_restarts_an_auction_that_expired_without_bids():
 
 def test_deal_claws_back_the_cat_v2_litter():
     cdp, flip, env = bitten(lump=None, dunk=50_000.0, box=10_000.0)
-    assert cdp.dirt == pytest.approx(1130.0)        # litter += tab
+    assert cdp.dirt == pytest.approx(1130.0)  # litter += tab
     flip.tend(0, 10.0, 1130.0, "a")
     at(env, 612)
     flip.deal(0)

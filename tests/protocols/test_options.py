@@ -1,19 +1,21 @@
 """OptionsVenue: marks, trades, expiry and perp settlement, Derive auction, partial and controller closes."""
+
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from protocols import options_auction as da
-from protocols.base import Env, FixedPrice, Revert
-from protocols.events import BadDebt, Liquidated
-from protocols.options import OptionsVenue, OptionsVenueParams
-from protocols.vol import VolSurfaceParams
+from defistress.protocols import options_auction as da
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import BadDebt, Liquidated
+from defistress.protocols.options import OptionsVenue, OptionsVenueParams
+from defistress.protocols.vol import VolSurfaceParams
 
 DAY = 86_400.0
 MAINNET = da.AuctionSchedule()
 FLAT = VolSurfaceParams(skew=0.0, curvature=0.0)
-FROZEN = VolSurfaceParams(skew=0.0, curvature=0.0, level_coupling=0.0, skew_coupling=0.0)   # no vol reaction
+FROZEN = VolSurfaceParams(skew=0.0, curvature=0.0, level_coupling=0.0, skew_coupling=0.0)  # no vol reaction
 
 
 def make(params=None, price=2000.0, alice=(20_000.0,), sm_usd=0.0):
@@ -48,7 +50,7 @@ def conserved(v, env):
 def test_discount_at_fast_slow_and_insolvent_times():
     # fast: d = 0.95 - 0.25 t/900; slow: d = 0.70 (1 - (t - 900)/43200); 0 after 44,100 s
     assert float(da.discount(0, MAINNET)) == pytest.approx(0.95)
-    assert float(da.discount(450, MAINNET)) == pytest.approx(0.825)          # 0.95 - 0.25 x 0.5
+    assert float(da.discount(450, MAINNET)) == pytest.approx(0.825)  # 0.95 - 0.25 x 0.5
     assert float(da.discount(900, MAINNET)) == pytest.approx(0.70)
     assert float(da.discount(900 + 21_600, MAINNET)) == pytest.approx(0.35)  # 0.70 x (1 - 0.5)
     assert float(da.discount(50_000, MAINNET)) == 0.0
@@ -88,7 +90,7 @@ def test_put_mark_matches_black76_by_hand():
     v, env, *_ = make()
     put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
     assert v.mark_prices()[put] == pytest.approx(10.16985, abs=1e-4)
-    assert v.list_instrument("ETH", "put", 1800.0, 7 * DAY) == put          # idempotent
+    assert v.list_instrument("ETH", "put", 1800.0, 7 * DAY) == put  # idempotent
 
 
 def test_trade_moves_premium_and_is_zero_sum():
@@ -188,7 +190,7 @@ def test_start_auction_charges_fee_to_security_module_and_reverts_when_healthy()
     eq, mm = v.equity()[a], v.margin().mm[a]
     assert 0 < eq < mm
     bm = eq - mm * 1.15
-    fee = bm / (bm - eq) * eq * 0.10                  # f_max(d=1) |MtM| feeRate
+    fee = bm / (bm - eq) * eq * 0.10  # f_max(d=1) |MtM| feeRate
     v.start_auction(a)
     assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(fee)
     assert v.auction_state(a).phase == "fast" and v.auction_discount(a) == pytest.approx(0.95)
@@ -199,7 +201,7 @@ def test_solvent_bid_takes_max_fraction_at_discount():
     v, env, oracle, rows, liq, put = crashed(crash=1700.0)
     a = int(rows[0])
     v.start_auction(a)
-    step(v, env, seconds=456.0)                       # 38 blocks: 456 s into the fast phase
+    step(v, env, seconds=456.0)  # 38 blocks: 456 s into the fast phase
     st = v.auction_state(a)
     d = 0.95 - 0.25 * 456 / 900
     assert st.discount == pytest.approx(d)
@@ -212,7 +214,7 @@ def test_solvent_bid_takes_max_fraction_at_discount():
     pay = st.equity_usd * d * f
     assert v.cash[liq] == pytest.approx(cash_l + f * cash_a - pay)
     assert v.cash[a] == pytest.approx(cash_a * (1 - f) + pay)
-    assert v.auction_state(a).phase == "none"          # buffer margin restored: auction ended
+    assert v.auction_state(a).phase == "none"  # buffer margin restored: auction ended
     conserved(v, env)
 
 
@@ -224,7 +226,7 @@ def test_insolvent_auction_security_module_pays_then_bad_debt_is_socialised():
     assert v.auction_state(a).phase == "insolvent"
     step(v, env, seconds=1800.0)
     st = v.auction_state(a)
-    assert st.payout_usd == pytest.approx(v.auction_lower[a] * 0.5)   # |BM at start| x 1800/3600 s
+    assert st.payout_usd == pytest.approx(v.auction_lower[a] * 0.5)  # |BM at start| x 1800/3600 s
     ev = v.bid(a, "liq", liq, 1.0)
     assert ev.debt_repaid_usd == pytest.approx(-st.payout_usd)
     assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(0.0)
@@ -301,7 +303,7 @@ def test_settle_out_in_and_write_off():
     assert moved == pytest.approx(20_000.0) and env.ledger.balance("coord", "USDC") == pytest.approx(20_000.0)
     put = v.list_instrument("ETH", "put", 1800.0, 60.0)
     v.trade("alice", rows, put, [-1.0], check_margin=False)
-    step(v, env, oracle, 1000.0, seconds=72.0)       # put expires 800 in the money: alice cash ~ -800 + premium
+    step(v, env, oracle, 1000.0, seconds=72.0)  # put expires 800 in the money: alice cash ~ -800 + premium
     assert v.cash[a] < 0
     deficit = -v.cash[a]
     env.ledger.mint("USDC", "coord2", 100.0, "test")
@@ -318,8 +320,18 @@ def test_metrics_and_exposures():
     put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
     v.trade("alice", rows, put, [-3.0])
     m = v.metrics()
-    for k in ("collateral_usd", "debt_usd", "bad_debt_usd", "accounts_unhealthy", "liquidations",
-              "liquidation_volume_usd", "security_module_usd", "atm_vol", "open_interest_usd", "mm_pnl_usd"):
+    for k in (
+        "collateral_usd",
+        "debt_usd",
+        "bad_debt_usd",
+        "accounts_unhealthy",
+        "liquidations",
+        "liquidation_volume_usd",
+        "security_module_usd",
+        "atm_vol",
+        "open_interest_usd",
+        "mm_pnl_usd",
+    ):
         assert k in m
     assert m["open_interest_usd"] == pytest.approx(3 * 2000.0)
     assert m["atm_vol"] == pytest.approx(0.65)

@@ -1,21 +1,21 @@
 """Tests of the perp DEX: margin, OIMF, liquidation, insurance fund, ADL, funding and zero-sum accounting."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import track_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from protocols.base import Env, FixedPrice, Revert
-from protocols.events import Deleveraged, Liquidated
-from protocols.perps import DYDX_LIQUIDITY_TIERS, PerpDex, PerpDexParams, PerpMarketParams
-from conftest import track_env
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import Deleveraged, Liquidated
+from defistress.protocols.perps import DYDX_LIQUIDITY_TIERS, PerpDex, PerpDexParams, PerpMarketParams
 
 # ETH market used by the hand-computed cases: IMF 10%, maintenance fraction 50% -> MMF 5%
 ETH = PerpMarketParams(asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5)
 WHOLE = dict(max_position_portion_liquidated=1.0, max_notional_liquidated_per_block_usd=1e12)
-
 
 
 def make_dex(markets=(ETH,), prices=None, fund=10_000.0, **kw):
@@ -39,8 +39,13 @@ def book_a_long_10(dex, collateral_a=1760.0):
 
 
 def snapshot(dex, env):
-    return (dex.collateral.copy(), dex.size.copy(), dex.entry_notional.copy(), dex.funding_snapshot.copy(),
-            env.ledger.snapshot())
+    return (
+        dex.collateral.copy(),
+        dex.size.copy(),
+        dex.entry_notional.copy(),
+        dex.funding_snapshot.copy(),
+        env.ledger.snapshot(),
+    )
 
 
 def assert_same_state(a, b):
@@ -78,17 +83,18 @@ def test_dex_requires_an_oracle_for_every_market():
 def test_dydx_tier_gives_the_genesis_small_cap_parameters():
     m = PerpMarketParams.dydx_tier("SOL", "small_cap")
     assert (m.initial_margin_fraction, m.maintenance_fraction) == DYDX_LIQUIDITY_TIERS["small_cap"][:2]
-    assert m.maintenance_margin_fraction == pytest.approx(0.05)       # 10% x 50%
+    assert m.maintenance_margin_fraction == pytest.approx(0.05)  # 10% x 50%
     assert m.max_funding_rate_8h == pytest.approx(6.0 * (0.10 - 0.05))  # dYdX clamp: 30% per 8 h
 
 
 # --- margin -----------------------------------------------------------------------------------------------
 def test_equity_and_health_of_a_small_book():
     btc = PerpMarketParams(asset="BTC", initial_margin_fraction=0.10, maintenance_fraction=0.5)
-    eth = PerpMarketParams(asset="ETH", initial_margin_fraction=0.05, maintenance_fraction=0.6)   # MMF 3%
+    eth = PerpMarketParams(asset="ETH", initial_margin_fraction=0.05, maintenance_fraction=0.6)  # MMF 3%
     env, dex, orc = make_dex(markets=(eth, btc), prices={"ETH": 2000.0, "BTC": 50_000.0})
-    dex.open_accounts("pop", [1000.0, 5000.0, 10_000.0],
-                      [[1.0, 0.0], [-1.0, 0.1], [0.0, -0.1]], [[2000.0, 50_000.0]] * 3)
+    dex.open_accounts(
+        "pop", [1000.0, 5000.0, 10_000.0], [[1.0, 0.0], [-1.0, 0.1], [0.0, -0.1]], [[2000.0, 50_000.0]] * 3
+    )
     orc["ETH"].price, orc["BTC"].price = 1900.0, 52_000.0
     # A: 1000 + 1·(1900-2000) = 900;        MMR 1900·3% = 57             -> 15.789...
     # B: 5000 + 100 + 0.1·(52000-50000) = 5300; MMR 57 + 5200·5% = 317  -> 16.719...
@@ -98,7 +104,7 @@ def test_equity_and_health_of_a_small_book():
     np.testing.assert_allclose(dex.health(), [900 / 57, 5300 / 317, 9800 / 260])
     np.testing.assert_allclose(dex.initial_requirement(), [95.0, 1900 * 0.05 + 520.0, 520.0])  # IMR 5% / 10%
     assert dex.liquidatable().size == 0
-    assert dex.equity().sum() == pytest.approx(16_000.0)          # PnL is zero-sum: Σ equity = USDC deposited
+    assert dex.equity().sum() == pytest.approx(16_000.0)  # PnL is zero-sum: Σ equity = USDC deposited
     assert dex.accounting_gap_usd() == pytest.approx(0.0, abs=1e-9)
     env.ledger.check_conservation()
 
@@ -110,16 +116,16 @@ def test_account_without_position_has_infinite_health():
 
 
 def test_oimf_small_cap_at_35m_open_interest_gives_imf_055_and_unchanged_mmf():
-    small = PerpMarketParams.dydx_tier("ETH", "small_cap")             # IMF 10%, MF 50%, caps 20M / 50M
+    small = PerpMarketParams.dydx_tier("ETH", "small_cap")  # IMF 10%, MF 50%, caps 20M / 50M
     env, dex, _ = make_dex(markets=(small,))
     # 17,500 ETH at 2,000 = $35M OI: IMF = 0.10 + (35-20)/(50-20)·(1-0.10) = 0.10 + 0.5·0.9 = 0.55
     dex.open_accounts("pop", [4_000_000.0, 4_000_000.0], [[17_500.0], [-17_500.0]])
     assert dex.open_interest_usd()[0] == pytest.approx(35e6)
     assert dex.imf_effective()[0] == pytest.approx(0.55)
-    np.testing.assert_allclose(dex.maintenance_requirement(), [35e6 * 0.05] * 2)   # MMF stays 5%
+    np.testing.assert_allclose(dex.maintenance_requirement(), [35e6 * 0.05] * 2)  # MMF stays 5%
     np.testing.assert_allclose(dex.initial_requirement(), [35e6 * 0.55] * 2)
-    np.testing.assert_allclose(dex.imf_effective(np.array([10e6])), [0.10])        # below the lower cap
-    np.testing.assert_allclose(dex.imf_effective(np.array([50e6])), [1.0])         # at the upper cap
+    np.testing.assert_allclose(dex.imf_effective(np.array([10e6])), [0.10])  # below the lower cap
+    np.testing.assert_allclose(dex.imf_effective(np.array([50e6])), [1.0])  # at the upper cap
     env.ledger.check_conservation()
 
 
@@ -138,7 +144,7 @@ def test_liquidation_fee_goes_to_the_insurance_fund():
     assert ev.health_before == pytest.approx(0.8)
     assert ev.debt_repaid == pytest.approx(10.0) and ev.collateral_seized == pytest.approx(18_715.0)
     assert ev.protocol_fee == pytest.approx(280.725)
-    assert ev.bonus_usd == pytest.approx(285.0)                     # liquidator: 10·(1900 - 1871.5)
+    assert ev.bonus_usd == pytest.approx(285.0)  # liquidator: 10·(1900 - 1871.5)
     assert dex.insurance_fund_usd() == pytest.approx(10_280.725)
     # A keeps 1760 + 10·1871.5 - 20000 - 280.725 = 194.275
     assert dex.collateral[0] == pytest.approx(194.275) and dex.size[0, 0] == 0.0
@@ -177,7 +183,7 @@ def test_liquidation_fills_at_the_bankruptcy_price_when_the_fund_is_short_and_eq
     pv = dex.preview_liquidation(0)
     assert not pv.adl and pv.fill_price == pytest.approx(1824.0) and pv.payout == 0.0
     ev = dex.liquidate(0, "liq")
-    assert ev.bonus_usd == pytest.approx(560.0)                       # 10·(1880 - 1824): all of A's equity
+    assert ev.bonus_usd == pytest.approx(560.0)  # 10·(1880 - 1824): all of A's equity
     assert dex.collateral[0] == pytest.approx(0.0, abs=1e-9) and dex.insurance_fund_usd() == 0.0
     env.ledger.check_conservation()
 
@@ -185,9 +191,12 @@ def test_liquidation_fills_at_the_bankruptcy_price_when_the_fund_is_short_and_eq
 def adl_book(dex):
     """A +10@2000 (1760), B +5@1640 (50,000), S1 -5@2000 (5,000), S2 -6@1900 (1,000), S3 -4@1700 (20,000).
     Net size 10+5-5-6-4 = 0; net entry notional 20000+8200-10000-11400-6800 = 0."""
-    return dex.open_accounts("pop", [1760.0, 50_000.0, 5000.0, 1000.0, 20_000.0],
-                             [[10.0], [5.0], [-5.0], [-6.0], [-4.0]],
-                             [[2000.0], [1640.0], [2000.0], [1900.0], [1700.0]])
+    return dex.open_accounts(
+        "pop",
+        [1760.0, 50_000.0, 5000.0, 1000.0, 20_000.0],
+        [[10.0], [5.0], [-5.0], [-6.0], [-4.0]],
+        [[2000.0], [1640.0], [2000.0], [1900.0], [1700.0]],
+    )
 
 
 def test_fund_exhaustion_deleverages_the_top_ranked_positions_at_the_bankruptcy_price():
@@ -203,15 +212,17 @@ def test_fund_exhaustion_deleverages_the_top_ranked_positions_at_the_bankruptcy_
     ev = dex.liquidate(0, "liq")
     assert ev.liquidator == "perps:adl"
     fills = [e for e in env.events if isinstance(e, Deleveraged)]
-    assert [(f.account, f.size, f.price) for f in fills] == [(3, 6.0, pytest.approx(1824.0)),
-                                                              (2, 4.0, pytest.approx(1824.0))]
+    assert [(f.account, f.size, f.price) for f in fills] == [
+        (3, 6.0, pytest.approx(1824.0)),
+        (2, 4.0, pytest.approx(1824.0)),
+    ]
     assert dex.size[0, 0] == 0.0 and dex.collateral[0] == pytest.approx(0.0, abs=1e-9)
     # S2: 1000 + 6·(1900-1824) = 1456, flat; S1: 5000 + 4·(2000-1824) = 5704 and -1 ETH @2000 -> equity 5904
     assert dex.collateral[3] == pytest.approx(1456.0) and dex.size[3, 0] == 0.0
     assert dex.equity()[2] == pytest.approx(5904.0) and dex.size[2, 0] == -1.0
     assert dex.equity()[4] == pytest.approx(19_600.0) and dex.size[1, 0] == 5.0
     m = dex.metrics()
-    assert m["adl_count"] == 2 and m["socialised_loss_usd"] == pytest.approx(240.0)   # 10·(1824 - 1800)
+    assert m["adl_count"] == 2 and m["socialised_loss_usd"] == pytest.approx(240.0)  # 10·(1824 - 1800)
     assert m["insurance_fund_usd"] == 1000.0 and m["bad_debt_usd"] == pytest.approx(0.0, abs=1e-9)
     assert dex.accounting_gap_usd() == pytest.approx(0.0, abs=1e-8)
     env.ledger.check_conservation()
@@ -270,7 +281,7 @@ def test_deleverage_reverts_for_accounts_with_non_negative_equity():
 
 
 def test_partial_liquidation_takes_10_percent_once_per_block():
-    env, dex, orc = make_dex()                      # dYdX defaults: 10% of a position, min $1,000 notional
+    env, dex, orc = make_dex()  # dYdX defaults: 10% of a position, min $1,000 notional
     book_a_long_10(dex)
     add_liquidator(dex)
     orc["ETH"].price = 1900.0
@@ -279,18 +290,19 @@ def test_partial_liquidation_takes_10_percent_once_per_block():
     ev = dex.liquidate(0, "liq")
     assert ev.debt_repaid == pytest.approx(1.0) and ev.protocol_fee == pytest.approx(28.0725)
     assert dex.collateral[0] == pytest.approx(1603.4275)
-    assert dex.equity()[0] == pytest.approx(760.0 * 0.9 + 47.5 - 28.0725)   # TNC(1 - 1/10) + delta - fee
+    assert dex.equity()[0] == pytest.approx(760.0 * 0.9 + 47.5 - 28.0725)  # TNC(1 - 1/10) + delta - fee
     with pytest.raises(Revert, match="already liquidated this block|no position left"):
         dex.liquidate(0, "liq")
     env.clock.block += 1
-    assert dex.liquidate(0, "liq").debt_repaid == pytest.approx(0.9)    # 10% of the 9 left
+    assert dex.liquidate(0, "liq").debt_repaid == pytest.approx(0.9)  # 10% of the 9 left
     env.ledger.check_conservation()
 
 
 def test_per_block_notional_limit_caps_liquidations_across_markets():
     btc = PerpMarketParams(asset="BTC", initial_margin_fraction=0.10, maintenance_fraction=0.5)
-    env, dex, orc = make_dex(markets=(ETH, btc), prices={"ETH": 2000.0, "BTC": 50_000.0},
-                             max_notional_liquidated_per_block_usd=25_000.0)
+    env, dex, orc = make_dex(
+        markets=(ETH, btc), prices={"ETH": 2000.0, "BTC": 50_000.0}, max_notional_liquidated_per_block_usd=25_000.0
+    )
     dex.open_accounts("pop", [20_000.0, 1_000_000.0], [[100.0, 2.0], [-100.0, -2.0]])
     add_liquidator(dex)
     orc["ETH"].price, orc["BTC"].price = 1900.0, 48_000.0
@@ -310,7 +322,7 @@ def test_liquidation_reverts_without_a_liquidator_account_or_margin_and_leaves_s
     before = snapshot(dex, env)
     with pytest.raises(Revert, match="has no account"):
         dex.liquidate(0, "liq")
-    dex.open_accounts("liq", [10.0], None)                         # far too little for a 19,000 position
+    dex.open_accounts("liq", [10.0], None)  # far too little for a 19,000 position
     before = snapshot(dex, env)
     with pytest.raises(Revert, match="below initial margin"):
         dex.liquidate(0, "liq")
@@ -325,7 +337,7 @@ def test_funding_tick_from_the_taker_imbalance_is_paid_by_longs_to_shorts():
     # takers: long 10, short 6 -> imbalance (10-6)/16 = 0.25; R_8h = 2e-8·28800·0.25 = 1.44e-4
     # one 3600 s tick: index += 1.44e-4 · 3600/28800 · 2000 = 0.036 USD per ETH
     dex.accrue(1800.0)
-    np.testing.assert_array_equal(dex.funding_owed(), 0.0)          # no tick yet
+    np.testing.assert_array_equal(dex.funding_owed(), 0.0)  # no tick yet
     dex.accrue(1800.0)
     np.testing.assert_allclose(dex.funding_owed(), [-0.36, 0.216, 0.144])
     assert dex.metrics()["funding_rate_8h_ETH"] == pytest.approx(1.44e-4)
@@ -334,12 +346,13 @@ def test_funding_tick_from_the_taker_imbalance_is_paid_by_longs_to_shorts():
 
 
 def test_funding_rate_is_clamped_to_the_dydx_bound():
-    fast = PerpMarketParams(asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5,
-                            funding_factor_per_second=1e-4)
+    fast = PerpMarketParams(
+        asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5, funding_factor_per_second=1e-4
+    )
     env, dex, _ = make_dex(markets=(fast,))
     dex.open_accounts("pop", [10_000.0, 10_000.0], [[10.0], [-10.0]])
-    dex.set_vault(1)                                  # all takers long: imbalance 1
-    assert dex.funding_rate_now()[0] == pytest.approx(6.0 * (0.10 - 0.05))   # 0.3 per 8 h
+    dex.set_vault(1)  # all takers long: imbalance 1
+    assert dex.funding_rate_now()[0] == pytest.approx(6.0 * (0.10 - 0.05))  # 0.3 per 8 h
 
 
 def test_funding_settles_into_collateral_when_a_position_changes():
@@ -348,8 +361,8 @@ def test_funding_settles_into_collateral_when_a_position_changes():
     dex.set_vault(2)
     dex.accrue(3600.0)
     eq = dex.equity().copy()
-    dex.trade("pop", [0], "ETH", [-5.0])             # long sells 5 to the vault at the oracle price
-    np.testing.assert_allclose(dex.equity(), eq)       # a fill at the oracle moves no equity
+    dex.trade("pop", [0], "ETH", [-5.0])  # long sells 5 to the vault at the oracle price
+    np.testing.assert_allclose(dex.equity(), eq)  # a fill at the oracle moves no equity
     assert dex.collateral[0] == pytest.approx(10_000.0 - 0.36)
     assert dex.funding_owed()[0] == 0.0
 
@@ -360,10 +373,10 @@ def test_trade_against_the_vault_realises_pnl_and_checks_initial_margin():
     book_a_long_10(dex, collateral_a=5000.0)
     dex.set_vault(1)
     orc["ETH"].price = 2100.0
-    dex.trade("pop", [0], "ETH", [-4.0])               # realises 4·(2100 - 2000) = 400
+    dex.trade("pop", [0], "ETH", [-4.0])  # realises 4·(2100 - 2000) = 400
     assert dex.collateral[0] == pytest.approx(5400.0) and dex.size[1, 0] == -6.0
     with pytest.raises(Revert, match="below initial margin"):
-        dex.trade("pop", [0], "ETH", [100.0])           # 106 ETH needs 22,260 IMR, equity 5,600
+        dex.trade("pop", [0], "ETH", [100.0])  # 106 ETH needs 22,260 IMR, equity 5,600
     with pytest.raises(Revert, match="does not own"):
         dex.trade("stranger", [0], "ETH", [-1.0])
     env.ledger.check_conservation()
@@ -377,7 +390,7 @@ def test_withdraw_keeps_initial_margin_and_is_gated_while_an_account_is_bankrupt
         dex.withdraw("pop", [0], [3000.01])
     assert dex.withdraw("pop", [0], [3000.0]) == 3000.0
     assert env.ledger.balance("pop", "USDC") == pytest.approx(10_000_000.0 - 105_000.0 + 3000.0)
-    orc["ETH"].price = 1700.0                           # A: 2000 - 3000 < 0
+    orc["ETH"].price = 1700.0  # A: 2000 - 3000 < 0
     with pytest.raises(Revert, match="gated"):
         dex.withdraw("pop", [1], [1.0])
     env.ledger.check_conservation()
@@ -417,8 +430,10 @@ def books(draw, n_markets=2):
     return coll, sizes, en, prices
 
 
-TWO = (PerpMarketParams(asset="ETH", funding_factor_per_second=1e-6),
-       PerpMarketParams(asset="BTC", initial_margin_fraction=0.1, maintenance_fraction=0.5))
+TWO = (
+    PerpMarketParams(asset="ETH", funding_factor_per_second=1e-6),
+    PerpMarketParams(asset="BTC", initial_margin_fraction=0.1, maintenance_fraction=0.5),
+)
 
 
 def open_book(book, **kw):
@@ -438,15 +453,19 @@ def test_funding_payments_sum_to_zero_for_any_book(book, dts, vault):
     for dt in dts:
         before = dex.equity().copy()
         dex.accrue(dt)
-        pay = dex.equity() - before                     # prices fixed: only funding moved equity
+        pay = dex.equity() - before  # prices fixed: only funding moved equity
         assert abs(pay.sum()) <= 1e-9 * max(np.abs(pay).sum(), 1e-12) + 1e-12
     assert abs(dex.accounting_gap_usd()) <= 1e-9 * max(np.abs(dex.entry_notional).sum(), 1.0)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(book=books(), fund=st.sampled_from([0.0, 500.0, 1e6]),
-       steps=st.lists(st.tuples(st.floats(0.8, 1.2), st.floats(0.8, 1.2), st.integers(0, 9), st.floats(-5, 5)),
-                      min_size=1, max_size=6))
+@given(
+    book=books(),
+    fund=st.sampled_from([0.0, 500.0, 1e6]),
+    steps=st.lists(
+        st.tuples(st.floats(0.8, 1.2), st.floats(0.8, 1.2), st.integers(0, 9), st.floats(-5, 5)), min_size=1, max_size=6
+    ),
+)
 def test_pnl_and_funding_stay_zero_sum_through_trades_liquidations_and_deleveraging(book, fund, steps):
     env, dex, orc = open_book(book, fund=fund, **WHOLE)
     n = dex.n_accounts
@@ -456,9 +475,11 @@ def test_pnl_and_funding_stay_zero_sum_through_trades_liquidations_and_deleverag
         orc["ETH"].price *= f_eth
         orc["BTC"].price *= f_btc
         env.clock.block += 1
-        for call in (lambda: dex.trade("pop", [k % n], "ETH", [d], counterparty=(k + 1) % n),
-                     lambda: dex.liquidate(int(np.append(dex.liquidatable(), k % n)[0]), "liq"),
-                     lambda: dex.accrue(3600.0)):
+        for call in (
+            lambda: dex.trade("pop", [k % n], "ETH", [d], counterparty=(k + 1) % n),
+            lambda: dex.liquidate(int(np.append(dex.liquidatable(), k % n)[0]), "liq"),
+            lambda: dex.accrue(3600.0),
+        ):
             try:
                 call()
             except Revert:

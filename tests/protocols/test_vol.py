@@ -1,12 +1,14 @@
 """CoupledVolSurface: calm markets leave it unchanged, a crash lifts ATM and steepens the skew."""
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from protocols.vol import CoupledVolSurface, VolSurfaceParams
+from defistress.protocols.vol import CoupledVolSurface, VolSurfaceParams
 
 DAY = 86_400.0
 
@@ -42,9 +44,9 @@ def test_crash_lifts_atm_and_steepens_put_skew():
         s.update(p, 12.0)
     k = np.array([0.8 * p, p, 1.2 * p])
     new, old = s.vol(k, 7 * DAY, p), base.vol(k, 7 * DAY, p)
-    assert new[1] > old[1]                                  # ATM lifted
-    assert (new[0] - new[2]) > (old[0] - old[2])            # put wing richer relative to the call wing
-    assert s.atm(1 * DAY) > s.atm(90 * DAY)                 # short end reacts most
+    assert new[1] > old[1]  # ATM lifted
+    assert (new[0] - new[2]) > (old[0] - old[2])  # put wing richer relative to the call wing
+    assert s.atm(1 * DAY) > s.atm(90 * DAY)  # short end reacts most
 
 
 def test_smile_shape_by_hand():

@@ -1,0 +1,231 @@
+"""Reference (off-chain) prices: an exogenous path drawn up front, and endogenous impact of net selling.
+
+The exogenous path is correlated GBM with Merton jumps for risky assets, an Ornstein-Uhlenbeck peg
+process for stablecoins, scheduled shocks (jump, drift over a window, volatility multiplier, correlation
+override, depeg), or a replayed real path. Endogenous impact follows the square-root law
+(impact = 1% · sqrt(net USD sold / usd_for_1pct), Tóth et al. 2011) on the net flow not yet recovered,
+which decays with a half-life, so a cascade of liquidation selling can feed on itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from defistress.scenarios.schema import Scenario
+from defistress.sim.engine import replay
+
+SECONDS_PER_YEAR = 365.0 * 86400.0
+
+
+@dataclass
+class ReplayInfo:
+    """What a replay read: file, first candle, how intra-candle blocks were filled."""
+
+    file: str
+    start: str
+    candle_seconds: float
+    fill: str
+
+
+class Market:
+    """Reference prices per block: `exogenous[block, asset]` times the current impact factor."""
+
+    def __init__(self, scenario: Scenario, rng: np.random.Generator, resolve_data=None):
+        self.spec = scenario.market
+        self.symbols = [a.symbol for a in self.spec.assets]
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+        self.block_seconds = scenario.run.block_seconds
+        self.n_blocks = scenario.n_blocks
+        self.replay_info: ReplayInfo | None = None
+        self.exogenous = self._exogenous_path(scenario, rng, resolve_data)
+        self.flow_usd = np.zeros(len(self.symbols))  # decaying cumulative net USD sold (buys negative)
+        self.impact = np.zeros(len(self.symbols))  # log impact per asset
+        self.pending_usd = np.zeros(len(self.symbols))  # net USD sold this block (buys negative)
+        self.depth = np.array(
+            [self.spec.depth[s].usd_for_1pct if s in self.spec.depth else np.inf for s in self.symbols]
+        )
+        half = np.array([self.spec.depth[s].recovery_half_life if s in self.spec.depth else 1.0 for s in self.symbols])
+        self.decay = 0.5 ** (self.block_seconds / half)
+        self.block = 0
+        self.prices = self.exogenous[0].copy()
+
+    # --- per block ---------------------------------------------------------------------------------
+    def advance(self, block: int) -> np.ndarray:
+        """Move to `block`: decay the unrecovered net flow, add last block's net selling, return prices (USD).
+
+        impact = −1% · sign(Q) · sqrt(|Q| / usd_for_1pct), with Q the net USD sold not yet recovered
+        (Q decays with the recovery half-life), so splitting a sale across blocks does not change its impact.
+        """
+        self.block = block
+        self.flow_usd = self.flow_usd * self.decay + self.pending_usd
+        self.impact = np.log1p(
+            -np.minimum(0.01 * np.sign(self.flow_usd) * np.sqrt(np.abs(self.flow_usd) / self.depth), 0.99)
+        )
+        self.pending_usd = np.zeros_like(self.flow_usd)
+        self.prices = self.exogenous[min(block, self.n_blocks - 1)] * np.exp(self.impact)
+        return self.prices
+
+    def record_flow(self, symbol: str, usd_sold: float) -> None:
+        """Net selling of `symbol` in USD this block (negative for buying); moves next block's price."""
+        self.pending_usd[self.index[symbol]] += usd_sold
+
+    def price(self, symbol: str) -> float:
+        return float(self.prices[self.index[symbol]])
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.symbols, self.prices.tolist()))
+
+    # --- the exogenous path ------------------------------------------------------------------------
+    def _exogenous_path(self, scenario: Scenario, rng: np.random.Generator, resolve_data) -> np.ndarray:
+        n, dt_s = self.n_blocks, self.block_seconds
+        dt = dt_s / SECONDS_PER_YEAR
+        assets = self.spec.assets
+        risky = [i for i, a in enumerate(assets) if not a.is_stable]
+        stable = [i for i, a in enumerate(assets) if a.is_stable]
+        logp = np.zeros((n, len(assets)))
+        block_t = np.arange(n) * dt_s
+
+        # volatility multiplier and correlation override per block
+        vol_mult = np.ones((n, len(assets)))
+        corr_override = np.full(n, np.nan)
+        for s in scenario.shocks:
+            win = (block_t >= s.at) & (block_t < (s.until if s.until is not None else s.at))
+            if s.volatility_multiplier is not None:
+                vol_mult[win, self.index[s.asset]] *= s.volatility_multiplier
+            if s.correlation is not None:
+                corr_override[win] = s.correlation
+
+        if risky:
+            sig = np.array([assets[i].volatility for i in risky])
+            mu = np.array([assets[i].drift for i in risky])
+            base_corr = np.asarray(self.spec.correlation, float) if self.spec.correlation else np.eye(len(risky))
+            z = rng.standard_normal((n, len(risky)))
+            shocks = z @ _cholesky(base_corr).T
+            for rho in np.unique(corr_override[~np.isnan(corr_override)]):
+                c = np.full((len(risky), len(risky)), rho)
+                np.fill_diagonal(c, 1.0)
+                mask = corr_override == rho
+                shocks[mask] = z[mask] @ _cholesky(c).T
+            vm = vol_mult[:, risky]
+            inc = (mu - 0.5 * (sig * vm) ** 2) * dt + sig * vm * np.sqrt(dt) * shocks
+            for k, i in enumerate(risky):
+                j = assets[i].jumps
+                if j is not None and j.intensity_per_year > 0:
+                    counts = rng.poisson(j.intensity_per_year * dt, n)
+                    inc[:, k] += counts * j.mean + np.sqrt(counts) * j.stdev * rng.standard_normal(n)
+            inc[0] = 0.0
+            logp[:, risky] = np.cumsum(inc, axis=0)
+
+        if stable:
+            theta = np.array([assets[i].peg_reversion_per_hour for i in stable]) * dt_s / 3600.0
+            sig = np.array([assets[i].peg_volatility for i in stable]) * np.sqrt(dt)
+            target = np.zeros((n, len(stable)))
+            for s in scenario.shocks:
+                if s.depeg_to is not None and s.asset in self.index and assets[self.index[s.asset]].is_stable:
+                    k = stable.index(self.index[s.asset])
+                    win = (block_t >= s.at) & (block_t < s.until)
+                    target[win, k] = np.log(s.depeg_to / assets[self.index[s.asset]].peg)
+            z = rng.standard_normal((n, len(stable)))
+            x = np.zeros((n, len(stable)))
+            a = np.clip(theta, 0.0, 1.0)
+            for b in range(1, n):  # OU recursion, one vector op per block
+                x[b] = x[b - 1] + a * (target[b] - x[b - 1]) + sig * z[b]
+            logp[:, stable] = x
+
+        base = np.array([a.initial_price for a in assets])
+        prices = base * np.exp(logp)
+
+        if self.spec.replay is not None:
+            prices = self._apply_replay(prices, scenario, resolve_data)
+
+        # scheduled jumps and drifts (also on top of a replayed path)
+        adj = np.zeros_like(prices)
+        for s in scenario.shocks:
+            if s.asset is None:
+                continue
+            i = self.index[s.asset]
+            if s.jump is not None:
+                adj[block_t >= s.at, i] += np.log1p(s.jump)
+            if s.drift_to is not None:
+                # blocks in the whole window, even past the run's end, so a short run is not compressed
+                grid_t = np.arange(int(np.ceil(s.until / dt_s)) + 1) * dt_s
+                win_len = max(int(np.sum((grid_t >= s.at) & (grid_t < s.until))), 1)
+                steps = np.clip((block_t - s.at) / dt_s + 1, 0, win_len)
+                adj[:, i] += np.log1p(s.drift_to) * steps / win_len
+        return prices * np.exp(adj)
+
+    def _apply_replay(self, prices: np.ndarray, scenario: Scenario, resolve_data) -> np.ndarray:
+        spec = self.spec.replay
+        path = resolve_data(spec.file)
+        frames = []
+        for sym, series in spec.symbols.items():
+            if spec.format == "coinapi_10min":
+                df = replay.read_coinapi(path, series)
+            else:
+                df = replay.read_ohlc_long(path)
+                df = df[df["symbol"] == series]
+                if df.empty:
+                    raise replay.DataFileError(f"{path}: no rows for symbol {series!r} (market.replay.symbols.{sym})")
+            frames.append((sym, df.sort_values("timestamp_utc").reset_index(drop=True)))
+        start = (
+            pd.Timestamp(spec.start, tz="UTC") if spec.start else min(df["timestamp_utc"].iloc[0] for _, df in frames)
+        )
+        candle = None
+        for sym, df in frames:
+            df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
+            if df.empty:
+                raise replay.DataFileError(f"{path}: no {sym} candles at or after market.replay.start={spec.start}")
+            candle = replay.candle_seconds_of(df["timestamp_utc"], path)
+            path_prices = replay.step_series(
+                df["timestamp_utc"],
+                df["open"].to_numpy(),
+                df["close"].to_numpy(),
+                candle,
+                start,
+                self.n_blocks,
+                self.block_seconds,
+                spec.fill,
+            )
+            prices[:, self.index[sym]] = path_prices
+        self.replay_info = ReplayInfo(str(spec.file), start.isoformat(), float(candle), spec.fill)
+        return prices
+
+
+def _cholesky(c: np.ndarray) -> np.ndarray:
+    """Cholesky factor, with a tiny diagonal lift for singular (e.g. perfectly correlated) matrices."""
+    try:
+        return np.linalg.cholesky(c)
+    except np.linalg.LinAlgError:
+        return np.linalg.cholesky(c + 1e-12 * np.eye(len(c)))
+
+
+class External:
+    """The outside market (a CEX) at reference prices: an agent sells a token and receives another.
+
+    The outside world is the ledger holder "external": it mints what it pays (reason
+    "external_inflow") and keeps what it receives, so conservation holds; every trade is recorded as
+    net flow that moves the reference price through the depth model.
+    """
+
+    holder = "external"
+
+    def __init__(self, market: Market, ledger, fee: float = 0.0005):
+        self.market = market
+        self.ledger = ledger
+        self.fee = fee  # taker fee, fraction (typical CEX VIP tier ~5 bps)
+
+    def sell(self, trader: str, token: str, amount: float, for_token: str) -> float:
+        """Sell `amount` of `token` for `for_token` at reference prices less the fee; returns amount received."""
+        if amount <= 0:
+            return 0.0
+        p_in, p_out = self.market.price(token), self.market.price(for_token)
+        received = amount * p_in / p_out * (1.0 - self.fee)
+        self.ledger.transfer(token, trader, self.holder, amount)
+        self.ledger.mint(for_token, self.holder, received, "external_inflow")
+        self.ledger.transfer(for_token, self.holder, trader, received)
+        self.market.record_flow(token, amount * p_in)
+        self.market.record_flow(for_token, -received * p_out)
+        return received

@@ -1,0 +1,172 @@
+"""StressModel: a Mesa model assembled from the scenario graph; one step is one block.
+
+Phases of a block, in order (docs/architecture.md): market -> oracles -> agents decide -> block building ->
+protocols accrue -> metrics. Each phase is a named method; hooks run at block end, on each liquidation
+event and at run end (invariant checks and metric collectors register there).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+
+import mesa
+import numpy as np
+import pandas as pd
+
+from defistress.agents.tx import BlockView
+from defistress.protocols.base import Clock, Env
+from defistress.protocols.events import Liquidated
+from defistress.scenarios.loader import LoadedScenario, load
+from defistress.sim.engine import build, network, regime
+from defistress.sim.engine.blocks import build_block
+from defistress.sim.engine.gas import GasMarket
+from defistress.sim.engine.market import External, Market
+from defistress.sim.engine.metrics import Recorder
+from defistress.sim.engine.replay import read_gas
+
+
+class StressModel(mesa.Model):
+    """The whole run: market, gas, venues, oracles, protocols and agents, stepped block by block."""
+
+    def __init__(self, scenario, seed: int | None = None):
+        loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario)
+        s = loaded.scenario
+        self.seed = int(s.run.seed if seed is None else seed)
+        super().__init__(rng=self.seed)
+        self.loaded = loaded
+        self.scenario = s
+        self.n_blocks = s.n_blocks
+        self.env = Env(clock=Clock(0, s.run.block_seconds))
+        self.graph = network.build_graph(s)
+        self.hooks: dict[str, list[Callable]] = {"block_end": [], "liquidation": [], "run_end": []}
+
+        self.market = Market(s, self.stream("market"), loaded.resolve_data)
+        self.external = External(self.market, self.env.ledger, s.market.external_fee)
+        self.gas = GasMarket(s.gas, self.n_blocks, s.run.block_seconds, s.shocks, self._gas_replay())
+        stables = [a.symbol for a in s.market.assets if a.is_stable]
+        self.quote_asset = stables[0] if stables else s.market.assets[0].symbol
+
+        specs = lambda kind: [d["spec"] for _, d in self.graph.nodes(data=True) if d["type"] == kind]  # noqa: E731
+        self.pools = {v.id: build.build_pool(self, v) for v in specs("venue")}
+        self.oracles = {o.id: build.build_oracle(self, o) for o in specs("oracle")}
+        self.protocol_specs = {p.id: p for p in specs("protocol")}
+        self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
+        self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
+        self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
+        self.actors = []
+        order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
+        for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
+            self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+        self.actors.extend(regime.build_keeper(self))
+        self.recorder = Recorder(self)
+        if self.coordinator is not None:
+            self.recorder.sources.append(regime.regime_columns)
+        self._event_cursor = 0
+        if s.run.check_conservation_every:
+            every = s.run.check_conservation_every
+            self.hooks["block_end"].append(
+                lambda m: m.env.ledger.check_conservation() if m.env.clock.block % every == 0 else None
+            )
+
+    # --- randomness ---------------------------------------------------------------------------------
+    def stream(self, name: str) -> np.random.Generator:
+        """An independent generator per component, derived from the run seed and the component's name."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+    def eth_price(self) -> float:
+        """USD per ETH for gas costs: the reference price if ETH is a market asset, else the gas spec's."""
+        if "ETH" in self.market.index:
+            return self.market.price("ETH")
+        return self.scenario.gas.eth_price_usd
+
+    # --- the block -----------------------------------------------------------------------------------
+    def step(self) -> None:
+        self.phase_market()
+        self.phase_oracles()
+        txs = self.phase_decide()
+        self.phase_build(txs)
+        self.phase_accrue()
+        self.phase_metrics()
+        self.env.clock.block += 1
+
+    def phase_market(self) -> None:
+        """Exogenous prices move; last block's net selling moves the reference through the depth model."""
+        self.market.advance(self.env.clock.block)
+        self.gas.set_block(self.env.clock.block)
+
+    def phase_oracles(self) -> None:
+        """Each oracle decides whether to publish."""
+        clock = self.env.clock
+        for o in self.oracles.values():
+            ev = o.update(clock.block, clock.seconds)
+            if ev is not None:
+                self.env.emit(ev)
+
+    def phase_decide(self) -> list:
+        """Agents look at what they may see and submit transactions."""
+        view = BlockView(
+            self.env.clock.block, self.env.clock.seconds, self.gas.base_fee_gwei, self.market.as_dict(), self.external
+        )
+        txs = []
+        for agent in self.actors:
+            txs.extend(agent.submit(view))
+        return txs
+
+    def phase_build(self, txs: list) -> None:
+        """Order by priority fee, include under the gas limit, execute (reverts pay gas), update base fee."""
+        b = self.env.clock.block
+        self.block_stats = build_block(
+            txs,
+            self.env,
+            self.gas.base_fee_gwei,
+            self.gas.limit,
+            self.gas.background_gas(b),
+            self.scenario.gas.background_priority_gwei,
+        )
+        self.gas.after_block(self.block_stats.gas_used)
+
+    def phase_accrue(self) -> None:
+        """Interest, funding, auction clocks; pools sample their TWAP."""
+        dt = self.scenario.run.block_seconds
+        for p in self.protocols.values():
+            p.accrue(dt)
+        for pool in self.pools.values():
+            pool.record()
+
+    def phase_metrics(self) -> None:
+        """Record the block's figures and run hooks."""
+        new = self.env.events[self._event_cursor :]
+        self._event_cursor = len(self.env.events)
+        if self.hooks["liquidation"]:
+            for ev in new:
+                if isinstance(ev, Liquidated):
+                    for h in self.hooks["liquidation"]:
+                        h(self, ev)
+        self.recorder.record(new)
+        for h in self.hooks["block_end"]:
+            h(self)
+
+    # --- the run -------------------------------------------------------------------------------------
+    def run(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Step every block of the scenario; `progress(done, total)` is called now and then."""
+        every = max(self.n_blocks // 100, 1)
+        while self.env.clock.block < self.n_blocks:
+            self.step()
+            if progress is not None and (self.env.clock.block % every == 0 or self.env.clock.block == self.n_blocks):
+                progress(self.env.clock.block, self.n_blocks)
+        for h in self.hooks["run_end"]:
+            h(self)
+
+    def _gas_replay(self) -> np.ndarray | None:
+        """Base fee per block (gwei) from a gas-price series: each bucket's value holds over its bucket."""
+        spec = self.scenario.gas.replay
+        if spec is None:
+            return None
+        df = read_gas(self.loaded.resolve_data(spec.file), spec.column)
+        start = pd.Timestamp(spec.start, tz="UTC") if spec.start else df["timestamp_utc"].iloc[0]
+        df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
+        values = df["value"].to_numpy() * (1e-9 if spec.unit == "wei" else 1.0) * spec.scale
+        t = (df["timestamp_utc"] - start).dt.total_seconds().to_numpy()
+        block_t = np.arange(self.n_blocks) * self.scenario.run.block_seconds
+        return values[np.clip(np.searchsorted(t, block_t, side="right") - 1, 0, len(values) - 1)]
