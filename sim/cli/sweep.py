@@ -13,6 +13,7 @@ from types import FrameType
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from defistress.scenarios.loader import ScenarioError
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
         console, err = Console(), Console(stderr=True, soft_wrap=True)
 
         def fail(message: str, code: int = 2) -> None:
-            err.print(f"[bold red]error:[/] {message}", highlight=False, markup=False)
+            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
             raise typer.Exit(code)
 
         if scheduler and workers is not None:

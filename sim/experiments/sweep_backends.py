@@ -7,6 +7,8 @@ once (the sweep appends it to results.jsonl). The dask backend lives in `sweep_d
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -44,7 +46,7 @@ def run_process(
 ) -> None:
     """A local process pool; each worker receives the scenario once through the pool's initializer."""
     window = max_in_flight or default_window(workers)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=install, initargs=(ctx,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=install, initargs=(ctx,))
     pending: set[Future] = set()
     try:
         for batch in batches:
@@ -62,6 +64,18 @@ def run_process(
         _stop(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a fork server that has imported the engine once.
+
+    Not the global default: importing mesa sets it to "spawn" (mesa.batchrunner), which makes every worker
+    import numpy, pandas, scipy and the engine again (seconds each); and not plain "fork", which is unsafe in a
+    process that runs threads (a progress bar, a dask client).
+    """
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(["defistress.sim.experiments.runs"])
+    return mp
 
 
 def _collect(pending: set[Future], on_result: OnResult) -> set[Future]:
