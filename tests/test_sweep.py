@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from sweep_support import Counting
 from typer.testing import CliRunner
 
 from defistress.scenarios.loader import load
@@ -108,27 +109,6 @@ def test_results_are_appended_as_runs_complete(tmp_path):
 
     sweep("eth-crash", [0, 1, 2], {}, out, BASE, workers=2, on_done=on_done)
     assert seen == [(1, 3, 1), (2, 3, 2), (3, 3, 3)]
-
-
-class Counting:
-    """An iterator of one-run batches that records how many were pulled when each result came back."""
-
-    def __init__(self, n: int):
-        self.items = iter([[({}, s, f"k{s}")] for s in range(n)])
-        self.pulled = self.completed = 0
-        self.outstanding: list[int] = []
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = next(self.items)
-        self.pulled += 1
-        return batch
-
-    def on_result(self, rows: list[dict], seconds: float) -> None:
-        self.outstanding.append(self.pulled - self.completed)
-        self.completed += 1
 
 
 def test_process_backend_keeps_a_bounded_window_of_tasks(tmp_path):
