@@ -31,9 +31,9 @@ from defistress.sim.experiments.sweep_folder import (
     FINAL_FILES,
     LOCK,
     RESULTS,
+    ResultsWriter,
     SweepConfig,
     SweepLock,
-    append_rows,
     check_config,
     check_out_target,
     read_rows,
@@ -59,8 +59,9 @@ class SweepSummary:
     points: int  #: grid points in results.parquet
     torn_lines: int  #: cut lines rewritten out of results.jsonl at the start
     wall_s: float  #: seconds from the first task to the last result
-    compute_s: float  #: worker seconds spent inside runs
+    compute_s: float  #: worker CPU seconds spent inside runs
     client_s: float  #: client seconds spent handling results (append, bookkeeping)
+    gather_s: float  #: seconds to write results.parquet and risk.csv
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
@@ -216,39 +217,41 @@ def _run(
 
     total = sum(1 for _ in todo(False)) + sum(1 for _ in todo(True))
     done, compute, client = 0, 0.0, 0.0
-
-    def on_result(rows: list[dict], seconds: float) -> None:
-        nonlocal done, compute, client
-        t = time.perf_counter()
-        append_rows(results, rows)
-        done += len(rows)
-        compute += seconds
-        client += time.perf_counter() - t
-        if on_done:
-            on_done(done, total)
-
     t0 = time.perf_counter()
     if total:
         for name in FINAL_FILES:  # they come back at the end: a folder holding them is a complete sweep
             (out / name).unlink(missing_ok=True)
-        for i in refused:  # points the scenario refuses: recorded as failed, nothing to run
-            on_result([failed_row(p, s, k, refused[i]) for p, s, k in todo(True) if p is points[i]], 0.0)
-        ctx = SweepContext(uuid.uuid4().hex, loaded)
-        _execute(ctx, _batches(todo(False), batch_size), on_result, workers, backend, scheduler, max_in_flight)
+        with ResultsWriter(results) as writer:
+
+            def on_result(rows: list[dict], seconds: float) -> None:
+                nonlocal done, compute, client
+                t = time.perf_counter()
+                writer.append(rows)
+                done += len(rows)
+                compute += seconds
+                client += time.perf_counter() - t
+                if on_done:
+                    on_done(done, total)
+
+            for i in refused:  # points the scenario refuses: recorded as failed, nothing to run
+                on_result([failed_row(p, s, k, refused[i]) for p, s, k in todo(True) if p is points[i]], 0.0)
+            ctx = SweepContext(uuid.uuid4().hex, loaded)
+            _execute(ctx, _batches(todo(False), batch_size), on_result, workers, backend, scheduler, max_in_flight)
     wall = time.perf_counter() - t0
     gathered = finalize(out, sorted(points[0]))
     return SweepSummary(
-        out,
-        planned,
-        planned - total,
-        done,
-        gathered.rows,
-        gathered.failed,
-        gathered.points,
-        torn,
-        wall,
-        compute,
-        client,
+        out=out,
+        planned=planned,
+        skipped=planned - total,
+        ran=done,
+        rows=gathered.rows,
+        failed=gathered.failed,
+        points=gathered.points,
+        torn_lines=torn,
+        wall_s=wall,
+        compute_s=compute,
+        client_s=client,
+        gather_s=time.perf_counter() - t0 - wall,
     )
 
 

@@ -54,14 +54,14 @@ def plugin_name(ctx: SweepContext) -> str:
 
 
 def local_cluster(workers: int) -> LocalCluster:
-    """Worker processes with one thread each; scheduler and workers listen on 127.0.0.1 only."""
+    """Worker processes with one thread each; scheduler, workers and the HTTP endpoint listen on 127.0.0.1 only."""
     return LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         scheduler_port=0,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
     )
 

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -240,15 +241,41 @@ def repair_results(path: Path) -> int:
     return bad
 
 
-def append_rows(path: Path, rows: Iterable[dict]) -> None:
-    """Append rows as JSON lines, flushed to disk, in one write (a batch lands whole or is cut at its end)."""
-    data = b"".join((json.dumps(r, default=_json_default) + "\n").encode() for r in rows)
-    if not data:
-        return
-    with Path(path).open("ab") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+class ResultsWriter:
+    """Appends rows to results.jsonl as they complete: one `write` per batch, so a killed sweep loses nothing
+    that was handed over (the kernel has it) and at most cuts the last line, which the next start rewrites out.
+
+    `fsync` (durability against a power cut, not a process kill) happens at most every `fsync_every_s` seconds
+    and on close: syncing every line cost about 6 ms per run on this machine, the client's largest serial cost.
+    """
+
+    def __init__(self, path: Path, fsync_every_s: float = 1.0):
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fsync_every_s = fsync_every_s
+        self.synced = time.monotonic()
+
+    def append(self, rows: Iterable[dict]) -> None:
+        data = b"".join((json.dumps(r, default=_json_default) + "\n").encode() for r in rows)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        if time.monotonic() - self.synced >= self.fsync_every_s:
+            os.fsync(self.fd)
+            self.synced = time.monotonic()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.fsync(self.fd)
+            finally:
+                os.close(self.fd)
+                self.fd = -1
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
 
 def _json_default(o: object) -> object:

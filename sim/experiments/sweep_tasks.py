@@ -91,10 +91,11 @@ def one_row(loaded: LoadedScenario, params: dict[str, Any], seed: int, key: str)
 
 
 def run_batch(ctx_id: str, items: list[Item]) -> tuple[list[dict[str, Any]], float]:
-    """Run a batch in this worker; returns the rows and the seconds spent running them (for overhead figures)."""
+    """Run a batch in this worker; returns the rows and the CPU seconds of this thread spent running them
+    (CPU, not wall time, so the overhead figures do not depend on what else shares the machine)."""
     ctx = _CONTEXTS.get(ctx_id)
     if ctx is None:
         raise RuntimeError(f"sweep context {ctx_id} is not installed in this worker")
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     rows = [one_row(ctx.loaded, p, s, k) for p, s, k in items]
-    return rows, time.perf_counter() - t0
+    return rows, time.thread_time() - t0
