@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import resource
+import select
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,9 @@ def serve_cluster(workers: int) -> None:
         silence_logs=logging.ERROR,
     ) as cluster:
         print(cluster.scheduler_address, os.getpid(), flush=True)
-        sys.stdin.read()
+        parent = os.getppid()
+        while os.getppid() == parent and not select.select([sys.stdin], [], [], 1.0)[0]:
+            pass  # until the benchmark closes our stdin or dies
 
 
 class Cluster:
@@ -81,6 +84,13 @@ class Cluster:
 
     def cpu(self) -> tuple[float, float]:
         return cpu_s(self.pid), sum(cpu_s(p) for p in self.worker_pids)
+
+    def idle_rate(self, seconds: float = 10.0) -> tuple[float, float]:
+        """CPU seconds per second the scheduler and the workers spend doing nothing (heartbeats, monitors)."""
+        a = self.cpu()
+        time.sleep(seconds)
+        b = self.cpu()
+        return (b[0] - a[0]) / seconds, (b[1] - a[1]) / seconds
 
     def close(self) -> None:
         self.client.close()
@@ -201,6 +211,7 @@ def noop_case(backend: str, tasks: int, cluster: Cluster | None = None) -> dict:
     else:
         run_process(ctx, iter([] for _ in range(tasks)), on_result, workers=2)
     wall = time.perf_counter() - t0
+    idle = cluster.idle_rate() if cluster else (0.0, 0.0)
     case = {
         "case": f"{backend} no-op tasks",
         "tasks": tasks,
@@ -209,6 +220,13 @@ def noop_case(backend: str, tasks: int, cluster: Cluster | None = None) -> dict:
         "client_cpu_per_task_ms": round(1000 * (last["client"] - first["client"]) / tasks, 4),
         "scheduler_cpu_per_task_ms": round(1000 * (last["scheduler"] - first["scheduler"]) / tasks, 4),
         "worker_cpu_per_task_ms": round(1000 * (last["workers"] - first["workers"]) / tasks, 4),
+        "idle_cpu_per_s": {"scheduler": round(idle[0], 4), "workers": round(idle[1], 4)},
+        "scheduler_cpu_per_task_ms_less_idle": round(
+            1000 * (last["scheduler"] - first["scheduler"] - idle[0] * wall) / tasks, 4
+        ),
+        "worker_cpu_per_task_ms_less_idle": round(
+            1000 * (last["workers"] - first["workers"] - idle[1] * wall) / tasks, 4
+        ),
         "client_rss_mb": samples,
     }
     print(json.dumps({k: v for k, v in case.items() if k != "client_rss_mb"}), flush=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -113,7 +113,7 @@ def _drive(
     """Submit batches as slots free up; hand each finished batch to on_result and release its future."""
     window = max_in_flight or default_window(slots(client))
     refreshed = time.monotonic()
-    inflight: dict[str, tuple[Future, list[Item]]] = {}
+    inflight: dict[Hashable, tuple[Future, list[Item]]] = {}
     futures = as_completed()
     exhausted = False
 
