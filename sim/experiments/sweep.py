@@ -164,7 +164,7 @@ def sweep(
             out.rmdir()
         raise
     try:
-        if not (out / CONFIG).is_file():
+        if not check_config(out, config):  # again under the lock: another sweep may have made it meanwhile
             write_config(out, config)
         return _run(loaded, points, refused, seeds, out, workers, backend, on_done, scheduler, batch_size,
                     max_in_flight, retry_failed)  # fmt: skip

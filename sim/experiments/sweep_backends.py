@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -46,7 +47,7 @@ def run_process(
 ) -> None:
     """A local process pool; each worker receives the scenario once through the pool's initializer."""
     window = max_in_flight or default_window(workers)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=install, initargs=(ctx,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(ctx,))
     pending: set[Future] = set()
     try:
         for batch in batches:
@@ -64,6 +65,12 @@ def run_process(
         _stop(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _init_worker(ctx: SweepContext) -> None:
+    """A pool worker leaves Ctrl-C to the sweep, which stops the pool (no traceback from every worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    install(ctx)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
