@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=2000, help="runs in the large dask sweep (>= 2,000 for the issue)")
     ap.add_argument("--noop-tasks", type=int, default=20000)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--dask-only", action="store_true", help="only the cases on an existing dask cluster")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--serve-cluster", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -273,15 +274,21 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.runs, a.noop_tasks = 200, 2000
     small = max(50, a.runs // 10)
-    out = a.out or HERE / "results" / ("sweep-quick.json" if a.quick else "sweep.json")
+    out = a.out or HERE / "results" / (
+        "sweep-quick.json" if a.quick else "sweep-dask.json" if a.dask_only else "sweep.json"
+    )
     result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "scenario": ["eth-crash", *TINY]}
     t0 = time.perf_counter()
-    cases = [sweep_case("inline", small, "inline", 1)]
-    # first use in a process starts the pool's fork server (it imports the engine once): measured, then warm
-    cases.append(sweep_case("process first use (fork server start)", 4, "process", 2))
-    cases += [sweep_case("process small", small, "process", 2), sweep_case("process large", a.runs // 2, "process", 2)]
-    local = sweep_case("dask local cluster (started by the sweep)", small, "dask", 2)
-    cases.append(local)
+    cases = []
+    if not a.dask_only:
+        cases.append(sweep_case("inline", small, "inline", 1))
+        # first use in a process starts the pool's fork server (it imports the engine once): measured, then warm
+        cases.append(sweep_case("process first use (fork server start)", 4, "process", 2))
+        cases += [
+            sweep_case("process small", small, "process", 2),
+            sweep_case("process large", a.runs // 2, "process", 2),
+        ]
+        cases.append(sweep_case("dask local cluster (started by the sweep)", small, "dask", 2))
     cluster = Cluster(2)
     try:
         cases += [
@@ -293,15 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         noop = [noop_case("dask", a.noop_tasks, cluster)]
     finally:
         cluster.close()
-    noop.append(noop_case("process", a.noop_tasks))
+    if not a.dask_only:
+        noop.append(noop_case("process", a.noop_tasks))
     by = {c["case"]: c for c in cases}
     result["cases"] = cases
     result["noop"] = noop
-    result["fits"] = [
-        fit(by["process small"], by["process large"]),
-        fit(by["dask small"], by["dask large"]),
-    ]
-    result["dask_local_fixed_s"] = round(local["total_s"] - by["dask small"]["total_s"], 3)
+    result["fits"] = [fit(by["dask small"], by["dask large"])]
+    if not a.dask_only:
+        result["fits"].insert(0, fit(by["process small"], by["process large"]))
+        local = by["dask local cluster (started by the sweep)"]
+        result["dask_local_fixed_s"] = round(local["total_s"] - by["dask small"]["total_s"], 3)
     result["machine"]["loadavg_after"] = os.getloadavg()
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Scaling projection of the dask sweep backend to 10, 100 and 1,000 workers, from measured costs.
 
-Run: python benchmarks/sweep_projection.py   (reads results/sweep.json and results/model.json, prints a table)
+Run: python benchmarks/sweep_projection.py [SWEEP_JSON]   (default results/sweep.json; with results/model.json)
 
 Model (one client, one scheduler, W single-threaded workers, B runs per task):
 - a worker finishes a task every `B * run_s + worker_task_s` seconds, so the workers could deliver
@@ -116,7 +116,9 @@ def table(c: Costs, label: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sweep = json.loads((HERE / "results" / "sweep.json").read_text())
+    argv = sys.argv[1:] if argv is None else argv
+    source = Path(argv[0]) if argv else HERE / "results" / "sweep.json"
+    sweep = json.loads(source.read_text())
     model = json.loads((HERE / "results" / "model.json").read_text())
     tiny = next(c for c in sweep["cases"] if c["case"] == "dask large")["run_cpu_ms"] / 1000
     day = next(c for c in model["cases"] if c["model"] == "vectorised" and c["accounts"] == 10_000)["cpu_s"]

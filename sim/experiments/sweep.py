@@ -41,7 +41,7 @@ from defistress.sim.experiments.sweep_folder import (
     write_config,
 )
 from defistress.sim.experiments.sweep_results import finalize
-from defistress.sim.experiments.sweep_tasks import Item, SweepContext, failed_row, point_overrides
+from defistress.sim.experiments.sweep_tasks import Item, SweepContext, encode_rows, failed_row, point_overrides
 
 BACKENDS = ("process", "dask", "inline")
 
@@ -223,18 +223,20 @@ def _run(
             (out / name).unlink(missing_ok=True)
         with ResultsWriter(results) as writer:
 
-            def on_result(rows: list[dict], seconds: float) -> None:
+            def on_result(lines: bytes, seconds: float) -> None:
                 nonlocal done, compute, client
                 t = time.perf_counter()
-                writer.append(rows)
-                done += len(rows)
+                writer.append(lines)
+                done += lines.count(b"\n")
                 compute += seconds
                 client += time.perf_counter() - t
                 if on_done:
                     on_done(done, total)
 
             for i in refused:  # points the scenario refuses: recorded as failed, nothing to run
-                on_result([failed_row(p, s, k, refused[i]) for p, s, k in todo(True) if p is points[i]], 0.0)
+                on_result(
+                    encode_rows([failed_row(p, s, k, refused[i]) for p, s, k in todo(True) if p is points[i]]), 0.0
+                )
             ctx = SweepContext(uuid.uuid4().hex, loaded)
             _execute(ctx, _batches(todo(False), batch_size), on_result, workers, backend, scheduler, max_in_flight)
     wall = time.perf_counter() - t0
@@ -264,7 +266,7 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 def _execute(
     ctx: SweepContext,
     batches: Iterator[list[Item]],
-    on_result: Callable[[list[dict], float], None],
+    on_result: Callable[[bytes, float], None],
     workers: int,
     backend: str,
     scheduler: str | None,

@@ -13,11 +13,11 @@ import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 from defistress.sim.experiments.sweep_tasks import Item, SweepContext, install, run_batch, uninstall
 
-OnResult = Callable[[list[dict[str, Any]], float], None]
+#: receives a finished batch's rows as JSON lines and the worker CPU seconds spent in its runs
+OnResult = Callable[[bytes, float], None]
 
 
 def default_window(slots: int) -> int:

@@ -23,7 +23,15 @@ from distributed import Client, Future, LocalCluster, as_completed
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from defistress.sim.experiments.sweep_backends import OnResult, default_window
-from defistress.sim.experiments.sweep_tasks import Item, SweepContext, failed_row, install, run_batch, uninstall
+from defistress.sim.experiments.sweep_tasks import (
+    Item,
+    SweepContext,
+    encode_rows,
+    failed_row,
+    install,
+    run_batch,
+    uninstall,
+)
 
 #: seconds between re-reads of the cluster's worker threads (the window follows the cluster's size)
 REFRESH_S = 5.0
@@ -133,11 +141,11 @@ def _drive(
         for fut in futures:
             batch = inflight.pop(fut.key)[1]
             try:
-                rows, seconds = fut.result()
+                lines, seconds = fut.result()
             except Exception as exc:  # KilledWorker after the scheduler's retries, or a task error
-                rows, seconds = [failed_row(p, s, k, exc) for p, s, k in batch], 0.0
+                lines, seconds = encode_rows([failed_row(p, s, k, exc) for p, s, k in batch]), 0.0
             fut.release()
-            on_result(rows, seconds)
+            on_result(lines, seconds)
             if max_in_flight is None and time.monotonic() - refreshed > REFRESH_S:
                 window, refreshed = default_window(slots(client)), time.monotonic()
             top_up()

@@ -16,7 +16,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -254,8 +254,8 @@ class ResultsWriter:
         self.fsync_every_s = fsync_every_s
         self.synced = time.monotonic()
 
-    def append(self, rows: Iterable[dict]) -> None:
-        data = b"".join((json.dumps(r, default=_json_default) + "\n").encode() for r in rows)
+    def append(self, data: bytes) -> None:
+        """Append JSON lines (encoded by the workers, see `sweep_tasks.encode_rows`)."""
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
@@ -276,15 +276,3 @@ class ResultsWriter:
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
-
-
-def _json_default(o: object) -> object:
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -90,12 +90,29 @@ def one_row(loaded: LoadedScenario, params: dict[str, Any], seed: int, key: str)
     return row
 
 
-def run_batch(ctx_id: str, items: list[Item]) -> tuple[list[dict[str, Any]], float]:
-    """Run a batch in this worker; returns the rows and the CPU seconds of this thread spent running them
-    (CPU, not wall time, so the overhead figures do not depend on what else shares the machine)."""
+def encode_rows(rows: list[dict[str, Any]]) -> bytes:
+    """Rows as JSON lines, the bytes results.jsonl holds (encoded in the workers: the client only writes them)."""
+    return b"".join((json.dumps(r, default=_json_default) + "\n").encode() for r in rows)
+
+
+def _json_default(o: object) -> object:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def run_batch(ctx_id: str, items: list[Item]) -> tuple[bytes, float]:
+    """Run a batch in this worker; returns its rows as JSON lines and the CPU seconds of this thread spent
+    running them (CPU, not wall time, so the overhead figures do not depend on what else shares the machine)."""
     ctx = _CONTEXTS.get(ctx_id)
     if ctx is None:
         raise RuntimeError(f"sweep context {ctx_id} is not installed in this worker")
     t0 = time.thread_time()
     rows = [one_row(ctx.loaded, p, s, k) for p, s, k in items]
-    return rows, time.thread_time() - t0
+    return encode_rows(rows), time.thread_time() - t0
