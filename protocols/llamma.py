@@ -542,9 +542,8 @@ class Llamma:
         n0 = self.active_band
         self.ensure_bands(n0, n0)
         pump = not p < float(band_price(self.band_x(n0), self.band_y(n0), p_o, self.p_oracle_up(n0), self.p.A))
-        bands, x, y = self._window(pump, p_o)
-        bands_full = self.band_x(bands), self.band_y(bands)
-        x, y = bands_full  # get_amount_for_price reads both coins of every band
+        bands, _, _ = self._window(pump, p_o)
+        x, y = self.band_x(bands), self.band_y(bands)  # get_amount_for_price reads both coins of every band
         p_up_o = self.p_oracle_up(bands)
         p_down = p_o**3 / p_up_o**2
         p_up = p_down / self.ratio**2

@@ -92,7 +92,10 @@ class LlammaSpec(StrictCurve):
     policy_other_debt: float = Field(
         0.0, ge=0, le=1e12, description="debt of crvUSD markets not in the scenario that the policy counts, crvUSD"
     )
-    liquidates_into: list[str] = Field(default_factory=list, description="venue ids liquidators sell into")
+    liquidates_into: list[str] = Field(
+        default_factory=list,
+        description="venue ids where seized collateral is sold (graph edges; the llamma liquidator sells outside)",
+    )
 
     @model_validator(mode="before")
     @classmethod
