@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench lint
+.PHONY: demo test install clean bench lint typecheck
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+# mypy reads the sources through build/ns, symlinks that lay the folders out as the installed namespace
+typecheck: $(STAMP)
+	$(BIN)/python tools/ns_tree.py > /dev/null
+	cd build/ns && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p defistress
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
