@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench lint typecheck
+.PHONY: demo test install clean bench lint typecheck docs check-install
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash
 
-test: $(STAMP) lint
+test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n 2 tests
 	rm -rf build/notebooks && mkdir -p build/notebooks
 	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done
@@ -34,6 +34,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python tools/ns_tree.py > /dev/null
 	cd build/ns && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p defistress
+
+# the documentation site in build/site (strict: any warning fails); DEFISTRESS_DOCS_EXECUTE=false skips running
+# the notebooks for a quicker build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# a plain (non-editable) install works: wheel -> fresh venv -> defistress from another directory (about 1-2 min)
+check-install: $(STAMP)
+	bash tools/check_install.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
