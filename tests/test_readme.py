@@ -139,3 +139,85 @@ def test_readme_performance_figures_are_the_committed_benchmark_results():
         assert f"| vectorised | {c['accounts']:,} | {c['wall_s']:.1f} | {c['cpu_s']:.1f} |" in bench
     assert f"| {n10['wall_s']:.1f} |" in bench and f"≥ {n100['wall_s']:,.0f}" in bench
     assert f"**{speed[10_000]['speedup']:.0f}×**" in bench and f"**≥ {speed[100_000]['speedup']:.0f}×**" in bench
+
+
+# --- figures of the slower scenarios, from tests/data/readme_figures.json (tools/readme_figures.py) -----------
+FIGURES = json.loads((ROOT / "tests" / "data" / "readme_figures.json").read_text())
+
+
+def figures(key: str) -> dict:
+    return FIGURES["runs"][key]["metrics"]
+
+
+@pytest.mark.parametrize("key", sorted(FIGURES["runs"]))
+def test_the_committed_figures_come_from_the_current_scenario_files(key):
+    """A changed scenario file needs `make readme-figures` (and a README update), which this test asks for."""
+    name, _, regime = key.partition("/")
+    loaded = load(name, [f"margin.regime={regime}"] if regime else [])
+    assert FIGURES["runs"][key]["scenario_sha256"] == loaded.hash, f"{key}: re-run tools/readme_figures.py"
+    assert FIGURES["seed"] == 1 and figures(key)["seed"] == 1 and figures(key)["conservation_ok"]
+
+
+def test_readme_defi_contagion_sentence_is_what_seed_1_produces():
+    m = figures("defi-contagion")
+    lend, maker, perps = (m["protocols"][p] for p in ("lend", "maker", "perps"))
+    c = m["contagion"]
+    text = " ".join(section("Built-in scenarios").split())
+    assert c["n_protocols_breached"] == 2 and set(c["loss_attribution_usd"]) == {"collateral_of"}
+    assert c["cascade_depth_by_protocol"]["lend"] == 1 and c["cascade_depth_by_protocol"]["perps"] == 2
+    assert maker["bad_debt_usd"] == 0.0 and c["insurance_drawdown_usd"]["perps"] > 0.99 * c["capital_usd"]["perps"]
+    for phrase in (
+        f"ETH's exogenous path falls {100 * m['exogenous_drawdown']:.0f}% at its lowest",
+        f"the lending market writes off {usd(lend['bad_debt_usd'])} after {lend['liquidations']:,} liquidations",
+        f"drains its ${c['capital_usd']['perps'] / 1e6:.1f}M insurance fund",
+        f"auto-deleverages {c['adl_count']['perps']:,} times ({usd(perps['bad_debt_usd'])} of bad debt)",
+        f"the CDP kicks {maker['liquidations']:,} auctions and loses nothing",
+        f"DAI strays up to {100 * c['peg_deviation_max']['DAI']:.1f}% from its peg",
+        "Losses reach two protocols at cascade depths 1 (lending) and 2 (perps), all attributed to the collateral edge",
+    ):
+        assert phrase in text, phrase
+
+
+def test_readme_black_thursday_maker_sentence_is_what_seed_1_produces():
+    card = {row["metric"]: row for row in figures("black-thursday-maker")["scorecard"]}
+    zero, debt = card["maker_zero_bid_share"], card["maker_bad_debt_usd"]
+    text = " ".join(section("Built-in scenarios").split())
+    phrase = (
+        f"zero-bid share at {100 * zero['simulated']:.0f}% of auctioned collateral against the published "
+        f"{100 * zero['published']:.0f}%, and system debt at {usd(debt['simulated'])} against the "
+        f"{debt['published'] / 1e6:.2f}M DAI debt auction"
+    )
+    assert phrase in text, phrase
+
+
+def signed_usd(v: float) -> str:
+    return ("+" if v >= 0 else "−") + usd(abs(v))
+
+
+def test_readme_regime_table_is_what_seed_1_produces_under_both_regimes():
+    silo, pm = (figures(f"inter-protocol-pm/{r}")["margin"] for r in ("silo", "portfolio"))
+    assert silo["principals"] == pm["principals"]
+    on = {r: [v for v, x in m["by_venue"].items() if x["liquidations"]] for r, m in (("silo", silo), ("pm", pm))}
+    assert on["silo"] == ["lend"]  # "(all on lending)"
+    rows = [
+        ("capital required (Σ IM at the start)", usd(silo["capital_required_usd"]),
+         f"{usd(pm['capital_required_usd'])} (efficiency {pm['capital_efficiency']:.2f}×)"),
+        ("largest margin shortfall", usd(silo["margin_shortfall_max_usd"]), usd(pm["margin_shortfall_max_usd"])),
+        ("liquidations of their rows / volume",
+         f"{silo['liquidations']:,} / {usd(silo['liquidation_volume_usd'])} (all on lending)",
+         f"{pm['liquidations']:,} / {usd(pm['liquidation_volume_usd'])}"),
+        ("written off", usd(silo["written_off_usd"]), usd(pm["written_off_usd"])),
+        ("lending debt left unbacked at the end (backed only by their cash on other venues)",
+         usd(silo["by_venue"]["lend"]["unbacked_end_usd"]), usd(pm["by_venue"]["lend"]["unbacked_end_usd"])),
+        ("the accounts' PnL over the run", signed_usd(silo["principal_pnl_usd"]), signed_usd(pm["principal_pnl_usd"])),
+    ]  # fmt: skip
+    text = section("Inter-protocol portfolio margin")
+    for label, a, b in rows:
+        assert f"| {label} | {a} | {b} |" in text, (label, a, b)
+    flat = " ".join(text.split())
+    m = figures("inter-protocol-pm/silo")
+    spared = 1 - pm["liquidations"] / silo["liquidations"]
+    saved = 1 - pm["capital_required_usd"] / silo["capital_required_usd"]
+    assert f"At seed 1 ({silo['principals']} hedged accounts, ETH −{100 * m['exogenous_drawdown']:.0f}%" in flat
+    assert f"spares the hedged books {100 * spared:.0f}% of their liquidations and {100 * saved:.0f}% of their" in flat
+    assert f"ends with {usd(pm['by_venue']['lend']['unbacked_end_usd'])} of debt above its collateral" in flat

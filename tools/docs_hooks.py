@@ -70,8 +70,8 @@ def cli_page() -> str:
         cwd=ROOT,
     ).stdout
     intro = "Generated from the typer app (`defistress --help` and each command's `--help` say the same).\n\n"
-    title, _, rest = out.partition("\n")
-    return f"# Command line\n\n{intro}{rest.replace(title, '', 0)}"
+    _, _, rest = out.partition("\n")  # typer's own title line ("# `defistress`") gives way to the page's
+    return f"# Command line\n\n{intro}{rest.lstrip()}"
 
 
 @event_priority(100)  # before mkdocs-jupyter looks for notebooks among the files
