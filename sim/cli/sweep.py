@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from defistress.scenarios.loader import ScenarioError
+
+if TYPE_CHECKING:
+    from defistress.sim.experiments.sweep import SweepSummary
 
 
 class Backend(StrEnum):
@@ -90,28 +94,32 @@ def register(app: typer.Typer) -> None:
         chosen = backend.value if backend else ("dask" if scheduler else "process")
         try:
             g = parse_grid(grid)
-            args = dict(
-                scenario_ref=scenario,
-                seeds=list(range(seed_start, seed_start + seeds)),
-                grid=g,
-                out=out,
-                overrides=set_,
-                workers=workers or 1,
-                backend=chosen,
-                scheduler=scheduler,
-                batch_size=batch,
-                max_in_flight=max_in_flight,
-                retry_failed=retry_failed,
-            )
+
+            def run(on_done: Callable[[int, int], None] | None = None) -> SweepSummary:
+                return run_sweep(
+                    scenario,
+                    list(range(seed_start, seed_start + seeds)),
+                    g,
+                    out,
+                    set_,
+                    workers=workers or 1,
+                    backend=chosen,
+                    on_done=on_done,
+                    scheduler=scheduler,
+                    batch_size=batch,
+                    max_in_flight=max_in_flight,
+                    retry_failed=retry_failed,
+                )
+
             with sigterm_as_exit():
                 if not quiet and sys.stderr.isatty():
                     from rich.progress import Progress
 
                     with Progress(console=err, transient=True) as bar:
                         task = bar.add_task("runs", total=None)
-                        summary = run_sweep(**args, on_done=lambda d, t: bar.update(task, completed=d, total=t))
+                        summary = run(lambda d, t: bar.update(task, completed=d, total=t))
                 else:
-                    summary = run_sweep(**args)
+                    summary = run()
         except (ScenarioError, ValueError) as exc:
             fail(str(exc))
         except WorkerDied as exc:
