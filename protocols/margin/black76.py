@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
@@ -179,16 +180,29 @@ def implied_vol(
 
 
 class ForwardShockPricer:
-    """Signed values (qty * price) of a fixed option book repriced at forward F * m and given vols.
+    """Signed values (qty * price) of a fixed option book repriced at forward F' = (F - fixed) * m + fixed.
 
-    Scenario engines call `values(m, sigma, key)` once per scenario: ln(F/K) and sqrt(T) are computed once,
-    the per-vol terms once per `key` (one per vol-shock direction), so a scenario costs two ndtr calls.
+    `fixed` is the part of each forward that does not move with the shock (Derive's settlement average inside
+    the settlement window, PMRMLib_2 `_getExpiryShockedMTM`: forward = variable * spotShock + fixed); 0 gives
+    F * m. Scenario engines call `values(m, sigma, key)` once per scenario: ln(F/K) and sqrt(T) are computed
+    once, the per-vol terms once per `key` (one per vol-shock direction), so a scenario costs two ndtr calls.
     """
 
-    def __init__(self, forward, strike, t_years, is_call, qty, discount=1.0):
-        self.f, self.k, self.t, self.qty, self.d = np.broadcast_arrays(
-            _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount)
+    def __init__(
+        self,
+        forward: npt.ArrayLike,
+        strike: npt.ArrayLike,
+        t_years: npt.ArrayLike,
+        is_call: npt.ArrayLike,
+        qty: npt.ArrayLike,
+        discount: npt.ArrayLike = 1.0,
+        fixed: npt.ArrayLike = 0.0,
+    ) -> None:
+        self.f, self.k, self.t, self.qty, self.d, fixed_b = np.broadcast_arrays(
+            _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount), _arr(fixed)
         )
+        self.fixed_idx = np.flatnonzero(fixed_b != 0.0)  # repriced at (F - fixed) m + fixed by the general path
+        self.fixed = fixed_b[self.fixed_idx]
         self.is_call = np.broadcast_to(np.asarray(is_call, dtype=bool), self.f.shape)
         ok = (self.f > 0.0) & (self.k > 0.0)
         self._ok = ok
@@ -222,6 +236,12 @@ class ForwardShockPricer:
         if odd.size:  # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24) via the general path
             c, p = call_put(self.f[odd] * fwd_mult, self.k[odd], self.t[odd], sig_odd, self.d[odd])
             out[odd] = self.qty[odd] * np.where(self.is_call[odd], c, p)
+        if self.fixed_idx.size:  # forwards with a fixed part: F' = (F - fixed) m + fixed
+            i = self.fixed_idx
+            f_shocked = (self.f[i] - self.fixed) * fwd_mult + self.fixed
+            sig = np.broadcast_to(_arr(sigma), self.f.shape)[i]
+            c, p = call_put(f_shocked, self.k[i], self.t[i], sig, self.d[i])
+            out[i] = self.qty[i] * np.where(self.is_call[i], c, p)
         return out
 
     def _chunk(self, m: float, tv, inv, half, out: np.ndarray, sl: slice) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, check_supported
 from defistress.protocols.margin.registry import build as get_model
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
@@ -161,6 +161,7 @@ class DynamicMargin:
         return np.asarray(out) * np.sqrt(p.horizon_days)
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         p, n, n_u = self.params, pf.n_accounts, len(pf.underlyings)
         scan = np.zeros(n)
         if n_u and pf.n_positions:

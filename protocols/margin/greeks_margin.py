@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, check_supported
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 from defistress.protocols.margin.var import mark_to_market, per_account_underlying, position_greeks
@@ -86,6 +86,7 @@ class GreeksMargin:
         return {"delta_usd": delta, "gamma_usd": gamma, "vega_usd": vega}
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         ch = self.charges(pf, mkt)
         mm = ch["delta_usd"] + ch["gamma_usd"] + ch["vega_usd"]
         return MarginResult(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, check_supported
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 
@@ -72,6 +72,7 @@ class RuleModel:
         self.name = name
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         if self.params.mode == "cross":
             return self._cross(pf, mkt)
         return isolated(self._cross, pf, mkt, self.name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, greeks, price
-from defistress.protocols.margin.portfolio import CALL, FUTURE, PUT, MarketState, Portfolio
+from defistress.protocols.margin.portfolio import CALL, FUTURE, PUT, MarketState, Portfolio, check_supported
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 
@@ -149,6 +149,7 @@ class Span:
         return loss, values, delta
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         n = pf.n_accounts
         equity = pf.cash.astype(np.float64).copy()
         mm = np.zeros(n)

@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR
 
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
-def _f64(x) -> np.ndarray:
+
+def _f64(x: npt.ArrayLike) -> FloatArray:
     return np.asarray(x, dtype=np.float64)
 
 
@@ -78,7 +82,12 @@ class SVIRules:
 
 @dataclass(frozen=True)
 class SVISlice:
-    """Raw SVI parameters of one expiry: w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))."""
+    """Raw SVI parameters of one expiry: w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2)).
+
+    A vol feed publishes its own `tau_years` (vol = sqrt(w / tau)) and `forward` (k = ln(K / forward)) with the
+    parameters (lyra-utils SVI.sol getVol(strike, a, b, rho, m, sigma, forwardPrice, tau)); when given they
+    replace expiry_s / 365 days and the pricing forward at this slice (derivexyz/v2-core MockFeeds/LyraVolFeed).
+    """
 
     expiry_s: float
     a: float
@@ -86,10 +95,16 @@ class SVISlice:
     rho: float
     m: float
     sigma: float
+    tau_years: float | None = None
+    forward: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.expiry_s > 0:
-            raise ValueError(f"expiry_s={self.expiry_s}: allowed > 0 seconds")
+        if self.tau_years is not None and not (np.isfinite(self.tau_years) and self.tau_years > 0):
+            raise ValueError(f"tau_years={self.tau_years}: allowed None or > 0 years")
+        if self.forward is not None and not (np.isfinite(self.forward) and self.forward > 0):
+            raise ValueError(f"forward={self.forward}: allowed None or > 0 USD")
+        if not (self.expiry_s > 0 or (self.expiry_s == 0 and self.tau_years is not None)):
+            raise ValueError(f"expiry_s={self.expiry_s}: allowed > 0 seconds (0 only with tau_years)")
         if self.b < 0:
             raise ValueError(f"b={self.b}: allowed >= 0")
         if not -1.0 < self.rho < 1.0:
@@ -114,10 +129,19 @@ class SVISurface(_Shiftable):
             raise ValueError(f"slices expiry_s={exps}: allowed strictly increasing")
         object.__setattr__(self, "slices", tuple(self.slices))
 
-    def _params(self) -> dict[str, np.ndarray]:
-        return {n: np.array([getattr(s, n) for s in self.slices]) for n in ("expiry_s", "a", "b", "rho", "m", "sigma")}
+    def _params(self) -> dict[str, FloatArray]:
+        out = {n: np.array([getattr(s, n) for s in self.slices]) for n in ("expiry_s", "a", "b", "rho", "m", "sigma")}
+        out["tau"] = np.array(
+            [s.expiry_s / SECONDS_PER_YEAR if s.tau_years is None else s.tau_years for s in self.slices]
+        )
+        out["forward"] = np.array([np.nan if s.forward is None else s.forward for s in self.slices])
+        return out
 
-    def _total_var(self, i: np.ndarray, k: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    def _total_var(self, i: IntArray, strike: FloatArray, fwd: FloatArray, p: dict[str, FloatArray]) -> FloatArray:
+        """Total variance of slice i at each strike, k = ln(K / F) with the slice's own forward if it has one."""
+        f_i = np.where(np.isnan(p["forward"][i]), fwd, p["forward"][i])
+        ok = strike > 0
+        k = np.log(np.where(ok, strike, 1.0) / f_i)
         a, b, rho, m, sig = p["a"][i], p["b"][i], p["rho"][i], p["m"][i], p["sigma"][i]
         lim = self.rules.k_clamp_sd * np.sqrt(np.maximum(a + b * sig, 0.0))  # SVI k clamp
         kc = np.clip(k, -lim, lim)
@@ -136,16 +160,15 @@ class SVISurface(_Shiftable):
         p = self._params()
         exps = p["expiry_s"]
         ok = k_ > 0
-        logm = np.log(np.where(ok, k_, 1.0) / f_)
         hi = np.clip(np.searchsorted(exps, t_, side="left"), 0, exps.size - 1)
         lo = np.clip(hi - 1, 0, exps.size - 1)
-        w_lo, w_hi = self._total_var(lo, logm, p), self._total_var(hi, logm, p)  # total variance (years)
+        w_lo, w_hi = self._total_var(lo, k_, f_, p), self._total_var(hi, k_, f_, p)  # total variance (years)
         t_lo, t_hi = exps[lo], exps[hi]
         inside = (t_ > t_lo) & (t_ < t_hi)
         x = np.where(inside, (t_ - t_lo) / np.where(t_hi > t_lo, t_hi - t_lo, 1.0), 0.0)
         w_t = w_lo + x * (w_hi - w_lo)  # linear in time at fixed k
         var_inside = w_t / (np.where(inside, t_, 1.0) / SECONDS_PER_YEAR)
-        var_lo, var_hi = w_lo / (t_lo / SECONDS_PER_YEAR), w_hi / (t_hi / SECONDS_PER_YEAR)  # vol = sqrt(w/tau)
+        var_lo, var_hi = w_lo / p["tau"][lo], w_hi / p["tau"][hi]  # SVI.sol: vol = sqrt(w / tau)
         var = np.where(inside, var_inside, np.where(t_ <= t_lo, var_lo, var_hi))
         out = np.sqrt(np.maximum(var, 0.0))
         return np.where(ok, out, 0.0)  # SVI.sol: strike 0 -> vol 0

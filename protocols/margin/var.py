@@ -16,7 +16,16 @@ from scipy import sparse
 from scipy.stats import norm
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, call_put, greeks
-from defistress.protocols.margin.portfolio import CALL, FUTURE, PERP, SPOT, MarketState, Portfolio, is_option
+from defistress.protocols.margin.portfolio import (
+    CALL,
+    FUTURE,
+    PERP,
+    SPOT,
+    MarketState,
+    Portfolio,
+    check_supported,
+    is_option,
+)
 from defistress.protocols.margin.result import MarginResult
 
 RISKMETRICS_LAMBDA = 0.94  # RiskMetrics Technical Document (J.P. Morgan 1996): daily decay factor
@@ -371,6 +380,7 @@ class VaRMargin:
         )
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         res = self.risk(pf, mkt)
         mm = np.maximum(res.var, 0.0)
         return MarginResult(
