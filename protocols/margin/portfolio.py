@@ -33,6 +33,7 @@ from defistress.protocols.margin.market import (
     MarketState,
     VolSurfaceLike,
 )
+from defistress.protocols.margin.result import MarginResult
 
 __all__ = [
     "CALL",
@@ -48,9 +49,11 @@ __all__ = [
     "SECONDS_PER_YEAR",
     "SPOT",
     "USD",
+    "UnsupportedBook",
     "MarketState",
     "Portfolio",
     "VolSurfaceLike",
+    "add_funding",
     "check_supported",
     "is_option",
 ]
@@ -320,18 +323,36 @@ class Portfolio:
             raise ValueError(f"labels: allowed empty or {self.n_accounts} names, got {len(self.labels)}")
 
 
+def add_funding(res: MarginResult, pf: Portfolio) -> MarginResult:
+    """`res` with each account's unsettled funding (Portfolio.funding) added to its equity and native margin
+    figures, for the models that value positions without it."""
+    if not pf.funding.any():
+        return res
+    f = np.bincount(pf.account, weights=pf.funding, minlength=pf.n_accounts)[: pf.n_accounts]
+    res.equity = res.equity + f
+    for k in ("native_margin_mm", "native_margin_im"):
+        if k in res.drivers:
+            res.drivers[k] = np.asarray(res.drivers[k], dtype=np.float64) + f
+    return res
+
+
+class UnsupportedBook(ValueError):
+    """A model cannot value this portfolio (instrument kinds or margin currencies it does not know)."""
+
+
 def check_supported(pf: Portfolio, model: str, kinds: tuple[int, ...] = LINEAR_KINDS, coin: bool = False) -> None:
-    """ValueError if `pf` holds kinds `model` does not value, or coin-margined accounts it cannot margin."""
+    """UnsupportedBook (a ValueError) if `pf` holds kinds `model` does not value, or coin-margined accounts it
+    cannot margin."""
     bad = ~np.isin(pf.kind, np.asarray(kinds, dtype=np.int8))
     if bad.any():
         got = sorted({KIND_NAMES[k] for k in pf.kind[bad]})
-        raise ValueError(
+        raise UnsupportedBook(
             f"positions of kind {got}: model {model!r} supports {[KIND_NAMES[k] for k in kinds]} "
             "(the scenario-grid presets value every kind)"
         )
     if not coin and pf.coin_margined.any():
         i = int(np.flatnonzero(pf.coin_margined)[0])
-        raise ValueError(
+        raise UnsupportedBook(
             f"margin_currency={pf.margin_currency(i)!r} (account {i}): model {model!r} margins in USD only; "
             "allowed 'USD' (coin-margined accounts need a scenario-grid preset)"
         )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from defistress.protocols.margin.portfolio import MarketState, Portfolio, check_supported
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, add_funding, check_supported
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 
@@ -74,8 +74,8 @@ class RuleModel:
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
         check_supported(pf, self.name)
         if self.params.mode == "cross":
-            return self._cross(pf, mkt)
-        return isolated(self._cross, pf, mkt, self.name)
+            return add_funding(self._cross(pf, mkt), pf)
+        return add_funding(isolated(self._cross, pf, mkt, self.name), pf)
 
     def _cross(self, pf: Portfolio, mkt: MarketState) -> MarginResult:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -26,6 +26,7 @@ from defistress.protocols.margin.portfolio import (
     PUT,
     MarketState,
     Portfolio,
+    add_funding,
     check_supported,
 )
 from defistress.protocols.margin.registry import register
@@ -289,7 +290,7 @@ class Span:
             drv["inter_credit_usd"] += r["credit"]
             drv["short_option_min_usd"] += r["som"]
         im = mm * self.params.initial_factor
-        return MarginResult(im=im, mm=mm, equity=equity, drivers=drv, model=self.name)
+        return add_funding(MarginResult(im=im, mm=mm, equity=equity, drivers=drv, model=self.name), pf)
 
     @staticmethod
     def _fwd(mkt: MarketState, pf: Portfolio, u: int, sel: IntArray) -> FloatArray:

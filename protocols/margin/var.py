@@ -46,17 +46,21 @@ def position_values(
 
     Spot: qty*S/stable (PMRMLib base value); perp: qty*(mark - entry), mark moving with spot; future:
     qty*(F - entry); option: qty*Black-76 with D = exp(-rT). Entry price 0 means opened at today's mark.
+    Forwards and rates per expiry come from MarketState (its forward curves, else S e^{rT}); after dt_s the
+    forward rolls down to F e^{-r dt}, both moving with the spot multiplier.
     """
     unds = pf.underlyings
-    s0, r_u, perp0 = mkt.spot_array(unds), mkt.rate_array(unds), mkt.perp_array(unds)
+    s0, perp0 = mkt.spot_array(unds), mkt.perp_array(unds)
     single = spot_mult is None
     mult = np.ones((1, len(unds))) if single else np.atleast_2d(np.asarray(spot_mult, dtype=np.float64))
     u, k, q = pf.und, pf.kind, pf.qty
-    s_now, r = s0[u], r_u[u]
+    pts = mkt.curve_points(unds, u, pf.expiry_s)
+    s_now, r = s0[u], pts.rate
     t0_y = pf.expiry_s / SECONDS_PER_YEAR
     t_y = np.maximum(pf.expiry_s - dt_s, 0.0) / SECONDS_PER_YEAR
     m = mult[:, u]  # (S, P)
-    f0 = s_now * np.exp(r * t0_y)
+    f0 = pts.forward
+    f_t = f0 * np.exp(-r * (t0_y - t_y))  # the forward dt_s later (S e^{r(T - dt)} without a curve)
     entry = pf.entry_price
     out = np.zeros(m.shape)
     sp = k == SPOT
@@ -65,10 +69,10 @@ def position_values(
     mark0 = perp0[u][pp]
     out[:, pp] = q[pp] * (mark0 * m[:, pp] - np.where(entry[pp] > 0, entry[pp], mark0))
     fu = k == FUTURE
-    out[:, fu] = q[fu] * (s_now[fu] * m[:, fu] * np.exp(r[fu] * t_y[fu]) - np.where(entry[fu] > 0, entry[fu], f0[fu]))
+    out[:, fu] = q[fu] * (f_t[fu] * m[:, fu] - np.where(entry[fu] > 0, entry[fu], f0[fu]))
     op = is_option(k)
     if op.any():
-        f = s_now[op] * m[:, op] * np.exp(r[op] * t_y[op])
+        f = f_t[op] * m[:, op]
         kk, ts = np.broadcast_to(pf.strike[op], f.shape), np.broadcast_to(pf.expiry_s[op], f.shape)
         uu = np.broadcast_to(u[op], f.shape)
         sig = mkt.vols(unds, uu.ravel(), kk.ravel(), ts.ravel(), f.ravel()).reshape(f.shape)
@@ -86,8 +90,8 @@ def account_sum(pf: Portfolio, values: np.ndarray) -> np.ndarray:
 
 
 def mark_to_market(pf: Portfolio, mkt: MarketState) -> np.ndarray:
-    """(N,) USD account equity: full MtM of all positions plus cash."""
-    return account_sum(pf, position_values(pf, mkt)) + pf.cash
+    """(N,) USD account equity: full MtM of all positions plus cash and unsettled funding."""
+    return account_sum(pf, position_values(pf, mkt) + pf.funding) + pf.cash
 
 
 def revalue_pnl(pf: Portfolio, mkt: MarketState, log_returns: np.ndarray, dt_s: float = 0.0) -> np.ndarray:
@@ -101,10 +105,11 @@ def position_greeks(pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
     """Per position (P,): dollar delta dV/dS*S, dollar gamma d2V/dS2*S^2 (USD), vega dV/dsigma (USD per 1.00
     vol), implied vol and days to expiry. Black-76 greeks are in the forward: dV/dS*S = dV/dF*F."""
     unds = pf.underlyings
-    s0, r_u, perp0 = mkt.spot_array(unds), mkt.rate_array(unds), mkt.perp_array(unds)
+    s0, perp0 = mkt.spot_array(unds), mkt.perp_array(unds)
     u, k, q = pf.und, pf.kind, pf.qty
     t_y = pf.expiry_s / SECONDS_PER_YEAR
-    f = s0[u] * np.exp(r_u[u] * t_y)
+    pts = mkt.curve_points(unds, u, pf.expiry_s)
+    f, rate = pts.forward, pts.rate
     delta = np.where(
         k == SPOT, q * s0[u] / mkt.stable_price, np.where(k == PERP, q * perp0[u], np.where(k == FUTURE, q * f, 0.0))
     )
@@ -112,7 +117,7 @@ def position_greeks(pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
     op = is_option(k)
     if op.any():
         sig[op] = mkt.vols(unds, u[op], pf.strike[op], pf.expiry_s[op], f[op])
-        g = greeks(f[op], pf.strike[op], t_y[op], sig[op], k[op] == CALL, np.exp(-r_u[u[op]] * t_y[op]))
+        g = greeks(f[op], pf.strike[op], t_y[op], sig[op], k[op] == CALL, np.exp(-rate[op] * t_y[op]))
         delta[op] = q[op] * g.delta * f[op]
         gamma[op] = q[op] * g.gamma * f[op] ** 2
         vega[op] = q[op] * g.vega

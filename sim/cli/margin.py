@@ -42,12 +42,16 @@ def _model_names(spec: str) -> list[str]:
 
 
 def _usd(x: float) -> str:
-    return f"{x:,.2f}"
+    return "n/a" if x != x else f"{x:,.2f}"  # NaN: the model cannot value this book
 
 
 @margin_app.command()
 def compare(
-    portfolio_file: Path = typer.Argument(..., help="TOML or JSON file with [market] and [[accounts]]"),
+    portfolio_file: Path = typer.Argument(
+        ...,
+        help="TOML or JSON file with [market] and [[accounts]] (forward curves, collateral, coin-margined "
+        "accounts, published SPAN arrays: see protocols/margin/portfolio_file.py)",
+    ),
     models: str = typer.Option(DEFAULT_MODELS, help="comma-separated presets (see the error for the list)"),
     out: Path = typer.Option(Path("margin-compare"), help="folder for compare.csv and compare.png"),
     history: Path | None = typer.Option(
@@ -57,16 +61,17 @@ def compare(
 ):
     """Margin of every account under every model: a table per account side by side, compare.csv, compare.png."""
     from defistress.protocols.margin.compare import compare as run_compare
-    from defistress.protocols.margin.compare import load_portfolio_file, load_price_path, returns_from_prices
+    from defistress.protocols.margin.compare import load_portfolio, load_price_path, returns_from_prices
     from defistress.sim.report.plots_margin import plot_compare
 
     names = _model_names(models)
     try:
-        pf, mkt = load_portfolio_file(portfolio_file)
-        overrides = {}
+        book = load_portfolio(portfolio_file)
+        pf, mkt = book.portfolio, book.market
+        overrides = dict(book.overrides)  # e.g. the file's collateral parameters
         if history is not None:
             rets, step = returns_from_prices(load_price_path(history), pf.underlyings)
-            overrides = {"returns": rets, "step_days": step}
+            overrides.update({"returns": rets, "step_days": step})
         df = run_compare(pf, mkt, names, overrides)
     except (ValueError, OSError) as e:
         _fail(str(e))
