@@ -169,6 +169,19 @@ class MarketState:
         price = self._per_und(assets, self.collateral_price, None, "collateral_price")
         return price, self._per_und(assets, self.collateral_confidence, 1.0, "collateral_confidence")
 
+    def vol_confidences(
+        self, underlyings: tuple[str, ...], und_idx: IntArray, strike: FloatArray, expiry_s: FloatArray
+    ) -> FloatArray:
+        """Per-option vol-feed confidence from surfaces that quote one (a `confidence(strike, expiry_s)` method,
+        e.g. QuotedVols), else 1 (the curve's vol_confidence and the spot confidence still apply)."""
+        out = np.ones(np.shape(strike), dtype=np.float64)
+        for i, u in enumerate(underlyings):
+            m = und_idx == i
+            v = self.vol.get(u)
+            if m.any() and hasattr(v, "confidence"):
+                out[m] = v.confidence(strike[m], expiry_s[m])
+        return out
+
     def vols(
         self,
         underlyings: tuple[str, ...],

@@ -14,6 +14,7 @@ stable price; if risk-cancelling its value moves with the spot shock, else it do
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,17 @@ def scenario_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
     if idx.size:
         np.add.at(out.T, idx, w.T)
     return out
+
+
+def conf_factor(conf: npt.ArrayLike, margin: float) -> FloatArray:
+    """(1 - confidence) * confMargin per element, rounded once from the decimal inputs (PMRMLib
+    _getConfidenceContingency multiplies 1e18 decimals: (1 - 0.1) * 0.4 is exactly 0.36 there, while float gives
+    0.36000000000000004 and a contingency of 720.0000000000001 where the contract has 720)."""
+    c = np.asarray(conf, dtype=np.float64)
+    uniq, inv = np.unique(c, return_inverse=True)
+    m = Decimal(repr(float(margin)))
+    vals = np.array([float((1 - Decimal(repr(float(x)))) * m) for x in uniq], dtype=np.float64)
+    return vals[inv.reshape(c.shape)] if c.size else np.zeros(c.shape)
 
 
 @dataclass
@@ -83,7 +95,7 @@ def delta1_rows(
     stable = float(mkt.stable_price)
     acct, kind, qty = pf.account[sel], pf.kind[sel], pf.qty[sel]
     coin_pos = (pf.numeraire == u)[acct]
-    move = np.asarray(grid.spot) - 1.0
+    move = grid.moves
     damp = np.asarray(grid.dampening)
     n_s = move.size
 
@@ -152,7 +164,7 @@ def delta1_rows(
         coll_mm = bincount(co_acct, value * mm_h, n)
         coll_im = bincount(co_acct, value * im_h, n)
         c_min = np.minimum(conf[a], spot_conf)  # PMRM_2 _arrangeAssets: min(collateral, spot) confidence
-        cc = np.where(c_min < c.conf_threshold, (1.0 - c_min) * c.conf_margin * value, 0.0)
+        cc = np.where(c_min < c.conf_threshold, conf_factor(c_min, c.conf_margin) * value, 0.0)
         coll_conf = bincount(co_acct, cc, n)
 
     perp_held = bincount(acct[perps], np.abs(qty[perps]), n) > 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,12 @@ class ScenarioGrid:
     @property
     def size(self) -> int:
         return len(self.spot)
+
+    @property
+    def moves(self) -> FloatArray:
+        """Relative spot moves m - 1, from the multipliers' decimal text (0.85 -> -0.15, not the float
+        -0.15000000000000002): the contracts hold 1e18 decimals, so 1 - 0.85 is exact there."""
+        return np.array([float(Decimal(repr(float(s))) - 1) for s in self.spot], dtype=np.float64)
 
     def __add__(self, other: ScenarioGrid) -> ScenarioGrid:
         return ScenarioGrid(

@@ -37,7 +37,7 @@ from defistress.protocols.margin.portfolio import (
 )
 from defistress.protocols.margin.result import MarginResult
 from defistress.protocols.margin.scenario_delta1 import bincount as _bc
-from defistress.protocols.margin.scenario_delta1 import delta1_rows
+from defistress.protocols.margin.scenario_delta1 import conf_factor, delta1_rows
 from defistress.protocols.margin.scenario_params import (  # noqa: F401
     ABS,
     DOWN,
@@ -151,7 +151,7 @@ class ScenarioPM:
         vdir = np.asarray(grid.vol)
         tail = np.asarray(grid.tail)
         n_s = spot_mult.size
-        move = spot_mult - 1.0
+        move = grid.moves
         d1_move = move
         if prm.extended_price_range is not None:  # Deribit: delta-1 extended vector = PnL at +-price_range
             r = prm.extended_price_range
@@ -224,20 +224,20 @@ class ScenarioPM:
             o_conf = np.minimum(
                 np.minimum(pts.forward_confidence[opt], pts.rate_confidence[opt]), pts.vol_confidence[opt]
             )
+            o_conf = np.minimum(o_conf, mkt.vol_confidences(unds, np.full(opt.size, u, dtype=np.int64), o_k, o_ts))
             g_conf = np.ones(n_g)
             np.minimum.at(g_conf, grp, o_conf)
             g_conf = np.minimum(g_conf, c_d1[g_acct])
             g_gross = _bc(grp, np.abs(o_q), n_g)
-            g_cc = np.where(g_conf < c.conf_threshold, (1.0 - g_conf) * c.conf_margin * g_gross * spot, 0.0)
+            g_cc = np.where(g_conf < c.conf_threshold, conf_factor(g_conf, c.conf_margin) * g_gross * spot, 0.0)
             opt_conf = _bc(g_acct, g_cc, n)
         if prm.extended_factor != 1.0 or prm.extended_dampener_usd > 0.0:
             pnl = self._extended(pnl, tail, move, prm)
 
         # contingencies (USD per account), then in each account's currency
-        stable = float(mkt.stable_price)
-        notional_base = rows.base_units * spot / stable
+        notional_base = rows.base_units * spot  # PMRMLib addPrecomputes: basePosition * basePercent * spot
         d1_notional = (rows.d1_units + rows.base_units) * spot
-        conf_d1 = np.where(c_d1 < c.conf_threshold, (1.0 - c_d1) * c.conf_margin * d1_notional, 0.0)
+        conf_d1 = np.where(c_d1 < c.conf_threshold, conf_factor(c_d1, c.conf_margin) * d1_notional, 0.0)
         floor = self._floor(pf, sel, acct, kind, rows.units, fwd, t_y, mkt, u, spot, rate, n, prm)
         to_native = np.where(coin_acct, 1.0 / spot if spot > 0 else 0.0, 1.0)
         return _UnderlyingRisk(

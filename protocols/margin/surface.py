@@ -219,3 +219,54 @@ class GridSurface(_Shiftable):
         top = v[tl, xl] * (1 - wx) + v[tl, xh] * wx
         bot = v[th, xl] * (1 - wx) + v[th, xh] * wx
         return top * (1 - wt) + bot * wt
+
+
+@dataclass(frozen=True)
+class QuotedVols(_Shiftable):
+    """Vols quoted per option (an oracle's per-strike feed, Lyra/Derive IVolFeed.getVol(strike, expiry)), each
+    with its feed confidence: quotes = ((expiry_s, strike USD, vol, confidence), ...). Unquoted options take
+    `default_vol` (with confidence `default_confidence`), or raise when it is None."""
+
+    quotes: tuple[tuple[float, float, float, float], ...]
+    default_vol: float | None = None
+    default_confidence: float = 1.0
+
+    def __post_init__(self) -> None:
+        q = tuple(tuple(float(x) for x in row) for row in self.quotes)
+        for i, row in enumerate(q):
+            if len(row) != 4:
+                raise ValueError(f"quotes[{i}]: allowed (expiry_s, strike, vol, confidence), got {len(row)} values")
+            t, k, v, c = row
+            if not (t >= 0 and k > 0 and np.isfinite(v) and v >= 0 and 0.0 <= c <= 1.0):
+                raise ValueError(f"quotes[{i}]={row}: allowed expiry_s >= 0, strike > 0, vol >= 0, confidence 0..1")
+        object.__setattr__(self, "quotes", q)
+        if self.default_vol is not None and not (np.isfinite(self.default_vol) and self.default_vol >= 0):
+            raise ValueError(f"default_vol={self.default_vol}: allowed None or finite >= 0")
+        if not 0.0 <= self.default_confidence <= 1.0:
+            raise ValueError(f"default_confidence={self.default_confidence}: allowed 0..1")
+
+    def _lookup(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, col: int, default: float | None) -> FloatArray:
+        k_, t_ = np.broadcast_arrays(_f64(strike), _f64(expiry_s))
+        out = np.full(k_.shape, np.nan if default is None else float(default))
+        if self.quotes:
+            q = np.array(self.quotes)
+            hit = (np.abs(q[None, :, 0] - t_.reshape(-1, 1)) <= 1e-6) & (
+                np.abs(q[None, :, 1] - k_.reshape(-1, 1)) <= 1e-9 * q[None, :, 1]
+            )
+            found = hit.any(axis=1)
+            flat = out.reshape(-1)
+            flat[found] = q[hit.argmax(axis=1)[found], col]
+        if np.isnan(out).any():
+            j = int(np.flatnonzero(np.isnan(out.reshape(-1)))[0])
+            raise ValueError(
+                f"QuotedVols: no quote for strike={k_.reshape(-1)[j]:g}, expiry_s={t_.reshape(-1)[j]:g} and no "
+                "default_vol; allowed the quoted (expiry_s, strike) pairs"
+            )
+        return out
+
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> FloatArray:
+        return self._lookup(strike, expiry_s, 2, self.default_vol)
+
+    def confidence(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike) -> FloatArray:
+        """Per-option vol-feed confidence 0..1."""
+        return self._lookup(strike, expiry_s, 3, self.default_confidence if self.default_vol is not None else None)
