@@ -68,3 +68,14 @@ def minimum(a: ObjArray, b: ObjArray) -> ObjArray:
 def maximum(a: ObjArray, b: ObjArray) -> ObjArray:
     """Elementwise max of two object arrays of ints."""
     return np.where(np.asarray(a > b, dtype=bool), a, b).astype(object)
+
+
+def conf_factor(conf: npt.ArrayLike, margin: float) -> npt.NDArray[np.float64]:
+    """(1 - confidence) * confMargin per element, rounded once from the decimal inputs (PMRMLib
+    _getConfidenceContingency multiplies 1e18 decimals: (1 - 0.1) * 0.4 is exactly 0.36 there, while float gives
+    0.36000000000000004 and a contingency of 720.0000000000001 where the contract has 720)."""
+    c = np.asarray(conf, dtype=np.float64)
+    uniq, inv = np.unique(c, return_inverse=True)
+    m = Decimal(repr(float(margin)))
+    vals = np.array([float((1 - Decimal(repr(float(x)))) * m) for x in uniq], dtype=np.float64)
+    return vals[inv.reshape(c.shape)] if c.size else np.zeros(c.shape)

@@ -14,11 +14,11 @@ stable price; if risk-cancelling its value moves with the spot shock, else it do
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
 
+from defistress.protocols.margin.exact import conf_factor
 from defistress.protocols.margin.portfolio import (
     COLLATERAL,
     FUTURE,
@@ -47,17 +47,6 @@ def scenario_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
     if idx.size:
         np.add.at(out.T, idx, w.T)
     return out
-
-
-def conf_factor(conf: npt.ArrayLike, margin: float) -> FloatArray:
-    """(1 - confidence) * confMargin per element, rounded once from the decimal inputs (PMRMLib
-    _getConfidenceContingency multiplies 1e18 decimals: (1 - 0.1) * 0.4 is exactly 0.36 there, while float gives
-    0.36000000000000004 and a contingency of 720.0000000000001 where the contract has 720)."""
-    c = np.asarray(conf, dtype=np.float64)
-    uniq, inv = np.unique(c, return_inverse=True)
-    m = Decimal(repr(float(margin)))
-    vals = np.array([float((1 - Decimal(repr(float(x)))) * m) for x in uniq], dtype=np.float64)
-    return vals[inv.reshape(c.shape)] if c.size else np.zeros(c.shape)
 
 
 @dataclass

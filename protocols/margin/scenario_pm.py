@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from defistress.protocols.margin import exact as fx
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks
+from defistress.protocols.margin.exact import conf_factor
 from defistress.protocols.margin.portfolio import (
     CALL,
     FUTURE,
@@ -37,7 +38,7 @@ from defistress.protocols.margin.portfolio import (
 )
 from defistress.protocols.margin.result import MarginResult
 from defistress.protocols.margin.scenario_delta1 import bincount as _bc
-from defistress.protocols.margin.scenario_delta1 import conf_factor, delta1_rows
+from defistress.protocols.margin.scenario_delta1 import delta1_rows
 from defistress.protocols.margin.scenario_params import (  # noqa: F401
     ABS,
     DOWN,

@@ -26,13 +26,10 @@ from defistress.protocols.margin.forward_curve import ForwardCurve
 from defistress.protocols.margin.portfolio import MarketState, Portfolio
 from defistress.protocols.margin.surface import QuotedVols
 
+from .lyra_env import DAYS, ETH_FWD_ADD, sec
+
 DATA = Path(__file__).parent.parent / "data" / "derive" / "pmrm_v1" / "test-cases-portfolio-pm.json"
 CASES = json.loads(DATA.read_text())
-DAY = 86_400.0
-DAYS = {"20230104": 3, "20230111": 10, "20230118": 17, "20230227": 57, "20230804": 215, "20230811": 222}
-DAYS |= {"20230818": 229, "20230825": 238}
-FWD_ADD = {"20230104": 0.91345, "20230111": 2.83305, "20230118": 4.7545, "20230227": 15.7696}
-FWD_ADD |= {"20230804": 59.87416, "20230811": 61.85933, "20230818": 63.8284, "20230825": 66.3744}
 OVERRIDES = {  # rateAddScale, confMargin, basePercent, perpPercent by their contract names
     "rateAddScale": 0.12,
     "confMargin": 0.4,
@@ -73,16 +70,12 @@ ENV = {
 }
 
 
-def _sec(date: str) -> float:
-    return DAYS[date] * DAY + 8 * 3600.0
-
-
 def market(name: str) -> MarketState:
     env = ENV.get(name, {})
-    fwd = {d: (2000.0 + a, 1.0) for d, a in FWD_ADD.items()} | env.get("fwd", {})
-    dates = sorted(DAYS, key=_sec)
+    fwd = {d: (2000.0 + a, 1.0) for d, a in ETH_FWD_ADD.items()} | env.get("fwd", {})
+    dates = sorted(DAYS, key=sec)
     curve = ForwardCurve(
-        tuple(_sec(d) for d in dates),
+        tuple(sec(d) for d in dates),
         tuple(fwd[d][0] for d in dates),
         rate=(0.02,) * len(dates),
         forward_confidence=tuple(fwd[d][1] for d in dates),
@@ -90,7 +83,7 @@ def market(name: str) -> MarketState:
         vol_confidence=(1.0,) * len(dates),
     )
     vols = QuotedVols(
-        tuple((_sec(d), float(k), v, c) for (d, k), (v, c) in env.get("vols", {}).items()),
+        tuple((sec(d), float(k), v, c) for (d, k), (v, c) in env.get("vols", {}).items()),
         default_vol=0.5,
         default_confidence=1.0,
     )
@@ -114,7 +107,7 @@ def portfolio(name: str) -> Portfolio:
             "underlying": "ETH",
             "qty": o["amount"] / 1e8,
             "strike": float(o["strike"]),
-            "expiry_s": _sec(o["expiry"]),
+            "expiry_s": sec(o["expiry"]),
         }
         for o in c["options"]
     ]
