@@ -120,8 +120,10 @@ def returns_from_prices(
     frame = pd.concat(series, axis=1, join="inner").sort_index()
     if len(frame) < 3:
         raise ValueError("history: fewer than 3 common timestamps across the underlyings")
-    step_days = float(np.median((frame.index[1:] - frame.index[:-1]).total_seconds())) / 86_400.0
-    rets = np.log(frame).diff().iloc[1:]
+    idx = pd.DatetimeIndex(frame.index)
+    step_days = float(np.median((idx[1:] - idx[:-1]).total_seconds())) / 86_400.0
+    logs = pd.DataFrame(np.log(frame.to_numpy(dtype=np.float64)), index=frame.index, columns=frame.columns)
+    rets = logs.diff().iloc[1:]
     return {u: rets[u].to_numpy() for u in underlyings}, step_days
 
 

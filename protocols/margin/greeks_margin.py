@@ -63,7 +63,7 @@ class GreeksMargin:
         """(30 / max(DTE, floor))^p with p = short power for DTE <= 30 days, else long power."""
         p = self.params
         power = np.where(dte_days <= _TERM_DAYS, p.short_term_power, p.long_term_power)
-        return (_TERM_DAYS / np.maximum(dte_days, p.dte_floor_days)) ** power
+        return np.asarray((_TERM_DAYS / np.maximum(dte_days, p.dte_floor_days)) ** power, dtype=np.float64)
 
     def charges(self, pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
         """(N,) USD delta, gamma and vega charges."""

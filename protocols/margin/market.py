@@ -178,8 +178,9 @@ class MarketState:
         for i, u in enumerate(underlyings):
             m = und_idx == i
             v = self.vol.get(u)
-            if m.any() and hasattr(v, "confidence"):
-                out[m] = v.confidence(strike[m], expiry_s[m])
+            conf = getattr(v, "confidence", None)
+            if m.any() and conf is not None:
+                out[m] = conf(strike[m], expiry_s[m])
         return out
 
     def vols(

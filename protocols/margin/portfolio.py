@@ -70,7 +70,7 @@ Arr = npt.NDArray[Any]
 
 def is_option(kind: Arr) -> npt.NDArray[np.bool_]:
     """Boolean mask of calls and puts."""
-    return (kind == CALL) | (kind == PUT)
+    return np.asarray((kind == CALL) | (kind == PUT), dtype=bool)
 
 
 def _empty(dtype: type) -> Arr:

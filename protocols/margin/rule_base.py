@@ -4,6 +4,7 @@ registration of a rule preset (its plain and, where both modes exist, `-isolated
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class RuleModel:
 
     modes: tuple[str, ...] = MODES
 
-    def __init__(self, params, name: str):
+    def __init__(self, params: Any, name: str):
         if params.mode not in self.modes:
             raise ValueError(f"mode={params.mode!r}: allowed {list(self.modes)} for {name}")
         self.params = params
@@ -86,7 +87,7 @@ def _unsupported(pf: Portfolio, supported: np.ndarray) -> np.ndarray:
     return np.bincount(pf.account[~supported], minlength=pf.n_accounts)[: pf.n_accounts].astype(np.int64)
 
 
-def register_rule(name: str, model_cls: type, params_cls: type) -> None:
+def register_rule(name: str, model_cls: type[RuleModel], params_cls: Callable[..., Any]) -> None:
     """Register `name` and, when the model has both modes, `name-isolated`."""
     register(name, lambda **kw: model_cls(params_cls(**kw), name))
     if "isolated" in model_cls.modes and "cross" in model_cls.modes:

@@ -38,7 +38,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 def bincount(idx: IntArray, w: npt.ArrayLike, n: int) -> FloatArray:
     """Per-account sum of w over positions idx (length n)."""
-    return np.bincount(idx, weights=np.asarray(w, dtype=np.float64), minlength=n)[:n] if idx.size else np.zeros(n)
+    if not idx.size:
+        return np.zeros(n)
+    return np.bincount(idx, weights=np.asarray(w, dtype=np.float64), minlength=n)[:n].astype(np.float64)
 
 
 def scenario_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:

@@ -6,6 +6,7 @@ Defaults are neutral (no shock, no contingency); the published values live in pr
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -63,7 +64,9 @@ class ScenarioGrid:
         )
 
     @classmethod
-    def product(cls, moves, vols, dampening: float = 1.0, tail: bool = False) -> ScenarioGrid:
+    def product(
+        cls, moves: Iterable[float], vols: Iterable[int], dampening: float = 1.0, tail: bool = False
+    ) -> ScenarioGrid:
         """Every relative spot move (e.g. -0.15) with every vol direction."""
         pairs = [(1.0 + float(m), int(v)) for m in moves for v in vols]
         return cls(
@@ -74,14 +77,21 @@ class ScenarioGrid:
         )
 
     @classmethod
-    def tails(cls, moves, vol: int = UP, damp_const: float | None = None, dampening=None) -> ScenarioGrid:
+    def tails(
+        cls,
+        moves: Iterable[float],
+        vol: int = UP,
+        damp_const: float | None = None,
+        dampening: Iterable[float] | None = None,
+    ) -> ScenarioGrid:
         """Tail moves with dampening c/|move| (Derive PM2, Paradex) or explicit weights."""
-        moves = tuple(float(m) for m in moves)
-        if dampening is None:
-            dampening = tuple(1.0 if damp_const is None else damp_const / abs(m) for m in moves)
-        return cls(
-            tuple(1.0 + m for m in moves), (vol,) * len(moves), tuple(float(d) for d in dampening), (True,) * len(moves)
+        mv = tuple(float(m) for m in moves)
+        damp = (
+            tuple(1.0 if damp_const is None else damp_const / abs(m) for m in mv)
+            if dampening is None
+            else tuple(float(d) for d in dampening)
         )
+        return cls(tuple(1.0 + m for m in mv), (vol,) * len(mv), damp, (True,) * len(mv))
 
     @classmethod
     def skews(cls) -> ScenarioGrid:

@@ -290,7 +290,8 @@ class Span:
             drv["inter_credit_usd"] += r["credit"]
             drv["short_option_min_usd"] += r["som"]
         im = mm * self.params.initial_factor
-        return add_funding(MarginResult(im=im, mm=mm, equity=equity, drivers=drv, model=self.name), pf)
+        drivers: dict[str, npt.NDArray[np.generic]] = dict(drv)
+        return add_funding(MarginResult(im=im, mm=mm, equity=equity, drivers=drivers, model=self.name), pf)
 
     @staticmethod
     def _fwd(mkt: MarketState, pf: Portfolio, u: int, sel: IntArray) -> FloatArray:

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR
+from defistress.protocols.margin.market import VolSurfaceLike
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -22,6 +23,9 @@ def _f64(x: npt.ArrayLike) -> FloatArray:
 
 
 class _Shiftable:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - every surface defines it
+
     def shifted(self, level_mult: float = 1.0, skew_steepen: float = 0.0) -> ShiftedSurface:
         """A new surface: vol' = level_mult * vol * max(0, 1 - skew_steepen * ln(K/F))."""
         return ShiftedSurface(base=self, level_mult=level_mult, skew_steepen=skew_steepen)
@@ -37,7 +41,7 @@ class FlatVol(_Shiftable):
         if not (np.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma={self.sigma}: allowed finite >= 0 (annualised vol)")
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         shape = np.broadcast_shapes(np.shape(strike), np.shape(expiry_s), np.shape(forward))
         return np.full(shape, float(self.sigma))
 
@@ -47,7 +51,7 @@ class ShiftedSurface(_Shiftable):
     """A base surface lifted by `level_mult` and steepened: downside strikes (K < F) rise more when
     skew_steepen > 0. Multiplier floored at 0 so vol never turns negative."""
 
-    base: object
+    base: VolSurfaceLike
     level_mult: float = 1.0
     skew_steepen: float = 0.0
 
@@ -57,12 +61,12 @@ class ShiftedSurface(_Shiftable):
         if not np.isfinite(self.skew_steepen):
             raise ValueError(f"skew_steepen={self.skew_steepen}: allowed a finite number")
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         k, f = np.broadcast_arrays(_f64(strike), _f64(forward))
         ok = (k > 0) & (f > 0)
         logm = np.where(ok, np.log(np.where(ok, k, 1.0) / np.where(ok, f, 1.0)), 0.0)
         mult = np.maximum(0.0, 1.0 - self.skew_steepen * logm)
-        return self.level_mult * mult * self.base.vol(strike, expiry_s, forward)
+        return np.asarray(self.level_mult * mult * self.base.vol(_f64(strike), _f64(expiry_s), _f64(forward)))
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ class SVISurface(_Shiftable):
             )
         return np.minimum(w, self.rules.w_cap)
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         k_, t_, f_ = np.broadcast_arrays(_f64(strike), _f64(expiry_s), _f64(forward))
         if (f_ <= 0).any():
             raise ValueError("forward: allowed > 0 USD (SVI.sol SVI_NoForwardPrice)")
@@ -206,7 +210,7 @@ class GridSurface(_Shiftable):
         w = np.clip((q - nodes[lo]) / (nodes[hi] - nodes[lo]), 0.0, 1.0)
         return lo, hi, w
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         k_, t_, f_ = np.broadcast_arrays(_f64(strike), _f64(expiry_s), _f64(forward))
         if self.axis == "strike":
             q = k_
@@ -218,7 +222,7 @@ class GridSurface(_Shiftable):
         tl, th, wt = self._locate(t, t_)
         top = v[tl, xl] * (1 - wx) + v[tl, xh] * wx
         bot = v[th, xl] * (1 - wx) + v[th, xh] * wx
-        return top * (1 - wt) + bot * wt
+        return np.asarray(top * (1 - wt) + bot * wt, dtype=np.float64)
 
 
 @dataclass(frozen=True)

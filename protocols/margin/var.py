@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import sparse
 from scipy.stats import norm
 
@@ -149,7 +150,7 @@ def es_over_sigma(confidence: float) -> float:
     return float(norm.pdf(z_alpha(confidence)) / (1.0 - confidence))
 
 
-def normal_var_es(sigma, confidence: float, horizon: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def normal_var_es(sigma: npt.ArrayLike, confidence: float, horizon: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Parametric normal VaR = z sigma sqrt(h), ES = sigma phi(z)/(1-alpha) sqrt(h) (zero mean)."""
     s = np.asarray(sigma, dtype=np.float64) * np.sqrt(horizon)
     return z_alpha(confidence) * s, es_over_sigma(confidence) * s
@@ -202,7 +203,7 @@ def cholesky_scenarios(vols: np.ndarray, corr: np.ndarray, n_sims: int, rng: np.
     except np.linalg.LinAlgError as e:
         raise ValueError("corr: allowed a symmetric positive-definite correlation matrix") from e
     z = rng.standard_normal((n_sims, vols.size))
-    return (z @ chol.T) * vols[None, :]
+    return np.asarray((z @ chol.T) * vols[None, :], dtype=np.float64)
 
 
 def delta_normal(delta_usd: np.ndarray, cov: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -223,7 +224,10 @@ def delta_gamma_cornish_fisher(
     _check_confidence(confidence)
     a = gamma_usd[:, :, None] * cov[None, :, :]  # (N, U, U) = G C
     a2, cd = a @ a, delta_usd @ cov  # cd: (N, U) = C d
-    tr = lambda m: np.trace(m, axis1=1, axis2=2)  # noqa: E731
+
+    def tr(m: np.ndarray) -> np.ndarray:
+        return np.asarray(np.trace(m, axis1=1, axis2=2))
+
     k1 = 0.5 * tr(a)
     k2 = np.einsum("nu,nu->n", delta_usd, cd) + 0.5 * tr(a2)
     gcd = gamma_usd * cd  # G C d
