@@ -133,8 +133,11 @@ class MarketState:
         ForwardCurve or, without one, F = S*e^{rT} (fixed part 0), the flat rate and the spot confidence."""
         u_idx = np.asarray(und_idx, dtype=np.int64)
         t = np.asarray(expiry_s, dtype=np.float64)
-        used = tuple(underlyings[i] for i in np.unique(u_idx))  # only the underlyings asked for need a spot
-        dense = np.searchsorted(np.unique(u_idx), u_idx)
+        present = np.flatnonzero(np.bincount(u_idx, minlength=len(underlyings))) if u_idx.size else u_idx
+        used = tuple(underlyings[i] for i in present)  # only the underlyings asked for need a spot
+        lut = np.zeros(len(underlyings), dtype=np.int64)
+        lut[present] = np.arange(present.size)
+        dense = lut[u_idx]
         spot = self.spot_array(used)[dense] if u_idx.size else np.zeros(0)
         rate = self.rate_array(used)[dense] if u_idx.size else np.zeros(0)
         conf = self.confidence_array(used)[dense] if u_idx.size else np.zeros(0)

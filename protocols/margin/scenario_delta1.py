@@ -84,7 +84,11 @@ def delta1_rows(
     n, grid, c = pf.n_accounts, prm.grid, prm.contingency
     spot, _, perp_px, spot_conf = mkt.scalars(pf.underlyings[u])
     stable = float(mkt.stable_price)
-    acct, kind, qty = pf.account[sel], pf.kind[sel], pf.qty[sel]
+    all_kind = pf.kind[sel]
+    rows = np.flatnonzero(np.isin(all_kind, (SPOT, PERP, FUTURE, INVERSE_PERP, INVERSE_FUTURE)))
+    pos = sel[rows]  # the delta-1 rows only (an options book skips all of this)
+    acct, kind, qty = pf.account[pos], pf.kind[pos], pf.qty[pos]
+    fwd, fwd_fixed = fwd[rows], fwd_fixed[rows]
     coin_pos = (pf.numeraire == u)[acct]
     move = grid.moves
     damp = np.asarray(grid.dampening)
@@ -98,7 +102,7 @@ def delta1_rows(
     var_mark = np.where(perps, perp_px, np.where(futs, fwd - fwd_fixed, spot / stable))  # PMRMLib: base / stable
     fix_mark = np.where(futs, fwd_fixed, 0.0)
     mark = np.where(d1, var_mark + fix_mark, 0.0)
-    entry = np.where(pf.entry_price[sel] > 0, pf.entry_price[sel], mark)  # entry 0 => opened at the mark
+    entry = np.where(pf.entry_price[pos] > 0, pf.entry_price[pos], mark)  # entry 0 => opened at the mark
     inv_e = np.where(entry > 0, entry, 1.0)  # inverse contracts divide by the entry price
     units = np.where(inverse, qty / inv_e, np.where(d1, qty, 0.0))  # coin-equivalent units
 
@@ -129,11 +133,15 @@ def delta1_rows(
         pnl += scenario_sum(acct[j], (val_s / ref_s - coin0[None, :]) * damp[:, None], n)
         mtm += bincount(acct[j], coin0, n)
 
-    to_native = np.where(coin_pos, 1.0 / spot if spot > 0 else 0.0, 1.0)
-    funding = bincount(acct, pf.funding[sel] * to_native, n)
+    all_acct = pf.account[sel]
+    all_coin = (pf.numeraire == u)[all_acct]
+    f_sel = pf.funding[sel]
+    funding = np.zeros(n)
+    if f_sel.any():
+        funding = bincount(all_acct, f_sel * np.where(all_coin, 1.0 / spot if spot > 0 else 0.0, 1.0), n)
 
     # collateral rows (PMRMLib_2): value = qty * price / stable; risk-cancelling ones move with the spot shock
-    co = np.flatnonzero(kind == COLLATERAL)
+    co = np.flatnonzero(all_kind == COLLATERAL)
     collateral, coll_mm, coll_im, coll_conf = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
     if co.size:
         price, conf = mkt.collateral_arrays(pf.assets)
@@ -142,8 +150,8 @@ def delta1_rows(
         rc = np.array([cp.risk_cancelling for cp in cps], dtype=bool)[a]
         mm_h = np.array([cp.mm_haircut for cp in cps])[a]
         im_h = np.array([cp.im_haircut for cp in cps])[a]
-        value = qty[co] * price[a] / stable
-        co_acct, co_coin = acct[co], coin_pos[co]
+        value = pf.qty[sel][co] * price[a] / stable
+        co_acct, co_coin = all_acct[co], all_coin[co]
         native = np.where(co_coin, value / spot if spot > 0 else 0.0, value)
         collateral = bincount(co_acct, native, n)
         usd_rc = rc & ~co_coin
@@ -155,18 +163,21 @@ def delta1_rows(
         coll_mm = bincount(co_acct, value * mm_h, n)
         coll_im = bincount(co_acct, value * im_h, n)
         c_min = np.minimum(conf[a], spot_conf)  # PMRM_2 _arrangeAssets: min(collateral, spot) confidence
-        cc = np.where(c_min < c.conf_threshold, conf_factor(c_min, c.conf_margin) * value, 0.0)
-        coll_conf = bincount(co_acct, cc, n)
+        low = c_min < c.conf_threshold
+        if low.any():
+            coll_conf = bincount(co_acct[low], conf_factor(c_min[low], c.conf_margin) * value[low], n)
 
     perp_held = bincount(acct[perps], np.abs(qty[perps]), n) > 0
     d1_units = bincount(acct[perps | futs], np.abs(units[perps | futs]), n)
     base_units = bincount(acct[is_spot], np.abs(qty[is_spot]), n)
-    t_y = pf.expiry_s[sel] / (365.0 * 86_400.0)
+    t_y = pf.expiry_s[pos] / (365.0 * 86_400.0)
     roll_w = np.maximum(c.roll_min_move, c.roll_annual_move * np.where(futs, t_y, 0.0))  # Deribit roll_shock
     roll_mask = d1 if c.roll_includes_spot else (perps | futs)
     roll = bincount(acct[roll_mask], (np.abs(units) * mark * roll_w)[roll_mask], n)
     if n_s == 0:  # pragma: no cover - ScenarioGrid has at least one scenario
         raise ValueError("grid: allowed at least one scenario")
+    units_all, mark_all = np.zeros(sel.size), np.zeros(sel.size)
+    units_all[rows], mark_all[rows] = units, mark
     return Delta1Rows(
         pnl=pnl,
         mtm=mtm,
@@ -179,6 +190,6 @@ def delta1_rows(
         coll_im=coll_im,
         coll_conf=coll_conf,
         roll=roll,
-        units=units,
-        mark=mark,
+        units=units_all,
+        mark=mark_all,
     )

@@ -230,15 +230,19 @@ class ScenarioPM:
             np.minimum.at(g_conf, grp, o_conf)
             g_conf = np.minimum(g_conf, c_d1[g_acct])
             g_gross = _bc(grp, np.abs(o_q), n_g)
-            g_cc = np.where(g_conf < c.conf_threshold, conf_factor(g_conf, c.conf_margin) * g_gross * spot, 0.0)
-            opt_conf = _bc(g_acct, g_cc, n)
+            low = g_conf < c.conf_threshold
+            if low.any():
+                opt_conf = _bc(g_acct[low], conf_factor(g_conf[low], c.conf_margin) * g_gross[low] * spot, n)
         if prm.extended_factor != 1.0 or prm.extended_dampener_usd > 0.0:
             pnl = self._extended(pnl, tail, move, prm)
 
         # contingencies (USD per account), then in each account's currency
         notional_base = rows.base_units * spot  # PMRMLib addPrecomputes: basePosition * basePercent * spot
         d1_notional = (rows.d1_units + rows.base_units) * spot
-        conf_d1 = np.where(c_d1 < c.conf_threshold, conf_factor(c_d1, c.conf_margin) * d1_notional, 0.0)
+        low = c_d1 < c.conf_threshold
+        conf_d1 = np.zeros(n)
+        if low.any():
+            conf_d1[low] = conf_factor(c_d1[low], c.conf_margin) * d1_notional[low]
         floor = self._floor(pf, sel, acct, kind, rows.units, fwd, t_y, mkt, u, spot, rate, n, prm)
         to_native = np.where(coin_acct, 1.0 / spot if spot > 0 else 0.0, 1.0)
         return _UnderlyingRisk(
