@@ -44,8 +44,8 @@ LYRA_V1_MAINNET_GRID = (
     + ScenarioGrid.product((0.15, 0.10, 0.05, 0.0, -0.05, -0.10, -0.15), _UND)
     + ScenarioGrid.product((-0.20,), (UP,))
 )
-# lyra-finance/v2-core test/config-test.sol: 21 scenarios = {+-15,+-10,+-5,0} x {Up,None,Down}
-LYRA_V1_TEST_GRID = ScenarioGrid.product((-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15), _UND)
+# lyra-finance/v2-core test/config-test.sol getDefaultScenarios: 21 = {+15..-15 step 5} x {Up,None,Down}, in its order
+LYRA_V1_TEST_GRID = ScenarioGrid.product((0.15, 0.10, 0.05, 0.0, -0.05, -0.10, -0.15), _UND)
 
 LYRA_PMRM_V1_MAINNET = ScenarioPMParams(
     name="lyra-pmrm-v1",
@@ -99,7 +99,8 @@ LYRA_PMRM_V1_TEST = dataclasses.replace(
         basis_mult=0.01,
     ),
     im_factor=1.3,
-)  # test/config-test.sol
+)  # test/config-test.sol getPMRMParams. With rateAddScale 0.12, confMargin 0.4, basePercent = perpPercent 0.025 and
+# exact=True it reproduces the 44 published PMRM v1 portfolio cases (integer MM/IM): tests/margin/test_lyra_v1_vectors.py
 
 # ---------------------------------------------------------------- Deribit portfolio margin
 _DERIBIT_EXT = (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)  # support.deribit.com Portfolio-Margin extended table

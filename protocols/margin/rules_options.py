@@ -111,8 +111,11 @@ class LyraStandardParams:
 class LyraStandard(RuleModel):
     """Derive Standard Manager (src/risk-managers/StandardManager.sol): isolated short-option margins summed per
     expiry and floored at the expiry's max loss (plus unpaired short calls x forward x scale), perps charged on
-    notional, wrapped base credited at marginFactor; IM adds oracle-confidence and stable de-peg contingencies.
-    Long options add value to MtM but no margin credit. Futures and short base are not supported."""
+    notional, wrapped base credited at marginFactor; IM adds oracle-confidence (perps min(perp, spot), options per
+    expiry min(spot, forward, vol), base spot) and stable de-peg contingencies. Long options add value to MtM
+    but no margin credit. Futures and short base are not supported. With the unit-test parameters
+    (config-test.sol getSRMParams and the harness's setUp) it reproduces the 42 published Standard Manager
+    portfolio cases (integer MM/IM): tests/margin/test_lyra_srm_vectors.py."""
 
     def _cross(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
         p, n, unds = self.params, pf.n_accounts, pf.underlyings

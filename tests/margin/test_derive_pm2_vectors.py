@@ -69,3 +69,23 @@ def test_a_changed_parameter_breaks_the_match():
     doc["Parameters"]["Margin"]["MM_LOSS_FACTOR"] = 0.81
     checks = {c.name: c.ok for c in check_pm2_case(load_pm2_case(doc, "patched"))}
     assert checks["MM"] is False and checks["IM"] is True
+
+
+def test_cli_vectors_counts_passes_and_failures(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from defistress.sim.cli.app import app
+
+    for p in CASES[:3]:
+        shutil.copy(p, tmp_path / p.name)
+    ok = CliRunner().invoke(app, ["margin", "vectors", str(tmp_path), "-q"])
+    assert ok.exit_code == 0 and "3/3 cases pass" in ok.output
+    doc = _doc(CASES[0])
+    doc["Parameters"]["Margin"]["IM_LOSS_FACTOR"] = 1.1
+    (tmp_path / CASES[0].name).write_text(json.dumps(doc))
+    bad = CliRunner().invoke(app, ["margin", "vectors", str(tmp_path)])
+    assert bad.exit_code == 1 and "2/3 cases pass" in bad.output and "IM" in bad.output
+    empty = CliRunner().invoke(app, ["margin", "vectors", str(tmp_path / "nope")])
+    assert empty.exit_code == 2 and "no test_*.json case files" in empty.output
