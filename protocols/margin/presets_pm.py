@@ -99,8 +99,8 @@ LYRA_PMRM_V1_TEST = dataclasses.replace(
         basis_mult=0.01,
     ),
     im_factor=1.3,
-)  # test/config-test.sol getPMRMParams. With rateAddScale 0.12, confMargin 0.4, basePercent = perpPercent 0.025 and
-# exact=True it reproduces the 44 published PMRM v1 portfolio cases (integer MM/IM): tests/margin/test_lyra_v1_vectors.py
+)  # test/config-test.sol getPMRMParams. With rateAddScale 0.12, confMargin 0.4, basePercent = perpPercent 0.025
+# and exact=True it reproduces the 44 published PMRM v1 portfolio cases (integer MM/IM, test_lyra_v1_vectors.py)
 
 # ---------------------------------------------------------------- Deribit portfolio margin
 _DERIBIT_EXT = (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)  # support.deribit.com Portfolio-Margin extended table
