@@ -19,13 +19,11 @@ import pandas as pd
 
 from defistress.protocols.margin.catalog import get_model, list_models
 from defistress.protocols.margin.portfolio import MarketState, Portfolio, UnsupportedBook
-from defistress.protocols.margin.portfolio_file import (  # noqa: F401  (the file format lives there)
-    PortfolioFile,
-    load_portfolio,
-    load_portfolio_file,
-    parse_portfolio,
-    read_portfolio,
-)
+from defistress.protocols.margin.portfolio_file import PortfolioFile as PortfolioFile  # the file format lives there
+from defistress.protocols.margin.portfolio_file import load_portfolio as load_portfolio
+from defistress.protocols.margin.portfolio_file import load_portfolio_file as load_portfolio_file
+from defistress.protocols.margin.portfolio_file import parse_portfolio as parse_portfolio
+from defistress.protocols.margin.portfolio_file import read_portfolio as read_portfolio
 
 PRICE_COLUMNS = ("timestamp_utc", "symbol", "venue", "open", "high", "low", "close")
 
