@@ -207,8 +207,8 @@ def pm2_portfolio(doc: dict[str, Any], name: str = "case") -> Portfolio:
 
 
 def pm2_expected(doc: dict[str, Any]) -> dict[str, Any]:
-    """Expected figures in wei, read like the harness: scenario i is reg_losses[i][2], then tail_losses[.][2],
-    then skew_losses[.][1]."""
+    """Expected figures in wei, read like the harness: scenario i is `reg_losses[i][2]`, then
+    `tail_losses[.][2]`, then `skew_losses[.][1]`."""
     r = doc["Result"]
     reg, tail, skew = r.get("reg_losses", []), r.get("tail_losses", []), r.get("skew_losses", [])
     rows = [x[2] for x in reg] + [x[2] for x in tail] + [x[1] for x in skew]
