@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from defistress.scenarios.registry import builtin_names, builtin_path
 from defistress.scenarios.schema import Scenario
+from defistress.scenarios.schema_compound import UNION_TAGS
 
 HISTORIC_DIR = Path(__file__).parent / "historic" / "data"
 
@@ -212,6 +213,7 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "hedgers",
             "protection_buyers",
             "multi_venue",
+            *UNION_TAGS,
         ):
             continue  # discriminated-union tag inserted by pydantic
         else:

@@ -14,6 +14,16 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from defistress.scenarios.schema_base import Distribution, Strict, _validated
+from defistress.scenarios.schema_compound import (
+    BORROWABLE,
+    AbsorberSpec,
+    CollateralBuyerSpec,
+    CometSpec,
+    CompoundV2Spec,
+    FundingFields,
+    check_links,
+    oracle_union,
+)
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.units import Seconds
 
@@ -200,6 +210,10 @@ class OracleSpec(Strict):
     failure: OracleFailure | None = None
 
 
+#: an oracle list item: push / delayed / fixed, or Compound's anchored view (schema_compound)
+OracleItem = oracle_union(OracleSpec)
+
+
 class VenueSpec(Strict):
     id: str = Field(min_length=1)
     kind: Literal["constant_product"] = "constant_product"
@@ -349,7 +363,9 @@ class PerpsSpec(Strict):
 
 # --- agents ----------------------------------------------------------------------------------------
 
-ProtocolSpec = Annotated[LendingSpec | CdpSpec | PerpsSpec | OptionsSpec, Field(discriminator="kind")]
+ProtocolSpec = Annotated[
+    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | CompoundV2Spec | CometSpec, Field(discriminator="kind")
+]
 
 
 class BorrowersSpec(Strict):
@@ -381,7 +397,7 @@ class BorrowersSpec(Strict):
         return self
 
 
-class LiquidatorSpec(Strict):
+class LiquidatorSpec(FundingFields):
     kind: Literal["liquidator"] = "liquidator"
     id: str = "liquidator"
     count: int = Field(1, ge=1, le=1000)
@@ -484,7 +500,9 @@ AgentSpec = Annotated[
     | KeeperSpec
     | TradersSpec
     | OptionPopulationSpec
-    | MultiVenueSpec,
+    | MultiVenueSpec
+    | AbsorberSpec
+    | CollateralBuyerSpec,
     Field(discriminator="kind"),
 ]
 
@@ -519,7 +537,7 @@ class Scenario(Strict):
     run: RunSpec
     market: MarketSpec
     shocks: list[ShockSpec] = Field(default_factory=list)
-    oracles: list[OracleSpec] = Field(default_factory=list)
+    oracles: list[OracleItem] = Field(default_factory=list)
     venues: list[VenueSpec] = Field(default_factory=list)
     protocols: list[ProtocolSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)
@@ -581,8 +599,8 @@ class Scenario(Strict):
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
                 p = protocols.get(a.protocol)
-                if not isinstance(p, LendingSpec):
-                    lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
+                if not isinstance(p, (LendingSpec, *BORROWABLE)):
+                    lends = sorted(q.id for q in self.protocols if isinstance(q, (LendingSpec, *BORROWABLE)))
                     raise ValueError(
                         f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}"
                     )
@@ -621,6 +639,7 @@ class Scenario(Strict):
                 for vid in a.venues:
                     if vid not in venues:
                         raise ValueError(f"agents.{a.id}.venues: unknown venue {vid!r}; allowed: {sorted(venues)}")
+        check_links(self)  # compound-v2, comet, anchored oracles, absorbers (schema_compound)
         return self
 
     @property
