@@ -194,15 +194,14 @@ class CollateralBuyer(mesa.Agent):
         gas = int(self.spec.buy_gas + (self.absorb_gas(n_abs) if n_abs else 0))
         gas_usd = gas * view.base_fee_gwei * GWEI * eth
         ref_base = view.reference.get(base, 1.0)
-        best = None
+        options = []  # (profit USD, base spent, collateral bought, flash-borrowed) per purchase size
         for share in PURCHASE_SHARES:
             spend = max_base * share
             amount = spend * p[0] / (p[j] * (1.0 - discount))
             flash = self.funding.flash_amount(ledger, self.holder, base, spend, committed)
             profit = (self._proceeds(asset, base, amount, view) - spend - self.funding.fee(flash)) * ref_base - gas_usd
-            if best is None or profit > best[0]:
-                best = (profit, spend, amount, flash)
-        profit, spend, amount, flash = best
+            options.append((profit, spend, amount, flash))
+        profit, spend, amount, flash = max(options, key=lambda o: o[0])
         if profit <= self.spec.min_profit_usd:
             return None
         tip = min(self.spec.max_priority_fee_gwei, self.spec.profit_share_to_gas * profit / (gas * GWEI * eth))

@@ -64,7 +64,7 @@ class Funding:
     ) -> object:
         """Run `body` with `flash` tokens borrowed. `quote()` returns (tokens the body pays, tokens it receives)
         at execution prices; if the holder would end short of loan + fee, revert before anything moves."""
-        if flash <= 0:
+        if flash <= 0 or self.lender is None:
             return body()
         pays, receives = quote()
         end = ledger.balance(holder, token) + flash - pays + receives
