@@ -78,6 +78,7 @@ class CTokenMarket:
     reserve_factor: float = 0.1
     initial_exchange_rate: float = 0.02
     rate_model: JumpRateModel = field(default_factory=JumpRateModel)
+    liquidation_incentive: float | None = None  # None: the Comptroller's (v2 has one; forks set it per market)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,15 @@ class CompoundV2(ControlledRows, MarginProtocol):
         self.ltv = self.lt  # v2 has one factor for borrowing and liquidation
         self.reserve_factor = np.array([m.reserve_factor for m in markets])
         self.initial_exchange_rate = np.array([m.initial_exchange_rate for m in markets])
+        #: incentive applied when seizing each market's cTokens (Comptroller.liquidationIncentiveMantissa)
+        self.incentive = np.array(
+            [
+                self.params.liquidation_incentive if m.liquidation_incentive is None else m.liquidation_incentive
+                for m in markets
+            ]
+        )
+        if np.any(self.incentive < 1.0):
+            raise ValueError("liquidation incentives must be >= 1")
         n_a = len(markets)
         self.coll_scaled = np.zeros((0, n_a))  # cTokens per account
         self.debt_scaled = np.zeros((0, n_a))  # borrow principal / borrow index
@@ -287,7 +297,7 @@ class CompoundV2(ControlledRows, MarginProtocol):
         """Comptroller.liquidateCalculateSeizeTokens: repay x incentive x priceBorrowed / (priceCollateral x rate)."""
         i, j = self.idx[collateral_asset], self.idx[debt_asset]
         p = self.prices()
-        return float(repay * self.params.liquidation_incentive * p[j] / (p[i] * self.exchange_rate()[i]))
+        return float(repay * self.incentive[i] * p[j] / (p[i] * self.exchange_rate()[i]))
 
     def preview(self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float) -> Preview:
         """What a liquidation would do now: the repayment capped by the close factor and by the collateral
@@ -299,7 +309,7 @@ class CompoundV2(ControlledRows, MarginProtocol):
         p = self.prices()
         rate = self.exchange_rate()[i]
         repay = min(float(debt_to_cover), self.max_debt_to_cover(a, debt_asset))
-        max_by_coll = self.coll_scaled[a, i] * rate * p[i] / (self.params.liquidation_incentive * p[j])
+        max_by_coll = self.coll_scaled[a, i] * rate * p[i] / (self.incentive[i] * p[j])
         repay = max(min(repay, max_by_coll), 0.0)
         seize = self.seize_tokens(collateral_asset, debt_asset, repay) if repay > 0 else 0.0
         seize = min(seize, self.coll_scaled[a, i])

@@ -65,6 +65,13 @@ class CompoundMarketSpec(Strict):
     supply_usd: float = Field(
         0.0, ge=0, le=1e12, description="passive suppliers' deposits at the start, USD (0: sized to the book)"
     )
+    liquidation_incentive: float | None = Field(
+        None,
+        ge=1.0,
+        le=1.5,
+        description="seized value / repaid value when this market's cTokens are seized; None: the protocol's "
+        "(Compound v2 has one Comptroller-wide incentive, some forks set it per market)",
+    )
 
 
 class CompoundV2Spec(Strict):
@@ -72,7 +79,7 @@ class CompoundV2Spec(Strict):
     Comptroller, and the share of seized cTokens kept as reserves (protocolSeizeShare, since 2021)."""
 
     id: str = Field(min_length=1, description="protocol id")
-    kind: Literal["compound-v2"] = "compound-v2"
+    kind: Literal["compound-v2"] = Field("compound-v2", description="protocol kind")
     oracles: dict[str, str] = Field(description="asset -> oracle id (the 2020 view: an 'anchored' oracle)")
     liquidates_into: list[str] = Field(default_factory=list, description="venue ids liquidators sell into")
     close_factor: float = Field(0.5, ge=0.05, le=0.9, description="share of one borrow repayable per liquidation")
@@ -141,7 +148,7 @@ class CometSpec(Strict):
     """A Compound III market: one borrowable base asset and collateral assets. Defaults: cUSDCv3 at launch."""
 
     id: str = Field(min_length=1, description="protocol id")
-    kind: Literal["comet"] = "comet"
+    kind: Literal["comet"] = Field("comet", description="protocol kind")
     base: str = Field(description="the borrowable base asset, e.g. 'USDC'")
     oracles: dict[str, str] = Field(description="asset -> oracle id, for the base and every collateral")
     liquidates_into: list[str] = Field(default_factory=list, description="venue ids collateral buyers sell into")
@@ -203,7 +210,7 @@ class AnchoredOracleSpec(Strict):
     stays. A poster posts on a `deviation` move or after `heartbeat`."""
 
     id: str = Field(min_length=1, description="oracle id")
-    kind: Literal["anchored"]
+    kind: Literal["anchored"] = Field(description="oracle kind: Compound's UniswapAnchoredView")
     asset: str = Field(description="priced asset")
     source: str = Field(
         "reference", pattern=SOURCE_PATTERN, description="reporter's source: 'reference' or 'pool:VENUE'"
@@ -249,8 +256,8 @@ class AbsorberSpec(Strict):
     """Absorbers of Comet markets: they call `absorb` for liquidator points (gas x base fee) that governance
     may reimburse; they act while the expected reimbursement less their gas is no worse than `max_loss_usd`."""
 
-    kind: Literal["absorber"] = "absorber"
-    id: str = "absorber"
+    kind: Literal["absorber"] = Field("absorber", description="agent kind")
+    id: str = Field("absorber", min_length=1, description="agent id (holders are id-0, id-1... when count > 1)")
     count: int = Field(1, ge=1, le=1000, description="number of competing absorbers")
     gas_budget_eth: float = Field(10.0, gt=0, le=1e6, description="ETH per absorber for gas")
     shared_with: list[str] = Field(default_factory=list, description="comet ids watched (default: every comet)")
@@ -275,8 +282,8 @@ class CollateralBuyerSpec(FundingFields):
     """Buyers of Comet's absorbed collateral (buyCollateral at the store front discount while reserves are
     below target), selling it on a pool or outside in the same transaction; they may absorb first."""
 
-    kind: Literal["collateral_buyer"] = "collateral_buyer"
-    id: str = "collateral_buyer"
+    kind: Literal["collateral_buyer"] = Field("collateral_buyer", description="agent kind")
+    id: str = Field("collateral_buyer", min_length=1, description="agent id (holders are id-0, id-1... when count > 1)")
     count: int = Field(1, ge=1, le=1000, description="number of competing buyers")
     capital_usd: float = Field(
         gt=0, le=1e12, description="base-asset capital per buyer, USD (gas refills with flash loans)"

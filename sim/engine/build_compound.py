@@ -34,6 +34,7 @@ def build_compound_v2(model, spec) -> CompoundV2:
                 m.interest.jump_multiplier_per_year,
                 m.interest.kink,
             ),
+            m.liquidation_incentive,
         )
         for sym, m in spec.assets.items()
     ]

@@ -242,3 +242,19 @@ def test_borrow_past_the_collateral_factor_reverts():
     assert c.health()[a] == pytest.approx(1.0)
     paid = c.repay("borrowers", [a], "DAI", [2000.0])
     assert paid == pytest.approx([1500.0]) and np.isinf(c.health()[a])
+
+
+def test_a_market_may_set_its_own_incentive_for_seizures_of_its_ctokens():
+    """Compound v2 has one Comptroller incentive; a per-market one (forks) applies to the collateral seized:
+    700 DAI repaid against ETH seized at 1.10 instead of 1.08 gives 700 x 1.10 / 1800 = 0.42778 ETH."""
+    markets = [
+        CTokenMarket("ETH", 0.75, 0.2, 0.02, NO_INTEREST, liquidation_incentive=1.10),
+        CTokenMarket("DAI", 0.75, 0.1, 0.02, RATES),
+        CTokenMarket("USDC", 0.75, 0.07, 0.02, NO_INTEREST),
+    ]
+    c, oracles = make(markets)
+    lend(c, "DAI", 1e6)
+    a = open_account(c, {"ETH": 1.0}, {"DAI": 1400.0})
+    oracles["ETH"].price = 1800.0
+    assert c.preview(a, "ETH", "DAI", 1e9).collateral_seized == pytest.approx(700 * 1.10 / 1800)
+    assert c.seize_tokens("USDC", "DAI", 100.0) == pytest.approx(100 * 1.08 / 0.02)  # the Comptroller's
