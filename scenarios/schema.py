@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from defistress.scenarios.schema_base import Distribution, Strict, _validated
 from defistress.scenarios.schema_compound import (
@@ -23,6 +23,14 @@ from defistress.scenarios.schema_compound import (
     FundingFields,
     check_links,
     oracle_union,
+)
+from defistress.scenarios.schema_curve import (
+    LlammaArbitrageurSpec,
+    LlammaLiquidatorSpec,
+    LlammaSpec,
+    PegKeeperCallerSpec,
+    PegKeeperSpec,
+    StableSwapSpec,
 )
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.units import Seconds
@@ -222,6 +230,16 @@ class VenueSpec(Strict):
     fee: float = Field(0.003, ge=0, lt=0.1)
 
 
+def _venue_kind(v) -> str:
+    return v.get("kind", "constant_product") if isinstance(v, dict) else getattr(v, "kind", "constant_product")
+
+
+AnyVenueSpec = Annotated[
+    Annotated[VenueSpec, Tag("constant_product")] | Annotated[StableSwapSpec, Tag("stableswap")],
+    Discriminator(_venue_kind),
+]
+
+
 # --- protocols ---------------------------------------------------------------------------------------
 class InterestSpec(Strict):
     """Kinked utilisation model (Aave v3 DefaultReserveInterestRateStrategy), annual rates."""
@@ -364,7 +382,8 @@ class PerpsSpec(Strict):
 # --- agents ----------------------------------------------------------------------------------------
 
 ProtocolSpec = Annotated[
-    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | CompoundV2Spec | CometSpec, Field(discriminator="kind")
+    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec | CompoundV2Spec | CometSpec,
+    Field(discriminator="kind"),
 ]
 
 
@@ -501,6 +520,9 @@ AgentSpec = Annotated[
     | TradersSpec
     | OptionPopulationSpec
     | MultiVenueSpec
+    | LlammaArbitrageurSpec
+    | LlammaLiquidatorSpec
+    | PegKeeperCallerSpec
     | AbsorberSpec
     | CollateralBuyerSpec,
     Field(discriminator="kind"),
@@ -538,7 +560,7 @@ class Scenario(Strict):
     market: MarketSpec
     shocks: list[ShockSpec] = Field(default_factory=list)
     oracles: list[OracleItem] = Field(default_factory=list)
-    venues: list[VenueSpec] = Field(default_factory=list)
+    venues: list[AnyVenueSpec] = Field(default_factory=list)
     protocols: list[ProtocolSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)
     gas: GasSpec = GasSpec()

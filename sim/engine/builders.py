@@ -17,6 +17,8 @@ AUTO_SUPPLY_UTILISATION = 0.8
 
 PROTOCOL_BUILDERS: dict[str, Callable] = {}
 AGENT_BUILDERS: dict[str, Callable] = {}
+#: venue kinds other than the constant-product pool (built by build.build_pool)
+VENUE_BUILDERS: dict[str, Callable] = {}
 #: oracle kinds built outside build.build_oracle (push, delayed and fixed are built there)
 ORACLE_BUILDERS: dict[str, Callable] = {}
 
@@ -24,6 +26,14 @@ ORACLE_BUILDERS: dict[str, Callable] = {}
 def protocol_builder(kind: str):
     def deco(fn):
         PROTOCOL_BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def venue_builder(kind: str):
+    def deco(fn):
+        VENUE_BUILDERS[kind] = fn
         return fn
 
     return deco
