@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,7 @@ def _parse_value(text: str) -> Any:
 
 
 # --- error formatting ------------------------------------------------------------------------------
-def _format_error(err: dict, raw: dict) -> str:
+def _format_error(err: Mapping[str, Any], raw: dict) -> str:
     loc = _named_path(err["loc"], raw)
     msg = err["msg"]
     if msg.startswith("Value error, "):
@@ -188,7 +189,8 @@ def _format_error(err: dict, raw: dict) -> str:
 
 def _named_path(loc: tuple, raw: dict) -> str:
     """Key path with list indices replaced by the item's id or symbol where it has one."""
-    parts, node = [], raw
+    parts: list[str] = []
+    node: Any = raw  # the raw value at the path so far (None once the path leaves the raw data)
     for key in loc:
         if isinstance(key, int) and isinstance(node, list) and key < len(node):
             item = node[key]

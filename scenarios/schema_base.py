@@ -46,18 +46,22 @@ class Distribution(Strict):
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"distribution '{self.distribution}' needs {missing}")
-        if self.distribution == "uniform" and self.high <= self.low:
+        if self.distribution == "uniform" and self.high is not None and self.low is not None and self.high <= self.low:
             raise ValueError("uniform distribution: 'high' must be greater than 'low'")
         if self.min is not None and self.max is not None and self.max < self.min:
             raise ValueError("distribution: 'max' must be >= 'min'")
         return self
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        # `_check` guarantees the parameters of the chosen distribution are set
         if self.distribution == "lognormal":
+            assert self.median is not None
             x = self.median * np.exp(self.sigma * rng.standard_normal(n))
         elif self.distribution == "uniform":
+            assert self.low is not None and self.high is not None
             x = rng.uniform(self.low, self.high, n)
         else:
+            assert self.value is not None
             x = np.full(n, float(self.value))
         lo = -np.inf if self.min is None else self.min
         hi = np.inf if self.max is None else self.max
