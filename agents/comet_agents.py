@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import mesa
@@ -206,7 +207,7 @@ class CollateralBuyer(mesa.Agent):
             return None
         tip = min(self.spec.max_priority_fee_gwei, self.spec.profit_share_to_gas * profit / (gas * GWEI * eth))
         body = partial(self._execute, c, asset, spend, amount * (1 - self.spec.max_slippage), view, absorb)
-        action = body
+        action: Callable[[], object] = body
         if flash > 0:
             quote = partial(self._quote, c, asset, spend, view, absorb)
             action = partial(self.funding.execute, ledger, self.holder, base, flash, body, quote)

@@ -10,6 +10,7 @@ liquidator got there first the call reverts and the gas is lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import mesa
@@ -114,7 +115,7 @@ class Liquidator(mesa.Agent):
             return None
         tip = min(self.spec.max_priority_fee_gwei, self.spec.profit_share_to_gas * gross / (self.gas * GWEI * eth_usd))
         committed[debt] = committed.get(debt, 0.0) + pv.debt_to_repay - flash
-        action = partial(self._execute, m, a, coll, debt, pv.debt_to_repay, view)
+        action: Callable[[], object] = partial(self._execute, m, a, coll, debt, pv.debt_to_repay, view)
         if flash > 0:  # borrow, liquidate, sell, repay: one transaction (agents.funding)
             quote = partial(self._quote, m, a, coll, debt, pv.debt_to_repay, view)
             action = partial(self.funding.execute, ledger, self.holder, debt, flash, action, quote)

@@ -127,6 +127,10 @@ class Comet(ControlledRows, MarginProtocol):
         self.absorbed_shortfall_usd = 0.0  # debt absorbed beyond the market value of the collateral, USD
         self.shortfall_usd_by_collateral = np.zeros(n_a)
         self.absorbed_accounts = 0
+        self.collateral_sold_base = 0.0  # base tokens paid by buyers of collateral (cumulative)
+        self.collateral_discount_usd = 0.0  # value of collateral sold above what buyers paid, USD (cumulative)
+        self.reserves_low_usd = math.inf  # lowest base reserves seen at a block's end, USD
+        self.collateral_reserves_peak_usd = 0.0  # most absorbed collateral held at a block's end, USD
         self.lender_row: int | None = None
 
     # --- views ------------------------------------------------------------------------------------------
@@ -480,6 +484,8 @@ class Comet(ControlledRows, MarginProtocol):
         self._pull(self.base, buyer, float(base_amount))
         self.env.ledger.transfer(asset, self.id, recipient or buyer, amount)
         p = self.prices()
+        self.collateral_sold_base += float(base_amount)
+        self.collateral_discount_usd += amount * p[self.idx[asset]] - float(base_amount) * p[0]
         self.env.emit(
             Generic(
                 self.env.clock.block,
@@ -515,7 +521,12 @@ class Comet(ControlledRows, MarginProtocol):
         return _kinked(u, r.borrow_base, r.borrow_slope_low, r.borrow_slope_high, r.borrow_kink)
 
     def accrue(self, dt_seconds: float) -> None:
-        """Grow the base indices linearly over `dt_seconds` (Comet.accruedInterestIndices)."""
+        """Grow the base indices linearly over `dt_seconds` (Comet.accruedInterestIndices); note the block's
+        reserves for the run's extremes."""
+        p = self.prices()
+        self.reserves_low_usd = min(self.reserves_low_usd, self.reserves() * p[0])
+        held = sum(self.collateral_reserves(a) * p[j] for j, a in enumerate(self.assets) if j > 0)
+        self.collateral_reserves_peak_usd = max(self.collateral_reserves_peak_usd, float(held))
         if dt_seconds <= 0:
             return
         u = self.utilization()
@@ -556,6 +567,10 @@ class Comet(ControlledRows, MarginProtocol):
             "collateral_reserves_usd": float(coll_reserves_usd),
             "utilization": self.utilization(),
             "accounts_absorbed": float(self.absorbed_accounts),
+            "reserves_low_usd": min(self.reserves_low_usd, self.reserves() * p[0]),
+            "collateral_reserves_peak_usd": max(self.collateral_reserves_peak_usd, float(coll_reserves_usd)),
+            "collateral_sold_base": self.collateral_sold_base,
+            "collateral_discount_usd": self.collateral_discount_usd,
         }
 
     def exposures(self) -> list[Exposure]:

@@ -17,12 +17,13 @@ from defistress.scenarios.schema_base import Distribution, Strict, _validated
 from defistress.scenarios.schema_compound import (
     BORROWABLE,
     AbsorberSpec,
+    AnchoredOracleSpec,
     CollateralBuyerSpec,
     CometSpec,
     CompoundV2Spec,
     FundingFields,
     check_links,
-    oracle_union,
+    oracle_tag,
 )
 from defistress.scenarios.schema_curve import (
     LlammaArbitrageurSpec,
@@ -219,7 +220,9 @@ class OracleSpec(Strict):
 
 
 #: an oracle list item: push / delayed / fixed, or Compound's anchored view (schema_compound)
-OracleItem = oracle_union(OracleSpec)
+OracleItem = Annotated[
+    Annotated[OracleSpec, Tag("feed")] | Annotated[AnchoredOracleSpec, Tag("anchored")], Discriminator(oracle_tag)
+]
 
 
 class VenueSpec(Strict):
@@ -588,7 +591,7 @@ class Scenario(Strict):
                 raise ValueError(f"oracles.{o.id}.asset: unknown asset {o.asset!r}; allowed: {assets}")
             if o.source != "reference" and o.source.split(":", 1)[1] not in venues:
                 raise ValueError(f"oracles.{o.id}.source: unknown venue in {o.source!r}; allowed: {sorted(venues)}")
-            if o.kind == "fixed" and o.price is None:
+            if isinstance(o, OracleSpec) and o.kind == "fixed" and o.price is None:
                 raise ValueError(f"oracles.{o.id}: kind 'fixed' needs 'price'")
         for p in self.protocols:
             for asset, oid in p.oracles.items():

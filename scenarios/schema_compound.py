@@ -7,9 +7,9 @@ Imported by scenarios/schema.py, which owns the unions of protocol, oracle and a
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Field, model_validator
 
 from defistress.scenarios.schema_base import Strict
 from defistress.scenarios.units import Seconds
@@ -238,17 +238,11 @@ class AnchoredOracleSpec(Strict):
         return [self.source, self.anchor]
 
 
-def _oracle_tag(v: Any) -> str:
+def oracle_tag(v: Any) -> str:
+    """Discriminator of an oracle list item: 'anchored' for Compound's view, 'feed' for push, delayed and
+    fixed oracles (whose `kind` may be left out)."""
     kind = v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)
     return "anchored" if kind == "anchored" else "feed"
-
-
-def oracle_union(feed_spec: type) -> Any:
-    """The oracle list item: `feed_spec` (push, delayed, fixed; `kind` may be left out) or an anchored view."""
-    return Annotated[
-        Annotated[feed_spec, Tag("feed")] | Annotated[AnchoredOracleSpec, Tag("anchored")],
-        Discriminator(_oracle_tag),
-    ]
 
 
 # --- Comet's liquidation agents ---------------------------------------------------------------------------
@@ -329,11 +323,12 @@ def check_links(scenario) -> None:
     protocols = {p.id: p for p in scenario.protocols}
     fees: dict[str, tuple[float, str]] = {}
     for a in scenario.agents:
+        aid = a.id
         if isinstance(a, FundingFields) and a.funding != "capital":
-            fee, first = fees.setdefault(a.flash_lender, (a.flash_fee, a.id))
+            fee, first = fees.setdefault(a.flash_lender, (a.flash_fee, aid))
             if fee != a.flash_fee:
                 raise ValueError(
-                    f"agents.{a.id}.flash_fee: flash lender {a.flash_lender!r} lends at {fee} for agents.{first}; "
+                    f"agents.{aid}.flash_fee: flash lender {a.flash_lender!r} lends at {fee} for agents.{first}; "
                     "one fee per lender (give this agent another flash_lender name)"
                 )
     for a in scenario.agents:

@@ -415,4 +415,6 @@ def test_absorb_then_buy_collateral_conserves_tokens_and_books_the_shortfall():
     got = c.buy_collateral("buyer", "WETH", 0.99, 975.0)
     assert got == pytest.approx(1.0)
     assert c.reserves() - r0 == pytest.approx(-1200.0 + 975.0)
+    mt = c.metrics()
+    assert mt["collateral_sold_base"] == pytest.approx(975.0) and mt["collateral_discount_usd"] == pytest.approx(25.0)
     assert not math.isnan(c.health()[0])
