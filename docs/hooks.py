@@ -46,7 +46,7 @@ def _load(name: str, path: Path):
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
-    _load("ns_tree", ROOT / "tools" / "ns_tree.py").build(ROOT / "build" / "ns")
+    _load("ns_tree", ROOT / ".ci" / "ns_tree.py").build(ROOT / "build" / "ns")
     return config
 
 

@@ -194,6 +194,18 @@ class _Walker:
                 label = "|".join(kinds)
                 sub, _ = self.resolve({"$ref": f"#/$defs/{def_name}"})
                 self.table(sub, f"{base}[kind={label}]", def_name)
+        elif resolved.get("oneOf") or resolved.get("anyOf"):  # a union picked by a callable discriminator
+            base = path.removesuffix("[]")
+            for alt in resolved.get("oneOf") or resolved.get("anyOf") or []:
+                sub, alt_name = self.resolve(alt)
+                if "properties" not in sub or alt_name is None:
+                    continue
+                kind = sub["properties"].get("kind", {})
+                label = kind.get("const") or kind.get("default") or alt_name
+                if alt_name in self.seen_defs:
+                    parent.see[f"{key}[kind={label}]"] = self.seen_defs[alt_name]
+                else:
+                    self.table(sub, f"{base}[kind={label}]", alt_name)
 
 
 def _num(v: Any) -> str:
