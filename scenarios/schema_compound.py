@@ -61,7 +61,7 @@ class CompoundMarketSpec(Strict):
     initial_exchange_rate: float = Field(
         0.02, gt=0, le=1e6, description="underlying tokens per cToken at the first mint (0.02 for 2019-20 cTokens)"
     )
-    interest: JumpRateSpec = JumpRateSpec()
+    interest: JumpRateSpec = Field(JumpRateSpec(), description="the market's JumpRateModelV2, annual figures")
     supply_usd: float = Field(
         0.0, ge=0, le=1e12, description="passive suppliers' deposits at the start, USD (0: sized to the book)"
     )
@@ -163,7 +163,7 @@ class CometSpec(Strict):
         0.0, ge=0, le=1e12, description="suppliers' base deposits at the start, USD (0: sized to the book)"
     )
     reserves_usd: float = Field(0.0, ge=0, le=1e12, description="base reserves at the start, USD")
-    rates: CometRatesSpec = CometRatesSpec()
+    rates: CometRatesSpec = Field(CometRatesSpec(), description="kinked supply and borrow curves, annual figures")
     collateral: dict[str, CometAssetSpec] = Field(
         min_length=1, max_length=12, description="collateral assets by symbol (Comet.sol packs at most 12)"
     )
