@@ -1,5 +1,6 @@
 """Write tests/data/readme_figures.json: the seed-1 summaries behind the README's figures for the scenarios too
-slow to run inside the test suite (defi-contagion, black-thursday-maker, inter-protocol-pm under both regimes).
+slow to run inside the test suite (defi-contagion, black-thursday-maker, inter-protocol-pm under both regimes,
+compound-dai-oracle-2020, comet-eth-crash).
 
 tests/test_readme.py checks the README's sentences and table against this file (eth-crash it runs itself).
 Re-run after a change that moves these results (`make readme-figures`, about 10 minutes on 2 cores), then
@@ -23,6 +24,8 @@ RUNS = {
     "black-thursday-maker": [],
     "inter-protocol-pm/silo": ["margin.regime=silo"],
     "inter-protocol-pm/portfolio": ["margin.regime=portfolio"],
+    "compound-dai-oracle-2020": [],
+    "comet-eth-crash": [],
 }
 
 
