@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from defistress.protocols.margin.portfolio import MarketState, Portfolio
-from defistress.protocols.margin.registry import build as get_model
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 from defistress.protocols.margin.var import (
@@ -201,6 +200,8 @@ class HybridMargin:
     MM = max(MM_rule, MM_risk). Equity is the risk leg's (full MtM)."""
 
     def __init__(self, params: HybridParams = HybridParams(), name: str = "hybrid"):
+        from defistress.protocols.margin.catalog import get_model  # loads the legs' preset modules if needed
+
         self.params = params
         self.name = name
         self.rule = get_model(params.rule_model, **dict(params.rule_overrides))
