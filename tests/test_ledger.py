@@ -238,3 +238,23 @@ def test_any_sequence_of_valid_operations_conserves_every_token(seq):
         for t in TOKENS:
             assert led.total(t) == pytest.approx(led.minted[t] - led.burned[t], rel=1e-9, abs=1e-6)
             assert all(b >= 0.0 for b in led.holders(t).values())
+
+
+def test_reasons_and_transfers_accumulate(led):
+    led.mint("ETH", "alice", 1.0, "airdrop")
+    led.mint("ETH", "bob", 2.0, "airdrop")
+    led.burn("ETH", "alice", 0.5, "fee")
+    led.burn("ETH", "bob", 0.25, "fee")
+    led.transfer("ETH", "alice", "bob", 1.0)
+    led.transfer("ETH", "bob", "carol", 1.0)
+    assert led.mint_reasons[("ETH", "airdrop")] == 3.0 and led.burn_reasons[("ETH", "fee")] == 0.75
+    assert led.minted["ETH"] == 103.0 and led.burned["ETH"] == 0.75
+    assert led.n_transfers == 2
+
+
+def test_a_request_of_exactly_the_dust_from_an_empty_holder_moves_nothing():
+    led = Ledger()
+    led.transfer("ETH", "nobody", "bob", 1e-9)  # short by exactly ABS_DUST: rounding, the empty balance moves
+    assert led.balance("bob", "ETH") == 0.0 and led.balance("nobody", "ETH") == 0.0
+    with pytest.raises(InsufficientBalance):
+        led.transfer("ETH", "nobody", "bob", 1.1e-9)

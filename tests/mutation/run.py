@@ -1,0 +1,248 @@
+"""Mutation testing of the modules whose rules decide a crash (`make mutation`; not part of `make test`).
+
+The tool is mutmut 3. mutmut derives a module's import name from its path and puts its `mutants/` copy first on
+`sys.path`; the package here is mapped from top-level folders (`protocols/` installs as `defistress.protocols`),
+so each group of modules (tests/mutation/modules.toml) is staged in `build/mutation/<group>/` as the installed
+namespace (`defistress/protocols/ledger.py`, ...) with the tests beside it, and mutmut runs there, niced, one
+worker, on that group's test files only. Results are read from mutmut's per-file `.meta` files; surviving
+mutants that tests/mutation/equivalent.toml lists (matched by file, function and the changed lines) count as
+equivalent. The report goes to tests/mutation/report.md and report.json (per module: mutants, killed,
+survived, equivalent, score = killed / (mutants - equivalent)).
+
+    .venv/bin/python tests/mutation/run.py              # every group, one after the other
+    .venv/bin/python tests/mutation/run.py perps cdp    # some groups (the report keeps the others' results)
+    .venv/bin/python tests/mutation/run.py --report     # rebuild the report from the staged results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+BUILD = ROOT / "build" / "mutation"
+#: repository folder -> its place in the installed namespace (pyproject.toml [tool.setuptools] package-dir)
+PACKAGE_DIR = {"defistress": "defistress", "sim": "defistress/sim", "agents": "defistress/agents"}
+PACKAGE_DIR |= {"protocols": "defistress/protocols", "scenarios": "defistress/scenarios"}
+#: mutmut exit codes (mutmut/stats.py status_by_exit_code) -> our verdicts; a timeout counts as killed
+KILLED, SURVIVED, NO_TESTS, TIMEOUT = "killed", "survived", "no tests", "timeout"
+#: pytest options of every mutant run: a fixed hypothesis seed makes a verdict reproducible
+PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "--hypothesis-seed=0", "-W", "ignore::DeprecationWarning"]
+
+
+def verdict(exit_code: int | None) -> str:
+    if exit_code in (1, 3):
+        return KILLED
+    if exit_code == 0:
+        return SURVIVED
+    if exit_code in (5, 33, None):
+        return NO_TESTS
+    if exit_code in (24, -24, 36, 152, 255):
+        return TIMEOUT
+    return KILLED  # crashes (segfault, internal error) of a mutant are detections too
+
+
+def staged_path(repo_path: str) -> str:
+    """`protocols/ledger.py` -> `defistress/protocols/ledger.py`."""
+    top, _, rest = repo_path.partition("/")
+    return f"{PACKAGE_DIR[top]}/{rest}"
+
+
+def load_groups() -> dict[str, dict]:
+    with open(HERE / "modules.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def load_equivalents() -> list[dict]:
+    with open(HERE / "equivalent.toml", "rb") as f:
+        return tomllib.load(f).get("equivalent", [])
+
+
+def stage(name: str, group: dict) -> Path:
+    """A fresh tree for one group: the package as installed, the tests, and mutmut's configuration."""
+    dest = BUILD / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "mutation")
+    for src, target in PACKAGE_DIR.items():
+        shutil.copytree(ROOT / src, dest / target, ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "tests", dest / "tests", ignore=ignore)
+    toml_list = lambda xs: "[" + ", ".join(json.dumps(x) for x in xs) + "]"  # noqa: E731
+    (dest / "pyproject.toml").write_text(
+        "[tool.mutmut]\n"
+        'source_paths = ["defistress"]\n'
+        f"only_mutate = {toml_list(staged_path(p) for p in group['mutate'])}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(t for t in group['tests'] if (ROOT / t).exists())}\n"
+        f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}\n"
+        "use_git_change_detection = false\n\n"
+        "[tool.pytest.ini_options]\n"
+        'testpaths = ["tests"]\n'
+        'filterwarnings = ["ignore::DeprecationWarning:mesa.*"]\n'
+    )
+    return dest
+
+
+def run_mutmut(name: str, dest: Path) -> float:
+    """mutmut in the staged tree, niced, one worker; its log goes to build/mutation/<group>.log. Seconds taken."""
+    mutmut = Path(sys.executable).parent / "mutmut"
+    t0 = time.monotonic()
+    with open(BUILD / f"{name}.log", "w") as log:
+        proc = subprocess.run(
+            ["nice", "-n", "15", str(mutmut), "run", "--max-children", "1"],
+            cwd=dest,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+    if proc.returncode != 0:
+        raise SystemExit(f"mutmut failed for group {name!r} (exit {proc.returncode}); see {BUILD / (name + '.log')}")
+    return time.monotonic() - t0
+
+
+@dataclass
+class Mutant:
+    key: str  # mutmut's name, e.g. defistress.protocols.ledger.xǁLedgerǁ_debit__mutmut_8
+    function: str  # Ledger._debit
+    verdict: str
+    removed: list[str] = field(default_factory=list)  # the changed lines, stripped
+    added: list[str] = field(default_factory=list)
+    equivalent: str = ""  # the reason, when tests/mutation/equivalent.toml lists it
+
+
+def function_of(key: str) -> str:
+    mangled = key.rpartition(".")[2].partition("__mutmut_")[0]
+    return mangled[2:].replace("ǁ", ".").strip(".") if mangled.startswith("x") else mangled
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    body = [ln for ln in diff.splitlines() if not ln.startswith(("---", "+++", "@@"))]
+    return (
+        [ln[1:].strip() for ln in body if ln.startswith("-")],
+        [ln[1:].strip() for ln in body if ln.startswith("+")],
+    )
+
+
+def read_results(dest: Path, repo_path: str, equivalents: list[dict]) -> list[Mutant]:
+    """Every mutant of one file with its verdict; survivors carry their diff and, if listed, the equivalence."""
+    rel = staged_path(repo_path)
+    meta = json.loads((dest / "mutants" / f"{rel}.meta").read_text())
+    out = []
+    cwd = os.getcwd()
+    os.chdir(dest)  # mutmut reads its mutants relative to the working directory
+    try:
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+        for key, code in sorted(meta["exit_code_by_key"].items()):
+            m = Mutant(key, function_of(key), verdict(code))
+            if m.verdict in (SURVIVED, NO_TESTS):
+                m.removed, m.added = changed_lines(get_diff_for_mutant(key, path=rel))
+                for eq in equivalents:
+                    if (
+                        eq["file"] == repo_path
+                        and eq["function"] == m.function
+                        and [s.strip() for s in eq["original"].splitlines()] == m.removed
+                        and [s.strip() for s in eq["mutant"].splitlines()] == m.added
+                    ):
+                        m.equivalent = eq["reason"]
+            out.append(m)
+    finally:
+        os.chdir(cwd)
+    return out
+
+
+def summarise(mutants: list[Mutant]) -> dict:
+    n = len(mutants)
+    killed = sum(m.verdict in (KILLED, TIMEOUT) for m in mutants)
+    equivalent = sum(bool(m.equivalent) for m in mutants)
+    survived = n - killed - equivalent
+    return {
+        "mutants": n,
+        "killed": killed,
+        "timeouts": sum(m.verdict == TIMEOUT for m in mutants),
+        "survived": survived,
+        "no_tests": sum(m.verdict == NO_TESTS and not m.equivalent for m in mutants),
+        "equivalent": equivalent,
+        "score": killed / (n - equivalent) if n > equivalent else 1.0,
+    }
+
+
+def write_report(results: dict) -> None:
+    (HERE / "report.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    lines = [
+        "# Mutation testing report",
+        "",
+        "Written by `make mutation` (tests/mutation/run.py, mutmut 3). Score = killed / (mutants - equivalent);",
+        "a timeout counts as killed. Equivalent mutants and their reasons: tests/mutation/equivalent.toml.",
+        "",
+        "| module | mutants | killed | survived | equivalent | score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for path, r in results["modules"].items():
+        s = r["summary"]
+        lines.append(
+            f"| {path} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['equivalent']} | {s['score']:.1%} |"
+        )
+    for path, r in results["modules"].items():
+        left = [m for m in r["mutants"] if m["verdict"] in (SURVIVED, NO_TESTS) and not m["equivalent"]]
+        if left:
+            lines += ["", f"## Surviving mutants of {path}", ""]
+            for m in left:
+                change = f"`{' / '.join(m['removed'])}` -> `{' / '.join(m['added'])}`"
+                lines.append(f"- {m['function']} ({m['verdict']}): {change}")
+    (HERE / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("groups", nargs="*", help="groups of tests/mutation/modules.toml (default: all)")
+    ap.add_argument("--report", action="store_true", help="only rebuild the report from build/mutation")
+    args = ap.parse_args()
+    groups = load_groups()
+    unknown = sorted(set(args.groups) - set(groups))
+    if unknown:
+        raise SystemExit(f"unknown group(s) {unknown}; allowed: {sorted(groups)}")
+    chosen = args.groups or list(groups)
+    equivalents = load_equivalents()
+    report_path = HERE / "report.json"
+    results = json.loads(report_path.read_text()) if report_path.exists() else {"modules": {}}
+    BUILD.mkdir(parents=True, exist_ok=True)
+    for name in chosen:
+        group = groups[name]
+        dest = BUILD / name
+        seconds = None
+        if not args.report:
+            print(f"[{name}] staging and running mutmut on {', '.join(group['mutate'])}", flush=True)
+            seconds = run_mutmut(name, stage(name, group))
+        elif not (dest / "mutants").exists():
+            continue
+        for path in group["mutate"]:
+            mutants = read_results(dest, path, equivalents)
+            prev = results["modules"].get(path, {})
+            results["modules"][path] = {
+                "group": name,
+                "seconds": round(seconds, 1) if seconds is not None else prev.get("seconds"),
+                "summary": summarise(mutants),
+                "mutants": [m.__dict__ for m in mutants],
+            }
+            s = results["modules"][path]["summary"]
+            print(
+                f"[{name}] {path}: {s['mutants']} mutants, {s['killed']} killed, {s['survived']} survived, "
+                f"{s['equivalent']} equivalent: score {s['score']:.1%}",
+                flush=True,
+            )
+        order = [p for g in groups.values() for p in g["mutate"]]
+        results["modules"] = {p: results["modules"][p] for p in order if p in results["modules"]}
+        write_report(results)  # after each group: a long run interrupted keeps what it finished
+
+
+if __name__ == "__main__":
+    main()
