@@ -1,0 +1,265 @@
+"""The lending market against an independent scalar re-implementation of Aave v3's rules (docs/margin-methods.md
+5.1: GenericLogic health factor, LiquidationLogic close factor and seizure, v3.3 dust rule and bad-debt burn,
+DefaultReserveInterestRateStrategy rates), on random books with accrued indices and prices away from 1.
+
+The reference works on plain floats, one account at a time, in token units; it shares no code with the market."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import track_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import BadDebt
+from defistress.protocols.lending import AssetParams, LendingMarket
+
+ASSETS = [
+    AssetParams("ETH", 0.80, 0.85, 0.05, protocol_fee=0.10, reserve_factor=0.15, slope1=0.03, slope2=0.8),
+    AssetParams("BTC", 0.70, 0.75, 0.065, protocol_fee=0.20, reserve_factor=0.20, slope1=0.04, slope2=3.0),
+    AssetParams("DAI", 0.75, 0.80, 0.04, protocol_fee=0.10, reserve_factor=0.10, slope1=0.05, slope2=0.75),
+    AssetParams(
+        "USDC", 0.86, 0.88, 0.045, protocol_fee=0.10, reserve_factor=0.10, base_rate=0.01, optimal_utilisation=0.8
+    ),
+]
+START = {"ETH": 2_000.0, "BTC": 50_000.0, "DAI": 0.98, "USDC": 1.0}
+SYMS = [a.symbol for a in ASSETS]
+P = {a.symbol: a for a in ASSETS}
+LIQ = "liquidator"
+YEAR = 365.0 * 86400.0
+
+
+# --- the reference ---------------------------------------------------------------------------------------
+def ref_health(coll: dict, debt: dict, px: dict) -> float:
+    d = sum(debt[s] * px[s] for s in SYMS)
+    w = sum(coll[s] * px[s] * P[s].liquidation_threshold for s in SYMS)
+    return w / d if d > 0 else math.inf
+
+
+def ref_max_cover(rule: str, coll: dict, debt: dict, px: dict, j: str, i: str | None) -> float:
+    hf = ref_health(coll, debt, px)
+    if rule == "aave-v3.0":
+        return debt[j] * (0.5 if hf > 0.95 else 1.0)
+    coll_usd = coll[i] * px[i] if i is not None else sum(coll[s] * px[s] for s in SYMS)
+    total_debt_usd = sum(debt[s] * px[s] for s in SYMS)
+    if coll_usd >= 2000 and debt[j] * px[j] >= 2000 and hf > 0.95:
+        return min(debt[j], 0.5 * total_debt_usd / px[j])
+    return debt[j]
+
+
+def ref_preview(rule, coll, debt, px, i, j, cover):
+    """(debt repaid, collateral to the liquidator, fee to the treasury), token units."""
+    bonus = 1 + P[i].liquidation_bonus
+    repay = min(cover, ref_max_cover(rule, coll, debt, px, j, i))
+    seized = repay * px[j] / px[i] * bonus
+    if seized > coll[i]:
+        seized = coll[i]
+        repay = coll[i] * px[i] / px[j] / bonus
+    fee = (seized - seized / bonus) * P[i].protocol_fee
+    return repay, seized - fee, fee
+
+
+def ref_rate(u: float, a: AssetParams) -> float:
+    if u <= a.optimal_utilisation:
+        return a.base_rate + a.slope1 * u / a.optimal_utilisation
+    return a.base_rate + a.slope1 + a.slope2 * (u - a.optimal_utilisation) / (1 - a.optimal_utilisation)
+
+
+# --- building a random book ------------------------------------------------------------------------------
+def make(rule: str):
+    env = Env()
+    track_env(env)
+    oracles = {s: FixedPrice(START[s], s) for s in SYMS}
+    m = LendingMarket("lend", list(ASSETS), oracles, env, rule)
+    for s in SYMS:
+        env.ledger.mint(s, "lenders", 1e9 / START[s], "genesis")
+        m.supply_liquidity("lenders", s, 1e8 / START[s])
+        env.ledger.mint(s, LIQ, 1e8 / START[s], "genesis")
+    return m, oracles
+
+
+usd = st.floats(min_value=100.0, max_value=200_000.0)
+books = st.lists(
+    st.tuples(st.sampled_from(SYMS), usd, st.sampled_from(SYMS), st.floats(0.2, 0.98)), min_size=1, max_size=4
+)
+moves = st.fixed_dictionaries({s: st.floats(0.3, 1.3) for s in SYMS})
+
+
+def open_book(m, book):
+    """One account per entry: collateral worth `usd` of one asset, debt of another at a share of the LTV limit."""
+    rows = []
+    for c_sym, c_usd, d_sym, use in book:
+        a = m.add_accounts(1)
+        amount = c_usd / START[c_sym]
+        m.env.ledger.mint(c_sym, "user", amount, "genesis")
+        m.supply("user", a, c_sym, np.array([amount]))
+        m.borrow("user", a, d_sym, np.array([c_usd * P[c_sym].ltv * use / START[d_sym]]))
+        rows.append(int(a[0]))
+    return rows
+
+
+def account(m, a):
+    c, d = m.collateral()[a], m.debt()[a]
+    return {s: float(c[k]) for k, s in enumerate(SYMS)}, {s: float(d[k]) for k, s in enumerate(SYMS)}
+
+
+# --- the tests -------------------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(book=books, years=st.floats(0.0, 3.0), move=moves, rule=st.sampled_from(["aave-v3.0", "aave-v3.3"]))
+def test_health_close_factor_and_preview_match_the_reference(book, years, move, rule):
+    m, oracles = make(rule)
+    rows = open_book(m, book)
+    # rates at the opening utilisation, then one accrual step (linear, Aave MathUtils.calculateLinearInterest)
+    debt_tot, coll_tot = m.debt().sum(axis=0), m.collateral().sum(axis=0)
+    u = {s: min(debt_tot[k] / (coll_tot[k] + 1e8 / START[s]), 1.0) for k, s in enumerate(SYMS)}
+    for k, s in enumerate(SYMS):
+        assert m.utilisation()[k] == pytest.approx(u[s], rel=1e-12, abs=1e-15)
+        assert m.borrow_rate()[k] == pytest.approx(ref_rate(u[s], P[s]), rel=1e-12, abs=1e-15)
+    m.accrue(years * YEAR)
+    for k, s in enumerate(SYMS):
+        rb = ref_rate(u[s], P[s])
+        bi, li = 1 + rb * years, 1 + rb * u[s] * (1 - P[s].reserve_factor) * years
+        assert m.borrow_index[k] == pytest.approx(bi, rel=1e-12)
+        assert m.liq_index[k] == pytest.approx(li, rel=1e-12)
+        # claims grow with the indices: utilisation = debt·bi / ((collateral + lenders' deposit)·li)
+        u_now = min(debt_tot[k] * bi / ((coll_tot[k] + 1e8 / START[s]) * li), 1.0)
+        assert m.utilisation()[k] == pytest.approx(u_now, rel=1e-12, abs=1e-15)
+        assert m.debt()[:, k].sum() == pytest.approx(debt_tot[k] * bi, rel=1e-12)
+        assert m.collateral()[:, k].sum() == pytest.approx(coll_tot[k] * li, rel=1e-12)
+    for s in SYMS:
+        oracles[s].price = START[s] * move[s]
+    px = {s: oracles[s].price for s in SYMS}
+    for a in rows:
+        coll, debt = account(m, a)
+        hf = ref_health(coll, debt, px)
+        assert m.health()[a] == pytest.approx(hf, rel=1e-12)
+        assert m.insolvent_debt_usd()[a] == pytest.approx(
+            max(sum(debt[s] * px[s] for s in SYMS) - sum(coll[s] * px[s] for s in SYMS), 0.0), rel=1e-9, abs=1e-9
+        )
+        for j in SYMS:
+            if debt[j] == 0:
+                continue
+            assert m.max_debt_to_cover(a, j) == pytest.approx(ref_max_cover(rule, coll, debt, px, j, None), rel=1e-12)
+            for i in SYMS:
+                if coll[i] == 0:
+                    continue
+                want = ref_max_cover(rule, coll, debt, px, j, i)
+                assert m.max_debt_to_cover(a, j, i) == pytest.approx(want, rel=1e-12)
+                for share in (0.3, 1.0, 5.0):
+                    pv = m.preview(a, i, j, share * debt[j])
+                    repay, to_liq, fee = ref_preview(rule, coll, debt, px, i, j, share * debt[j])
+                    assert (pv.debt_to_repay, pv.collateral_seized, pv.protocol_fee) == pytest.approx(
+                        (repay, to_liq, fee), rel=1e-12
+                    )
+                    assert pv.debt_usd == pytest.approx(repay * px[j], rel=1e-12)
+                    assert pv.collateral_usd == pytest.approx(to_liq * px[i], rel=1e-12)
+    unhealthy = [a for a in rows if ref_health(*account(m, a), px) < 1.0]
+    assert sorted(m.liquidatable().tolist()) == unhealthy
+    assert m.metrics()["accounts_unhealthy"] == len(unhealthy)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    book=books,
+    years=st.floats(0.0, 2.0),
+    move=moves,
+    rule=st.sampled_from(["aave-v3.0", "aave-v3.3"]),
+    calls=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(SYMS), st.sampled_from(SYMS), st.floats(0.05, 3.0))),
+)
+def test_liquidations_move_what_the_reference_says(book, years, move, rule, calls):
+    m, oracles = make(rule)
+    rows = open_book(m, book)
+    m.accrue(years * YEAR)
+    for s in SYMS:
+        oracles[s].price = START[s] * move[s]
+    px = {s: oracles[s].price for s in SYMS}
+    led = m.env.ledger
+    deficit = dict.fromkeys(SYMS, 0.0)
+    liquidated_usd = 0.0
+    for k, i, j, share in calls:
+        a = rows[k % len(rows)]
+        coll, debt = account(m, a)
+        hf = ref_health(coll, debt, px)
+        liq_before = {s: led.balance(LIQ, s) for s in SYMS}
+        treasury_before = led.balance(m.treasury, i)
+        n_bad = sum(isinstance(e, BadDebt) for e in m.env.events)
+        # which reverts the reference expects (Aave ValidationLogic.validateLiquidationCall, then v3.3 dust)
+        reason = None
+        if hf >= 1.0:
+            reason = "HEALTH_FACTOR_NOT_BELOW_THRESHOLD"
+        elif debt[j] <= 0:
+            reason = "SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER"
+        elif coll[i] <= 0:
+            reason = "COLLATERAL_CANNOT_BE_LIQUIDATED"
+        if reason is None:
+            repay, to_liq, fee = ref_preview(rule, coll, debt, px, i, j, share * debt[j])
+            left_debt, left_coll = (debt[j] - repay) * px[j], (coll[i] - to_liq - fee) * px[i]
+            both = left_debt > 1e-9 and left_coll > 1e-9
+            if rule == "aave-v3.3" and both and (left_debt < 1000 or left_coll < 1000):
+                reason = "MustNotLeaveDust"
+        if reason is not None:
+            with pytest.raises(Revert, match=reason):
+                m.liquidate(a, i, j, share * debt[j], LIQ)
+            assert account(m, a) == (coll, debt)
+            continue
+        ev = m.liquidate(a, i, j, share * debt[j], LIQ)
+        assert (ev.debt_repaid, ev.collateral_seized, ev.protocol_fee) == pytest.approx((repay, to_liq, fee), rel=1e-12)
+        assert ev.health_before == pytest.approx(hf, rel=1e-12)
+        assert ev.bonus_usd == pytest.approx((to_liq + fee) * px[i] - repay * px[j], rel=1e-9, abs=1e-9)
+        liquidated_usd += repay * px[j]
+        new_coll, new_debt = account(m, a)
+        assert new_coll[i] == pytest.approx(coll[i] - to_liq - fee, rel=1e-9, abs=1e-9 * coll[i])
+        assert led.balance(LIQ, i) - liq_before[i] == pytest.approx(to_liq - (repay if i == j else 0.0), rel=1e-9)
+        if i != j:
+            assert liq_before[j] - led.balance(LIQ, j) == pytest.approx(repay, rel=1e-12)
+        assert led.balance(m.treasury, i) - treasury_before == pytest.approx(fee, rel=1e-12, abs=1e-15)
+        if rule == "aave-v3.3" and all(new_coll[s] * 1.0 <= 1e-12 for s in SYMS):
+            # v3.3: no collateral left -> every remaining debt is burned into the deficit (_burnBadDebt)
+            assert all(v == 0.0 for v in new_debt.values())
+            rest = {s: debt[s] - (repay if s == j else 0.0) for s in SYMS}
+            for s in SYMS:
+                deficit[s] += max(rest[s], 0.0)
+            written = [e for e in m.env.events[n_bad:] if isinstance(e, BadDebt)]
+            assert {e.asset: e.amount for e in written} == pytest.approx(
+                {s: v for s, v in rest.items() if v > 1e-9}, rel=1e-9, abs=1e-9
+            )
+            for e in written:
+                assert (e.account, e.protocol, e.block) == (a, "lend", m.env.clock.block)
+                assert e.amount_usd == pytest.approx(e.amount * px[e.asset], rel=1e-12)
+        else:
+            assert new_debt[j] == pytest.approx(debt[j] - repay, rel=1e-9, abs=1e-9 * debt[j])
+    np.testing.assert_allclose(m.deficit, [deficit[s] for s in SYMS], rtol=1e-9, atol=1e-9)
+    met = m.metrics()
+    assert met["liquidated_debt_usd"] == pytest.approx(liquidated_usd, rel=1e-9)
+    assert met["deficit_usd"] == pytest.approx(sum(deficit[s] * px[s] for s in SYMS), rel=1e-9, abs=1e-9)
+    coll_usd = sum(m.collateral()[:, k].sum() * px[s] for k, s in enumerate(SYMS))
+    debt_usd = sum(m.debt()[:, k].sum() * px[s] for k, s in enumerate(SYMS))
+    assert met["collateral_usd"] == pytest.approx(coll_usd, rel=1e-12)
+    assert met["debt_usd"] == pytest.approx(debt_usd, rel=1e-12)
+    short = sum(max(ref_short, 0.0) for ref_short in (m.debt() @ m.prices() - m.collateral() @ m.prices()))
+    assert met["bad_debt_usd"] == pytest.approx(met["deficit_usd"] + short, rel=1e-9, abs=1e-9)
+
+
+def test_write_offs_of_two_accounts_add_up_in_the_deficit_by_collateral():
+    # two accounts, each 1 ETH against 1,500 DAI (at 0.98 USD): at ETH 1,200 both are insolvent. Seizing all
+    # 1 ETH repays 1,200/0.98/1.05 = 1,166.18 DAI; the 333.82 DAI left on each is burned into the deficit
+    m, oracles = make("aave-v3.3")
+    rows = [int(m.add_accounts(1)[0]) for _ in range(2)]
+    for a in rows:
+        m.env.ledger.mint("ETH", "user", 1.0, "genesis")
+        m.supply("user", np.array([a]), "ETH", np.array([1.0]))
+        m.borrow("user", np.array([a]), "DAI", np.array([1_500.0]))
+    oracles["ETH"].price = 1_200.0
+    for a in rows:
+        ev = m.liquidate(a, "ETH", "DAI", 1e9, LIQ)
+        assert ev.debt_repaid == pytest.approx(1_200 / 0.98 / 1.05, rel=1e-12)
+    left = 1_500.0 - 1_200 / 0.98 / 1.05
+    k = m.idx["DAI"]
+    assert m.deficit[k] == pytest.approx(2 * left, rel=1e-12)
+    assert m.deficit_usd_by_collateral[m.idx["ETH"]] == pytest.approx(2 * left * 0.98, rel=1e-12)
+    assert m.losses_by_collateral() == pytest.approx({"ETH": 2 * left * 0.98}, rel=1e-12)
+    assert m.metrics()["deficit_usd"] == pytest.approx(2 * left * 0.98, rel=1e-12)
