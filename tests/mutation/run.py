@@ -12,11 +12,16 @@ survived, equivalent, score = killed / (mutants - equivalent)).
     .venv/bin/python tests/mutation/run.py              # every group, one after the other
     .venv/bin/python tests/mutation/run.py perps cdp    # some groups (the report keeps the others' results)
     .venv/bin/python tests/mutation/run.py --report     # rebuild the report from the staged results
+    .venv/bin/python tests/mutation/run.py --since OLD/tests/mutation/report.json   # re-test only what survived
+
+With `--since` a previous report of the same source files (same sha256) is the starting point: its killed mutants
+stay killed (tests were only added since), the others are run again, and the report shows both scores.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -91,13 +96,14 @@ def stage(name: str, group: dict) -> Path:
     return dest
 
 
-def run_mutmut(name: str, dest: Path) -> float:
-    """mutmut in the staged tree, niced, one worker; its log goes to build/mutation/<group>.log. Seconds taken."""
+def run_mutmut(name: str, dest: Path, only: list[str] | None = None) -> float:
+    """mutmut in the staged tree, niced, one worker, on every mutant or `only` these; its log goes to
+    build/mutation/<group>.log. Seconds taken."""
     mutmut = Path(sys.executable).parent / "mutmut"
     t0 = time.monotonic()
     with open(BUILD / f"{name}.log", "w") as log:
         proc = subprocess.run(
-            ["nice", "-n", "15", str(mutmut), "run", "--max-children", "1"],
+            ["nice", "-n", "15", str(mutmut), "run", "--max-children", "1", *(only or [])],
             cwd=dest,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -131,8 +137,22 @@ def changed_lines(diff: str) -> tuple[list[str], list[str]]:
     )
 
 
-def read_results(dest: Path, repo_path: str, equivalents: list[dict]) -> list[Mutant]:
-    """Every mutant of one file with its verdict; survivors carry their diff and, if listed, the equivalence."""
+def equivalence(repo_path: str, function: str, removed: list[str], added: list[str], equivalents: list[dict]) -> str:
+    """The reason tests/mutation/equivalent.toml gives for this change, or ''."""
+    for eq in equivalents:
+        if (
+            eq["file"] == repo_path
+            and eq["function"] == function
+            and [s.strip() for s in eq["original"].splitlines()] == removed
+            and [s.strip() for s in eq["mutant"].splitlines()] == added
+        ):
+            return eq["reason"]
+    return ""
+
+
+def read_results(dest: Path, repo_path: str, equivalents: list[dict], killed_before: set[str] = frozenset()) -> list:
+    """Every mutant of one file with its verdict (those in `killed_before` stay killed); survivors carry their
+    diff and, if listed, the equivalence."""
     rel = staged_path(repo_path)
     meta = json.loads((dest / "mutants" / f"{rel}.meta").read_text())
     out = []
@@ -142,21 +162,34 @@ def read_results(dest: Path, repo_path: str, equivalents: list[dict]) -> list[Mu
         from mutmut.mutation.diff_apply import get_diff_for_mutant
 
         for key, code in sorted(meta["exit_code_by_key"].items()):
-            m = Mutant(key, function_of(key), verdict(code))
+            m = Mutant(key, function_of(key), KILLED if key in killed_before else verdict(code))
             if m.verdict in (SURVIVED, NO_TESTS):
                 m.removed, m.added = changed_lines(get_diff_for_mutant(key, path=rel))
-                for eq in equivalents:
-                    if (
-                        eq["file"] == repo_path
-                        and eq["function"] == m.function
-                        and [s.strip() for s in eq["original"].splitlines()] == m.removed
-                        and [s.strip() for s in eq["mutant"].splitlines()] == m.added
-                    ):
-                        m.equivalent = eq["reason"]
+                m.equivalent = equivalence(repo_path, m.function, m.removed, m.added, equivalents)
             out.append(m)
     finally:
         os.chdir(cwd)
     return out
+
+
+def sha256(repo_path: str) -> str:
+    return hashlib.sha256((ROOT / repo_path).read_bytes()).hexdigest()
+
+
+def before_summary(prev: dict, repo_path: str, equivalents: list[dict]) -> dict:
+    """A previous run's summary with today's list of equivalent mutants."""
+    ms = [
+        Mutant(
+            m["key"],
+            m["function"],
+            m["verdict"],
+            equivalent=equivalence(repo_path, m["function"], m["removed"], m["added"], equivalents)
+            if m["verdict"] in (SURVIVED, NO_TESTS)
+            else "",
+        )
+        for m in prev["mutants"]
+    ]
+    return summarise(ms)
 
 
 def summarise(mutants: list[Mutant]) -> dict:
@@ -183,13 +216,15 @@ def write_report(results: dict) -> None:
         "Written by `make mutation` (tests/mutation/run.py, mutmut 3). Score = killed / (mutants - equivalent);",
         "a timeout counts as killed. Equivalent mutants and their reasons: tests/mutation/equivalent.toml.",
         "",
-        "| module | mutants | killed | survived | equivalent | score |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| module | mutants | killed | survived | equivalent | score | score before the new tests |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for path, r in results["modules"].items():
-        s = r["summary"]
+        s, b = r["summary"], r.get("before")
+        was = f"{b['score']:.1%} ({b['killed']} killed)" if b else ""
         lines.append(
-            f"| {path} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['equivalent']} | {s['score']:.1%} |"
+            f"| {path} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['equivalent']} | {s['score']:.1%} "
+            f"| {was} |"
         )
     for path, r in results["modules"].items():
         left = [m for m in r["mutants"] if m["verdict"] in (SURVIVED, NO_TESTS) and not m["equivalent"]]
@@ -205,7 +240,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("groups", nargs="*", help="groups of tests/mutation/modules.toml (default: all)")
     ap.add_argument("--report", action="store_true", help="only rebuild the report from build/mutation")
+    ap.add_argument("--since", type=Path, help="a previous report.json: re-test only the mutants it did not kill")
     args = ap.parse_args()
+    since = json.loads(args.since.read_text())["modules"] if args.since else {}
     groups = load_groups()
     unknown = sorted(set(args.groups) - set(groups))
     if unknown:
@@ -219,18 +256,29 @@ def main() -> None:
         group = groups[name]
         dest = BUILD / name
         seconds = None
+        old = {p: since[p] for p in group["mutate"] if p in since and since[p].get("sha256") == sha256(p)}
+        if len(old) < len(group["mutate"]):
+            old = {}  # a module changed since: every mutant is run again
+        killed_before = {m["key"] for o in old.values() for m in o["mutants"] if m["verdict"] in (KILLED, TIMEOUT)}
         if not args.report:
-            print(f"[{name}] staging and running mutmut on {', '.join(group['mutate'])}", flush=True)
-            seconds = run_mutmut(name, stage(name, group))
+            only = [m["key"] for o in old.values() for m in o["mutants"] if m["key"] not in killed_before]
+            what = f"{len(only)} mutants left by {args.since}" if old else "every mutant"
+            print(f"[{name}] staging and running mutmut on {', '.join(group['mutate'])}: {what}", flush=True)
+            if old and not only:
+                continue
+            seconds = run_mutmut(name, stage(name, group), only if old else None)
         elif not (dest / "mutants").exists():
             continue
         for path in group["mutate"]:
-            mutants = read_results(dest, path, equivalents)
+            mutants = read_results(dest, path, equivalents, killed_before)
             prev = results["modules"].get(path, {})
+            before = before_summary(old[path], path, equivalents) if path in old else prev.get("before")
             results["modules"][path] = {
                 "group": name,
+                "sha256": sha256(path),
                 "seconds": round(seconds, 1) if seconds is not None else prev.get("seconds"),
                 "summary": summarise(mutants),
+                "before": before,
                 "mutants": [m.__dict__ for m in mutants],
             }
             s = results["modules"][path]["summary"]
