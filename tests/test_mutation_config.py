@@ -71,3 +71,18 @@ def test_summary_counts_equivalents_out_of_the_score():
     # 11 mutants: 9 killed (a timeout counts), 1 equivalent, 1 survived -> 9 / (11 - 1) = 90%
     assert (s["mutants"], s["killed"], s["equivalent"], s["survived"]) == (11, 9, 1, 1)
     assert s["score"] == pytest.approx(0.9)
+
+
+def test_scoped_functions_exist_in_their_modules():
+    for name, g in run.load_groups().items():
+        for path, functions in g.get("functions", {}).items():
+            assert path in g["mutate"], name
+            source = (ROOT / path).read_text()
+            for f in functions:
+                assert f"def {f.rpartition('.')[2]}(" in source, f"{name}: {path} has no {f}"
+    assert run.mutant_glob("protocols/perps.py", "PerpDex.liquidate") == (
+        "defistress.protocols.perps.xǁPerpDexǁliquidate__mutmut_*"
+    )
+    assert (
+        run.mutant_glob("sim/engine/blocks.py", "build_block") == "defistress.sim.engine.blocks.x_build_block__mutmut_*"
+    )

@@ -124,6 +124,18 @@ class Mutant:
     equivalent: str = ""  # the reason, when tests/mutation/equivalent.toml lists it
 
 
+def module_of(repo_path: str) -> str:
+    """`protocols/perps.py` -> `defistress.protocols.perps` (mutmut's module name of the staged file)."""
+    return staged_path(repo_path)[: -len(".py")].replace("/", ".")
+
+
+def mutant_glob(repo_path: str, function: str) -> str:
+    """mutmut's name pattern of one function's mutants: `PerpDex.liquidate` -> ...xǁPerpDexǁliquidate__mutmut_*."""
+    cls, _, fn = function.rpartition(".")
+    mangled = f"xǁ{cls}ǁ{fn}" if cls else f"x_{fn}"
+    return f"{module_of(repo_path)}.{mangled}__mutmut_*"
+
+
 def function_of(key: str) -> str:
     mangled = key.rpartition(".")[2].partition("__mutmut_")[0]
     return mangled[2:].replace("ǁ", ".").strip(".") if mangled.startswith("x") else mangled
@@ -150,9 +162,15 @@ def equivalence(repo_path: str, function: str, removed: list[str], added: list[s
     return ""
 
 
-def read_results(dest: Path, repo_path: str, equivalents: list[dict], killed_before: set[str] = frozenset()) -> list:
-    """Every mutant of one file with its verdict (those in `killed_before` stay killed); survivors carry their
-    diff and, if listed, the equivalence."""
+def read_results(
+    dest: Path,
+    repo_path: str,
+    equivalents: list[dict],
+    killed_before: set[str] = frozenset(),
+    functions: list[str] | None = None,
+) -> list:
+    """Every mutant of one file (of `functions` only, if given) with its verdict (those in `killed_before` stay
+    killed); survivors carry their diff and, if listed, the equivalence."""
     rel = staged_path(repo_path)
     meta = json.loads((dest / "mutants" / f"{rel}.meta").read_text())
     out = []
@@ -162,6 +180,8 @@ def read_results(dest: Path, repo_path: str, equivalents: list[dict], killed_bef
         from mutmut.mutation.diff_apply import get_diff_for_mutant
 
         for key, code in sorted(meta["exit_code_by_key"].items()):
+            if functions is not None and function_of(key) not in functions:
+                continue
             m = Mutant(key, function_of(key), KILLED if key in killed_before else verdict(code))
             if m.verdict in (SURVIVED, NO_TESTS):
                 m.removed, m.added = changed_lines(get_diff_for_mutant(key, path=rel))
@@ -260,17 +280,20 @@ def main() -> None:
         if len(old) < len(group["mutate"]):
             old = {}  # a module changed since: every mutant is run again
         killed_before = {m["key"] for o in old.values() for m in o["mutants"] if m["verdict"] in (KILLED, TIMEOUT)}
+        functions = group.get("functions")  # {path: [function, ...]}: the rules in scope, else every function
         if not args.report:
             only = [m["key"] for o in old.values() for m in o["mutants"] if m["key"] not in killed_before]
+            if functions and not old:
+                only = [mutant_glob(p, f) for p in group["mutate"] for f in functions.get(p, [])]
             what = f"{len(only)} mutants left by {args.since}" if old else "every mutant"
             print(f"[{name}] staging and running mutmut on {', '.join(group['mutate'])}: {what}", flush=True)
             if old and not only:
                 continue
-            seconds = run_mutmut(name, stage(name, group), only if old else None)
+            seconds = run_mutmut(name, stage(name, group), only if (old or functions) else None)
         elif not (dest / "mutants").exists():
             continue
         for path in group["mutate"]:
-            mutants = read_results(dest, path, equivalents, killed_before)
+            mutants = read_results(dest, path, equivalents, killed_before, (functions or {}).get(path))
             prev = results["modules"].get(path, {})
             before = before_summary(old[path], path, equivalents) if path in old else prev.get("before")
             results["modules"][path] = {
