@@ -40,8 +40,10 @@ PACKAGE_DIR = {"defistress": "defistress", "sim": "defistress/sim", "agents": "d
 PACKAGE_DIR |= {"protocols": "defistress/protocols", "scenarios": "defistress/scenarios"}
 #: mutmut exit codes (mutmut/stats.py status_by_exit_code) -> our verdicts; a timeout counts as killed
 KILLED, SURVIVED, NO_TESTS, TIMEOUT = "killed", "survived", "no tests", "timeout"
-#: pytest options of every mutant run: a fixed hypothesis seed makes a verdict reproducible
-PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "--hypothesis-seed=0", "-W", "ignore::DeprecationWarning"]
+#: pytest options of every mutant run: a fixed hypothesis seed makes a verdict reproducible; the mutation profile
+#: (tests/conftest.py) does not shrink failing examples
+PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "--hypothesis-seed=0", "--hypothesis-profile=mutation"]
+PYTEST_ARGS += ["-W", "ignore::DeprecationWarning"]
 
 
 def verdict(exit_code: int | None) -> str:
