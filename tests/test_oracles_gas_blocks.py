@@ -270,6 +270,7 @@ def test_shock_window_includes_its_start_and_excludes_its_end_and_later_blocks_u
     ]
     g = GasMarket(spec, n_blocks=4, block_seconds=12.0, shocks=two)
     assert [g.background_gas(b) for b in range(4)] == [2e6, 10e6, 5e6, 1e6]  # overlapping windows multiply
+    assert g.background_gas(4) == g.background_gas(100) == 1e6  # after the last block: the last block's
 
 
 def test_a_transaction_of_exactly_the_gas_left_fits_and_exactly_enough_eth_pays():
@@ -286,6 +287,7 @@ def test_a_transaction_of_exactly_the_gas_left_fits_and_exactly_enough_eth_pays(
     assert stats.base_fee_burned_eth == pytest.approx(0.01, rel=1e-12)
     assert env.ledger.balance(BUILDER, "ETH") == pytest.approx(2.4e-3, rel=1e-12)
     assert env.ledger.burned["ETH"] == pytest.approx(0.01, rel=1e-12)
+    assert env.ledger.burn_reasons[("ETH", "eip1559_base_fee")] == pytest.approx(0.01, rel=1e-12)
     assert env.ledger.balance("b", "ETH") == pytest.approx(0.0, abs=1e-18)
     env.ledger.check_conservation()
 
@@ -322,3 +324,25 @@ def test_reverts_and_ledger_refusals_are_recorded_with_the_gas_paid():
     assert (rev.block, rev.source, rev.sender, rev.action) == (env.clock.block, "k", "k", "pay")
     assert "k holds 0" in rev.reason and rev.gas_paid_eth == pytest.approx(100_000 * 11 * GWEI, rel=1e-12)
     assert env.ledger.balance("k", "ETH") == pytest.approx(10.0 - (100_000 * 11 + 50_000 * 10.5) * GWEI, rel=1e-12)
+
+
+def test_drops_and_reverts_are_counted_one_by_one():
+    env = funded_env("a", "b", "c", "d", "e")
+    boom = "x" * 300
+
+    def fail():
+        raise Revert(boom)
+
+    txs = [
+        Tx("a", fail, 100_000, 9.0, "a"),
+        Tx("b", fail, 100_000, 8.0, "b"),
+        Tx("c", lambda: None, 900_000, 7.0, "c"),  # over the 800k left: dropped
+        Tx("d", lambda: None, 850_000, 6.0, "d"),  # dropped too
+        Tx("e", fail, 100_000, 5.0, "e", private=True),  # would revert: not included
+        Tx("e", lambda: None, 100_000, 4.0, "e2", private=True),  # a later private one still goes in
+    ]
+    stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=0.0, background_tip_gwei=0.0)
+    assert (stats.included, stats.reverted, stats.dropped) == (3, 2, 3)
+    assert stats.agent_gas == 300_000
+    reasons = [e.reason for e in env.events if isinstance(e, Reverted)]
+    assert reasons == ["x" * 200, "x" * 200]  # the reason is cut to 200 characters
