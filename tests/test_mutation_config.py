@@ -58,7 +58,7 @@ def test_function_names_and_changed_lines_are_read_from_mutmut_output():
 
 @pytest.mark.parametrize(
     "code, verdict",
-    [(1, "killed"), (3, "killed"), (0, "survived"), (33, "no tests"), (None, "no tests"), (36, "timeout")],
+    [(1, "killed"), (3, "killed"), (0, "survived"), (33, "no tests"), (None, "not checked"), (36, "timeout")],
 )
 def test_mutmut_exit_codes_map_to_verdicts(code, verdict):
     assert run.verdict(code) == verdict
@@ -86,3 +86,10 @@ def test_scoped_functions_exist_in_their_modules():
     assert (
         run.mutant_glob("sim/engine/blocks.py", "build_block") == "defistress.sim.engine.blocks.x_build_block__mutmut_*"
     )
+
+
+def test_mutants_an_interrupted_run_did_not_reach_are_kept_out_of_the_score():
+    ms = [run.Mutant("k", "f", "killed")] * 9 + [run.Mutant("k", "f", "survived")]
+    ms += [run.Mutant("k", "f", "not checked")] * 5
+    s = run.summarise(ms)
+    assert (s["mutants"], s["killed"], s["not_checked"]) == (10, 9, 5) and s["score"] == pytest.approx(0.9)

@@ -38,8 +38,9 @@ BUILD = ROOT / "build" / "mutation"
 #: repository folder -> its place in the installed namespace (pyproject.toml [tool.setuptools] package-dir)
 PACKAGE_DIR = {"defistress": "defistress", "sim": "defistress/sim", "agents": "defistress/agents"}
 PACKAGE_DIR |= {"protocols": "defistress/protocols", "scenarios": "defistress/scenarios"}
-#: mutmut exit codes (mutmut/stats.py status_by_exit_code) -> our verdicts; a timeout counts as killed
-KILLED, SURVIVED, NO_TESTS, TIMEOUT = "killed", "survived", "no tests", "timeout"
+#: mutmut exit codes (mutmut/stats.py status_by_exit_code) -> our verdicts; a timeout counts as killed, a mutant
+#: no test calls as survived, and one an interrupted run did not reach is "not checked" (outside the score)
+KILLED, SURVIVED, NO_TESTS, TIMEOUT, NOT_CHECKED = "killed", "survived", "no tests", "timeout", "not checked"
 #: pytest options of every mutant run: a fixed hypothesis seed makes a verdict reproducible; the mutation profile
 #: (tests/conftest.py) does not shrink failing examples
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "--hypothesis-seed=0", "--hypothesis-profile=mutation"]
@@ -51,7 +52,9 @@ def verdict(exit_code: int | None) -> str:
         return KILLED
     if exit_code == 0:
         return SURVIVED
-    if exit_code in (5, 33, None):
+    if exit_code is None:
+        return NOT_CHECKED
+    if exit_code in (5, 33):
         return NO_TESTS
     if exit_code in (24, -24, 36, 152, 255):
         return TIMEOUT
@@ -215,6 +218,8 @@ def before_summary(prev: dict, repo_path: str, equivalents: list[dict]) -> dict:
 
 
 def summarise(mutants: list[Mutant]) -> dict:
+    unchecked = sum(m.verdict == NOT_CHECKED for m in mutants)
+    mutants = [m for m in mutants if m.verdict != NOT_CHECKED]
     n = len(mutants)
     killed = sum(m.verdict in (KILLED, TIMEOUT) for m in mutants)
     equivalent = sum(bool(m.equivalent) for m in mutants)
@@ -227,6 +232,7 @@ def summarise(mutants: list[Mutant]) -> dict:
         "no_tests": sum(m.verdict == NO_TESTS and not m.equivalent for m in mutants),
         "equivalent": equivalent,
         "score": killed / (n - equivalent) if n > equivalent else 1.0,
+        "not_checked": unchecked,
     }
 
 
@@ -238,15 +244,17 @@ def write_report(results: dict) -> None:
         "Written by `make mutation` (tests/mutation/run.py, mutmut 3). Score = killed / (mutants - equivalent);",
         "a timeout counts as killed. Equivalent mutants and their reasons: tests/mutation/equivalent.toml.",
         "",
-        "| module | mutants | killed | survived | equivalent | score | score before the new tests |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "A run that was interrupted leaves mutants not checked: they are counted apart and kept out of the score.",
+        "",
+        "| module | mutants | killed | survived | equivalent | score | not checked | score before the new tests |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for path, r in results["modules"].items():
         s, b = r["summary"], r.get("before")
-        was = f"{b['score']:.1%} ({b['killed']} killed)" if b else ""
+        was = f"{b['score']:.1%} of {b['mutants']}" if b else ""
         lines.append(
             f"| {path} | {s['mutants']} | {s['killed']} | {s['survived']} | {s['equivalent']} | {s['score']:.1%} "
-            f"| {was} |"
+            f"| {s.get('not_checked', 0)} | {was} |"
         )
     for path, r in results["modules"].items():
         left = [m for m in r["mutants"] if m["verdict"] in (SURVIVED, NO_TESTS) and not m["equivalent"]]
@@ -287,7 +295,9 @@ def main() -> None:
             only = [m["key"] for o in old.values() for m in o["mutants"] if m["key"] not in killed_before]
             if functions and not old:
                 only = [mutant_glob(p, f) for p in group["mutate"] for f in functions.get(p, [])]
-            what = f"{len(only)} mutants left by {args.since}" if old else "every mutant"
+            what = (
+                f"{len(only)} mutants left by {args.since}" if old else "the functions in scope" if functions else "all"
+            )
             print(f"[{name}] staging and running mutmut on {', '.join(group['mutate'])}: {what}", flush=True)
             if old and not only:
                 continue
