@@ -292,7 +292,13 @@ def main() -> None:
         killed_before = {m["key"] for o in old.values() for m in o["mutants"] if m["verdict"] in (KILLED, TIMEOUT)}
         functions = group.get("functions")  # {path: [function, ...]}: the rules in scope, else every function
         if not args.report:
-            only = [m["key"] for o in old.values() for m in o["mutants"] if m["key"] not in killed_before]
+            # what the earlier run checked and did not kill (what it did not reach stays not checked)
+            only = [
+                m["key"]
+                for o in old.values()
+                for m in o["mutants"]
+                if m["key"] not in killed_before and m["verdict"] != NOT_CHECKED
+            ]
             if functions and not old:
                 only = [mutant_glob(p, f) for p in group["mutate"] for f in functions.get(p, [])]
             what = (
