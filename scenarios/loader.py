@@ -212,6 +212,13 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "hedgers",
             "protection_buyers",
             "multi_venue",
+            "llamma",
+            "peg_keeper",
+            "stableswap",
+            "constant_product",
+            "llamma_arbitrageur",
+            "llamma_liquidator",
+            "peg_keeper_caller",
         ):
             continue  # discriminated-union tag inserted by pydantic
         else:

@@ -11,9 +11,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from defistress.scenarios.schema_base import Distribution, Strict, _validated
+from defistress.scenarios.schema_curve import (
+    LlammaArbitrageurSpec,
+    LlammaLiquidatorSpec,
+    LlammaSpec,
+    PegKeeperCallerSpec,
+    PegKeeperSpec,
+    StableSwapSpec,
+)
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.units import Seconds
 
@@ -208,6 +216,16 @@ class VenueSpec(Strict):
     fee: float = Field(0.003, ge=0, lt=0.1)
 
 
+def _venue_kind(v) -> str:
+    return v.get("kind", "constant_product") if isinstance(v, dict) else getattr(v, "kind", "constant_product")
+
+
+AnyVenueSpec = Annotated[
+    Annotated[VenueSpec, Tag("constant_product")] | Annotated[StableSwapSpec, Tag("stableswap")],
+    Discriminator(_venue_kind),
+]
+
+
 # --- protocols ---------------------------------------------------------------------------------------
 class InterestSpec(Strict):
     """Kinked utilisation model (Aave v3 DefaultReserveInterestRateStrategy), annual rates."""
@@ -349,7 +367,9 @@ class PerpsSpec(Strict):
 
 # --- agents ----------------------------------------------------------------------------------------
 
-ProtocolSpec = Annotated[LendingSpec | CdpSpec | PerpsSpec | OptionsSpec, Field(discriminator="kind")]
+ProtocolSpec = Annotated[
+    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec, Field(discriminator="kind")
+]
 
 
 class BorrowersSpec(Strict):
@@ -484,7 +504,10 @@ AgentSpec = Annotated[
     | KeeperSpec
     | TradersSpec
     | OptionPopulationSpec
-    | MultiVenueSpec,
+    | MultiVenueSpec
+    | LlammaArbitrageurSpec
+    | LlammaLiquidatorSpec
+    | PegKeeperCallerSpec,
     Field(discriminator="kind"),
 ]
 
@@ -520,7 +543,7 @@ class Scenario(Strict):
     market: MarketSpec
     shocks: list[ShockSpec] = Field(default_factory=list)
     oracles: list[OracleSpec] = Field(default_factory=list)
-    venues: list[VenueSpec] = Field(default_factory=list)
+    venues: list[AnyVenueSpec] = Field(default_factory=list)
     protocols: list[ProtocolSpec] = Field(default_factory=list)
     agents: list[AgentSpec] = Field(default_factory=list)
     gas: GasSpec = GasSpec()

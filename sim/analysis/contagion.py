@@ -25,6 +25,7 @@ CARRIERS = {
     "trades": "both",  # venue price <-> asset price (arbitrage)
     "shared_capital": "forward",  # one protocol's liquidations tie up capital another needs
     "coordinated": "forward",  # cross-venue margin: one venue's shortfall is settled from another
+    "pegs": "both",  # a peg keeper's pool depegs -> its stablecoin; a keeper's deposits move the pool
 }
 
 

@@ -149,6 +149,9 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "conservation_errors": {k: float(v) for k, v in errors.items()},
         "protocols": per,
     }
+    soft = soft_liquidation(model, per)
+    if soft is not None:
+        out["soft_liquidation_loss_usd"] = soft
     out["contagion"] = contagion(model, ts, per, main)
     from defistress.sim.engine.regime import margin_outcomes
 
@@ -157,6 +160,21 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         out["margin"] = margin
     out["scorecard"] = scorecard(out, model.scenario.run.published)
     return out
+
+
+def soft_liquidation(model, per: dict) -> float | None:
+    """Losses borrowers took from soft liquidation (LLAMMA markets), per borrower and in total, USD; None when
+    no protocol has soft liquidation. Adds them to each such protocol's figures in `per`."""
+    total = None
+    for pid, proto in model.protocols.items():
+        if not hasattr(proto, "losses_by_borrower"):
+            continue
+        losses = proto.losses_by_borrower()
+        per[pid]["soft_liquidation_loss_usd"] = float(sum(losses.values()))
+        per[pid]["borrowers_with_soft_liquidation_loss"] = int(sum(1 for v in losses.values() if v > 0))
+        per[pid]["soft_liquidation_loss_by_borrower_usd"] = dict(sorted(losses.items(), key=lambda kv: -kv[1]))
+        total = (total or 0.0) + per[pid]["soft_liquidation_loss_usd"]
+    return total
 
 
 def contagion(model, ts: pd.DataFrame, per: dict, shocked: str | None) -> dict:

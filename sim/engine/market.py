@@ -189,6 +189,9 @@ class Market:
                 self.block_seconds,
                 spec.fill,
             )
+            asset = self.spec.asset(sym)
+            if asset.price is not None:  # a replayed asset with its own price: the replay's returns from that price
+                path_prices = path_prices * (asset.price / path_prices[0])
             prices[:, self.index[sym]] = path_prices
         self.replay_info = ReplayInfo(str(spec.file), start.isoformat(), float(candle), spec.fill)
         return prices
