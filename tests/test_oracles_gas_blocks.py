@@ -296,10 +296,11 @@ def test_a_tip_equal_to_the_background_tip_goes_before_the_background_users():
     env = funded_env("a", "b")
     ran = []
     txs = [Tx("a", lambda: ran.append("a"), 300_000, 1.5, "a"), Tx("b", lambda: ran.append("b"), 300_000, 1.0, "b")]
-    stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=600_000, background_tip_gwei=1.5)
-    # a ties with the background tip and goes first (300k); the background takes 600k; b (300k) does not fit
-    assert ran == ["a"] and stats.background_gas == 600_000 and stats.dropped == 1
-    assert stats.gas_used == 900_000 and stats.agent_gas == 300_000
+    stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=800_000, background_tip_gwei=1.5)
+    # a ties with the background tip and goes first (300k); the background takes the 700k left; b does not fit
+    # (had the background gone first, its 800k would have left a no room)
+    assert ran == ["a"] and stats.background_gas == 700_000 and stats.dropped == 1
+    assert stats.gas_used == 1_000_000 and stats.agent_gas == 300_000
 
 
 def test_background_gas_fills_the_block_when_no_agent_bids_below_it():
