@@ -301,3 +301,52 @@ def test_perps_write_off_only_flat_negative_accounts_and_counts_the_fund_payouts
     assert dex3.metrics()["insurance_paid_usd"] == pytest.approx(800.0) and dex3.deficit_usd == pytest.approx(200.0)
     assert dex3.accounting_gap_usd() == pytest.approx(0.0, abs=1e-6)
     env3.ledger.check_conservation()
+
+
+def test_perps_write_off_leaves_open_accounts_alone_even_with_negative_collateral():
+    env, dex, eth = perps(fund=1_000.0)
+    eth.price = 2_200.0
+    dex.controller_close(0, 0.6, "liq")  # realises 3·(2,000 − 2,200) = −600: collateral 500 − 600 = −100, 2 ETH open
+    assert dex.collateral[0] == pytest.approx(-100.0) and dex.size[0, 0] == pytest.approx(-2.0)
+    assert dex.write_off(0) == 0.0
+    assert dex.insurance_fund_usd() == 1_000.0 and dex.collateral[0] == pytest.approx(-100.0)
+
+
+def test_perps_write_off_takes_even_a_small_fund_first_and_returns_this_write_off_only():
+    env, dex, eth = perps(fund=0.5)
+    env.ledger.mint("USDC", "pop", 1e6, "t")
+    dex.open_accounts("pop", [500.0, 100_000.0], [[-5.0], [5.0]], [[2000.0], [2000.0]])  # #3 and #4
+    eth.price = 2_200.0
+    for a in (0, 3):
+        dex.controller_close(a, 1.0, "liq")  # both flat at −500
+    assert dex.write_off(0) == pytest.approx(499.5)  # the fund's 0.5 first
+    assert dex.insurance_fund_usd() == 0.0 and dex.metrics()["insurance_paid_usd"] == pytest.approx(0.5)
+    assert dex.write_off(3) == pytest.approx(500.0)  # this one alone, not the deficit so far
+    assert dex.deficit_usd == pytest.approx(999.5)
+    env.ledger.check_conservation()
+
+
+def test_perps_controller_close_checks_the_liquidator_only_when_its_position_grows():
+    env, dex, eth = perps()
+    # the liquidator's #2 is long 5 ETH on 300 USDC (IM 1,000: under-margined); taking over A's short closes it
+    env.ledger.mint("USDC", "liq", 1e6, "t")
+    dex.open_accounts("liq", [300.0, 100_000.0], [[5.0], [-5.0]])  # #3 long, #4 its counterparty
+    dex.controller_close(0, 1.0, "liq", liquidator_row=3)
+    assert dex.size[3, 0] == 0.0 and dex.size[0, 0] == 0.0
+
+
+def test_perps_controller_close_health_of_a_tiny_position():
+    env, dex, eth = perps()
+    env.ledger.mint("USDC", "pop", 1e6, "t")
+    dex.open_accounts("pop", [0.2, 100.0], [[-0.005], [0.005]])  # #3: 10 USD short, MMR 0.5, equity 0.2
+    ev = dex.controller_close(3, 1.0, "liq")
+    assert ev.health_before == pytest.approx(0.4)
+
+
+def test_perps_auto_deleverage_reaches_tiny_bankrupt_accounts():
+    env, dex, eth = perps()
+    env.ledger.mint("USDC", "pop", 1e6, "t")
+    dex.open_accounts("pop", [0.2, 100.0], [[-0.005], [0.005]])  # #3: 10 USD short, MMR 0.5 < 1 USD
+    eth.price = 2_100.0  # #3: 0.2 − 0.5 = −0.3 < 0; the fund (0) cannot cover it
+    dex.accrue(12.0)
+    assert dex.size[3, 0] == 0.0 and dex.metrics()["adl_count"] >= 1
