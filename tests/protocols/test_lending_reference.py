@@ -476,3 +476,29 @@ def test_settlements_take_the_largest_stable_in_usd_first(usdc, dai, moved):
     for s, tok in moved.items():
         assert 1_000.0 - m.env.ledger.balance("payer", s) == pytest.approx(tok, rel=1e-12)
         assert m.debt()[b, m.idx[s]] == pytest.approx({"USDC": usdc, "DAI": dai}[s] - tok, rel=1e-9, abs=1e-9)
+
+
+def test_an_account_at_exactly_health_1_is_not_liquidatable():
+    # 1 BTC at 50,000 with LT 0.75: weighted collateral 37,500 = the 37,500 USDC debt, HF = 1 exactly (Aave
+    # liquidates only below 1: ValidationLogic HEALTH_FACTOR_LIQUIDATION_THRESHOLD)
+    m, oracles = make("aave-v3.3")
+    a = m.add_accounts(1)
+    m.env.ledger.mint("BTC", "user", 1.0, "genesis")
+    m.supply("user", a, "BTC", np.array([1.0]))
+    m.seed_borrow("user", a, "USDC", np.array([37_500.0]))
+    assert m.health()[a[0]] == 1.0
+    assert m.liquidatable().size == 0 and m.metrics()["accounts_unhealthy"] == 0
+    with pytest.raises(Revert, match="HEALTH_FACTOR_NOT_BELOW_THRESHOLD"):
+        m.liquidate(int(a[0]), "BTC", "USDC", 1_000.0, LIQ)
+    with pytest.raises(Revert, match="health factor 1"):
+        m.seed_borrow("user", a, "USDC", np.array([0.01]))
+
+
+def test_set_controlled_refuses_rows_out_of_range():
+    m, _ = make("aave-v3.3")
+    m.add_accounts(2)
+    for rows in ([2], [-1], [0, 2]):
+        with pytest.raises(Revert, match=r"account index out of range \[0, 2\)"):
+            m.set_controlled(rows)
+    m.set_controlled([1])
+    assert m.controlled.tolist() == [False, True]
