@@ -502,3 +502,106 @@ def test_set_controlled_refuses_rows_out_of_range():
             m.set_controlled(rows)
     m.set_controlled([1])
     assert m.controlled.tolist() == [False, True]
+
+
+def accrued_market():
+    """Two accounts after a year of interest (indices away from 1), DAI depegged to 0.6 USD.
+    #0: 1 ETH + 400 USDC + 500 DAI collateral, 600 USDC + 300 DAI of debt (drawn before the year);
+    #1: 1 BTC collateral, 20,000 USDC of debt."""
+    m, oracles = make("aave-v3.3")
+    a, b = (int(x) for x in m.add_accounts(2))
+    for row, s, amount in ((a, "ETH", 1.0), (a, "USDC", 400.0), (a, "DAI", 500.0), (b, "BTC", 1.0)):
+        m.env.ledger.mint(s, "user", amount, "genesis")
+        m.supply("user", np.array([row]), s, np.array([amount]))
+    m.borrow("user", np.array([a]), "USDC", np.array([600.0]))
+    m.borrow("user", np.array([a]), "DAI", np.array([300.0]))
+    m.borrow("user", np.array([b]), "USDC", np.array([20_000.0]))
+    m.accrue(YEAR)
+    oracles["DAI"].price = 0.6
+    assert np.all(m.borrow_index[[m.idx["USDC"], m.idx["DAI"]]] > 1.0) and m.liq_index[m.idx["USDC"]] > 1.0
+    return m, oracles, a, b
+
+
+def test_settlements_with_accrued_indices_move_tokens_not_scaled_units():
+    m, oracles, a, b = accrued_market()
+    c, d = account(m, a)
+    px = {s: oracles[s].price for s in SYMS}
+    held = m.env.ledger.balance(m.id, "USDC")
+    # settle out 100 USD: USDC (400·li USD) is the larger stable collateral: 100 USDC leave
+    assert m.settle_out(a, 100.0, "to") == pytest.approx(100.0, rel=1e-12)
+    assert m.collateral()[a, m.idx["USDC"]] == pytest.approx(c["USDC"] - 100.0, rel=1e-12)
+    assert m.env.ledger.balance(m.id, "USDC") == pytest.approx(held - 100.0, rel=1e-12)
+    # settle in 200 USD from a payer holding only DAI: USDC is the larger debt but the payer has none, so DAI
+    m.env.ledger.mint("DAI", "payer", 1_000.0, "genesis")
+    assert m.settle_in(a, 200.0, "payer") == pytest.approx(min(200.0, d["DAI"] * px["DAI"]), rel=1e-12)
+    assert m.debt()[a, m.idx["USDC"]] == pytest.approx(d["USDC"], rel=1e-12)
+    assert m.debt()[a, m.idx["DAI"]] == pytest.approx(max(d["DAI"] - 200.0 / 0.6, 0.0), rel=1e-9, abs=1e-9)
+    # a repay changes only its own row and brings the tokens into the market
+    debt_b = m.debt()[b, m.idx["USDC"]]
+    m.env.ledger.mint("USDC", "payer", 50.0, "genesis")
+    held = m.env.ledger.balance(m.id, "USDC")
+    m.repay("payer", np.array([a]), "USDC", np.array([50.0]))
+    assert m.debt()[a, m.idx["USDC"]] == pytest.approx(d["USDC"] - 50.0, rel=1e-12)
+    assert m.debt()[b, m.idx["USDC"]] == debt_b
+    assert m.env.ledger.balance(m.id, "USDC") == pytest.approx(held + 50.0, rel=1e-12)
+    # an account with no equity settles nothing out
+    oracles["BTC"].price = 10_000.0  # #1: 10,000 of collateral against > 20,000 of debt
+    assert m.settle_out(b, 1_000.0, "to") == 0.0
+    # weighted collateral (the HF numerator) and the exposures are in token and USD terms of the accrued book
+    c, d = account(m, a)
+    px = {s: oracles[s].price for s in SYMS}
+    w = sum(c[s] * px[s] * P[s].liquidation_threshold for s in SYMS)
+    assert m.weighted_collateral_usd()[a] == pytest.approx(w, rel=1e-12)
+    ex = {(e.kind, e.asset): e.amount for e in m.exposures()}
+    for k, s in enumerate(SYMS):
+        assert ex[("holds", s)] == pytest.approx(m.collateral()[:, k].sum(), rel=1e-12)
+    assert ex[("receivable", "USDC")] == pytest.approx(m.debt()[:, m.idx["USDC"]].sum(), rel=1e-12)
+    assert ("receivable", "ETH") not in ex and ("receivable", "BTC") not in ex
+
+
+def test_write_offs_after_controller_closes_go_to_the_deficit_of_the_last_seized_collateral():
+    m, oracles, a, b = accrued_market()
+    oracles["BTC"].price = 10_000.0  # #1 deeply insolvent: 10,000 of BTC against 20,000·bi of USDC
+    oracles["ETH"].price = 1.0  # #0: 1 + 400·li + 500·li·0.6 of collateral against 600·bi + 300·bi·0.6: insolvent
+    px = {s: oracles[s].price for s in SYMS}
+    # losses by collateral: each insolvent account's shortfall split by its collateral values
+    short = {}
+    for row in (a, b):
+        c, d = account(m, row)
+        short[row] = sum(d[s] * px[s] for s in SYMS) - sum(c[s] * px[s] for s in SYMS)
+    assert short[a] > 0 and short[b] > 0
+    c, _ = account(m, a)
+    want = {"BTC": short[b]}
+    if short[a] > 0:
+        tot = sum(c[s] * px[s] for s in SYMS)
+        for s in SYMS:
+            if c[s] > 0:
+                want[s] = want.get(s, 0.0) + short[a] * c[s] * px[s] / tot
+    assert m.losses_by_collateral() == pytest.approx(want, rel=1e-9)
+    # the controller closes #1 in full: the BTC caps it, the rest of the debt stays, then is written off
+    _, d = account(m, b)
+    m.env.ledger.mint("USDC", LIQ, 1e6, "genesis")
+    m.controller_close(b, 1.0, LIQ)
+    left = d["USDC"] - 10_000.0
+    assert m.debt()[b, m.idx["USDC"]] == pytest.approx(left, rel=1e-9)
+    n_events = len(m.env.events)
+    assert m.write_off(b) == pytest.approx(left, rel=1e-9)
+    (ev,) = m.env.events[n_events:]
+    assert isinstance(ev, BadDebt)
+    assert (ev.block, ev.source, ev.account, ev.asset) == (m.env.clock.block, "lend", b, "USDC")
+    assert (ev.amount, ev.amount_usd) == pytest.approx((left, left), rel=1e-9)
+    assert m.deficit[m.idx["USDC"]] == pytest.approx(left, rel=1e-9)
+    # booked to BTC, the collateral the last close seized, not to the USDC debt asset
+    assert m.deficit_usd_by_collateral[m.idx["BTC"]] == pytest.approx(left, rel=1e-9)
+    assert m.deficit_usd_by_collateral[m.idx["USDC"]] == 0.0
+    # #0 closed the same way: its DAI debt (at 0.6) joins the deficit, booked to its largest collateral (USDC)
+    _, d0 = account(m, a)
+    m.controller_close(a, 1.0, LIQ)
+    _, rest = account(m, a)
+    bad = m.write_off(a)
+    assert rest["USDC"] > 0 and rest["DAI"] > 0  # the collateral capped the close: debt is left over
+    assert bad == pytest.approx(rest["USDC"] + rest["DAI"] * 0.6, rel=1e-9)
+    assert m.deficit[m.idx["USDC"]] == pytest.approx(left + rest["USDC"], rel=1e-9)
+    assert m.deficit[m.idx["DAI"]] == pytest.approx(rest["DAI"], rel=1e-9)
+    assert m.deficit_usd_by_collateral[m.idx["USDC"]] == pytest.approx(bad, rel=1e-9)
+    assert m.write_off(a) == 0.0  # nothing left to write off
