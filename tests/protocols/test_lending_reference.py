@@ -595,7 +595,6 @@ def test_write_offs_after_controller_closes_go_to_the_deficit_of_the_last_seized
     assert m.deficit_usd_by_collateral[m.idx["BTC"]] == pytest.approx(left, rel=1e-9)
     assert m.deficit_usd_by_collateral[m.idx["USDC"]] == 0.0
     # #0 closed the same way: its DAI debt (at 0.6) joins the deficit, booked to its largest collateral (USDC)
-    _, d0 = account(m, a)
     m.controller_close(a, 1.0, LIQ)
     _, rest = account(m, a)
     bad = m.write_off(a)
