@@ -271,8 +271,10 @@ def main() -> None:
     ap.add_argument("groups", nargs="*", help="groups of tests/mutation/modules.toml (default: all)")
     ap.add_argument("--report", action="store_true", help="only rebuild the report from build/mutation")
     ap.add_argument("--since", type=Path, help="a previous report.json: re-test only the mutants it did not kill")
+    ap.add_argument("--before", type=Path, help="the report whose scores the 'before' column shows (default: --since)")
     args = ap.parse_args()
     since = json.loads(args.since.read_text())["modules"] if args.since else {}
+    first = json.loads(args.before.read_text())["modules"] if args.before else since
     groups = load_groups()
     unknown = sorted(set(args.groups) - set(groups))
     if unknown:
@@ -313,7 +315,10 @@ def main() -> None:
         for path in group["mutate"]:
             mutants = read_results(dest, path, equivalents, killed_before, (functions or {}).get(path))
             prev = results["modules"].get(path, {})
-            before = before_summary(old[path], path, equivalents) if path in old else prev.get("before")
+            if path in first and first[path].get("sha256") == sha256(path):
+                before = before_summary(first[path], path, equivalents)
+            else:
+                before = prev.get("before")
             results["modules"][path] = {
                 "group": name,
                 "sha256": sha256(path),
