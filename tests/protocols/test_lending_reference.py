@@ -202,12 +202,20 @@ def test_liquidations_move_what_the_reference_says(book, years, move, rule, call
             if rule == "aave-v3.3" and both and (left_debt < 1000 or left_coll < 1000):
                 reason = "MustNotLeaveDust"
         if reason is not None:
-            with pytest.raises(Revert, match=reason):
+            with pytest.raises(Revert, match=f"^{reason}$"):
                 m.liquidate(a, i, j, share * debt[j], LIQ)
             assert account(m, a) == (coll, debt)
             continue
+        held = led.balance(m.id, j)
         ev = m.liquidate(a, i, j, share * debt[j], LIQ)
         assert (ev.debt_repaid, ev.collateral_seized, ev.protocol_fee) == pytest.approx((repay, to_liq, fee), rel=1e-12)
+        assert (ev.block, ev.source, ev.account, ev.liquidator) == (m.env.clock.block, "lend", a, LIQ)
+        assert (ev.debt_asset, ev.collateral_asset) == (j, i)
+        assert (ev.debt_repaid_usd, ev.collateral_seized_usd) == pytest.approx(
+            (repay * px[j], to_liq * px[i]), rel=1e-12
+        )
+        if i != j:  # the repayment reaches the market
+            assert led.balance(m.id, j) - held == pytest.approx(repay, rel=1e-9, abs=1e-7)
         assert ev.health_before == pytest.approx(hf, rel=1e-12)
         assert ev.bonus_usd == pytest.approx((to_liq + fee) * px[i] - repay * px[j], rel=1e-9, abs=1e-9)
         liquidated_usd += repay * px[j]
@@ -604,3 +612,137 @@ def test_write_offs_after_controller_closes_go_to_the_deficit_of_the_last_seized
     assert m.deficit[m.idx["DAI"]] == pytest.approx(rest["DAI"], rel=1e-9)
     assert m.deficit_usd_by_collateral[m.idx["USDC"]] == pytest.approx(bad, rel=1e-9)
     assert m.write_off(a) == 0.0  # nothing left to write off
+
+
+def test_two_liquidations_of_an_accrued_account_add_up():
+    # one account: 2 ETH against DAI (depegged to 0.6) after a year of interest; v3.3
+    m, oracles = make("aave-v3.3")
+    a = int(m.add_accounts(1)[0])
+    m.env.ledger.mint("ETH", "user", 2.0, "genesis")
+    m.supply("user", np.array([a]), "ETH", np.array([2.0]))
+    m.borrow("user", np.array([a]), "DAI", np.array([3_000.0]))  # 2,940 USD at 0.98
+    m.accrue(YEAR)
+    oracles["DAI"].price = 0.6
+    oracles["ETH"].price = 1_000.0
+    px = {s: oracles[s].price for s in SYMS}
+    c, d = account(m, a)
+    assert m.borrow_index[m.idx["DAI"]] > 1.0 and m.liq_index[m.idx["ETH"]] >= 1.0
+    # collateral 2,000·li USD vs debt 3,000·bi·0.6 = 1,800·bi: HF = 1,700·li/(1,800·bi) < 1; the reference
+    # says how much each call moves
+    total_usd = 0.0
+    for share in (0.3, 10.0):
+        c, d = account(m, a)
+        repay, to_liq, fee = ref_preview("aave-v3.3", c, d, px, "ETH", "DAI", share * d["DAI"])
+        ev = m.liquidate(a, "ETH", "DAI", share * d["DAI"], LIQ)
+        assert ev.debt_repaid == pytest.approx(repay, rel=1e-12)
+        total_usd += repay * px["DAI"]
+        c2, _ = account(m, a)
+        assert c2["ETH"] == pytest.approx(c["ETH"] - to_liq - fee, rel=1e-9, abs=1e-12)
+    assert m.metrics()["liquidated_debt_usd"] == pytest.approx(total_usd, rel=1e-12)
+
+
+def test_v33_writes_off_when_the_collateral_is_gone_with_accrued_indices():
+    m, oracles = make("aave-v3.3")
+    a = int(m.add_accounts(1)[0])
+    m.env.ledger.mint("ETH", "user", 1.0, "genesis")
+    m.supply("user", np.array([a]), "ETH", np.array([1.0]))
+    m.borrow("user", np.array([a]), "DAI", np.array([1_500.0]))
+    m.accrue(2 * YEAR)
+    oracles["DAI"].price = 0.6
+    oracles["ETH"].price = 500.0  # 500·li USD of ETH against 1,500·bi·0.6 = 900·bi USD of DAI
+    c, d = account(m, a)
+    repay, to_liq, fee = ref_preview("aave-v3.3", c, d, {s: oracles[s].price for s in SYMS}, "ETH", "DAI", 1e12)
+    assert to_liq + fee == pytest.approx(c["ETH"], rel=1e-12)  # all the ETH goes
+    n = len(m.env.events)
+    m.liquidate(a, "ETH", "DAI", 1e12, LIQ)
+    left = d["DAI"] - repay
+    (ev,) = [e for e in m.env.events[n:] if isinstance(e, BadDebt)]
+    assert (ev.block, ev.source, ev.account, ev.asset) == (m.env.clock.block, "lend", a, "DAI")
+    assert (ev.amount, ev.amount_usd) == pytest.approx((left, left * 0.6), rel=1e-9)
+    assert m.deficit[m.idx["DAI"]] == pytest.approx(left, rel=1e-9) and m.debt()[a].sum() == 0.0
+    assert m.deficit_usd_by_collateral[m.idx["ETH"]] == pytest.approx(left * 0.6, rel=1e-9)
+
+
+def test_a_partial_v33_liquidation_leaving_less_than_one_token_of_collateral_writes_nothing_off():
+    # 10 ETH, 12,900 USDC at ETH 1,425 (HF 0.95): repaying 11,900 leaves 1,000 USDC of debt and
+    # 10 − 11,900·1.05/1,425 = 1.2316 ETH (1,755 USD); at ETH 2,000 the same leaves 0.73 ETH: collateral below
+    # one token is still collateral, so nothing is written off
+    m, oracles = make("aave-v3.3")
+    a = int(m.add_accounts(1)[0])
+    m.env.ledger.mint("ETH", "user", 10.0, "genesis")
+    m.supply("user", np.array([a]), "ETH", np.array([10.0]))
+    m.borrow("user", np.array([a]), "USDC", np.array([13_500.0]))
+    oracles["ETH"].price = 1_600.0  # HF = 16,000·0.85/13,500 = 1.007 -> 1,580: 0.9948 in (0.95, 1)
+    oracles["ETH"].price = 1_580.0
+    ev = m.liquidate(a, "ETH", "USDC", 1e12, LIQ)  # 50%: 6,750 repaid, 6,750·1.05/1,580 = 4.486 ETH seized
+    assert ev.debt_repaid == pytest.approx(6_750.0, rel=1e-12)
+    oracles["ETH"].price = 1_100.0  # 5.514 ETH = 6,065 USD vs 6,750 debt: HF < 0.95 -> 100%
+    c, d = account(m, a)
+    cover = (c["ETH"] - 0.7) * 1_100.0 / 1.05  # leaves 0.7 ETH (770 USD < 1,000: refused as dust)
+    with pytest.raises(Revert, match="^MustNotLeaveDust$"):
+        m.liquidate(a, "ETH", "USDC", cover, LIQ)
+    assert m.deficit.sum() == 0.0 and m.debt()[a].sum() == pytest.approx(6_750.0)
+
+
+def test_utilisation_is_0_without_supply_and_at_most_1():
+    env = Env()
+    track_env(env)
+    m = LendingMarket("lend", list(ASSETS), {s: FixedPrice(START[s], s) for s in SYMS}, env, "aave-v3.3")
+    assert m.utilisation().tolist() == [0.0, 0.0, 0.0, 0.0]  # nothing supplied: 0, not nan
+    # a tiny supply, fully borrowed, then years of interest: debt outgrows supply, utilisation stays 1
+    env.ledger.mint("USDC", "lenders", 0.5, "genesis")
+    m.supply_liquidity("lenders", "USDC", 0.5)
+    a = m.add_accounts(1)
+    env.ledger.mint("ETH", "user", 1.0, "genesis")
+    m.supply("user", a, "ETH", np.array([1.0]))
+    m.borrow("user", a, "USDC", np.array([0.25]))
+    assert m.utilisation()[m.idx["USDC"]] == pytest.approx(0.5, rel=1e-12)  # 0.25 of 0.5: below 1 USD still counts
+    m.borrow("user", a, "USDC", np.array([0.25]))
+    m.accrue(5 * YEAR)
+    assert m.debt()[0, m.idx["USDC"]] > m.collateral()[:, m.idx["USDC"]].sum() + 0.5
+    assert m.utilisation()[m.idx["USDC"]] == 1.0
+
+
+def test_health_and_metrics_follow_accrual_and_new_accounts():
+    m, oracles = make("aave-v3.3")
+    rows = open_book(m, [("ETH", 10_000.0, "USDC", 0.9)])
+    hf0 = m.health()[rows[0]]
+    m.metrics()
+    m.accrue(YEAR)
+    m.add_accounts(1)  # a state change right after the accrual: the cache must not come back
+    bi = m.borrow_index[m.idx["USDC"]]
+    li = m.liq_index[m.idx["ETH"]]
+    assert m.health()[rows[0]] == pytest.approx(hf0 * li / bi, rel=1e-12)
+    met = m.metrics()  # after the book grew by one row
+    assert met["debt_usd"] == pytest.approx(float(m.debt()[:, m.idx["USDC"]].sum()), rel=1e-12)
+    assert met["bad_debt_usd"] == 0.0
+
+
+def test_preview_applies_the_2000_usd_test_to_the_collateral_reserve_seized():
+    # ETH reserve 1,500 USD (< 2,000), BTC 793 USD; 2,000 USDC of debt; HF = (1,275 + 594.75)/2,000 = 0.935:
+    # below 0.95 anyway, so make it 0.97 with more BTC: 0.85·1,500 + 0.75·x = 1,940 -> x = 886.67 USD of BTC
+    m, oracles = make("aave-v3.3")
+    a = int(m.add_accounts(1)[0])
+    for s, amount in (("ETH", 1.0), ("BTC", 886.67 / 50_000)):
+        m.env.ledger.mint(s, "user", amount, "genesis")
+        m.supply("user", np.array([a]), s, np.array([amount]))
+    m.seed_borrow("user", np.array([a]), "USDC", np.array([2_000.0]))
+    oracles["ETH"].price = 1_500.0
+    assert m.health()[a] == pytest.approx((1_275 + 886.67 * 0.75) / 2_000, rel=1e-9)
+    # seizing ETH: its reserve is under 2,000 USD -> 100% may be covered, and the 1,500 of ETH caps it:
+    # 1,500/1.05 = 1,428.57 repaid (with 50% of the total debt it would have been 1,000)
+    assert m.preview(a, "ETH", "USDC", 2_000.0).debt_to_repay == pytest.approx(1_500 / 1.05, rel=1e-12)
+
+
+def test_liquidation_refuses_an_account_out_of_range_and_accepts_a_debt_below_one_token():
+    m, oracles = make("aave-v3.3")
+    rows = open_book(m, [("ETH", 100_000.0, "BTC", 0.9)])  # 0.9·80,000 = 72,000 USD of BTC = 1.44 BTC
+    with pytest.raises(Revert, match="no account #1"):
+        m.liquidate(1, "ETH", "BTC", 1.0, LIQ)
+    with pytest.raises(Revert, match="unknown asset pair ETH/XYZ"):
+        m.liquidate(rows[0], "ETH", "XYZ", 1.0, LIQ)
+    oracles["ETH"].price = 1_500.0  # HF = 75,000·0.85/72,000 = 0.885
+    ev = m.liquidate(rows[0], "ETH", "BTC", 0.5, LIQ)  # half a BTC: scaled debt units below 1 still count
+    assert ev.debt_repaid == pytest.approx(0.5, rel=1e-12)
+    m.set_controlled(np.array([0.0]))  # float rows are indices too
+    assert m.controlled.tolist() == [True]
