@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TINY = ["agents.borrowers.accounts=50", "run.duration=10m", "shocks.0.at=2m"]
+TINY = ["agents.borrowers.accounts=50", "run.duration=10m", *(f"shocks.{i}.at=2m" for i in range(3))]
+TINY += ["shocks.1.until=8m", "shocks.2.until=8m"]
 TICK = os.sysconf("SC_CLK_TCK")
 
 

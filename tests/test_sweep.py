@@ -28,7 +28,8 @@ from defistress.sim.experiments.sweep_folder import SweepLock
 from defistress.sim.experiments.sweep_tasks import SweepContext
 
 runner = CliRunner()
-BASE = ["agents.borrowers.accounts=200", "run.duration=1h", "shocks.0.at=30m"]
+BASE = ["agents.borrowers.accounts=200", "run.duration=1h", *(f"shocks.{i}.at=30m" for i in range(3))]
+BASE += ["shocks.1.until=50m", "shocks.2.until=50m"]  # the crash inside the hour
 SET = [a for s in BASE for a in ("--set", s)]
 BONUS = "protocols.lend.assets.ETH.liquidation_bonus"
 GRID = {BONUS: [0.05, 0.1]}

@@ -27,7 +27,8 @@ from defistress.sim.experiments.sweep_tasks import SweepContext
 pytestmark = pytest.mark.xdist_group("dask")  # one xdist worker runs the module, so the cluster is made once
 
 runner = CliRunner()
-BASE = ["agents.borrowers.accounts=400", "run.duration=1h", "shocks.0.at=30m"]
+BASE = ["agents.borrowers.accounts=400", "run.duration=1h", *(f"shocks.{i}.at=30m" for i in range(3))]
+BASE += ["shocks.1.until=50m", "shocks.2.until=50m"]  # the crash inside the hour
 SET = [a for s in BASE for a in ("--set", s)]
 BONUS = "protocols.lend.assets.ETH.liquidation_bonus"
 GRID = {BONUS: [0.05, 0.1]}
