@@ -1,0 +1,103 @@
+"""Clipper rules at their exact boundaries and the records they leave (Maker dss src/clip.sol).
+
+Common case: vaults of 10 ETH owing 1000 DAI opened at 200; the oracle drops to 140 and a vault is barked
+whole. With chop 1.25 and buf 1.25 (both exact in binary) tab = 1250 DAI, top = 140·1.25 = 175 DAI/ETH and
+chost = dust·chop = 100·1.25 = 125 DAI. Blocks are 12 s; the source of every event is the CDP id "maker".
+"""
+
+import numpy as np
+import pytest
+
+from defistress.protocols.abaci import LinearDecrease
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.cdp import Cdp, CdpParams
+from defistress.protocols.clip import ClipParams
+from defistress.protocols.events import Generic
+
+
+def barked(vaults=1, surplus_buffer=1e4, **clip):
+    env = Env()
+    env.ledger.mint("ETH", "population", 1000.0, "genesis")
+    oracle = FixedPrice(200.0)
+    base = dict(tip=0.0, chip=0.0, buf=1.25)
+    base.update(clip)
+    params = CdpParams(
+        dust=100.0, chop=1.25, hole=1e6, Hole=1e7, surplus_buffer=surplus_buffer, clip=ClipParams(**base)
+    )
+    cdp = Cdp(params, oracle, env, "maker")
+    cdp.open_vaults([10.0] * vaults, [1000.0] * vaults)
+    oracle.price = 140.0
+    cdp.bark(0, "kicker")
+    return cdp, oracle, env
+
+
+def at(env, seconds):
+    env.clock.block = int(round(seconds / env.clock.block_seconds))
+
+
+def test_status_vector_needs_more_than_tail_seconds_since_each_auctions_own_kick():
+    cdp, _, env = barked(vaults=2, cusp=0.0, tail=600.0)
+    at(env, 300)
+    cdp.bark(1, "kicker")  # tic = 300
+    at(env, 900)  # auction 0: 900 s > tail; auction 1: 600 s = tail, not more
+    needs, price = cdp.clipper.status()
+    assert list(needs) == [True, False]
+    # stairstep cut 0.99 every 90 s from top 175: floor(900/90) = 10 and floor(600/90) = 6 steps
+    np.testing.assert_allclose(price, [175.0 * 0.99**10, 175.0 * 0.99**6], rtol=1e-12)
+    at(env, 912)
+    assert list(cdp.clipper.status()[0]) == [True, True]
+
+
+def test_status_at_price_over_top_exactly_cusp_needs_no_reset():
+    cdp, _, env = barked(cusp=0.5, tail=1e6, calc=LinearDecrease(tau=1200.0))
+    at(env, 600)  # price = 175·(1200 − 600)/1200 = 87.5: price/top = 0.5 = cusp, not below it
+    needs, price = cdp.clipper.status()
+    assert list(needs) == [False] and price[0] == 87.5
+    assert cdp.clipper.get_status(0)[:2] == (False, 87.5)
+    at(env, 612)
+    assert list(cdp.clipper.status()[0]) == [True]
+    assert cdp.clipper.get_status(0)[0] is True
+
+
+def test_redo_refuses_a_zero_top_price_but_not_a_small_one():
+    cdp, oracle, env = barked(cusp=0.0, tail=600.0)
+    clip = cdp.clipper
+    with pytest.raises(Revert, match="^Clipper/cannot-reset$"):
+        clip.redo(0, "r")
+    at(env, 612)
+    oracle.price = 0.0
+    with pytest.raises(Revert, match="^Clipper/zero-top-price$"):
+        clip.redo(0, "r")
+    assert clip.top[0] == 175.0 and clip.tic[0] == 0.0  # nothing changed
+    oracle.price = 0.4  # top = 0.4·1.25 = 0.5 DAI/ETH: tiny but a price
+    clip.redo(0, "r")
+    assert clip.top[0] == 0.5 and clip.tic[0] == 612.0
+
+
+def test_redo_pays_an_incentive_below_one_dai_and_records_the_reset():
+    cdp, oracle, env = barked(tip=0.5, chip=0.0, cusp=0.0, tail=600.0)
+    led = env.ledger
+    assert led.balance("kicker", "DAI") == 0.5  # kick incentive: tip + tab·chip = 0.5
+    at(env, 612)
+    oracle.price = 120.0
+    ev = cdp.clipper.redo(0, "r")
+    assert led.balance("r", "DAI") == 0.5
+    # new top = 120·1.25 = 150; tab and lot unchanged (1250 DAI, 10 ETH)
+    assert (ev.block, ev.source, ev.name) == (env.clock.block, "maker", "auction_redo")
+    assert ev.detail == {"auction": 0, "top": 150.0, "tab": 1250.0, "lot": 10.0, "keeper": "r", "incentive": 0.5}
+    assert ev in env.events and isinstance(ev, Generic)
+
+
+def test_redo_incentive_is_paid_when_tab_and_lot_value_are_exactly_chost():
+    cdp, oracle, _ = barked(tip=10.0, chip=0.01)
+    clip = cdp.clipper
+    assert clip.chost == 125.0
+    clip.tab[0], clip.lot[0] = 125.0, 1.0
+    oracle.price = 125.0  # lot·feed = 125 = chost
+    # dss clip.sol redo: tab ≥ chost and lot·feed ≥ chost -> coin = tip + tab·chip = 10 + 1.25
+    assert clip.redo_incentive(0) == 11.25
+    oracle.price = 124.0  # lot·feed below chost
+    assert clip.redo_incentive(0) == 0.0
+    oracle.price = 125.0
+    clip.tab[0] = 124.0  # tab below chost
+    assert clip.redo_incentive(0) == 0.0
