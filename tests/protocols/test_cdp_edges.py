@@ -133,3 +133,49 @@ def test_exposures_list_receivable_and_owed_debt_only_when_there_is_some():
     cdp.woe = 0.25  # system debt, as left by an auction that sold out short
     found = {(e.kind, e.asset): e.amount for e in cdp.exposures()}
     assert found[("owes", "DAI")] == 0.25
+
+
+def test_a_vault_becomes_liquidatable_through_the_stability_fee_alone():
+    cdp, _ = make(stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0], [1300.0])  # 10·200/1.5 = 1333.33 ≥ 1300: safe
+    assert list(cdp.liquidatable()) == []
+    cdp.accrue(365 * 86400.0)  # debt 1300·1.05 = 1365 > 1333.33
+    assert list(cdp.liquidatable()) == [0]
+
+
+def test_metrics_report_the_book_by_hand():
+    # mat 1.25: spot = price/1.25; chop 1.25; tip 5 DAI per kick; a 50 DAI surplus buffer
+    cdp, env = make(
+        liquidation_ratio=1.25, chop=1.25, surplus_buffer=50.0, clip=ClipParams(tip=5.0, chip=0.0, buf=1.25)
+    )
+    cdp.open_vaults([10.0, 10.0, 10.0], [1600.0, 1000.0, 1200.0])
+    cdp.oracle.price = 150.0  # spot 120: vault 0 (1200 < 1600) unsafe; vault 2 at 1200 = 1200 exactly safe
+    assert list(cdp.liquidatable()) == [0]
+    cdp.bark(0, "kicker")  # whole vault: lot 10 ETH, due 1600, tab 1600·1.25 = 2000
+    expected = {
+        "collateral_usd": 30 * 150.0,
+        "vault_collateral_usd": 20 * 150.0,
+        "auction_collateral_usd": 10 * 150.0,
+        "debt_usd": 2200.0,
+        "bad_debt_usd": 0.0,  # the 5 DAI tip is system debt, healed from the 50 buffer
+        "surplus_usd": 45.0,
+        "debt_on_auction_usd": 1600.0,
+        "tab_on_auction_usd": 2000.0,
+        "auctions_active": 1,
+        "auctions_kicked": 1,
+        "auctions_settled": 0,
+        "zero_bid_auctions": 0,
+        "accounts_unhealthy": 0,
+        "undercollateralised_debt_usd": 100.0,  # auction: 1600 − 10·150
+        "liquidated_debt_usd": 1600.0,
+        "incentives_paid_usd": 5.0,
+        "stablecoin_outstanding": 3805.0,  # 3800 drawn + 5 tip
+        "rate": 1.0,
+    }
+    assert cdp.metrics() == pytest.approx(expected, rel=1e-12)
+    cdp.oracle.price = 110.0  # spot 88: vaults 1 (880 < 1000) and 2 (880 < 1200) unsafe
+    m = cdp.metrics()
+    assert m["accounts_unhealthy"] == 2
+    # vault 2: 1200 − 1100 = 100; vault 1 is covered (1000 < 1100); auction: 1600 − 1100 = 500
+    assert m["undercollateralised_debt_usd"] == pytest.approx(600.0, rel=1e-12)
+    assert m["collateral_usd"] == pytest.approx(3300.0) and m["auction_collateral_usd"] == pytest.approx(1100.0)

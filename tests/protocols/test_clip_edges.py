@@ -101,3 +101,11 @@ def test_redo_incentive_is_paid_when_tab_and_lot_value_are_exactly_chost():
     oracle.price = 125.0
     clip.tab[0] = 124.0  # tab below chost
     assert clip.redo_incentive(0) == 0.0
+
+
+def test_linear_decrease_broadcasts_an_array_of_tops_or_of_durations():
+    calc = LinearDecrease(tau=100.0)
+    # Maker dss abaci LinearDecrease: top·(tau − dur)/tau
+    np.testing.assert_allclose(calc.price(np.array([10.0, 20.0]), 50.0), [5.0, 10.0])
+    np.testing.assert_allclose(calc.price(10.0, np.array([0.0, 50.0, 100.0, 150.0])), [10.0, 5.0, 0.0, 0.0])
+    assert calc.price(10.0, 25.0) == 7.5

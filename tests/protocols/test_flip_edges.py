@@ -159,3 +159,26 @@ def test_count_is_the_number_of_running_auctions():
     flip.deal(1)
     assert flip.count() == 2
     np.testing.assert_array_equal(flip.active_ids(), [0, 2])
+
+
+def test_bids_stop_at_tic_and_at_end_exactly():
+    _, flip, env = bitten()
+    flip.tend(0, 10.0, 500.0, "a")  # tic = 600
+    at(env, 600)  # dss tend: require(tic > now): now == tic is too late
+    with pytest.raises(Revert, match="^Flipper/already-finished-tic$"):
+        flip.tend(0, 10.0, 600.0, "c")
+    _, flip, env = bitten()
+    at(env, TAU)  # no bid yet; dss tend: require(end > now)
+    with pytest.raises(Revert, match="^Flipper/already-finished-end$"):
+        flip.tend(0, 10.0, 100.0, "a")
+
+
+def test_tend_rules_each_revert_with_their_own_reason():
+    _, flip, _ = bitten()
+    with pytest.raises(Revert, match="^Flipper/lot-not-matching$"):
+        flip.tend(0, 9.0, 500.0, "a")
+    with pytest.raises(Revert, match="^Flipper/higher-than-tab$"):
+        flip.tend(0, 10.0, 1200.0, "a")
+    flip.tend(0, 10.0, 500.0, "a")
+    with pytest.raises(Revert, match="^Flipper/bid-not-higher$"):
+        flip.tend(0, 10.0, 500.0, "c")
