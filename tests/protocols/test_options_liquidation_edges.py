@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import Generic
 from defistress.protocols.options import OptionsVenue, OptionsVenueParams
 from defistress.protocols.vol import VolSurfaceParams
 
@@ -110,3 +111,95 @@ def test_a_bid_that_would_leave_the_liquidator_below_initial_margin_changes_noth
     np.testing.assert_array_equal(v.qty, snap[1])
     np.testing.assert_array_equal(v.spot, snap[2])
     assert v.auction_state(a).phase == "fast"
+
+
+def step(v, env, oracle=None, price=None, seconds=12.0):
+    if price is not None:
+        oracle.price = price
+    env.clock.block += int(round(seconds / env.clock.block_seconds))
+    v.accrue(seconds)
+
+
+def ended(env):
+    return [e.detail for e in env.events if isinstance(e, Generic) and e.name == "auction_ended"]
+
+
+def test_each_block_ends_the_auction_of_a_row_taken_over_by_a_controller():
+    v, env, oracle, a, _, _ = crashed(1700.0)
+    v.start_auction(a)
+    v.set_controlled([a])
+    step(v, env)
+    assert v.auction_state(a).phase == "none"
+    assert ended(env) == [{"account": a, "reason": "controlled"}]
+
+
+def test_each_block_ends_a_solvent_auction_once_buffer_margin_is_back_above_zero():
+    v, env, oracle, a, _, _ = crashed(1700.0)
+    v.start_auction(a)
+    step(v, env, oracle, price=2000.0)
+    assert v.auction_state(a).phase == "none"
+    assert ended(env) == [{"account": a, "reason": "buffer_margin_restored"}]
+
+
+def test_each_block_ends_an_insolvent_auction_once_the_row_is_back_above_maintenance():
+    v, env, oracle, a, _, _ = crashed(1200.0)
+    v.start_auction(a)  # equity < 0: insolvent from the start
+    assert bool(v.auction_insolvent[a])
+    step(v, env, oracle, price=2000.0)
+    assert v.auction_state(a).phase == "none" and not v.auction_insolvent[a]
+    assert ended(env) == [{"account": a, "reason": "above_maintenance"}]
+
+
+def test_a_solvent_auction_turns_insolvent_when_its_time_runs_out_or_its_equity_goes_negative():
+    v, env, oracle, a, _, _ = crashed(1700.0)
+    v.start_auction(a)
+    # mainnet schedule: fast 900 s + slow 43,200 s; one block after that the auction is insolvent
+    step(v, env, seconds=900.0 + 43_200.0 + 12.0)
+    assert bool(v.auction_insolvent[a]) and v.auction_state(a).phase == "insolvent"
+    v, env, oracle, a, _, _ = crashed(1700.0)
+    v.start_auction(a)
+    step(v, env, oracle, price=1200.0)  # 12 s into the fast phase, but MtM < 0
+    assert bool(v.auction_insolvent[a])
+    assert float(v.auction_lower[a]) == pytest.approx(-(v.equity()[a] - v.margin().mm[a] * 1.15), rel=1e-9)
+
+
+def test_a_bid_in_a_run_out_solvent_auction_converts_it_to_insolvent_first():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    env.clock.block += int((900 + 43_200 + 12) / 12)  # no accrue: nobody converted it yet
+    assert not v.auction_insolvent[a] and v.auction_state(a).phase == "insolvent"
+    qty = v.qty[a, put]
+    ev = v.bid(a, "liq", lr, 0.5)
+    # converted now: the insolvent payout starts at 0 and rises over 3,600 s, so half the account goes for nothing
+    assert bool(v.auction_insolvent[a])
+    assert ev.debt_repaid_usd == 0.0 and ev.collateral_seized == 0.5
+    assert v.qty[a, put] == pytest.approx(qty * 0.5) and v.qty[lr, put] == pytest.approx(qty * 0.5)
+
+
+def test_a_solvent_bid_reverts_when_the_auction_should_have_ended_or_has_no_positive_price():
+    v, env, oracle, a, lr, _ = crashed(1700.0)
+    v.start_auction(a)
+    oracle.price = 2000.0  # buffer margin > 0, no block has ended the auction yet
+    with pytest.raises(Revert, match=rf"auction on row {a} should be terminated \(buffer margin > 0\)$"):
+        v.bid(a, "liq", lr, 0.5)
+    oracle.price = 1200.0  # MtM < 0 inside the fast phase: the bid price eq·d is negative
+    with pytest.raises(Revert, match=rf"solvent auction on row {a} ended$"):
+        v.bid(a, "liq", lr, 0.5)
+
+
+def test_partial_liquidation_needs_partial_mode_and_a_row_below_maintenance():
+    v, env, oracle, a, lr, _ = crashed(1700.0)
+    with pytest.raises(Revert, match="liquidation mode is 'auction', not 'partial'$"):
+        v.liquidate_partial(a, "liq", lr)
+    env2 = Env()
+    for h in ("mm", "alice", "liq"):
+        env2.ledger.mint("USDC", h, 1e7, "test")
+    prm = OptionsVenueParams(vol=FROZEN, liquidation="partial")
+    w = OptionsVenue(prm, {"ETH": FixedPrice(2000.0), "USDC": FixedPrice(1.0)}, env2)
+    w.set_market_maker(int(w.open_accounts("mm", [1e6])[0]))
+    b = int(w.open_accounts("alice", [20_000.0])[0])
+    lb = int(w.open_accounts("liq", [200_000.0])[0])
+    put = w.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    w.trade("alice", [b], put, [-1.0])
+    with pytest.raises(Revert, match=f"row {b} is above maintenance margin$"):
+        w.liquidate_partial(b, "liq", lb)
