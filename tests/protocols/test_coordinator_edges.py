@@ -1,0 +1,73 @@
+"""The margin coordinator's liquidation and enrolment rules on the branches the other tests do not reach.
+
+World as tests/protocols/test_coordinator.py: a lending market "lend" and a perp DEX "perps" (ETH IMF 10%,
+MMF 5%) sharing one ledger; the keeper "keeper" has a DEX row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_coordinator import World
+
+from defistress.protocols.base import Revert
+from defistress.protocols.events import Generic, Liquidated
+
+
+def test_liquidate_names_a_principal_that_does_not_exist():
+    w = World()
+    w.principal("alice", perp=-5.0, perp_coll=500.0)
+    for i in (1, -1):
+        with pytest.raises(Revert, match=rf"^coordinator: no principal #{i}$"):
+            w.coord.liquidate(i, "keeper")
+
+
+def test_a_liquidator_without_a_row_is_recorded_as_a_failure_and_settlement_still_runs():
+    w = World()
+    # perps only: short 5 ETH @2000 with 500 USDC; at 2100 equity 500 − 500 = 0 < MM 5%·10,500 = 525
+    i = w.principal("alice", perp=-5.0, perp_coll=500.0)
+    w.eth.price = 2100.0
+    assert list(w.coord.liquidatable()) == [i]
+    events = w.coord.liquidate(i, "nobody")
+    assert not [e for e in events if isinstance(e, Liquidated)]
+    summary = events[-1]
+    assert isinstance(summary, Generic) and summary.name == "coordinator_liquidation"
+    assert summary.detail["closes"] == 0 and summary.detail["liquidator"] == "nobody"
+    assert summary.detail["failures"] == {
+        "perps": "perps: liquidator nobody has no account (open one with collateral first)"
+    }
+    assert summary.detail["health_after"] == summary.detail["health_before"] < 1.0
+    row = int(w.coord.rows["perps"][i])
+    assert w.dex.size[row, 0] == -5.0  # nothing closed
+    assert int(w.coord.rows["lend"][i]) == -1  # no lending row: skipped throughout
+    assert w.coord.metrics()["liquidations"] == 1
+
+
+def test_enroll_names_unknown_venues_wrong_lengths_out_of_range_and_shared_rows():
+    w = World()
+    n_lend = w.lend.n_accounts
+    w.lend.add_accounts(2)
+    with pytest.raises(Revert, match=r"^coordinator: rows: unknown venue ids \['cex'\]; allowed \['lend', 'perps'\]$"):
+        w.coord.enroll("a", {"cex": 0})
+    with pytest.raises(Revert, match=r"^coordinator: rows\['lend'\] has 1 entries for 2 principals$"):
+        w.coord.enroll_many(["a", "b"], {"lend": np.array([n_lend])})
+    with pytest.raises(Revert, match=rf"^coordinator: rows\['lend'\]: allowed -1 or 0\.\.{n_lend + 1}$"):
+        w.coord.enroll("a", {"lend": n_lend + 2})
+    with pytest.raises(Revert, match=r"^coordinator: rows\['lend'\]: a row may have one controller only \(EVC\)$"):
+        w.coord.enroll_many(["a", "b"], {"lend": np.array([n_lend, n_lend])})
+    assert w.coord.n_accounts == 0 and not w.lend.controlled[n_lend]
+    idx = w.coord.enroll_many(["a", "b"], {"lend": np.array([n_lend, -1])})
+    assert list(idx) == [0, 1] and list(w.coord.rows["perps"]) == [-1, -1]
+
+
+def test_register_liquidator_names_an_unknown_venue():
+    w = World()
+    with pytest.raises(Revert, match=r"^coordinator: rows: unknown venue ids \['cex'\]"):
+        w.coord.register_liquidator("k2", {"cex": 1})
+
+
+def test_accrue_refuses_negative_time():
+    w = World()
+    w.coord.accrue(0.0)
+    with pytest.raises(ValueError, match="dt_seconds must be >= 0, got -1.0"):
+        w.coord.accrue(-1.0)
