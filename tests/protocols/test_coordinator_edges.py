@@ -71,3 +71,17 @@ def test_accrue_refuses_negative_time():
     w.coord.accrue(0.0)
     with pytest.raises(ValueError, match="dt_seconds must be >= 0, got -1.0"):
         w.coord.accrue(-1.0)
+
+
+def test_exposures_are_the_equity_of_each_venues_controlled_rows():
+    w = World()
+    # lending row 0: 10 ETH at 2000 against 12,000 USDC of debt -> 8,000 USD; perps: 2,000 USDC, flat at entry
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=12_000.0, perp=-10.0, perp_coll=2000.0)
+    assert int(w.coord.rows["lend"][i]) == 0
+    found = {(e.kind, e.asset, e.counterparty): e.amount for e in w.coord.exposures()}
+    assert found == {
+        ("receivable", "USD", "lend"): pytest.approx(8000.0),
+        ("receivable", "USD", "perps"): pytest.approx(2000.0),
+    }
+    m = w.coord.metrics()
+    assert m["principals"] == 1 and m["equity_usd"] == pytest.approx(10_000.0)
