@@ -203,3 +203,49 @@ def test_partial_liquidation_needs_partial_mode_and_a_row_below_maintenance():
     w.trade("alice", [b], put, [-1.0])
     with pytest.raises(Revert, match=f"row {b} is above maintenance margin$"):
         w.liquidate_partial(b, "liq", lb)
+
+
+def test_socialised_losses_below_one_dollar_fall_on_positive_cash_only():
+    v, env, _, a, lr = make()
+    zero = int(v.open_accounts("liq", [0.0])[0])  # a row with no cash takes no haircut
+    v.cash[a] = -0.8  # no positions: deficit 0.8 USD, no security module
+    before = v.cash.copy()
+    assert v.write_off(a) == pytest.approx(0.8)
+    assert v.cash[zero] == 0.0 and v.cash[a] == pytest.approx(0.0, abs=1e-12)
+    pos = np.maximum(before, 0.0)
+    pos[a] = 0.0
+    # pro rata over the market maker (1e6) and the liquidator (2e5): 0.8·(1e6, 2e5)/1.2e6
+    np.testing.assert_allclose(v.cash[pos > 0], before[pos > 0] - pos[pos > 0] * 0.8 / pos.sum(), rtol=1e-15)
+
+
+def test_a_loss_with_no_positive_cash_anywhere_stays_with_the_row():
+    v, env, _, a, lr = make()
+    v.cash[:] = 0.0
+    v.cash[a] = -300.0
+    assert v.write_off(a) == 0.0
+    assert v.cash[a] == -300.0 and np.all(np.isfinite(v.cash))
+
+
+def test_auction_discount_without_an_auction_names_the_row():
+    v, _, _, a, _ = make()
+    with pytest.raises(Revert, match=rf"^{v.id}: no auction on row {a}$"):
+        v.auction_discount(a)
+
+
+def test_controller_close_checks_its_liquidator_row_and_penalty_but_not_the_liquidators_margin():
+    v, env, _, a, lr = make()
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-4.0])
+    v.set_controlled([a])
+    assert list(np.flatnonzero(v.controlled)) == [a]  # only that row
+    with pytest.raises(Revert, match="does not own"):
+        v.controller_close(a, 0.25, "alice", lr, 0.0)
+    with pytest.raises(Revert, match="^options: liquidator row equals the liquidated row$"):
+        v.controller_close(a, 0.25, "alice", a, 0.0)
+    for bad in (-0.1, np.inf, np.nan):
+        with pytest.raises(Revert, match=rf"^penalty={bad}: allowed finite >= 0$"):
+            v.controller_close(a, 0.25, "liq", lr, bad)
+    small = int(v.open_accounts("liq", [1.0])[0])  # far below the initial margin of one written put
+    ev = v.controller_close(a, 0.25, "liq", small, 0.0)  # a privileged call: no margin check on either row
+    assert ev.liquidator == "liq" and ev.bonus_usd == 0.0
+    assert v.qty[small, put] == pytest.approx(-1.0) and v.qty[a, put] == pytest.approx(-3.0)
