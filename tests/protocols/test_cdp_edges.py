@@ -179,3 +179,5 @@ def test_metrics_report_the_book_by_hand():
     # vault 2: 1200 − 1100 = 100; vault 1 is covered (1000 < 1100); auction: 1600 − 1100 = 500
     assert m["undercollateralised_debt_usd"] == pytest.approx(600.0, rel=1e-12)
     assert m["collateral_usd"] == pytest.approx(3300.0) and m["auction_collateral_usd"] == pytest.approx(1100.0)
+    cdp.oracle.price = 170.0  # every vault and the auction's lot (1700 > 1600) cover their debt
+    assert cdp.metrics()["undercollateralised_debt_usd"] == 0.0

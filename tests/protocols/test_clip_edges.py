@@ -12,7 +12,7 @@ from defistress.protocols.abaci import LinearDecrease
 from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.cdp import Cdp, CdpParams
 from defistress.protocols.clip import ClipParams
-from defistress.protocols.events import Generic
+from defistress.protocols.events import AuctionBid, AuctionSettled, Generic
 
 
 def barked(vaults=1, surplus_buffer=1e4, **clip):
@@ -109,3 +109,65 @@ def test_linear_decrease_broadcasts_an_array_of_tops_or_of_durations():
     np.testing.assert_allclose(calc.price(np.array([10.0, 20.0]), 50.0), [5.0, 10.0])
     np.testing.assert_allclose(calc.price(10.0, np.array([0.0, 50.0, 100.0, 150.0])), [10.0, 5.0, 0.0, 0.0])
     assert calc.price(10.0, 25.0) == 7.5
+
+
+def settled(env):
+    return [e for e in env.events if isinstance(e, AuctionSettled)]
+
+
+def test_take_reasons_are_exact():
+    cdp, _, env = barked(cusp=0.0, tail=600.0)
+    env.ledger.mint("DAI", "k", 5000.0, "genesis")
+    clip = cdp.clipper
+    with pytest.raises(Revert, match="^Clipper/too-expensive$"):
+        clip.take(0, 1.0, 174.99, "k")  # price is 175 at the kick
+    with pytest.raises(Revert, match="^Clipper/zero-amount$"):
+        clip.take(0, 0.0, 1e9, "k")
+    at(env, 612)
+    with pytest.raises(Revert, match="^Clipper/needs-reset$"):
+        clip.take(0, 1.0, 1e9, "k")
+    assert env.ledger.balance("k", "DAI") == 5000.0
+
+
+def test_partial_takes_keep_chost_of_tab_then_only_the_whole_rest_sells():
+    cdp, _, env = barked()
+    env.ledger.mint("DAI", "k", 5000.0, "genesis")
+    clip = cdp.clipper
+    ev = clip.take(0, 6.0, 1e9, "k")  # at 175: owe 1050, tab left 200 ≥ chost 125
+    assert ev == AuctionBid(env.clock.block, "maker", 0, "k", 6.0, 1050.0, "take")
+    # asking 100 DAI worth would leave 100 < chost: cut back to owe 200 − 125 = 75 (dss clip.sol take)
+    ev = clip.take(0, 100.0 / 175.0, 1e9, "k")
+    assert ev.bid == pytest.approx(75.0) and ev.lot == pytest.approx(75.0 / 175.0)
+    assert clip.tab[0] == pytest.approx(125.0)
+    with pytest.raises(Revert, match="^Clipper/no-partial-purchase$"):
+        clip.take(0, 0.1, 1e9, "k")  # tab = chost: a partial purchase is refused
+    ev = clip.take(0, 10.0, 1e9, "k")  # the whole rest: owe = tab 125 for 125/175 ETH
+    assert ev.bid == pytest.approx(125.0) and ev.lot == pytest.approx(125.0 / 175.0)
+    # sold 6 + 75/175 + 125/175 = 1250/175 ETH for 1250 DAI; the other 10 − 1250/175 ETH go back to the owner
+    assert settled(env) == [
+        AuctionSettled(
+            env.clock.block,
+            "maker",
+            0,
+            "k",
+            pytest.approx(1250 / 175),
+            1250.0,
+            1250.0,
+            0.0,
+            pytest.approx(1250 / 175 * 140),
+            False,
+        )
+    ]
+    assert clip.lot[0] == 0.0 and clip.count() == 0
+    assert env.ledger.balance("population", "ETH") == pytest.approx(990.0 + 10.0 - 1250 / 175)
+
+
+def test_a_whole_lot_worth_less_than_the_tab_sells_out_without_the_chost_rule():
+    cdp, _, env = barked(cusp=0.0, tail=1e6, calc=LinearDecrease(tau=4200.0))
+    env.ledger.mint("DAI", "k", 5000.0, "genesis")
+    at(env, 1320)  # price = 175·(4200 − 1320)/4200 = 120: the whole lot is worth 1200 < tab 1250
+    ev = cdp.clipper.take(0, 10.0, 1e9, "k")
+    assert ev.lot == 10.0 and ev.bid == pytest.approx(1200.0)
+    (s,) = settled(env)
+    assert (s.winner, s.lot_sold, s.tab, s.zero_bid) == ("k", 10.0, 1250.0, False)
+    assert s.raised == pytest.approx(1200.0) and s.shortfall == pytest.approx(50.0)

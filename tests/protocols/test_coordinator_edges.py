@@ -85,3 +85,17 @@ def test_exposures_are_the_equity_of_each_venues_controlled_rows():
     }
     m = w.coord.metrics()
     assert m["principals"] == 1 and m["equity_usd"] == pytest.approx(10_000.0)
+
+
+def test_metrics_carry_every_documented_figure():
+    w = World()
+    w.principal("alice", eth_coll=10.0, usdc_debt=12_000.0, perp=-10.0, perp_coll=2000.0)
+    m = w.coord.metrics()
+    base = {"principals", "equity_usd", "silo_im_usd", "silo_mm_usd", "im_usd", "mm_usd", "netting_credit_usd"}
+    base |= {"contingency_usd", "accounts_unhealthy", "liquidations", "settled_usd", "bad_debt_usd"}
+    base |= {"contingency_oracle_usd", "contingency_latency_usd", "contingency_settlement_usd"}
+    assert set(m) == base
+    # contingencies add up; one healthy principal, nothing liquidated
+    parts = m["contingency_oracle_usd"] + m["contingency_latency_usd"] + m["contingency_settlement_usd"]
+    assert m["contingency_usd"] == pytest.approx(parts)
+    assert (m["accounts_unhealthy"], m["liquidations"], m["settled_usd"], m["bad_debt_usd"]) == (0, 0, 0.0, 0.0)

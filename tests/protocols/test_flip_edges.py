@@ -10,7 +10,7 @@ import pytest
 
 from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.cdp import Cdp, CdpParams
-from defistress.protocols.events import AuctionBid, AuctionSettled, Generic
+from defistress.protocols.events import AuctionBid, AuctionKicked, AuctionSettled, Generic
 from defistress.protocols.flip import FlipParams
 
 TAU = 3 * 86400.0
@@ -182,3 +182,56 @@ def test_tend_rules_each_revert_with_their_own_reason():
     flip.tend(0, 10.0, 500.0, "a")
     with pytest.raises(Revert, match="^Flipper/bid-not-higher$"):
         flip.tend(0, 10.0, 500.0, "c")
+
+
+def test_kick_refuses_a_null_auction_and_numbers_auctions_in_order():
+    cdp, flip, env = bitten()
+    kicked = [e for e in env.events if isinstance(e, AuctionKicked)]
+    # the bite: auction 0 of vault 0, lot 10 ETH, tab 1130, no start price and no incentive in a Flipper
+    assert kicked == [AuctionKicked(env.clock.block, "maker", 0, 0, 10.0, pytest.approx(1130.0), 0.0, "biter", 0.0)]
+    assert flip.guy[0] == ""  # no bidder yet
+    for tab, lot in ((0.0, 1.0), (1.0, 0.0), (-1.0, 1.0)):
+        with pytest.raises(Revert, match="^Flipper/null-auction$"):
+            flip.kick(tab, lot, 0, "k")
+    ev = flip.kick(0.5, 0.5, 3, "k")  # small but not null
+    assert ev == AuctionKicked(env.clock.block, "maker", 1, 3, 0.5, 0.5, 0.0, "k", 0.0)
+    assert flip.kicks == 2 and flip.end[1] == TAU
+
+
+def test_a_bidder_raising_its_own_bid_pays_only_the_increase():
+    _, flip, env = bitten()
+    led = env.ledger
+    ev = flip.tend(0, 10.0, 500.0, "a")
+    assert ev == AuctionBid(env.clock.block, "maker", 0, "a", 10.0, 500.0, "tend")
+    flip.tend(0, 10.0, 1000.0, "a")  # dss tend: vat.move(msg.sender, guy, bids.bid) nets to bid − old
+    assert led.balance("a", "DAI") == 1000.0 and led.balance("maker:flip", "DAI") == 1000.0
+    led.check_conservation()
+
+
+def test_tend_reasons_for_a_small_increase_and_a_bidder_short_of_stablecoin_are_exact():
+    _, flip, env = bitten()
+    flip.tend(0, 10.0, 500.0, "a")
+    with pytest.raises(Revert, match="^Flipper/insufficient-increase$"):
+        flip.tend(0, 10.0, 514.0, "c")
+    env.ledger.mint("DAI", "poor", 515.0, "genesis")
+    with pytest.raises(Revert, match="^Flipper/insufficient-stablecoin: poor has 515$"):
+        flip.tend(0, 10.0, 600.0, "poor")
+    flip.tend(0, 10.0, 515.0, "poor")  # holding exactly the bid is enough
+    assert env.ledger.balance("poor", "DAI") == 0.0 and env.ledger.balance("a", "DAI") == 2000.0
+
+
+def test_an_auction_id_at_the_arrays_capacity_is_not_running():
+    _, flip, _ = bitten()
+    while flip.kicks < len(flip.active):  # fill the arrays' capacity exactly
+        flip.kick(1.0, 1.0, 0, "k")
+    for bad in (flip.kicks, -1):
+        with pytest.raises(Revert, match="^Flipper/guy-not-set$"):
+            flip.tend(bad, 1.0, 0.5, "a")
+
+
+def test_bids_equal_to_the_tab_within_a_relative_1e_12():
+    from defistress.protocols.flip import _equal
+
+    assert _equal(1130.0, 1130.0 + 1e-9)  # 1e-9 ≤ 1e-12·1130
+    assert not _equal(1130.0, 1130.0 + 2e-9)
+    assert _equal(0.0, 5e-13) and not _equal(0.0, 1.5e-12)  # below 1 stablecoin the tolerance is 1e-12 absolute
