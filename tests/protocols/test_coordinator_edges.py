@@ -99,3 +99,27 @@ def test_metrics_carry_every_documented_figure():
     parts = m["contingency_oracle_usd"] + m["contingency_latency_usd"] + m["contingency_settlement_usd"]
     assert m["contingency_usd"] == pytest.approx(parts)
     assert (m["accounts_unhealthy"], m["liquidations"], m["settled_usd"], m["bad_debt_usd"]) == (0, 0, 0.0, 0.0)
+
+
+def test_a_venue_where_the_principal_has_no_row_does_not_stop_settlement_on_the_others():
+    from test_coordinator import ETH_P
+
+    from defistress.protocols.coordinator import CoordinatorParams, MarginCoordinator
+    from defistress.protocols.perps import PerpDex, PerpDexParams
+
+    w = World()
+    spare = PerpDex(PerpDexParams(markets=[ETH_P]), {"ETH": w.eth}, w.env, id="spare")
+    params = CoordinatorParams(liquidation_order=["spare", "lend", "perps"])
+    w.coord = MarginCoordinator(params, {"spare": spare, "lend": w.lend, "perps": w.dex}, w.env)
+    w.coord.register_liquidator("keeper", {"lend": None, "perps": w.krow})
+    # the case of test_cross_venue_liquidation_restores_health_and_settles_the_negative_venue, with a venue first
+    # in the order on which the principal has no row
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    assert int(w.coord.rows["spare"][i]) == -1
+    w.eth.price = 1500.0
+    summary = w.coord.liquidate(i, "keeper")[-1]
+    # lending equity 6840 − 8000 = −1160 after one close is covered from the perp row
+    assert summary.detail["settled_usd"] == pytest.approx(1160.0)
+    assert w.coord.requirements().health[i] >= 1.0
+    assert list(w.coord.liquidatable()) == []  # healthy again (health ≈ 1.05 is not liquidatable)
+    w.env.ledger.check_conservation()

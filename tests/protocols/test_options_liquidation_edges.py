@@ -249,3 +249,51 @@ def test_controller_close_checks_its_liquidator_row_and_penalty_but_not_the_liqu
     ev = v.controller_close(a, 0.25, "liq", small, 0.0)  # a privileged call: no margin check on either row
     assert ev.liquidator == "liq" and ev.bonus_usd == 0.0
     assert v.qty[small, put] == pytest.approx(-1.0) and v.qty[a, put] == pytest.approx(-3.0)
+
+
+def partial_world(alice=1100.0, liq=200_000.0):
+    env = Env()
+    oracle = FixedPrice(2000.0)
+    for h in ("mm", "alice", "liq"):
+        env.ledger.mint("USDC", h, 1e7, "test")
+    prm = OptionsVenueParams(vol=FROZEN, liquidation="partial")
+    v = OptionsVenue(prm, {"ETH": oracle, "USDC": FixedPrice(1.0)}, env)
+    v.set_market_maker(int(v.open_accounts("mm", [1e6])[0]))
+    a = int(v.open_accounts("alice", [alice])[0])
+    lr = int(v.open_accounts("liq", [liq])[0])
+    return v, env, oracle, a, lr
+
+
+def test_partial_liquidation_checks_the_liquidators_row_and_its_initial_margin():
+    v, env, oracle, a, lr = partial_world()
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-4.0])
+    oracle.price = 1700.0
+    with pytest.raises(Revert, match="does not own"):
+        v.liquidate_partial(a, "alice", lr)
+    with pytest.raises(Revert, match="^options: liquidator row equals the liquidated row$"):
+        v.liquidate_partial(a, "alice", a)
+    small = int(v.open_accounts("liq", [1.0])[0])
+    with pytest.raises(Revert, match=f"^options: liquidator row {small} would end below initial margin"):
+        v.liquidate_partial(a, "liq", small)
+    assert v.qty[a, put] == -4.0 and v.qty[small, put] == 0.0  # undone
+    ev = v.liquidate_partial(a, "liq", lr)
+    assert ev.liquidator == "liq" and v.qty[a, put] == pytest.approx(-3.0)
+
+
+def test_partial_liquidation_needs_a_maintenance_requirement():
+    v, env, oracle, a, lr = partial_world()
+    v.cash[a] = -10.0  # no positions: mm = 0, equity < 0 — a deficit to write off, not a row to liquidate
+    with pytest.raises(Revert, match=f"^options: row {a} is above maintenance margin$"):
+        v.liquidate_partial(a, "liq", lr)
+
+
+def test_partial_liquidation_of_a_requirement_below_one_dollar():
+    v, env, oracle, a, lr = partial_world(alice=0.5)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-0.001], check_margin=False)
+    oracle.price = 1200.0  # 0.001 put 600 in the money: equity < mm < 1 USD
+    eq, mm = v.equity()[a], v.margin().mm[a]
+    assert 0 < mm < 1.0 and eq < mm
+    v.liquidate_partial(a, "liq", lr)
+    assert v.qty[a, put] == pytest.approx(-0.00075)  # 25% closed
