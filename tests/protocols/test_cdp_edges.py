@@ -181,3 +181,30 @@ def test_metrics_report_the_book_by_hand():
     assert m["collateral_usd"] == pytest.approx(3300.0) and m["auction_collateral_usd"] == pytest.approx(1100.0)
     cdp.oracle.price = 170.0  # every vault and the auction's lot (1700 > 1600) cover their debt
     assert cdp.metrics()["undercollateralised_debt_usd"] == 0.0
+
+
+def test_accrual_ignores_non_positive_time_and_accrues_any_positive_time_and_any_fee():
+    SECONDS_PER_YEAR = 365 * 86400.0  # dss jug: per-second duty, 365-day years
+    cdp, _ = make(stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.accrue(-60.0)
+    cdp.accrue(0.0)
+    assert cdp.rate == 1.0 and cdp.surplus == 0.0
+    cdp.accrue(1.0)  # one second: rate = 1.05^(1/year)
+    assert cdp.rate == pytest.approx(1.05 ** (1.0 / SECONDS_PER_YEAR), rel=1e-15) and cdp.rate > 1.0
+    cdp, _ = make(stability_fee_per_year=1.0)  # 100 % a year: half a year multiplies debt by sqrt(2)
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.accrue(SECONDS_PER_YEAR / 2)
+    assert cdp.debt()[0] == pytest.approx(1000.0 * 2**0.5, rel=1e-12)
+    assert cdp.surplus == pytest.approx(1000.0 * (2**0.5 - 1.0), rel=1e-9)
+
+
+def test_liquidations_2_ignore_lump_and_free_the_hole_room_when_an_auction_ends():
+    cdp, env = make(lump=50.0)  # a Cat v1 setting: the Dog of Liquidations 2.0 does not use it
+    env.ledger.mint("DAI", "k", 5000.0, "genesis")
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.oracle.price = 140.0
+    cdp.bark(0, "kicker")
+    assert cdp.dirt == pytest.approx(1130.0)  # tab = 1000·1.13
+    cdp.clipper.take(0, 10.0, 1e9, "k")
+    assert cdp.dirt == 0.0  # dss dog.digs

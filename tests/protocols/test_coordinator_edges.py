@@ -123,3 +123,16 @@ def test_a_venue_where_the_principal_has_no_row_does_not_stop_settlement_on_the_
     assert w.coord.requirements().health[i] >= 1.0
     assert list(w.coord.liquidatable()) == []  # healthy again (health ≈ 1.05 is not liquidatable)
     w.env.ledger.check_conservation()
+
+
+def test_the_first_row_of_a_venue_can_pay_a_settlement():
+    w = World()
+    # lending row 0: 100 USDC supplied, no debt; perps: short 5 ETH @2000 with 500 USDC
+    i = w.principal("alice", usdc_coll=100.0, perp=-5.0, perp_coll=500.0)
+    assert int(w.coord.rows["lend"][i]) == 0
+    w.eth.price = 2200.0  # perps equity 500 − 5·200 = −500: the whole principal is under water
+    summary = w.coord.liquidate(i, "keeper")[-1]
+    # the perp row's deficit (at least 500) takes all of the 100 USDC the lending row can give
+    assert summary.detail["settled_usd"] == pytest.approx(100.0)
+    assert w.lend.collateral()[0, 1] == pytest.approx(0.0, abs=1e-9)
+    w.env.ledger.check_conservation()
