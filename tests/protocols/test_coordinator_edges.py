@@ -136,3 +136,15 @@ def test_the_first_row_of_a_venue_can_pay_a_settlement():
     assert summary.detail["settled_usd"] == pytest.approx(100.0)
     assert w.lend.collateral()[0, 1] == pytest.approx(0.0, abs=1e-9)
     w.env.ledger.check_conservation()
+
+
+def test_liquidate_judges_the_named_principal_not_the_first():
+    w = World()
+    w.principal("bob", eth_coll=10.0, usdc_debt=1_000.0)  # #0: far from liquidation
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    w.eth.price = 1500.0
+    assert list(w.coord.liquidatable()) == [i]
+    summary = w.coord.liquidate(i, "keeper")[-1]
+    assert summary.detail["index"] == i and summary.detail["health_before"] < 1.0
+    with pytest.raises(Revert, match=r"^coordinator: principal #0 is healthy \(health [0-9.]+ >= 1\)$"):
+        w.coord.liquidate(0, "keeper")

@@ -121,7 +121,9 @@ def step(v, env, oracle=None, price=None, seconds=12.0):
 
 
 def ended(env):
-    return [e.detail for e in env.events if isinstance(e, Generic) and e.name == "auction_ended"]
+    evs = [e for e in env.events if isinstance(e, Generic) and e.name == "auction_ended"]
+    assert all(e.source == "options" and e.block == env.clock.block for e in evs)
+    return [e.detail for e in evs]
 
 
 def test_each_block_ends_the_auction_of_a_row_taken_over_by_a_controller():
@@ -297,3 +299,25 @@ def test_partial_liquidation_of_a_requirement_below_one_dollar():
     assert 0 < mm < 1.0 and eq < mm
     v.liquidate_partial(a, "liq", lr)
     assert v.qty[a, put] == pytest.approx(-0.00075)  # 25% closed
+
+
+def test_controller_close_records_account_amounts_penalty_and_health_before():
+    v, env, _, a, lr = make()
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-4.0])
+    v.set_controlled([a])
+    mark = v.mark_prices()[put]
+    eq, mm = v.equity()[a], v.margin().mm[a]
+    ev = v.controller_close(a, 0.25, "liq", lr, 0.02)
+    # 1 of 4 written puts moves at mark: the row pays −1·mark (receives mark) and 2% of |1·mark| as penalty
+    assert (ev.account, ev.liquidator, ev.collateral_seized) == (a, "liq", 0.25)
+    assert ev.debt_repaid == pytest.approx(-mark) and ev.bonus_usd == pytest.approx(0.02 * mark)
+    assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
+
+
+def test_a_controller_close_of_a_row_under_water_pays_no_penalty():
+    v, env, oracle, a, lr, put = crashed(1200.0)
+    assert v.equity()[a] < 0
+    v.set_controlled([a])
+    ev = v.controller_close(a, 0.5, "liq", lr, 0.05)
+    assert ev.bonus_usd == 0.0  # the penalty is capped at positive equity: there is none
