@@ -208,3 +208,36 @@ def test_liquidations_2_ignore_lump_and_free_the_hole_room_when_an_auction_ends(
     assert cdp.dirt == pytest.approx(1130.0)  # tab = 1000·1.13
     cdp.clipper.take(0, 10.0, 1e9, "k")
     assert cdp.dirt == 0.0  # dss dog.digs
+
+
+def test_bark_needs_an_existing_strictly_unsafe_vault_and_counts_unsafe_at_the_accrued_rate():
+    cdp, env = make(liquidation_ratio=1.25, stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0, 10.0], [1600.0, 1000.0])
+    cdp.oracle.price = 160.0  # spot 128: vault 0 at 1280 < 1600 unsafe; vault 1 safe
+    for bad in (2, -1):
+        with pytest.raises(Revert, match=rf"^maker: no vault #{bad}$"):
+            cdp.bark(bad, "kicker")
+    cdp.oracle.price = 200.0  # spot 160: vault 0 at 1600 = 1600 exactly: not unsafe (dss: ink·spot < art·rate)
+    with pytest.raises(Revert, match="^Dog/not-unsafe$"):
+        cdp.bark(0, "kicker")
+    cdp.accrue(86400.0)  # one day of fee: debt 1600·1.05^(1/365) > 1600
+    ev = cdp.bark(0, "kicker")
+    assert ev.tab == pytest.approx(1600.0 * 1.05 ** (1 / 365) * 1.13, rel=1e-12)
+    assert cdp.ink[0] == 0.0 and cdp.art[0] == 0.0
+
+
+def test_liquidated_debt_and_incentives_add_up_over_several_barks():
+    cdp, env = make(surplus_buffer=1000.0, clip=ClipParams(tip=5.0, chip=0.0))
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1200.0])
+    cdp.oracle.price = 140.0
+    cdp.bark(0, "k1")
+    cdp.bark(1, "k2")
+    m = cdp.metrics()
+    assert m["liquidated_debt_usd"] == pytest.approx(2200.0)
+    assert m["incentives_paid_usd"] == 10.0 and m["surplus_usd"] == 990.0
+    cdp2, _ = make(clip=ClipParams(tip=5.0, chip=0.0))  # no buffer: the tips are system debt
+    cdp2.open_vaults([10.0, 10.0], [1000.0, 1200.0])
+    cdp2.oracle.price = 140.0
+    cdp2.bark(0, "k1")
+    cdp2.bark(1, "k2")
+    assert cdp2.metrics()["bad_debt_usd"] == 10.0

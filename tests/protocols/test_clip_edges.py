@@ -12,7 +12,7 @@ from defistress.protocols.abaci import LinearDecrease
 from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.cdp import Cdp, CdpParams
 from defistress.protocols.clip import ClipParams
-from defistress.protocols.events import AuctionBid, AuctionSettled, Generic
+from defistress.protocols.events import AuctionBid, AuctionKicked, AuctionSettled, Generic
 
 
 def barked(vaults=1, surplus_buffer=1e4, **clip):
@@ -171,3 +171,29 @@ def test_a_whole_lot_worth_less_than_the_tab_sells_out_without_the_chost_rule():
     (s,) = settled(env)
     assert (s.winner, s.lot_sold, s.tab, s.zero_bid) == ("k", 10.0, 1250.0, False)
     assert s.raised == pytest.approx(1200.0) and s.shortfall == pytest.approx(50.0)
+
+
+def test_kick_reasons_are_exact_and_the_record_names_the_keeper():
+    cdp, oracle, env = barked(tip=0.5)
+    clip = cdp.clipper
+    kicked = [e for e in env.events if isinstance(e, AuctionKicked)]
+    # tab 1250, lot 10, top 175, incentive tip 0.5 + 1250·0 = 0.5
+    assert kicked == [AuctionKicked(env.clock.block, "maker", 0, 0, 10.0, 1250.0, 175.0, "kicker", 0.5)]
+    for tab, lot, reason in ((0.0, 1.0, "zero-tab"), (1.0, 0.0, "zero-lot"), (-1.0, 1.0, "zero-tab")):
+        with pytest.raises(Revert, match=f"^Clipper/{reason}$"):
+            clip.kick(tab, lot, 0, "k")
+    oracle.price = 0.0
+    with pytest.raises(Revert, match="^Clipper/zero-top-price$"):
+        clip.kick(1.0, 1.0, 0, "k")
+    oracle.price = 0.4  # top 0.5: small but a price; tab and lot below 1 are fine too
+    ev = clip.kick(0.5, 0.5, 7, "k")
+    assert (ev.auction, ev.account, ev.start_price, ev.keeper) == (1, 7, 0.5, "k") and clip.kicks == 2
+
+
+def test_a_closed_auction_is_not_running():
+    cdp, _, env = barked()
+    env.ledger.mint("DAI", "k", 5000.0, "genesis")
+    cdp.clipper.take(0, 10.0, 1e9, "k")
+    for bad in (0, 1, -1):
+        with pytest.raises(Revert, match="^Clipper/not-running-auction$"):
+            cdp.clipper.take(bad, 1.0, 1e9, "k")
