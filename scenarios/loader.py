@@ -152,9 +152,7 @@ def _locate(ref: str) -> Path:
 
 def _check_data_files(loaded: LoadedScenario) -> None:
     s = loaded.scenario
-    files = []
-    if s.market.replay is not None:
-        files.append(("market.replay.file", s.market.replay.file))
+    files = [] if s.market.replay is None else s.market.replay.data_files()
     if s.gas.replay is not None:
         files.append(("gas.replay.file", s.gas.replay.file))
     for key, f in files:

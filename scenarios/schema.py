@@ -26,6 +26,7 @@ from defistress.scenarios.schema_curve import (
     StableSwapSpec,
 )
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
+from defistress.scenarios.schema_replay import GasReplaySpec, ReplaySpec, check_replay_links
 from defistress.scenarios.units import (
     MAX_ACCOUNTS,
     MAX_BLOCKS,
@@ -165,25 +166,6 @@ class DepthSpec(Strict):
     )
 
 
-class ReplaySpec(Strict):
-    """Replay of real prices from a CSV in the format of the historic data folder."""
-
-    file: str = Field(min_length=1, description="path relative to the scenario file or to scenarios/historic/data")
-    format: Literal["ohlc_long", "coinapi_10min"] = Field(
-        "ohlc_long", description="ohlc_long: timestamp_utc,symbol,open,high,low,close; coinapi_10min: CoinAPI candles"
-    )
-    symbols: dict[str, str] = Field(description="scenario asset -> series symbol, e.g. {ETH = 'ETH-USDT'}")
-    start: str | None = Field(None, description="first candle (ISO UTC) to replay; default the file's first")
-    fill: Literal["hold", "linear"] = Field(
-        "hold", description="how blocks inside a candle are priced: hold the last close, or interpolate closes"
-    )
-    after_end: Literal["refuse", "hold"] = Field(
-        "refuse",
-        description="when the data end before the run does: refuse (an error naming both ends), or hold the "
-        "last close flat to the end of the run (recorded in the manifest)",
-    )
-
-
 class MarketSpec(Strict):
     """Reference (off-chain) prices: the assets, their correlation, market depth and an optional replay."""
 
@@ -219,7 +201,7 @@ class MarketSpec(Strict):
                 raise ValueError("market.correlation: must be symmetric with unit diagonal and entries in [-1, 1]")
             if np.linalg.eigvalsh(c).min() < -1e-10:
                 raise ValueError("market.correlation: must be positive semi-definite")
-        replayed = set(self.replay.symbols) if self.replay is not None else set()
+        replayed = set(self.replay.replayed_assets()) if self.replay is not None else set()
         for a in self.assets:
             if a.price is None and a.peg is None and a.symbol not in replayed:
                 raise ValueError(
@@ -229,10 +211,6 @@ class MarketSpec(Strict):
         for sym in self.depth:
             if sym not in symbols:
                 raise ValueError(f"market.depth.{sym}: unknown asset; allowed: {symbols}")
-        if self.replay is not None:
-            for sym in self.replay.symbols:
-                if sym not in symbols:
-                    raise ValueError(f"market.replay.symbols.{sym}: unknown asset; allowed: {symbols}")
         return self
 
     def asset(self, symbol: str) -> AssetSpec:
@@ -754,18 +732,6 @@ AgentSpec = Annotated[
 
 
 # --- gas -------------------------------------------------------------------------------------------
-class GasReplaySpec(Strict):
-    """Replay of a real gas-price series: each block's base fee is the series' value of its bucket."""
-
-    file: str = Field(min_length=1, description="path relative to the scenario file or to scenarios/historic/data")
-    column: str = Field("avgGasDay", min_length=1, description="column of the gas price in the file")
-    unit: Literal["wei", "gwei"] = Field("wei", description="unit of the column's values")
-    start: str | None = Field(None, description="first row (ISO UTC) to replay; default the file's first")
-    scale: Float = Field(
-        1.0, gt=0, le=1000, description="multiplies the replayed gas price (0.1 = ten times cheaper; unitless)"
-    )
-
-
 class GasSpec(Strict):
     """EIP-1559 block market: base fee moves by up to 1/8 per block toward a half-full target."""
 
@@ -825,6 +791,7 @@ class Scenario(Strict):
         _unique("protocols", [p.id for p in self.protocols])
         _unique("agents", [a.id for a in self.agents])
         _inside_run(self)
+        check_replay_links(self)  # replayed series, quotes and feeds (schema_replay)
         for s in self.shocks:
             if s.asset is not None and s.asset not in assets:
                 raise ValueError(f"shocks: unknown asset {s.asset!r}; allowed: {assets}")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from defistress.scenarios.loader import ScenarioError, load, schema_text
 from defistress.scenarios.registry import describe_builtins
-from defistress.sim.engine.replay import DataFileError
+from defistress.sim.engine.replay import DataFileError, check_data
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Agent-based stress tests of DeFi margin protocols.")
 console = Console(stderr=False)
@@ -108,6 +108,7 @@ def validate(
     """Check a scenario file and list every error with its key path and the allowed values."""
     try:
         loaded = load(file, set_)
+        check_data(loaded)  # the replay's files: columns, gaps, window (as `run` reads them)
     except ScenarioError as exc:
         err.print(f"[bold red]{exc.source}: {len(exc.errors)} error(s)[/]")
         for e in exc.errors:
