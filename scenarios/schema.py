@@ -25,6 +25,7 @@ from defistress.scenarios.schema_curve import (
     PegKeeperSpec,
     StableSwapSpec,
 )
+from defistress.scenarios.schema_governance import GovernanceAction, check_governance_links
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.schema_replay import GasReplaySpec, ReplaySpec, check_replay_links
 from defistress.scenarios.units import (
@@ -779,6 +780,9 @@ class Scenario(Strict):
     agents: list[AgentSpec] = Field(default_factory=list, description="populations, liquidators, keepers, ...")
     gas: GasSpec = Field(GasSpec(), description="the EIP-1559 gas market")
     margin: MarginSpec | None = Field(None, description="margin regime of multi-venue accounts (default: silo)")
+    governance: list[GovernanceAction] = Field(
+        default_factory=list, description="scheduled governance and operations actions (set, freeze, pause, ...)"
+    )
 
     @model_validator(mode="after")
     def _links(self):
@@ -792,6 +796,7 @@ class Scenario(Strict):
         _unique("agents", [a.id for a in self.agents])
         _inside_run(self)
         check_replay_links(self)  # replayed series, quotes and feeds (schema_replay)
+        check_governance_links(self)  # scheduled actions (schema_governance)
         for s in self.shocks:
             if s.asset is not None and s.asset not in assets:
                 raise ValueError(f"shocks: unknown asset {s.asset!r}; allowed: {assets}")

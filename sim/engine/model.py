@@ -1,7 +1,7 @@
 """StressModel: a Mesa model assembled from the scenario graph; one step is one block.
 
-Phases of a block, in order (docs/architecture.md): market -> oracles -> agents decide -> block building ->
-protocols accrue -> metrics. Each phase is a named method; hooks run at block end, on each liquidation
+Phases of a block, in order (docs/architecture.md): governance -> market -> oracles -> agents decide -> block
+building -> protocols accrue -> metrics. Each phase is a named method; hooks run at block end, on each liquidation
 event and at run end (invariant checks and metric collectors register there).
 """
 
@@ -17,9 +17,11 @@ from defistress.agents.tx import BlockView
 from defistress.protocols.base import Clock, Env
 from defistress.protocols.events import Liquidated
 from defistress.scenarios.loader import LoadedScenario, load
+from defistress.scenarios.schema_governance import deferred_agents
 from defistress.sim.engine import build, network, regime
 from defistress.sim.engine.blocks import build_block
 from defistress.sim.engine.gas import GasMarket
+from defistress.sim.engine.governance import Governance
 from defistress.sim.engine.market import External, Market
 from defistress.sim.engine.metrics import Recorder
 from defistress.sim.engine.replay import load_replay
@@ -60,10 +62,13 @@ class StressModel(mesa.Model):
         self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
         self.actors = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
+        later = deferred_agents(s)  # agents that join during the run (governance add_agent)
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
-            self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+            if a.id not in later:
+                self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
         self.actors.extend(regime.build_keeper(self))
         self.recorder = Recorder(self)
+        self.governance = Governance(self)  # scheduled actions, applied at block boundaries
         if self.coordinator is not None:
             self.recorder.sources.append(regime.regime_columns)
         self._event_cursor = 0
@@ -80,7 +85,12 @@ class StressModel(mesa.Model):
             if self.replay.gas is not None
             else {"path": "modelled", "model": "EIP-1559 base fee from agents' and background gas (sim/engine/gas.py)"}
         )
-        return {"data_sha256": self.replay.data_sha256(), "replay": self.replay.manifest(), "gas": gas}
+        return {
+            "data_sha256": self.replay.data_sha256(),
+            "replay": self.replay.manifest(),
+            "gas": gas,
+            "governance": self.governance.manifest(),
+        }
 
     # --- randomness ---------------------------------------------------------------------------------
     def stream(self, name: str) -> np.random.Generator:
@@ -95,6 +105,7 @@ class StressModel(mesa.Model):
 
     # --- the block -----------------------------------------------------------------------------------
     def step(self) -> None:
+        self.phase_governance()
         self.phase_market()
         self.phase_oracles()
         txs = self.phase_decide()
@@ -102,6 +113,10 @@ class StressModel(mesa.Model):
         self.phase_accrue()
         self.phase_metrics()
         self.env.clock.block += 1
+
+    def phase_governance(self) -> None:
+        """Scheduled governance and operations actions due at this block boundary (sim/engine/governance.py)."""
+        self.governance.apply_due(self.env.clock.block)
 
     def phase_market(self) -> None:
         """Exogenous prices move; last block's net selling moves the reference through the depth model."""
