@@ -11,6 +11,8 @@ plain tokens), so results agree with the contract to float rounding, not to the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 #: Newton iterations allowed before giving up (the contracts use 255)
@@ -23,7 +25,7 @@ class NoConvergence(ArithmeticError):
     """Newton's method did not converge (the contract would `raise`)."""
 
 
-def get_D(xp: np.ndarray, amp: float) -> float:
+def get_D(xp: Sequence[float] | np.ndarray, amp: float) -> float:
     """Invariant D of balances `xp` (token units) at amplification `amp` (Stableswap.vy `get_D`)."""
     xp = [float(v) for v in xp]  # plain floats: a few Newton steps on numpy scalars cost more than the math
     n = len(xp)
@@ -45,7 +47,7 @@ def get_D(xp: np.ndarray, amp: float) -> float:
     raise NoConvergence(f"get_D did not converge for balances {xp}, A={amp}")
 
 
-def get_y(i: int, j: int, x: float, xp: np.ndarray, amp: float, d: float | None = None) -> float:
+def get_y(i: int, j: int, x: float, xp: Sequence[float] | np.ndarray, amp: float, d: float | None = None) -> float:
     """New balance of coin j when coin i's balance is set to `x`, keeping D (Stableswap.vy `get_y`)."""
     xp = [float(v) for v in xp]
     n = len(xp)
@@ -65,7 +67,7 @@ def get_y(i: int, j: int, x: float, xp: np.ndarray, amp: float, d: float | None 
     return _solve_y(c * d / (ann * n), s_ + d / ann, d)
 
 
-def get_y_D(amp: float, i: int, xp: np.ndarray, d: float) -> float:
+def get_y_D(amp: float, i: int, xp: Sequence[float] | np.ndarray, d: float) -> float:
     """Balance of coin i that brings the invariant to `d`, other balances fixed (Stableswap.vy `get_y_D`)."""
     xp = [float(v) for v in xp]
     n = len(xp)
@@ -91,7 +93,7 @@ def _solve_y(c: float, b: float, d: float) -> float:
     raise NoConvergence("get_y did not converge")
 
 
-def spot_prices(xp: np.ndarray, amp: float, d: float | None = None) -> np.ndarray:
+def spot_prices(xp: Sequence[float] | np.ndarray, amp: float, d: float | None = None) -> np.ndarray:
     """Marginal price of every coin k in units of coin 0 (dx_0/dx_k), from the invariant's gradient:
     p_k = (Ann + Dr/x_k) / (Ann + Dr/x_0), Dr = D^(n+1)/(n^n·Πx). For two coins this is Stableswap.vy
     `_get_p` (ANN·x0 + Dr·x0/x1) / (ANN·x0 + Dr)."""

@@ -841,17 +841,17 @@ class Scenario(Strict):
             raise ValueError(f"agents: one vaults population per cdp, got several for {dup}")
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
-                p = protocols.get(a.protocol)
-                if not isinstance(p, LendingSpec):
+                lend = protocols.get(a.protocol)
+                if not isinstance(lend, LendingSpec):
                     lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
                     raise ValueError(
                         f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}"
                     )
                 for asset in list(a.collateral) + [a.debt]:
-                    if asset not in p.assets:
+                    if asset not in lend.assets:
                         raise ValueError(
-                            f"agents.{a.id}: asset {asset!r} is not listed in protocols.{p.id}.assets "
-                            f"({sorted(p.assets)})"
+                            f"agents.{a.id}: asset {asset!r} is not listed in protocols.{lend.id}.assets "
+                            f"({sorted(lend.assets)})"
                         )
             if isinstance(a, VaultsSpec):
                 if not isinstance(protocols.get(a.protocol), CdpSpec):

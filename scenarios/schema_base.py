@@ -138,7 +138,7 @@ class Distribution(Strict):
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"distribution '{self.distribution}' needs {missing}")
-        if self.distribution == "uniform" and self.high <= self.low:
+        if self.distribution == "uniform" and self.high is not None and self.low is not None and self.high <= self.low:
             raise ValueError("uniform distribution: 'high' must be greater than 'low'")
         if self.min is not None and self.max is not None and self.max < self.min:
             raise ValueError("distribution: 'max' must be >= 'min'")
@@ -147,20 +147,26 @@ class Distribution(Strict):
     def lowest(self) -> float:
         """The smallest value a draw can take (lognormal draws approach 0 without a `min`)."""
         natural = {"lognormal": 0.0, "uniform": self.low, "constant": self.value}[self.distribution]
+        assert natural is not None  # `_check` guarantees the chosen distribution's parameters
         return float(natural if self.min is None else max(natural, self.min))
 
     def highest(self) -> float:
         """The largest value a draw can take (a lognormal without `max` is capped at MAX_VALUE)."""
         natural = {"lognormal": MAX_VALUE, "uniform": self.high, "constant": self.value}[self.distribution]
+        assert natural is not None  # `_check` guarantees the chosen distribution's parameters
         return float(natural if self.max is None else min(natural, self.max))
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` draws, clipped to [min, max] and to +-MAX_VALUE (a lognormal tail must not overflow)."""
+        # `_check` guarantees the parameters of the chosen distribution are set
         if self.distribution == "lognormal":
+            assert self.median is not None
             x = self.median * np.exp(self.sigma * rng.standard_normal(n))
         elif self.distribution == "uniform":
+            assert self.low is not None and self.high is not None
             x = rng.uniform(self.low, self.high, n)
         else:
+            assert self.value is not None
             x = np.full(n, float(self.value))
         lo = -MAX_VALUE if self.min is None else self.min
         hi = MAX_VALUE if self.max is None else self.max

@@ -136,7 +136,7 @@ class BufferAction(_Timed):
 
 
 def _action_tag(v: Any) -> str:
-    a = v.get("action") if isinstance(v, dict) else getattr(v, "action", None)
+    a = str(v.get("action", "set") if isinstance(v, dict) else getattr(v, "action", "set"))
     tags = {
         "freeze": "gate",
         "unfreeze": "gate",
@@ -145,7 +145,7 @@ def _action_tag(v: Any) -> str:
         "mint": "buffer",
         "burn": "buffer",
     }
-    return tags.get(a, a or "set")
+    return tags.get(a, a)
 
 
 GovernanceAction = Annotated[

@@ -63,7 +63,7 @@ def exposure_impact(
 
 def carrier_graph(g: nx.MultiDiGraph) -> nx.DiGraph:
     """A plain digraph of the edges that carry losses, each in the direction losses travel."""
-    d = nx.DiGraph()
+    d: nx.DiGraph = nx.DiGraph()
     d.add_nodes_from(g.nodes(data=True))
     for u, v, k in g.edges(keys=True):
         how = CARRIERS.get(k)

@@ -88,7 +88,7 @@ def liquidation_slippage_usd(ts: pd.DataFrame, events: pd.DataFrame, liquidators
     if sw.empty:
         return 0.0
     ref = ts.set_index("block")
-    pos = ref.index.get_indexer(sw["block"].to_numpy())
+    pos = ref.index.get_indexer(pd.Index(sw["block"].to_numpy()))
     if (pos < 0).any():
         raise KeyError(f"swap in block {int(sw['block'].to_numpy()[pos < 0][0])} has no timeseries row")
 
@@ -116,7 +116,7 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
     risky = [a.symbol for a in model.scenario.market.assets if not a.is_stable]
     amp = cascade_amplification(ts, risky)
     dd = {s: drawdown(ts[f"exog_{s}_usd"]) for s in risky}
-    main = max(dd, key=dd.get) if dd else None
+    main = max(dd, key=lambda s: dd[s]) if dd else None
     liquidators = model.recorder.liquidators
     errors = model.env.ledger.conservation_errors()
     out = {
@@ -182,7 +182,9 @@ def contagion(model, ts: pd.DataFrame, per: dict, shocked: str | None) -> dict:
     from defistress.sim.analysis.contagion import contagion_metrics
 
     prices = model.market.as_dict()
-    exposure, capital, losses = {}, {}, {}
+    exposure: dict[tuple[str, str], float] = {}  # (holder, issuer) -> USD
+    capital: dict[str, float] = {}
+    losses: dict[str, dict[str, float]] = {}
     for pid, proto in model.protocols.items():
         for e in proto.exposures():
             issuer = model.issuers.get(e.asset)

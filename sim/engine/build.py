@@ -115,7 +115,7 @@ def build_liquidators(model, spec) -> list:
     debt_assets = sorted(
         {a for p in targets for a in network.lent_assets(model.protocol_specs[p], model.scenario)}
     ) or [model.quote_asset]
-    out = []
+    out: list = []  # liquidator agents of every kind the targets need
     for k in range(spec.count):
         holder = spec.id if spec.count == 1 else f"{spec.id}-{k}"
         fund(model, holder, spec.capital_usd, debt_assets, spec.gas_budget_eth)

@@ -22,6 +22,7 @@ How each action reaches a running protocol (the scenario table is validated agai
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -235,7 +236,7 @@ def _apply_buffer(model, a: BufferAction) -> dict[str, Any]:
     }
 
 
-_APPLY = {
+_APPLY: dict[type, Callable[[Any, Any], dict[str, Any]]] = {
     SetAction: _apply_set,
     GateAction: _apply_gate,
     AddAgentAction: _apply_add_agent,

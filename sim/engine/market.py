@@ -89,6 +89,7 @@ class Market:
         for s in scenario.shocks:
             win = (block_t >= s.at) & (block_t < (s.until if s.until is not None else s.at))
             if s.volatility_multiplier is not None:
+                assert s.asset is not None  # ShockSpec._check: a volatility multiplier names its asset
                 vol_mult[win, self.index[s.asset]] *= s.volatility_multiplier
             if s.correlation is not None:
                 corr_override[win] = s.correlation
@@ -119,10 +120,12 @@ class Market:
             sig = np.array([assets[i].peg_volatility for i in stable]) * np.sqrt(dt)
             target = np.zeros((n, len(stable)))
             for s in scenario.shocks:
-                if s.depeg_to is not None and s.asset in self.index and assets[self.index[s.asset]].is_stable:
+                peg = assets[self.index[s.asset]].peg if s.asset in self.index else None
+                if s.depeg_to is not None and s.asset in self.index and peg is not None:  # a stablecoin's depeg
                     k = stable.index(self.index[s.asset])
+                    assert s.until is not None  # ShockSpec._check: a depeg has a window
                     win = (block_t >= s.at) & (block_t < s.until)
-                    target[win, k] = np.log(s.depeg_to / assets[self.index[s.asset]].peg)
+                    target[win, k] = np.log(s.depeg_to / peg)
             z = rng.standard_normal((n, len(stable)))
             x = np.zeros((n, len(stable)))
             a = np.clip(theta, 0.0, 1.0)
@@ -145,6 +148,7 @@ class Market:
             if s.jump is not None:
                 adj[block_t >= s.at, i] += np.log1p(s.jump)
             if s.drift_to is not None:
+                assert s.until is not None  # ShockSpec._check: a drift has a window
                 # blocks in the whole window, even past the run's end, so a short run is not compressed
                 grid_t = np.arange(int(np.ceil(s.until / dt_s)) + 1) * dt_s
                 win_len = max(int(np.sum((grid_t >= s.at) & (grid_t < s.until))), 1)
@@ -156,6 +160,7 @@ class Market:
         """Replace replayed assets' paths by their data: USD series first, then series quoted in another asset
         (e.g. stETH/ETH x ETH/USD), each scaled to the asset's `price` when one is given (returns replayed)."""
         data = self.replay_data
+        assert data is not None  # called only for a replayed market
         order = sorted(data.series, key=lambda a: a in data.quotes)  # quoted series after their quotes
         for sym in order:
             path = data.asset_path(sym, bridge_rng)

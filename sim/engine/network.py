@@ -41,7 +41,7 @@ def node(kind: str, name: str) -> str:
 
 def build_graph(scenario) -> nx.MultiDiGraph:
     """Typed graph of assets, oracles, venues, protocols and agents from a validated scenario."""
-    g = nx.MultiDiGraph(name=scenario.run.name)
+    g: nx.MultiDiGraph = nx.MultiDiGraph(name=scenario.run.name)
     for a in scenario.market.assets:
         g.add_node(node("asset", a.symbol), type="asset", spec=a, stable=a.is_stable)
     for v in scenario.venues:

@@ -181,6 +181,7 @@ def read_series(
         value = _round_answers(df, times, path, key)
         o = h = lo = c = value
     elif fmt == "close":
+        assert column is not None  # schema_replay: a 'close' file names its value column
         o = h = lo = c = _positive(df[column], column, times, path, key)
     else:
         o, h, lo, c = (_positive(df[roles[r]], roles[r], times, path, key) for r in ("open", "high", "low", "close"))
