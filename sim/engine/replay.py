@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from defistress.protocols.bounds import MAX_GWEI, MAX_USD
 from defistress.sim.engine import bridge
 
 #: the columns each format needs: (time column, {role: column}) where roles are open/high/low/close or value
@@ -222,8 +223,20 @@ def _read_csv(path: Path, key: str) -> pd.DataFrame:
     if not Path(path).is_file():
         raise DataFileError(f"data file not found: {path}", key=key)
     try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataFileError(f"cannot read the data file: {exc.strerror or exc}", key=key, file=path) from None
+    try:
+        data.decode("utf-8")  # comment lines too: pandas would skip undecodable bytes there
+    except UnicodeDecodeError as exc:
+        raise DataFileError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); data files are UTF-8 CSV",
+            key=key,
+            file=path,
+        ) from None
+    try:
         return pd.read_csv(path, comment="#", dtype={"round_id": str, "answer_raw": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataFileError(f"cannot parse as CSV: {exc}", key=key, file=path) from None
 
 
@@ -267,13 +280,15 @@ def _first_unparseable(part: pd.Series, aware: bool, timezone: str) -> str:
 
 
 def _positive(col: pd.Series, name: str, times: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """Values are finite, > 0 and at most MAX_USD (1e15, the price ceiling of protocols/bounds.py; for a gas column
+    in wei, 1e15 wei is the 1e6 gwei ceiling; gas in gwei is bounded again after conversion)."""
     vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(vals) | (vals <= 0))
+    bad = np.flatnonzero(~np.isfinite(vals) | (vals <= 0) | (vals > MAX_USD))
     if bad.size:
         i = int(bad[0])
         raise DataFileError(
-            f"column {name!r} has a missing, non-numeric or non-positive value at data row {i + 1} (timestamp "
-            f"{_iso(times[i])}); {bad.size} bad row(s) in all",
+            f"column {name!r} has a missing, non-numeric, non-positive or absurd (> {MAX_USD:g}) value at data row "
+            f"{i + 1} (timestamp {_iso(times[i])}); {bad.size} bad row(s) in all",
             key=key,
             file=path,
             timestamp=times[i],
@@ -513,6 +528,13 @@ def _gas_path(spec, data: ReplayData, aligned: bool, resolve_data) -> GasPath:
     t = start + np.arange(data.n_blocks) * data.block_seconds
     idx = np.clip(np.searchsorted(s.times, t, side="right") - 1, 0, len(s.times) - 1)
     gwei = s.close[idx] * (1e-9 if spec.unit == "wei" else 1.0) * spec.scale
+    if (gwei > MAX_GWEI).any():
+        raise DataFileError(
+            f"gas prices up to {gwei.max():g} gwei after unit and scale; allowed <= {MAX_GWEI:g} gwei (check `unit` "
+            "and `scale`)",
+            key=key,
+            file=path,
+        )
     info = {
         "path": "replayed",
         **s.manifest(),
