@@ -26,6 +26,15 @@ from defistress.scenarios.schema_curve import (
     StableSwapSpec,
 )
 from defistress.scenarios.schema_governance import GovernanceAction, check_governance_links
+from defistress.scenarios.schema_oracles import (
+    SOURCE_PATTERN,
+    AnchoredOracleSpec,
+    CompositeOracleSpec,
+    FallbackOracleSpec,
+    RoundsOracleSpec,
+    check_oracle_links,
+    oracle_tag,
+)
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.schema_replay import GasReplaySpec, ReplaySpec, check_replay_links
 from defistress.scenarios.units import (
@@ -264,8 +273,9 @@ class ShockSpec(Strict):
 class OracleFailure(Strict):
     """An oracle that stops publishing (stale) or is floored at a minimum answer from a time on."""
 
-    mode: Literal["stale", "floor"] = Field(
-        description="stale: no more updates; floor: answers never go below floor_price (Chainlink minAnswer)"
+    mode: Literal["stale", "floor", "broken"] = Field(
+        description="stale: no more updates; floor: answers never go below floor_price (Chainlink minAnswer); "
+        "broken: no more updates and the latest response is invalid (a fallback oracle switches away)"
     )
     at: Seconds = Field(0.0, description="when the failure starts, seconds from the run's start or e.g. '2h'")
     floor_price: Float | None = Field(
@@ -290,8 +300,9 @@ class OracleSpec(Strict):
     asset: str = Field(description="the asset it prices (a market asset)")
     source: str = Field(
         "reference",
-        pattern=r"^(reference|pool:[^:]+|twap:[^:]+)$",
-        description="'reference', 'pool:VENUE' (spot) or 'twap:VENUE'",
+        pattern=SOURCE_PATTERN,
+        description="'reference', 'pool:VENUE' (spot), 'twap:VENUE', 'feed:FEED' (a named replayed series, e.g. one "
+        "venue's prices) or 'oracle:ID'",
     )
     deviation: Float = Field(
         0.005,
@@ -311,6 +322,20 @@ class OracleSpec(Strict):
         None, ge=MIN_PRICE_USD, le=MAX_USD, description="constant price for kind 'fixed', USD per token"
     )
     failure: OracleFailure | None = Field(None, description="a failure from a time on (none: works throughout)")
+    max_age: Seconds | None = Field(
+        None, gt=0, description="staleness threshold, seconds: the run logs when the answer gets older (none: off)"
+    )
+
+
+#: an oracle list item: push / delayed / fixed, or a kind of schema_oracles (rounds, composite, fallback, anchored)
+OracleItem = Annotated[
+    Annotated[OracleSpec, Tag("feed")]
+    | Annotated[RoundsOracleSpec, Tag("rounds")]
+    | Annotated[CompositeOracleSpec, Tag("composite")]
+    | Annotated[FallbackOracleSpec, Tag("fallback")]
+    | Annotated[AnchoredOracleSpec, Tag("anchored")],
+    Discriminator(oracle_tag),
+]
 
 
 class VenueSpec(Strict):
@@ -772,7 +797,9 @@ class Scenario(Strict):
     run: RunSpec = Field(description="name, clock and seed")
     market: MarketSpec = Field(description="reference prices")
     shocks: list[ShockSpec] = Field(default_factory=list, description="scheduled shocks, inside the run")
-    oracles: list[OracleSpec] = Field(default_factory=list, description="price feeds protocols read")
+    oracles: list[OracleItem] = Field(
+        default_factory=list, description="price feeds protocols read (push, delayed, fixed; schema_oracles kinds)"
+    )
     venues: list[AnyVenueSpec] = Field(default_factory=list, description="AMM pools and stableswap pools")
     protocols: list[ProtocolSpec] = Field(
         default_factory=list, description="lending markets, CDPs, perp DEXes and options venues"
@@ -797,6 +824,7 @@ class Scenario(Strict):
         _inside_run(self)
         check_replay_links(self)  # replayed series, quotes and feeds (schema_replay)
         check_governance_links(self)  # scheduled actions (schema_governance)
+        check_oracle_links(self)  # oracle sources, feeds, composites, fallbacks (schema_oracles)
         for s in self.shocks:
             if s.asset is not None and s.asset not in assets:
                 raise ValueError(f"shocks: unknown asset {s.asset!r}; allowed: {assets}")
@@ -807,8 +835,8 @@ class Scenario(Strict):
         for o in self.oracles:
             if o.asset not in assets:
                 raise ValueError(f"oracles.{o.id}.asset: unknown asset {o.asset!r}; allowed: {assets}")
-            if o.source != "reference" and o.source.split(":", 1)[1] not in venues:
-                raise ValueError(f"oracles.{o.id}.source: unknown venue in {o.source!r}; allowed: {sorted(venues)}")
+            if not isinstance(o, OracleSpec):
+                continue  # the kinds of schema_oracles: check_oracle_links
             if o.kind == "fixed" and o.price is None:
                 raise ValueError(f"oracles.{o.id}: kind 'fixed' needs 'price'")
         for p in self.protocols:
@@ -934,7 +962,8 @@ def _inside_run(s: Scenario) -> None:
         if sh.at > end:
             raise ValueError(f"shocks.{i}.at: {sh.at:g} s is after the end of the run (run.duration = {end:g} s)")
     for o in s.oracles:
-        if o.failure is not None and o.failure.at > end:
+        failure = getattr(o, "failure", None)
+        if failure is not None and failure.at > end:
             raise ValueError(
-                f"oracles.{o.id}.failure.at: {o.failure.at:g} s is after the end of the run (run.duration = {end:g} s)"
+                f"oracles.{o.id}.failure.at: {failure.at:g} s is after the end of the run (run.duration = {end:g} s)"
             )

@@ -4,24 +4,31 @@ borrowers, liquidators and arbitrageur; importing it registers every protocol an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from defistress.agents.arbitrageur import Arbitrageur
 from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.liquidator import Liquidator
-from defistress.agents.oracles import DelayedOracle, FixedOracle, PushOracle
+from defistress.agents.oracles import DelayedOracle, FixedOracle, Oracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
 from defistress.protocols.lending import AssetParams, LendingMarket
-from defistress.sim.engine import build_cdp, build_curve, build_options, build_perps, network  # noqa: F401  (build_* register kinds)
+from defistress.sim.engine import (  # noqa: F401  (build_* register kinds)
+    build_cdp,
+    build_curve,
+    build_options,
+    build_oracles,
+    build_perps,
+    network,
+)
 from defistress.sim.engine.builders import (  # noqa: F401
     AGENT_BUILDERS,
     AGENT_ORDER,
     LENDERS,
+    ORACLE_BUILDERS,
     PROTOCOL_BUILDERS,
     VENUE_BUILDERS,
     agent_builder,
     fund,
     liquidity_for,
+    price_reader,
     protocol_builder,
     supply,
 )
@@ -38,25 +45,19 @@ def build_pool(model, spec) -> ConstantProductPool:
     return pool
 
 
-def price_reader(model, spec) -> Callable[[], float]:
-    """Where an oracle reads: the reference price, a pool's spot price or its TWAP (quote units)."""
-    if spec.source == "reference":
-        return lambda: model.market.price(spec.asset)
-    how, venue = spec.source.split(":", 1)
-    pool = model.pools[venue]
-    invert = pool.p.token1 == spec.asset
-    fn = pool.price if how == "pool" else pool.twap
-    return (lambda: 1.0 / fn()) if invert else fn
-
-
 def build_oracle(model, spec):
+    if spec.kind in ORACLE_BUILDERS:  # e.g. replayed rounds, composites, fallbacks (build_oracles)
+        return ORACLE_BUILDERS[spec.kind](model, spec)
     reference = lambda: model.market.price(spec.asset)
     if spec.kind == "fixed":
         return FixedOracle(model, spec.id, spec.asset, spec.price, reference)
     read = price_reader(model, spec)
+    o: Oracle
     if spec.kind == "delayed":
-        return DelayedOracle(model, spec.id, spec.asset, read, reference, spec.delay, spec.failure)
-    return PushOracle(model, spec.id, spec.asset, read, reference, spec.deviation, spec.heartbeat, spec.failure)
+        o = DelayedOracle(model, spec.id, spec.asset, read, reference, spec.delay, spec.failure, model.epoch)
+    else:
+        o = PushOracle(model, spec.id, spec.asset, read, reference, spec.deviation, spec.heartbeat, spec.failure)
+    return build_oracles.configured(model, spec, o)
 
 
 # --- protocols -------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ PROTOCOL_BUILDERS: dict[str, Callable] = {}
 AGENT_BUILDERS: dict[str, Callable] = {}
 #: venue kinds other than the constant-product pool (built by build.build_pool)
 VENUE_BUILDERS: dict[str, Callable] = {}
+#: oracle kinds built outside build.build_oracle (push, delayed and fixed are built there)
+ORACLE_BUILDERS: dict[str, Callable] = {}
 
 
 def protocol_builder(kind: str):
@@ -35,6 +37,33 @@ def venue_builder(kind: str):
         return fn
 
     return deco
+
+
+def oracle_builder(kind: str):
+    def deco(fn):
+        ORACLE_BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def price_reader(model, spec, source: str | None = None) -> Callable[[], float]:
+    """Where an oracle reads (`source`, default the spec's): the reference price, a pool's spot price or its
+    TWAP (quote units), a replayed feed's value at the current block ('feed:F'), or another oracle's answer
+    ('oracle:ID')."""
+    source = spec.source if source is None else source
+    if source == "reference":
+        return lambda: model.market.price(spec.asset)
+    how, name = source.split(":", 1)
+    if how == "feed":
+        return model.feed_reader(name)
+    if how == "oracle":
+        other = model.oracles[name]
+        return lambda: other.price
+    pool = model.pools[name]
+    invert = pool.p.token1 == spec.asset
+    fn = pool.price if how == "pool" else pool.twap
+    return (lambda: 1.0 / fn()) if invert else fn
 
 
 def agent_builder(kind: str):

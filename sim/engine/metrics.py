@@ -75,8 +75,8 @@ class Recorder:
         ):
             row[f"ref_{sym}_usd"] = float(p)
             row[f"exog_{sym}_usd"] = float(x)
-        for oid, o in m.oracles.items():
-            row[f"oracle_{oid}_usd"] = float(o.price)
+        for oid, o in m.oracles.items():  # a ratio feed (stETH/ETH) is named by its unit
+            row[f"oracle_{oid}_{getattr(o, 'denomination', 'USD').lower()}"] = float(o.price)
         for vid, pool in m.pools.items():
             row[f"pool_{vid}_price"] = float(pool.price())
         liq_n: dict[str, int] = defaultdict(int)

@@ -55,7 +55,9 @@ class StressModel(mesa.Model):
 
         specs = lambda kind: [d["spec"] for _, d in self.graph.nodes(data=True) if d["type"] == kind]  # noqa: E731
         self.pools = {v.id: build.build_pool(self, v) for v in specs("venue")}
-        self.oracles = {o.id: build.build_oracle(self, o) for o in specs("oracle")}
+        self.oracles = {}
+        for o in specs("oracle"):  # in list order: composites and fallbacks read oracles built before them
+            self.oracles[o.id] = build.build_oracle(self, o)
         self.protocol_specs = {p.id: p for p in specs("protocol")}
         self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
         self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
@@ -97,6 +99,11 @@ class StressModel(mesa.Model):
         """An independent generator per component, derived from the run seed and the component's name."""
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
 
+    def feed_reader(self, feed: str) -> Callable[[], float]:
+        """The value of a replayed feed (market.replay.feeds) at the current block, for oracles reading 'feed:F'."""
+        path = self.replay.feed_path(feed)
+        return lambda: float(path[min(self.env.clock.block, len(path) - 1)])
+
     def eth_price(self) -> float:
         """USD per ETH for gas costs: the reference price if ETH is a market asset, else the gas spec's."""
         if "ETH" in self.market.index:
@@ -126,10 +133,14 @@ class StressModel(mesa.Model):
     def phase_oracles(self) -> None:
         """Each oracle decides whether to publish."""
         clock = self.env.clock
-        for o in self.oracles.values():
+        for o in self.oracles.values():  # in list order: an oracle reading others comes after them
             ev = o.update(clock.block, clock.seconds)
-            if ev is not None:
-                self.env.emit(ev)
+            for e in ev if isinstance(ev, list) else [ev]:
+                if e is not None:
+                    self.env.emit(e)
+            stale = o.staleness(clock.block, clock.seconds)
+            if stale is not None:
+                self.env.emit(stale)
 
     def phase_decide(self) -> list:
         """Agents look at what they may see and submit transactions."""

@@ -389,6 +389,10 @@ class ReplayData:
             return s.times + s.interval - self.epoch, s.close
         return s.times - self.epoch, s.close
 
+    def feed_path(self, feed: str) -> np.ndarray:
+        """A feed's value at every block: the last observation (a candle's close once it ends)."""
+        return step_hold(self.feeds[feed], self.block_times)
+
     def data_sha256(self) -> dict[str, str]:
         return {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in sorted(self.files.items())}
 
