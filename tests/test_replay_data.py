@@ -310,7 +310,7 @@ def test_the_bridge_visits_open_low_high_and_close_of_every_candle_and_stays_ins
         c = p[i * k : (i + 1) * k]
         o, h, lo, cl = (float(e[col][i]) for col in ("price_open", "price_high", "price_low", "price_close"))
         assert c[0] == pytest.approx(o, rel=1e-12) and c[-1] == pytest.approx(cl, rel=1e-12)
-        assert c.min() == pytest.approx(lo, rel=1e-12) and c.max() == pytest.approx(h, rel=1e-12)
+        assert c.min() == lo and c.max() == h  # visited exactly, never left
         first_low, first_high = int(np.argmin(c)), int(np.argmax(c))
         if lo < min(o, cl) and h > max(o, cl):  # both extremes strictly inside: the order follows the direction
             assert (first_low < first_high) == (cl >= o)
