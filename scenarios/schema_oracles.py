@@ -122,7 +122,7 @@ class AnchoredOracleSpec(Strict):
         "reference", pattern=SOURCE_PATTERN, description="anchor source averaged into the TWAP (a Uniswap v2 pair)"
     )
     anchor_tolerance: Float = Field(
-        0.2, gt=0, lt=1, description="anchor / reporter must lie in [1 - x, 1 + x] [published: Compound 20%]"
+        0.2, gt=0, lt=1, description="anchor / reporter must lie within 1 - x .. 1 + x [published: Compound 20%]"
     )
     anchor_period: Seconds = Field(
         1800.0, gt=0, le=86400, description="anchorPeriod: shortest TWAP window, seconds [published: Compound 30 min]"

@@ -399,3 +399,19 @@ def test_validate_reports_a_data_error_with_its_key():
         check_data(loaded)
     (line,) = info.value.errors
     assert line.startswith("market.replay.series.0: ") and "missing column(s)" in line
+
+
+def test_the_readme_figures_of_the_bridge_are_what_the_data_give():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = " ".join(readme.split())
+    for file, fmt, symbol, duration, hold_min, low in (
+        (ETH_10MIN, "coinapi_10min", None, "24h", "$106.59", "$101.01"),
+        (H1, "ohlc_long", "ETH-USDT", "48h", "$96.62", "$86.00"),
+    ):
+        series = {"asset": "ETH", "file": file, "format": fmt, **({"symbol": symbol} if symbol else {})}
+        raw = scenario({"start": "2020-03-12T00:00:00Z", "fill": "bridge", "series": [series]}, duration=duration)
+        data = data_of(raw)
+        hold = step_hold(data.series["ETH"], data.block_times)
+        bridged = data.asset_path("ETH", np.random.default_rng(1))
+        assert f"${hold.min():.2f}" == hold_min and f"${bridged.min():.2f}" == low
+        assert hold_min in text and low in text
