@@ -328,7 +328,7 @@ def test_the_report_section_lists_the_replay_the_gas_path_and_the_actions():
     )
     page = provenance_html(r.manifest)
     assert "<h2>Data, oracles and governance</h2>" in page
-    assert "01b_black_thursday_2020-03-12_ETH_10min.csv" in page and "600 s (inferred)" in page
+    assert "01b_black_thursday_2020-03-12_ETH_10min.csv" in page and "<td>600 s</td>" in page  # declared
     assert "Gas: replayed from 01b_black_thursday_2020-03-12_gas_10min.csv (avgGasDay, 600 s buckets" in page
     assert "<td>150</td><td>0.50 h</td><td>set</td><td>maker</td><td>params.flip.ttl: 600.0 -&gt; 21600.0</td>" in page
     calm = run_scenario("calm", overrides={"agents.borrowers.accounts": 100, "run.duration": "1h"})
