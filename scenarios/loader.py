@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from defistress.scenarios.registry import builtin_names, builtin_path
 from defistress.scenarios.schema import Scenario
 from defistress.scenarios.schema_base import error_message
+from defistress.scenarios.schema_compound import UNION_TAGS
 from defistress.scenarios.schema_governance import UNION_TAGS as GOVERNANCE_TAGS
 from defistress.scenarios.schema_oracles import UNION_TAGS as ORACLE_TAGS
 
@@ -309,6 +310,7 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "peg_keeper_caller",
             *GOVERNANCE_TAGS,
             *ORACLE_TAGS,
+            *UNION_TAGS,
         ):
             continue  # discriminated-union tag inserted by pydantic
         else:

@@ -17,6 +17,16 @@ import numpy as np
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from defistress.scenarios.schema_base import Distribution, ParamsOf, Strict, _validated
+from defistress.scenarios.schema_compound import (
+    BORROWABLE,
+    AbsorberSpec,
+    AnchoredOracleSpec,
+    CollateralBuyerSpec,
+    CometSpec,
+    CompoundV2Spec,
+    FundingFields,
+    check_links,
+)
 from defistress.scenarios.schema_curve import (
     LlammaArbitrageurSpec,
     LlammaLiquidatorSpec,
@@ -28,7 +38,6 @@ from defistress.scenarios.schema_curve import (
 from defistress.scenarios.schema_governance import GovernanceAction, check_governance_links
 from defistress.scenarios.schema_oracles import (
     SOURCE_PATTERN,
-    AnchoredOracleSpec,
     CompositeOracleSpec,
     FallbackOracleSpec,
     RoundsOracleSpec,
@@ -338,6 +347,9 @@ OracleItem = Annotated[
 ]
 
 
+#: an oracle list item: push / delayed / fixed, or Compound's anchored view (schema_compound)
+
+
 class VenueSpec(Strict):
     """A constant-product AMM pool (Uniswap v2) that liquidators and arbitrageurs trade in."""
 
@@ -548,7 +560,8 @@ class PerpsSpec(Strict):
 # --- agents ----------------------------------------------------------------------------------------
 
 ProtocolSpec = Annotated[
-    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec, Field(discriminator="kind")
+    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec | CompoundV2Spec | CometSpec,
+    Field(discriminator="kind"),
 ]
 
 _PRIORITY_GWEI = "tip per gas unit, gwei"
@@ -610,7 +623,7 @@ class BorrowersSpec(Strict):
         return self
 
 
-class LiquidatorSpec(Strict):
+class LiquidatorSpec(FundingFields):
     """Liquidation bots of lending markets and perp DEXes (competition and costs: modelling assumptions)."""
 
     kind: Literal["liquidator"] = Field("liquidator", description="liquidation bots")
@@ -752,7 +765,9 @@ AgentSpec = Annotated[
     | MultiVenueSpec
     | LlammaArbitrageurSpec
     | LlammaLiquidatorSpec
-    | PegKeeperCallerSpec,
+    | PegKeeperCallerSpec
+    | AbsorberSpec
+    | CollateralBuyerSpec,
     Field(discriminator="kind"),
 ]
 
@@ -798,9 +813,12 @@ class Scenario(Strict):
     market: MarketSpec = Field(description="reference prices")
     shocks: list[ShockSpec] = Field(default_factory=list, description="scheduled shocks, inside the run")
     oracles: list[OracleItem] = Field(
-        default_factory=list, description="price feeds protocols read (push, delayed, fixed; schema_oracles kinds)"
+        default_factory=list,
+        description="price feeds protocols read (push, delayed, fixed; rounds, composite, fallback, anchored)",
     )
-    venues: list[AnyVenueSpec] = Field(default_factory=list, description="AMM pools and stableswap pools")
+    venues: list[AnyVenueSpec] = Field(
+        default_factory=list, description="AMM pools: constant-product (default) or Curve stableswap"
+    )
     protocols: list[ProtocolSpec] = Field(
         default_factory=list, description="lending markets, CDPs, perp DEXes and options venues"
     )
@@ -870,8 +888,8 @@ class Scenario(Strict):
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
                 lend = protocols.get(a.protocol)
-                if not isinstance(lend, LendingSpec):
-                    lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
+                if not isinstance(lend, (LendingSpec, *BORROWABLE)):
+                    lends = sorted(q.id for q in self.protocols if isinstance(q, (LendingSpec, *BORROWABLE)))
                     raise ValueError(
                         f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}"
                     )
@@ -910,6 +928,7 @@ class Scenario(Strict):
                 for vid in a.venues:
                     if vid not in venues:
                         raise ValueError(f"agents.{a.id}.venues: unknown venue {vid!r}; allowed: {sorted(venues)}")
+        check_links(self)  # compound-v2, comet, anchored oracles, absorbers (schema_compound)
         return self
 
     @property
@@ -962,7 +981,7 @@ def _inside_run(s: Scenario) -> None:
         if sh.at > end:
             raise ValueError(f"shocks.{i}.at: {sh.at:g} s is after the end of the run (run.duration = {end:g} s)")
     for o in s.oracles:
-        failure = getattr(o, "failure", None)
+        failure = getattr(o, "failure", None)  # anchored oracles have no failure mode
         if failure is not None and failure.at > end:
             raise ValueError(
                 f"oracles.{o.id}.failure.at: {failure.at:g} s is after the end of the run (run.duration = {end:g} s)"

@@ -6,8 +6,9 @@
   constant factor;
 - fallback: a primary and a fallback feed under Liquity's rules (frozen after a timeout, broken, a jump of
   more than 50% between rounds, back to the primary when both agree within 5%);
-- anchored: a reporter's price accepted only within a band around a TWAP of an anchor (Compound's
-  UniswapAnchoredView); reporter and anchor may be any source, including a named venue's series.
+- anchored (schema_compound.AnchoredOracleSpec, Compound's UniswapAnchoredView): a reporter's price accepted only
+  within a band around a TWAP of an anchor; reporter and anchor may be any source below, including a named
+  venue's series.
 
 Oracle sources (`source`, `anchor`): 'reference', 'pool:VENUE' (spot), 'twap:VENUE', 'feed:FEED' (a named
 series of market.replay.feeds, e.g. Coinbase's prices: an oracle that reads one venue) or 'oracle:ID' (another
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from defistress.scenarios.schema_base import Strict
+from defistress.scenarios.schema_compound import SOURCE_PATTERN, AnchoredOracleSpec
+
+__all__ = ["SOURCE_PATTERN", "check_oracle_links", "denomination_of", "oracle_tag", "sources_of"]
 from defistress.scenarios.units import MAX_VALUE, Float, Seconds
 
-#: where an oracle may read a price
-SOURCE_PATTERN = r"^(reference|pool:[^:]+|twap:[^:]+|feed:[^:]+|oracle:[^:]+)$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 _MAX_AGE = Field(
     None,
@@ -97,55 +99,8 @@ class FallbackOracleSpec(Strict):
     max_age: Seconds | None = _MAX_AGE
 
 
-class ReporterPointSpec(Strict):
-    """One point of a scheduled reporter deviation: at `at` the reporter signs its source price x `multiplier`."""
-
-    at: Seconds = Field(description="time since the run start, e.g. '7.5h' or '450m'")
-    multiplier: Float = Field(gt=0, le=100, description="reporter price / source price at that time (unitless)")
-
-
-class AnchoredOracleSpec(Strict):
-    """Compound's UniswapAnchoredView: a reporter's price is stored only within `anchor_tolerance` of a TWAP of
-    the anchor source over `anchor_period` to twice that; otherwise the post is guarded and the old price stays.
-    A poster posts on a `deviation` move or after `heartbeat`."""
-
-    id: str = Field(pattern=ID_PATTERN, description="oracle id")
-    kind: Literal["anchored"] = Field(description="oracle kind: Compound's UniswapAnchoredView")
-    asset: str = Field(description="priced asset")
-    source: str = Field(
-        "reference",
-        pattern=SOURCE_PATTERN,
-        description="the reporter's source: 'reference', 'pool:VENUE', 'twap:VENUE', 'feed:FEED' (a venue's "
-        "replayed series, e.g. Coinbase) or 'oracle:ID'",
-    )
-    anchor: str = Field(
-        "reference", pattern=SOURCE_PATTERN, description="anchor source averaged into the TWAP (a Uniswap v2 pair)"
-    )
-    anchor_tolerance: Float = Field(
-        0.2, gt=0, lt=1, description="anchor / reporter must lie within 1 - x .. 1 + x [published: Compound 20%]"
-    )
-    anchor_period: Seconds = Field(
-        1800.0, gt=0, le=86400, description="anchorPeriod: shortest TWAP window, seconds [published: Compound 30 min]"
-    )
-    deviation: Float = Field(
-        0.01, ge=0, le=1, description="the poster posts when the reporter moved this fraction [assumption: 1%]"
-    )
-    heartbeat: Seconds = Field(3600.0, gt=0, description="the poster posts at least this often [assumption: 1 h]")
-    reporter_schedule: list[ReporterPointSpec] = Field(
-        default_factory=list, description="scheduled reporter deviation, linear between points, none outside"
-    )
-    max_age: Seconds | None = _MAX_AGE
-
-    @model_validator(mode="after")
-    def _check(self):
-        times = [p.at for p in self.reporter_schedule]
-        if times != sorted(times):
-            raise ValueError(f"oracles.{self.id}.reporter_schedule: times must not decrease, got {times}")
-        return self
-
-
-#: oracle kinds of this module, by `kind`
-KINDS = {
+#: oracle kinds beside push / delayed / fixed, by `kind` (the anchored view is Compound's, schema_compound)
+KINDS: dict[str, type] = {
     "rounds": RoundsOracleSpec,
     "composite": CompositeOracleSpec,
     "fallback": FallbackOracleSpec,

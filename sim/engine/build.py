@@ -9,9 +9,11 @@ from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.liquidator import Liquidator
 from defistress.agents.oracles import DelayedOracle, FixedOracle, Oracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
+from defistress.protocols.compound_v2 import CompoundV2
 from defistress.protocols.lending import AssetParams, LendingMarket
 from defistress.sim.engine import (  # noqa: F401  (build_* register kinds)
     build_cdp,
+    build_compound,
     build_curve,
     build_options,
     build_oracles,
@@ -46,7 +48,7 @@ def build_pool(model, spec) -> ConstantProductPool:
 
 
 def build_oracle(model, spec):
-    if spec.kind in ORACLE_BUILDERS:  # e.g. replayed rounds, composites, fallbacks (build_oracles)
+    if spec.kind in ORACLE_BUILDERS:  # anchored views (build_compound); rounds, composites, fallbacks (build_oracles)
         return ORACLE_BUILDERS[spec.kind](model, spec)
     reference = lambda: model.market.price(spec.asset)
     if spec.kind == "fixed":
@@ -105,7 +107,7 @@ def build_borrowers(model, spec) -> list:
 @agent_builder("liquidator")
 def build_liquidators(model, spec) -> list:
     targets = [t.split(":", 1)[1] for t in network.agent_targets(spec, model.scenario)]
-    markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], LendingMarket)]
+    markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], (LendingMarket, CompoundV2))]
     dexes = [p for p in targets if model.protocol_specs[p].kind == "perps"]
     option_venues = [p for p in targets if model.protocol_specs[p].kind == "options"]
     pools = [
@@ -122,7 +124,16 @@ def build_liquidators(model, spec) -> list:
         fund(model, holder, spec.capital_usd, debt_assets, spec.gas_budget_eth)
         if markets:
             out.append(
-                Liquidator(model, holder, spec, markets, pools, model.scenario.gas.liquidation_gas, model.eth_price)
+                Liquidator(
+                    model,
+                    holder,
+                    spec,
+                    markets,
+                    pools,
+                    model.scenario.gas.liquidation_gas,
+                    model.eth_price,
+                    build_compound.funding_for(model, spec),
+                )
             )
         for pid in dexes:  # the same holder's capital also margins its accounts on each perp DEX
             from defistress.sim.engine.build_perps import perp_liquidator

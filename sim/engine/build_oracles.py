@@ -1,18 +1,18 @@
-"""Builders of the oracle kinds of scenarios/schema_oracles.py (rounds, composite, fallback, anchored), and the
-settings every oracle takes from its table (the unit of its answers, its staleness threshold)."""
+"""Builders of the oracle kinds of scenarios/schema_oracles.py (rounds, composite, fallback; the anchored view is
+built in build_compound.py), and the settings every oracle takes from its table (the unit of its answers, its
+staleness threshold)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
 
-from defistress.agents.oracle_anchor import AnchoredOracle
 from defistress.agents.oracle_composite import CompositeOracle
 from defistress.agents.oracle_fallback import FallbackOracle
 from defistress.agents.oracle_rounds import RoundsOracle
 from defistress.agents.oracles import Oracle
 from defistress.scenarios.schema_oracles import denomination_of
-from defistress.sim.engine.builders import oracle_builder, price_reader
+from defistress.sim.engine.builders import oracle_builder
 
 AnyOracle = TypeVar("AnyOracle", bound=Oracle)
 
@@ -62,23 +62,5 @@ def build_fallback_oracle(model, spec) -> FallbackOracle:
         spec.timeout,
         spec.max_deviation,
         spec.max_difference,
-    )
-    return configured(model, spec, o)
-
-
-@oracle_builder("anchored")
-def build_anchored_oracle(model, spec) -> AnchoredOracle:
-    o = AnchoredOracle(
-        model,
-        spec.id,
-        spec.asset,
-        price_reader(model, spec),
-        price_reader(model, spec, spec.anchor),
-        reference_of(model, spec.asset),
-        spec.anchor_tolerance,
-        spec.anchor_period,
-        spec.deviation,
-        spec.heartbeat,
-        [(p.at, p.multiplier) for p in spec.reporter_schedule],
     )
     return configured(model, spec, o)

@@ -78,10 +78,11 @@ def liquidity_for(model, protocol_id: str, agent_id: str) -> Callable[[str, floa
     """`ensure(sym, need_tokens)`: the lending market must hold `need` of `sym` to lend to an agent population;
     with supply_usd = 0 the lenders' deposit is sized automatically (utilisation AUTO_SUPPLY_UTILISATION)."""
     market, pspec = model.protocols[protocol_id], model.protocol_specs[protocol_id]
+    supply_usd = getattr(pspec, "supply_usd_of", lambda s: pspec.assets[s].supply_usd)  # comet: base_supply_usd
 
     def ensure(sym: str, need: float) -> None:
         have = model.env.ledger.balance(market.id, sym)
-        if pspec.assets[sym].supply_usd == 0 and have < need / AUTO_SUPPLY_UTILISATION:
+        if supply_usd(sym) == 0 and have < need / AUTO_SUPPLY_UTILISATION:
             amount = need / AUTO_SUPPLY_UTILISATION - have
             model.env.ledger.mint(sym, LENDERS, amount, "genesis_supply")
             market.supply_liquidity(LENDERS, sym, amount)

@@ -1,25 +1,19 @@
-"""An anchored oracle: a reporter's price is stored only if it lies within a band around a time-weighted average
-of an anchor source; otherwise the post is guarded and the old price stays. Compound's Open Price Feed of
-2020-2021 is the case in point (Coinbase Pro as the reporter, a Uniswap v2 TWAP as the anchor), and the
-reporter and the anchor may be any source of the run: the reference price, a pool's spot or TWAP, a named
-venue's replayed series (`feed:ID`, e.g. Coinbase's DAI in November 2020) or another oracle (`oracle:ID`).
+"""Compound's Open Price Feed of 2020-2021: a reporter's signed price (Coinbase Pro), posted on chain by a
+poster, is stored only if it lies within an anchor band around a Uniswap v2 time-weighted average price;
+otherwise the post is guarded and the old price stays.
 
-Source: compound-finance/open-oracle contracts/Uniswap/UniswapAnchoredView.sol: postPriceInternal stores the
-reporter price when isWithinAnchor (anchor / reporter in [1 - tolerance, 1 + tolerance], the
+Source: compound-finance/open-oracle contracts/Uniswap/UniswapAnchoredView.sol: postPriceInternal stores
+the reporter price when isWithinAnchor (anchor / reporter in [1 - tolerance, 1 + tolerance], the
 upperBoundAnchorRatio / lowerBoundAnchorRatio of the constructor) and emits PriceGuarded otherwise;
-fetchAnchorPrice / pokeWindowValues average the anchor's cumulative price since the old observation, and on a
-post at least `anchorPeriod` after the new observation the new one becomes the old (so the TWAP spans between
-one and two anchor periods). The cumulative price is integrated here from the anchor source each block
-(Uniswap v2's price0CumulativeLast accrues the price before each block's trades).
+fetchAnchorPrice / pokeWindowValues average the Uniswap cumulative price since the old observation, and on
+a post at least `anchorPeriod` after the new observation the new one becomes the old (so the TWAP spans
+between one and two anchor periods). The cumulative price is integrated here from the anchor source each
+block (Uniswap v2's price0CumulativeLast accrues the price before each block's trades).
 
 The poster posts when the reporter price moved more than `deviation` from the stored price or when
-`heartbeat_s` passed, and keeps posting every block while guarded. A scheduled deviation of the reporter
-(`schedule`: (seconds, multiplier) points, linear in between, 1 outside) models a venue-specific spike where
-no venue series is replayed.
-
-This generalises the Compound branch's agents/oracles_anchored.py AnchoredOracle (same constructor, same
-behaviour): that class can be replaced by this one in one line
-(`from defistress.agents.oracle_anchor import AnchoredOracle`).
+`heartbeat_s` passed (the poster's price-deltas), and keeps posting every block while guarded. A scheduled
+deviation of the reporter (`schedule`: (seconds, multiplier) points, linear in between, 1 outside)
+models a venue-specific spike such as DAI's on Coinbase Pro on 26 November 2020.
 """
 
 from __future__ import annotations
@@ -64,7 +58,6 @@ class AnchoredOracle(Oracle):
         self.deviation = deviation
         self.heartbeat_s = heartbeat_s
         self.price = self.reporter_price(0.0)  # the view is deployed with the reporter's first post accepted
-        self.prev_price = self.price
         self.acc = 0.0  # cumulative anchor price x seconds
         self.last_anchor = float(anchor())
         self.last_t = 0.0
