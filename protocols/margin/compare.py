@@ -26,6 +26,13 @@ _MARKET_TABLES = ("spot", "vol", "rate", "perp_price", "confidence")
 _MARKET_KEYS = (*_MARKET_TABLES, "stable_price")
 _ACCOUNT_KEYS = ("name", "cash", "positions")
 _POSITION_KEYS = ("kind", "underlying", "qty", "strike", "expiry_days", "expiry_s", "entry_price")
+# Physical ceilings of portfolio numbers, the same as the scenario schema's (protocols/bounds.py documents them;
+# protocols.margin keeps its own copy to stay free of the rest of the project): 1e15 USD for prices, strikes and
+# cash (ten times world GDP), 1e12 units for a quantity, ten years for an expiry.
+MAX_USD = 1e15
+MIN_PRICE_USD = 1e-9
+MAX_QTY = 1e12
+MAX_EXPIRY_DAYS = 3650.0
 
 
 # ---------------------------------------------------------------------------------------------- compare
@@ -118,9 +125,12 @@ def _market(raw: Any) -> MarketState:
         sub = t.get(name, {})
         if not isinstance(sub, dict):
             raise ValueError(f"market.{name}: allowed a table underlying -> number")
-        lo, hi = {"spot": (0, np.inf), "vol": (0, 10), "perp_price": (0, np.inf), "confidence": (0, 1)}.get(
-            name, (-1, 1)
-        )
+        lo, hi = {
+            "spot": (MIN_PRICE_USD, MAX_USD),
+            "vol": (0, 10),
+            "perp_price": (MIN_PRICE_USD, MAX_USD),
+            "confidence": (0, 1),
+        }.get(name, (-1, 1))
         tables[name] = {str(u): _num(v, f"market.{name}.{u}", lo, hi) for u, v in sub.items()}
     stable = _num(t.get("stable_price", 1.0), "market.stable_price", 0.0, 10.0)
     return MarketState(
@@ -144,23 +154,23 @@ def _position(raw: Any, path: str, mkt: MarketState) -> dict:
         raise ValueError(f"{path}.underlying={t['underlying']!r}: allowed {list(mkt.spot)} (keys of market.spot)")
     if t["underlying"] not in mkt.vol:
         raise ValueError(f"market.vol.{t['underlying']}: required for {path}")
-    t["qty"] = _num(t["qty"], f"{path}.qty")
+    t["qty"] = _num(t["qty"], f"{path}.qty", -MAX_QTY, MAX_QTY)
     timed = t["kind"] in ("call", "put", "future")
     if "expiry_days" in t and "expiry_s" in t:
         raise ValueError(f"{path}: allowed only one of expiry_days, expiry_s")
     for key in ("expiry_days", "expiry_s"):
         if key in t:
-            t[key] = _num(t[key], f"{path}.{key}", 0.0)
+            t[key] = _num(t[key], f"{path}.{key}", 0.0, MAX_EXPIRY_DAYS * (86_400.0 if key == "expiry_s" else 1.0))
     if timed and not (t.get("expiry_days", 0) > 0 or t.get("expiry_s", 0) > 0):
         raise ValueError(f"{path}.expiry_days: required > 0 for kind {t['kind']!r}")
     if t["kind"] in ("call", "put"):
         if "strike" not in t:
             raise ValueError(f"{path}.strike: required (> 0 USD) for kind {t['kind']!r}")
-        t["strike"] = _num(t["strike"], f"{path}.strike", 0.0)
+        t["strike"] = _num(t["strike"], f"{path}.strike", 0.0, MAX_USD)
         if t["strike"] <= 0:
             raise ValueError(f"{path}.strike={t['strike']}: allowed > 0 USD")
     if "entry_price" in t:
-        t["entry_price"] = _num(t["entry_price"], f"{path}.entry_price", 0.0)
+        t["entry_price"] = _num(t["entry_price"], f"{path}.entry_price", 0.0, MAX_USD)
     return t
 
 
@@ -184,7 +194,7 @@ def parse_portfolio(doc: Mapping[str, Any]) -> tuple[Portfolio, MarketState]:
         records.append(
             {
                 "name": name,
-                "cash": _num(a.get("cash", 0.0), f"accounts[{i}].cash"),
+                "cash": _num(a.get("cash", 0.0), f"accounts[{i}].cash", -MAX_USD, MAX_USD),
                 "positions": [_position(p, f"accounts[{i}].positions[{j}]", mkt) for j, p in enumerate(pos)],
             }
         )
@@ -194,7 +204,7 @@ def parse_portfolio(doc: Mapping[str, Any]) -> tuple[Portfolio, MarketState]:
 def load_portfolio_file(path: str | Path) -> tuple[Portfolio, MarketState]:
     """Read a TOML (.toml) or JSON (.json) portfolio file with a [market] table and [[accounts]]."""
     path = Path(path)
-    text = path.read_text()
+    text = read_text_file(path, "portfolio file (UTF-8 TOML or JSON)")
     try:
         doc = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
@@ -203,6 +213,22 @@ def load_portfolio_file(path: str | Path) -> tuple[Portfolio, MarketState]:
         return parse_portfolio(doc)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The text of a UTF-8 file; a missing, unreadable, empty or non-UTF-8 file raises ValueError naming it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    if not data.strip():
+        raise ValueError(f"{path}: the {what} is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not a {what}: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 text"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- price paths
@@ -231,11 +257,16 @@ def load_price_path(path: str | Path) -> pd.DataFrame:
     """Tidy long frame (timestamp_utc UTC, symbol, venue, open, high, low, close[, volume_base]) sorted by symbol,
     venue, time. A missing column or an empty/NaN value raises ValueError naming the file, line and column."""
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = read_text_file(path, "price file (UTF-8 CSV)").splitlines()
     n_comment = 0
     while n_comment < len(lines) and lines[n_comment].startswith("#"):
         n_comment += 1
-    df = pd.read_csv(path, skiprows=n_comment, skip_blank_lines=False, dtype=str, keep_default_na=False)
+    if n_comment == len(lines):
+        raise ValueError(f"{path}: no header line and no data (the file is empty or only comments)")
+    try:
+        df = pd.read_csv(path, skiprows=n_comment, skip_blank_lines=False, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path}: cannot be read as CSV: {e}") from None
     for col in PRICE_COLUMNS:
         if col not in df.columns:
             raise ValueError(
@@ -263,6 +294,24 @@ def load_price_path(path: str | Path) -> pd.DataFrame:
                 f"{path}: line {line[row]}, column {col!r}: value {df[col].iloc[row]!r} is missing "
                 f"or not a valid {kind}"
             )
+    for c in ("open", "high", "low", "close"):
+        if c in numeric:
+            bad = ~(np.isfinite(out[c].to_numpy()) & (out[c].to_numpy() > 0) & (out[c].to_numpy() <= MAX_USD))
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"{path}: line {line[row]}, column {c!r}: value {df[c].iloc[row]!r} is not a price; "
+                    f"allowed finite numbers in ({0}, {MAX_USD:g}] USD"
+                )
+    dup = out.duplicated(["timestamp_utc", "symbol", "venue"], keep="first").to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        first = int(rows[0])
+        raise ValueError(
+            f"{path}: {rows.size} duplicated row(s) of the same timestamp, symbol and venue, first at line "
+            f"{line[first]} ({out['timestamp_utc'].iloc[first]}, {out['symbol'].iloc[first]}, "
+            f"{out['venue'].iloc[first]}); a price path has one row per time: remove the duplicates"
+        )
     return out.sort_values(["symbol", "venue", "timestamp_utc"], kind="stable").reset_index(drop=True)
 
 
