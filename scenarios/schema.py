@@ -63,7 +63,10 @@ class RunSpec(Strict):
     )
     description: str = Field("", max_length=500, description="one line shown by `defistress list` and the report")
     block_seconds: Float = Field(
-        12.0, gt=0, le=3600, description="seconds per block [published: Ethereum proof-of-stake slot time, 12 s]"
+        12.0,
+        ge=0.1,
+        le=3600,
+        description="seconds per block, 0.1..3600 [published: Ethereum proof-of-stake slot time, 12 s]",
     )
     duration: Seconds = Field(
         86400.0,
@@ -87,6 +90,12 @@ class RunSpec(Strict):
             raise ValueError(
                 f"run.duration: {self.duration:g} s must hold at least one block of run.block_seconds "
                 f"({self.block_seconds:g} s)"
+            )
+        blocks = round(self.duration / self.block_seconds)
+        if blocks > MAX_BLOCKS:
+            raise ValueError(
+                f"run.duration: {blocks:,} blocks of {self.block_seconds:g} s; allowed at most {MAX_BLOCKS:,} blocks "
+                "(lengthen run.block_seconds or shorten run.duration)"
             )
         return self
 

@@ -41,7 +41,7 @@ def test_validate_error_exits_2_and_lists_every_error_with_its_key_path(tmp_path
     )
     assert result.exit_code == 2
     assert "2 error(s)" in result.stderr
-    assert "- run.block_seconds: -1 is out of range; allowed: > 0" in result.stderr
+    assert "- run.block_seconds: -1 is out of range; allowed: >= 0.1" in result.stderr
     assert "- protocols.lend.assets.ETH.ltv: 1.5 is out of range; allowed: < 1" in result.stderr
     assert result.stdout == ""
 
