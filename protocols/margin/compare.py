@@ -102,7 +102,7 @@ def _num(value: Any, path: str, lo: float = -np.inf, hi: float = np.inf) -> floa
         or not np.isfinite(value)
         or not lo <= value <= hi
     ):
-        raise ValueError(f"{path}={value!r}: allowed a number in [{lo}, {hi}]")
+        raise ValueError(f"{path}={value!r}: allowed a number in [{lo:g}, {hi:g}]")
     return float(value)
 
 

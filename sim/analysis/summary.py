@@ -149,6 +149,10 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "conservation_errors": {k: float(v) for k, v in errors.items()},
         "protocols": per,
     }
+    from defistress.sim.engine.reference_view import solvency_views
+
+    # health and bad debt at reference prices beside the oracles' view: insolvency a stale oracle hides
+    out["mark_to_reference"] = solvency_views(model)
     out["contagion"] = contagion(model, ts, per, main)
     from defistress.sim.engine.regime import margin_outcomes
 

@@ -106,9 +106,17 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not Path(path).is_file():
         raise DataFileError(f"data file not found: {path}")
     try:
-        return pd.read_csv(path, comment="#")
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read the data file: {exc.strerror or exc}") from None
+    try:
+        data.decode("utf-8")  # comment lines too: pandas would skip undecodable bytes there
     except UnicodeDecodeError as exc:
-        raise DataFileError(f"{path}: not UTF-8 text (byte offset {exc.start}); data files are UTF-8 CSV") from None
+        raise DataFileError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); data files are UTF-8 CSV"
+        ) from None
+    try:
+        return pd.read_csv(path, comment="#")
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataFileError(f"{path}: cannot parse as CSV: {exc}") from None
 
