@@ -264,7 +264,7 @@ def _parse_value(text: str) -> Any:
 
 
 # --- error formatting ------------------------------------------------------------------------------
-def _format_error(err: dict, raw: dict) -> str:
+def _format_error(err: Any, raw: dict) -> str:
     loc = _named_path(err["loc"], raw)
     msg = error_message(err)
     if loc and (msg.startswith(loc + ".") or msg.startswith(loc + ":")):
@@ -274,7 +274,8 @@ def _format_error(err: dict, raw: dict) -> str:
 
 def _named_path(loc: tuple, raw: dict) -> str:
     """Key path with list indices replaced by the item's id or symbol where it has one."""
-    parts, node = [], raw
+    parts: list[str] = []
+    node: Any = raw
     for key in loc:
         if isinstance(key, int) and isinstance(node, list) and key < len(node):
             item = node[key]

@@ -144,24 +144,33 @@ class Distribution(Strict):
             raise ValueError("distribution: 'max' must be >= 'min'")
         return self
 
+    def _ends(self) -> tuple[float, float]:
+        """(lowest, highest) value of the shape before clipping (the validator made the needed fields present)."""
+        if self.distribution == "uniform":
+            return float(self.low or 0.0), float(self.high or 0.0)
+        if self.distribution == "constant":
+            return float(self.value or 0.0), float(self.value or 0.0)
+        return 0.0, MAX_VALUE
+
     def lowest(self) -> float:
         """The smallest value a draw can take (lognormal draws approach 0 without a `min`)."""
-        natural = {"lognormal": 0.0, "uniform": self.low, "constant": self.value}[self.distribution]
-        return float(natural if self.min is None else max(natural, self.min))
+        natural = self._ends()[0]
+        return natural if self.min is None else max(natural, float(self.min))
 
     def highest(self) -> float:
         """The largest value a draw can take (a lognormal without `max` is capped at MAX_VALUE)."""
-        natural = {"lognormal": MAX_VALUE, "uniform": self.high, "constant": self.value}[self.distribution]
-        return float(natural if self.max is None else min(natural, self.max))
+        natural = self._ends()[1]
+        return natural if self.max is None else min(natural, float(self.max))
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` draws, clipped to [min, max] and to +-MAX_VALUE (a lognormal tail must not overflow)."""
+        lo_end, hi_end = self._ends()
         if self.distribution == "lognormal":
-            x = self.median * np.exp(self.sigma * rng.standard_normal(n))
+            x = float(self.median or 0.0) * np.exp(self.sigma * rng.standard_normal(n))
         elif self.distribution == "uniform":
-            x = rng.uniform(self.low, self.high, n)
+            x = rng.uniform(lo_end, hi_end, n)
         else:
-            x = np.full(n, float(self.value))
+            x = np.full(n, lo_end)
         lo = -MAX_VALUE if self.min is None else self.min
         hi = MAX_VALUE if self.max is None else self.max
         return np.clip(x, lo, hi)

@@ -232,9 +232,9 @@ def write_run(result: RunResult, out: str | Path, report: bool = True, force: bo
 
     `out` must be missing, empty or an earlier run folder; an earlier run is replaced only with `force`.
     Anything else raises OutputFolderError before a file is written."""
-    out = check_out(out, "run", force=force)
+    folder = check_out(out, "run", force=force)
     config = {"scenario": result.metrics.get("scenario"), "seed": result.metrics.get("seed")}
-    with staged(out, "run", config) as tmp:
+    with staged(folder, "run", config) as tmp:
         (tmp / "summary.json").write_text(
             json.dumps(result.summary(), indent=2, default=_json_default, allow_nan=False)
         )
@@ -248,7 +248,7 @@ def write_run(result: RunResult, out: str | Path, report: bool = True, force: bo
             from defistress.sim.report.html import write_report
 
             write_report(result, tmp)
-    return out
+    return folder
 
 
 def health_frame(result: RunResult) -> pd.DataFrame:
