@@ -574,7 +574,7 @@ class BorrowersSpec(Strict):
         150, ge=1, le=MAX_ACCOUNTS, description="attentive users who can act in one block [assumption]"
     )
     users_per_tx: Int = Field(
-        50, ge=1, le=MAX_ACCOUNTS, description="users batched into one simulated transaction [assumption]"
+        50, ge=1, le=MAX_ACCOUNTS, description="users (a count) batched into one simulated transaction [assumption]"
     )
     gas_eth_per_account: Float = Field(
         0.05, ge=0, le=MAX_TOKENS, description="ETH each account holds for gas, tokens [assumption]"
@@ -670,7 +670,7 @@ class VaultsSpec(Strict):
         150, ge=1, le=MAX_ACCOUNTS, description="owners who can act in one block [assumption]"
     )
     users_per_tx: Int = Field(
-        50, ge=1, le=MAX_ACCOUNTS, description="owners batched into one simulated transaction [assumption]"
+        50, ge=1, le=MAX_ACCOUNTS, description="owners (a count) batched into one simulated transaction [assumption]"
     )
     priority_fee_gwei: Float = Field(2.0, ge=0, le=MAX_GWEI, description=_PRIORITY_GWEI)
     gas_eth_per_account: Float = Field(
@@ -769,7 +769,7 @@ class GasSpec(Strict):
         1.0,
         ge=0,
         le=10,
-        description="other users' demand falls as (base fee / initial base fee)^-elasticity [assumption]",
+        description="other users' demand falls as (base fee / initial base fee)^-elasticity (unitless) [assumption]",
     )
     liquidation_gas: Int = Field(
         500_000, gt=0, le=MAX_GAS, description="gas units of an Aave v3 liquidationCall + swap [assumption]"
