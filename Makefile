@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench lint fuzz
+.PHONY: demo test install clean bench lint typecheck docs check-install readme-figures fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash --force
 
-test: $(STAMP) lint
+test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n 2 tests
 	rm -rf build/notebooks && mkdir -p build/notebooks
 	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done
@@ -28,6 +28,26 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+# mypy reads the sources through build/ns, symlinks that lay the folders out as the installed namespace
+typecheck: $(STAMP)
+	$(BIN)/python .ci/ns_tree.py > /dev/null
+	cd build/ns && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p defistress
+
+# the documentation site in build/site (strict: any warning fails; never add --quiet, which hides warnings from
+# the strict count); DEFISTRESS_DOCS_EXECUTE=false skips running the notebooks for a quicker build
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# a plain (non-editable) install works: wheel -> fresh venv -> defistress from another directory (about 1-2 min)
+check-install: $(STAMP)
+	bash .ci/check_install.sh
+
+# the seed-1 summaries behind the README's figures of the slower scenarios (tests/data/readme_figures.json);
+# tests/test_readme.py says when they are stale (about 10 minutes)
+readme-figures: $(STAMP)
+	$(BIN)/python benchmarks/readme_figures.py
 
 # the input-contract fuzz test with a long random budget (make test runs a small fixed one)
 fuzz: $(STAMP)
@@ -37,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build .cache *.egg-info

@@ -59,6 +59,8 @@ class DeltaHedgersParams(OptionPopulationParams):
 class DeltaHedgers(OptionPopulation):
     """Short-gamma books rebalanced with the venue's perp; `hedge_cost_usd[i]` = slippage + gas of account i."""
 
+    params: DeltaHedgersParams
+
     def __init__(self, model, params: DeltaHedgersParams, venue, rng: np.random.Generator, eth_price=None):
         super().__init__(model, params, venue, rng, eth_price)
         n = params.accounts

@@ -206,8 +206,8 @@ class Keeper(mesa.Agent, Actor):
         """Stablecoin the keeper expects for selling `amount` collateral now (pool quote or reference)."""
         if amount <= 0:
             return 0.0
-        if self._pool_for(cdp) is not None:
-            return float(self.pool.quote(cdp.collateral, amount))
+        if (pool := self._pool_for(cdp)) is not None:
+            return float(pool.quote(cdp.collateral, amount))
         ref = ctx.view.reference if ctx is not None else {}
         p_col = float(ref.get(cdp.collateral, cdp.price()))
         p_stable = float(ref.get(cdp.stablecoin, 1.0))
@@ -404,5 +404,6 @@ def _kick_room(cdp: Cdp) -> float:
     if cdp.mechanism == "clip":
         return min(cdp.p.Hole, cdp.p.hole) - cdp.dirt
     if cdp.p.cat_version == 2:
+        assert cdp.p.box is not None  # CdpParams' validator: Cat v2 has 'box'
         return cdp.p.box - cdp.dirt
     return float("inf")

@@ -16,7 +16,7 @@ import mesa
 import numpy as np
 from pydantic import Field, model_validator
 
-from defistress.agents.option_book import instrument_arrays, spot_usd, trade_legs
+from defistress.agents.option_book import Legs, instrument_arrays, spot_usd, trade_legs
 from defistress.agents.traders import Lognormal, _Strict, draw_attention
 from defistress.agents.tx import GWEI, BlockView, Tx
 from defistress.protocols.bounds import MAX_ACCOUNTS, MAX_BLOCKS, MAX_GAS, MAX_GWEI, MAX_TOKENS, Float, Int
@@ -88,6 +88,11 @@ def _price_fn(eth_price, venue) -> Callable[[], float]:
 
 class OptionPopulation(mesa.Agent):
     """Accounts (venue rows) of one population; every decision is an array operation over them."""
+
+    # the short strip of the populations that sell one (`option_writers.sell_strip`: writers, delta hedgers)
+    legs: Legs
+    qty_sold: np.ndarray  # contracts sold per leg
+    premium_usd: float  # premium received (short books) or paid (protection buyers), USD
 
     def __init__(
         self, model: mesa.Model, params: OptionPopulationParams, venue, rng: np.random.Generator, eth_price=None

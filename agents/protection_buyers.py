@@ -67,6 +67,8 @@ class ProtectionBuyersParams(OptionPopulationParams):
 class ProtectionBuyers(OptionPopulation):
     """Long put books; `puts[i]` contracts held by account i in instrument `put_instrument[i]`."""
 
+    params: ProtectionBuyersParams
+
     def __init__(self, model, params: ProtectionBuyersParams, venue, rng: np.random.Generator, eth_price=None):
         super().__init__(model, params, venue, rng, eth_price)
         n = params.accounts

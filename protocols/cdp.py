@@ -398,11 +398,13 @@ class Cdp(MarginProtocol):
                 flag(~(dink > 0), "Dog/null-auction")
             elif self.p.cat_version == 1:
                 # Maker dss src/cat.sol (MCD launch) bite: lot = min(ink, lump); art = min(art, lot·art/ink)
+                assert self.p.lump is not None  # CdpParams' validator: Cat v1 has 'lump'
                 dink = np.minimum(ink, self.p.lump)
                 dart = np.minimum(art, np.where(ink > 0, dink * art / ink, 0.0))
                 flag(~(dink > 0), "Cat/null-auction")
             else:
                 # Maker dss src/cat.sol (Liq 1.2) bite: room = box − litter; dart = min(art, min(dunk, room)/rate/chop)
+                assert self.p.box is not None and self.p.dunk is not None  # CdpParams' validator: Cat v2 has both
                 room = self.p.box - self.dirt
                 flag(np.full(len(v), not (self.dirt < self.p.box and room >= dust)), "Cat/liquidation-limit-hit")
                 dart = np.minimum(art, min(self.p.dunk, max(room, 0.0)) / rate / chop)

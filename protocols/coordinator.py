@@ -25,7 +25,7 @@ written off per venue.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
@@ -128,11 +128,11 @@ class CoordinatedResult:
     pm_mm_usd: np.ndarray  # portfolio-margin MM of all positions together
     credit_usd: np.ndarray
     contingency_usd: np.ndarray
-    contingencies: dict[str, np.ndarray] = field(default_factory=dict)  # oracle, latency, settlement
-    mm_usd: np.ndarray = None
-    im_usd: np.ndarray = None
-    health: np.ndarray = None
-    silo_shortfall_usd: np.ndarray = None  # Σ over venues of max(venue MM − venue equity, 0): silo rules
+    contingencies: dict[str, np.ndarray]  # oracle, latency, settlement
+    mm_usd: np.ndarray
+    im_usd: np.ndarray
+    health: np.ndarray
+    silo_shortfall_usd: np.ndarray  # Σ over venues of max(venue MM − venue equity, 0): silo rules
 
 
 class MarginCoordinator(MarginProtocol):

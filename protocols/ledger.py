@@ -23,7 +23,7 @@ class InsufficientBalance(ValueError):
 
 @dataclass
 class Ledger:
-    """Balances[token][holder] in token units, with mint and burn totals per token."""
+    """`balances[token][holder]` in token units, with mint and burn totals per token."""
 
     balances: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     minted: dict[str, float] = field(default_factory=lambda: defaultdict(float))

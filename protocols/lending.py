@@ -60,6 +60,10 @@ class Preview:
 class LendingMarket(ControlledRows, MarginProtocol):
     """Aave-v3-like market over assets A with n accounts held as arrays."""
 
+    _touch_rows: np.ndarray | int  # rows changed since the last `_touch` (bool mask, indices or one index)
+    _pending_rows: list[np.ndarray] | None  # rows changed since the cache was filled, one entry per `_touch`
+    _pending_base: int  # the state version the cache had when `_pending_rows` started
+
     def __init__(
         self, protocol_id: str, assets: list[AssetParams], oracles: dict, env: Env, close_factor_rule: str = "aave-v3.3"
     ):
@@ -90,9 +94,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self.deficit = np.zeros(n_a)  # written-off debt, token units (Aave v3.3 reserve deficit)
         self.deficit_usd_by_collateral = np.zeros(n_a)  # write-offs, USD, by the collateral that ran out
         self.liquidated_debt_usd = 0.0
-        self._cache_key = None
+        self._cache_key: tuple[bytes, int] | None = None  # (oracle prices, state version) of the cache
         self._cache: dict[str, np.ndarray] = {}
-        self._totals = None
+        self._totals: tuple[np.ndarray, np.ndarray] | None = None  # (collateral, debt) scaled totals by asset
 
     # --- views ------------------------------------------------------------------------------------
     @property
@@ -207,6 +211,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
     @property
     def debt_scaled_total(self) -> np.ndarray:
         _ = self.coll_scaled_total  # fills the cache
+        assert self._totals is not None
         return self._totals[1]
 
     def health(self) -> np.ndarray:

@@ -149,7 +149,7 @@ class OptionsVenue(MarginProtocol):
         if params.security_module_usd > 0:
             env.ledger.mint(self.quote, self.security_module, params.security_module_usd, "genesis_security_module")
         self._version = 0
-        self._cache_key = None
+        self._cache_key: tuple[int, int, bytes] | None = None  # (block, state version, oracle prices)
         self._cache: dict = {}
 
     # --- views -----------------------------------------------------------------------------------
@@ -478,8 +478,8 @@ class OptionsVenue(MarginProtocol):
         self.settle_price = p.copy()
         due = np.flatnonzero(self.inst_active & (self.inst_kind != PERP) & (self.inst_expiry_t <= self.now))
         if due.size:  # Derive/Deribit cash settlement at intrinsic value against the settlement (oracle) price
-            s, k = p[self.inst_und[due]], self.inst_strike[due]
-            payoff = np.where(self.inst_kind[due] == CALL, np.maximum(s - k, 0.0), np.maximum(k - s, 0.0))
+            s, strike = p[self.inst_und[due]], self.inst_strike[due]
+            payoff = np.where(self.inst_kind[due] == CALL, np.maximum(s - strike, 0.0), np.maximum(strike - s, 0.0))
             self.cash += self.qty[:, due] @ payoff
             oi = np.maximum(self.qty[:, due], 0.0).sum(axis=0)
             self.qty[:, due] = 0.0

@@ -272,13 +272,13 @@ class PerpDex(ControlledRows, MarginProtocol):
         if params.insurance_fund_usd > 0:
             env.ledger.mint(quote, self.insurance, params.insurance_fund_usd, "genesis_insurance_fund")
         self._fund_peak = params.insurance_fund_usd
-        self._block = None
+        self._block: int | None = None  # the block the per-block tallies below belong to
         self._block_liquidated: set[tuple[int, int]] = set()
         self._block_notional: dict[int, float] = {}
         self._block_insurance: dict[int, float] = {}
         self._block_adl_attempts = 0
         self._version = 0
-        self._cache_key = None
+        self._cache_key: tuple[bytes, bytes, int] | None = None  # (oracle prices, funding index, state version)
         self._cache: dict[str, np.ndarray] = {}
 
     # --- views ------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
+import inspect
 import json
 import math
 import tomllib
@@ -264,7 +266,7 @@ def _parse_value(text: str) -> Any:
 
 
 # --- error formatting ------------------------------------------------------------------------------
-def _format_error(err: Any, raw: dict) -> str:
+def _format_error(err: Mapping[str, Any], raw: dict) -> str:
     loc = _named_path(err["loc"], raw)
     msg = error_message(err)
     if loc and (msg.startswith(loc + ".") or msg.startswith(loc + ":")):
@@ -275,7 +277,7 @@ def _format_error(err: Any, raw: dict) -> str:
 def _named_path(loc: tuple, raw: dict) -> str:
     """Key path with list indices replaced by the item's id or symbol where it has one."""
     parts: list[str] = []
-    node: Any = raw
+    node: Any = raw  # the raw value at the path so far (None once the path leaves the raw data)
     for key in loc:
         if isinstance(key, int) and isinstance(node, list) and key < len(node):
             item = node[key]
@@ -300,6 +302,13 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "hedgers",
             "protection_buyers",
             "multi_venue",
+            "llamma",
+            "peg_keeper",
+            "stableswap",
+            "constant_product",
+            "llamma_arbitrageur",
+            "llamma_liquidator",
+            "peg_keeper_caller",
         ):
             continue  # discriminated-union tag inserted by pydantic
         else:
@@ -309,8 +318,54 @@ def _named_path(loc: tuple, raw: dict) -> str:
 
 
 def json_schema() -> dict:
-    """The JSON Schema of scenario files (strict JSON: a default of +inf, meaning "no ceiling", is left out)."""
-    return _finite_defaults(Scenario.model_json_schema())
+    """The JSON Schema of scenario files (strict JSON: a default of +inf, meaning "no ceiling", is left out).
+
+    The parameter models embedded in `params` tables (schema_base.ParamsOf) are published once each in
+    `$defs` and referenced, like every other table (pydantic inlines a model it meets only once)."""
+    schema = _finite_defaults(Scenario.model_json_schema())
+    defs = schema.setdefault("$defs", {})
+    titles = {}
+    for name in param_model_names():
+        module, cls = name.split(":")
+        titles[cls] = inspect.cleandoc(getattr(importlib.import_module(module), cls).__doc__ or "")
+    schema["properties"] = _hoist(schema["properties"], titles, defs)
+    for name in list(defs):
+        defs[name] = _hoist(defs[name], titles, defs, top=True)
+    return {**schema, "$defs": dict(sorted(defs.items()))}
+
+
+def param_model_names() -> list[str]:
+    """The "module:Class" names of every parameter model embedded through schema_base.ParamsOf."""
+    from defistress.scenarios import schema, schema_pm
+    from defistress.scenarios.schema_base import ParamsOf
+
+    out = []
+    for mod in (schema, schema_pm):
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and hasattr(obj, "model_fields"):
+                for f in obj.model_fields.values():
+                    out += [n for m in f.metadata if isinstance(m, ParamsOf) for n in m.models]
+    return sorted(set(out))
+
+
+def _hoist(node: Any, titles: dict[str, str], defs: dict, top: bool = False) -> Any:
+    """Replace an inlined parameter model (an object schema titled by its class) by a $ref to $defs; `titles`
+    maps each class name to its docstring (the description of its $defs entry)."""
+    if isinstance(node, dict):
+        title = node.get("title")
+        if not top and title in titles and "properties" in node:
+            body = {k: _hoist(v, titles, defs) for k, v in node.items() if k not in ("description", "default")}
+            if titles[title]:
+                body["description"] = titles[title]
+            defs.setdefault(title, body)
+            ref: dict[str, Any] = {"$ref": f"#/$defs/{title}"}
+            if node.get("description") and node["description"] != titles[title]:
+                ref["description"] = node["description"]
+            return ref
+        return {k: _hoist(v, titles, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_hoist(v, titles, defs) for v in node]
+    return node
 
 
 def _finite_defaults(node: Any) -> Any:

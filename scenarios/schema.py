@@ -14,9 +14,17 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from defistress.scenarios.schema_base import Distribution, ParamsOf, Strict, _validated
+from defistress.scenarios.schema_curve import (
+    LlammaArbitrageurSpec,
+    LlammaLiquidatorSpec,
+    LlammaSpec,
+    PegKeeperCallerSpec,
+    PegKeeperSpec,
+    StableSwapSpec,
+)
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.units import (
     MAX_ACCOUNTS,
@@ -347,6 +355,16 @@ class VenueSpec(Strict):
     fee: Float = Field(0.003, ge=0, lt=0.1, description="swap fee, fraction of the input [published: Uniswap v2 0.3%]")
 
 
+def _venue_kind(v) -> str:
+    return v.get("kind", "constant_product") if isinstance(v, dict) else getattr(v, "kind", "constant_product")
+
+
+AnyVenueSpec = Annotated[
+    Annotated[VenueSpec, Tag("constant_product")] | Annotated[StableSwapSpec, Tag("stableswap")],
+    Discriminator(_venue_kind),
+]
+
+
 # --- protocols ---------------------------------------------------------------------------------------
 class InterestSpec(Strict):
     """Kinked utilisation model (Aave v3 DefaultReserveInterestRateStrategy), annual rates. For reference, Aave v3
@@ -456,7 +474,7 @@ class CdpSpec(Strict):
         description="published parameter set: Maker ETH-A under Liquidations 2.0, ETH-A of March 2020 (flip), "
         "or none (CdpParams defaults)",
     )
-    params: Annotated[dict, ParamsOf("defistress.protocols.cdp:CdpParams", partial=True)] = Field(
+    params: Annotated[dict, ParamsOf("defistress.protocols.cdp:CdpParams")] = Field(
         default_factory=dict, description="fields of protocols.cdp.CdpParams overriding the preset"
     )
     liquidates_into: list[str] = Field(default_factory=list, description="venues keepers sell collateral into")
@@ -534,7 +552,9 @@ class PerpsSpec(Strict):
 
 # --- agents ----------------------------------------------------------------------------------------
 
-ProtocolSpec = Annotated[LendingSpec | CdpSpec | PerpsSpec | OptionsSpec, Field(discriminator="kind")]
+ProtocolSpec = Annotated[
+    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec, Field(discriminator="kind")
+]
 
 _PRIORITY_GWEI = "tip per gas unit, gwei"
 
@@ -687,7 +707,7 @@ class KeeperSpec(Strict):
     capital_usd: Float = Field(gt=0, le=MAX_USD, description="stablecoin capital per keeper, USD")
     gas_budget_eth: Float = Field(50.0, gt=0, le=MAX_TOKENS, description="ETH per keeper for gas, tokens")
     shared_with: list[str] = Field(default_factory=list, description="CDP ids the keeper watches (default: all)")
-    params: Annotated[dict, ParamsOf("defistress.agents.keeper:KeeperParams", partial=True)] = Field(
+    params: Annotated[dict, ParamsOf("defistress.agents.keeper:KeeperParams")] = Field(
         default_factory=dict, description="fields of agents.keeper.KeeperParams (behaviour and gas costs)"
     )
 
@@ -710,7 +730,7 @@ class TradersSpec(Strict):
     kind: Literal["traders"] = Field("traders", description="a population of perp traders")
     id: str = Field("traders", pattern=ID_PATTERN, description="agent id")
     protocol: str = Field(description="id of the perps protocol")
-    params: Annotated[dict, ParamsOf("defistress.agents.traders:TraderParams", partial=True)] = Field(
+    params: Annotated[dict, ParamsOf("defistress.agents.traders:TraderParams")] = Field(
         default_factory=dict,
         description="fields of agents.traders.TraderParams (accounts and market_weights are required)",
     )
@@ -734,7 +754,10 @@ AgentSpec = Annotated[
     | KeeperSpec
     | TradersSpec
     | OptionPopulationSpec
-    | MultiVenueSpec,
+    | MultiVenueSpec
+    | LlammaArbitrageurSpec
+    | LlammaLiquidatorSpec
+    | PegKeeperCallerSpec,
     Field(discriminator="kind"),
 ]
 
@@ -792,9 +815,11 @@ class Scenario(Strict):
     market: MarketSpec = Field(description="reference prices")
     shocks: list[ShockSpec] = Field(default_factory=list, description="scheduled shocks, inside the run")
     oracles: list[OracleSpec] = Field(default_factory=list, description="price feeds protocols read")
-    venues: list[VenueSpec] = Field(default_factory=list, description="AMM pools")
+    venues: list[AnyVenueSpec] = Field(
+        default_factory=list, description="pools: constant-product AMMs and Curve stableswap pools"
+    )
     protocols: list[ProtocolSpec] = Field(
-        default_factory=list, description="lending markets, CDPs, perp DEXes and options venues"
+        default_factory=list, description="lending markets, CDPs, perp DEXes, options venues and crvUSD LLAMMA markets"
     )
     agents: list[AgentSpec] = Field(default_factory=list, description="populations, liquidators, keepers, ...")
     gas: GasSpec = Field(GasSpec(), description="the EIP-1559 gas market")
@@ -855,17 +880,17 @@ class Scenario(Strict):
             raise ValueError(f"agents: one vaults population per cdp, got several for {dup}")
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
-                p = protocols.get(a.protocol)
-                if not isinstance(p, LendingSpec):
+                lend = protocols.get(a.protocol)
+                if not isinstance(lend, LendingSpec):
                     lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
                     raise ValueError(
                         f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}"
                     )
                 for asset in list(a.collateral) + [a.debt]:
-                    if asset not in p.assets:
+                    if asset not in lend.assets:
                         raise ValueError(
-                            f"agents.{a.id}: asset {asset!r} is not listed in protocols.{p.id}.assets "
-                            f"({sorted(p.assets)})"
+                            f"agents.{a.id}: asset {asset!r} is not listed in protocols.{lend.id}.assets "
+                            f"({sorted(lend.assets)})"
                         )
             if isinstance(a, VaultsSpec):
                 if not isinstance(protocols.get(a.protocol), CdpSpec):

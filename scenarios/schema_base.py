@@ -86,22 +86,18 @@ class ParamsOf:
     """Annotation of a free `params` table: validated later by a protocol's or agent's parameter model, and
     published in the JSON Schema as that model's schema (so every key has its description and bounds).
 
-    `models` are "module:Class" names (several: any of them, by the spec's kind); `partial=True` drops
-    `required` (the table overrides a preset, or the spec supplies some fields itself)."""
+    `models` are "module:Class" names (several: any of them, by the spec's kind). Each model is published once
+    in `$defs` and referenced; its `required` keys are the ones the table must give (a preset or the spec
+    supplies only fields that have defaults, e.g. a cdp's preset, a population's id)."""
 
-    def __init__(self, *models: str, partial: bool = False):
-        self.models, self.partial = models, partial
+    def __init__(self, *models: str):
+        self.models = models
 
     def __get_pydantic_json_schema__(self, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         out = []
         for name in self.models:
             module, cls = name.split(":")
-            model = getattr(importlib.import_module(module), cls)
-            ref = handler(model.__pydantic_core_schema__)
-            if self.partial:
-                target = handler.resolve_ref_schema(ref)
-                ref = {k: v for k, v in target.items() if k != "required"}
-            out.append(ref)
+            out.append(handler(getattr(importlib.import_module(module), cls).__pydantic_core_schema__))
         return out[0] if len(out) == 1 else {"anyOf": out}
 
 
@@ -138,7 +134,7 @@ class Distribution(Strict):
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"distribution '{self.distribution}' needs {missing}")
-        if self.distribution == "uniform" and self.high <= self.low:
+        if self.distribution == "uniform" and self.high is not None and self.low is not None and self.high <= self.low:
             raise ValueError("uniform distribution: 'high' must be greater than 'low'")
         if self.min is not None and self.max is not None and self.max < self.min:
             raise ValueError("distribution: 'max' must be >= 'min'")

@@ -44,7 +44,7 @@ def test_report_html_names_the_scenario_its_description_and_manifest(result, rep
     page, text = report
     assert page.name == "report.html" and page.is_file()
     assert "<title>defistress run report: eth-crash</title>" in text
-    assert "ETH -38% in 4h" in text  # run.description of eth-crash.toml
+    assert "ETH -36% over 4h" in text  # run.description of eth-crash.toml
     assert result.manifest["scenario_sha256"] in text
     assert text.index("<h2>Headline</h2>") < text.index("<h2>Figures</h2>") < text.index("<h2>Manifest</h2>")
 

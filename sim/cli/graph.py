@@ -43,15 +43,18 @@ def register(app: typer.Typer) -> None:
             loaded = load(scenario, set_)
             check_out_file(out, GRAPH_SUFFIXES, force=force)
         with run_failure():
+            result = None
             if run:
                 from defistress.sim.experiments.runs import run_scenario
 
-                data = run_scenario(loaded, seed)
-            else:
-                data = network.build_graph(loaded.scenario)
+                result = run_scenario(loaded, seed)
+            g = (
+                result.graph
+                if result is not None and result.graph is not None
+                else network.build_graph(loaded.scenario)
+            )
             fig = Figure(figsize=plots.NETWORK_FIGSIZE, layout="constrained")
-            plots.plot_network(data, ax=fig.add_subplot())
+            plots.plot_network(result if result is not None else g, ax=fig.add_subplot())
             with staged_file(out) as tmp:
                 fig.savefig(tmp, dpi=110)
-        g = data if not run else data.graph
         Console().print(f"{g.number_of_nodes()} nodes, {g.number_of_edges()} edges -> [bold]{out}[/]")

@@ -97,15 +97,15 @@ def compare(
             t = Table(title=str(account), title_style="bold")
             for col in ("model", "IM USD", "MM USD", "equity USD", "excess USD", "driver"):
                 t.add_column(col, justify="left" if col in ("model", "driver") else "right")
-            for r in sub.itertuples():
-                style = "red" if r.excess_mm_usd < 0 else None
+            for r in sub.to_dict("records"):
+                style = "red" if r["excess_mm_usd"] < 0 else None
                 t.add_row(
-                    r.model,
-                    _usd(r.im_usd),
-                    _usd(r.mm_usd),
-                    _usd(r.equity_usd),
-                    _usd(r.excess_mm_usd),
-                    r.main_driver,
+                    r["model"],
+                    _usd(r["im_usd"]),
+                    _usd(r["mm_usd"]),
+                    _usd(r["equity_usd"]),
+                    _usd(r["excess_mm_usd"]),
+                    r["main_driver"],
                     style=style,
                 )
             tables.append(t)

@@ -12,12 +12,13 @@ from defistress.agents.liquidator import Liquidator
 from defistress.agents.oracles import DelayedOracle, FixedOracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
 from defistress.protocols.lending import AssetParams, LendingMarket
-from defistress.sim.engine import build_cdp, build_options, build_perps, network  # noqa: F401  (build_* register kinds)
+from defistress.sim.engine import build_cdp, build_curve, build_options, build_perps, network  # noqa: F401  (build_* register kinds)
 from defistress.sim.engine.builders import (  # noqa: F401
     AGENT_BUILDERS,
     AGENT_ORDER,
     LENDERS,
     PROTOCOL_BUILDERS,
+    VENUE_BUILDERS,
     agent_builder,
     fund,
     liquidity_for,
@@ -28,7 +29,9 @@ from defistress.sim.engine.builders import (  # noqa: F401
 
 # --- venues and oracles ------------------------------------------------------------------------------
 def build_pool(model, spec) -> ConstantProductPool:
-    """A pool holding half its USD depth in each token at reference prices."""
+    """A pool holding half its USD depth in each token at reference prices (other venue kinds: their builder)."""
+    if spec.kind in VENUE_BUILDERS:
+        return VENUE_BUILDERS[spec.kind](model, spec)
     pool = ConstantProductPool(PoolParams(spec.id, spec.pair[0], spec.pair[1], spec.fee), model.env)
     half = spec.depth_usd / 2
     pool.seed(half / model.market.price(spec.pair[0]), half / model.market.price(spec.pair[1]))
@@ -112,7 +115,7 @@ def build_liquidators(model, spec) -> list:
     debt_assets = sorted(
         {a for p in targets for a in network.lent_assets(model.protocol_specs[p], model.scenario)}
     ) or [model.quote_asset]
-    out = []
+    out: list = []  # liquidator agents of every kind the targets need
     for k in range(spec.count):
         holder = spec.id if spec.count == 1 else f"{spec.id}-{k}"
         fund(model, holder, spec.capital_usd, debt_assets, spec.gas_budget_eth)

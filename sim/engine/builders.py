@@ -17,11 +17,21 @@ AUTO_SUPPLY_UTILISATION = 0.8
 
 PROTOCOL_BUILDERS: dict[str, Callable] = {}
 AGENT_BUILDERS: dict[str, Callable] = {}
+#: venue kinds other than the constant-product pool (built by build.build_pool)
+VENUE_BUILDERS: dict[str, Callable] = {}
 
 
 def protocol_builder(kind: str):
     def deco(fn):
         PROTOCOL_BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def venue_builder(kind: str):
+    def deco(fn):
+        VENUE_BUILDERS[kind] = fn
         return fn
 
     return deco

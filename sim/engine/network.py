@@ -12,6 +12,7 @@ spec that declared it. Edge keys are the edge types:
   shared_capital  protocol -> protocol    one liquidator's or keeper's capital serves both
   exposure        protocol -> protocol    derived: the first takes as collateral what the second issues
   coordinated     protocol -> protocol    a margin coordinator nets accounts across both (portfolio regime)
+  pegs            protocol -> venue       a peg keeper adds or removes its stablecoin in that pool
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ EDGE_TYPES = (
     "shared_capital",
     "exposure",
     "coordinated",
+    "pegs",
 )
 
 
@@ -39,7 +41,7 @@ def node(kind: str, name: str) -> str:
 
 def build_graph(scenario) -> nx.MultiDiGraph:
     """Typed graph of assets, oracles, venues, protocols and agents from a validated scenario."""
-    g = nx.MultiDiGraph(name=scenario.run.name)
+    g: nx.MultiDiGraph = nx.MultiDiGraph(name=scenario.run.name)
     for a in scenario.market.assets:
         g.add_node(node("asset", a.symbol), type="asset", spec=a, stable=a.is_stable)
     for v in scenario.venues:
@@ -61,6 +63,8 @@ def build_graph(scenario) -> nx.MultiDiGraph:
             g.add_edge(pn, node("oracle", oid), key="priced_by", asset=asset)
         for vid in getattr(p, "liquidates_into", []):
             g.add_edge(pn, node("venue", vid), key="liquidates_into")
+        if getattr(p, "kind", None) == "peg_keeper":
+            g.add_edge(pn, node("venue", p.pool), key="pegs")
         for asset in collateral_assets(p, scenario):
             g.add_edge(node("asset", asset), pn, key="collateral_of")
         for asset in lent_assets(p, scenario):
@@ -73,7 +77,7 @@ def build_graph(scenario) -> nx.MultiDiGraph:
         for target in agent_targets(a, scenario):
             g.add_edge(an, target, key="acts_on")
         served = [t for t in agent_targets(a, scenario) if t.startswith("protocol:")]
-        if a.kind in ("liquidator", "keeper") and len(served) > 1:
+        if a.kind in ("liquidator", "keeper", "llamma_liquidator") and len(served) > 1:
             for i, p1 in enumerate(served):
                 for p2 in served[i + 1 :]:
                     g.add_edge(p1, p2, key="shared_capital", agent=a.id)
@@ -134,7 +138,13 @@ def agent_targets(a, scenario) -> list[str]:
 
 
 #: which protocol kinds each kind of strategic agent serves when it names none
-SERVES = {"liquidator": ("lending", "perps", "options"), "keeper": ("cdp",)}
+SERVES = {
+    "liquidator": ("lending", "perps", "options"),
+    "keeper": ("cdp",),
+    "llamma_arbitrageur": ("llamma",),
+    "llamma_liquidator": ("llamma",),
+    "peg_keeper_caller": ("peg_keeper",),
+}
 
 
 def _liquidated_by(p, agent_kind: str) -> bool:
