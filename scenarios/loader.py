@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
-import inspect
 import json
 import math
 import tomllib
@@ -23,6 +21,7 @@ from pydantic import ValidationError
 from defistress.scenarios.registry import builtin_names, builtin_path
 from defistress.scenarios.schema import Scenario
 from defistress.scenarios.schema_base import error_message
+from defistress.scenarios.schema_compound import UNION_TAGS
 
 HISTORIC_DIR = Path(__file__).parent / "historic" / "data"
 
@@ -309,6 +308,7 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "llamma_arbitrageur",
             "llamma_liquidator",
             "peg_keeper_caller",
+            *UNION_TAGS,
         ):
             continue  # discriminated-union tag inserted by pydantic
         else:
@@ -318,54 +318,8 @@ def _named_path(loc: tuple, raw: dict) -> str:
 
 
 def json_schema() -> dict:
-    """The JSON Schema of scenario files (strict JSON: a default of +inf, meaning "no ceiling", is left out).
-
-    The parameter models embedded in `params` tables (schema_base.ParamsOf) are published once each in
-    `$defs` and referenced, like every other table (pydantic inlines a model it meets only once)."""
-    schema = _finite_defaults(Scenario.model_json_schema())
-    defs = schema.setdefault("$defs", {})
-    titles = {}
-    for name in param_model_names():
-        module, cls = name.split(":")
-        titles[cls] = inspect.cleandoc(getattr(importlib.import_module(module), cls).__doc__ or "")
-    schema["properties"] = _hoist(schema["properties"], titles, defs)
-    for name in list(defs):
-        defs[name] = _hoist(defs[name], titles, defs, top=True)
-    return {**schema, "$defs": dict(sorted(defs.items()))}
-
-
-def param_model_names() -> list[str]:
-    """The "module:Class" names of every parameter model embedded through schema_base.ParamsOf."""
-    from defistress.scenarios import schema, schema_pm
-    from defistress.scenarios.schema_base import ParamsOf
-
-    out = []
-    for mod in (schema, schema_pm):
-        for obj in vars(mod).values():
-            if isinstance(obj, type) and hasattr(obj, "model_fields"):
-                for f in obj.model_fields.values():
-                    out += [n for m in f.metadata if isinstance(m, ParamsOf) for n in m.models]
-    return sorted(set(out))
-
-
-def _hoist(node: Any, titles: dict[str, str], defs: dict, top: bool = False) -> Any:
-    """Replace an inlined parameter model (an object schema titled by its class) by a $ref to $defs; `titles`
-    maps each class name to its docstring (the description of its $defs entry)."""
-    if isinstance(node, dict):
-        title = node.get("title")
-        if not top and title in titles and "properties" in node:
-            body = {k: _hoist(v, titles, defs) for k, v in node.items() if k not in ("description", "default")}
-            if titles[title]:
-                body["description"] = titles[title]
-            defs.setdefault(title, body)
-            ref: dict[str, Any] = {"$ref": f"#/$defs/{title}"}
-            if node.get("description") and node["description"] != titles[title]:
-                ref["description"] = node["description"]
-            return ref
-        return {k: _hoist(v, titles, defs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_hoist(v, titles, defs) for v in node]
-    return node
+    """The JSON Schema of scenario files (strict JSON: a default of +inf, meaning "no ceiling", is left out)."""
+    return _finite_defaults(Scenario.model_json_schema())
 
 
 def _finite_defaults(node: Any) -> Any:

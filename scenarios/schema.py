@@ -17,6 +17,17 @@ import numpy as np
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from defistress.scenarios.schema_base import Distribution, ParamsOf, Strict, _validated
+from defistress.scenarios.schema_compound import (
+    BORROWABLE,
+    AbsorberSpec,
+    AnchoredOracleSpec,
+    CollateralBuyerSpec,
+    CometSpec,
+    CompoundV2Spec,
+    FundingFields,
+    check_links,
+    oracle_tag,
+)
 from defistress.scenarios.schema_curve import (
     LlammaArbitrageurSpec,
     LlammaLiquidatorSpec,
@@ -343,6 +354,12 @@ class OracleSpec(Strict):
     failure: OracleFailure | None = Field(None, description="a failure from a time on (none: works throughout)")
 
 
+#: an oracle list item: push / delayed / fixed, or Compound's anchored view (schema_compound)
+OracleItem = Annotated[
+    Annotated[OracleSpec, Tag("feed")] | Annotated[AnchoredOracleSpec, Tag("anchored")], Discriminator(oracle_tag)
+]
+
+
 class VenueSpec(Strict):
     """A constant-product AMM pool (Uniswap v2) that liquidators and arbitrageurs trade in."""
 
@@ -474,7 +491,7 @@ class CdpSpec(Strict):
         description="published parameter set: Maker ETH-A under Liquidations 2.0, ETH-A of March 2020 (flip), "
         "or none (CdpParams defaults)",
     )
-    params: Annotated[dict, ParamsOf("defistress.protocols.cdp:CdpParams")] = Field(
+    params: Annotated[dict, ParamsOf("defistress.protocols.cdp:CdpParams", partial=True)] = Field(
         default_factory=dict, description="fields of protocols.cdp.CdpParams overriding the preset"
     )
     liquidates_into: list[str] = Field(default_factory=list, description="venues keepers sell collateral into")
@@ -553,7 +570,8 @@ class PerpsSpec(Strict):
 # --- agents ----------------------------------------------------------------------------------------
 
 ProtocolSpec = Annotated[
-    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec, Field(discriminator="kind")
+    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec | CompoundV2Spec | CometSpec,
+    Field(discriminator="kind"),
 ]
 
 _PRIORITY_GWEI = "tip per gas unit, gwei"
@@ -615,7 +633,7 @@ class BorrowersSpec(Strict):
         return self
 
 
-class LiquidatorSpec(Strict):
+class LiquidatorSpec(FundingFields):
     """Liquidation bots of lending markets and perp DEXes (competition and costs: modelling assumptions)."""
 
     kind: Literal["liquidator"] = Field("liquidator", description="liquidation bots")
@@ -707,7 +725,7 @@ class KeeperSpec(Strict):
     capital_usd: Float = Field(gt=0, le=MAX_USD, description="stablecoin capital per keeper, USD")
     gas_budget_eth: Float = Field(50.0, gt=0, le=MAX_TOKENS, description="ETH per keeper for gas, tokens")
     shared_with: list[str] = Field(default_factory=list, description="CDP ids the keeper watches (default: all)")
-    params: Annotated[dict, ParamsOf("defistress.agents.keeper:KeeperParams")] = Field(
+    params: Annotated[dict, ParamsOf("defistress.agents.keeper:KeeperParams", partial=True)] = Field(
         default_factory=dict, description="fields of agents.keeper.KeeperParams (behaviour and gas costs)"
     )
 
@@ -730,7 +748,7 @@ class TradersSpec(Strict):
     kind: Literal["traders"] = Field("traders", description="a population of perp traders")
     id: str = Field("traders", pattern=ID_PATTERN, description="agent id")
     protocol: str = Field(description="id of the perps protocol")
-    params: Annotated[dict, ParamsOf("defistress.agents.traders:TraderParams")] = Field(
+    params: Annotated[dict, ParamsOf("defistress.agents.traders:TraderParams", partial=True)] = Field(
         default_factory=dict,
         description="fields of agents.traders.TraderParams (accounts and market_weights are required)",
     )
@@ -757,7 +775,9 @@ AgentSpec = Annotated[
     | MultiVenueSpec
     | LlammaArbitrageurSpec
     | LlammaLiquidatorSpec
-    | PegKeeperCallerSpec,
+    | PegKeeperCallerSpec
+    | AbsorberSpec
+    | CollateralBuyerSpec,
     Field(discriminator="kind"),
 ]
 
@@ -814,12 +834,16 @@ class Scenario(Strict):
     run: RunSpec = Field(description="name, clock and seed")
     market: MarketSpec = Field(description="reference prices")
     shocks: list[ShockSpec] = Field(default_factory=list, description="scheduled shocks, inside the run")
-    oracles: list[OracleSpec] = Field(default_factory=list, description="price feeds protocols read")
+    oracles: list[OracleItem] = Field(
+        default_factory=list, description="price feeds protocols read (push, delayed, fixed or anchored)"
+    )
     venues: list[AnyVenueSpec] = Field(
-        default_factory=list, description="pools: constant-product AMMs and Curve stableswap pools"
+        default_factory=list, description="AMM pools: constant-product (default) or Curve stableswap"
     )
     protocols: list[ProtocolSpec] = Field(
-        default_factory=list, description="lending markets, CDPs, perp DEXes, options venues and crvUSD LLAMMA markets"
+        default_factory=list,
+        description="lending markets (Aave-like, Compound v2, Comet), CDPs, perp DEXes, options venues and crvUSD "
+        "LLAMMA markets",
     )
     agents: list[AgentSpec] = Field(default_factory=list, description="populations, liquidators, keepers, ...")
     gas: GasSpec = Field(GasSpec(), description="the EIP-1559 gas market")
@@ -848,7 +872,7 @@ class Scenario(Strict):
                 raise ValueError(f"oracles.{o.id}.asset: unknown asset {o.asset!r}; allowed: {assets}")
             if o.source != "reference" and o.source.split(":", 1)[1] not in venues:
                 raise ValueError(f"oracles.{o.id}.source: unknown venue in {o.source!r}; allowed: {sorted(venues)}")
-            if o.kind == "fixed" and o.price is None:
+            if isinstance(o, OracleSpec) and o.kind == "fixed" and o.price is None:
                 raise ValueError(f"oracles.{o.id}: kind 'fixed' needs 'price'")
         for p in self.protocols:
             for asset, oid in p.oracles.items():
@@ -881,8 +905,8 @@ class Scenario(Strict):
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
                 lend = protocols.get(a.protocol)
-                if not isinstance(lend, LendingSpec):
-                    lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
+                if not isinstance(lend, (LendingSpec, *BORROWABLE)):
+                    lends = sorted(q.id for q in self.protocols if isinstance(q, (LendingSpec, *BORROWABLE)))
                     raise ValueError(
                         f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}"
                     )
@@ -921,6 +945,7 @@ class Scenario(Strict):
                 for vid in a.venues:
                     if vid not in venues:
                         raise ValueError(f"agents.{a.id}.venues: unknown venue {vid!r}; allowed: {sorted(venues)}")
+        check_links(self)  # compound-v2, comet, anchored oracles, absorbers (schema_compound)
         return self
 
     @property
@@ -973,7 +998,8 @@ def _inside_run(s: Scenario) -> None:
         if sh.at > end:
             raise ValueError(f"shocks.{i}.at: {sh.at:g} s is after the end of the run (run.duration = {end:g} s)")
     for o in s.oracles:
-        if o.failure is not None and o.failure.at > end:
+        failure = getattr(o, "failure", None)  # anchored oracles have no failure mode
+        if failure is not None and failure.at > end:
             raise ValueError(
-                f"oracles.{o.id}.failure.at: {o.failure.at:g} s is after the end of the run (run.duration = {end:g} s)"
+                f"oracles.{o.id}.failure.at: {failure.at:g} s is after the end of the run (run.duration = {end:g} s)"
             )

@@ -86,18 +86,22 @@ class ParamsOf:
     """Annotation of a free `params` table: validated later by a protocol's or agent's parameter model, and
     published in the JSON Schema as that model's schema (so every key has its description and bounds).
 
-    `models` are "module:Class" names (several: any of them, by the spec's kind). Each model is published once
-    in `$defs` and referenced; its `required` keys are the ones the table must give (a preset or the spec
-    supplies only fields that have defaults, e.g. a cdp's preset, a population's id)."""
+    `models` are "module:Class" names (several: any of them, by the spec's kind); `partial=True` drops
+    `required` (the table overrides a preset, or the spec supplies some fields itself)."""
 
-    def __init__(self, *models: str):
-        self.models = models
+    def __init__(self, *models: str, partial: bool = False):
+        self.models, self.partial = models, partial
 
     def __get_pydantic_json_schema__(self, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         out = []
         for name in self.models:
             module, cls = name.split(":")
-            out.append(handler(getattr(importlib.import_module(module), cls).__pydantic_core_schema__))
+            model = getattr(importlib.import_module(module), cls)
+            ref = handler(model.__pydantic_core_schema__)
+            if self.partial:
+                target = handler.resolve_ref_schema(ref)
+                ref = {k: v for k, v in target.items() if k != "required"}
+            out.append(ref)
         return out[0] if len(out) == 1 else {"anyOf": out}
 
 
@@ -140,33 +144,30 @@ class Distribution(Strict):
             raise ValueError("distribution: 'max' must be >= 'min'")
         return self
 
-    def _ends(self) -> tuple[float, float]:
-        """(lowest, highest) value of the shape before clipping (the validator made the needed fields present)."""
-        if self.distribution == "uniform":
-            return float(self.low or 0.0), float(self.high or 0.0)
-        if self.distribution == "constant":
-            return float(self.value or 0.0), float(self.value or 0.0)
-        return 0.0, MAX_VALUE
-
     def lowest(self) -> float:
         """The smallest value a draw can take (lognormal draws approach 0 without a `min`)."""
-        natural = self._ends()[0]
-        return natural if self.min is None else max(natural, float(self.min))
+        natural = {"lognormal": 0.0, "uniform": self.low, "constant": self.value}[self.distribution]
+        assert natural is not None  # `_check` guarantees the chosen distribution's parameters
+        return float(natural if self.min is None else max(natural, self.min))
 
     def highest(self) -> float:
         """The largest value a draw can take (a lognormal without `max` is capped at MAX_VALUE)."""
-        natural = self._ends()[1]
-        return natural if self.max is None else min(natural, float(self.max))
+        natural = {"lognormal": MAX_VALUE, "uniform": self.high, "constant": self.value}[self.distribution]
+        assert natural is not None  # `_check` guarantees the chosen distribution's parameters
+        return float(natural if self.max is None else min(natural, self.max))
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` draws, clipped to [min, max] and to +-MAX_VALUE (a lognormal tail must not overflow)."""
-        lo_end, hi_end = self._ends()
+        # `_check` guarantees the parameters of the chosen distribution are set
         if self.distribution == "lognormal":
-            x = float(self.median or 0.0) * np.exp(self.sigma * rng.standard_normal(n))
+            assert self.median is not None
+            x = self.median * np.exp(self.sigma * rng.standard_normal(n))
         elif self.distribution == "uniform":
-            x = rng.uniform(lo_end, hi_end, n)
+            assert self.low is not None and self.high is not None
+            x = rng.uniform(self.low, self.high, n)
         else:
-            x = np.full(n, lo_end)
+            assert self.value is not None
+            x = np.full(n, float(self.value))
         lo = -MAX_VALUE if self.min is None else self.min
         hi = MAX_VALUE if self.max is None else self.max
         return np.clip(x, lo, hi)

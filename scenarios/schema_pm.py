@@ -53,7 +53,7 @@ class OptionsSpec(Strict):
     kind: Literal["options"] = Field("options", description="a portfolio-margined options venue")
     oracles: dict[str, str] = Field(description="underlying -> oracle id (spot for marks and settlement)")
     quote: str = Field("USDC", description="cash token, valued at 1 USD")
-    params: Annotated[dict, ParamsOf("defistress.protocols.options:OptionsVenueParams")] = Field(
+    params: Annotated[dict, ParamsOf("defistress.protocols.options:OptionsVenueParams", partial=True)] = Field(
         default_factory=dict, description="fields of protocols.options.OptionsVenueParams (margin model, auction)"
     )
     listings: ListingSpec = Field(ListingSpec(), description="option series listed at the start")
@@ -117,6 +117,7 @@ class OptionPopulationSpec(Strict):
             "defistress.agents.option_writers:OptionWritersParams",
             "defistress.agents.delta_hedgers:DeltaHedgersParams",
             "defistress.agents.protection_buyers:ProtectionBuyersParams",
+            partial=True,
         ),
     ] = Field(
         default_factory=dict,
