@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/sweep"), help="sweep folder (results.jsonl is appended to)"),
         workers: int = typer.Option(1, help="parallel worker processes"),
         backend: str = typer.Option("process", help="process | dask | inline"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table"),
     ):
         """Run a grid of parameters x seeds; a killed sweep resumes where it stopped when run again."""
         from defistress.sim.experiments.sweep import parse_grid

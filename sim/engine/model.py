@@ -7,16 +7,17 @@ event and at run end (invariant checks and metric collectors register there).
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import mesa
 import numpy as np
 
 from defistress.agents.tx import BlockView
-from defistress.protocols.base import Clock, Env
+from defistress.protocols.base import Clock, Env, Revert
 from defistress.protocols.events import Liquidated
-from defistress.scenarios.loader import LoadedScenario, load
+from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
 from defistress.scenarios.schema_governance import deferred_agents
 from defistress.sim.engine import build, network, regime
 from defistress.sim.engine.blocks import build_block
@@ -24,7 +25,23 @@ from defistress.sim.engine.gas import GasMarket
 from defistress.sim.engine.governance import Governance
 from defistress.sim.engine.market import External, Market
 from defistress.sim.engine.metrics import Recorder
-from defistress.sim.engine.replay import load_replay
+from defistress.sim.engine.replay import DataFileError, load_replay
+
+
+class SetupError(ValueError):
+    """A valid scenario that cannot be set up (e.g. a population asking for more than its market can lend):
+    the message names the table that failed. Bad input, like a ScenarioError."""
+
+
+@contextlib.contextmanager
+def setting_up(key: str) -> Iterator[None]:
+    """Turn a revert or a value error raised while building `key` (e.g. "agents.borrowers") into a SetupError."""
+    try:
+        yield
+    except (ScenarioError, DataFileError, SetupError):
+        raise
+    except (Revert, ValueError, ArithmeticError) as exc:
+        raise SetupError(f"{key}: cannot be set up: {exc}") from exc
 
 
 class StressModel(mesa.Model):
@@ -54,23 +71,34 @@ class StressModel(mesa.Model):
         self.quote_asset = stables[0] if stables else s.market.assets[0].symbol
 
         specs = lambda kind: [d["spec"] for _, d in self.graph.nodes(data=True) if d["type"] == kind]  # noqa: E731
-        self.pools = {v.id: build.build_pool(self, v) for v in specs("venue")}
+        self.pools = {}
+        for v in specs("venue"):
+            with setting_up(f"venues.{v.id}"):
+                self.pools[v.id] = build.build_pool(self, v)
         self.oracles = {}
         for o in specs("oracle"):  # in list order: composites and fallbacks read oracles built before them
-            self.oracles[o.id] = build.build_oracle(self, o)
+            with setting_up(f"oracles.{o.id}"):
+                self.oracles[o.id] = build.build_oracle(self, o)
         self.protocol_specs = {p.id: p for p in specs("protocol")}
         self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
-        self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
-        self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
+        self.protocols = {}
+        for p in specs("protocol"):
+            with setting_up(f"protocols.{p.id}"):
+                self.protocols[p.id] = build.PROTOCOL_BUILDERS[p.kind](self, p)
+        with setting_up("margin"):
+            self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
         self.actors = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
         later = deferred_agents(s)  # agents that join during the run (governance add_agent)
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
             if a.id not in later:
-                self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
-        self.actors.extend(regime.build_keeper(self))
+                with setting_up(f"agents.{a.id}"):
+                    self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+        with setting_up("margin.keeper"):
+            self.actors.extend(regime.build_keeper(self))
         self.recorder = Recorder(self)
-        self.governance = Governance(self)  # scheduled actions, applied at block boundaries
+        with setting_up("governance"):
+            self.governance = Governance(self)  # scheduled actions, applied at block boundaries
         if self.coordinator is not None:
             self.recorder.sources.append(regime.regime_columns)
         self._event_cursor = 0

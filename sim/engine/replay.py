@@ -401,6 +401,8 @@ class ReplayData:
         if not self.series and not self.feeds:
             return None
         fills = sorted(set(self.fills.values()))
+        ends = [x.coverage_end for x in (*self.series.values(), *self.feeds.values())]
+        last_block = self.epoch + (self.n_blocks - 1) * self.block_seconds
         return {
             "start": _iso(self.epoch),
             "start_declared": self.start_declared,
@@ -408,6 +410,8 @@ class ReplayData:
             "fill": fills[0] if len(fills) == 1 else "mixed",
             "after_end": self.after_end,
             "held_from": {k: _iso(v) for k, v in self.held_from.items()},
+            "data_end": _iso(min(ends)),
+            "held_flat_seconds": max(last_block - min(ends), 0.0) if self.held_from else 0.0,
             "series": [
                 {
                     **s.manifest(),
