@@ -322,7 +322,10 @@ def test_an_iso_time_outside_the_run_is_a_keyed_error_before_any_block():
 def test_the_report_section_lists_the_replay_the_gas_path_and_the_actions():
     from defistress.sim.report.provenance import provenance_html
 
-    gov = [act(at="30m", action="set", protocol="maker", key="params.flip.ttl", value=21_600.0)]
+    gov = [
+        act(at="30m", action="set", protocol="maker", key="params.flip.ttl", value=21_600.0),
+        act(at="45m", action="pause", protocol="maker"),
+    ]
     r = run_scenario(
         "black-thursday-maker", overrides={"agents.vaults.accounts": 100, "run.duration": "1h", "governance": gov}
     )
@@ -331,5 +334,6 @@ def test_the_report_section_lists_the_replay_the_gas_path_and_the_actions():
     assert "01b_black_thursday_2020-03-12_ETH_10min.csv" in page and "<td>600 s</td>" in page  # declared
     assert "Gas: replayed from 01b_black_thursday_2020-03-12_gas_10min.csv (avgGasDay, 600 s buckets" in page
     assert "<td>150</td><td>0.50 h</td><td>set</td><td>maker</td><td>params.flip.ttl: 600.0 -&gt; 21600.0</td>" in page
+    assert "<td>225</td><td>0.75 h</td><td>pause</td><td>maker</td><td>paused: False -&gt; True</td>" in page
     calm = run_scenario("calm", overrides={"agents.borrowers.accounts": 100, "run.duration": "1h"})
     assert "Gas: modelled" in provenance_html(calm.manifest) and "Replay from" not in provenance_html(calm.manifest)

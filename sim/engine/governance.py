@@ -87,7 +87,7 @@ class Governance:
 def _result(applied: dict | None) -> dict[str, Any]:
     if applied is None:
         return {"applied": False}
-    keep = {k: v for k, v in applied.items() if k in ("old", "new", "amount_applied", "holders")}
+    keep = {k: v for k, v in applied.items() if k in ("old", "new", "state", "amount_applied", "holders")}
     return {"applied": True, **keep}
 
 
@@ -184,7 +184,7 @@ def _apply_gate(model, a: GateAction) -> dict[str, Any]:
     gates = model.protocols[a.protocol].gates
     old = gates.is_frozen(a.asset) if state == "frozen" else gates.is_paused(a.asset)
     gates.set(state, on, a.asset)
-    return {"protocol": a.protocol, "asset": a.asset, "key": state, "old": old, "new": on}
+    return {"protocol": a.protocol, "asset": a.asset, "state": state, "old": old, "new": on}
 
 
 # --- agents -------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def governance_rows(actions: list[dict[str, Any]]) -> list[list[str]]:
         target = a.get("protocol") or a.get("agent") or ""
         if a.get("asset"):
             target += f" ({a['asset']})"
-        what = a.get("key") or ("join" if a["action"] == "add_agent" else "")
+        what = a.get("key") or a.get("state") or ("join" if a["action"] == "add_agent" else "")
         if a.get("applied") and "old" in a:
             what += f": {a['old']} -> {a['new']}"
         elif a["action"] in ("mint", "burn"):
