@@ -100,6 +100,28 @@ def test_rounds_are_replayed_at_their_updated_at_with_their_answers_and_ids():
     assert o.updated_at == inside["t"].iloc[-1] - epoch  # the published time, not the block's
 
 
+def test_rounds_written_as_parquet_replay_as_their_csv(tmp_path):
+    """`defistress import chainlink --out x.parquet` writes the bundled columns with round_id and answer_raw as
+    text (exact integers); a feed read from that file publishes the same rounds as the CSV."""
+    src = pd.read_csv(HISTORIC_DIR / ROUNDS_2022, comment="#", dtype={"answer_raw": str, "round_id": str})
+    src.to_parquet(tmp_path / "rounds.parquet", index=False)
+    events = []
+    for file in (ROUNDS_2022, str(tmp_path / "rounds.parquet")):
+        raw = steth_scenario("24h")
+        raw["market"]["replay"]["feeds"][0]["file"] = file
+        m = StressModel(load(raw))
+        m.run()
+        events.append([(e.block, e.price, e.reason) for e in m.env.events if e.source == "cl-steth-eth"])
+    assert events[0] == events[1] and len(events[0]) > 0
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    raw = steth_scenario("24h")
+    raw["market"]["replay"]["feeds"][0]["file"] = str(tmp_path / "bad.parquet")
+    with pytest.raises(
+        ScenarioError, match=r"market\.replay\.feeds\.0.*bad\.parquet.*cannot read as Parquet"
+    ):
+        check_data(load(raw))
+
+
 def test_a_composite_is_the_product_of_its_feeds_and_protocols_read_it():
     m = StressModel(load(steth_scenario("6h")))
     m.run()

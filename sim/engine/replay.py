@@ -220,8 +220,19 @@ def read_series(
 
 
 def _read_csv(path: Path, key: str) -> pd.DataFrame:
+    """A data file as a table: UTF-8 CSV with '#' comment lines, or Parquet (a `.parquet` suffix, as
+    `defistress import chainlink --out rounds.parquet` writes) with the same columns."""
     if not Path(path).is_file():
         raise DataFileError(f"data file not found: {path}", key=key)
+    if Path(path).suffix == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types (ArrowInvalid, OSError) for a bad file
+            raise DataFileError(f"cannot read as Parquet: {exc}", key=key, file=path) from None
+        for col in ("round_id", "answer_raw"):  # exact integers, as the CSV reader keeps them
+            if col in df.columns:
+                df[col] = df[col].astype(str)
+        return df
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
