@@ -379,6 +379,22 @@ def test_gas_replay_starts_with_the_market_replay_and_says_so():
     assert data.gas.info["start"] == "2020-03-12T01:00:00Z"
 
 
+def test_the_19_may_2021_gas_series_is_replayed_bucket_by_bucket():
+    """The other bundled gas series (03b): every block's base fee is its 10-minute bucket's mean gas price."""
+    eth, gas = "03b_may19_crash_2021-05-19_ETH_10min.csv", "03b_may19_crash_2021-05-19_gas_10min.csv"
+    raw = scenario(
+        {"start": "2021-05-19T12:00:00Z", "series": [{"asset": "ETH", "file": eth, "format": "coinapi_10min"}]},
+        duration="3h",
+        gas={"file": gas, "interval": "10m"},
+    )
+    data = data_of(raw)
+    g = rows(gas)["avgGasDay"].to_numpy()
+    # block b is at 12:00 + 12 b s, in bucket 72 + floor(12 b / 600) (12:00 is the 73rd bucket of the day)
+    blocks = np.arange(len(data.gas.gwei))
+    np.testing.assert_allclose(data.gas.gwei, g[72 + (blocks * 12) // 600] * 1e-9, rtol=1e-12)
+    assert data.gas.info["path"] == "replayed" and data.gas.info["start"] == "2021-05-19T12:00:00Z"
+
+
 def test_gas_replay_window_errors_are_keyed():
     raw = scenario(
         {
