@@ -100,6 +100,26 @@ def test_rounds_are_replayed_at_their_updated_at_with_their_answers_and_ids():
     assert o.updated_at == inside["t"].iloc[-1] - epoch  # the published time, not the block's
 
 
+def test_the_2023_round_file_runs_too_and_publishes_each_round_once_at_its_time():
+    """09c (stETH/ETH, March 2023): validate and run agree, and the run publishes exactly the file's rounds."""
+    raw = steth_scenario("48h")
+    replay = raw["market"]["replay"]
+    replay["start"] = "2023-03-10T00:00:00Z"
+    replay["series"][0]["file"] = "09_usdc_depeg_svb_2023-03_ETH_BTC_1h.csv"
+    replay["series"][1]["file"] = replay["feeds"][0]["file"] = ROUNDS_2023
+    loaded = load(raw)
+    check_data(loaded)  # what `defistress validate` runs
+    m = StressModel(loaded)
+    m.run()
+    r = published_rounds(ROUNDS_2023)
+    inside = r[(r["t"] > m.epoch) & (r["t"] < m.epoch + 48 * 3600)]  # 10 and 11 March, 14:56 UTC
+    events = [e for e in m.env.events if e.kind == "oracle_update" and e.source == "cl-steth-eth"]
+    assert len(inside) == 2
+    assert [(e.block, e.price) for e in events] == [
+        (int(np.ceil((t - m.epoch) / 12)), a) for t, a in zip(inside["t"], inside["answer"])
+    ]
+
+
 def test_rounds_written_as_parquet_replay_as_their_csv(tmp_path):
     """`defistress import chainlink --out x.parquet` writes the bundled columns with round_id and answer_raw as
     text (exact integers); a feed read from that file publishes the same rounds as the CSV."""
@@ -116,9 +136,7 @@ def test_rounds_written_as_parquet_replay_as_their_csv(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
     raw = steth_scenario("24h")
     raw["market"]["replay"]["feeds"][0]["file"] = str(tmp_path / "bad.parquet")
-    with pytest.raises(
-        ScenarioError, match=r"market\.replay\.feeds\.0.*bad\.parquet.*cannot read as Parquet"
-    ):
+    with pytest.raises(ScenarioError, match=r"market\.replay\.feeds\.0.*bad\.parquet.*cannot read as Parquet"):
         check_data(load(raw))
 
 
