@@ -162,12 +162,14 @@ def test_manifest_of_a_replay_names_scenario_hash_seed_version_and_data_hashes(r
     assert set(man["data_sha256"]) == files
     for f in files:
         assert man["data_sha256"][f] == hashlib.sha256((HISTORIC_DIR / f).read_bytes()).hexdigest()
-    assert man["replay"]["fill"] == "hold" and man["replay"]["candle_seconds"] == 600.0
+    assert man["replay"]["fill"] == "hold" and man["replay"]["series"][0]["interval_s"] == 600.0
+    assert man["gas"]["path"] == "replayed" and man["gas"]["interval_s"] == 600.0
     assert man["blocks"] == 900 and man["block_seconds"] == 12.0
 
 
 def test_manifest_without_data_has_no_data_hashes(calm):
     assert calm[0].manifest["data_sha256"] == {} and calm[0].manifest["replay"] is None
+    assert calm[0].manifest["gas"]["path"] == "modelled"
 
 
 # --- the run folder -----------------------------------------------------------------------------------
@@ -196,6 +198,6 @@ def test_failing_write_leaves_an_earlier_run_folder_intact(crash, tmp_path, monk
 
     monkeypatch.setattr(runs_module, "_parquet_safe", broken)
     with pytest.raises(OSError, match="disk full"):
-        write_run(result, out, report=False)
+        write_run(result, out, report=False, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
