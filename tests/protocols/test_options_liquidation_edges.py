@@ -174,7 +174,8 @@ def test_a_bid_in_a_run_out_solvent_auction_converts_it_to_insolvent_first():
     ev = v.bid(a, "liq", lr, 0.5)
     # converted now: the insolvent payout starts at 0 and rises over 3,600 s, so half the account goes for nothing
     assert bool(v.auction_insolvent[a])
-    assert ev.debt_repaid_usd == 0.0 and ev.collateral_seized == 0.5
+    # the liquidator paid received − bonus = 0 (the security module paid nothing either)
+    assert ev.collateral_seized == 0.5 and ev.bonus_usd == pytest.approx(ev.collateral_seized_usd, abs=1e-12)
     assert v.qty[a, put] == pytest.approx(qty * 0.5) and v.qty[lr, put] == pytest.approx(qty * 0.5)
 
 
@@ -309,9 +310,11 @@ def test_controller_close_records_account_amounts_penalty_and_health_before():
     mark = v.mark_prices()[put]
     eq, mm = v.equity()[a], v.margin().mm[a]
     ev = v.controller_close(a, 0.25, "liq", lr, 0.02)
-    # 1 of 4 written puts moves at mark: the row pays −1·mark (receives mark) and 2% of |1·mark| as penalty
+    # 1 of 4 written puts moves at mark: volume |1·mark|, the liquidator takes over a value of −mark (it is paid
+    # mark to take the put) and 2% of |1·mark| as penalty
     assert (ev.account, ev.liquidator, ev.collateral_seized) == (a, "liq", 0.25)
-    assert ev.debt_repaid == pytest.approx(-mark) and ev.bonus_usd == pytest.approx(0.02 * mark)
+    assert ev.debt_repaid == pytest.approx(mark) and ev.collateral_seized_usd == pytest.approx(-mark)
+    assert ev.bonus_usd == pytest.approx(0.02 * mark)
     assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
 
 
