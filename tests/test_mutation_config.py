@@ -93,3 +93,10 @@ def test_mutants_an_interrupted_run_did_not_reach_are_kept_out_of_the_score():
     ms += [run.Mutant("k", "f", "not checked")] * 5
     s = run.summarise(ms)
     assert (s["mutants"], s["killed"], s["not_checked"]) == (10, 9, 5) and s["score"] == pytest.approx(0.9)
+
+
+def test_a_cut_short_rerun_keeps_the_earlier_verdict_of_what_it_did_not_reach():
+    assert run.carried("not checked", "survived") == "survived"  # not reached again: still a survivor
+    assert run.carried("killed", "survived") == "killed"  # reached and killed by a new test
+    assert run.carried("survived", "survived") == "survived"
+    assert run.carried("not checked", None) == "not checked"  # never checked at all

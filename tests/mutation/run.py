@@ -61,6 +61,12 @@ def verdict(exit_code: int | None) -> str:
     return KILLED  # crashes (segfault, internal error) of a mutant are detections too
 
 
+def carried(now: str, earlier: str | None) -> str:
+    """The verdict of a mutant in a `--since` run: one the (interrupted) re-run did not reach keeps its earlier
+    verdict (a survivor stays a survivor), so cutting a re-run short never raises a score."""
+    return earlier if now == NOT_CHECKED and earlier is not None else now
+
+
 def staged_path(repo_path: str) -> str:
     """`protocols/ledger.py` -> `defistress/protocols/ledger.py`."""
     top, _, rest = repo_path.partition("/")
@@ -173,9 +179,11 @@ def read_results(
     equivalents: list[dict],
     killed_before: set[str] = frozenset(),
     functions: list[str] | None = None,
+    earlier: dict[str, str] | None = None,
 ) -> list:
     """Every mutant of one file (of `functions` only, if given) with its verdict (those in `killed_before` stay
-    killed); survivors carry their diff and, if listed, the equivalence."""
+    killed, those a re-run did not reach keep their `earlier` verdict); survivors carry their diff and, if listed,
+    the equivalence."""
     rel = staged_path(repo_path)
     meta = json.loads((dest / "mutants" / f"{rel}.meta").read_text())
     out = []
@@ -187,7 +195,8 @@ def read_results(
         for key, code in sorted(meta["exit_code_by_key"].items()):
             if functions is not None and function_of(key) not in functions:
                 continue
-            m = Mutant(key, function_of(key), KILLED if key in killed_before else verdict(code))
+            now = KILLED if key in killed_before else verdict(code)
+            m = Mutant(key, function_of(key), carried(now, (earlier or {}).get(key)))
             if m.verdict in (SURVIVED, NO_TESTS):
                 m.removed, m.added = changed_lines(get_diff_for_mutant(key, path=rel))
                 m.equivalent = equivalence(repo_path, m.function, m.removed, m.added, equivalents)
@@ -313,7 +322,8 @@ def main() -> None:
         elif not (dest / "mutants").exists():
             continue
         for path in group["mutate"]:
-            mutants = read_results(dest, path, equivalents, killed_before, (functions or {}).get(path))
+            earlier = {m["key"]: m["verdict"] for o in old.values() for m in o["mutants"]}
+            mutants = read_results(dest, path, equivalents, killed_before, (functions or {}).get(path), earlier)
             prev = results["modules"].get(path, {})
             if path in first and first[path].get("sha256") == sha256(path):
                 before = before_summary(first[path], path, equivalents)

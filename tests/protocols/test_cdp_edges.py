@@ -1,0 +1,243 @@
+"""The CDP's user-side rules at their boundaries and the records they leave (Maker dss src/vat.sol frob).
+
+Common case: ETH at 200 DAI, mat 1.5, dust 100 DAI unless said otherwise; the CDP id is "maker".
+"""
+
+import numpy as np
+import pytest
+
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.cdp import Cdp, CdpParams
+from defistress.protocols.clip import ClipParams
+from defistress.protocols.events import UserAction
+
+
+def make(price=200.0, eth=1_000.0, **kw):
+    env = Env()
+    env.ledger.mint("ETH", "population", eth, "genesis")
+    base = dict(dust=100.0, hole=1e6, Hole=1e7, clip=ClipParams(tip=0.0, chip=0.0))
+    base.update(kw)
+    return Cdp(CdpParams(**base), FixedPrice(price), env, "maker"), env
+
+
+def test_repay_divides_by_the_rate_when_reducing_normalised_debt():
+    cdp, env = make(stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.accrue(365 * 86400.0)  # rate 1.05: debt 1050
+    paid = cdp.repay([0], [525.0])
+    # art = 1000 − 525/1.05 = 500; debt = 500·1.05 = 525
+    assert paid[0] == 525.0
+    assert cdp.art[0] == pytest.approx(500.0, rel=1e-12)
+    assert cdp.debt()[0] == pytest.approx(525.0, rel=1e-12)
+    assert env.ledger.burn_reasons[("DAI", "cdp_repay")] == 525.0
+
+
+def test_repay_that_would_leave_dust_from_a_vault_just_above_dust_repays_the_excess_only():
+    cdp, env = make()
+    cdp.open_vaults([10.0], [100.5])
+    # 50 would leave 50.5 < dust 100: cut to 100.5 − 100 = 0.5
+    assert cdp.repay([0], [50.0])[0] == pytest.approx(0.5)
+    assert cdp.debt()[0] == pytest.approx(100.0)
+    assert env.ledger.balance("population", "DAI") == pytest.approx(100.0)
+
+
+def test_full_repayment_clears_normalised_debt_exactly_at_any_rate():
+    # x·rate/rate differs from x by one rounding in about 1 vault in 300: 2,000 vaults make that certain
+    n = 2_000
+    cdp, env = make(stability_fee_per_year=0.07, eth=1e6)
+    debts = np.random.default_rng(0).uniform(100.0, 1e4, n)
+    cdp.open_vaults(np.full(n, 500.0), debts)
+    cdp.accrue(365 * 86400.0)  # rate 1.07
+    env.ledger.mint("DAI", "population", 1e6, "external_inflow")
+    paid = cdp.repay(np.arange(n), np.full(n, 1e9))
+    np.testing.assert_allclose(paid, debts * cdp.rate, rtol=1e-12)
+    assert np.all(cdp.art == 0.0)  # no residue of rounding left as debt
+    assert np.all(np.isinf(cdp.health()))
+
+
+def test_repay_records_the_burn_the_action_and_the_running_totals():
+    cdp, env = make()
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])
+    assert cdp.stablecoin_outstanding() == 2000.0
+    cdp.repay([0, 1], [300.0, 200.0])
+    ev = env.events[-1]
+    assert ev == UserAction(env.clock.block, "maker", "repay", 2, "DAI", 500.0)
+    cdp.repay([0], [100.0])
+    # minted 2000, burned 300 + 200 + 100
+    assert cdp.stablecoin_outstanding() == 1400.0
+    assert env.ledger.burn_reasons[("DAI", "cdp_repay")] == 600.0
+    assert env.ledger.total("DAI") == 1400.0
+
+
+def test_repay_of_nothing_burns_nothing_and_below_one_dai_burns_it():
+    cdp, env = make(dust=0.0)
+    cdp.open_vaults([10.0], [100.0])
+    cdp.repay([0], [0.0])
+    assert ("DAI", "cdp_repay") not in env.ledger.burn_reasons
+    cdp.repay([0], [0.5])
+    assert env.ledger.burn_reasons[("DAI", "cdp_repay")] == 0.5
+    assert cdp.debt()[0] == 99.5 and cdp.stablecoin_outstanding() == 99.5
+
+
+def test_repay_beyond_what_the_population_holds_reverts_naming_the_amount():
+    cdp, env = make()
+    cdp.open_vaults([10.0], [1000.0])
+    env.ledger.transfer("DAI", "population", "elsewhere", 500.0)
+    with pytest.raises(Revert, match="^maker: population holds too little DAI to repay 600$"):
+        cdp.repay([0], [600.0])
+    assert cdp.debt()[0] == 1000.0
+
+
+def test_batches_are_checked_for_index_range_and_amounts():
+    cdp, _ = make()
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])
+    for bad in ([2], [-1], [0, 2]):
+        with pytest.raises(Revert, match=r"^maker: vault index out of range 0\.\.1$"):
+            cdp.deposit(bad, 1.0)
+    for amounts in ([-1.0], [np.nan], [np.inf]):
+        with pytest.raises(Revert, match="^maker: amounts must be finite and non-negative$"):
+            cdp.deposit([0], amounts)
+    cdp.deposit([0], [0.0])  # zero is allowed
+    cdp.deposit([0], [0.5])
+    cdp.deposit(np.array([1.0]), [2.0])  # integer-valued float indices are vault numbers
+    np.testing.assert_array_equal(cdp.ink, [10.5, 12.0])
+
+
+def test_deposit_records_the_action_and_names_a_missing_balance():
+    cdp, env = make(eth=25.0)
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])
+    ev = cdp.deposit([0, 1], [2.0, 3.0])
+    assert ev == UserAction(env.clock.block, "maker", "deposit", 2, "ETH", 5.0)
+    assert env.events[-1] is ev
+    with pytest.raises(Revert, match="^maker: cannot deposit: population holds"):
+        cdp.deposit([0], [1.0])  # 0 ETH left
+
+
+def test_health_is_infinite_without_debt_and_finite_for_any_debt():
+    cdp, _ = make(dust=0.0)
+    cdp.open_vaults([0.0, 1.0], [0.0, 0.5])
+    # vault 1: 1·200/1.5 / 0.5 = 266.67
+    h = cdp.health()
+    assert h[0] == np.inf
+    assert h[1] == pytest.approx(200.0 / 1.5 / 0.5, rel=1e-12)
+
+
+def test_exposures_list_receivable_and_owed_debt_only_when_there_is_some():
+    cdp, _ = make(dust=0.0)
+    cdp.open_vaults([1.0], [0.0])
+    kinds = {(e.kind, e.asset) for e in cdp.exposures()}
+    assert kinds == {("holds", "ETH"), ("issues", "DAI")}
+    cdp.open_vaults([1.0], [0.5])
+    found = {(e.kind, e.asset): e.amount for e in cdp.exposures()}
+    assert found[("receivable", "DAI")] == 0.5
+    cdp.woe = 0.25  # system debt, as left by an auction that sold out short
+    found = {(e.kind, e.asset): e.amount for e in cdp.exposures()}
+    assert found[("owes", "DAI")] == 0.25
+
+
+def test_a_vault_becomes_liquidatable_through_the_stability_fee_alone():
+    cdp, _ = make(stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0], [1300.0])  # 10·200/1.5 = 1333.33 ≥ 1300: safe
+    assert list(cdp.liquidatable()) == []
+    cdp.accrue(365 * 86400.0)  # debt 1300·1.05 = 1365 > 1333.33
+    assert list(cdp.liquidatable()) == [0]
+
+
+def test_metrics_report_the_book_by_hand():
+    # mat 1.25: spot = price/1.25; chop 1.25; tip 5 DAI per kick; a 50 DAI surplus buffer
+    cdp, env = make(
+        liquidation_ratio=1.25, chop=1.25, surplus_buffer=50.0, clip=ClipParams(tip=5.0, chip=0.0, buf=1.25)
+    )
+    cdp.open_vaults([10.0, 10.0, 10.0], [1600.0, 1000.0, 1200.0])
+    cdp.oracle.price = 150.0  # spot 120: vault 0 (1200 < 1600) unsafe; vault 2 at 1200 = 1200 exactly safe
+    assert list(cdp.liquidatable()) == [0]
+    cdp.bark(0, "kicker")  # whole vault: lot 10 ETH, due 1600, tab 1600·1.25 = 2000
+    expected = {
+        "collateral_usd": 30 * 150.0,
+        "vault_collateral_usd": 20 * 150.0,
+        "auction_collateral_usd": 10 * 150.0,
+        "debt_usd": 2200.0,
+        "bad_debt_usd": 0.0,  # the 5 DAI tip is system debt, healed from the 50 buffer
+        "surplus_usd": 45.0,
+        "debt_on_auction_usd": 1600.0,
+        "tab_on_auction_usd": 2000.0,
+        "auctions_active": 1,
+        "auctions_kicked": 1,
+        "auctions_settled": 0,
+        "zero_bid_auctions": 0,
+        "accounts_unhealthy": 0,
+        "undercollateralised_debt_usd": 100.0,  # auction: 1600 − 10·150
+        "liquidated_debt_usd": 1600.0,
+        "incentives_paid_usd": 5.0,
+        "stablecoin_outstanding": 3805.0,  # 3800 drawn + 5 tip
+        "rate": 1.0,
+    }
+    assert cdp.metrics() == pytest.approx(expected, rel=1e-12)
+    cdp.oracle.price = 110.0  # spot 88: vaults 1 (880 < 1000) and 2 (880 < 1200) unsafe
+    m = cdp.metrics()
+    assert m["accounts_unhealthy"] == 2
+    # vault 2: 1200 − 1100 = 100; vault 1 is covered (1000 < 1100); auction: 1600 − 1100 = 500
+    assert m["undercollateralised_debt_usd"] == pytest.approx(600.0, rel=1e-12)
+    assert m["collateral_usd"] == pytest.approx(3300.0) and m["auction_collateral_usd"] == pytest.approx(1100.0)
+    cdp.oracle.price = 170.0  # every vault and the auction's lot (1700 > 1600) cover their debt
+    assert cdp.metrics()["undercollateralised_debt_usd"] == 0.0
+
+
+def test_accrual_ignores_non_positive_time_and_accrues_any_positive_time_and_any_fee():
+    SECONDS_PER_YEAR = 365 * 86400.0  # dss jug: per-second duty, 365-day years
+    cdp, _ = make(stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.accrue(-60.0)
+    cdp.accrue(0.0)
+    assert cdp.rate == 1.0 and cdp.surplus == 0.0
+    cdp.accrue(1.0)  # one second: rate = 1.05^(1/year)
+    assert cdp.rate == pytest.approx(1.05 ** (1.0 / SECONDS_PER_YEAR), rel=1e-15) and cdp.rate > 1.0
+    cdp, _ = make(stability_fee_per_year=1.0)  # 100 % a year: half a year multiplies debt by sqrt(2)
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.accrue(SECONDS_PER_YEAR / 2)
+    assert cdp.debt()[0] == pytest.approx(1000.0 * 2**0.5, rel=1e-12)
+    assert cdp.surplus == pytest.approx(1000.0 * (2**0.5 - 1.0), rel=1e-9)
+
+
+def test_liquidations_2_ignore_lump_and_free_the_hole_room_when_an_auction_ends():
+    cdp, env = make(lump=50.0)  # a Cat v1 setting: the Dog of Liquidations 2.0 does not use it
+    env.ledger.mint("DAI", "k", 5000.0, "genesis")
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.oracle.price = 140.0
+    cdp.bark(0, "kicker")
+    assert cdp.dirt == pytest.approx(1130.0)  # tab = 1000·1.13
+    cdp.clipper.take(0, 10.0, 1e9, "k")
+    assert cdp.dirt == 0.0  # dss dog.digs
+
+
+def test_bark_needs_an_existing_strictly_unsafe_vault_and_counts_unsafe_at_the_accrued_rate():
+    cdp, env = make(liquidation_ratio=1.25, stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0, 10.0], [1600.0, 1000.0])
+    cdp.oracle.price = 160.0  # spot 128: vault 0 at 1280 < 1600 unsafe; vault 1 safe
+    for bad in (2, -1):
+        with pytest.raises(Revert, match=rf"^maker: no vault #{bad}$"):
+            cdp.bark(bad, "kicker")
+    cdp.oracle.price = 200.0  # spot 160: vault 0 at 1600 = 1600 exactly: not unsafe (dss: ink·spot < art·rate)
+    with pytest.raises(Revert, match="^Dog/not-unsafe$"):
+        cdp.bark(0, "kicker")
+    cdp.accrue(86400.0)  # one day of fee: debt 1600·1.05^(1/365) > 1600
+    ev = cdp.bark(0, "kicker")
+    assert ev.tab == pytest.approx(1600.0 * 1.05 ** (1 / 365) * 1.13, rel=1e-12)
+    assert cdp.ink[0] == 0.0 and cdp.art[0] == 0.0
+
+
+def test_liquidated_debt_and_incentives_add_up_over_several_barks():
+    cdp, env = make(surplus_buffer=1000.0, clip=ClipParams(tip=5.0, chip=0.0))
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1200.0])
+    cdp.oracle.price = 140.0
+    cdp.bark(0, "k1")
+    cdp.bark(1, "k2")
+    m = cdp.metrics()
+    assert m["liquidated_debt_usd"] == pytest.approx(2200.0)
+    assert m["incentives_paid_usd"] == 10.0 and m["surplus_usd"] == 990.0
+    cdp2, _ = make(clip=ClipParams(tip=5.0, chip=0.0))  # no buffer: the tips are system debt
+    cdp2.open_vaults([10.0, 10.0], [1000.0, 1200.0])
+    cdp2.oracle.price = 140.0
+    cdp2.bark(0, "k1")
+    cdp2.bark(1, "k2")
+    assert cdp2.metrics()["bad_debt_usd"] == 10.0

@@ -1,0 +1,150 @@
+"""The margin coordinator's liquidation and enrolment rules on the branches the other tests do not reach.
+
+World as tests/protocols/test_coordinator.py: a lending market "lend" and a perp DEX "perps" (ETH IMF 10%,
+MMF 5%) sharing one ledger; the keeper "keeper" has a DEX row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_coordinator import World
+
+from defistress.protocols.base import Revert
+from defistress.protocols.events import Generic, Liquidated
+
+
+def test_liquidate_names_a_principal_that_does_not_exist():
+    w = World()
+    w.principal("alice", perp=-5.0, perp_coll=500.0)
+    for i in (1, -1):
+        with pytest.raises(Revert, match=rf"^coordinator: no principal #{i}$"):
+            w.coord.liquidate(i, "keeper")
+
+
+def test_a_liquidator_without_a_row_is_recorded_as_a_failure_and_settlement_still_runs():
+    w = World()
+    # perps only: short 5 ETH @2000 with 500 USDC; at 2100 equity 500 − 500 = 0 < MM 5%·10,500 = 525
+    i = w.principal("alice", perp=-5.0, perp_coll=500.0)
+    w.eth.price = 2100.0
+    assert list(w.coord.liquidatable()) == [i]
+    events = w.coord.liquidate(i, "nobody")
+    assert not [e for e in events if isinstance(e, Liquidated)]
+    summary = events[-1]
+    assert isinstance(summary, Generic) and summary.name == "coordinator_liquidation"
+    assert summary.detail["closes"] == 0 and summary.detail["liquidator"] == "nobody"
+    assert summary.detail["failures"] == {
+        "perps": "perps: liquidator nobody has no account (open one with collateral first)"
+    }
+    assert summary.detail["health_after"] == summary.detail["health_before"] < 1.0
+    row = int(w.coord.rows["perps"][i])
+    assert w.dex.size[row, 0] == -5.0  # nothing closed
+    assert int(w.coord.rows["lend"][i]) == -1  # no lending row: skipped throughout
+    assert w.coord.metrics()["liquidations"] == 1
+
+
+def test_enroll_names_unknown_venues_wrong_lengths_out_of_range_and_shared_rows():
+    w = World()
+    n_lend = w.lend.n_accounts
+    w.lend.add_accounts(2)
+    with pytest.raises(Revert, match=r"^coordinator: rows: unknown venue ids \['cex'\]; allowed \['lend', 'perps'\]$"):
+        w.coord.enroll("a", {"cex": 0})
+    with pytest.raises(Revert, match=r"^coordinator: rows\['lend'\] has 1 entries for 2 principals$"):
+        w.coord.enroll_many(["a", "b"], {"lend": np.array([n_lend])})
+    with pytest.raises(Revert, match=rf"^coordinator: rows\['lend'\]: allowed -1 or 0\.\.{n_lend + 1}$"):
+        w.coord.enroll("a", {"lend": n_lend + 2})
+    with pytest.raises(Revert, match=r"^coordinator: rows\['lend'\]: a row may have one controller only \(EVC\)$"):
+        w.coord.enroll_many(["a", "b"], {"lend": np.array([n_lend, n_lend])})
+    assert w.coord.n_accounts == 0 and not w.lend.controlled[n_lend]
+    idx = w.coord.enroll_many(["a", "b"], {"lend": np.array([n_lend, -1])})
+    assert list(idx) == [0, 1] and list(w.coord.rows["perps"]) == [-1, -1]
+
+
+def test_register_liquidator_names_an_unknown_venue():
+    w = World()
+    with pytest.raises(Revert, match=r"^coordinator: rows: unknown venue ids \['cex'\]"):
+        w.coord.register_liquidator("k2", {"cex": 1})
+
+
+def test_accrue_refuses_negative_time():
+    w = World()
+    w.coord.accrue(0.0)
+    with pytest.raises(ValueError, match="dt_seconds must be >= 0, got -1.0"):
+        w.coord.accrue(-1.0)
+
+
+def test_exposures_are_the_equity_of_each_venues_controlled_rows():
+    w = World()
+    # lending row 0: 10 ETH at 2000 against 12,000 USDC of debt -> 8,000 USD; perps: 2,000 USDC, flat at entry
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=12_000.0, perp=-10.0, perp_coll=2000.0)
+    assert int(w.coord.rows["lend"][i]) == 0
+    found = {(e.kind, e.asset, e.counterparty): e.amount for e in w.coord.exposures()}
+    assert found == {
+        ("receivable", "USD", "lend"): pytest.approx(8000.0),
+        ("receivable", "USD", "perps"): pytest.approx(2000.0),
+    }
+    m = w.coord.metrics()
+    assert m["principals"] == 1 and m["equity_usd"] == pytest.approx(10_000.0)
+
+
+def test_metrics_carry_every_documented_figure():
+    w = World()
+    w.principal("alice", eth_coll=10.0, usdc_debt=12_000.0, perp=-10.0, perp_coll=2000.0)
+    m = w.coord.metrics()
+    base = {"principals", "equity_usd", "silo_im_usd", "silo_mm_usd", "im_usd", "mm_usd", "netting_credit_usd"}
+    base |= {"contingency_usd", "accounts_unhealthy", "liquidations", "settled_usd", "bad_debt_usd"}
+    base |= {"contingency_oracle_usd", "contingency_latency_usd", "contingency_settlement_usd"}
+    assert set(m) == base
+    # contingencies add up; one healthy principal, nothing liquidated
+    parts = m["contingency_oracle_usd"] + m["contingency_latency_usd"] + m["contingency_settlement_usd"]
+    assert m["contingency_usd"] == pytest.approx(parts)
+    assert (m["accounts_unhealthy"], m["liquidations"], m["settled_usd"], m["bad_debt_usd"]) == (0, 0, 0.0, 0.0)
+
+
+def test_a_venue_where_the_principal_has_no_row_does_not_stop_settlement_on_the_others():
+    from test_coordinator import ETH_P
+
+    from defistress.protocols.coordinator import CoordinatorParams, MarginCoordinator
+    from defistress.protocols.perps import PerpDex, PerpDexParams
+
+    w = World()
+    spare = PerpDex(PerpDexParams(markets=[ETH_P]), {"ETH": w.eth}, w.env, id="spare")
+    params = CoordinatorParams(liquidation_order=["spare", "lend", "perps"])
+    w.coord = MarginCoordinator(params, {"spare": spare, "lend": w.lend, "perps": w.dex}, w.env)
+    w.coord.register_liquidator("keeper", {"lend": None, "perps": w.krow})
+    # the case of test_cross_venue_liquidation_restores_health_and_settles_the_negative_venue, with a venue first
+    # in the order on which the principal has no row
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    assert int(w.coord.rows["spare"][i]) == -1
+    w.eth.price = 1500.0
+    summary = w.coord.liquidate(i, "keeper")[-1]
+    # lending equity 6840 − 8000 = −1160 after one close is covered from the perp row
+    assert summary.detail["settled_usd"] == pytest.approx(1160.0)
+    assert w.coord.requirements().health[i] >= 1.0
+    assert list(w.coord.liquidatable()) == []  # healthy again (health ≈ 1.05 is not liquidatable)
+    w.env.ledger.check_conservation()
+
+
+def test_the_first_row_of_a_venue_can_pay_a_settlement():
+    w = World()
+    # lending row 0: 100 USDC supplied, no debt; perps: short 5 ETH @2000 with 500 USDC
+    i = w.principal("alice", usdc_coll=100.0, perp=-5.0, perp_coll=500.0)
+    assert int(w.coord.rows["lend"][i]) == 0
+    w.eth.price = 2200.0  # perps equity 500 − 5·200 = −500: the whole principal is under water
+    summary = w.coord.liquidate(i, "keeper")[-1]
+    # the perp row's deficit (at least 500) takes all of the 100 USDC the lending row can give
+    assert summary.detail["settled_usd"] == pytest.approx(100.0)
+    assert w.lend.collateral()[0, 1] == pytest.approx(0.0, abs=1e-9)
+    w.env.ledger.check_conservation()
+
+
+def test_liquidate_judges_the_named_principal_not_the_first():
+    w = World()
+    w.principal("bob", eth_coll=10.0, usdc_debt=1_000.0)  # #0: far from liquidation
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    w.eth.price = 1500.0
+    assert list(w.coord.liquidatable()) == [i]
+    summary = w.coord.liquidate(i, "keeper")[-1]
+    assert summary.detail["index"] == i and summary.detail["health_before"] < 1.0
+    with pytest.raises(Revert, match=r"^coordinator: principal #0 is healthy \(health [0-9.]+ >= 1\)$"):
+        w.coord.liquidate(0, "keeper")
