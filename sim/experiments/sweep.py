@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
+from defistress.sim.experiments.sweep_figures import FIGURES, write_figures
 from defistress.sim.experiments.sweep_folder import (
     CONFIG,
     FINAL_FILES,
@@ -40,7 +41,6 @@ from defistress.sim.experiments.sweep_folder import (
     repair_results,
     write_config,
 )
-from defistress.sim.experiments.sweep_figures import FIGURES, write_figures
 from defistress.sim.experiments.sweep_results import finalize
 from defistress.sim.experiments.sweep_tasks import Item, SweepContext, encode_rows, failed_row, point_overrides
 
