@@ -63,8 +63,16 @@ def _numeric(s: pd.Series) -> bool:
 
 def _warn(fig: Figure, warnings: Sequence[str]) -> None:
     if warnings:
-        fig.text(0.01, 0.005, "\n".join(f"warning: {w}" for w in warnings), color=OKABE_ITO["vermillion"],
-                 fontsize=7, ha="left", va="bottom", wrap=True)  # fmt: skip
+        fig.text(
+            0.01,
+            0.005,
+            "\n".join(f"warning: {w}" for w in warnings),
+            color=OKABE_ITO["vermillion"],
+            fontsize=7,
+            ha="left",
+            va="bottom",
+            wrap=True,
+        )
 
 
 def plot_metric_vs_param(risk: pd.DataFrame, param: str, metric: str, ax: Axes | None = None) -> Axes:
@@ -114,8 +122,15 @@ def plot_heatmap(risk: pd.DataFrame, x: str, y: str, metric: str, ax: Axes | Non
     finite = values[np.isfinite(values)]
     mid = (finite.min() + finite.max()) / 2 if len(finite) else 0.0
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, cell_text(v, metric), ha="center", va="center", fontsize=7,
-                color="white" if np.isfinite(v) and v > mid else "black")  # fmt: skip
+        ax.text(
+            j,
+            i,
+            cell_text(v, metric),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if np.isfinite(v) and v > mid else "black",
+        )
     ax.set_xlabel(x.removeprefix("param:"), fontsize=8)
     ax.set_ylabel(y.removeprefix("param:"), fontsize=8)
     ax.set_title(label(metric), fontsize=9)
