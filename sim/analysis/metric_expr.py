@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ PROTOCOL_METRICS: tuple[str, ...] = (
     "accounts_unhealthy_end",
 )
 #: statistics without a quantile
-PLAIN_STATS: dict[str, Callable[..., np.ndarray]] = {
+PLAIN_STATS: dict[str, Callable[..., Any]] = {
     "mean": lambda x, axis=-1: np.mean(x, axis=axis),
     "median": lambda x, axis=-1: np.median(x, axis=axis),
     "std": lambda x, axis=-1: np.std(x, axis=axis, ddof=1) if np.shape(x)[axis] > 1 else np.zeros(np.shape(x)[:-1]),
@@ -92,7 +93,7 @@ class TrialMetric:
         m = _QUANTILE.match(self.statistic)
         return float(m.group(2)) / 100.0 if m else None
 
-    def function(self) -> Callable[..., np.ndarray]:
+    def function(self) -> Callable[..., Any]:
         """The statistic as f(x, axis=-1), vectorised for scipy.stats.bootstrap."""
         if self.statistic in PLAIN_STATS:
             return PLAIN_STATS[self.statistic]
@@ -118,7 +119,7 @@ def _statistic_ok(stat: str) -> bool:
     if stat in PLAIN_STATS or stat == "evar99":
         return True
     m = _QUANTILE.match(stat)
-    return bool(m) and 0.0 < float(m.group(2)) < 100.0
+    return m is not None and 0.0 < float(m.group(2)) < 100.0
 
 
 def run_metric_names(protocol_ids: Iterable[str] = ()) -> list[str]:
