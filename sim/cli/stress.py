@@ -10,11 +10,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from defistress.scenarios.loader import ScenarioError
+from defistress.sim.cli.errors import guarded
 from defistress.sim.cli.sweep import Backend, sigterm_as_exit
 
 
 def register(app: typer.Typer) -> None:
     @app.command("stress-search")
+    @guarded
     def stress_search(
         scenario: str = typer.Argument(..., help="built-in name or scenario TOML"),
         shock: list[str] = typer.Option(
@@ -73,7 +75,7 @@ def register(app: typer.Typer) -> None:
         except WorkerDied as exc:
             fail(str(exc), code=1)
         if quiet:
-            console.print(str(r.out), highlight=False)
+            console.print(str(r.out), highlight=False, soft_wrap=True)
             return
         t = Table(title=f"stress-search: {threshold} in {r.out}")
         for c in ("size", *[k for k in r.curve.columns if "." in k], "P(crossed)", "95% Wilson", "mean bad debt"):

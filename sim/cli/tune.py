@@ -11,11 +11,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from defistress.scenarios.loader import ScenarioError
+from defistress.sim.cli.errors import guarded
 from defistress.sim.cli.sweep import Backend, sigterm_as_exit
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @guarded
     def tune(
         scenario: str = typer.Argument(..., help="built-in name or scenario TOML"),
         param: list[str] = typer.Option(
@@ -83,7 +85,7 @@ def register(app: typer.Typer) -> None:
         for w in result.warnings:
             err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
         if quiet:
-            console.print(str(result.out), highlight=False)
+            console.print(str(result.out), highlight=False, soft_wrap=True)
             return
         print_recommended(console, result.recommended, len(result.trials), result.out)
         if result.figures:
