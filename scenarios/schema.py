@@ -26,7 +26,6 @@ from defistress.scenarios.schema_compound import (
     CompoundV2Spec,
     FundingFields,
     check_links,
-    oracle_tag,
 )
 from defistress.scenarios.schema_curve import (
     LlammaArbitrageurSpec,
@@ -36,7 +35,17 @@ from defistress.scenarios.schema_curve import (
     PegKeeperSpec,
     StableSwapSpec,
 )
+from defistress.scenarios.schema_governance import GovernanceAction, check_governance_links
+from defistress.scenarios.schema_oracles import (
+    SOURCE_PATTERN,
+    CompositeOracleSpec,
+    FallbackOracleSpec,
+    RoundsOracleSpec,
+    check_oracle_links,
+    oracle_tag,
+)
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
+from defistress.scenarios.schema_replay import GasReplaySpec, ReplaySpec, check_replay_links
 from defistress.scenarios.units import (
     MAX_ACCOUNTS,
     MAX_BLOCKS,
@@ -185,25 +194,6 @@ class DepthSpec(Strict):
     )
 
 
-class ReplaySpec(Strict):
-    """Replay of real prices from a CSV in the format of the historic data folder."""
-
-    file: str = Field(min_length=1, description="path relative to the scenario file or to scenarios/historic/data")
-    format: Literal["ohlc_long", "coinapi_10min"] = Field(
-        "ohlc_long", description="ohlc_long: timestamp_utc,symbol,open,high,low,close; coinapi_10min: CoinAPI candles"
-    )
-    symbols: dict[str, str] = Field(description="scenario asset -> series symbol, e.g. {ETH = 'ETH-USDT'}")
-    start: str | None = Field(None, description="first candle (ISO UTC) to replay; default the file's first")
-    fill: Literal["hold", "linear"] = Field(
-        "hold", description="how blocks inside a candle are priced: hold the last close, or interpolate closes"
-    )
-    after_end: Literal["refuse", "hold"] = Field(
-        "refuse",
-        description="when the data end before the run does: refuse (an error naming both ends), or hold the "
-        "last close flat to the end of the run (recorded in the manifest)",
-    )
-
-
 class MarketSpec(Strict):
     """Reference (off-chain) prices: the assets, their correlation, market depth and an optional replay."""
 
@@ -239,7 +229,7 @@ class MarketSpec(Strict):
                 raise ValueError("market.correlation: must be symmetric with unit diagonal and entries in [-1, 1]")
             if np.linalg.eigvalsh(c).min() < -1e-10:
                 raise ValueError("market.correlation: must be positive semi-definite")
-        replayed = set(self.replay.symbols) if self.replay is not None else set()
+        replayed = set(self.replay.replayed_assets()) if self.replay is not None else set()
         for a in self.assets:
             if a.price is None and a.peg is None and a.symbol not in replayed:
                 raise ValueError(
@@ -249,10 +239,6 @@ class MarketSpec(Strict):
         for sym in self.depth:
             if sym not in symbols:
                 raise ValueError(f"market.depth.{sym}: unknown asset; allowed: {symbols}")
-        if self.replay is not None:
-            for sym in self.replay.symbols:
-                if sym not in symbols:
-                    raise ValueError(f"market.replay.symbols.{sym}: unknown asset; allowed: {symbols}")
         return self
 
     def asset(self, symbol: str) -> AssetSpec:
@@ -305,8 +291,9 @@ class ShockSpec(Strict):
 class OracleFailure(Strict):
     """An oracle that stops publishing (stale) or is floored at a minimum answer from a time on."""
 
-    mode: Literal["stale", "floor"] = Field(
-        description="stale: no more updates; floor: answers never go below floor_price (Chainlink minAnswer)"
+    mode: Literal["stale", "floor", "broken"] = Field(
+        description="stale: no more updates; floor: answers never go below floor_price (Chainlink minAnswer); "
+        "broken: no more updates and the latest response is invalid (a fallback oracle switches away)"
     )
     at: Seconds = Field(0.0, description="when the failure starts, seconds from the run's start or e.g. '2h'")
     floor_price: Float | None = Field(
@@ -331,8 +318,9 @@ class OracleSpec(Strict):
     asset: str = Field(description="the asset it prices (a market asset)")
     source: str = Field(
         "reference",
-        pattern=r"^(reference|pool:[^:]+|twap:[^:]+)$",
-        description="'reference', 'pool:VENUE' (spot) or 'twap:VENUE'",
+        pattern=SOURCE_PATTERN,
+        description="'reference', 'pool:VENUE' (spot), 'twap:VENUE', 'feed:FEED' (a named replayed series, e.g. one "
+        "venue's prices) or 'oracle:ID'",
     )
     deviation: Float = Field(
         0.005,
@@ -352,12 +340,23 @@ class OracleSpec(Strict):
         None, ge=MIN_PRICE_USD, le=MAX_USD, description="constant price for kind 'fixed', USD per token"
     )
     failure: OracleFailure | None = Field(None, description="a failure from a time on (none: works throughout)")
+    max_age: Seconds | None = Field(
+        None, gt=0, description="staleness threshold, seconds: the run logs when the answer gets older (none: off)"
+    )
+
+
+#: an oracle list item: push / delayed / fixed, or a kind of schema_oracles (rounds, composite, fallback, anchored)
+OracleItem = Annotated[
+    Annotated[OracleSpec, Tag("feed")]
+    | Annotated[RoundsOracleSpec, Tag("rounds")]
+    | Annotated[CompositeOracleSpec, Tag("composite")]
+    | Annotated[FallbackOracleSpec, Tag("fallback")]
+    | Annotated[AnchoredOracleSpec, Tag("anchored")],
+    Discriminator(oracle_tag),
+]
 
 
 #: an oracle list item: push / delayed / fixed, or Compound's anchored view (schema_compound)
-OracleItem = Annotated[
-    Annotated[OracleSpec, Tag("feed")] | Annotated[AnchoredOracleSpec, Tag("anchored")], Discriminator(oracle_tag)
-]
 
 
 class VenueSpec(Strict):
@@ -783,18 +782,6 @@ AgentSpec = Annotated[
 
 
 # --- gas -------------------------------------------------------------------------------------------
-class GasReplaySpec(Strict):
-    """Replay of a real gas-price series: each block's base fee is the series' value of its bucket."""
-
-    file: str = Field(min_length=1, description="path relative to the scenario file or to scenarios/historic/data")
-    column: str = Field("avgGasDay", min_length=1, description="column of the gas price in the file")
-    unit: Literal["wei", "gwei"] = Field("wei", description="unit of the column's values")
-    start: str | None = Field(None, description="first row (ISO UTC) to replay; default the file's first")
-    scale: Float = Field(
-        1.0, gt=0, le=1000, description="multiplies the replayed gas price (0.1 = ten times cheaper; unitless)"
-    )
-
-
 class GasSpec(Strict):
     """EIP-1559 block market: base fee moves by up to 1/8 per block toward a half-full target."""
 
@@ -835,7 +822,8 @@ class Scenario(Strict):
     market: MarketSpec = Field(description="reference prices")
     shocks: list[ShockSpec] = Field(default_factory=list, description="scheduled shocks, inside the run")
     oracles: list[OracleItem] = Field(
-        default_factory=list, description="price feeds protocols read (push, delayed, fixed or anchored)"
+        default_factory=list,
+        description="price feeds protocols read (push, delayed, fixed; rounds, composite, fallback, anchored)",
     )
     venues: list[AnyVenueSpec] = Field(
         default_factory=list, description="AMM pools: constant-product (default) or Curve stableswap"
@@ -848,6 +836,9 @@ class Scenario(Strict):
     agents: list[AgentSpec] = Field(default_factory=list, description="populations, liquidators, keepers, ...")
     gas: GasSpec = Field(GasSpec(), description="the EIP-1559 gas market")
     margin: MarginSpec | None = Field(None, description="margin regime of multi-venue accounts (default: silo)")
+    governance: list[GovernanceAction] = Field(
+        default_factory=list, description="scheduled governance and operations actions (set, freeze, pause, ...)"
+    )
 
     @model_validator(mode="after")
     def _links(self):
@@ -860,6 +851,9 @@ class Scenario(Strict):
         _unique("protocols", [p.id for p in self.protocols])
         _unique("agents", [a.id for a in self.agents])
         _inside_run(self)
+        check_replay_links(self)  # replayed series, quotes and feeds (schema_replay)
+        check_governance_links(self)  # scheduled actions (schema_governance)
+        check_oracle_links(self)  # oracle sources, feeds, composites, fallbacks (schema_oracles)
         for s in self.shocks:
             if s.asset is not None and s.asset not in assets:
                 raise ValueError(f"shocks: unknown asset {s.asset!r}; allowed: {assets}")
@@ -870,9 +864,9 @@ class Scenario(Strict):
         for o in self.oracles:
             if o.asset not in assets:
                 raise ValueError(f"oracles.{o.id}.asset: unknown asset {o.asset!r}; allowed: {assets}")
-            if o.source != "reference" and o.source.split(":", 1)[1] not in venues:
-                raise ValueError(f"oracles.{o.id}.source: unknown venue in {o.source!r}; allowed: {sorted(venues)}")
-            if isinstance(o, OracleSpec) and o.kind == "fixed" and o.price is None:
+            if not isinstance(o, OracleSpec):
+                continue  # the kinds of schema_oracles: check_oracle_links
+            if o.kind == "fixed" and o.price is None:
                 raise ValueError(f"oracles.{o.id}: kind 'fixed' needs 'price'")
         for p in self.protocols:
             for asset, oid in p.oracles.items():

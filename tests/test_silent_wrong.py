@@ -209,18 +209,23 @@ BT = {"agents.borrowers.accounts": 200}
 
 
 def test_a_replay_shorter_than_the_run_is_refused_naming_both_ends():
-    with pytest.raises(DataFileError, match=r"data end at 2020-03-13T00:00:00\+00:00, 24 h .* the run lasts 25 h"):
+    with pytest.raises(
+        DataFileError, match=r"last block is at 2020-03-13T00:59:48Z but the data end at 2020-03-13T00:00:00Z"
+    ):
         run_scenario("black-thursday-lending", 1, {**BT, "run.duration": "25h"})
     r = runner.invoke(app, ["validate", "black-thursday-lending", "--set", "run.duration=25h"])
     assert r.exit_code == 2 and "after_end" in r.stderr
 
 
 def test_holding_the_last_close_is_explicit_and_recorded():
-    r = run_scenario("black-thursday-lending", 1, {**BT, "run.duration": "25h", "market.replay.after_end": "hold"})
+    # the gas series covers 12 March too: holding its last value is declared as well (each replayed input's own)
+    ov = {**BT, "run.duration": "25h", "market.replay.after_end": "hold", "gas.replay.after_end": "hold"}
+    r = run_scenario("black-thursday-lending", 1, ov)
     info = r.manifest["replay"]
     # 25 h of 12 s blocks: the last block starts at 7,499 x 12 = 89,988 s; the data cover 86,400 s
     assert info["after_end"] == "hold" and info["held_flat_seconds"] == 89_988 - 86_400
-    assert info["data_end"] == "2020-03-13T00:00:00+00:00"
+    assert info["data_end"] == "2020-03-13T00:00:00Z"
+    assert r.manifest["gas"]["held_from"] == "2020-03-13T00:00:00Z"
     exog = r.timeseries["exog_ETH_usd"].to_numpy()
     assert (exog[86_400 // 12 :] == exog[86_400 // 12]).all()  # flat after the data end
 
@@ -230,5 +235,5 @@ def test_a_replay_with_duplicated_timestamps_is_refused(tmp_path):
     lines = src.read_text().splitlines(keepends=True)
     f = tmp_path / "eth.csv"
     f.write_text("".join(lines + lines[-3:]))
-    with pytest.raises(DataFileError, match="3 duplicated timestamp"):
+    with pytest.raises(DataFileError, match="two rows share the timestamp 2020-03-12T23:30:00Z"):
         run_scenario("black-thursday-lending", 1, {**BT, "market.replay.file": str(f), "run.duration": "2h"})

@@ -136,7 +136,9 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "liquidator_value_leakage_usd": sum(p["liquidator_value_leakage_usd"] for p in per.values()),
         "liquidation_slippage_usd": liquidation_slippage_usd(ts, events, liquidators),
         "liquidator_pnl_usd": float(ts["liquidator_pnl_usd"].iloc[-1]) if len(ts) else 0.0,
-        "max_oracle_error": max_oracle_error(ts, {oid: o.asset for oid, o in model.oracles.items()}),
+        "max_oracle_error": max_oracle_error(
+            ts, {oid: o.asset for oid, o in model.oracles.items() if getattr(o, "denomination", "USD") == "USD"}
+        ),
         "shocked_asset": main,
         "exogenous_drawdown": dd.get(main) if main else None,
         "reference_drawdown": drawdown(ts[f"ref_{main}_usd"]) if main else None,

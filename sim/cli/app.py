@@ -25,6 +25,7 @@ from defistress.sim.cli.errors import (
     guarded,
     run_failure,
 )
+from defistress.sim.engine.replay import check_data
 from defistress.sim.experiments.outdir import check_out, check_out_file, write_file_atomically
 
 app = typer.Typer(
@@ -183,6 +184,7 @@ def validate(
 
     try:
         loaded = load(file, set_)
+        check_data(loaded)  # the replay's files: columns, gaps, window (as `run` reads them)
     except ScenarioError as exc:
         err.print(f"[bold red]{exc.source}: {len(exc.errors)} error(s)[/]")
         for e in exc.errors:

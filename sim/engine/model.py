@@ -1,7 +1,7 @@
 """StressModel: a Mesa model assembled from the scenario graph; one step is one block.
 
-Phases of a block, in order (docs/architecture.md): market -> oracles -> agents decide -> block building ->
-protocols accrue -> metrics. Each phase is a named method; hooks run at block end, on each liquidation
+Phases of a block, in order (docs/architecture.md): governance -> market -> oracles -> agents decide -> block
+building -> protocols accrue -> metrics. Each phase is a named method; hooks run at block end, on each liquidation
 event and at run end (invariant checks and metric collectors register there).
 """
 
@@ -13,19 +13,19 @@ from collections.abc import Callable, Iterator
 
 import mesa
 import numpy as np
-import pandas as pd
 
 from defistress.agents.tx import BlockView
 from defistress.protocols.base import Clock, Env, Revert
-from defistress.protocols.bounds import MAX_GWEI
 from defistress.protocols.events import Liquidated
 from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
+from defistress.scenarios.schema_governance import deferred_agents
 from defistress.sim.engine import build, network, regime
 from defistress.sim.engine.blocks import build_block
 from defistress.sim.engine.gas import GasMarket
+from defistress.sim.engine.governance import Governance
 from defistress.sim.engine.market import External, Market
 from defistress.sim.engine.metrics import Recorder
-from defistress.sim.engine.replay import DataFileError, read_gas
+from defistress.sim.engine.replay import DataFileError, load_replay
 
 
 class SetupError(ValueError):
@@ -59,9 +59,14 @@ class StressModel(mesa.Model):
         self.graph = network.build_graph(s)
         self.hooks: dict[str, list[Callable]] = {"block_end": [], "liquidation": [], "run_end": []}
 
-        self.market = Market(s, self.stream("market"), loaded.resolve_data)
+        #: every replayed input, read and checked before anything is built (raises DataFileError)
+        self.replay = load_replay(s, loaded.resolve_data)
+        #: unix time of block 0 (the replay's start; 0 for a simulated market)
+        self.epoch = self.replay.epoch
+        self.market = Market(s, self.stream("market"), self.replay, self.stream("replay-bridge"))
         self.external = External(self.market, self.env.ledger, s.market.external_fee)
-        self.gas = GasMarket(s.gas, self.n_blocks, s.run.block_seconds, s.shocks, self._gas_replay())
+        gas_path = None if self.replay.gas is None else self.replay.gas.gwei
+        self.gas = GasMarket(s.gas, self.n_blocks, s.run.block_seconds, s.shocks, gas_path)
         stables = [a.symbol for a in s.market.assets if a.is_stable]
         self.quote_asset = stables[0] if stables else s.market.assets[0].symbol
 
@@ -70,7 +75,10 @@ class StressModel(mesa.Model):
         for v in specs("venue"):
             with setting_up(f"venues.{v.id}"):
                 self.pools[v.id] = build.build_pool(self, v)
-        self.oracles = {o.id: build.build_oracle(self, o) for o in specs("oracle")}
+        self.oracles = {}
+        for o in specs("oracle"):  # in list order: composites and fallbacks read oracles built before them
+            with setting_up(f"oracles.{o.id}"):
+                self.oracles[o.id] = build.build_oracle(self, o)
         self.protocol_specs = {p.id: p for p in specs("protocol")}
         self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
         self.protocols = {}
@@ -81,12 +89,16 @@ class StressModel(mesa.Model):
             self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
         self.actors = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
+        later = deferred_agents(s)  # agents that join during the run (governance add_agent)
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
-            with setting_up(f"agents.{a.id}"):
-                self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+            if a.id not in later:
+                with setting_up(f"agents.{a.id}"):
+                    self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
         with setting_up("margin.keeper"):
             self.actors.extend(regime.build_keeper(self))
         self.recorder = Recorder(self)
+        with setting_up("governance"):
+            self.governance = Governance(self)  # scheduled actions, applied at block boundaries
         if self.coordinator is not None:
             self.recorder.sources.append(regime.regime_columns)
         self._event_cursor = 0
@@ -96,10 +108,29 @@ class StressModel(mesa.Model):
                 lambda m: m.env.ledger.check_conservation() if m.env.clock.block % every == 0 else None
             )
 
+    def data_manifest(self) -> dict:
+        """What the run read and how: data hashes, the replay (series, feeds, fill, bridge), the gas path."""
+        gas = (
+            self.replay.gas.info
+            if self.replay.gas is not None
+            else {"path": "modelled", "model": "EIP-1559 base fee from agents' and background gas (sim/engine/gas.py)"}
+        )
+        return {
+            "data_sha256": self.replay.data_sha256(),
+            "replay": self.replay.manifest(),
+            "gas": gas,
+            "governance": self.governance.manifest(),
+        }
+
     # --- randomness ---------------------------------------------------------------------------------
     def stream(self, name: str) -> np.random.Generator:
         """An independent generator per component, derived from the run seed and the component's name."""
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+    def feed_reader(self, feed: str) -> Callable[[], float]:
+        """The value of a replayed feed (market.replay.feeds) at the current block, for oracles reading 'feed:F'."""
+        path = self.replay.feed_path(feed)
+        return lambda: float(path[min(self.env.clock.block, len(path) - 1)])
 
     def eth_price(self) -> float:
         """USD per ETH for gas costs: the reference price if ETH is a market asset, else the gas spec's."""
@@ -109,6 +140,7 @@ class StressModel(mesa.Model):
 
     # --- the block -----------------------------------------------------------------------------------
     def step(self) -> None:
+        self.phase_governance()
         self.phase_market()
         self.phase_oracles()
         txs = self.phase_decide()
@@ -116,6 +148,10 @@ class StressModel(mesa.Model):
         self.phase_accrue()
         self.phase_metrics()
         self.env.clock.block += 1
+
+    def phase_governance(self) -> None:
+        """Scheduled governance and operations actions due at this block boundary (sim/engine/governance.py)."""
+        self.governance.apply_due(self.env.clock.block)
 
     def phase_market(self) -> None:
         """Exogenous prices move; last block's net selling moves the reference through the depth model."""
@@ -125,10 +161,14 @@ class StressModel(mesa.Model):
     def phase_oracles(self) -> None:
         """Each oracle decides whether to publish."""
         clock = self.env.clock
-        for o in self.oracles.values():
+        for o in self.oracles.values():  # in list order: an oracle reading others comes after them
             ev = o.update(clock.block, clock.seconds)
-            if ev is not None:
-                self.env.emit(ev)
+            for e in ev if isinstance(ev, list) else [ev]:
+                if e is not None:
+                    self.env.emit(e)
+            stale = o.staleness(clock.block, clock.seconds)
+            if stale is not None:
+                self.env.emit(stale)
 
     def phase_decide(self) -> list:
         """Agents look at what they may see and submit transactions."""
@@ -184,21 +224,3 @@ class StressModel(mesa.Model):
                 progress(self.env.clock.block, self.n_blocks)
         for h in self.hooks["run_end"]:
             h(self)
-
-    def _gas_replay(self) -> np.ndarray | None:
-        """Base fee per block (gwei) from a gas-price series: each bucket's value holds over its bucket."""
-        spec = self.scenario.gas.replay
-        if spec is None:
-            return None
-        df = read_gas(self.loaded.resolve_data(spec.file), spec.column)
-        start = pd.Timestamp(spec.start, tz="UTC") if spec.start else df["timestamp_utc"].iloc[0]
-        df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
-        values = df["value"].to_numpy() * (1e-9 if spec.unit == "wei" else 1.0) * spec.scale
-        if (values > MAX_GWEI).any():
-            raise DataFileError(
-                f"{spec.file}: gas prices up to {values.max():g} gwei after unit and scale; allowed <= {MAX_GWEI:g} "
-                "gwei (gas.replay.unit, gas.replay.scale)"
-            )
-        t = (df["timestamp_utc"] - start).dt.total_seconds().to_numpy()
-        block_t = np.arange(self.n_blocks) * self.scenario.run.block_seconds
-        return values[np.clip(np.searchsorted(t, block_t, side="right") - 1, 0, len(values) - 1)]

@@ -94,10 +94,6 @@ def _sha256(path: Path) -> str:
 def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
     """Everything needed to reproduce the run: scenario hash, seed, code version, data hashes."""
     s = loaded.scenario
-    data = {}
-    for f in ([s.market.replay.file] if s.market.replay else []) + ([s.gas.replay.file] if s.gas.replay else []):
-        data[f] = _sha256(loaded.resolve_data(f))
-    info = model.market.replay_info
     commit, dirty = git_commit()
     return {
         "scenario": s.run.name,
@@ -111,10 +107,9 @@ def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
         "git_dirty": dirty,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "data_sha256": data,
         "block_seconds": s.run.block_seconds,
         "blocks": model.n_blocks,
-        "replay": None if info is None else info.__dict__,
+        **model.data_manifest(),  # data_sha256, replay (series, feeds, fill), gas (replayed or modelled)
     }
 
 

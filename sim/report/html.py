@@ -16,6 +16,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from defistress.sim.report import plots
+from defistress.sim.report.provenance import provenance_html
 
 FIGURE_DPI = 110  # sharp on screen, about 60-120 kB per figure
 REPORT_NAME = "report.html"
@@ -438,6 +439,7 @@ def render_html(result, figures: dict[str, Path]) -> str:
             if margin_rows(m)
             else ""
         )
+        + provenance_html(man)  # replayed data, gas path, governance actions (sim/report/provenance.py)
         + f"<h2>Figures</h2>\n{figs}\n"
         f"<h2>Manifest</h2>\n{_table(['key', 'value'], manifest_rows(man), 'manifest')}\n"
         "</body></html>\n"
