@@ -45,7 +45,7 @@ def lines(path: Path) -> list[bytes]:
 
 
 def folder_state(d: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,11 @@ def test_risk_table_per_grid_point_matches_numpy(small):
         x = df.loc[df[f"param:{BONUS}"] == r[f"param:{BONUS}"], "bad_debt_usd"].to_numpy()
         assert r["var95_bad_debt_usd"] == pytest.approx(np.quantile(x, 0.95))
         assert r["mean_bad_debt_usd"] == pytest.approx(x.mean())
+
+
+def test_a_sweep_draws_its_figures_from_risk_csv(small):
+    out, _ = small
+    assert (out / "figures" / "sweep_protocols-lend-assets-eth-liquidation-bonus.png").is_file()
 
 
 def test_results_parquet_reads_lazily_one_row_group_per_grid_point(small):
@@ -154,7 +159,9 @@ def test_out_dot_is_an_empty_folder_and_works(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = cli("--seeds", "1", *SET, "--out", ".", "-q")
     assert r.exit_code == 0, r.output
-    assert {"sweep.json", "results.jsonl", "results.parquet", "risk.csv"} == {p.name for p in tmp_path.iterdir()}
+    assert "warning: VaR95 of bad debt from 1 seed(s)" in r.output  # a quantile from too few seeds, said
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"sweep.json", "results.jsonl", "results.parquet", "risk.csv", "figures"} == names
 
 
 def test_configuration_errors_write_nothing(tmp_path):

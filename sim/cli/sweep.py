@@ -124,10 +124,14 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         except WorkerDied as exc:
             fail(str(exc), code=1)
+        for w in summary.warnings:
+            err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
         if quiet:
             console.print(str(summary.out), highlight=False, soft_wrap=True)
             return
         print_risk(console, summary.out, summary.rows, summary.failed)
+        if summary.figures:
+            console.print(f"figures: {escape(str(summary.figures[0].parent))} ({len(summary.figures)} PNG)")
 
 
 def print_risk(console: Console, out: Path, rows: int, failed: int) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
+from defistress.sim.experiments.sweep_figures import FIGURES, write_figures
 from defistress.sim.experiments.sweep_folder import (
     CONFIG,
     FINAL_FILES,
@@ -61,7 +62,9 @@ class SweepSummary:
     wall_s: float  #: seconds from the first task to the last result
     compute_s: float  #: worker CPU seconds spent inside runs
     client_s: float  #: client seconds spent handling results (append, bookkeeping)
-    gather_s: float  #: seconds to write results.parquet and risk.csv
+    gather_s: float  #: seconds to write results.parquet, risk.csv and the figures
+    figures: tuple[Path, ...] = ()  #: figures/*.png drawn from risk.csv
+    warnings: tuple[str, ...] = ()  #: quantiles computed from too few seeds (also printed on the figures)
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
@@ -221,6 +224,7 @@ def _run(
     if total:
         for name in FINAL_FILES:  # they come back at the end: a folder holding them is a complete sweep
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / FIGURES, ignore_errors=True)  # drawn again from the complete table at the end
         with ResultsWriter(results) as writer:
 
             def on_result(lines: bytes, seconds: float) -> None:
@@ -238,9 +242,10 @@ def _run(
                     encode_rows([failed_row(p, s, k, refused[i]) for p, s, k in todo(True) if p is points[i]]), 0.0
                 )
             ctx = SweepContext(uuid.uuid4().hex, loaded)
-            _execute(ctx, _batches(todo(False), batch_size), on_result, workers, backend, scheduler, max_in_flight)
+            execute(ctx, _batches(todo(False), batch_size), on_result, workers, backend, scheduler, max_in_flight)
     wall = time.perf_counter() - t0
     gathered = finalize(out, sorted(points[0]))
+    figures, notes = write_figures(out)
     return SweepSummary(
         out=out,
         planned=planned,
@@ -254,6 +259,8 @@ def _run(
         compute_s=compute,
         client_s=client,
         gather_s=time.perf_counter() - t0 - wall,
+        figures=tuple(figures),
+        warnings=tuple(notes),
     )
 
 
@@ -263,7 +270,7 @@ def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def _execute(
+def execute(
     ctx: SweepContext,
     batches: Iterator[list[Item]],
     on_result: Callable[[bytes, float], None],
@@ -272,6 +279,8 @@ def _execute(
     scheduler: str | None,
     max_in_flight: int | None,
 ) -> None:
+    """Run batches on the chosen backend, handing each finished batch's rows to `on_result` (tune and
+    stress-search use it too)."""
     from defistress.sim.experiments import sweep_backends
 
     if backend == "inline" or (backend == "process" and workers <= 1):

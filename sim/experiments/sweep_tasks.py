@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,14 +17,20 @@ from defistress.scenarios.loader import LoadedScenario, load
 
 #: one run of a sweep: grid parameters, seed, run key
 Item = tuple[dict[str, Any], int, str]
+#: a stand-in for the simulation, (parameters, seed) -> scalar metrics: a scenario-free study (tests inject a
+#: cheap function with a known optimum through the same code path); a module-level function, so it pickles
+RunFunction = Callable[[dict[str, Any], int], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class SweepContext:
-    """The parsed base scenario (after --set), shared by every run of one sweep, under a unique id."""
+    """The parsed base scenario (after --set), shared by every run of one sweep, under a unique id.
+
+    With `runner`, each run calls it instead of simulating `loaded` (which may then be None)."""
 
     id: str
-    loaded: LoadedScenario
+    loaded: LoadedScenario | None
+    runner: RunFunction | None = None
 
 
 #: contexts installed in this process, by id
@@ -90,6 +97,18 @@ def one_row(loaded: LoadedScenario, params: dict[str, Any], seed: int, key: str)
     return row
 
 
+def function_row(runner: RunFunction, params: dict[str, Any], seed: int, key: str) -> dict[str, Any]:
+    """A run of a stand-in function: its scalar metrics, or a failed row when it raises."""
+    try:
+        metrics = runner(dict(params), seed)
+    except Exception as exc:  # recorded like a failed simulation
+        return failed_row(params, seed, key, exc)
+    row = flat_metrics(metrics)
+    row.update(key_columns(params, seed, key))
+    row["status"] = "ok"
+    return row
+
+
 def encode_rows(rows: list[dict[str, Any]]) -> bytes:
     """Rows as JSON lines, the bytes results.jsonl holds (encoded in the workers: the client only writes them)."""
     return b"".join((json.dumps(r, default=_json_default) + "\n").encode() for r in rows)
@@ -114,5 +133,9 @@ def run_batch(ctx_id: str, items: list[Item]) -> tuple[bytes, float]:
     if ctx is None:
         raise RuntimeError(f"sweep context {ctx_id} is not installed in this worker")
     t0 = time.thread_time()
-    rows = [one_row(ctx.loaded, p, s, k) for p, s, k in items]
+    if ctx.runner is not None:
+        rows = [function_row(ctx.runner, p, s, k) for p, s, k in items]
+    else:
+        assert ctx.loaded is not None, "a sweep context needs a scenario or a runner"
+        rows = [one_row(ctx.loaded, p, s, k) for p, s, k in items]
     return encode_rows(rows), time.thread_time() - t0
