@@ -106,6 +106,7 @@ def _check_data_files(loaded: LoadedScenario) -> None:
         files.append(("market.replay.file", s.market.replay.file))
     if s.gas.replay is not None:
         files.append(("gas.replay.file", s.gas.replay.file))
+    files += [(f"agents.{a.id}.file", a.file) for a in s.agents if getattr(a, "kind", "") == "book"]
     for key, f in files:
         try:
             loaded.resolve_data(f)
@@ -212,6 +213,8 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "hedgers",
             "protection_buyers",
             "multi_venue",
+            "book",
+            "mixed_borrowers",
         ):
             continue  # discriminated-union tag inserted by pydantic
         else:

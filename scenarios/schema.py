@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from defistress.scenarios.schema_base import Distribution, Strict, _validated
+from defistress.scenarios.schema_books import BookSpec, LendingAssetExtras, LendingExtras, MixedBorrowersSpec
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.units import Seconds
 
@@ -218,7 +219,7 @@ class InterestSpec(Strict):
     optimal_utilisation: float = Field(0.90, gt=0, lt=1)
 
 
-class LendingAssetSpec(Strict):
+class LendingAssetSpec(LendingAssetExtras):
     """Per-asset risk parameters (Aave v3 reserve config). Defaults: Aave v3 Ethereum WETH."""
 
     ltv: float = Field(0.825, ge=0, lt=1)
@@ -244,7 +245,7 @@ class LendingAssetSpec(Strict):
         return self
 
 
-class LendingSpec(Strict):
+class LendingSpec(LendingExtras):
     id: str = Field(min_length=1)
     kind: Literal["lending"] = "lending"
     oracles: dict[str, str] = Field(description="asset -> oracle id")
@@ -484,7 +485,9 @@ AgentSpec = Annotated[
     | KeeperSpec
     | TradersSpec
     | OptionPopulationSpec
-    | MultiVenueSpec,
+    | MultiVenueSpec
+    | BookSpec
+    | MixedBorrowersSpec,
     Field(discriminator="kind"),
 ]
 
@@ -578,6 +581,9 @@ class Scenario(Strict):
         dup = sorted({x for x in vault_owners if vault_owners.count(x) > 1})
         if dup:
             raise ValueError(f"agents: one vaults population per cdp, got several for {dup}")
+        for item in [*self.protocols, *self.agents]:  # tables that check their own links (schema_books.py)
+            if hasattr(item, "check_links"):
+                item.check_links(self)
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
                 p = protocols.get(a.protocol)

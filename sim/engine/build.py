@@ -11,8 +11,8 @@ from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.liquidator import Liquidator
 from defistress.agents.oracles import DelayedOracle, FixedOracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
-from defistress.protocols.lending import AssetParams, LendingMarket
-from defistress.sim.engine import build_cdp, build_options, build_perps, network  # noqa: F401  (build_* register kinds)
+from defistress.protocols.lending import LendingMarket
+from defistress.sim.engine import build_books, build_cdp, build_options, build_perps, network  # noqa: F401
 from defistress.sim.engine.builders import (  # noqa: F401
     AGENT_BUILDERS,
     AGENT_ORDER,
@@ -59,23 +59,8 @@ def build_oracle(model, spec):
 # --- protocols -------------------------------------------------------------------------------------
 @protocol_builder("lending")
 def build_lending(model, spec) -> LendingMarket:
-    assets = [
-        AssetParams(
-            sym,
-            a.ltv,
-            a.liquidation_threshold,
-            a.liquidation_bonus,
-            a.protocol_fee,
-            a.reserve_factor,
-            a.interest.base,
-            a.interest.slope1,
-            a.interest.slope2,
-            a.interest.optimal_utilisation,
-        )
-        for sym, a in spec.assets.items()
-    ]
     oracles = {sym: model.oracles[oid] for sym, oid in spec.oracles.items()}
-    market = LendingMarket(spec.id, assets, oracles, model.env, spec.close_factor_rule)
+    market = build_books.lending_market(model, spec, oracles)  # Aave's account model, books and backends
     for sym, a in spec.assets.items():
         if a.supply_usd > 0:
             amount = a.supply_usd / model.market.price(sym)

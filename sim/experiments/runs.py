@@ -74,6 +74,7 @@ def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
         "block_seconds": s.run.block_seconds,
         "blocks": model.n_blocks,
         "replay": None if info is None else info.__dict__,
+        "snapshots": getattr(model, "snapshots", []),
     }
 
 
