@@ -765,10 +765,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         if hf >= 1.0:
             raise Revert("HEALTH_FACTOR_NOT_BELOW_THRESHOLD")
         i, j = self.idx[collateral_asset], self.idx[debt_asset]
-        if self.debt_scaled[account, j] <= 0:
-            raise Revert("SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER")
+        # ValidationLogic.validateLiquidationCall's order: HF ('45'), collateral ('46'), debt ('47')
         if self.coll_scaled[account, i] <= 0 or (self._coll_on is not None and not self.collateral_enabled[account, i]):
             raise Revert("COLLATERAL_CANNOT_BE_LIQUIDATED")
+        if self.debt_scaled[account, j] <= 0:
+            raise Revert("SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER")
         pv = self.preview(account, collateral_asset, debt_asset, debt_to_cover)
         p = self._row_terms(account).price
         if self.rule == "aave-v3.3":

@@ -442,10 +442,47 @@ class EvmLendingMarket(LendingMarket):
                     rows = accounts[(want[:, j] == on) & (self._coll_on[accounts, j] != on) & (collateral[:, j] > 0)]
                     if rows.size:
                         self.set_collateral(rows, a, on)
+        self._book_borrows(holder, accounts, debt)
+
+    def _book_borrows(self, holder: str, accounts: np.ndarray, debt: np.ndarray) -> None:
+        """Borrow a book's debts whatever its health: accounts that hold the same collateral and debt assets borrow
+        together, with the prices of their collateral-only assets raised GENESIS_PRICE_FACTOR times (the chain
+        checks HF and LTV at borrowing; a book is placed as it is). The prices are restored after."""
+        n_a = len(self.assets)
+        held = (self._a[accounts] > 0) & self._coll_on[accounts]
+        owes = debt > 0
+        bits = 1 << np.arange(n_a)
+        groups = np.unique(((held @ bits) << n_a) + (owes @ bits), return_inverse=True)[1].ravel()
+        total = np.zeros(n_a, dtype=object)
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            factors = np.where(held[rows[0]] & ~owes[rows[0]], float(GENESIS_PRICE_FACTOR), 1.0)
+            txs = []
+            for j in np.flatnonzero(owes[rows[0]]):
+                wei = _wei(debt[rows, j], self.units[j])
+                total[j] += sum(wei)
+                txs += [
+                    self._pool["borrow"].tx(
+                        self.addresses[r],
+                        self.reserves[j].address,
+                        w,
+                        VARIABLE,
+                        0,
+                        self.addresses[r],
+                        gas=self.gas_per_tx,
+                    )
+                    for r, w in zip(accounts[rows], wei)
+                    if w > 0
+                ]
+            self._sync_prices(factors)
+            try:
+                self._send(txs)
+            finally:
+                self._sync_prices()
         for j, a in enumerate(self.assets):
-            rows = debt[:, j] > 0
-            if rows.any():
-                self._borrow(holder, accounts[rows], a, debt[rows, j], check_ltv=False)
+            if total[j] > 0:
+                self.env.ledger.transfer(a, self.id, holder, total[j] / self.units[j])
+        self._refresh(accounts)
 
     # --- liquidation ---------------------------------------------------------------------------------------
     def _bonus_bps(self, account: int, i: int) -> int:

@@ -60,6 +60,31 @@ def read_gas(path: Path, column: str) -> pd.DataFrame:
     return out
 
 
+def read_chainlink_rounds(path: Path) -> pd.DataFrame:
+    """Chainlink rounds in the format of the bundled round files (05c_*, 09c_*) and of `defistress import chainlink`
+    (CSV with comment lines, or Parquet): one row per round with updated_at_utc, feed, round_id, answer_raw and
+    decimals; adds `price` = answer_raw / 10**decimals (exact integers are parsed as Python ints first)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise DataFileError(f"data file not found: {path}")
+        df = pd.read_parquet(path)
+    else:
+        df = _read_csv(path)
+    _require_columns(df, ["updated_at_utc", "feed", "round_id", "answer_raw", "decimals"], path)
+    df["updated_at_utc"] = pd.to_datetime(df["updated_at_utc"], utc=True)
+    try:
+        raw = [int(str(x)) for x in df["answer_raw"]]
+        dec = [int(x) for x in df["decimals"]]
+    except ValueError as exc:
+        raise DataFileError(f"{path}: answer_raw and decimals must be integers: {exc}") from None
+    df["price"] = [a / 10**d for a, d in zip(raw, dec)]
+    bad = [k for k, p in enumerate(df["price"]) if not p > 0]
+    if bad:
+        raise DataFileError(f"{path}: round at data row {bad[0] + 1} has a non-positive answer")
+    return df.sort_values("updated_at_utc", kind="stable").reset_index(drop=True)
+
+
 def step_series(
     times: pd.Series,
     opens: np.ndarray,
