@@ -256,8 +256,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
             rows = np.flatnonzero(emode == c) if self._emode is not None else slice(None)
             t = self._terms(int(c), p)
             vals = aave_account_values(
-                self._counted_collateral(rows) * (self.liq_index * counted),
-                self.debt_scaled[rows] * self.borrow_index,
+                self._balance(self._counted_collateral(rows) * self.liq_index) * counted,
+                self._balance(self.debt_scaled[rows] * self.borrow_index),
                 np.round(t.price * BASE_UNIT),
                 np.round(t.ltv * 1e4),
                 np.round(t.lt * 1e4),
@@ -267,12 +267,20 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return out
 
     def collateral(self) -> np.ndarray:
-        """Collateral per account and asset, token units."""
-        return self.coll_scaled * self.liq_index
+        """Collateral per account and asset, token units (whole base units under precision "aave-v3")."""
+        return self._balance(self.coll_scaled * self.liq_index)
 
     def debt(self) -> np.ndarray:
-        """Debt per account and asset, token units."""
-        return self.debt_scaled * self.borrow_index
+        """Debt per account and asset, token units (whole base units under precision "aave-v3")."""
+        return self._balance(self.debt_scaled * self.borrow_index)
+
+    def _balance(self, tokens: np.ndarray, j: int | None = None) -> np.ndarray:
+        """Under precision "aave-v3", a balance is scaled x index rounded half up to whole base units, as the token
+        contracts compute it (WadRayMath.rayMul); otherwise unchanged. `j`: the asset of a 1-d or scalar input."""
+        if self.precision != "aave-v3":
+            return tokens
+        unit = 10.0 ** (self.decimals if j is None else int(self.decimals[j]))
+        return np.floor(tokens * unit + 0.5) / unit
 
     def _account_values(self) -> dict[str, np.ndarray]:
         """Per-account USD figures at oracle prices, cached until prices or state change.
@@ -406,6 +414,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def supply_liquidity(self, holder: str, asset: str, amount: float) -> None:
         """Passive lenders deposit `amount` tokens (they are not borrowers)."""
         j = self.idx[asset]
+        amount = float(self._whole_units(np.asarray(amount, float), j))
         self._check_supply_cap(j, float(amount))
         self.env.ledger.transfer(asset, holder, self.id, amount)
         self.lender_scaled[j] += amount / self.liq_index[j]
@@ -415,7 +424,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         of an asset counts as collateral unless Aave v3.0.2 would not enable it (LTV 0, an isolated asset, or an
         account already in isolation mode: SupplyLogic.executeSupply, ValidationLogic.validateUseAsCollateral)."""
         j = self.idx[asset]
-        amounts = np.asarray(amounts, float)
+        amounts = self._whole_units(np.asarray(amounts, float), j)
         accounts = np.asarray(accounts)
         self._check_supply_cap(j, float(amounts.sum()))
         self.env.ledger.transfer(asset, holder, self.id, float(amounts.sum()))
@@ -427,6 +436,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
             if self._coll_on is not None or not enable.all():
                 self._flags()[first, j] = enable
         self._touch()
+
+    def _whole_units(self, amounts: np.ndarray, j: int) -> np.ndarray:
+        """Under precision "aave-v3", token amounts are whole base units (10**-decimals), floored as a transaction
+        for a float amount would send them; otherwise unchanged."""
+        if self.precision != "aave-v3":
+            return amounts
+        unit = 10.0 ** int(self.decimals[j])
+        return np.floor(amounts * unit) / unit
 
     def _check_supply_cap(self, j: int, amount: float) -> None:
         """Aave ValidationLogic.validateSupply: supplied tokens (incl. the new ones) within the supply cap."""
@@ -449,7 +466,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
 
     def _borrow(self, holder, accounts, asset, amounts, check_ltv):
         j = self.idx[asset]
-        amounts = np.asarray(amounts, float)
+        amounts = self._whole_units(np.asarray(amounts, float), j)
         accounts = np.asarray(accounts)
         iso, iso_asset = self._check_borrow_rules(accounts, j, amounts)
         p = self.prices()
@@ -516,10 +533,13 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def repay(self, holder: str, accounts: np.ndarray, asset: str, amounts: np.ndarray) -> np.ndarray:
         """Repay debt of many accounts (capped at what each owes); returns the amounts repaid."""
         j = self.idx[asset]
-        owed = self.debt_scaled[accounts, j] * self.borrow_index[j]
-        paid = np.minimum(np.asarray(amounts, float), owed)
+        owed = self._balance(self.debt_scaled[accounts, j] * self.borrow_index[j], j)
+        paid = np.minimum(self._whole_units(np.asarray(amounts, float), j), owed)
         self.env.ledger.transfer(asset, holder, self.id, float(paid.sum()))
         np.subtract.at(self.debt_scaled[:, j], accounts, paid / self.borrow_index[j])
+        if self.precision == "aave-v3":  # a debt repaid whole is gone, as in the contract
+            whole = np.atleast_1d(accounts)[np.atleast_1d(paid >= owed * (1 - 1e-12))]
+            self.debt_scaled[whole, j] = 0.0
         self._reduce_isolated_debt(np.atleast_1d(accounts), np.atleast_1d(paid))
         self._touch_rows = accounts
         self._touch()
@@ -718,7 +738,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         j = self.idx[debt_asset]
         v = self._account_values()
         hf = v["hf"][account]
-        reserve_debt = self.debt_scaled[account, j] * self.borrow_index[j]
+        reserve_debt = self._balance(self.debt_scaled[account, j] * self.borrow_index[j], j)
         if self.rule == "aave-v3.0":
             cf = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else 1.0
             return reserve_debt * cf
@@ -743,7 +763,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         t = self._row_terms(account)
         p, bonus = t.price, t.bonus
         debt = min(debt_to_cover, self.max_debt_to_cover(account, debt_asset, collateral_asset))
-        coll_balance = self.coll_scaled[account, i] * self.liq_index[i]
+        coll_balance = self._balance(self.coll_scaled[account, i] * self.liq_index[i], i)
         seized = debt * p[j] / p[i] * bonus[i]
         if seized > coll_balance:
             seized = coll_balance
@@ -787,11 +807,27 @@ class LendingMarket(ControlledRows, MarginProtocol):
             raise Revert(f"liquidator cannot pay: {exc}") from None
         led.transfer(collateral_asset, self.id, liquidator, pv.collateral_seized)
         led.transfer(collateral_asset, self.id, self.treasury, pv.protocol_fee)
+        coll_before = self.coll_scaled[account, i] * self.liq_index[i]
+        debt_before = self.debt_scaled[account, j] * self.borrow_index[j]
         self._reduce_isolated_debt(np.array([account]), np.array([pv.debt_to_repay]))
         self.debt_scaled[account, j] = max(self.debt_scaled[account, j] - pv.debt_to_repay / self.borrow_index[j], 0.0)
         self.coll_scaled[account, i] = max(
             self.coll_scaled[account, i] - (pv.collateral_seized + pv.protocol_fee) / self.liq_index[i], 0.0
         )
+        if self.precision == "aave-v3":  # balances stay whole base units, as in the contract (no float dust)
+            if pv.collateral_seized + pv.protocol_fee >= coll_before * (1 - 1e-12):
+                self.coll_scaled[account, i] = 0.0
+            if pv.debt_to_repay >= debt_before * (1 - 1e-12):
+                self.debt_scaled[account, j] = 0.0
+            for arr, k, idx in ((self.coll_scaled, i, self.liq_index), (self.debt_scaled, j, self.borrow_index)):
+                arr[account, k] = (
+                    self._whole_units(
+                        np.round(arr[account, k] * idx[k] * 10.0 ** int(self.decimals[k]))
+                        / 10.0 ** int(self.decimals[k]),
+                        k,
+                    )
+                    / idx[k]
+                )
         self._touch_rows = account
         self._touch()
         self.liquidated_debt_usd += pv.debt_usd
@@ -849,7 +885,13 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return np.where(u <= opt, below, above)
 
     def accrue(self, dt_seconds: float) -> None:
-        """Grow the borrow index and the liquidity index (linear per block, Aave MathUtils)."""
+        """Grow the borrow index and the liquidity index (linear per block, Aave MathUtils). Under precision "aave-v3"
+        interest follows the contract instead: a reserve's rates are set when an action changes its supply or debt
+        and then hold; since that update the borrow index compounds (MathUtils.calculateCompoundedInterest, three
+        terms) and the liquidity index grows linearly (calculateLinearInterest)."""
+        if self.precision == "aave-v3":
+            self._accrue_as_the_contract(dt_seconds)
+            return
         u = self.utilisation()
         rb = self.borrow_rate()
         rs = rb * u * (1 - self.reserve_factor)
@@ -857,6 +899,43 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self.borrow_index = self.borrow_index * (1 + rb * f)
         self.liq_index = self.liq_index * (1 + rs * f)
         self._version += 1  # values change; scaled totals do not
+
+    def _accrue_as_the_contract(self, dt_seconds: float) -> None:
+        st = self.__dict__.get("_reserve_clock")
+        totals = np.concatenate([self.coll_scaled_total + self.lender_scaled, self.debt_scaled_total])
+        n_a = len(self.assets)
+        if st is None:  # the first block: every reserve takes its rates now
+            st = self._reserve_clock = {
+                "t": 0.0,
+                "since": np.zeros(n_a),
+                "liq0": self.liq_index.copy(),
+                "bor0": self.borrow_index.copy(),
+                "totals": np.full(2 * n_a, np.nan),
+                "rb": np.zeros(n_a),
+                "rs": np.zeros(n_a),
+            }
+        moved = (totals[:n_a] != st["totals"][:n_a]) | (totals[n_a:] != st["totals"][n_a:])
+        if moved.any():  # ReserveLogic.updateState + updateInterestRates of the reserves an action touched
+            u = self.utilisation()
+            rb = self.borrow_rate()
+            for k, v in (("liq0", self.liq_index), ("bor0", self.borrow_index)):
+                st[k] = np.where(moved, v, st[k])
+            st["since"] = np.where(moved, st["t"], st["since"])
+            st["rb"] = np.where(moved, rb, st["rb"])
+            st["rs"] = np.where(moved, rb * u * (1 - self.reserve_factor), st["rs"])
+            st["totals"] = totals
+        st["t"] += dt_seconds
+        x = st["t"] - st["since"]  # seconds since each reserve's last update
+        b = st["rb"] / SECONDS_PER_YEAR  # per second
+        compound = (
+            1
+            + b * x
+            + b * b * x * np.maximum(x - 1, 0) / 2
+            + b**3 * x * np.maximum(x - 1, 0) * np.maximum(x - 2, 0) / 6
+        )
+        self.borrow_index = st["bor0"] * compound
+        self.liq_index = st["liq0"] * (1 + st["rs"] * x / SECONDS_PER_YEAR)
+        self._version += 1
 
     # --- reporting ---------------------------------------------------------------------------------
     def insolvent_debt_usd(self) -> np.ndarray:

@@ -97,6 +97,7 @@ class LendingDifferential:
         self.liquidator = derived_address("differential:liquidator")
         self._n = 0
         self._liquidated: dict[int, int] = defaultdict(int)  # row -> liquidations compared
+        self._scale: dict[int, np.ndarray] = {}  # row -> largest units in the last place of its balances
         c = self.chain
         self.pool = aave.pool
         self._codec = {n: c.codec(self.pool, n) for n in ("supply", "borrow", "setUserEMode", "liquidationCall")}
@@ -106,6 +107,7 @@ class LendingDifferential:
     def reset(self) -> None:
         """Forget the liquidations counted per row (call when the chain is back at a checkpoint)."""
         self._liquidated.clear()
+        self._scale.clear()
 
     # --- the chain side ---------------------------------------------------------------------------------------
     def _tx(self, codec, sender: str, *args, check: bool = True) -> dict:
@@ -229,9 +231,11 @@ class LendingDifferential:
             chain_hf = np.inf if hf_wad == UINT256_MAX else hf_wad / 1e18
             # token balances (base units) of the model against the chain
             tok = np.abs(np.stack([exact.collateral()[k], exact.debt()[k]]) * units - bal[k])
-            scale = np.spacing(np.maximum(bal[k], 1.0))
+            self._scale[k] = np.maximum(self._scale.get(k, 0.0), np.spacing(np.maximum(bal[k], 1.0)))
             self.dev.see("token_base_units", float(tok.max()))
-            assert np.all(tok <= self.token_slack(k) + 16 * scale), (k, tok, bal[k])
+            # per liquidation so far: 3 base units of the contract's integer steps and 16 units in the last place of
+            # the largest balance the row held (float64 amounts subtract with that precision)
+            assert np.all(tok <= (3 + 16 * self._scale[k]) * (1 + self._liquidated.get(k, 0))), (k, tok, bal[k])
             n_assets = int((bal[k] > 0).sum())
             slack = n_assets + float((tok * price_base / units).sum()) + 1e-6 * max(coll, debt, 1)
             # precision "aave-v3": the contract's values and decisions
@@ -260,10 +264,6 @@ class LendingDifferential:
                     self.dev.count("float_model_decisions_within_rounding")
         self.dev.count("accounts", len(got))
         return got
-
-    def token_slack(self, row: int) -> float:
-        """Base units the model's token amounts may be off after the liquidations of this account so far."""
-        return 3.0 * (1 + self._liquidated.get(row, 0))
 
     def _liquidation_tx(self, addr: str, coll: str, debt: str, cover: int) -> dict:
         self.chain.set_balance(self.liquidator, 10**24)
@@ -349,3 +349,46 @@ class LendingDifferential:
         self._liquidated[row] += 1
         self.dev.count("liquidations")
         return "ok"
+
+
+def compare_swaps(pair: Any, trader: str, swaps: list[tuple[int, int]], dev: Deviations) -> None:
+    """Swaps on a Uniswap v2 pair and on the constant-product pool seeded with the pair's reserves: `swaps` are (side,
+    amount in base units), side 0 selling token0. The integer formula (UniswapV2Library.getAmountOut) must equal the
+    pair to the base unit. The float pool may differ by 1 base unit (the pair floors the output) plus float64's
+    precision on the first swap; later, by what those differences do through the reserves (tracked here: a reserve
+    off by e base units moves the output by at most out·e/R)."""
+    from defistress.protocols.amm import ConstantProductPool, PoolParams
+    from defistress.protocols.evm.uniswap_v2 import get_amount_out
+
+    c = pair.chain
+    d0, d1 = (10 ** c.call(t.functions.decimals()) for t in (pair.token0, pair.token1))
+    r0, r1 = pair.reserves()
+    env = Env()
+    pool = ConstantProductPool(PoolParams("pool", "T0", "T1", fee=0.003), env)
+    pool.seed(r0 / d0, r1 / d1)
+    slack = [8 * float(np.spacing(float(r0))), 8 * float(np.spacing(float(r1)))]  # base units each reserve may be off
+    for side, amount in swaps:
+        token = (pair.token0, pair.token1)[side]
+        unit_in, unit_out = (d0, d1) if side == 0 else (d1, d0)
+        r_in, r_out = (r0, r1) if side == 0 else (r1, r0)
+        want = get_amount_out(amount, r_in, r_out)
+        out, _ = pair.swap(trader, token.address, amount, mint=True)
+        r0, r1 = pair.reserves()
+        assert out == want, (out, want)  # the bytecode is the integer formula, to the base unit
+        assert (r_in + amount, r_out - out) == ((r0, r1) if side == 0 else (r1, r0))
+        env.ledger.mint(("T0", "T1")[side], "trader", amount / unit_in, "test")
+        model_out = pool.swap("trader", ("T0", "T1")[side], amount / unit_in)
+        e_in, e_out = slack[side], slack[1 - side]
+        bound = 1 + 8 * float(np.spacing(float(max(out, 1)))) + out * (e_in / r_in + e_out / r_out)
+        diff = abs(model_out * unit_out - out)
+        dev.see("pool_output_base_units", diff)
+        dev.see("pool_output_relative", diff / max(out, 1))
+        assert diff <= bound, (model_out * unit_out, out, bound)
+        slack[side] += 8 * float(np.spacing(float(r_in + amount)))
+        slack[1 - side] += bound
+        m0, m1 = pool.reserves()
+        for k, (model_r, chain_r, unit) in enumerate(((m0, r0, d0), (m1, r1, d1))):
+            rd = abs(model_r * unit - chain_r)
+            dev.see("pool_reserve_base_units", rd)
+            assert rd <= slack[k], (model_r * unit, chain_r, slack[k])
+        dev.count("swaps")
