@@ -30,6 +30,8 @@ from web3 import Web3
 
 from defistress.protocols.evm.artifacts import load_artifact
 from defistress.protocols.evm.rpc import Chain, receipt_gas
+from defistress.protocols.lending import AssetParams
+from defistress.protocols.lending_accounts import EModeCategory
 
 RAY = 10**27
 BASE_CURRENCY_UNIT = 10**8  # USD with 8 decimals, like Chainlink USD feeds (AaveOracle BASE_CURRENCY_UNIT)
@@ -249,6 +251,32 @@ class AaveMarket:
         """getUserAccountData of many users in one JSON-RPC batch (tuples in the contract's order)."""
         codec = self.chain.codec(self.pool, "getUserAccountData")
         return self.chain.batch_call([codec.prepared(u) for u in users], block)
+
+
+def model_assets(reserves: list[ReserveParams]) -> list[AssetParams]:
+    """The reserves as the model's parameters (fractions from basis points)."""
+    return [
+        AssetParams(
+            r.symbol,
+            r.ltv / 1e4,
+            r.liquidation_threshold / 1e4,
+            r.liquidation_bonus / 1e4 - 1.0,
+            protocol_fee=r.protocol_fee / 1e4,
+            reserve_factor=r.reserve_factor / 1e4,
+            emode_category=r.emode_category,
+            debt_ceiling=float(r.debt_ceiling_usd),
+            borrowable_in_isolation=r.borrowable_in_isolation,
+            decimals=r.decimals,
+        )
+        for r in reserves
+    ]
+
+
+def model_emodes(emodes: list[EModeParams]) -> list[EModeCategory]:
+    return [
+        EModeCategory(e.id, e.ltv / 1e4, e.liquidation_threshold / 1e4, e.liquidation_bonus / 1e4 - 1.0, e.label)
+        for e in emodes
+    ]
 
 
 def default_reserves() -> list[ReserveParams]:

@@ -20,40 +20,13 @@ import numpy as np
 
 from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.evm import aave_math as am
-from defistress.protocols.evm.aave import VARIABLE, AaveMarket, EModeParams, ReserveParams
+from defistress.protocols.evm.aave import VARIABLE, AaveMarket, EModeParams, ReserveParams, model_assets, model_emodes
 from defistress.protocols.evm.lending_backend import AAVE_ERRORS, derived_address
 from defistress.protocols.evm.rpc import TxReverted
-from defistress.protocols.lending import AssetParams, LendingMarket
-from defistress.protocols.lending_accounts import EModeCategory
+from defistress.protocols.lending import LendingMarket
 
 UINT256_MAX = 2**256 - 1
 LENDERS, LIQUIDATOR = "lenders", "liquidator"
-
-
-def model_assets(reserves: list[ReserveParams]) -> list[AssetParams]:
-    """The reserves as the model's parameters (fractions from basis points)."""
-    return [
-        AssetParams(
-            r.symbol,
-            r.ltv / 1e4,
-            r.liquidation_threshold / 1e4,
-            r.liquidation_bonus / 1e4 - 1.0,
-            protocol_fee=r.protocol_fee / 1e4,
-            reserve_factor=r.reserve_factor / 1e4,
-            emode_category=r.emode_category,
-            debt_ceiling=float(r.debt_ceiling_usd),
-            borrowable_in_isolation=r.borrowable_in_isolation,
-            decimals=r.decimals,
-        )
-        for r in reserves
-    ]
-
-
-def model_emodes(emodes: list[EModeParams]) -> list[EModeCategory]:
-    return [
-        EModeCategory(e.id, e.ltv / 1e4, e.liquidation_threshold / 1e4, e.liquidation_bonus / 1e4 - 1.0, e.label)
-        for e in emodes
-    ]
 
 
 @dataclass
@@ -98,6 +71,7 @@ class LendingDifferential:
         self._n = 0
         self._liquidated: dict[int, int] = defaultdict(int)  # row -> liquidations compared
         self._scale: dict[int, np.ndarray] = {}  # row -> largest units in the last place of its balances
+        self._carry: dict[tuple, float] = defaultdict(float)  # (row, asset, 0 coll | 1 debt) -> allowed, base units
         c = self.chain
         self.pool = aave.pool
         self._codec = {n: c.codec(self.pool, n) for n in ("supply", "borrow", "setUserEMode", "liquidationCall")}
@@ -108,6 +82,7 @@ class LendingDifferential:
         """Forget the liquidations counted per row (call when the chain is back at a checkpoint)."""
         self._liquidated.clear()
         self._scale.clear()
+        self._carry.clear()
 
     # --- the chain side ---------------------------------------------------------------------------------------
     def _tx(self, codec, sender: str, *args, check: bool = True) -> dict:
@@ -227,6 +202,7 @@ class LendingDifferential:
         he, hf = exact.health(), floaty.health()
         price_base = np.round(exact.prices() * 1e8)
         for k, g in enumerate(got):
+            stage = "after_liquidations" if self._liquidated.get(k, 0) else "opened"
             coll, debt, hf_wad = g[0], g[1], g[5]
             chain_hf = np.inf if hf_wad == UINT256_MAX else hf_wad / 1e18
             # token balances (base units) of the model against the chain
@@ -235,16 +211,18 @@ class LendingDifferential:
             self.dev.see("token_base_units", float(tok.max()))
             # per liquidation so far: 3 base units of the contract's integer steps and 16 units in the last place of
             # the largest balance the row held (float64 amounts subtract with that precision)
-            assert np.all(tok <= (3 + 16 * self._scale[k]) * (1 + self._liquidated.get(k, 0))), (k, tok, bal[k])
+            carried = np.array([[self._carry.get((k, s, side), 0.0) for s in self.symbols] for side in (0, 1)])
+            allowed = (3 + 16 * self._scale[k]) * (1 + self._liquidated.get(k, 0)) + carried
+            assert np.all(tok <= allowed), (k, tok, bal[k], allowed)
             n_assets = int((bal[k] > 0).sum())
             slack = n_assets + float((tok * price_base / units).sum()) + 1e-6 * max(coll, debt, 1)
             # precision "aave-v3": the contract's values and decisions
             d_units = max(abs(ce[k] * 1e8 - coll), abs(de[k] * 1e8 - debt))
-            self.dev.see("aave_v3_model_base_units", d_units)
+            self.dev.see(f"aave_v3_model_base_units_{stage}", d_units)
             assert d_units <= slack, (k, g, ce[k], de[k], slack)
             if np.isfinite(chain_hf):
                 rel = abs(he[k] - chain_hf) / chain_hf if chain_hf > 0 else abs(he[k])
-                self.dev.see("aave_v3_model_hf_rel", rel)
+                self.dev.see(f"aave_v3_model_hf_rel_{stage}", rel)
                 bound = 1e-12 + 2 * slack / max(min(coll, debt), 1)
                 assert rel <= bound, (k, he[k], chain_hf, bound)
                 if (he[k] < 1.0) != (hf_wad < am.WAD):  # only where the floats cannot tell: counted
@@ -254,16 +232,20 @@ class LendingDifferential:
                 assert np.isinf(he[k])
             # precision "float": within the contract's rounding
             usd = max(abs(cf[k] - coll / 1e8), abs(df[k] - debt / 1e8))
-            self.dev.see("float_model_usd", usd)
+            self.dev.see(f"float_model_usd_{stage}", usd)
             assert usd <= 1e-8 * slack + 4 * np.spacing(max(cf[k], df[k], 1.0)), (k, usd)
             if np.isfinite(chain_hf):
                 rel = abs(hf[k] - chain_hf) / chain_hf if chain_hf > 0 else abs(hf[k])
-                self.dev.see("float_model_hf_rel", rel)
+                self.dev.see(f"float_model_hf_rel_{stage}", rel)
                 assert rel <= 1.0 / 5000 + 2 * slack / max(min(coll, debt), 1), (k, hf[k], chain_hf)
                 if (hf[k] < 1.0) != (hf_wad < am.WAD):
                     self.dev.count("float_model_decisions_within_rounding")
         self.dev.count("accounts", len(got))
         return got
+
+    @staticmethod
+    def _bonus(m: LendingMarket, row: int, coll: str) -> float:
+        return float(m._row_terms(row).bonus[m.idx[coll]])
 
     def _liquidation_tx(self, addr: str, coll: str, debt: str, cover: int) -> dict:
         self.chain.set_balance(self.liquidator, 10**24)
@@ -295,6 +277,24 @@ class LendingDifferential:
             h = float(floaty.health()[row])
             near = min(abs(h - 1.0), abs(h - am.CLOSE_FACTOR_HF_THRESHOLD / 1e18)) < 2e-4
         tx = self._liquidation_tx(addr, coll, debt, cover)
+        # what the models hold already differs from the chain by a few base units (earlier liquidations, float
+        # balances): that difference carries into the amounts, converted at the oracle prices
+        c = self.chain
+        rc, rd = self.aave.reserves[coll], self.aave.reserves[debt]
+        chain_coll = c.call(rc.a_token.functions.balanceOf(addr))
+        chain_debt = c.call(rd.variable_debt.functions.balanceOf(addr))
+        pc, pd_ = self.aave.price(coll), self.aave.price(debt)
+        carry = {}
+        for m in (exact, floaty):
+            if m is None:
+                continue
+            e_coll = abs(m.collateral()[row, m.idx[coll]] * c_unit - chain_coll)
+            e_debt = abs(m.debt()[row, m.idx[debt]] * d_unit - chain_debt)
+            bonus = self._bonus(m, row, coll)
+            carry[id(m)] = (
+                e_debt + e_coll * pc / pd_ * d_unit / c_unit / bonus,
+                e_coll + e_debt * pd_ / pc * c_unit / d_unit * bonus,
+            )
         try:
             rcpt = self.chain.send_tx(tx)
         except TxReverted as exc:
@@ -333,19 +333,23 @@ class LendingDifferential:
                 raise
             # 3 base units for the contract's integer steps, plus float64's own precision on the amounts moved (the
             # fee is the small difference of two collateral amounts: it carries their rounding, not its own)
-            for name, model_amount, chain_amount, unit, scale in (
-                ("debt_repaid", e.debt_repaid, paid, d_unit, paid),
-                ("collateral_seized", e.collateral_seized, seized, c_unit, seized + fee),
-                ("protocol_fee", e.protocol_fee, fee, c_unit, seized + fee),
+            carry_debt, carry_coll = carry[id(m)]
+            for name, model_amount, chain_amount, unit, scale, carried in (
+                ("debt_repaid", e.debt_repaid, paid, d_unit, paid, carry_debt),
+                ("collateral_seized", e.collateral_seized, seized, c_unit, seized + fee, carry_coll),
+                ("protocol_fee", e.protocol_fee, fee, c_unit, seized + fee, carry_coll),
             ):
                 units = model_amount * unit
                 diff = abs(units - chain_amount)
-                bound = 3 + 8 * np.spacing(max(float(scale), 1.0))
+                bound = 3 + 8 * np.spacing(max(float(scale), 1.0)) + carried
                 if m is floaty and near and diff > bound:
                     self.dev.count("float_model_decisions_within_rounding")
                     break
                 self.dev.see(f"{m.precision}_model_liquidation_base_units", diff)
+                self.dev.see(f"{m.precision}_model_liquidation_relative", diff / max(float(chain_amount), 1.0))
                 assert diff <= bound, (name, m.precision, units, chain_amount)
+                if m is exact:  # what the balances may now be off by
+                    self._carry[(row, debt, 1) if name == "debt_repaid" else (row, coll, 0)] += bound
         self._liquidated[row] += 1
         self.dev.count("liquidations")
         return "ok"

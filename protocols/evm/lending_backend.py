@@ -603,3 +603,37 @@ class EvmLendingMarket(LendingMarket):
 
     def write_off(self, account: int) -> float:
         raise Revert(f"{self.id}: Aave v3.0.2 has no write-off of bad debt (the debt stays on the account)")
+
+
+def open_book(
+    aave: AaveMarket,
+    collateral: np.ndarray,
+    debt: np.ndarray,
+    enabled: np.ndarray | None = None,
+    emode: np.ndarray | None = None,
+    emodes: list[EModeCategory] | None = None,
+    label: str = "book",
+) -> tuple[list[str], EvmLendingMarket]:
+    """Open accounts on a deployed Aave as they are given (token units, (n, A) in the deployment's reserve order;
+    which collateral counts; e-mode categories): supplies, switches and borrows in batched transactions, the borrows
+    at genesis prices so that accounts below HF 1 can be opened too. Returns the accounts' addresses and the market
+    that opened them (its mirror checked against the chain)."""
+    from defistress.protocols.base import FixedPrice
+    from defistress.protocols.evm.aave import model_assets
+
+    params = [r.params for r in aave.reserves.values()]
+    assets = model_assets(params)
+    oracles = {r.symbol: FixedPrice(aave.price(r.symbol) / 1e8, r.symbol) for r in params}
+    env = Env()
+    m = EvmLendingMarket(label, assets, oracles, env, aave, emodes)
+    n = collateral.shape[0]
+    rows = m.add_accounts(n)
+    for j, s in enumerate(m.assets):
+        need = float(debt[:, j].sum())
+        env.ledger.mint(s, label, float(collateral[:, j].sum()) + 1.0, "genesis")
+        if need > 0:
+            env.ledger.mint(s, "lenders", 2 * need + 1.0, "genesis")
+            m.supply_liquidity("lenders", s, 2 * need + 1.0)
+    m.genesis_positions(label, rows, collateral, debt, enabled, emode)
+    m.check()
+    return [m.addresses[r] for r in rows], m

@@ -36,21 +36,13 @@ def populate(aave, n: int, seed: int = 7):
     market (its mirror is the chain's, checked) and the accounts' addresses."""
     import numpy as np
 
-    from defistress.protocols.base import Env, FixedPrice
-    from defistress.protocols.evm.aave import default_emodes
-    from defistress.protocols.evm.differential import model_assets, model_emodes
-    from defistress.protocols.evm.lending_backend import EvmLendingMarket
+    from defistress.protocols.evm.aave import default_emodes, model_emodes
+    from defistress.protocols.evm.lending_backend import open_book
 
-    reserves = session_reserves()
-    assets = model_assets(reserves)
-    prices = {r.symbol: aave.price(r.symbol) / 1e8 for r in reserves}
-    env = Env()
-    m = EvmLendingMarket(
-        "seed", assets, {s: FixedPrice(p, s) for s, p in prices.items()}, env, aave, model_emodes(default_emodes())
-    )
+    prices = {s: aave.price(s) / 1e8 for s in aave.reserves}
     rng = np.random.default_rng(seed)
     kind = rng.choice(3, size=n, p=[0.7, 0.15, 0.15])  # normal, e-mode, isolated on WBTC
-    p = np.array([prices[s] for s in m.assets])  # WETH, WBTC, USDC, DAI
+    p = np.array([prices[s] for s in ("WETH", "WBTC", "USDC", "DAI")])
     usd = np.exp(rng.normal(np.log(20_000), 1.0, n)).clip(500, 500_000)
     coll = np.zeros((n, 4))
     enabled = np.zeros((n, 4), dtype=bool)
@@ -78,11 +70,7 @@ def populate(aave, n: int, seed: int = 7):
     hf = np.where(rng.random(n) < 0.1, rng.uniform(0.7, 0.99, n), rng.uniform(1.05, 2.5, n))
     debt = (weighted / hf)[:, None] * debt_share / p
     coll = coll / p
-    rows = m.add_accounts(n)
-    for j, s in enumerate(m.assets):
-        env.ledger.mint(s, "book", float(coll[:, j].sum()) + 1.0, "genesis")
-        env.ledger.mint(s, "lenders", 1e7 / p[j], "genesis")
-        m.supply_liquidity("lenders", s, 1e7 / p[j])
-    m.genesis_positions("book", rows, coll, debt, enabled, np.where(kind == 1, 1, 0))
-    m.check()
-    return m, [m.addresses[r] for r in rows]
+    addresses, m = open_book(
+        aave, coll, debt, enabled, np.where(kind == 1, 1, 0), model_emodes(default_emodes()), "seed"
+    )
+    return m, addresses
