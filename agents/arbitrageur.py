@@ -25,12 +25,13 @@ class Arbitrageur(mesa.Agent):
         self.eth_price = eth_price
 
     def submit(self, view: BlockView) -> list[Tx]:
-        txs = []
+        txs: list[Tx] = []
+        if not self.pools:
+            return txs
         ref = view.reference
-        ledger = self.pools[0].env.ledger if self.pools else None
-        if ledger is not None:
-            stables = [t for t in (self.pools[0].p.token1, self.pools[0].p.token0) if t != "ETH"]
-            refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, stables[0])
+        ledger = self.pools[0].env.ledger
+        stables = [t for t in (self.pools[0].p.token1, self.pools[0].p.token0) if t != "ETH"]
+        refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, stables[0])
         gas_usd = self.gas * (view.base_fee_gwei + self.spec.priority_fee_gwei) * GWEI * self.eth_price()
         for pool in self.pools:
             t0, t1 = pool.p.token0, pool.p.token1

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 from typing import Protocol as TypingProtocol
 
 import numpy as np
 
 from defistress.protocols.events import Event
 from defistress.protocols.ledger import Ledger
+
+E = TypeVar("E", bound=Event)
 
 
 class Revert(Exception):
@@ -56,7 +59,7 @@ class Env:
     clock: Clock = field(default_factory=Clock)
     events: list[Event] = field(default_factory=list)
 
-    def emit(self, event: Event) -> Event:
+    def emit(self, event: E) -> E:
         self.events.append(event)
         return event
 
@@ -105,6 +108,12 @@ class MarginProtocol(ABC):
 class ControlledRows:
     """Rows whose liquidation belongs to an external controller (Euler v2 EVC, docs/margin-methods.md §9): the
     venue itself does not liquidate them. Mixed into venues that have `n_accounts`, `id` and `Revert`s."""
+
+    if TYPE_CHECKING:  # provided by the venue this is mixed into
+        id: str
+
+        @property
+        def n_accounts(self) -> int: ...
 
     @property
     def controlled(self) -> np.ndarray:

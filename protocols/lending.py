@@ -20,6 +20,7 @@ token balances: tokens move only on supply, borrow, repay, withdraw and liquidat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -72,6 +73,10 @@ class Preview:
 class LendingMarket(ControlledRows, MarginProtocol):
     """Aave-v3-like market over assets A with n accounts held as arrays."""
 
+    _touch_rows: np.ndarray | int  # rows changed since the last `_touch` (bool mask, indices or one index)
+    _pending_rows: list[np.ndarray] | None  # rows changed since the cache was filled, one entry per `_touch`
+    _pending_base: int  # the state version the cache had when `_pending_rows` started
+
     def __init__(
         self,
         protocol_id: str,
@@ -115,9 +120,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self.deficit = np.zeros(n_a)  # written-off debt, token units (Aave v3.3 reserve deficit)
         self.deficit_usd_by_collateral = np.zeros(n_a)  # write-offs, USD, by the collateral that ran out
         self.liquidated_debt_usd = 0.0
-        self._cache_key = None
+        self._cache_key: tuple[bytes, int] | None = None  # (oracle prices, state version) of the cache
         self._cache: dict[str, np.ndarray] = {}
-        self._totals = None
+        self._totals: tuple[np.ndarray, np.ndarray] | None = None  # (collateral, debt) scaled totals by asset
         # --- Aave's fuller account model (inactive until a book uses it) ---
         self.precision = precision
         self.emodes = {c.id: c for c in (emodes or [])}
@@ -385,6 +390,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
     @property
     def debt_scaled_total(self) -> np.ndarray:
         _ = self.coll_scaled_total  # fills the cache
+        assert self._totals is not None
         return self._totals[1]
 
     def health(self) -> np.ndarray:
@@ -508,7 +514,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
                 raise Revert(f"ASSET_NOT_BORROWABLE_IN_ISOLATION: {name}, account #{int(accounts[iso][0])}")
             add = np.zeros(len(self.assets))
             np.add.at(add, iso_asset[iso], amounts[iso])
-            over = np.flatnonzero(self.iso_debt + add > self.debt_ceiling * (1 + 1e-12) + 1e-9) if add.any() else []
+            over = np.flatnonzero(self.iso_debt + add > self.debt_ceiling * (1 + 1e-12) + 1e-9)
             if len(over):
                 k = int(over[0])
                 raise Revert(
@@ -738,7 +744,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         j = self.idx[debt_asset]
         v = self._account_values()
         hf = v["hf"][account]
-        reserve_debt = self._balance(self.debt_scaled[account, j] * self.borrow_index[j], j)
+        reserve_debt = cast(float, self._balance(self.debt_scaled[account, j] * self.borrow_index[j], j))
         if self.rule == "aave-v3.0":
             cf = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else 1.0
             return reserve_debt * cf
@@ -763,7 +769,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         t = self._row_terms(account)
         p, bonus = t.price, t.bonus
         debt = min(debt_to_cover, self.max_debt_to_cover(account, debt_asset, collateral_asset))
-        coll_balance = self._balance(self.coll_scaled[account, i] * self.liq_index[i], i)
+        coll_balance = cast(float, self._balance(self.coll_scaled[account, i] * self.liq_index[i], i))
         seized = debt * p[j] / p[i] * bonus[i]
         if seized > coll_balance:
             seized = coll_balance
@@ -901,11 +907,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self._version += 1  # values change; scaled totals do not
 
     def _accrue_as_the_contract(self, dt_seconds: float) -> None:
-        st = self.__dict__.get("_reserve_clock")
+        st = cast("dict[str, Any] | None", self.__dict__.get("_reserve_clock"))
         totals = np.concatenate([self.coll_scaled_total + self.lender_scaled, self.debt_scaled_total])
         n_a = len(self.assets)
         if st is None:  # the first block: every reserve takes its rates now
-            st = self._reserve_clock = {
+            st = {
                 "t": 0.0,
                 "since": np.zeros(n_a),
                 "liq0": self.liq_index.copy(),
@@ -914,6 +920,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
                 "rb": np.zeros(n_a),
                 "rs": np.zeros(n_a),
             }
+            self._reserve_clock = st
         moved = (totals[:n_a] != st["totals"][:n_a]) | (totals[n_a:] != st["totals"][n_a:])
         if moved.any():  # ReserveLogic.updateState + updateInterestRates of the reserves an action touched
             u = self.utilisation()

@@ -243,8 +243,7 @@ def bid(v, account: int, liquidator: str, liquidator_row: int, fraction: float) 
 def advance_auctions(v) -> None:
     """Per block: solvent auctions that ran out (or whose MtM fell to <= 0) turn insolvent; auctions whose account
     is back above its target (BM > 0 solvent, MM insolvent) end; controlled rows' auctions end."""
-    for a in np.flatnonzero(np.isfinite(v.auction_start)):
-        a = int(a)
+    for a in map(int, np.flatnonzero(np.isfinite(v.auction_start))):
         if v.controlled[a]:
             _terminate(v, a, "controlled")
             continue

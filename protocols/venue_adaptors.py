@@ -13,7 +13,7 @@ from typing import runtime_checkable
 
 import numpy as np
 
-from defistress.protocols.base import Revert
+from defistress.protocols.base import MarginProtocol, Revert
 from defistress.protocols.events import Event
 from defistress.protocols.lending import LendingMarket
 from defistress.protocols.margin.black76 import delta as b76_delta
@@ -27,7 +27,7 @@ DUST_TOKENS = 1e-12  # token units below which a balance counts as empty (float 
 class VenueAdaptor(TypingProtocol):
     """What the margin coordinator needs from a venue; rows are the venue's account indices (int64 arrays)."""
 
-    venue: object
+    venue: MarginProtocol
     venue_id: str
 
     def underlyings(self) -> tuple[str, ...]: ...
@@ -80,6 +80,10 @@ class _Forwarding:
     def closable(self, row: int) -> bool:
         """Anything left to close (venues where a close needs more than a position override this)."""
         return not self.is_flat(row)
+
+    def is_flat(self, row: int) -> bool:
+        """No position left for `row` on the venue (each venue's adaptor defines it)."""
+        raise NotImplementedError
 
     def settle_out(self, row, amount_usd, to_holder, token=None) -> float:
         return self.venue.settle_out(int(row), amount_usd, to_holder, token)

@@ -20,7 +20,7 @@ def builtin_path(name: str) -> Path | None:
 def describe_builtins() -> list[tuple[str, str]]:
     """(name, one-line description) of every built-in scenario."""
     out = []
-    for name in builtin_names():
-        run = tomllib.loads(builtin_path(name).read_text()).get("run", {})
-        out.append((name, run.get("description", "")))
+    for path in sorted(BUILTIN_DIR.glob("*.toml")):
+        run = tomllib.loads(path.read_text()).get("run", {})
+        out.append((path.stem, run.get("description", "")))
     return out

@@ -14,6 +14,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from defistress.scenarios.schema_base import Distribution, Strict
+from defistress.scenarios.units import MAX_ACCOUNTS, MAX_TOKENS, MAX_USD, Bool, Float, Int, Share
+
+#: an id of a scenario object (the same slug rule as scenarios/schema.py's ID_PATTERN)
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 
 #: token decimals assumed when a lending asset does not give them (the evm backend and "aave-v3" precision use them)
 DEFAULT_DECIMALS = {"USDC": 6, "USDT": 6, "PYUSD": 6, "BTC": 8, "WBTC": 8, "CBBTC": 8, "TBTC": 18}
@@ -27,17 +31,15 @@ def default_decimals(symbol: str) -> int:
 class EModeSpec(Strict):
     """An Aave v3 efficiency-mode category: assets that move together, lent against each other on better terms."""
 
-    id: int = Field(strict=True, ge=1, le=255, description="category id (Aave: 1-255; 0 means no e-mode)")
-    ltv: float = Field(strict=True, ge=0, lt=1, allow_inf_nan=False, description="loan-to-value, fraction")
-    liquidation_threshold: float = Field(
-        strict=True, gt=0, lt=1, allow_inf_nan=False, description="liquidation threshold, fraction"
-    )
-    liquidation_bonus: float = Field(
-        strict=True, ge=0, le=0.5, allow_inf_nan=False, description="bonus, fraction (0.01 = Aave's 10100 bps)"
-    )
+    id: Int = Field(ge=1, le=255, description="category id (Aave: 1-255; 0 means no e-mode)")
+    ltv: Float = Field(ge=0, lt=1, description="loan-to-value of the category's assets, fraction")
+    liquidation_threshold: Float = Field(gt=0, lt=1, description="liquidation threshold of its assets, fraction")
+    liquidation_bonus: Float = Field(ge=0, le=0.5, description="liquidation bonus, fraction (0.01 = Aave's 10100 bps)")
     label: str = Field("", max_length=64, description="a name, e.g. 'Stablecoins'")
     oracle: str | None = Field(
-        None, min_length=1, description="oracle id that prices every asset of the category for its accounts (USD)"
+        None,
+        pattern=ID_PATTERN,
+        description="oracle id that prices every asset of the category for accounts in it (USD); none: each asset's",
     )
 
     @model_validator(mode="after")
@@ -52,25 +54,16 @@ class EModeSpec(Strict):
 class LendingAssetExtras(Strict):
     """Aave v3 reserve settings beyond risk parameters; the defaults change nothing."""
 
-    emode_category: int = Field(0, strict=True, ge=0, le=255, description="e-mode category of the asset (0: none)")
-    debt_ceiling_usd: float = Field(
-        0.0,
-        strict=True,
-        ge=0,
-        le=1e13,
-        allow_inf_nan=False,
-        description="isolation-mode debt ceiling, USD (0: not an isolated collateral)",
+    emode_category: Int = Field(0, ge=0, le=255, description="e-mode category of the asset (0: none)")
+    debt_ceiling_usd: Float = Field(
+        0.0, ge=0, le=MAX_USD, description="isolation-mode debt ceiling, USD (0: not an isolated collateral)"
     )
-    borrowable_in_isolation: bool = Field(False, strict=True, description="accounts in isolation mode may borrow it")
-    supply_cap: float = Field(
-        0.0, strict=True, ge=0, le=1e15, allow_inf_nan=False, description="supply cap, tokens (0: no cap)"
-    )
-    borrow_cap: float = Field(
-        0.0, strict=True, ge=0, le=1e15, allow_inf_nan=False, description="borrow cap, tokens (0: no cap)"
-    )
-    borrowing_enabled: bool = Field(True, strict=True, description="the asset may be borrowed")
-    decimals: int | None = Field(
-        None, strict=True, ge=0, le=36, description="token decimals (default: 6 for USDC/USDT, 8 for BTC/WBTC, else 18)"
+    borrowable_in_isolation: Bool = Field(False, description="accounts in isolation mode may borrow it")
+    supply_cap: Float = Field(0.0, ge=0, le=MAX_TOKENS, description="supply cap, tokens (0: no cap)")
+    borrow_cap: Float = Field(0.0, ge=0, le=MAX_TOKENS, description="borrow cap, tokens (0: no cap)")
+    borrowing_enabled: Bool = Field(True, description="the asset may be borrowed")
+    decimals: Int | None = Field(
+        None, ge=0, le=36, description="token decimals (default: 6 for USDC/USDT, 8 for BTC/WBTC, else 18)"
     )
 
 
@@ -82,9 +75,8 @@ class EvmBackendSpec(Strict):
         pattern=r"^https?://(127\.0\.0\.1|localhost)(:\d+)?/?$",
         description="URL of a local Anvil node to use (loopback only); default: start a private node for the run",
     )
-    check_every: int = Field(
+    check_every: Int = Field(
         0,
-        strict=True,
         ge=0,
         le=1_000_000,
         description="blocks between checks of the mirrored health factors against getUserAccountData (0: at the end)",
@@ -148,9 +140,9 @@ class BookSpec(Strict):
     """An imported book (`defistress import aave-v3`): every account of the snapshot is placed in the lending market
     at the run's start, as it was on chain; the accounts are passive afterwards."""
 
-    kind: Literal["book"] = "book"
-    id: str = Field("book", min_length=1, max_length=64, description="agent id (the ledger holder of the book)")
-    protocol: str = Field(min_length=1, description="id of the lending market the accounts are placed in")
+    kind: Literal["book"] = Field("book", description="an imported book (a snapshot of defistress import aave-v3)")
+    id: str = Field("book", pattern=ID_PATTERN, description="agent id (the ledger holder of the book)")
+    protocol: str = Field(pattern=ID_PATTERN, description="id of the lending market the accounts are placed in")
     file: str = Field(
         min_length=1, description="snapshot Parquet, relative to the scenario file or scenarios/historic/data"
     )
@@ -167,9 +159,7 @@ class BookSpec(Strict):
         description="'tokens': token amounts as on chain; 'usd': each position keeps its USD value at the "
         "snapshot's oracle prices, so health factors start as on chain whatever the scenario's prices",
     )
-    scale: float = Field(
-        1.0, strict=True, gt=0, le=1e6, allow_inf_nan=False, description="multiplies every position, dimensionless"
-    )
+    scale: Float = Field(1.0, gt=0, le=1e6, description="multiplies every position, dimensionless")
     reserve_params: Literal["snapshot", "scenario"] = Field(
         "snapshot",
         description="'snapshot': the market takes the snapshot's reserve parameters (LTV, threshold, bonus, "
@@ -185,34 +175,29 @@ class MixedBorrowersSpec(Strict):
     """A passive book drawn from distributions: each account holds several collateral assets and several debts in
     random shares around the given means, some accounts in an e-mode category."""
 
-    kind: Literal["mixed_borrowers"] = "mixed_borrowers"
-    id: str = Field("mixed", min_length=1, max_length=64, description="agent id (the ledger holder of the book)")
-    protocol: str = Field(min_length=1, description="id of the lending market")
-    accounts: int = Field(strict=True, gt=0, le=5_000_000, description="number of accounts")
-    collateral: dict[str, float] = Field(
+    kind: Literal["mixed_borrowers"] = Field(
+        "mixed_borrowers", description="a passive book with several collateral assets and debts per account"
+    )
+    id: str = Field("mixed", pattern=ID_PATTERN, description="agent id (the ledger holder of the book)")
+    protocol: str = Field(pattern=ID_PATTERN, description="id of the lending market")
+    accounts: Int = Field(gt=0, le=MAX_ACCOUNTS, description="number of accounts (1..5,000,000)")
+    collateral: dict[str, Share] = Field(
         min_length=1, description="asset -> mean share of an account's collateral value (shares sum to 1)"
     )
-    collateral_concentration: float = Field(
+    collateral_concentration: Float = Field(
         2.0,
-        strict=True,
         gt=0,
         le=1e6,
-        allow_inf_nan=False,
         description="Dirichlet concentration of the collateral shares: small, most accounts hold one asset; "
         "large, every account holds the mean mix (dimensionless)",
     )
-    debt: dict[str, float] = Field(min_length=1, description="asset -> mean share of an account's debt value (sum 1)")
-    debt_concentration: float = Field(
-        2.0, strict=True, gt=0, le=1e6, allow_inf_nan=False, description="Dirichlet concentration of the debt shares"
+    debt: dict[str, Share] = Field(min_length=1, description="asset -> mean share of an account's debt value (sum 1)")
+    debt_concentration: Float = Field(
+        2.0, gt=0, le=1e6, description="Dirichlet concentration of the debt shares (dimensionless)"
     )
-    emode: int = Field(0, strict=True, ge=0, le=255, description="e-mode category some accounts use (0: none)")
-    emode_share: float = Field(
-        0.0,
-        strict=True,
-        ge=0,
-        le=1,
-        allow_inf_nan=False,
-        description="share of accounts in the e-mode category; their debt is drawn from the category's assets",
+    emode: Int = Field(0, ge=0, le=255, description="e-mode category some accounts use (0: none)")
+    emode_share: Share = Field(
+        0.0, description="share of accounts in the e-mode category; their debt is drawn from the category's assets"
     )
     size_usd: Distribution = Field(
         Distribution(distribution="lognormal", median=20_000, sigma=1.2, min=100, max=50_000_000),

@@ -160,13 +160,13 @@ def account_data(
     if not any(d > 0 for d in debt) and not any(c > 0 and u for c, u in zip(collateral, using_as_collateral)):
         return 0, 0, 0, 0, 0, UINT256_MAX
     for r, c, d, use in zip(reserves, collateral, debt, using_as_collateral):
-        in_em = em is not None and r.emode_category == user_emode
-        price = em.price if in_em and em.price else r.price
+        cat = em if em is not None and r.emode_category == user_emode else None
+        price = cat.price if cat is not None and cat.price else r.price
         if r.liquidation_threshold and use and c > 0:
             v = value_in_base(c, price, r.decimals)
             coll_base += v
-            avg_ltv += v * (em.ltv if in_em else r.ltv) if r.ltv else 0
-            avg_lt += v * (em.liquidation_threshold if in_em else r.liquidation_threshold)
+            avg_ltv += v * (cat.ltv if cat is not None else r.ltv) if r.ltv else 0
+            avg_lt += v * (cat.liquidation_threshold if cat is not None else r.liquidation_threshold)
         if d > 0:
             debt_base += value_in_base(d, price, r.decimals)
     avg_ltv = avg_ltv // coll_base if coll_base else 0

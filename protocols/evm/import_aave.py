@@ -91,7 +91,7 @@ def _reserves(rpc: Rpc, pool: str, b: Block) -> tuple[list[dict[str, Any]], list
     data = batch(rpc, [(RESERVE_DATA, pool, (a,)) for a in assets], b)
     prices = batch(rpc, [(ASSET_PRICE, oracle, (a,)) for a in assets], b)
     meta = token_meta(rpc, list(assets), b)
-    reserves = []
+    reserves: list[dict[str, Any]] = []
     for a, d, p, (sym, dec) in zip(assets, data, prices, meta):
         if isinstance(d, Exception) or isinstance(p, Exception):
             raise ChainImportError(f"reserve {a}: getReserveData / getAssetPrice failed at block {b.number}: {d or p}")

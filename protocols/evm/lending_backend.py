@@ -218,7 +218,7 @@ class EvmLendingMarket(LendingMarket):
             self._a[r] = v[:n_a]
             self._d[r] = v[n_a : 2 * n_a]
             bits = v[2 * n_a][0]
-            self._coll_on[r] = [am.user_configuration_flags(bits, res.reserve_id)[1] for res in self.reserves]
+            self._flags()[r] = [am.user_configuration_flags(bits, res.reserve_id)[1] for res in self.reserves]
         units = np.array([float(u) for u in self.units])
         self.coll_scaled[rows] = self._a[rows].astype(float) / units
         self.debt_scaled[rows] = self._d[rows].astype(float) / units
@@ -307,7 +307,7 @@ class EvmLendingMarket(LendingMarket):
         n_a = len(self.assets)
         self._a = np.vstack([self._a, np.zeros((n, n_a), dtype=object)])
         self._d = np.vstack([self._d, np.zeros((n, n_a), dtype=object)])
-        self._coll_on[rows] = False  # the chain's flags: nothing supplied yet
+        self._flags()[rows] = False  # the chain's flags: nothing supplied yet
         self.addresses += [derived_address(f"{self.id}#{r}") for r in rows]
         return rows
 
@@ -439,7 +439,7 @@ class EvmLendingMarket(LendingMarket):
             want = np.asarray(enabled, bool)
             for j, a in enumerate(self.assets):
                 for on in (True, False):
-                    rows = accounts[(want[:, j] == on) & (self._coll_on[accounts, j] != on) & (collateral[:, j] > 0)]
+                    rows = accounts[(want[:, j] == on) & (self._flags()[accounts, j] != on) & (collateral[:, j] > 0)]
                     if rows.size:
                         self.set_collateral(rows, a, on)
         self._book_borrows(holder, accounts, debt)
@@ -449,7 +449,7 @@ class EvmLendingMarket(LendingMarket):
         together, with the prices of their collateral-only assets raised GENESIS_PRICE_FACTOR times (the chain
         checks HF and LTV at borrowing; a book is placed as it is). The prices are restored after."""
         n_a = len(self.assets)
-        held = (self._a[accounts] > 0) & self._coll_on[accounts]
+        held = (self._a[accounts] > 0) & self._flags()[accounts]
         owes = debt > 0
         bits = 1 << np.arange(n_a)
         groups = np.unique(((held @ bits) << n_a) + (owes @ bits), return_inverse=True)[1].ravel()
@@ -479,9 +479,9 @@ class EvmLendingMarket(LendingMarket):
                 self._send(txs)
             finally:
                 self._sync_prices()
-        for j, a in enumerate(self.assets):
-            if total[j] > 0:
-                self.env.ledger.transfer(a, self.id, holder, total[j] / self.units[j])
+        for k, a in enumerate(self.assets):
+            if total[k] > 0:
+                self.env.ledger.transfer(a, self.id, holder, total[k] / self.units[k])
         self._refresh(accounts)
 
     # --- liquidation ---------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ CARRIERS = {
     "trades": "both",  # venue price <-> asset price (arbitrage)
     "shared_capital": "forward",  # one protocol's liquidations tie up capital another needs
     "coordinated": "forward",  # cross-venue margin: one venue's shortfall is settled from another
+    "pegs": "both",  # a peg keeper's pool depegs -> its stablecoin; a keeper's deposits move the pool
 }
 
 
@@ -62,7 +63,7 @@ def exposure_impact(
 
 def carrier_graph(g: nx.MultiDiGraph) -> nx.DiGraph:
     """A plain digraph of the edges that carry losses, each in the direction losses travel."""
-    d = nx.DiGraph()
+    d: nx.DiGraph = nx.DiGraph()
     d.add_nodes_from(g.nodes(data=True))
     for u, v, k in g.edges(keys=True):
         how = CARRIERS.get(k)

@@ -88,7 +88,7 @@ def liquidation_slippage_usd(ts: pd.DataFrame, events: pd.DataFrame, liquidators
     if sw.empty:
         return 0.0
     ref = ts.set_index("block")
-    pos = ref.index.get_indexer(sw["block"].to_numpy())
+    pos = ref.index.get_indexer(pd.Index(sw["block"].to_numpy()))
     if (pos < 0).any():
         raise KeyError(f"swap in block {int(sw['block'].to_numpy()[pos < 0][0])} has no timeseries row")
 
@@ -116,7 +116,7 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
     risky = [a.symbol for a in model.scenario.market.assets if not a.is_stable]
     amp = cascade_amplification(ts, risky)
     dd = {s: drawdown(ts[f"exog_{s}_usd"]) for s in risky}
-    main = max(dd, key=dd.get) if dd else None
+    main = max(dd, key=lambda s: dd[s]) if dd else None
     liquidators = model.recorder.liquidators
     errors = model.env.ledger.conservation_errors()
     out = {
@@ -149,6 +149,9 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "conservation_errors": {k: float(v) for k, v in errors.items()},
         "protocols": per,
     }
+    soft = soft_liquidation(model, per)
+    if soft is not None:
+        out["soft_liquidation_loss_usd"] = soft
     out["contagion"] = contagion(model, ts, per, main)
     from defistress.sim.engine.regime import margin_outcomes
 
@@ -159,12 +162,29 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
     return out
 
 
+def soft_liquidation(model, per: dict) -> float | None:
+    """Losses borrowers took from soft liquidation (LLAMMA markets), per borrower and in total, USD; None when
+    no protocol has soft liquidation. Adds them to each such protocol's figures in `per`."""
+    total = None
+    for pid, proto in model.protocols.items():
+        if not hasattr(proto, "losses_by_borrower"):
+            continue
+        losses = proto.losses_by_borrower()
+        per[pid]["soft_liquidation_loss_usd"] = float(sum(losses.values()))
+        per[pid]["borrowers_with_soft_liquidation_loss"] = int(sum(1 for v in losses.values() if v > 0))
+        per[pid]["soft_liquidation_loss_by_borrower_usd"] = dict(sorted(losses.items(), key=lambda kv: -kv[1]))
+        total = (total or 0.0) + per[pid]["soft_liquidation_loss_usd"]
+    return total
+
+
 def contagion(model, ts: pd.DataFrame, per: dict, shocked: str | None) -> dict:
     """Contagion metrics on the scenario graph (sim.contagion) from the run's state and figures."""
     from defistress.sim.analysis.contagion import contagion_metrics
 
     prices = model.market.as_dict()
-    exposure, capital, losses = {}, {}, {}
+    exposure: dict[tuple[str, str], float] = {}  # (holder, issuer) -> USD
+    capital: dict[str, float] = {}
+    losses: dict[str, dict[str, float]] = {}
     for pid, proto in model.protocols.items():
         for e in proto.exposures():
             issuer = model.issuers.get(e.asset)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from defistress.scenarios.loader import ScenarioError, json_schema, load
+from defistress.scenarios.loader import ScenarioError, load, schema_text
 from defistress.scenarios.registry import describe_builtins
 from defistress.sim.engine.replay import DataFileError
 
@@ -135,11 +134,11 @@ def list_() -> None:
 @app.command()
 def schema(out: Path | None = typer.Option(None, help="write to a file instead of stdout")):
     """Print the JSON Schema of scenario files."""
-    text = json.dumps(json_schema(), indent=2)
+    text = schema_text()
     if out:
         out.write_text(text)
     else:
-        print(text)
+        print(text, end="")
 
 
 def _mount_subcommands() -> None:

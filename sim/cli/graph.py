@@ -30,18 +30,21 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True, soft_wrap=True)
         try:
             loaded = load(scenario, set_)
+            result = None
             if run:
                 from defistress.sim.experiments.runs import run_scenario
 
-                data = run_scenario(loaded, seed)
-            else:
-                data = network.build_graph(loaded.scenario)
+                result = run_scenario(loaded, seed)
+            g = (
+                result.graph
+                if result is not None and result.graph is not None
+                else network.build_graph(loaded.scenario)
+            )
         except (ScenarioError, ValueError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
         fig = Figure(figsize=plots.NETWORK_FIGSIZE, layout="constrained")
-        plots.plot_network(data, ax=fig.add_subplot())
+        plots.plot_network(result if result is not None else g, ax=fig.add_subplot())
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=110)
-        g = data if not run else data.graph
         Console().print(f"{g.number_of_nodes()} nodes, {g.number_of_edges()} edges -> [bold]{out}[/]")

@@ -34,7 +34,7 @@ def _progress(quiet: bool):
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, Progress, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TimeElapsedColumn
 
     with Progress(
         "{task.description}",
@@ -44,7 +44,7 @@ def _progress(quiet: bool):
         console=err,
         transient=True,
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:

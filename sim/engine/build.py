@@ -4,23 +4,33 @@ borrowers, liquidators and arbitrageur; importing it registers every protocol an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from defistress.agents.arbitrageur import Arbitrageur
 from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.liquidator import Liquidator
 from defistress.agents.oracles import DelayedOracle, FixedOracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
+from defistress.protocols.compound_v2 import CompoundV2
 from defistress.protocols.lending import LendingMarket
-from defistress.sim.engine import build_books, build_cdp, build_options, build_perps, network  # noqa: F401
+from defistress.sim.engine import (  # noqa: F401  (build_* register kinds)
+    build_books,
+    build_cdp,
+    build_compound,
+    build_curve,
+    build_options,
+    build_perps,
+    network,
+)
 from defistress.sim.engine.builders import (  # noqa: F401
     AGENT_BUILDERS,
     AGENT_ORDER,
     LENDERS,
+    ORACLE_BUILDERS,
     PROTOCOL_BUILDERS,
+    VENUE_BUILDERS,
     agent_builder,
     fund,
     liquidity_for,
+    price_reader,
     protocol_builder,
     supply,
 )
@@ -28,25 +38,18 @@ from defistress.sim.engine.builders import (  # noqa: F401
 
 # --- venues and oracles ------------------------------------------------------------------------------
 def build_pool(model, spec) -> ConstantProductPool:
-    """A pool holding half its USD depth in each token at reference prices."""
+    """A pool holding half its USD depth in each token at reference prices (other venue kinds: their builder)."""
+    if spec.kind in VENUE_BUILDERS:
+        return VENUE_BUILDERS[spec.kind](model, spec)
     pool = ConstantProductPool(PoolParams(spec.id, spec.pair[0], spec.pair[1], spec.fee), model.env)
     half = spec.depth_usd / 2
     pool.seed(half / model.market.price(spec.pair[0]), half / model.market.price(spec.pair[1]))
     return pool
 
 
-def price_reader(model, spec) -> Callable[[], float]:
-    """Where an oracle reads: the reference price, a pool's spot price or its TWAP (quote units)."""
-    if spec.source == "reference":
-        return lambda: model.market.price(spec.asset)
-    how, venue = spec.source.split(":", 1)
-    pool = model.pools[venue]
-    invert = pool.p.token1 == spec.asset
-    fn = pool.price if how == "pool" else pool.twap
-    return (lambda: 1.0 / fn()) if invert else fn
-
-
 def build_oracle(model, spec):
+    if spec.kind in ORACLE_BUILDERS:  # e.g. Compound's anchored view (build_compound)
+        return ORACLE_BUILDERS[spec.kind](model, spec)
     reference = lambda: model.market.price(spec.asset)
     if spec.kind == "fixed":
         return FixedOracle(model, spec.id, spec.asset, spec.price, reference)
@@ -86,7 +89,7 @@ def build_borrowers(model, spec) -> list:
 @agent_builder("liquidator")
 def build_liquidators(model, spec) -> list:
     targets = [t.split(":", 1)[1] for t in network.agent_targets(spec, model.scenario)]
-    markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], LendingMarket)]
+    markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], (LendingMarket, CompoundV2))]
     dexes = [p for p in targets if model.protocol_specs[p].kind == "perps"]
     option_venues = [p for p in targets if model.protocol_specs[p].kind == "options"]
     pools = [
@@ -97,13 +100,22 @@ def build_liquidators(model, spec) -> list:
     debt_assets = sorted(
         {a for p in targets for a in network.lent_assets(model.protocol_specs[p], model.scenario)}
     ) or [model.quote_asset]
-    out = []
+    out: list = []  # liquidator agents of every kind the targets need
     for k in range(spec.count):
         holder = spec.id if spec.count == 1 else f"{spec.id}-{k}"
         fund(model, holder, spec.capital_usd, debt_assets, spec.gas_budget_eth)
         if markets:
             out.append(
-                Liquidator(model, holder, spec, markets, pools, model.scenario.gas.liquidation_gas, model.eth_price)
+                Liquidator(
+                    model,
+                    holder,
+                    spec,
+                    markets,
+                    pools,
+                    model.scenario.gas.liquidation_gas,
+                    model.eth_price,
+                    build_compound.funding_for(model, spec),
+                )
             )
         for pid in dexes:  # the same holder's capital also margins its accounts on each perp DEX
             from defistress.sim.engine.build_perps import perp_liquidator

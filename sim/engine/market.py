@@ -94,6 +94,7 @@ class Market:
         for s in scenario.shocks:
             win = (block_t >= s.at) & (block_t < (s.until if s.until is not None else s.at))
             if s.volatility_multiplier is not None:
+                assert s.asset is not None  # ShockSpec._check: a volatility multiplier names its asset
                 vol_mult[win, self.index[s.asset]] *= s.volatility_multiplier
             if s.correlation is not None:
                 corr_override[win] = s.correlation
@@ -124,10 +125,12 @@ class Market:
             sig = np.array([assets[i].peg_volatility for i in stable]) * np.sqrt(dt)
             target = np.zeros((n, len(stable)))
             for s in scenario.shocks:
-                if s.depeg_to is not None and s.asset in self.index and assets[self.index[s.asset]].is_stable:
+                peg = assets[self.index[s.asset]].peg if s.asset in self.index else None
+                if s.depeg_to is not None and s.asset in self.index and peg is not None:  # a stablecoin's depeg
                     k = stable.index(self.index[s.asset])
+                    assert s.until is not None  # ShockSpec._check: a depeg has a window
                     win = (block_t >= s.at) & (block_t < s.until)
-                    target[win, k] = np.log(s.depeg_to / assets[self.index[s.asset]].peg)
+                    target[win, k] = np.log(s.depeg_to / peg)
             z = rng.standard_normal((n, len(stable)))
             x = np.zeros((n, len(stable)))
             a = np.clip(theta, 0.0, 1.0)
@@ -150,6 +153,7 @@ class Market:
             if s.jump is not None:
                 adj[block_t >= s.at, i] += np.log1p(s.jump)
             if s.drift_to is not None:
+                assert s.until is not None  # ShockSpec._check: a drift has a window
                 # blocks in the whole window, even past the run's end, so a short run is not compressed
                 grid_t = np.arange(int(np.ceil(s.until / dt_s)) + 1) * dt_s
                 win_len = max(int(np.sum((grid_t >= s.at) & (grid_t < s.until))), 1)
@@ -159,6 +163,7 @@ class Market:
 
     def _apply_replay(self, prices: np.ndarray, scenario: Scenario, resolve_data) -> np.ndarray:
         spec = self.spec.replay
+        assert spec is not None  # called only for a replayed market
         path = resolve_data(spec.file)
         frames = []
         for sym, series in spec.symbols.items():
@@ -189,7 +194,11 @@ class Market:
                 self.block_seconds,
                 spec.fill,
             )
+            asset = self.spec.asset(sym)
+            if asset.price is not None:  # a replayed asset with its own price: the replay's returns from that price
+                path_prices = path_prices * (asset.price / path_prices[0])
             prices[:, self.index[sym]] = path_prices
+        assert candle is not None  # frames is never empty (min() above would have raised)
         self.replay_info = ReplayInfo(str(spec.file), start.isoformat(), float(candle), spec.fill)
         return prices
 

@@ -12,6 +12,7 @@ spec that declared it. Edge keys are the edge types:
   shared_capital  protocol -> protocol    one liquidator's or keeper's capital serves both
   exposure        protocol -> protocol    derived: the first takes as collateral what the second issues
   coordinated     protocol -> protocol    a margin coordinator nets accounts across both (portfolio regime)
+  pegs            protocol -> venue       a peg keeper adds or removes its stablecoin in that pool
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ EDGE_TYPES = (
     "shared_capital",
     "exposure",
     "coordinated",
+    "pegs",
 )
 
 
@@ -39,7 +41,7 @@ def node(kind: str, name: str) -> str:
 
 def build_graph(scenario) -> nx.MultiDiGraph:
     """Typed graph of assets, oracles, venues, protocols and agents from a validated scenario."""
-    g = nx.MultiDiGraph(name=scenario.run.name)
+    g: nx.MultiDiGraph = nx.MultiDiGraph(name=scenario.run.name)
     for a in scenario.market.assets:
         g.add_node(node("asset", a.symbol), type="asset", spec=a, stable=a.is_stable)
     for v in scenario.venues:
@@ -48,12 +50,13 @@ def build_graph(scenario) -> nx.MultiDiGraph:
             g.add_edge(node("venue", v.id), node("asset", t), key="trades")
     for o in scenario.oracles:
         g.add_node(node("oracle", o.id), type="oracle", kind=o.kind, spec=o)
-        src = (
-            node("asset", o.asset)
-            if o.source == "reference" or o.kind == "fixed"
-            else node("venue", o.source.split(":", 1)[1])
-        )
-        g.add_edge(node("oracle", o.id), src, key="sources")
+        for source in getattr(o, "sources", [o.source]):  # an anchored view reads a reporter and an anchor
+            src = (
+                node("asset", o.asset)
+                if source == "reference" or o.kind == "fixed"
+                else node("venue", source.split(":", 1)[1])
+            )
+            g.add_edge(node("oracle", o.id), src, key="sources")
     for p in scenario.protocols:
         pn = node("protocol", p.id)
         g.add_node(pn, type="protocol", kind=p.kind, spec=p)
@@ -61,6 +64,8 @@ def build_graph(scenario) -> nx.MultiDiGraph:
             g.add_edge(pn, node("oracle", oid), key="priced_by", asset=asset)
         for vid in getattr(p, "liquidates_into", []):
             g.add_edge(pn, node("venue", vid), key="liquidates_into")
+        if getattr(p, "kind", None) == "peg_keeper":
+            g.add_edge(pn, node("venue", p.pool), key="pegs")
         for asset in collateral_assets(p, scenario):
             g.add_edge(node("asset", asset), pn, key="collateral_of")
         for asset in lent_assets(p, scenario):
@@ -73,7 +78,7 @@ def build_graph(scenario) -> nx.MultiDiGraph:
         for target in agent_targets(a, scenario):
             g.add_edge(an, target, key="acts_on")
         served = [t for t in agent_targets(a, scenario) if t.startswith("protocol:")]
-        if a.kind in ("liquidator", "keeper") and len(served) > 1:
+        if a.kind in ("liquidator", "keeper", "llamma_liquidator", "collateral_buyer", "absorber") and len(served) > 1:
             for i, p1 in enumerate(served):
                 for p2 in served[i + 1 :]:
                     g.add_edge(p1, p2, key="shared_capital", agent=a.id)
@@ -99,7 +104,7 @@ def _coordinated(g: nx.MultiDiGraph, scenario) -> None:
 
 def collateral_assets(p, scenario) -> list[str]:
     """Assets a protocol accepts as collateral (declared by the protocol or used so by its borrowers)."""
-    if p.kind == "lending":
+    if p.kind in BOOK_KINDS:
         used = {
             a for ag in scenario.agents if getattr(ag, "protocol", None) == p.id for a in getattr(ag, "collateral", {})
         }
@@ -109,8 +114,8 @@ def collateral_assets(p, scenario) -> list[str]:
 
 def lent_assets(p, scenario) -> list[str]:
     """Assets a lending market lends: its borrowers' debts (one asset, or mean shares of several); an imported book
-    may owe any listed asset."""
-    if p.kind == "lending":
+    may owe any listed asset; other protocols say what they lend (comet: its base)."""
+    if p.kind in BOOK_KINDS:
         out: set[str] = set()
         for ag in scenario.agents:
             if getattr(ag, "protocol", None) != p.id:
@@ -120,7 +125,7 @@ def lent_assets(p, scenario) -> list[str]:
             if ag.kind == "book":
                 out |= set(p.assets)
         return sorted(out)
-    return []
+    return list(getattr(p, "lent_assets", lambda: [])())  # comet: its base
 
 
 def issued_assets(p) -> list[str]:
@@ -142,7 +147,17 @@ def agent_targets(a, scenario) -> list[str]:
 
 
 #: which protocol kinds each kind of strategic agent serves when it names none
-SERVES = {"liquidator": ("lending", "perps", "options"), "keeper": ("cdp",)}
+SERVES = {
+    "liquidator": ("lending", "perps", "options", "compound-v2"),
+    "keeper": ("cdp",),
+    "llamma_arbitrageur": ("llamma",),
+    "llamma_liquidator": ("llamma",),
+    "peg_keeper_caller": ("peg_keeper",),
+    "absorber": ("comet",),
+    "collateral_buyer": ("comet",),
+}
+#: protocol kinds whose collateral and lent assets are those its borrower populations use
+BOOK_KINDS = ("lending", "compound-v2")
 
 
 def _liquidated_by(p, agent_kind: str) -> bool:

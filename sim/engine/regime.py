@@ -9,6 +9,8 @@ its keeper liquidates across venues.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -123,7 +125,8 @@ def margin_outcomes(model, ts: pd.DataFrame, events: pd.DataFrame, per_protocol:
     rows = principal_rows(model)
     liq = events[events["kind"] == "liquidation"] if len(events) else events
     bad = events[events["kind"] == "bad_debt"] if len(events) else events
-    by_venue, first_block = {}, {}
+    by_venue: dict[str, dict[str, Any]] = {}
+    first_block: dict[str, int] = {}
     for vid, rs in rows.items():
         mine = liq[(liq["source"] == vid) & liq["account"].isin(rs)] if len(liq) else liq
         written = bad[(bad["source"] == vid) & bad["account"].isin(rs)] if len(bad) else bad

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -37,7 +38,7 @@ class RunResult:
     manifest: dict
     health_before: dict[str, np.ndarray] = field(default_factory=dict)
     health_after: dict[str, np.ndarray] = field(default_factory=dict)
-    graph: object = None
+    graph: nx.MultiDiGraph | None = None  # the scenario's network
 
     def summary(self) -> dict:
         return {**self.metrics, "manifest": self.manifest}

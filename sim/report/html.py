@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -24,14 +25,15 @@ REPORT_NAME = "report.html"
 @dataclass(frozen=True)
 class FigureSpec:
     """One report figure: file stem, how to draw it on a fresh Figure, its one-sentence caption, its size
-    in inches (or a function of the result giving it) and whether the result can show it."""
+    in inches (or a function of the result giving it) and whether the result can show it. The result is a
+    `RunResult` (sim.experiments, which the report never imports: it only reads results), hence `Any`."""
 
     name: str
     title: str
-    draw: Callable[[object, Figure], None]
-    caption: Callable[[object], str]
-    figsize: tuple[float, float] | Callable[[object], tuple[float, float]] = plots.FIGSIZE
-    available: Callable[[object], bool] = lambda r: True
+    draw: Callable[[Any, Figure], object]
+    caption: Callable[[Any], str]
+    figsize: tuple[float, float] | Callable[[Any], tuple[float, float]] = plots.FIGSIZE
+    available: Callable[[Any], bool] = lambda r: True
 
 
 def _on_ax(fn):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any, cast
 
 import networkx as nx
 import numpy as np
@@ -205,7 +206,7 @@ def price_columns(data, asset: str) -> list[tuple[str, str, str]]:
             cands = _graph_candidates(g, f"{kind}:{name}") or list(ref)
             level = float(np.nanmedian(ts[col]))
             dist = {s: abs(np.log(level / ref[s])) for s in cands if s in ref and ref[s] > 0 and level > 0}
-            if dist and min(dist.values()) < np.log(PRICE_MATCH_FACTOR) and min(dist, key=dist.get) == asset:
+            if dist and min(dist.values()) < np.log(PRICE_MATCH_FACTOR) and min(dist, key=lambda s: dist[s]) == asset:
                 out.append((role, f"{role} {name}", col))
     return out
 
@@ -238,7 +239,7 @@ def plot_price_paths(data, asset: str | None = None, ax: Axes | None = None, leg
     seen: dict[str, int] = {}
     for role, label, col in price_columns(data, asset):
         i = seen[role] = seen.get(role, -1) + 1
-        kw = dict(color=PRICE_COLORS[role], label=label)
+        kw: dict[str, Any] = {"color": PRICE_COLORS[role], "label": label}
         if role == "exogenous":
             ax.plot(x, ts[col], lw=1.0, ls="--", **kw)
         elif role == "reference":
@@ -330,7 +331,8 @@ def _health_dists(data) -> dict[str, dict[str, np.ndarray]]:
     if isinstance(data, pd.DataFrame):
         return {
             w: {
-                p: g["health"].to_numpy(dtype=float) for p, g in data[data["when"] == w].groupby("protocol", sort=False)
+                str(p): g["health"].to_numpy(dtype=float)
+                for p, g in data[data["when"] == w].groupby("protocol", sort=False)
             }
             for w in ("before", "after")
         }
@@ -489,14 +491,15 @@ def plot_network(data, ax: Axes | None = None) -> Axes:
     `data`: a RunResult (sizes and colours from its timeseries and metrics) or a bare networkx graph.
     """
     ax = _new_ax(ax, NETWORK_FIGSIZE)
-    g = data if isinstance(data, nx.Graph) else getattr(data, "graph", None)
+    # the scenario graph is a MultiDiGraph (sim.engine.network.build_graph)
+    g = cast("nx.MultiDiGraph | None", data if isinstance(data, nx.Graph) else getattr(data, "graph", None))
     if g is None or not len(g):
         _note(ax, "no network graph")
         ax.set_axis_off()
         return ax
     types = {n: d.get("type", "other") for n, d in g.nodes(data=True)}
     layer_of = {t: i for i, t in enumerate(NODE_LAYERS)}
-    h = nx.DiGraph()
+    h: nx.DiGraph = nx.DiGraph()
     for n, t in types.items():
         h.add_node(n, layer=layer_of.get(t, len(NODE_LAYERS)))
     h.add_edges_from((u, v) for u, v in g.edges())
@@ -572,7 +575,7 @@ def plot_network(data, ax: Axes | None = None) -> Axes:
     for n in h:  # label just below its node: offset by the node's radius in points
         ax.annotate(
             n.split(":", 1)[-1],
-            pos[n],
+            (float(pos[n][0]), float(pos[n][1])),
             xytext=(0, -np.sqrt(sizes[n]) / 2 - 2),
             textcoords="offset points",
             ha="center",

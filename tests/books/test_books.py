@@ -24,6 +24,7 @@ STABLES = {"id": 1, "ltv": 0.93, "liquidation_threshold": 0.95, "liquidation_bon
 def scenario(agents, duration="1h", **lend):
     raw = copy.deepcopy(BASE)
     raw["run"]["duration"] = duration
+    raw["shocks"] = []  # the crash comes after the short runs here
     raw["agents"] = agents + [a for a in raw["agents"] if a["kind"] != "borrowers"]
     raw["protocols"][0].update(lend)
     return raw
