@@ -8,10 +8,10 @@ mixed into `LendingAssetSpec` / `LendingSpec` with defaults that keep a scenario
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from defistress.scenarios.schema_base import Distribution, Strict
 from defistress.scenarios.units import MAX_ACCOUNTS, MAX_TOKENS, MAX_USD, Bool, Float, Int, Share
@@ -51,8 +51,35 @@ class EModeSpec(Strict):
         return self
 
 
-class LendingAssetExtras(Strict):
+class _QuietDefaults(Strict):
+    """A mixin whose `quiet_fields` a dump (and so a scenario's hash) leaves out while they hold their defaults: a
+    scenario that does not use them keeps the hash it had before they existed."""
+
+    quiet_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_default_extras(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            fields = type(self).model_fields
+            for name in self.quiet_fields:
+                if name in data and getattr(self, name) == fields[name].get_default(call_default_factory=True):
+                    del data[name]
+        return data
+
+
+class LendingAssetExtras(_QuietDefaults):
     """Aave v3 reserve settings beyond risk parameters; the defaults change nothing."""
+
+    quiet_fields: ClassVar[tuple[str, ...]] = (
+        "emode_category",
+        "debt_ceiling_usd",
+        "borrowable_in_isolation",
+        "supply_cap",
+        "borrow_cap",
+        "borrowing_enabled",
+        "decimals",
+    )
 
     emode_category: Int = Field(0, ge=0, le=255, description="e-mode category of the asset (0: none)")
     debt_ceiling_usd: Float = Field(
@@ -83,8 +110,10 @@ class EvmBackendSpec(Strict):
     )
 
 
-class LendingExtras(Strict):
+class LendingExtras(_QuietDefaults):
     """Aave v3 account-model settings of a lending market; the defaults change nothing."""
+
+    quiet_fields: ClassVar[tuple[str, ...]] = ("emodes", "precision", "backend", "evm")
 
     emodes: list[EModeSpec] = Field(default_factory=list, max_length=255, description="e-mode categories")
     precision: Literal["float", "aave-v3"] = Field(
