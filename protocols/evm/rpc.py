@@ -33,8 +33,9 @@ ERROR_SELECTOR = "08c379a0"  # Error(string)
 PANIC_SELECTOR = "4e487b71"  # Panic(uint256)
 #: default gas limit of a transaction: below the EIP-7825 cap (2**24) and Anvil's 30M block gas limit
 DEFAULT_TX_GAS = 15_000_000
-#: JSON-RPC error codes worth retrying (rate limits, overloaded nodes); HTTP 429 and 5xx are retried too
-RETRYABLE_CODES = {-32005, -32603, -32000, 429}
+#: JSON-RPC error codes worth retrying (limit exceeded, internal error, rate limited); HTTP 429 and 5xx too. A node
+#: that lacks a block's state answers -32000 "header not found" or similar: not retried, the caller explains it.
+RETRYABLE_CODES = {-32005, -32603, 429}
 RETRYABLE_WORDS = ("rate limit", "too many requests", "timeout", "timed out", "temporarily", "try again", "busy")
 
 

@@ -9,7 +9,6 @@ one into a wall of errors: they are replaced by ONE failing item that says what 
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -98,9 +97,7 @@ def chain(node):
 def aave(chain):
     from defistress.protocols.evm.aave import default_emodes, deploy_aave
 
-    t0 = time.perf_counter()
     m = deploy_aave(chain, session_reserves(), default_emodes())
-    m.deploy_seconds = time.perf_counter() - t0
     whale = chain.accounts[9]
     for sym, amount in (("WETH", 1000), ("USDC", 5_000_000), ("DAI", 5_000_000)):
         m.supply(sym, whale, m.reserves[sym].units(amount))
