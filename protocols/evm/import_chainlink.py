@@ -176,8 +176,8 @@ def import_chainlink(
         ] + [f"# note: {n}" for n in notes]
         tmp.write_text("\n".join(header) + "\n" + frame.to_csv(index=False))
     else:
-        import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = dict(table.schema.metadata or {})
