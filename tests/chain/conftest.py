@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from chain_helpers import session_reserves
 
 from defistress.protocols.evm.artifacts import (
     AAVE_PACKAGE,
@@ -23,6 +22,8 @@ from defistress.protocols.evm.artifacts import (
     find_node_modules,
 )
 from defistress.protocols.evm.node import find_anvil
+
+from .chain_helpers import session_reserves
 
 HERE = Path(__file__).parent
 E18 = 10**18

@@ -4,10 +4,11 @@ the project's RoundFeed. Expected values are hand computations or the Solidity f
 from __future__ import annotations
 
 import pytest
-from chain_helpers import E18, balances
 
 from defistress.protocols.evm import aave_math as am
 from defistress.protocols.evm.rpc import Checkpoint, TxReverted
+
+from .chain_helpers import E18, balances
 
 
 def alice_borrows_usdc(m, alice, weth=10, usdc=10_000):

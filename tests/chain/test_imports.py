@@ -11,7 +11,6 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
-from chain_helpers import populate
 from typer.testing import CliRunner
 
 from defistress.protocols.evm.import_common import ChainImportError
@@ -22,6 +21,8 @@ from defistress.sim.cli.app import app
 from defistress.sim.engine.model import StressModel
 from defistress.sim.engine.replay import read_chainlink_rounds
 from defistress.sim.experiments.runs import run_scenario
+
+from .chain_helpers import populate
 
 N_ACCOUNTS = 300
 runner = CliRunner()
