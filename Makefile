@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # the Anvil node and the Aave / Uniswap artifacts, fetched from npm into chain/node_modules (never committed)
 CHAIN_STAMP := chain/node_modules/.package-lock.json
 
-.PHONY: demo test install clean bench lint chain typecheck docs check-install readme-figures mutation
+.PHONY: demo test install clean bench lint chain typecheck docs check-install readme-figures mutation fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(CHAIN_STAMP): chain/package.json chain/package-lock.json
 	cd chain && npm ci --no-audit --no-fund
 
 demo: $(STAMP)
-	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash
+	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash --force
 
 test: $(STAMP) lint docs chain
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
@@ -56,6 +56,10 @@ check-install: $(STAMP)
 # tests/test_readme.py says when they are stale (about 10 minutes)
 readme-figures: $(STAMP)
 	$(BIN)/python benchmarks/readme_figures.py
+
+# the input-contract fuzz test with a long random budget (make test runs a small fixed one)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q tests/test_fuzz_contract.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
