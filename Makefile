@@ -3,8 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the Anvil node and the Aave / Uniswap artifacts, fetched from npm into chain/node_modules (never committed)
+CHAIN_STAMP := chain/node_modules/.package-lock.json
 
-.PHONY: demo test install clean bench lint typecheck docs check-install readme-figures mutation fuzz
+.PHONY: demo test install clean bench lint chain typecheck docs check-install readme-figures mutation fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,10 +18,16 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+chain: $(CHAIN_STAMP)
+
+$(CHAIN_STAMP): chain/package.json chain/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: the chain tests need node >= 20 and npm (https://nodejs.org/): install them, then run 'make test' again" >&2; exit 1; }
+	cd chain && npm ci --no-audit --no-fund
+
 demo: $(STAMP)
 	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash --force
 
-test: $(STAMP) lint docs
+test: $(STAMP) lint docs chain
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 	rm -rf build/notebooks && mkdir -p build/notebooks
 	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done
@@ -64,4 +72,4 @@ mutation: $(STAMP)
 	$(BIN)/python tests/mutation/run.py $(GROUPS)
 
 clean:
-	rm -rf $(VENV) runs build .cache *.egg-info
+	rm -rf $(VENV) runs build .cache *.egg-info chain/node_modules

@@ -1,10 +1,11 @@
 """Liquidators of lending markets: capital, gas budget, minimum profit, latency; they compete in blocks.
 
-Each block a liquidator looks at accounts that have been liquidatable for at least its latency, picks
-the largest debt and collateral of each, previews the liquidation, values the seized collateral at what
-the venue would pay for it, and submits a transaction when the profit after gas beats its minimum. Its
-priority fee bids a share of the expected profit (a gas war). The transaction liquidates and sells the
-seized collateral in the same call (an atomic liquidate-and-swap, as MEV liquidators do); if another
+Each block a liquidator looks at accounts that have been liquidatable for at least its latency, picks for each
+the collateral / debt pair that pays most at oracle prices (the market's `best_liquidation_pairs`: close factor,
+collateral balance, bonus and fee of the account's terms), previews the liquidation, values the seized
+collateral at what the venue would pay for it, and submits a transaction when the profit after gas beats its
+minimum. Its priority fee bids a share of the expected profit (a gas war). The transaction liquidates and sells
+the seized collateral in the same call (an atomic liquidate-and-swap, as MEV liquidators do); if another
 liquidator got there first the call reverts and the gas is lost.
 """
 
@@ -82,22 +83,32 @@ class Liquidator(mesa.Agent):
             if ready.size > k:
                 ready = ready[np.argpartition(-debt_usd[ready], k - 1)[:k]]
             ready = ready[np.argsort(-debt_usd[ready], kind="stable")]
-            p = m.prices()
-            coll_usd = m.coll_scaled[ready] * (m.liq_index * p)
-            debt_usd_by_asset = m.debt_scaled[ready] * (m.borrow_index * p)
+            coll_idx, debt_idx = self._pairs(m, ready, ledger)
             committed: dict[str, float] = {}
             for k, a in enumerate(ready):
                 if len(txs) >= self.spec.max_tx_per_block:
                     break
-                tx = self._plan(m, int(a), coll_usd[k], debt_usd_by_asset[k], view, ledger, committed)
+                if coll_idx[k] < 0:
+                    continue
+                tx = self._plan(m, int(a), m.assets[coll_idx[k]], m.assets[debt_idx[k]], view, ledger, committed)
                 if tx is not None:
                     txs.append(tx)
         self.attempts += len(txs)
         return txs
 
-    def _plan(self, m, a, coll_usd, debt_usd, view, ledger, committed):
-        coll = m.assets[int(coll_usd.argmax())]
-        debt = m.assets[int(debt_usd.argmax())]
+    def _pairs(self, m, ready: np.ndarray, ledger) -> tuple[np.ndarray, np.ndarray]:
+        """The (collateral, debt) pair to liquidate per row: on an Aave-like market the one that pays most at oracle
+        prices within what this liquidator can pay (`best_liquidation_pairs`); elsewhere the largest of each."""
+        if hasattr(m, "best_liquidation_pairs"):
+            budget = np.array([self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]) * m.prices()
+            coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
+            return coll_idx, debt_idx
+        p = m.prices()
+        coll_usd = m.coll_scaled[ready] * (m.liq_index * p)
+        debt_usd = m.debt_scaled[ready] * (m.borrow_index * p)
+        return coll_usd.argmax(axis=1), debt_usd.argmax(axis=1)
+
+    def _plan(self, m, a, coll, debt, view, ledger, committed):
         available = self.funding.available(ledger, self.holder, debt, committed.get(debt, 0.0))
         if available <= 0:
             return None

@@ -53,6 +53,8 @@ class Oracle(mesa.Agent):
         self.ok = True  # the latest response is valid (False once a "broken" failure starts)
         self.max_age: float | None = None  # staleness threshold, seconds (None: not watched)
         self._stale = False
+        #: called as listener(price USD, time seconds) after each publication (e.g. a writer to an on-chain feed)
+        self.listeners: list[Callable[[float, float], object]] = []
 
     def _failed_stale(self, seconds: float) -> bool:
         return self.failure is not None and self.failure.mode == "stale" and seconds >= self.failure.at
@@ -87,6 +89,8 @@ class Oracle(mesa.Agent):
         self.price = price
         self.updated_at = seconds
         self.updates += 1
+        for listener in self.listeners:
+            listener(price, seconds)
         return OracleUpdated(block, self.id, self.asset, price, float(self.reference()), reason)
 
     def update(self, block: int, seconds: float):  # pragma: no cover - interface

@@ -33,6 +33,7 @@ API_PAGES = {
     "agents": ("agents", "agents", "defistress.agents", "Decision makers: populations and strategic agents."),
     "protocols": ("protocols", "protocols", "defistress.protocols", "Vectorised protocol state machines, ledger."),
     "margin": ("protocols.margin", "protocols/margin", "defistress.protocols.margin", "The margin library."),
+    "evm": ("protocols.evm", "protocols/evm", "defistress.protocols.evm", "The bridge to real contracts on a chain."),
     "scenarios": ("scenarios", "scenarios", "defistress.scenarios", "Scenario schema, loader and built-ins."),
 }
 

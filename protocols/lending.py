@@ -8,7 +8,11 @@ $1,000; bad debt burned into the reserve deficit when collateral is gone),
 DefaultReserveInterestRateStrategy (kinked rates).
 
 Accounts are rows of arrays: `coll_scaled[n, A]` and `debt_scaled[n, A]` in scaled token units
-(multiply by the liquidity / borrow index for token units). The protocol is one ledger holder (its id)
+(multiply by the liquidity / borrow index for token units). Aave's fuller account model is there when a book needs
+it, and costs nothing when it does not: a per-asset used-as-collateral flag, e-mode categories (their own LTV /
+threshold / bonus and optional price source), isolation mode with its debt ceiling, supply and borrow caps, the
+liquidator's choice of collateral / debt pair, and `precision="aave-v3"` for the contract's own rounding
+(protocols/lending_accounts.py). The protocol is one ledger holder (its id)
 that holds every deposited token; its treasury is `"{id}:treasury"`. Interest changes claims, not
 token balances: tokens move only on supply, borrow, repay, withdraw and liquidation.
 """
@@ -16,12 +20,14 @@ token balances: tokens move only on supply, borrow, repay, withdraw and liquidat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
 from defistress.protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
 from defistress.protocols.events import BadDebt, Liquidated
 from defistress.protocols.ledger import InsufficientBalance
+from defistress.protocols.lending_accounts import BASE_UNIT, EModeCategory, aave_account_values, category_terms
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
 CLOSE_FACTOR_HF_THRESHOLD = 0.95  # aave-v3 LiquidationLogic.CLOSE_FACTOR_HF_THRESHOLD
@@ -44,6 +50,13 @@ class AssetParams:
     slope1: float = 0.04
     slope2: float = 0.60
     optimal_utilisation: float = 0.90
+    emode_category: int = 0  # Aave e-mode category of the asset (0: none)
+    debt_ceiling: float = 0.0  # USD (1 token of the borrowed stablecoin = 1 USD, as Aave counts it); > 0: isolated
+    borrowable_in_isolation: bool = False  # may be borrowed by accounts in isolation mode
+    supply_cap: float = 0.0  # tokens (0: no cap), Aave SUPPLY_CAP_EXCEEDED
+    borrow_cap: float = 0.0  # tokens (0: no cap), Aave BORROW_CAP_EXCEEDED
+    borrowing_enabled: bool = True
+    decimals: int = 18  # token decimals (the smallest unit; used by precision "aave-v3" and the evm backend)
 
 
 @dataclass(frozen=True)
@@ -65,10 +78,23 @@ class LendingMarket(ControlledRows, MarginProtocol):
     _pending_base: int  # the state version the cache had when `_pending_rows` started
 
     def __init__(
-        self, protocol_id: str, assets: list[AssetParams], oracles: dict, env: Env, close_factor_rule: str = "aave-v3.3"
+        self,
+        protocol_id: str,
+        assets: list[AssetParams],
+        oracles: dict,
+        env: Env,
+        close_factor_rule: str = "aave-v3.3",
+        emodes: list[EModeCategory] | None = None,
+        emode_oracles: dict | None = None,
+        precision: str = "float",
     ):
+        """`emodes`: e-mode categories; `emode_oracles`: category id -> price source of the category (optional);
+        `precision`: "float" (float64 arithmetic) or "aave-v3" (the contract's rounding: 8-decimal oracle prices,
+        base-currency floors, averages floored to basis points)."""
         if close_factor_rule not in ("aave-v3.0", "aave-v3.3"):
             raise ValueError(f"close_factor_rule must be 'aave-v3.0' or 'aave-v3.3', got {close_factor_rule!r}")
+        if precision not in ("float", "aave-v3"):
+            raise ValueError(f"precision must be 'float' or 'aave-v3', got {precision!r}")
         self.id = protocol_id
         self.env = env
         self.rule = close_factor_rule
@@ -97,6 +123,31 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self._cache_key: tuple[bytes, int] | None = None  # (oracle prices, state version) of the cache
         self._cache: dict[str, np.ndarray] = {}
         self._totals: tuple[np.ndarray, np.ndarray] | None = None  # (collateral, debt) scaled totals by asset
+        # --- Aave's fuller account model (inactive until a book uses it) ---
+        self.precision = precision
+        self.emodes = {c.id: c for c in (emodes or [])}
+        self.emode_oracles = dict(emode_oracles or {})
+        unknown = sorted(set(self.emode_oracles) - set(self.emodes))
+        if unknown:
+            raise ValueError(f"{protocol_id}: price sources for unknown e-mode categories {unknown}")
+        self.asset_category = np.array([a.emode_category for a in assets], dtype=np.int64)
+        for a in assets:
+            if a.emode_category and a.emode_category not in self.emodes:
+                raise ValueError(
+                    f"{protocol_id}: asset {a.symbol} is in e-mode category {a.emode_category}, which is not defined "
+                    f"(defined: {sorted(self.emodes)})"
+                )
+        self.debt_ceiling = np.array([a.debt_ceiling for a in assets], dtype=float)
+        self.borrowable_in_isolation = np.array([a.borrowable_in_isolation for a in assets], dtype=bool)
+        self.supply_cap = np.array([a.supply_cap for a in assets], dtype=float)
+        self.borrow_cap_tokens = np.array([a.borrow_cap for a in assets], dtype=float)
+        self.borrowing_enabled = np.array([a.borrowing_enabled for a in assets], dtype=bool)
+        self.decimals = np.array([a.decimals for a in assets], dtype=np.int64)
+        self.ltv_bps = np.round(self.ltv * 1e4)
+        self.lt_bps = np.round(self.lt * 1e4)
+        self.iso_debt = np.zeros(n_a)  # Aave isolationModeTotalDebt per isolated collateral, borrowed-token units
+        self._coll_on: np.ndarray | None = None  # (n, A) used-as-collateral flags; None: every supply counts
+        self._emode: np.ndarray | None = None  # (n,) e-mode category per account; None: nobody in e-mode
 
     # --- views ------------------------------------------------------------------------------------
     @property
@@ -104,16 +155,137 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return self.coll_scaled.shape[0]
 
     def prices(self) -> np.ndarray:
-        """Oracle prices, USD per token, in asset order."""
-        return np.array([o.price for o in self.oracles], dtype=float)
+        """Oracle prices, USD per token, in asset order (to 8 decimals, as AaveOracle returns them, under precision
+        "aave-v3")."""
+        p = np.array([o.price for o in self.oracles], dtype=float)
+        if self.precision == "aave-v3":
+            return np.round(p * BASE_UNIT) / BASE_UNIT
+        return p
+
+    def emode_prices(self) -> dict[int, float]:
+        """Price of each e-mode category's own price source (USD), for the categories that have one."""
+        out = {c: float(o.price) for c, o in self.emode_oracles.items()}
+        if self.precision == "aave-v3":
+            out = {c: round(v * BASE_UNIT) / BASE_UNIT for c, v in out.items()}
+        return out
+
+    @property
+    def collateral_enabled(self) -> np.ndarray:
+        """(n, A) bool: the asset counts as the account's collateral (Aave's used-as-collateral flag)."""
+        if self._coll_on is None or self._coll_on.shape[0] != self.n_accounts:
+            self._grow_flags()
+        if self._coll_on is None:
+            return np.ones(self.coll_scaled.shape, dtype=bool)
+        return self._coll_on
+
+    @property
+    def user_emode(self) -> np.ndarray:
+        """(n,) e-mode category of each account (0: none)."""
+        if self._emode is None:
+            return np.zeros(self.n_accounts, dtype=np.int64)
+        self._grow_flags()
+        return self._emode
+
+    def _grow_flags(self) -> None:
+        """Extend the flag and e-mode rows to the number of accounts (new rows: flags on, no e-mode)."""
+        n = self.n_accounts
+        if self._coll_on is not None and self._coll_on.shape[0] < n:
+            pad = np.ones((n - self._coll_on.shape[0], len(self.assets)), dtype=bool)
+            self._coll_on = np.vstack([self._coll_on, pad])
+        if self._emode is not None and self._emode.shape[0] < n:
+            self._emode = np.concatenate([self._emode, np.zeros(n - self._emode.shape[0], dtype=np.int64)])
+
+    def _flags(self) -> np.ndarray:
+        """The flag array, materialised (all on) for writing."""
+        if self._coll_on is None:
+            self._coll_on = np.ones(self.coll_scaled.shape, dtype=bool)
+        self._grow_flags()
+        return self._coll_on
+
+    def _special_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Rows (of `rows`, or of all) whose values need the account model: a flag off or an e-mode category."""
+        if self._coll_on is None and self._emode is None:
+            return np.zeros(0, dtype=np.int64)
+        n = self.n_accounts
+        self._grow_flags()
+        mask = np.zeros(n, dtype=bool)
+        if self._coll_on is not None:
+            mask |= ~self._coll_on.all(axis=1)
+        if self._emode is not None:
+            mask |= self._emode != 0
+        return np.flatnonzero(mask) if rows is None else rows[mask[rows]]
+
+    def _terms(self, category: int, p: np.ndarray):
+        """Per-asset price / LTV / LT / bonus vectors for an account in `category` (0: the reserves' own)."""
+        cat = self.emodes.get(int(category)) if category else None
+        cp = self.emode_prices().get(int(category)) if cat is not None else None
+        return category_terms(cat, self.asset_category, p, self.ltv, self.lt, self.bonus, cp)
+
+    def _counted_collateral(self, rows) -> np.ndarray:
+        """Scaled collateral of `rows` that counts (flag on), (r, A)."""
+        cs = self.coll_scaled[rows]
+        if self._coll_on is not None:
+            cs = cs * self._coll_on[rows]
+        return cs
+
+    def _fix_special(self, vals: dict[str, np.ndarray], rows: np.ndarray | None = None) -> None:
+        """Recompute, in place, the values of rows with a flag off or in e-mode (one matmul per category)."""
+        special = self._special_rows(rows)
+        if special.size == 0:
+            return
+        p = self.prices()
+        emode = self.user_emode[special]
+        for c in np.unique(emode):
+            rr = special[emode == c]
+            t = self._terms(int(c), p)
+            cp, dp = self.liq_index * t.price, self.borrow_index * t.price
+            cs = self._counted_collateral(rr)
+            d = self.debt_scaled[rr] @ dp
+            w = cs @ (cp * t.lt)
+            vals["coll_usd"][rr] = cs @ cp
+            vals["debt_usd"][rr] = d
+            vals["weighted"][rr] = w
+            with np.errstate(divide="ignore", invalid="ignore"):
+                vals["hf"][rr] = np.where(d > 0, w / d, np.inf)
+            vals["borrow_cap"][rr] = cs @ (cp * t.ltv)
+
+    def _account_values_aave(self) -> dict[str, np.ndarray]:
+        """Every account's values with GenericLogic's rounding (precision "aave-v3"); no incremental refresh."""
+        n = self.n_accounts
+        p = self.prices()
+        names = ("coll_usd", "debt_usd", "weighted", "hf", "borrow_cap")
+        out = {k: np.empty(n) for k in names}
+        emode = self.user_emode
+        counted = self.lt > 0
+        for c in np.unique(emode) if n else []:
+            rows = np.flatnonzero(emode == c) if self._emode is not None else slice(None)
+            t = self._terms(int(c), p)
+            vals = aave_account_values(
+                self._balance(self._counted_collateral(rows) * self.liq_index) * counted,
+                self._balance(self.debt_scaled[rows] * self.borrow_index),
+                np.round(t.price * BASE_UNIT),
+                np.round(t.ltv * 1e4),
+                np.round(t.lt * 1e4),
+            )
+            for k in names:
+                out[k][rows] = vals[k]
+        return out
 
     def collateral(self) -> np.ndarray:
-        """Collateral per account and asset, token units."""
-        return self.coll_scaled * self.liq_index
+        """Collateral per account and asset, token units (whole base units under precision "aave-v3")."""
+        return self._balance(self.coll_scaled * self.liq_index)
 
     def debt(self) -> np.ndarray:
-        """Debt per account and asset, token units."""
-        return self.debt_scaled * self.borrow_index
+        """Debt per account and asset, token units (whole base units under precision "aave-v3")."""
+        return self._balance(self.debt_scaled * self.borrow_index)
+
+    def _balance(self, tokens: np.ndarray, j: int | None = None) -> np.ndarray:
+        """Under precision "aave-v3", a balance is scaled x index rounded half up to whole base units, as the token
+        contracts compute it (WadRayMath.rayMul); otherwise unchanged. `j`: the asset of a 1-d or scalar input."""
+        if self.precision != "aave-v3":
+            return tokens
+        unit = 10.0 ** (self.decimals if j is None else int(self.decimals[j]))
+        return np.floor(tokens * unit + 0.5) / unit
 
     def _account_values(self) -> dict[str, np.ndarray]:
         """Per-account USD figures at oracle prices, cached until prices or state change.
@@ -124,7 +296,12 @@ class LendingMarket(ControlledRows, MarginProtocol):
         never changes under it."""
         p = self.prices()
         key = (p.tobytes(), self._version)
+        if self.emode_oracles:
+            key = (key[0] + np.array(list(self.emode_prices().values())).tobytes(), key[1])
         if key == self._cache_key:
+            return self._cache
+        if self.precision == "aave-v3":
+            self._cache, self._cache_key, self._pending_rows = self._account_values_aave(), key, None
             return self._cache
         from sys import getrefcount
 
@@ -155,6 +332,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             with np.errstate(divide="ignore", invalid="ignore"):
                 new["hf"][rows] = np.where(d > 0, w / d, np.inf)
             new["borrow_cap"][rows] = cs @ (cp * self.ltv)
+            self._fix_special(new, rows)
         else:
             new = {
                 k: np.matmul(
@@ -169,6 +347,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             hf.fill(np.inf)
             np.divide(new["weighted"], new["debt_usd"], out=hf, where=new["debt_usd"] > 0)
             new["hf"] = hf
+            self._fix_special(new)
         self._cache = {k: new[k] for k in names}
         self._cache_key = key
         self._pending_rows = None
@@ -234,23 +413,54 @@ class LendingMarket(ControlledRows, MarginProtocol):
         pad = np.zeros((n, len(self.assets)))
         self.coll_scaled = np.vstack([self.coll_scaled, pad])
         self.debt_scaled = np.vstack([self.debt_scaled, pad.copy()])
+        self._grow_flags()
         self._touch()
         return np.arange(start, start + n)
 
     def supply_liquidity(self, holder: str, asset: str, amount: float) -> None:
         """Passive lenders deposit `amount` tokens (they are not borrowers)."""
         j = self.idx[asset]
+        amount = float(self._whole_units(np.asarray(amount, float), j))
+        self._check_supply_cap(j, float(amount))
         self.env.ledger.transfer(asset, holder, self.id, amount)
         self.lender_scaled[j] += amount / self.liq_index[j]
 
     def supply(self, holder: str, accounts: np.ndarray, asset: str, amounts: np.ndarray) -> None:
-        """Deposit collateral for many accounts; tokens come from `holder` (the population's wallet)."""
+        """Deposit collateral for many accounts; tokens come from `holder` (the population's wallet). A first supply
+        of an asset counts as collateral unless Aave v3.0.2 would not enable it (LTV 0, an isolated asset, or an
+        account already in isolation mode: SupplyLogic.executeSupply, ValidationLogic.validateUseAsCollateral)."""
         j = self.idx[asset]
         self.require_active(asset)  # Aave v3 validateSupply: reserve active, not paused, not frozen
-        amounts = np.asarray(amounts, float)
+        amounts = self._whole_units(np.asarray(amounts, float), j)
+        accounts = np.asarray(accounts)
+        self._check_supply_cap(j, float(amounts.sum()))
         self.env.ledger.transfer(asset, holder, self.id, float(amounts.sum()))
+        first = accounts[self.coll_scaled[accounts, j] <= 0]
+        iso_before = self.isolation_state(first)[0] if first.size else first.astype(bool)
         np.add.at(self.coll_scaled[:, j], accounts, amounts / self.liq_index[j])
+        if first.size:
+            enable = ~iso_before & (self.ltv[j] > 0) & (self.debt_ceiling[j] == 0)
+            if self._coll_on is not None or not enable.all():
+                self._flags()[first, j] = enable
         self._touch()
+
+    def _whole_units(self, amounts: np.ndarray, j: int) -> np.ndarray:
+        """Under precision "aave-v3", token amounts are whole base units (10**-decimals), floored as a transaction
+        for a float amount would send them; otherwise unchanged."""
+        if self.precision != "aave-v3":
+            return amounts
+        unit = 10.0 ** int(self.decimals[j])
+        return np.floor(amounts * unit) / unit
+
+    def _check_supply_cap(self, j: int, amount: float) -> None:
+        """Aave ValidationLogic.validateSupply: supplied tokens (incl. the new ones) within the supply cap."""
+        cap = self.supply_cap[j]
+        if cap > 0:
+            supplied = (self.coll_scaled_total[j] + self.lender_scaled[j]) * self.liq_index[j]
+            if supplied + amount > cap * (1 + 1e-12):
+                raise Revert(
+                    f"SUPPLY_CAP_EXCEEDED: {self.assets[j]} supply {supplied + amount:.6g} > cap {cap:.6g} tokens"
+                )
 
     def seed_borrow(self, holder: str, accounts: np.ndarray, asset: str, amounts: np.ndarray) -> None:
         """Genesis snapshot of an existing book: debt drawn as if prices had moved since origination,
@@ -264,10 +474,12 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def _borrow(self, holder, accounts, asset, amounts, check_ltv):
         j = self.idx[asset]
         self.require_active(asset)  # Aave v3 validateBorrow: not paused, not frozen
-        amounts = np.asarray(amounts, float)
+        amounts = self._whole_units(np.asarray(amounts, float), j)
+        accounts = np.asarray(accounts)
+        iso, iso_asset = self._check_borrow_rules(accounts, j, amounts)
         p = self.prices()
         v = self._account_values()
-        new_debt_usd = v["debt_usd"][accounts] + amounts * p[j]
+        new_debt_usd = v["debt_usd"][accounts] + amounts * self._price_for_rows(accounts, j, p)
         limit = v["borrow_cap"][accounts] if check_ltv else v["weighted"][accounts]
         bad = new_debt_usd > limit * (1 + 1e-12)
         if np.any(bad):
@@ -280,32 +492,266 @@ class LendingMarket(ControlledRows, MarginProtocol):
             raise Revert(f"{self.id}: not enough {asset} liquidity to lend {total:.6g}")
         self.env.ledger.transfer(asset, self.id, holder, total)
         np.add.at(self.debt_scaled[:, j], accounts, amounts / self.borrow_index[j])
+        if iso.any():
+            np.add.at(self.iso_debt, iso_asset[iso], amounts[iso])
         self._touch()
+
+    def _check_borrow_rules(self, accounts: np.ndarray, j: int, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Aave ValidationLogic.validateBorrow beyond the LTV: borrowing enabled, the e-mode category, isolation mode
+        (borrowable in isolation, debt ceiling) and the borrow cap. Returns the isolation state of `accounts`."""
+        name = self.assets[j]
+        if not self.borrowing_enabled[j]:
+            raise Revert(f"BORROWING_NOT_ENABLED: {name}")
+        if self._emode is not None:
+            em = self.user_emode[accounts]
+            off = (em != 0) & (em != self.asset_category[j])
+            if off.any():
+                raise Revert(
+                    f"INCONSISTENT_EMODE_CATEGORY: {name} is not in the e-mode category of account "
+                    f"#{int(accounts[off][0])} ({int(em[off][0])})"
+                )
+        iso, iso_asset = self.isolation_state(accounts)
+        if iso.any():
+            if not self.borrowable_in_isolation[j]:
+                raise Revert(f"ASSET_NOT_BORROWABLE_IN_ISOLATION: {name}, account #{int(accounts[iso][0])}")
+            add = np.zeros(len(self.assets))
+            np.add.at(add, iso_asset[iso], amounts[iso])
+            over = np.flatnonzero(self.iso_debt + add > self.debt_ceiling * (1 + 1e-12) + 1e-9)
+            if len(over):
+                k = int(over[0])
+                raise Revert(
+                    f"DEBT_CEILING_EXCEEDED: isolated debt against {self.assets[k]} would be "
+                    f"{self.iso_debt[k] + add[k]:.6g} > ceiling {self.debt_ceiling[k]:.6g} USD"
+                )
+        cap = self.borrow_cap_tokens[j]
+        if cap > 0:
+            owed = self.debt_scaled_total[j] * self.borrow_index[j]
+            if owed + float(amounts.sum()) > cap * (1 + 1e-12):
+                raise Revert(f"BORROW_CAP_EXCEEDED: {name} debt {owed + float(amounts.sum()):.6g} > cap {cap:.6g}")
+        return iso, iso_asset
+
+    def _price_for_rows(self, accounts: np.ndarray, j: int, p: np.ndarray):
+        """Price of asset j as each account's values use it: the e-mode category's source for accounts in the
+        asset's category when it has one, else the oracle (a scalar when nobody is affected)."""
+        cat = int(self.asset_category[j])
+        if self._emode is None or not cat or cat not in self.emode_oracles:
+            return p[j]
+        return np.where(self.user_emode[accounts] == cat, self.emode_prices()[cat], p[j])
 
     def repay(self, holder: str, accounts: np.ndarray, asset: str, amounts: np.ndarray) -> np.ndarray:
         """Repay debt of many accounts (capped at what each owes); returns the amounts repaid."""
         j = self.idx[asset]
         self.require_unpaused(asset)  # Aave v3 validateRepay: not paused (frozen reserves take repayments)
-        owed = self.debt_scaled[accounts, j] * self.borrow_index[j]
-        paid = np.minimum(np.asarray(amounts, float), owed)
+        owed = self._balance(self.debt_scaled[accounts, j] * self.borrow_index[j], j)
+        paid = np.minimum(self._whole_units(np.asarray(amounts, float), j), owed)
         self.env.ledger.transfer(asset, holder, self.id, float(paid.sum()))
         np.subtract.at(self.debt_scaled[:, j], accounts, paid / self.borrow_index[j])
+        if self.precision == "aave-v3":  # a debt repaid whole is gone, as in the contract
+            whole = np.atleast_1d(accounts)[np.atleast_1d(paid >= owed * (1 - 1e-12))]
+            self.debt_scaled[whole, j] = 0.0
+        self._reduce_isolated_debt(np.atleast_1d(accounts), np.atleast_1d(paid))
         self._touch_rows = accounts
         self._touch()
         return paid
 
+    def _reduce_isolated_debt(self, accounts: np.ndarray, repaid: np.ndarray) -> None:
+        """IsolationModeLogic.updateIsolatedDebtIfIsolated: repaid debt of accounts in isolation mode leaves the
+        isolated collateral's total (floored at 0)."""
+        if not (self.debt_ceiling > 0).any():
+            return
+        iso, k = self.isolation_state(accounts)
+        if iso.any():
+            cut = np.zeros(len(self.assets))
+            np.add.at(cut, k[iso], repaid[iso])
+            self.iso_debt = np.maximum(self.iso_debt - cut, 0.0)
+
+    # --- the account model: collateral flags, e-mode, isolation, genesis books -----------------------------
+    def isolation_state(self, accounts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(in isolation mode, index of the isolated collateral or -1) per account: exactly one asset counts as
+        collateral and it has a debt ceiling (UserConfiguration.getIsolationModeState)."""
+        rows = np.arange(self.n_accounts) if accounts is None else np.atleast_1d(np.asarray(accounts))
+        if not (self.debt_ceiling > 0).any():
+            return np.zeros(rows.size, dtype=bool), np.full(rows.size, -1)
+        on = self.coll_scaled[rows] > 0
+        if self._coll_on is not None:
+            on &= self.collateral_enabled[rows]
+        k = on.argmax(axis=1)
+        iso = (on.sum(axis=1) == 1) & (self.debt_ceiling[k] > 0)
+        return iso, np.where(iso, k, -1)
+
+    def set_collateral(self, accounts: np.ndarray, asset: str, on: bool) -> None:
+        """Turn an asset on or off as collateral for many accounts (Pool.setUserUseReserveAsCollateral). Reverts the
+        whole batch when any account has no balance ('UNDERLYING_BALANCE_ZERO'), may not enable it (LTV 0, isolation
+        mode: 'USER_IN_ISOLATION_MODE_OR_LTV_ZERO'), or would fall below HF 1 by disabling it."""
+        j = self.idx[asset]
+        accounts = np.atleast_1d(np.asarray(accounts))
+        if np.any(self.coll_scaled[accounts, j] <= 0):
+            empty = accounts[self.coll_scaled[accounts, j] <= 0]
+            raise Revert(f"UNDERLYING_BALANCE_ZERO: {asset}, e.g. account #{int(empty[0])}")
+        flags = self._flags()
+        if on:
+            others = (self.coll_scaled[accounts] > 0) & flags[accounts]
+            others[:, j] = False
+            iso, _ = self.isolation_state(accounts)
+            bad = (self.ltv[j] <= 0) | (others.any(axis=1) & (iso | (self.debt_ceiling[j] > 0)))
+            if np.any(bad):
+                raise Revert(f"USER_IN_ISOLATION_MODE_OR_LTV_ZERO: {asset}, account #{int(accounts[bad][0])}")
+            flags[accounts, j] = True
+            self._touch()
+            return
+        before = flags[accounts, j].copy()
+        flags[accounts, j] = False
+        self._touch()
+        hf = self.health()[accounts]
+        if np.any(hf < 1.0):
+            flags[accounts, j] = before
+            self._touch()
+            a = int(accounts[hf < 1.0][0])
+            raise Revert(f"HEALTH_FACTOR_LOWER_THAN_LIQUIDATION_THRESHOLD: disabling {asset} for account #{a}")
+
+    def set_emode(self, accounts: np.ndarray, category: int) -> None:
+        """Put many accounts in e-mode `category` (0: leave it) (Pool.setUserEMode). Every borrowed asset must be in
+        the category ('INCONSISTENT_EMODE_CATEGORY'); leaving a category must keep HF >= 1 (EModeLogic)."""
+        accounts = np.atleast_1d(np.asarray(accounts))
+        category = int(category)
+        if category and category not in self.emodes:
+            raise Revert(f"INCONSISTENT_EMODE_CATEGORY: no e-mode category {category}; defined: {sorted(self.emodes)}")
+        if category:
+            borrowed_outside = (self.debt_scaled[accounts] > 0) & (self.asset_category != category)
+            if borrowed_outside.any():
+                a = int(accounts[borrowed_outside.any(axis=1)][0])
+                raise Revert(f"INCONSISTENT_EMODE_CATEGORY: account #{a} borrows outside category {category}")
+        if self._emode is None:
+            if category == 0:
+                return
+            self._emode = np.zeros(self.n_accounts, dtype=np.int64)
+        self._grow_flags()
+        before = self._emode[accounts].copy()
+        self._emode[accounts] = category
+        self._touch()
+        leaving = before != 0
+        if leaving.any():
+            hf = self.health()[accounts[leaving]]
+            if np.any(hf < 1.0):
+                self._emode[accounts] = before
+                self._touch()
+                raise Revert(
+                    f"HEALTH_FACTOR_LOWER_THAN_LIQUIDATION_THRESHOLD: account #{int(accounts[leaving][hf < 1.0][0])} "
+                    "cannot leave its e-mode category"
+                )
+
+    def genesis_positions(
+        self,
+        holder: str,
+        accounts: np.ndarray,
+        collateral: np.ndarray,
+        debt: np.ndarray,
+        enabled: np.ndarray | None = None,
+        emode: np.ndarray | None = None,
+    ) -> None:
+        """Place existing positions as they are (an imported book): collateral and debt per account and asset (token
+        units, (r, A)), which of them count as collateral and each account's e-mode category. No LTV, health or
+        e-mode check applies: the book is a fact. Collateral tokens come from `holder`; borrowed tokens go to it."""
+        accounts = np.asarray(accounts)
+        collateral = np.asarray(collateral, float)
+        debt = np.asarray(debt, float)
+        shape = (accounts.size, len(self.assets))
+        if collateral.shape != shape or debt.shape != shape:
+            raise ValueError(f"{self.id}: collateral and debt must have shape {shape}")
+        if not (np.all(np.isfinite(collateral)) and np.all(np.isfinite(debt))) or collateral.min(initial=0) < 0:
+            raise ValueError(f"{self.id}: positions must be finite and non-negative")
+        if debt.min(initial=0) < 0:
+            raise ValueError(f"{self.id}: positions must be finite and non-negative")
+        led = self.env.ledger
+        for j, a in enumerate(self.assets):
+            c, d = float(collateral[:, j].sum()), float(debt[:, j].sum())
+            if c > 0:
+                led.transfer(a, holder, self.id, c)
+            if d > 0:
+                if led.balance(self.id, a) < d * (1 - 1e-12):
+                    raise Revert(f"{self.id}: not enough {a} liquidity to place the book's debt {d:.6g}")
+                led.transfer(a, self.id, holder, d)
+        self.coll_scaled[accounts] += collateral / self.liq_index
+        self.debt_scaled[accounts] += debt / self.borrow_index
+        if enabled is not None and not np.all(enabled):
+            self._flags()[accounts] = np.asarray(enabled, bool)
+        if emode is not None and np.any(emode):
+            unknown = sorted(set(np.unique(emode).tolist()) - set(self.emodes) - {0})
+            if unknown:
+                raise ValueError(f"{self.id}: accounts in undefined e-mode categories {unknown}")
+            if self._emode is None:
+                self._emode = np.zeros(self.n_accounts, dtype=np.int64)
+            self._grow_flags()
+            self._emode[accounts] = np.asarray(emode, dtype=np.int64)
+        self._touch()
+        iso, k = self.isolation_state(accounts)
+        if iso.any():
+            np.add.at(self.iso_debt, k[iso], debt[iso][:, self.borrowable_in_isolation].sum(axis=1))
+
+    def best_liquidation_pairs(
+        self, rows: np.ndarray, budget_usd: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each row, the (collateral, debt) pair a liquidator profits most from now, at oracle prices: the close
+        factor caps the repayment, the collateral balance caps the seizure, the bonus and protocol fee of the
+        row's terms (e-mode included) set the gain. `budget_usd` (A,) caps the repayment per debt asset.
+        Returns (collateral index, debt index, profit USD), with -1 / -inf where no pair can be liquidated."""
+        rows = np.atleast_1d(np.asarray(rows))
+        r, n_a = rows.size, len(self.assets)
+        ci, dj, best = np.full(r, -1), np.full(r, -1), np.full(r, -np.inf)
+        if r == 0:
+            return ci, dj, best
+        p = self.prices()
+        v = self._account_values()
+        emode = self.user_emode[rows]
+        price = np.empty((r, n_a))
+        bonus = np.empty((r, n_a))
+        lt = np.empty((r, n_a))
+        for c in np.unique(emode):
+            t = self._terms(int(c), p)
+            m = emode == c
+            price[m], bonus[m], lt[m] = t.price, t.bonus, t.lt
+        coll = self._counted_collateral(rows) * self.liq_index * price * (lt > 0)
+        debt = self.debt_scaled[rows] * self.borrow_index * price
+        hf = v["hf"][rows]
+        if self.rule == "aave-v3.0":
+            cf = np.where(hf > CLOSE_FACTOR_HF_THRESHOLD, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
+            cap = np.broadcast_to((debt * cf[:, None])[:, None, :], (r, n_a, n_a))
+        else:
+            big = (coll[:, :, None] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD) & (
+                debt[:, None, :] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+            )
+            half = np.minimum(debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * v["debt_usd"][rows][:, None])
+            cap = np.where(big & (hf > CLOSE_FACTOR_HF_THRESHOLD)[:, None, None], half[:, None, :], debt[:, None, :])
+        repay = cap if budget_usd is None else np.minimum(cap, np.asarray(budget_usd, float)[None, None, :])
+        b = bonus[:, :, None]
+        seized = np.minimum(repay * b, coll[:, :, None])
+        repay = np.where(repay * b > coll[:, :, None], coll[:, :, None] / b, repay)
+        fee = (seized - seized / b) * self.fee[None, :, None]
+        profit = seized - fee - repay
+        ok = (coll[:, :, None] > 0) & (debt[:, None, :] > 0) & (repay > 0)
+        profit = np.where(ok, profit, -np.inf).reshape(r, -1)
+        k = profit.argmax(axis=1)
+        best = profit[np.arange(r), k]
+        has = np.isfinite(best)
+        ci[has], dj[has] = (k // n_a)[has], (k % n_a)[has]
+        return ci, dj, best
+
     # --- liquidation -------------------------------------------------------------------------------
+    def _row_terms(self, account: int):
+        """Prices and bonus factors of one account's liquidation: its e-mode category's, else the reserves'."""
+        return self._terms(int(self.user_emode[account]) if self._emode is not None else 0, self.prices())
+
     def max_debt_to_cover(self, account: int, debt_asset: str, collateral_asset: str | None = None) -> float:
         """Close-factor cap on the debt repayable in one call (token units), per the chosen rule. Under v3.3
         the $2,000 test applies to the collateral reserve being seized (all collateral if none is named)."""
         j = self.idx[debt_asset]
         v = self._account_values()
         hf = v["hf"][account]
-        reserve_debt = self.debt_scaled[account, j] * self.borrow_index[j]
+        reserve_debt = cast(float, self._balance(self.debt_scaled[account, j] * self.borrow_index[j], j))
         if self.rule == "aave-v3.0":
             cf = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else 1.0
             return reserve_debt * cf
-        p = self.prices()
+        p = self._row_terms(account).price
         if collateral_asset is None:
             reserve_coll_usd = v["coll_usd"][account]
         else:  # aave-v3.3 LiquidationLogic: userReserveCollateralInBaseCurrency
@@ -320,22 +766,25 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return reserve_debt
 
     def preview(self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float) -> Preview:
-        """Amounts a liquidation would move now (LiquidationLogic._calculateAvailableCollateralToLiquidate)."""
+        """Amounts a liquidation would move now (LiquidationLogic._calculateAvailableCollateralToLiquidate), with the
+        e-mode bonus and price source when the account's category covers the assets (_getConfigurationData)."""
         i, j = self.idx[collateral_asset], self.idx[debt_asset]
-        p = self.prices()
+        t = self._row_terms(account)
+        p, bonus = t.price, t.bonus
         debt = min(debt_to_cover, self.max_debt_to_cover(account, debt_asset, collateral_asset))
-        coll_balance = self.coll_scaled[account, i] * self.liq_index[i]
-        seized = debt * p[j] / p[i] * self.bonus[i]
+        coll_balance = cast(float, self._balance(self.coll_scaled[account, i] * self.liq_index[i], i))
+        seized = debt * p[j] / p[i] * bonus[i]
         if seized > coll_balance:
             seized = coll_balance
-            debt = coll_balance * p[i] / p[j] / self.bonus[i]
-        fee = (seized - seized / self.bonus[i]) * self.fee[i]
+            debt = coll_balance * p[i] / p[j] / bonus[i]
+        fee = (seized - seized / bonus[i]) * self.fee[i]
         return Preview(debt, seized - fee, fee, debt * p[j], (seized - fee) * p[i])
 
     def liquidate(
         self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float, liquidator: str
     ) -> Liquidated:
-        """Repay part of an unhealthy account's debt and seize collateral with the bonus (Aave liquidationCall)."""
+        """Repay part of an unhealthy account's debt and seize collateral with the bonus (Aave liquidationCall). The
+        liquidator names the pair; the collateral must count as the account's collateral."""
         if collateral_asset not in self.idx or debt_asset not in self.idx:
             raise Revert(f"{self.id}: unknown asset pair {collateral_asset}/{debt_asset}; allowed: {self.assets}")
         if not 0 <= account < self.n_accounts:
@@ -346,12 +795,13 @@ class LendingMarket(ControlledRows, MarginProtocol):
         if hf >= 1.0:
             raise Revert("HEALTH_FACTOR_NOT_BELOW_THRESHOLD")
         i, j = self.idx[collateral_asset], self.idx[debt_asset]
+        # ValidationLogic.validateLiquidationCall's order: HF ('45'), collateral ('46'), debt ('47')
+        if self.coll_scaled[account, i] <= 0 or (self._coll_on is not None and not self.collateral_enabled[account, i]):
+            raise Revert("COLLATERAL_CANNOT_BE_LIQUIDATED")
         if self.debt_scaled[account, j] <= 0:
             raise Revert("SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER")
-        if self.coll_scaled[account, i] <= 0:
-            raise Revert("COLLATERAL_CANNOT_BE_LIQUIDATED")
         pv = self.preview(account, collateral_asset, debt_asset, debt_to_cover)
-        p = self.prices()
+        p = self._row_terms(account).price
         if self.rule == "aave-v3.3":
             left_debt = (self.debt_scaled[account, j] * self.borrow_index[j] - pv.debt_to_repay) * p[j]
             left_coll = (self.coll_scaled[account, i] * self.liq_index[i] - pv.collateral_seized - pv.protocol_fee) * p[
@@ -367,10 +817,27 @@ class LendingMarket(ControlledRows, MarginProtocol):
             raise Revert(f"liquidator cannot pay: {exc}") from None
         led.transfer(collateral_asset, self.id, liquidator, pv.collateral_seized)
         led.transfer(collateral_asset, self.id, self.treasury, pv.protocol_fee)
+        coll_before = self.coll_scaled[account, i] * self.liq_index[i]
+        debt_before = self.debt_scaled[account, j] * self.borrow_index[j]
+        self._reduce_isolated_debt(np.array([account]), np.array([pv.debt_to_repay]))
         self.debt_scaled[account, j] = max(self.debt_scaled[account, j] - pv.debt_to_repay / self.borrow_index[j], 0.0)
         self.coll_scaled[account, i] = max(
             self.coll_scaled[account, i] - (pv.collateral_seized + pv.protocol_fee) / self.liq_index[i], 0.0
         )
+        if self.precision == "aave-v3":  # balances stay whole base units, as in the contract (no float dust)
+            if pv.collateral_seized + pv.protocol_fee >= coll_before * (1 - 1e-12):
+                self.coll_scaled[account, i] = 0.0
+            if pv.debt_to_repay >= debt_before * (1 - 1e-12):
+                self.debt_scaled[account, j] = 0.0
+            for arr, k, idx in ((self.coll_scaled, i, self.liq_index), (self.debt_scaled, j, self.borrow_index)):
+                arr[account, k] = (
+                    self._whole_units(
+                        np.round(arr[account, k] * idx[k] * 10.0 ** int(self.decimals[k]))
+                        / 10.0 ** int(self.decimals[k]),
+                        k,
+                    )
+                    / idx[k]
+                )
         self._touch_rows = account
         self._touch()
         self.liquidated_debt_usd += pv.debt_usd
@@ -428,7 +895,13 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return np.where(u <= opt, below, above)
 
     def accrue(self, dt_seconds: float) -> None:
-        """Grow the borrow index and the liquidity index (linear per block, Aave MathUtils)."""
+        """Grow the borrow index and the liquidity index (linear per block, Aave MathUtils). Under precision "aave-v3"
+        interest follows the contract instead: a reserve's rates are set when an action changes its supply or debt
+        and then hold; since that update the borrow index compounds (MathUtils.calculateCompoundedInterest, three
+        terms) and the liquidity index grows linearly (calculateLinearInterest)."""
+        if self.precision == "aave-v3":
+            self._accrue_as_the_contract(dt_seconds)
+            return
         u = self.utilisation()
         rb = self.borrow_rate()
         rs = rb * u * (1 - self.reserve_factor)
@@ -436,6 +909,44 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self.borrow_index = self.borrow_index * (1 + rb * f)
         self.liq_index = self.liq_index * (1 + rs * f)
         self._version += 1  # values change; scaled totals do not
+
+    def _accrue_as_the_contract(self, dt_seconds: float) -> None:
+        st = cast("dict[str, Any] | None", self.__dict__.get("_reserve_clock"))
+        totals = np.concatenate([self.coll_scaled_total + self.lender_scaled, self.debt_scaled_total])
+        n_a = len(self.assets)
+        if st is None:  # the first block: every reserve takes its rates now
+            st = {
+                "t": 0.0,
+                "since": np.zeros(n_a),
+                "liq0": self.liq_index.copy(),
+                "bor0": self.borrow_index.copy(),
+                "totals": np.full(2 * n_a, np.nan),
+                "rb": np.zeros(n_a),
+                "rs": np.zeros(n_a),
+            }
+            self._reserve_clock = st
+        moved = (totals[:n_a] != st["totals"][:n_a]) | (totals[n_a:] != st["totals"][n_a:])
+        if moved.any():  # ReserveLogic.updateState + updateInterestRates of the reserves an action touched
+            u = self.utilisation()
+            rb = self.borrow_rate()
+            for k, v in (("liq0", self.liq_index), ("bor0", self.borrow_index)):
+                st[k] = np.where(moved, v, st[k])
+            st["since"] = np.where(moved, st["t"], st["since"])
+            st["rb"] = np.where(moved, rb, st["rb"])
+            st["rs"] = np.where(moved, rb * u * (1 - self.reserve_factor), st["rs"])
+            st["totals"] = totals
+        st["t"] += dt_seconds
+        x = st["t"] - st["since"]  # seconds since each reserve's last update
+        b = st["rb"] / SECONDS_PER_YEAR  # per second
+        compound = (
+            1
+            + b * x
+            + b * b * x * np.maximum(x - 1, 0) / 2
+            + b**3 * x * np.maximum(x - 1, 0) * np.maximum(x - 2, 0) / 6
+        )
+        self.borrow_index = st["bor0"] * compound
+        self.liq_index = st["liq0"] * (1 + st["rs"] * x / SECONDS_PER_YEAR)
+        self._version += 1
 
     # --- reporting ---------------------------------------------------------------------------------
     def insolvent_debt_usd(self) -> np.ndarray:

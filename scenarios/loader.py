@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from defistress.scenarios.registry import builtin_names, builtin_path
 from defistress.scenarios.schema import Scenario
 from defistress.scenarios.schema_base import error_message
+from defistress.scenarios.schema_books import BookSpec
 from defistress.scenarios.schema_compound import UNION_TAGS
 from defistress.scenarios.schema_governance import UNION_TAGS as GOVERNANCE_TAGS
 from defistress.scenarios.schema_oracles import UNION_TAGS as ORACLE_TAGS
@@ -158,6 +159,7 @@ def _check_data_files(loaded: LoadedScenario) -> None:
     files = [] if s.market.replay is None else s.market.replay.data_files()
     if s.gas.replay is not None:
         files.append(("gas.replay.file", s.gas.replay.file))
+    files += [(f"agents.{a.id}.file", a.file) for a in s.agents if isinstance(a, BookSpec)]
     for key, f in files:
         try:
             loaded.resolve_data(f)
@@ -301,6 +303,8 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "hedgers",
             "protection_buyers",
             "multi_venue",
+            "book",
+            "mixed_borrowers",
             "llamma",
             "peg_keeper",
             "stableswap",

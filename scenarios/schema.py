@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from defistress.scenarios.schema_base import Distribution, ParamsOf, Strict, _validated
+from defistress.scenarios.schema_books import BookSpec, LendingAssetExtras, LendingExtras, MixedBorrowersSpec
 from defistress.scenarios.schema_compound import (
     BORROWABLE,
     AbsorberSpec,
@@ -401,7 +402,7 @@ class InterestSpec(Strict):
     )
 
 
-class LendingAssetSpec(Strict):
+class LendingAssetSpec(LendingAssetExtras):
     """Per-asset risk parameters (Aave v3 reserve config). Defaults: the initial Aave v3 Ethereum WETH set
     (Gauntlet, governance.aave.com/t/10238/22; docs/margin-methods.md 5.1)."""
 
@@ -447,7 +448,7 @@ class LendingAssetSpec(Strict):
         return self
 
 
-class LendingSpec(Strict):
+class LendingSpec(LendingExtras):
     """An Aave-v3-like lending market."""
 
     id: str = Field(pattern=ID_PATTERN, description="protocol id")
@@ -776,7 +777,9 @@ AgentSpec = Annotated[
     | LlammaLiquidatorSpec
     | PegKeeperCallerSpec
     | AbsorberSpec
-    | CollateralBuyerSpec,
+    | CollateralBuyerSpec
+    | BookSpec
+    | MixedBorrowersSpec,
     Field(discriminator="kind"),
 ]
 
@@ -896,6 +899,9 @@ class Scenario(Strict):
         dup = sorted({x for x in vault_owners if vault_owners.count(x) > 1})
         if dup:
             raise ValueError(f"agents: one vaults population per cdp, got several for {dup}")
+        for item in [*self.protocols, *self.agents]:  # tables that check their own links (schema_books.py)
+            if hasattr(item, "check_links"):
+                item.check_links(self)
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
                 lend = protocols.get(a.protocol)

@@ -1,7 +1,8 @@
 """The dependency direction (docs/architecture.md) and no import cycles.
 
 `sim.cli -> sim.experiments -> sim.engine -> agents -> protocols -> protocols.margin`; `sim.analysis` and
-`sim.report` read results and never drive a run; `scenarios` holds data and the schema and never imports `sim`.
+`sim.report` read results and never drive a run; `scenarios` holds data and the schema and never imports `sim`;
+`protocols.evm`, the bridge to real contracts on a chain, lives beside the models and never inside one.
 Every module's imports are read with `ast` (including imports inside functions and
 `importlib.import_module("...")` with a literal name), so nothing is imported to check them.
 """
@@ -91,15 +92,15 @@ def layer(name: str) -> str:
     parts = name.split(".")
     if parts[0] != NS or len(parts) < 2:
         return ""
-    if parts[1] == "protocols" and len(parts) > 2 and parts[2] == "margin":
-        return "protocols.margin"
+    if parts[1] == "protocols" and len(parts) > 2 and parts[2] in ("margin", "evm"):
+        return f"protocols.{parts[2]}"
     if parts[1] == "sim" and len(parts) > 2 and parts[2] in SIM_ROOMS:
         return f"sim.{parts[2]}"
     return parts[1]
 
 
 def test_every_layer_has_modules():
-    for folder in TOPS + ("protocols/margin",) + tuple(f"sim/{r}" for r in SIM_ROOMS):
+    for folder in TOPS + ("protocols/margin", "protocols/evm") + tuple(f"sim/{r}" for r in SIM_ROOMS):
         assert modules(folder), folder
 
 
@@ -127,6 +128,7 @@ def test_the_import_reader_sees_absolute_relative_lazy_and_dynamic_imports():
     assert (
         layer("defistress.sim.report.plots") == "sim.report"
         and layer("defistress.protocols.margin.var") == "protocols.margin"
+        and layer("defistress.protocols.evm.node") == "protocols.evm"
         and layer("numpy") == ""
     )
 
@@ -184,6 +186,27 @@ RULES = [
     ),
     ("sim/experiments", lambda n: layer(n) == "sim.cli", "sim.experiments never import the CLI"),
 ]
+
+
+def test_no_model_imports_the_chain_bridge():
+    """Lending, AMM, oracle and every other model stays chain-agnostic: only the engine's builders (and the CLI)
+    reach for protocols.evm, the bridge to real contracts."""
+    bridge = ROOT / "protocols" / "evm"
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for folder in ("protocols", "agents", "scenarios")
+        for path in modules(folder)
+        if bridge not in path.parents
+        for line, name in imports_of(path)
+        if layer(name) == "protocols.evm"
+    ]
+    assert bad == []
+
+
+def test_the_bridge_rule_sees_a_planted_import():
+    src = "def f():\n    from defistress.protocols.evm.node import AnvilNode\n"
+    names = [n for _, n in imports_of(ROOT / "protocols" / "lending.py", src)]
+    assert any(layer(n) == "protocols.evm" for n in names)
 
 
 def _cases():

@@ -272,3 +272,47 @@ def test_readme_compound_tables_are_what_seed_1_produces():
     for label, value in rows.items():
         assert f"| {label} | {value} |" in text, (label, value)
     assert f"ETH −{100 * c['exogenous_drawdown']:.0f}% at its lowest" in flat
+
+
+def sci(x: float) -> str:
+    """The README's short scientific format: 4.7e-10, 1.5e-6, 3.5e+2 (two significant figures)."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{x:.1e}")
+
+
+def test_readme_chain_figures_are_the_committed_bench_evm_results():
+    """'Real books and the chain': the evm backend's cost per block and the differential checks' cases and largest
+    deviations are those of benchmarks/results/evm.json (`python benchmarks/bench_evm.py`, needs `make chain`)."""
+    evm = json.loads((BENCH / "results" / "evm.json").read_text())
+    b, d = evm["backends"], evm["differential"]
+    lend, amm, oracle = d["lending"], d["amm"], d["oracle"]
+    cases, big = lend["cases"], lend["largest"]
+    assert b["same_liquidations"] and b["model"]["liquidations"] == b["evm"]["liquidations"]
+    assert oracle["mismatches"] == 0
+    stated = [
+        f"a block of that run costs {b['evm']['ms_per_block']:.1f} ms on the chain against "
+        f"{b['model']['ms_per_block']:.1f} ms in the model ({b['slowdown_per_block']:.1f}×)",
+        f"plus {b['evm']['setup_s']:.0f} s to start the node",
+        f"({b['evm']['transactions']:,} transactions in all)",
+        f"{sci(b['largest_relative_difference_debt_repaid'])} in a liquidation's amounts",
+        f"{sci(b['largest_relative_difference_final_hf'])} in a final health factor",
+        f"{amm['cases']['swaps']} swaps on a Uniswap v2",
+        f"a push oracle over {oracle['blocks']:,} blocks",
+        f"| {cases['accounts']} account reads |",
+        f"| {big['aave_v3_model_base_units_opened']:.3f} units; HF {sci(big['aave_v3_model_hf_rel_opened'])} relative;",
+        f"| {cases['accounts']} |",
+        f"| {sci(big['float_model_usd_opened'])} USD; HF {sci(big['float_model_hf_rel_opened'])} relative |",
+        f"| {cases['liquidations']} liquidations |",
+        f"| {sci(big['aave-v3_model_liquidation_relative'])} relative; "
+        f"{sci(big['aave-v3_model_liquidation_base_units'])} base units absolute",
+        f"| {cases['reverts']} ({cases['reverts:HEALTH_FACTOR_NOT_BELOW_THRESHOLD']} HF ≥ 1, "
+        f"{cases['reverts:COLLATERAL_CANNOT_BE_LIQUIDATED']} collateral switched off, "
+        f"{cases['reverts:SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER']} debt not owed)",
+        f"| {amm['cases']['swaps']} | to the base unit | 0 |",
+        f"| {amm['cases']['swaps']} | 1 base unit + float64 precision, carried through the reserves | "
+        f"{sci(amm['largest']['pool_output_relative'])} relative |",
+        f"| {oracle['blocks']:,} blocks, {oracle['rounds']} rounds | equal | {oracle['mismatches']} mismatches |",
+    ]
+    stated.append(f"--cases {d['random_cases']}`: {d['random_cases']} random books of one to three accounts")
+    text = " ".join(section("Real books and the chain").split())  # the README wraps its lines anywhere
+    for s in stated:
+        assert s in text, s

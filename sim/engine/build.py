@@ -10,8 +10,9 @@ from defistress.agents.liquidator import Liquidator
 from defistress.agents.oracles import DelayedOracle, FixedOracle, Oracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
 from defistress.protocols.compound_v2 import CompoundV2
-from defistress.protocols.lending import AssetParams, LendingMarket
+from defistress.protocols.lending import LendingMarket
 from defistress.sim.engine import (  # noqa: F401  (build_* register kinds)
+    build_books,
     build_cdp,
     build_compound,
     build_curve,
@@ -65,23 +66,8 @@ def build_oracle(model, spec):
 # --- protocols -------------------------------------------------------------------------------------
 @protocol_builder("lending")
 def build_lending(model, spec) -> LendingMarket:
-    assets = [
-        AssetParams(
-            sym,
-            a.ltv,
-            a.liquidation_threshold,
-            a.liquidation_bonus,
-            a.protocol_fee,
-            a.reserve_factor,
-            a.interest.base,
-            a.interest.slope1,
-            a.interest.slope2,
-            a.interest.optimal_utilisation,
-        )
-        for sym, a in spec.assets.items()
-    ]
     oracles = {sym: model.oracles[oid] for sym, oid in spec.oracles.items()}
-    market = LendingMarket(spec.id, assets, oracles, model.env, spec.close_factor_rule)
+    market = build_books.lending_market(model, spec, oracles)  # Aave's account model, books and backends
     for sym, a in spec.assets.items():
         if a.supply_usd > 0:
             amount = a.supply_usd / model.market.price(sym)

@@ -112,10 +112,18 @@ def collateral_assets(p, scenario) -> list[str]:
 
 
 def lent_assets(p, scenario) -> list[str]:
+    """Assets a lending market lends: its borrowers' debts (one asset, or mean shares of several); an imported book
+    may owe any listed asset; other protocols say what they lend (comet: its base)."""
     if p.kind in BOOK_KINDS:
-        return sorted(
-            {ag.debt for ag in scenario.agents if getattr(ag, "protocol", None) == p.id and hasattr(ag, "debt")}
-        )
+        out: set[str] = set()
+        for ag in scenario.agents:
+            if getattr(ag, "protocol", None) != p.id:
+                continue
+            debt = getattr(ag, "debt", None)
+            out |= {a for a, w in debt.items() if w > 0} if isinstance(debt, dict) else {debt} if debt else set()
+            if ag.kind == "book":
+                out |= set(p.assets)
+        return sorted(out)
     return list(getattr(p, "lent_assets", lambda: [])())  # comet: its base
 
 

@@ -110,6 +110,7 @@ def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
         "block_seconds": s.run.block_seconds,
         "blocks": model.n_blocks,
         **model.data_manifest(),  # data_sha256, replay (series, feeds, fill), gas (replayed or modelled)
+        "snapshots": getattr(model, "snapshots", []),
     }
 
 

@@ -191,10 +191,10 @@ def test_liquidations_move_what_the_reference_says(book, years, move, rule, call
         reason = None
         if hf >= 1.0:
             reason = "HEALTH_FACTOR_NOT_BELOW_THRESHOLD"
+        elif coll[i] <= 0:  # v3.0.2 ValidationLogic checks the collateral ('46') before the debt ('47')
+            reason = "COLLATERAL_CANNOT_BE_LIQUIDATED"
         elif debt[j] <= 0:
             reason = "SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER"
-        elif coll[i] <= 0:
-            reason = "COLLATERAL_CANNOT_BE_LIQUIDATED"
         if reason is None:
             repay, to_liq, fee = ref_preview(rule, coll, debt, px, i, j, share * debt[j])
             left_debt, left_coll = (debt[j] - repay) * px[j], (coll[i] - to_liq - fee) * px[i]
