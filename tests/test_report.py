@@ -5,11 +5,11 @@ import dataclasses
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
+from html_support import parse, table_with
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -30,53 +30,6 @@ def result():
 def report(result, tmp_path_factory):
     page = write_report(result, tmp_path_factory.mktemp("report"))
     return page, page.read_text(encoding="utf-8")
-
-
-class _Tables(HTMLParser):
-    """Every <table> of a page as rows of cell texts, and every element id."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables: list[list[list[str]]] = []
-        self.ids: set[str] = set()
-        self.hrefs: list[str] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if "id" in a:
-            self.ids.add(a["id"])
-        if tag == "a" and a.get("href", "").startswith("#"):
-            self.hrefs.append(a["href"][1:])
-        if tag == "table":
-            self.tables.append([])
-        elif tag == "tr" and self.tables:
-            self.tables[-1].append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def parse(text: str) -> _Tables:
-    p = _Tables()
-    p.feed(text)
-    return p
-
-
-def table_with(text: str, first_cell: str) -> dict[str, list[str]]:
-    """The table whose header starts with `first_cell`, as {row label: other cells}."""
-    for t in parse(text).tables:
-        if t and t[0] and t[0][0] == first_cell:
-            return {r[0]: r[1:] for r in t[1:]}
-    raise AssertionError(f"no table headed {first_cell!r}")
 
 
 def _texts(ax: Axes) -> list[str]:

@@ -62,7 +62,7 @@ def compare(
     """Margin of every account under every model: a table per account side by side, compare.csv, compare.png."""
     from defistress.protocols.margin.compare import compare as run_compare
     from defistress.protocols.margin.compare import load_portfolio, load_price_path, returns_from_prices
-    from defistress.sim.report.plots_margin import plot_compare
+    from defistress.sim.report.plots_margin import plot_compare_books
 
     names = _model_names(models)
     try:
@@ -82,22 +82,24 @@ def compare(
             for col in ("model", "IM USD", "MM USD", "equity USD", "excess USD", "driver"):
                 t.add_column(col, justify="left" if col in ("model", "driver") else "right")
             for r in sub.to_dict("records"):
-                style = "red" if r["excess_mm_usd"] < 0 else None
+                style = "red" if r["excess_mm_usd"] < 0 else "yellow" if r["unsupported_positions"] else None
                 t.add_row(
                     r["model"],
                     _usd(r["im_usd"]),
                     _usd(r["mm_usd"]),
                     _usd(r["equity_usd"]),
                     _usd(r["excess_mm_usd"]),
-                    r["main_driver"],
+                    f"unsupported ({r['unsupported_positions']} position(s))"
+                    if r["unsupported_positions"]
+                    else r["main_driver"],
                     style=style,
                 )
             tables.append(t)
         console.print(Columns(tables))
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "compare.csv", index=False)
-    ax = plot_compare(df)
-    ax.figure.savefig(out / "compare.png", dpi=120)
+    axes = plot_compare_books(df)
+    axes[0].figure.savefig(out / "compare.png", dpi=120)
     if not quiet:
         console.print(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}")
 
