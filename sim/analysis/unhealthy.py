@@ -199,7 +199,10 @@ def cause_counts(table: pd.DataFrame) -> dict[str, dict]:
             "debt_usd": float(g["debt_usd"].sum()),
             "causes": {c: int(counts[c]) for c in order},
             "debt_by_cause_usd": {c: float(debt[c]) for c in order},
-            "details": {f"{c}: {d}": int(n) for (c, d), n in det.items()},
+            "details": {
+                f"{c}: {d}": int(n)
+                for c, d, n in zip(det.index.get_level_values(0), det.index.get_level_values(1), det.to_numpy())
+            },
         }
     return out
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import mesa
 import numpy as np
 import pandas as pd
+from mesa.agent import AgentSet
 
 from defistress.agents.tx import BlockView
 from defistress.protocols.base import Clock, Env
@@ -54,11 +55,14 @@ class StressModel(mesa.Model):
         self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
         self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
         self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
-        self.actors = []
+        actors: list = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
-            self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
-        self.actors.extend(regime.build_keeper(self))
+            actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+        actors.extend(regime.build_keeper(self))
+        #: the agents that act each block, a Mesa AgentSet in the deterministic phase order (agent kinds in
+        #: build.AGENT_ORDER, then scenario order): `phase_decide` asks each in turn
+        self.actors = AgentSet(actors, random=self.random)
         self.recorder = Recorder(self)
         if self.coordinator is not None:
             self.recorder.sources.append(regime.regime_columns)
@@ -109,8 +113,8 @@ class StressModel(mesa.Model):
             self.env.clock.block, self.env.clock.seconds, self.gas.base_fee_gwei, self.market.as_dict(), self.external
         )
         txs = []
-        for agent in self.actors:
-            txs.extend(agent.submit(view))
+        for batch in self.actors.map("submit", view):  # AgentSet.map keeps the set's (insertion) order
+            txs.extend(batch)
         return txs
 
     def phase_build(self, txs: list) -> None:

@@ -62,7 +62,7 @@ def plot_compare_books(df: pd.DataFrame, fig=None) -> list:
             ax.bar(j, sub["im_usd"].iloc[j], 0.7, fill=False, edgecolor=colour, linewidth=1.0)
         top = float(np.nanmax(np.r_[sub["im_usd"].to_numpy(dtype=float), 1.0]))
         ax.set_ylim(0, top * 1.25)
-        for j in np.flatnonzero(flag):
+        for j in np.flatnonzero(flag).tolist():
             k = sub["unsupported_positions"].iloc[j] if "unsupported_positions" in sub else 0
             ax.plot(j, top * 0.04, marker=UNSUPPORTED_MARK, color=UNSUPPORTED_COLOR, ms=8, mew=2)
             ax.text(
