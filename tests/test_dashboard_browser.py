@@ -86,6 +86,19 @@ def server() -> Iterator[str]:
         log.close()
 
 
+def _chart_png(page, caption: str, tries: int = 10) -> bytes:
+    """A screenshot of the chart above `caption`; retried, since solara may replace the image while we look."""
+    for attempt in range(tries):
+        try:
+            panel = page.locator("div").filter(has_text=caption).last
+            return panel.locator("img").first.screenshot(timeout=20_000)
+        except Exception:  # playwright's Error: the element was re-rendered (detached) meanwhile
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def _coloured_pixels(png: bytes) -> int:
     """Pixels of a screenshot (PNG) that are clearly coloured (not white, grey or black)."""
     from matplotlib.image import imread
@@ -108,15 +121,15 @@ def test_a_run_started_in_the_browser_completes_and_the_price_chart_shows_data(s
             page = browser.new_page()
             page.goto(server, timeout=120_000)
             page.get_by_text("eth-crash, seed 1: ready, 750 blocks; press Step or play").wait_for(timeout=120_000)
-            prices = page.locator(".v-card, div").filter(has_text="Prices: 0 blocks shown").last
-            before = _coloured_pixels(prices.locator("img").first.screenshot())
+            before = _coloured_pixels(_chart_png(page, "Prices: 0 blocks shown"))
             page.get_by_role("button", name="▶").click()
             page.get_by_text("block 750 of 750").wait_for(timeout=300_000)
             page.get_by_text("run complete").wait_for(timeout=30_000)
             page.get_by_text("Prices: 750 blocks shown").wait_for(timeout=60_000)
-            prices = page.locator("div").filter(has_text="Prices: 750 blocks shown").last
-            after = _coloured_pixels(prices.locator("img").first.screenshot())
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            after = _coloured_pixels(_chart_png(page, "Prices: 750 blocks shown"))
+            # DEFISTRESS_DASHBOARD_SCREENSHOT=docs/img/dashboard.png refreshes the README's picture
+            shot = os.environ.get("DEFISTRESS_DASHBOARD_SCREENSHOT") or str(tmp_path / "dashboard.png")
+            page.screenshot(path=shot, full_page=False)
         finally:
             browser.close()
     assert before == 0  # the empty chart: black text on white

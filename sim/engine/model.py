@@ -13,13 +13,13 @@ from collections.abc import Callable
 import mesa
 import numpy as np
 import pandas as pd
-from mesa.agent import AgentSet
 
 from defistress.agents.tx import BlockView
 from defistress.protocols.base import Clock, Env
 from defistress.protocols.events import Liquidated
 from defistress.scenarios.loader import LoadedScenario, load
 from defistress.sim.engine import build, network, regime
+from defistress.sim.engine.actors import Actors
 from defistress.sim.engine.blocks import build_block
 from defistress.sim.engine.gas import GasMarket
 from defistress.sim.engine.market import External, Market
@@ -60,9 +60,9 @@ class StressModel(mesa.Model):
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
             actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
         actors.extend(regime.build_keeper(self))
-        #: the agents that act each block, a Mesa AgentSet in the deterministic phase order (agent kinds in
-        #: build.AGENT_ORDER, then scenario order): `phase_decide` asks each in turn
-        self.actors = AgentSet(actors, random=self.random)
+        #: the agents that act each block, a Mesa AgentSet (sim/engine/actors.py) in the deterministic phase order
+        #: (agent kinds in build.AGENT_ORDER, then scenario order): `phase_decide` asks each in turn
+        self.actors = Actors(actors, random=self.random)
         self.recorder = Recorder(self)
         if self.coordinator is not None:
             self.recorder.sources.append(regime.regime_columns)
