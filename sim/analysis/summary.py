@@ -173,6 +173,10 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame, unhealthy: pd.DataF
     from defistress.sim.analysis.unhealthy import cause_counts, unhealthy_accounts
 
     out["unhealthy_end"] = cause_counts(unhealthy if unhealthy is not None else unhealthy_accounts(model))
+    from defistress.sim.engine.reference_view import solvency_views
+
+    # health and bad debt at reference prices beside the oracles' view: insolvency a stale oracle hides
+    out["mark_to_reference"] = solvency_views(model)
     out["contagion"] = contagion(model, ts, per, main)
     from defistress.sim.engine.regime import margin_outcomes
 

@@ -485,6 +485,41 @@ def setup_section(result: Any) -> Section:
     return sec
 
 
+def reference_rows(metrics: dict) -> list[list[str]]:
+    """Per protocol and in total: bad debt and unhealthy accounts at the oracles' prices and at reference prices
+    (sim/engine/reference_view.py), so insolvency hidden by a stale oracle shows."""
+    ref = metrics.get("mark_to_reference") or {}
+    rows = []
+    for pid, v in (ref.get("protocols") or {}).items():
+        rows.append(
+            [
+                pid,
+                format_value(v["oracle_bad_debt_usd"], "usd"),
+                format_value(v["bad_debt_usd"], "usd"),
+                format_value(v["oracle_accounts_unhealthy"], "int"),
+                format_value(v["accounts_unhealthy"], "int"),
+            ]
+        )
+    if len(rows) > 1:
+        rows.append(
+            [
+                "all",
+                format_value(ref["oracle_bad_debt_usd"], "usd"),
+                format_value(ref["bad_debt_usd"], "usd"),
+                format_value(ref["oracle_accounts_unhealthy"], "int"),
+                format_value(ref["accounts_unhealthy"], "int"),
+            ]
+        )
+    return rows
+
+
+REFERENCE_NOTE = (
+    "Protocols see only their oracles. At the end of the run, each protocol is valued twice with one definition "
+    "of bad debt (written off plus debt not covered by collateral): at its oracles' prices and at the reference "
+    "(market) prices. A gap means an oracle lags the market: a stale or frozen oracle hides insolvency."
+)
+
+
 # --- accounts still unhealthy -------------------------------------------------------------------------
 #: worst unhealthy accounts listed per protocol (by debt)
 WORST_ACCOUNTS = 10
@@ -669,6 +704,26 @@ def page_context(result: Any, figures: dict[str, Path]) -> dict[str, Any]:
                 "scorecard",
                 "Compared with what really happened",
                 tables=[_text_table(["metric", "simulated", "published", "ratio", "source"], scorecard_rows(m))],
+            )
+        )
+    if reference_rows(m):
+        details.append(
+            Section(
+                "mark-to-reference",
+                "Mark to reference",
+                REFERENCE_NOTE,
+                tables=[
+                    _text_table(
+                        [
+                            "protocol",
+                            "bad debt at oracle prices",
+                            "bad debt at reference prices",
+                            "unhealthy accounts (oracle)",
+                            "unhealthy accounts (reference)",
+                        ],
+                        reference_rows(m),
+                    )
+                ],
             )
         )
     cont = contagion_section(m)
