@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash --force
 
 test: $(STAMP) lint docs chain
+	bash .ci/browser.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 	rm -rf build/notebooks && mkdir -p build/notebooks
 	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done

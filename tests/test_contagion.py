@@ -4,7 +4,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from defistress.sim.analysis.contagion import cascade_depths, debtrank, exposure_impact
+from defistress.sim.analysis.contagion import cascade_depths, debtrank, exposure_impact, liability_devaluation
 
 
 def test_debtrank_chain_of_three_passes_distress_once():
@@ -64,3 +64,23 @@ def test_cascade_depth_counts_hops_along_loss_carrying_edges():
     g.add_edge("asset:DAI", "protocol:lend", key="collateral_of")
     d = cascade_depths(g, "ETH", ["cdp", "lend", "island"])
     assert d == {"cdp": 1, "lend": 3, "island": None}
+
+
+def test_debtrank_carries_an_issuers_depeg_to_the_holder_of_its_token():
+    # maker (0) issues DAI that fell 4% below its peg, and writes nothing off (h0 = 0); lend (1) holds 60 of DAI
+    # against 100 of capital: W[maker, lend] = 0.6, and lend starts with its own loss 0.01.
+    # round 1: both distressed; maker passes max(0, 0.04) = 0.04, lend passes 0.01 to nobody:
+    #          h_lend = 0.01 + 0.04 * 0.6 = 0.034; round 2: nobody is distressed.
+    # values 0.5 / 0.5: R = 0.5 * (0 + 0.034) - 0.5 * (0 + 0.01) = 0.012
+    w = np.array([[0, 0.6], [0, 0]])
+    r, h = debtrank(w, np.array([0.5, 0.5]), np.array([0.0, 0.01]), devaluation=np.array([0.04, 0.0]))
+    assert h == pytest.approx([0.0, 0.034])
+    assert r == pytest.approx(0.012)
+    # without the devaluation the same network loses nothing beyond the start (the old, write-offs-only reading)
+    assert debtrank(w, np.array([0.5, 0.5]), np.array([0.0, 0.01]))[0] == 0.0
+
+
+def test_liability_devaluation_is_the_deepest_fall_below_peg_of_any_token_issued():
+    # cdp issues two tokens: one bottomed at 0.97 of its peg, the other never fell below (1.01): 3%
+    dev = liability_devaluation({"cdp": ["A", "B"], "keeper": ["C"]}, {"A": 0.97, "B": 1.01, "C": 1.0})
+    assert dev == {"cdp": pytest.approx(0.03), "keeper": 0.0}

@@ -320,7 +320,7 @@ def test_an_iso_time_outside_the_run_is_a_keyed_error_before_any_block():
 
 
 def test_the_report_section_lists_the_replay_the_gas_path_and_the_actions():
-    from defistress.sim.report.provenance import provenance_html
+    from defistress.sim.report.provenance import provenance_section
 
     gov = [
         act(at="30m", action="set", protocol="maker", key="params.flip.ttl", value=21_600.0),
@@ -329,11 +329,16 @@ def test_the_report_section_lists_the_replay_the_gas_path_and_the_actions():
     r = run_scenario(
         "black-thursday-maker", overrides={"agents.vaults.accounts": 100, "run.duration": "1h", "governance": gov}
     )
-    page = provenance_html(r.manifest)
-    assert "<h2>Data, oracles and governance</h2>" in page
-    assert "01b_black_thursday_2020-03-12_ETH_10min.csv" in page and "<td>600 s</td>" in page  # declared
-    assert "Gas: replayed from 01b_black_thursday_2020-03-12_gas_10min.csv (avgGasDay, 600 s buckets" in page
-    assert "<td>150</td><td>0.50 h</td><td>set</td><td>maker</td><td>params.flip.ttl: 600.0 -&gt; 21600.0</td>" in page
-    assert "<td>225</td><td>0.75 h</td><td>pause</td><td>maker</td><td>paused: False -&gt; True</td>" in page
+    sec = provenance_section(r.manifest)
+    assert sec is not None and sec.title == "Data, oracles and governance"
+    text = "\n".join(sec.paragraphs)
+    series = [[c.text for c in row] for row in sec.tables[0].rows]
+    assert ["01b_black_thursday_2020-03-12_ETH_10min.csv", "600 s"] in [row[3:5] for row in series]  # declared
+    assert "Gas: replayed from 01b_black_thursday_2020-03-12_gas_10min.csv (" in text and ", 600 s buckets" in text
+    actions = [[c.text for c in row] for row in sec.tables[-1].rows]
+    assert actions[0][:5] == ["150", "0.50 h", "set", "maker", "params.flip.ttl: 600.0 -> 21600.0"]
+    assert actions[1][:5] == ["225", "0.75 h", "pause", "maker", "paused: False -> True"]
     calm = run_scenario("calm", overrides={"agents.borrowers.accounts": 100, "run.duration": "1h"})
-    assert "Gas: modelled" in provenance_html(calm.manifest) and "Replay from" not in provenance_html(calm.manifest)
+    calm_sec = provenance_section(calm.manifest)
+    assert calm_sec is not None
+    assert "Gas: modelled" in calm_sec.paragraphs[0] and not any("Replay from" in p for p in calm_sec.paragraphs)

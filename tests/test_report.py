@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from html_support import parse, table_with
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -46,17 +47,57 @@ def test_report_html_names_the_scenario_its_description_and_manifest(result, rep
     assert "<title>defistress run report: eth-crash</title>" in text
     assert "ETH -36% over 4h" in text  # run.description of eth-crash.toml
     assert result.manifest["scenario_sha256"] in text
-    assert text.index("<h2>Headline</h2>") < text.index("<h2>Figures</h2>") < text.index("<h2>Manifest</h2>")
+    # the setup (parameters and shock) opens the page, then the outcome and the figures; the glossary at the end
+    order = [text.index(f'<h2 id="{i}">') for i in ("setup", "headline", "figures", "glossary", "manifest")]
+    assert order == sorted(order)
 
 
 def test_headline_and_protocol_tables_show_the_run_metrics(result, report):
     _, text = report
     m = result.metrics
     assert m["liquidations"] > 0  # the crash does liquidate: the figures below mean something
-    assert f"<td>Liquidations</td><td>{m['liquidations']:,}</td>" in text
-    assert f"<td>${m['bad_debt_usd']:,.0f}</td>" in text
-    assert f"<td>{m['peak_base_fee_gwei']:,.1f} gwei</td>" in text
-    assert "<th>lend</th>" in text  # per-protocol table has one column per protocol
+    head = table_with(text, "metric")
+    assert head["Liquidations"] == [f"{m['liquidations']:,}"]
+    assert head["Bad debt"] == [plots.format_usd(m["bad_debt_usd"])]  # money in $k / $M
+    assert head["Peak base fee"] == [f"{m['peak_base_fee_gwei']:,.1f} gwei"]
+    assert f'title="{m["bad_debt_usd"]:,.2f} USD"' in text  # the exact figure on hover
+    per = [t for t in parse(text).tables if t[0][:2] == ["metric", "lend"]]
+    assert len(per) == 1  # the per-protocol table has one column per protocol
+
+
+def test_the_report_opens_with_the_parameters_per_asset_and_the_shock(report):
+    _, text = report
+    lend = table_with(text, "parameter")  # eth-crash.toml: ETH ltv 0.825 / threshold 0.86, USDC bonus 0.048
+    assert lend["LTV"][:3] == ["82.5%", "72%", "86.5%"]  # ETH, BTC, USDC in the file's order; fractions in %
+    assert lend["Liquidation threshold"][0] == "86%"
+    assert lend["Liquidation bonus"][2] == "4.8%"
+    assert lend["Oracle"][0] == "chainlink-eth"
+    shocks = [t for t in parse(text).tables if t[0][:3] == ["asset", "from (h)", "until (h)"]]
+    assert len(shocks) == 1
+    assert shocks[0][1][:4] == ["ETH", "2", "–", "-15%"]  # jump -0.15 at 7200 s = 2 h
+
+
+def test_every_metric_shown_is_defined_once_in_the_glossary(result, report):
+    _, text = report
+    page = parse(text)
+    glossary = [i for i in page.ids if i.startswith("g-")]
+    assert len(glossary) == len(set(glossary)) > 10
+    missing = [h for h in page.hrefs if h.startswith("g-") and h not in page.ids]
+    assert not missing  # every metric link lands on its definition
+    for key in ("bad_debt_usd", "liquidation_volume_usd", "accounts_unhealthy_end", "bad_debt_written_off_usd"):
+        assert f'id="g-{key.replace("_", "-")}"' in text, key
+
+
+def test_the_report_explains_every_account_still_unhealthy(result, report):
+    _, text = report
+    block = result.metrics["unhealthy_end"]["lend"]
+    n = result.metrics["protocols"]["lend"]["accounts_unhealthy_end"]
+    assert n > 0 and block["accounts"] == n  # every unhealthy account has a cause
+    causes = table_with(text, "cause")
+    assert sum(int(v[0].replace(",", "")) for k, v in causes.items() if not k.startswith(" ")) == n
+    worst = table_with(text, "account")
+    top = result.unhealthy.sort_values("debt_usd", ascending=False).iloc[0]
+    assert worst[f"#{int(top.account)}"][-1] == top.cause
 
 
 def test_every_png_named_in_the_html_exists_and_is_a_png(report):
@@ -90,7 +131,9 @@ def test_write_run_puts_the_report_in_the_run_folder(result, tmp_path):
 
 
 def test_format_value_uses_the_unit_of_each_metric():
-    assert format_value(1234567.8, "usd") == "$1,234,568"
+    assert format_value(1234567.8, "usd") == "$1.23M"  # 1.2345678 M to three significant figures
+    assert format_value(1234567.8, "usd_full") == "$1,234,568"
+    assert format_value(-45_000.0, "usd") == "-$45k"
     assert format_value(0.0501, "frac") == "5.01%"  # fraction 0.0501 -> 5.01 %
     assert format_value(27.0029, "pct") == "27.00%"  # already in %
     assert format_value(7212.0, "s") == "7,212 s (2.00 h)"  # 7212 / 3600 = 2.003 h
@@ -99,6 +142,7 @@ def test_format_value_uses_the_unit_of_each_metric():
     assert plots.format_usd(1_234_567) == "$1.23M"
     assert plots.format_usd(-45_000) == "-$45k"
     assert plots.format_usd(12) == "$12"
+    assert plots.format_usd_millions(2_500_000) == "$2.5M" and plots.format_usd_millions(0) == "$0"
 
 
 def test_report_modules_do_not_import_pyplot():
@@ -133,16 +177,25 @@ def test_price_paths_draw_the_exogenous_reference_oracle_and_pool_prices(result)
         np.testing.assert_array_equal(line.get_ydata(), ts[col].to_numpy())
 
 
-def test_liquidation_bars_are_the_liquidations_per_block_and_the_line_the_debt_repaid(result):
+def _per_10_min(ts: pd.DataFrame, col: str) -> pd.Series:
+    """Independent of the plot: liquidations summed over 600-s windows from the first block (groupby on time)."""
+    window = ((ts["time_s"] - ts["time_s"].iloc[0]) // 600).astype(int)
+    return ts.groupby(window)[col].sum()
+
+
+def test_liquidation_bars_are_the_liquidations_per_10_minutes_and_the_line_the_debt_repaid(result):
     ts, ax = result.timeseries, Figure().add_subplot()
     assert plots.plot_liquidations(result, ax=ax) is ax
-    n = ts["lend_liquidations"].to_numpy(dtype=float)
-    hit = n > 0
-    assert hit.sum() > 10  # the crash liquidates in many blocks
-    np.testing.assert_array_equal([p.get_height() for p in ax.patches], n[hit])
-    np.testing.assert_allclose([p.get_x() for p in ax.patches], _hours(ts)[hit])
+    per = _per_10_min(ts, "lend_liquidations")
+    hit = per[per > 0]
+    assert len(hit) > 5  # the crash liquidates in many windows
+    np.testing.assert_array_equal([p.get_height() for p in ax.patches], hit.to_numpy())
+    np.testing.assert_allclose([p.get_x() for p in ax.patches], (ts["time_s"].iloc[0] + 600 * hit.index) / 3600)
+    np.testing.assert_allclose([p.get_width() for p in ax.patches], 600 / 3600)
+    assert sum(p.get_height() for p in ax.patches) == result.metrics["liquidations"]
     (twin,) = [a for a in ax.figure.axes if a is not ax]
     np.testing.assert_allclose(twin.lines[0].get_ydata(), np.cumsum(ts["lend_liquidation_volume_usd"]))
+    assert twin.yaxis.get_major_formatter()(12_000_000, 0) == "$12M"  # money axis in $M
 
 
 def test_bad_debt_plot_steps_through_the_bad_debt_and_labels_its_end_value(result):
@@ -234,7 +287,8 @@ def test_plots_find_protocols_by_column_suffix_not_by_id(result):
     ts = _rename(result.timeseries, "maker-cdp")
     ax = plots.plot_liquidations(ts)
     assert _legend(ax)[0] == "maker-cdp liquidations"
-    assert len(ax.patches) == int((ts["maker-cdp_liquidations"] > 0).sum())  # one bar per block that liquidated
+    per = _per_10_min(ts, "maker-cdp_liquidations")
+    assert len(ax.patches) == int((per > 0).sum())  # one bar per ten minutes that liquidated
     labels = _legend(plots.plot_bad_debt(ts))
     assert len(labels) == 1 and labels[0].startswith("maker-cdp: ")
 
@@ -244,7 +298,7 @@ def test_two_protocols_stack_their_liquidation_bars(result):
     perps = _rename(ts, "perps")
     both = pd.concat([ts, perps[[c for c in perps.columns if c.startswith("perps_")]]], axis=1)
     ax = plots.plot_liquidations(both)
-    peak = int(ts["lend_liquidations"].max())
+    peak = int(_per_10_min(ts, "lend_liquidations").max())
     # the same liquidations twice: the tallest stack is 2 x the single-protocol peak
     assert max(p.get_y() + p.get_height() for p in ax.patches) == 2 * peak
     assert _legend(ax)[:2] == ["lend liquidations", "perps liquidations"]
@@ -260,7 +314,8 @@ def test_health_plot_reports_the_share_below_one_per_protocol_and_phase():
 
 def test_health_plot_reads_the_health_table_of_the_run_folder(result):
     ax = plots.plot_health(health_frame(result))
-    n_after = len(result.health_after["lend"])
+    after = result.health_after["lend"]
+    n_after = int(np.isfinite(after).sum())  # accounts with debt (health is inf without)
     assert any(t.startswith(f"lend after (n={n_after:,},") for t in _legend(ax))
     assert ax.get_xscale() == "log"
     assert any(np.all(np.asarray(line.get_xdata()) == 1.0) for line in ax.lines)  # the HF = 1 marker

@@ -201,3 +201,57 @@ def test_failing_write_leaves_an_earlier_run_folder_intact(crash, tmp_path, monk
         write_run(result, out, report=False, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+# --- why accounts stay unhealthy (sim/analysis/unhealthy.py) -----------------------------------------------------
+def _causes(result) -> dict[str, int]:
+    return result.metrics["unhealthy_end"].get("lend", {}).get("causes", {})
+
+
+def test_every_unhealthy_account_gets_exactly_one_cause(crash, poor_liquidators, dear_gas):
+    for r in (crash[0], poor_liquidators[0], dear_gas):
+        n = r.metrics["protocols"]["lend"]["accounts_unhealthy_end"]  # the timeseries' own count
+        assert sum(_causes(r).values()) == n == len(r.unhealthy)
+        assert r.unhealthy["account"].is_unique
+        assert (r.unhealthy["health"] < 1).all()
+
+
+def test_gas_dearer_than_any_bonus_is_the_cause_of_what_stays_unhealthy(dear_gas):
+    # a liquidation costs ~USD 1M of gas (fixture): no account can pay it, so none is 'queued' or 'capital';
+    # the accounts are dust (bonus below gas) or underwater (no bonus at all), or too recent to act on
+    causes = _causes(dear_gas)
+    assert causes.get("dust", 0) > 0
+    assert set(causes) <= {"dust", "unprofitable", "oracle_lag", "recent"}
+
+
+def test_liquidators_out_of_capital_is_the_cause_when_they_have_none_left(poor_liquidators):
+    result, _ = poor_liquidators
+    # USD 1,000 of capital each (fixture): a liquidation repays at most that, whose bonus no longer pays the gas
+    causes = _causes(result)
+    assert causes.get("capital", 0) > 0
+    assert causes.get("capital", 0) >= max(v for k, v in causes.items() if k != "capital")
+
+
+def test_health_table_carries_account_ids_that_join_before_and_after(crash):
+    result, model = crash
+    h = runs_module.health_frame(result)
+    lend = h[h["protocol"] == "lend"]
+    before = lend[lend["when"] == "before"].set_index("account")["health"]
+    after = lend[lend["when"] == "after"].set_index("account")["health"]
+    assert before.index.is_unique and after.index.is_unique
+    both = before.index.intersection(after.index)
+    assert len(both) > 0.8 * len(before)
+    np.testing.assert_array_equal(after.loc[both].to_numpy(), model.protocols["lend"].health()[both.to_numpy()])
+    # accounts unhealthy at the end carry their cause in the health table too
+    bad = lend[(lend["when"] == "after") & (lend["health"] < 1)]
+    assert (bad["cause"] != "").all() and len(bad) == result.metrics["protocols"]["lend"]["accounts_unhealthy_end"]
+
+
+def test_summary_has_one_name_per_metric(crash):
+    per = crash[0].metrics["protocols"]["lend"]
+    for old in ("end_bad_debt_usd", "end_accounts_unhealthy", "end_deficit_usd", "end_liquidated_debt_usd"):
+        assert old not in per
+    ts = crash[0].timeseries
+    assert per["bad_debt_usd"] == ts["lend_bad_debt_usd"].iloc[-1]
+    assert per["bad_debt_written_off_usd"] == ts["lend_deficit_usd"].iloc[-1]
+    assert per["accounts_unhealthy_end"] == ts["lend_accounts_unhealthy"].iloc[-1]

@@ -75,8 +75,8 @@ def test_non_finite_figures_are_named_and_fail():
 
 
 def test_a_run_with_a_nan_figure_exits_1_and_writes_nothing(tmp_path, monkeypatch):
-    def nan_summary(model, ts, ev):
-        m = summarize(model, ts, ev)
+    def nan_summary(model, ts, ev, *rest):  # rest: the table of accounts unhealthy at the end
+        m = summarize(model, ts, ev, *rest)
         m["bad_debt_usd"] = float("nan")
         return m
 
@@ -201,7 +201,7 @@ def test_the_reference_view_is_in_the_summary_and_the_report(tmp_path):
         "protocols",
     }
     html = (out / "report.html").read_text()
-    assert "<h2>Mark to reference</h2>" in html and "bad debt at reference prices" in html
+    assert '<h2 id="mark-to-reference">Mark to reference</h2>' in html and "bad debt at reference prices" in html
 
 
 # --- item 11: a replay shorter than the run ---------------------------------------------------------------------

@@ -58,12 +58,28 @@ def main_driver(drivers: Mapping[str, np.ndarray], n: int) -> list[str]:
     return [names[b] if m[i, b] > 0 else "none" for i, b in enumerate(best)]
 
 
+#: columns of a comparison table
+COLUMNS = [
+    "account",
+    "model",
+    "im_usd",
+    "mm_usd",
+    "equity_usd",
+    "excess_mm_usd",
+    "main_driver",
+    "unsupported_positions",
+]
+
+
 def compare(
     pf: Portfolio, mkt: MarketState, models: list[str], overrides: Mapping[str, Any] | None = None
 ) -> pd.DataFrame:
-    """Tidy table, one row per (account, model): im_usd, mm_usd, equity_usd, excess_mm_usd, main_driver.
-    `overrides` go to every model whose params accept them (see build_model). An account a model cannot value
-    (kinds it does not know, a coin margin currency) gets NaN figures and main_driver 'unsupported'."""
+    """Tidy table, one row per (account, model): im_usd, mm_usd, equity_usd, excess_mm_usd, main_driver and
+    unsupported_positions (positions the model's venue cannot hold). `overrides` go to every model whose params
+    accept them (see build_model). An account holding any position a model cannot value (kinds it does not know, a
+    coin margin currency) is never priced as if those positions were not there: its figures are NaN, main_driver
+    'unsupported' and unsupported_positions counts them (the model's `unsupported_positions` driver, or every
+    position when the model refuses the account as a whole)."""
     allowed = list_models()
     unknown = [m for m in models if m not in allowed]
     if unknown:
@@ -71,13 +87,16 @@ def compare(
     labels = list(pf.labels) if pf.labels else [f"account-{i}" for i in range(pf.n_accounts)]
     frames = []
     n = pf.n_accounts
+    positions = np.bincount(pf.account, minlength=n)[:n].astype(np.int64)
     for name in models:
         model = build_model(name, overrides)
         im, mm, eq = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         driver = ["unsupported"] * n
+        skipped = positions.copy()  # refused as a whole: every position is unsupported
         try:
             res = model.requirements(pf, mkt)
             im, mm, eq, driver = res.im, res.mm, res.equity, main_driver(res.drivers, n)
+            skipped = _unsupported_count(res.drivers, n)
         except UnsupportedBook:  # value the accounts the model can, one by one
             for i in range(n):
                 try:
@@ -85,6 +104,10 @@ def compare(
                 except UnsupportedBook:
                     continue
                 im[i], mm[i], eq[i], driver[i] = one.im[0], one.mm[0], one.equity[0], main_driver(one.drivers, 1)[0]
+                skipped[i] = _unsupported_count(one.drivers, 1)[0]
+        partial = skipped > 0
+        im, mm, eq = (np.where(partial, np.nan, np.asarray(x, dtype=float)) for x in (im, mm, eq))
+        driver = ["unsupported" if p else d for p, d in zip(partial, driver)]
         frames.append(
             pd.DataFrame(
                 {
@@ -95,11 +118,19 @@ def compare(
                     "equity_usd": eq,
                     "excess_mm_usd": eq - mm,
                     "main_driver": driver,
+                    "unsupported_positions": skipped,
                 }
             )
         )
-    cols = ["account", "model", "im_usd", "mm_usd", "equity_usd", "excess_mm_usd", "main_driver"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def _unsupported_count(drivers: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """Per account, positions the model left out (its integer `unsupported_positions` driver; 0 without one)."""
+    v = drivers.get("unsupported_positions")
+    if v is None:
+        return np.zeros(n, dtype=np.int64)
+    return np.asarray(v, dtype=np.int64).reshape(n)
 
 
 # ---------------------------------------------------------------------------------------------- price paths

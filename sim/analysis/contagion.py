@@ -4,6 +4,11 @@
   Sci. Rep. 2:541): distress h in [0, 1] spreads along impact weights W[i, j] = min(1, exposure of j to
   i / capital of j); each node passes on its distress once (states undistressed -> distressed ->
   inactive). Systemic loss R = Σ h_T·v − Σ h_1·v with v the relative economic value of each node.
+  The paper uses a node's relative equity loss as the fall in value of the claims on it; where the market
+  prices those claims (a CDP's stablecoin held as collateral elsewhere), the fall it observed is the better
+  measure: a node passes on max(h_i, devaluation_i), the largest fraction its issued token fell below its peg
+  (`liability_devaluation`). So a lending market holding a CDP's stablecoin is distressed by the stablecoin's
+  depeg (collateral value lost) even when the CDP itself writes nothing off.
 - cascade depth: hops from the shocked asset to each protocol that took losses, along the edges that
   carry losses (collateral, issuance, oracle sourcing, liquidation venues, shared capital).
 - protocols breached (bad debt > 0), first-liquidation time per protocol, loss attribution by edge type.
@@ -29,17 +34,26 @@ CARRIERS = {
 }
 
 
-def debtrank(impact: np.ndarray, value: np.ndarray, h0: np.ndarray, max_rounds: int = 1000) -> tuple[float, np.ndarray]:
+def debtrank(
+    impact: np.ndarray,
+    value: np.ndarray,
+    h0: np.ndarray,
+    max_rounds: int = 1000,
+    devaluation: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
     """DebtRank with impact matrix `impact[i, j]` (distress of i passed to j), relative values `value`
-    (summing to 1) and initial distress `h0`. Returns (R, final distress)."""
+    (summing to 1) and initial distress `h0`. `devaluation[i]` in [0, 1]: the fraction of value the claims on i
+    lost in the market (its stablecoin's depeg); a node passes on max(h_i, devaluation_i) and starts distressed
+    when either is positive. Returns (R, final distress)."""
     h = np.clip(np.asarray(h0, float), 0.0, 1.0)
     w = np.clip(np.asarray(impact, float), 0.0, 1.0)
-    state = np.where(h > 0, 1, 0)  # 0 undistressed, 1 distressed, 2 inactive
+    d = np.zeros_like(h) if devaluation is None else np.clip(np.asarray(devaluation, float), 0.0, 1.0)
+    state = np.where((h > 0) | (d > 0), 1, 0)  # 0 undistressed, 1 distressed, 2 inactive
     for _ in range(max_rounds):
         distressed = state == 1
         if not distressed.any():
             break
-        h_new = np.minimum(1.0, h + (h * distressed) @ w)
+        h_new = np.minimum(1.0, h + (np.maximum(h, d) * distressed) @ w)
         new_state = state.copy()
         new_state[distressed] = 2
         new_state[(state == 0) & (h_new > 0)] = 1
@@ -106,6 +120,14 @@ def attribute_losses(
     return out
 
 
+def liability_devaluation(issued: dict[str, list[str]], trough_over_peg: dict[str, float]) -> dict[str, float]:
+    """Per issuer: the largest fraction any token it issues fell below its peg (0 when none fell):
+    `issued[pid]` its tokens, `trough_over_peg[token]` the token's lowest reference price over its peg."""
+    return {
+        p: max((max(0.0, 1.0 - trough_over_peg.get(t, 1.0)) for t in toks), default=0.0) for p, toks in issued.items()
+    }
+
+
 def contagion_metrics(
     g: nx.MultiDiGraph,
     per_protocol: dict[str, dict],
@@ -113,8 +135,10 @@ def contagion_metrics(
     exposure_usd: dict[tuple[str, str], float],
     capital_usd: dict[str, float],
     losses_by_asset: dict[str, dict[str, float]],
+    devaluation: dict[str, float] | None = None,
 ) -> dict:
-    """The contagion block of summary.json."""
+    """The contagion block of summary.json. `exposure_usd[(holder, issuer)]`: what the holder held of the
+    issuer's token at the start, USD; `devaluation[issuer]`: see `liability_devaluation`."""
     breached = sorted(p for p, m in per_protocol.items() if m.get("bad_debt_usd", 0.0) > 0)
     losers = sorted(
         p for p, m in per_protocol.items() if m.get("bad_debt_usd", 0.0) > 0 or m.get("liquidations", 0) > 0
@@ -132,8 +156,14 @@ def contagion_metrics(
             for p in names
         ]
     )
-    r, h = debtrank(w, value, h0) if len(names) else (0.0, np.array([]))
+    dev = np.array([(devaluation or {}).get(p, 0.0) for p in names])
+    r, h = debtrank(w, value, h0, devaluation=dev) if len(names) else (0.0, np.array([]))
     reachable = [v for v in depths.values() if v is not None]
+    lost = {
+        f"{a}->{b}": usd * (devaluation or {}).get(b, 0.0)
+        for (a, b), usd in exposure_usd.items()
+        if a in capital_usd and b in capital_usd
+    }
     return {
         "protocols_breached": breached,
         "n_protocols_breached": len(breached),
@@ -142,6 +172,9 @@ def contagion_metrics(
         "cascade_depth": max(reachable) if reachable else 0,
         "debtrank": r,
         "distress_initial": dict(zip(names, h0.tolist())),
+        "liability_devaluation": dict(zip(names, dev.tolist())),
         "distress_final": dict(zip(names, h.tolist())),
+        "impact_weights": {f"{names[i]}->{names[j]}": float(w[i, j]) for i, j in zip(*np.nonzero(w))},
+        "collateral_value_lost_usd": lost,
         "loss_attribution_usd": attribute_losses(g, losses_by_asset, shocked_asset) if shocked_asset else {},
     }

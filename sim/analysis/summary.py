@@ -10,6 +10,19 @@ import pandas as pd
 
 #: below a 5% exogenous drawdown, amplification is noise rather than a cascade: reported as None
 MIN_DRAWDOWN_FOR_AMPLIFICATION = 0.05
+#: one name per metric: a protocol's end-of-run figure (timeseries column `{pid}_{key}`) that repeats a summary
+#: metric is not copied as `end_{key}`; key -> the summary's name for it (glossary: sim/report/glossary.py)
+SAME_AS = {
+    "bad_debt_usd": "bad_debt_usd",
+    "accounts_unhealthy": "accounts_unhealthy_end",
+    "liquidations": "liquidations",
+    "liquidation_volume_usd": "liquidation_volume_usd",
+    "liquidated_debt_usd": "liquidation_volume_usd",
+    "auctions_settled": "auctions_settled",
+    "zero_bid_auctions": "zero_bid_auctions",
+}
+#: end-of-run figures whose summary name says what they are (timeseries column -> summary key)
+RENAMED = {"deficit_usd": "bad_debt_written_off_usd"}
 
 
 def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_seconds: float) -> dict:
@@ -37,7 +50,7 @@ def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_sec
                 "auction_shortfall_usd": float(settled["shortfall"].astype(float).sum()),
             }
     final = {k[len(pid) + 1 :]: float(ts[k].iloc[-1]) for k in ts.columns if k.startswith(f"{pid}_") and len(ts)}
-    return {
+    out = {
         "initial_debt_usd": debt0,
         "bad_debt_usd": bad,
         "bad_debt_pct": 100.0 * bad / debt0 if debt0 > 0 else 0.0,
@@ -50,9 +63,13 @@ def protocol_metrics(ts: pd.DataFrame, events: pd.DataFrame, pid: str, block_sec
         "accounts_unhealthy_end": int(ts[f"{pid}_accounts_unhealthy"].iloc[-1])
         if f"{pid}_accounts_unhealthy" in ts
         else 0,
-        **{f"end_{k}": v for k, v in final.items() if k not in ("liquidations", "liquidation_volume_usd")},
         **extra,
     }
+    for k, v in final.items():  # the protocol's own end-of-run figures, each under one name
+        if SAME_AS.get(k) in out or k in ("liquidations", "liquidation_volume_usd"):
+            continue
+        out[RENAMED.get(k, f"end_{k}")] = v
+    return out
 
 
 def drawdown(series: pd.Series) -> float:
@@ -109,8 +126,9 @@ def liquidation_slippage_usd(ts: pd.DataFrame, events: pd.DataFrame, liquidators
     return float(total)
 
 
-def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
-    """The per-run metrics dict (without the manifest)."""
+def summarize(model, ts: pd.DataFrame, events: pd.DataFrame, unhealthy: pd.DataFrame | None = None) -> dict:
+    """The per-run metrics dict (without the manifest). `unhealthy`: the table of accounts still unhealthy at the
+    end with their causes (sim.analysis.unhealthy.unhealthy_accounts), computed here when not given."""
     bs = model.scenario.run.block_seconds
     per = {pid: protocol_metrics(ts, events, pid, bs) for pid in model.protocols}
     risky = [a.symbol for a in model.scenario.market.assets if not a.is_stable]
@@ -154,6 +172,9 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
     soft = soft_liquidation(model, per)
     if soft is not None:
         out["soft_liquidation_loss_usd"] = soft
+    from defistress.sim.analysis.unhealthy import cause_counts, unhealthy_accounts
+
+    out["unhealthy_end"] = cause_counts(unhealthy if unhealthy is not None else unhealthy_accounts(model))
     from defistress.sim.engine.reference_view import solvency_views
 
     # health and bad debt at reference prices beside the oracles' view: insolvency a stale oracle hides
@@ -184,18 +205,17 @@ def soft_liquidation(model, per: dict) -> float | None:
 
 
 def contagion(model, ts: pd.DataFrame, per: dict, shocked: str | None) -> dict:
-    """Contagion metrics on the scenario graph (sim.contagion) from the run's state and figures."""
-    from defistress.sim.analysis.contagion import contagion_metrics
+    """Contagion metrics on the scenario graph (sim.contagion) from the run's state and figures.
 
-    prices = model.market.as_dict()
-    exposure: dict[tuple[str, str], float] = {}  # (holder, issuer) -> USD
+    DebtRank's impact weights use the exposures at the start (what a protocol held of another's token, at the
+    reference prices then): the weights the shock meets, before liquidations move them."""
+    from defistress.sim.analysis.contagion import contagion_metrics, liability_devaluation
+
+    exposure = _cross_exposures(model, model.recorder.exposures_before, model.recorder.prices_before)
+    exposure_end = _cross_exposures(model, {pid: p.exposures() for pid, p in model.protocols.items()})
     capital: dict[str, float] = {}
     losses: dict[str, dict[str, float]] = {}
     for pid, proto in model.protocols.items():
-        for e in proto.exposures():
-            issuer = model.issuers.get(e.asset)
-            if e.kind == "holds" and issuer is not None and issuer != pid:
-                exposure[(pid, issuer)] = exposure.get((pid, issuer), 0.0) + e.amount * prices.get(e.asset, 1.0)
         first = ts.iloc[0]
         if f"{pid}_insurance_fund_usd" in ts:
             capital[pid] = float(first[f"{pid}_insurance_fund_usd"])
@@ -206,17 +226,33 @@ def contagion(model, ts: pd.DataFrame, per: dict, shocked: str | None) -> dict:
             losses[pid] = proto.losses_by_collateral()
         elif bad > 0:
             losses[pid] = _split_by_exposure(proto, ts, pid, bad)
-    out = contagion_metrics(model.graph, per, shocked, exposure, capital, losses)
-    out["exposure_usd"] = {f"{a}->{b}": v for (a, b), v in exposure.items()}
+    spec = model.scenario.market
+    trough = {a.symbol: float(ts[f"ref_{a.symbol}_usd"].min()) / a.peg for a in spec.assets if a.peg and len(ts)}
+    issued: dict[str, list[str]] = {}
+    for asset, issuer in model.issuers.items():
+        issued.setdefault(issuer, []).append(asset)
+    out = contagion_metrics(model.graph, per, shocked, exposure, capital, losses, liability_devaluation(issued, trough))
+    out["exposure_start_usd"] = {f"{a}->{b}": v for (a, b), v in exposure.items()}
+    out["exposure_usd"] = {f"{a}->{b}": v for (a, b), v in exposure_end.items()}
     out["capital_usd"] = capital
-    stables = [a.symbol for a in model.scenario.market.assets if a.is_stable]
-    out["peg_deviation_max"] = {
-        s: float(np.max(np.abs(ts[f"ref_{s}_usd"] / model.scenario.market.asset(s).peg - 1))) for s in stables
-    }
+    stables = [a.symbol for a in spec.assets if a.is_stable]
+    out["peg_deviation_max"] = {s: float(np.max(np.abs(ts[f"ref_{s}_usd"] / spec.asset(s).peg - 1))) for s in stables}
     for pid in model.protocols:
         if f"{pid}_insurance_drawdown_usd" in ts:
             out.setdefault("insurance_drawdown_usd", {})[pid] = float(ts[f"{pid}_insurance_drawdown_usd"].max())
             out.setdefault("adl_count", {})[pid] = int(ts[f"{pid}_adl_count"].iloc[-1])
+    return out
+
+
+def _cross_exposures(model, exposures: dict, prices: dict | None = None) -> dict[tuple[str, str], float]:
+    """(holder, issuer) -> USD: what each protocol holds of a token another protocol of the run issues."""
+    prices = model.market.as_dict() if prices is None else prices
+    out: dict[tuple[str, str], float] = {}
+    for pid, items in exposures.items():
+        for e in items:
+            issuer = model.issuers.get(e.asset)
+            if e.kind == "holds" and issuer is not None and issuer != pid:
+                out[(pid, issuer)] = out.get((pid, issuer), 0.0) + e.amount * prices.get(e.asset, 1.0)
     return out
 
 

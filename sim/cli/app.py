@@ -235,6 +235,7 @@ def schema(
 def _mount_subcommands() -> None:
     """Sub-commands that live in their own modules register themselves here."""
     from defistress.sim.cli import compare as compare_cli
+    from defistress.sim.cli import dashboard as dashboard_cli
     from defistress.sim.cli import graph as graph_cli
     from defistress.sim.cli import imports as import_cli
     from defistress.sim.cli import stress as stress_cli
@@ -243,7 +244,7 @@ def _mount_subcommands() -> None:
     from defistress.sim.cli.margin import margin_app
 
     app.add_typer(margin_app, name="margin", help="Compare margin models and backtest them.")
-    for mod in (sweep_cli, graph_cli, compare_cli, tune_cli, stress_cli, import_cli):
+    for mod in (sweep_cli, graph_cli, compare_cli, tune_cli, stress_cli, import_cli, dashboard_cli):
         mod.register(app)
 
 

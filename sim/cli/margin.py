@@ -86,7 +86,7 @@ def compare(
     from defistress.protocols.margin.compare import compare as run_compare
     from defistress.protocols.margin.compare import load_portfolio, load_price_path, returns_from_prices
     from defistress.sim.experiments.outdir import check_out, staged
-    from defistress.sim.report.plots_margin import plot_compare
+    from defistress.sim.report.plots_margin import plot_compare_books
 
     names = _model_names(models)
     with bad_input():
@@ -106,14 +106,16 @@ def compare(
             for col in ("model", "IM USD", "MM USD", "equity USD", "excess USD", "driver"):
                 t.add_column(col, justify="left" if col in ("model", "driver") else "right")
             for r in sub.to_dict("records"):
-                style = "red" if r["excess_mm_usd"] < 0 else None
+                style = "red" if r["excess_mm_usd"] < 0 else "yellow" if r["unsupported_positions"] else None
                 t.add_row(
                     r["model"],
                     _usd(r["im_usd"]),
                     _usd(r["mm_usd"]),
                     _usd(r["equity_usd"]),
                     _usd(r["excess_mm_usd"]),
-                    r["main_driver"],
+                    f"unsupported ({r['unsupported_positions']} position(s))"
+                    if r["unsupported_positions"]
+                    else r["main_driver"],
                     style=style,
                 )
             tables.append(t)
@@ -121,8 +123,8 @@ def compare(
     with run_failure():
         with staged(out, "margin-compare", {"portfolio": str(portfolio_file), "models": names}) as tmp:
             df.to_csv(tmp / "compare.csv", index=False)
-            ax = plot_compare(df)
-            ax.figure.savefig(tmp / "compare.png", dpi=120)
+            axes = plot_compare_books(df)
+            axes[0].figure.savefig(tmp / "compare.png", dpi=120)
     if quiet:
         print(out)
     else:

@@ -12,6 +12,9 @@ import pandas as pd
 
 from defistress.protocols.events import AuctionKicked, Liquidated
 
+#: blocks beyond the longest agent latency over which each account's unhealthy streak is counted at the end of the
+#: run (sim/analysis/unhealthy.py: an account unhealthy for at most latency + 1 blocks could not be acted on yet)
+STREAK_MARGIN = 2
 #: agent kinds whose ledger value is tracked as "liquidator PnL"
 LIQUIDATING_KINDS = ("Liquidator", "Keeper", "PerpLiquidator", "LlammaLiquidator", "CollateralBuyer", "CometAbsorber")
 
@@ -24,7 +27,15 @@ class Recorder:
         self.rows: list[dict] = []
         self.liquidators = sorted({a.holder for a in model.actors if type(a).__name__ in LIQUIDATING_KINDS})
         self.start_value = {h: self._value(h) for h in self.liquidators}
-        self.health_before = {pid: _finite(p.health()) for pid, p in model.protocols.items()}
+        #: health factor of every account (row) at the start, inf where there is no debt
+        self.health_before = {pid: _all(p.health()) for pid, p in model.protocols.items()}
+        #: what each protocol held, issued and owed at the start, and the reference prices then (USD per token)
+        self.exposures_before = {pid: list(p.exposures()) for pid, p in model.protocols.items()}
+        self.prices_before = dict(model.market.as_dict())
+        #: per protocol and account, consecutive blocks unhealthy up to the last recorded block, counted over the
+        #: run's last `STREAK_MARGIN` + longest-latency blocks only (a bounded cost at the end)
+        self.unhealthy_streak: dict[str, np.ndarray] = {}
+        self.streak_from = model.n_blocks - (STREAK_MARGIN + _longest_latency(model.scenario))
         #: more columns per block: callables model -> {column: value} (e.g. sim.regime.regime_columns)
         self.sources: list = []
         #: protocols whose liquidation is an auction kick -> USD per unit of their tab (the stablecoin's price)
@@ -95,6 +106,8 @@ class Recorder:
             row[f"{pid}_liquidations"] = liq_n.get(pid, 0)
             row[f"{pid}_liquidation_volume_usd"] = liq_usd.get(pid, 0.0)
         row["liquidator_pnl_usd"] = sum(self._value(h) - self.start_value[h] for h in self.liquidators)
+        if m.env.clock.block >= self.streak_from:
+            self._count_streaks()
         for source in self.sources:
             row.update(source(m))
         self.rows.append(row)
@@ -103,9 +116,32 @@ class Recorder:
         return pd.DataFrame(self.rows)
 
     def health_after(self) -> dict[str, np.ndarray]:
-        return {pid: _finite(p.health()) for pid, p in self.model.protocols.items()}
+        """Health factor of every account (row) now, inf where there is no debt."""
+        return {pid: _all(p.health()) for pid, p in self.model.protocols.items()}
+
+    def _count_streaks(self) -> None:
+        for pid, p in self.model.protocols.items():
+            bad = np.asarray(p.health()) < 1.0
+            s = self.unhealthy_streak.get(pid)
+            if s is None or s.size != bad.size:  # rows may be added during the run: they start at zero
+                grown = np.zeros(bad.size, dtype=np.int64)
+                if s is not None:
+                    grown[: min(s.size, bad.size)] = s[: bad.size]
+                s = grown
+            self.unhealthy_streak[pid] = np.where(bad, s + 1, 0)
 
 
-def _finite(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    return x[np.isfinite(x)].copy()
+def _all(x: np.ndarray) -> np.ndarray:
+    return np.array(x, dtype=float, copy=True)
+
+
+def _longest_latency(scenario) -> int:
+    """Longest `latency_blocks` of any agent of the scenario (a keeper's lives in its `params`), blocks."""
+    out = 0
+    for a in scenario.agents:
+        lat = getattr(a, "latency_blocks", None)
+        params = getattr(a, "params", None)
+        if lat is None and isinstance(params, dict):
+            lat = params.get("latency_blocks")
+        out = max(out, int(lat or 0))
+    return out

@@ -20,6 +20,7 @@ from defistress.protocols.events import Liquidated
 from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
 from defistress.scenarios.schema_governance import deferred_agents
 from defistress.sim.engine import build, network, regime
+from defistress.sim.engine.actors import Actors
 from defistress.sim.engine.blocks import build_block
 from defistress.sim.engine.gas import GasMarket
 from defistress.sim.engine.governance import Governance
@@ -87,15 +88,18 @@ class StressModel(mesa.Model):
                 self.protocols[p.id] = build.PROTOCOL_BUILDERS[p.kind](self, p)
         with setting_up("margin"):
             self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
-        self.actors = []
+        actors: list = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
         later = deferred_agents(s)  # agents that join during the run (governance add_agent)
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
             if a.id not in later:
                 with setting_up(f"agents.{a.id}"):
-                    self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+                    actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
         with setting_up("margin.keeper"):
-            self.actors.extend(regime.build_keeper(self))
+            actors.extend(regime.build_keeper(self))
+        #: the agents that act each block, a Mesa AgentSet (sim/engine/actors.py) in the deterministic phase order
+        #: (agent kinds in build.AGENT_ORDER, then scenario order): `phase_decide` asks each in turn
+        self.actors = Actors(actors, random=self.random)
         self.recorder = Recorder(self)
         with setting_up("governance"):
             self.governance = Governance(self)  # scheduled actions, applied at block boundaries
@@ -176,8 +180,8 @@ class StressModel(mesa.Model):
             self.env.clock.block, self.env.clock.seconds, self.gas.base_fee_gwei, self.market.as_dict(), self.external
         )
         txs = []
-        for agent in self.actors:
-            txs.extend(agent.submit(view))
+        for batch in self.actors.map("submit", view):  # AgentSet.map keeps the set's (insertion) order
+            txs.extend(batch)
         return txs
 
     def phase_build(self, txs: list) -> None:

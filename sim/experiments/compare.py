@@ -169,24 +169,11 @@ def _sub(a, b):
 
 
 def write_html(df: pd.DataFrame, result: dict, out: Path) -> Path:
-    """compare.html: the side-by-side table and figures (self-contained but for the PNGs beside it)."""
+    """compare.html (sim/report/compare_page.py): tables and figures (the PNGs beside it)."""
+    from defistress.sim.report.compare_page import compare_html
     from defistress.sim.report.plots_compare import compare_figures
 
-    figs = compare_figures(df, out)
-    means = pd.DataFrame(result["means"]).T
-    table = means.to_html(float_format=lambda x: f"{x:,.2f}", na_rep="–", border=0)
-    diff = result.get("difference", {})
-    items = "".join(f"<li><b>{k}</b>: {v if not isinstance(v, float) else f'{v:,.2f}'}</li>" for k, v in diff.items())
-    imgs = "".join(
-        f'<figure><img src="{f.name}" alt="{f.stem}"><figcaption>{f.stem}</figcaption></figure>' for f in figs
-    )
-    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Regime comparison: {result["scenario"]}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}}img{{max-width:100%}}</style></head><body>
-<h1>Margin regimes compared: {result["scenario"]}</h1>
-<p>Seeds {result["seeds"]}; the same market path and agents in every regime. Means over seeds.</p>
-{table}<h2>Differences</h2><ul>{items}</ul>{imgs}
-<h2>Runs</h2>{df.to_html(index=False, border=0, na_rep="–")}</body></html>"""
+    html = compare_html(df, result, compare_figures(df, out))
     return write_file_atomically(out / "compare.html", html)
 
 

@@ -31,6 +31,7 @@ import tomli_w
 
 from defistress.scenarios.loader import LoadedScenario, Overrides, load
 from defistress.sim.analysis.summary import summarize
+from defistress.sim.analysis.unhealthy import unhealthy_accounts
 from defistress.sim.engine.model import StressModel
 from defistress.sim.experiments.outdir import check_out, staged
 
@@ -55,6 +56,8 @@ class RunResult:
     health_after: dict[str, np.ndarray] = field(default_factory=dict)
     graph: nx.MultiDiGraph | None = None  # the scenario's network
     loaded: LoadedScenario | None = None
+    #: accounts still unhealthy at the end, one row each with its cause (sim.analysis.unhealthy)
+    unhealthy: pd.DataFrame | None = None
 
     def summary(self) -> dict:
         return {**self.metrics, "manifest": self.manifest}
@@ -168,7 +171,8 @@ def finish_run(loaded: LoadedScenario, model: StressModel) -> RunResult:
     """The RunResult of a model that has run: frames, metrics (checked finite), manifest."""
     ts = model.recorder.frame()
     ev = events_frame(model.env.events)
-    metrics = summarize(model, ts, ev)
+    unhealthy = unhealthy_accounts(model)
+    metrics = summarize(model, ts, ev, unhealthy)
     check_finite_outputs(metrics, ts)
     return RunResult(
         metrics,
@@ -179,6 +183,7 @@ def finish_run(loaded: LoadedScenario, model: StressModel) -> RunResult:
         model.recorder.health_after(),
         model.graph,
         loaded,
+        unhealthy,
     )
 
 
@@ -249,11 +254,38 @@ def write_run(result: RunResult, out: str | Path, report: bool = True, force: bo
 
 
 def health_frame(result: RunResult) -> pd.DataFrame:
+    """Health factors of every account with debt, before and after, long format: protocol, account (the
+    protocol's row index, so before and after join on (protocol, account)), when, health; and for accounts
+    still unhealthy at the end, `cause` (sim.analysis.unhealthy), else an empty string."""
     rows = []
     for when, dists in (("before", result.health_before), ("after", result.health_after)):
         for pid, hf in dists.items():
-            rows.append(pd.DataFrame({"protocol": pid, "when": when, "health": hf}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame({"protocol": [], "when": [], "health": []})
+            hf = np.asarray(hf, dtype=float)
+            keep = np.flatnonzero(np.isfinite(hf))
+            rows.append(
+                pd.DataFrame({"protocol": pid, "account": keep.astype(np.int64), "when": when, "health": hf[keep]})
+            )
+    df = (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(
+            {
+                "protocol": pd.Series([], dtype="str"),
+                "account": pd.Series([], dtype="int64"),
+                "when": pd.Series([], dtype="str"),
+                "health": pd.Series([], dtype="float64"),
+            }
+        )
+    )
+    df["cause"] = ""
+    u = result.unhealthy
+    if u is not None and len(u):
+        key = pd.MultiIndex.from_frame(u[["protocol", "account"]])
+        cause = pd.Series(u["cause"].to_numpy(), index=key)
+        after = df["when"] == "after"
+        idx = pd.MultiIndex.from_frame(df.loc[after, ["protocol", "account"]])
+        df.loc[after, "cause"] = cause.reindex(idx).fillna("").to_numpy()
+    return df
 
 
 def _parquet_safe(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,11 +1,13 @@
-"""The run report: PNG figures and one self-contained `report.html` (figures embedded as data URIs,
-the PNG files kept beside it) with headline metrics, a per-protocol table and the manifest.
+"""The run report: PNG figures and one self-contained `report.html` (figures embedded as data URIs, the PNG files
+kept beside it), rendered from the Jinja2 template sim/report/templates/report.html.
+
+The page opens with what was run (the parameters per protocol and asset, the liquidating agents, the oracles, the
+market and the shock), then the outcome at a glance and the figures, then the details (per protocol, the accounts
+still unhealthy at the end and why, contagion, margin regimes), a glossary of every metric shown, and the manifest.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import tomllib
 from collections.abc import Callable
@@ -16,7 +18,11 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from defistress.sim.report import plots
-from defistress.sim.report.provenance import provenance_html
+from defistress.sim.report.formatting import format_param, format_usd, format_value, kind_of, label_of, param_label
+from defistress.sim.report.glossary import GLOSSARY, anchor, term
+from defistress.sim.report.provenance import provenance_section
+from defistress.sim.report.render import data_uri, render
+from defistress.sim.report.tables import Cell, Section, Table, cell, text
 
 FIGURE_DPI = 110  # sharp on screen, about 60-120 kB per figure
 REPORT_NAME = "report.html"
@@ -37,15 +43,15 @@ class FigureSpec:
     available: Callable[[Any], bool] = lambda r: True
 
 
-def _on_ax(fn):
+def _on_ax(fn: Callable[..., object]) -> Callable[[Any, Figure], object]:
     return lambda r, fig: fn(r, ax=fig.add_subplot())
 
 
-def _pct(v) -> str:
+def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
-def _price_caption(r) -> str:
+def _price_caption(r: Any) -> str:
     m, asset = r.metrics, plots.shocked_asset(r)
     if asset and m.get("shocked_asset") == asset and m.get("exogenous_drawdown") is not None:
         return (
@@ -67,12 +73,13 @@ FIGURES: tuple[FigureSpec, ...] = (
     ),
     FigureSpec(
         "liquidations",
-        "Liquidations",
+        "Liquidation intensity",
         _on_ax(plots.plot_liquidations),
         lambda r: (
-            f"{r.metrics.get('liquidations', 0):,} liquidations, at most "
-            f"{r.metrics.get('peak_liquidations_per_block', 0)} in one block (bars), repaying "
-            f"{plots.format_usd(r.metrics.get('liquidation_volume_usd', 0.0))} of debt in all (line)."
+            f"Liquidations per 10 minutes, stacked by protocol (bars): {r.metrics.get('liquidations', 0):,} in all, "
+            f"at most {r.metrics.get('peak_liquidations_per_block', 0)} in one block. The line is the debt they "
+            f"repaid, {format_usd(r.metrics.get('liquidation_volume_usd', 0.0))} by the end: watch how soon after "
+            "the shock the bars rise and whether they die out before the run ends."
         ),
     ),
     FigureSpec(
@@ -81,9 +88,10 @@ FIGURES: tuple[FigureSpec, ...] = (
         _on_ax(plots.plot_health),
         lambda r: (
             "Cumulative distribution of account health factors before (dashed) and after (solid) "
-            "the run; accounts left of the dotted line at HF = 1 may be liquidated."
+            "the run; accounts left of the dotted line at HF = 1 may be liquidated. The section "
+            "'Accounts still unhealthy at the end' says why those left of it at the end were not."
         ),
-        available=lambda r: bool(r.health_before or r.health_after),
+        available=lambda r: any(len(v) for d in (r.health_before, r.health_after) for v in (d or {}).values()),
     ),
     FigureSpec(
         "bad_debt",
@@ -91,8 +99,9 @@ FIGURES: tuple[FigureSpec, ...] = (
         _on_ax(plots.plot_bad_debt),
         lambda r: (
             f"Debt left without collateral behind it, per protocol: "
-            f"{plots.format_usd(r.metrics.get('bad_debt_usd', 0.0))} at the end, "
-            f"{r.metrics.get('bad_debt_pct', 0.0):.2f}% of initial debt."
+            f"{format_usd(r.metrics.get('bad_debt_usd', 0.0))} at the end, "
+            f"{r.metrics.get('bad_debt_pct', 0.0):.2f}% of initial debt. A step up is a write-off or a fall "
+            "the collateral no longer covers; a log axis is used when protocols differ by more than 100x."
         ),
     ),
     FigureSpec(
@@ -110,7 +119,8 @@ FIGURES: tuple[FigureSpec, ...] = (
         _on_ax(plots.plot_liquidator_pnl),
         lambda r: (
             f"Liquidators' and keepers' gain in ledger value at reference prices: "
-            f"{plots.format_usd(r.metrics.get('liquidator_pnl_usd', 0.0))} at the end."
+            f"{format_usd(r.metrics.get('liquidator_pnl_usd', 0.0))} at the end; a dip while they hold seized "
+            "collateral is inventory risk."
         ),
     ),
     FigureSpec(
@@ -127,7 +137,7 @@ FIGURES: tuple[FigureSpec, ...] = (
 )
 
 
-def render_figures(result, out_dir: str | Path) -> dict[str, Path]:
+def render_figures(result: Any, out_dir: str | Path) -> dict[str, Path]:
     """Draw every available report figure into out_dir as `{name}.png`; returns name -> path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -145,100 +155,75 @@ def render_figures(result, out_dir: str | Path) -> dict[str, Path]:
 
 
 # --- tables --------------------------------------------------------------------------------------
-#: (metrics key, label, format kind) of the headline table
+#: metrics of the "at a glance" table, in order (labels and definitions: sim/report/glossary.py)
 HEADLINE = (
-    ("bad_debt_usd", "Bad debt", "usd"),
-    ("bad_debt_pct", "Bad debt, % of initial debt", "pct"),
-    ("liquidations", "Liquidations", "int"),
-    ("liquidation_volume_usd", "Liquidation volume (debt repaid)", "usd"),
-    ("debt_liquidated_pct", "Debt liquidated, % of initial debt", "pct"),
-    ("peak_liquidations_per_block", "Peak liquidations per block", "int"),
-    ("liquidator_value_leakage_usd", "Liquidator value leakage (bonus paid by borrowers)", "usd"),
-    ("liquidation_slippage_usd", "Liquidation slippage (pool impact and fees)", "usd"),
-    ("liquidator_pnl_usd", "Liquidator PnL", "usd"),
-    ("max_oracle_error", "Max oracle error", "frac"),
-    ("exogenous_drawdown", "Exogenous drawdown of the shocked asset", "frac"),
-    ("cascade_amplification", "Cascade amplification (reference / exogenous drawdown)", "x"),
-    ("peak_base_fee_gwei", "Peak base fee", "gwei"),
-    ("txs_reverted", "Transactions reverted", "int"),
-    ("txs_dropped", "Transactions dropped (block full)", "int"),
-    ("conservation_ok", "Ledger conservation", "ok"),
+    "bad_debt_usd",
+    "bad_debt_pct",
+    "liquidations",
+    "liquidation_volume_usd",
+    "debt_liquidated_pct",
+    "peak_liquidations_per_block",
+    "liquidator_value_leakage_usd",
+    "liquidation_slippage_usd",
+    "liquidator_pnl_usd",
+    "max_oracle_error",
+    "exogenous_drawdown",
+    "cascade_amplification",
+    "peak_base_fee_gwei",
+    "txs_reverted",
+    "txs_dropped",
+    "conservation_ok",
 )
+#: per-protocol metrics that are not figures of one protocol's outcome (shown elsewhere or too long for a cell)
+PROTOCOL_SKIP = ("soft_liquidation_loss_by_borrower_usd",)
 
 
-#: format kind -> number to text
-FORMATS: dict[str, Callable[[float], str]] = {
-    "usd": lambda v: f"${v:,.0f}",
-    "pct": lambda v: f"{v:.2f}%",  # the value is already in %
-    "frac": lambda v: f"{100 * v:.2f}%",  # the value is a fraction
-    "x": lambda v: f"{v:.3f}×",
-    "gwei": lambda v: f"{v:,.1f} gwei",
-    "s": lambda v: f"{v:,.0f} s ({v / plots.SECONDS_PER_HOUR:.2f} h)",
-    "int": lambda v: f"{int(v):,}",
-}
-
-
-def format_value(v, kind: str) -> str:
-    """A metric as text: usd, pct (already in %), frac (0.05 -> 5.00%), x, gwei, s, int, ok, or plain."""
-    if v is None:
-        return "n/a"
-    if kind == "ok":
-        return "ok" if v else "VIOLATED"
-    if hasattr(v, "item") and not isinstance(v, (list, dict)):  # numpy scalar -> Python scalar
-        v = v.item()
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, (dict, list, tuple)):
-        return json.dumps(v, default=str)
-    if isinstance(v, str) or not isinstance(v, (int, float)):
-        return str(v)
-    if kind in FORMATS:
-        return FORMATS[kind](v)
-    return f"{v:,.6g}" if isinstance(v, float) else f"{v:,}"
-
-
-def kind_of(key: str) -> str:
-    """Format kind from a metric's name (its unit suffix)."""
-    for suffix, kind in (("_usd", "usd"), ("_pct", "pct"), ("_gwei", "gwei"), ("_s", "s")):
-        if key.endswith(suffix):
-            return kind
-    return "plain"
-
-
-def label_of(key: str) -> str:
-    """'first_liquidation_s' -> 'First liquidation (s)'."""
-    for suffix, unit in (("_usd", "USD"), ("_pct", "%"), ("_gwei", "gwei"), ("_s", "s")):
-        if key.endswith(suffix):
-            return f"{key[: -len(suffix)].replace('_', ' ').capitalize()} ({unit})"
-    return key.replace("_", " ").capitalize()
-
-
-def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    attr = f' class="{e(cls)}"' if cls else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _metric_label(key: str) -> Cell:
+    t = term(key)
+    return text(t.label, title=t.definition, href=f"#{anchor(key)}" if t.definition else "")
 
 
 def headline_rows(metrics: dict) -> list[list[str]]:
+    """(label, value) text of the headline metrics present in `metrics`."""
+    return [[c.text for c in row] for row in headline_table(metrics).rows]
+
+
+def headline_table(metrics: dict) -> Table:
     rows = []
-    for key, label, kind in HEADLINE:
-        if key in metrics:
-            v = metrics[key]
-            if key == "exogenous_drawdown" and metrics.get("shocked_asset"):
-                label = f"{label} ({metrics['shocked_asset']})"
-            rows.append([label, format_value(v, kind)])
-    return rows
+    for key in HEADLINE:
+        if key not in metrics:
+            continue
+        t = term(key)
+        label = _metric_label(key)
+        if key == "exogenous_drawdown" and metrics.get("shocked_asset"):
+            label = Cell(f"{t.label} ({metrics['shocked_asset']})", label.title, label.cls, label.href)
+        rows.append(
+            [label, cell(metrics[key], t.kind, "warn" if key == "conservation_ok" and not metrics[key] else "")]
+        )
+    return Table(
+        ["metric", "value"],
+        rows,
+        caption="The run's outcome summed over protocols. Money is in $k / $M (the exact figure on hover); each "
+        "metric links to its definition in the glossary.",
+    )
 
 
 def protocol_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """One row per metric, one column per protocol (keys are the union over protocols, first seen first)."""
+    t = protocol_table(metrics)
+    return t.header, [[c.text for c in r] for r in t.rows]
+
+
+def protocol_table(metrics: dict) -> Table:
     per = metrics.get("protocols") or {}
-    keys = list(dict.fromkeys(k for p in per.values() for k in p))
-    kinds = {k: "int" if k == "liquidations" or k.startswith(("peak_", "accounts_")) else kind_of(k) for k in keys}
-    rows = [[label_of(k)] + [format_value(per[p].get(k), kinds[k]) for p in per] for k in keys]
-    return ["metric", *per], rows
+    keys = [k for k in dict.fromkeys(k for p in per.values() for k in p) if k not in PROTOCOL_SKIP]
+    rows = [[_metric_label(k), *[cell(per[p].get(k), term(k).kind) for p in per]] for k in keys]
+    return Table(
+        ["metric", *per],
+        rows,
+        caption="Each protocol's figures side by side (one column per protocol; 'n/a' where a metric does not apply "
+        "to its kind). Figures 'at the end' are the protocol's own state when the run stops.",
+    )
 
 
 def manifest_rows(manifest: dict) -> list[list[str]]:
@@ -251,7 +236,7 @@ def manifest_rows(manifest: dict) -> list[list[str]]:
     return rows
 
 
-def scenario_description(result) -> str:
+def scenario_description(result: Any) -> str:
     """The scenario's `run.description`: from the manifest if it holds one, else read from its TOML file."""
     for d in (result.manifest, result.metrics):
         if d.get("description"):
@@ -300,7 +285,7 @@ def contagion_rows(metrics: dict) -> list[list[str]]:
     for edge, usd in (c.get("loss_attribution_usd") or {}).items():
         rows.append([f"loss via {edge}", format_value(usd, "usd")])
     for link, usd in (c.get("exposure_usd") or {}).items():
-        rows.append([f"exposure {link}", format_value(usd, "usd")])
+        rows.append([f"exposure {link} at the end", format_value(usd, "usd")])
     for sym, dev in (c.get("peg_deviation_max") or {}).items():
         rows.append([f"max peg deviation: {sym}", f"{100 * dev:.2f}%"])
     for pid, usd in (c.get("insurance_drawdown_usd") or {}).items():
@@ -327,28 +312,168 @@ def margin_rows(metrics: dict) -> list[list[str]]:
     return rows
 
 
-# --- the page ------------------------------------------------------------------------------------
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;
-color:#222}
-h1{margin-bottom:.2em} .desc{font-size:1.1em;color:#444;margin-top:0} .meta{color:#666}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}
-td:not(:first-child){text-align:right;font-variant-numeric:tabular-nums} th{background:#f3f3f3}
-table.manifest td{text-align:left;font-family:ui-monospace,monospace;font-size:.85em;word-break:break-all}
-figure{margin:1.5em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#444;margin-top:.3em} .warn{color:#b00;font-weight:bold}
-"""
+def _text_table(header: list[str], rows: list[list[str]], caption: str = "", cls: str = "") -> Table:
+    """Rows of ready text (numbers already formatted) as a Table; cells that look numeric are right-aligned."""
+
+    def c(s: str) -> Cell:
+        numeric = bool(s) and (s[0].isdigit() or s[0] in "$-−") and not s.startswith("--")
+        return Cell(s, "", "num" if numeric else "")
+
+    return Table(header, [[Cell(r[0]), *[c(x) for x in r[1:]]] for r in rows], caption, cls=cls)
 
 
-def _figure_html(spec: FigureSpec, path: Path, result) -> str:
-    e = html.escape
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (
-        f'<figure id="{e(spec.name)}"><img src="data:image/png;base64,{data}" alt="{e(spec.title)}">'
-        f"<figcaption><b>{e(spec.title)}.</b> {e(spec.caption(result))} "
-        f'<a href="{e(path.name)}">{e(path.name)}</a></figcaption></figure>'
+# --- the setup: parameters, agents, oracles, market, shock ------------------------------------------
+SHOCK_LABELS = {
+    "at_h": "from (h)",
+    "until_h": "until (h)",
+    "jump": "jump",
+    "drift_to": "drift over the window",
+    "volatility_multiplier": "volatility ×",
+    "gas_demand_multiplier": "gas demand ×",
+    "depeg_to": "depeg to (USD)",
+    "correlation": "correlation",
+}
+
+
+def scenario_of(result: Any) -> Any | None:
+    """The validated scenario of a run (after overrides): the result's own, else loaded again from the manifest's
+    source and overrides; None when neither is available."""
+    loaded = getattr(result, "loaded", None)
+    if loaded is not None:
+        return loaded.scenario
+    src = result.manifest.get("scenario_source")
+    if not src:
+        return None
+    try:
+        from defistress.scenarios.loader import load
+
+        return load(str(src), list(result.manifest.get("overrides") or [])).scenario
+    except Exception:  # a moved or edited scenario file: the report shows no setup rather than failing
+        return None
+
+
+#: columns above which a table of one row per item is shown transposed (one column per item)
+MAX_COLUMNS = 6
+
+
+def _dict_table(
+    rows: list[dict],
+    first: str,
+    caption: str,
+    labels: dict[str, str] | None = None,
+    descriptions: dict[str, str] | None = None,
+) -> Table:
+    """One row per dict (`first` labels it), one column per key; transposed when wider than MAX_COLUMNS.
+    `descriptions` decide how a column's numbers read (format_param: 'fraction' -> %)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r if k != first))
+    header = [first.replace("_", " "), *[(labels or {}).get(c) or param_label(c) for c in cols]]
+    d = descriptions or {}
+    body = [[text(r.get(first, "")), *[_param_cell(r.get(c), d.get(c, "")) for c in cols]] for r in rows]
+    t = Table(header, body, caption)
+    return t.transpose() if len(cols) > MAX_COLUMNS else t
+
+
+def _param_cell(v: Any, description: str = "") -> Cell:
+    if v is None:
+        return Cell("–", "", "muted")
+    shown = format_param(v, description)
+    raw = format_param(v)
+    return Cell(shown, raw if raw != shown else "", "num" if _is_num(v) else "")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def setup_section(result: Any) -> Section:
+    """What was run: per protocol its parameters (one row per asset or market, then protocol-wide settings), the
+    liquidating agents, the oracles, the market and the scheduled shock, and the `--set` overrides."""
+    from defistress.sim.report.parameters import (
+        agent_rows,
+        market_rows,
+        oracle_rows,
+        parameter_tables,
+        shock_rows,
     )
+
+    sec = Section("setup", "What was run: parameters and shock")
+    s = scenario_of(result)
+    overrides = list(result.manifest.get("overrides") or [])
+    if s is None:
+        sec.intro = "The scenario is not available to this report (its source file moved): see the manifest."
+        return sec
+    sec.intro = (
+        "The parameters each protocol ran with (presets resolved, overrides applied), one row per asset or market; "
+        "hover a column for its definition and source. "
+        + (f"Overrides: {'; '.join(overrides)}." if overrides else "No overrides: the scenario file as written.")
+    )
+    for t in parameter_tables(s):
+        if t.rows:
+            assets = list(t.rows)
+            body = [
+                [
+                    text(param_label(c), title=t.descriptions.get(c, "")),
+                    *[_param_cell(t.rows[a].get(c), t.descriptions.get(c, "")) for a in assets],
+                ]
+                for c in t.columns
+            ]
+            sec.tables.append(
+                Table(["parameter", *assets], body, f"{t.protocol} ({t.kind}): parameters per asset or market")
+            )
+        if t.settings:
+            body = [
+                [text(param_label(k), title=t.descriptions.get(k, "")), _param_cell(v, t.descriptions.get(k, ""))]
+                for k, v in t.settings.items()
+            ]
+            sec.tables.append(Table(["setting", "value"], body, f"{t.protocol} ({t.kind}): protocol-wide settings"))
+    agents = agent_rows(s)
+    if agents:
+        sec.tables.append(
+            _dict_table(
+                agents,
+                "id",
+                "Liquidators and keepers: who may liquidate, with what capital, how fast and for how little profit",
+            )
+        )
+    sec.tables.append(
+        _dict_table(
+            oracle_rows(s), "id", "Oracles: where each protocol's prices come from and how often they publish (seconds)"
+        )
+    )
+    sec.tables.append(
+        _dict_table(
+            market_rows(s),
+            "asset",
+            "Market: start price or peg, annual volatility and drift, depth (net USD sold to move the price 1%)",
+        )
+    )
+    shocks = shock_rows(s)
+    if shocks:
+        rows = []
+        for r in shocks:
+            row: dict[str, Any] = {"asset": r.get("asset", "(gas)"), "at_h": r["at"] / plots.SECONDS_PER_HOUR}
+            row["until_h"] = r["until"] / plots.SECONDS_PER_HOUR if "until" in r else None
+            row.update({k: v for k, v in r.items() if k not in ("asset", "at", "until")})
+            rows.append(row)
+        sec.tables.append(
+            _dict_table(
+                rows,
+                "asset",
+                "The shock: each scheduled move (times in hours from the start; jump and drift are total returns; "
+                "'(gas)' is extra demand for block space)",
+                SHOCK_LABELS,
+                {"jump": "fraction", "drift_to": "fraction"},
+            )
+        )
+    else:
+        sec.tables.append(
+            Table(
+                ["shock"],
+                [[text("no scheduled shock: the market path (replayed or simulated) is the stress")]],
+                "The shock",
+            )
+        )
+    return sec
 
 
 def reference_rows(metrics: dict) -> list[list[str]]:
@@ -386,67 +511,246 @@ REFERENCE_NOTE = (
 )
 
 
-def render_html(result, figures: dict[str, Path]) -> str:
-    """The report page as one string (figures embedded from the given PNG files)."""
-    e = html.escape
+# --- accounts still unhealthy -------------------------------------------------------------------------
+#: worst unhealthy accounts listed per protocol (by debt)
+WORST_ACCOUNTS = 10
+
+
+def unhealthy_section(result: Any) -> Section | None:
+    """Accounts below health 1 at the end, per protocol: counts and debt per cause (sim/analysis/unhealthy.py),
+    then the largest such accounts with their id, health before and after, and cause."""
+    from defistress.sim.analysis.unhealthy import CAUSE_TEXT
+
+    block = result.metrics.get("unhealthy_end") or {}
+    if not block:
+        return None
+    total = sum(v["accounts"] for v in block.values())
+    sec = Section(
+        "unhealthy",
+        "Accounts still unhealthy at the end",
+        f"{total:,} account(s) end the run below health 1 at their protocol's oracle prices. Each gets the first "
+        "cause that holds, read from the end state, the event log and the liquidators' settings (the same previews "
+        "the liquidators run each block), never guessed.",
+    )
+    for pid, v in block.items():
+        rows = [
+            [text(c), cell(n, "int"), cell(v["debt_by_cause_usd"].get(c, 0.0), "usd"), text(CAUSE_TEXT.get(c, ""))]
+            for c, n in v["causes"].items()
+        ]
+        rows += [
+            [text(f"  {k}"), cell(n, "int"), text(""), text("the protocol's own reason")]
+            for k, n in v.get("details", {}).items()
+        ]
+        sec.tables.append(
+            Table(
+                ["cause", "accounts", "their debt", "what it means"],
+                rows,
+                f"{pid}: {v['accounts']:,} unhealthy account(s), {format_usd(v['debt_usd'])} of debt",
+            )
+        )
+    u = getattr(result, "unhealthy", None)
+    if u is not None and len(u):
+        before = result.health_before or {}
+        for pid, g in u.groupby("protocol", sort=False):
+            top = g.sort_values("debt_usd", ascending=False).head(WORST_ACCOUNTS)
+            hb = before.get(pid)
+            rows = [
+                [
+                    text(f"#{int(r.account)}"),
+                    cell(float(hb[int(r.account)]) if hb is not None and int(r.account) < len(hb) else None, "num"),
+                    cell(float(r.health), "num"),
+                    cell(float(r.debt_usd), "usd"),
+                    text(r.cause),
+                ]
+                for r in top.itertuples()
+            ]
+            sec.tables.append(
+                Table(
+                    ["account", "health before", "health at the end", "debt", "cause"],
+                    rows,
+                    f"{pid}: the largest unhealthy accounts (account = row id in health.parquet, "
+                    "which joins before and after)",
+                )
+            )
+    return sec
+
+
+# --- contagion --------------------------------------------------------------------------------------
+DEBTRANK_NOTE = (
+    "DebtRank (Battiston, Puliga, Kaushik, Tasca and Caldarelli 2012, 'DebtRank: too central to fail?', Sci. "
+    "Rep. 2:541) measures the share of the network's value lost to distress that travels along exposure "
+    "edges: protocol j holds protocol i's token (a CDP's stablecoin posted as collateral on a lending "
+    "market), with impact weight W = min(1, holding at the start / capital of j). Each protocol starts with "
+    "its own loss as distress (bad debt over capital); an issuer also passes on how far its token fell below "
+    "its peg, because that is the collateral value its holders lost even when the issuer itself writes "
+    "nothing off. Each distressed protocol passes its distress once; DebtRank is the value-weighted distress "
+    "added beyond the start (weights: initial debt). It is 0 when no protocol holds another's token or "
+    "nothing lost value."
+)
+
+
+def contagion_section(metrics: dict) -> Section | None:
+    c = metrics.get("contagion") or {}
+    if not c:
+        return None
+    sec = Section("contagion", "Contagion", DEBTRANK_NOTE)
+    sec.tables.append(_text_table(["metric", "value"], contagion_rows(metrics), "How far losses travelled"))
+    w = c.get("impact_weights") or {}
+    start = c.get("exposure_start_usd") or {}
+    lost = c.get("collateral_value_lost_usd") or {}
+    dev = c.get("liability_devaluation") or {}
+    h0, h1 = c.get("distress_initial") or {}, c.get("distress_final") or {}
+    rows = []
+    for link, usd in start.items():
+        holder, issuer = link.split("->", 1)
+        rows.append(
+            [
+                text(f"{holder} holds {issuer}'s token"),
+                cell(usd, "usd"),
+                cell(w.get(f"{issuer}->{holder}", 0.0), "num"),
+                cell(dev.get(issuer, 0.0), "frac"),
+                cell(lost.get(link, 0.0), "usd"),
+                cell(h1.get(holder, 0.0) - h0.get(holder, 0.0), "num"),
+            ]
+        )
+    if rows:
+        sec.tables.append(
+            Table(
+                [
+                    "exposure edge",
+                    "holding at the start",
+                    "impact weight W",
+                    "issuer's token fell (peak)",
+                    "collateral value lost",
+                    "distress added to the holder",
+                ],
+                rows,
+                "The exposure edges DebtRank walks: how much each holder had, how hard a unit of the issuer's distress "
+                "hits it, and what it lost",
+            )
+        )
+    else:
+        sec.tables.append(
+            Table(
+                ["exposure edge"],
+                [
+                    [
+                        text(
+                            "none: no protocol of this run holds a token another "
+                            "issues, so DebtRank is 0 by construction"
+                        )
+                    ]
+                ],
+            )
+        )
+    return sec
+
+
+# --- the page ------------------------------------------------------------------------------------
+def _figure(spec: FigureSpec, path: Path, result: Any) -> dict[str, str]:
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "caption": spec.caption(result),
+        "src": data_uri(path),
+        "file": path.name,
+    }
+
+
+def glossary_entries(metrics: dict) -> list[dict[str, str]]:
+    """The definitions of every metric the page shows (headline, per protocol, contagion), glossary order first."""
+    keys = [k for k in HEADLINE if k in metrics]
+    keys += [k for p in (metrics.get("protocols") or {}).values() for k in p if k not in PROTOCOL_SKIP]
+    if metrics.get("contagion"):
+        keys += ["debtrank", "cascade_depth", "collateral_value_lost_usd"]
+    seen = list(dict.fromkeys(keys))
+    order = {k: i for i, k in enumerate(GLOSSARY)}
+    seen.sort(key=lambda k: order.get(k, len(order)))
+    return [
+        {"key": k, "id": anchor(k), "label": term(k).label, "definition": term(k).definition}
+        for k in seen
+        if term(k).definition
+    ]
+
+
+def page_context(result: Any, figures: dict[str, Path]) -> dict[str, Any]:
+    """Everything report.html shows, as plain data and Tables."""
     m, man = result.metrics, result.manifest
     name = str(m.get("scenario") or man.get("scenario") or "run")
     blocks = int(m.get("blocks", len(result.timeseries)))
     secs = float(man.get("block_seconds", 0.0)) * blocks
     meta = f"seed {m.get('seed', man.get('seed'))} · {blocks:,} blocks"
     meta += f" · {secs / plots.SECONDS_PER_HOUR:.1f} h simulated" if secs else ""
-    warn = (
-        ""
-        if m.get("conservation_ok", True)
-        else (f'<p class="warn">Ledger conservation violated: {e(json.dumps(m.get("conservation_errors", {})))}</p>')
-    )
-    header, prow = protocol_rows(m)
+    warnings = []
+    if not m.get("conservation_ok", True):
+        warnings.append(f"Ledger conservation violated: {json.dumps(m.get('conservation_errors', {}))}")
     specs = {s.name: s for s in FIGURES}
-    figs = "".join(_figure_html(specs[n], p, result) for n, p in figures.items() if n in specs)
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>defistress run report: {e(name)}</title><style>{CSS}</style></head><body>\n"
-        f'<h1>Run report: {e(name)}</h1>\n<p class="desc">{e(scenario_description(result))}</p>\n'
-        f'<p class="meta">{e(meta)}</p>{warn}\n'
-        f"<h2>Headline</h2>\n{_table(['metric', 'value'], headline_rows(m))}\n"
-        f"<h2>Per protocol</h2>\n{_table(header, prow) if prow else '<p>No protocols.</p>'}\n"
-        + (
-            f"<h2>Compared with what really happened</h2>\n"
-            f"{_table(['metric', 'simulated', 'published', 'ratio', 'source'], scorecard_rows(m))}\n"
-            if m.get("scorecard")
-            else ""
-        )
-        + (
-            f"<h2>Mark to reference</h2>\n<p>{e(REFERENCE_NOTE)}</p>\n"
-            + _table(
-                [
-                    "protocol",
-                    "bad debt at oracle prices",
-                    "bad debt at reference prices",
-                    "unhealthy accounts (oracle)",
-                    "unhealthy accounts (reference)",
-                ],
-                reference_rows(m),
+    details: list[Section] = [Section("per-protocol", "Per protocol", tables=[protocol_table(m)])]
+    for extra in (unhealthy_section(result),):
+        if extra is not None:
+            details.append(extra)
+    if m.get("scorecard"):
+        details.append(
+            Section(
+                "scorecard",
+                "Compared with what really happened",
+                tables=[_text_table(["metric", "simulated", "published", "ratio", "source"], scorecard_rows(m))],
             )
-            + "\n"
-            if reference_rows(m)
-            else ""
         )
-        + (f"<h2>Contagion</h2>\n{_table(['metric', 'value'], contagion_rows(m))}\n" if contagion_rows(m) else "")
-        + (
-            f"<h2>Margin regime of the multi-venue accounts</h2>\n{_table(['metric', 'value'], margin_rows(m))}\n"
-            if margin_rows(m)
-            else ""
+    if reference_rows(m):
+        details.append(
+            Section(
+                "mark-to-reference",
+                "Mark to reference",
+                REFERENCE_NOTE,
+                tables=[
+                    _text_table(
+                        [
+                            "protocol",
+                            "bad debt at oracle prices",
+                            "bad debt at reference prices",
+                            "unhealthy accounts (oracle)",
+                            "unhealthy accounts (reference)",
+                        ],
+                        reference_rows(m),
+                    )
+                ],
+            )
         )
-        + provenance_html(man)  # replayed data, gas path, governance actions (sim/report/provenance.py)
-        + f"<h2>Figures</h2>\n{figs}\n"
-        f"<h2>Manifest</h2>\n{_table(['key', 'value'], manifest_rows(man), 'manifest')}\n"
-        "</body></html>\n"
-    )
+    prov = provenance_section(man)  # replayed data, gas path, governance actions (sim/report/provenance.py)
+    if prov is not None:
+        details.append(prov)
+    cont = contagion_section(m)
+    if cont is not None:
+        details.append(cont)
+    if margin_rows(m):
+        details.append(
+            Section(
+                "margin",
+                "Margin regime of the multi-venue accounts",
+                tables=[_text_table(["metric", "value"], margin_rows(m))],
+            )
+        )
+    return {
+        "name": name,
+        "description": scenario_description(result),
+        "meta": meta,
+        "warnings": warnings,
+        "setup": setup_section(result),
+        "headline": headline_table(m),
+        "figures": [_figure(specs[n], p, result) for n, p in figures.items() if n in specs],
+        "details": details,
+        "glossary": glossary_entries(m),
+        "manifest": _text_table(["key", "value"], manifest_rows(man), cls="mono"),
+    }
 
 
-def write_report(result, out_dir: str | Path) -> Path:
+def render_html(result: Any, figures: dict[str, Path]) -> str:
+    """The report page as one string (figures embedded from the given PNG files)."""
+    return render("report.html", **page_context(result, figures))
+
+
+def write_report(result: Any, out_dir: str | Path) -> Path:
     """Write the PNG figures and `report.html` into out_dir; returns the path of the page."""
     out_dir = Path(out_dir)
     figures = render_figures(result, out_dir)

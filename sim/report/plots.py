@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from defistress.sim.report.formatting import format_usd, format_usd_millions
+
 # Okabe & Ito (2008), "Color Universal Design": eight colours told apart under common colour-vision deficiencies
 OKABE_ITO = {
     "black": "#000000",
@@ -89,6 +91,10 @@ HEALTH_XMAX_QUANTILE = 0.99
 #: labelled health factors on the log axis (plain numbers read better than powers of ten here)
 HEALTH_TICKS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 SECONDS_PER_HOUR = 3600.0
+#: window of the liquidation-intensity figure, seconds (ten minutes: a rate a reader compares across runs)
+RATE_WINDOW_S = 600.0
+#: end values across protocols spanning more than this factor get a log (symlog) money axis
+LOG_RANGE = 100.0
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -212,13 +218,13 @@ def price_columns(data, asset: str) -> list[tuple[str, str, str]]:
 
 
 # --- formatting ----------------------------------------------------------------------------------
-def format_usd(v: float, _pos=None) -> str:
-    """Short USD label: $1.2B, $3.4M, $56k, $78."""
-    a = abs(v)
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{'-' if v < 0 else ''}${a / div:.3g}{unit}"
-    return f"{'-' if v < 0 else ''}${a:.3g}"
+def money_axis(ax: Axes, values: list[float] | None = None) -> None:
+    """A USD axis in $M; a symmetric log scale when the `values` shown (e.g. end values of several protocols) span
+    more than LOG_RANGE, so a small protocol's line is not flattened against a large one's."""
+    nz = [abs(v) for v in (values or []) if v]
+    if len(nz) > 1 and max(nz) / min(nz) > LOG_RANGE:
+        ax.set_yscale("symlog", linthresh=max(min(nz) / 2, 1.0))
+    ax.yaxis.set_major_formatter(FuncFormatter(format_usd_millions))
 
 
 def _note(ax: Axes, text: str) -> None:
@@ -281,45 +287,59 @@ def grid_figsize(n_panels: int) -> tuple[float, float]:
     return (FIGSIZE[0], GRID_ROW_HEIGHT * rows + 0.4)
 
 
-def plot_liquidations(data, ax: Axes | None = None) -> Axes:
-    """Liquidations per block as bars stacked by protocol; cumulative debt repaid (USD) on a twin axis."""
+def liquidation_rate(ts: pd.DataFrame, column: str, window_s: float = RATE_WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
+    """(window start in hours, sum of `column` per window) over consecutive windows of `window_s` seconds from the
+    first block; the last window may be shorter. Without a time column, windows of blocks at 12 s each."""
+    t = ts["time_s"].to_numpy(dtype=float) if "time_s" in ts else ts["block"].to_numpy(dtype=float) * 12.0
+    if not len(t):
+        return np.zeros(0), np.zeros(0)
+    k = np.floor((t - t[0]) / window_s).astype(np.int64)
+    sums = np.bincount(k, weights=ts[column].to_numpy(dtype=float), minlength=int(k.max()) + 1)
+    return (t[0] + np.arange(sums.size) * window_s) / SECONDS_PER_HOUR, sums
+
+
+def plot_liquidations(data, ax: Axes | None = None, window_s: float = RATE_WINDOW_S) -> Axes:
+    """Liquidations per 10 minutes (bars stacked by protocol, one bar per window rather than a wall of per-block
+    bars) and the cumulative debt they repaid in $M on a twin axis."""
     ax = _new_ax(ax)
     ts = _timeseries(data)
     x = hours(ts)
-    width = float(np.median(np.diff(x))) if len(x) > 1 else 1.0
-    bottom = np.zeros(len(ts))
+    width = window_s / SECONDS_PER_HOUR
+    starts = liquidation_rate(ts, "block", window_s)[0] if len(ts) else np.zeros(0)
+    bottom = np.zeros(len(starts))
     cum = np.zeros(len(ts))
     handles = []
     for i, pid in enumerate(protocol_ids(data)):
-        n = ts[f"{pid}_liquidations"].to_numpy(dtype=float)
+        _, n = liquidation_rate(ts, f"{pid}_liquidations", window_s)
         m = n > 0
         color = PALETTE[i % len(PALETTE)]
         handles.append(
             ax.bar(
-                x[m],
+                starts[m],
                 n[m],
                 width=width,
                 bottom=bottom[m],
                 color=color,
-                edgecolor=color,
-                linewidth=0.8,
+                edgecolor="white",
+                linewidth=0.4,
                 align="edge",
                 label=f"{pid} liquidations",
             )
         )
         bottom += n
         cum += np.cumsum(ts[f"{pid}_liquidation_volume_usd"].to_numpy(dtype=float))
-    ax.set_ylabel("liquidations per block")
+    minutes = window_s / 60.0
+    ax.set_ylabel(f"liquidations per {minutes:g} min")
     ax.set_ylim(0, max(1.0, float(bottom.max(initial=0.0))) * HEADROOM)
-    ax.set_xlim(x[0] if len(x) else 0, (x[-1] + width) if len(x) else 1)
+    ax.set_xlim(x[0] if len(x) else 0, max(x[-1] if len(x) else 1, (starts[-1] + width) if len(starts) else 1))
     tw = ax.twinx()
     (line,) = tw.plot(x, cum, color=OKABE_ITO["black"], lw=1.4, label="cumulative debt repaid (right)")
-    tw.set_ylabel("debt repaid by liquidations, cumulative")
-    tw.yaxis.set_major_formatter(FuncFormatter(format_usd))
+    tw.set_ylabel("debt repaid by liquidations, cumulative ($M)")
+    tw.yaxis.set_major_formatter(FuncFormatter(format_usd_millions))
     tw.set_ylim(0, max(1.0, float(cum.max(initial=0.0))) * HEADROOM)
     if not bottom.any():
         _note(ax, "no liquidations")
-    ax.set_title("Liquidations")
+    ax.set_title(f"Liquidations per {minutes:g} minutes")
     _time_axis(ax, ts)
     ax.legend(handles=handles + [line], fontsize=8, loc="upper left")
     return ax
@@ -388,6 +408,7 @@ def plot_bad_debt(data, ax: Axes | None = None) -> Axes:
     x = hours(ts)
     drawn = 0
     end_total = 0.0
+    ends: list[float] = []
     for i, pid in enumerate(protocol_ids(data)):
         col = f"{pid}_bad_debt_usd"
         if col not in ts:
@@ -405,8 +426,9 @@ def plot_bad_debt(data, ax: Axes | None = None) -> Axes:
         )
         drawn += 1
         end_total += float(y[-1]) if len(y) else 0.0
-    ax.yaxis.set_major_formatter(FuncFormatter(format_usd))
-    ax.set_ylabel("bad debt")
+        ends.append(float(y.max()) if len(y) else 0.0)
+    money_axis(ax, ends)
+    ax.set_ylabel("bad debt ($M" + (", log scale)" if ax.get_yscale() == "symlog" else ")"))
     ax.set_title("Bad debt")
     _time_axis(ax, ts)
     if not drawn:
@@ -458,8 +480,8 @@ def plot_liquidator_pnl(data, ax: Axes | None = None) -> Axes:
     ax.fill_between(x, y, 0, where=y >= 0, color=OKABE_ITO["bluish_green"], alpha=0.3, interpolate=True, label="gain")
     ax.fill_between(x, y, 0, where=y < 0, color=OKABE_ITO["vermillion"], alpha=0.3, interpolate=True, label="loss")
     ax.axhline(0.0, color="0.5", lw=0.8)
-    ax.yaxis.set_major_formatter(FuncFormatter(format_usd))
-    ax.set_ylabel("PnL at reference prices")
+    money_axis(ax)
+    ax.set_ylabel("PnL at reference prices ($M)")
     ax.set_title("Liquidator PnL")
     _time_axis(ax, ts)
     ax.legend(fontsize=8, loc="upper left")

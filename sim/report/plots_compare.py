@@ -1,5 +1,6 @@
-"""Figures of a regime comparison (matplotlib object API, Okabe-Ito colours): capital and losses per regime,
-and the margin shortfall of the multi-venue accounts over time for the first seed."""
+"""Figures of a regime comparison (matplotlib object API, Okabe-Ito colours): capital and losses per regime (means,
+whiskers from the lowest to the highest seed), per venue, and the margin shortfall of the multi-venue accounts over
+time for the first seed. Money axes are in $M."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from defistress.sim.report.plots import OKABE_ITO  # noqa: E402
+from defistress.sim.report.plots import OKABE_ITO, money_axis  # noqa: E402
 
 REGIME_COLORS = {"silo": OKABE_ITO["vermillion"], "portfolio": OKABE_ITO["blue"]}
 FIGSIZE = (9.0, 3.6)  # inches
@@ -27,21 +28,46 @@ def compare_figures(df: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
+def _spread(df: pd.DataFrame, regimes: list[str], col: str) -> tuple[list[float], list[list[float]]]:
+    """Means per regime and the (below, above) distances to the lowest and highest seed, for error bars."""
+    means, lo, hi = [], [], []
+    for r in regimes:
+        v = pd.to_numeric(df.loc[df["regime"] == r, col], errors="coerce").dropna()
+        m = float(v.mean()) if len(v) else 0.0
+        means.append(m)
+        lo.append(m - float(v.min()) if len(v) else 0.0)
+        hi.append(float(v.max()) - m if len(v) else 0.0)
+    return means, [lo, hi]
+
+
 def _bars(df: pd.DataFrame, out: Path) -> Path:
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     panels = (
-        ("capital_required_usd", "capital required (IM), USD"),
-        ("liquidations", "liquidations"),
-        ("unbacked_end_usd", "unbacked debt at the end, USD"),
+        ("capital_required_usd", "capital required (initial margin)", True),
+        ("liquidations", "liquidations of their rows", False),
+        ("unbacked_end_usd", "unbacked debt at the end", True),
     )
     regimes = list(dict.fromkeys(df["regime"]))
-    for k, (col, title) in enumerate(panels):
+    several = df["seed"].nunique() > 1
+    for k, (col, title, money) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
-        means = [pd.to_numeric(df.loc[df["regime"] == r, col], errors="coerce").mean() for r in regimes]
-        ax.bar(regimes, means, color=[REGIME_COLORS.get(r, OKABE_ITO["black"]) for r in regimes])
-        ax.set_title(title, fontsize=9)
+        means, err = _spread(df, regimes, col)
+        ax.bar(
+            regimes,
+            means,
+            yerr=err if several else None,
+            capsize=4,
+            color=[REGIME_COLORS.get(r, OKABE_ITO["black"]) for r in regimes],
+        )
+        if money:
+            money_axis(ax)
+        ax.set_title(title + (" ($M)" if money else ""), fontsize=9)
         ax.tick_params(labelsize=8)
-    fig.suptitle("Multi-venue accounts by margin regime (mean over seeds)", fontsize=10)
+    seeds = df["seed"].nunique()
+    fig.suptitle(
+        f"Multi-venue accounts by margin regime (mean of {seeds} seed(s)" + (", whiskers: range)" if several else ")"),
+        fontsize=10,
+    )
     fig.tight_layout()
     path = out / "regimes.png"
     fig.savefig(path)
@@ -52,16 +78,18 @@ def _venues(df: pd.DataFrame, out: Path) -> Path:
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     regimes = list(dict.fromkeys(df["regime"]))
     venues = sorted({c[: -len("_unbacked_end_usd")] for c in df.columns if c.endswith("_unbacked_end_usd")} - {""})
-    for k, (suffix, title) in enumerate(
+    for k, (suffix, title, money) in enumerate(
         (
-            ("_liquidations", "liquidations of multi-venue rows"),
-            ("_venue_bad_debt_usd", "bad debt of the venue (all accounts), USD"),
+            ("_liquidations", "liquidations of multi-venue rows", False),
+            ("_venue_bad_debt_usd", "bad debt of the venue, all accounts ($M)", True),
         )
     ):
         ax = fig.add_subplot(1, 2, k + 1)
         width = 0.8 / max(len(regimes), 1)
+        shown: list[float] = []
         for j, r in enumerate(regimes):
             vals = [pd.to_numeric(df.loc[df["regime"] == r, f"{v}{suffix}"], errors="coerce").mean() for v in venues]
+            shown += [float(x) for x in vals if x == x]
             ax.bar(
                 [i + j * width for i in range(len(venues))],
                 vals,
@@ -70,6 +98,8 @@ def _venues(df: pd.DataFrame, out: Path) -> Path:
                 color=REGIME_COLORS.get(r, OKABE_ITO["black"]),
             )
         ax.set_xticks([i + width * (len(regimes) - 1) / 2 for i in range(len(venues))], venues)
+        if money:
+            money_axis(ax, shown)  # log scale when one venue's loss dwarfs another's
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.legend(fontsize=8)
@@ -95,8 +125,9 @@ def _shortfall(df: pd.DataFrame, out: Path) -> Path | None:
         drawn = True
     if not drawn:
         return None
-    ax.set_xlabel("hours")
-    ax.set_ylabel("USD")
+    ax.set_xlabel("time (h)")
+    money_axis(ax)
+    ax.set_ylabel("USD ($M)")
     ax.set_title(f"Maintenance margin and shortfall of multi-venue accounts (seed {seed})", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()

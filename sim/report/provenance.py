@@ -4,15 +4,9 @@ whether the gas path was replayed or modelled, and every scheduled governance ac
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="manifest"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+from defistress.sim.report.tables import Cell, Section, Table
 
 
 def series_rows(replay: dict[str, Any]) -> list[list[str]]:
@@ -45,35 +39,33 @@ def governance_rows(actions: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def provenance_html(manifest: dict[str, Any]) -> str:
-    """The section as HTML ('' for a run without replayed data, modelled gas and no governance)."""
+def provenance_section(manifest: dict[str, Any]) -> Section | None:
+    """The section (None for a run without replayed data, modelled gas and no governance)."""
     replay, gas, gov = manifest.get("replay"), manifest.get("gas") or {}, manifest.get("governance") or []
-    parts = []
+    sec = Section("data-oracles-governance", "Data, oracles and governance")
     if replay:
         held = replay.get("held_from") or {}
-        parts.append(
-            f"<p>Replay from {html.escape(replay['start'])} to {html.escape(replay['end'])}; blocks inside a candle: "
-            f"<b>{html.escape(replay['fill'])}</b>; after the data end: {html.escape(replay['after_end'])}"
-            + (f" (held flat from {html.escape(', '.join(f'{k} {v}' for k, v in held.items()))})" if held else "")
-            + ".</p>"
+        sec.paragraphs.append(
+            f"Replay from {replay['start']} to {replay['end']}; blocks inside a candle: {replay['fill']}; after the "
+            f"data end: {replay['after_end']}"
+            + (f" (held flat from {', '.join(f'{k} {v}' for k, v in held.items())})" if held else "")
+            + "."
         )
-        parts.append(
-            _table(["key", "asset/feed", "unit", "file", "interval", "time zone", "rows", "fill"], series_rows(replay))
-        )
+        header = ["key", "asset/feed", "unit", "file", "interval", "time zone", "rows", "fill"]
+        sec.tables.append(Table(header, [[Cell(c) for c in row] for row in series_rows(replay)], cls="mono"))
         bridge = next((x["bridge"] for x in replay.get("series", []) if x.get("bridge")), None)
         if bridge:
-            parts.append(
-                "<p>Intrabar bridge: " + html.escape("; ".join(f"{k}: {v}" for k, v in bridge.items())) + ".</p>"
-            )
+            sec.paragraphs.append("Intrabar bridge: " + "; ".join(f"{k}: {v}" for k, v in bridge.items()) + ".")
     if gas:
         if gas.get("path") == "replayed":
-            parts.append(
-                f"<p>Gas: replayed from {html.escape(gas['file'])} ({html.escape(gas['column'])}, "
-                f"{gas['interval_s']:g} s buckets from {html.escape(gas['start'])}, x{gas['scale']:g}).</p>"
+            sec.paragraphs.append(
+                f"Gas: replayed from {gas['file']} ({gas['column']}, {gas['interval_s']:g} s buckets from "
+                f"{gas['start']}, x{gas['scale']:g})."
             )
         else:
-            parts.append(f"<p>Gas: modelled ({html.escape(gas.get('model', ''))}); no gas series replayed.</p>")
+            sec.paragraphs.append(f"Gas: modelled ({gas.get('model', '')}); no gas series replayed.")
     if gov:
-        parts.append("<h3>Governance and operations</h3>")
-        parts.append(_table(["block", "time", "action", "target", "change", "source"], governance_rows(gov)))
-    return "<h2>Data, oracles and governance</h2>\n" + "\n".join(parts) + "\n" if parts else ""
+        header = ["block", "time", "action", "target", "change", "source"]
+        rows = [[Cell(c) for c in row] for row in governance_rows(gov)]
+        sec.tables.append(Table(header, rows, caption="Governance and operations", cls="mono"))
+    return sec if (sec.paragraphs or sec.tables) else None

@@ -55,9 +55,19 @@ def test_example_books_load_with_the_eight_designer_cases():
 def test_compare_is_tidy_one_row_per_account_and_model():
     pf, mkt = load_portfolio_file(BOOKS)
     df = compare(pf, mkt, MODELS)
-    assert list(df.columns) == ["account", "model", "im_usd", "mm_usd", "equity_usd", "excess_mm_usd", "main_driver"]
+    assert list(df.columns) == [
+        "account",
+        "model",
+        "im_usd",
+        "mm_usd",
+        "equity_usd",
+        "excess_mm_usd",
+        "main_driver",
+        "unsupported_positions",
+    ]
     assert len(df) == pf.n_accounts * len(MODELS)
-    assert (df["mm_usd"] >= -1e-9).all() and (df["im_usd"] >= df["mm_usd"] - 1e-9).all()
+    valued = df[df["main_driver"] != "unsupported"]
+    assert (valued["mm_usd"] >= -1e-9).all() and (valued["im_usd"] >= valued["mm_usd"] - 1e-9).all()
     row = df[(df.account == "naked-short-put") & (df.model == "lyra-standard")].iloc[0]
     assert row.mm_usd == pytest.approx(180.0) and row.main_driver == "options"
     loan = df[(df.account == "spot-collateral-stablecoin-loan") & (df.model == "aave-v3")].iloc[0]
@@ -182,8 +192,37 @@ def test_plots_draw_on_given_axes_without_pyplot_figures():
     pf, mkt = parse_portfolio(DOC)
     ax = Figure().add_subplot()
     assert plot_compare(compare(pf, mkt, ["aave-v3", "lyra-standard"]), ax=ax) is ax
-    assert len(ax.patches) == 2 * 2 * 1  # MM and IM bars for 2 models x 1 account
+    assert len(ax.patches) == 2 * 1 * 1  # MM and IM bars of lyra only: aave-v3 cannot hold a put (marked, no bar)
     res = backtest(np.array([1.0, 3.0, 0.5]), np.array([2.0, 2.0, 2.0]), 0.9)
     ax2 = plot_backtest(res)
     assert "1/3 exceedances" in ax2.get_title()
     assert plt.get_fignums() == []
+
+
+def test_a_model_that_ignores_positions_is_flagged_never_priced_at_zero():
+    # aave-v3 holds spot collateral and stablecoin debt only: a naked short put is 1 position it cannot hold, so
+    # the account must not look cheapest at Aave (its put would otherwise be valued at nothing)
+    pf, mkt = parse_portfolio(DOC)
+    df = compare(pf, mkt, ["aave-v3", "lyra-standard"]).set_index("model")
+    aave = df.loc["aave-v3"]
+    assert aave.unsupported_positions == 1 and aave.main_driver == "unsupported"
+    assert np.isnan(aave.mm_usd) and np.isnan(aave.im_usd) and np.isnan(aave.equity_usd)
+    assert df.loc["lyra-standard"].unsupported_positions == 0 and df.loc["lyra-standard"].mm_usd == pytest.approx(180.0)
+
+
+def test_book_panels_give_each_book_its_own_scale_and_mark_unsupported_models():
+    from defistress.sim.report.plots_margin import UNSUPPORTED_COLOR, plot_compare_books
+
+    pf, mkt = load_portfolio_file(BOOKS)
+    df = compare(pf, mkt, ["aave-v3", "lyra-standard", "greeks"])
+    axes = plot_compare_books(df)
+    assert [a.get_title() for a in axes] == list(pf.labels)  # one panel per book
+    for ax, book in zip(axes, pf.labels):
+        sub = df[df["account"] == book].set_index("model")
+        ok = sub[sub["main_driver"] != "unsupported"]
+        assert ax.get_ylim()[1] >= ok["im_usd"].max()  # the book's own largest requirement fits its panel
+        assert len(ax.patches) == 2 * len(ok)  # MM and IM bars only for models that hold the book
+        marked = [t.get_text() for t in ax.texts if t.get_color() == UNSUPPORTED_COLOR]
+        assert len(marked) == int((sub["main_driver"] == "unsupported").sum())
+    # naked-short-put (~$260) and spot-collateral-stablecoin-loan (~$12,500) keep their own scales
+    assert axes[0].get_ylim()[1] < 1_000 < axes[-1].get_ylim()[1]
