@@ -104,8 +104,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return self.coll_scaled.shape[0]
 
     def prices(self) -> np.ndarray:
-        """Oracle prices, USD per token, in asset order."""
-        return np.array([o.price for o in self.oracles], dtype=float)
+        """Oracle prices, USD per token, in asset order (read-only; the same array until an oracle's price moves:
+        rebuilding it on every call was about a million small arrays per simulated day)."""
+        key = tuple([o.price for o in self.oracles])
+        if key != self.__dict__.get("_prices_key"):
+            arr = np.array(key, dtype=float)
+            arr.flags.writeable = False
+            self._prices_key, self._prices = key, arr
+        return self._prices
 
     def collateral(self) -> np.ndarray:
         """Collateral per account and asset, token units."""
