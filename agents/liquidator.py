@@ -18,7 +18,12 @@ import numpy as np
 
 from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
-from defistress.protocols.lending import LendingMarket
+from defistress.protocols.lending import (
+    CLOSE_FACTOR_HF_THRESHOLD,
+    DEFAULT_LIQUIDATION_CLOSE_FACTOR,
+    MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD,
+    LendingMarket,
+)
 
 
 class Liquidator(mesa.Agent):
@@ -101,14 +106,16 @@ class Liquidator(mesa.Agent):
 
     def _hopeless(self, m, ready: np.ndarray, coll_usd: np.ndarray, debt_usd: np.ndarray, view) -> np.ndarray:
         """Rows whose liquidation cannot beat the minimum profit, from an upper bound computed for all at once
-        (most candidates of a crash are small accounts not worth the gas; planning each one was most of a run).
+        (most candidates of a crash are accounts whose close-factor half is not worth the gas; planning each one,
+        three liquidators, every block, was most of a small run).
 
-        On an Aave-like market (`preview`: seized = repaid · P_debt / P_coll · bonus, at most the collateral, less
-        the protocol fee; repaid at most the account's debt in that asset) the profit `_plan` computes is at most
-        repaid_max · (P_debt · bonus · S / P_coll − ref_debt) − gas, where S is the USD a collateral token sells
-        for at the margin: a constant-product pool pays less than its spot price for any amount
-        (Uniswap v2 getAmountOut ≤ amount · R_out / R_in), the external venue ref · (1 − fee). A relative margin of
-        1e-9 keeps rounding from ever skipping a row `_plan` would take. Other markets: nothing is skipped."""
+        On an Aave-like market `preview` seizes s = repaid · P_debt / P_coll · bonus tokens, at most the collateral
+        balance B, with repaid at most the close-factor cap (`max_debt_to_cover`, the same arithmetic vectorised);
+        the profit `_plan` computes is at most s · (S − ref_debt · P_coll / (P_debt · bonus)) − gas, where S is what
+        a collateral token sells for at the margin: a constant-product pool pays less than its spot price for any
+        amount (Uniswap v2 getAmountOut ≤ amount · R_out / R_in), the external venue ref · (1 − fee); the protocol
+        fee and a flash-loan fee only lower it. A relative margin of 1e-9 keeps rounding from ever skipping a row
+        `_plan` would take. Other markets: nothing is skipped."""
         out = np.zeros(ready.size, dtype=bool)
         if type(m).preview is not LendingMarket.preview or ready.size == 0:
             return out
@@ -128,13 +135,30 @@ class Liquidator(mesa.Agent):
             else:
                 sale[i, j] = ref.get(coll, 0.0) * (1.0 - getattr(view.external, "fee", 0.0))
         ref_debt = np.array([ref.get(a, 1.0) for a in m.assets])
-        repaid_max = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
-        with np.errstate(divide="ignore", invalid="ignore"):
-            proceeds = repaid_max * p[dj] * m.bonus[ci] * sale[ci, dj] / p[ci]
-        cost = repaid_max * ref_debt[dj]
+        reserve_debt = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
+        hf = m.health()[ready]
+        if m.rule == "aave-v3.0":
+            cap = reserve_debt * np.where(hf > CLOSE_FACTOR_HF_THRESHOLD, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
+        else:
+            reserve_coll_usd = m.coll_scaled[ready, ci] * m.liq_index[ci] * p[ci]
+            half = (
+                (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                & (reserve_debt * p[dj] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                & (hf > CLOSE_FACTOR_HF_THRESHOLD)
+            )
+            _, debt_total_usd = m.account_usd()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                halved = np.minimum(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * debt_total_usd[ready] / p[dj])
+            cap = np.where(half, halved, reserve_debt)
+        bonus = m.bonus[ci]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            seized = np.minimum(cap * p[dj] / p[ci] * bonus, m.coll_scaled[ready, ci] * m.liq_index[ci])
+            margin = sale[ci, dj] - ref_debt[dj] * p[ci] / (p[dj] * bonus)  # USD per seized token
+            gain = seized * np.maximum(margin, 0.0)
+            scale = seized * (np.abs(sale[ci, dj]) + np.abs(ref_debt[dj] * p[ci] / (p[dj] * bonus)))
         gas_usd = self.gas * view.base_fee_gwei * GWEI * self.eth_price()
-        bound = np.maximum(proceeds - cost, 0.0) - gas_usd + 1e-9 * (np.abs(proceeds) + np.abs(cost) + abs(gas_usd))
-        np.less_equal(bound, self.spec.min_profit_usd - 1e-9, out=out)  # NaN bounds compare False: planned
+        bound = gain - gas_usd + 1e-9 * (scale + abs(gas_usd)) + 1e-9
+        np.less_equal(bound, self.spec.min_profit_usd, out=out)  # NaN bounds compare False: planned
         return out
 
     def _plan(self, m, a, coll_usd, debt_usd, view, ledger, committed):
