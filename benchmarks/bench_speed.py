@@ -5,6 +5,7 @@ run interleaved with this one for before/after figures.
 Run: python benchmarks/bench_speed.py [--accounts 1000 10000 100000] [--blocks 7200] [--reps 1]
                                       [--baseline-python /path/to/other/.venv/bin/python] [--out PATH]
      -> prints a table, writes benchmarks/results/speed.json.
+     python benchmarks/bench_speed.py --readme   -> the README's rows from benchmarks/results/speed.json
 
 Method (issue 14; a shared 2-core machine):
 - CPU time, not wall time: `time.process_time()` of a fresh child process per case, around building the model
@@ -53,7 +54,7 @@ def floor_ms_per_block(market, k: int) -> float:
     cp_lt, dp = market.liq_index * p * market.lt, market.borrow_index * p
     cp = market.liq_index * p
     n = coll.shape[0]
-    weighted, debt_usd, hf = np.empty(n), np.empty(n), np.empty(n)
+    weighted, debt_usd, hf, ones = np.empty(n), np.empty(n), np.empty(n), np.ones(n)
 
     def block() -> None:
         np.matmul(coll, cp_lt, out=weighted)
@@ -61,7 +62,7 @@ def floor_ms_per_block(market, k: int) -> float:
         hf.fill(np.inf)
         np.divide(weighted, debt_usd, out=hf, where=debt_usd > 0)
         rows = np.flatnonzero(hf < 1.0)
-        float(coll.sum(axis=0) @ cp), float(debt_usd.sum())
+        float((ones @ coll) @ cp), float(ones @ debt_usd)  # BLAS sums, as the engine does them
         if rows.size > k:
             np.argpartition(-debt_usd[rows], k - 1)[:k]
 
@@ -84,6 +85,8 @@ def child(accounts: int, blocks: int | None, floor: bool) -> dict:
     overrides = [f"agents.borrowers.accounts={accounts}"]
     if blocks is not None:
         overrides.append(f"run.duration={blocks * 12}")
+        if blocks * 12 <= 2 * 3600:  # the crash starts at 2 h: a shorter run moves its three shocks to a third in
+            overrides += [f"shocks.{k}.at={blocks * 4}" for k in range(3)]
     t1 = time.process_time()
     model = StressModel(load(SCENARIO, overrides), SEED)
     t_build = time.process_time() - t1
@@ -156,6 +159,32 @@ def summarise(cases: list[dict]) -> dict:
     return {"by_accounts": rows, "fit": fit_fixed([min(cs, key=lambda c: c["run_cpu_s"]) for cs in by.values()])}
 
 
+def readme_lines(data: dict) -> list[str]:
+    """The README's "engine against the numpy floor" table rows, from a results file (speed.json)."""
+    base = {r["accounts"]: r for r in (data["baseline"] or {"by_accounts": []})["by_accounts"]}
+    lines = [
+        "| accounts x blocks | CPU s | ms per block | numpy floor, ms per block | x floor | before (main) CPU s |"
+        " load, 1 min |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in data["this"]["by_accounts"]:
+        b = base.get(r["accounts"])
+        loads = r["load_1min"] + (b["load_1min"] if b else [])
+        lines.append(
+            f"| {r['accounts']:,} x {r['blocks']:,} | {r['run_cpu_s_best']:.1f} | {r['ms_per_block']:.2f} | "
+            f"{r['floor_ms_per_block']:.2f} | {r['x_floor']:.1f} | {b['run_cpu_s_best'] if b else float('nan'):.1f} | "
+            f"{min(loads):.0f}-{max(loads):.0f} |"
+        )
+    fit = data["this"]["fit"]
+    if fit:
+        lines.append("")
+        lines.append(
+            f"Fixed cost per block (fit over these account counts): {fit['fixed_ms_per_block']:.2f} ms, plus "
+            f"{fit['ns_per_account_block']:.0f} ns per account and block."
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--accounts", type=int, nargs="+", default=[1_000, 10_000, 100_000])
@@ -166,7 +195,11 @@ def main() -> None:
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--floor", dest="floor", action="store_true", default=True, help=argparse.SUPPRESS)
     ap.add_argument("--no-floor", dest="floor", action="store_false", help=argparse.SUPPRESS)
+    ap.add_argument("--readme", action="store_true", help="print the README rows from --out's results and stop")
     args = ap.parse_args()
+    if args.readme:
+        print("\n".join(readme_lines(json.loads(args.out.read_text()))))
+        return
     if args.child is not None:
         print(json.dumps(child(args.child, args.blocks, args.floor)))
         return
