@@ -82,7 +82,10 @@ class RunSpec(Strict):
     )
     description: str = Field("", max_length=500, description="one line shown by `defistress list` and the report")
     block_seconds: Float = Field(
-        12.0, gt=0, le=3600, description="seconds per block [published: Ethereum proof-of-stake slot time, 12 s]"
+        12.0,
+        ge=0.1,
+        le=3600,
+        description="seconds per block, 0.1..3600 [published: Ethereum proof-of-stake slot time, 12 s]",
     )
     duration: Seconds = Field(
         86400.0,
@@ -106,6 +109,12 @@ class RunSpec(Strict):
             raise ValueError(
                 f"run.duration: {self.duration:g} s must hold at least one block of run.block_seconds "
                 f"({self.block_seconds:g} s)"
+            )
+        blocks = round(self.duration / self.block_seconds)
+        if blocks > MAX_BLOCKS:
+            raise ValueError(
+                f"run.duration: {blocks:,} blocks of {self.block_seconds:g} s; allowed at most {MAX_BLOCKS:,} blocks "
+                "(lengthen run.block_seconds or shorten run.duration)"
             )
         return self
 
@@ -603,7 +612,7 @@ class BorrowersSpec(Strict):
         150, ge=1, le=MAX_ACCOUNTS, description="attentive users who can act in one block [assumption]"
     )
     users_per_tx: Int = Field(
-        50, ge=1, le=MAX_ACCOUNTS, description="users batched into one simulated transaction [assumption]"
+        50, ge=1, le=MAX_ACCOUNTS, description="users (a count) batched into one simulated transaction [assumption]"
     )
     gas_eth_per_account: Float = Field(
         0.05, ge=0, le=MAX_TOKENS, description="ETH each account holds for gas, tokens [assumption]"
@@ -699,7 +708,7 @@ class VaultsSpec(Strict):
         150, ge=1, le=MAX_ACCOUNTS, description="owners who can act in one block [assumption]"
     )
     users_per_tx: Int = Field(
-        50, ge=1, le=MAX_ACCOUNTS, description="owners batched into one simulated transaction [assumption]"
+        50, ge=1, le=MAX_ACCOUNTS, description="owners (a count) batched into one simulated transaction [assumption]"
     )
     priority_fee_gwei: Float = Field(2.0, ge=0, le=MAX_GWEI, description=_PRIORITY_GWEI)
     gas_eth_per_account: Float = Field(
@@ -803,7 +812,7 @@ class GasSpec(Strict):
         1.0,
         ge=0,
         le=10,
-        description="other users' demand falls as (base fee / initial base fee)^-elasticity [assumption]",
+        description="other users' demand falls as (base fee / initial base fee)^-elasticity (unitless) [assumption]",
     )
     liquidation_gas: Int = Field(
         500_000, gt=0, le=MAX_GAS, description="gas units of an Aave v3 liquidationCall + swap [assumption]"
@@ -832,7 +841,9 @@ class Scenario(Strict):
         default_factory=list, description="AMM pools: constant-product (default) or Curve stableswap"
     )
     protocols: list[ProtocolSpec] = Field(
-        default_factory=list, description="lending markets, CDPs, perp DEXes and options venues"
+        default_factory=list,
+        description="lending markets (Aave-like, Compound v2, Comet), CDPs, perp DEXes, options venues and crvUSD "
+        "LLAMMA markets",
     )
     agents: list[AgentSpec] = Field(default_factory=list, description="populations, liquidators, keepers, ...")
     gas: GasSpec = Field(GasSpec(), description="the EIP-1559 gas market")

@@ -152,6 +152,10 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
     soft = soft_liquidation(model, per)
     if soft is not None:
         out["soft_liquidation_loss_usd"] = soft
+    from defistress.sim.engine.reference_view import solvency_views
+
+    # health and bad debt at reference prices beside the oracles' view: insolvency a stale oracle hides
+    out["mark_to_reference"] = solvency_views(model)
     out["contagion"] = contagion(model, ts, per, main)
     from defistress.sim.engine.regime import margin_outcomes
 

@@ -22,12 +22,16 @@ SECONDS_PER_YEAR = 365.0 * 86400.0
 
 @dataclass
 class ReplayInfo:
-    """What a replay read: file, first candle, how intra-candle blocks were filled."""
+    """What a replay read: file, first candle, how intra-candle blocks were filled, where the data end and, when
+    the run outlasts them (market.replay.after_end = "hold"), how long the last close was held flat."""
 
     file: str
     start: str
     candle_seconds: float
     fill: str
+    data_end: str = ""
+    after_end: str = "refuse"
+    held_flat_seconds: float = 0.0
 
 
 class Market:
@@ -178,12 +182,26 @@ class Market:
         start = (
             pd.Timestamp(spec.start, tz="UTC") if spec.start else min(df["timestamp_utc"].iloc[0] for _, df in frames)
         )
-        candle = None
+        candle, held, data_end = None, 0.0, None
+        last_block_t = (self.n_blocks - 1) * self.block_seconds
         for sym, df in frames:
             df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
             if df.empty:
                 raise replay.DataFileError(f"{path}: no {sym} candles at or after market.replay.start={spec.start}")
+            replay.require_unique_times(df, path, f"market.replay.symbols.{sym}")
             candle = replay.candle_seconds_of(df["timestamp_utc"], path)
+            end = df["timestamp_utc"].iloc[-1] + pd.Timedelta(seconds=candle)  # the last close is observed here
+            covered = (end - start).total_seconds()
+            if last_block_t > covered:
+                if spec.after_end != "hold":
+                    raise replay.DataFileError(
+                        f"{path}: the {sym} data end at {end.isoformat()}, {covered / 3600:g} h after the replay "
+                        f"start, but the run lasts {self.n_blocks * self.block_seconds / 3600:g} h "
+                        '(run.duration): shorten run.duration, or set market.replay.after_end = "hold" to hold '
+                        "the last close flat to the end (recorded in the manifest)"
+                    )
+                held = max(held, last_block_t - covered)
+            data_end = end if data_end is None else min(data_end, end)
             path_prices = replay.step_series(
                 df["timestamp_utc"],
                 df["open"].to_numpy(),
@@ -198,8 +216,10 @@ class Market:
             if asset.price is not None:  # a replayed asset with its own price: the replay's returns from that price
                 path_prices = path_prices * (asset.price / path_prices[0])
             prices[:, self.index[sym]] = path_prices
-        assert candle is not None  # frames is never empty (min() above would have raised)
-        self.replay_info = ReplayInfo(str(spec.file), start.isoformat(), float(candle), spec.fill)
+        assert candle is not None and data_end is not None  # frames is never empty (min() above would have raised)
+        self.replay_info = ReplayInfo(
+            str(spec.file), start.isoformat(), float(candle), spec.fill, data_end.isoformat(), spec.after_end, held
+        )
         return prices
 
 

@@ -7,23 +7,41 @@ event and at run end (invariant checks and metric collectors register there).
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import mesa
 import numpy as np
 import pandas as pd
 
 from defistress.agents.tx import BlockView
-from defistress.protocols.base import Clock, Env
+from defistress.protocols.base import Clock, Env, Revert
+from defistress.protocols.bounds import MAX_GWEI
 from defistress.protocols.events import Liquidated
-from defistress.scenarios.loader import LoadedScenario, load
+from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
 from defistress.sim.engine import build, network, regime
 from defistress.sim.engine.blocks import build_block
 from defistress.sim.engine.gas import GasMarket
 from defistress.sim.engine.market import External, Market
 from defistress.sim.engine.metrics import Recorder
-from defistress.sim.engine.replay import read_gas
+from defistress.sim.engine.replay import DataFileError, read_gas
+
+
+class SetupError(ValueError):
+    """A valid scenario that cannot be set up (e.g. a population asking for more than its market can lend):
+    the message names the table that failed. Bad input, like a ScenarioError."""
+
+
+@contextlib.contextmanager
+def setting_up(key: str) -> Iterator[None]:
+    """Turn a revert or a value error raised while building `key` (e.g. "agents.borrowers") into a SetupError."""
+    try:
+        yield
+    except (ScenarioError, DataFileError, SetupError):
+        raise
+    except (Revert, ValueError, ArithmeticError) as exc:
+        raise SetupError(f"{key}: cannot be set up: {exc}") from exc
 
 
 class StressModel(mesa.Model):
@@ -48,17 +66,26 @@ class StressModel(mesa.Model):
         self.quote_asset = stables[0] if stables else s.market.assets[0].symbol
 
         specs = lambda kind: [d["spec"] for _, d in self.graph.nodes(data=True) if d["type"] == kind]  # noqa: E731
-        self.pools = {v.id: build.build_pool(self, v) for v in specs("venue")}
+        self.pools = {}
+        for v in specs("venue"):
+            with setting_up(f"venues.{v.id}"):
+                self.pools[v.id] = build.build_pool(self, v)
         self.oracles = {o.id: build.build_oracle(self, o) for o in specs("oracle")}
         self.protocol_specs = {p.id: p for p in specs("protocol")}
         self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
-        self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
-        self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
+        self.protocols = {}
+        for p in specs("protocol"):
+            with setting_up(f"protocols.{p.id}"):
+                self.protocols[p.id] = build.PROTOCOL_BUILDERS[p.kind](self, p)
+        with setting_up("margin"):
+            self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
         self.actors = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
-            self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
-        self.actors.extend(regime.build_keeper(self))
+            with setting_up(f"agents.{a.id}"):
+                self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+        with setting_up("margin.keeper"):
+            self.actors.extend(regime.build_keeper(self))
         self.recorder = Recorder(self)
         if self.coordinator is not None:
             self.recorder.sources.append(regime.regime_columns)
@@ -167,6 +194,11 @@ class StressModel(mesa.Model):
         start = pd.Timestamp(spec.start, tz="UTC") if spec.start else df["timestamp_utc"].iloc[0]
         df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
         values = df["value"].to_numpy() * (1e-9 if spec.unit == "wei" else 1.0) * spec.scale
+        if (values > MAX_GWEI).any():
+            raise DataFileError(
+                f"{spec.file}: gas prices up to {values.max():g} gwei after unit and scale; allowed <= {MAX_GWEI:g} "
+                "gwei (gas.replay.unit, gas.replay.scale)"
+            )
         t = (df["timestamp_utc"] - start).dt.total_seconds().to_numpy()
         block_t = np.arange(self.n_blocks) * self.scenario.run.block_seconds
         return values[np.clip(np.searchsorted(t, block_t, side="right") - 1, 0, len(values) - 1)]

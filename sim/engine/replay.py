@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from defistress.protocols.bounds import MAX_USD
+
 
 class DataFileError(ValueError):
     """A data file that cannot be used: names the file, the row or column, and what is wrong."""
@@ -82,6 +84,17 @@ def step_series(
     return obs_p[np.clip(idx, 0, len(obs_p) - 1)]
 
 
+def require_unique_times(df: pd.DataFrame, path: Path, key: str) -> None:
+    """A series has one row per time: duplicated timestamps would give a zero candle length and double rows."""
+    dup = df["timestamp_utc"].duplicated()
+    if dup.any():
+        first = df["timestamp_utc"][dup].iloc[0]
+        raise DataFileError(
+            f"{path}: {int(dup.sum())} duplicated timestamp(s) in the series of {key}, first {first}; "
+            "a price series has one row per time: remove the duplicates"
+        )
+
+
 def candle_seconds_of(times: pd.Series, path: Path) -> float:
     diffs = times.sort_values().diff().dropna().dt.total_seconds()
     if diffs.empty:
@@ -93,8 +106,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not Path(path).is_file():
         raise DataFileError(f"data file not found: {path}")
     try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read the data file: {exc.strerror or exc}") from None
+    try:
+        data.decode("utf-8")  # comment lines too: pandas would skip undecodable bytes there
+    except UnicodeDecodeError as exc:
+        raise DataFileError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); data files are UTF-8 CSV"
+        ) from None
+    try:
         return pd.read_csv(path, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataFileError(f"{path}: cannot parse as CSV: {exc}") from None
 
 
@@ -105,13 +128,16 @@ def _require_columns(df: pd.DataFrame, cols: list[str], path: Path) -> None:
 
 
 def _require_finite(df: pd.DataFrame, cols: list[str], path: Path) -> None:
+    """Values are finite, > 0 and at most MAX_USD (1e15: the price ceiling of protocols/bounds.py; for a gas
+    column in wei, 1e15 wei is the 1e6 gwei ceiling; gas in gwei is bounded again after conversion)."""
     for c in cols:
         vals = pd.to_numeric(df[c], errors="coerce")
-        bad = np.flatnonzero(~np.isfinite(vals.to_numpy(dtype=float)) | (vals.to_numpy(dtype=float) <= 0))
+        x = vals.to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(x) | (x <= 0) | (x > MAX_USD))
         if bad.size:
             row = int(bad[0])
             raise DataFileError(
-                f"{path}: column {c!r} has a missing, non-numeric or non-positive value at data row {row + 1} "
-                f"(timestamp {df['timestamp_utc'].iloc[row]}); {bad.size} bad row(s) in all"
+                f"{path}: column {c!r} has a missing, non-numeric, non-positive or absurd (> {MAX_USD:g}) value "
+                f"at data row {row + 1} (timestamp {df['timestamp_utc'].iloc[row]}); {bad.size} bad row(s) in all"
             )
         df[c] = vals.astype(float)
