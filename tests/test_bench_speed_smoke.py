@@ -51,3 +51,13 @@ def test_bench_startup_writes_every_case_with_the_load(tmp_path: Path):
     assert set(best) == set(_script("bench_startup").CASES) and all(v > 0 for v in best.values())
     assert data["load_1min"]["max"] >= data["load_1min"]["min"] >= 0
     assert any(r["module"] == "defistress.sim.cli.app" for r in data["top_imports_cli_app"]["this"])
+
+
+def test_readme_quotes_the_committed_speed_figures():
+    data = json.loads((BENCH / "results" / "speed.json").read_text())
+    readme = (BENCH.parent / "README.md").read_text()
+    for line in _script("bench_speed").readme_lines(data):
+        assert line in readme, line
+    startup = json.loads((BENCH / "results" / "startup.json").read_text())["cpu_s_best"]
+    assert f"costs {startup['this']['defistress --help']:.2f} s of CPU" in readme
+    assert f"against {startup['baseline']['defistress --help']:.2f} s for main" in readme
