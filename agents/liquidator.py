@@ -19,6 +19,12 @@ import numpy as np
 
 from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
+from defistress.protocols.lending import (
+    CLOSE_FACTOR_HF_THRESHOLD,
+    DEFAULT_LIQUIDATION_CLOSE_FACTOR,
+    MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD,
+    LendingMarket,
+)
 
 
 class Liquidator(mesa.Agent):
@@ -84,11 +90,14 @@ class Liquidator(mesa.Agent):
                 ready = ready[np.argpartition(-debt_usd[ready], k - 1)[:k]]
             ready = ready[np.argsort(-debt_usd[ready], kind="stable")]
             coll_idx, debt_idx = self._pairs(m, ready, ledger)
+            hopeless = self._hopeless(m, ready, coll_idx, debt_idx, view)
             committed: dict[str, float] = {}
             for k, a in enumerate(ready):
                 if len(txs) >= self.spec.max_tx_per_block:
                     break
                 if coll_idx[k] < 0:
+                    continue
+                if hopeless[k]:  # `_plan` would return None: its profit bound is below the minimum
                     continue
                 tx = self._plan(m, int(a), m.assets[coll_idx[k]], m.assets[debt_idx[k]], view, ledger, committed)
                 if tx is not None:
@@ -107,6 +116,67 @@ class Liquidator(mesa.Agent):
         coll_usd = m.coll_scaled[ready] * (m.liq_index * p)
         debt_usd = m.debt_scaled[ready] * (m.borrow_index * p)
         return coll_usd.argmax(axis=1), debt_usd.argmax(axis=1)
+
+    def _hopeless(self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view) -> np.ndarray:
+        """Rows whose liquidation cannot beat the minimum profit, from an upper bound computed for all at once
+        (most candidates of a crash are accounts whose close-factor half is not worth the gas; planning each one,
+        three liquidators, every block, was most of a small run).
+
+        On an Aave-like market `preview` seizes s = repaid · P_debt / P_coll · bonus tokens, at most the collateral
+        balance B, with repaid at most the close-factor cap (`max_debt_to_cover`, the same arithmetic vectorised);
+        the profit `_plan` computes is at most s · (S − ref_debt · P_coll / (P_debt · bonus)) − gas, where S is what
+        a collateral token sells for at the margin: a constant-product pool pays less than its spot price for any
+        amount (Uniswap v2 getAmountOut ≤ amount · R_out / R_in), the external venue ref · (1 − fee); the protocol
+        fee and a flash-loan fee only lower it. A relative margin of 1e-9 keeps rounding from ever skipping a row
+        `_plan` would take. Rows without a pair, rows under the account model (a collateral flag off or an e-mode
+        category: their own prices and bonus) and other markets: nothing is skipped."""
+        out = np.zeros(ready.size, dtype=bool)
+        if type(m).preview is not LendingMarket.preview or ready.size == 0:
+            return out
+        plain = (coll_idx >= 0) & ~np.isin(ready, m._special_rows(ready))
+        if not plain.any():
+            return out
+        ready, ci, dj = ready[plain], coll_idx[plain], debt_idx[plain]  # the pair `_plan` is given
+        p, ref = m.prices(), view.reference
+        n_a = len(m.assets)
+        sale = np.full((n_a, n_a), np.inf)  # USD per collateral token i sold for debt token j, an upper bound
+        for i, j in {(int(x), int(y)) for x, y in zip(ci, dj)}:
+            coll, debt = m.assets[i], m.assets[j]
+            if i == j:
+                sale[i, j] = ref.get(coll, 1.0)
+                continue
+            pool = self._pool_for(coll, debt)
+            if pool is not None:
+                r_in, r_out = pool._oriented(coll)
+                sale[i, j] = r_out / r_in * ref.get(debt, 1.0) if r_in > 0 else np.inf
+            else:
+                sale[i, j] = ref.get(coll, 0.0) * (1.0 - getattr(view.external, "fee", 0.0))
+        ref_debt = np.array([ref.get(a, 1.0) for a in m.assets])
+        reserve_debt = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
+        hf = m.health()[ready]
+        if m.rule == "aave-v3.0":
+            cap = reserve_debt * np.where(hf > CLOSE_FACTOR_HF_THRESHOLD, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
+        else:
+            reserve_coll_usd = m.coll_scaled[ready, ci] * m.liq_index[ci] * p[ci]
+            half = (
+                (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                & (reserve_debt * p[dj] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                & (hf > CLOSE_FACTOR_HF_THRESHOLD)
+            )
+            _, debt_total_usd = m.account_usd()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                halved = np.minimum(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * debt_total_usd[ready] / p[dj])
+            cap = np.where(half, halved, reserve_debt)
+        bonus = m.bonus[ci]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            seized = np.minimum(cap * p[dj] / p[ci] * bonus, m.coll_scaled[ready, ci] * m.liq_index[ci])
+            margin = sale[ci, dj] - ref_debt[dj] * p[ci] / (p[dj] * bonus)  # USD per seized token
+            gain = seized * np.maximum(margin, 0.0)
+            scale = seized * (np.abs(sale[ci, dj]) + np.abs(ref_debt[dj] * p[ci] / (p[dj] * bonus)))
+        gas_usd = self.gas * view.base_fee_gwei * GWEI * self.eth_price()
+        bound = gain - gas_usd + 1e-9 * (scale + abs(gas_usd)) + 1e-9
+        out[plain] = bound <= self.spec.min_profit_usd  # NaN bounds compare False: planned
+        return out
 
     def _plan(self, m, a, coll, debt, view, ledger, committed):
         available = self.funding.available(ledger, self.holder, debt, committed.get(debt, 0.0))

@@ -14,17 +14,12 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from defistress.scenarios.registry import builtin_names, builtin_path
-from defistress.scenarios.schema import Scenario
-from defistress.scenarios.schema_base import error_message
-from defistress.scenarios.schema_books import BookSpec
-from defistress.scenarios.schema_compound import UNION_TAGS
-from defistress.scenarios.schema_governance import UNION_TAGS as GOVERNANCE_TAGS
-from defistress.scenarios.schema_oracles import UNION_TAGS as ORACLE_TAGS
+
+if TYPE_CHECKING:  # the schema (pydantic models, numpy) loads on first use: `defistress --help` stays quick
+    from defistress.scenarios.schema import Scenario
 
 HISTORIC_DIR = Path(__file__).parent / "historic" / "data"
 
@@ -77,6 +72,10 @@ def load(ref: str | Path | dict | Scenario | LoadedScenario, overrides: Override
     (e.g. {"agents.borrowers.accounts": 500}); both are recorded in `LoadedScenario.overrides`."""
     items = normalise_overrides(overrides)
     before: tuple[str, ...] = ()
+    from pydantic import ValidationError
+
+    from defistress.scenarios.schema import Scenario
+
     if isinstance(ref, LoadedScenario):
         if not items:
             return ref
@@ -155,6 +154,8 @@ def _locate(ref: str) -> Path:
 
 
 def _check_data_files(loaded: LoadedScenario) -> None:
+    from defistress.scenarios.schema_books import BookSpec
+
     s = loaded.scenario
     files = [] if s.market.replay is None else s.market.replay.data_files()
     if s.gas.replay is not None:
@@ -268,6 +269,8 @@ def _parse_value(text: str) -> Any:
 
 # --- error formatting ------------------------------------------------------------------------------
 def _format_error(err: Mapping[str, Any], raw: dict) -> str:
+    from defistress.scenarios.schema_base import error_message
+
     loc = _named_path(err["loc"], raw)
     msg = error_message(err)
     if loc and (msg.startswith(loc + ".") or msg.startswith(loc + ":")):
@@ -277,6 +280,10 @@ def _format_error(err: Mapping[str, Any], raw: dict) -> str:
 
 def _named_path(loc: tuple, raw: dict) -> str:
     """Key path with list indices replaced by the item's id or symbol where it has one."""
+    from defistress.scenarios.schema_compound import UNION_TAGS
+    from defistress.scenarios.schema_governance import UNION_TAGS as GOVERNANCE_TAGS
+    from defistress.scenarios.schema_oracles import UNION_TAGS as ORACLE_TAGS
+
     parts: list[str] = []
     node: Any = raw  # the raw value at the path so far (None once the path leaves the raw data)
     for key in loc:
@@ -325,6 +332,8 @@ def _named_path(loc: tuple, raw: dict) -> str:
 
 def json_schema() -> dict:
     """The JSON Schema of scenario files (strict JSON: a default of +inf, meaning "no ceiling", is left out)."""
+    from defistress.scenarios.schema import Scenario
+
     return _finite_defaults(Scenario.model_json_schema())
 
 

@@ -25,7 +25,6 @@ from defistress.sim.cli.errors import (
     guarded,
     run_failure,
 )
-from defistress.sim.engine.replay import check_data
 from defistress.sim.experiments.outdir import check_out, check_out_file, write_file_atomically
 
 app = typer.Typer(
@@ -184,6 +183,8 @@ def validate(
 
     try:
         loaded = load(file, set_)
+        from defistress.sim.engine.replay import check_data  # pandas: loaded only when validating
+
         check_data(loaded)  # the replay's files: columns, gaps, window (as `run` reads them)
     except ScenarioError as exc:
         err.print(f"[bold red]{exc.source}: {len(exc.errors)} error(s)[/]")
