@@ -15,27 +15,36 @@ from functools import partial
 
 import mesa
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from defistress.agents.tx import BlockView, Tx
 from defistress.protocols.base import Revert
+from defistress.protocols.bounds import MAX_GAS, MAX_GWEI, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
 
 
 class CoordinatorKeeperParams(BaseModel):
     """Capital, gas and timing of the coordinator's keeper."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     id: str = Field("coordinator-keeper", min_length=1, description="ledger holder (owner of its venue rows)")
     quote: str = Field("USDC", min_length=1, description="stablecoin of its capital")
-    row_capital_usd: float = Field(100_000.0, ge=0, description="stablecoin put into each venue row at set-up")
+    row_capital_usd: Float = Field(
+        100_000.0, ge=0, le=MAX_USD, description="stablecoin put into each venue row at set-up, USD [assumption]"
+    )
     # design choice: a cross-venue liquidation touches two or three venues, each about a lending liquidation's
     # 500,000 gas (scenario-sketch liquidation_gas)
-    gas: int = Field(1_200_000, gt=0, description="gas per coordinator liquidation")
-    latency_blocks: int = Field(1, ge=0, le=10_000, description="blocks a principal must stay unhealthy")
-    max_tx_per_block: int = Field(5, ge=1, le=1000)
-    priority_fee_gwei: float = Field(2.0, ge=0, le=10_000, description="fixed tip (no gas war: sole liquidator)")
-    unwind: bool = Field(True, description="close taken perp positions on the vault, sell seized tokens")
+    gas: Int = Field(
+        1_200_000, gt=0, le=MAX_GAS, description="gas units per coordinator liquidation [assumption: 2-3 venues]"
+    )
+    latency_blocks: Int = Field(
+        1, ge=0, le=10_000, description="blocks a principal must stay unhealthy before liquidation [assumption]"
+    )
+    max_tx_per_block: Int = Field(5, ge=1, le=1000, description="liquidations sent per block [assumption]")
+    priority_fee_gwei: Float = Field(
+        2.0, ge=0, le=MAX_GWEI, description="fixed tip, gwei (no gas war: sole liquidator) [assumption]"
+    )
+    unwind: Bool = Field(True, description="close taken perp positions on the vault, sell seized tokens")
 
 
 class CoordinatorKeeper(mesa.Agent):

@@ -19,6 +19,7 @@ from defistress.agents.option_book import StripParams, instrument_arrays, margin
 from defistress.agents.option_population import OptionPopulation, OptionPopulationParams
 from defistress.agents.option_writers import sell_strip
 from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.bounds import MAX_GAS, Bool, Float, Int
 from defistress.protocols.events import UserAction
 from defistress.protocols.margin.portfolio import PERP, Portfolio
 
@@ -30,18 +31,29 @@ class DeltaHedgersParams(OptionPopulationParams):
     """A population of short-gamma books that delta-hedge with perps (defaults are modelling assumptions)."""
 
     id: str = Field("delta_hedgers", min_length=1, description="ledger holder of the population")
-    strip: StripParams = StripParams(
-        style_weights={"strangle": 1.0}, otm_low=0.0, otm_high=0.05, expiry_days={30.0: 1.0}
-    )  # assumption: short near-ATM monthly strangles
-    target_margin_usage: float = Field(0.4, gt=0, le=1, description="share of free initial margin used at set-up")
-    delta_band: float = Field(
-        0.05, gt=0, le=10, description="rebalance when |delta| > band x gross option contracts (units)"
+    strip: StripParams = Field(
+        StripParams(style_weights={"strangle": 1.0}, otm_low=0.0, otm_high=0.05, expiry_days={30.0: 1.0}),
+        description="which options the accounts sell [assumption: short near-ATM monthly strangles]",
     )
-    slippage_bps_per_million: float = Field(
-        2.0, ge=0, description="slippage in bps per 1M USD of hedge notional (assumption; cost = X * bps(X) / 1e4)"
+    target_margin_usage: Float = Field(
+        0.4, gt=0, le=1, description="share of free initial margin used at set-up [assumption]"
     )
-    hedge_gas: int = Field(300_000, gt=0, description="gas per account in a batched perp rebalance (assumption)")
-    hedge_at_setup: bool = Field(True, description="hedge the initial delta of the book at set-up")
+    delta_band: Float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="rebalance when |delta| > band x gross option contracts (units, unitless) [assumption]",
+    )
+    slippage_bps_per_million: Float = Field(
+        2.0,
+        ge=0,
+        le=10_000,
+        description="slippage in bps per 1M USD of hedge notional (cost = X * bps(X) / 1e4) [assumption]",
+    )
+    hedge_gas: Int = Field(
+        300_000, gt=0, le=MAX_GAS, description="gas units per account in a batched perp rebalance [assumption]"
+    )
+    hedge_at_setup: Bool = Field(True, description="hedge the initial delta of the book at set-up")
 
 
 class DeltaHedgers(OptionPopulation):

@@ -24,10 +24,22 @@ from typing import Literal
 
 import mesa
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
 from defistress.agents.tx import GWEI, Actor, BlockView, Tx
 from defistress.protocols.amm import ConstantProductPool
+from defistress.protocols.bounds import (
+    MAX_GAS,
+    MAX_GWEI,
+    MAX_TOKENS,
+    MAX_USD,
+    PARAMS_CONFIG,
+    Bool,
+    Ceiling,
+    Float,
+    Int,
+    check_ceiling,
+)
 from defistress.protocols.cdp import Cdp
 
 #: relative float tolerance when comparing collateral amounts computed two ways
@@ -39,30 +51,63 @@ class KeeperParams(BaseModel):
     calls (Dog.bark with Clipper.kick, Clipper.take without callback, Flipper tend/dent/deal, a Uniswap
     v2 swap); calibrate them per scenario."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
-    gas_bark: int = Field(450_000, gt=0, description="gas units of a bark/bite [INFERRED]")
-    gas_take: int = Field(250_000, gt=0, description="gas units of a Clipper take [INFERRED]")
-    gas_redo: int = Field(150_000, gt=0, description="gas units of a Clipper redo [INFERRED]")
-    gas_tend: int = Field(120_000, gt=0, description="gas units of a Flipper tend [INFERRED]")
-    gas_dent: int = Field(120_000, gt=0, description="gas units of a Flipper dent [INFERRED]")
-    gas_deal: int = Field(90_000, gt=0, description="gas units of a Flipper deal [INFERRED]")
-    gas_tick: int = Field(50_000, gt=0, description="gas units of a Flipper tick [INFERRED]")
-    gas_swap: int = Field(120_000, gt=0, description="gas units of an AMM swap (Uniswap v2 ~100-150k)")
-    priority_fee_gwei: float = Field(2.0, ge=0, description="tip per gas unit the keeper pays")
+    gas_bark: Int = Field(450_000, gt=0, le=MAX_GAS, description="gas units of a bark/bite [INFERRED]")
+    gas_take: Int = Field(250_000, gt=0, le=MAX_GAS, description="gas units of a Clipper take [INFERRED]")
+    gas_redo: Int = Field(150_000, gt=0, le=MAX_GAS, description="gas units of a Clipper redo [INFERRED]")
+    gas_tend: Int = Field(120_000, gt=0, le=MAX_GAS, description="gas units of a Flipper tend [INFERRED]")
+    gas_dent: Int = Field(120_000, gt=0, le=MAX_GAS, description="gas units of a Flipper dent [INFERRED]")
+    gas_deal: Int = Field(90_000, gt=0, le=MAX_GAS, description="gas units of a Flipper deal [INFERRED]")
+    gas_tick: Int = Field(50_000, gt=0, le=MAX_GAS, description="gas units of a Flipper tick [INFERRED]")
+    gas_swap: Int = Field(
+        120_000, gt=0, le=MAX_GAS, description="gas units of an AMM swap (Uniswap v2 ~100-150k) [INFERRED]"
+    )
+    priority_fee_gwei: Float = Field(
+        2.0, ge=0, le=MAX_GWEI, description="tip per gas unit the keeper pays, gwei [ASSUMED]"
+    )
     # [ASSUMED] keeper gas ceiling; Black Thursday's 10-minute mean gas peaked near 225 gwei
     # (historic/README.md), far above the ceilings keepers ran with that day
-    max_gas_price_gwei: float = Field(100.0, gt=0, description="no transaction above base + priority fee")
-    gas_budget_eth: float = Field(float("inf"), ge=0, description="total gas the keeper will spend, ETH")
-    latency_blocks: int = Field(0, ge=0, le=10_000, description="blocks an opportunity must persist before acting")
-    min_profit_usd: float = Field(0.0, ge=0, description="minimum expected profit after gas per action")
-    min_margin: float = Field(0.02, ge=0, lt=1, description="take/bid only at ≥ this discount to the sale price")
-    kick_policy: Literal["incentive", "always", "never"] = "incentive"
-    redo_policy: Literal["incentive", "always", "never"] = "incentive"
-    flip_strategy: Literal["value", "increment"] = "value"
-    flip_opening_bid: float = Field(1e-6, gt=0, description="first tend of the increment strategy, stablecoin")
-    max_actions_per_block: int = Field(10, ge=1, le=10_000)
-    sell_collateral: bool = Field(True, description="sell collateral won, in the same transaction")
+    max_gas_price_gwei: Float = Field(
+        100.0, gt=0, le=MAX_GWEI, description="no transaction above base + priority fee, gwei [ASSUMED]"
+    )
+    gas_budget_eth: Ceiling = Field(
+        float("inf"),
+        ge=0,
+        json_schema_extra={"maximum": MAX_TOKENS},
+        description="total gas the keeper will spend, ETH (default: no limit)",
+    )
+    latency_blocks: Int = Field(
+        0, ge=0, le=10_000, description="blocks an opportunity must persist before acting [ASSUMED]"
+    )
+    min_profit_usd: Float = Field(
+        0.0, ge=0, le=MAX_USD, description="minimum expected profit after gas per action, USD [ASSUMED]"
+    )
+    min_margin: Float = Field(
+        0.02, ge=0, lt=1, description="take/bid only at ≥ this discount to the sale price, fraction [ASSUMED]"
+    )
+    kick_policy: Literal["incentive", "always", "never"] = Field(
+        "incentive", description="bark/bite: when the keeper's reward pays its gas, always, or never"
+    )
+    redo_policy: Literal["incentive", "always", "never"] = Field(
+        "incentive", description="redo a stale Clipper auction: when it pays, always, or never"
+    )
+    flip_strategy: Literal["value", "increment"] = Field(
+        "value", description="Flipper bids: up to the collateral's value, or the minimum increment over the last bid"
+    )
+    flip_opening_bid: Float = Field(
+        1e-6, gt=0, le=MAX_USD, description="first tend of the increment strategy, stablecoin"
+    )
+    max_actions_per_block: Int = Field(
+        10, ge=1, le=10_000, description="transactions one keeper sends per block [ASSUMED]"
+    )
+    sell_collateral: Bool = Field(True, description="sell collateral won, in the same transaction")
+
+    @model_validator(mode="after")
+    def _budget(self):
+        check_ceiling("gas_budget_eth", self.gas_budget_eth, MAX_TOKENS, "ETH")
+        return self
+
     gas_token: str = Field("ETH", min_length=1, description="token gas is paid in (priced from view.reference)")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from defistress.agents.traders import _Strict
+from defistress.protocols.bounds import Float, Share
 from defistress.protocols.margin import black76
 from defistress.protocols.margin.catalog import get_model
 from defistress.protocols.margin.portfolio import CALL, PUT, Portfolio
@@ -24,18 +25,24 @@ STYLES = ("put", "call", "strangle")
 class StripParams(_Strict):
     """Which options an account trades (behavioural defaults are modelling assumptions, not venue values)."""
 
-    style_weights: dict[str, float] = Field(
-        default_factory=lambda: {"put": 0.5, "call": 0.2, "strangle": 0.3},  # assumption: put selling dominates
-        description="share of accounts per style: put | call | strangle (a put and a call)",
+    style_weights: dict[str, Share] = Field(
+        {"put": 0.5, "call": 0.2, "strangle": 0.3},
+        description="share of accounts per style: put | call | strangle (a put and a call), sum 1 "
+        "[assumption: put selling dominates]",
     )
-    otm_low: float = Field(0.05, ge=0, lt=1, description="OTM distance, share of spot: strike = S(1 -/+ d)")
-    otm_high: float = Field(0.25, ge=0, lt=1, description="OTM distance upper bound (uniform draw), share of spot")
-    expiry_days: dict[float, float] = Field(
-        default_factory=lambda: {7.0: 0.4, 30.0: 0.4, 90.0: 0.2},  # assumption: weekly / monthly / quarterly
-        description="expiry (days from set-up) -> share of accounts",
+    otm_low: Float = Field(
+        0.05, ge=0, lt=1, description="OTM distance, share of spot: strike = S(1 -/+ d) [assumption]"
     )
-    strike_step_share: float = Field(
-        0.025, gt=0, le=0.5, description="strike grid step, share of spot at set-up (assumption)"
+    otm_high: Float = Field(
+        0.25, ge=0, lt=1, description="OTM distance upper bound (uniform draw), share of spot [assumption]"
+    )
+    expiry_days: dict[float, Share] = Field(
+        {7.0: 0.4, 30.0: 0.4, 90.0: 0.2},
+        description="expiry (days from set-up, (0, 3650]) -> share of accounts, sum 1 "
+        "[assumption: weekly / monthly / quarterly]",
+    )
+    strike_step_share: Float = Field(
+        0.025, gt=0, le=0.5, description="strike grid step, share of spot at set-up [assumption]"
     )
 
     @model_validator(mode="after")
@@ -45,8 +52,8 @@ class StripParams(_Strict):
         if bad or not w or min(w.values()) < 0 or not np.isclose(sum(w.values()), 1.0):
             raise ValueError(f"style_weights: keys in {STYLES}, shares >= 0 summing to 1; got {w}")
         e = self.expiry_days
-        if not e or min(e) <= 0 or min(e.values()) < 0 or not np.isclose(sum(e.values()), 1.0):
-            raise ValueError(f"expiry_days: days > 0 with shares >= 0 summing to 1; got {e}")
+        if not e or min(e) <= 0 or max(e) > 3650 or min(e.values()) < 0 or not np.isclose(sum(e.values()), 1.0):
+            raise ValueError(f"expiry_days: days in (0, 3650] with shares >= 0 summing to 1; got {e}")
         if self.otm_high < self.otm_low:
             raise ValueError(f"otm_high ({self.otm_high}) must be >= otm_low ({self.otm_low})")
         return self

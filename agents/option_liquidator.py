@@ -15,28 +15,35 @@ from functools import partial
 
 import mesa
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from defistress.agents.tx import GWEI, BlockView, Tx
 from defistress.protocols.base import Revert
+from defistress.protocols.bounds import MAX_GAS, MAX_GWEI, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
 
 
 class OptionLiquidatorParams(BaseModel):
     """Capital, gas and competition settings (defaults as agents/perp_liquidator.py)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     id: str = Field("option-liquidator", min_length=1, description="ledger holder (its venue row's owner)")
-    capital_usd: float = Field(gt=0, description="quote deposited into its venue row at set-up")
-    gas: int = Field(600_000, gt=0, description="gas per bid or partial liquidation (assumption)")
-    start_gas: int = Field(300_000, gt=0, description="gas per start_auction (assumption)")
-    latency_blocks: int = Field(1, ge=0, le=10_000)
-    max_tx_per_block: int = Field(5, ge=1, le=1000)
-    min_profit_usd: float = Field(50.0, ge=0)
-    profit_share_to_gas: float = Field(0.3, ge=0, le=1, description="share of expected profit bid as priority fee")
-    max_priority_fee_gwei: float = Field(500.0, ge=0)
-    bid_fraction: float = Field(1.0, gt=0, le=1, description="share of the account asked per bid (capped by f_max)")
-    unwind: bool = Field(True, description="trade what it took back to the market maker at mark in the same tx")
+    capital_usd: Float = Field(gt=0, le=MAX_USD, description="quote deposited into its venue row at set-up, USD")
+    gas: Int = Field(600_000, gt=0, le=MAX_GAS, description="gas units per bid or partial liquidation [assumption]")
+    start_gas: Int = Field(300_000, gt=0, le=MAX_GAS, description="gas units per start_auction [assumption]")
+    latency_blocks: Int = Field(1, ge=0, le=10_000, description="blocks between seeing and acting [assumption]")
+    max_tx_per_block: Int = Field(5, ge=1, le=1000, description="bids sent per block [assumption]")
+    min_profit_usd: Float = Field(
+        50.0, ge=0, le=MAX_USD, description="skip bids earning less after gas, USD [assumption]"
+    )
+    profit_share_to_gas: Float = Field(
+        0.3, ge=0, le=1, description="share of expected profit bid as priority fee [assumption]"
+    )
+    max_priority_fee_gwei: Float = Field(500.0, ge=0, le=MAX_GWEI, description="highest tip, gwei per gas unit")
+    bid_fraction: Float = Field(
+        1.0, gt=0, le=1, description="share of the account asked per bid (capped by f_max) [assumption]"
+    )
+    unwind: Bool = Field(True, description="trade what it took back to the market maker at mark in the same tx")
 
 
 class OptionLiquidator(mesa.Agent):

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 from defistress.agents.option_book import Legs, instrument_arrays, spot_usd, trade_legs
 from defistress.agents.traders import Lognormal, _Strict, draw_attention
 from defistress.agents.tx import GWEI, BlockView, Tx
+from defistress.protocols.bounds import MAX_ACCOUNTS, MAX_BLOCKS, MAX_GAS, MAX_GWEI, MAX_TOKENS, Float, Int
 from defistress.protocols.events import UserAction
 
 
@@ -26,20 +27,43 @@ class OptionPopulationParams(_Strict):
     """Fields shared by the option populations (behavioural defaults are modelling assumptions)."""
 
     id: str = Field(min_length=1, description="ledger holder of the population's quote tokens and gas")
-    accounts: int = Field(gt=0, le=5_000_000)
+    accounts: Int = Field(gt=0, le=MAX_ACCOUNTS, description="number of accounts (1..5,000,000)")
     underlying: str = Field("ETH", min_length=1, description="underlying traded (an oracle of the venue)")
-    cash_usd: Lognormal = Lognormal(median=50_000.0, sigma=1.2, min=1_000.0, max=50e6)  # assumption, USD
-    wallet_share: float = Field(0.5, ge=0, le=100, description="spare quote per account, share of its cash")
-    gas_eth_per_account: float = Field(0.05, ge=0, description="ETH per account for gas (scenarios/schema.py)")
-    attentive_share: float = Field(0.3, ge=0, le=1, description="share of accounts that defend their margin")
-    alarm_health_low: float = Field(1.2, gt=0, description="alarm levels uniform on [low, high] (health)")
-    alarm_health_high: float = Field(2.0, gt=0)
-    restore_multiple: float = Field(1.5, ge=1, le=100, description="accounts restore health to this x alarm")
-    reaction_delay_blocks: int = Field(75, ge=0, description="blocks below alarm before acting (75 = 15 min)")
-    top_up_gas: int = Field(100_000, gt=0, description="gas per account in a batched top-up (as traders)")
-    buyback_gas: int = Field(250_000, gt=0, description="gas per account in a batched buy-back (assumption)")
-    priority_fee_gwei: float = Field(2.0, ge=0)
-    max_users_per_block: int = Field(400, ge=1, description="attentive accounts that can act in one block")
+    cash_usd: Lognormal = Field(
+        Lognormal(median=50_000.0, sigma=1.2, min=1_000.0, max=50e6),
+        description="quote cash per account at the start, USD [assumption]",
+    )
+    wallet_share: Float = Field(
+        0.5, ge=0, le=100, description="spare quote per account, share of its cash [assumption]"
+    )
+    gas_eth_per_account: Float = Field(
+        0.05, ge=0, le=MAX_TOKENS, description="ETH per account for gas, tokens [assumption]"
+    )
+    attentive_share: Float = Field(
+        0.3, ge=0, le=1, description="share of accounts that defend their margin [assumption]"
+    )
+    alarm_health_low: Float = Field(
+        1.2, gt=0, le=100, description="alarm levels uniform on [low, high] (health, unitless) [assumption]"
+    )
+    alarm_health_high: Float = Field(
+        2.0, gt=0, le=100, description="upper end of the alarm levels (health, unitless) [assumption]"
+    )
+    restore_multiple: Float = Field(
+        1.5, ge=1, le=100, description="accounts restore health to this x alarm (unitless) [assumption]"
+    )
+    reaction_delay_blocks: Int = Field(
+        75, ge=0, le=MAX_BLOCKS, description="blocks below alarm before acting (75 = 15 min) [assumption]"
+    )
+    top_up_gas: Int = Field(
+        100_000, gt=0, le=MAX_GAS, description="gas units per account in a batched top-up (as traders)"
+    )
+    buyback_gas: Int = Field(
+        250_000, gt=0, le=MAX_GAS, description="gas units per account in a batched buy-back [assumption]"
+    )
+    priority_fee_gwei: Float = Field(2.0, ge=0, le=MAX_GWEI, description="tip per gas unit, gwei")
+    max_users_per_block: Int = Field(
+        400, ge=1, le=MAX_ACCOUNTS, description="attentive accounts that can act in one block [assumption]"
+    )
 
     @model_validator(mode="after")
     def _check_alarm(self):

@@ -15,6 +15,7 @@ from pydantic import Field
 from defistress.agents.option_book import Legs, StripParams, draw_strip, trade_legs, unit_margin_usd
 from defistress.agents.option_population import OptionPopulation, OptionPopulationParams
 from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.bounds import Float
 from defistress.protocols.margin.portfolio import CALL, PUT
 
 SIZE_BISECTION_STEPS = 40  # numerical: qty found to 2^-40 of the linear estimate
@@ -25,9 +26,9 @@ class OptionWritersParams(OptionPopulationParams):
     """A population of option sellers (defaults are modelling assumptions, not venue values)."""
 
     id: str = Field("option_writers", min_length=1, description="ledger holder of the population")
-    strip: StripParams = StripParams()
-    target_margin_usage: float = Field(
-        0.5, gt=0, le=1, description="share of free initial margin (USD) used at set-up (assumption)"
+    strip: StripParams = Field(StripParams(), description="which options the accounts sell [assumption]")
+    target_margin_usage: Float = Field(
+        0.5, gt=0, le=1, description="share of free initial margin (USD) used at set-up [assumption]"
     )
 
 

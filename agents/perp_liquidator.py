@@ -16,26 +16,33 @@ from functools import partial
 
 import mesa
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from defistress.agents.tx import GWEI, BlockView, Tx
 from defistress.protocols.base import Revert
+from defistress.protocols.bounds import MAX_GAS, MAX_GWEI, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
 
 
 class PerpLiquidatorParams(BaseModel):
     """Capital, gas and competition settings (defaults as the lending liquidator's in scenarios/schema.py)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     id: str = Field("perp-liquidator", min_length=1, description="ledger holder (its DEX account's owner)")
-    capital_usd: float = Field(gt=0, description="USDC deposited into its DEX account at set-up")
-    gas: int = Field(500_000, gt=0, description="gas per liquidation (scenario-sketch liquidation_gas)")
-    latency_blocks: int = Field(1, ge=0, le=10_000)
-    max_tx_per_block: int = Field(5, ge=1, le=1000)
-    min_profit_usd: float = Field(50.0, ge=0)
-    profit_share_to_gas: float = Field(0.3, ge=0, le=1, description="share of expected profit bid as priority fee")
-    max_priority_fee_gwei: float = Field(500.0, ge=0)
-    unwind: bool = Field(True, description="close the taken position against the DEX vault in the same tx")
+    capital_usd: Float = Field(gt=0, le=MAX_USD, description="USDC deposited into its DEX account at set-up, USD")
+    gas: Int = Field(
+        500_000, gt=0, le=MAX_GAS, description="gas units per liquidation (scenario-sketch liquidation_gas)"
+    )
+    latency_blocks: Int = Field(1, ge=0, le=10_000, description="blocks between seeing and acting [assumption]")
+    max_tx_per_block: Int = Field(5, ge=1, le=1000, description="liquidations sent per block [assumption]")
+    min_profit_usd: Float = Field(
+        50.0, ge=0, le=MAX_USD, description="skip liquidations earning less after gas, USD [assumption]"
+    )
+    profit_share_to_gas: Float = Field(
+        0.3, ge=0, le=1, description="share of expected profit bid as priority fee [assumption]"
+    )
+    max_priority_fee_gwei: Float = Field(500.0, ge=0, le=MAX_GWEI, description="highest tip, gwei per gas unit")
+    unwind: Bool = Field(True, description="close the taken position against the DEX vault in the same tx")
 
 
 class PerpLiquidator(mesa.Agent):

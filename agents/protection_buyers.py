@@ -23,6 +23,7 @@ from defistress.agents.option_book import (
 )
 from defistress.agents.option_population import OptionPopulation, OptionPopulationParams
 from defistress.agents.tx import BlockView, Tx
+from defistress.protocols.bounds import MAX_GAS, Bool, Float, Int
 from defistress.protocols.events import UserAction
 from defistress.protocols.margin.portfolio import PUT
 
@@ -31,15 +32,26 @@ class ProtectionBuyersParams(OptionPopulationParams):
     """A population of put buyers (defaults are modelling assumptions, not venue values)."""
 
     id: str = Field("protection_buyers", min_length=1, description="ledger holder of the population")
-    attentive_share: float = Field(0.0, ge=0, le=1, description="long puts need no margin defence")
-    wallet_share: float = Field(0.0, ge=0, le=100, description="spare quote per account, share of its cash")
-    strip: StripParams = StripParams(
-        style_weights={"put": 1.0}, otm_low=0.05, otm_high=0.20, expiry_days={30.0: 0.7, 90.0: 0.3}
-    )  # assumption: monthly/quarterly puts
-    premium_budget_share: float = Field(0.2, gt=0, le=1, description="share of cash (USD) spent on puts at set-up")
-    roll: bool = Field(True, description="roll puts before expiry")
-    roll_before_days: float = Field(2.0, ge=0, description="roll when this many days or fewer are left")
-    roll_gas: int = Field(400_000, gt=0, description="gas per account in a batched roll (sell + buy, assumption)")
+    attentive_share: Float = Field(
+        0.0, ge=0, le=1, description="share of accounts that defend margin (long puts need none) [assumption]"
+    )
+    wallet_share: Float = Field(
+        0.0, ge=0, le=100, description="spare quote per account, share of its cash [assumption]"
+    )
+    strip: StripParams = Field(
+        StripParams(style_weights={"put": 1.0}, otm_low=0.05, otm_high=0.20, expiry_days={30.0: 0.7, 90.0: 0.3}),
+        description="which puts the accounts buy [assumption: monthly and quarterly puts]",
+    )
+    premium_budget_share: Float = Field(
+        0.2, gt=0, le=1, description="share of cash (USD) spent on puts at set-up [assumption]"
+    )
+    roll: Bool = Field(True, description="roll puts before expiry")
+    roll_before_days: Float = Field(
+        2.0, ge=0, le=3650, description="roll when this many days or fewer are left [assumption]"
+    )
+    roll_gas: Int = Field(
+        400_000, gt=0, le=MAX_GAS, description="gas units per account in a batched roll (sell + buy) [assumption]"
+    )
 
     @model_validator(mode="after")
     def _puts_only(self):

@@ -20,24 +20,35 @@ from functools import partial
 
 import mesa
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from defistress.agents.tx import BlockView, Tx
 from defistress.protocols.base import Revert
+from defistress.protocols.bounds import (
+    MAX_ACCOUNTS,
+    MAX_BLOCKS,
+    MAX_GAS,
+    MAX_GWEI,
+    MAX_VALUE,
+    PARAMS_CONFIG,
+    Float,
+    Int,
+    Share,
+)
 from defistress.protocols.events import UserAction
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
 
 class Lognormal(_Strict):
     """A lognormal draw per account (median, sigma of the log), clipped to [min, max]."""
 
-    median: float = Field(gt=0)
-    sigma: float = Field(0.5, ge=0, le=10)
-    min: float | None = Field(None, gt=0)
-    max: float | None = Field(None, gt=0)
+    median: Float = Field(gt=0, le=MAX_VALUE, description="median of the draw, in the field's unit")
+    sigma: Float = Field(0.5, ge=0, le=10, description="standard deviation of the log of the draw (unitless)")
+    min: Float | None = Field(None, gt=0, le=MAX_VALUE, description="draws below this are raised to it")
+    max: Float | None = Field(None, gt=0, le=MAX_VALUE, description="draws above this are lowered to it")
 
     @model_validator(mode="after")
     def _check(self):
@@ -47,29 +58,49 @@ class Lognormal(_Strict):
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         x = self.median * np.exp(self.sigma * rng.standard_normal(n))
-        return np.clip(x, -np.inf if self.min is None else self.min, np.inf if self.max is None else self.max)
+        return np.clip(x, 0.0 if self.min is None else self.min, MAX_VALUE if self.max is None else self.max)
 
 
 class TraderParams(_Strict):
     """A population of perp traders (behavioural defaults are modelling assumptions, not protocol values)."""
 
     id: str = Field("traders", min_length=1, description="ledger holder of the population's USDC")
-    accounts: int = Field(gt=0, le=5_000_000)
-    market_weights: dict[str, float] = Field(description="asset -> share of accounts trading that market")
-    long_share: float = Field(0.5, ge=0, le=1)
-    leverage: Lognormal = Lognormal(median=5.0, sigma=0.6, min=1.0, max=50.0)  # assumption
-    size_usd: Lognormal = Lognormal(median=5_000.0, sigma=1.5, min=50.0, max=20e6)  # assumption, notional USD
-    attentive_share: float = Field(0.3, ge=0, le=1, description="share of users who defend their margin")
-    alarm_health_low: float = Field(1.2, gt=0, description="alarm levels are uniform on [low, high] (health)")
-    alarm_health_high: float = Field(2.0, gt=0)
-    restore_multiple: float = Field(1.5, ge=1, le=100, description="users restore health to this x alarm")
-    reaction_delay_blocks: int = Field(75, ge=0, description="blocks below alarm before acting (75 = 15 min)")
-    wallet_share: float = Field(0.5, ge=0, le=100, description="spare USDC per user, share of its collateral")
-    top_up_gas: int = Field(100_000, gt=0, description="gas per user in a batched top-up")
-    reduce_gas: int = Field(200_000, gt=0, description="gas per user in a batched reduction")
-    priority_fee_gwei: float = Field(2.0, ge=0)
-    max_users_per_block: int = Field(400, ge=1, description="attentive users who can act in one block")
-    vault_leverage: float = Field(2.0, gt=0, le=100, description="vault collateral = residual notional / this")
+    accounts: Int = Field(gt=0, le=MAX_ACCOUNTS, description="number of accounts (1..5,000,000)")
+    market_weights: dict[str, Share] = Field(description="asset -> share of accounts trading that market (sum 1)")
+    long_share: Float = Field(0.5, ge=0, le=1, description="share of accounts that are long [assumption]")
+    leverage: Lognormal = Field(
+        Lognormal(median=5.0, sigma=0.6, min=1.0, max=50.0),
+        description="notional / collateral per account (unitless) [assumption]",
+    )
+    size_usd: Lognormal = Field(
+        Lognormal(median=5_000.0, sigma=1.5, min=50.0, max=20e6),
+        description="position notional per account, USD [assumption]",
+    )
+    attentive_share: Float = Field(0.3, ge=0, le=1, description="share of users who defend their margin [assumption]")
+    alarm_health_low: Float = Field(
+        1.2, gt=0, le=100, description="alarm levels are uniform on [low, high] (health, unitless) [assumption]"
+    )
+    alarm_health_high: Float = Field(
+        2.0, gt=0, le=100, description="upper end of the alarm levels (health, unitless) [assumption]"
+    )
+    restore_multiple: Float = Field(
+        1.5, ge=1, le=100, description="users restore health to this x alarm (unitless) [assumption]"
+    )
+    reaction_delay_blocks: Int = Field(
+        75, ge=0, le=MAX_BLOCKS, description="blocks below alarm before acting (75 = 15 min) [assumption]"
+    )
+    wallet_share: Float = Field(
+        0.5, ge=0, le=100, description="spare USDC per user, share of its collateral [assumption]"
+    )
+    top_up_gas: Int = Field(100_000, gt=0, le=MAX_GAS, description="gas units per user in a batched top-up")
+    reduce_gas: Int = Field(200_000, gt=0, le=MAX_GAS, description="gas units per user in a batched reduction")
+    priority_fee_gwei: Float = Field(2.0, ge=0, le=MAX_GWEI, description="tip per gas unit, gwei")
+    max_users_per_block: Int = Field(
+        400, ge=1, le=MAX_ACCOUNTS, description="attentive users who can act in one block [assumption]"
+    )
+    vault_leverage: Float = Field(
+        2.0, gt=0, le=100, description="vault collateral = residual notional / this (unitless) [assumption]"
+    )
 
     @model_validator(mode="after")
     def _check(self):

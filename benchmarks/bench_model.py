@@ -96,6 +96,15 @@ def day_blocks(scenario: str = SCENARIO) -> tuple[int, float]:
     return s.n_blocks, s.run.block_seconds
 
 
+def shocks_inside(scenario: str, duration_s: float) -> list[str]:
+    """Overrides that move shocks starting after a shortened run's end to its end (shock times must lie inside
+    the run; a shock at the very end acts on nothing, as a shock after the end did before)."""
+    from defistress.scenarios.loader import load
+
+    s = load(scenario).scenario
+    return [f"shocks.{i}.at={duration_s}" for i, sh in enumerate(s.shocks) if sh.at > duration_s]
+
+
 # --- one case, measured in the current process ------------------------------------------------------
 def engine_case(accounts: int, blocks: int, seed: int = SEED, scenario: str = SCENARIO) -> dict:
     """Time `run_scenario` for `accounts` borrowers over `blocks` blocks."""
@@ -104,6 +113,7 @@ def engine_case(accounts: int, blocks: int, seed: int = SEED, scenario: str = SC
     _, block_s = day_blocks(scenario)
     rss0 = _rss_mb()
     overrides = [f"agents.borrowers.accounts={accounts}", f"run.duration={blocks * block_s}"]
+    overrides += shocks_inside(scenario, blocks * block_s)
     marks: list[float] = []
     load0, cpu0 = _load(), _cpu_s()
     t0 = time.perf_counter()

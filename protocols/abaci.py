@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from defistress.protocols.bounds import MAX_SECONDS, PARAMS_CONFIG, Float
 
 
 class _Abacus(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     def price(self, top, dur_seconds):  # pragma: no cover - interface
         raise NotImplementedError
@@ -24,8 +26,8 @@ class _Abacus(BaseModel):
 class LinearDecrease(_Abacus):
     """Price falls linearly from `top` to zero over `tau` seconds."""
 
-    kind: Literal["linear"] = "linear"
-    tau: float = Field(gt=0, description="seconds after the start when the price reaches zero")
+    kind: Literal["linear"] = Field("linear", description="linear decrease (Maker dss abaci LinearDecrease)")
+    tau: Float = Field(gt=0, le=MAX_SECONDS, description="seconds after the start when the price reaches zero")
 
     def price(self, top, dur_seconds):
         top_a, dur = _broadcast(top, dur_seconds)
@@ -37,10 +39,16 @@ class LinearDecrease(_Abacus):
 class StairstepExponentialDecrease(_Abacus):
     """Price multiplies by `cut` once every `step` seconds (flat in between)."""
 
-    kind: Literal["stairstep"] = "stairstep"
+    kind: Literal["stairstep"] = Field(
+        "stairstep", description="stairstep exponential decrease (Maker dss abaci StairstepExponentialDecrease)"
+    )
     # forum.makerdao.com/t/eth-and-wbtc-vaults-liquidations-2-0-parameters/7628 (ETH-A): cut 0.99, step 90 s
-    cut: float = Field(0.99, gt=0, le=1, description="per-step price multiplier, in (0, 1]")
-    step: float = Field(90.0, gt=0, description="seconds between price drops")
+    cut: Float = Field(
+        0.99, gt=0, le=1, description="per-step price multiplier, in (0, 1] [published: Maker ETH-A 0.99]"
+    )
+    step: Float = Field(
+        90.0, gt=0, le=MAX_SECONDS, description="seconds between price drops [published: Maker ETH-A 90 s]"
+    )
 
     def price(self, top, dur_seconds):
         top_a, dur = _broadcast(top, dur_seconds)
@@ -52,8 +60,10 @@ class StairstepExponentialDecrease(_Abacus):
 class ExponentialDecrease(_Abacus):
     """Price multiplies by `cut` every second (continuous exponential decay)."""
 
-    kind: Literal["exponential"] = "exponential"
-    cut: float = Field(gt=0, le=1, description="per-second price multiplier, in (0, 1]")
+    kind: Literal["exponential"] = Field(
+        "exponential", description="continuous exponential decrease (Maker dss abaci ExponentialDecrease)"
+    )
+    cut: Float = Field(gt=0, le=1, description="per-second price multiplier, in (0, 1]")
 
     def price(self, top, dur_seconds):
         top_a, dur = _broadcast(top, dur_seconds)

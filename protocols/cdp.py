@@ -38,10 +38,11 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from defistress.protocols.abaci import StairstepExponentialDecrease
 from defistress.protocols.base import Env, Exposure, MarginProtocol, PriceSource, Revert
+from defistress.protocols.bounds import MAX_TOKENS, MAX_USD, PARAMS_CONFIG, Ceiling, Float, check_ceiling
 from defistress.protocols.clip import ClipParams, Clipper, grow
 from defistress.protocols.events import AuctionKicked, AuctionSettled, BadDebt, UserAction
 from defistress.protocols.flip import FlipParams, Flipper
@@ -65,25 +66,61 @@ class CdpParams(BaseModel):
     ETH-A of March 2020 is MAKER_2020_ETH_A.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     collateral: str = Field("ETH", min_length=1, description="collateral token symbol")
     stablecoin: str = Field("DAI", min_length=1, description="stablecoin symbol minted by the CDP")
-    liquidation_ratio: float = Field(1.5, ge=1.0, le=10.0, description="mat: collateral value / debt floor")
-    stability_fee_per_year: float = Field(0.0, ge=0.0, le=10.0, description="jug duty as an annual rate")
-    chop: float = Field(1.13, ge=1.0, le=2.0, description="liquidation penalty factor (1.13 = 13 %)")
-    line: float = Field(INF, ge=0, description="ilk debt ceiling, stablecoin")
-    Line: float = Field(INF, ge=0, description="global debt ceiling, stablecoin")
-    dust: float = Field(10_000.0, ge=0, description="minimum vault debt, stablecoin")
-    hole: float = Field(30e6, gt=0, description="Dog: max tab of running auctions for this ilk")
-    Hole: float = Field(100e6, gt=0, description="Dog: max tab of all running auctions")
-    dunk: float | None = Field(None, gt=0, description="Cat v2 (Liq 1.2): max tab per bite, stablecoin")
-    box: float | None = Field(None, gt=0, description="Cat v2 (Liq 1.2): max tab of running auctions")
-    lump: float | None = Field(None, gt=0, description="Cat v1 (MCD launch): max collateral per bite")
-    surplus_buffer: float = Field(0.0, ge=0, description="initial Vow surplus, stablecoin")
+    liquidation_ratio: Float = Field(
+        1.5, ge=1.0, le=10.0, description="mat: collateral value / debt floor (unitless) [published: ETH-A 150%]"
+    )
+    stability_fee_per_year: Float = Field(
+        0.0, ge=0.0, le=10.0, description="jug duty as an annual rate (1/year) [published: ETH-A 2020 8%]"
+    )
+    chop: Float = Field(
+        1.13, ge=1.0, le=2.0, description="liquidation penalty factor (1.13 = 13 %) [published: ETH-A 13%]"
+    )
+    # +inf (the default) means no ceiling; a given finite ceiling is at most MAX_USD (protocols/bounds.py)
+    line: Ceiling = Field(
+        INF,
+        ge=0,
+        json_schema_extra={"maximum": MAX_USD},
+        description="ilk debt ceiling, stablecoin (default: none) [published: ETH-A 2020 150M DAI]",
+    )
+    Line: Ceiling = Field(
+        INF,
+        ge=0,
+        json_schema_extra={"maximum": MAX_USD},
+        description="global debt ceiling, stablecoin (default: none) [published: 2020 183M DAI]",
+    )
+    dust: Float = Field(
+        10_000.0, ge=0, le=MAX_USD, description="minimum vault debt, stablecoin [published: ETH-A 10,000 DAI]"
+    )
+    hole: Float = Field(
+        30e6, gt=0, le=MAX_USD, description="Dog: max tab of running auctions for this ilk, stablecoin [published: 30M]"
+    )
+    Hole: Float = Field(
+        100e6, gt=0, le=MAX_USD, description="Dog: max tab of all running auctions, stablecoin [published: 100M]"
+    )
+    dunk: Float | None = Field(None, gt=0, le=MAX_USD, description="Cat v2 (Liq 1.2): max tab per bite, stablecoin")
+    box: Float | None = Field(
+        None, gt=0, le=MAX_USD, description="Cat v2 (Liq 1.2): max tab of running auctions, stablecoin"
+    )
+    lump: Float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TOKENS,
+        description="Cat v1 (MCD launch): max collateral per bite, tokens [published: ETH-A 2020 50 ETH]",
+    )
+    surplus_buffer: Float = Field(0.0, ge=0, le=MAX_USD, description="initial Vow surplus, stablecoin [scenario input]")
     mechanism: Literal["clip", "flip"] = Field("clip", description="Liquidations 2.0 (clip) or 2020 (flip)")
-    clip: ClipParams = Field(default_factory=ClipParams)
-    flip: FlipParams = Field(default_factory=FlipParams)
+    clip: ClipParams = Field(ClipParams(), description="Clipper (Liquidations 2.0) parameters")
+    flip: FlipParams = Field(FlipParams(), description="Flipper (2020 English auction) parameters")
+
+    @model_validator(mode="after")
+    def _ceilings(self):
+        check_ceiling("line", self.line, MAX_USD, "stablecoin")
+        check_ceiling("Line", self.Line, MAX_USD, "stablecoin")
+        return self
 
     @model_validator(mode="after")
     def _cat_limits(self):

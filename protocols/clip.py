@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Protocol as TypingProtocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from defistress.protocols.abaci import Abacus, StairstepExponentialDecrease
 from defistress.protocols.base import Env, PriceSource, Revert
+from defistress.protocols.bounds import MAX_SECONDS, MAX_USD, PARAMS_CONFIG, Float
 from defistress.protocols.events import AuctionBid, AuctionKicked, Generic
 from defistress.protocols.ledger import ABS_DUST, InsufficientBalance
 
@@ -36,14 +37,25 @@ class ClipParams(BaseModel):
     chip 0.1 %, tip 0.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
-    buf: float = Field(1.30, gt=0, le=10, description="starting price = oracle price × buf")
-    tail: float = Field(140 * 60.0, gt=0, description="seconds before an auction needs a reset")
-    cusp: float = Field(0.40, ge=0, lt=1, description="price/top below which an auction needs a reset")
-    chip: float = Field(0.001, ge=0, lt=1, description="keeper reward as a fraction of tab")
-    tip: float = Field(0.0, ge=0, description="flat keeper reward, stablecoin units")
-    calc: Abacus = Field(default_factory=StairstepExponentialDecrease, description="price curve")
+    buf: Float = Field(
+        1.30, gt=0, le=10, description="starting price = oracle price × buf (unitless) [published: ETH-A 1.30]"
+    )
+    tail: Float = Field(
+        140 * 60.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="seconds before an auction needs a reset [published: ETH-A 140 min]",
+    )
+    cusp: Float = Field(
+        0.40, ge=0, lt=1, description="price/top below which an auction needs a reset [published: ETH-A 0.40]"
+    )
+    chip: Float = Field(0.001, ge=0, lt=1, description="keeper reward as a fraction of tab [published: ETH-A 0.1%]")
+    tip: Float = Field(0.0, ge=0, le=MAX_USD, description="flat keeper reward, stablecoin units [published: ETH-A 0]")
+    calc: Abacus = Field(
+        StairstepExponentialDecrease(), description="price curve [published: ETH-A stairstep, cut 0.99, step 90 s]"
+    )
 
 
 class AuctionHost(TypingProtocol):

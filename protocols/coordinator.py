@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from defistress.protocols.base import Env, Exposure, MarginProtocol, Revert
+from defistress.protocols.bounds import PARAMS_CONFIG, Float
 from defistress.protocols.events import Event, Generic
 from defistress.protocols.margin.catalog import check_model_name, get_model
 from defistress.protocols.margin.portfolio import SECONDS_PER_YEAR, MarketState, Portfolio
@@ -42,32 +44,56 @@ DUST_USD = 1e-6  # USD below which a settlement or a negative equity is float ro
 class CoordinatorParams(BaseModel):
     """Model, netting credit, contingencies and liquidation settings of the margin coordinator."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     # Derive PMRM_2 (docs/margin-methods.md 2): full revaluation of SPOT, PERP and options, cash may be negative
-    model: str = Field("derive-pm2", description="a name of protocols.margin.catalog.list_models()")
+    model: str = Field(
+        "derive-pm2", description="a name of protocols.margin.catalog.list_models() [published model: Derive PM2]"
+    )
     model_overrides: dict = Field(default_factory=dict, description="keyword overrides of the model's params")
     # design choice; SPAN inter-commodity credit rates are per pair, e.g. 55% Corn/Soybeans (docs/margin-methods.md 6.1)
-    credit_rate: float = Field(0.8, ge=0, le=1, description="share of the netting benefit granted")
-    latency_s: dict[str, float] = Field(default_factory=dict, description="per venue liquidation latency, seconds")
+    credit_rate: Float = Field(
+        0.8, ge=0, le=1, description="share of the netting benefit granted, fraction [assumption]"
+    )
+    latency_s: dict[str, Annotated[Float, Field(ge=0, le=30 * 86400)]] = Field(
+        default_factory=dict, description="per venue liquidation latency, seconds (0..30 days) [assumption]"
+    )
     # design choice: about five 12-second blocks for a keeper to see an account and land its liquidation
-    default_latency_s: float = Field(60.0, ge=0, le=30 * 86400, description="latency of venues not in latency_s")
+    default_latency_s: Float = Field(
+        60.0, ge=0, le=30 * 86400, description="latency of venues not in latency_s, seconds [assumption]"
+    )
     # N^-1(0.99) = 2.326: 99% one-tailed, EMIR RTS 153/2013 confidence for non-OTC (docs/margin-methods.md 6.4)
-    latency_z: float = Field(2.326, gt=0, le=10, description="quantile multiplier of the latency contingency")
-    oracle_divergence: float = Field(1.0, ge=0, le=100, description="multiplier of the oracle contingency")
+    latency_z: Float = Field(
+        2.326, gt=0, le=10, description="quantile multiplier of the latency contingency [published: EMIR 99%]"
+    )
+    oracle_divergence: Float = Field(
+        1.0, ge=0, le=100, description="multiplier of the oracle contingency (unitless) [assumption]"
+    )
     # design choice (docs/margin-methods.md 9: bridge/settlement risk as a collateral haircut)
-    settlement_haircut: float = Field(0.02, ge=0, le=1, description="share of the credit added as contingency")
+    settlement_haircut: Float = Field(
+        0.02, ge=0, le=1, description="share of the credit added as contingency [assumption]"
+    )
     liquidation_order: list[str] = Field(default_factory=list, description="venue ids; default the order given")
     # aave-v3 LiquidationLogic DEFAULT_LIQUIDATION_CLOSE_FACTOR 0.5
-    close_fraction: float = Field(0.5, gt=0, le=1, description="share of each venue's position closed per step")
+    close_fraction: Float = Field(
+        0.5, gt=0, le=1, description="share of each venue's position closed per step [published: Aave v3 0.5]"
+    )
     # design choice: below Aave's 5% ETH bonus and Derive PM2's 5% LIQUIDATION_PENALTY (docs/margin-methods.md 2, 5.1)
-    penalty: float = Field(0.02, ge=0, lt=0.5, description="liquidator's reward, share of value closed")
-    target_health: float = Field(1.05, ge=1, le=10, description="liquidation stops at this health")
+    penalty: Float = Field(0.02, ge=0, lt=0.5, description="liquidator's reward, share of value closed [assumption]")
+    target_health: Float = Field(
+        1.05, ge=1, le=10, description="liquidation stops at this health (unitless) [assumption]"
+    )
     # Lyra PMRM v1 imFactor 1.25 (docs/margin-methods.md 0 (e))
-    im_factor: float = Field(1.25, ge=1, le=10, description="IM = factor x MM for the combined part")
-    vol: dict[str, float] = Field(default_factory=dict, description="annualised vol per underlying (no surface)")
+    im_factor: Float = Field(
+        1.25, ge=1, le=10, description="IM = factor x MM for the combined part [published: Lyra PMRM imFactor]"
+    )
+    vol: dict[str, Annotated[Float, Field(gt=0, le=5)]] = Field(
+        default_factory=dict, description="annualised vol per underlying, 0 < vol <= 5 (no surface) [assumption]"
+    )
     # same ETH-like assumption as protocols/vol.py VolSurfaceParams.atm_vol
-    default_vol: float = Field(0.65, gt=0, le=5, description="vol of underlyings not in vol and with no surface")
+    default_vol: Float = Field(
+        0.65, gt=0, le=5, description="vol of underlyings not in vol and with no surface [assumption]"
+    )
 
     @field_validator("model")
     @classmethod

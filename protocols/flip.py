@@ -17,9 +17,10 @@ Black Thursday; the uncovered debt becomes system debt in the host CDP.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from defistress.protocols.base import Env, Revert
+from defistress.protocols.bounds import MAX_SECONDS, PARAMS_CONFIG, Float
 from defistress.protocols.clip import AuctionHost, grow
 from defistress.protocols.events import AuctionBid, AuctionKicked, Generic
 
@@ -35,11 +36,18 @@ class FlipParams(BaseModel):
     ETH-A flipper; beg 3 % (dss-deploy ETH-A "beg": "3"; kovan launch spell beg 103/100).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
-    beg: float = Field(1.03, gt=1.0, le=2.0, description="minimum bid increase factor (1.03 = 3 %)")
-    ttl: float = Field(600.0, gt=0, description="bid lifetime, seconds")
-    tau: float = Field(3 * 86400.0, gt=0, description="maximum auction length from kick, seconds")
+    beg: Float = Field(
+        1.03, gt=1.0, le=2.0, description="minimum bid increase factor (1.03 = 3 %) [published: ETH-A 2020 3%]"
+    )
+    ttl: Float = Field(600.0, gt=0, le=MAX_SECONDS, description="bid lifetime, seconds [published: ETH-A 2020 10 min]")
+    tau: Float = Field(
+        3 * 86400.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="maximum auction length from kick, seconds [published: ETH-A 2020 3 days]",
+    )
 
 
 class Flipper:

@@ -16,11 +16,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from defistress.protocols import options_auction as da
 from defistress.protocols import options_liquidation as liq
 from defistress.protocols.base import Env, Exposure, MarginProtocol, Revert
+from defistress.protocols.bounds import MAX_USD, PARAMS_CONFIG, Float
 from defistress.protocols.events import Generic
 from defistress.protocols.margin import black76
 from defistress.protocols.margin.catalog import check_model_name, get_model
@@ -35,25 +36,47 @@ _KINDS = {"call": CALL, "put": PUT, "perp": PERP}
 class OptionsVenueParams(BaseModel):
     """Margin model, quote token, liquidation mode and Derive DutchAuction mainnet parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     margin_model: str = Field("deribit-pm", description="a name of protocols.margin.catalog.list_models()")
     margin_overrides: dict = Field(default_factory=dict, description="keyword overrides of the model's params")
     quote: str = Field("USDC", min_length=1, description="cash token, valued at 1 USD")
-    liquidation: Literal["auction", "partial"] = "auction"
+    liquidation: Literal["auction", "partial"] = Field(
+        "auction", description="auction: Derive's Dutch auction; partial: a fixed share closed per call"
+    )
     # derivexyz/v2-core DutchAuction mainnet params (docs/margin-methods.md 1.7)
-    starting_mtm_percentage: float = Field(0.95, gt=0, le=1, description="startingMtMPercentage (<= 1 in code)")
-    fast_auction_cutoff: float = Field(0.70, ge=0, le=1, description="fastAuctionCutoffPercentage")
-    fast_auction_s: float = Field(900.0, gt=0, le=1e7, description="fastAuctionLength, seconds")
-    slow_auction_s: float = Field(43_200.0, gt=0, le=1e8, description="slowAuctionLength, seconds")
-    insolvent_auction_s: float = Field(3_600.0, gt=0, le=1e8, description="insolvent auction length, seconds")
-    liquidator_fee_rate: float = Field(0.10, ge=0, le=0.1, description="liquidatorFeeRate (code caps at 10%)")
-    buffer_margin_percentage: float = Field(0.15, ge=0, le=0.3, description="bufferMarginPercentage (cap 0.3)")
+    starting_mtm_percentage: Float = Field(
+        0.95, gt=0, le=1, description="fraction [published: Derive startingMtMPercentage 0.95, <= 1 in code]"
+    )
+    fast_auction_cutoff: Float = Field(
+        0.70, ge=0, le=1, description="fraction [published: Derive fastAuctionCutoffPercentage 0.70]"
+    )
+    fast_auction_s: Float = Field(
+        900.0, gt=0, le=1e7, description="seconds [published: Derive fastAuctionLength 900 s]"
+    )
+    slow_auction_s: Float = Field(
+        43_200.0, gt=0, le=1e8, description="seconds [published: Derive slowAuctionLength 12 h]"
+    )
+    insolvent_auction_s: Float = Field(
+        3_600.0, gt=0, le=1e8, description="insolvent auction length, seconds [published: Derive 1 h]"
+    )
+    liquidator_fee_rate: Float = Field(
+        0.10, ge=0, le=0.1, description="fraction [published: Derive liquidatorFeeRate 10%, code caps at 10%]"
+    )
+    buffer_margin_percentage: Float = Field(
+        0.15, ge=0, le=0.3, description="fraction [published: Derive bufferMarginPercentage 0.15, cap 0.3]"
+    )
     # partial mode: assumption, in line with Derive v3 docs LIQUIDATION_PENALTY 500 bps
-    partial_fraction: float = Field(0.25, gt=0, le=1, description="share of every position closed per call")
-    partial_penalty: float = Field(0.05, ge=0, le=1, description="penalty x |mark value closed| to the liquidator")
-    security_module_usd: float = Field(0.0, ge=0, description="quote minted into the security module at genesis")
-    vol: VolSurfaceParams = VolSurfaceParams()
+    partial_fraction: Float = Field(
+        0.25, gt=0, le=1, description="share of every position closed per call [assumption]"
+    )
+    partial_penalty: Float = Field(
+        0.05, ge=0, le=1, description="penalty x |mark value closed| to the liquidator [assumption: Derive 5%]"
+    )
+    security_module_usd: Float = Field(
+        0.0, ge=0, le=MAX_USD, description="quote minted into the security module at genesis, USD [scenario input]"
+    )
+    vol: VolSurfaceParams = Field(VolSurfaceParams(), description="the venue's implied-volatility surface")
 
     @field_validator("margin_model")
     @classmethod

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from defistress.protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
+from defistress.protocols.bounds import MAX_SEED, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
 from defistress.protocols.events import BadDebt, Deleveraged, Generic, Liquidated
 
 FUNDING_PERIOD_SECONDS = 8 * 3600.0  # dYdX and GMX quote funding rates per 8 hours
@@ -49,7 +50,7 @@ DUST_USD = 1e-6  # float rounding below which a written-off remainder emits no B
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
 
 class PerpMarketParams(_Strict):
@@ -57,18 +58,34 @@ class PerpMarketParams(_Strict):
 
     asset: str = Field(min_length=1, description="underlying token symbol; priced by its oracle (USD per unit)")
     # defaults: dYdX genesis Large-Cap tier (protocol/testing/genesis.sh): IMF 2%, MF 60%, OIMF off
-    initial_margin_fraction: float = Field(0.02, gt=0, le=1, description="base IMF (1/max leverage)")
-    maintenance_fraction: float = Field(0.6, gt=0, le=1, description="MMF = base IMF x this (dYdX)")
-    open_interest_lower_cap_usd: float = Field(0.0, ge=0, description="OIMF: IMF starts rising above this OI")
-    open_interest_upper_cap_usd: float = Field(0.0, ge=0, description="OIMF: IMF reaches 1 here; 0 disables")
+    initial_margin_fraction: Float = Field(
+        0.02, gt=0, le=1, description="base IMF (1/max leverage), fraction [published: dYdX large-cap 2%]"
+    )
+    maintenance_fraction: Float = Field(
+        0.6, gt=0, le=1, description="MMF = base IMF x this (dYdX), fraction [published: dYdX large-cap 60%]"
+    )
+    open_interest_lower_cap_usd: Float = Field(
+        0.0, ge=0, le=MAX_USD, description="OIMF: IMF starts rising above this OI, USD [published: large-cap 0]"
+    )
+    open_interest_upper_cap_usd: Float = Field(
+        0.0, ge=0, le=MAX_USD, description="OIMF: IMF reaches 1 here, USD; 0 disables [published: large-cap 0]"
+    )
     # GMX v2 config/markets.ts fundingFactor 2e-8 per second ("~63% per year for a 100% skew")
-    funding_factor_per_second: float = Field(2e-8, ge=0, le=1e-4, description="rate per second at 100% imbalance")
+    funding_factor_per_second: Float = Field(
+        2e-8, ge=0, le=1e-4, description="funding rate per second at 100% imbalance [published: GMX v2 2e-8]"
+    )
     # dYdX perpetual params default_funding_ppm 0
-    default_funding_rate_8h: float = Field(0.0, ge=-0.01, le=0.01, description="rate added to the premium, per 8 h")
+    default_funding_rate_8h: Float = Field(
+        0.0, ge=-0.01, le=0.01, description="rate added to the premium, per 8 h [published: dYdX 0]"
+    )
     # dYdX x/perpetuals params funding_rate_clamp_factor_ppm 6,000,000: |R_8h| <= 6·(IMF − MMF)
-    funding_rate_clamp_factor: float = Field(6.0, ge=0, le=100, description="premium clamp, multiple of IMF−MMF")
+    funding_rate_clamp_factor: Float = Field(
+        6.0, ge=0, le=100, description="premium clamp, multiple of IMF−MMF (unitless) [published: dYdX 6]"
+    )
     # dYdX funding-tick epoch duration 3,600 s
-    funding_interval_seconds: float = Field(3600.0, gt=0, le=86400, description="seconds between funding ticks")
+    funding_interval_seconds: Float = Field(
+        3600.0, gt=0, le=86400, description="seconds between funding ticks [published: dYdX 3,600 s]"
+    )
 
     @model_validator(mode="after")
     def _check_caps(self):
@@ -121,37 +138,57 @@ DYDX_LIQUIDITY_TIERS: dict[str, tuple[float, float, float, float]] = {
 class PerpDexParams(_Strict):
     """The DEX: its markets and the liquidation, insurance-fund and deleveraging configuration (dYdX globals)."""
 
-    markets: list[PerpMarketParams] = Field(min_length=1)
-    insurance_fund_usd: float = Field(0.0, ge=0, description="USDC minted into the insurance fund at genesis")
+    markets: list[PerpMarketParams] = Field(
+        min_length=1, max_length=1000, description="one table per market, e.g. {asset = 'ETH'}"
+    )
+    insurance_fund_usd: Float = Field(
+        0.0, ge=0, le=MAX_USD, description="USDC minted into the insurance fund at genesis, USD [scenario input]"
+    )
     # dYdX mainnet genesis liquidations_config (dydxopsdao/networks dydx-mainnet-1/genesis.json L951-L963):
-    max_liquidation_fee: float = Field(0.015, ge=0, le=0.1, description="max_liquidation_fee_ppm 15000")
-    bankruptcy_adjustment: float = Field(1.0, ge=0, le=10, description="bankruptcy_adjustment_ppm 1,000,000")
-    spread_to_maintenance_margin_ratio: float = Field(
-        1.5, ge=0, le=10, description="spread_to_maintenance_margin_ratio_ppm 1,500,000"
+    max_liquidation_fee: Float = Field(
+        0.015, ge=0, le=0.1, description="fraction of notional [published: max_liquidation_fee_ppm 15000]"
     )
-    min_position_notional_liquidated_usd: float = Field(
-        1000.0, ge=0, description="min_position_notional_liquidated 1e9 quote quantums"
+    bankruptcy_adjustment: Float = Field(
+        1.0, ge=0, le=10, description="unitless [published: bankruptcy_adjustment_ppm 1,000,000]"
     )
-    max_position_portion_liquidated: float = Field(
-        0.1, gt=0, le=1, description="max_position_portion_liquidated_ppm 100,000 (10% per block)"
+    spread_to_maintenance_margin_ratio: Float = Field(
+        1.5, ge=0, le=10, description="unitless [published: spread_to_maintenance_margin_ratio_ppm 1,500,000]"
     )
-    max_notional_liquidated_per_block_usd: float = Field(
-        100_000.0, gt=0, description="subaccount_block_limits.max_notional_liquidated 1e11 quote quantums"
+    min_position_notional_liquidated_usd: Float = Field(
+        1000.0, ge=0, le=MAX_USD, description="USD [published: min_position_notional_liquidated 1e9 quote quantums]"
     )
-    max_insurance_lost_per_block_usd: float = Field(
-        1_000_000.0, ge=0, description="subaccount_block_limits.max_quantums_insurance_lost 1e12 quote quantums"
+    max_position_portion_liquidated: Float = Field(
+        0.1, gt=0, le=1, description="fraction per block [published: max_position_portion_liquidated_ppm 100,000]"
+    )
+    max_notional_liquidated_per_block_usd: Float = Field(
+        100_000.0,
+        gt=0,
+        le=MAX_USD,
+        description="USD [published: subaccount_block_limits.max_notional_liquidated 1e11 quote quantums]",
+    )
+    max_insurance_lost_per_block_usd: Float = Field(
+        1_000_000.0,
+        ge=0,
+        le=MAX_USD,
+        description="USD [published: subaccount_block_limits.max_quantums_insurance_lost 1e12 quote quantums]",
     )
     adl_ranking: Literal["pnl_leverage", "pseudo_random"] = Field(
         "pnl_leverage", description="pnl_leverage: Hyperliquid/dYdX docs; pseudo_random: dYdX v4 code"
     )
-    adl_seed: int = Field(0, ge=0, description="seed of the pseudo_random ADL start offset (with the block)")
+    adl_seed: Int = Field(
+        0, ge=0, le=MAX_SEED, description="seed of the pseudo_random ADL start offset (with the block)"
+    )
     # dYdX protocol/x/clob/flags DefaultMaxDeleveragingAttemptsPerBlock 10, ...SubaccountsToIterate 500
-    max_deleveraging_attempts_per_block: int = Field(10, ge=0, le=1_000_000)
-    max_deleveraging_accounts_to_iterate: int = Field(500, ge=1, le=10_000_000)
-    auto_deleverage: bool = Field(
+    max_deleveraging_attempts_per_block: Int = Field(
+        10, ge=0, le=1_000_000, description="deleveraging attempts per block [published: dYdX flags 10]"
+    )
+    max_deleveraging_accounts_to_iterate: Int = Field(
+        500, ge=1, le=10_000_000, description="accounts scanned per attempt [published: dYdX flags 500]"
+    )
+    auto_deleverage: Bool = Field(
         True, description="accrue() deleverages bankrupt accounts the fund cannot cover (dYdX PrepareCheckState)"
     )
-    gate_withdrawals_on_negative_equity: bool = Field(
+    gate_withdrawals_on_negative_equity: Bool = Field(
         True, description="dYdX GateWithdrawalsIfNegativeTncSubaccountSeen"
     )
 

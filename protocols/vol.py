@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from defistress.protocols.bounds import PARAMS_CONFIG, Float
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR
 
 SECONDS_PER_DAY = 86_400.0
@@ -23,19 +24,29 @@ SECONDS_PER_DAY = 86_400.0
 class VolSurfaceParams(BaseModel):
     """Base smile and coupling knobs; defaults are assumptions for an ETH-like underlying."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = PARAMS_CONFIG
 
     # ETH 30-day ATM implied vol has mostly traded 0.5-0.8 (Deribit DVOL-style level); assumption
-    atm_vol: float = Field(0.65, gt=0, le=5, description="base annualised ATM vol")
-    skew: float = Field(0.15, ge=0, le=5, description="vol points per unit of ln(K/F)/sqrt(T); puts richer")
-    curvature: float = Field(0.1, ge=0, le=5, description="vol points per unit of (ln(K/F)/sqrt(T))^2")
-    term_decay_days: float = Field(30.0, gt=0, le=3650, description="e-folding expiry of the ATM lift (days)")
-    rv_half_life_s: float = Field(3600.0, gt=0, le=1e8, description="half-life of the realised-variance EWMA (s)")
-    level_coupling: float = Field(0.8, ge=0, le=10, description="ATM lift per unit of (realised - base) vol")
-    skew_coupling: float = Field(1.0, ge=0, le=100, description="skew x (1 + this x relative excess realised vol)")
-    min_vol: float = Field(0.05, gt=0, le=5, description="floor of any quoted vol")
-    max_vol: float = Field(5.0, gt=0, le=50, description="cap of any quoted vol")
-    min_expiry_days: float = Field(1.0, gt=0, le=365, description="T floor in the moneyness scaling (days)")
+    atm_vol: Float = Field(0.65, gt=0, le=5, description="base annualised ATM vol (1/sqrt(year)) [assumption]")
+    skew: Float = Field(
+        0.15, ge=0, le=5, description="vol points per unit of ln(K/F)/sqrt(T); puts richer [assumption]"
+    )
+    curvature: Float = Field(0.1, ge=0, le=5, description="vol points per unit of (ln(K/F)/sqrt(T))^2 [assumption]")
+    term_decay_days: Float = Field(
+        30.0, gt=0, le=3650, description="e-folding expiry of the ATM lift, days [assumption]"
+    )
+    rv_half_life_s: Float = Field(
+        3600.0, gt=0, le=1e8, description="half-life of the realised-variance EWMA, seconds [assumption]"
+    )
+    level_coupling: Float = Field(
+        0.8, ge=0, le=10, description="ATM lift per unit of (realised - base) vol (unitless) [assumption]"
+    )
+    skew_coupling: Float = Field(
+        1.0, ge=0, le=100, description="skew x (1 + this x relative excess realised vol) [assumption]"
+    )
+    min_vol: Float = Field(0.05, gt=0, le=5, description="floor of any quoted vol (annualised) [assumption]")
+    max_vol: Float = Field(5.0, gt=0, le=50, description="cap of any quoted vol (annualised) [assumption]")
+    min_expiry_days: Float = Field(1.0, gt=0, le=365, description="T floor in the moneyness scaling, days [assumption]")
 
     def model_post_init(self, __context) -> None:
         if self.min_vol >= self.max_vol:

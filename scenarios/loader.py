@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from defistress.scenarios.registry import builtin_names, builtin_path
 from defistress.scenarios.schema import Scenario
+from defistress.scenarios.schema_base import error_message
 
 HISTORIC_DIR = Path(__file__).parent / "historic" / "data"
 
@@ -40,6 +42,8 @@ class LoadedScenario:
     source: str
     base_dir: Path
     raw: dict
+    #: the overrides applied on top of the source, in order, as "key.path=value" strings
+    overrides: tuple[str, ...] = ()
 
     @property
     def hash(self) -> str:
@@ -58,12 +62,21 @@ class LoadedScenario:
         )
 
 
-def load(ref: str | Path | dict | Scenario | LoadedScenario, overrides: list[str] | None = None) -> LoadedScenario:
-    """Load and validate a scenario given by built-in name, TOML path, raw dict or model."""
+#: overrides: "key.path=value" strings (values parsed as TOML), or a mapping {"key.path": value}
+Overrides = Sequence[str] | Mapping[str, Any] | None
+
+
+def load(ref: str | Path | dict | Scenario | LoadedScenario, overrides: Overrides = None) -> LoadedScenario:
+    """Load and validate a scenario given by built-in name, TOML path, raw dict or model.
+
+    `overrides` are "key.path=value" strings (as `--set`) or a dict {"key.path": value}
+    (e.g. {"agents.borrowers.accounts": 500}); both are recorded in `LoadedScenario.overrides`."""
+    items = normalise_overrides(overrides)
+    before: tuple[str, ...] = ()
     if isinstance(ref, LoadedScenario):
-        if not overrides:
+        if not items:
             return ref
-        raw, source, base = copy.deepcopy(ref.raw), ref.source, ref.base_dir
+        raw, source, base, before = copy.deepcopy(ref.raw), ref.source, ref.base_dir, ref.overrides
     elif isinstance(ref, Scenario):
         raw, source, base = ref.model_dump(mode="json"), f"<{ref.run.name}>", Path.cwd()
     elif isinstance(ref, dict):
@@ -71,19 +84,56 @@ def load(ref: str | Path | dict | Scenario | LoadedScenario, overrides: list[str
     else:
         path = _locate(str(ref))
         source, base = str(path), path.parent
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(source, [f"malformed TOML: {exc}"]) from None
-    for item in overrides or []:
-        apply_override(raw, item, source)
+        raw = _read_toml(path, source)
+    for key, value in items:
+        set_key(raw, key, value, source)
+    bad = non_finite(raw)
+    if bad:
+        raise ScenarioError(
+            source,
+            [
+                f"{_named_path(loc, raw)}: {value!r} is not a finite number; allowed: finite numbers within the "
+                "key's bounds (see `defistress schema`)"
+                for loc, value in bad
+            ],
+        )
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError(source, [_format_error(e, raw) for e in exc.errors()]) from None
-    loaded = LoadedScenario(scenario, source, base, raw)
+    loaded = LoadedScenario(scenario, source, base, raw, before + tuple(_override_text(k, v) for k, v in items))
     _check_data_files(loaded)
     return loaded
+
+
+def _read_toml(path: Path, source: str) -> dict:
+    """The TOML document at `path`; a file that is unreadable, not UTF-8 or not TOML is a ScenarioError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            source,
+            [f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): scenario files are UTF-8 TOML"],
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(source, [f"malformed TOML: {exc}"]) from None
+
+
+def non_finite(node: Any, loc: tuple = ()) -> list[tuple[tuple, float]]:
+    """(key path, value) of every NaN or infinite number in a raw document."""
+    if isinstance(node, float):
+        return [] if math.isfinite(node) else [(loc, node)]
+    if isinstance(node, dict):
+        return [x for k, v in node.items() for x in non_finite(v, (*loc, k))]
+    if isinstance(node, (list, tuple)):
+        return [x for i, v in enumerate(node) for x in non_finite(v, (*loc, i))]
+    return []
 
 
 def _locate(ref: str) -> Path:
@@ -102,9 +152,7 @@ def _locate(ref: str) -> Path:
 
 def _check_data_files(loaded: LoadedScenario) -> None:
     s = loaded.scenario
-    files = []
-    if s.market.replay is not None:
-        files.append(("market.replay.file", s.market.replay.file))
+    files = [] if s.market.replay is None else s.market.replay.data_files()
     if s.gas.replay is not None:
         files.append(("gas.replay.file", s.gas.replay.file))
     for key, f in files:
@@ -115,15 +163,60 @@ def _check_data_files(loaded: LoadedScenario) -> None:
 
 
 # --- overrides -----------------------------------------------------------------------------------
+def normalise_overrides(overrides: Overrides) -> list[tuple[str, Any]]:
+    """(key path, value) pairs from "key=value" strings (TOML-typed values) or a {key: value} mapping."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        out = []
+        for k, v in overrides.items():
+            if not isinstance(k, str) or not k.strip():
+                raise ScenarioError("overrides", [f"override key {k!r}: expected a key path like 'run.duration'"])
+            out.append((k.strip(), v))
+        return out
+    if isinstance(overrides, str):
+        raise ScenarioError("overrides", [f"overrides {overrides!r}: give a list of 'key=value' strings or a dict"])
+    out = []
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ScenarioError("--set", [f"--set {item!r}: expected key.path=value"])
+        path, value_text = item.split("=", 1)
+        out.append((path.strip(), _parse_value(value_text.strip())))
+    return out
+
+
+def _override_text(key: str, value: Any) -> str:
+    """An override as the "key=value" text that reproduces it (value in TOML syntax where possible)."""
+    return f"{key}={_toml_value(value)}"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
+
+
 def apply_override(raw: dict, item: str, source: str = "--set") -> None:
     """Apply one `a.b.c=value` override in place; list items may be addressed by index or by id/symbol."""
     if "=" not in item:
         raise ScenarioError(source, [f"--set {item!r}: expected key.path=value"])
     path, value_text = item.split("=", 1)
+    set_key(raw, path, _parse_value(value_text.strip()), source)
+
+
+def set_key(raw: dict, path: str, value: Any, source: str = "--set") -> None:
+    """Set `value` at the dotted key `path` in place; list items may be addressed by index or by id/symbol."""
     keys = [k for k in path.strip().split(".") if k]
     if not keys:
-        raise ScenarioError(source, [f"--set {item!r}: empty key path"])
-    value = _parse_value(value_text.strip())
+        raise ScenarioError(source, [f"--set {path!r}: empty key path"])
     node: Any = raw
     for i, key in enumerate(keys[:-1]):
         node = _child(node, key, keys[: i + 1], source, create=True)
@@ -171,18 +264,9 @@ def _parse_value(text: str) -> Any:
 # --- error formatting ------------------------------------------------------------------------------
 def _format_error(err: Mapping[str, Any], raw: dict) -> str:
     loc = _named_path(err["loc"], raw)
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    ctx = err.get("ctx") or {}
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "literal_error" and "expected" in ctx:
-        msg = f"invalid value {err.get('input')!r}; allowed: {ctx['expected']}"
-    elif err["type"] == "union_tag_invalid":
-        msg = f"invalid kind {ctx.get('tag')!r}; allowed: {ctx.get('expected_tags')}"
-    elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], (dict, list)):
-        msg = f"{msg} (got {err['input']!r})"
+    msg = error_message(err)
+    if loc and (msg.startswith(loc + ".") or msg.startswith(loc + ":")):
+        return msg  # a cross-field check that already names its key under this table
     return f"{loc}: {msg}" if loc else msg
 
 
@@ -230,5 +314,26 @@ def _named_path(loc: tuple, raw: dict) -> str:
 
 
 def json_schema() -> dict:
-    """The JSON Schema of scenario files."""
-    return Scenario.model_json_schema()
+    """The JSON Schema of scenario files (strict JSON: a default of +inf, meaning "no ceiling", is left out)."""
+    return _finite_defaults(Scenario.model_json_schema())
+
+
+def _finite_defaults(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _finite_defaults(v)
+            for k, v in node.items()
+            if not (k == "default" and isinstance(v, float) and not math.isfinite(v))
+        }
+    if isinstance(node, list):
+        return [_finite_defaults(v) for v in node]
+    return node
+
+
+def schema_text() -> str:
+    """The JSON Schema as published: indented strict JSON with a final newline."""
+    return json.dumps(json_schema(), indent=2, allow_nan=False) + "\n"
+
+
+#: the published JSON Schema, regenerated with `defistress schema --out scenarios/schema.json --force`
+SCHEMA_FILE = Path(__file__).parent / "schema.json"

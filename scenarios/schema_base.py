@@ -1,16 +1,23 @@
 """What every part of the scenario schema shares: the strict base model, nested-parameter validation that
-names its key path, and per-account distributions."""
+names its key path, per-account distributions, and the JSON Schema of embedded parameter tables."""
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
+
+from defistress.scenarios.units import MAX_VALUE, PARAMS_CONFIG, Float
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused, frozen, and no NaN or infinity in any float field."""
+
+    model_config = PARAMS_CONFIG
 
 
 def _validated(model_cls, data: dict, where: str):
@@ -22,23 +29,108 @@ def _validated(model_cls, data: dict, where: str):
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ValueError(
-            f"{where}.{loc}: {first['msg']}"
-            + (f" (got {first.get('input')!r})" if not isinstance(first.get("input"), dict) else "")
-        ) from None
+        msg = error_message(first)
+        if not loc and msg.split(":", 1)[0] in model_cls.model_fields:  # a model check naming its field first
+            raise ValueError(f"{where}.{msg}") from None
+        raise ValueError(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}") from None
+
+
+_BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def error_message(err: Any) -> str:
+    """One pydantic error as a sentence that says what is allowed (the caller adds the key path)."""
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    ctx = err.get("ctx") or {}
+    kind, has_input = err["type"], "input" in err
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "literal_error" and "expected" in ctx:
+        return f"invalid value {value!r}; allowed: {ctx['expected']}"
+    if kind == "union_tag_invalid":
+        return f"invalid kind {ctx.get('tag')!r}; allowed: {ctx.get('expected_tags')}"
+    if kind in _BOUND_WORDS and has_input:
+        (bound,) = (ctx[k] for k in ("gt", "ge", "lt", "le") if k in ctx)
+        return (
+            f"{value!r} is out of range; allowed: {_BOUND_WORDS[kind]} {bound:g} "
+            "(see `defistress schema` for the key's unit and bounds)"
+        )
+    if kind in ("float_type", "int_type", "bool_type", "string_type", "finite_number") and has_input:
+        return f"{_type_message(kind, value)} (got {value!r})"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} does not match the pattern {ctx.get('pattern')}"
+    if has_input and kind not in ("missing", "value_error", "assertion_error") and not isinstance(value, (dict, list)):
+        return f"{msg} (got {value!r})"
+    return msg
+
+
+def _type_message(kind: str, value: Any) -> str:
+    """What a strict type expects, naming the common mistake (a boolean for a number, a float for a count)."""
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "float_type":
+        return "must be a number, not a boolean" if isinstance(value, bool) else "must be a number"
+    if kind == "int_type":
+        if isinstance(value, bool):
+            return "must be a whole number, not a boolean"
+        return "must be a whole number (no decimal point)" if isinstance(value, float) else "must be a whole number"
+    if kind == "bool_type":
+        return "must be true or false"
+    return "must be a string"
+
+
+class ParamsOf:
+    """Annotation of a free `params` table: validated later by a protocol's or agent's parameter model, and
+    published in the JSON Schema as that model's schema (so every key has its description and bounds).
+
+    `models` are "module:Class" names (several: any of them, by the spec's kind); `partial=True` drops
+    `required` (the table overrides a preset, or the spec supplies some fields itself)."""
+
+    def __init__(self, *models: str, partial: bool = False):
+        self.models, self.partial = models, partial
+
+    def __get_pydantic_json_schema__(self, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        out = []
+        for name in self.models:
+            module, cls = name.split(":")
+            model = getattr(importlib.import_module(module), cls)
+            ref = handler(model.__pydantic_core_schema__)
+            if self.partial:
+                target = handler.resolve_ref_schema(ref)
+                ref = {k: v for k, v in target.items() if k != "required"}
+            out.append(ref)
+        return out[0] if len(out) == 1 else {"anyOf": out}
 
 
 class Distribution(Strict):
-    """A random draw per account: lognormal (median, sigma) or uniform (low, high), clipped to [min, max]."""
+    """A random draw per account: lognormal (median, sigma) or uniform (low, high) or a constant, clipped to
+    [min, max]. Its unit is the unit of the field it sets (USD for sizes, a ratio for health factors)."""
 
-    distribution: Literal["lognormal", "uniform", "constant"] = "lognormal"
-    median: float | None = Field(None, gt=0)
-    sigma: float = Field(0.5, ge=0, le=10)
-    low: float | None = None
-    high: float | None = None
-    value: float | None = None
-    min: float | None = None
-    max: float | None = None
+    distribution: Literal["lognormal", "uniform", "constant"] = Field(
+        "lognormal", description="shape of the draw: lognormal (median, sigma), uniform (low, high) or constant (value)"
+    )
+    median: Float | None = Field(
+        None, gt=0, le=MAX_VALUE, description="median of a lognormal draw, in the field's unit"
+    )
+    sigma: Float = Field(0.5, ge=0, le=10, description="standard deviation of the log of a lognormal draw (unitless)")
+    low: Float | None = Field(
+        None, ge=-MAX_VALUE, le=MAX_VALUE, description="lower end of a uniform draw, in the field's unit"
+    )
+    high: Float | None = Field(
+        None, ge=-MAX_VALUE, le=MAX_VALUE, description="upper end of a uniform draw, in the field's unit"
+    )
+    value: Float | None = Field(
+        None, ge=-MAX_VALUE, le=MAX_VALUE, description="the value of a constant draw, in the field's unit"
+    )
+    min: Float | None = Field(
+        None, ge=-MAX_VALUE, le=MAX_VALUE, description="draws below this are raised to it, in the field's unit"
+    )
+    max: Float | None = Field(
+        None, ge=-MAX_VALUE, le=MAX_VALUE, description="draws above this are lowered to it, in the field's unit"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -52,7 +144,20 @@ class Distribution(Strict):
             raise ValueError("distribution: 'max' must be >= 'min'")
         return self
 
+    def lowest(self) -> float:
+        """The smallest value a draw can take (lognormal draws approach 0 without a `min`)."""
+        natural = {"lognormal": 0.0, "uniform": self.low, "constant": self.value}[self.distribution]
+        assert natural is not None  # `_check` guarantees the chosen distribution's parameters
+        return float(natural if self.min is None else max(natural, self.min))
+
+    def highest(self) -> float:
+        """The largest value a draw can take (a lognormal without `max` is capped at MAX_VALUE)."""
+        natural = {"lognormal": MAX_VALUE, "uniform": self.high, "constant": self.value}[self.distribution]
+        assert natural is not None  # `_check` guarantees the chosen distribution's parameters
+        return float(natural if self.max is None else min(natural, self.max))
+
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """`n` draws, clipped to [min, max] and to +-MAX_VALUE (a lognormal tail must not overflow)."""
         # `_check` guarantees the parameters of the chosen distribution are set
         if self.distribution == "lognormal":
             assert self.median is not None
@@ -63,6 +168,6 @@ class Distribution(Strict):
         else:
             assert self.value is not None
             x = np.full(n, float(self.value))
-        lo = -np.inf if self.min is None else self.min
-        hi = np.inf if self.max is None else self.max
+        lo = -MAX_VALUE if self.min is None else self.min
+        hi = MAX_VALUE if self.max is None else self.max
         return np.clip(x, lo, hi)

@@ -30,7 +30,8 @@ def test_validate_ok_prints_a_one_line_summary():
 
 
 def test_validate_checks_overrides_too():
-    result = runner.invoke(app, ["validate", "eth-crash", "--set", 'run.duration="1h"'])
+    at_30m = sum([["--set", f"shocks.{i}.at=30m"] for i in range(3)], [])
+    result = runner.invoke(app, ["validate", "eth-crash", "--set", 'run.duration="1h"', *at_30m])
     assert result.exit_code == 0 and "300 blocks" in result.stdout
 
 
@@ -40,8 +41,8 @@ def test_validate_error_exits_1_and_lists_every_error_with_its_key_path(tmp_path
     )
     assert result.exit_code == 1
     assert "2 error(s)" in result.stderr
-    assert "- run.block_seconds: Input should be greater than 0 (got -1)" in result.stderr
-    assert "- protocols.lend.assets.ETH.ltv: Input should be less than 1 (got 1.5)" in result.stderr
+    assert "- run.block_seconds: -1 is out of range; allowed: > 0" in result.stderr
+    assert "- protocols.lend.assets.ETH.ltv: 1.5 is out of range; allowed: < 1" in result.stderr
     assert result.stdout == ""
 
 

@@ -9,6 +9,7 @@ from scipy import stats
 
 from defistress.scenarios.loader import HISTORIC_DIR, load
 from defistress.sim.engine.market import SECONDS_PER_YEAR, Market
+from defistress.sim.engine.replay import load_replay
 
 BLOCK_S = 12.0
 BLOCKS_PER_HOUR = 300
@@ -22,7 +23,8 @@ def market(assets: list[dict], duration: str, shocks: list[dict] | None = None, 
         "shocks": shocks or [],
     }
     loaded = load(raw)
-    return Market(loaded.scenario, np.random.default_rng(seed), loaded.resolve_data)
+    data = load_replay(loaded.scenario, loaded.resolve_data)
+    return Market(loaded.scenario, np.random.default_rng(seed), data, np.random.default_rng(seed + 1))
 
 
 def log_returns(m: Market, symbol: str) -> np.ndarray:
@@ -180,7 +182,8 @@ def test_replay_hold_steps_at_candle_boundaries_without_inventing_prices():
     assert np.all(p[2 * BLOCKS_PER_HOUR : 3 * BLOCKS_PER_HOUR] == 185.03)
     changes = np.flatnonzero(np.diff(p)) + 1
     assert np.all(changes % BLOCKS_PER_HOUR == 0)  # moves only at candle boundaries
-    assert m.replay_info is not None and m.replay_info.fill == "hold" and m.replay_info.candle_seconds == 3600.0
+    info = m.replay_data.manifest()
+    assert info["fill"] == "hold" and info["series"][0]["interval_s"] == 3600.0
 
 
 def test_replay_linear_fill_interpolates_between_observations():

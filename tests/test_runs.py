@@ -162,12 +162,14 @@ def test_manifest_of_a_replay_names_scenario_hash_seed_version_and_data_hashes(r
     assert set(man["data_sha256"]) == files
     for f in files:
         assert man["data_sha256"][f] == hashlib.sha256((HISTORIC_DIR / f).read_bytes()).hexdigest()
-    assert man["replay"]["fill"] == "hold" and man["replay"]["candle_seconds"] == 600.0
+    assert man["replay"]["fill"] == "hold" and man["replay"]["series"][0]["interval_s"] == 600.0
+    assert man["gas"]["path"] == "replayed" and man["gas"]["interval_s"] == 600.0
     assert man["blocks"] == 900 and man["block_seconds"] == 12.0
 
 
 def test_manifest_without_data_has_no_data_hashes(calm):
     assert calm[0].manifest["data_sha256"] == {} and calm[0].manifest["replay"] is None
+    assert calm[0].manifest["gas"]["path"] == "modelled"
 
 
 # --- the run folder -----------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from defistress.scenarios.loader import ScenarioError, json_schema, load
+from defistress.scenarios.loader import ScenarioError, load, schema_text
 from defistress.scenarios.registry import describe_builtins
-from defistress.sim.engine.replay import DataFileError
+from defistress.sim.engine.replay import DataFileError, check_data
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Agent-based stress tests of DeFi margin protocols.")
 console = Console(stderr=False)
@@ -109,6 +108,7 @@ def validate(
     """Check a scenario file and list every error with its key path and the allowed values."""
     try:
         loaded = load(file, set_)
+        check_data(loaded)  # the replay's files: columns, gaps, window (as `run` reads them)
     except ScenarioError as exc:
         err.print(f"[bold red]{exc.source}: {len(exc.errors)} error(s)[/]")
         for e in exc.errors:
@@ -135,11 +135,11 @@ def list_() -> None:
 @app.command()
 def schema(out: Path | None = typer.Option(None, help="write to a file instead of stdout")):
     """Print the JSON Schema of scenario files."""
-    text = json.dumps(json_schema(), indent=2)
+    text = schema_text()
     if out:
         out.write_text(text)
     else:
-        print(text)
+        print(text, end="")
 
 
 def _mount_subcommands() -> None:

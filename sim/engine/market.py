@@ -9,38 +9,33 @@ which decays with a half-life, so a cascade of liquidation selling can feed on i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import pandas as pd
 
 from defistress.scenarios.schema import Scenario
-from defistress.sim.engine import replay
+from defistress.sim.engine.replay import ReplayData
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
-
-
-@dataclass
-class ReplayInfo:
-    """What a replay read: file, first candle, how intra-candle blocks were filled."""
-
-    file: str
-    start: str
-    candle_seconds: float
-    fill: str
 
 
 class Market:
     """Reference prices per block: `exogenous[block, asset]` times the current impact factor."""
 
-    def __init__(self, scenario: Scenario, rng: np.random.Generator, resolve_data=None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        rng: np.random.Generator,
+        replay_data: ReplayData | None = None,
+        bridge_rng: np.random.Generator | None = None,
+    ):
+        """`replay_data`: the scenario's replayed series, read and checked (sim.engine.replay.load_replay);
+        `bridge_rng`: the stream of the intrabar bridge (market.replay.fill = "bridge")."""
         self.spec = scenario.market
         self.symbols = [a.symbol for a in self.spec.assets]
         self.index = {s: i for i, s in enumerate(self.symbols)}
         self.block_seconds = scenario.run.block_seconds
         self.n_blocks = scenario.n_blocks
-        self.replay_info: ReplayInfo | None = None
-        self.exogenous = self._exogenous_path(scenario, rng, resolve_data)
+        self.replay_data = replay_data
+        self.exogenous = self._exogenous_path(scenario, rng, bridge_rng)
         self.flow_usd = np.zeros(len(self.symbols))  # decaying cumulative net USD sold (buys negative)
         self.impact = np.zeros(len(self.symbols))  # log impact per asset
         self.pending_usd = np.zeros(len(self.symbols))  # net USD sold this block (buys negative)
@@ -79,7 +74,7 @@ class Market:
         return dict(zip(self.symbols, self.prices.tolist()))
 
     # --- the exogenous path ------------------------------------------------------------------------
-    def _exogenous_path(self, scenario: Scenario, rng: np.random.Generator, resolve_data) -> np.ndarray:
+    def _exogenous_path(self, scenario: Scenario, rng: np.random.Generator, bridge_rng) -> np.ndarray:
         n, dt_s = self.n_blocks, self.block_seconds
         dt = dt_s / SECONDS_PER_YEAR
         assets = self.spec.assets
@@ -141,8 +136,8 @@ class Market:
         base = np.array([a.initial_price for a in assets])
         prices = base * np.exp(logp)
 
-        if self.spec.replay is not None:
-            prices = self._apply_replay(prices, scenario, resolve_data)
+        if self.replay_data is not None and self.replay_data.series:
+            prices = self._apply_replay(prices, bridge_rng)
 
         # scheduled jumps and drifts (also on top of a replayed path)
         adj = np.zeros_like(prices)
@@ -161,45 +156,20 @@ class Market:
                 adj[:, i] += np.log1p(s.drift_to) * steps / win_len
         return prices * np.exp(adj)
 
-    def _apply_replay(self, prices: np.ndarray, scenario: Scenario, resolve_data) -> np.ndarray:
-        spec = self.spec.replay
-        assert spec is not None  # called only for a replayed market
-        path = resolve_data(spec.file)
-        frames = []
-        for sym, series in spec.symbols.items():
-            if spec.format == "coinapi_10min":
-                df = replay.read_coinapi(path, series)
-            else:
-                df = replay.read_ohlc_long(path)
-                df = df[df["symbol"] == series]
-                if df.empty:
-                    raise replay.DataFileError(f"{path}: no rows for symbol {series!r} (market.replay.symbols.{sym})")
-            frames.append((sym, df.sort_values("timestamp_utc").reset_index(drop=True)))
-        start = (
-            pd.Timestamp(spec.start, tz="UTC") if spec.start else min(df["timestamp_utc"].iloc[0] for _, df in frames)
-        )
-        candle = None
-        for sym, df in frames:
-            df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
-            if df.empty:
-                raise replay.DataFileError(f"{path}: no {sym} candles at or after market.replay.start={spec.start}")
-            candle = replay.candle_seconds_of(df["timestamp_utc"], path)
-            path_prices = replay.step_series(
-                df["timestamp_utc"],
-                df["open"].to_numpy(),
-                df["close"].to_numpy(),
-                candle,
-                start,
-                self.n_blocks,
-                self.block_seconds,
-                spec.fill,
-            )
+    def _apply_replay(self, prices: np.ndarray, bridge_rng) -> np.ndarray:
+        """Replace replayed assets' paths by their data: USD series first, then series quoted in another asset
+        (e.g. stETH/ETH x ETH/USD), each scaled to the asset's `price` when one is given (returns replayed)."""
+        data = self.replay_data
+        assert data is not None  # called only for a replayed market
+        order = sorted(data.series, key=lambda a: a in data.quotes)  # quoted series after their quotes
+        for sym in order:
+            path = data.asset_path(sym, bridge_rng)
+            if sym in data.quotes:
+                path = path * prices[:, self.index[data.quotes[sym]]]
             asset = self.spec.asset(sym)
             if asset.price is not None:  # a replayed asset with its own price: the replay's returns from that price
-                path_prices = path_prices * (asset.price / path_prices[0])
-            prices[:, self.index[sym]] = path_prices
-        assert candle is not None  # frames is never empty (min() above would have raised)
-        self.replay_info = ReplayInfo(str(spec.file), start.isoformat(), float(candle), spec.fill)
+                path = path * (asset.price / path[0])
+            prices[:, self.index[sym]] = path
         return prices
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import mesa
 import numpy as np
-import pandas as pd
 
 from defistress.agents.tx import BlockView
 from defistress.protocols.base import Clock, Env
@@ -23,7 +22,7 @@ from defistress.sim.engine.blocks import build_block
 from defistress.sim.engine.gas import GasMarket
 from defistress.sim.engine.market import External, Market
 from defistress.sim.engine.metrics import Recorder
-from defistress.sim.engine.replay import read_gas
+from defistress.sim.engine.replay import load_replay
 
 
 class StressModel(mesa.Model):
@@ -41,9 +40,14 @@ class StressModel(mesa.Model):
         self.graph = network.build_graph(s)
         self.hooks: dict[str, list[Callable]] = {"block_end": [], "liquidation": [], "run_end": []}
 
-        self.market = Market(s, self.stream("market"), loaded.resolve_data)
+        #: every replayed input, read and checked before anything is built (raises DataFileError)
+        self.replay = load_replay(s, loaded.resolve_data)
+        #: unix time of block 0 (the replay's start; 0 for a simulated market)
+        self.epoch = self.replay.epoch
+        self.market = Market(s, self.stream("market"), self.replay, self.stream("replay-bridge"))
         self.external = External(self.market, self.env.ledger, s.market.external_fee)
-        self.gas = GasMarket(s.gas, self.n_blocks, s.run.block_seconds, s.shocks, self._gas_replay())
+        gas_path = None if self.replay.gas is None else self.replay.gas.gwei
+        self.gas = GasMarket(s.gas, self.n_blocks, s.run.block_seconds, s.shocks, gas_path)
         stables = [a.symbol for a in s.market.assets if a.is_stable]
         self.quote_asset = stables[0] if stables else s.market.assets[0].symbol
 
@@ -68,6 +72,15 @@ class StressModel(mesa.Model):
             self.hooks["block_end"].append(
                 lambda m: m.env.ledger.check_conservation() if m.env.clock.block % every == 0 else None
             )
+
+    def data_manifest(self) -> dict:
+        """What the run read and how: data hashes, the replay (series, feeds, fill, bridge), the gas path."""
+        gas = (
+            self.replay.gas.info
+            if self.replay.gas is not None
+            else {"path": "modelled", "model": "EIP-1559 base fee from agents' and background gas (sim/engine/gas.py)"}
+        )
+        return {"data_sha256": self.replay.data_sha256(), "replay": self.replay.manifest(), "gas": gas}
 
     # --- randomness ---------------------------------------------------------------------------------
     def stream(self, name: str) -> np.random.Generator:
@@ -157,16 +170,3 @@ class StressModel(mesa.Model):
                 progress(self.env.clock.block, self.n_blocks)
         for h in self.hooks["run_end"]:
             h(self)
-
-    def _gas_replay(self) -> np.ndarray | None:
-        """Base fee per block (gwei) from a gas-price series: each bucket's value holds over its bucket."""
-        spec = self.scenario.gas.replay
-        if spec is None:
-            return None
-        df = read_gas(self.loaded.resolve_data(spec.file), spec.column)
-        start = pd.Timestamp(spec.start, tz="UTC") if spec.start else df["timestamp_utc"].iloc[0]
-        df = df[df["timestamp_utc"] >= start].reset_index(drop=True)
-        values = df["value"].to_numpy() * (1e-9 if spec.unit == "wei" else 1.0) * spec.scale
-        t = (df["timestamp_utc"] - start).dt.total_seconds().to_numpy()
-        block_t = np.arange(self.n_blocks) * self.scenario.run.block_seconds
-        return values[np.clip(np.searchsorted(t, block_t, side="right") - 1, 0, len(values) - 1)]

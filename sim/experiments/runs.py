@@ -58,10 +58,6 @@ def _sha256(path: Path) -> str:
 def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
     """Everything needed to reproduce the run: scenario hash, seed, code version, data hashes."""
     s = loaded.scenario
-    data = {}
-    for f in ([s.market.replay.file] if s.market.replay else []) + ([s.gas.replay.file] if s.gas.replay else []):
-        data[f] = _sha256(loaded.resolve_data(f))
-    info = model.market.replay_info
     return {
         "scenario": s.run.name,
         "description": s.run.description,
@@ -71,10 +67,9 @@ def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
         "package_version": package_version(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "data_sha256": data,
         "block_seconds": s.run.block_seconds,
         "blocks": model.n_blocks,
-        "replay": None if info is None else info.__dict__,
+        **model.data_manifest(),  # data_sha256, replay (series, feeds, fill), gas (replayed or modelled)
     }
 
 
