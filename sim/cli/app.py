@@ -146,11 +146,12 @@ def _mount_subcommands() -> None:
     """Sub-commands that live in their own modules register themselves here."""
     from defistress.sim.cli import compare as compare_cli
     from defistress.sim.cli import graph as graph_cli
+    from defistress.sim.cli import replay as replay_cli
     from defistress.sim.cli import sweep as sweep_cli
     from defistress.sim.cli.margin import margin_app
 
     app.add_typer(margin_app, name="margin", help="Compare margin models and backtest them.")
-    for mod in (sweep_cli, graph_cli, compare_cli):
+    for mod in (sweep_cli, graph_cli, compare_cli, replay_cli):
         mod.register(app)
 
 

@@ -63,14 +63,25 @@ def flat_metrics(metrics: dict) -> dict:
     for k, v in (metrics.get("contagion") or {}).items():
         if isinstance(v, (int, float)):
             out[f"contagion_{k}"] = v
+    if "scorecard_metrics" in metrics:  # the scorecard vocabulary under its flat keys (sim.analysis.scorecard)
+        from defistress.sim.analysis.scorecard import flat_scorecard
+
+        out.update({f"sc:{k}": v for k, v in flat_scorecard(metrics["scorecard_metrics"]).items()})
     return out
+
+
+def point_overrides(point: dict) -> list[str]:
+    """A point's {key: value} as `--set` strings, values in TOML syntax (strings quoted, booleans lower-case)."""
+    from defistress.scenarios.loader import _toml_value
+
+    return [f"{k}={_toml_value(v)}" for k, v in point.items()]
 
 
 def one_run(scenario_ref, base_overrides: list[str], params: dict, seed: int, key: str) -> dict:
     """Run one point of the sweep (in a worker); returns the JSON row."""
     from defistress.sim.experiments.runs import run_scenario
 
-    overrides = list(base_overrides) + [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in params.items()]
+    overrides = list(base_overrides) + point_overrides(params)
     r = run_scenario(scenario_ref, seed, overrides)
     row = flat_metrics(r.metrics)
     row.update({f"param:{k}": v for k, v in params.items()})
@@ -111,18 +122,22 @@ def sweep(
     workers: int = 1,
     backend: str = "process",
     on_done: Callable[[int, int], None] | None = None,
+    points: list[dict] | None = None,
 ) -> pd.DataFrame:
-    """Run every (grid point, seed), appending results; returns the results table of all runs in `out`."""
+    """Run every (grid point, seed), appending results; returns the results table of all runs in `out`.
+
+    `points` replaces the grid's cartesian product by a list of points (a design, e.g. a Latin hypercube)."""
     overrides = list(overrides or [])
+    pts = grid_points(grid) if points is None else list(points)
     loaded = load(scenario_ref, overrides)  # validate the base once, before any worker starts
-    for point in grid_points(grid):  # and every grid point, so a typo fails fast
-        load(loaded, [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in point.items()])
+    for point in pts:  # and every grid point, so a typo fails fast
+        load(loaded, point_overrides(point))
     ref = loaded.source if Path(loaded.source).is_file() else scenario_ref
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / RESULTS
     have = done_keys(results)
-    todo = [(p, s, run_key(loaded.hash, p, s)) for p in grid_points(grid) for s in seeds]
+    todo = [(p, s, run_key(loaded.hash, p, s)) for p in pts for s in seeds]
     todo = [t for t in todo if t[2] not in have]
     total, done = len(todo), 0
     if backend not in ("process", "dask", "inline"):
@@ -155,7 +170,7 @@ def sweep(
                 done += 1
                 if on_done:
                     on_done(done, total)
-    return finalize(out, list(grid))
+    return finalize(out, list(grid) if points is None else sorted({k for p in pts for k in p}))
 
 
 def finalize(out: Path, grid_keys: list[str]) -> pd.DataFrame:
