@@ -107,7 +107,7 @@ class UncertainInput(Strict):
         """The numeric axis of sensitivity analysis: the value (log for a log scale), or the index in `values`."""
         if self.values is not None:
             return float(self.values.index(value))
-        v = float(value)  # type: ignore[arg-type]
+        v = float(value)
         return math.log(v) if self.scale == "log" else v
 
 

@@ -37,7 +37,9 @@ def _num(v) -> str:
 
 
 def _verdict(v) -> str:
-    return {True: "[green]inside[/]", False: "[red]outside[/]"}.get(v if v is None else bool(v), "n/a")
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return "[green]inside[/]" if bool(v) else "[red]outside[/]"
 
 
 def register(app: typer.Typer) -> None:

@@ -95,8 +95,8 @@ def optimise(
         kwargs["storage"] = JournalStorage(JournalFileBackend(str(storage)))
         kwargs["load_if_exists"] = True
     study = optuna.create_study(direction="minimize", sampler=sampler, study_name=study_name, **kwargs)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # cut by a kill: proposed again below
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # cut by a kill: proposed again below
     done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     while done < trials:
         asked = [study.ask() for _ in range(min(batch, trials - done))]
@@ -106,6 +106,7 @@ def optimise(
         done += len(asked)
     frame = study.trials_dataframe(attrs=("number", "value", "params", "state"))
     best = study.best_trial
+    assert best.value is not None  # a completed trial has its value
     return {u.name: best.params[u.name] for u in inputs}, float(best.value), frame
 
 
@@ -298,5 +299,5 @@ def clip_to(u: UncertainInput, value: Value) -> Value:
         return u.values[0]
     assert u.range is not None
     lo, hi = u.range
-    v = float(min(max(float(value), lo), hi))  # type: ignore[arg-type]
+    v = float(min(max(float(value), lo), hi))
     return int(round(v)) if u.integer else v

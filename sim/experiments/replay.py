@@ -243,7 +243,7 @@ def _sample_index(design: Design, runs: pd.DataFrame) -> np.ndarray:
     if not design.inputs:
         return np.zeros(len(runs), dtype=int)
     keys = sorted(design.point(0))
-    index = {}
+    index: dict[str, int] = {}
     for i in range(design.samples):
         index.setdefault(_point_id(design.point(i), keys), i)
     out = np.empty(len(runs), dtype=int)
