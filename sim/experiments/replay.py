@@ -143,7 +143,8 @@ def replay(
         "design": "scipy.stats.qmc.LatinHypercube (scrambled)",
         "design_seed": design_seed,
         "quantiles": list(quantiles),
-        "sensitivity": "SALib RBD-FAST first-order indices on seed-averaged outcomes",
+        "sensitivity": "SALib RBD-FAST first-order indices (S1, with 95% bootstrap half-widths S1conf) on "
+        "seed-averaged outcomes",
         "inputs": [u.model_dump(mode="json") for u in inputs],
         "assumed": list(loaded.scenario.run.assumed),
         "runs": int(len(runs)),
@@ -222,8 +223,9 @@ def score_table(
         row["seed_share"] = seed_share(sample_of, y)
         if names:
             ymean = pd.Series(y).groupby(sample_of).mean().reindex(range(design.samples)).to_numpy()
-            s1 = sensitivity(coords, ymean, names, seed=design.seed)
-            row.update({f"S1:{n}": v for n, v in s1.items()})
+            s1 = sensitivity(coords, ymean, names, seed=design.seed, with_conf=True)
+            row.update({f"S1:{n}": s1[n] for n in names})
+            row.update({f"S1conf:{n}": s1[f"{n}:conf"] for n in names})
         rows.append(row)
     table = pd.DataFrame(rows)
     for c in ("published", "published_low", "published_high", "inside", "source", "note"):
