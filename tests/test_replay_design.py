@@ -86,6 +86,7 @@ def test_seed_share_is_the_within_sample_part_of_the_variance():
     y = np.array([-1.0, 1.0, 9.0, 11.0])
     assert seed_share(samples, y) == pytest.approx(1.0 / 26.0)
     assert seed_share(samples, np.ones(4)) is None  # no variance
+    assert seed_share(np.array([0, 1, 2]), np.array([1.0, 2.0, 4.0])) is None  # one run per sample
 
 
 def test_sensitivity_recovers_the_ishigami_first_order_indices():

@@ -73,8 +73,8 @@ def seed_share(samples: np.ndarray, y: np.ndarray) -> float | None:
     ok = np.isfinite(y)
     samples, y = samples[ok], y[ok]
     total = float(np.var(y))
-    if len(y) < 2 or total <= 0:
-        return None
+    if len(y) < 2 or total <= 0 or pd.Series(samples).value_counts().max() < 2:
+        return None  # no variance, or one run per sample: the seed's part cannot be told apart
     within = pd.Series(y).groupby(samples).transform(lambda g: g - g.mean()).to_numpy()
     return float(np.mean(within**2) / total)
 
