@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench lint typecheck docs check-install readme-figures
+.PHONY: demo test install clean bench lint typecheck docs check-install readme-figures mutation
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,13 @@ readme-figures: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# Mutation testing of the crash-deciding modules (slow, niced, one worker; not part of `make test`).
+# `make mutation GROUPS="perps cdp"` runs some groups of tests/mutation/modules.toml; the report goes to
+# tests/mutation/report.md.
+mutation: $(STAMP)
+	test -x $(BIN)/mutmut || $(BIN)/pip install --quiet -e ".[mutation]"
+	$(BIN)/python tests/mutation/run.py $(GROUPS)
 
 clean:
 	rm -rf $(VENV) runs build .cache *.egg-info

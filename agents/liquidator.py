@@ -10,20 +10,31 @@ liquidator got there first the call reverts and the gas is lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import mesa
 import numpy as np
 
+from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
 
 
 class Liquidator(mesa.Agent):
     def __init__(
-        self, model: mesa.Model, holder: str, spec, markets: list, pools: list, liquidation_gas: int, eth_price
+        self,
+        model: mesa.Model,
+        holder: str,
+        spec,
+        markets: list,
+        pools: list,
+        liquidation_gas: int,
+        eth_price,
+        funding: Funding = CAPITAL,
     ):
         super().__init__(model)
         self.holder = holder
+        self.funding = funding  # own capital, flash loans or both (agents.funding)
         self.spec = spec
         self.markets = markets
         self.pools = pools
@@ -87,25 +98,30 @@ class Liquidator(mesa.Agent):
     def _plan(self, m, a, coll_usd, debt_usd, view, ledger, committed):
         coll = m.assets[int(coll_usd.argmax())]
         debt = m.assets[int(debt_usd.argmax())]
-        available = ledger.balance(self.holder, debt) - committed.get(debt, 0.0)
+        available = self.funding.available(ledger, self.holder, debt, committed.get(debt, 0.0))
         if available <= 0:
             return None
         pv = m.preview(a, coll, debt, min(available, np.inf))
         if pv.debt_to_repay <= 0 or pv.debt_to_repay > available * (1 + 1e-12):
             return None
+        flash = self.funding.flash_amount(ledger, self.holder, debt, pv.debt_to_repay, committed.get(debt, 0.0))
         ref = view.reference
         proceeds_usd = self._sale_value(coll, debt, pv.collateral_seized, ref, view)
-        cost_usd = pv.debt_to_repay * ref.get(debt, 1.0)
+        cost_usd = (pv.debt_to_repay + self.funding.fee(flash)) * ref.get(debt, 1.0)
         eth_usd = self.eth_price()
         base_gas_usd = self.gas * view.base_fee_gwei * GWEI * eth_usd
         gross = proceeds_usd - cost_usd - base_gas_usd
         if gross <= self.spec.min_profit_usd:
             return None
         tip = min(self.spec.max_priority_fee_gwei, self.spec.profit_share_to_gas * gross / (self.gas * GWEI * eth_usd))
-        committed[debt] = committed.get(debt, 0.0) + pv.debt_to_repay
+        committed[debt] = committed.get(debt, 0.0) + pv.debt_to_repay - flash
+        action: Callable[[], object] = partial(self._execute, m, a, coll, debt, pv.debt_to_repay, view)
+        if flash > 0:  # borrow, liquidate, sell, repay: one transaction (agents.funding)
+            quote = partial(self._quote, m, a, coll, debt, pv.debt_to_repay, view)
+            action = partial(self.funding.execute, ledger, self.holder, debt, flash, action, quote)
         return Tx(
             self.holder,
-            partial(self._execute, m, a, coll, debt, pv.debt_to_repay, view),
+            action,
             self.gas,
             tip,
             f"liquidate:{m.id}",
@@ -121,6 +137,18 @@ class Liquidator(mesa.Agent):
             return pool.quote(coll, amount) * ref.get(debt, 1.0)
         fee = getattr(view.external, "fee", 0.0)
         return amount * ref.get(coll, 0.0) * (1.0 - fee)
+
+    def _quote(self, m, account: int, coll: str, debt: str, amount: float, view: BlockView) -> tuple[float, float]:
+        """(debt tokens the liquidation pays, debt tokens the sale of its seizure returns) at execution prices."""
+        pv = m.preview(account, coll, debt, amount)
+        if coll == debt:
+            return pv.debt_to_repay, pv.collateral_seized
+        pool = self._pool_for(coll, debt)
+        if pool is not None:
+            return pv.debt_to_repay, pool.quote(coll, pv.collateral_seized)
+        ref = view.reference
+        fee = getattr(view.external, "fee", 0.0)
+        return pv.debt_to_repay, pv.collateral_seized * ref.get(coll, 0.0) / ref.get(debt, 1.0) * (1.0 - fee)
 
     def _execute(self, m, account: int, coll: str, debt: str, amount: float, view: BlockView) -> None:
         ev = m.liquidate(account, coll, debt, amount, self.holder)

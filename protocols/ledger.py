@@ -49,21 +49,23 @@ class Ledger:
 
     def burn(self, token: str, frm: str, amount: float, reason: str) -> None:
         """Destroy `amount` of `token` from `frm` (EIP-1559 base fee, CDP repayment, external outflow)."""
-        amount = _checked_amount(amount, token)
-        self._debit(token, frm, amount)
+        amount = self._debit(token, frm, _checked_amount(amount, token))
         self.burned[token] += amount
         self.burn_reasons[(token, reason)] += amount
 
     def transfer(self, token: str, frm: str, to: str, amount: float) -> None:
-        """Move `amount` of `token` from `frm` to `to`; raises InsufficientBalance and changes nothing if short."""
+        """Move `amount` of `token` from `frm` to `to`; raises InsufficientBalance and changes nothing if short.
+        Within rounding dust of the sender's balance, the balance itself moves: the receiver is credited
+        exactly what the sender is debited, so a transfer never creates or destroys a token."""
         amount = _checked_amount(amount, token)
         if amount == 0.0 or frm == to:
             return
-        self._debit(token, frm, amount)
-        self.balances[token][to] += amount
+        moved = self._debit(token, frm, amount)
+        self.balances[token][to] += moved
         self.n_transfers += 1
 
-    def _debit(self, token: str, frm: str, amount: float) -> None:
+    def _debit(self, token: str, frm: str, amount: float) -> float:
+        """Take `amount` from `frm`, or its whole balance when short by rounding dust only; returns what was taken."""
         book = self.balances[token]
         have = book.get(frm, 0.0)
         if have < amount:
@@ -71,6 +73,7 @@ class Ledger:
                 raise InsufficientBalance(f"{frm} holds {have:.12g} {token}, cannot send {amount:.12g}")
             amount = have  # rounding dust: clear the balance exactly
         book[frm] = have - amount
+        return amount
 
     def total(self, token: str) -> float:
         """Sum of all holders' balances of `token`."""

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from defistress.scenarios.registry import builtin_names, builtin_path
 from defistress.scenarios.schema import Scenario
 from defistress.scenarios.schema_base import error_message
+from defistress.scenarios.schema_compound import UNION_TAGS
 
 HISTORIC_DIR = Path(__file__).parent / "historic" / "data"
 
@@ -325,6 +326,7 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "llamma_arbitrageur",
             "llamma_liquidator",
             "peg_keeper_caller",
+            *UNION_TAGS,
         ):
             continue  # discriminated-union tag inserted by pydantic
         else:

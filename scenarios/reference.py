@@ -198,14 +198,15 @@ class _Walker:
             base = path.removesuffix("[]")
             for alt in resolved.get("oneOf") or resolved.get("anyOf") or []:
                 sub, alt_name = self.resolve(alt)
-                if "properties" not in sub or alt_name is None:
+                if "properties" not in sub:
                     continue
                 kind = sub["properties"].get("kind", {})
-                label = kind.get("const") or kind.get("default") or alt_name
-                if alt_name in self.seen_defs:
-                    parent.see[f"{key}[kind={label}]"] = self.seen_defs[alt_name]
+                tag = kind.get("const") or kind.get("default")
+                label = f"kind={tag}" if tag else (alt_name or sub.get("title", "table"))
+                if alt_name is not None and alt_name in self.seen_defs:
+                    parent.see[f"{key}[{label}]"] = self.seen_defs[alt_name]
                 else:
-                    self.table(sub, f"{base}[kind={label}]", alt_name)
+                    self.table(sub, f"{base}[{label}]", alt_name)
 
 
 def _num(v: Any) -> str:

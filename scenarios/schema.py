@@ -17,6 +17,17 @@ import numpy as np
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from defistress.scenarios.schema_base import Distribution, ParamsOf, Strict, _validated
+from defistress.scenarios.schema_compound import (
+    BORROWABLE,
+    AbsorberSpec,
+    AnchoredOracleSpec,
+    CollateralBuyerSpec,
+    CometSpec,
+    CompoundV2Spec,
+    FundingFields,
+    check_links,
+    oracle_tag,
+)
 from defistress.scenarios.schema_curve import (
     LlammaArbitrageurSpec,
     LlammaLiquidatorSpec,
@@ -311,6 +322,12 @@ class OracleSpec(Strict):
     failure: OracleFailure | None = Field(None, description="a failure from a time on (none: works throughout)")
 
 
+#: an oracle list item: push / delayed / fixed, or Compound's anchored view (schema_compound)
+OracleItem = Annotated[
+    Annotated[OracleSpec, Tag("feed")] | Annotated[AnchoredOracleSpec, Tag("anchored")], Discriminator(oracle_tag)
+]
+
+
 class VenueSpec(Strict):
     """A constant-product AMM pool (Uniswap v2) that liquidators and arbitrageurs trade in."""
 
@@ -521,7 +538,8 @@ class PerpsSpec(Strict):
 # --- agents ----------------------------------------------------------------------------------------
 
 ProtocolSpec = Annotated[
-    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec, Field(discriminator="kind")
+    LendingSpec | CdpSpec | PerpsSpec | OptionsSpec | LlammaSpec | PegKeeperSpec | CompoundV2Spec | CometSpec,
+    Field(discriminator="kind"),
 ]
 
 _PRIORITY_GWEI = "tip per gas unit, gwei"
@@ -583,7 +601,7 @@ class BorrowersSpec(Strict):
         return self
 
 
-class LiquidatorSpec(Strict):
+class LiquidatorSpec(FundingFields):
     """Liquidation bots of lending markets and perp DEXes (competition and costs: modelling assumptions)."""
 
     kind: Literal["liquidator"] = Field("liquidator", description="liquidation bots")
@@ -725,7 +743,9 @@ AgentSpec = Annotated[
     | MultiVenueSpec
     | LlammaArbitrageurSpec
     | LlammaLiquidatorSpec
-    | PegKeeperCallerSpec,
+    | PegKeeperCallerSpec
+    | AbsorberSpec
+    | CollateralBuyerSpec,
     Field(discriminator="kind"),
 ]
 
@@ -770,8 +790,12 @@ class Scenario(Strict):
     run: RunSpec = Field(description="name, clock and seed")
     market: MarketSpec = Field(description="reference prices")
     shocks: list[ShockSpec] = Field(default_factory=list, description="scheduled shocks, inside the run")
-    oracles: list[OracleSpec] = Field(default_factory=list, description="price feeds protocols read")
-    venues: list[AnyVenueSpec] = Field(default_factory=list, description="AMM pools and stableswap pools")
+    oracles: list[OracleItem] = Field(
+        default_factory=list, description="price feeds protocols read (push, delayed, fixed or anchored)"
+    )
+    venues: list[AnyVenueSpec] = Field(
+        default_factory=list, description="AMM pools: constant-product (default) or Curve stableswap"
+    )
     protocols: list[ProtocolSpec] = Field(
         default_factory=list, description="lending markets, CDPs, perp DEXes and options venues"
     )
@@ -808,7 +832,7 @@ class Scenario(Strict):
                 raise ValueError(f"oracles.{o.id}.asset: unknown asset {o.asset!r}; allowed: {assets}")
             if o.source != "reference" and o.source.split(":", 1)[1] not in venues:
                 raise ValueError(f"oracles.{o.id}.source: unknown venue in {o.source!r}; allowed: {sorted(venues)}")
-            if o.kind == "fixed" and o.price is None:
+            if isinstance(o, OracleSpec) and o.kind == "fixed" and o.price is None:
                 raise ValueError(f"oracles.{o.id}: kind 'fixed' needs 'price'")
         for p in self.protocols:
             for asset, oid in p.oracles.items():
@@ -841,8 +865,8 @@ class Scenario(Strict):
         for a in self.agents:
             if isinstance(a, BorrowersSpec):
                 lend = protocols.get(a.protocol)
-                if not isinstance(lend, LendingSpec):
-                    lends = sorted(q.id for q in self.protocols if isinstance(q, LendingSpec))
+                if not isinstance(lend, (LendingSpec, *BORROWABLE)):
+                    lends = sorted(q.id for q in self.protocols if isinstance(q, (LendingSpec, *BORROWABLE)))
                     raise ValueError(
                         f"agents.{a.id}.protocol: {a.protocol!r} is not a lending market; allowed: {lends}"
                     )
@@ -881,6 +905,7 @@ class Scenario(Strict):
                 for vid in a.venues:
                     if vid not in venues:
                         raise ValueError(f"agents.{a.id}.venues: unknown venue {vid!r}; allowed: {sorted(venues)}")
+        check_links(self)  # compound-v2, comet, anchored oracles, absorbers (schema_compound)
         return self
 
     @property
@@ -944,7 +969,8 @@ def _inside_run(s: Scenario) -> None:
         if sh.at > end:
             raise ValueError(f"shocks.{i}.at: {sh.at:g} s is after the end of the run (run.duration = {end:g} s)")
     for o in s.oracles:
-        if o.failure is not None and o.failure.at > end:
+        failure = getattr(o, "failure", None)  # anchored oracles have no failure mode
+        if failure is not None and failure.at > end:
             raise ValueError(
-                f"oracles.{o.id}.failure.at: {o.failure.at:g} s is after the end of the run (run.duration = {end:g} s)"
+                f"oracles.{o.id}.failure.at: {failure.at:g} s is after the end of the run (run.duration = {end:g} s)"
             )

@@ -10,13 +10,13 @@ used by a peg keeper) are checked here where the table alone can tell, and by th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from defistress.scenarios.books import book_names, book_path, book_symbol
 from defistress.scenarios.schema_base import Strict
-from defistress.scenarios.units import Seconds
+from defistress.scenarios.units import MAX_TOKENS, Seconds
 
 
 class StrictCurve(Strict):
@@ -34,11 +34,13 @@ class StableSwapSpec(StrictCurve):
     token units, or taken from a crvUSD book's pool with the same coins (`book`)."""
 
     id: str = Field(min_length=1, description="venue id (also its ledger holder)")
-    kind: Literal["stableswap"] = "stableswap"
+    kind: Literal["stableswap"] = Field("stableswap", description="a Curve StableSwap pool (protocols/stableswap.py)")
     coins: list[str] = Field(min_length=2, max_length=8, description="market assets in pool order (coin 0 first)")
     A: float | None = Field(None, ge=1, le=1e6, description="amplification A·n^(n−1) (Stableswap.vy _A / A_PRECISION)")
     fee: float | None = Field(None, ge=0, le=0.05, description="swap fee, fraction of the output (0.0001 = 1 bp)")
-    balances: list[float] | None = Field(None, description="initial balances, token units, in coin order (each > 0)")
+    balances: list[Annotated[float, Field(gt=0, le=MAX_TOKENS)]] | None = Field(
+        None, description="initial balances, token units, in coin order (each > 0)"
+    )
     book: str | None = Field(None, description="crvUSD book whose pool of the same coins gives balances, A, fee")
     ma_exp_time: Seconds = Field(866.0, gt=0, le=30 * 86400, description="EMA time of the pool's price oracle, s")
 
@@ -71,7 +73,7 @@ class LlammaSpec(StrictCurve):
     of the file (protocols/crvusd_book.py); the optional fields override the book's values."""
 
     id: str = Field(min_length=1, description="protocol id")
-    kind: Literal["llamma"] = "llamma"
+    kind: Literal["llamma"] = Field("llamma", description="a crvUSD market: LLAMMA + controller from a real book")
     book: str = Field(min_length=1, description="bundled book name (e.g. 'crvusd-weth') or a .json file path")
     collateral: str = Field(
         min_length=1, description="market asset standing for the book's collateral (default: the book's symbol)"
@@ -144,12 +146,14 @@ class PegKeeperSpec(StrictCurve):
     come from a book's keeper of the pool with the same coins, or are given."""
 
     id: str = Field(min_length=1, description="protocol id (the keeper's ledger holder)")
-    kind: Literal["peg_keeper"] = "peg_keeper"
+    kind: Literal["peg_keeper"] = Field("peg_keeper", description="a crvUSD peg keeper on a stableswap venue")
     pool: str = Field(min_length=1, description="stableswap venue id the keeper provides to / withdraws from")
     stablecoin: str = Field("crvUSD", min_length=1, description="the pegged stablecoin (a coin of the pool)")
     book: str | None = Field(None, description="crvUSD book whose keeper of this pool gives debt and ceiling")
-    debt: float | None = Field(None, ge=0, description="stablecoin the keeper has put in the pool, token units")
-    ceiling: float | None = Field(None, ge=0, description="the keeper's debt ceiling, stablecoin units")
+    debt: float | None = Field(
+        None, ge=0, le=MAX_TOKENS, description="stablecoin the keeper has put in the pool, token units"
+    )
+    ceiling: float | None = Field(None, ge=0, le=MAX_TOKENS, description="the keeper's debt ceiling, stablecoin units")
     caller_share: float = Field(0.2, ge=0, le=1, description="share of the keeper's profit paid to the caller")
     oracles: dict[str, str] = Field(default_factory=dict, description="none: the keeper reads aggregated pools")
 
@@ -180,8 +184,10 @@ class PegKeeperSpec(StrictCurve):
 class LlammaArbitrageurSpec(StrictCurve):
     """Trades LLAMMA against the outside market (agents/llamma_arbitrageur.py): moves collateral through bands."""
 
-    kind: Literal["llamma_arbitrageur"] = "llamma_arbitrageur"
-    id: str = Field("llamma-arbitrageur", min_length=1)
+    kind: Literal["llamma_arbitrageur"] = Field(
+        "llamma_arbitrageur", description="trades LLAMMA against the outside market"
+    )
+    id: str = Field("llamma-arbitrageur", min_length=1, description="agent id (its ledger holder)")
     shared_with: list[str] = Field(default_factory=list, description="llamma protocol ids (default: all)")
     capital_usd: float = Field(gt=0, le=1e12, description="inventory, USD, half stablecoin and half collateral")
     min_profit_usd: float = Field(5.0, ge=0, le=1e9, description="smallest profit after gas worth a trade, USD")
@@ -193,8 +199,10 @@ class LlammaArbitrageurSpec(StrictCurve):
 class LlammaLiquidatorSpec(StrictCurve):
     """Hard-liquidates crvUSD loans below zero health when profitable (agents/llamma_liquidator.py)."""
 
-    kind: Literal["llamma_liquidator"] = "llamma_liquidator"
-    id: str = Field("llamma-liquidator", min_length=1)
+    kind: Literal["llamma_liquidator"] = Field(
+        "llamma_liquidator", description="hard-liquidates crvUSD loans below zero health"
+    )
+    id: str = Field("llamma-liquidator", min_length=1, description="agent id (its ledger holder)")
     shared_with: list[str] = Field(default_factory=list, description="llamma protocol ids (default: all)")
     capital_usd: float = Field(gt=0, le=1e12, description="stablecoin capital, USD")
     min_profit_usd: float = Field(20.0, ge=0, le=1e9, description="smallest profit after gas worth a liquidation")
@@ -207,8 +215,10 @@ class LlammaLiquidatorSpec(StrictCurve):
 class PegKeeperCallerSpec(StrictCurve):
     """Calls peg keepers' update whenever they can act (agents/peg_keeper_caller.py)."""
 
-    kind: Literal["peg_keeper_caller"] = "peg_keeper_caller"
-    id: str = Field("peg-keeper-caller", min_length=1)
+    kind: Literal["peg_keeper_caller"] = Field(
+        "peg_keeper_caller", description="calls peg keepers' update when they can act"
+    )
+    id: str = Field("peg-keeper-caller", min_length=1, description="agent id (its ledger holder)")
     shared_with: list[str] = Field(default_factory=list, description="peg_keeper protocol ids (default: all)")
     gas_budget_eth: float = Field(10.0, gt=0, le=1e6, description="ETH held for gas")
     priority_fee_gwei: float = Field(1.0, ge=0, le=1e5, description="tip per gas, gwei")

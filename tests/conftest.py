@@ -1,7 +1,12 @@
 """Shared test guard: every ledger a test registers with `track_env` must conserve each token
-(minted − burned) when the test ends."""
+(minted − burned) when the test ends. Also the hypothesis profile of mutation runs (tests/mutation)."""
 
 import pytest
+from hypothesis import Phase, settings
+
+# `--hypothesis-profile=mutation`: a failing example is reported as found, not shrunk (shrinking only makes the
+# report smaller and costs seconds per killed mutant), and no example database carries over between mutants
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.generate], database=None, deadline=None)
 
 _TRACKED: list = []
 

@@ -9,6 +9,7 @@ Every module's imports are read with `ast` (including imports inside functions a
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +30,8 @@ TOPS = ("protocols", "agents", "sim", "scenarios")
 SIM_ROOMS = ("engine", "experiments", "analysis", "report", "cli")
 #: third-party packages protocols.margin may use (house rules); the standard library is always allowed
 MARGIN_THIRD_PARTY = {"numpy", "scipy", "pandas"}
+#: a string that names one of our modules (e.g. in a tuple of modules a registry imports with importlib)
+MODULE_STRING = re.compile(r"defistress(\.[a-z_][a-z0-9_]*)+")
 
 
 def module_name(path: Path) -> str:
@@ -46,6 +49,7 @@ def modules(folder: str) -> list[Path]:
 def imports_of(path: Path, source: str | None = None) -> list[tuple[int, str]]:
     """(line, absolute dotted name) of everything the module at `path` imports (its file, or `source`)."""
     tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
+    docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
     me = module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     out = []
@@ -72,6 +76,13 @@ def imports_of(path: Path, source: str | None = None) -> list[tuple[int, str]]:
             )
         ):
             out.append((node.lineno, node.args[0].value))
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and MODULE_STRING.fullmatch(node.value)
+        ):
+            out.append((node.lineno, node.value))  # a module named in data, imported dynamically (a registry)
     return out
 
 

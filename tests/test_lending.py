@@ -110,6 +110,45 @@ def test_close_factor_v30_is_half_above_hf_095_and_full_at_or_below(eth_price, h
     assert m.max_debt_to_cover(a, "USDC") == pytest.approx(max_repay)
 
 
+@pytest.mark.parametrize("rule", ["aave-v3.0", "aave-v3.3"])
+def test_close_factor_at_exactly_hf_095_allows_the_full_debt(rule):
+    # 10 ETH, 12,900 USDC debt. At ETH 1,425: weighted collateral 14,250·0.86 = 12,255 and HF = 12,255/12,900
+    # = 0.95 exactly (in float too). Aave: 50% only when HF > 0.95, so at 0.95 the whole 12,900 may be repaid
+    # (v3.3: collateral 14,250 and debt 12,900 are both >= $2,000, so only the HF decides)
+    m, oracles = make_market(rule)
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 12_900.0})
+    oracles["ETH"].price = 1_425.0
+    assert m.health()[a] == 0.95
+    assert m.max_debt_to_cover(a, "USDC") == 12_900.0
+    assert m.preview(a, "ETH", "USDC", 1e9).debt_to_repay == 12_900.0
+    # one cent of ETH price higher: HF = 14,250.1·0.86/12,900 = 0.9500067 > 0.95 -> 50% = 6,450
+    oracles["ETH"].price = 1_425.01
+    assert m.health()[a] > 0.95
+    assert m.max_debt_to_cover(a, "USDC") == pytest.approx(6_450.0)
+
+
+def test_close_factor_v33_threshold_is_inclusive_at_2000_usd_of_debt_and_of_collateral():
+    # debt exactly $2,000: 2.3 ETH at 1,000 -> HF = 2,300·0.86/2,000 = 0.989 > 0.95, collateral 2,300 >= 2,000,
+    # reserve debt 2,000 >= 2,000 -> 50% of the total debt = 1,000 (below 2,000 it would be 100%)
+    m, oracles = make_market("aave-v3.3")
+    a = open_account(m, {"ETH": 2.3}, {"USDC": 2_000.0})
+    oracles["ETH"].price = 1_000.0
+    assert m.health()[a] == pytest.approx(0.989)
+    assert m.max_debt_to_cover(a, "USDC") == pytest.approx(1_000.0)
+    # collateral reserve exactly $2,000: 2 ETH at 1,000 beside 1 BTC at 60,000; debt 30,000 USDC.
+    # HF = (2,000·0.86 + 60,000·0.82)/30,000 = 50,920/30,000 = 1.697; at BTC 35,000: (1,720 + 28,700)/30,000
+    # = 1.014; at BTC 34,000: (1,720 + 27,880)/30,000 = 0.98667 in (0.95, 1)
+    m, oracles = make_market("aave-v3.3")
+    a = open_account(m, {"ETH": 2.0, "BTC": 1.0}, {"USDC": 30_000.0})
+    oracles["ETH"].price, oracles["BTC"].price = 1_000.0, 34_000.0
+    assert m.health()[a] == pytest.approx(29_600 / 30_000)
+    # seizing ETH: the ETH reserve holds 2,000 USD >= 2,000 -> 50% of 30,000 = 15,000
+    assert m.max_debt_to_cover(a, "USDC", "ETH") == pytest.approx(15_000.0)
+    # one dollar less of ETH collateral (ETH at 999.5: 1,999 USD < 2,000) -> 100% = 30,000
+    oracles["ETH"].price = 999.5
+    assert m.max_debt_to_cover(a, "USDC", "ETH") == pytest.approx(30_000.0)
+
+
 def test_close_factor_v30_is_per_reserve_and_v33_is_half_of_total_debt():
     # 10 ETH; debt 9,000 USDC + 3,000 DAI = 12,000 USD. At ETH 1,350: HF = 13,500·0.86/12,000 = 0.9675 > 0.95
     results = {}
@@ -172,6 +211,44 @@ def test_v33_partial_liquidation_must_not_leave_dust():
     assert m.debt()[a].sum() == 0.0
     assert m.collateral()[a, m.idx["ETH"]] == pytest.approx(2.0 - 2_625 / 1_350)
     m.env.ledger.check_conservation()
+
+
+def test_v33_dust_rule_refuses_when_only_the_debt_left_is_under_1000_usd():
+    # 10 ETH, 12,900 USDC; ETH 1,425: HF = 0.95 exactly -> 100% may be repaid. Repaying 12,000 seizes
+    # 12,000·1.05/1,425 = 8.842105 ETH (12,600 USD): 900 USD of debt would remain (< 1,000) beside
+    # 14,250 − 12,600 = 1,650 USD of collateral (>= 1,000). One leftover under $1,000 is enough to refuse.
+    m, oracles = make_market("aave-v3.3")
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 12_900.0})
+    oracles["ETH"].price = 1_425.0
+    before = state(m)
+    with pytest.raises(Revert, match="MustNotLeaveDust"):
+        m.liquidate(a, "ETH", "USDC", 12_000.0, LIQ)
+    assert_same_state(before, state(m))
+    # repaying 11,900 leaves exactly 1,000 USD of debt (not under 1,000) and 14,250 − 12,495 = 1,755 of
+    # collateral: allowed
+    ev = m.liquidate(a, "ETH", "USDC", 11_900.0, LIQ)
+    assert ev.debt_repaid == 11_900.0
+    assert m.debt()[a, m.idx["USDC"]] == pytest.approx(1_000.0)
+    assert m.collateral()[a, m.idx["ETH"]] * 1_425.0 == pytest.approx(1_755.0)
+    m.env.ledger.check_conservation()
+
+
+def test_v33_dust_rule_refuses_when_only_the_collateral_left_is_under_1000_usd():
+    # 10 ETH, 12,900 USDC; ETH 1,300: HF = 13,000·0.86/12,900 = 0.866667 -> 100%. Repaying 11,500 seizes
+    # 11,500·1.05 = 12,075 USD of ETH: 925 USD of collateral would remain (< 1,000) beside 1,400 USD of debt.
+    m, oracles = make_market("aave-v3.3")
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 12_900.0})
+    oracles["ETH"].price = 1_300.0
+    before = state(m)
+    with pytest.raises(Revert, match="MustNotLeaveDust"):
+        m.liquidate(a, "ETH", "USDC", 11_500.0, LIQ)
+    assert_same_state(before, state(m))
+    # v3.0 has no such rule: the same call goes through and leaves 1,400 USDC of debt
+    m, oracles = make_market("aave-v3.0")
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 12_900.0})
+    oracles["ETH"].price = 1_300.0
+    assert m.liquidate(a, "ETH", "USDC", 11_500.0, LIQ).debt_repaid == 11_500.0
+    assert m.debt()[a, m.idx["USDC"]] == pytest.approx(1_400.0)
 
 
 def test_v30_has_no_dust_rule():

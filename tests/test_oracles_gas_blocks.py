@@ -237,3 +237,113 @@ def test_revert_inside_a_protocol_call_is_caught_as_a_revert():
     assert stats.reverted == 1
     assert np.isclose(env.ledger.balance("keeper", "ETH"), 10.0 - 300_000 * 10 * GWEI)
     assert env.events[-1].reason == "HEALTH_FACTOR_NOT_BELOW_THRESHOLD"
+
+
+# --- boundaries of gas and block building (exact values; see tests/mutation) ------------------------------
+def test_base_fee_has_a_floor_and_a_replayed_series_overrides_the_update():
+    g = GasMarket(GasSpec(block_gas_limit=30_000_000, base_fee_gwei=1e-9), n_blocks=3, block_seconds=12.0)
+    g.after_block(0)  # 1e-9 · (1 − 1/8) would go below the 1e-9 gwei floor
+    assert g.base_fee_gwei == 1e-9
+    replay = np.array([50.0, 70.0, 90.0])
+    g = GasMarket(GasSpec(), n_blocks=3, block_seconds=12.0, replay_gwei=replay)
+    assert g.base_fee_gwei == 50.0  # the first replayed value from the start
+    g.set_block(1)
+    g.after_block(30_000_000)  # a full block: no EIP-1559 update while replaying
+    assert g.base_fee_gwei == 70.0
+    g.set_block(7)  # past the end of the series: its last value
+    assert g.base_fee_gwei == 90.0
+    g = GasMarket(GasSpec(base_fee_gwei=20.0), n_blocks=3, block_seconds=12.0)
+    g.set_block(1)  # without a replay, set_block leaves the fee alone
+    assert g.base_fee_gwei == 20.0
+
+
+def test_shock_window_includes_its_start_and_excludes_its_end_and_later_blocks_use_the_last():
+    spec = GasSpec(block_gas_limit=1_000_000, base_fee_gwei=20.0, background_demand=1.0)
+    shocks = [ShockSpec(at=24.0, until=48.0, gas_demand_multiplier=3.0)]
+    g = GasMarket(spec, n_blocks=4, block_seconds=12.0, shocks=shocks)
+    # blocks at 0, 12, 24, 36 s: the window [24, 48) holds blocks 2 and 3
+    assert [g.background_gas(b) for b in range(4)] == [1e6, 1e6, 3e6, 3e6]
+    assert g.background_gas(10) == 3e6  # beyond the run: the last block's multiplier
+    two = [
+        ShockSpec(at=0.0, until=24.0, gas_demand_multiplier=2.0),
+        ShockSpec(at=12.0, until=36.0, gas_demand_multiplier=5.0),
+    ]
+    g = GasMarket(spec, n_blocks=4, block_seconds=12.0, shocks=two)
+    assert [g.background_gas(b) for b in range(4)] == [2e6, 10e6, 5e6, 1e6]  # overlapping windows multiply
+    assert g.background_gas(4) == g.background_gas(100) == 1e6  # after the last block: the last block's
+
+
+def test_a_transaction_of_exactly_the_gas_left_fits_and_exactly_enough_eth_pays():
+    # gas: 400k + 600k = the 1M limit exactly; the second sender holds exactly 600,000 · (10 + 2) gwei
+    env = funded_env("a")
+    env.ledger.mint("ETH", "b", 600_000 * 12 * GWEI, "genesis_gas")
+    ran = []
+    txs = [Tx("a", lambda: ran.append("a"), 400_000, 3.0, "a"), Tx("b", lambda: ran.append("b"), 600_000, 2.0, "b")]
+    stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=0.0, background_tip_gwei=0.0)
+    assert ran == ["a", "b"] and stats.included == 2 and stats.dropped == 0
+    assert stats.gas_used == 1_000_000 and stats.agent_gas == 1_000_000
+    # tips 400,000·3 + 600,000·2 gwei = 2.4e-3 ETH to the builder; base fees 1e6 · 10 gwei = 0.01 ETH burned
+    assert stats.tips_eth == pytest.approx(2.4e-3, rel=1e-12)
+    assert stats.base_fee_burned_eth == pytest.approx(0.01, rel=1e-12)
+    assert env.ledger.balance(BUILDER, "ETH") == pytest.approx(2.4e-3, rel=1e-12)
+    assert env.ledger.burned["ETH"] == pytest.approx(0.01, rel=1e-12)
+    assert env.ledger.burn_reasons[("ETH", "eip1559_base_fee")] == pytest.approx(0.01, rel=1e-12)
+    assert env.ledger.balance("b", "ETH") == pytest.approx(0.0, abs=1e-18)
+    env.ledger.check_conservation()
+
+
+def test_a_tip_equal_to_the_background_tip_goes_before_the_background_users():
+    env = funded_env("a", "b")
+    ran = []
+    txs = [Tx("a", lambda: ran.append("a"), 300_000, 1.5, "a"), Tx("b", lambda: ran.append("b"), 300_000, 1.0, "b")]
+    stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=800_000, background_tip_gwei=1.5)
+    # a ties with the background tip and goes first (300k); the background takes the 700k left; b does not fit
+    # (had the background gone first, its 800k would have left a no room)
+    assert ran == ["a"] and stats.background_gas == 700_000 and stats.dropped == 1
+    assert stats.gas_used == 1_000_000 and stats.agent_gas == 300_000
+
+
+def test_background_gas_fills_the_block_when_no_agent_bids_below_it():
+    env = funded_env("a")
+    stats = build_block([], env, 10.0, gas_limit=1_000_000, background_gas=1_500_000, background_tip_gwei=1.5)
+    assert stats.background_gas == 1_000_000 and stats.gas_used == 1_000_000 and stats.included == 0
+    txs = [Tx("a", lambda: None, 100_000, 5.0, "a")]  # only a higher tip: the background comes after it
+    stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=400_000, background_tip_gwei=1.5)
+    assert stats.background_gas == 400_000 and stats.gas_used == 500_000 and stats.agent_gas == 100_000
+
+
+def test_reverts_and_ledger_refusals_are_recorded_with_the_gas_paid():
+    env = funded_env("k")
+
+    def short():
+        env.ledger.transfer("USDC", "k", "x", 1.0)  # k holds no USDC: InsufficientBalance
+
+    txs = [Tx("k", short, 100_000, 1.0, "pay"), Tx("k", lambda: None, 50_000, 0.5, "ok")]
+    stats = build_block(txs, env, 10.0, 30_000_000, 0.0, 0.0)
+    assert stats.included == 2 and stats.reverted == 1 and stats.dropped == 0
+    (rev,) = [e for e in env.events if isinstance(e, Reverted)]
+    assert (rev.block, rev.source, rev.sender, rev.action) == (env.clock.block, "k", "k", "pay")
+    assert "k holds 0" in rev.reason and rev.gas_paid_eth == pytest.approx(100_000 * 11 * GWEI, rel=1e-12)
+    assert env.ledger.balance("k", "ETH") == pytest.approx(10.0 - (100_000 * 11 + 50_000 * 10.5) * GWEI, rel=1e-12)
+
+
+def test_drops_and_reverts_are_counted_one_by_one():
+    env = funded_env("a", "b", "c", "d", "e")
+    boom = "x" * 300
+
+    def fail():
+        raise Revert(boom)
+
+    txs = [
+        Tx("a", fail, 100_000, 9.0, "a"),
+        Tx("b", fail, 100_000, 8.0, "b"),
+        Tx("c", lambda: None, 900_000, 7.0, "c"),  # over the 800k left: dropped
+        Tx("d", lambda: None, 850_000, 6.0, "d"),  # dropped too
+        Tx("e", fail, 100_000, 5.0, "e", private=True),  # would revert: not included
+        Tx("e", lambda: None, 100_000, 4.0, "e2", private=True),  # a later private one still goes in
+    ]
+    stats = build_block(txs, env, 10.0, gas_limit=1_000_000, background_gas=0.0, background_tip_gwei=0.0)
+    assert (stats.included, stats.reverted, stats.dropped) == (3, 2, 3)
+    assert stats.agent_gas == 300_000
+    reasons = [e.reason for e in env.events if isinstance(e, Reverted)]
+    assert reasons == ["x" * 200, "x" * 200]  # the reason is cut to 200 characters

@@ -239,6 +239,41 @@ def test_readme_regime_table_is_what_seed_1_produces_under_both_regimes():
     assert f"ends with {usd(pm['by_venue']['lend']['unbacked_end_usd'])} of debt above its collateral" in flat
 
 
+def test_readme_compound_tables_are_what_seed_1_produces():
+    text = section("Compound v2 and v3, and flash-loan liquidators")
+    flat = " ".join(text.split())
+    m = figures("compound-dai-oracle-2020")
+    p = m["protocols"]["compound"]
+    card = {row["metric"]: row for row in m["scorecard"]}
+    assert {r["published"] for r in card.values()} == {89e6, 85.2e6, 6.8e6}
+    for label, value in (
+        ("debt liquidated on Compound", usd(p["liquidation_volume_usd"])),
+        ("DAI liquidated", f"{p['end_liquidated_DAI'] / 1e6:.1f}M DAI"),
+        ("incentive paid by borrowers", usd(m["liquidator_value_leakage_usd"])),
+        ("largest oracle error (DAI stored above its market price)", f"{100 * m['max_oracle_error']:.1f}%"),
+    ):
+        assert f"| {label} | {value} |" in text, (label, value)
+    assert f"That is {p['liquidations']:,} liquidations of {p['end_accounts_liquidated']:,.0f} accounts" in flat
+    assert p["bad_debt_usd"] == 0.0 and f"the simulated liquidators keep {usd(m['liquidator_pnl_usd'])}" in flat
+    c = figures("comet-eth-crash")
+    q = c["protocols"]["comet"]
+    rows = {
+        "accounts absorbed / debt absorbed": f"{q['liquidations']:,} / {usd(q['liquidation_volume_usd'])}",
+        "base reserves: start / lowest / end": (
+            f"{usd(load('comet-eth-crash').scenario.protocols[0].reserves_usd)} / "
+            f"{signed_usd(q['end_reserves_low_usd'])} / {usd(q['end_reserves_usd'])}"
+        ),
+        "absorbed collateral on the books at its peak": usd(q["end_collateral_reserves_peak_usd"]),
+        "collateral sold / discount given to buyers": (
+            f"{usd(q['end_collateral_sold_base'])} / {usd(q['end_collateral_discount_usd'])}"
+        ),
+        "bad debt": f"{usd(q['bad_debt_usd'])} ({q['bad_debt_pct']:.2f}% of debt)",
+    }
+    for label, value in rows.items():
+        assert f"| {label} | {value} |" in text, (label, value)
+    assert f"ETH −{100 * c['exogenous_drawdown']:.0f}% at its lowest" in flat
+
+
 # --- the replay figures (benchmarks/results/replay-*/: defistress replay's scorecard.csv and replay.json) ----------
 def replay_table_rows(folder: Path) -> list[str]:
     """The README's rows for one replay: figure, published (range), band and verdict, as the README writes them."""

@@ -109,42 +109,79 @@ def test_report_modules_do_not_import_pyplot():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-# --- plot functions ------------------------------------------------------------------------------
-def _drew_lines(ax):
-    return len(ax.lines) > 0
+# --- plot functions: each draws the run's own numbers -------------------------------------------------
+def _hours(ts: pd.DataFrame) -> np.ndarray:
+    return ts["time_s"].to_numpy(dtype=float) / 3600.0
 
 
-def _drew_bars(ax):
-    return len(ax.patches) > 0
+def _line(ax: Axes, label: str):
+    (line,) = [ln for ln in ax.lines if ln.get_label() == label]
+    return line
 
 
-def _drew_graph(ax):
-    return len(ax.collections) > 0 and len(ax.patches) > 0  # nodes are collections, arrows are patches
+def test_price_paths_draw_the_exogenous_reference_oracle_and_pool_prices(result):
+    ts, ax = result.timeseries, Figure().add_subplot()
+    assert plots.plot_price_paths(result, ax=ax) is ax
+    for label, col in (
+        ("exogenous", "exog_ETH_usd"),
+        ("reference", "ref_ETH_usd"),
+        ("oracle chainlink-eth", "oracle_chainlink-eth_usd"),
+        ("pool uni-eth-usdc", "pool_uni-eth-usdc_price"),
+    ):
+        line = _line(ax, label)
+        np.testing.assert_array_equal(line.get_xdata(), _hours(ts))
+        np.testing.assert_array_equal(line.get_ydata(), ts[col].to_numpy())
 
 
-@pytest.mark.parametrize(
-    "fn, drew",
-    [
-        (plots.plot_price_paths, _drew_lines),
-        (plots.plot_liquidations, _drew_bars),
-        (plots.plot_health, _drew_lines),
-        (plots.plot_bad_debt, _drew_lines),
-        (plots.plot_gas, _drew_lines),
-        (plots.plot_liquidator_pnl, _drew_lines),
-        (plots.plot_network, _drew_graph),
-    ],
-    ids=lambda v: getattr(v, "__name__", ""),
-)
-def test_plot_functions_draw_on_the_given_axes_and_return_it(result, fn, drew):
+def test_liquidation_bars_are_the_liquidations_per_block_and_the_line_the_debt_repaid(result):
+    ts, ax = result.timeseries, Figure().add_subplot()
+    assert plots.plot_liquidations(result, ax=ax) is ax
+    n = ts["lend_liquidations"].to_numpy(dtype=float)
+    hit = n > 0
+    assert hit.sum() > 10  # the crash liquidates in many blocks
+    np.testing.assert_array_equal([p.get_height() for p in ax.patches], n[hit])
+    np.testing.assert_allclose([p.get_x() for p in ax.patches], _hours(ts)[hit])
+    (twin,) = [a for a in ax.figure.axes if a is not ax]
+    np.testing.assert_allclose(twin.lines[0].get_ydata(), np.cumsum(ts["lend_liquidation_volume_usd"]))
+
+
+def test_bad_debt_plot_steps_through_the_bad_debt_and_labels_its_end_value(result):
+    ts, ax = result.timeseries, Figure().add_subplot()
+    assert plots.plot_bad_debt(result, ax=ax) is ax
+    (line,) = ax.lines
+    y = ts["lend_bad_debt_usd"].to_numpy(dtype=float)
+    np.testing.assert_array_equal(line.get_ydata(), y)
+    pct = 100 * y[-1] / ts["lend_debt_usd"].iloc[0]
+    assert line.get_label() == f"lend: {plots.format_usd(y[-1])}, {pct:.2f}% of initial debt"
+
+
+def test_gas_plot_draws_the_base_fee_and_the_gas_used_in_mgas(result):
+    ts, ax = result.timeseries, Figure().add_subplot()
+    assert plots.plot_gas(result, ax=ax) is ax
+    np.testing.assert_array_equal(_line(ax, "base fee (left)").get_ydata(), ts["base_fee_gwei"].to_numpy())
+    (twin,) = [a for a in ax.figure.axes if a is not ax]
+    used = {ln.get_label(): ln.get_ydata() for ln in twin.lines}
+    np.testing.assert_allclose(used["gas used per block (right)"], ts["gas_used"] / 1e6)
+    np.testing.assert_allclose(used["of which agents (right)"], ts["agent_gas"] / 1e6)
+
+
+def test_liquidator_pnl_plot_draws_the_pnl_column(result):
+    ts, ax = result.timeseries, Figure().add_subplot()
+    assert plots.plot_liquidator_pnl(result, ax=ax) is ax
+    np.testing.assert_array_equal(_line(ax, "liquidator PnL").get_ydata(), ts["liquidator_pnl_usd"].to_numpy())
+
+
+def test_network_plot_draws_one_marker_per_node_and_one_arrow_per_edge(result):
     ax = Figure().add_subplot()
-    assert not drew(ax)
-    assert fn(result, ax=ax) is ax
-    assert drew(ax)
+    assert plots.plot_network(result, ax=ax) is ax
+    assert sum(len(c.get_offsets()) for c in ax.collections) == result.graph.number_of_nodes()
+    assert len(ax.patches) == result.graph.number_of_edges()
 
 
 def test_plot_without_axes_makes_its_own_figure(result):
     ax = plots.plot_gas(result)
-    assert isinstance(ax, Axes) and isinstance(ax.figure, Figure) and len(ax.lines) > 0
+    assert isinstance(ax, Axes) and isinstance(ax.figure, Figure)
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), result.timeseries["base_fee_gwei"].to_numpy())
 
 
 def test_price_series_are_matched_to_their_asset_with_and_without_the_graph(result):

@@ -62,10 +62,24 @@ def test_a_small_schema_renders_types_bounds_defaults_and_gaps():
 
 
 def _props_by_table(schema: dict) -> list[tuple[str, str, dict]]:
-    """(table, key, property) of every property of the top level and of every $defs entry, read directly."""
-    out = [("", k, p) for k, p in schema["properties"].items()]
+    """(table, key, property) of every property of every object in the schema, read directly: the top level,
+    every $defs entry and every table written inline (an embedded parameter model)."""
+    out: list[tuple[str, str, dict]] = []
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                out.extend((where, k, p) for k, p in node["properties"].items())
+            for k, v in node.items():
+                if k != "$defs":
+                    walk(v, f"{where}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}/{i}")
+
+    walk({k: v for k, v in schema.items() if k != "$defs"}, "")
     for name, d in schema["$defs"].items():
-        out += [(name, k, p) for k, p in d.get("properties", {}).items()]
+        walk(d, name)
     return out
 
 
@@ -81,7 +95,8 @@ def test_the_scenario_reference_lists_every_key_of_the_schema_once():
     assert len(rows) == len(props)  # every table of the schema is reached, and each is listed once
     n_gaps = sum(not _described(p) for _, _, p in props)
     md = markdown(schema)
-    assert f"{len(props)} keys in {len(schema['$defs']) + 1} tables; {len(props) - n_gaps} have a description." in md
+    n_tables = len({where for where, _, _ in props})  # the top level, every $defs entry, every inline table
+    assert f"{len(props)} keys in {n_tables} tables; {len(props) - n_gaps} have a description." in md
     assert md.count(GAP) == n_gaps
     for _, key, p in props:
         assert f"| `{key}` |" in md

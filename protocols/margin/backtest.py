@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy.special import xlogy
 from scipy.stats import binom, chi2
@@ -34,8 +36,8 @@ def kupiec_pof(exceedances: int, n: int, confidence: float) -> tuple[float, floa
         raise ValueError(f"exceedances={exceedances}, n={n}: allowed 0 <= exceedances <= n, n > 0")
     p, x = 1.0 - confidence, float(exceedances)
     rate = x / n
-    lr = -2.0 * (xlogy(n - x, 1 - p) + xlogy(x, p)) + 2.0 * (xlogy(n - x, 1 - rate) + xlogy(x, rate))
-    lr = max(float(lr), 0.0)
+    raw = -2.0 * (xlogy(n - x, 1 - p) + xlogy(x, p)) + 2.0 * (xlogy(n - x, 1 - rate) + xlogy(x, rate))
+    lr = max(float(raw), 0.0)
     return lr, float(chi2.sf(lr, 1))
 
 
@@ -115,7 +117,7 @@ class BacktestResult:
     traffic_light: TrafficLight
     frame: pd.DataFrame
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (without the per-step frame)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("frame",)}
         d["traffic_light"] = {**dataclasses.asdict(self.traffic_light), "multiplier": self.traffic_light.multiplier}
@@ -124,7 +126,13 @@ class BacktestResult:
         return d
 
 
-def backtest(losses, forecasts, confidence: float = 0.99, index=None, model: str = "") -> BacktestResult:
+def backtest(
+    losses: npt.ArrayLike,
+    forecasts: npt.ArrayLike,
+    confidence: float = 0.99,
+    index: Any = None,
+    model: str = "",
+) -> BacktestResult:
     """Compare realised losses (USD, positive = loss) with the forecasts made before them."""
     loss, fc = np.asarray(losses, dtype=np.float64), np.asarray(forecasts, dtype=np.float64)
     if loss.shape != fc.shape or loss.ndim != 1 or loss.size == 0:

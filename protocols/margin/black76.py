@@ -7,12 +7,16 @@ sigma -> 0 gives the discounted intrinsic value. All inputs broadcast together.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
+AL = npt.ArrayLike
 SECONDS_PER_YEAR = 365.0 * 86_400.0  # lyra-utils Black76.sol SECONDS_PER_YEAR = 365 days
 MAX_TOTAL_VOL = 24.0  # lyra-utils Black76.sol MAX_TOTAL_VOL: above it N(d1) -> 1, N(d2) -> 0
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -23,7 +27,7 @@ def annualise(seconds: np.ndarray | float) -> np.ndarray:
     return np.asarray(seconds, dtype=np.float64) / SECONDS_PER_YEAR
 
 
-def _arr(x) -> np.ndarray:
+def _arr(x: npt.ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
@@ -39,7 +43,7 @@ def _standard_call(log_m: np.ndarray, total_vol: np.ndarray) -> np.ndarray:
     return np.where(total_vol >= MAX_TOTAL_VOL, 1.0, c)
 
 
-def call_put(forward, strike, t_years, sigma, discount=1.0) -> tuple[np.ndarray, np.ndarray]:
+def call_put(forward: AL, strike: AL, t_years: AL, sigma: AL, discount: AL = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Discounted Black-76 (call, put) prices in the forward's units (USD)."""
     f, k, t, s, d = np.broadcast_arrays(_arr(forward), _arr(strike), _arr(t_years), _arr(sigma), _arr(discount))
     total_vol = s * np.sqrt(np.maximum(t, 0.0))
@@ -58,7 +62,7 @@ def call_put(forward, strike, t_years, sigma, discount=1.0) -> tuple[np.ndarray,
     return call, put
 
 
-def price(forward, strike, t_years, sigma, is_call, discount=1.0) -> np.ndarray:
+def price(forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discount: AL = 1.0) -> np.ndarray:
     """Discounted Black-76 price; `is_call` is a boolean array (True call, False put)."""
     c, p = call_put(forward, strike, t_years, sigma, discount)
     return np.where(np.asarray(is_call, dtype=bool), c, p)
@@ -75,7 +79,7 @@ class Greeks:
     theta: np.ndarray
 
 
-def _d1_parts(forward, strike, t_years, sigma):
+def _d1_parts(forward: AL, strike: AL, t_years: AL, sigma: AL) -> tuple[np.ndarray, ...]:
     f, k, t, s = np.broadcast_arrays(_arr(forward), _arr(strike), _arr(t_years), _arr(sigma))
     sqrt_t = np.sqrt(np.maximum(t, 0.0))
     tv = s * sqrt_t
@@ -85,7 +89,7 @@ def _d1_parts(forward, strike, t_years, sigma):
     return f, k, t, s, sqrt_t, tv, live, safe_tv, d1
 
 
-def greeks(forward, strike, t_years, sigma, is_call, discount=1.0, rate=0.0) -> Greeks:
+def greeks(forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discount: AL = 1.0, rate: AL = 0.0) -> Greeks:
     """Black-76 greeks; `rate` (annual, continuous) enters theta through the discount factor D = exp(-rT)."""
     f, k, t, s, sqrt_t, tv, live, safe_tv, d1 = _d1_parts(forward, strike, t_years, sigma)
     call = np.broadcast_to(np.asarray(is_call, dtype=bool), f.shape)
@@ -105,19 +109,21 @@ def greeks(forward, strike, t_years, sigma, is_call, discount=1.0, rate=0.0) -> 
     return Greeks(delta=delta, gamma=gamma, vega=vega, theta=theta)
 
 
-def delta(forward, strike, t_years, sigma, is_call, discount=1.0) -> np.ndarray:
+def delta(forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discount: AL = 1.0) -> np.ndarray:
     return greeks(forward, strike, t_years, sigma, is_call, discount).delta
 
 
-def gamma(forward, strike, t_years, sigma, discount=1.0) -> np.ndarray:
+def gamma(forward: AL, strike: AL, t_years: AL, sigma: AL, discount: AL = 1.0) -> np.ndarray:
     return greeks(forward, strike, t_years, sigma, True, discount).gamma
 
 
-def vega(forward, strike, t_years, sigma, discount=1.0) -> np.ndarray:
+def vega(forward: AL, strike: AL, t_years: AL, sigma: AL, discount: AL = 1.0) -> np.ndarray:
     return greeks(forward, strike, t_years, sigma, True, discount).vega
 
 
-def theta(forward, strike, t_years, sigma, is_call, discount=1.0, rate=0.0) -> np.ndarray:
+def theta(
+    forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discount: AL = 1.0, rate: AL = 0.0
+) -> np.ndarray:
     return greeks(forward, strike, t_years, sigma, is_call, discount, rate).theta
 
 
@@ -140,7 +146,13 @@ class IVSolverParams:
 
 
 def implied_vol(
-    option_price, forward, strike, t_years, is_call, discount=1.0, params: IVSolverParams = IVSolverParams()
+    option_price: AL,
+    forward: AL,
+    strike: AL,
+    t_years: AL,
+    is_call: AL,
+    discount: AL = 1.0,
+    params: IVSolverParams = IVSolverParams(),
 ) -> np.ndarray:
     """Annualised implied vol per option: vectorised Newton steps, then scipy brentq where Newton failed.
 
@@ -166,7 +178,7 @@ def implied_vol(
         fi, ki, ti, ci, di, vi = f.flat[i], k.flat[i], t.flat[i], call.flat[i], d.flat[i], v.flat[i]
 
         def err_fn(s: float) -> float:
-            return float(price(fi, ki, ti, s, ci, di)) - vi
+            return float(price(fi, ki, ti, s, ci, di)) - float(vi)
 
         a, b = err_fn(params.vol_min), err_fn(params.vol_max)
         if a >= 0:
@@ -179,25 +191,38 @@ def implied_vol(
 
 
 class ForwardShockPricer:
-    """Signed values (qty * price) of a fixed option book repriced at forward F * m and given vols.
+    """Signed values (qty * price) of a fixed option book repriced at forward F' = (F - fixed) * m + fixed.
 
-    Scenario engines call `values(m, sigma, key)` once per scenario: ln(F/K) and sqrt(T) are computed once,
-    the per-vol terms once per `key` (one per vol-shock direction), so a scenario costs two ndtr calls.
+    `fixed` is the part of each forward that does not move with the shock (Derive's settlement average inside
+    the settlement window, PMRMLib_2 `_getExpiryShockedMTM`: forward = variable * spotShock + fixed); 0 gives
+    F * m. Scenario engines call `values(m, sigma, key)` once per scenario: ln(F/K) and sqrt(T) are computed
+    once, the per-vol terms once per `key` (one per vol-shock direction), so a scenario costs two ndtr calls.
     """
 
-    def __init__(self, forward, strike, t_years, is_call, qty, discount=1.0):
-        self.f, self.k, self.t, self.qty, self.d = np.broadcast_arrays(
-            _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount)
+    def __init__(
+        self,
+        forward: npt.ArrayLike,
+        strike: npt.ArrayLike,
+        t_years: npt.ArrayLike,
+        is_call: npt.ArrayLike,
+        qty: npt.ArrayLike,
+        discount: npt.ArrayLike = 1.0,
+        fixed: npt.ArrayLike = 0.0,
+    ) -> None:
+        self.f, self.k, self.t, self.qty, self.d, fixed_b = np.broadcast_arrays(
+            _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount), _arr(fixed)
         )
+        self.fixed_idx = np.flatnonzero(fixed_b != 0.0)  # repriced at (F - fixed) m + fixed by the general path
+        self.fixed = fixed_b[self.fixed_idx]
         self.is_call = np.broadcast_to(np.asarray(is_call, dtype=bool), self.f.shape)
         ok = (self.f > 0.0) & (self.k > 0.0)
         self._ok = ok
         self.lnfk = np.where(ok, np.log(np.where(ok, self.f, 1.0) / np.where(ok, self.k, 1.0)), 0.0)
         self.sqrt_t = np.sqrt(np.maximum(self.t, 0.0))
         self.fd, self.kd = self.f * self.d, self.k * self.d
-        self._cache: dict = {}
+        self._cache: dict[Any, tuple[np.ndarray, ...]] = {}
 
-    def _vol_terms(self, sigma: np.ndarray, key) -> tuple:
+    def _vol_terms(self, sigma: AL, key: Any) -> tuple[np.ndarray, ...]:
         if key is not None and key in self._cache:
             return self._cache[key]
         tv = np.broadcast_to(_arr(sigma), self.f.shape) * self.sqrt_t
@@ -209,7 +234,7 @@ class ForwardShockPricer:
             self._cache[key] = out
         return out
 
-    def values(self, fwd_mult: float, sigma: np.ndarray, key=None) -> np.ndarray:
+    def values(self, fwd_mult: float, sigma: AL, key: Any = None) -> np.ndarray:
         """qty * discounted price at forward F * fwd_mult (scalar) and vol `sigma` (per option)."""
         tv, inv, half, odd, sig_odd = self._vol_terms(sigma, key)
         n = self.f.size
@@ -222,9 +247,15 @@ class ForwardShockPricer:
         if odd.size:  # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24) via the general path
             c, p = call_put(self.f[odd] * fwd_mult, self.k[odd], self.t[odd], sig_odd, self.d[odd])
             out[odd] = self.qty[odd] * np.where(self.is_call[odd], c, p)
+        if self.fixed_idx.size:  # forwards with a fixed part: F' = (F - fixed) m + fixed
+            i = self.fixed_idx
+            f_shocked = (self.f[i] - self.fixed) * fwd_mult + self.fixed
+            sig = np.broadcast_to(_arr(sigma), self.f.shape)[i]
+            c, p = call_put(f_shocked, self.k[i], self.t[i], sig, self.d[i])
+            out[i] = self.qty[i] * np.where(self.is_call[i], c, p)
         return out
 
-    def _chunk(self, m: float, tv, inv, half, out: np.ndarray, sl: slice) -> None:
+    def _chunk(self, m: float, tv: np.ndarray, inv: np.ndarray, half: np.ndarray, out: np.ndarray, sl: slice) -> None:
         d1 = self.lnfk[sl] + np.log(m)
         d1 *= inv[sl]
         d1 += half[sl]
@@ -246,17 +277,15 @@ class ForwardShockPricer:
 
 
 _PARALLEL_MIN = 50_000  # options per book above which values() splits the work over two threads
-_POOL = None
+_POOL: ThreadPoolExecutor | None = None
 _POOL_PID = -1
 
 
-def _pool():
+def _pool() -> ThreadPoolExecutor:
     """Two-thread pool, recreated after a fork (a forked child has no worker threads)."""
     global _POOL, _POOL_PID
     import os
 
     if _POOL is None or _POOL_PID != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
-
         _POOL, _POOL_PID = ThreadPoolExecutor(max_workers=2, thread_name_prefix="b76"), os.getpid()
     return _POOL

@@ -1,7 +1,7 @@
-"""Every margin preset by name: imports the preset modules (lazily, cheapest first) and builds models.
+"""Every margin preset by name: imports the preset modules (lazily, on first use) and builds models.
 
-The scenario-grid presets (presets_pm.py, span.py) load first; the rule-based and risk-based modules load
-when a name is not found among them, or for `list_models()`.
+Every preset module is imported before a model is built, so a model made of other presets (a hybrid's rule
+and risk legs) finds them whichever module registered it first.
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ def list_models() -> list[str]:
 
 def get_model(name: str, **overrides: Any) -> Any:
     """Build the preset `name`; keyword overrides go to its params. Unknown names raise ValueError."""
-    _load(_CORE_MODULES)
-    if name not in registry.registered():
-        _load(_OTHER_MODULES)
+    _load(_CORE_MODULES + _OTHER_MODULES)
     return registry.build(name, **overrides)
 
 

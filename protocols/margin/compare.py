@@ -1,6 +1,7 @@
 """Compare margin models side by side on the same books, read portfolio files and historic price paths, plot.
 
-Portfolio files (TOML or JSON) hold a [market] table and [[accounts]] in the record form of Portfolio.from_records.
+Portfolio files (TOML or JSON) hold a [market] table and [[accounts]] in the record form of Portfolio.from_records
+(format and errors: portfolio_file.py; forward curves, collateral, coin-margined accounts, published SPAN arrays).
 Historic price files follow scenarios/historic/data: '#' comment lines, then a long-format CSV with
 timestamp_utc,symbol,venue,open,high,low,close,... . Plotting is matplotlib object-oriented (imported lazily;
 never plt.show()), with the Okabe-Ito colour-blind-safe palette.
@@ -9,8 +10,6 @@ never plt.show()), with the Okabe-Ito colour-blind-safe palette.
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,18 @@ import numpy as np
 import pandas as pd
 
 from defistress.protocols.margin.catalog import get_model, list_models
-from defistress.protocols.margin.portfolio import KIND_NAMES, MarketState, Portfolio
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, UnsupportedBook
+from defistress.protocols.margin.portfolio_file import PortfolioFile as PortfolioFile  # the file format lives there
+from defistress.protocols.margin.portfolio_file import load_portfolio as load_portfolio
+from defistress.protocols.margin.portfolio_file import load_portfolio_file as load_portfolio_file
+from defistress.protocols.margin.portfolio_file import parse_portfolio as parse_portfolio
+from defistress.protocols.margin.portfolio_file import read_portfolio as read_portfolio
 
 PRICE_COLUMNS = ("timestamp_utc", "symbol", "venue", "open", "high", "low", "close")
-_MARKET_TABLES = ("spot", "vol", "rate", "perp_price", "confidence")
-_MARKET_KEYS = (*_MARKET_TABLES, "stable_price")
-_ACCOUNT_KEYS = ("name", "cash", "positions")
-_POSITION_KEYS = ("kind", "underlying", "qty", "strike", "expiry_days", "expiry_s", "entry_price")
 
 
 # ---------------------------------------------------------------------------------------------- compare
-def build_model(name: str, overrides: Mapping[str, Any] | None = None):
+def build_model(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
     """Build preset `name` with only those overrides its params dataclass accepts (e.g. a return history given
     to every model of a comparison reaches only the history-based ones)."""
     model = get_model(name)
@@ -61,148 +61,44 @@ def compare(
     pf: Portfolio, mkt: MarketState, models: list[str], overrides: Mapping[str, Any] | None = None
 ) -> pd.DataFrame:
     """Tidy table, one row per (account, model): im_usd, mm_usd, equity_usd, excess_mm_usd, main_driver.
-    `overrides` go to every model whose params accept them (see build_model)."""
+    `overrides` go to every model whose params accept them (see build_model). An account a model cannot value
+    (kinds it does not know, a coin margin currency) gets NaN figures and main_driver 'unsupported'."""
     allowed = list_models()
     unknown = [m for m in models if m not in allowed]
     if unknown:
         raise ValueError(f"models={unknown}: unknown; allowed {allowed}")
     labels = list(pf.labels) if pf.labels else [f"account-{i}" for i in range(pf.n_accounts)]
     frames = []
+    n = pf.n_accounts
     for name in models:
-        res = build_model(name, overrides).requirements(pf, mkt)
+        model = build_model(name, overrides)
+        im, mm, eq = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+        driver = ["unsupported"] * n
+        try:
+            res = model.requirements(pf, mkt)
+            im, mm, eq, driver = res.im, res.mm, res.equity, main_driver(res.drivers, n)
+        except UnsupportedBook:  # value the accounts the model can, one by one
+            for i in range(n):
+                try:
+                    one = model.requirements(pf.subset([i]), mkt)
+                except UnsupportedBook:
+                    continue
+                im[i], mm[i], eq[i], driver[i] = one.im[0], one.mm[0], one.equity[0], main_driver(one.drivers, 1)[0]
         frames.append(
             pd.DataFrame(
                 {
                     "account": labels,
                     "model": name,
-                    "im_usd": res.im,
-                    "mm_usd": res.mm,
-                    "equity_usd": res.equity,
-                    "excess_mm_usd": res.equity - res.mm,
-                    "main_driver": main_driver(res.drivers, pf.n_accounts),
+                    "im_usd": im,
+                    "mm_usd": mm,
+                    "equity_usd": eq,
+                    "excess_mm_usd": eq - mm,
+                    "main_driver": driver,
                 }
             )
         )
     cols = ["account", "model", "im_usd", "mm_usd", "equity_usd", "excess_mm_usd", "main_driver"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-
-
-# ---------------------------------------------------------------------------------------------- portfolio files
-def _num(value: Any, path: str, lo: float = -np.inf, hi: float = np.inf) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not np.isfinite(value)
-        or not lo <= value <= hi
-    ):
-        raise ValueError(f"{path}={value!r}: allowed a number in [{lo}, {hi}]")
-    return float(value)
-
-
-def _keys(table: Any, path: str, allowed: tuple[str, ...]) -> dict:
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: allowed a table with keys {list(allowed)}")
-    extra = [k for k in table if k not in allowed]
-    if extra:
-        raise ValueError(f"{path}.{extra[0]}: unknown key; allowed {list(allowed)}")
-    return table
-
-
-def _market(raw: Any) -> MarketState:
-    t = _keys(raw, "market", _MARKET_KEYS)
-    for req in ("spot", "vol"):
-        if req not in t:
-            raise ValueError(f"market.{req}: required (a table underlying -> number)")
-    tables = {}
-    for name in _MARKET_TABLES:
-        sub = t.get(name, {})
-        if not isinstance(sub, dict):
-            raise ValueError(f"market.{name}: allowed a table underlying -> number")
-        lo, hi = {"spot": (0, np.inf), "vol": (0, 10), "perp_price": (0, np.inf), "confidence": (0, 1)}.get(
-            name, (-1, 1)
-        )
-        tables[name] = {str(u): _num(v, f"market.{name}.{u}", lo, hi) for u, v in sub.items()}
-    stable = _num(t.get("stable_price", 1.0), "market.stable_price", 0.0, 10.0)
-    return MarketState(
-        spot=tables["spot"],
-        vol=tables["vol"],
-        rate=tables["rate"],
-        perp_price=tables["perp_price"],
-        stable_price=stable,
-        confidence=tables["confidence"],
-    )
-
-
-def _position(raw: Any, path: str, mkt: MarketState) -> dict:
-    t = dict(_keys(raw, path, _POSITION_KEYS))
-    for req in ("kind", "underlying", "qty"):
-        if req not in t:
-            raise ValueError(f"{path}.{req}: required")
-    if t["kind"] not in KIND_NAMES:
-        raise ValueError(f"{path}.kind={t['kind']!r}: allowed {list(KIND_NAMES)}")
-    if t["underlying"] not in mkt.spot:
-        raise ValueError(f"{path}.underlying={t['underlying']!r}: allowed {list(mkt.spot)} (keys of market.spot)")
-    if t["underlying"] not in mkt.vol:
-        raise ValueError(f"market.vol.{t['underlying']}: required for {path}")
-    t["qty"] = _num(t["qty"], f"{path}.qty")
-    timed = t["kind"] in ("call", "put", "future")
-    if "expiry_days" in t and "expiry_s" in t:
-        raise ValueError(f"{path}: allowed only one of expiry_days, expiry_s")
-    for key in ("expiry_days", "expiry_s"):
-        if key in t:
-            t[key] = _num(t[key], f"{path}.{key}", 0.0)
-    if timed and not (t.get("expiry_days", 0) > 0 or t.get("expiry_s", 0) > 0):
-        raise ValueError(f"{path}.expiry_days: required > 0 for kind {t['kind']!r}")
-    if t["kind"] in ("call", "put"):
-        if "strike" not in t:
-            raise ValueError(f"{path}.strike: required (> 0 USD) for kind {t['kind']!r}")
-        t["strike"] = _num(t["strike"], f"{path}.strike", 0.0)
-        if t["strike"] <= 0:
-            raise ValueError(f"{path}.strike={t['strike']}: allowed > 0 USD")
-    if "entry_price" in t:
-        t["entry_price"] = _num(t["entry_price"], f"{path}.entry_price", 0.0)
-    return t
-
-
-def parse_portfolio(doc: Mapping[str, Any]) -> tuple[Portfolio, MarketState]:
-    """Validate a parsed portfolio document; errors name the key path and the allowed values."""
-    doc = _keys(doc, "<file>", ("market", "accounts"))
-    if "market" not in doc or "accounts" not in doc:
-        raise ValueError("<file>: required keys ['market', 'accounts']")
-    mkt = _market(doc["market"])
-    if not isinstance(doc["accounts"], list) or not doc["accounts"]:
-        raise ValueError("accounts: allowed a non-empty array of tables [[accounts]]")
-    records = []
-    for i, a in enumerate(doc["accounts"]):
-        a = _keys(a, f"accounts[{i}]", _ACCOUNT_KEYS)
-        name = a.get("name", f"account-{i}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"accounts[{i}].name={name!r}: allowed a non-empty string")
-        pos = a.get("positions", [])
-        if not isinstance(pos, list):
-            raise ValueError(f"accounts[{i}].positions: allowed an array of tables")
-        records.append(
-            {
-                "name": name,
-                "cash": _num(a.get("cash", 0.0), f"accounts[{i}].cash"),
-                "positions": [_position(p, f"accounts[{i}].positions[{j}]", mkt) for j, p in enumerate(pos)],
-            }
-        )
-    return Portfolio.from_records(records, underlyings=tuple(mkt.spot)), mkt
-
-
-def load_portfolio_file(path: str | Path) -> tuple[Portfolio, MarketState]:
-    """Read a TOML (.toml) or JSON (.json) portfolio file with a [market] table and [[accounts]]."""
-    path = Path(path)
-    text = path.read_text()
-    try:
-        doc = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ValueError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {e}") from e
-    try:
-        return parse_portfolio(doc)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------- price paths
@@ -222,8 +118,10 @@ def returns_from_prices(
     frame = pd.concat(series, axis=1, join="inner").sort_index()
     if len(frame) < 3:
         raise ValueError("history: fewer than 3 common timestamps across the underlyings")
-    step_days = float(np.median((frame.index[1:] - frame.index[:-1]).total_seconds())) / 86_400.0
-    rets = np.log(frame).diff().iloc[1:]
+    idx = pd.DatetimeIndex(frame.index)
+    step_days = float(np.median((idx[1:] - idx[:-1]).total_seconds())) / 86_400.0
+    logs = pd.DataFrame(np.log(frame.to_numpy(dtype=np.float64)), index=frame.index, columns=frame.columns)
+    rets = logs.diff().iloc[1:]
     return {u: rets[u].to_numpy() for u in underlyings}, step_days
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, check_supported
 from defistress.protocols.margin.registry import build as get_model
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
@@ -145,7 +145,7 @@ class DynamicMargin:
         if p.returns is not None:
             r = returns_matrix(p.returns, unds)
             out = [apc_vol(float(ewma_vol(r[:, j], p.lam)[-1]), r[:, j], p) for j in range(len(unds))]
-            return np.asarray(out) * np.sqrt(p.horizon_days / p.step_days)
+            return np.asarray(np.asarray(out) * np.sqrt(p.horizon_days / p.step_days), dtype=np.float64)
         step = np.sqrt(1.0 / DAYS_PER_YEAR)  # annual -> per day, then the APC, then the horizon
         now = atm_vols(pf, mkt, p.vol_tenor_days) * step
         out = [
@@ -158,9 +158,10 @@ class DynamicMargin:
             )
             for j, u in enumerate(unds)
         ]
-        return np.asarray(out) * np.sqrt(p.horizon_days)
+        return np.asarray(np.asarray(out) * np.sqrt(p.horizon_days), dtype=np.float64)
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         p, n, n_u = self.params, pf.n_accounts, len(pf.underlyings)
         scan = np.zeros(n)
         if n_u and pf.n_positions:

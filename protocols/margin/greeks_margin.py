@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, check_supported
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 from defistress.protocols.margin.var import mark_to_market, per_account_underlying, position_greeks
@@ -63,7 +63,7 @@ class GreeksMargin:
         """(30 / max(DTE, floor))^p with p = short power for DTE <= 30 days, else long power."""
         p = self.params
         power = np.where(dte_days <= _TERM_DAYS, p.short_term_power, p.long_term_power)
-        return (_TERM_DAYS / np.maximum(dte_days, p.dte_floor_days)) ** power
+        return np.asarray((_TERM_DAYS / np.maximum(dte_days, p.dte_floor_days)) ** power, dtype=np.float64)
 
     def charges(self, pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
         """(N,) USD delta, gamma and vega charges."""
@@ -86,6 +86,7 @@ class GreeksMargin:
         return {"delta_usd": delta, "gamma_usd": gamma, "vega_usd": vega}
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         ch = self.charges(pf, mkt)
         mm = ch["delta_usd"] + ch["gamma_usd"] + ch["vega_usd"]
         return MarginResult(

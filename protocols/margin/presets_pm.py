@@ -1,16 +1,26 @@
 """Published scenario-grid portfolio margin methodologies as ScenarioPM presets, registered by name.
 
-Sources are in docs/margin-methods.md (sections 1-4) and the files each block names.
-`get_model("derive-pm2", im_factor=1.1)` overrides any ScenarioPMParams field or any field of its
-contingency / vol_shock / discount / skew parameters by name.
+Sources are in docs/margin-methods.md (sections 1-4) and the files each block names; the Derive PM2 presets
+are in presets_derive.py. `get_model("derive-pm2", im_factor=1.1)` overrides any ScenarioPMParams field or any
+field of its contingency / vol_shock / discount / skew parameters by name, by dotted path
+("discount.floor_rate_at_zero") or by the source's own name (aliases.py: rateAddScale, mmFactor, pnl_offset...).
+
+Published vectors reproduced (tests/margin): `lyra-pmrm-v1-test` with the Lyra unit-test overrides
+(rateAddScale 0.12, confMargin 0.4, basePercent = perpPercent 0.025) reproduces the hand check of
+docs/margin-methods.md 1.5 and the PMRM v1 portfolio cases (test-cases-portfolio-pm.json, integer MM/IM, see
+README.md for the count); `derive-pm2-golden` reproduces the PM2 golden cases (presets_derive.py); the other
+presets are checked against the published worked examples named in tests/margin/test_presets_pm.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
+from defistress.protocols.margin.aliases import DERIBIT_ALIASES, DERIVE_PM2_ALIASES, LYRA_PMRM_V1_ALIASES
+from defistress.protocols.margin.presets_derive import DERIVE_PM2, DERIVE_PM2_GOLDEN
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.scenario_params import (
     DOWN,
@@ -19,7 +29,6 @@ from defistress.protocols.margin.scenario_params import (
     ContingencyParams,
     ScenarioGrid,
     ScenarioPMParams,
-    SkewShockParams,
     StaticDiscountParams,
     VolShockParams,
 )
@@ -35,8 +44,8 @@ LYRA_V1_MAINNET_GRID = (
     + ScenarioGrid.product((0.15, 0.10, 0.05, 0.0, -0.05, -0.10, -0.15), _UND)
     + ScenarioGrid.product((-0.20,), (UP,))
 )
-# lyra-finance/v2-core test/config-test.sol: 21 scenarios = {+-15,+-10,+-5,0} x {Up,None,Down}
-LYRA_V1_TEST_GRID = ScenarioGrid.product((-0.15, -0.10, -0.05, 0.0, 0.05, 0.10, 0.15), _UND)
+# lyra-finance/v2-core test/config-test.sol getDefaultScenarios: 21 = {+15..-15 step 5} x {Up,None,Down}, in its order
+LYRA_V1_TEST_GRID = ScenarioGrid.product((0.15, 0.10, 0.05, 0.0, -0.05, -0.10, -0.15), _UND)
 
 LYRA_PMRM_V1_MAINNET = ScenarioPMParams(
     name="lyra-pmrm-v1",
@@ -90,64 +99,8 @@ LYRA_PMRM_V1_TEST = dataclasses.replace(
         basis_mult=0.01,
     ),
     im_factor=1.3,
-)  # test/config-test.sol
-
-# ---------------------------------------------------------------- Derive PMRM_2
-# derivexyz/v2-core scripts/config-mainnet.sol getDefaultPM2Scenarios: 21 + 2 + 8 tails + 2 skews = 33
-_PM2_TAILS = ScenarioGrid.tails(
-    (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0),
-    UP,
-    dampening=(0.21, 0.42, 0.2772, 0.1386, 0.0693, 0.0462, 0.03465, 0.02772),
-)
-DERIVE_PM2_GRID = (
-    ScenarioGrid.product((-0.135, -0.09, -0.045, 0.0, 0.045, 0.09, 0.135), _UND)
-    + ScenarioGrid.product((0.18, -0.18), (UP,))
-    + _PM2_TAILS
-    + ScenarioGrid.skews()
-)
-DERIVE_PM2 = ScenarioPMParams(
-    name="derive-pm2",
-    grid=DERIVE_PM2_GRID,
-    vol_shock=VolShockParams(
-        range_up=0.5, range_down=0.3, short_term_power=0.3, long_term_power=0.13, dte_floor_s=_DAY, min_vol_up=0.4
-    ),  # getPMRM2Params vol
-    skew=SkewShockParams(
-        linear_base_cap=0.25,
-        linear_c_base=-0.1,
-        abs_base_cap=0.25,
-        abs_c_base=-0.1,
-        min_k_star=0.01,
-        width_scale=4.0,
-        vol_param_static=0.6,
-        vol_param_scale=0.0,
-    ),
-    # docs/margin-methods.md 2 caution: golden-case semantics, positive values x 0.95, negative x 1.04 (conservative)
-    discount=StaticDiscountParams(
-        long_base=0.95,
-        long_rate_mult=0.0,
-        long_rate_add=0.16,
-        short_base=1.04,
-        short_rate_mult=0.0,
-        short_rate_add=0.16,
-    ),
-    contingency=ContingencyParams(
-        option_pct_mm=0.003,
-        option_pct_im=0.002,
-        perp_pct_mm=0.03,
-        perp_pct_im=0.01,
-        conf_threshold=0.55,
-        conf_margin=1.0,
-        peg_threshold=0.99,
-        peg_factor=4.0,
-        basis_up=1.045,
-        basis_down=0.955,
-        basis_add=0.5,
-        basis_mult=2.0,
-    ),
-    mm_factor=0.8,
-    im_factor=1.0,
-    discount_option_prices=True,
-)  # PM2 base collateral haircuts: 0 (not published)
+)  # test/config-test.sol getPMRMParams. With rateAddScale 0.12, confMargin 0.4, basePercent = perpPercent 0.025
+# and exact=True it reproduces the 44 published PMRM v1 portfolio cases (integer MM/IM, test_lyra_v1_vectors.py)
 
 # ---------------------------------------------------------------- Deribit portfolio margin
 _DERIBIT_EXT = (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)  # support.deribit.com Portfolio-Margin extended table
@@ -248,49 +201,88 @@ OKX_PM = ScenarioPMParams(
 
 
 # ---------------------------------------------------------------- registry
-def _override(params: ScenarioPMParams, overrides: dict[str, Any]) -> ScenarioPMParams:
-    """Apply overrides by field name to the params or to one of its nested parameter objects."""
-    top, nested = {}, {"contingency": {}, "vol_shock": {}, "discount": {}, "skew": {}}
-    top_fields = {f.name for f in dataclasses.fields(ScenarioPMParams)}
+_NESTED = ("contingency", "vol_shock", "discount", "skew")
+
+
+def _resolve(params: ScenarioPMParams, key: str, aliases: dict[str, str]) -> tuple[str | None, str]:
+    """(nested object or None for top level, field) of an override key: a field name, a dotted path
+    ('discount.floor_rate_at_zero') or one of the preset's source names (aliases)."""
+    path = aliases.get(key, key)
+    if "." in path:
+        sub, name = path.split(".", 1)
+        obj = getattr(params, sub, None) if sub in _NESTED else None
+        if obj is not None and name in {f.name for f in dataclasses.fields(obj)}:
+            return sub, name
+        raise ValueError(f"override {key!r}: no field {path!r}; allowed {_allowed(params, aliases)}")
+    if path in {f.name for f in dataclasses.fields(ScenarioPMParams)}:
+        return None, path
+    for sub in _NESTED:
+        obj = getattr(params, sub)
+        if obj is not None and path in {f.name for f in dataclasses.fields(obj)}:
+            return sub, path
+    raise ValueError(f"override {key!r}: allowed {_allowed(params, aliases)}")
+
+
+def _allowed(params: ScenarioPMParams, aliases: dict[str, str]) -> list[str]:
+    names = {f.name for f in dataclasses.fields(ScenarioPMParams)}
+    for sub in _NESTED:
+        if getattr(params, sub) is not None:
+            names |= {f.name for f in dataclasses.fields(getattr(params, sub))}
+    return sorted(names | set(aliases))
+
+
+def apply_overrides(
+    params: ScenarioPMParams, overrides: dict[str, Any], aliases: dict[str, str] | None = None
+) -> ScenarioPMParams:
+    """Apply overrides by field name, dotted path or source name (aliases) to the params or a nested object."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {sub: {} for sub in _NESTED}
     for k, v in overrides.items():
-        if k in top_fields:
-            top[k] = v
-            continue
-        for sub in nested:
-            obj = getattr(params, sub)
-            if obj is not None and k in {f.name for f in dataclasses.fields(obj)}:
-                nested[sub][k] = v
-                break
-        else:
-            allowed = sorted(
-                top_fields
-                | {
-                    f.name
-                    for s in nested
-                    if getattr(params, s) is not None
-                    for f in dataclasses.fields(getattr(params, s))
-                }
-            )
-            raise ValueError(f"override {k!r}: allowed {allowed}")
+        sub, name = _resolve(params, k, aliases or {})
+        (top if sub is None else nested[sub])[name] = v
     for sub, kv in nested.items():
         if kv:
             top[sub] = dataclasses.replace(getattr(params, sub), **kv)
     return dataclasses.replace(params, **top) if top else params
 
 
-def _factory(params: ScenarioPMParams, per_underlying: dict[str, ScenarioPMParams] | None = None, name=None):
+def _factory(
+    params: ScenarioPMParams,
+    per_underlying: dict[str, ScenarioPMParams] | None = None,
+    name: str | None = None,
+    aliases: dict[str, str] | None = None,
+) -> Callable[..., ScenarioPM]:
     def make(**overrides: Any) -> ScenarioPM:
-        per = {u: _override(p, overrides) for u, p in (per_underlying or {}).items()}
-        return ScenarioPM(_override(params, overrides), per, name=name or params.name)
+        per = {u: apply_overrides(p, overrides, aliases) for u, p in (per_underlying or {}).items()}
+        return ScenarioPM(apply_overrides(params, overrides, aliases), per, name=name or params.name)
 
     return make
 
 
 PRESETS: dict[str, ScenarioPMParams] = {
     p.name: p
-    for p in (LYRA_PMRM_V1_MAINNET, LYRA_PMRM_V1_TEST, DERIVE_PM2, DERIBIT_BTC, DERIBIT_ETH, PARADEX_PM, OKX_PM)
+    for p in (
+        LYRA_PMRM_V1_MAINNET,
+        LYRA_PMRM_V1_TEST,
+        DERIVE_PM2,
+        DERIVE_PM2_GOLDEN,
+        DERIBIT_BTC,
+        DERIBIT_ETH,
+        PARADEX_PM,
+        OKX_PM,
+    )
+}
+#: source parameter names accepted as overrides, per preset
+PRESET_ALIASES: dict[str, dict[str, str]] = {
+    "lyra-pmrm-v1": LYRA_PMRM_V1_ALIASES,
+    "lyra-pmrm-v1-test": LYRA_PMRM_V1_ALIASES,
+    "derive-pm2": DERIVE_PM2_ALIASES,
+    "derive-pm2-golden": DERIVE_PM2_ALIASES,
+    "deribit-pm-btc": DERIBIT_ALIASES,
+    "deribit-pm-eth": DERIBIT_ALIASES,
+    "deribit-pm": DERIBIT_ALIASES,
 }
 for _name, _p in PRESETS.items():
-    register(_name, _factory(_p))
+    register(_name, _factory(_p, aliases=PRESET_ALIASES.get(_name)))
 # deribit-pm: BTC parameters for BTC (and any other underlying), ETH parameters for ETH
-register("deribit-pm", _factory(DERIBIT_BTC, {"ETH": DERIBIT_ETH}, name="deribit-pm"))
+register("deribit-pm", _factory(DERIBIT_BTC, {"ETH": DERIBIT_ETH}, name="deribit-pm", aliases=DERIBIT_ALIASES))

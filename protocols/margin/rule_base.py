@@ -4,10 +4,11 @@ registration of a rule preset (its plain and, where both modes exist, `-isolated
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from defistress.protocols.margin.portfolio import MarketState, Portfolio
+from defistress.protocols.margin.portfolio import MarketState, Portfolio, add_funding, check_supported
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 
@@ -65,16 +66,17 @@ class RuleModel:
 
     modes: tuple[str, ...] = MODES
 
-    def __init__(self, params, name: str):
+    def __init__(self, params: Any, name: str):
         if params.mode not in self.modes:
             raise ValueError(f"mode={params.mode!r}: allowed {list(self.modes)} for {name}")
         self.params = params
         self.name = name
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         if self.params.mode == "cross":
-            return self._cross(pf, mkt)
-        return isolated(self._cross, pf, mkt, self.name)
+            return add_funding(self._cross(pf, mkt), pf)
+        return add_funding(isolated(self._cross, pf, mkt, self.name), pf)
 
     def _cross(self, pf: Portfolio, mkt: MarketState) -> MarginResult:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -85,7 +87,7 @@ def _unsupported(pf: Portfolio, supported: np.ndarray) -> np.ndarray:
     return np.bincount(pf.account[~supported], minlength=pf.n_accounts)[: pf.n_accounts].astype(np.int64)
 
 
-def register_rule(name: str, model_cls: type, params_cls: type) -> None:
+def register_rule(name: str, model_cls: type[RuleModel], params_cls: Callable[..., Any]) -> None:
     """Register `name` and, when the model has both modes, `name-isolated`."""
     register(name, lambda **kw: model_cls(params_cls(**kw), name))
     if "isolated" in model_cls.modes and "cross" in model_cls.modes:

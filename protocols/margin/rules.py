@@ -72,7 +72,7 @@ class AaveV3(RuleModel):
 
     modes = ("cross",)
 
-    def _split(self, pf: Portfolio, mkt: MarketState):
+    def _split(self, pf: Portfolio, mkt: MarketState) -> tuple[np.ndarray, ...]:
         spot = pf.kind == SPOT
         val = np.where(spot, position_values(pf, mkt), 0.0)
         coll_p, debt_p = np.maximum(val, 0.0), np.maximum(-val, 0.0)
@@ -161,7 +161,9 @@ class PerpVenue(RuleModel):
     """A perp venue: perps net per (account, underlying) in cross mode; equity = cash + unrealised PnL.
     Subclasses give `_rates(size, notional, und) -> (im, mm, drivers)` per net position (USD)."""
 
-    def _rates(self, size: np.ndarray, notional: np.ndarray, und: np.ndarray, pf: Portfolio):
+    def _rates(
+        self, size: np.ndarray, notional: np.ndarray, und: np.ndarray, pf: Portfolio
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _cross(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
@@ -241,7 +243,8 @@ class DydxV4(PerpVenue):
     MM = notional * IMF * maintenanceFraction, from the base IMF (liquidity_tier.go, lib.go)."""
 
     def tier(self, underlying: str) -> DydxTier:
-        return self.params.tier_table[self.params.tiers.get(underlying, self.params.default_tier)]
+        tier: DydxTier = self.params.tier_table[self.params.tiers.get(underlying, self.params.default_tier)]
+        return tier
 
     def imf_effective(self, underlying: str) -> float:
         t, p = self.tier(underlying), self.params
@@ -251,7 +254,9 @@ class DydxV4(PerpVenue):
         ramp = max(0.0, (oi - t.lower_cap_usd) / (t.upper_cap_usd - t.lower_cap_usd))
         return min(t.imf + ramp * (1.0 - t.imf), 1.0)
 
-    def _rates(self, size, notional, und, pf):
+    def _rates(
+        self, size: np.ndarray, notional: np.ndarray, und: np.ndarray, pf: Portfolio
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         imf = np.array([self.imf_effective(u) for u in pf.underlyings])[und]
         base = np.array([self.tier(u).imf for u in pf.underlyings])[und]
         mmf = np.array([self.tier(u).imf * self.tier(u).maintenance_fraction for u in pf.underlyings])[und]
@@ -293,7 +298,9 @@ class SynthetixV3(PerpVenue):
     """IMR = |size|/skewScale * initialMarginRatio + minimumInitialMarginRatio, MMR = IMR * scalar;
     IM = notional*IMR + minimumPositionMargin, MM = notional*MMR + minimumPositionMargin."""
 
-    def _rates(self, size, notional, und, pf):
+    def _rates(
+        self, size: np.ndarray, notional: np.ndarray, und: np.ndarray, pf: Portfolio
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         p = self.params
         skew = np.array([p.skew_scales.get(u, p.skew_scale) for u in pf.underlyings])[und]
         imr = size / skew * p.initial_margin_ratio + p.minimum_initial_margin_ratio
@@ -332,7 +339,9 @@ class GmxV2(PerpVenue):
 
     modes = ("isolated",)
 
-    def _rates(self, size, notional, und, pf):
+    def _rates(
+        self, size: np.ndarray, notional: np.ndarray, und: np.ndarray, pf: Portfolio
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         p = self.params
         oi = np.array([float(p.open_interest_usd.get(u, 0.0)) for u in pf.underlyings])[und]
         fee = notional * p.closing_fee_factor
@@ -363,7 +372,9 @@ class HyperliquidParams:
 class Hyperliquid(PerpVenue):
     """MM = notional / (2 * maxLeverage); IM = notional / leverage (Hyperliquid docs, margining)."""
 
-    def _rates(self, size, notional, und, pf):
+    def _rates(
+        self, size: np.ndarray, notional: np.ndarray, und: np.ndarray, pf: Portfolio
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         p = self.params
         max_lev = np.array([p.max_leverage.get(u, p.default_max_leverage) for u in pf.underlyings])[und]
         lev = np.array([p.leverage.get(u, p.max_leverage.get(u, p.default_max_leverage)) for u in pf.underlyings])[und]

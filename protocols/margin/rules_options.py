@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, call_put
+from defistress.protocols.margin.exact import conf_factor
 from defistress.protocols.margin.portfolio import CALL, FUTURE, PERP, SPOT, MarketState, Portfolio, is_option
 from defistress.protocols.margin.result import MarginResult
 from defistress.protocols.margin.rule_base import RuleModel, _bc, _unsupported, check_fraction, register_rule
@@ -110,13 +111,17 @@ class LyraStandardParams:
 class LyraStandard(RuleModel):
     """Derive Standard Manager (src/risk-managers/StandardManager.sol): isolated short-option margins summed per
     expiry and floored at the expiry's max loss (plus unpaired short calls x forward x scale), perps charged on
-    notional, wrapped base credited at marginFactor; IM adds oracle-confidence and stable de-peg contingencies.
-    Long options add value to MtM but no margin credit. Futures and short base are not supported."""
+    notional, wrapped base credited at marginFactor; IM adds oracle-confidence (perps min(perp, spot), options per
+    expiry min(spot, forward, vol), base spot) and stable de-peg contingencies. Long options add value to MtM
+    but no margin credit. Futures and short base are not supported. With the unit-test parameters
+    (config-test.sol getSRMParams and the harness's setUp) it reproduces the 42 published Standard Manager
+    portfolio cases (integer MM/IM): tests/margin/test_lyra_srm_vectors.py."""
 
     def _cross(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
         p, n, unds = self.params, pf.n_accounts, pf.underlyings
         n_u = max(len(unds), 1)
         s_u, perp_u, conf_u = mkt.spot_array(unds), mkt.perp_array(unds), mkt.confidence_array(unds)
+        perp_conf_u = mkt.perp_confidence_array(unds)
         s, conf = s_u[pf.und], conf_u[pf.und]
         value = position_values(pf, mkt)
         opt, perp = is_option(pf.kind), pf.kind == PERP
@@ -165,9 +170,13 @@ class LyraStandard(RuleModel):
             short_g = _bc(grp, np.where(short, -q, 0.0), n_g)
             s_g = np.zeros(n_g)
             s_g[grp] = si
-            c_g = np.zeros(n_g)
-            c_g[grp] = conf[i]
-            oc_g = np.where(c_g < p.option_threshold, (1.0 - c_g) * p.oc_factor * s_g * short_g, 0.0)
+            # StandardManager _getNetOptionMarginAndMtM: min(spot, forward, the expiry's vol) confidence per expiry
+            pts = mkt.curve_points(unds, pf.und[i], pf.expiry_s[i])
+            vol_c = mkt.vol_confidences(unds, pf.und[i], k, pf.expiry_s[i])
+            o_c = np.minimum(np.minimum(conf[i], pts.forward_confidence), np.minimum(pts.vol_confidence, vol_c))
+            c_g = np.ones(n_g)
+            np.minimum.at(c_g, grp, o_c)
+            oc_g = np.where(c_g < p.option_threshold, conf_factor(c_g, p.oc_factor) * s_g * short_g, 0.0)
             nat_mm += _bc(g_acct, exp_mm, n)
             nat_im += _bc(g_acct, exp_im - oc_g, n)
             d_opt += _bc(g_acct, _bc(grp, m, n_g) - exp_mm, n)
@@ -183,8 +192,8 @@ class LyraStandard(RuleModel):
         req = np.array([p.perp_req.get(u, (p.default_perp_mm, p.default_perp_im)) for u in unds]).reshape(-1, 2)
         notional = size * perp_u[pu_idx]
         pmm, pim = notional * req[pu_idx, 0], notional * req[pu_idx, 1]
-        c_p = conf_u[pu_idx]
-        oc_p = np.where(c_p < p.perp_threshold, (1.0 - c_p) * p.oc_factor * s_u[pu_idx] * size, 0.0)
+        c_p = np.minimum(conf_u[pu_idx], perp_conf_u[pu_idx])  # _getNetPerpMargin: min(perp, spot) confidence
+        oc_p = np.where(c_p < p.perp_threshold, conf_factor(c_p, p.oc_factor) * s_u[pu_idx] * size, 0.0)
         upnl = _bc(pf.account[perp], value[perp], n)
         nat_mm += upnl - _bc(pa, pmm, n)
         nat_im += upnl - _bc(pa, pim + oc_p, n)
@@ -193,7 +202,7 @@ class LyraStandard(RuleModel):
         # wrapped base: + notional * marginFactor (* IMScale for IM), value at spot / stable (_getBaseMarginAndMtM)
         bm = np.array([p.base_margin.get(u, (0.0, 0.0)) for u in unds]).reshape(-1, 2)
         b_not = np.where(base, pf.qty * s, 0.0)
-        b_oc = np.where(base & (conf < p.base_threshold), (1.0 - conf) * p.oc_factor * b_not, 0.0)
+        b_oc = np.where(base & (conf < p.base_threshold), conf_factor(conf, p.oc_factor) * b_not, 0.0)
         b_mm = b_not * bm[pf.und, 0]
         nat_mm += _bc(pf.account, b_mm, n)
         nat_im += _bc(pf.account, b_mm * bm[pf.und, 1] - b_oc, n)

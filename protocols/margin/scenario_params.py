@@ -6,9 +6,14 @@ Defaults are neutral (no shock, no contingency); the published values live in pr
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
 
 # vol-shock directions (derivexyz v2-core IPMRM_2.VolShockDirection: None, Up, Down, Linear, Abs)
 NONE, UP, DOWN, LINEAR, ABS = 0, 1, 2, 3, 4
@@ -47,13 +52,21 @@ class ScenarioGrid:
     def size(self) -> int:
         return len(self.spot)
 
+    @property
+    def moves(self) -> FloatArray:
+        """Relative spot moves m - 1, from the multipliers' decimal text (0.85 -> -0.15, not the float
+        -0.15000000000000002): the contracts hold 1e18 decimals, so 1 - 0.85 is exact there."""
+        return np.array([float(Decimal(repr(float(s))) - 1) for s in self.spot], dtype=np.float64)
+
     def __add__(self, other: ScenarioGrid) -> ScenarioGrid:
         return ScenarioGrid(
             self.spot + other.spot, self.vol + other.vol, self.dampening + other.dampening, self.tail + other.tail
         )
 
     @classmethod
-    def product(cls, moves, vols, dampening: float = 1.0, tail: bool = False) -> ScenarioGrid:
+    def product(
+        cls, moves: Iterable[float], vols: Iterable[int], dampening: float = 1.0, tail: bool = False
+    ) -> ScenarioGrid:
         """Every relative spot move (e.g. -0.15) with every vol direction."""
         pairs = [(1.0 + float(m), int(v)) for m in moves for v in vols]
         return cls(
@@ -64,14 +77,21 @@ class ScenarioGrid:
         )
 
     @classmethod
-    def tails(cls, moves, vol: int = UP, damp_const: float | None = None, dampening=None) -> ScenarioGrid:
+    def tails(
+        cls,
+        moves: Iterable[float],
+        vol: int = UP,
+        damp_const: float | None = None,
+        dampening: Iterable[float] | None = None,
+    ) -> ScenarioGrid:
         """Tail moves with dampening c/|move| (Derive PM2, Paradex) or explicit weights."""
-        moves = tuple(float(m) for m in moves)
-        if dampening is None:
-            dampening = tuple(1.0 if damp_const is None else damp_const / abs(m) for m in moves)
-        return cls(
-            tuple(1.0 + m for m in moves), (vol,) * len(moves), tuple(float(d) for d in dampening), (True,) * len(moves)
+        mv = tuple(float(m) for m in moves)
+        damp = (
+            tuple(1.0 if damp_const is None else damp_const / abs(m) for m in mv)
+            if dampening is None
+            else tuple(float(d) for d in dampening)
         )
+        return cls(tuple(1.0 + m for m in mv), (vol,) * len(mv), damp, (True,) * len(mv))
 
     @classmethod
     def skews(cls) -> ScenarioGrid:
@@ -96,18 +116,21 @@ class VolShockParams:
     def __post_init__(self) -> None:
         _check("range_up", self.range_up, 0.0, 10.0)
         _check("range_down", self.range_down, 0.0, 10.0)
-        _check("short_term_power", self.short_term_power, 0.0, 10.0)
-        _check("long_term_power", self.long_term_power, 0.0, 10.0)
-        _check("dte_floor_s", self.dte_floor_s, 1.0, 400 * _DAY)
+        _check("short_term_power", self.short_term_power, -10.0, 10.0)  # PMRMLib_2 setVolShockParams: <= 10
+        _check("long_term_power", self.long_term_power, -10.0, 10.0)
+        _check("dte_floor_s", self.dte_floor_s, 0.0, 400 * _DAY)  # PMRMLib_2: dteFloor <= 400 days
         _check("min_vol_up", self.min_vol_up, 0.0, 20.0)
         _check("reference_s", self.reference_s, 1.0, 3650 * _DAY)
 
-    def multipliers(self, expiry_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def multipliers(self, expiry_s: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
         """(up, down) vol multipliers per expiry; down floored at 0 (PMRMLib_2 _addVolShocks)."""
         t = np.asarray(expiry_s, dtype=np.float64)
         short = t <= self.reference_s if self.short_term_inclusive else t < self.reference_s
         p = np.where(short, self.short_term_power, self.long_term_power)
-        mult = (self.reference_s / np.maximum(t, self.dte_floor_s)) ** p
+        denom = np.maximum(t, self.dte_floor_s)
+        if (denom <= 0).any():
+            raise ValueError("dte_floor_s=0 with an option at expiry (expiry_s=0): allowed dte_floor_s > 0 then")
+        mult = (self.reference_s / denom) ** p
         return 1.0 + self.range_up * mult, np.maximum(0.0, 1.0 - self.range_down * mult)
 
 
@@ -165,13 +188,18 @@ class StaticDiscountParams:
         for f in ("long_rate_mult", "long_rate_add", "short_rate_mult", "short_rate_add"):
             _check(f, getattr(self, f), 0.0, 10.0)
 
-    def factors(self, t_years: np.ndarray, rate: float, discount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r = max(rate, 0.0) if self.floor_rate_at_zero else rate
-        pos = self.long_base * np.exp(-t_years * (r * self.long_rate_mult + self.long_rate_add))
+    def factors(
+        self, t_years: npt.ArrayLike, rate: npt.ArrayLike, discount: npt.ArrayLike
+    ) -> tuple[FloatArray, FloatArray]:
+        """(positive, negative) factors per expiry; `rate` one per expiry or one for all."""
+        t = np.asarray(t_years, dtype=np.float64)
+        r = np.asarray(rate, dtype=np.float64)
+        r = np.maximum(r, 0.0) if self.floor_rate_at_zero else r
+        pos = self.long_base * np.exp(-t * (r * self.long_rate_mult + self.long_rate_add))
         if self.short_base is None:
             return pos, np.ones_like(pos)
-        neg = self.short_base / np.exp(-t_years * (r * self.short_rate_mult + self.short_rate_add))
-        return pos, np.minimum(1.0 / discount, neg)  # PMRMLib_2: min(1/discount, staticDiscountNeg)
+        neg = self.short_base / np.exp(-t * (r * self.short_rate_mult + self.short_rate_add))
+        return pos, np.minimum(1.0 / np.asarray(discount, dtype=np.float64), neg)  # PMRMLib_2 min(1/D, neg)
 
 
 @dataclass(frozen=True)
@@ -247,6 +275,26 @@ class ContingencyParams:
 
 
 @dataclass(frozen=True)
+class CollateralParams:
+    """One collateral asset's parameters (derivexyz/v2-core IPMRMLib_2.CollateralParameters): risk_cancelling
+    (its value moves with the market's spot shock), and haircuts as fractions of its value: MM contingency +=
+    value * mm_haircut, IM contingency += value * im_haircut on top (PMRMLib_2 addPrecomputes)."""
+
+    risk_cancelling: bool = False
+    mm_haircut: float = 0.0
+    im_haircut: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check("mm_haircut", self.mm_haircut, 0.0, 1.0)
+        _check("im_haircut", self.im_haircut, 0.0, 1.0)
+        if self.mm_haircut + self.im_haircut > 1.0:  # PMRMLib_2 setCollateralParameters
+            raise ValueError(
+                f"mm_haircut + im_haircut = {self.mm_haircut + self.im_haircut}: allowed <= 1 "
+                "(PMRMLib_2 setCollateralParameters)"
+            )
+
+
+@dataclass(frozen=True)
 class ScenarioPMParams:
     """Everything one scenario-grid PM methodology needs; see presets_pm.py for the published sets."""
 
@@ -266,6 +314,10 @@ class ScenarioPMParams:
     extended_factor: float = 1.0  # Deribit extended_table_factor
     extended_dampener_usd: float = 0.0  # Deribit extended_dampener (USD)
     extended_price_range: float | None = None  # Deribit price_range: delta-1 tail PnL capped at +-range
+    collaterals: dict[str, CollateralParams] = field(default_factory=dict)  # per collateral asset name
+    default_collateral: CollateralParams | None = None  # for assets not in `collaterals`; None: they raise
+    floor_rate_at_zero: bool = False  # PMRM_2 _initialiseExpiries: rate = max(rate, 0) for D and static factors
+    exact: bool = False  # final aggregation in 1e18 fixed point with Solidity truncation (exact.py)
 
     def __post_init__(self) -> None:
         _check("mm_factor", self.mm_factor, 0.0, 10.0)
@@ -280,6 +332,24 @@ class ScenarioPMParams:
             raise ValueError(f"cross_underlying={self.cross_underlying!r}: allowed 'separate' or 'offset'")
         if self.skew is None and any(v in (LINEAR, ABS) for v in self.grid.vol):
             raise ValueError("skew: allowed None only when grid has no LINEAR/ABS scenarios")
+        for i, (s, v) in enumerate(zip(self.grid.spot, self.grid.vol)):
+            if v in (LINEAR, ABS) and s != 1.0:  # PMRM_2 setScenarios: skew scenarios keep spot unchanged
+                raise ValueError(
+                    f"grid.spot[{i}]={s}: allowed 1.0 for a LINEAR/ABS skew scenario (PMRM_2 setScenarios)"
+                )
+        for name, cp in self.collaterals.items():
+            if not isinstance(cp, CollateralParams):
+                raise ValueError(f"collaterals[{name!r}]: allowed a CollateralParams, got {type(cp).__name__}")
+
+    def collateral_params(self, asset: str) -> CollateralParams:
+        """Parameters of a collateral asset; unknown assets raise unless a default is set."""
+        if asset in self.collaterals:
+            return self.collaterals[asset]
+        if self.default_collateral is not None:
+            return self.default_collateral
+        raise ValueError(
+            f"collateral asset {asset!r}: allowed {sorted(self.collaterals)} (params.collaterals of {self.name!r})"
+        )
 
     def im_factor_for(self, stable_price: float) -> float:
         """IM factor with the stablecoin de-peg add-on (PMRMLib _getMargin pegLossFactor)."""

@@ -5,46 +5,108 @@ worst = min(min_s PnL_s, basis floor, 0); then factors and contingencies (docs/m
     risk = -worst + roll [+ static if static_inside_factor];  risk = max(risk, floor charge)
     MM = mm_factor * risk [+ static_mm];  IM = im_factor_eff * risk [+ static_mm + static_im] + confidence
 which reproduces Lyra PMRM v1, Derive PM2, Deribit PM, Paradex and OKX PM with the presets in presets_pm.py.
+
+Market data per expiry (derivexyz/v2-core PMRM_2 `_initialiseExpiries`): each option is priced off its
+expiry's forward (MarketState.forwards, F' = variable * spot shock + fixed) and discounted with its expiry's
+rate (floored at 0 when `floor_rate_at_zero`); options of a coin-margined account are valued in coin,
+value / (F' * D) (Deribit's inverse options: BS(F)/F). Oracle confidence contingencies are per bucket with
+their own feeds (PMRMLib_2 addPrecomputes): perps min(spot, perp); each expiry min(spot, perp if held,
+forward, rate, vol) on its gross option count; each collateral min(collateral, spot) on its value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from defistress.protocols.margin import exact as fx
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks
-from defistress.protocols.margin.portfolio import CALL, FUTURE, PERP, PUT, SPOT, MarketState, Portfolio
+from defistress.protocols.margin.exact import conf_factor
+from defistress.protocols.margin.portfolio import (
+    CALL,
+    FUTURE,
+    INVERSE_FUTURE,
+    INVERSE_PERP,
+    PERP,
+    PUT,
+    USD,
+    MarketState,
+    Portfolio,
+)
 from defistress.protocols.margin.result import MarginResult
-from defistress.protocols.margin.scenario_params import ABS, DOWN, LINEAR, NONE, UP, ScenarioGrid, ScenarioPMParams  # noqa: F401
+from defistress.protocols.margin.scenario_delta1 import bincount as _bc
+from defistress.protocols.margin.scenario_delta1 import delta1_rows
+from defistress.protocols.margin.scenario_params import (  # noqa: F401
+    ABS,
+    DOWN,
+    LINEAR,
+    NONE,
+    UP,
+    ScenarioGrid,
+    ScenarioPMParams,
+)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+_DRIVERS = (
+    "worst_loss_usd",
+    "basis_usd",
+    "naked_short_usd",
+    "naked_short_im_usd",
+    "perp_base_usd",
+    "perp_base_im_usd",
+    "collateral_haircut_usd",
+    "collateral_haircut_im_usd",
+    "confidence_usd",
+    "roll_usd",
+    "floor_charge_usd",
+)
 
 
-def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _group(keys: IntArray) -> tuple[IntArray, IntArray]:
     """Dense group ids for int64 keys: (unique keys, inverse)."""
     if keys.size == 0:
         return keys, keys
     uniq, inv = np.unique(keys, return_inverse=True)
-    return uniq, inv
-
-
-def _bc(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(idx, weights=w, minlength=n)[:n] if idx.size else np.zeros(n)
+    return uniq, inv.reshape(-1)
 
 
 @dataclass
 class _UnderlyingRisk:
-    """Per-account figures of one underlying (arrays of shape (N,) unless noted)."""
+    """Per-account figures of one underlying (arrays of shape (N,) unless noted), in each account's margin
+    currency (USD, or coin for the accounts margined in this underlying's coin)."""
 
-    pnl: np.ndarray  # (S, N) scenario PnL USD
-    basis: np.ndarray  # basis floor-scenario PnL (<= 0) USD
-    mtm: np.ndarray  # mark-to-market of the underlying's positions USD
-    naked_mm: np.ndarray
-    naked_im: np.ndarray
-    delta1_mm: np.ndarray
-    delta1_im: np.ndarray
-    confidence: np.ndarray
-    roll: np.ndarray
-    floor: np.ndarray
+    pnl: FloatArray  # (S, N) scenario PnL
+    basis: FloatArray  # basis floor-scenario PnL (<= 0)
+    mtm: FloatArray  # mark-to-market of the underlying's positions
+    naked_mm: FloatArray
+    naked_im: FloatArray
+    delta1_mm: FloatArray
+    delta1_im: FloatArray
+    coll_mm: FloatArray
+    coll_im: FloatArray
+    confidence: FloatArray
+    roll: FloatArray
+    floor: FloatArray
+    parts: dict[str, FloatArray]  # equity parts: options, delta1, collateral, funding
+
+    _SUMMED = (
+        "basis",
+        "mtm",
+        "naked_mm",
+        "naked_im",
+        "delta1_mm",
+        "delta1_im",
+        "coll_mm",
+        "coll_im",
+        "confidence",
+        "roll",
+        "floor",
+    )
 
 
 class ScenarioPM:
@@ -75,54 +137,66 @@ class ScenarioPM:
     def _underlying(self, pf: Portfolio, mkt: MarketState, u: int, prm: ScenarioPMParams) -> _UnderlyingRisk:
         n, unds = pf.n_accounts, pf.underlyings
         sel = np.flatnonzero(pf.und == u)
-        spot, rate, perp_px, conf = mkt.scalars(unds[u])
-        stable = float(mkt.stable_price)
+        spot, _, _, spot_conf = mkt.scalars(unds[u])
+        perp_conf = float(mkt.perp_confidence_array((unds[u],))[0])
         grid, c = prm.grid, prm.contingency
         acct, kind, qty = pf.account[sel], pf.kind[sel], pf.qty[sel]
+        coin_acct = pf.numeraire == u
         t_s = pf.expiry_s[sel]
         t_y = t_s / SECONDS_PER_YEAR
-        fwd = spot * np.exp(rate * t_y)
+        pts = mkt.curve_points(unds, np.full(sel.size, u, dtype=np.int64), t_s)
+        fwd, fwd_fixed = pts.forward, pts.fixed
+        rate = np.maximum(pts.rate, 0.0) if prm.floor_rate_at_zero else pts.rate  # PMRM_2: max(rate, 0)
         spot_mult = np.asarray(grid.spot)
         damp = np.asarray(grid.dampening)
         vdir = np.asarray(grid.vol)
         tail = np.asarray(grid.tail)
         n_s = spot_mult.size
-
-        # delta-1 exposures (USD per unit of relative move) and marks
-        is_perp, is_fut, is_spot = kind == PERP, kind == FUTURE, kind == SPOT
-        mark = np.where(is_perp, perp_px, np.where(is_fut, fwd, spot / stable))  # PMRMLib: base value / stable
-        entry = pf.entry_price[sel]
-        d1_mask = is_perp | is_fut | is_spot
-        expo = _bc(acct[d1_mask], qty[d1_mask] * mark[d1_mask], n)
-        upnl = np.where(is_spot, qty * mark, qty * (mark - np.where(entry > 0, entry, mark)))  # entry 0 => at mark
-        mtm = _bc(acct[d1_mask], upnl[d1_mask], n)
-        move = spot_mult - 1.0
+        move = grid.moves
         d1_move = move
         if prm.extended_price_range is not None:  # Deribit: delta-1 extended vector = PnL at +-price_range
             r = prm.extended_price_range
             d1_move = np.where(tail, np.clip(move, -r, r), move)
-        pnl = (d1_move * damp)[:, None] * expo[None, :]
+
+        rows = delta1_rows(pf, mkt, u, sel, prm, fwd, fwd_fixed, d1_move)
+        pnl = rows.pnl
+        perp_held = rows.perp_held
+        c_d1 = np.where(perp_held, min(spot_conf, perp_conf), spot_conf)  # PMRM_2: min(spot, perp if held)
+        if coin_acct.any():  # USD cash of a coin-margined account is worth cash / spot' coin
+            cash_w = np.where(coin_acct, pf.cash, 0.0)
+            pnl = pnl + ((1.0 / (spot * spot_mult) - 1.0 / spot) * damp)[:, None] * cash_w[None, :]
 
         # options, grouped per (account, expiry)
         opt = np.flatnonzero((kind == CALL) | (kind == PUT))
-        basis = np.zeros(n)
-        naked = np.zeros(n)
-        net_opts = np.zeros(n)
+        basis, naked, opt_mtm, opt_conf = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
         if opt.size:
-            o_acct, o_q, o_k, o_t, o_ts, o_f = acct[opt], qty[opt], pf.strike[sel][opt], t_y[opt], t_s[opt], fwd[opt]
+            o_acct, o_q, o_k, o_t, o_ts = acct[opt], qty[opt], pf.strike[sel][opt], t_y[opt], t_s[opt]
+            o_f, o_fix, o_r = fwd[opt], fwd_fixed[opt], rate[opt]
             o_call = kind[opt] == CALL
-            sigma = mkt.vols(unds, np.full(opt.size, u), o_k, o_ts, o_f)
-            disc = np.exp(-rate * o_t) if prm.discount_option_prices else np.ones(opt.size)  # PMRMLib_2: discount
+            sigma = mkt.vols(unds, np.full(opt.size, u, dtype=np.int64), o_k, o_ts, o_f)
+            disc = np.exp(-o_r * o_t) if prm.discount_option_prices else np.ones(opt.size)  # PMRMLib_2 discount
             e_uniq, e_code = _group(o_ts)
-            g_keys, grp = _group(o_acct * max(e_uniq.size, 1) + e_code)
+            n_e = max(e_uniq.size, 1)
+            g_keys, grp = _group(o_acct * n_e + e_code)
             n_g = g_keys.size
-            g_acct = g_keys // max(e_uniq.size, 1)
-            g_t = e_uniq[g_keys % max(e_uniq.size, 1)] / SECONDS_PER_YEAR
-            disc_g = np.exp(-rate * g_t) if prm.discount_option_prices else np.ones(n_g)
-            pos_disc, neg_disc = prm.discount.factors(g_t, rate, disc_g)
-            pricer = ForwardShockPricer(o_f, o_k, o_t, o_call, o_q, disc)
-            mtm_g = _bc(grp, pricer.values(1.0, sigma, "none"), n_g)
-            mtm += _bc(g_acct, mtm_g, n)
+            g_acct = g_keys // n_e
+            first = np.zeros(n_g, dtype=np.int64)
+            first[grp[::-1]] = np.arange(opt.size)[::-1]  # one member option per group (same expiry)
+            g_t, g_rate, g_disc = o_t[first], o_r[first], disc[first]
+            g_var, g_fix = o_f[first] - o_fix[first], o_fix[first]
+            pos_disc, neg_disc = prm.discount.factors(g_t, g_rate, g_disc)
+            pricer = ForwardShockPricer(o_f, o_k, o_t, o_call, o_q, disc, fixed=o_fix)
+            g_coin = coin_acct[g_acct]
+
+            def native(gv: FloatArray, m: float) -> FloatArray:
+                """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F)."""
+                if not g_coin.any():
+                    return gv
+                ref = (g_var * m + g_fix) * g_disc
+                return np.where(g_coin, gv / np.where(ref > 0, ref, 1.0), gv)
+
+            mtm_g = native(_bc(grp, pricer.values(1.0, sigma, "none"), n_g), 1.0)
+            opt_mtm = _bc(g_acct, mtm_g, n)
             up_m, down_m = prm.vol_shock.multipliers(o_ts)
             vols = {NONE: sigma, UP: np.maximum(prm.vol_shock.min_vol_up, sigma * up_m), DOWN: sigma * down_m}
             if prm.skew is not None and ((vdir == LINEAR) | (vdir == ABS)).any():
@@ -132,49 +206,63 @@ class ScenarioPM:
             for s in range(n_s):
                 d = int(vdir[s])
                 m = 1.0 if d in (LINEAR, ABS) else float(spot_mult[s])  # skew scenarios keep spot unchanged
-                gv = _bc(grp, pricer.values(m, vols[d], d), n_g)
+                gv = native(_bc(grp, pricer.values(m, vols[d], d), n_g), m)
                 gp = (np.where(gv >= 0, gv * pos_disc, gv * neg_disc) - mtm_g) * damp[s]
                 if d in (LINEAR, ABS):
                     gp = -np.abs(gp)  # PMRMLib_2: worst of the rotation and its mirror per expiry
                 pnl[s] += _bc(g_acct, gp, n)
             if c.basis_enabled:  # PMRMLib basis contingency, one value per expiry
-                up = _bc(grp, pricer.values(c.basis_up, sigma, NONE), n_g) - mtm_g
-                dn = _bc(grp, pricer.values(c.basis_down, sigma, NONE), n_g) - mtm_g
+                up = native(_bc(grp, pricer.values(c.basis_up, sigma, NONE), n_g), c.basis_up) - mtm_g
+                dn = native(_bc(grp, pricer.values(c.basis_down, sigma, NONE), n_g), c.basis_down) - mtm_g
                 basis = _bc(g_acct, np.minimum(np.minimum(up, dn), 0.0) * (c.basis_add + c.basis_mult * g_t), n)
             # naked shorts per strike per expiry, calls and puts pooled (PMRMLib _getOptionContingency)
             k_uniq, k_code = _group(o_k)
-            sk_keys, sk = _group(grp * max(k_uniq.size, 1) + k_code)
+            n_k = max(k_uniq.size, 1)
+            sk_keys, sk = _group(grp * n_k + k_code)
             net = _bc(sk, o_q, sk_keys.size)
-            naked = _bc(g_acct[sk_keys // max(k_uniq.size, 1)], np.maximum(-net, 0.0), n)
-            net_opts = _bc(o_acct, np.abs(o_q), n)
+            naked = _bc(g_acct[sk_keys // n_k], np.maximum(-net, 0.0), n)
+            # confidence per expiry: min(spot, perp if held, forward, rate, vol) on the gross option count
+            o_conf = np.minimum(
+                np.minimum(pts.forward_confidence[opt], pts.rate_confidence[opt]), pts.vol_confidence[opt]
+            )
+            o_conf = np.minimum(o_conf, mkt.vol_confidences(unds, np.full(opt.size, u, dtype=np.int64), o_k, o_ts))
+            g_conf = np.ones(n_g)
+            np.minimum.at(g_conf, grp, o_conf)
+            g_conf = np.minimum(g_conf, c_d1[g_acct])
+            g_gross = _bc(grp, np.abs(o_q), n_g)
+            low = g_conf < c.conf_threshold
+            if low.any():
+                opt_conf = _bc(g_acct[low], conf_factor(g_conf[low], c.conf_margin) * g_gross[low] * spot, n)
         if prm.extended_factor != 1.0 or prm.extended_dampener_usd > 0.0:
             pnl = self._extended(pnl, tail, move, prm)
 
-        # contingencies (USD per account)
-        d1_abs = _bc(acct[is_perp | is_fut], np.abs(qty[is_perp | is_fut]), n)
-        base_abs = _bc(acct[is_spot], np.abs(qty[is_spot]), n)
-        notional_base = base_abs * spot / stable
-        conf_amt = (d1_abs + base_abs + net_opts) * spot
-        confidence = ((1.0 - conf) * c.conf_margin * conf_amt) if conf < c.conf_threshold else np.zeros(n)
-        roll_w = np.maximum(c.roll_min_move, c.roll_annual_move * np.where(is_fut, t_y, 0.0))  # Deribit roll_shock
-        roll_mask = (is_perp | is_fut | is_spot) if c.roll_includes_spot else (is_perp | is_fut)
-        roll = _bc(acct[roll_mask], (np.abs(qty) * mark * roll_w)[roll_mask], n)
-        floor = self._floor(pf, sel, acct, kind, qty, fwd, t_y, mkt, u, spot, rate, n, prm)
+        # contingencies (USD per account), then in each account's currency
+        notional_base = rows.base_units * spot  # PMRMLib addPrecomputes: basePosition * basePercent * spot
+        d1_notional = (rows.d1_units + rows.base_units) * spot
+        low = c_d1 < c.conf_threshold
+        conf_d1 = np.zeros(n)
+        if low.any():
+            conf_d1[low] = conf_factor(c_d1[low], c.conf_margin) * d1_notional[low]
+        floor = self._floor(pf, sel, acct, kind, rows.units, fwd, t_y, mkt, u, spot, rate, n, prm)
+        to_native = np.where(coin_acct, 1.0 / spot if spot > 0 else 0.0, 1.0)
         return _UnderlyingRisk(
             pnl=pnl,
             basis=basis,
-            mtm=mtm,
-            naked_mm=naked * spot * c.option_pct_mm,
-            naked_im=naked * spot * c.option_pct_im,
-            delta1_mm=d1_abs * spot * c.perp_pct_mm + notional_base * c.base_pct_mm,
-            delta1_im=d1_abs * spot * c.perp_pct_im + notional_base * c.base_pct_im,
-            confidence=confidence,
-            roll=roll,
-            floor=floor,
+            mtm=rows.mtm + rows.funding + rows.collateral + opt_mtm,
+            naked_mm=naked * spot * c.option_pct_mm * to_native,
+            naked_im=naked * spot * c.option_pct_im * to_native,
+            delta1_mm=(rows.d1_units * spot * c.perp_pct_mm + notional_base * c.base_pct_mm) * to_native,
+            delta1_im=(rows.d1_units * spot * c.perp_pct_im + notional_base * c.base_pct_im) * to_native,
+            coll_mm=rows.coll_mm * to_native,
+            coll_im=rows.coll_im * to_native,
+            confidence=(conf_d1 + opt_conf + rows.coll_conf) * to_native,
+            roll=rows.roll * to_native,
+            floor=floor * to_native,
+            parts={"options": opt_mtm, "delta1": rows.mtm, "collateral": rows.collateral, "funding": rows.funding},
         )
 
     @staticmethod
-    def _extended(pnl, tail, move, prm: ScenarioPMParams) -> np.ndarray:
+    def _extended(pnl: FloatArray, tail: npt.NDArray[np.bool_], move: FloatArray, prm: ScenarioPMParams) -> FloatArray:
         """Deribit extended table: count extended_factor of tail PnL, then move losses toward 0 by
         min((|move|/price_range - 1) * extended_dampener, |PnL|) [3P oreome replicator, unverified]."""
         out = pnl.copy()
@@ -186,104 +274,110 @@ class ScenarioPM:
         return out
 
     @staticmethod
-    def _floor(pf, sel, acct, kind, qty, fwd, t_y, mkt, u, spot, rate, n, prm: ScenarioPMParams) -> np.ndarray:
-        """Floor charges: Paradex min delta, OKX MR7 minimum charge with size multiplier tiers."""
+    def _floor(
+        pf: Portfolio,
+        sel: IntArray,
+        acct: IntArray,
+        kind: npt.NDArray[np.int8],
+        units: FloatArray,
+        fwd: FloatArray,
+        t_y: FloatArray,
+        mkt: MarketState,
+        u: int,
+        spot: float,
+        rate: FloatArray,
+        n: int,
+        prm: ScenarioPMParams,
+    ) -> FloatArray:
+        """Floor charges (USD): Paradex min delta, OKX MR7 minimum charge with size multiplier tiers."""
         c = prm.contingency
         out = np.zeros(n)
+        opt = (kind == CALL) | (kind == PUT)
+        qty = np.where(opt, pf.qty[sel], units)  # delta-1 rows in units of the underlying
         if c.min_delta_net_pct > 0 or c.min_delta_hedged_pct > 0:
-            opt = (kind == CALL) | (kind == PUT)
             dlt = qty.astype(np.float64).copy()  # delta-1: one unit of underlying each
             if opt.any():
                 k, ts = pf.strike[sel][opt], pf.expiry_s[sel][opt]
-                sig = mkt.vols(pf.underlyings, np.full(int(opt.sum()), u), k, ts, fwd[opt])
-                g = greeks(fwd[opt], k, t_y[opt], sig, kind[opt] == CALL, np.exp(-rate * t_y[opt]))
+                sig = mkt.vols(pf.underlyings, np.full(int(opt.sum()), u, dtype=np.int64), k, ts, fwd[opt])
+                g = greeks(fwd[opt], k, t_y[opt], sig, kind[opt] == CALL, np.exp(-rate[opt] * t_y[opt]))
                 dlt[opt] = qty[opt] * g.delta * fwd[opt] / spot  # spot delta = dV/dF * F/S
             longs, shorts = _bc(acct, np.maximum(dlt, 0), n), _bc(acct, np.maximum(-dlt, 0), n)
             out = (
                 c.min_delta_net_pct * np.abs(longs - shorts) + c.min_delta_hedged_pct * np.minimum(longs, shorts)
             ) * spot
         if c.min_charge_delta1_rate > 0 or c.min_charge_option_rate > 0:
-            d1 = (kind == PERP) | (kind == FUTURE)
-            rate_w = np.where(
-                d1, c.min_charge_delta1_rate, np.where((kind == CALL) | (kind == PUT), c.min_charge_option_rate, 0.0)
-            )
+            d1 = np.isin(kind, (PERP, FUTURE, INVERSE_PERP, INVERSE_FUTURE))
+            rate_w = np.where(d1, c.min_charge_delta1_rate, np.where(opt, c.min_charge_option_rate, 0.0))
             raw = _bc(acct, np.abs(qty) * spot * rate_w, n)
             out = np.maximum(out, raw * c.min_charge_multiplier(raw))
         return out
 
     # ------------------------------------------------------------------ all underlyings
-    def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
-        """IM, MM, equity and drivers for every account of `pf` at market state `mkt`."""
-        n = pf.n_accounts
-        zeros = lambda: np.zeros(n)  # noqa: E731
-        mm, im, equity = zeros(), zeros(), pf.cash.astype(np.float64).copy()
-        drv = {
-            k: zeros()
-            for k in (
-                "worst_loss_usd",
-                "basis_usd",
-                "naked_short_usd",
-                "naked_short_im_usd",
-                "perp_base_usd",
-                "perp_base_im_usd",
-                "confidence_usd",
-                "roll_usd",
-                "floor_charge_usd",
-            )
-        }
-        worst_idx = np.full(n, -1, dtype=np.int64)
-        best_loss = zeros()
-        present = [u for u in range(len(pf.underlyings)) if (pf.und == u).any()]
+    def _risks(self, pf: Portfolio, mkt: MarketState) -> list[tuple[_UnderlyingRisk, ScenarioPMParams]]:
+        present = sorted({int(u) for u in np.unique(pf.und)} | {int(u) for u in np.unique(pf.numeraire) if u != USD})
         risks = {u: self._underlying(pf, mkt, u, self.params_for(pf.underlyings[u])) for u in present}
-        offset = self.params.cross_underlying == "offset" and len(present) > 1
-        if offset:
-            sizes = {risks[u].pnl.shape[0] for u in present}
-            if len(sizes) != 1:
-                raise ValueError(f"cross_underlying='offset' needs equal scenario counts per underlying, got {sizes}")
-            p = self.params
-            pu = {u: self.params_for(pf.underlyings[u]) for u in present}  # Deribit pnl_offset per currency
-            agg = sum(
+        if not (self.params.cross_underlying == "offset" and len(present) > 1):
+            return [(risks[u], self.params_for(pf.underlyings[u])) for u in present]
+        sizes = {risks[u].pnl.shape[0] for u in present}
+        if len(sizes) != 1:
+            raise ValueError(f"cross_underlying='offset' needs equal scenario counts per underlying, got {sizes}")
+        pu = {u: self.params_for(pf.underlyings[u]) for u in present}  # Deribit pnl_offset per currency
+        agg = sum(
+            (
                 np.minimum(risks[u].pnl, 0)
                 + np.minimum(pu[u].gains_offset * np.maximum(risks[u].pnl, 0), pu[u].max_offsetable_pnl)
                 for u in present
-            )
-            merged = _UnderlyingRisk(
-                agg,
-                *[
-                    sum(getattr(risks[u], f) for u in present)
-                    for f in (
-                        "basis",
-                        "mtm",
-                        "naked_mm",
-                        "naked_im",
-                        "delta1_mm",
-                        "delta1_im",
-                        "confidence",
-                        "roll",
-                        "floor",
-                    )
-                ],
-            )
-            groups = [(merged, p)]
-        else:
-            groups = [(risks[u], self.params_for(pf.underlyings[u])) for u in present]
+            ),
+            np.zeros_like(risks[present[0]].pnl),
+        )
+        summed: dict[str, Any] = {
+            f: sum((getattr(risks[u], f) for u in present), np.zeros(pf.n_accounts)) for f in _UnderlyingRisk._SUMMED
+        }
+        parts = {k: sum((risks[u].parts[k] for u in present), np.zeros(pf.n_accounts)) for k in risks[present[0]].parts}
+        return [(_UnderlyingRisk(pnl=agg, parts=parts, **summed), self.params)]
+
+    def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        """IM, MM, equity and drivers for every account of `pf` at market state `mkt` (USD; native_* drivers
+        and MarginResult.exact in each account's margin currency)."""
+        n = pf.n_accounts
+        coin = pf.numeraire != USD
+        to_usd = np.ones(n)
+        for u in np.unique(pf.numeraire[coin]):
+            to_usd[pf.numeraire == u] = mkt.scalars(pf.underlyings[int(u)])[0]
+        cash_native = np.where(coin, pf.cash / np.where(to_usd > 0, to_usd, 1.0), pf.cash)
+        mm, im, equity = np.zeros(n), np.zeros(n), cash_native.astype(np.float64).copy()
+        drv = {k: np.zeros(n) for k in _DRIVERS}
+        parts: dict[str, FloatArray] = {k: np.zeros(n) for k in ("options", "delta1", "collateral", "funding")}
+        parts["cash"] = cash_native.copy()
+        worst_idx = np.full(n, -1, dtype=np.int64)
+        best_loss = np.zeros(n)
+        groups = self._risks(pf, mkt)
+        exact = self.params.exact
+        if exact:
+            w_mm = np.array([0] * n, dtype=object)
+            w_im = np.array([0] * n, dtype=object)
         for r, prm in groups:
-            s_min = r.pnl.min(axis=0) if r.pnl.size else zeros()
+            s_min = r.pnl.min(axis=0) if r.pnl.size else np.zeros(n)
             s_arg = r.pnl.argmin(axis=0) if r.pnl.size else np.zeros(n, dtype=np.int64)
             worst = np.minimum(np.minimum(s_min, r.basis), 0.0)
             loss = -worst
             idx = np.where(r.basis < s_min, r.pnl.shape[0], s_arg)  # index S = the basis floor scenario
             take = loss > best_loss
             worst_idx, best_loss = np.where(take, idx, worst_idx), np.where(take, loss, best_loss)
-            static_mm = r.naked_mm + r.delta1_mm
-            static_im = r.naked_im + r.delta1_im
+            static_mm = r.naked_mm + r.delta1_mm + r.coll_mm
+            static_im = r.naked_im + r.delta1_im + r.coll_im
             risk = loss + r.roll + (static_mm if prm.static_inside_factor else 0.0)
             risk = np.maximum(risk, r.floor)
             f_im = prm.im_factor_for(mkt.stable_price)
-            outside_mm = 0.0 if prm.static_inside_factor else static_mm
+            outside_mm = np.zeros(n) if prm.static_inside_factor else static_mm
             mm += prm.mm_factor * risk + outside_mm
             im += f_im * risk + outside_mm + static_im + r.confidence
+            if exact:
+                dm, di = _exact_group(r, prm, float(mkt.stable_price), static_mm, static_im)
+                w_mm, w_im = w_mm + dm, w_im + di
             equity += r.mtm
+            for k, v in r.parts.items():
+                parts[k] = parts.get(k, np.zeros(n)) + v
             for k, v in (
                 ("worst_loss_usd", loss),
                 ("basis_usd", -r.basis),
@@ -291,18 +385,73 @@ class ScenarioPM:
                 ("naked_short_im_usd", r.naked_im),
                 ("perp_base_usd", r.delta1_mm),
                 ("perp_base_im_usd", r.delta1_im),
+                ("collateral_haircut_usd", r.coll_mm),
+                ("collateral_haircut_im_usd", r.coll_im),
                 ("confidence_usd", r.confidence),
                 ("roll_usd", r.roll),
                 ("floor_charge_usd", r.floor),
             ):
                 drv[k] += v
-        drv["worst_scenario"] = worst_idx
-        drv["contingency_static_mm_usd"] = drv["naked_short_usd"] + drv["perp_base_usd"]
-        drv["native_margin_mm"] = equity - mm
-        drv["native_margin_im"] = equity - im
-        return MarginResult(im=im, mm=mm, equity=equity, drivers=drv, model=self.name)
+        for k in _DRIVERS:  # the named USD drivers are USD for every account
+            drv[k] = drv[k] * to_usd
+        out: dict[str, npt.NDArray[Any]] = dict(drv)
+        out["worst_scenario"] = worst_idx
+        out["contingency_static_mm_usd"] = drv["naked_short_usd"] + drv["perp_base_usd"] + drv["collateral_haircut_usd"]
+        exact_out: dict[str, tuple[int, ...]] = {}
+        if exact:
+            w_eq = fx.wei_array(equity)
+            nat_mm, nat_im = w_eq - w_mm, w_eq - w_im
+            exact_out = {
+                "im": tuple(int(v) for v in w_im),
+                "mm": tuple(int(v) for v in w_mm),
+                "equity": tuple(int(v) for v in w_eq),
+                "native_margin_mm": tuple(int(v) for v in nat_mm),
+                "native_margin_im": tuple(int(v) for v in nat_im),
+            }
+            mm, im, equity = fx.to_float(w_mm), fx.to_float(w_im), fx.to_float(w_eq)
+        out["native_margin_mm"] = equity - mm
+        out["native_margin_im"] = equity - im
+        out["native_mm"], out["native_im"], out["native_equity"] = mm, im, equity
+        currency = tuple(pf.margin_currency(i) for i in range(n)) if coin.any() else ()
+        return MarginResult(
+            im=im * to_usd,
+            mm=mm * to_usd,
+            equity=equity * to_usd,
+            drivers=out,
+            model=self.name,
+            equity_parts=parts,
+            currency=currency,
+            exact=exact_out,
+        )
 
-    def scenario_pnl(self, pf: Portfolio, mkt: MarketState, underlying: str) -> np.ndarray:
-        """(S, N) USD scenario PnL of one underlying's positions (the risk array, for reports and tests)."""
+    def scenario_pnl(self, pf: Portfolio, mkt: MarketState, underlying: str) -> FloatArray:
+        """(S, N) scenario PnL of one underlying's positions (the risk array, for reports and tests), in each
+        account's margin currency (USD unless coin-margined)."""
         u = pf.underlyings.index(underlying)
         return self._underlying(pf, mkt, u, self.params_for(underlying)).pnl
+
+
+def _exact_group(
+    r: _UnderlyingRisk, prm: ScenarioPMParams, stable: float, static_mm: FloatArray, static_im: FloatArray
+) -> tuple[fx.ObjArray, fx.ObjArray]:
+    """(MM, IM) of one group in wei with Solidity truncation (PMRMLib_2 getMarginAndMarkToMarket:
+    minSPAN = min(basis, min_s PnL_s); minSPAN * factor truncates toward zero; contingencies subtracted)."""
+    n = r.basis.shape[0]
+    zero = np.array([0] * n, dtype=object)
+    worst = fx.minimum(fx.wei_array(r.basis), zero)
+    if r.pnl.size:
+        w_pnl = fx.wei_array(r.pnl)
+        for s in range(w_pnl.shape[0]):
+            worst = fx.minimum(worst, w_pnl[s])
+    risk = -worst + fx.wei_array(r.roll) + (fx.wei_array(static_mm) if prm.static_inside_factor else zero)
+    risk = fx.maximum(risk, fx.wei_array(r.floor))
+    c = prm.contingency
+    f_im = fx.wei_param(prm.im_factor)
+    if (
+        stable < c.peg_threshold
+    ):  # PMRMLib_2 _getMarginAndMarkToMarket: imFactor += (threshold - stable) * pegLossFactor
+        f_im += fx.mul(fx.wei_param(c.peg_threshold) - fx.wei(stable), fx.wei_param(c.peg_factor))
+    outside = zero if prm.static_inside_factor else fx.wei_array(static_mm)
+    mm = fx.mul(risk, fx.wei_param(prm.mm_factor)) + outside
+    im = fx.mul(risk, f_im) + outside + fx.wei_array(static_im) + fx.wei_array(r.confidence)
+    return mm, im

@@ -4,6 +4,11 @@ spread charges, short option minimum and inter-commodity spread credits (WPR met
 A combined commodity is one underlying of the Portfolio; its contract months are the distinct expiry_s of
 its futures and options. Sources: docs/margin-methods.md 6.1; cmegroup.com/clearing/margins/spread-calc.html;
 CME Clearing Advisory Chadv08-303 (extreme move 3 x PSR at 33% coverage).
+
+Risk arrays come from the clearing house when MarketState.span_arrays holds the underlying's published arrays
+(span_arrays.py; read from a CME risk-parameter file with span_file.py): scan risk, spreads and credits then
+use the published 16 losses and composite deltas. Otherwise Span builds its own arrays with Black-76 from the
+commodity's price and vol scan ranges.
 """
 
 from __future__ import annotations
@@ -11,13 +16,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, greeks, price
-from defistress.protocols.margin.portfolio import CALL, FUTURE, PUT, MarketState, Portfolio
+from defistress.protocols.margin.portfolio import (
+    CALL,
+    FUTURE,
+    KIND_NAMES,
+    PUT,
+    MarketState,
+    Portfolio,
+    add_funding,
+    check_supported,
+)
 from defistress.protocols.margin.registry import register
 from defistress.protocols.margin.result import MarginResult
 
 _DAY = 86_400.0
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 # SPAN scenario table (docs/margin-methods.md 6.1): price move as a fraction of the scan range, vol direction
 SPAN_PRICE_FRACTIONS = (0, 0, 1 / 3, 1 / 3, -1 / 3, -1 / 3, 2 / 3, 2 / 3, -2 / 3, -2 / 3, 1, 1, -1, -1)
 SPAN_VOL_SIGNS = (1, -1) * 7
@@ -122,12 +139,17 @@ class Span:
         self.params = params
         self.name = params.name
 
-    def risk_arrays(self, pf: Portfolio, mkt: MarketState, sel: np.ndarray, c: SpanCommodity) -> tuple:
-        """(16, p) losses per position (positive = loss, qty-weighted), option values, composite deltas."""
+    def risk_arrays(
+        self, pf: Portfolio, mkt: MarketState, sel: IntArray, c: SpanCommodity
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(16, p) losses per position (positive = loss, qty-weighted), option values, composite deltas: the
+        clearing house's published arrays when MarketState.span_arrays has the underlying, else built here."""
         u = int(pf.und[sel[0]])
+        if pf.underlyings[u] in mkt.span_arrays:
+            return self.published_arrays(pf, mkt, sel)
         spot, rate, _, _ = mkt.scalars(pf.underlyings[u])
         kind, qty, k, ts = pf.kind[sel], pf.qty[sel], pf.strike[sel], pf.expiry_s[sel]
-        fwd = spot * np.exp(rate * ts / SECONDS_PER_YEAR)
+        fwd = mkt.forward(np.full(sel.size, u), ts, pf.underlyings)
         frac, vsign, weight = span_scenarios(c)
         move = frac[:, None] * c.psr(ts, fwd)[None, :]  # USD price move per scenario
         opt = (kind == CALL) | (kind == PUT)
@@ -148,7 +170,52 @@ class Span:
             delta[o] = qty[o] * greeks(fwd[o], k[o], t_now, sig, is_call).delta
         return loss, values, delta
 
+    @staticmethod
+    def published_arrays(pf: Portfolio, mkt: MarketState, sel: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Losses, option values and composite deltas from the published arrays of the positions' underlying:
+        loss = qty / contract_size x array (values already include the extreme moves' cover fraction);
+        delta = qty x composite delta (futures-equivalents in units of the underlying); option value = qty x
+        the published settlement price, or Black-76 where the array has none."""
+        u = int(pf.und[sel[0]])
+        name = pf.underlyings[u]
+        pub = mkt.span_arrays[name]
+        kind, qty = pf.kind[sel], pf.qty[sel]
+        names = np.array([KIND_NAMES[k] for k in kind], dtype=object)
+        bad = ~np.isin(kind, (FUTURE, CALL, PUT))
+        if bad.any():
+            raise ValueError(
+                f"span_arrays[{name!r}]: published arrays cover kinds ['future', 'call', 'put']; got "
+                f"{sorted(set(names[bad]))} (position {int(sel[np.flatnonzero(bad)[0]])})"
+            )
+        idx = pub.match(names, pf.expiry_s[sel], pf.strike[sel])
+        if (idx < 0).any():
+            j = int(np.flatnonzero(idx < 0)[0])
+            raise ValueError(
+                f"span_arrays[{name!r}]: no published array for position {int(sel[j])} ({names[j]}, "
+                f"expiry_s={pf.expiry_s[sel][j]:g}, strike={pf.strike[sel][j]:g}); published: "
+                f"{[(a.kind, a.expiry_s, a.strike) for a in pub.arrays]}"
+            )
+        tab = pub.table()
+        contracts = qty / tab["contract_size"][idx]
+        loss = tab["losses"][idx].T * contracts[None, :]
+        delta = qty * tab["composite_delta"][idx]
+        opt = (kind == CALL) | (kind == PUT)
+        px = tab["price"][idx]
+        values = np.zeros(sel.size)
+        need = opt & np.isnan(px)
+        if need.any():
+            o = np.flatnonzero(need)
+            spot, rate, _, _ = mkt.scalars(name)
+            ts, k = pf.expiry_s[sel][o], pf.strike[sel][o]
+            fwd = mkt.forward(np.full(o.size, u), ts, pf.underlyings)
+            sig = mkt.vols(pf.underlyings, np.full(o.size, u), k, ts, fwd)
+            t = ts / SECONDS_PER_YEAR
+            px[o] = price(fwd, k, t, sig, kind[o] == CALL, np.exp(-rate * t))
+        values[opt] = qty[opt] * px[opt]
+        return loss, values, delta
+
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         n = pf.n_accounts
         equity = pf.cash.astype(np.float64).copy()
         mm = np.zeros(n)
@@ -160,11 +227,12 @@ class Span:
             sel = np.flatnonzero(pf.und == u)
             if sel.size == 0:
                 continue
-            if name not in self.params.commodities:
+            if name not in self.params.commodities and name not in mkt.span_arrays:
                 raise ValueError(
-                    f"underlying {name!r}: allowed {list(self.params.commodities)} (SpanParams.commodities)"
+                    f"underlying {name!r}: allowed {list(self.params.commodities)} (SpanParams.commodities) or an "
+                    "underlying with published arrays (MarketState.span_arrays)"
                 )
-            c = self.params.commodities[name]
+            c = self.params.commodities.get(name, SpanCommodity())
             loss, values, delta = self.risk_arrays(pf, mkt, sel, c)
             acct = pf.account[sel]
             acc_loss = np.stack([np.bincount(acct, weights=row, minlength=n) for row in loss])  # (16, N)
@@ -222,12 +290,13 @@ class Span:
             drv["inter_credit_usd"] += r["credit"]
             drv["short_option_min_usd"] += r["som"]
         im = mm * self.params.initial_factor
-        return MarginResult(im=im, mm=mm, equity=equity, drivers=drv, model=self.name)
+        drivers: dict[str, npt.NDArray[np.generic]] = dict(drv)
+        return add_funding(MarginResult(im=im, mm=mm, equity=equity, drivers=drivers, model=self.name), pf)
 
     @staticmethod
-    def _fwd(mkt: MarketState, pf: Portfolio, u: int, sel: np.ndarray) -> np.ndarray:
-        spot, rate, _, _ = mkt.scalars(pf.underlyings[u])
-        return spot * np.exp(rate * pf.expiry_s[sel] / SECONDS_PER_YEAR)
+    def _fwd(mkt: MarketState, pf: Portfolio, u: int, sel: IntArray) -> FloatArray:
+        """USD forward per position: the underlying's forward curve, else S e^{rT}."""
+        return mkt.forward(np.full(sel.size, u), pf.expiry_s[sel], pf.underlyings)
 
     @staticmethod
     def _intra(acct: np.ndarray, expiry_s: np.ndarray, delta: np.ndarray, c: SpanCommodity, n: int) -> np.ndarray:

@@ -9,15 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR
+from defistress.protocols.margin.market import VolSurfaceLike
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 
 
-def _f64(x) -> np.ndarray:
+def _f64(x: npt.ArrayLike) -> FloatArray:
     return np.asarray(x, dtype=np.float64)
 
 
 class _Shiftable:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - every surface defines it
+
     def shifted(self, level_mult: float = 1.0, skew_steepen: float = 0.0) -> ShiftedSurface:
         """A new surface: vol' = level_mult * vol * max(0, 1 - skew_steepen * ln(K/F))."""
         return ShiftedSurface(base=self, level_mult=level_mult, skew_steepen=skew_steepen)
@@ -33,7 +41,7 @@ class FlatVol(_Shiftable):
         if not (np.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma={self.sigma}: allowed finite >= 0 (annualised vol)")
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         shape = np.broadcast_shapes(np.shape(strike), np.shape(expiry_s), np.shape(forward))
         return np.full(shape, float(self.sigma))
 
@@ -43,7 +51,7 @@ class ShiftedSurface(_Shiftable):
     """A base surface lifted by `level_mult` and steepened: downside strikes (K < F) rise more when
     skew_steepen > 0. Multiplier floored at 0 so vol never turns negative."""
 
-    base: object
+    base: VolSurfaceLike
     level_mult: float = 1.0
     skew_steepen: float = 0.0
 
@@ -53,12 +61,12 @@ class ShiftedSurface(_Shiftable):
         if not np.isfinite(self.skew_steepen):
             raise ValueError(f"skew_steepen={self.skew_steepen}: allowed a finite number")
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         k, f = np.broadcast_arrays(_f64(strike), _f64(forward))
         ok = (k > 0) & (f > 0)
         logm = np.where(ok, np.log(np.where(ok, k, 1.0) / np.where(ok, f, 1.0)), 0.0)
         mult = np.maximum(0.0, 1.0 - self.skew_steepen * logm)
-        return self.level_mult * mult * self.base.vol(strike, expiry_s, forward)
+        return np.asarray(self.level_mult * mult * self.base.vol(_f64(strike), _f64(expiry_s), _f64(forward)))
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,12 @@ class SVIRules:
 
 @dataclass(frozen=True)
 class SVISlice:
-    """Raw SVI parameters of one expiry: w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))."""
+    """Raw SVI parameters of one expiry: w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2)).
+
+    A vol feed publishes its own `tau_years` (vol = sqrt(w / tau)) and `forward` (k = ln(K / forward)) with the
+    parameters (lyra-utils SVI.sol getVol(strike, a, b, rho, m, sigma, forwardPrice, tau)); when given they
+    replace expiry_s / 365 days and the pricing forward at this slice (derivexyz/v2-core MockFeeds/LyraVolFeed).
+    """
 
     expiry_s: float
     a: float
@@ -86,10 +99,16 @@ class SVISlice:
     rho: float
     m: float
     sigma: float
+    tau_years: float | None = None
+    forward: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.expiry_s > 0:
-            raise ValueError(f"expiry_s={self.expiry_s}: allowed > 0 seconds")
+        if self.tau_years is not None and not (np.isfinite(self.tau_years) and self.tau_years > 0):
+            raise ValueError(f"tau_years={self.tau_years}: allowed None or > 0 years")
+        if self.forward is not None and not (np.isfinite(self.forward) and self.forward > 0):
+            raise ValueError(f"forward={self.forward}: allowed None or > 0 USD")
+        if not (self.expiry_s > 0 or (self.expiry_s == 0 and self.tau_years is not None)):
+            raise ValueError(f"expiry_s={self.expiry_s}: allowed > 0 seconds (0 only with tau_years)")
         if self.b < 0:
             raise ValueError(f"b={self.b}: allowed >= 0")
         if not -1.0 < self.rho < 1.0:
@@ -114,10 +133,19 @@ class SVISurface(_Shiftable):
             raise ValueError(f"slices expiry_s={exps}: allowed strictly increasing")
         object.__setattr__(self, "slices", tuple(self.slices))
 
-    def _params(self) -> dict[str, np.ndarray]:
-        return {n: np.array([getattr(s, n) for s in self.slices]) for n in ("expiry_s", "a", "b", "rho", "m", "sigma")}
+    def _params(self) -> dict[str, FloatArray]:
+        out = {n: np.array([getattr(s, n) for s in self.slices]) for n in ("expiry_s", "a", "b", "rho", "m", "sigma")}
+        out["tau"] = np.array(
+            [s.expiry_s / SECONDS_PER_YEAR if s.tau_years is None else s.tau_years for s in self.slices]
+        )
+        out["forward"] = np.array([np.nan if s.forward is None else s.forward for s in self.slices])
+        return out
 
-    def _total_var(self, i: np.ndarray, k: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    def _total_var(self, i: IntArray, strike: FloatArray, fwd: FloatArray, p: dict[str, FloatArray]) -> FloatArray:
+        """Total variance of slice i at each strike, k = ln(K / F) with the slice's own forward if it has one."""
+        f_i = np.where(np.isnan(p["forward"][i]), fwd, p["forward"][i])
+        ok = strike > 0
+        k = np.log(np.where(ok, strike, 1.0) / f_i)
         a, b, rho, m, sig = p["a"][i], p["b"][i], p["rho"][i], p["m"][i], p["sigma"][i]
         lim = self.rules.k_clamp_sd * np.sqrt(np.maximum(a + b * sig, 0.0))  # SVI k clamp
         kc = np.clip(k, -lim, lim)
@@ -129,23 +157,22 @@ class SVISurface(_Shiftable):
             )
         return np.minimum(w, self.rules.w_cap)
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         k_, t_, f_ = np.broadcast_arrays(_f64(strike), _f64(expiry_s), _f64(forward))
         if (f_ <= 0).any():
             raise ValueError("forward: allowed > 0 USD (SVI.sol SVI_NoForwardPrice)")
         p = self._params()
         exps = p["expiry_s"]
         ok = k_ > 0
-        logm = np.log(np.where(ok, k_, 1.0) / f_)
         hi = np.clip(np.searchsorted(exps, t_, side="left"), 0, exps.size - 1)
         lo = np.clip(hi - 1, 0, exps.size - 1)
-        w_lo, w_hi = self._total_var(lo, logm, p), self._total_var(hi, logm, p)  # total variance (years)
+        w_lo, w_hi = self._total_var(lo, k_, f_, p), self._total_var(hi, k_, f_, p)  # total variance (years)
         t_lo, t_hi = exps[lo], exps[hi]
         inside = (t_ > t_lo) & (t_ < t_hi)
         x = np.where(inside, (t_ - t_lo) / np.where(t_hi > t_lo, t_hi - t_lo, 1.0), 0.0)
         w_t = w_lo + x * (w_hi - w_lo)  # linear in time at fixed k
         var_inside = w_t / (np.where(inside, t_, 1.0) / SECONDS_PER_YEAR)
-        var_lo, var_hi = w_lo / (t_lo / SECONDS_PER_YEAR), w_hi / (t_hi / SECONDS_PER_YEAR)  # vol = sqrt(w/tau)
+        var_lo, var_hi = w_lo / p["tau"][lo], w_hi / p["tau"][hi]  # SVI.sol: vol = sqrt(w / tau)
         var = np.where(inside, var_inside, np.where(t_ <= t_lo, var_lo, var_hi))
         out = np.sqrt(np.maximum(var, 0.0))
         return np.where(ok, out, 0.0)  # SVI.sol: strike 0 -> vol 0
@@ -183,7 +210,7 @@ class GridSurface(_Shiftable):
         w = np.clip((q - nodes[lo]) / (nodes[hi] - nodes[lo]), 0.0, 1.0)
         return lo, hi, w
 
-    def vol(self, strike, expiry_s, forward) -> np.ndarray:
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> np.ndarray:
         k_, t_, f_ = np.broadcast_arrays(_f64(strike), _f64(expiry_s), _f64(forward))
         if self.axis == "strike":
             q = k_
@@ -195,4 +222,55 @@ class GridSurface(_Shiftable):
         tl, th, wt = self._locate(t, t_)
         top = v[tl, xl] * (1 - wx) + v[tl, xh] * wx
         bot = v[th, xl] * (1 - wx) + v[th, xh] * wx
-        return top * (1 - wt) + bot * wt
+        return np.asarray(top * (1 - wt) + bot * wt, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class QuotedVols(_Shiftable):
+    """Vols quoted per option (an oracle's per-strike feed, Lyra/Derive IVolFeed.getVol(strike, expiry)), each
+    with its feed confidence: quotes = ((expiry_s, strike USD, vol, confidence), ...). Unquoted options take
+    `default_vol` (with confidence `default_confidence`), or raise when it is None."""
+
+    quotes: tuple[tuple[float, float, float, float], ...]
+    default_vol: float | None = None
+    default_confidence: float = 1.0
+
+    def __post_init__(self) -> None:
+        q = tuple(tuple(float(x) for x in row) for row in self.quotes)
+        for i, row in enumerate(q):
+            if len(row) != 4:
+                raise ValueError(f"quotes[{i}]: allowed (expiry_s, strike, vol, confidence), got {len(row)} values")
+            t, k, v, c = row
+            if not (t >= 0 and k > 0 and np.isfinite(v) and v >= 0 and 0.0 <= c <= 1.0):
+                raise ValueError(f"quotes[{i}]={row}: allowed expiry_s >= 0, strike > 0, vol >= 0, confidence 0..1")
+        object.__setattr__(self, "quotes", q)
+        if self.default_vol is not None and not (np.isfinite(self.default_vol) and self.default_vol >= 0):
+            raise ValueError(f"default_vol={self.default_vol}: allowed None or finite >= 0")
+        if not 0.0 <= self.default_confidence <= 1.0:
+            raise ValueError(f"default_confidence={self.default_confidence}: allowed 0..1")
+
+    def _lookup(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, col: int, default: float | None) -> FloatArray:
+        k_, t_ = np.broadcast_arrays(_f64(strike), _f64(expiry_s))
+        out = np.full(k_.shape, np.nan if default is None else float(default))
+        if self.quotes:
+            q = np.array(self.quotes)
+            hit = (np.abs(q[None, :, 0] - t_.reshape(-1, 1)) <= 1e-6) & (
+                np.abs(q[None, :, 1] - k_.reshape(-1, 1)) <= 1e-9 * q[None, :, 1]
+            )
+            found = hit.any(axis=1)
+            flat = out.reshape(-1)
+            flat[found] = q[hit.argmax(axis=1)[found], col]
+        if np.isnan(out).any():
+            j = int(np.flatnonzero(np.isnan(out.reshape(-1)))[0])
+            raise ValueError(
+                f"QuotedVols: no quote for strike={k_.reshape(-1)[j]:g}, expiry_s={t_.reshape(-1)[j]:g} and no "
+                "default_vol; allowed the quoted (expiry_s, strike) pairs"
+            )
+        return out
+
+    def vol(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike, forward: npt.ArrayLike) -> FloatArray:
+        return self._lookup(strike, expiry_s, 2, self.default_vol)
+
+    def confidence(self, strike: npt.ArrayLike, expiry_s: npt.ArrayLike) -> FloatArray:
+        """Per-option vol-feed confidence 0..1."""
+        return self._lookup(strike, expiry_s, 3, self.default_confidence if self.default_vol is not None else None)

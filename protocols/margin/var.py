@@ -12,11 +12,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import sparse
 from scipy.stats import norm
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, call_put, greeks
-from defistress.protocols.margin.portfolio import CALL, FUTURE, PERP, SPOT, MarketState, Portfolio, is_option
+from defistress.protocols.margin.portfolio import (
+    CALL,
+    FUTURE,
+    PERP,
+    SPOT,
+    MarketState,
+    Portfolio,
+    check_supported,
+    is_option,
+)
 from defistress.protocols.margin.result import MarginResult
 
 RISKMETRICS_LAMBDA = 0.94  # RiskMetrics Technical Document (J.P. Morgan 1996): daily decay factor
@@ -37,17 +47,21 @@ def position_values(
 
     Spot: qty*S/stable (PMRMLib base value); perp: qty*(mark - entry), mark moving with spot; future:
     qty*(F - entry); option: qty*Black-76 with D = exp(-rT). Entry price 0 means opened at today's mark.
+    Forwards and rates per expiry come from MarketState (its forward curves, else S e^{rT}); after dt_s the
+    forward rolls down to F e^{-r dt}, both moving with the spot multiplier.
     """
     unds = pf.underlyings
-    s0, r_u, perp0 = mkt.spot_array(unds), mkt.rate_array(unds), mkt.perp_array(unds)
+    s0, perp0 = mkt.spot_array(unds), mkt.perp_array(unds)
     single = spot_mult is None
     mult = np.ones((1, len(unds))) if single else np.atleast_2d(np.asarray(spot_mult, dtype=np.float64))
     u, k, q = pf.und, pf.kind, pf.qty
-    s_now, r = s0[u], r_u[u]
+    pts = mkt.curve_points(unds, u, pf.expiry_s)
+    s_now, r = s0[u], pts.rate
     t0_y = pf.expiry_s / SECONDS_PER_YEAR
     t_y = np.maximum(pf.expiry_s - dt_s, 0.0) / SECONDS_PER_YEAR
     m = mult[:, u]  # (S, P)
-    f0 = s_now * np.exp(r * t0_y)
+    f0 = pts.forward
+    f_t = f0 * np.exp(-r * (t0_y - t_y))  # the forward dt_s later (S e^{r(T - dt)} without a curve)
     entry = pf.entry_price
     out = np.zeros(m.shape)
     sp = k == SPOT
@@ -56,10 +70,10 @@ def position_values(
     mark0 = perp0[u][pp]
     out[:, pp] = q[pp] * (mark0 * m[:, pp] - np.where(entry[pp] > 0, entry[pp], mark0))
     fu = k == FUTURE
-    out[:, fu] = q[fu] * (s_now[fu] * m[:, fu] * np.exp(r[fu] * t_y[fu]) - np.where(entry[fu] > 0, entry[fu], f0[fu]))
+    out[:, fu] = q[fu] * (f_t[fu] * m[:, fu] - np.where(entry[fu] > 0, entry[fu], f0[fu]))
     op = is_option(k)
     if op.any():
-        f = s_now[op] * m[:, op] * np.exp(r[op] * t_y[op])
+        f = f_t[op] * m[:, op]
         kk, ts = np.broadcast_to(pf.strike[op], f.shape), np.broadcast_to(pf.expiry_s[op], f.shape)
         uu = np.broadcast_to(u[op], f.shape)
         sig = mkt.vols(unds, uu.ravel(), kk.ravel(), ts.ravel(), f.ravel()).reshape(f.shape)
@@ -77,8 +91,8 @@ def account_sum(pf: Portfolio, values: np.ndarray) -> np.ndarray:
 
 
 def mark_to_market(pf: Portfolio, mkt: MarketState) -> np.ndarray:
-    """(N,) USD account equity: full MtM of all positions plus cash."""
-    return account_sum(pf, position_values(pf, mkt)) + pf.cash
+    """(N,) USD account equity: full MtM of all positions plus cash and unsettled funding."""
+    return account_sum(pf, position_values(pf, mkt) + pf.funding) + pf.cash
 
 
 def revalue_pnl(pf: Portfolio, mkt: MarketState, log_returns: np.ndarray, dt_s: float = 0.0) -> np.ndarray:
@@ -92,10 +106,11 @@ def position_greeks(pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
     """Per position (P,): dollar delta dV/dS*S, dollar gamma d2V/dS2*S^2 (USD), vega dV/dsigma (USD per 1.00
     vol), implied vol and days to expiry. Black-76 greeks are in the forward: dV/dS*S = dV/dF*F."""
     unds = pf.underlyings
-    s0, r_u, perp0 = mkt.spot_array(unds), mkt.rate_array(unds), mkt.perp_array(unds)
+    s0, perp0 = mkt.spot_array(unds), mkt.perp_array(unds)
     u, k, q = pf.und, pf.kind, pf.qty
     t_y = pf.expiry_s / SECONDS_PER_YEAR
-    f = s0[u] * np.exp(r_u[u] * t_y)
+    pts = mkt.curve_points(unds, u, pf.expiry_s)
+    f, rate = pts.forward, pts.rate
     delta = np.where(
         k == SPOT, q * s0[u] / mkt.stable_price, np.where(k == PERP, q * perp0[u], np.where(k == FUTURE, q * f, 0.0))
     )
@@ -103,7 +118,7 @@ def position_greeks(pf: Portfolio, mkt: MarketState) -> dict[str, np.ndarray]:
     op = is_option(k)
     if op.any():
         sig[op] = mkt.vols(unds, u[op], pf.strike[op], pf.expiry_s[op], f[op])
-        g = greeks(f[op], pf.strike[op], t_y[op], sig[op], k[op] == CALL, np.exp(-r_u[u[op]] * t_y[op]))
+        g = greeks(f[op], pf.strike[op], t_y[op], sig[op], k[op] == CALL, np.exp(-rate[op] * t_y[op]))
         delta[op] = q[op] * g.delta * f[op]
         gamma[op] = q[op] * g.gamma * f[op] ** 2
         vega[op] = q[op] * g.vega
@@ -135,7 +150,7 @@ def es_over_sigma(confidence: float) -> float:
     return float(norm.pdf(z_alpha(confidence)) / (1.0 - confidence))
 
 
-def normal_var_es(sigma, confidence: float, horizon: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def normal_var_es(sigma: npt.ArrayLike, confidence: float, horizon: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Parametric normal VaR = z sigma sqrt(h), ES = sigma phi(z)/(1-alpha) sqrt(h) (zero mean)."""
     s = np.asarray(sigma, dtype=np.float64) * np.sqrt(horizon)
     return z_alpha(confidence) * s, es_over_sigma(confidence) * s
@@ -188,7 +203,7 @@ def cholesky_scenarios(vols: np.ndarray, corr: np.ndarray, n_sims: int, rng: np.
     except np.linalg.LinAlgError as e:
         raise ValueError("corr: allowed a symmetric positive-definite correlation matrix") from e
     z = rng.standard_normal((n_sims, vols.size))
-    return (z @ chol.T) * vols[None, :]
+    return np.asarray((z @ chol.T) * vols[None, :], dtype=np.float64)
 
 
 def delta_normal(delta_usd: np.ndarray, cov: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +224,10 @@ def delta_gamma_cornish_fisher(
     _check_confidence(confidence)
     a = gamma_usd[:, :, None] * cov[None, :, :]  # (N, U, U) = G C
     a2, cd = a @ a, delta_usd @ cov  # cd: (N, U) = C d
-    tr = lambda m: np.trace(m, axis1=1, axis2=2)  # noqa: E731
+
+    def tr(m: np.ndarray) -> np.ndarray:
+        return np.asarray(np.trace(m, axis1=1, axis2=2))
+
     k1 = 0.5 * tr(a)
     k2 = np.einsum("nu,nu->n", delta_usd, cd) + 0.5 * tr(a2)
     gcd = gamma_usd * cd  # G C d
@@ -371,6 +389,7 @@ class VaRMargin:
         )
 
     def requirements(self, pf: Portfolio, mkt: MarketState) -> MarginResult:
+        check_supported(pf, self.name)
         res = self.risk(pf, mkt)
         mm = np.maximum(res.var, 0.0)
         return MarginResult(

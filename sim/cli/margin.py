@@ -42,12 +42,16 @@ def _model_names(spec: str) -> list[str]:
 
 
 def _usd(x: float) -> str:
-    return f"{x:,.2f}"
+    return "n/a" if x != x else f"{x:,.2f}"  # NaN: the model cannot value this book
 
 
 @margin_app.command()
 def compare(
-    portfolio_file: Path = typer.Argument(..., help="TOML or JSON file with [market] and [[accounts]]"),
+    portfolio_file: Path = typer.Argument(
+        ...,
+        help="TOML or JSON file with [market] and [[accounts]] (forward curves, collateral, coin-margined "
+        "accounts, published SPAN arrays: see protocols/margin/portfolio_file.py)",
+    ),
     models: str = typer.Option(DEFAULT_MODELS, help="comma-separated presets (see the error for the list)"),
     out: Path = typer.Option(Path("margin-compare"), help="folder for compare.csv and compare.png"),
     history: Path | None = typer.Option(
@@ -57,16 +61,17 @@ def compare(
 ):
     """Margin of every account under every model: a table per account side by side, compare.csv, compare.png."""
     from defistress.protocols.margin.compare import compare as run_compare
-    from defistress.protocols.margin.compare import load_portfolio_file, load_price_path, returns_from_prices
+    from defistress.protocols.margin.compare import load_portfolio, load_price_path, returns_from_prices
     from defistress.sim.report.plots_margin import plot_compare
 
     names = _model_names(models)
     try:
-        pf, mkt = load_portfolio_file(portfolio_file)
-        overrides = {}
+        book = load_portfolio(portfolio_file)
+        pf, mkt = book.portfolio, book.market
+        overrides = dict(book.overrides)  # e.g. the file's collateral parameters
         if history is not None:
             rets, step = returns_from_prices(load_price_path(history), pf.underlyings)
-            overrides = {"returns": rets, "step_days": step}
+            overrides.update({"returns": rets, "step_days": step})
         df = run_compare(pf, mkt, names, overrides)
     except (ValueError, OSError) as e:
         _fail(str(e))
@@ -146,3 +151,44 @@ def backtest(
     ax.figure.savefig(out / "backtest.png", dpi=120)
     if not quiet:
         console.print(f"wrote {out / 'backtest.json'} and {out / 'backtest.png'}")
+
+
+@margin_app.command()
+def vectors(
+    folder: Path = typer.Argument(
+        ..., help="folder of Derive PM2 portfolio cases (test_*.json), e.g. tests/data/derive/pm2"
+    ),
+    exact: bool = typer.Option(False, help="final aggregation in 1e18 fixed point"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="only the summary line"),
+):
+    """Run Derive's published PM2 portfolio cases through derive-pm2-golden and check them like the upstream
+    harness (every figure within 1e-8); prints the pass count and the largest deviation."""
+    from defistress.protocols.margin.derive_vectors import UPSTREAM_SKIPPED, check_pm2_case, load_pm2_case
+
+    paths = sorted(folder.glob("test_*.json")) if folder.is_dir() else []
+    if not paths:
+        _fail(f"folder={str(folder)!r}: no test_*.json case files; allowed a folder of PM2 portfolio cases")
+    passed, total, worst, worst_at = 0, 0, 0.0, ""
+    for path in paths:
+        if path.stem in UPSTREAM_SKIPPED:
+            if not quiet:
+                console.print(f"{path.stem}: skipped (skipped upstream: a skew scenario with a spot move)")
+            continue
+        total += 1
+        try:
+            checks = check_pm2_case(load_pm2_case(json.loads(path.read_text()), path.stem, exact=exact))
+        except (ValueError, KeyError) as e:
+            console.print(f"{path.stem}: error {e}")
+            continue
+        bad = [c for c in checks if not c.ok]
+        passed += not bad
+        for c in checks:
+            if c.mode == "rel" and c.rel > worst:
+                worst, worst_at = c.rel, f"{path.stem} {c.name}"
+        if bad and not quiet:
+            console.print(
+                f"{path.stem}: FAIL " + "; ".join(f"{c.name} {c.actual / 1e18} != {c.expected / 1e18}" for c in bad)
+            )
+    console.print(f"{passed}/{total} cases pass (tolerance 1e-8); largest relative deviation {worst:.2e} ({worst_at})")
+    if passed != total:
+        raise typer.Exit(1)

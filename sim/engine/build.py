@@ -4,24 +4,32 @@ borrowers, liquidators and arbitrageur; importing it registers every protocol an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from defistress.agents.arbitrageur import Arbitrageur
 from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.liquidator import Liquidator
 from defistress.agents.oracles import DelayedOracle, FixedOracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
+from defistress.protocols.compound_v2 import CompoundV2
 from defistress.protocols.lending import AssetParams, LendingMarket
-from defistress.sim.engine import build_cdp, build_curve, build_options, build_perps, network  # noqa: F401  (build_* register kinds)
+from defistress.sim.engine import (  # noqa: F401  (build_* register kinds)
+    build_cdp,
+    build_compound,
+    build_curve,
+    build_options,
+    build_perps,
+    network,
+)
 from defistress.sim.engine.builders import (  # noqa: F401
     AGENT_BUILDERS,
     AGENT_ORDER,
     LENDERS,
+    ORACLE_BUILDERS,
     PROTOCOL_BUILDERS,
     VENUE_BUILDERS,
     agent_builder,
     fund,
     liquidity_for,
+    price_reader,
     protocol_builder,
     supply,
 )
@@ -38,18 +46,9 @@ def build_pool(model, spec) -> ConstantProductPool:
     return pool
 
 
-def price_reader(model, spec) -> Callable[[], float]:
-    """Where an oracle reads: the reference price, a pool's spot price or its TWAP (quote units)."""
-    if spec.source == "reference":
-        return lambda: model.market.price(spec.asset)
-    how, venue = spec.source.split(":", 1)
-    pool = model.pools[venue]
-    invert = pool.p.token1 == spec.asset
-    fn = pool.price if how == "pool" else pool.twap
-    return (lambda: 1.0 / fn()) if invert else fn
-
-
 def build_oracle(model, spec):
+    if spec.kind in ORACLE_BUILDERS:  # e.g. Compound's anchored view (build_compound)
+        return ORACLE_BUILDERS[spec.kind](model, spec)
     reference = lambda: model.market.price(spec.asset)
     if spec.kind == "fixed":
         return FixedOracle(model, spec.id, spec.asset, spec.price, reference)
@@ -104,7 +103,7 @@ def build_borrowers(model, spec) -> list:
 @agent_builder("liquidator")
 def build_liquidators(model, spec) -> list:
     targets = [t.split(":", 1)[1] for t in network.agent_targets(spec, model.scenario)]
-    markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], LendingMarket)]
+    markets = [model.protocols[p] for p in targets if isinstance(model.protocols[p], (LendingMarket, CompoundV2))]
     dexes = [p for p in targets if model.protocol_specs[p].kind == "perps"]
     option_venues = [p for p in targets if model.protocol_specs[p].kind == "options"]
     pools = [
@@ -121,7 +120,16 @@ def build_liquidators(model, spec) -> list:
         fund(model, holder, spec.capital_usd, debt_assets, spec.gas_budget_eth)
         if markets:
             out.append(
-                Liquidator(model, holder, spec, markets, pools, model.scenario.gas.liquidation_gas, model.eth_price)
+                Liquidator(
+                    model,
+                    holder,
+                    spec,
+                    markets,
+                    pools,
+                    model.scenario.gas.liquidation_gas,
+                    model.eth_price,
+                    build_compound.funding_for(model, spec),
+                )
             )
         for pid in dexes:  # the same holder's capital also margins its accounts on each perp DEX
             from defistress.sim.engine.build_perps import perp_liquidator

@@ -19,6 +19,8 @@ PROTOCOL_BUILDERS: dict[str, Callable] = {}
 AGENT_BUILDERS: dict[str, Callable] = {}
 #: venue kinds other than the constant-product pool (built by build.build_pool)
 VENUE_BUILDERS: dict[str, Callable] = {}
+#: oracle kinds built outside build.build_oracle (push, delayed and fixed are built there)
+ORACLE_BUILDERS: dict[str, Callable] = {}
 
 
 def protocol_builder(kind: str):
@@ -37,6 +39,27 @@ def venue_builder(kind: str):
     return deco
 
 
+def oracle_builder(kind: str):
+    def deco(fn):
+        ORACLE_BUILDERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def price_reader(model, spec, source: str | None = None) -> Callable[[], float]:
+    """Where an oracle reads (`source`, default the spec's): the reference price, a pool's spot price or its
+    TWAP (quote units)."""
+    source = spec.source if source is None else source
+    if source == "reference":
+        return lambda: model.market.price(spec.asset)
+    how, venue = source.split(":", 1)
+    pool = model.pools[venue]
+    invert = pool.p.token1 == spec.asset
+    fn = pool.price if how == "pool" else pool.twap
+    return (lambda: 1.0 / fn()) if invert else fn
+
+
 def agent_builder(kind: str):
     def deco(fn):
         AGENT_BUILDERS[kind] = fn
@@ -49,10 +72,11 @@ def liquidity_for(model, protocol_id: str, agent_id: str) -> Callable[[str, floa
     """`ensure(sym, need_tokens)`: the lending market must hold `need` of `sym` to lend to an agent population;
     with supply_usd = 0 the lenders' deposit is sized automatically (utilisation AUTO_SUPPLY_UTILISATION)."""
     market, pspec = model.protocols[protocol_id], model.protocol_specs[protocol_id]
+    supply_usd = getattr(pspec, "supply_usd_of", lambda s: pspec.assets[s].supply_usd)  # comet: base_supply_usd
 
     def ensure(sym: str, need: float) -> None:
         have = model.env.ledger.balance(market.id, sym)
-        if pspec.assets[sym].supply_usd == 0 and have < need / AUTO_SUPPLY_UTILISATION:
+        if supply_usd(sym) == 0 and have < need / AUTO_SUPPLY_UTILISATION:
             amount = need / AUTO_SUPPLY_UTILISATION - have
             model.env.ledger.mint(sym, LENDERS, amount, "genesis_supply")
             market.supply_liquidity(LENDERS, sym, amount)

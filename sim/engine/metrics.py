@@ -13,7 +13,7 @@ import pandas as pd
 from defistress.protocols.events import AuctionKicked, Liquidated
 
 #: agent kinds whose ledger value is tracked as "liquidator PnL"
-LIQUIDATING_KINDS = ("Liquidator", "Keeper", "PerpLiquidator", "LlammaLiquidator")
+LIQUIDATING_KINDS = ("Liquidator", "Keeper", "PerpLiquidator", "LlammaLiquidator", "CollateralBuyer", "CometAbsorber")
 
 
 class Recorder:

@@ -50,12 +50,13 @@ def build_graph(scenario) -> nx.MultiDiGraph:
             g.add_edge(node("venue", v.id), node("asset", t), key="trades")
     for o in scenario.oracles:
         g.add_node(node("oracle", o.id), type="oracle", kind=o.kind, spec=o)
-        src = (
-            node("asset", o.asset)
-            if o.source == "reference" or o.kind == "fixed"
-            else node("venue", o.source.split(":", 1)[1])
-        )
-        g.add_edge(node("oracle", o.id), src, key="sources")
+        for source in getattr(o, "sources", [o.source]):  # an anchored view reads a reporter and an anchor
+            src = (
+                node("asset", o.asset)
+                if source == "reference" or o.kind == "fixed"
+                else node("venue", source.split(":", 1)[1])
+            )
+            g.add_edge(node("oracle", o.id), src, key="sources")
     for p in scenario.protocols:
         pn = node("protocol", p.id)
         g.add_node(pn, type="protocol", kind=p.kind, spec=p)
@@ -77,7 +78,7 @@ def build_graph(scenario) -> nx.MultiDiGraph:
         for target in agent_targets(a, scenario):
             g.add_edge(an, target, key="acts_on")
         served = [t for t in agent_targets(a, scenario) if t.startswith("protocol:")]
-        if a.kind in ("liquidator", "keeper", "llamma_liquidator") and len(served) > 1:
+        if a.kind in ("liquidator", "keeper", "llamma_liquidator", "collateral_buyer", "absorber") and len(served) > 1:
             for i, p1 in enumerate(served):
                 for p2 in served[i + 1 :]:
                     g.add_edge(p1, p2, key="shared_capital", agent=a.id)
@@ -103,7 +104,7 @@ def _coordinated(g: nx.MultiDiGraph, scenario) -> None:
 
 def collateral_assets(p, scenario) -> list[str]:
     """Assets a protocol accepts as collateral (declared by the protocol or used so by its borrowers)."""
-    if p.kind == "lending":
+    if p.kind in BOOK_KINDS:
         used = {
             a for ag in scenario.agents if getattr(ag, "protocol", None) == p.id for a in getattr(ag, "collateral", {})
         }
@@ -112,11 +113,11 @@ def collateral_assets(p, scenario) -> list[str]:
 
 
 def lent_assets(p, scenario) -> list[str]:
-    if p.kind == "lending":
+    if p.kind in BOOK_KINDS:
         return sorted(
             {ag.debt for ag in scenario.agents if getattr(ag, "protocol", None) == p.id and hasattr(ag, "debt")}
         )
-    return []
+    return list(getattr(p, "lent_assets", lambda: [])())  # comet: its base
 
 
 def issued_assets(p) -> list[str]:
@@ -139,12 +140,16 @@ def agent_targets(a, scenario) -> list[str]:
 
 #: which protocol kinds each kind of strategic agent serves when it names none
 SERVES = {
-    "liquidator": ("lending", "perps", "options"),
+    "liquidator": ("lending", "perps", "options", "compound-v2"),
     "keeper": ("cdp",),
     "llamma_arbitrageur": ("llamma",),
     "llamma_liquidator": ("llamma",),
     "peg_keeper_caller": ("peg_keeper",),
+    "absorber": ("comet",),
+    "collateral_buyer": ("comet",),
 }
+#: protocol kinds whose collateral and lent assets are those its borrower populations use
+BOOK_KINDS = ("lending", "compound-v2")
 
 
 def _liquidated_by(p, agent_kind: str) -> bool:

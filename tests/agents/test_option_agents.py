@@ -261,27 +261,39 @@ def test_hedgers_bring_delta_back_inside_the_band_after_a_move():
 
 
 def _hedge_along(path, seed=2):
+    """Hedge along a price path; returns the hedge cost recorded, the cost recomputed from the perp trades (slippage
+    X·2 bps·X/1M on each account's rebalance notional X, plus the gas recorded), the units hedged, and the book."""
     env, venue, orc, pop = hedgers(seed=seed)
     cost0 = pop.hedge_cost_usd.sum()
+    expected, units = 0.0, 0.0
     for p in path:
         step(env, venue, orc, float(p))
+        perp0, gas0 = np.asarray(venue.qty)[pop.rows, pop.perp].copy(), pop.hedge_gas_usd.sum()
         run(pop.submit(view(env)))
-    return pop.hedge_cost_usd.sum() - cost0, pop
+        traded = np.abs(np.asarray(venue.qty)[pop.rows, pop.perp] - perp0)
+        x = traded * float(p)  # rebalance notional, USD, at the mark (= the path's price)
+        expected += float((x * 2.0 * (x / 1e6) * 1e-4).sum()) + (pop.hedge_gas_usd.sum() - gas0)
+        units += float(traded.sum())
+    return pop.hedge_cost_usd.sum() - cost0, expected, units, pop
 
 
 def test_hedge_cost_grows_with_a_bigger_move():
-    small, _ = _hedge_along(np.linspace(SPOT0, 2100.0, 10))
-    big, _ = _hedge_along(np.linspace(SPOT0, 2300.0, 10))
-    assert big > small > 0
+    small, small_expected, small_units, _ = _hedge_along(np.linspace(SPOT0, 2100.0, 10))
+    big, big_expected, big_units, _ = _hedge_along(np.linspace(SPOT0, 2300.0, 10))
+    assert small == pytest.approx(small_expected, rel=1e-9) and big == pytest.approx(big_expected, rel=1e-9)
+    # a short-gamma book's delta grows with the move: three times the move, more than twice the units hedged
+    assert big_units > 2 * small_units > 0
 
 
 def test_hedge_cost_grows_with_realised_volatility():
     z = np.random.default_rng(7).standard_normal(40)
     calm = SPOT0 * np.exp(np.cumsum(0.005 * z))  # same shocks, 4x the volatility
     wild = SPOT0 * np.exp(np.cumsum(0.02 * z))
-    cost_calm, pop_calm = _hedge_along(calm)
-    cost_wild, pop_wild = _hedge_along(wild)
-    assert cost_wild > cost_calm > 0
+    cost_calm, expected_calm, units_calm, pop_calm = _hedge_along(calm)
+    cost_wild, expected_wild, units_wild, pop_wild = _hedge_along(wild)
+    assert cost_calm == pytest.approx(expected_calm, rel=1e-9)
+    assert cost_wild == pytest.approx(expected_wild, rel=1e-9)
+    assert units_wild > 2 * units_calm > 0
     assert pop_wild.hedges.sum() > pop_calm.hedges.sum()
 
 

@@ -102,7 +102,7 @@ def test_json_and_toml_files_give_the_same_book(tmp_path):
         (lambda d: d["accounts"][0]["positions"][0].pop("strike"), r"accounts\[0\]\.positions\[0\]\.strike: required"),
         (
             lambda d: d["accounts"][0]["positions"][0].update(kind="swap"),
-            r"accounts\[0\]\.positions\[0\]\.kind='swap': allowed \['spot', 'perp', 'future', 'call', 'put'\]",
+            r"accounts\[0\]\.positions\[0\]\.kind='swap': allowed \['spot', 'perp', 'future', 'call', 'put', 'inv",
         ),
         (
             lambda d: d["accounts"][0]["positions"][0].update(underlying="SOL"),

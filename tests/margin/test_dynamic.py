@@ -16,7 +16,6 @@ from defistress.protocols.margin.dynamic import (
 )
 from defistress.protocols.margin.greeks_margin import GreeksMargin, GreeksParams
 from defistress.protocols.margin.portfolio import MarketState, Portfolio
-from defistress.protocols.margin.var import position_greeks
 
 ETH = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6})
 Z99 = 2.326348
@@ -104,13 +103,19 @@ def test_hybrid_takes_the_binding_model():
         ]
     )
     h = get_model("hybrid", rule_model="hyperliquid", risk_model="dynamic")
-    a = get_model("hyperliquid").requirements(pf, ETH)
-    b = get_model("dynamic").requirements(pf, ETH)
     r = h.requirements(pf, ETH)
-    # perp: equal equities (cash + uPnL) -> max(40, ~196) = dynamic; spot: Hyperliquid ignores spot (equity 0,
-    # MM 0) while dynamic counts 2000 of equity: excess = min(0 - 0, 2000 - 196) = 0 -> mm = 2000
-    assert r.mm[0] == pytest.approx(max(a.mm[0], b.mm[0]))
-    assert r.mm[1] == pytest.approx(b.equity[1] - 0.0)
+    # perp: both legs see equity 1000 (cash, no uPnL). Hyperliquid MM = 2000 / (2 · 25x) = 40; dynamic MM = the
+    # loss of 1 ETH under a −z·0.6·sqrt(2/365) = −0.103323 log move = 2000·(1 − e^−0.103323) = 196.33 -> 196.33
+    dynamic_mm = 2000 * (1 - np.exp(-Z99 * 0.6 * np.sqrt(2 / 365)))
+    assert dynamic_mm == pytest.approx(196.33, abs=0.01)
+    assert r.drivers["rule_mm_usd"][0] == pytest.approx(40.0) and r.drivers["risk_mm_usd"][0] == pytest.approx(
+        dynamic_mm
+    )
+    assert r.mm[0] == pytest.approx(dynamic_mm, rel=1e-6)  # z to 7 digits
+    # spot: Hyperliquid ignores spot (equity 0, MM 0) while dynamic counts 2000 of equity:
+    # excess = min(0 − 0, 2000 − 196.33) = 0 -> mm = equity − excess = 2000
+    assert r.mm[1] == pytest.approx(2000.0, rel=1e-12)
+    assert r.equity.tolist() == pytest.approx([1000.0, 2000.0])
     assert r.drivers["rule_binding"].tolist() == [0, 1]
     with pytest.raises(ValueError, match="hybrid"):
         HybridParams(rule_model="hybrid")
@@ -124,18 +129,51 @@ def test_greeks_margin_of_spot_is_the_delta_charge():
     assert r.im[0] == pytest.approx(1.3 * 300)
 
 
+def black76_atm(f: float, days: float, sigma: float) -> tuple[float, float]:
+    """Undiscounted (rate 0) Black-76 dollar gamma d2V/dF2·F^2 and vega dV/dsigma (USD per 1.00 vol) of one ATM
+    option (Hull, Options, Futures and Other Derivatives, 19.4-19.8): d1 = sigma·sqrt(T)/2, gamma$ =
+    F·phi(d1)/(sigma·sqrt(T)), vega = F·phi(d1)·sqrt(T)."""
+    t = days / 365
+    d1 = sigma * np.sqrt(t) / 2
+    pdf = np.exp(-0.5 * d1**2) / np.sqrt(2 * np.pi)
+    return f * pdf / (sigma * np.sqrt(t)), f * pdf * np.sqrt(t)
+
+
+def test_black76_atm_helper_matches_finite_differences_of_the_black_price():
+    def call(f: float, sigma: float, k: float = 2000.0, t: float = 30 / 365) -> float:  # Black-76, rate 0
+        d1 = (np.log(f / k) + sigma**2 * t / 2) / (sigma * np.sqrt(t))
+        return f * norm_cdf(d1) - k * norm_cdf(d1 - sigma * np.sqrt(t))
+
+    gamma_usd, vega = black76_atm(2000.0, 30, 0.6)
+    h = 1.0  # USD
+    assert gamma_usd == pytest.approx(
+        2000.0**2 * (call(2001.0, 0.6) - 2 * call(2000.0, 0.6) + call(1999.0, 0.6)) / h**2, rel=1e-5
+    )
+    assert vega == pytest.approx((call(2000.0, 0.6 + 1e-5) - call(2000.0, 0.6 - 1e-5)) / 2e-5, rel=1e-6)
+
+
 def test_greeks_margin_charges_short_gamma_and_vega_but_not_long_gamma():
     short = one({"kind": "put", "underlying": "ETH", "strike": 2000.0, "expiry_days": 30, "qty": -1.0})
     long_ = one({"kind": "put", "underlying": "ETH", "strike": 2000.0, "expiry_days": 30, "qty": 1.0})
     m = GreeksMargin()
     s, lg = m.charges(short, ETH), m.charges(long_, ETH)
-    g = position_greeks(short, ETH)
-    # gamma = -0.5 * dollar gamma * 0.15^2; vega (30 DTE: weight 1) = vega * sigma * 0.6 for a short (vol up)
-    assert s["gamma_usd"][0] == pytest.approx(-0.5 * g["gamma_usd"][0] * 0.15**2)
-    assert s["vega_usd"][0] == pytest.approx(-g["vega_usd"][0] * 0.6 * 0.6)
+    gamma_usd, vega = black76_atm(2000.0, 30, 0.6)  # of one long put (= one long call)
+    # short gamma: 0.5 · gamma$ · 0.15^2; vega at 30 DTE (weight (30/30)^0.3 = 1): the short loses on vol up,
+    # vega · sigma · range_up = vega · 0.6 · 0.6; the long loses on vol down, vega · 0.6 · 0.3
+    assert s["gamma_usd"][0] == pytest.approx(0.5 * gamma_usd * 0.15**2, rel=1e-9)
+    assert s["vega_usd"][0] == pytest.approx(vega * 0.6 * 0.6, rel=1e-9)
     assert lg["gamma_usd"][0] == 0.0
-    assert lg["vega_usd"][0] == pytest.approx(-g["vega_usd"][0] * 0.6 * 0.3)  # the long (vega -g) loses on vol down
+    assert lg["vega_usd"][0] == pytest.approx(vega * 0.6 * 0.3, rel=1e-9)
+    # delta of an ATM put, either sign: |N(d1) − 1|·F·0.15 with d1 = 0.6·sqrt(30/365)/2
+    d1 = 0.6 * np.sqrt(30 / 365) / 2
     assert s["delta_usd"][0] == pytest.approx(lg["delta_usd"][0])
+    assert s["delta_usd"][0] == pytest.approx((1 - norm_cdf(d1)) * 2000 * 0.15, rel=1e-9)
+
+
+def norm_cdf(x: float) -> float:
+    from math import erf, sqrt
+
+    return 0.5 * (1 + erf(x / sqrt(2)))
 
 
 def test_vega_of_a_calendar_spread_charges_a_quarter_of_the_offset():
@@ -144,12 +182,14 @@ def test_vega_of_a_calendar_spread_charges_a_quarter_of_the_offset():
         {"kind": "call", "underlying": "ETH", "strike": 2000.0, "expiry_days": 90, "qty": 1.0},
     )
     m = GreeksMargin(GreeksParams(vega_decorrelation=0.25))
-    g = position_greeks(cal, ETH)
-    w = m.vol_weight(g["dte_days"]) * g["sigma"] * g["vega_usd"]
-    up, down = -w * 0.6, w * 0.3
-    parallel = max(up.sum(), down.sum(), 0.0)
-    per_expiry = sum(max(u, d, 0.0) for u, d in zip(up, down))
-    assert m.charges(cal, ETH)["vega_usd"][0] == pytest.approx(parallel + 0.25 * (per_expiry - parallel))
+    v30, v90 = black76_atm(2000.0, 30, 0.6)[1], black76_atm(2000.0, 90, 0.6)[1]
+    # vol-shock weights (Lyra PMRM): 30 DTE (30/30)^0.3 = 1; 90 DTE (30/90)^0.13 (long-term power)
+    w30, w90 = -1.0 * 1.0 * 0.6 * v30, (30 / 90) ** 0.13 * 0.6 * v90  # qty · weight · sigma · vega
+    up, down = [-w30 * 0.6, -w90 * 0.6], [w30 * 0.3, w90 * 0.3]  # losses on vol up 60% / down 30%
+    parallel = max(sum(up), sum(down), 0.0)
+    per_expiry = max(up[0], down[0], 0.0) + max(up[1], down[1], 0.0)
+    assert per_expiry > parallel  # the offset across expiries is worth something
+    assert m.charges(cal, ETH)["vega_usd"][0] == pytest.approx(parallel + 0.25 * (per_expiry - parallel), rel=1e-9)
     with pytest.raises(ValueError, match="vega_decorrelation"):
         GreeksParams(vega_decorrelation=1.5)
 

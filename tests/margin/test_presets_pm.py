@@ -10,7 +10,7 @@ from scipy.stats import norm
 
 from defistress.protocols.margin.catalog import get_model
 from defistress.protocols.margin.portfolio import MarketState, Portfolio
-from defistress.protocols.margin.presets_pm import DERIVE_PM2, PRESETS
+from defistress.protocols.margin.presets_pm import DERIVE_PM2, DERIVE_PM2_GOLDEN, PRESETS
 from defistress.protocols.margin.scenario_params import ABS, DOWN, LINEAR, UP
 from defistress.protocols.margin.scenario_pm import ScenarioPM
 
@@ -20,6 +20,7 @@ PM_PRESETS = [
     "lyra-pmrm-v1",
     "lyra-pmrm-v1-test",
     "derive-pm2",
+    "derive-pm2-golden",
     "deribit-pm",
     "deribit-pm-btc",
     "deribit-pm-eth",
@@ -54,12 +55,14 @@ def test_all_presets_are_registered_and_unknown_override_lists_allowed():
 
 
 def test_grids_have_the_published_sizes():
-    # PMRM v1 mainnet 23, test 21; Derive PM2 33; Deribit 27 + 8 extended; Paradex 24; OKX 7 MR1 + 2 MR6
+    # PMRM v1 mainnet 23, test 21; Derive PM2 33 (golden cases' default 31); Deribit 27 + 8 extended; Paradex 24;
+    # OKX 7 MR1 + 2 MR6
     sizes = {n: PRESETS[n].grid.size for n in PRESETS}
     assert sizes == {
         "lyra-pmrm-v1": 23,
         "lyra-pmrm-v1-test": 21,
         "derive-pm2": 33,
+        "derive-pm2-golden": 31,
         "deribit-pm-btc": 35,
         "deribit-pm-eth": 35,
         "paradex-pm": 24,
@@ -132,11 +135,16 @@ def test_derive_pm2_short_perps():
 
 
 def test_derive_pm2_naked_put_without_vol_floor():
-    # min_vol_up 0 so vol 0 stays 0. -18% Up: F 1640, put 560 -> -360; tails -66%: (-1520+200) x 0.21 = -277.2
-    # rate 0: negative discount min(1/D = 1, 1.04 e^{0.16T}) = 1. MM = 0.8 x 360 + 0.3% x 2000 = 294
-    # IM = 360 + 6 + 0.2% x 2000 = 370
+    # min_vol_up 0 so vol 0 stays 0; rate 0. Mainnet script (as committed): negative expiry values x
+    # min(1/D = 1, 0.95 e^{0.16 x 30/365}) = 0.9625757. -18% Up: F 1640, put 560: -560 x 0.9625757 + 200 = -339.0424;
+    # tails -66%: (-1520 x 0.9625757 + 200) x 0.21 = -265.25; -33%: (-860 x .. + 200) x 0.42 = -263.68.
+    # MM = 0.8 x 339.0424 + 0.3% x 2000 = 277.2339; IM = 339.0424 + 6 + 0.2% x 2000 = 349.0424
+    # (correction: the former hybrid preset used the golden 1.04 here and gave 294 / 370)
     mm, im, _ = req("derive-pm2", book(SHORTPUT, cash=1000.0), min_vol_up=0.0)
-    assert (mm, im) == (pytest.approx(294.0), pytest.approx(370.0))
+    assert (mm, im) == (pytest.approx(277.2338951, rel=1e-9), pytest.approx(349.0423689, rel=1e-9))
+    # golden-test defaults: short base 1.04, rate terms 0: neg = min(1, ...) = 1: -18%: -360; MM 0.8 x 360 + 6
+    mm_g, im_g, _ = req("derive-pm2-golden", book(SHORTPUT, cash=1000.0), min_vol_up=0.0)
+    assert (mm_g, im_g) == (pytest.approx(294.0), pytest.approx(370.0))
 
 
 def test_derive_pm2_spot_perp_hedge():
@@ -223,25 +231,22 @@ def test_short_put_matches_independent_reference(preset, sigma, rate):
     assert r.mm[0] == pytest.approx(p.mm_factor * loss, rel=1e-9)
 
 
-def test_derive_pm2_discount_caution_golden_semantics_are_conservative():
-    # docs/margin-methods.md 2: golden cases use long 0.95 / short 1.04; the mainnet script's short 0.95 / long 1.05
-    # makes a short option GAIN in the unshocked scenario. Rate 5%, 30 d: 1/D = e^{0.05*30/365} = 1.0041181
-    # golden neg = min(1.0041181, 1.04 e^{0.16*30/365} = 1.0537716) -> shorts scaled up (loss)
-    # swapped neg = min(1.0041181, 0.95 e^{0.0131507} = 0.9625754) -> shorts scaled down (gain)
-    assert DERIVE_PM2.discount.long_base == 0.95 and DERIVE_PM2.discount.short_base == 1.04
+def test_derive_pm2_discount_caution_mainnet_script_is_lenient():
+    # docs/margin-methods.md 2: golden cases use long 0.95 / short 1.04; the mainnet script as committed (short 0.95,
+    # long 1.05) makes a short option GAIN in the unshocked scenario. Rate 5%, 30 d: 1/D = e^{0.05*30/365} = 1.0041181
+    # golden neg = min(1.0041181, 1.04 e^{(0.5 x 0.05 + 0.08) 30/365} = 1.0490) -> shorts scaled up (loss)
+    # mainnet neg = min(1.0041181, 0.95 e^{0.16 x 30/365} = 0.9625757) -> shorts scaled down (gain)
+    assert DERIVE_PM2.discount.long_base == 1.05 and DERIVE_PM2.discount.short_base == 0.95
+    assert DERIVE_PM2_GOLDEN.discount.long_base == 0.95 and DERIVE_PM2_GOLDEN.discount.short_base == 1.04
     mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6}, rate={"ETH": 0.05})
     pf = book({"kind": "put", "strike": 1900.0, "qty": -1.0, "expiry_days": 30})
-    golden = ScenarioPM(DERIVE_PM2)
-    swapped = ScenarioPM(
-        dataclasses.replace(
-            DERIVE_PM2, discount=dataclasses.replace(DERIVE_PM2.discount, long_base=1.05, short_base=0.95)
-        )
-    )
-    flat = 10  # grid index of (0% spot, vol None)
-    assert DERIVE_PM2.grid.spot[flat] == 1.0 and DERIVE_PM2.grid.vol[flat] == 0
+    flat = 11  # grid index of (0% spot, vol None) in both contract-ordered grids
+    for p in (DERIVE_PM2, DERIVE_PM2_GOLDEN):
+        assert p.grid.spot[flat] == 1.0 and p.grid.vol[flat] == 0
+    golden, mainnet = ScenarioPM(DERIVE_PM2_GOLDEN), ScenarioPM(DERIVE_PM2)
     assert golden.scenario_pnl(pf, mkt, "ETH")[flat, 0] < 0
-    assert swapped.scenario_pnl(pf, mkt, "ETH")[flat, 0] > 0
-    assert golden.requirements(pf, mkt).mm[0] > swapped.requirements(pf, mkt).mm[0]
+    assert mainnet.scenario_pnl(pf, mkt, "ETH")[flat, 0] > 0
+    assert golden.requirements(pf, mkt).mm[0] > mainnet.requirements(pf, mkt).mm[0]
 
 
 # ---------------------------------------------------------------- Deribit

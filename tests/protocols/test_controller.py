@@ -207,3 +207,146 @@ def test_perps_write_off_uses_insurance_fund_then_deficit():
     assert isinstance(env.events[-1], BadDebt)
     assert dex.accounting_gap_usd() == pytest.approx(0.0, abs=1e-6)
     env.ledger.check_conservation()
+
+
+def perps_two_markets(fund=0.0):
+    """A (#0): -5 ETH @2000 and +0.1 BTC @50,000 with 1,000 USDC; vault (#1) the other side; liquidator (#2)."""
+    env = Env()
+    orc = {"ETH": FixedPrice(2000.0), "BTC": FixedPrice(50_000.0)}
+    btc = PerpMarketParams(asset="BTC", initial_margin_fraction=0.05, maintenance_fraction=0.6)  # MMF 3%
+    dex = PerpDex(PerpDexParams(markets=[ETH_P, btc], insurance_fund_usd=fund), orc, env)
+    env.ledger.mint("USDC", "pop", 1e6, "t")
+    env.ledger.mint("USDC", "liq", 1e6, "t")
+    dex.open_accounts("pop", [1_000.0, 100_000.0], [[-5.0, 0.1], [5.0, -0.1]])
+    dex.open_accounts("liq", [100_000.0, 100_000.0], None)  # #2 and #3
+    return env, dex, orc
+
+
+def test_perps_controller_close_of_two_markets_reports_usd_and_counts_every_close():
+    env, dex, orc = perps_two_markets()
+    orc["ETH"].price = 2_100.0  # A: 1,000 − 500 = 500 equity; MMR 5·2,100·5% + 0.1·50,000·3% = 525 + 150
+    ev = dex.controller_close(0, 0.5, "liq", liquidator_row=3, penalty=0.01)
+    # half of each: 2.5 ETH @2,100 + 0.05 BTC @50,000 = 5,250 + 2,500 = 7,750 USD; penalty 77.5 (< equity 500)
+    assert (ev.block, ev.source, ev.account, ev.liquidator) == (0, "perps", 0, "liq")
+    assert (ev.debt_asset, ev.collateral_asset) == ("ETH+BTC", "USDC")
+    assert (ev.debt_repaid, ev.collateral_seized, ev.protocol_fee) == pytest.approx((7_750.0, 7_750.0, 0.0))
+    assert (ev.debt_repaid_usd, ev.collateral_seized_usd, ev.bonus_usd) == pytest.approx((7_750.0, 7_750.0, 77.5))
+    assert ev.health_before == pytest.approx(500.0 / 675.0)
+    assert dex.size[3].tolist() == pytest.approx([-2.5, 0.05]) and dex.size[2].tolist() == [0.0, 0.0]
+    assert dex.equity()[3] == pytest.approx(100_077.5) and dex.equity()[0] == pytest.approx(500.0 - 77.5)
+    # the rest, without a penalty: both markets again, so the event counts USD
+    ev2 = dex.controller_close(0, 1.0, "liq", liquidator_row=3)
+    assert dex.size[0].tolist() == [0.0, 0.0]
+    assert ev2.debt_repaid == pytest.approx(7_750.0) and ev2.bonus_usd == 0.0
+    m = dex.metrics()
+    assert m["liquidations"] == 2 and m["liquidated_notional_usd"] == pytest.approx(15_500.0)
+    assert dex.accounting_gap_usd() == pytest.approx(0.0, abs=1e-6)
+    env.ledger.check_conservation()
+
+
+def test_perps_controller_close_of_one_market_names_its_units_and_a_flat_account_has_infinite_health():
+    env, dex, eth = perps()
+    ev = dex.controller_close(0, 0.4, "liq", penalty=0.0)  # 2 of the 5 ETH short
+    assert ev.debt_asset == "ETH" and ev.debt_repaid == pytest.approx(2.0) and ev.debt_repaid_usd == 4_000.0
+    assert dex.size[0, 0] == pytest.approx(-3.0)
+    # health before: equity 500 / MMR (5·2,000·5% = 500) = 1
+    assert ev.health_before == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.0000001, 1.5, 2.0])
+def test_perps_controller_close_refuses_a_fraction_outside_0_1(fraction):
+    env, dex, eth = perps()
+    with pytest.raises(Revert, match=r"fraction must be in \(0, 1\]"):
+        dex.controller_close(0, fraction, "liq")
+
+
+@pytest.mark.parametrize("penalty", [-0.01, 1.0, 1.5])
+def test_perps_controller_close_refuses_a_penalty_outside_0_1(penalty):
+    env, dex, eth = perps()
+    with pytest.raises(Revert, match=r"penalty must be in \[0, 1\)"):
+        dex.controller_close(0, 1.0, "liq", penalty=penalty)
+
+
+def test_perps_controller_close_refuses_self_liquidation_and_uses_the_named_row():
+    env, dex, eth = perps()
+    with pytest.raises(Revert, match="cannot liquidate itself"):
+        dex.controller_close(1, 1.0, "pop", liquidator_row=1)
+    env.ledger.mint("USDC", "liq", 1e6, "t")
+    dex.open_accounts("liq", [100_000.0], None)  # #3, a second account of the liquidator
+    dex.controller_close(0, 1.0, "liq", liquidator_row=3)
+    assert dex.size[3, 0] == -5.0 and dex.size[2, 0] == 0.0  # the named row took it, not the first one
+
+
+def test_perps_write_off_only_flat_negative_accounts_and_counts_the_fund_payouts():
+    env, dex, eth = perps(fund=1_000.0)
+    assert dex.write_off(0) == 0.0  # an open position
+    dex.controller_close(0, 1.0, "liq")  # flat with 500 USDC: nothing to write off
+    assert dex.write_off(0) == 0.0 and dex.insurance_fund_usd() == 1_000.0
+    # a second book: -5 ETH with 500, the price to 2,200 -> -500 after the close; the fund pays all 500
+    env2, dex2, eth2 = perps(fund=1_000.0)
+    eth2.price = 2_200.0
+    dex2.controller_close(0, 1.0, "liq")
+    assert dex2.write_off(0) == 0.0  # covered by the fund: no bad debt
+    assert dex2.insurance_fund_usd() == pytest.approx(500.0) and dex2.collateral[0] == 0.0
+    assert dex2.metrics()["insurance_paid_usd"] == pytest.approx(500.0)
+    # a third: the fund holds 300 of the 500 -> 200 of bad debt, and payouts add up across accounts
+    env3, dex3, eth3 = perps(fund=800.0)
+    env3.ledger.mint("USDC", "pop", 1e6, "t")
+    dex3.open_accounts("pop", [500.0, 100_000.0], [[-5.0], [5.0]], [[2000.0], [2000.0]])  # #3 and #4
+    eth3.price = 2_200.0
+    for a in (0, 3):
+        dex3.controller_close(a, 1.0, "liq")
+    assert dex3.write_off(0) == 0.0  # 500 paid: 300 left in the fund
+    assert dex3.write_off(3) == pytest.approx(200.0)
+    assert dex3.metrics()["insurance_paid_usd"] == pytest.approx(800.0) and dex3.deficit_usd == pytest.approx(200.0)
+    assert dex3.accounting_gap_usd() == pytest.approx(0.0, abs=1e-6)
+    env3.ledger.check_conservation()
+
+
+def test_perps_write_off_leaves_open_accounts_alone_even_with_negative_collateral():
+    env, dex, eth = perps(fund=1_000.0)
+    eth.price = 2_200.0
+    dex.controller_close(0, 0.6, "liq")  # realises 3·(2,000 − 2,200) = −600: collateral 500 − 600 = −100, 2 ETH open
+    assert dex.collateral[0] == pytest.approx(-100.0) and dex.size[0, 0] == pytest.approx(-2.0)
+    assert dex.write_off(0) == 0.0
+    assert dex.insurance_fund_usd() == 1_000.0 and dex.collateral[0] == pytest.approx(-100.0)
+
+
+def test_perps_write_off_takes_even_a_small_fund_first_and_returns_this_write_off_only():
+    env, dex, eth = perps(fund=0.5)
+    env.ledger.mint("USDC", "pop", 1e6, "t")
+    dex.open_accounts("pop", [500.0, 100_000.0], [[-5.0], [5.0]], [[2000.0], [2000.0]])  # #3 and #4
+    eth.price = 2_200.0
+    for a in (0, 3):
+        dex.controller_close(a, 1.0, "liq")  # both flat at −500
+    assert dex.write_off(0) == pytest.approx(499.5)  # the fund's 0.5 first
+    assert dex.insurance_fund_usd() == 0.0 and dex.metrics()["insurance_paid_usd"] == pytest.approx(0.5)
+    assert dex.write_off(3) == pytest.approx(500.0)  # this one alone, not the deficit so far
+    assert dex.deficit_usd == pytest.approx(999.5)
+    env.ledger.check_conservation()
+
+
+def test_perps_controller_close_checks_the_liquidator_only_when_its_position_grows():
+    env, dex, eth = perps()
+    # the liquidator's #2 is long 5 ETH on 300 USDC (IM 1,000: under-margined); taking over A's short closes it
+    env.ledger.mint("USDC", "liq", 1e6, "t")
+    dex.open_accounts("liq", [300.0, 100_000.0], [[5.0], [-5.0]])  # #3 long, #4 its counterparty
+    dex.controller_close(0, 1.0, "liq", liquidator_row=3)
+    assert dex.size[3, 0] == 0.0 and dex.size[0, 0] == 0.0
+
+
+def test_perps_controller_close_health_of_a_tiny_position():
+    env, dex, eth = perps()
+    env.ledger.mint("USDC", "pop", 1e6, "t")
+    dex.open_accounts("pop", [0.2, 100.0], [[-0.005], [0.005]])  # #3: 10 USD short, MMR 0.5, equity 0.2
+    ev = dex.controller_close(3, 1.0, "liq")
+    assert ev.health_before == pytest.approx(0.4)
+
+
+def test_perps_auto_deleverage_reaches_tiny_bankrupt_accounts():
+    env, dex, eth = perps()
+    env.ledger.mint("USDC", "pop", 1e6, "t")
+    dex.open_accounts("pop", [0.2, 100.0], [[-0.005], [0.005]])  # #3: 10 USD short, MMR 0.5 < 1 USD
+    eth.price = 2_100.0  # #3: 0.2 − 0.5 = −0.3 < 0; the fund (0) cannot cover it
+    dex.accrue(12.0)
+    assert dex.size[3, 0] == 0.0 and dex.metrics()["adl_count"] >= 1

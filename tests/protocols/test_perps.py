@@ -154,6 +154,87 @@ def test_liquidation_fee_goes_to_the_insurance_fund():
     env.ledger.check_conservation()
 
 
+@pytest.mark.parametrize(
+    "price, collateral_a, health, fill, fee",
+    [
+        # P 1900, MMR 950. h = 0.68: equity 646 -> collateral 646 + 1000 = 1646. Pb = 1900·(1 − 0.05·0.68)
+        # = 1835.4; ABR 0.32, Pf = 1900·(1 − 0.32·1.5·0.05) = 1854.4; fund delta = 10·(1854.4 − 1835.4) = 190
+        # < 1.5%·18,544 = 278.16: the fee is capped at the fund delta, 190
+        (1900.0, 1646.0, 0.68, 1854.4, 190.0),
+        # h = 0.62: equity 589, collateral 1589. Pb = 1900·0.969 = 1841.1; Pf = 1900·(1 − 0.38·0.075) = 1845.85;
+        # delta = 10·4.75 = 47.5 < 1.5%·18,458.5 = 276.8775 -> fee 47.5
+        (1900.0, 1589.0, 0.62, 1845.85, 47.5),
+        # h = 0.76: equity 722, collateral 1722. Pb = 1900·0.962 = 1827.8; Pf = 1900·(1 − 0.24·0.075) = 1865.8;
+        # delta = 10·38 = 380 > 1.5%·18,658 = 279.87 -> the 1.5% cap binds: fee 279.87
+        (1900.0, 1722.0, 0.76, 1865.8, 279.87),
+    ],
+)
+def test_liquidation_fee_is_the_smaller_of_the_max_fee_and_the_fund_delta(price, collateral_a, health, fill, fee):
+    env, dex, orc = make_dex(**WHOLE)
+    book_a_long_10(dex, collateral_a)
+    liq = add_liquidator(dex)
+    orc["ETH"].price = price
+    pv = dex.preview_liquidation(0)
+    assert pv.health == pytest.approx(health) and pv.fill_price == pytest.approx(fill)
+    ev = dex.liquidate(0, "liq")
+    assert ev.protocol_fee == pytest.approx(fee)
+    assert dex.insurance_fund_usd() == pytest.approx(10_000.0 + fee)
+    # A keeps its equity less the liquidator's spread and the fee: TNC − 10·(P − Pf) − fee
+    equity = health * 10 * price * 0.05
+    assert dex.collateral[0] == pytest.approx(equity - 10 * (price - fill) - fee, abs=1e-9)
+    assert dex.equity()[liq] == pytest.approx(500_000.0 + 10 * (price - fill))
+    env.ledger.check_conservation()
+
+
+def test_per_block_insurance_loss_limit_turns_a_payout_into_deleveraging():
+    # the underwater case below needs a 1590 payout (A: equity −240 at ETH 1800). With the fund at 10,000 but
+    # at most 1,000 of insurance lost per block and account, the fund may not pay: A is deleveraged at its
+    # bankruptcy price 1824 (S2 gives 6, S1 gives 4, as in the ADL test) and the fund stays whole
+    env, dex, orc = make_dex(fund=10_000.0, max_insurance_lost_per_block_usd=1_000.0, **WHOLE)
+    adl_book(dex)
+    add_liquidator(dex)
+    orc["ETH"].price = 1800.0
+    pv = dex.preview_liquidation(0)
+    assert pv.adl and pv.fill_price == pytest.approx(1824.0)
+    ev = dex.liquidate(0, "liq")
+    assert ev.liquidator == "perps:adl"
+    fills = [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)]
+    assert fills == [(3, 6.0), (2, 4.0)]
+    assert dex.insurance_fund_usd() == 10_000.0 and dex.metrics()["insurance_paid_usd"] == 0.0
+    # with a limit of 1,590 the same payout fits: the fund pays it
+    env, dex, orc = make_dex(fund=10_000.0, max_insurance_lost_per_block_usd=1_590.0, **WHOLE)
+    adl_book(dex)
+    add_liquidator(dex)
+    orc["ETH"].price = 1800.0
+    assert not dex.preview_liquidation(0).adl
+    dex.liquidate(0, "liq")
+    assert dex.insurance_fund_usd() == pytest.approx(10_000.0 - 1590.0)
+
+
+def test_per_block_insurance_loss_limit_fills_a_solvent_account_at_its_bankruptcy_price():
+    # ETH 1880: A's equity 560, MMR 940, h = 0.5957 < 0.6. Pb = 1880 − 94·560/940 = 1824; ABR = 380/940 and
+    # Pf = 1880 − 0.075·1880·380/940 = 1880 − 57 = 1823: a 10·(1824 − 1823) = 10 payout. The fund has 10,000
+    # but the per-block limit is 5: a maker at the bankruptcy price takes it, the fund pays nothing
+    env, dex, orc = make_dex(fund=10_000.0, max_insurance_lost_per_block_usd=5.0, **WHOLE)
+    book_a_long_10(dex)
+    add_liquidator(dex)
+    orc["ETH"].price = 1880.0
+    pv = dex.preview_liquidation(0)
+    assert not pv.adl and pv.fill_price == pytest.approx(1824.0) and pv.payout == 0.0 and pv.fee == 0.0
+    dex.liquidate(0, "liq")
+    assert dex.insurance_fund_usd() == 10_000.0
+    assert dex.collateral[0] == pytest.approx(0.0, abs=1e-9)
+    # the default limit (1M) lets the fund pay the 10
+    env, dex, orc = make_dex(fund=10_000.0, **WHOLE)
+    book_a_long_10(dex)
+    add_liquidator(dex)
+    orc["ETH"].price = 1880.0
+    pv = dex.preview_liquidation(0)
+    assert pv.payout == pytest.approx(10.0) and pv.fill_price == pytest.approx(1823.0)
+    dex.liquidate(0, "liq")
+    assert dex.insurance_fund_usd() == pytest.approx(10_000.0 - 10.0)
+
+
 def test_underwater_liquidation_draws_the_fund_down_by_exactly_the_shortfall():
     env, dex, orc = make_dex(**WHOLE)
     book_a_long_10(dex)
@@ -179,7 +260,7 @@ def test_liquidation_fills_at_the_bankruptcy_price_when_the_fund_is_short_and_eq
     book_a_long_10(dex)
     add_liquidator(dex)
     orc["ETH"].price = 1880.0
-    # equity 1760 - 1200 = 560; MMR 940; h = 0.5957 < 0.6 so Pf (1880·(1-0.404·0.075)=1823.04) < Pb = 1880 - 56 = 1824
+    # equity 1760 - 1200 = 560; MMR 940; h = 0.5957 < 0.6 so Pf (1880 - 0.075·1880·380/940 = 1823) < Pb (1824)
     pv = dex.preview_liquidation(0)
     assert not pv.adl and pv.fill_price == pytest.approx(1824.0) and pv.payout == 0.0
     ev = dex.liquidate(0, "liq")
