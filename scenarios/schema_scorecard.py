@@ -11,7 +11,9 @@ vocabulary names each quantity apart:
   auction at the kick, covered or not); debt repaid is the part of it covered by what liquidators or bidders
   paid; a CDP auction's tab is its debt plus the liquidation penalty.
 
-Figures are computed per protocol, per collateral asset and in total by `defistress.sim.analysis.scorecard`.
+Figures are computed per protocol, per asset and in total by `defistress.sim.analysis.scorecard`; a per-asset
+figure is per collateral asset, except the debt figures (`debt_liquidated_usd`, `debt_repaid_usd`,
+`auction_tab_usd`), which are per debt asset (the asset repaid).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class MetricDef:
 
     description: str
     unit: str
-    #: "total" (the run), "protocol" (one protocol), "asset" (one collateral asset, alone or within a protocol)
+    #: "total" (the run), "protocol" (one protocol), "asset" (one asset, alone or within a protocol: the collateral
+    #: asset, or the debt asset for the debt figures)
     scopes: tuple[str, ...]
     #: how a total is made from protocols: "sum", "min", "max" or "ratio" (a share recomputed from its parts)
     combine: str = "sum"
@@ -135,7 +138,10 @@ class PublishedOutcome(Strict):
         None, min_length=1, description="the protocol id it is a figure of (none: the whole run)"
     )
     asset: str | None = Field(
-        None, min_length=1, description="the collateral (or oracle) asset it is a figure of (none: all assets)"
+        None,
+        min_length=1,
+        description="the asset it is a figure of: the collateral (or oracle) asset, or the debt asset for debt "
+        "repaid, debt liquidated and auction tab (none: all assets)",
     )
     value: Float = Field(
         ge=-MAX_VALUE, le=MAX_VALUE, description="the published figure, in the metric's unit (USD, count, fraction)"

@@ -60,13 +60,14 @@ def test_dai_replay_liquidates_dai_borrowers_and_scores_against_the_published_fi
     from defistress.sim.experiments.runs import events_frame
 
     s = summarize(m, m.recorder.frame(), events_frame(m.env.events))
-    rows = {r["metric"]: r for r in s["scorecard"]}
-    assert set(rows) == {
-        "compound_liquidation_volume_usd",
-        "compound_end_liquidated_DAI",
-        "compound_liquidator_value_leakage_usd",
-    }
+    rows = {r["key"]: r for r in s["scorecard"]}
+    assert set(rows) == {"debt_repaid_usd@compound", "debt_repaid_usd@compound:DAI", "liquidation_bonus_usd@compound"}
     assert all(r["simulated"] is not None and r["simulated"] > 0 for r in rows.values())
+    # the scorecard's names are the run's own figures: debt repaid is the recorder's volume, DAI's part its metric
+    p = s["protocols"]["compound"]
+    assert rows["debt_repaid_usd@compound"]["simulated"] == pytest.approx(p["liquidation_volume_usd"])
+    assert rows["debt_repaid_usd@compound:DAI"]["simulated"] == pytest.approx(c.metrics()["liquidated_DAI"], rel=0.05)
+    assert rows["liquidation_bonus_usd@compound"]["simulated"] == pytest.approx(s["liquidator_value_leakage_usd"])
     assert s["conservation_ok"]
 
 

@@ -244,7 +244,7 @@ def test_readme_compound_tables_are_what_seed_1_produces():
     flat = " ".join(text.split())
     m = figures("compound-dai-oracle-2020")
     p = m["protocols"]["compound"]
-    card = {row["metric"]: row for row in m["scorecard"]}
+    card = {row["key"]: row for row in m["scorecard"]}
     assert {r["published"] for r in card.values()} == {89e6, 85.2e6, 6.8e6}
     for label, value in (
         ("debt liquidated on Compound", usd(p["liquidation_volume_usd"])),

@@ -75,7 +75,9 @@ def test_lending_figures_are_sums_of_its_liquidation_calls():
     assert lend["auctions"] == 0 and lend["zero_bid_share"] is None  # no auctions: undefined, not 0
     assert lend["bad_debt_usd"] == 75.0
     assert lend["by_asset"]["ETH"]["collateral_liquidated_oracle_usd"] == pytest.approx(1470.0)  # 1050 + 420
-    assert lend["by_asset"]["WBTC"]["debt_repaid_usd"] == pytest.approx(600.0)
+    assert lend["by_asset"]["WBTC"]["collateral_liquidated_oracle_usd"] == pytest.approx(630.0)
+    assert lend["by_asset"]["USDC"]["debt_repaid_usd"] == pytest.approx(2000.0)  # debt figures: per debt asset
+    assert "zero_bid_share" not in lend["by_asset"]["ETH"]
     assert lend["by_asset"]["ETH"]["lowest_oracle_price_usd"] == 110.0  # its oracle `cl`
 
 
@@ -91,6 +93,8 @@ def test_cdp_figures_count_kicks_as_liquidations_and_value_lots_at_the_kick_orac
     assert cdp["zero_bid_collateral_usd"] == 500.0
     assert cdp["zero_bid_share"] == pytest.approx(500.0 / 2000.0)
     assert cdp["bad_debt_usd"] == 500.0
+    assert cdp["by_asset"]["DAI"]["debt_liquidated_usd"] == pytest.approx(1500.0)  # the debt repaid is DAI
+    assert cdp["by_asset"]["ETH"]["zero_bid_share"] == pytest.approx(0.25)
     assert cdp["by_asset"]["ETH"]["lowest_oracle_price_usd"] == 100.0  # its oracle `osm`
 
 
@@ -110,7 +114,7 @@ def test_flat_keys_name_metric_protocol_and_asset():
     sm = _hand_built()
     flat = flat_scorecard(sm)
     assert flat["zero_bid_share@cdp"] == pytest.approx(0.25)
-    assert flat["debt_repaid_usd@lend:WBTC"] == pytest.approx(600.0)
+    assert flat["debt_repaid_usd@lend:USDC"] == pytest.approx(2000.0)
     assert flat["lowest_oracle_price_usd:ETH"] == 100.0
     assert lookup(sm, "auctions", "cdp") == 2
     assert lookup(sm, "auctions", "cdp", "BTC") is None

@@ -1,6 +1,9 @@
 """Scorecard figures: the vocabulary of scenarios/schema_scorecard.py computed for one run from its event log
 and timeseries, per protocol, per collateral asset and in total, the same way for every protocol kind.
 
+A per-asset figure is per collateral asset, except the debt figures (debt liquidated, debt repaid, auction tab),
+which are per debt asset: the asset repaid (a CDP's stablecoin).
+
 Events read: `Liquidated` (lending, perps, options portfolio liquidations, crvUSD hard liquidations),
 `AuctionKicked` and `AuctionSettled` (CDP flip/clip auctions; options-venue auctions count as auctions).
 A CDP liquidation is its kick: the lot is valued at the CDP's oracle price in the kick's block, its debt is
@@ -50,7 +53,8 @@ def scorecard_metrics(model: Any, ts: pd.DataFrame, events: pd.DataFrame) -> dic
         for asset, vals in per_asset[pid].items():
             a: dict[str, Any] = dict(vals)
             a.pop("bad_debt_usd", None)
-            a["zero_bid_share"] = _share(a["zero_bid_collateral_usd"], settled_value[pid][asset], has_auctions[pid])
+            if asset in settled_value[pid] or a["auctions"]:
+                a["zero_bid_share"] = _share(a["zero_bid_collateral_usd"], settled_value[pid][asset], True)
             assets[asset] = a
         for asset, low in _lowest_oracle(model, ts, pid).items():
             assets.setdefault(asset, {})["lowest_oracle_price_usd"] = low
@@ -70,9 +74,9 @@ def scorecard_metrics(model: Any, ts: pd.DataFrame, events: pd.DataFrame) -> dic
                 if m in _SUMMED:
                     tgt[m] = tgt.get(m, 0.0) + v
     for asset, tgt in by_asset.items():
-        zero = tgt.get("zero_bid_collateral_usd", 0.0)
         value = sum(settled_value[p].get(asset, 0.0) for p in settled_value)
-        tgt["zero_bid_share"] = _share(zero, value, any_auctions)
+        if value > 0 or tgt.get("auctions"):
+            tgt["zero_bid_share"] = _share(tgt.get("zero_bid_collateral_usd", 0.0), value, True)
     for asset, low in _lowest_oracle(model, ts, None).items():
         by_asset.setdefault(asset, {})["lowest_oracle_price_usd"] = low
     return {"total": total, "by_asset": by_asset, "protocols": out_protocols}
@@ -84,6 +88,10 @@ def _share(part: float, whole: float, defined: bool) -> float | None:
     return float(part / whole) if whole > 0 else 0.0
 
 
+#: figures kept per debt asset (the asset repaid); every other per-asset figure is per collateral asset
+DEBT_METRICS = ("debt_liquidated_usd", "debt_repaid_usd", "auction_tab_usd")
+
+
 def _liquidations(events: pd.DataFrame, per: dict, per_asset: dict) -> None:
     liq = events[events["kind"] == "liquidation"]
     for pid, grp in liq.groupby("source", sort=False):
@@ -91,16 +99,17 @@ def _liquidations(events: pd.DataFrame, per: dict, per_asset: dict) -> None:
             continue
         repaid = grp["debt_repaid_usd"].astype(float)
         bonus = grp["bonus_usd"].astype(float)
-        for target, rows in [(per[pid], grp.index)] + [
-            (per_asset[pid][str(a)], g.index) for a, g in grp.groupby("collateral_asset", sort=False)
-        ]:
+        coll = [(per_asset[pid][str(a)], g.index) for a, g in grp.groupby("collateral_asset", sort=False)]
+        debt = [(per_asset[pid][str(a)], g.index) for a, g in grp.groupby("debt_asset", sort=False)]
+        for target, rows in [(per[pid], grp.index)] + coll:
             target["liquidation_events"] += len(rows)
-            target["debt_liquidated_usd"] += float(repaid[rows].sum())
-            target["debt_repaid_usd"] += float(repaid[rows].sum())
             target["collateral_liquidated_sale_usd"] += float(repaid[rows].sum())
             # value taken from the borrower at the oracle: what was repaid plus the bonus (Liquidated.bonus_usd)
             target["collateral_liquidated_oracle_usd"] += float((repaid[rows] + bonus[rows]).sum())
             target["liquidation_bonus_usd"] += float(bonus[rows].sum())
+        for target, rows in [(per[pid], grp.index)] + debt:
+            target["debt_liquidated_usd"] += float(repaid[rows].sum())
+            target["debt_repaid_usd"] += float(repaid[rows].sum())
 
 
 def _auctions(
@@ -127,6 +136,7 @@ def _auctions(
         has_auctions[pid] = True
         asset = proto.collateral
         tgt = [per[pid], per_asset[pid][asset]]
+        dtgt = [per[pid], per_asset[pid][proto.stablecoin]]
         chop = float(proto.p.chop)
         price = _stable_price(by_block, proto.stablecoin)
         if len(k):
@@ -138,6 +148,7 @@ def _auctions(
                 t["liquidation_events"] += len(k)
                 t["auctions"] += len(k)
                 t["collateral_liquidated_oracle_usd"] += float(np.nansum(lot * oracle))
+            for t in dtgt:
                 t["debt_liquidated_usd"] += float(np.sum(tab / chop * p_stable))
                 t["auction_tab_usd"] += float(np.sum(tab * p_stable))
         if len(s):
@@ -150,9 +161,10 @@ def _auctions(
             for t in tgt:
                 t["auctions_settled"] += len(s)
                 t["collateral_liquidated_sale_usd"] += float(np.sum(raised * p_stable))
-                t["debt_repaid_usd"] += float(np.sum(np.minimum(raised, tab / chop) * p_stable))
                 t["zero_bid_auctions"] += int(zero.sum())
                 t["zero_bid_collateral_usd"] += float(value[zero].sum())
+            for t in dtgt:
+                t["debt_repaid_usd"] += float(np.sum(np.minimum(raised, tab / chop) * p_stable))
 
 
 def _stable_price(by_block: pd.DataFrame, token: str):
