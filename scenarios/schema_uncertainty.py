@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -20,8 +20,10 @@ from pydantic import Field, model_validator
 from defistress.scenarios.schema_base import Strict
 from defistress.scenarios.units import MAX_VALUE, Bool, Float
 
-#: a scalar an override may set: a number, a duration string, a name or a flag
-Value = Float | int | str | bool
+#: a number within the physical ceiling of every scenario number (protocols/bounds.py MAX_VALUE)
+Number = Annotated[Float, Field(ge=-MAX_VALUE, le=MAX_VALUE)]
+#: a scalar an override may set: a number, a whole number, a duration string, a name or a flag
+Value = Number | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | str | bool
 #: a scenario key path as `--set` takes it (list items by id or symbol)
 KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"
 
@@ -37,7 +39,7 @@ class UncertainInput(Strict):
         description="the scenario key it sets (as `--set` takes it, e.g. 'agents.vaults.collateral_ratio.median'); "
         "a list sets every key to the same value"
     )
-    range: tuple[Float, Float] | None = Field(
+    range: tuple[Number, Number] | None = Field(
         None, description="[low, high] of a continuous input, in the key's unit (drawn uniformly, or see `scale`)"
     )
     values: list[Value] | None = Field(
