@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash
 
 test: $(STAMP) lint docs
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 	rm -rf build/notebooks && mkdir -p build/notebooks
 	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done
 	$(BIN)/python -m pytest -n 2 --nbmake build/notebooks

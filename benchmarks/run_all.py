@@ -1,4 +1,5 @@
-"""Run every benchmark in sequence: bench_model.py, then bench_margin.py and bench_replays.py when they exist.
+"""Run every benchmark in sequence: bench_model.py, bench_margin.py when it exists, bench_sweep.py and the
+sweep scaling projection built on its figures, then bench_replays.py (every built-in replay at full size).
 
 Run: python benchmarks/run_all.py [arguments passed on to bench_model.py, e.g. --quick]
 Each benchmark runs as its own process with this interpreter; the first failure stops the run.
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [[str(HERE / "bench_model.py"), *argv]]
     if (HERE / "bench_margin.py").exists():
         steps.append([str(HERE / "bench_margin.py")])
+    steps += [[str(HERE / "bench_sweep.py")], [str(HERE / "sweep_projection.py")]]
     if (HERE / "bench_replays.py").exists():  # every built-in replay at full size (defistress replay)
         steps.append([str(HERE / "bench_replays.py")])
     for step in steps:

@@ -104,3 +104,22 @@ def test_sensitivity_recovers_the_ishigami_first_order_indices():
 def test_sensitivity_is_undefined_on_too_few_samples():
     x = np.arange(MIN_SAMPLES_FOR_SENSITIVITY - 1, dtype=float)[:, None]
     assert sensitivity(x, x[:, 0] * 2, ["a"]) == {"a": None}
+
+
+def test_design_runs_keeps_the_finished_runs_of_this_design_and_these_seeds(tmp_path):
+    """A replay folder run again with another --samples or seed, or holding a failed run: only the finished
+    runs of the current design at the asked seeds are scored."""
+    import pandas as pd
+
+    from defistress.sim.experiments.replay import design_runs
+
+    mine, other = lhs_design(_inputs(), 3, seed=0), lhs_design(_inputs(), 5, seed=0)
+    rows = []
+    for d, i, seed, status in [(mine, 0, 1, "ok"), (mine, 1, 1, "ok"), (mine, 2, 1, "failed"), (mine, 0, 2, "ok"),
+                               (other, 0, 1, "ok"), (other, 4, 1, "ok")]:  # fmt: skip
+        rows.append({**{f"param:{k}": v for k, v in d.point(i).items()}, "seed": seed, "status": status})
+    pd.DataFrame(rows).to_parquet(tmp_path / "results.parquet")
+    kept = design_runs(mine, tmp_path / "results.parquet", [1])
+    assert len(kept) == 2 and kept["param:x.a"].tolist() == [mine.point(0)["x.a"], mine.point(1)["x.a"]]
+    assert len(design_runs(mine, tmp_path / "results.parquet", [1, 2])) == 3
+    assert design_runs(mine, tmp_path / "missing.parquet", [1]).empty

@@ -16,6 +16,8 @@ from scipy import stats
 #: bootstrap resamples and confidence level for every interval
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
+#: resampled values held at once by the bootstrap (8 MB of float64), whatever the number of runs
+BOOTSTRAP_CHUNK_VALUES = 1_000_000
 
 
 def var(x: np.ndarray, q: float, axis: int = -1) -> np.ndarray:
@@ -44,6 +46,7 @@ def with_ci(x: np.ndarray, statistic, seed: int = 0) -> dict[str, float]:
         confidence_level=CONFIDENCE,
         method="percentile",
         vectorized=True,
+        batch=max(1, BOOTSTRAP_CHUNK_VALUES // len(x)),  # resamples at a time: memory bounded for 100k runs
         random_state=np.random.default_rng(seed),
     )
     return {

@@ -139,7 +139,7 @@ class Evaluator:
         self._pool: ProcessPoolExecutor | None = None
 
     def overrides(self, values: dict[str, Value]) -> list[str]:
-        from defistress.sim.experiments.sweep import point_overrides
+        from defistress.sim.experiments.sweep_tasks import point_overrides
 
         point = {k: v for name, v in values.items() for k in self.by_name[name].keys}
         return self.base + point_overrides(point)

@@ -32,6 +32,7 @@ from defistress.scenarios.schema_scorecard import METRICS, scorecard_key
 from defistress.scenarios.schema_uncertainty import UncertainInput, Value
 from defistress.sim.analysis.bands import band, inside, seed_share, sensitivity
 from defistress.sim.experiments.sweep import sweep
+from defistress.sim.experiments.sweep_results import PARQUET
 
 #: default band: the 5% and 95% quantiles over seeds x samples
 QUANTILES = (0.05, 0.95)
@@ -130,7 +131,8 @@ def replay(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "design.csv", design.frame().to_csv(index=False))
-    runs = sweep(ref, seeds, {}, out / "runs", overrides, workers, backend, on_done=on_done, points=points)
+    summary = sweep(ref, seeds, {}, out / "runs", overrides, workers, backend, on_done=on_done, points=points)
+    runs = design_runs(design, summary.out / PARQUET, seeds)
     table = score_table(loaded, design, runs, quantiles)
     manifest = {
         "scenario": loaded.scenario.run.name,
@@ -148,6 +150,7 @@ def replay(
         "inputs": [u.model_dump(mode="json") for u in inputs],
         "assumed": list(loaded.scenario.run.assumed),
         "runs": int(len(runs)),
+        "failed_runs": int(summary.failed),
     }
     result = ReplayResult(loaded.scenario.run.name, out, table, design, runs, manifest)
     write_outputs(result, report=report)
@@ -167,7 +170,7 @@ def smoke_overrides(loaded: LoadedScenario, smoke: bool) -> list[str]:
     """The scenario's reduced-size overrides (`run.smoke`) as `--set` strings, when `smoke` is asked."""
     if not smoke:
         return []
-    from defistress.sim.experiments.sweep import point_overrides
+    from defistress.sim.experiments.sweep_tasks import point_overrides
 
     return point_overrides(dict(loaded.scenario.run.smoke))
 
@@ -238,6 +241,23 @@ def _split(key: str) -> tuple[str, str | None, str | None]:
     metric, _, asset = key.partition(":")
     metric, _, protocol = metric.partition("@")
     return metric, protocol or None, asset or None
+
+
+def design_runs(design: Design, parquet: Path, seeds: list[int]) -> pd.DataFrame:
+    """The finished runs of this design at these seeds, from the sweep's results.parquet: rows of failed runs,
+    of other seeds and of another design run earlier in the same folder (e.g. another --samples) are left out."""
+    if not parquet.exists():
+        return pd.DataFrame()
+    runs = pd.read_parquet(parquet)
+    keep = runs["seed"].isin([int(s) for s in seeds])
+    if "status" in runs:
+        keep &= runs["status"] == "ok"
+    if design.inputs:
+        keys = sorted(design.point(0))
+        ids = {_point_id(design.point(i), keys) for i in range(design.samples)}
+        mine = [_point_id({k: row[f"param:{k}"] for k in keys}, keys) in ids for _, row in runs.iterrows()]
+        keep &= pd.Series(mine, index=runs.index, dtype=bool)
+    return runs[keep].reset_index(drop=True)
 
 
 def _sample_index(design: Design, runs: pd.DataFrame) -> np.ndarray:

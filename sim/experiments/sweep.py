@@ -1,10 +1,15 @@
 """Parameter sweeps over many seeded runs, append-only and resumable.
 
-Every finished run appends one JSON line to `results.jsonl` (flat metrics, the swept parameters, the
-seed and a run key). A killed sweep loses only the runs in flight: on restart, keys already in the file
-are skipped and a torn last line is ignored. At the end the lines are gathered into `results.parquet`
-and `risk.csv` (VaR/ES/LaR per parameter combination, with bootstrap intervals).
-Backends: in-process, a local process pool, or a dask.distributed cluster.
+Every finished run appends one JSON line to `results.jsonl` (flat metrics, the swept parameters, the seed,
+a run key and its status). A killed sweep loses only the runs in flight: on restart, keys already in the
+file are skipped and a line cut by the kill is rewritten out. A run that fails (or a grid point the
+scenario refuses) is recorded as failed with its error and the sweep goes on. At the end the lines are
+gathered into `results.parquet` and `risk.csv` (see `sweep_results`).
+
+The folder records its configuration (`sweep.json`: the base scenario after --set, the swept keys) and
+refuses a sweep of another one, so rows of different settings are never pooled; adding seeds or grid
+values to a sweep is allowed. A lock (`.sweep.lock`, see `sweep_folder`) refuses a second sweep on the
+same folder. Backends: in-process, a local process pool, or dask.distributed (local or `scheduler=`).
 """
 
 from __future__ import annotations
@@ -12,17 +17,51 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
+from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
+from defistress.sim.experiments.sweep_folder import (
+    CONFIG,
+    FINAL_FILES,
+    LOCK,
+    RESULTS,
+    ResultsWriter,
+    SweepConfig,
+    SweepLock,
+    check_config,
+    check_out_target,
+    read_rows,
+    repair_results,
+    write_config,
+)
+from defistress.sim.experiments.sweep_results import finalize
+from defistress.sim.experiments.sweep_tasks import Item, SweepContext, encode_rows, failed_row, point_overrides
 
-from defistress.scenarios.loader import load
-from defistress.sim.analysis.risk import risk_table
+BACKENDS = ("process", "dask", "inline")
 
-RESULTS = "results.jsonl"
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a sweep did (this invocation) and what its folder now holds."""
+
+    out: Path
+    planned: int  #: runs in the grid x seeds
+    skipped: int  #: of those, already in the folder
+    ran: int  #: runs done now (finished or failed)
+    rows: int  #: rows in results.parquet (the whole folder)
+    failed: int  #: failed rows in results.parquet
+    points: int  #: grid points in results.parquet
+    torn_lines: int  #: cut lines rewritten out of results.jsonl at the start
+    wall_s: float  #: seconds from the first task to the last result
+    compute_s: float  #: worker CPU seconds spent inside runs
+    client_s: float  #: client seconds spent handling results (append, bookkeeping)
+    gather_s: float  #: seconds to write results.parquet and risk.csv
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
@@ -37,14 +76,17 @@ def parse_grid(items: Iterable[str]) -> dict[str, list]:
     """`key=v1,v2,v3` strings into {key: [v1, v2, v3]} with TOML-typed values."""
     from defistress.scenarios.loader import _parse_value
 
-    grid = {}
+    grid: dict[str, list] = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"--grid {item!r}: expected key.path=v1,v2,...")
         k, vals = item.split("=", 1)
-        grid[k.strip()] = [_parse_value(v.strip()) for v in vals.split(",") if v.strip()]
-        if not grid[k.strip()]:
+        values = [_parse_value(v.strip()) for v in vals.split(",") if v.strip()]
+        if not k.strip():
+            raise ValueError(f"--grid {item!r}: empty key path")
+        if not values:
             raise ValueError(f"--grid {item!r}: no values")
+        grid[k.strip()] = list(dict.fromkeys(values))
     return grid
 
 
@@ -53,68 +95,39 @@ def run_key(scenario_hash: str, params: dict, seed: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def flat_metrics(metrics: dict) -> dict:
-    """Scalar metrics, with per-protocol figures as `{pid}_{name}` columns."""
-    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
-    for pid, m in metrics.get("protocols", {}).items():
-        for k, v in m.items():
-            if isinstance(v, (int, float)) or v is None:
-                out[f"{pid}_{k}"] = v
-    for k, v in (metrics.get("contagion") or {}).items():
-        if isinstance(v, (int, float)):
-            out[f"contagion_{k}"] = v
-    if "scorecard_metrics" in metrics:  # the scorecard vocabulary under its flat keys (sim.analysis.scorecard)
-        from defistress.sim.analysis.scorecard import flat_scorecard
-
-        out.update({f"sc:{k}": v for k, v in flat_scorecard(metrics["scorecard_metrics"]).items()})
-    return out
-
-
-def point_overrides(point: dict) -> list[str]:
-    """A point's {key: value} as `--set` strings, values in TOML syntax (strings quoted, booleans lower-case)."""
-    from defistress.scenarios.loader import _toml_value
-
-    return [f"{k}={_toml_value(v)}" for k, v in point.items()]
+def check_arguments(seeds: list[int], workers: int, backend: str, scheduler: str | None, batch_size: int) -> None:
+    """Refuse bad arguments with the option named, before anything is loaded or written."""
+    if not seeds:
+        raise ValueError("--seeds: must be at least 1 (got 0 seeds)")
+    if any(int(s) < 0 for s in seeds):
+        raise ValueError(f"--seed-start: seeds must be >= 0 (got {min(seeds)})")
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend: must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if workers < 1:
+        raise ValueError(f"--workers: must be at least 1 (got {workers})")
+    if batch_size < 1:
+        raise ValueError(f"--batch: must be at least 1 (got {batch_size})")
+    if scheduler and backend != "dask":
+        raise ValueError(f"--scheduler: needs --backend dask (got --backend {backend})")
 
 
-def one_run(scenario_ref, base_overrides: list[str], params: dict, seed: int, key: str) -> dict:
-    """Run one point of the sweep (in a worker); returns the JSON row."""
-    from defistress.sim.experiments.runs import run_scenario
-
-    overrides = list(base_overrides) + point_overrides(params)
-    r = run_scenario(scenario_ref, seed, overrides)
-    row = flat_metrics(r.metrics)
-    row.update({f"param:{k}": v for k, v in params.items()})
-    row.update({"seed": seed, "run_key": key, "scenario_sha256": r.manifest["scenario_sha256"]})
-    return row
-
-
-def done_keys(path: Path) -> set[str]:
-    """Keys of runs already in the results file (a torn last line is ignored)."""
-    keys = set()
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                keys.add(json.loads(line)["run_key"])
-            except (json.JSONDecodeError, KeyError):
-                continue
-    return keys
-
-
-def _append(path: Path, row: dict) -> None:
-    with path.open("a+b") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":  # a torn line from a killed sweep: close it
-                f.write(b"\n")
-        f.write((json.dumps(row, default=float) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
+def check_points(loaded: LoadedScenario, points: list[dict]) -> dict[int, ScenarioError]:
+    """Validate every grid point now; returns the refused ones. All refused means a bad grid: raise."""
+    bad: dict[int, ScenarioError] = {}
+    for i, point in enumerate(points):
+        try:
+            load(loaded, point_overrides(point))
+        except ScenarioError as exc:
+            bad[i] = exc
+    if bad and len(bad) == len(points):
+        lines = [f"grid point {points[i]}: {e}" for i, e in list(bad.items())[:3]]
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ScenarioError(loaded.source, [f"--grid: every grid point is refused{more}", *lines])
+    return bad
 
 
 def sweep(
-    scenario_ref,
+    scenario_ref: Any,
     seeds: list[int],
     grid: dict[str, list],
     out: Path,
@@ -122,69 +135,155 @@ def sweep(
     workers: int = 1,
     backend: str = "process",
     on_done: Callable[[int, int], None] | None = None,
+    *,
+    scheduler: str | None = None,
+    batch_size: int = 1,
+    max_in_flight: int | None = None,
+    retry_failed: bool = False,
     points: list[dict] | None = None,
-) -> pd.DataFrame:
-    """Run every (grid point, seed), appending results; returns the results table of all runs in `out`.
+) -> SweepSummary:
+    """Run every (grid point, seed) not yet in `out`, appending rows, then gather the folder's results.
 
-    `points` replaces the grid's cartesian product by a list of points (a design, e.g. a Latin hypercube)."""
+    `points` replaces the grid's cartesian product by a list of points with the same keys (a design, e.g. a
+    Latin hypercube; `grid` is then ignored). Every check (arguments, scenario, grid, the folder) happens
+    before the folder is created or a run starts.
+    """
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
     overrides = list(overrides or [])
-    pts = grid_points(grid) if points is None else list(points)
-    loaded = load(scenario_ref, overrides)  # validate the base once, before any worker starts
-    for point in pts:  # and every grid point, so a typo fails fast
-        load(loaded, point_overrides(point))
-    ref = loaded.source if Path(loaded.source).is_file() else scenario_ref
+    check_arguments(seeds, workers, backend, scheduler, batch_size)
+    loaded = load(scenario_ref, overrides)
+    points = grid_points(grid) if points is None else [dict(p) for p in points]
+    if not points or any(sorted(p) != sorted(points[0]) for p in points):
+        raise ValueError("points: need at least one point, every point with the same keys")
+    refused = check_points(loaded, points)
     out = Path(out)
+    existed = check_out_target(out, CONFIG)
+    config = SweepConfig(loaded.source, loaded.hash, tuple(overrides), tuple(sorted(points[0])))
+    if existed:
+        check_config(out, config)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = SweepLock(out).acquire()
+    except BaseException:
+        if not existed and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    try:
+        if not check_config(out, config):  # again under the lock: another sweep may have made it meanwhile
+            write_config(out, config)
+        return _run(loaded, points, refused, seeds, out, workers, backend, on_done, scheduler, batch_size,
+                    max_in_flight, retry_failed)  # fmt: skip
+    finally:
+        lock.release()
+        _tidy(out, existed)
+
+
+def _tidy(out: Path, existed: bool) -> None:
+    """A sweep that ends with no result in its folder leaves the folder as it found it (missing or empty)."""
     results = out / RESULTS
-    have = done_keys(results)
-    todo = [(p, s, run_key(loaded.hash, p, s)) for p in pts for s in seeds]
-    todo = [t for t in todo if t[2] not in have]
-    total, done = len(todo), 0
-    if backend not in ("process", "dask", "inline"):
-        raise ValueError(f"backend must be one of 'process', 'dask', 'inline', got {backend!r}")
-    if backend == "inline" or (backend == "process" and workers <= 1):
-        for p, s, k in todo:
-            _append(results, one_run(ref, overrides, p, s, k))
-            done += 1
-            if on_done:
-                on_done(done, total)
-    elif backend == "process":
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futs = [pool.submit(one_run, ref, overrides, p, s, k) for p, s, k in todo]
-            for f in as_completed(futs):
-                _append(results, f.result())
-                done += 1
-                if on_done:
-                    on_done(done, total)
+    if results.exists() and results.stat().st_size > 0:
+        return
+    if any(p.name not in (CONFIG, LOCK, RESULTS) for p in out.iterdir()):
+        return
+    if existed:
+        for name in (CONFIG, RESULTS):
+            (out / name).unlink(missing_ok=True)
     else:
-        from dask.distributed import Client, LocalCluster
-        from dask.distributed import as_completed as dask_completed
+        shutil.rmtree(out, ignore_errors=True)
 
-        with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
-            Client(cluster) as client,
-        ):
-            futs = [client.submit(one_run, ref, overrides, p, s, k, pure=False) for p, s, k in todo]
-            for f in dask_completed(futs):
-                _append(results, f.result())
-                done += 1
+
+def _run(
+    loaded: LoadedScenario,
+    points: list[dict],
+    refused: dict[int, ScenarioError],
+    seeds: list[int],
+    out: Path,
+    workers: int,
+    backend: str,
+    on_done: Callable[[int, int], None] | None,
+    scheduler: str | None,
+    batch_size: int,
+    max_in_flight: int | None,
+    retry_failed: bool,
+) -> SweepSummary:
+    results = out / RESULTS
+    torn = repair_results(results)
+    have = {r["run_key"] for r in read_rows(results) if not (retry_failed and r.get("status") == "failed")}
+    planned = len(points) * len(seeds)
+
+    def todo(bad: bool) -> Iterator[Item]:
+        for i, point in enumerate(points):
+            if (i in refused) != bad:
+                continue
+            for s in seeds:
+                k = run_key(loaded.hash, point, s)
+                if k not in have:
+                    yield point, s, k
+
+    total = sum(1 for _ in todo(False)) + sum(1 for _ in todo(True))
+    done, compute, client = 0, 0.0, 0.0
+    t0 = time.perf_counter()
+    if total:
+        for name in FINAL_FILES:  # they come back at the end: a folder holding them is a complete sweep
+            (out / name).unlink(missing_ok=True)
+        with ResultsWriter(results) as writer:
+
+            def on_result(lines: bytes, seconds: float) -> None:
+                nonlocal done, compute, client
+                t = time.perf_counter()
+                writer.append(lines)
+                done += lines.count(b"\n")
+                compute += seconds
+                client += time.perf_counter() - t
                 if on_done:
                     on_done(done, total)
-    return finalize(out, list(grid) if points is None else sorted({k for p in pts for k in p}))
+
+            for i in refused:  # points the scenario refuses: recorded as failed, nothing to run
+                on_result(
+                    encode_rows([failed_row(p, s, k, refused[i]) for p, s, k in todo(True) if p is points[i]]), 0.0
+                )
+            ctx = SweepContext(uuid.uuid4().hex, loaded)
+            _execute(ctx, _batches(todo(False), batch_size), on_result, workers, backend, scheduler, max_in_flight)
+    wall = time.perf_counter() - t0
+    gathered = finalize(out, sorted(points[0]))
+    return SweepSummary(
+        out=out,
+        planned=planned,
+        skipped=planned - total,
+        ran=done,
+        rows=gathered.rows,
+        failed=gathered.failed,
+        points=gathered.points,
+        torn_lines=torn,
+        wall_s=wall,
+        compute_s=compute,
+        client_s=client,
+        gather_s=time.perf_counter() - t0 - wall,
+    )
 
 
-def finalize(out: Path, grid_keys: list[str]) -> pd.DataFrame:
-    """Gather results.jsonl into results.parquet and write risk.csv per grid point."""
-    rows = []
-    for line in (out / RESULTS).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    df.to_parquet(out / "results.parquet", index=False)
-    group = [f"param:{k}" for k in grid_keys if f"param:{k}" in df]
-    risk_table(df, group).to_csv(out / "risk.csv", index=False)
-    return df
+def _batches(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    """Consecutive runs, `size` at a time (the same grid point where possible: items come point by point)."""
+    while batch := list(itertools.islice(items, size)):
+        yield batch
+
+
+def _execute(
+    ctx: SweepContext,
+    batches: Iterator[list[Item]],
+    on_result: Callable[[bytes, float], None],
+    workers: int,
+    backend: str,
+    scheduler: str | None,
+    max_in_flight: int | None,
+) -> None:
+    from defistress.sim.experiments import sweep_backends
+
+    if backend == "inline" or (backend == "process" and workers <= 1):
+        sweep_backends.run_inline(ctx, batches, on_result)
+    elif backend == "process":
+        sweep_backends.run_process(ctx, batches, on_result, workers, max_in_flight)
+    else:
+        from defistress.sim.experiments.sweep_dask import run_dask
+
+        run_dask(ctx, batches, on_result, workers, scheduler, max_in_flight)
