@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench lint typecheck docs check-install readme-figures mutation
+.PHONY: demo test install clean bench lint typecheck docs check-install readme-figures mutation fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash
+	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash --force
 
 test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
@@ -48,6 +48,10 @@ check-install: $(STAMP)
 # tests/test_readme.py says when they are stale (about 10 minutes)
 readme-figures: $(STAMP)
 	$(BIN)/python benchmarks/readme_figures.py
+
+# the input-contract fuzz test with a long random budget (make test runs a small fixed one)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q tests/test_fuzz_contract.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

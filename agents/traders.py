@@ -47,8 +47,12 @@ class Lognormal(_Strict):
 
     median: Float = Field(gt=0, le=MAX_VALUE, description="median of the draw, in the field's unit")
     sigma: Float = Field(0.5, ge=0, le=10, description="standard deviation of the log of the draw (unitless)")
-    min: Float | None = Field(None, gt=0, le=MAX_VALUE, description="draws below this are raised to it")
-    max: Float | None = Field(None, gt=0, le=MAX_VALUE, description="draws above this are lowered to it")
+    min: Float | None = Field(
+        None, gt=0, le=MAX_VALUE, description="draws below this are raised to it, in the field's unit"
+    )
+    max: Float | None = Field(
+        None, gt=0, le=MAX_VALUE, description="draws above this are lowered to it, in the field's unit"
+    )
 
     @model_validator(mode="after")
     def _check(self):

@@ -29,6 +29,7 @@ from defistress.scenarios.loader import load
 from defistress.scenarios.schema import BorrowersSpec, LendingSpec, LiquidatorSpec
 from defistress.sim.engine.builders import AUTO_SUPPLY_UTILISATION
 from defistress.sim.engine.market import SECONDS_PER_YEAR, Market
+from defistress.sim.engine.replay import load_replay
 
 # Aave v3.3 LiquidationLogic close factor (same constants as protocols/lending.py)
 CLOSE_FACTOR_HF_THRESHOLD = 0.95
@@ -226,7 +227,8 @@ class NaiveLendingModel(mesa.Model):
         self.block = 0
         self.block_seconds = s.run.block_seconds
         self.n_blocks = s.n_blocks if n_blocks is None else int(n_blocks)
-        self.market = Market(s, stream(seed, "market"), loaded.resolve_data)
+        replay = load_replay(s, loaded.resolve_data)
+        self.market = Market(s, stream(seed, "market"), replay, stream(seed, "replay-bridge"))
         self.external_fee = s.market.external_fee
 
         proto = next(p for p in s.protocols if isinstance(p, LendingSpec))

@@ -104,6 +104,36 @@ class MarginProtocol(ABC):
     def n_accounts(self) -> int:
         return len(self.health())
 
+    @property
+    def gates(self):
+        """Governance switches (protocols.gates.Gates): frozen and paused assets, none at the start."""
+        g = self.__dict__.get("_gates")
+        if g is None:
+            from defistress.protocols.gates import Gates
+
+            g = self._gates = Gates()
+        return g
+
+    def require_active(
+        self, *assets: str, frozen_error: str = "RESERVE_FROZEN", paused_error: str = "RESERVE_PAUSED"
+    ) -> None:
+        """Revert unless every asset (none: the market) is neither frozen nor paused (new positions)."""
+        g = self.__dict__.get("_gates")
+        why = (
+            None
+            if g is None
+            else g.why_not_active(self.id, *assets, frozen_error=frozen_error, paused_error=paused_error)
+        )
+        if why is not None:
+            raise Revert(why)
+
+    def require_unpaused(self, *assets: str, paused_error: str = "RESERVE_PAUSED") -> None:
+        """Revert if any asset (none: the market) is paused (any movement)."""
+        g = self.__dict__.get("_gates")
+        why = None if g is None else g.why_paused(self.id, *assets, paused_error=paused_error)
+        if why is not None:
+            raise Revert(why)
+
 
 class ControlledRows:
     """Rows whose liquidation belongs to an external controller (Euler v2 EVC, docs/margin-methods.md §9): the

@@ -311,6 +311,10 @@ class Cdp(MarginProtocol):
             raise Revert("Vat/not-safe")
         if np.any((debt > 0) & (debt < self.p.dust)):
             raise Revert("Vat/dust")
+        if float(debt.sum()) > 0:  # a frozen ilk draws no new debt (as a debt ceiling of zero)
+            self.require_active(
+                self.collateral, frozen_error="Vat/ceiling-exceeded", paused_error="Vat/ceiling-exceeded"
+            )
         new_total = self.total_debt() + float(debt.sum())
         if new_total > self.p.line or new_total > self.p.Line:
             raise Revert("Vat/ceiling-exceeded")
@@ -384,6 +388,8 @@ class Cdp(MarginProtocol):
         def flag(mask, msg: str) -> None:
             reason[(reason == "") & mask] = msg
 
+        # governance denied the Dog/Cat on the auction house (FlipperMom; gates.py): no liquidation starts
+        flag(np.full(len(v), self.gates.is_paused(self.collateral)), self._paused_error())
         flag(~(ink * self.spot < art * rate), "Dog/not-unsafe" if self.mechanism == "clip" else "Cat/not-unsafe")
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.mechanism == "clip":
@@ -449,6 +455,10 @@ class Cdp(MarginProtocol):
         self.sin = grow(self.sin, aid + 1)
         self.sin[aid] = due
         return self.auctions.kick(tab, dink, int(vault), keeper)
+
+    def _paused_error(self) -> str:
+        """The revert of a liquidation while governance has paused them (dss clip.sol stopped / flip.sol auth)."""
+        return "Clipper/stopped-incorrect" if self.mechanism == "clip" else "Flipper/not-authorized"
 
     def bite(self, vault: int, keeper: str) -> AuctionKicked:
         """Cat-era name of `bark` (dss cat.sol bite)."""

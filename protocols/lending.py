@@ -246,6 +246,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def supply(self, holder: str, accounts: np.ndarray, asset: str, amounts: np.ndarray) -> None:
         """Deposit collateral for many accounts; tokens come from `holder` (the population's wallet)."""
         j = self.idx[asset]
+        self.require_active(asset)  # Aave v3 validateSupply: reserve active, not paused, not frozen
         amounts = np.asarray(amounts, float)
         self.env.ledger.transfer(asset, holder, self.id, float(amounts.sum()))
         np.add.at(self.coll_scaled[:, j], accounts, amounts / self.liq_index[j])
@@ -262,6 +263,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
 
     def _borrow(self, holder, accounts, asset, amounts, check_ltv):
         j = self.idx[asset]
+        self.require_active(asset)  # Aave v3 validateBorrow: not paused, not frozen
         amounts = np.asarray(amounts, float)
         p = self.prices()
         v = self._account_values()
@@ -283,6 +285,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def repay(self, holder: str, accounts: np.ndarray, asset: str, amounts: np.ndarray) -> np.ndarray:
         """Repay debt of many accounts (capped at what each owes); returns the amounts repaid."""
         j = self.idx[asset]
+        self.require_unpaused(asset)  # Aave v3 validateRepay: not paused (frozen reserves take repayments)
         owed = self.debt_scaled[accounts, j] * self.borrow_index[j]
         paid = np.minimum(np.asarray(amounts, float), owed)
         self.env.ledger.transfer(asset, holder, self.id, float(paid.sum()))
@@ -338,6 +341,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         if not 0 <= account < self.n_accounts:
             raise Revert(f"{self.id}: no account #{account}")
         self._revert_if_controlled(account)
+        self.require_unpaused(collateral_asset, debt_asset)  # Aave v3 validateLiquidationCall: neither paused
         hf = float(self.health()[account])
         if hf >= 1.0:
             raise Revert("HEALTH_FACTOR_NOT_BELOW_THRESHOLD")

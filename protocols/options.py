@@ -275,10 +275,11 @@ class OptionsVenue(MarginProtocol):
         return MarginResult(im=res.im, mm=res.mm, equity=equity, drivers=res.drivers, model=res.model)
 
     def health(self) -> np.ndarray:
-        """equity / mm per row (inf where mm == 0)."""
+        """equity / mm per row (inf where mm is below DUST_USD: the float residue of closed positions, whose
+        ratio would overflow, is no requirement)."""
         m = self.margin()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(m.mm > 0, m.equity / np.where(m.mm > 0, m.mm, 1.0), np.inf)
+        live = m.mm > DUST_USD
+        return np.where(live, m.equity / np.where(live, m.mm, 1.0), np.inf)
 
     def _exempt(self) -> np.ndarray:
         ex = self.controlled.copy()

@@ -111,11 +111,33 @@ def _socialise(v, loss: float, exclude: int | None = None) -> float:
     return absorbed
 
 
-def _record(v, a, liquidator, pay, f, value, bonus, h) -> Liquidated:
+def _record(v, a, liquidator, f, volume_usd, received_usd, bonus, h) -> Liquidated:
+    """The Liquidated event of a bid or close, with the venue's volume defined as for perps (notional closed).
+
+    `volume_usd` = f x gross mark value of the row (Σ |qty x mark| + spot value), >= 0: the liquidation
+    volume, reported as `debt_repaid` / `debt_repaid_usd` (quote at 1 USD) and summed into the venue's
+    liquidation volume. `received_usd` = value of the share the liquidator took over (may be negative for an
+    insolvent row), as `collateral_seized_usd`; the liquidator paid `received_usd - bonus` for it (negative:
+    the security module paid the liquidator). `collateral_seized` is the share f."""
+    volume_usd = max(float(volume_usd), 0.0)
     v.n_liquidations += 1
-    v.liquidation_volume_usd += value
+    v.liquidation_volume_usd += volume_usd
     return v.env.emit(
-        Liquidated(v.env.clock.block, v.id, a, liquidator, v.quote, "portfolio", pay, f, 0.0, pay, value, bonus, h)
+        Liquidated(
+            v.env.clock.block,
+            v.id,
+            a,
+            liquidator,
+            v.quote,
+            "portfolio",
+            volume_usd,
+            f,
+            0.0,
+            volume_usd,
+            received_usd,
+            bonus,
+            h,
+        )
     )
 
 
@@ -218,7 +240,7 @@ def bid(v, account: int, liquidator: str, liquidator_row: int, fraction: float) 
             v.cash[lr] -= shortfall - absorbed  # what nobody can absorb is not paid out
             v.bad_debt_usd += absorbed
             v.env.emit(BadDebt(v.env.clock.block, v.id, a, v.quote, absorbed, absorbed))
-        pay, bonus = -payout, f * st.equity_usd + payout
+        received, bonus = f * st.equity_usd, f * st.equity_usd + payout
     else:
         if _restored(st.buffer_margin_usd, st.mm_usd):
             raise Revert(f"{v.id}: auction on row {a} should be terminated (buffer margin > 0)")
@@ -230,9 +252,9 @@ def bid(v, account: int, liquidator: str, liquidator_row: int, fraction: float) 
         pay = st.bid_price_usd * f  # DutchAuction.sol: cashFromBidder = bid * f
         undo = _move(v, a, lr, f, pay, with_cash=True)
         _check_liquidator(v, lr, undo)
-        bonus = f * st.equity_usd - pay
+        received, bonus = f * st.equity_usd, f * st.equity_usd - pay
     v._touch()
-    ev = _record(v, a, liquidator, pay, f, f * gross, bonus, h)
+    ev = _record(v, a, liquidator, f, f * gross, received, bonus, h)
     eq, mm, _ = _row(v, a)
     bm = float(da.buffer_margin(eq, mm, v.schedule.buffer_margin_percentage))
     if _restored(eq - mm if v.auction_insolvent[a] else bm, mm):
@@ -269,7 +291,7 @@ def _close_at_mark(v, a: int, lr: int, f: float, penalty_rate: float, liquidator
     v.cash[lr] += penalty
     if check:
         _check_liquidator(v, lr, undo)
-    return _record(v, a, liquidator, pay, f, closed, penalty, h)
+    return _record(v, a, liquidator, f, closed, pay, penalty, h)
 
 
 def liquidate_partial(v, account: int, liquidator: str, liquidator_row: int) -> Liquidated:

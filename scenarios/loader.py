@@ -22,6 +22,8 @@ from defistress.scenarios.registry import builtin_names, builtin_path
 from defistress.scenarios.schema import Scenario
 from defistress.scenarios.schema_base import error_message
 from defistress.scenarios.schema_compound import UNION_TAGS
+from defistress.scenarios.schema_governance import UNION_TAGS as GOVERNANCE_TAGS
+from defistress.scenarios.schema_oracles import UNION_TAGS as ORACLE_TAGS
 
 HISTORIC_DIR = Path(__file__).parent / "historic" / "data"
 
@@ -326,6 +328,8 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "llamma_arbitrageur",
             "llamma_liquidator",
             "peg_keeper_caller",
+            *GOVERNANCE_TAGS,
+            *ORACLE_TAGS,
             *UNION_TAGS,
         ):
             continue  # discriminated-union tag inserted by pydantic

@@ -26,7 +26,6 @@ from defistress.scenarios.schema_compound import (
     CompoundV2Spec,
     FundingFields,
     check_links,
-    oracle_tag,
 )
 from defistress.scenarios.schema_curve import (
     LlammaArbitrageurSpec,
@@ -35,6 +34,15 @@ from defistress.scenarios.schema_curve import (
     PegKeeperCallerSpec,
     PegKeeperSpec,
     StableSwapSpec,
+)
+from defistress.scenarios.schema_governance import GovernanceAction, check_governance_links
+from defistress.scenarios.schema_oracles import (
+    SOURCE_PATTERN,
+    CompositeOracleSpec,
+    FallbackOracleSpec,
+    RoundsOracleSpec,
+    check_oracle_links,
+    oracle_tag,
 )
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.schema_replay import GasReplaySpec, ReplaySpec, check_replay_links
@@ -75,7 +83,10 @@ class RunSpec(Strict):
     )
     description: str = Field("", max_length=500, description="one line shown by `defistress list` and the report")
     block_seconds: Float = Field(
-        12.0, gt=0, le=3600, description="seconds per block [published: Ethereum proof-of-stake slot time, 12 s]"
+        12.0,
+        ge=0.1,
+        le=3600,
+        description="seconds per block, 0.1..3600 [published: Ethereum proof-of-stake slot time, 12 s]",
     )
     duration: Seconds = Field(
         86400.0,
@@ -106,6 +117,12 @@ class RunSpec(Strict):
             raise ValueError(
                 f"run.duration: {self.duration:g} s must hold at least one block of run.block_seconds "
                 f"({self.block_seconds:g} s)"
+            )
+        blocks = round(self.duration / self.block_seconds)
+        if blocks > MAX_BLOCKS:
+            raise ValueError(
+                f"run.duration: {blocks:,} blocks of {self.block_seconds:g} s; allowed at most {MAX_BLOCKS:,} blocks "
+                "(lengthen run.block_seconds or shorten run.duration)"
             )
         return self
 
@@ -273,8 +290,9 @@ class ShockSpec(Strict):
 class OracleFailure(Strict):
     """An oracle that stops publishing (stale) or is floored at a minimum answer from a time on."""
 
-    mode: Literal["stale", "floor"] = Field(
-        description="stale: no more updates; floor: answers never go below floor_price (Chainlink minAnswer)"
+    mode: Literal["stale", "floor", "broken"] = Field(
+        description="stale: no more updates; floor: answers never go below floor_price (Chainlink minAnswer); "
+        "broken: no more updates and the latest response is invalid (a fallback oracle switches away)"
     )
     at: Seconds = Field(0.0, description="when the failure starts, seconds from the run's start or e.g. '2h'")
     floor_price: Float | None = Field(
@@ -299,8 +317,9 @@ class OracleSpec(Strict):
     asset: str = Field(description="the asset it prices (a market asset)")
     source: str = Field(
         "reference",
-        pattern=r"^(reference|pool:[^:]+|twap:[^:]+)$",
-        description="'reference', 'pool:VENUE' (spot) or 'twap:VENUE'",
+        pattern=SOURCE_PATTERN,
+        description="'reference', 'pool:VENUE' (spot), 'twap:VENUE', 'feed:FEED' (a named replayed series, e.g. one "
+        "venue's prices) or 'oracle:ID'",
     )
     deviation: Float = Field(
         0.005,
@@ -320,12 +339,23 @@ class OracleSpec(Strict):
         None, ge=MIN_PRICE_USD, le=MAX_USD, description="constant price for kind 'fixed', USD per token"
     )
     failure: OracleFailure | None = Field(None, description="a failure from a time on (none: works throughout)")
+    max_age: Seconds | None = Field(
+        None, gt=0, description="staleness threshold, seconds: the run logs when the answer gets older (none: off)"
+    )
+
+
+#: an oracle list item: push / delayed / fixed, or a kind of schema_oracles (rounds, composite, fallback, anchored)
+OracleItem = Annotated[
+    Annotated[OracleSpec, Tag("feed")]
+    | Annotated[RoundsOracleSpec, Tag("rounds")]
+    | Annotated[CompositeOracleSpec, Tag("composite")]
+    | Annotated[FallbackOracleSpec, Tag("fallback")]
+    | Annotated[AnchoredOracleSpec, Tag("anchored")],
+    Discriminator(oracle_tag),
+]
 
 
 #: an oracle list item: push / delayed / fixed, or Compound's anchored view (schema_compound)
-OracleItem = Annotated[
-    Annotated[OracleSpec, Tag("feed")] | Annotated[AnchoredOracleSpec, Tag("anchored")], Discriminator(oracle_tag)
-]
 
 
 class VenueSpec(Strict):
@@ -580,7 +610,7 @@ class BorrowersSpec(Strict):
         150, ge=1, le=MAX_ACCOUNTS, description="attentive users who can act in one block [assumption]"
     )
     users_per_tx: Int = Field(
-        50, ge=1, le=MAX_ACCOUNTS, description="users batched into one simulated transaction [assumption]"
+        50, ge=1, le=MAX_ACCOUNTS, description="users (a count) batched into one simulated transaction [assumption]"
     )
     gas_eth_per_account: Float = Field(
         0.05, ge=0, le=MAX_TOKENS, description="ETH each account holds for gas, tokens [assumption]"
@@ -676,7 +706,7 @@ class VaultsSpec(Strict):
         150, ge=1, le=MAX_ACCOUNTS, description="owners who can act in one block [assumption]"
     )
     users_per_tx: Int = Field(
-        50, ge=1, le=MAX_ACCOUNTS, description="owners batched into one simulated transaction [assumption]"
+        50, ge=1, le=MAX_ACCOUNTS, description="owners (a count) batched into one simulated transaction [assumption]"
     )
     priority_fee_gwei: Float = Field(2.0, ge=0, le=MAX_GWEI, description=_PRIORITY_GWEI)
     gas_eth_per_account: Float = Field(
@@ -768,7 +798,7 @@ class GasSpec(Strict):
         1.0,
         ge=0,
         le=10,
-        description="other users' demand falls as (base fee / initial base fee)^-elasticity [assumption]",
+        description="other users' demand falls as (base fee / initial base fee)^-elasticity (unitless) [assumption]",
     )
     liquidation_gas: Int = Field(
         500_000, gt=0, le=MAX_GAS, description="gas units of an Aave v3 liquidationCall + swap [assumption]"
@@ -791,19 +821,25 @@ class Scenario(Strict):
     market: MarketSpec = Field(description="reference prices")
     shocks: list[ShockSpec] = Field(default_factory=list, description="scheduled shocks, inside the run")
     oracles: list[OracleItem] = Field(
-        default_factory=list, description="price feeds protocols read (push, delayed, fixed or anchored)"
+        default_factory=list,
+        description="price feeds protocols read (push, delayed, fixed; rounds, composite, fallback, anchored)",
     )
     venues: list[AnyVenueSpec] = Field(
         default_factory=list, description="AMM pools: constant-product (default) or Curve stableswap"
     )
     protocols: list[ProtocolSpec] = Field(
-        default_factory=list, description="lending markets, CDPs, perp DEXes and options venues"
+        default_factory=list,
+        description="lending markets (Aave-like, Compound v2, Comet), CDPs, perp DEXes, options venues and crvUSD "
+        "LLAMMA markets",
     )
     agents: list[AgentSpec] = Field(default_factory=list, description="populations, liquidators, keepers, ...")
     gas: GasSpec = Field(GasSpec(), description="the EIP-1559 gas market")
     margin: MarginSpec | None = Field(None, description="margin regime of multi-venue accounts (default: silo)")
     uncertain: list[UncertainInput] = Field(
         default_factory=list, description="inputs a replay does not know, with their ranges (schema_uncertainty)"
+    )
+    governance: list[GovernanceAction] = Field(
+        default_factory=list, description="scheduled governance and operations actions (set, freeze, pause, ...)"
     )
 
     @model_validator(mode="after")
@@ -820,6 +856,8 @@ class Scenario(Strict):
         check_replay_links(self)  # replayed series, quotes and feeds (schema_replay)
         check_uncertain(self.uncertain)
         _check_published(self)
+        check_governance_links(self)  # scheduled actions (schema_governance)
+        check_oracle_links(self)  # oracle sources, feeds, composites, fallbacks (schema_oracles)
         for s in self.shocks:
             if s.asset is not None and s.asset not in assets:
                 raise ValueError(f"shocks: unknown asset {s.asset!r}; allowed: {assets}")
@@ -830,9 +868,9 @@ class Scenario(Strict):
         for o in self.oracles:
             if o.asset not in assets:
                 raise ValueError(f"oracles.{o.id}.asset: unknown asset {o.asset!r}; allowed: {assets}")
-            if o.source != "reference" and o.source.split(":", 1)[1] not in venues:
-                raise ValueError(f"oracles.{o.id}.source: unknown venue in {o.source!r}; allowed: {sorted(venues)}")
-            if isinstance(o, OracleSpec) and o.kind == "fixed" and o.price is None:
+            if not isinstance(o, OracleSpec):
+                continue  # the kinds of schema_oracles: check_oracle_links
+            if o.kind == "fixed" and o.price is None:
                 raise ValueError(f"oracles.{o.id}: kind 'fixed' needs 'price'")
         for p in self.protocols:
             for asset, oid in p.oracles.items():

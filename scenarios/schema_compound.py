@@ -15,7 +15,9 @@ from defistress.protocols.bounds import Bool, Float, Int
 from defistress.scenarios.schema_base import Strict
 from defistress.scenarios.units import MAX_TOKENS, Seconds
 
-SOURCE_PATTERN = r"^(reference|pool:[^:]+|twap:[^:]+)$"
+#: where an oracle may read a price: the reference, a pool's spot or TWAP, a replayed feed (market.replay.feeds,
+#: e.g. one venue's series) or another oracle listed before it (scenarios/schema_oracles.py)
+SOURCE_PATTERN = r"^(reference|pool:[^:]+|twap:[^:]+|feed:[^:]+|oracle:[^:]+)$"
 
 
 # --- the capital source of liquidators and collateral buyers -----------------------------------------------
@@ -216,7 +218,10 @@ class AnchoredOracleSpec(Strict):
     kind: Literal["anchored"] = Field(description="oracle kind: Compound's UniswapAnchoredView")
     asset: str = Field(description="priced asset")
     source: str = Field(
-        "reference", pattern=SOURCE_PATTERN, description="reporter's source: 'reference' or 'pool:VENUE'"
+        "reference",
+        pattern=SOURCE_PATTERN,
+        description="reporter's source: 'reference', 'pool:VENUE', 'twap:VENUE', 'feed:FEED' (one venue's replayed "
+        "series, e.g. Coinbase) or 'oracle:ID'",
     )
     anchor: str = Field(
         "reference", pattern=SOURCE_PATTERN, description="anchor source averaged into the TWAP (Uniswap v2 pair)"

@@ -61,7 +61,11 @@ def check_iso_time(value: str | None) -> str | None:
 class _DataFile(Strict):
     """Where a series comes from and how its clock reads."""
 
-    file: str = Field(min_length=1, description="CSV path relative to the scenario file or to scenarios/historic/data")
+    file: str = Field(
+        min_length=1,
+        description="CSV (or Parquet: a .parquet suffix) path relative to the scenario file or to "
+        "scenarios/historic/data",
+    )
     format: SeriesFormat = Field("ohlc_long", description="columns of the file: " + FORMAT_HELP)
     symbol: str | None = Field(
         None,

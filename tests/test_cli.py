@@ -35,20 +35,20 @@ def test_validate_checks_overrides_too():
     assert result.exit_code == 0 and "300 blocks" in result.stdout
 
 
-def test_validate_error_exits_1_and_lists_every_error_with_its_key_path(tmp_path):
+def test_validate_error_exits_2_and_lists_every_error_with_its_key_path(tmp_path):
     result = runner.invoke(
         app, ["validate", "calm", "--set", "protocols.lend.assets.ETH.ltv=1.5", "--set", "run.block_seconds=-1"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "2 error(s)" in result.stderr
-    assert "- run.block_seconds: -1 is out of range; allowed: > 0" in result.stderr
+    assert "- run.block_seconds: -1 is out of range; allowed: >= 0.1" in result.stderr
     assert "- protocols.lend.assets.ETH.ltv: 1.5 is out of range; allowed: < 1" in result.stderr
     assert result.stdout == ""
 
 
 def test_validate_of_a_file_that_does_not_exist_fails(tmp_path):
     result = runner.invoke(app, ["validate", str(tmp_path / "nope.toml")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no such scenario file" in result.stderr
 
 
@@ -56,7 +56,7 @@ def test_run_writes_the_run_folder(tmp_path):
     out = tmp_path / "calm-run"
     result = runner.invoke(app, ["run", "calm", "--quiet", "--no-report", "--out", str(out), *QUICK])
     assert result.exit_code == 0, result.output
-    assert result.stdout == ""  # --quiet: no table, no progress
+    assert result.stdout == f"{out}\n"  # --quiet: no table, no progress, only the run folder's path
     assert {"summary.json", "timeseries.parquet", "events.parquet"} <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenario"] == "calm" and summary["blocks"] == 600 and summary["liquidations"] == 0

@@ -310,7 +310,7 @@ def test_the_bridge_visits_open_low_high_and_close_of_every_candle_and_stays_ins
         c = p[i * k : (i + 1) * k]
         o, h, lo, cl = (float(e[col][i]) for col in ("price_open", "price_high", "price_low", "price_close"))
         assert c[0] == pytest.approx(o, rel=1e-12) and c[-1] == pytest.approx(cl, rel=1e-12)
-        assert c.min() == pytest.approx(lo, rel=1e-12) and c.max() == pytest.approx(h, rel=1e-12)
+        assert c.min() == lo and c.max() == h  # visited exactly, never left
         first_low, first_high = int(np.argmin(c)), int(np.argmax(c))
         if lo < min(o, cl) and h > max(o, cl):  # both extremes strictly inside: the order follows the direction
             assert (first_low < first_high) == (cl >= o)
@@ -379,6 +379,22 @@ def test_gas_replay_starts_with_the_market_replay_and_says_so():
     assert data.gas.info["start"] == "2020-03-12T01:00:00Z"
 
 
+def test_the_19_may_2021_gas_series_is_replayed_bucket_by_bucket():
+    """The other bundled gas series (03b): every block's base fee is its 10-minute bucket's mean gas price."""
+    eth, gas = "03b_may19_crash_2021-05-19_ETH_10min.csv", "03b_may19_crash_2021-05-19_gas_10min.csv"
+    raw = scenario(
+        {"start": "2021-05-19T12:00:00Z", "series": [{"asset": "ETH", "file": eth, "format": "coinapi_10min"}]},
+        duration="3h",
+        gas={"file": gas, "interval": "10m"},
+    )
+    data = data_of(raw)
+    g = rows(gas)["avgGasDay"].to_numpy()
+    # block b is at 12:00 + 12 b s, in bucket 72 + floor(12 b / 600) (12:00 is the 73rd bucket of the day)
+    blocks = np.arange(len(data.gas.gwei))
+    np.testing.assert_allclose(data.gas.gwei, g[72 + (blocks * 12) // 600] * 1e-9, rtol=1e-12)
+    assert data.gas.info["path"] == "replayed" and data.gas.info["start"] == "2021-05-19T12:00:00Z"
+
+
 def test_gas_replay_window_errors_are_keyed():
     raw = scenario(
         {
@@ -399,3 +415,19 @@ def test_validate_reports_a_data_error_with_its_key():
         check_data(loaded)
     (line,) = info.value.errors
     assert line.startswith("market.replay.series.0: ") and "missing column(s)" in line
+
+
+def test_the_readme_figures_of_the_bridge_are_what_the_data_give():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = " ".join(readme.split())
+    for file, fmt, symbol, duration, hold_min, low in (
+        (ETH_10MIN, "coinapi_10min", None, "24h", "$106.59", "$101.01"),
+        (H1, "ohlc_long", "ETH-USDT", "48h", "$96.62", "$86.00"),
+    ):
+        series = {"asset": "ETH", "file": file, "format": fmt, **({"symbol": symbol} if symbol else {})}
+        raw = scenario({"start": "2020-03-12T00:00:00Z", "fill": "bridge", "series": [series]}, duration=duration)
+        data = data_of(raw)
+        hold = step_hold(data.series["ETH"], data.block_times)
+        bridged = data.asset_path("ETH", np.random.default_rng(1))
+        assert f"${hold.min():.2f}" == hold_min and f"${bridged.min():.2f}" == low
+        assert hold_min in text and low in text

@@ -198,6 +198,6 @@ def test_failing_write_leaves_an_earlier_run_folder_intact(crash, tmp_path, monk
 
     monkeypatch.setattr(runs_module, "_parquet_safe", broken)
     with pytest.raises(OSError, match="disk full"):
-        write_run(result, out, report=False)
+        write_run(result, out, report=False, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from defistress.protocols.margin.catalog import get_model, list_models
 from defistress.protocols.margin.portfolio import MarketState, Portfolio, UnsupportedBook
+from defistress.protocols.margin.portfolio_file import MAX_USD, read_text_file
 from defistress.protocols.margin.portfolio_file import PortfolioFile as PortfolioFile  # the file format lives there
 from defistress.protocols.margin.portfolio_file import load_portfolio as load_portfolio
 from defistress.protocols.margin.portfolio_file import load_portfolio_file as load_portfolio_file
@@ -129,11 +130,16 @@ def load_price_path(path: str | Path) -> pd.DataFrame:
     """Tidy long frame (timestamp_utc UTC, symbol, venue, open, high, low, close[, volume_base]) sorted by symbol,
     venue, time. A missing column or an empty/NaN value raises ValueError naming the file, line and column."""
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = read_text_file(path, "price file (UTF-8 CSV)").splitlines()
     n_comment = 0
     while n_comment < len(lines) and lines[n_comment].startswith("#"):
         n_comment += 1
-    df = pd.read_csv(path, skiprows=n_comment, skip_blank_lines=False, dtype=str, keep_default_na=False)
+    if n_comment == len(lines):
+        raise ValueError(f"{path}: no header line and no data (the file is empty or only comments)")
+    try:
+        df = pd.read_csv(path, skiprows=n_comment, skip_blank_lines=False, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path}: cannot be read as CSV: {e}") from None
     for col in PRICE_COLUMNS:
         if col not in df.columns:
             raise ValueError(
@@ -161,6 +167,25 @@ def load_price_path(path: str | Path) -> pd.DataFrame:
                 f"{path}: line {line[row]}, column {col!r}: value {df[col].iloc[row]!r} is missing "
                 f"or not a valid {kind}"
             )
+    for c in ("open", "high", "low", "close"):
+        if c in numeric:
+            x = out[c].to_numpy()
+            bad = ~(np.isfinite(x) & (x > 0) & (x <= MAX_USD))
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"{path}: line {line[row]}, column {c!r}: value {df[c].iloc[row]!r} is not a price; "
+                    f"allowed finite numbers in (0, {MAX_USD:g}] USD"
+                )
+    dup = out.duplicated(["timestamp_utc", "symbol", "venue"], keep="first").to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        first = int(rows[0])
+        raise ValueError(
+            f"{path}: {rows.size} duplicated row(s) of the same timestamp, symbol and venue, first at line "
+            f"{line[first]} ({out['timestamp_utc'].iloc[first]}, {out['symbol'].iloc[first]}, "
+            f"{out['venue'].iloc[first]}); a price path has one row per time: remove the duplicates"
+        )
     return out.sort_values(["symbol", "venue", "timestamp_utc"], kind="stable").reset_index(drop=True)
 
 

@@ -41,10 +41,16 @@ from defistress.protocols.margin.span_file import read_span_file, risk_arrays
 _DAY = 86_400.0
 _MARKET_TABLES = ("spot", "vol", "rate", "perp_price", "confidence", "perp_confidence")
 _MARKET_KEYS = (*_MARKET_TABLES, "stable_price", "forwards", "collateral", "span_arrays", "span_files")
+# Physical ceilings of portfolio numbers, the same as the scenario schema's (protocols/bounds.py documents them;
+# protocols.margin keeps its own copy to stay free of the rest of the project): 1e15 for any amount, price or
+# cash in USD (ten times world GDP), 1e12 units for a quantity. A number without a tighter bound is within +-MAX_USD.
+MAX_USD = 1e15
+MAX_QTY = 1e12
+
 _RANGES = {
-    "spot": (0.0, math.inf),
+    "spot": (0.0, MAX_USD),
     "vol": (0.0, 10.0),
-    "perp_price": (0.0, math.inf),
+    "perp_price": (0.0, MAX_USD),
     "confidence": (0.0, 1.0),
     "perp_confidence": (0.0, 1.0),
     "rate": (-1.0, 1.0),
@@ -92,16 +98,37 @@ class PortfolioFile:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def num(value: Any, path: str, lo: float = -math.inf, hi: float = math.inf) -> float:
-    """A finite number in [lo, hi], else ValueError naming the key path."""
+def num(value: Any, path: str, lo: float = -MAX_USD, hi: float = MAX_USD) -> float:
+    """A finite number in [lo, hi] (by default within the +-1e15 ceiling), else ValueError naming the key path."""
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not np.isfinite(value)
         or not lo <= value <= hi
     ):
-        raise ValueError(f"{path}={value!r}: allowed a number in [{lo}, {hi}]")
+        raise ValueError(f"{path}={value!r}: allowed a number in [{_bound(lo)}, {_bound(hi)}]")
     return float(value)
+
+
+def _bound(x: float) -> str:
+    """A bound as written in messages: 0.0, 1.0 ... and 1e+12 rather than 1000000000000.0."""
+    return str(float(x)) if abs(x) < 1e6 else f"{x:g}"
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """The text of a UTF-8 file; a missing, unreadable, empty or non-UTF-8 file raises ValueError naming it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    if not data.strip():
+        raise ValueError(f"{path}: the {what} is empty")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not a {what}: byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8 text"
+        ) from None
 
 
 def keys(table: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -317,7 +344,7 @@ def _position(raw: Any, path: str, mkt: MarketState) -> dict[str, Any]:
         raise ValueError(f"{path}.underlying={t['underlying']!r}: allowed {list(mkt.spot)} (keys of market.spot)")
     if t["kind"] != "collateral" and t["underlying"] not in mkt.vol:
         raise ValueError(f"market.vol.{t['underlying']}: required for {path}")
-    t["qty"] = num(t["qty"], f"{path}.qty")
+    t["qty"] = num(t["qty"], f"{path}.qty", -MAX_QTY, MAX_QTY)
     if "expiry_days" in t and "expiry_s" in t:
         raise ValueError(f"{path}: allowed only one of expiry_days, expiry_s")
     for key in ("expiry_days", "expiry_s"):
@@ -400,7 +427,7 @@ def load_portfolio(path: str | Path) -> PortfolioFile:
     """Read a TOML (.toml) or JSON (.json) portfolio file; errors name the file, the key path and the allowed
     values."""
     path = Path(path)
-    text = path.read_text()
+    text = read_text_file(path, "portfolio file (UTF-8 TOML or JSON)")
     try:
         doc = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:

@@ -136,7 +136,9 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
         "liquidator_value_leakage_usd": sum(p["liquidator_value_leakage_usd"] for p in per.values()),
         "liquidation_slippage_usd": liquidation_slippage_usd(ts, events, liquidators),
         "liquidator_pnl_usd": float(ts["liquidator_pnl_usd"].iloc[-1]) if len(ts) else 0.0,
-        "max_oracle_error": max_oracle_error(ts, {oid: o.asset for oid, o in model.oracles.items()}),
+        "max_oracle_error": max_oracle_error(
+            ts, {oid: o.asset for oid, o in model.oracles.items() if getattr(o, "denomination", "USD") == "USD"}
+        ),
         "shocked_asset": main,
         "exogenous_drawdown": dd.get(main) if main else None,
         "reference_drawdown": drawdown(ts[f"ref_{main}_usd"]) if main else None,
@@ -152,6 +154,10 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame) -> dict:
     soft = soft_liquidation(model, per)
     if soft is not None:
         out["soft_liquidation_loss_usd"] = soft
+    from defistress.sim.engine.reference_view import solvency_views
+
+    # health and bad debt at reference prices beside the oracles' view: insolvency a stale oracle hides
+    out["mark_to_reference"] = solvency_views(model)
     out["contagion"] = contagion(model, ts, per, main)
     from defistress.sim.engine.regime import margin_outcomes
 

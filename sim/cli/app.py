@@ -1,7 +1,12 @@
-"""The `defistress` command line: run, validate, list, schema, sweep, graph, margin, compare."""
+"""The `defistress` command line: run, validate, list, schema, sweep, graph, margin, compare.
+
+Exit codes are the same for every command (sim/cli/errors.py): 0 success, 1 a failed run, 2 bad input with
+nothing written. Output paths are checked before any work starts (sim/experiments/outdir.py).
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -9,18 +14,49 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from defistress.protocols.bounds import MAX_SEED
 from defistress.scenarios.loader import ScenarioError, load, schema_text
 from defistress.scenarios.registry import describe_builtins
-from defistress.sim.engine.replay import DataFileError, check_data
+from defistress.sim.cli.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CODES_HELP,
+    EXIT_OK,
+    bad_input,
+    guarded,
+    run_failure,
+)
+from defistress.sim.engine.replay import check_data
+from defistress.sim.experiments.outdir import check_out, check_out_file, write_file_atomically
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Agent-based stress tests of DeFi margin protocols.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help=f"Agent-based stress tests of DeFi margin protocols.\n\n{EXIT_CODES_HELP}",
+)
 console = Console(stderr=False)
 err = Console(stderr=True, soft_wrap=True)
 
+SEED_HELP = "random seed, 0..2^63-1 (default: the scenario's run.seed)"
+SET_HELP = "override a key, e.g. --set protocols.lend.assets.ETH.ltv=0.8 (repeatable)"
+FORCE_HELP = "replace an earlier run at --out (a folder holding anything else is never replaced)"
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
+
+def _version(value: bool) -> None:
+    if value:
+        from defistress.sim.experiments.runs import package_version
+
+        console.print(f"defistress {package_version()}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the package version and exit"
+    ),
+) -> None:
+    """Agent-based stress tests of DeFi margin protocols."""
 
 
 def _progress_enabled(quiet: bool) -> bool:
@@ -28,24 +64,33 @@ def _progress_enabled(quiet: bool) -> bool:
 
 
 @app.command()
+@guarded
 def run(
     scenario: str = typer.Argument(..., help="built-in name or path to a scenario TOML"),
-    seed: int | None = typer.Option(None, help="random seed (default: the scenario's run.seed)"),
-    out: Path | None = typer.Option(None, help="run folder to write (default: runs/<name>-seed<N>)"),
-    set_: list[str] = typer.Option([], "--set", help="override a key, e.g. --set protocols.lend.assets.ETH.ltv=0.8"),
+    seed: int | None = typer.Option(None, min=0, max=MAX_SEED, help=SEED_HELP),
+    out: Path | None = typer.Option(
+        None,
+        help="run folder to write (default: runs/<name>-seed<N>); it must be new, empty, or an earlier run folder "
+        "replaced with --force: a folder holding anything else is refused before the run starts",
+    ),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     no_report: bool = typer.Option(False, "--no-report", help="skip report.html and figures"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no summary table"),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="no progress bar and no summary table; the run folder's path is still printed"
+    ),
 ):
-    """Run one scenario and write its run folder (summary.json, timeseries.parquet, events.parquet, report.html)."""
-    from defistress.sim.experiments.runs import run_scenario, write_run
+    """Run one scenario and write its run folder (summary.json, scenario.toml, overrides.txt, timeseries.parquet,
+    events.parquet, health.parquet, report.html)."""
+    from defistress.sim.engine.model import StressModel
+    from defistress.sim.experiments.runs import finish_run, write_run
 
-    try:
+    with bad_input():
         loaded = load(scenario, set_)
-    except ScenarioError as exc:
-        _fail(str(exc))
-    seed_v = loaded.scenario.run.seed if seed is None else seed
-    out = out or Path("runs") / f"{loaded.scenario.run.name}-seed{seed_v}"
-    try:
+        seed_v = loaded.scenario.run.seed if seed is None else seed
+        out = check_out(out or Path("runs") / f"{loaded.scenario.run.name}-seed{seed_v}", "run", force=force)
+    with run_failure():
+        model = StressModel(loaded, seed_v)  # set-up problems are bad input (exit 2), named by their table
         if _progress_enabled(quiet):
             from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
@@ -59,13 +104,14 @@ def run(
                 transient=True,
             ) as bar:
                 task = bar.add_task(loaded.scenario.run.name, total=loaded.scenario.n_blocks)
-                result = run_scenario(loaded, seed_v, progress=lambda done, total: bar.update(task, completed=done))
+                model.run(lambda done, total: bar.update(task, completed=done))
         else:
-            result = run_scenario(loaded, seed_v)
-        path = write_run(result, out, report=not no_report)
-    except (ScenarioError, DataFileError, ValueError) as exc:
-        _fail(str(exc))
-    if not quiet:
+            model.run()
+        result = finish_run(loaded, model)
+        path = write_run(result, out, report=not no_report, force=force)
+    if quiet:
+        print(path)
+    else:
         print_summary(result.metrics)
         console.print(f"run folder: [bold]{path}[/]")
 
@@ -76,6 +122,16 @@ def print_summary(m: dict) -> None:
     t.add_column("value", justify="right")
     rows = [
         ("bad debt", f"${m['bad_debt_usd']:,.0f} ({m['bad_debt_pct']:.2f}% of debt)"),
+    ]
+    ref = m.get("mark_to_reference") or {}
+    if ref:
+        rows.append(
+            (
+                "bad debt at reference prices",
+                f"${ref['bad_debt_usd']:,.0f} ({ref['accounts_unhealthy']:,} accounts below health 1)",
+            )
+        )
+    rows += [
         ("liquidations", f"{m['liquidations']:,}"),
         ("liquidation volume", f"${m['liquidation_volume_usd']:,.0f} ({m['debt_liquidated_pct']:.1f}% of debt)"),
         ("peak liquidations per block", f"{m['peak_liquidations_per_block']}"),
@@ -94,18 +150,38 @@ def print_summary(m: dict) -> None:
         )
         rows.append(("cascade amplification", "n/a" if amp is None else f"{amp:.3f}"))
     rows.append(("peak base fee", f"{m['peak_base_fee_gwei']:.0f} gwei"))
-    rows.append(("ledger conserved", "yes" if m["conservation_ok"] else f"NO: {m['conservation_errors']}"))
+    finite = all(math.isfinite(v) for v in _floats(m))
+    conserved = "yes" if m["conservation_ok"] else f"NO: {m['conservation_errors']}"
+    rows.append(("ledger conserved", conserved if finite else "not reported: the figures hold NaN or infinity"))
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
 
 
+def _floats(node):
+    """Every float in a nested metrics dict."""
+    if isinstance(node, float):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _floats(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            yield from _floats(v)
+
+
 @app.command()
+@guarded
 def validate(
     file: str = typer.Argument(..., help="scenario TOML (or built-in name)"),
     set_: list[str] = typer.Option([], "--set", help="overrides to check too"),
+    seed: int | None = typer.Option(None, min=0, max=MAX_SEED, help="seed of the set-up check (default: run.seed)"),
 ):
-    """Check a scenario file and list every error with its key path and the allowed values."""
+    """Check a scenario file and list every error with its key path and the allowed values, then set the
+    scenario up (data files, protocols, populations; no block is simulated) so that what `run` would refuse
+    is found here too. Exit 2 on any error."""
+    from defistress.sim.engine.model import StressModel
+
     try:
         loaded = load(file, set_)
         check_data(loaded)  # the replay's files: columns, gaps, window (as `run` reads them)
@@ -113,7 +189,9 @@ def validate(
         err.print(f"[bold red]{exc.source}: {len(exc.errors)} error(s)[/]")
         for e in exc.errors:
             err.print(f"  - {e}", highlight=False, markup=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    with run_failure():
+        StressModel(loaded, seed)
     s = loaded.scenario
     console.print(
         f"[green]ok[/] {s.run.name}: {len(s.protocols)} protocol(s), {len(s.agents)} agent group(s), "
@@ -122,6 +200,7 @@ def validate(
 
 
 @app.command("list")
+@guarded
 def list_() -> None:
     """List the built-in scenarios."""
     t = Table(show_header=True)
@@ -133,13 +212,24 @@ def list_() -> None:
 
 
 @app.command()
-def schema(out: Path | None = typer.Option(None, help="write to a file instead of stdout")):
-    """Print the JSON Schema of scenario files."""
+@guarded
+def schema(
+    out: Path | None = typer.Option(
+        None,
+        help="write to a .json file instead of stdout (missing folders are created; an existing file needs --force)",
+    ),
+    force: bool = typer.Option(False, "--force", help="replace an existing file at --out"),
+):
+    """Print the JSON Schema of scenario files (every key with its description, unit and bounds)."""
     text = schema_text()
-    if out:
-        out.write_text(text)
-    else:
+    if out is None:
         print(text, end="")
+        return
+    with bad_input():
+        check_out_file(out, (".json",), force=force)
+    with run_failure():
+        write_file_atomically(out, text)
+    console.print(f"wrote {out}")
 
 
 def _mount_subcommands() -> None:

@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
             None, min=1, help="tasks submitted at once (default: two per worker thread plus two)"
         ),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="run again the runs recorded as failed"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table"),
     ):
         """Run a grid of parameters x seeds; a killed sweep resumes where it stopped when run again."""
         from defistress.sim.experiments.sweep import parse_grid

@@ -67,7 +67,7 @@ def candle_path(o: float, h: float, lo: float, c: float, k: int, order: str, rng
         w = np.concatenate([[0.0], np.cumsum(sigma * rng.standard_normal(m))])
         j = np.arange(m + 1)
         x[s0 : s1 + 1] = v0 + (v1 - v0) * j / m + (w - j / m * w[-1])  # Brownian bridge pinned at both anchors
-    out = np.exp(np.clip(x, x_lo, x_hi))
+    out = np.clip(np.exp(x), lo, h)  # clipped in prices: exp(log(p)) may miss p in the last bit
     out[pos] = (o, a, b, c)  # the anchors exactly as in the file (exp(log(p)) may differ in the last bit)
     return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from defistress.agents.arbitrageur import Arbitrageur
 from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.liquidator import Liquidator
-from defistress.agents.oracles import DelayedOracle, FixedOracle, PushOracle
+from defistress.agents.oracles import DelayedOracle, FixedOracle, Oracle, PushOracle
 from defistress.protocols.amm import ConstantProductPool, PoolParams
 from defistress.protocols.compound_v2 import CompoundV2
 from defistress.protocols.lending import AssetParams, LendingMarket
@@ -16,6 +16,7 @@ from defistress.sim.engine import (  # noqa: F401  (build_* register kinds)
     build_compound,
     build_curve,
     build_options,
+    build_oracles,
     build_perps,
     network,
 )
@@ -47,15 +48,18 @@ def build_pool(model, spec) -> ConstantProductPool:
 
 
 def build_oracle(model, spec):
-    if spec.kind in ORACLE_BUILDERS:  # e.g. Compound's anchored view (build_compound)
+    if spec.kind in ORACLE_BUILDERS:  # anchored views (build_compound); rounds, composites, fallbacks (build_oracles)
         return ORACLE_BUILDERS[spec.kind](model, spec)
     reference = lambda: model.market.price(spec.asset)
     if spec.kind == "fixed":
         return FixedOracle(model, spec.id, spec.asset, spec.price, reference)
     read = price_reader(model, spec)
+    o: Oracle
     if spec.kind == "delayed":
-        return DelayedOracle(model, spec.id, spec.asset, read, reference, spec.delay, spec.failure)
-    return PushOracle(model, spec.id, spec.asset, read, reference, spec.deviation, spec.heartbeat, spec.failure)
+        o = DelayedOracle(model, spec.id, spec.asset, read, reference, spec.delay, spec.failure, model.epoch)
+    else:
+        o = PushOracle(model, spec.id, spec.asset, read, reference, spec.deviation, spec.heartbeat, spec.failure)
+    return build_oracles.configured(model, spec, o)
 
 
 # --- protocols -------------------------------------------------------------------------------------

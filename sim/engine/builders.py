@@ -49,12 +49,18 @@ def oracle_builder(kind: str):
 
 def price_reader(model, spec, source: str | None = None) -> Callable[[], float]:
     """Where an oracle reads (`source`, default the spec's): the reference price, a pool's spot price or its
-    TWAP (quote units)."""
+    TWAP (quote units), a replayed feed's value at the current block ('feed:F'), or another oracle's answer
+    ('oracle:ID')."""
     source = spec.source if source is None else source
     if source == "reference":
         return lambda: model.market.price(spec.asset)
-    how, venue = source.split(":", 1)
-    pool = model.pools[venue]
+    how, name = source.split(":", 1)
+    if how == "feed":
+        return model.feed_reader(name)
+    if how == "oracle":
+        other = model.oracles[name]
+        return lambda: other.price
+    pool = model.pools[name]
     invert = pool.p.token1 == spec.asset
     fn = pool.price if how == "pool" else pool.twap
     return (lambda: 1.0 / fn()) if invert else fn

@@ -34,6 +34,14 @@ class Recorder:
             if model.protocol_specs[pid].kind == "cdp"
         }
 
+    def track(self, actors) -> None:
+        """Liquidating agents that joined during the run (governance add_agent): their PnL counts from now."""
+        for a in actors:
+            h = getattr(a, "holder", None)
+            if type(a).__name__ in LIQUIDATING_KINDS and h is not None and h not in self.start_value:
+                self.liquidators.append(h)
+                self.start_value[h] = self._value(h)
+
     def _price_of(self, token: str | None):
         mkt = self.model.market
         return (lambda: mkt.price(token)) if token in mkt.index else (lambda: 1.0)
@@ -67,8 +75,8 @@ class Recorder:
         ):
             row[f"ref_{sym}_usd"] = float(p)
             row[f"exog_{sym}_usd"] = float(x)
-        for oid, o in m.oracles.items():
-            row[f"oracle_{oid}_usd"] = float(o.price)
+        for oid, o in m.oracles.items():  # a ratio feed (stETH/ETH) is named by its unit
+            row[f"oracle_{oid}_{getattr(o, 'denomination', 'USD').lower()}"] = float(o.price)
         for vid, pool in m.pools.items():
             row[f"pool_{vid}_price"] = float(pool.price())
         liq_n: dict[str, int] = defaultdict(int)

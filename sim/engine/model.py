@@ -1,28 +1,47 @@
 """StressModel: a Mesa model assembled from the scenario graph; one step is one block.
 
-Phases of a block, in order (docs/architecture.md): market -> oracles -> agents decide -> block building ->
-protocols accrue -> metrics. Each phase is a named method; hooks run at block end, on each liquidation
+Phases of a block, in order (docs/architecture.md): governance -> market -> oracles -> agents decide -> block
+building -> protocols accrue -> metrics. Each phase is a named method; hooks run at block end, on each liquidation
 event and at run end (invariant checks and metric collectors register there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import mesa
 import numpy as np
 
 from defistress.agents.tx import BlockView
-from defistress.protocols.base import Clock, Env
+from defistress.protocols.base import Clock, Env, Revert
 from defistress.protocols.events import Liquidated
-from defistress.scenarios.loader import LoadedScenario, load
+from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
+from defistress.scenarios.schema_governance import deferred_agents
 from defistress.sim.engine import build, network, regime
 from defistress.sim.engine.blocks import build_block
 from defistress.sim.engine.gas import GasMarket
+from defistress.sim.engine.governance import Governance
 from defistress.sim.engine.market import External, Market
 from defistress.sim.engine.metrics import Recorder
-from defistress.sim.engine.replay import load_replay
+from defistress.sim.engine.replay import DataFileError, load_replay
+
+
+class SetupError(ValueError):
+    """A valid scenario that cannot be set up (e.g. a population asking for more than its market can lend):
+    the message names the table that failed. Bad input, like a ScenarioError."""
+
+
+@contextlib.contextmanager
+def setting_up(key: str) -> Iterator[None]:
+    """Turn a revert or a value error raised while building `key` (e.g. "agents.borrowers") into a SetupError."""
+    try:
+        yield
+    except (ScenarioError, DataFileError, SetupError):
+        raise
+    except (Revert, ValueError, ArithmeticError) as exc:
+        raise SetupError(f"{key}: cannot be set up: {exc}") from exc
 
 
 class StressModel(mesa.Model):
@@ -52,18 +71,34 @@ class StressModel(mesa.Model):
         self.quote_asset = stables[0] if stables else s.market.assets[0].symbol
 
         specs = lambda kind: [d["spec"] for _, d in self.graph.nodes(data=True) if d["type"] == kind]  # noqa: E731
-        self.pools = {v.id: build.build_pool(self, v) for v in specs("venue")}
-        self.oracles = {o.id: build.build_oracle(self, o) for o in specs("oracle")}
+        self.pools = {}
+        for v in specs("venue"):
+            with setting_up(f"venues.{v.id}"):
+                self.pools[v.id] = build.build_pool(self, v)
+        self.oracles = {}
+        for o in specs("oracle"):  # in list order: composites and fallbacks read oracles built before them
+            with setting_up(f"oracles.{o.id}"):
+                self.oracles[o.id] = build.build_oracle(self, o)
         self.protocol_specs = {p.id: p for p in specs("protocol")}
         self.issuers = {v.split(":", 1)[1]: u.split(":", 1)[1] for u, v, _ in network.edges_of(self.graph, "issues")}
-        self.protocols = {p.id: build.PROTOCOL_BUILDERS[p.kind](self, p) for p in specs("protocol")}
-        self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
+        self.protocols = {}
+        for p in specs("protocol"):
+            with setting_up(f"protocols.{p.id}"):
+                self.protocols[p.id] = build.PROTOCOL_BUILDERS[p.kind](self, p)
+        with setting_up("margin"):
+            self.coordinator = regime.build_coordinator(self)  # None without multi-venue accounts
         self.actors = []
         order = {k: i for i, k in enumerate(build.AGENT_ORDER)}
+        later = deferred_agents(s)  # agents that join during the run (governance add_agent)
         for a in sorted(specs("agent"), key=lambda a: order.get(a.kind, len(order))):
-            self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
-        self.actors.extend(regime.build_keeper(self))
+            if a.id not in later:
+                with setting_up(f"agents.{a.id}"):
+                    self.actors.extend(build.AGENT_BUILDERS[a.kind](self, a))
+        with setting_up("margin.keeper"):
+            self.actors.extend(regime.build_keeper(self))
         self.recorder = Recorder(self)
+        with setting_up("governance"):
+            self.governance = Governance(self)  # scheduled actions, applied at block boundaries
         if self.coordinator is not None:
             self.recorder.sources.append(regime.regime_columns)
         self._event_cursor = 0
@@ -80,12 +115,22 @@ class StressModel(mesa.Model):
             if self.replay.gas is not None
             else {"path": "modelled", "model": "EIP-1559 base fee from agents' and background gas (sim/engine/gas.py)"}
         )
-        return {"data_sha256": self.replay.data_sha256(), "replay": self.replay.manifest(), "gas": gas}
+        return {
+            "data_sha256": self.replay.data_sha256(),
+            "replay": self.replay.manifest(),
+            "gas": gas,
+            "governance": self.governance.manifest(),
+        }
 
     # --- randomness ---------------------------------------------------------------------------------
     def stream(self, name: str) -> np.random.Generator:
         """An independent generator per component, derived from the run seed and the component's name."""
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),)))
+
+    def feed_reader(self, feed: str) -> Callable[[], float]:
+        """The value of a replayed feed (market.replay.feeds) at the current block, for oracles reading 'feed:F'."""
+        path = self.replay.feed_path(feed)
+        return lambda: float(path[min(self.env.clock.block, len(path) - 1)])
 
     def eth_price(self) -> float:
         """USD per ETH for gas costs: the reference price if ETH is a market asset, else the gas spec's."""
@@ -95,6 +140,7 @@ class StressModel(mesa.Model):
 
     # --- the block -----------------------------------------------------------------------------------
     def step(self) -> None:
+        self.phase_governance()
         self.phase_market()
         self.phase_oracles()
         txs = self.phase_decide()
@@ -102,6 +148,10 @@ class StressModel(mesa.Model):
         self.phase_accrue()
         self.phase_metrics()
         self.env.clock.block += 1
+
+    def phase_governance(self) -> None:
+        """Scheduled governance and operations actions due at this block boundary (sim/engine/governance.py)."""
+        self.governance.apply_due(self.env.clock.block)
 
     def phase_market(self) -> None:
         """Exogenous prices move; last block's net selling moves the reference through the depth model."""
@@ -111,10 +161,14 @@ class StressModel(mesa.Model):
     def phase_oracles(self) -> None:
         """Each oracle decides whether to publish."""
         clock = self.env.clock
-        for o in self.oracles.values():
+        for o in self.oracles.values():  # in list order: an oracle reading others comes after them
             ev = o.update(clock.block, clock.seconds)
-            if ev is not None:
-                self.env.emit(ev)
+            for e in ev if isinstance(ev, list) else [ev]:
+                if e is not None:
+                    self.env.emit(e)
+            stale = o.staleness(clock.block, clock.seconds)
+            if stale is not None:
+                self.env.emit(stale)
 
     def phase_decide(self) -> list:
         """Agents look at what they may see and submit transactions."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import networkx as nx
 
+from defistress.scenarios.schema_oracles import sources_of
+
 EDGE_TYPES = (
     "collateral_of",
     "lends",
@@ -50,13 +52,10 @@ def build_graph(scenario) -> nx.MultiDiGraph:
             g.add_edge(node("venue", v.id), node("asset", t), key="trades")
     for o in scenario.oracles:
         g.add_node(node("oracle", o.id), type="oracle", kind=o.kind, spec=o)
-        for source in getattr(o, "sources", [o.source]):  # an anchored view reads a reporter and an anchor
-            src = (
-                node("asset", o.asset)
-                if source == "reference" or o.kind == "fixed"
-                else node("venue", source.split(":", 1)[1])
-            )
-            g.add_edge(node("oracle", o.id), src, key="sources")
+        for src in sources_of(o) or ["reference"]:  # a replayed feed prices the oracle's asset
+            how, _, name = src.partition(":")
+            target = {"pool": "venue", "twap": "venue", "oracle": "oracle"}.get(how)
+            g.add_edge(node("oracle", o.id), node(target, name) if target else node("asset", o.asset), key="sources")
     for p in scenario.protocols:
         pn = node("protocol", p.id)
         g.add_node(pn, type="protocol", kind=p.kind, spec=p)

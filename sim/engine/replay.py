@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from defistress.protocols.bounds import MAX_GWEI, MAX_USD
 from defistress.sim.engine import bridge
 
 #: the columns each format needs: (time column, {role: column}) where roles are open/high/low/close or value
@@ -181,7 +182,8 @@ def read_series(
         value = _round_answers(df, times, path, key)
         o = h = lo = c = value
     elif fmt == "close":
-        o = h = lo = c = _positive(df[str(column)], str(column), times, path, key)
+        assert column is not None  # schema_replay: a 'close' file names its value column
+        o = h = lo = c = _positive(df[column], column, times, path, key)
     else:
         o, h, lo, c = (_positive(df[roles[r]], roles[r], times, path, key) for r in ("open", "high", "low", "close"))
         bad = np.flatnonzero((lo > np.minimum(o, c) * (1 + 1e-12)) | (h < np.maximum(o, c) * (1 - 1e-12)))
@@ -218,11 +220,34 @@ def read_series(
 
 
 def _read_csv(path: Path, key: str) -> pd.DataFrame:
+    """A data file as a table: UTF-8 CSV with '#' comment lines, or Parquet (a `.parquet` suffix, as
+    `defistress import chainlink --out rounds.parquet` writes) with the same columns."""
     if not Path(path).is_file():
         raise DataFileError(f"data file not found: {path}", key=key)
+    if Path(path).suffix == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types (ArrowInvalid, OSError) for a bad file
+            raise DataFileError(f"cannot read as Parquet: {exc}", key=key, file=path) from None
+        for col in ("round_id", "answer_raw"):  # exact integers, as the CSV reader keeps them
+            if col in df.columns:
+                df[col] = df[col].astype(str)
+        return df
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataFileError(f"cannot read the data file: {exc.strerror or exc}", key=key, file=path) from None
+    try:
+        data.decode("utf-8")  # comment lines too: pandas would skip undecodable bytes there
+    except UnicodeDecodeError as exc:
+        raise DataFileError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); data files are UTF-8 CSV",
+            key=key,
+            file=path,
+        ) from None
     try:
         return pd.read_csv(path, comment="#", dtype={"round_id": str, "answer_raw": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataFileError(f"cannot parse as CSV: {exc}", key=key, file=path) from None
 
 
@@ -266,13 +291,15 @@ def _first_unparseable(part: pd.Series, aware: bool, timezone: str) -> str:
 
 
 def _positive(col: pd.Series, name: str, times: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """Values are finite, > 0 and at most MAX_USD (1e15, the price ceiling of protocols/bounds.py; for a gas column
+    in wei, 1e15 wei is the 1e6 gwei ceiling; gas in gwei is bounded again after conversion)."""
     vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(~np.isfinite(vals) | (vals <= 0))
+    bad = np.flatnonzero(~np.isfinite(vals) | (vals <= 0) | (vals > MAX_USD))
     if bad.size:
         i = int(bad[0])
         raise DataFileError(
-            f"column {name!r} has a missing, non-numeric or non-positive value at data row {i + 1} (timestamp "
-            f"{_iso(times[i])}); {bad.size} bad row(s) in all",
+            f"column {name!r} has a missing, non-numeric, non-positive or absurd (> {MAX_USD:g}) value at data row "
+            f"{i + 1} (timestamp {_iso(times[i])}); {bad.size} bad row(s) in all",
             key=key,
             file=path,
             timestamp=times[i],
@@ -373,6 +400,10 @@ class ReplayData:
             return s.times + s.interval - self.epoch, s.close
         return s.times - self.epoch, s.close
 
+    def feed_path(self, feed: str) -> np.ndarray:
+        """A feed's value at every block: the last observation (a candle's close once it ends)."""
+        return step_hold(self.feeds[feed], self.block_times)
+
     def data_sha256(self) -> dict[str, str]:
         return {name: hashlib.sha256(p.read_bytes()).hexdigest() for name, p in sorted(self.files.items())}
 
@@ -381,6 +412,8 @@ class ReplayData:
         if not self.series and not self.feeds:
             return None
         fills = sorted(set(self.fills.values()))
+        ends = [x.coverage_end for x in (*self.series.values(), *self.feeds.values())]
+        last_block = self.epoch + (self.n_blocks - 1) * self.block_seconds
         return {
             "start": _iso(self.epoch),
             "start_declared": self.start_declared,
@@ -388,6 +421,8 @@ class ReplayData:
             "fill": fills[0] if len(fills) == 1 else "mixed",
             "after_end": self.after_end,
             "held_from": {k: _iso(v) for k, v in self.held_from.items()},
+            "data_end": _iso(min(ends)),
+            "held_flat_seconds": max(last_block - min(ends), 0.0) if self.held_from else 0.0,
             "series": [
                 {
                     **s.manifest(),
@@ -512,6 +547,13 @@ def _gas_path(spec, data: ReplayData, aligned: bool, resolve_data) -> GasPath:
     t = start + np.arange(data.n_blocks) * data.block_seconds
     idx = np.clip(np.searchsorted(s.times, t, side="right") - 1, 0, len(s.times) - 1)
     gwei = s.close[idx] * (1e-9 if spec.unit == "wei" else 1.0) * spec.scale
+    if (gwei > MAX_GWEI).any():
+        raise DataFileError(
+            f"gas prices up to {gwei.max():g} gwei after unit and scale; allowed <= {MAX_GWEI:g} gwei (check `unit` "
+            "and `scale`)",
+            key=key,
+            file=path,
+        )
     info = {
         "path": "replayed",
         **s.manifest(),

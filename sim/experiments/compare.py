@@ -3,11 +3,17 @@
 `compare_regimes` runs every (regime, seed) pair into its own run folder (skipping pairs already finished,
 so a killed comparison resumes), then writes `compare.csv` (one row per run), `compare.json` (means per
 regime and the differences between regimes) and `compare.html` with its figures.
+
+The comparison folder records the scenario it was made with (its hash after overrides, in the marker
+`.defistress.json`): a rerun with a different scenario or different overrides is refused (its runs would be
+pooled with the earlier ones) unless `force`, which discards the earlier runs. A folder that is not a
+comparison folder is never written into (sim/experiments/outdir.py).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from defistress.scenarios.loader import ScenarioError, load
+from defistress.sim.experiments.outdir import check_out, is_ours, make_folder, write_file_atomically
 
 REGIMES = ("silo", "portfolio")
 #: per-run figures compared between regimes (from summary.json's `margin` block and top level)
@@ -48,10 +55,10 @@ def parse_regimes(text: str) -> list[str]:
 def _run_one(scenario, regime: str, seed: int, overrides: list[str], folder: Path, report: bool) -> dict:
     from defistress.sim.experiments.runs import run_scenario, write_run
 
-    if (folder / "summary.json").exists():
+    if is_ours(folder, "run") and (folder / "summary.json").exists():
         return json.loads((folder / "summary.json").read_text())
     result = run_scenario(load(scenario, [*overrides, f"margin.regime={regime}"]), seed)
-    write_run(result, folder, report=report)
+    write_run(result, folder, report=report, force=True)  # a leftover run of this comparison, unfinished
     return json.loads((folder / "summary.json").read_text())
 
 
@@ -81,9 +88,15 @@ def compare_regimes(
     overrides: list[str] | None = None,
     report: bool = False,
     on_done: Callable[[int, int], None] | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
-    """Run every regime on every seed; returns one row per run and writes the comparison files."""
+    """Run every regime on every seed; returns one row per run and writes the comparison files.
+
+    `out` must be new, empty or a comparison folder of the same scenario (after overrides); `force` discards
+    a comparison folder made with another one. Checked before any run starts."""
     overrides = list(overrides or [])
+    if not regimes or not seeds:
+        raise ValueError(f"compare: needs at least one regime and one seed, got regimes={regimes}, seeds={seeds}")
     loaded = load(scenario, overrides)
     if not any(a.kind == "multi_venue" for a in loaded.scenario.agents):
         raise ScenarioError(
@@ -94,7 +107,14 @@ def compare_regimes(
             ],
         )
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    config = {"scenario": loaded.scenario.run.name, "scenario_sha256": loaded.hash}
+    check_out(out, "compare", force=force, config=config)
+    if force and is_ours(out, "compare"):
+        from defistress.sim.experiments.outdir import read_marker
+
+        if (read_marker(out) or {}).get("config") != config:
+            shutil.rmtree(out)  # a comparison folder of another scenario: its runs must not be pooled
+    make_folder(out, "compare", config)
     rows, total = [], len(regimes) * len(seeds)
     for seed in seeds:
         for regime in regimes:
@@ -103,10 +123,10 @@ def compare_regimes(
             if on_done is not None:
                 on_done(len(rows), total)
     df = pd.DataFrame(rows)
-    df.to_csv(out / "compare.csv", index=False)
+    write_file_atomically(out / "compare.csv", df.to_csv(index=False))
     result = differences(df, regimes)
     result.update({"scenario": loaded.scenario.run.name, "seeds": seeds, "regimes": regimes})
-    (out / "compare.json").write_text(json.dumps(result, indent=2, default=float))
+    write_file_atomically(out / "compare.json", json.dumps(result, indent=2, default=float))
     write_html(df, result, out)
     return df
 
@@ -167,9 +187,7 @@ td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}}img{{max-w
 <p>Seeds {result["seeds"]}; the same market path and agents in every regime. Means over seeds.</p>
 {table}<h2>Differences</h2><ul>{items}</ul>{imgs}
 <h2>Runs</h2>{df.to_html(index=False, border=0, na_rep="–")}</body></html>"""
-    path = out / "compare.html"
-    path.write_text(html)
-    return path
+    return write_file_atomically(out / "compare.html", html)
 
 
 def summary_rows(df: pd.DataFrame) -> list[tuple[str, list[str]]]:

@@ -16,6 +16,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from defistress.sim.report import plots
+from defistress.sim.report.provenance import provenance_html
 
 FIGURE_DPI = 110  # sharp on screen, about 60-120 kB per figure
 REPORT_NAME = "report.html"
@@ -354,6 +355,41 @@ def _figure_html(spec: FigureSpec, path: Path, result) -> str:
     )
 
 
+def reference_rows(metrics: dict) -> list[list[str]]:
+    """Per protocol and in total: bad debt and unhealthy accounts at the oracles' prices and at reference prices
+    (sim/engine/reference_view.py), so insolvency hidden by a stale oracle shows."""
+    ref = metrics.get("mark_to_reference") or {}
+    rows = []
+    for pid, v in (ref.get("protocols") or {}).items():
+        rows.append(
+            [
+                pid,
+                format_value(v["oracle_bad_debt_usd"], "usd"),
+                format_value(v["bad_debt_usd"], "usd"),
+                format_value(v["oracle_accounts_unhealthy"], "int"),
+                format_value(v["accounts_unhealthy"], "int"),
+            ]
+        )
+    if len(rows) > 1:
+        rows.append(
+            [
+                "all",
+                format_value(ref["oracle_bad_debt_usd"], "usd"),
+                format_value(ref["bad_debt_usd"], "usd"),
+                format_value(ref["oracle_accounts_unhealthy"], "int"),
+                format_value(ref["accounts_unhealthy"], "int"),
+            ]
+        )
+    return rows
+
+
+REFERENCE_NOTE = (
+    "Protocols see only their oracles. At the end of the run, each protocol is valued twice with one definition "
+    "of bad debt (written off plus debt not covered by collateral): at its oracles' prices and at the reference "
+    "(market) prices. A gap means an oracle lags the market: a stale or frozen oracle hides insolvency."
+)
+
+
 def render_html(result, figures: dict[str, Path]) -> str:
     """The report page as one string (figures embedded from the given PNG files)."""
     e = html.escape
@@ -385,12 +421,29 @@ def render_html(result, figures: dict[str, Path]) -> str:
             if m.get("scorecard")
             else ""
         )
+        + (
+            f"<h2>Mark to reference</h2>\n<p>{e(REFERENCE_NOTE)}</p>\n"
+            + _table(
+                [
+                    "protocol",
+                    "bad debt at oracle prices",
+                    "bad debt at reference prices",
+                    "unhealthy accounts (oracle)",
+                    "unhealthy accounts (reference)",
+                ],
+                reference_rows(m),
+            )
+            + "\n"
+            if reference_rows(m)
+            else ""
+        )
         + (f"<h2>Contagion</h2>\n{_table(['metric', 'value'], contagion_rows(m))}\n" if contagion_rows(m) else "")
         + (
             f"<h2>Margin regime of the multi-venue accounts</h2>\n{_table(['metric', 'value'], margin_rows(m))}\n"
             if margin_rows(m)
             else ""
         )
+        + provenance_html(man)  # replayed data, gas path, governance actions (sim/report/provenance.py)
         + f"<h2>Figures</h2>\n{figs}\n"
         f"<h2>Manifest</h2>\n{_table(['key', 'value'], manifest_rows(man), 'manifest')}\n"
         "</body></html>\n"

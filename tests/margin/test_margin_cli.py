@@ -43,7 +43,9 @@ def test_compare_prints_tables_and_writes_csv_and_png(tmp_path):
 
 
 def test_unknown_model_exits_2_listing_allowed_names_without_traceback(tmp_path):
-    res = runner.invoke(margin_app, ["compare", str(BOOKS), "--models", "lyra-standard,nope", "--out", str(tmp_path)])
+    res = runner.invoke(
+        margin_app, ["compare", str(BOOKS), "--models", "lyra-standard,nope", "--out", str(tmp_path / "out")]
+    )
     assert res.exit_code == 2
     assert "nope" in res.output and "allowed" in res.output and "hyperliquid" in res.output
     assert "Traceback" not in res.output
@@ -57,7 +59,7 @@ def test_invalid_portfolio_file_exits_2_naming_the_key(tmp_path):
         '[market]\nspot = { ETH = 2000.0 }\nvol = { ETH = 0.6 }\n[[accounts]]\nname = "x"\n'
         '[[accounts.positions]]\nkind = "swap"\nunderlying = "ETH"\nqty = 1.0\n'
     )
-    res = runner.invoke(margin_app, ["compare", str(bad), "--out", str(tmp_path)])
+    res = runner.invoke(margin_app, ["compare", str(bad), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2 and "accounts[0].positions[0].kind" in res.output
 
 
@@ -94,6 +96,16 @@ def test_backtest_prints_the_tests_and_writes_json_and_png(tmp_path, price_csv):
 def test_backtest_window_longer_than_the_path_exits_2(tmp_path, price_csv):
     res = runner.invoke(
         margin_app,
-        ["backtest", "--path", str(price_csv), "--symbol", "ETH-USDT", "--window", "400", "--out", str(tmp_path)],
+        [
+            "backtest",
+            "--path",
+            str(price_csv),
+            "--symbol",
+            "ETH-USDT",
+            "--window",
+            "400",
+            "--out",
+            str(tmp_path / "out"),
+        ],
     )
     assert res.exit_code == 2 and "window=400" in res.output

@@ -259,6 +259,8 @@ def test_cli_compare_reports_a_bad_file_with_its_key_path(tmp_path):
     doc = _doc()
     doc["market"]["forwards"]["ETH"][0].pop("forward")
     bad.write_text(json.dumps(doc))
-    res = CliRunner().invoke(app, ["margin", "compare", str(bad), "--models", "derive-pm2", "--out", str(tmp_path)])
+    res = CliRunner().invoke(
+        app, ["margin", "compare", str(bad), "--models", "derive-pm2", "--out", str(tmp_path / "out")]
+    )
     assert res.exit_code == 2
     assert "market.forwards.ETH[0].forward: required" in res.output

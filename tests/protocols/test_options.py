@@ -227,8 +227,10 @@ def test_insolvent_auction_security_module_pays_then_bad_debt_is_socialised():
     step(v, env, seconds=1800.0)
     st = v.auction_state(a)
     assert st.payout_usd == pytest.approx(v.auction_lower[a] * 0.5)  # |BM at start| x 1800/3600 s
+    gross = float(np.abs(v.qty[a]) @ np.abs(v.mark_prices()) + v.spot[a] @ v.prices())
     ev = v.bid(a, "liq", liq, 1.0)
-    assert ev.debt_repaid_usd == pytest.approx(-st.payout_usd)
+    assert ev.debt_repaid_usd == pytest.approx(gross) and gross > 0  # volume: the mark value taken over
+    assert ev.collateral_seized_usd - ev.bonus_usd == pytest.approx(-st.payout_usd)  # the module paid the bidder
     assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(0.0)
     assert v.bad_debt_usd == pytest.approx(st.payout_usd - 100.0)
     assert any(isinstance(e, BadDebt) for e in env.events)
