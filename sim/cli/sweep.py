@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
             None, min=1, help="tasks submitted at once (default: two per worker thread plus two)"
         ),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="run again the runs recorded as failed"),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar and no table; prints only the folder"),
     ):
         """Run a grid of parameters x seeds; a killed sweep resumes where it stopped when run again."""
         from defistress.sim.experiments.sweep import parse_grid
@@ -125,6 +125,7 @@ def register(app: typer.Typer) -> None:
         except WorkerDied as exc:
             fail(str(exc), code=1)
         if quiet:
+            console.print(str(summary.out), highlight=False, soft_wrap=True)
             return
         print_risk(console, summary.out, summary.rows, summary.failed)
 
