@@ -61,6 +61,15 @@ CASES: dict[str, tuple[str, list[str]]] = {
     ),
     "inter-protocol-pm/silo": ("inter-protocol-pm", []),
     "inter-protocol-pm/portfolio": ("inter-protocol-pm", []),
+    # the crash-window replays at their own reduced size (each scenario's run.smoke)
+    "aave-crv-2022": ("aave-crv-2022", ["run.block_seconds=60"]),
+    "aug5-2024": ("aug5-2024", ["agents.borrowers.accounts=300", "run.block_seconds=120"]),
+    "ftx-nov2022": ("ftx-nov2022", ["agents.borrowers.accounts=300", "run.block_seconds=300"]),
+    "luna-venus": ("luna-venus", ["agents.borrowers.accounts=200"]),
+    "may19-aave": ("may19-aave", ["agents.borrowers.accounts=400", "run.block_seconds=60"]),
+    "oct10-2025": ("oct10-2025", ["agents.borrowers.accounts=300", "run.block_seconds=120"]),
+    "steth-june2022": ("steth-june2022", ["agents.borrowers.accounts=300", "run.block_seconds=300"]),
+    "usdc-depeg-2023": ("usdc-depeg-2023", ["agents.borrowers.accounts=300", "run.block_seconds=300"]),
 }
 PM_SMALL = [
     "run.duration=2h",

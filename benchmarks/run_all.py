@@ -1,5 +1,6 @@
 """Run every benchmark in sequence: bench_model.py, bench_margin.py and bench_evm.py when they exist (bench_evm
-needs `make chain`), bench_sweep.py and the sweep scaling projection built on its figures.
+needs `make chain`), bench_sweep.py and the sweep scaling projection built on its figures, then bench_replays.py
+(every built-in replay at full size).
 
 Run: python benchmarks/run_all.py [arguments passed on to bench_model.py, e.g. --quick]
 Each benchmark runs as its own process with this interpreter; the first failure stops the run.
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     if (HERE / "bench_evm.py").exists():  # needs `make chain` (the Anvil node and the contracts)
         steps.append([str(HERE / "bench_evm.py")])
     steps += [[str(HERE / "bench_sweep.py")], [str(HERE / "sweep_projection.py")]]
+    if (HERE / "bench_replays.py").exists():  # every built-in replay at full size (defistress replay)
+        steps.append([str(HERE / "bench_replays.py")])
     for step in steps:
         print(f"== {Path(step[0]).name} {' '.join(step[1:])}", flush=True)
         rc = subprocess.run([sys.executable, *step], cwd=str(HERE.parent)).returncode

@@ -106,7 +106,26 @@ def load(ref: str | Path | dict | Scenario | LoadedScenario, overrides: Override
         raise ScenarioError(source, [_format_error(e, raw) for e in exc.errors()]) from None
     loaded = LoadedScenario(scenario, source, base, raw, before + tuple(_override_text(k, v) for k, v in items))
     _check_data_files(loaded)
+    if not isinstance(ref, LoadedScenario) or any(k.split(".")[0] == "uncertain" for k, _ in items):
+        _check_uncertain_ends(loaded)
     return loaded
+
+
+def _check_uncertain_ends(loaded: LoadedScenario) -> None:
+    """Every end of every uncertain input's range (every value of a set) must make a valid scenario, so that a
+    replay's design never draws a point the scenario refuses; the error names the input and the key."""
+    errors = []
+    for u in loaded.scenario.uncertain:
+        where = "range" if u.range is not None else "values"
+        for value in u.ends():
+            try:
+                load(loaded, {k: value for k in u.keys})
+            except ScenarioError as exc:
+                errors += [
+                    f"uncertain.{u.name}.{where}: {value!r} at {', '.join(u.keys)} is refused: {e}" for e in exc.errors
+                ]
+    if errors:
+        raise ScenarioError(loaded.source, errors)
 
 
 def _read_toml(path: Path, source: str) -> dict:
@@ -300,6 +319,7 @@ def _named_path(loc: tuple, raw: dict) -> str:
             "borrowers",
             "liquidator",
             "arbitrageur",
+            "vaults",
             "cdp",
             "perps",
             "options",

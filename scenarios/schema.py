@@ -47,6 +47,8 @@ from defistress.scenarios.schema_oracles import (
 )
 from defistress.scenarios.schema_pm import MarginSpec, MultiVenueSpec, OptionPopulationSpec, OptionsSpec
 from defistress.scenarios.schema_replay import GasReplaySpec, ReplaySpec, check_replay_links
+from defistress.scenarios.schema_scorecard import PublishedOutcome
+from defistress.scenarios.schema_uncertainty import UncertainInput, Value, check_uncertain
 from defistress.scenarios.units import (
     MAX_ACCOUNTS,
     MAX_BLOCKS,
@@ -72,16 +74,6 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 
 
 # --- run -------------------------------------------------------------------------------------------
-class PublishedOutcome(Strict):
-    """A real-world figure to compare a replay with (shown as a scorecard in summary.json and the report)."""
-
-    metric: str = Field(min_length=1, description="summary metric name, e.g. 'maker_bad_debt_usd'")
-    value: Float = Field(
-        ge=-MAX_USD, le=MAX_USD, description="the published figure, in the metric's unit (USD for *_usd metrics)"
-    )
-    source: str = Field(min_length=1, description="where the figure was published (title, author, link)")
-
-
 class RunSpec(Strict):
     """Name, clock and seed of the run."""
 
@@ -107,7 +99,14 @@ class RunSpec(Strict):
         0, ge=0, le=MAX_SEED, description="default seed when none is given on the command line (0..2^63-1)"
     )
     published: list[PublishedOutcome] = Field(
-        default_factory=list, description="real-world outcomes a replay is scored against"
+        default_factory=list, description="real-world outcomes a replay is scored against (scorecard metrics)"
+    )
+    assumed: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list, description="inputs a replay assumes (not from data), shown with its scorecard"
+    )
+    smoke: dict[str, Value] = Field(
+        default_factory=dict,
+        description="overrides {key = value} of the reduced-size run `defistress replay --smoke` and the tests use",
     )
     check_conservation_every: Int = Field(
         0, ge=0, le=MAX_BLOCKS, description="blocks between ledger conservation checks (0: at the end only)"
@@ -839,6 +838,9 @@ class Scenario(Strict):
     agents: list[AgentSpec] = Field(default_factory=list, description="populations, liquidators, keepers, ...")
     gas: GasSpec = Field(GasSpec(), description="the EIP-1559 gas market")
     margin: MarginSpec | None = Field(None, description="margin regime of multi-venue accounts (default: silo)")
+    uncertain: list[UncertainInput] = Field(
+        default_factory=list, description="inputs a replay does not know, with their ranges (schema_uncertainty)"
+    )
     governance: list[GovernanceAction] = Field(
         default_factory=list, description="scheduled governance and operations actions (set, freeze, pause, ...)"
     )
@@ -855,6 +857,8 @@ class Scenario(Strict):
         _unique("agents", [a.id for a in self.agents])
         _inside_run(self)
         check_replay_links(self)  # replayed series, quotes and feeds (schema_replay)
+        check_uncertain(self.uncertain)
+        _check_published(self)
         check_governance_links(self)  # scheduled actions (schema_governance)
         check_oracle_links(self)  # oracle sources, feeds, composites, fallbacks (schema_oracles)
         for s in self.shocks:
@@ -981,6 +985,17 @@ def _check_multi_venue(a, protocols: dict, assets: list[str]) -> None:
             f"agents.{a.id}.asset: {a.asset!r} has no oracle on protocols.{a.options} "
             f"({sorted(protocols[a.options].oracles)})"
         )
+
+
+def _check_published(s: Scenario) -> None:
+    """A published figure names a protocol and an asset of the scenario."""
+    protocols = [p.id for p in s.protocols]
+    assets = [a.symbol for a in s.market.assets]
+    for i, p in enumerate(s.run.published):
+        if p.protocol is not None and p.protocol not in protocols:
+            raise ValueError(f"run.published.{i}.protocol: unknown protocol {p.protocol!r}; allowed: {protocols}")
+        if p.asset is not None and p.asset not in assets:
+            raise ValueError(f"run.published.{i}.asset: unknown asset {p.asset!r}; allowed: {assets}")
 
 
 def _unique(what: str, ids: list[str]) -> None:

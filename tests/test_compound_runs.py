@@ -60,13 +60,17 @@ def test_dai_replay_liquidates_dai_borrowers_and_scores_against_the_published_fi
     from defistress.sim.experiments.runs import events_frame
 
     s = summarize(m, m.recorder.frame(), events_frame(m.env.events))
-    rows = {r["metric"]: r for r in s["scorecard"]}
-    assert set(rows) == {
-        "compound_liquidation_volume_usd",
-        "compound_end_liquidated_DAI",
-        "compound_liquidator_value_leakage_usd",
-    }
+    rows = {r["key"]: r for r in s["scorecard"]}
+    assert set(rows) == {"debt_repaid_usd@compound", "debt_repaid_usd@compound:DAI", "liquidation_bonus_usd@compound"}
     assert all(r["simulated"] is not None and r["simulated"] > 0 for r in rows.values())
+    # the scorecard's names are the run's own figures: debt repaid is the recorder's volume, DAI's part its metric
+    p = s["protocols"]["compound"]
+    assert rows["debt_repaid_usd@compound"]["simulated"] == pytest.approx(p["liquidation_volume_usd"])
+    ev = [e for e in m.env.events if e.kind == "liquidation" and e.source == "compound" and e.debt_asset == "DAI"]
+    assert rows["debt_repaid_usd@compound:DAI"]["simulated"] == pytest.approx(sum(e.debt_repaid_usd for e in ev))
+    # valued at the anchored oracle's DAI price (up to $1.25 in the spike): at least the DAI tokens repaid
+    assert rows["debt_repaid_usd@compound:DAI"]["simulated"] >= c.metrics()["liquidated_DAI"] * 0.999
+    assert rows["liquidation_bonus_usd@compound"]["simulated"] == pytest.approx(s["liquidator_value_leakage_usd"])
     assert s["conservation_ok"]
 
 

@@ -94,7 +94,11 @@ def test_zero_bids_appear_with_2020_gas_and_disappear_when_gas_is_cheap(scale, z
         assert maker["zero_bid_auctions"] > 0
     else:
         assert maker["zero_bid_auctions"] == 0
-    assert [row["metric"] for row in r.metrics["scorecard"]] == ["maker_zero_bid_share", "maker_bad_debt_usd"]
+    assert [row["key"] for row in r.metrics["scorecard"]][:3] == [
+        "zero_bid_share@maker",
+        "zero_bid_collateral_usd@maker",
+        "bad_debt_usd@maker",
+    ]
     assert r.metrics["conservation_ok"]
 
 

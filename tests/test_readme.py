@@ -195,8 +195,8 @@ def test_readme_defi_contagion_sentence_is_what_seed_1_produces():
 
 
 def test_readme_black_thursday_maker_sentence_is_what_seed_1_produces():
-    card = {row["metric"]: row for row in figures("black-thursday-maker")["scorecard"]}
-    zero, debt = card["maker_zero_bid_share"], card["maker_bad_debt_usd"]
+    card = {row["key"]: row for row in figures("black-thursday-maker")["scorecard"]}
+    zero, debt = card["zero_bid_share@maker"], card["bad_debt_usd@maker"]
     text = " ".join(section("Built-in scenarios").split())
     phrase = (
         f"zero-bid share at {100 * zero['simulated']:.0f}% of auctioned collateral against the published "
@@ -244,7 +244,7 @@ def test_readme_compound_tables_are_what_seed_1_produces():
     flat = " ".join(text.split())
     m = figures("compound-dai-oracle-2020")
     p = m["protocols"]["compound"]
-    card = {row["metric"]: row for row in m["scorecard"]}
+    card = {row["key"]: row for row in m["scorecard"]}
     assert {r["published"] for r in card.values()} == {89e6, 85.2e6, 6.8e6}
     for label, value in (
         ("debt liquidated on Compound", usd(p["liquidation_volume_usd"])),
@@ -316,3 +316,42 @@ def test_readme_chain_figures_are_the_committed_bench_evm_results():
     text = " ".join(section("Real books and the chain").split())  # the README wraps its lines anywhere
     for s in stated:
         assert s in text, s
+
+
+# --- the replay figures (benchmarks/results/replay-*/: defistress replay's scorecard.csv and replay.json) ----------
+def replay_table_rows(folder: Path) -> list[str]:
+    """The README's rows for one replay: figure, published (range), band and verdict, as the README writes them."""
+    import pandas as pd
+
+    table = pd.read_csv(folder / "scorecard.csv")
+
+    def fmt(v: float, unit: str) -> str:
+        if unit == "fraction":
+            return f"{100 * v:.1f}%"
+        if unit == "USD":
+            return f"${v / 1e6:.2f}M"
+        return f"{v:,.0f}"
+
+    rows = []
+    for _, r in table[table["published"].notna()].iterrows():
+        pub = fmt(r["published"], r["unit"])
+        if r["published_low"] != r["published_high"]:
+            pub += f" ({fmt(r['published_low'], r['unit'])} - {fmt(r['published_high'], r['unit'])})"
+        band = (
+            f"{fmt(r['band_low'], r['unit'])} - {fmt(r['band_high'], r['unit'])} ({fmt(r['band_median'], r['unit'])})"
+        )
+        rows.append(f"| `{r['key']}` | {pub} | {band} | {'yes' if r['inside'] else 'no'} |")
+    return rows
+
+
+def test_readme_black_thursday_bands_are_the_committed_replay_of_the_current_scenario():
+    folder = BENCH / "results" / "replay-black-thursday-maker"
+    manifest = json.loads((folder / "replay.json").read_text())
+    assert manifest["scenario_sha256"] == load("black-thursday-maker").hash, "re-run the replay (README command)"
+    assert manifest["samples"] == 26 and manifest["seeds"] == [1] and manifest["runs"] == 26
+    text = section("Scorecards, uncertainty bands and calibration")
+    assert "`defistress replay black-thursday-maker --samples 26 --seeds 1`" in text
+    rows = replay_table_rows(folder)
+    assert len(rows) == 5 and all(r.endswith("| yes |") for r in rows)  # every published figure inside its band
+    for row in rows:
+        assert row in text, row

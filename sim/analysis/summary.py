@@ -185,7 +185,10 @@ def summarize(model, ts: pd.DataFrame, events: pd.DataFrame, unhealthy: pd.DataF
     margin = margin_outcomes(model, ts, events, per)
     if margin is not None:
         out["margin"] = margin
-    out["scorecard"] = scorecard(out, model.scenario.run.published)
+    from defistress.sim.analysis.scorecard import scorecard_metrics
+
+    out["scorecard_metrics"] = scorecard_metrics(model, ts, events)
+    out["scorecard"] = scorecard(out["scorecard_metrics"], model.scenario.run.published)
     return out
 
 
@@ -271,19 +274,27 @@ def _split_by_exposure(proto, ts: pd.DataFrame, pid: str, bad: float) -> dict[st
     return {coll if isinstance(coll, str) else "unknown": bad}
 
 
-def scorecard(metrics: dict, published) -> list[dict]:
-    """Simulated vs published figures; a metric is looked up at top level or as '{protocol}_{name}'."""
-    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    for pid, m in metrics.get("protocols", {}).items():
-        flat.update({f"{pid}_{k}": v for k, v in m.items() if isinstance(v, (int, float))})
+def scorecard(scorecard_metrics: dict, published) -> list[dict]:
+    """Simulated vs published figures of one run, each published figure looked up in the scorecard vocabulary
+    (sim.analysis.scorecard); `within_range` says whether the run lands in the published range."""
+    from defistress.sim.analysis.scorecard import flat_scorecard
+
+    flat = flat_scorecard(scorecard_metrics)
     rows = []
     for p in published:
-        sim = flat.get(p.metric)
+        sim = flat.get(p.key)
+        lo, hi = p.range
         rows.append(
             {
+                "key": p.key,
                 "metric": p.metric,
+                "protocol": p.protocol,
+                "asset": p.asset,
                 "published": p.value,
+                "low": lo,
+                "high": hi,
                 "simulated": sim,
+                "within_range": None if sim is None else bool(lo <= sim <= hi),
                 "source": p.source,
                 "ratio": (sim / p.value) if (sim is not None and p.value) else None,
             }

@@ -239,13 +239,14 @@ def _mount_subcommands() -> None:
     from defistress.sim.cli import dashboard as dashboard_cli
     from defistress.sim.cli import graph as graph_cli
     from defistress.sim.cli import imports as import_cli
+    from defistress.sim.cli import replay as replay_cli
     from defistress.sim.cli import stress as stress_cli
     from defistress.sim.cli import sweep as sweep_cli
     from defistress.sim.cli import tune as tune_cli
     from defistress.sim.cli.margin import margin_app
 
     app.add_typer(margin_app, name="margin", help="Compare margin models and backtest them.")
-    for mod in (sweep_cli, graph_cli, compare_cli, tune_cli, stress_cli, import_cli, dashboard_cli):
+    for mod in (sweep_cli, graph_cli, compare_cli, tune_cli, stress_cli, import_cli, dashboard_cli, replay_cli):
         mod.register(app)
 
 

@@ -143,20 +143,25 @@ def sweep(
     batch_size: int = 1,
     max_in_flight: int | None = None,
     retry_failed: bool = False,
+    points: list[dict] | None = None,
 ) -> SweepSummary:
     """Run every (grid point, seed) not yet in `out`, appending rows, then gather the folder's results.
 
-    Every check (arguments, scenario, grid, the folder) happens before the folder is created or a run starts.
+    `points` replaces the grid's cartesian product by a list of points with the same keys (a design, e.g. a
+    Latin hypercube; `grid` is then ignored). Every check (arguments, scenario, grid, the folder) happens
+    before the folder is created or a run starts.
     """
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     overrides = list(overrides or [])
     check_arguments(seeds, workers, backend, scheduler, batch_size)
     loaded = load(scenario_ref, overrides)
-    points = grid_points(grid)
+    points = grid_points(grid) if points is None else [dict(p) for p in points]
+    if not points or any(sorted(p) != sorted(points[0]) for p in points):
+        raise ValueError("points: need at least one point, every point with the same keys")
     refused = check_points(loaded, points)
     out = Path(out)
     existed = check_out_target(out, CONFIG)
-    config = SweepConfig(loaded.source, loaded.hash, tuple(overrides), tuple(sorted(grid)))
+    config = SweepConfig(loaded.source, loaded.hash, tuple(overrides), tuple(sorted(points[0])))
     if existed:
         check_config(out, config)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,8 +52,10 @@ def uninstall(ctx_id: str) -> None:
 
 
 def point_overrides(params: dict[str, Any]) -> list[str]:
-    """`--set` strings for one grid point (strings are quoted so TOML parses them back as strings)."""
-    return [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in params.items()]
+    """`--set` strings for one grid point, values in TOML syntax (strings quoted, booleans lower-case, lists)."""
+    from defistress.scenarios.loader import _toml_value
+
+    return [f"{k}={_toml_value(v)}" for k, v in params.items()]
 
 
 def key_columns(params: dict[str, Any], seed: int, key: str) -> dict[str, Any]:
@@ -80,6 +82,10 @@ def flat_metrics(metrics: dict) -> dict:
     for k, v in (metrics.get("contagion") or {}).items():
         if isinstance(v, (int, float)):
             out[f"contagion_{k}"] = v
+    if "scorecard_metrics" in metrics:  # the scorecard vocabulary under its flat keys (sim.analysis.scorecard)
+        from defistress.sim.analysis.scorecard import flat_scorecard
+
+        out.update({f"sc:{k}": v for k, v in flat_scorecard(metrics["scorecard_metrics"]).items()})
     return out
 
 

@@ -251,16 +251,20 @@ def scenario_description(result: Any) -> str:
 
 
 def scorecard_rows(metrics: dict) -> list[list[str]]:
-    """Simulated vs published outcomes (replays of historic events)."""
+    """Simulated vs published outcomes (replays of historic events), one row per published figure."""
     rows = []
     for r in metrics.get("scorecard") or []:
         kind = kind_of(r["metric"])
         ratio = "n/a" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
+        scope = " / ".join(x for x in (r.get("protocol"), r.get("asset")) if x)
+        published = format_value(r["published"], kind)
+        if r.get("low") is not None and r.get("high") is not None and r["low"] != r["high"]:
+            published += f" ({format_value(r['low'], kind)} to {format_value(r['high'], kind)})"
         rows.append(
             [
-                label_of(r["metric"]),
+                label_of(r["metric"]) + (f" [{scope}]" if scope else ""),
                 format_value(r.get("simulated"), kind),
-                format_value(r["published"], kind),
+                published,
                 ratio,
                 r["source"],
             ]
