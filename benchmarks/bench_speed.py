@@ -221,7 +221,7 @@ def main() -> None:
         "seed": SEED,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "baseline_python": args.baseline_python,
+        "baseline_python": args.baseline_python and Path(args.baseline_python).name,  # no machine paths in results
         "this": summarise(results["this"]),
         "baseline": summarise(results["baseline"]) if results["baseline"] else None,
         "cases": results,

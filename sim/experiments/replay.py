@@ -105,6 +105,16 @@ class ReplayResult:
         return self.table[self.table["published"].notna()].reset_index(drop=True)
 
 
+def _portable_source(source: str) -> str:
+    """A built-in's source as `builtin:<name>` (not the install path, which differs per machine); others as given."""
+    from defistress.scenarios.registry import builtin_names, builtin_path
+
+    for name in builtin_names():
+        if str(builtin_path(name)) == str(source):
+            return f"builtin:{name}"
+    return str(source)
+
+
 def replay(
     scenario_ref: Any,
     out: Path,
@@ -136,7 +146,7 @@ def replay(
     table = score_table(loaded, design, runs, quantiles)
     manifest = {
         "scenario": loaded.scenario.run.name,
-        "scenario_source": loaded.source,
+        "scenario_source": _portable_source(loaded.source),
         "scenario_sha256": loaded.hash,
         "overrides": overrides,
         "smoke": smoke,
