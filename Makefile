@@ -27,7 +27,7 @@ $(CHAIN_STAMP): chain/package.json chain/package-lock.json
 demo: $(STAMP)
 	$(BIN)/defistress run eth-crash --seed 1 --out runs/eth-crash --force
 
-test: $(STAMP) lint docs chain
+test: $(STAMP) chain lint docs
 	bash .ci/browser.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 	rm -rf build/notebooks && mkdir -p build/notebooks
@@ -46,7 +46,7 @@ typecheck: $(STAMP)
 
 # the documentation site in build/site (strict: any warning fails; never add --quiet, which hides warnings from
 # the strict count); DEFISTRESS_DOCS_EXECUTE=false skips running the notebooks for a quicker build
-docs: $(STAMP)
+docs: $(STAMP) $(CHAIN_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # a plain (non-editable) install works: wheel -> fresh venv -> defistress from another directory (about 1-2 min)
