@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # the Anvil node and the Aave / Uniswap artifacts, fetched from npm into chain/node_modules (never committed)
 CHAIN_STAMP := chain/node_modules/.package-lock.json
 
-.PHONY: test-browser demo test install clean bench lint chain typecheck docs check-install readme-figures mutation fuzz
+.PHONY: demo test install clean bench lint chain typecheck docs check-install readme-figures mutation fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,11 +33,6 @@ test: $(STAMP) chain lint docs
 	rm -rf build/notebooks && mkdir -p build/notebooks
 	for nb in notebooks/*.py; do $(BIN)/jupytext --quiet --to ipynb "$$nb" -o "build/notebooks/$$(basename "$$nb" .py).ipynb"; done
 	$(BIN)/python -m pytest -n 2 --nbmake build/notebooks
-
-# the dashboard in headless chromium (Debian's package), gated while issue 12's served-page failure is open
-test-browser: $(STAMP)
-	bash .ci/browser.sh
-	DEFISTRESS_BROWSER_TESTS=1 $(BIN)/python -m pytest -q tests/test_dashboard_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

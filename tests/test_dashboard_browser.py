@@ -37,14 +37,6 @@ CHROMIUM_ARGS = [
 START_TIMEOUT_S = 180.0
 
 
-# Gated (make test-browser): after this wave's merges the served page no longer reaches "ready" in headless
-# chromium within 120 s, while the same page passes in-process (tests/test_dashboard.py, solara.render).
-# Issue 12 stays open on this until the served page is fixed.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("DEFISTRESS_BROWSER_TESTS") != "1", reason="browser test: run `make test-browser`"
-)
-
-
 def _chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
