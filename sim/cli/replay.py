@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
         fit.json and trials.csv, and with --test score other events with the fitted inputs (out of sample)."""
         from defistress.sim.experiments.calibrate import calibrate as run_calibrate
         from defistress.sim.experiments.calibrate import transfer
-        from defistress.sim.experiments.replay import _write_atomic
+        from defistress.sim.experiments.outdir import write_file_atomically
 
         console, err = Console(), Console(stderr=True, soft_wrap=True)
         try:
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
             fit = run_calibrate(scenario, folder, trials, seed_list, workers, sampler_seed, set_, smoke, names)
             tests = [transfer(fit.inputs, other, seed_list, workers, smoke) for other in test]
             if tests:
-                _write_atomic(folder / "out_of_sample.json", json.dumps(tests, indent=2, default=str))
+                write_file_atomically(folder / "out_of_sample.json", json.dumps(tests, indent=2, default=str))
         except (ScenarioError, ValueError) as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None

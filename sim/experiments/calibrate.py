@@ -194,7 +194,8 @@ def calibrate(
 ) -> Fit:
     """Fit the scenario's uncertain inputs (or those in `names`) to its published figures; write out/fit.json,
     out/trials.csv and out/study.journal (the resumable Optuna study)."""
-    from defistress.sim.experiments.replay import _write_atomic, smoke_overrides, source_and_overrides
+    from defistress.sim.experiments.outdir import write_file_atomically
+    from defistress.sim.experiments.replay import smoke_overrides, source_and_overrides
 
     seeds = list(seeds or [1])
     base = load(scenario_ref)
@@ -241,8 +242,8 @@ def calibrate(
         "in_sample_inside": sum(1 for r in fit.figures if r["inside"]),
         "in_sample_figures": len(fit.figures),
     }
-    _write_atomic(out / "fit.json", json.dumps(record, indent=2, default=str))
-    _write_atomic(out / "trials.csv", frame.to_csv(index=False))
+    write_file_atomically(out / "fit.json", json.dumps(record, indent=2, default=str))
+    write_file_atomically(out / "trials.csv", frame.to_csv(index=False))
     return fit
 
 

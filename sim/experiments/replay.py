@@ -17,8 +17,6 @@ call draws the same points and a killed replay, run again, skips the runs alread
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
 from defistress.scenarios.schema_scorecard import METRICS, scorecard_key
 from defistress.scenarios.schema_uncertainty import UncertainInput, Value
 from defistress.sim.analysis.bands import band, inside, seed_share, sensitivity
+from defistress.sim.experiments.outdir import write_file_atomically
 from defistress.sim.experiments.sweep import sweep
 from defistress.sim.experiments.sweep_results import PARQUET
 
@@ -140,7 +139,7 @@ def replay(
     points = [design.point(i) for i in range(design.samples)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "design.csv", design.frame().to_csv(index=False))
+    write_file_atomically(out / "design.csv", design.frame().to_csv(index=False))
     summary = sweep(ref, seeds, {}, out / "runs", overrides, workers, backend, on_done=on_done, points=points)
     runs = design_runs(design, summary.out / PARQUET, seeds)
     table = score_table(loaded, design, runs, quantiles)
@@ -302,27 +301,14 @@ def write_outputs(result: ReplayResult, report: bool = True) -> None:
     """scorecard.csv, scorecard.json, replay.json and (with `report`) index.html with its figures."""
     out = result.out
     table = result.table
-    _write_atomic(out / "scorecard.csv", table.to_csv(index=False))
+    write_file_atomically(out / "scorecard.csv", table.to_csv(index=False))
     records = json.loads(table.to_json(orient="records"))
-    _write_atomic(out / "scorecard.json", json.dumps({"scenario": result.scenario, "rows": records}, indent=2))
-    _write_atomic(out / "replay.json", json.dumps(result.manifest, indent=2, default=str))
+    write_file_atomically(out / "scorecard.json", json.dumps({"scenario": result.scenario, "rows": records}, indent=2))
+    write_file_atomically(out / "replay.json", json.dumps(result.manifest, indent=2, default=str))
     if report:
         from defistress.sim.report.replay_report import write_replay_report
 
         write_replay_report(result.scenario, table, result.manifest, out)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, then rename: a killed write leaves the old file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def replay_all(
@@ -365,7 +351,7 @@ def replay_all(
             )
     table = pd.DataFrame(rows)
     Path(out).mkdir(parents=True, exist_ok=True)
-    _write_atomic(Path(out) / "all.csv", table.to_csv(index=False))
+    write_file_atomically(Path(out) / "all.csv", table.to_csv(index=False))
     return table
 
 

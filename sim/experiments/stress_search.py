@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,9 @@ from defistress.scenarios.loader import ScenarioError, load
 from defistress.sim.analysis.crossing import bracket, crossed, wilson
 from defistress.sim.analysis.metric_expr import run_metric_names
 from defistress.sim.analysis.risk import with_ci
+from defistress.sim.experiments.outdir import write_file_atomically
 from defistress.sim.experiments.point_runs import Backend, PointRuns
-from defistress.sim.experiments.sweep_folder import SweepFolderError, SweepLock, check_out_target
+from defistress.sim.experiments.sweep_folder import SweepLock, check_folder_config, check_out_target
 from defistress.sim.experiments.sweep_tasks import RunFunction, point_overrides
 from defistress.sim.experiments.tune_spec import TuneInputError, _number
 
@@ -173,12 +173,12 @@ def stress_search(
         "curve_points": curve_points,
         "iterations": iterations,
     }
-    _check_config(out, config)
+    check_folder_config(out, CONFIG, config, "a stress search")
     out.mkdir(parents=True, exist_ok=True)
     lock = SweepLock(out).acquire()
     try:
         if not (out / CONFIG).is_file():
-            _atomic_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
+            write_file_atomically(out / CONFIG, json.dumps(config, indent=2) + "\n")
         runs = PointRuns(out, loaded, seeds, be, runner)
         tested: dict[float, dict[str, Any]] = {}
 
@@ -198,8 +198,8 @@ def stress_search(
             test([round((b.below + b.size) / 2, 12)])
         curve = pd.DataFrame([tested[s] for s in sorted(tested)])
         found = _describe(_bracket(tested, probability), axes, thr, probability, len(seeds))
-        _atomic_csv(curve, out / CURVE)
-        _atomic_text(out / BREAK, json.dumps(found, indent=2) + "\n")
+        write_file_atomically(out / CURVE, curve.to_csv(index=False))
+        write_file_atomically(out / BREAK, json.dumps(found, indent=2) + "\n")
         paths: list[Path] = []
         if figures:
             from defistress.sim.report.plots_stress import write_stress_figures
@@ -259,31 +259,3 @@ def _describe(b: Any, axes: Sequence[ShockAxis], thr: Threshold, p: float, n: in
         "below its lower end (crossing cannot be ruled out / is established)",
         "verdict": verdict,
     }
-
-
-def _check_config(out: Path, config: dict[str, Any]) -> None:
-    path = out / CONFIG
-    if not path.is_file():
-        return
-    try:
-        have = json.loads(path.read_text())
-    except ValueError as exc:
-        raise SweepFolderError(f"--out {out}: {CONFIG} is unreadable ({exc}); use a new --out") from None
-    diff = [f"{k}: folder {have.get(k)!r}, now {v!r}" for k, v in config.items() if have.get(k) != v]
-    if diff:
-        raise SweepFolderError(
-            f"--out {out}: this folder holds a stress search of another configuration ({'; '.join(diff)}); "
-            "use a new --out"
-        )
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)

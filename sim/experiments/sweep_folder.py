@@ -122,6 +122,23 @@ def check_config(out: Path, config: SweepConfig) -> bool:
     return True
 
 
+def check_folder_config(out: Path, name: str, config: dict, what: str, advice: str = "use a new --out") -> None:
+    """A tune or stress-search folder's `name` (its recorded configuration) must equal `config`: a folder of another
+    configuration is refused naming every differing key (its results would be mixed with these)."""
+    path = Path(out) / name
+    if not path.is_file():
+        return
+    try:
+        have = json.loads(path.read_text())
+    except ValueError as exc:
+        raise SweepFolderError(f"--out {out}: {name} is unreadable ({exc}); use a new --out") from None
+    diff = [f"{k}: folder {have.get(k)!r}, now {v!r}" for k, v in config.items() if have.get(k) != v]
+    if diff:
+        raise SweepFolderError(
+            f"--out {out}: this folder holds {what} of another configuration ({'; '.join(diff)}); {advice}"
+        )
+
+
 def write_config(out: Path, config: SweepConfig) -> None:
     tmp = Path(out) / f".{CONFIG}.tmp"
     tmp.write_text(config.to_json() + "\n")

@@ -30,7 +30,7 @@ import numpy as np
 from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
 from defistress.sim.analysis.metric_expr import run_metric_names
 from defistress.sim.experiments.point_runs import Backend, PointRuns
-from defistress.sim.experiments.sweep_folder import SweepFolderError, SweepLock, check_out_target
+from defistress.sim.experiments.sweep_folder import SweepLock, check_folder_config, check_out_target
 from defistress.sim.experiments.sweep_tasks import RunFunction, point_overrides
 from defistress.sim.experiments.tune_outputs import TuneResult, finished_trials, interrupted, write_outputs
 from defistress.sim.experiments.tune_spec import Constraint, TuneInputError, TuneSpec, parse_spec
@@ -74,22 +74,6 @@ def _config(loaded: LoadedScenario | None, runner: RunFunction | None, hash_: st
         "sampler_seed": sampler_seed,
         "startup_trials": startup,
     }
-
-
-def _check_folder_config(out: Path, config: dict[str, Any]) -> None:
-    path = out / CONFIG
-    if not path.is_file():
-        return
-    try:
-        have = json.loads(path.read_text())
-    except ValueError as exc:
-        raise SweepFolderError(f"--out {out}: {CONFIG} is unreadable ({exc}); use a new --out") from None
-    diff = [f"{k}: folder {have.get(k)!r}, now {v!r}" for k, v in config.items() if have.get(k) != v]
-    if diff:
-        raise SweepFolderError(
-            f"--out {out}: this folder holds a study of another configuration ({'; '.join(diff)}); its trials "
-            "would be mixed with these. Use a new --out (or the folder's settings; --trials may grow)"
-        )
 
 
 def sampler_for(spec: TuneSpec, sampler_seed: int, generation: int, startup: int) -> Any:
@@ -157,7 +141,13 @@ def tune(
     existed = check_out_target(out, CONFIG, what="tune")
     runs_hash = PointRuns.hash_for(loaded, runner)
     config = _config(loaded, runner, runs_hash, overrides, spec, seeds, sampler_seed, startup_trials)
-    _check_folder_config(out, config)
+    check_folder_config(
+        out,
+        CONFIG,
+        config,
+        "a study",
+        "its trials would be mixed with these. Use a new --out (or the folder's settings; --trials may grow)",
+    )
     out.mkdir(parents=True, exist_ok=True)
     lock = SweepLock(out).acquire()
     try:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from defistress.sim.analysis.pareto import nearest_to_ideal, non_dominated
 from defistress.sim.analysis.seed_adequacy import seed_warnings
+from defistress.sim.experiments.outdir import write_file_atomically
 from defistress.sim.experiments.point_runs import PointRuns
 from defistress.sim.experiments.sweep_results import finalize
 from defistress.sim.experiments.tune_spec import TuneSpec
@@ -194,12 +195,6 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def _figures(
     out: Path, trials: pd.DataFrame, pareto: pd.DataFrame, rec: dict[str, Any] | None, spec: TuneSpec, notes: list[str]
 ) -> list[Path]:
@@ -218,8 +213,8 @@ def write_outputs(out: Path, study: Any, spec: TuneSpec, runs: PointRuns, *, fig
     trials = trials_table(study, spec, runs)
     pareto = pareto_table(trials, spec)
     rec = recommend(trials, spec)
-    _atomic_csv(trials, out / TRIALS)
-    _atomic_csv(pareto, out / PARETO)
+    write_file_atomically(out / TRIALS, trials.to_csv(index=False))
+    write_file_atomically(out / PARETO, pareto.to_csv(index=False))
     tmp = out / f".{RECOMMENDED}.tmp"
     tmp.write_text(json.dumps(rec, indent=2) + "\n")
     os.replace(tmp, out / RECOMMENDED)
