@@ -16,7 +16,7 @@ from defistress.agents.traders import _Strict
 from defistress.protocols.bounds import Float, Share
 from defistress.protocols.margin import black76
 from defistress.protocols.margin.catalog import get_model
-from defistress.protocols.margin.portfolio import CALL, PUT, Portfolio
+from defistress.protocols.margin.portfolio import CALL, KIND_NAMES, PUT, Portfolio
 
 SECONDS_PER_DAY = 86_400.0
 STYLES = ("put", "call", "strangle")
@@ -71,9 +71,22 @@ class Legs:
 
 
 def instrument_arrays(venue) -> dict[str, np.ndarray]:
-    """The venue's instrument table as arrays: und (str), kind (str), strike (USD), expiry_t (s), index = id."""
-    tab = venue.instruments
-    return {c: np.asarray(tab[c]) for c in ("und", "kind", "strike", "expiry_t")}
+    """The venue's instrument table as arrays: und (str), kind (str), strike (USD), expiry_t (s), index = id.
+
+    Read from the venue's instrument arrays when it has them (no DataFrame built per block), else from its
+    `instruments` table."""
+    und, kind = getattr(venue, "inst_und", None), getattr(venue, "inst_kind", None)
+    if und is None or kind is None:
+        tab = venue.instruments
+        return {c: np.asarray(tab[c]) for c in ("und", "kind", "strike", "expiry_t")}
+    names = np.array(venue.underlyings, dtype=object)
+    kinds = np.array(KIND_NAMES, dtype=object)
+    return {
+        "und": names[np.asarray(und, dtype=np.int64)],
+        "kind": kinds[np.asarray(kind, dtype=np.int64)],
+        "strike": np.array(venue.inst_strike, dtype=np.float64),
+        "expiry_t": np.array(venue.inst_expiry_t, dtype=np.float64),
+    }
 
 
 def draw_strip(venue, underlying: str, strip: StripParams, rng: np.random.Generator, n: int, spot_usd: float) -> Legs:

@@ -249,9 +249,14 @@ class MarginCoordinator(MarginProtocol):
             out.append(float(v.atm_vol) if hasattr(v, "atm_vol") else float(v))
         return np.array(out)
 
-    def requirements(self, principals: np.ndarray | None = None) -> CoordinatedResult:
-        """Coordinated equity, requirements and health of all principals (or the given indices)."""
+    def requirements(self, principals: np.ndarray | None = None, with_pm: bool = True) -> CoordinatedResult:
+        """Coordinated equity, requirements and health of all principals (or the given indices).
+
+        with_pm=False computes the silo figures only (equity, silo IM/MM, silo shortfall): the portfolio-margin
+        figures (pm_mm, credit, contingencies, mm, im, health) are NaN, and the combined book is not valued."""
         idx = np.arange(self.n_accounts) if principals is None else np.atleast_1d(np.asarray(principals, np.int64))
+        if not with_pm:
+            return self._silo_only(idx)
         n, unds, pr = idx.size, self.underlyings, self.params
         z = lambda: np.zeros(n)  # noqa: E731
         eq, s_im, s_mm, s_mm_max, s_im_max, orc, lat, s_gap = z(), z(), z(), z(), z(), z(), z(), z()
@@ -302,6 +307,39 @@ class MarginCoordinator(MarginProtocol):
             mm,
             im,
             health,
+            s_gap,
+        )
+
+    def _silo_only(self, idx: np.ndarray) -> CoordinatedResult:
+        """The silo figures of `requirements` (same arithmetic, same order); portfolio-margin figures NaN."""
+        n = idx.size
+        eq, s_im, s_mm, s_mm_max, s_gap = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        for v, a in self.adaptors.items():
+            r = self.rows[v][idx]
+            sel = np.flatnonzero(r >= 0)
+            if sel.size == 0:
+                continue
+            rr = r[sel]
+            im, mm = a.silo_requirements(rr)
+            eq_v = a.equity_usd(rr)
+            eq[sel] += eq_v
+            s_gap[sel] += np.maximum(mm - eq_v, 0.0)
+            s_im[sel] += im
+            s_mm[sel] += mm
+            s_mm_max[sel] = np.maximum(s_mm_max[sel], mm)
+        nan = np.full(n, np.nan)
+        return CoordinatedResult(
+            eq,
+            s_im,
+            s_mm,
+            s_mm_max,
+            nan,
+            nan.copy(),
+            nan.copy(),
+            {"oracle": nan.copy(), "latency": nan.copy(), "settlement": nan.copy()},
+            nan.copy(),
+            nan.copy(),
+            nan.copy(),
             s_gap,
         )
 

@@ -27,6 +27,7 @@ from defistress.protocols.margin import black76
 from defistress.protocols.margin.catalog import check_model_name, get_model
 from defistress.protocols.margin.portfolio import CALL, KIND_NAMES, PERP, PUT, SPOT, MarketState, Portfolio
 from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.options_margin_cache import MarketKey, RowMarginCache
 from defistress.protocols.vol import CoupledVolSurface, VolSurfaceParams
 
 DUST_USD = 1e-9  # float rounding below which no bad debt / transfer is recorded
@@ -148,9 +149,12 @@ class OptionsVenue(MarginProtocol):
         self.liquidation_volume_usd = 0.0
         if params.security_module_usd > 0:
             env.ledger.mint(self.quote, self.security_module, params.security_module_usd, "genesis_security_module")
-        self._version = 0
-        self._cache_key: tuple[int, int, bytes] | None = None  # (block, state version, oracle prices)
-        self._cache: dict = {}
+        self._version = 0  # bumped by every state change (_touch)
+        self._cache_key: tuple | None = None  # (market key, state version) of `_cache`
+        self._cache: dict = {}  # marks, unit values, equity and the margin result of one state
+        self._marks_key: MarketKey | None = None  # market key of `_marks_cache`
+        self._marks_cache: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))  # marks, unit values
+        self._rows_cache = RowMarginCache()
 
     # --- views -----------------------------------------------------------------------------------
     @property
@@ -184,15 +188,38 @@ class OptionsVenue(MarginProtocol):
     def _touch(self) -> None:
         self._version += 1
 
-    def _values(self) -> dict:
+    def market_key(self) -> MarketKey:
+        """What every row's marks and margin depend on besides the row's own cash, positions and spot: chain time,
+        oracle and settlement prices, the instrument table, the vol surfaces' state, the model and the params."""
         p = self.prices()
-        key = (self.env.clock.block, self._version, p.tobytes())
-        if key != self._cache_key:
-            marks = self._marks(p)
-            unit = np.where(self.inst_kind == PERP, p[self.inst_und] - self.settle_price[self.inst_und], marks)
-            unit = np.where(self.inst_active, unit, 0.0)
-            self._cache = {"marks": marks, "unit": unit, "equity": self.cash + self.qty @ unit + self.spot @ p}
-            self._cache_key = key
+        return MarketKey(
+            objects=(self.model, getattr(self.model, "params", None), self.params, *self.surfaces.values()),
+            values=(
+                self.now,
+                p.tobytes(),
+                self.settle_price.tobytes(),
+                self.inst_und.tobytes(),
+                self.inst_kind.tobytes(),
+                self.inst_strike.tobytes(),
+                self.inst_expiry_t.tobytes(),
+                self.inst_active.tobytes(),
+                tuple((s.params, s.last_price, s.variance) for s in self.surfaces.values()),
+            ),
+            prices=p,
+        )
+
+    def _values(self) -> dict:
+        mk = self.market_key()
+        if self._cache_key is None or self._cache_key[1] != self._version or not mk.same(self._cache_key[0]):
+            if self._marks_key is None or not mk.same(self._marks_key):
+                p = mk.prices
+                marks = self._marks(p)
+                unit = np.where(self.inst_kind == PERP, p[self.inst_und] - self.settle_price[self.inst_und], marks)
+                self._marks_cache = (marks, np.where(self.inst_active, unit, 0.0))
+                self._marks_key = mk
+            marks, unit = self._marks_cache
+            self._cache = {"marks": marks, "unit": unit, "equity": self.cash + self.qty @ unit + self.spot @ mk.prices}
+            self._cache_key = (mk, self._version)
         return self._cache
 
     def _marks(self, p: np.ndarray) -> np.ndarray:
@@ -267,7 +294,10 @@ class OptionsVenue(MarginProtocol):
                 model=full.model,
             )
         if "margin" not in v:
-            v["margin"] = self._requirements(self.cash, self.qty, self.spot, v["equity"])
+            im, mm, drivers = self._rows_cache.refresh(self, self._cache_key[0], self._version)
+            v["margin"] = MarginResult(
+                im=im, mm=mm, equity=v["equity"], drivers=drivers, model=self._rows_cache.model_name
+            )
         return v["margin"]
 
     def _requirements(self, cash, qty, spot, equity) -> MarginResult:

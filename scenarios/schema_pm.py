@@ -200,6 +200,12 @@ class MarginSpec(Strict):
         20e6, gt=0, le=MAX_USD, description="stablecoin the coordinator's keeper starts with, USD [assumption]"
     )
     keeper_gas_eth: Float = Field(50.0, gt=0, le=MAX_TOKENS, description="ETH the keeper holds for gas, tokens")
+    silo_pm_figures: Literal["start", "every_block"] = Field(
+        "start",
+        description="silo regime: the portfolio-margin columns (regime_pm_mm_usd, regime_netting_credit_usd, "
+        "regime_contingency_usd) at the first block only (start: NaN after it, they feed the summary's capital "
+        "figures) or every block (every_block: values the whole book once more per block)",
+    )
 
     @model_validator(mode="after")
     def _check(self):

@@ -71,8 +71,9 @@ def build_keeper(model) -> list:
 def regime_figures(model) -> dict[str, float]:
     """This block's figures for the enrolled principals, by the rules of the scenario's regime (USD)."""
     coord = model.coordinator
-    res = coord.requirements()
     portfolio = margin_spec(model.scenario).regime == "portfolio"
+    pm = _pm_figures(model)
+    res = coord.requirements(with_pm=pm)
     if portfolio:
         shortfall = np.maximum(res.mm_usd - res.equity_usd, 0.0)
         im, mm = res.im_usd, res.mm_usd
@@ -81,7 +82,7 @@ def regime_figures(model) -> dict[str, float]:
         shortfall = res.silo_shortfall_usd
         unhealthy = shortfall > 0
         im, mm = res.silo_im_usd, res.silo_mm_usd
-    return {
+    out = {
         "equity_usd": float(res.equity_usd.sum()),
         "im_usd": float(im.sum()),
         "mm_usd": float(mm.sum()),
@@ -93,11 +94,37 @@ def regime_figures(model) -> dict[str, float]:
         "shortfall_usd": float(shortfall.sum()),
         "principals_unhealthy": int(unhealthy.sum()),
     }
+    if not pm:
+        out = {k: v for k, v in out.items() if k not in PM_COLUMNS}
+    if getattr(model, "regime_start", None) is None:
+        model.regime_start = dict(out)  # the first block's figures, portfolio-margin ones included
+    return out
+
+
+#: the figures that value the combined book with the portfolio-margin model (under silo: at the start only,
+#: unless `margin.silo_pm_figures = "every_block"`)
+PM_COLUMNS = ("pm_mm_usd", "netting_credit_usd", "contingency_usd")
+
+
+def _pm_figures(model) -> bool:
+    """Whether this block's figures value the combined book: always under portfolio (its rules need them), at the
+    first block under silo (the summary's capital figures), every block under silo only when asked."""
+    return _pm_columns(model) or getattr(model, "regime_start", None) is None
 
 
 def regime_columns(model) -> dict[str, float]:
-    """The block's regime figures as timeseries columns (a source of sim.metrics.Recorder)."""
-    return {f"regime_{k}": v for k, v in regime_figures(model).items()}
+    """The block's regime figures as timeseries columns (a source of sim.metrics.Recorder); under silo the
+    portfolio-margin columns are written only when `margin.silo_pm_figures = "every_block"`."""
+    figs = regime_figures(model)
+    if not _pm_columns(model):
+        figs = {k: v for k, v in figs.items() if k not in PM_COLUMNS}
+    return {f"regime_{k}": v for k, v in figs.items()}
+
+
+def _pm_columns(model) -> bool:
+    """Whether the portfolio-margin figures are timeseries columns (every block)."""
+    spec = margin_spec(model.scenario)
+    return spec.regime == "portfolio" or spec.silo_pm_figures == "every_block"
 
 
 def principals_flat(model) -> int:
@@ -149,7 +176,11 @@ def margin_outcomes(model, ts: pd.DataFrame, events: pd.DataFrame, per_protocol:
         "capital_required_usd": im0,
         "capital_required_silo_usd": silo_im0,
         "capital_efficiency": silo_im0 / im0 if im0 > 0 else None,
-        "netting_credit_start_usd": float(first["regime_netting_credit_usd"]),
+        "netting_credit_start_usd": float(
+            first["regime_netting_credit_usd"]
+            if "regime_netting_credit_usd" in ts
+            else model.regime_start["netting_credit_usd"]
+        ),
         "margin_shortfall_max_usd": float(ts["regime_shortfall_usd"].max()),
         "margin_shortfall_end_usd": float(ts["regime_shortfall_usd"].iloc[-1]),
         "principals_unhealthy_max": int(ts["regime_principals_unhealthy"].max()),
