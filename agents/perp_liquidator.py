@@ -58,22 +58,24 @@ class PerpLiquidator(mesa.Agent):
             self.account = int(own[0])
         else:
             self.account = int(dex.open_accounts(self.holder, [params.capital_usd], None)[0])
-        self.first_seen: dict[int, int] = {}
+        self.first_seen = np.zeros(0, dtype=np.int64)  # per DEX account: block first seen liquidatable, or -1
         self.attempts = 0
         self.liquidations = 0
 
     def submit(self, view: BlockView) -> list[Tx]:
         dex, pr = self.dex, self.params
-        cand = dex.liquidatable()
-        live = set(int(a) for a in cand)
-        for a in [a for a in self.first_seen if a not in live]:
-            del self.first_seen[a]
-        for a in live:
-            self.first_seen.setdefault(a, view.block)
-        ready = np.array(
-            [a for a in cand if a != self.account and view.block - self.first_seen[int(a)] >= pr.latency_blocks],
-            dtype=np.int64,
-        )
+        cand = np.asarray(dex.liquidatable(), dtype=np.int64)
+        n = int(dex.n_accounts)
+        if self.first_seen.size != n:  # accounts opened since: they start unseen
+            grown = np.full(n, -1, dtype=np.int64)
+            k = min(n, self.first_seen.size)
+            grown[:k] = self.first_seen[:k]
+            self.first_seen = grown
+        live = np.zeros(n, dtype=bool)
+        live[cand] = True
+        self.first_seen[~live] = -1  # forget accounts no longer liquidatable
+        self.first_seen[live & (self.first_seen < 0)] = view.block
+        ready = cand[(cand != self.account) & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
         if ready.size == 0:
             return []
         ready = ready[np.argsort(-dex.maintenance_requirement()[ready], kind="stable")][: pr.max_tx_per_block * 4]
