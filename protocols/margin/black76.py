@@ -208,6 +208,7 @@ class ForwardShockPricer:
         qty: npt.ArrayLike,
         discount: npt.ArrayLike = 1.0,
         fixed: npt.ArrayLike = 0.0,
+        dedupe: bool = True,
     ) -> None:
         self.f, self.k, self.t, self.qty, self.d, fixed_b = np.broadcast_arrays(
             _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount), _arr(fixed)
@@ -221,6 +222,31 @@ class ForwardShockPricer:
         self.sqrt_t = np.sqrt(np.maximum(self.t, 0.0))
         self.fd, self.kd = self.f * self.d, self.k * self.d
         self._cache: dict[Any, tuple[np.ndarray, ...]] = {}
+        self._unit: ForwardShockPricer | None = None  # one unit of each distinct option, when the book repeats them
+        if dedupe and self.f.size >= _DEDUPE_MIN:
+            self._dedupe(fixed_b)
+
+    def _dedupe(self, fixed_b: np.ndarray) -> None:
+        """Price each distinct option (same forward, strike, expiry, discount, fixed part, call/put: bit for bit)
+        once per scenario and scale by each position's qty: positions of one series in many accounts cost one
+        Black-76 evaluation. Every price is elementwise, so the values are bit-identical to pricing every position
+        (qty x price, the same product in the same order)."""
+        cols = np.stack([self.f, self.k, self.t, self.d, fixed_b, self.is_call.astype(np.float64)], axis=1)
+        rows = np.ascontiguousarray(cols).view(np.dtype((np.void, cols.dtype.itemsize * cols.shape[1]))).ravel()
+        _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+        if first.size > self.f.size // 2:
+            return
+        self._first, self._inv = first, inv.reshape(-1)
+        self._unit = ForwardShockPricer(
+            self.f[first],
+            self.k[first],
+            self.t[first],
+            self.is_call[first],
+            1.0,
+            self.d[first],
+            fixed_b[first],
+            dedupe=False,
+        )
 
     def _vol_terms(self, sigma: AL, key: Any) -> tuple[np.ndarray, ...]:
         if key is not None and key in self._cache:
@@ -236,6 +262,11 @@ class ForwardShockPricer:
 
     def values(self, fwd_mult: float, sigma: AL, key: Any = None) -> np.ndarray:
         """qty * discounted price at forward F * fwd_mult (scalar) and vol `sigma` (per option)."""
+        if self._unit is not None:
+            sig = np.broadcast_to(_arr(sigma), self.f.shape)
+            sig_u = sig[self._first]
+            if np.array_equal(sig_u[self._inv], sig):  # one vol per distinct option: price the distinct ones
+                return self._unit.values(fwd_mult, sig_u, key)[self._inv] * self.qty
         tv, inv, half, odd, sig_odd = self._vol_terms(sigma, key)
         n = self.f.size
         out = np.empty(n)
@@ -277,6 +308,7 @@ class ForwardShockPricer:
 
 
 _PARALLEL_MIN = 50_000  # options per book above which values() splits the work over two threads
+_DEDUPE_MIN = 64  # options per book from which ForwardShockPricer looks for repeated series
 _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = -1
 

@@ -1,0 +1,47 @@
+"""ForwardShockPricer prices each distinct option series once when a book repeats them (many accounts holding the
+same series): the values must equal, bit for bit, pricing every position on its own (dedupe=False, the
+reference path), for every scenario move and vol, the degenerate options (T = 0, sigma = 0, K = 0) included."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from defistress.protocols.margin import black76 as b76
+
+
+def book(rng: np.random.Generator, n: int = 400):
+    """n positions over 12 series (2 of them degenerate), each position with its own qty."""
+    f = np.array([2000.0, 2000.0, 2000.0, 1990.0, 2000.0, 2000.0, 60_000.0, 60_000.0, 2000.0, 2000.0, 2000.0, 2000.0])
+    k = np.array([1800.0, 2200.0, 2000.0, 1800.0, 1500.0, 2500.0, 55_000.0, 65_000.0, 0.0, 1900.0, 2100.0, 1700.0])
+    t = np.array([7, 30, 7, 7, 90, 90, 30, 30, 30, 0, 7, 30], dtype=np.float64) / 365.0
+    call = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 0], dtype=bool)
+    fixed = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 150.0, 0])
+    s = rng.integers(0, f.size, n)
+    qty = rng.normal(0, 3, n)
+    sig_series = np.array([0.7, 0.6, 0.65, 0.7, 0.8, 0.55, 0.5, 0.45, 0.6, 0.6, 0.0, 0.9])
+    return f[s], k[s], t[s], call[s], qty, fixed[s], sig_series[s], s
+
+
+def test_deduplicated_values_equal_every_position_priced_on_its_own():
+    rng = np.random.default_rng(7)
+    f, k, t, call, qty, fixed, sig, series = book(rng)
+    fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.99, fixed=fixed)
+    ref = b76.ForwardShockPricer(f, k, t, call, qty, 0.99, fixed=fixed, dedupe=False)
+    assert fast._unit is not None and ref._unit is None
+    for m in (0.5, 0.8, 1.0, 1.25, 3.0):
+        for j, s in enumerate((sig, sig * 1.5, np.maximum(0.3, sig * 0.7))):
+            a, b = fast.values(m, s, key=j), ref.values(m, s, key=j)
+            assert np.array_equal(a, b), (m, j)
+
+
+def test_a_vol_that_differs_within_a_series_falls_back_to_every_position():
+    rng = np.random.default_rng(8)
+    f, k, t, call, qty, fixed, sig, series = book(rng)
+    sig2 = sig + rng.uniform(0, 0.01, sig.size)  # each position its own vol: no series shares one
+    fast = b76.ForwardShockPricer(f, k, t, call, qty, 1.0, fixed=fixed)
+    ref = b76.ForwardShockPricer(f, k, t, call, qty, 1.0, fixed=fixed, dedupe=False)
+    assert np.array_equal(fast.values(0.9, sig2), ref.values(0.9, sig2))
+    # and the prices themselves are right: each position = qty x the Black-76 price of its series (fixed = 0)
+    plain = fixed == 0
+    want = qty[plain] * np.where(call[plain], *b76.call_put(f[plain] * 0.9, k[plain], t[plain], sig2[plain], 1.0))
+    np.testing.assert_allclose(fast.values(0.9, sig2)[plain], want, rtol=1e-12, atol=1e-9)
