@@ -285,6 +285,20 @@ class OptionsAdaptor(_Forwarding):
         return np.asarray(r.im, float), np.asarray(r.mm, float)
 
     def portfolio(self, rows, underlyings: tuple[str, ...]) -> Portfolio:
+        """The rows' portfolio over `underlyings`; the last one is kept while the venue's state and market are
+        unchanged (a coordinator asks for it three times per valuation: positions, net delta, notional)."""
+        r = _rows(rows)
+        v = self.venue
+        key = (r.tobytes(), tuple(underlyings), v._version)
+        mk = v.market_key()
+        last = getattr(self, "_last_pf", None)
+        if last is not None and last[0] == key and mk.same(last[1]):
+            return last[2]
+        pf = self._portfolio(r, underlyings)
+        self._last_pf = (key, mk, pf)
+        return pf
+
+    def _portfolio(self, rows, underlyings: tuple[str, ...]) -> Portfolio:
         pf = self.venue.portfolio(_rows(rows))
         remap = _und_index(pf.underlyings, underlyings)
         if pf.n_positions and np.any(remap[pf.und] < 0):

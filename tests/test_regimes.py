@@ -88,6 +88,21 @@ def test_regime_figures_are_recorded_every_block(runs):
         assert (ts["regime_mm_usd"] <= ts["regime_im_usd"] + 1e-6).all()
 
 
+def test_silo_values_the_combined_book_at_the_start_only_unless_asked(runs):
+    silo, port = runs["silo"], runs["portfolio"]
+    pm_cols = ("regime_pm_mm_usd", "regime_netting_credit_usd", "regime_contingency_usd")
+    assert all(c in port.timeseries for c in pm_cols) and not any(c in silo.timeseries for c in pm_cols)
+    # the start's netting credit still reaches the summary, and equals the portfolio run's first row (same books)
+    start = float(port.timeseries["regime_netting_credit_usd"].iloc[0])
+    assert silo.metrics["margin"]["netting_credit_start_usd"] == pytest.approx(start, rel=1e-12) and start > 0
+    every = run_scenario(
+        "inter-protocol-pm",
+        seed=3,
+        overrides=[*SMALL, "margin.regime=silo", "run.duration=25m", "margin.silo_pm_figures=every_block"],
+    )
+    assert all(every.timeseries[c].notna().all() for c in pm_cols)
+
+
 def test_same_regime_and_seed_give_identical_frames():
     again = run_scenario("inter-protocol-pm", seed=3, overrides=[*SMALL, "margin.regime=portfolio", "run.duration=1h"])
     once = run_scenario("inter-protocol-pm", seed=3, overrides=[*SMALL, "margin.regime=portfolio", "run.duration=1h"])

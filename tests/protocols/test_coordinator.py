@@ -309,3 +309,26 @@ def test_options_adaptor_feeds_the_coordinator_and_its_liquidation():
     assert coord.settled_usd > 0
     env.ledger.check_conservation()
     assert opt.accounting_gap_usd() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_silo_only_figures_equal_the_full_valuation_and_leave_portfolio_figures_unset():
+    env, eth, lend, opt, coord, i = options_world()
+    for price in (2000.0, 1500.0):
+        eth.price = price
+        full, silo = coord.requirements(), coord.requirements(with_pm=False)
+        for f in ("equity_usd", "silo_im_usd", "silo_mm_usd", "silo_mm_max_usd", "silo_shortfall_usd"):
+            assert np.array_equal(getattr(silo, f), getattr(full, f)), f
+        assert np.isfinite(full.pm_mm_usd).all() and np.isnan(silo.pm_mm_usd).all() and np.isnan(silo.health).all()
+
+
+def test_the_options_adaptor_rebuilds_its_portfolio_after_a_trade_or_a_price_move():
+    env, eth, lend, opt, coord, i = options_world()
+    a, row = coord.adaptors["options"], np.array([int(coord.rows["options"][i])])
+    first = a.portfolio(row, ("ETH",))
+    assert a.portfolio(row, ("ETH",)) is first  # nothing moved: the same valuation input
+    perp = int(np.flatnonzero(opt.inst_kind == 1)[0])
+    opt.trade("alice", row, perp, [1.0], check_margin=False)
+    after = a.portfolio(row, ("ETH",))
+    assert after is not first and after.qty.sum() == pytest.approx(-4.0)
+    eth.price = 1900.0  # perp entry price is the last settlement, unchanged; still a new market: rebuilt
+    assert a.portfolio(row, ("ETH",)) is not after
