@@ -1,6 +1,6 @@
 """Run every benchmark in sequence: bench_model.py, bench_margin.py and bench_evm.py when they exist (bench_evm
-needs `make chain`), bench_sweep.py and the sweep scaling projection built on its figures, then bench_replays.py
-(every built-in replay at full size).
+needs `make chain`), bench_pm.py (the options / inter-protocol scenarios at full size), bench_sweep.py and the
+sweep scaling projection built on its figures, then bench_replays.py (every built-in replay at full size).
 
 Run: python benchmarks/run_all.py [arguments passed on to bench_model.py, e.g. --quick]
 Each benchmark runs as its own process with this interpreter; the first failure stops the run.
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         steps.append([str(HERE / "bench_margin.py")])
     if (HERE / "bench_evm.py").exists():  # needs `make chain` (the Anvil node and the contracts)
         steps.append([str(HERE / "bench_evm.py")])
+    if (HERE / "bench_pm.py").exists():  # inter-protocol-pm and defi-contagion at full size (this checkout only)
+        steps.append([str(HERE / "bench_pm.py"), "--size", "full"])
     steps += [[str(HERE / "bench_sweep.py")], [str(HERE / "sweep_projection.py")]]
     if (HERE / "bench_replays.py").exists():  # every built-in replay at full size (defistress replay)
         steps.append([str(HERE / "bench_replays.py")])
