@@ -297,9 +297,8 @@ def main() -> None:
         group = groups[name]
         dest = BUILD / name
         seconds = None
+        # a module whose source is unchanged since carries its earlier verdicts; one that changed is run again whole
         old = {p: since[p] for p in group["mutate"] if p in since and since[p].get("sha256") == sha256(p)}
-        if len(old) < len(group["mutate"]):
-            old = {}  # a module changed since: every mutant is run again
         killed_before = {m["key"] for o in old.values() for m in o["mutants"] if m["verdict"] in (KILLED, TIMEOUT)}
         functions = group.get("functions")  # {path: [function, ...]}: the rules in scope, else every function
         if not args.report:
@@ -310,10 +309,16 @@ def main() -> None:
                 for m in o["mutants"]
                 if m["key"] not in killed_before and m["verdict"] != NOT_CHECKED
             ]
-            if functions and not old:
-                only = [mutant_glob(p, f) for p in group["mutate"] for f in functions.get(p, [])]
+            for p in (p for p in group["mutate"] if p not in old):  # changed since (or no --since): all its mutants
+                only += (
+                    [mutant_glob(p, f) for f in functions[p]] if functions and p in functions else [module_of(p) + ".*"]
+                )
             what = (
-                f"{len(only)} mutants left by {args.since}" if old else "the functions in scope" if functions else "all"
+                f"{len(only)} mutants or patterns left by {args.since}"
+                if old
+                else "the functions in scope"
+                if functions
+                else "all"
             )
             print(f"[{name}] staging and running mutmut on {', '.join(group['mutate'])}: {what}", flush=True)
             if old and not only:
