@@ -241,3 +241,39 @@ def test_liquidated_debt_and_incentives_add_up_over_several_barks():
     cdp2.bark(0, "k1")
     cdp2.bark(1, "k2")
     assert cdp2.metrics()["bad_debt_usd"] == 10.0
+
+
+def test_governance_pause_stops_new_liquidations_with_the_auction_houses_revert():
+    # dss clip.sol isStopped: require(stopped < level, "Clipper/stopped-incorrect"); flip.sol kick is `auth`
+    # ("Flipper/not-authorized") once FlipperMom denies the Cat. A pause of another asset changes nothing.
+    for mech, reason, unsafe, extra in (
+        ("clip", "Clipper/stopped-incorrect", "Dog/not-unsafe", {}),
+        ("flip", "Flipper/not-authorized", "Cat/not-unsafe", {"lump": 50.0}),
+    ):
+        cdp, env = make(mechanism=mech, **extra)
+        cdp.open_vaults([10.0, 10.0], [1000.0, 100.0])
+        cdp.oracle.price = 140.0  # spot 93.3: vault 0 (933 < 1000) unsafe, vault 1 (933 > 100) safe
+        cdp.gates.set("paused", True, "WBTC")
+        assert list(cdp.preview_bark(np.array([0, 1]))["reason"]) == ["", unsafe]
+        cdp.gates.set("paused", True, "ETH")
+        pv = cdp.preview_bark(np.array([0, 1]))
+        assert list(pv["reason"]) == [reason, reason] and list(pv["ok"]) == [False, False]
+        with pytest.raises(Revert, match=f"^{reason}$"):
+            cdp.bark(0, "kicker")
+        assert cdp.ink[0] == 10.0 and cdp.auctions.kicks == 0
+        cdp.gates.set("paused", False, "ETH")
+        assert cdp.bark(0, "kicker").auction == 0
+
+
+def test_a_frozen_or_paused_ilk_opens_vaults_without_debt_but_draws_none():
+    # a frozen ilk is a debt ceiling of zero (dss vat.frob 'Vat/ceiling-exceeded'); locking collateral is fine
+    for state in ("frozen", "paused"):
+        cdp, env = make()
+        cdp.gates.set(state, True, "ETH")
+        with pytest.raises(Revert, match=rf"^maker: Vat/ceiling-exceeded \(ETH {state} by governance\)$"):
+            cdp.open_vaults([10.0], [1000.0])
+        assert cdp.n_accounts == 0 and env.ledger.balance("population", "DAI") == 0.0
+        assert list(cdp.open_vaults([10.0], [0.0])) == [0]
+        assert cdp.ink[0] == 10.0 and cdp.art[0] == 0.0
+        cdp.gates.set(state, False, "ETH")
+        assert list(cdp.open_vaults([10.0], [1000.0])) == [1]
