@@ -139,8 +139,10 @@ def test_a_vault_becomes_liquidatable_through_the_stability_fee_alone():
     cdp, _ = make(stability_fee_per_year=0.05)
     cdp.open_vaults([10.0], [1300.0])  # 10·200/1.5 = 1333.33 ≥ 1300: safe
     assert list(cdp.liquidatable()) == []
+    assert cdp.metrics()["accounts_unhealthy"] == 0
     cdp.accrue(365 * 86400.0)  # debt 1300·1.05 = 1365 > 1333.33
     assert list(cdp.liquidatable()) == [0]
+    assert cdp.metrics()["accounts_unhealthy"] == 1  # counted at art·rate, not art/rate = 1238
 
 
 def test_metrics_report_the_book_by_hand():
@@ -277,3 +279,10 @@ def test_a_frozen_or_paused_ilk_opens_vaults_without_debt_but_draws_none():
         assert cdp.ink[0] == 10.0 and cdp.art[0] == 0.0
         cdp.gates.set(state, False, "ETH")
         assert list(cdp.open_vaults([10.0], [1000.0])) == [1]
+
+
+def test_a_repayment_reduces_only_the_vaults_it_names():
+    cdp, _ = make()
+    cdp.open_vaults([10.0, 10.0, 10.0], [1000.0, 1000.0, 1000.0])
+    cdp.repay([1], [300.0])  # rate 1: art of vault 1 = 1000 − 300 = 700; the others keep 1000
+    np.testing.assert_array_equal(cdp.art, [1000.0, 700.0, 1000.0])
