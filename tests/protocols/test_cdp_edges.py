@@ -286,3 +286,14 @@ def test_a_repayment_reduces_only_the_vaults_it_names():
     cdp.open_vaults([10.0, 10.0, 10.0], [1000.0, 1000.0, 1000.0])
     cdp.repay([1], [300.0])  # rate 1: art of vault 1 = 1000 − 300 = 700; the others keep 1000
     np.testing.assert_array_equal(cdp.art, [1000.0, 700.0, 1000.0])
+
+
+def test_open_vaults_refuses_bad_batches_naming_the_rule():
+    cdp, env = make()
+    with pytest.raises(ValueError, match=r"^maker: ink and debt must have the same shape, got \(2,\) and \(1,\)$"):
+        cdp.open_vaults([10.0, 10.0], [1000.0])
+    bad = "^maker: ink and debt must be finite and non-negative$"
+    for ink, debt in (([-1.0], [0.0]), ([10.0], [-5.0]), ([np.nan], [0.0]), ([10.0], [np.inf]), ([10.0], [None])):
+        with pytest.raises(Revert, match=bad):
+            cdp.open_vaults(ink, debt)
+    assert cdp.n_accounts == 0 and env.ledger.balance("population", "ETH") == 1_000.0
