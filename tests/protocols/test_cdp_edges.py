@@ -293,7 +293,31 @@ def test_open_vaults_refuses_bad_batches_naming_the_rule():
     with pytest.raises(ValueError, match=r"^maker: ink and debt must have the same shape, got \(2,\) and \(1,\)$"):
         cdp.open_vaults([10.0, 10.0], [1000.0])
     bad = "^maker: ink and debt must be finite and non-negative$"
-    for ink, debt in (([-1.0], [0.0]), ([10.0], [-5.0]), ([np.nan], [0.0]), ([10.0], [np.inf]), ([10.0], [None])):
+    for ink, debt in (
+        ([-1.0], [0.0]),
+        ([10.0], [-5.0]),
+        ([np.nan], [0.0]),
+        ([10.0], [np.inf]),
+        ([10.0], [None]),
+        ([None], [0.0]),
+    ):
         with pytest.raises(Revert, match=bad):
             cdp.open_vaults(ink, debt)
     assert cdp.n_accounts == 0 and env.ledger.balance("population", "ETH") == 1_000.0
+
+
+def test_debt_ceilings_admit_a_total_equal_to_the_ceiling_and_dust_applies_below_one_dai():
+    # dss vat.frob: require(Art·rate <= line && debt <= Line, "Vat/ceiling-exceeded"); dust: debt 0 or >= dust
+    for kw in ({"line": 2000.0}, {"Line": 2000.0}):
+        cdp, env = make(**kw)
+        cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])  # total 2000 = the ceiling: allowed
+        with pytest.raises(Revert, match="^Vat/ceiling-exceeded$"):
+            cdp.open_vaults([10.0], [100.0])  # 2100 > 2000
+        assert cdp.total_debt() == 2000.0
+    cdp, _ = make()
+    with pytest.raises(Revert, match="^Vat/dust$"):
+        cdp.open_vaults([10.0], [0.5])  # 0 < 0.5 < dust 100
+    cdp, _ = make(dust=0.0)
+    cdp.gates.set("frozen", True, "ETH")
+    with pytest.raises(Revert, match=r"^maker: Vat/ceiling-exceeded \(ETH frozen by governance\)$"):
+        cdp.open_vaults([10.0], [0.5])  # any new debt, even below 1 DAI, is refused while frozen
