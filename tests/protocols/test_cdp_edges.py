@@ -321,3 +321,13 @@ def test_debt_ceilings_admit_a_total_equal_to_the_ceiling_and_dust_applies_below
     cdp.gates.set("frozen", True, "ETH")
     with pytest.raises(Revert, match=r"^maker: Vat/ceiling-exceeded \(ETH frozen by governance\)$"):
         cdp.open_vaults([10.0], [0.5])  # any new debt, even below 1 DAI, is refused while frozen
+
+
+def test_opening_vaults_mints_the_draw_by_reason_and_needs_the_collateral():
+    cdp, env = make(eth=15.0)
+    cdp.open_vaults([10.0], [1000.0])
+    assert env.ledger.mint_reasons[("DAI", "cdp_draw")] == 1000.0
+    # 5 ETH left: locking 10 more fails in the ledger, and the revert says which holder and token
+    with pytest.raises(Revert, match="^maker: cannot lock collateral: population holds 5 ETH, cannot send 10$"):
+        cdp.open_vaults([10.0], [0.0])
+    assert cdp.n_accounts == 1
