@@ -331,3 +331,12 @@ def test_opening_vaults_mints_the_draw_by_reason_and_needs_the_collateral():
     with pytest.raises(Revert, match="^maker: cannot lock collateral: population holds 5 ETH, cannot send 10$"):
         cdp.open_vaults([10.0], [0.0])
     assert cdp.n_accounts == 1
+
+
+def test_debt_opened_after_accrual_is_normalised_by_the_rate_and_a_debt_free_vault_mints_nothing():
+    cdp, env = make(stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0], [0.0])
+    assert ("DAI", "cdp_draw") not in env.ledger.mint_reasons  # no zero-amount mint on the books
+    cdp.accrue(365 * 86400.0)  # rate 1.05
+    cdp.open_vaults([10.0], [1050.0])  # dss vat.frob: art = debt / rate = 1050 / 1.05 = 1000
+    assert cdp.art[1] == pytest.approx(1000.0, rel=1e-12) and cdp.debt()[1] == pytest.approx(1050.0, rel=1e-12)
