@@ -340,3 +340,10 @@ def test_debt_opened_after_accrual_is_normalised_by_the_rate_and_a_debt_free_vau
     cdp.accrue(365 * 86400.0)  # rate 1.05
     cdp.open_vaults([10.0], [1050.0])  # dss vat.frob: art = debt / rate = 1050 / 1.05 = 1000
     assert cdp.art[1] == pytest.approx(1000.0, rel=1e-12) and cdp.debt()[1] == pytest.approx(1050.0, rel=1e-12)
+
+
+def test_preview_of_no_vaults_is_empty():
+    cdp, _ = make()
+    cdp.open_vaults([10.0], [1000.0])
+    pv = cdp.preview_bark([])  # a keeper with no candidates this block
+    assert all(len(a) == 0 for a in pv.values()) and set(pv) >= {"ok", "reason", "tab"}
