@@ -347,3 +347,40 @@ def test_preview_of_no_vaults_is_empty():
     cdp.open_vaults([10.0], [1000.0])
     pv = cdp.preview_bark([])  # a keeper with no candidates this block
     assert all(len(a) == 0 for a in pv.values()) and set(pv) >= {"ok", "reason", "tab"}
+
+
+def _partial(hole):
+    """A vault of 10 ETH, art 500, at rate 1.25 (25 %/yr for one year) and chop 1.25 (both exact in binary), at
+    ETH 90 (spot 60: 600 < 625 unsafe), under a per-ilk Dog room `hole`."""
+    cdp, _ = make(chop=1.25, stability_fee_per_year=0.25, hole=hole)
+    cdp.open_vaults([10.0], [500.0])
+    cdp.accrue(365 * 86400.0)
+    assert cdp.rate == 1.25
+    cdp.oracle.price = 90.0
+    return {k: a[0] for k, a in cdp.preview_bark([0]).items()}
+
+
+def test_dog_partial_liquidation_boundaries_at_exactly_dust():
+    # Maker dss src/dog.sol bark: dart = min(art, room/rate/chop); if art > dart: the leftover (art − dart)·rate
+    # < dust liquidates the whole vault, else the auction dart·rate must be >= dust
+    pv = _partial(656.25)  # dart = 656.25/1.25/1.25 = 420: leftover 80·1.25 = 100 = dust, not below: partial
+    assert (pv["ok"], pv["dart"], pv["due"], pv["tab"]) == (True, 420.0, 525.0, 656.25)
+    pv = _partial(125.0)  # dart = 125/1.25/1.25 = 80: auction 80·1.25 = 100 = dust, not below: allowed
+    assert (pv["ok"], pv["dart"], pv["due"], pv["tab"]) == (True, 80.0, 100.0, 125.0)
+    pv = _partial(124.0)  # dart = 79.36: auction 99.2 < dust
+    assert pv["reason"] == "Dog/dusty-auction-from-partial-liquidation"
+    pv = _partial(656.0)  # dart = 419.84: leftover 80.16·1.25 = 100.2 >= dust: partial
+    assert pv["dart"] == pytest.approx(419.84, rel=1e-12)
+    pv = _partial(657.0)  # dart = 420.48: leftover 79.52·1.25 = 99.4 < dust: the whole vault
+    assert (pv["ok"], pv["dart"], pv["due"]) == (True, 500.0, 625.0)
+
+
+def test_a_vault_left_below_a_raised_dust_is_liquidated_whole():
+    # governance raises dust above a vault's debt (dss vat.file dust); dss dog.bark checks a dusty auction only
+    # for a partial liquidation, so the whole vault still goes to auction
+    cdp, _ = make()
+    cdp.open_vaults([10.0], [500.0])
+    cdp.p = cdp.p.model_copy(update={"dust": 1000.0})
+    cdp.oracle.price = 70.0  # spot 46.67: 466.7 < 500 unsafe
+    pv = {k: a[0] for k, a in cdp.preview_bark([0]).items()}
+    assert (pv["ok"], pv["dart"], pv["dink"], pv["due"]) == (True, 500.0, 10.0, 500.0)
