@@ -384,3 +384,13 @@ def test_a_vault_left_below_a_raised_dust_is_liquidated_whole():
     cdp.oracle.price = 70.0  # spot 46.67: 466.7 < 500 unsafe
     pv = {k: a[0] for k, a in cdp.preview_bark([0]).items()}
     assert (pv["ok"], pv["dart"], pv["dink"], pv["due"]) == (True, 500.0, 10.0, 500.0)
+
+
+def test_preview_seizes_collateral_in_proportion_for_any_debt_and_nothing_from_a_debt_free_vault():
+    cdp, _ = make(dust=0.0)
+    cdp.open_vaults([10.0, 0.01, 10.0], [1000.0, 0.5, 0.0])
+    cdp.oracle.price = 70.0  # spot 46.67: 466.7 < 1000 and 0.467 < 0.5 unsafe; the debt-free vault is safe
+    pv = cdp.preview_bark([0, 1, 2])
+    # whole vaults (room is ample): dink = ink·dart/art = ink; a vault without debt seizes 0
+    assert pv["dink"].dtype == float and list(pv["dink"]) == [10.0, 0.01, 0.0]
+    assert list(pv["reason"]) == ["", "", "Dog/not-unsafe"]
