@@ -394,3 +394,21 @@ def test_preview_seizes_collateral_in_proportion_for_any_debt_and_nothing_from_a
     # whole vaults (room is ample): dink = ink·dart/art = ink; a vault without debt seizes 0
     assert pv["dink"].dtype == float and list(pv["dink"]) == [10.0, 0.01, 0.0]
     assert list(pv["reason"]) == ["", "", "Dog/not-unsafe"]
+
+
+def test_the_dog_room_is_what_the_global_hole_leaves_after_running_auctions_and_any_room_above_zero_is_used():
+    # Maker dss src/dog.sol bark: require(Hole > Dirt && hole > dirt); room = min(Hole − Dirt, hole − dirt);
+    # dart = min(art, room/rate/chop). Vaults of 10 ETH owing 1000 at ETH 140 (spot 93.3: unsafe), chop 1.25.
+    cdp, _ = make(chop=1.25, Hole=2000.0)
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])
+    cdp.oracle.price = 140.0
+    assert cdp.bark(0, "k").tab == 1250.0  # room 2000: dart = min(1000, 2000/1.25) = 1000, whole; Dirt 1250
+    pv = {k: a[0] for k, a in cdp.preview_bark([1]).items()}
+    # room = 2000 − 1250 = 750: dart = 750/1.25 = 600, leftover 400 ≥ dust 100: a partial auction of tab 750
+    assert (pv["ok"], pv["dart"], pv["tab"], pv["dink"]) == (True, 600.0, 750.0, 6.0)
+    cdp, _ = make(dust=0.0, chop=1.25, hole=0.5)  # half a DAI of room is room
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.oracle.price = 140.0
+    pv = {k: a[0] for k, a in cdp.preview_bark([0]).items()}
+    # dart = 0.5/1/1.25 = 0.4; dink = 10·0.4/1000 = 0.004
+    assert (pv["ok"], pv["dart"], pv["tab"]) == (True, 0.4, 0.5) and pv["dink"] == pytest.approx(0.004, rel=1e-15)
