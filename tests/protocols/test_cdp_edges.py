@@ -412,3 +412,38 @@ def test_the_dog_room_is_what_the_global_hole_leaves_after_running_auctions_and_
     pv = {k: a[0] for k, a in cdp.preview_bark([0]).items()}
     # dart = 0.5/1/1.25 = 0.4; dink = 10·0.4/1000 = 0.004
     assert (pv["ok"], pv["dart"], pv["tab"]) == (True, 0.4, 0.5) and pv["dink"] == pytest.approx(0.004, rel=1e-15)
+
+
+def test_a_vault_without_collateral_is_a_null_auction_and_cat_v1_takes_debt_in_proportion_to_any_lot():
+    # dss dog.sol bark / cat.sol bite: require(dink > 0, "Dog/null-auction" / "Cat/null-auction"). No user path
+    # here leaves debt without collateral, so the state is set directly: ink 0, debt 1000 (unsafe at any price).
+    for mech, extra, reason in (("clip", {}, "Dog/null-auction"), ("flip", {"lump": 50.0}, "Cat/null-auction")):
+        cdp, _ = make(mechanism=mech, dust=0.0, **extra)
+        cdp.open_vaults([10.0, 0.5], [1000.0, 60.0])
+        cdp.ink[0] = 0.0
+        cdp.oracle.price = 140.0  # spot 93.3: vault 1 at 46.7 < 60 unsafe
+        pv = cdp.preview_bark([0, 1])
+        assert list(pv["reason"]) == [reason, ""] and pv["dink"][0] == 0.0
+        # vault 1: dink = min(0.5, lump 50) = 0.5 (Cat v1) or the whole 0.5 (Dog); dart = 0.5·60/0.5 = 60
+        assert pv["dink"][1] == 0.5 and pv["dart"][1] == 60.0 and pv["due"][1] == 60.0
+        if mech == "flip":
+            assert pv["dart"][0] == 0.0  # Cat v1: dart = min(art, dink·art/ink), 0 without collateral
+
+
+def _cat2(box, dust=100.0):
+    """Cat v2 (Liquidations 1.2): two vaults of 10 ETH owing 1000 at ETH 140, chop 1.25, dunk 1250; vault 0
+    bitten whole (dart = min(1000, min(1250, box)/1.25)), so the litter is its tab."""
+    cdp, _ = make(mechanism="flip", dust=dust, chop=1.25, dunk=1250.0, box=box)
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])
+    cdp.oracle.price = 140.0
+    cdp.bite(0, "k")
+    return {k: a[0] for k, a in cdp.preview_bark([1]).items()}
+
+
+def test_cat_v2_room_must_be_at_least_dust_and_a_full_litterbox_stops_bites():
+    # Maker dss src/cat.sol (Liq 1.2) bite: room = box − litter; require(litter < box && room >= dust,
+    # "Cat/liquidation-limit-hit"); dart = min(art, min(dunk, room)/rate/chop)
+    pv = _cat2(1350.0)  # litter 1250: room 100 = dust, allowed: dart = 100/1.25 = 80, tab 100
+    assert (pv["ok"], pv["dart"], pv["tab"]) == (True, 80.0, 100.0)
+    assert _cat2(1300.0)["reason"] == "Cat/liquidation-limit-hit"  # room 50 < dust 100
+    assert _cat2(1250.0, dust=0.0)["reason"] == "Cat/liquidation-limit-hit"  # litter = box, even with dust 0
