@@ -447,3 +447,43 @@ def test_cat_v2_room_must_be_at_least_dust_and_a_full_litterbox_stops_bites():
     assert (pv["ok"], pv["dart"], pv["tab"]) == (True, 80.0, 100.0)
     assert _cat2(1300.0)["reason"] == "Cat/liquidation-limit-hit"  # room 50 < dust 100
     assert _cat2(1250.0, dust=0.0)["reason"] == "Cat/liquidation-limit-hit"  # litter = box, even with dust 0
+
+
+def test_cat_v2_takes_min_dunk_room_over_rate_and_chop_in_proportion_and_pays_no_keeper_coin():
+    # Maker dss src/cat.sol (Liq 1.2) bite: dart = min(art, min(dunk, room)/rate/chop); dink = min(ink, ink·dart/art);
+    # require(dart > 0 && dink > 0, "Cat/null-auction"); the Cat pays no keeper incentive (tip/chip are the Clipper's)
+    def cat2(box):
+        cdp, _ = make(
+            mechanism="flip",
+            dust=0.0,
+            chop=1.25,
+            dunk=500.0,
+            box=box,
+            stability_fee_per_year=0.25,
+            clip=ClipParams(tip=5.0, chip=0.01),
+        )
+        cdp.open_vaults([10.0, 0.01, 10.0, 10.0], [1000.0, 0.5, 0.0, 1000.0])
+        cdp.accrue(365 * 86400.0)  # rate 1.25: debts 1250, 0.625, 0, 1250
+        cdp.ink[0] = 0.0  # debt without collateral (set directly; no user path leaves it)
+        cdp.oracle.price = 50.0  # spot 33.3: vaults 0, 1 (0.333 < 0.625) and 3 (333 < 1250) unsafe
+        return cdp.preview_bark([0, 1, 2, 3])
+
+    pv = cat2(1e6)
+    assert list(pv["reason"]) == ["Cat/null-auction", "", "Cat/not-unsafe", ""]
+    # vault 3: dart = min(1000, 500/1.25/1.25 = 320) = 320, dink = 10·320/1000 = 3.2, due 400, tab 500
+    # vault 1: dart = min(0.5, 320) = 0.5, dink = 0.01; the debt-free vault 2 seizes nothing
+    assert list(pv["dart"][[1, 3]]) == [0.5, 320.0] and list(pv["tab"][[1, 3]]) == [0.78125, 500.0]
+    assert pv["dink"].dtype == float and list(pv["dink"][1:]) == [0.01, 0.0, 3.2]
+    assert list(pv["coin"]) == [0.0] * 4
+    pv = cat2(0.5)  # room 0.5 stablecoin: dart = 0.5/1.25/1.25 = 0.32
+    assert pv["dart"][3] == 0.32 and pv["reason"][3] == ""
+
+
+def test_the_clip_preview_reports_the_keeper_coin_tip_plus_chip_of_tab():
+    # dss clip.sol kick: coin = tip + wmul(tab, chip); tab = 1000·1.25 = 1250 at chop 1.25
+    for tip, chip, coin in ((5.0, 0.01, 17.5), (0.0, 0.01, 12.5), (0.5, 0.0, 0.5), (0.0, 0.0, 0.0)):
+        cdp, _ = make(chop=1.25, clip=ClipParams(tip=tip, chip=chip))
+        cdp.open_vaults([10.0], [1000.0])
+        cdp.oracle.price = 140.0
+        pv = cdp.preview_bark([0])
+        assert pv["tab"][0] == 1250.0 and pv["coin"][0] == pytest.approx(coin, rel=1e-15)
