@@ -277,7 +277,11 @@ class AccountLendingMarket:
         if self.rule == "aave-v3.3":
             left_debt = (a.debt[j] * self.borrow_index[j] - pv.debt_to_repay) * p[j]
             left_coll = (a.coll[i] * self.liq_index[i] - pv.collateral_seized - pv.protocol_fee) * p[i]
-            if left_debt > 1e-9 and left_coll > 1e-9 and (left_debt < MIN_LEFTOVER_BASE or left_coll < MIN_LEFTOVER_BASE):
+            if (
+                left_debt > 1e-9
+                and left_coll > 1e-9
+                and (left_debt < MIN_LEFTOVER_BASE or left_coll < MIN_LEFTOVER_BASE)
+            ):
                 raise Revert("MustNotLeaveDust")
         led = self.env.ledger
         try:
@@ -314,7 +318,9 @@ class AccountLendingMarket:
                     self.deficit[k] += amount
                     self.deficit_usd_by_collateral[i] += amount * p[k]
                     a.debt[k] = 0.0
-                    self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.assets[k], amount, amount * p[k]))
+                    self.env.emit(
+                        BadDebt(self.env.clock.block, self.id, int(account), self.assets[k], amount, amount * p[k])
+                    )
             self._touched(a)
         return ev
 
