@@ -297,6 +297,38 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _cpu_cell(c: dict, key: str = "cpu_s") -> str:
+    extra = c["extrapolated"] if key == "cpu_s" else c["crash_extrapolated"]
+    return f"{'≥ ' if extra else ''}{c[key]:,.1f} s"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.1f}" if x < 10 else f"{x:,.0f}"
+
+
+def readme_rows(result: dict) -> list[str]:
+    """The rows of README.md's performance table that model.json backs (tests/test_readme.py checks them)."""
+    case = {(c["model"], c["accounts"]): c for c in result["cases"]}
+    ratio = {(r["baseline"], r["accounts"]): r for r in result["comparison"]}
+    rows = []
+    for n in sorted({c["accounts"] for c in result["cases"]}):
+        if not all((k, n) in case for k in MODELS):
+            continue
+        v, m, p = (case[(k, n)] for k in MODELS)
+        rm, rp = ratio[(MODELS[1], n)], ratio[(MODELS[2], n)]
+        hours = result["blocks"] * result["block_seconds"] / 3600
+        for label, key, rkey in (
+            (f"{hours:.0f} h", "cpu_s", "ratio_day"),
+            ("crash window (2 h to 6 h)", "crash_cpu_s", "ratio_crash_window"),
+        ):
+            ge = lambda c: "≥ " if (c["extrapolated"] if key == "cpu_s" else c["crash_extrapolated"]) else ""  # noqa: E731
+            rows.append(
+                f"| {n:,} accounts, {label} | {v[key]:,.1f} s | {_cpu_cell(m, key)} | {_cpu_cell(p, key)} | "
+                f"{ge(m)}{_ratio(rm[rkey])}× / {ge(p)}{_ratio(rp[rkey])}× |"
+            )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1k accounts for the whole day (smoke check)")
@@ -310,7 +342,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--out", type=Path, default=None, help="where to write the JSON")
     ap.add_argument("--child", choices=MODELS, help=argparse.SUPPRESS)
+    ap.add_argument("--readme", type=Path, nargs="?", const=RESULTS / "model.json", help="print README rows of a JSON")
     a = ap.parse_args(argv)
+    if a.readme:
+        print("\n".join(readme_rows(json.loads(a.readme.read_text()))))
+        return {}
 
     horizon, block_s = day_blocks()
     accounts = a.accounts or (list(QUICK_ACCOUNTS) if a.quick else list(DEFAULT_ACCOUNTS))
