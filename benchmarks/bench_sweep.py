@@ -245,7 +245,8 @@ def usable_cpus() -> int:
 
 def efficiency_case(runs: int, repeats: int = 2) -> dict:
     """Parallel efficiency of the process pool on a sweep of `runs` runs: T1 / (n x Tn), with T the sweep's wall
-    time from the first task to the last result (s.wall_s) on 1 worker and on n = the usable cores, measured
+    time from the first task to the last result (s.wall_s) on 1 worker (which `sweep.execute` runs inline: the
+    serial baseline) and on n = the usable cores, measured
     interleaved (1, n, 1, n, ...) after a warm-up sweep, so load from other work hits both alike; the best of
     `repeats` of each is used, and every measurement is kept with the 1-minute load average before it. Wall
     times need a quiet machine; beside them, the share of the workers' and the client's CPU that went into runs
@@ -274,6 +275,7 @@ def efficiency_case(runs: int, repeats: int = 2) -> dict:
     t1, tn = min(times[1]), min(times[n])
     case = {
         "case": "process pool parallel efficiency",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
         "runs": runs,
         "usable_cpus": n,
         "t1_s": t1,
