@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     horizon, block_s = day_blocks()
     accounts = a.accounts or (list(QUICK_ACCOUNTS) if a.quick else list(DEFAULT_ACCOUNTS))
-    blocks = a.blocks or (QUICK_BLOCKS if a.quick else horizon)
+    blocks = a.blocks or ((QUICK_BLOCKS or horizon) if a.quick else horizon)
     budget = a.naive_budget_s if a.naive_budget_s is not None else (QUICK_BUDGET_S if a.quick else NAIVE_BUDGET_S)
 
     if a.child:  # inside a fresh child: one case, JSON on the last stdout line
