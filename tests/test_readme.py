@@ -155,9 +155,9 @@ def test_readme_performance_figures_are_the_committed_benchmark_results():
     text = section("Performance")
     for row in rows:
         assert row in text, row
-    # the baselines ran the whole horizon at the smallest size and landed on the engine's liquidations there
-    smallest = min(r["accounts"] for r in model["comparison"])
-    assert all(r["agree"] for r in model["comparison"] if r["accounts"] == smallest)
+    # no baseline that ran the whole horizon disagreed with the engine's liquidations (tests/test_naive_models.py
+    # checks the agreement itself)
+    assert not any(r["agree"] is False for r in model["comparison"])
     # benchmarks/README.md's table of latest figures holds the same CPU times
     bench = (BENCH / "README.md").read_text()
     for c in model["cases"]:
