@@ -695,11 +695,18 @@ class LendingMarket(ControlledRows, MarginProtocol):
         factor caps the repayment, the collateral balance caps the seizure, the bonus and protocol fee of the
         row's terms (e-mode included) set the gain. `budget_usd` (A,) caps the repayment per debt asset.
         Returns (collateral index, debt index, profit USD), with -1 / -inf where no pair can be liquidated."""
+        return self.liquidation_pairs_and_caps(rows, budget_usd)[:3]
+
+    def liquidation_pairs_and_caps(
+        self, rows: np.ndarray, budget_usd: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`best_liquidation_pairs` and, per debt asset, the largest close-factor cap of any row and collateral
+        (USD, (A,); NaN where undefined): any budget at least this large gives the same pairs as no budget."""
         rows = np.atleast_1d(np.asarray(rows))
         r, n_a = rows.size, len(self.assets)
         ci, dj, best = np.full(r, -1), np.full(r, -1), np.full(r, -np.inf)
         if r == 0:
-            return ci, dj, best
+            return ci, dj, best, np.zeros(n_a)
         p = self.prices()
         v = self._account_values()
         emode = self.user_emode[rows]
@@ -722,6 +729,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             )
             half = np.minimum(debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * v["debt_usd"][rows][:, None])
             cap = np.where(big & (hf > CLOSE_FACTOR_HF_THRESHOLD)[:, None, None], half[:, None, :], debt[:, None, :])
+        cap_max = cap.max(axis=(0, 1)) if not np.isnan(cap).any() else np.full(n_a, np.nan)
         repay = cap if budget_usd is None else np.minimum(cap, np.asarray(budget_usd, float)[None, None, :])
         b = bonus[:, :, None]
         seized = np.minimum(repay * b, coll[:, :, None])
@@ -734,7 +742,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         best = profit[np.arange(r), k]
         has = np.isfinite(best)
         ci[has], dj[has] = (k // n_a)[has], (k % n_a)[has]
-        return ci, dj, best
+        return ci, dj, best, cap_max
 
     # --- liquidation -------------------------------------------------------------------------------
     def _row_terms(self, account: int):

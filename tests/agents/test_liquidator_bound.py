@@ -17,10 +17,10 @@ def test_every_row_the_bound_skips_is_one_plan_turns_down(monkeypatch: pytest.Mo
     bound = Liquidator._hopeless
     plan = Liquidator._plan
 
-    def record_bound(self, m, ready, coll_usd, debt_usd, view):
-        skip = bound(self, m, ready, coll_usd, debt_usd, view)
+    def record_bound(self, m, ready, coll_usd, debt_usd, view, ledger):
+        skip, cover = bound(self, m, ready, coll_usd, debt_usd, view, ledger)
         flagged.extend((view.block, int(a)) for a in ready[skip])
-        return np.zeros_like(skip)  # plan every row
+        return np.zeros_like(skip), cover  # plan every row
 
     def record_plan(self, m, a, coll_usd, debt_usd, view, ledger, committed):
         tx = plan(self, m, a, coll_usd, debt_usd, view, ledger, committed)
