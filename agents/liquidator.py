@@ -69,7 +69,6 @@ class Liquidator(mesa.Agent):
             refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
         for m in self.markets:
             hf = m.health()
-            unhealthy = hf < 1.0
             seen, watch = self._seen.get(m.id), self._watch.get(m.id)
             if seen is None or seen.size != hf.size:
                 seen = self._seen[m.id] = np.full(hf.size, -1, dtype=np.int64)
@@ -77,9 +76,8 @@ class Liquidator(mesa.Agent):
             # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at
             # those rows alone (masked writes over 100k rows, three liquidators, every block, were the cost)
             if watch is not None and watch.size:
-                seen[watch[~unhealthy[watch]]] = -1
-            rows = np.flatnonzero(unhealthy)
-            rows = rows[~m.controlled[rows]]  # rows under an external controller are the controller's to liquidate
+                seen[watch[~(hf[watch] < 1.0)]] = -1
+            rows = self._candidates(m, hf, view)
             first = seen[rows]
             fresh = first < 0
             first[fresh] = view.block
@@ -88,27 +86,56 @@ class Liquidator(mesa.Agent):
             ready = rows[view.block - first >= self.spec.latency_blocks]
             if ready.size == 0:
                 continue
-            _, debt_usd = m.account_usd()
-            k = self.spec.max_tx_per_block * 4
-            if ready.size > k:
-                ready = ready[np.argpartition(-debt_usd[ready], k - 1)[:k]]
-            ready = ready[np.argsort(-debt_usd[ready], kind="stable")]
-            coll_idx, debt_idx = self._pairs(m, ready, ledger, view)
-            skip, cover = self._hopeless(m, ready, coll_idx, debt_idx, view, ledger)
+            ready, coll_idx, debt_idx, skip, cover = self._ranked(m, ready, view, ledger)
             committed: dict[str, float] = {}
-            for k, a in enumerate(ready):
+            live = ((coll_idx >= 0) & ~skip).tolist()
+            for k in range(ready.size):
                 if len(txs) >= self.spec.max_tx_per_block:
                     break
-                if coll_idx[k] < 0:
-                    continue
-                debt = m.assets[debt_idx[k]]
-                if skip[k] and self._still_hopeless(ledger, debt, committed, cover[k]):
-                    continue  # `_plan` would return None (see `_hopeless`)
-                tx = self._plan(m, int(a), m.assets[coll_idx[k]], debt, view, ledger, committed)
+                if not live[k]:  # no pair, or `_plan` would return None (see `_hopeless`) ...
+                    if coll_idx[k] < 0 or not committed:
+                        continue
+                    if self._still_hopeless(ledger, m.assets[debt_idx[k]], committed, cover[k]):
+                        continue  # ... and still would with the capital committed so far
+                coll, debt = m.assets[coll_idx[k]], m.assets[debt_idx[k]]
+                tx = self._plan(m, int(ready[k]), coll, debt, view, ledger, committed)
                 if tx is not None:
                     txs.append(tx)
         self.attempts += len(txs)
         return txs
+
+    def _candidates(self, m, hf: np.ndarray, view: BlockView) -> np.ndarray:
+        """Rows of `m` that are unhealthy and not under an external controller (the controller's to liquidate),
+        computed once per block and market state for every liquidator of the block (in `view.extra`)."""
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("candidates", id(m), getattr(m, "_version", None), hf.size, m.prices().tobytes())
+        rows = memo.get(key) if key[2] is not None else None
+        if rows is None:
+            rows = np.flatnonzero(hf < 1.0)
+            rows = rows[~m.controlled[rows]]
+            rows.flags.writeable = False
+            if key[2] is not None:
+                memo[key] = rows
+        return rows
+
+    def _ranked(self, m, ready: np.ndarray, view: BlockView, ledger):
+        """The rows this liquidator looks at, largest debt first (at most 4 x max_tx_per_block of them), with their
+        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`)."""
+        _, debt_usd = m.account_usd()
+        k = self.spec.max_tx_per_block * 4
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("ranked", id(m), getattr(m, "_version", None), m.prices().tobytes(), ready.tobytes(), k)
+        top = memo.get(key) if key[2] is not None else None
+        if top is None:
+            top = ready
+            if top.size > k:
+                top = top[np.argpartition(-debt_usd[top], k - 1)[:k]]
+            top = top[np.argsort(-debt_usd[top], kind="stable")]
+            if key[2] is not None:
+                memo[key] = top
+        coll_idx, debt_idx = self._pairs(m, top, ledger, view)
+        skip, cover = self._hopeless(m, top, coll_idx, debt_idx, view, ledger)
+        return top, coll_idx, debt_idx, skip, cover
 
     def _pairs(self, m, ready: np.ndarray, ledger, view: BlockView | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The (collateral, debt) pair to liquidate per row: on an Aave-like market the one that pays most at oracle
