@@ -108,7 +108,7 @@ class Liquidator(mesa.Agent):
         """Rows of `m` that are unhealthy and not under an external controller (the controller's to liquidate),
         computed once per block and market state for every liquidator of the block (in `view.extra`)."""
         memo = view.extra.setdefault(_MEMO, {})
-        key = ("candidates", id(m), getattr(m, "_version", None), hf.size, m.prices().tobytes())
+        key = ("candidates", id(m), m._cache_key if isinstance(m, LendingMarket) else None, hf.size)
         rows = memo.get(key) if key[2] is not None else None
         if rows is None:
             rows = np.flatnonzero(hf < 1.0)
@@ -124,7 +124,7 @@ class Liquidator(mesa.Agent):
         _, debt_usd = m.account_usd()
         k = self.spec.max_tx_per_block * 4
         memo = view.extra.setdefault(_MEMO, {})
-        key = ("ranked", id(m), getattr(m, "_version", None), m.prices().tobytes(), ready.tobytes(), k)
+        key = ("ranked", id(m), m._cache_key if isinstance(m, LendingMarket) else None, ready.tobytes(), k)
         top = memo.get(key) if key[2] is not None else None
         if top is None:
             top = ready
@@ -150,7 +150,7 @@ class Liquidator(mesa.Agent):
                 coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
                 return coll_idx, debt_idx
             memo = view.extra.setdefault(_MEMO, {})
-            key = ("pairs", id(m), m._version, m.prices().tobytes(), ready.tobytes())
+            key = ("pairs", id(m), m._cache_key, ready.tobytes())
             hit = memo.get(key)
             if hit is None:
                 hit = memo[key] = m.liquidation_pairs_and_caps(ready)
@@ -199,8 +199,7 @@ class Liquidator(mesa.Agent):
         key = (
             "screen",
             id(m),
-            m._version,
-            m.prices().tobytes(),
+            m._cache_key,
             ready.tobytes(),
             coll_idx.tobytes(),
             debt_idx.tobytes(),
@@ -231,7 +230,9 @@ class Liquidator(mesa.Agent):
         """`_hopeless`'s figures with `avail_by_asset` (A,) tokens available per debt asset: (skip, cap, rows
         screened)."""
         out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
-        screened = (coll_idx >= 0) & ~np.isin(ready, m._special_rows(ready))
+        screened = coll_idx >= 0
+        if m._coll_on is not None or m._emode is not None:  # rows under the account model are not screened
+            screened &= ~np.isin(ready, m._special_rows(ready))
         if not screened.any():
             return out, cover, screened
         plain = screened

@@ -753,14 +753,17 @@ class LendingMarket(ControlledRows, MarginProtocol):
             return ci, dj, best, np.zeros(n_a)
         p = self.prices()
         v = self._account_values()
-        emode = self.user_emode[rows]
-        price = np.empty((r, n_a))
-        bonus = np.empty((r, n_a))
-        lt = np.empty((r, n_a))
-        for c in np.unique(emode):
-            t = self._terms(int(c), p)
-            m = emode == c
-            price[m], bonus[m], lt[m] = t.price, t.bonus, t.lt
+        if self._emode is None:  # every row on the reserves' own terms: (A,) vectors broadcast over the rows
+            price, bonus, lt = p, self.bonus[None, :], self.lt
+        else:
+            emode = self.user_emode[rows]
+            price = np.empty((r, n_a))
+            bonus = np.empty((r, n_a))
+            lt = np.empty((r, n_a))
+            for c in np.unique(emode):
+                t = self._terms(int(c), p)
+                m = emode == c
+                price[m], bonus[m], lt[m] = t.price, t.bonus, t.lt
         coll = self._counted_collateral(rows) * self.liq_index * price * (lt > 0)
         debt = self.debt_scaled[rows] * self.borrow_index * price
         hf = v["hf"][rows]
@@ -773,7 +776,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             )
             half = np.minimum(debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * v["debt_usd"][rows][:, None])
             cap = np.where(big & (hf > CLOSE_FACTOR_HF_THRESHOLD)[:, None, None], half[:, None, :], debt[:, None, :])
-        cap_max = cap.max(axis=(0, 1)) if not np.isnan(cap).any() else np.full(n_a, np.nan)
+        cap_max = cap.max(axis=(0, 1))  # NaN where any cap is
         repay = cap if budget_usd is None else np.minimum(cap, np.asarray(budget_usd, float)[None, None, :])
         b = bonus[:, :, None]
         seized = np.minimum(repay * b, coll[:, :, None])
@@ -938,9 +941,10 @@ class LendingMarket(ControlledRows, MarginProtocol):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(supply > 0, np.clip(debt / supply, 0, 1), 0.0)
 
-    def borrow_rate(self) -> np.ndarray:
-        """Annual variable borrow rate per asset from the kink model (DefaultReserveInterestRateStrategy)."""
-        u = self.utilisation()
+    def borrow_rate(self, u: np.ndarray | None = None) -> np.ndarray:
+        """Annual variable borrow rate per asset from the kink model (DefaultReserveInterestRateStrategy), at
+        utilisation `u` (default: now)."""
+        u = self.utilisation() if u is None else u
         base, s1, s2, opt = self._rate_params
         below = base + s1 * u / opt
         above = base + s1 + s2 * (u - opt) / (1 - opt)
@@ -955,7 +959,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self._accrue_as_the_contract(dt_seconds)
             return
         u = self.utilisation()
-        rb = self.borrow_rate()
+        rb = self.borrow_rate(u)
         rs = rb * u * (1 - self.reserve_factor)
         f = dt_seconds / SECONDS_PER_YEAR
         self.borrow_index = self.borrow_index * (1 + rb * f)
