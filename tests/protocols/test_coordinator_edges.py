@@ -148,3 +148,16 @@ def test_liquidate_judges_the_named_principal_not_the_first():
     assert summary.detail["index"] == i and summary.detail["health_before"] < 1.0
     with pytest.raises(Revert, match=r"^coordinator: principal #0 is healthy \(health [0-9.]+ >= 1\)$"):
         w.coord.liquidate(0, "keeper")
+
+
+def test_a_principal_at_health_exactly_one_is_neither_unhealthy_nor_liquidatable():
+    # no credit, no latency and one venue (no oracle divergence): MM is the perp silo's own, no contingency.
+    # short 5 ETH at entry 2000 with 500 USDC: equity 500; MM 5% x 5 x 2000 = 500; health 500 / 500 = 1 exactly
+    w = World(credit_rate=0.0, default_latency_s=0.0)
+    i = w.principal("alice", perp=-5.0, perp_coll=500.0)
+    r = w.coord.requirements()
+    assert (r.equity_usd[i], r.mm_usd[i], r.contingency_usd[i], r.health[i]) == (500.0, 500.0, 0.0, 1.0)
+    assert w.coord.metrics()["accounts_unhealthy"] == 0
+    assert list(w.coord.liquidatable()) == []
+    with pytest.raises(Revert, match=rf"^coordinator: principal #{i} is healthy \(health 1 >= 1\)$"):
+        w.coord.liquidate(i, "keeper")
