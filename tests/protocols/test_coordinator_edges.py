@@ -161,3 +161,105 @@ def test_a_principal_at_health_exactly_one_is_neither_unhealthy_nor_liquidatable
     assert list(w.coord.liquidatable()) == []
     with pytest.raises(Revert, match=rf"^coordinator: principal #{i} is healthy \(health 1 >= 1\)$"):
         w.coord.liquidate(i, "keeper")
+
+
+def crashed(w: World, first_bob: bool = False) -> int:
+    """alice as in test_crash_closes_every_venue_settles_and_writes_off_the_rest (ETH 2000 -> 1000), optionally
+    after a healthy principal bob (#0)."""
+    if first_bob:
+        w.principal("bob", eth_coll=10.0, usdc_debt=1_000.0)
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    w.eth.price = 1000.0  # lending −6000, perps 500 + 5·1000 = 5500: total −500
+    return i
+
+
+def test_the_health_that_stops_closing_is_the_named_principals():
+    w = World()
+    i = crashed(w, first_bob=True)
+    assert i == 1
+    events = w.coord.liquidate(i, "keeper")
+    # alice is under water: every venue is closed in full (two steps each), whatever bob's health
+    assert all(w.coord.adaptors[v].is_flat(int(w.coord.rows[v][i])) for v in ("lend", "perps"))
+    assert sum(isinstance(e, Liquidated) for e in events) == 4
+    assert events[-1].detail["health_after"] == np.inf  # alice has nothing at risk left (bob's health is finite)
+    assert np.isfinite(w.coord.requirements().health[0])
+
+
+def test_a_close_fraction_that_does_not_divide_one_still_ends_with_a_whole_close():
+    w = World(close_fraction=0.4)
+    i = crashed(w)
+    events = w.coord.liquidate(i, "keeper")
+    # steps of 0.4 of the starting position: f = 0.4, then 0.4 / 0.6, then 0.4 / 0.2 capped at 1 (the rest)
+    fractions = [e.collateral_seized for e in events if isinstance(e, Liquidated) and e.source == "perps"]
+    assert events[-1].detail["failures"] == {}
+    assert w.dex.size[int(w.coord.rows["perps"][i]), 0] == 0.0
+    assert len(fractions) == 3
+
+
+def test_closed_positions_go_to_the_row_the_liquidator_registered():
+    w = World()
+    w.env.ledger.mint("USDC", "keeper2", 1e7, "t")
+    first = int(w.dex.open_accounts("keeper2", [1e6], None)[0])
+    second = int(w.dex.open_accounts("keeper2", [1e6], None)[0])
+    w.coord.register_liquidator("keeper2", {"lend": None, "perps": second})
+    # perps only: short 5 ETH @2000 with 500 USDC; at 2100 equity 0 < MM 525
+    i = w.principal("alice", perp=-5.0, perp_coll=500.0)
+    w.eth.price = 2100.0
+    w.coord.liquidate(i, "keeper2")
+    # two steps of half the starting position each: all 5 short ETH land on the registered (second) row
+    assert w.dex.size[second, 0] == pytest.approx(-5.0)
+    assert w.dex.size[first, 0] == 0.0
+
+
+def test_liquidation_counters_add_up_over_liquidations():
+    w = World()
+    # twice the case of test_cross_venue_liquidation_restores_health_and_settles_the_negative_venue: each
+    # liquidation settles 1,160 USD (lending equity 6840 − 8000 after one close, covered from the perp row)
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    j = w.principal("carol", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    w.eth.price = 1500.0
+    for k in (i, j):
+        assert w.coord.liquidate(k, "keeper")[-1].detail["settled_usd"] == pytest.approx(1160.0)
+    m = w.coord.metrics()
+    assert m["liquidations"] == 2 and m["settled_usd"] == pytest.approx(2320.0)
+
+
+def test_a_venue_whose_close_does_nothing_does_not_stop_the_liquidation():
+    w = World()
+    # lending only: 10 ETH against 16,000 USDC; ETH at 0: collateral worth nothing, health −inf. The market's
+    # controller close has nothing of value to seize and returns no event; settlement and write-off still run
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0)
+    w.eth.price = 0.0
+    assert list(w.coord.liquidatable()) == [i]
+    events = w.coord.liquidate(i, "keeper")
+    summary = events[-1]
+    assert summary.name == "coordinator_liquidation" and summary.detail["closes"] == 0
+    assert summary.detail["failures"] == {}
+    assert w.coord.metrics()["liquidations"] == 1
+
+
+def test_the_liquidation_summary_carries_every_documented_figure_and_bad_debt_adds_up():
+    w = World()
+    j = w.principal("carol", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)  # alice's book
+    i = crashed(w)
+    h0 = float(w.coord.requirements().health[i])
+    w.env.clock.block = 7
+    events = w.coord.liquidate(i, "keeper")
+    summary = events[-1]
+    assert (summary.block, summary.source, summary.name) == (7, "coordinator", "coordinator_liquidation")
+    # as test_crash_closes_every_venue_settles_and_writes_off_the_rest: two closes per venue; the perp row's
+    # 5,400 USDC settled into the lending debt; bad debt 16000 − 8000 − 1840/1.02 − 5400
+    bad = 16_000.0 - 8000.0 - 1840.0 / 1.02 - 5400.0
+    assert summary.detail == {
+        "principal": "alice",
+        "index": i,
+        "liquidator": "keeper",
+        "health_before": h0,
+        "health_after": np.inf,
+        "closes": 4,
+        "settled_usd": pytest.approx(5400.0),
+        "bad_debt_usd": pytest.approx(bad),
+        "failures": {},
+    }
+    w.coord.liquidate(j, "keeper")  # the same book: the same bad debt again
+    assert w.coord.metrics()["bad_debt_usd"] == pytest.approx(2 * bad)

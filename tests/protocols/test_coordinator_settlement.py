@@ -190,3 +190,18 @@ def test_an_options_row_pays_only_what_keeps_it_at_its_own_maintenance_margin():
     assert float(after.equity[0]) == pytest.approx(float(after.mm[0]))  # left at its maintenance margin
     assert debt(a, ra, "USDC") == pytest.approx(16_000.0 - spare)
     w.env.ledger.check_conservation()
+
+
+def test_a_deficit_is_paid_by_the_next_venue_after_one_that_can_spare_only_part():
+    w = Venues()
+    a, p1, p2 = w.lending("a"), w.perps("p1"), w.perps("p2")
+    ra = w.lend_row(a, {"ETH": 10.0}, {"USDC": 16_000.0})
+    r1, r2 = w.perp_row(p1, 600.0), w.perp_row(p2, 5000.0)  # cash only: they can spare all of it
+    c, i = w.coordinator({"a": a, "p1": p1, "p2": p2}, {"a": ra, "p1": r1, "p2": r2})
+    w.eth.price = 1500.0  # a: 15,000 − 16,000 = −1,000
+    # 600 from p1 (first in order), the remaining 400 from p2
+    assert c._settle(i) == pytest.approx(1000.0)
+    assert p1.collateral[r1] == pytest.approx(0.0, abs=1e-9)
+    assert p2.collateral[r2] == pytest.approx(4600.0)
+    assert debt(a, ra, "USDC") == pytest.approx(15_000.0)
+    w.env.ledger.check_conservation()
