@@ -324,3 +324,48 @@ def test_a_controller_close_of_a_row_under_water_pays_no_penalty():
     v.set_controlled([a])
     ev = v.controller_close(a, 0.5, "liq", lr, 0.05)
     assert ev.bonus_usd == 0.0  # the penalty is capped at positive equity: there is none
+
+
+def test_write_off_records_each_bad_debt_and_adds_them_up():
+    from defistress.protocols.events import BadDebt
+
+    v, env, _, a, lr = make()
+    b = int(v.open_accounts("alice", [0.0])[0])
+    env.clock.block = 5
+    v.cash[a] = -300.0  # no positions, no security module: 300 USD socialised over the positive cash
+    assert v.write_off(a) == pytest.approx(300.0)
+    env.clock.block = 6
+    v.cash[b] = -200.0
+    assert v.write_off(b) == pytest.approx(200.0)
+    assert v.bad_debt_usd == pytest.approx(500.0)
+    evs = [e for e in env.events if isinstance(e, BadDebt)]
+    got = [(e.block, e.source, e.account, e.asset, e.amount, e.amount_usd) for e in evs]
+    assert got == [
+        (5, "options", a, "USDC", pytest.approx(300.0), pytest.approx(300.0)),
+        (6, "options", b, "USDC", pytest.approx(200.0), pytest.approx(200.0)),
+    ]
+
+
+def test_a_haircut_of_exactly_the_dust_limit_is_not_bad_debt():
+    v, env, _, a, lr = make()
+    v.cash[:] = 0.0
+    v.cash[lr] = 1e-9  # all the positive cash there is: exactly DUST_USD (1e-9 USD)
+    v.cash[a] = -300.0
+    # 1e-9 is absorbed (min(300, 1e-9)); a haircut of at most DUST_USD is float rounding, not bad debt
+    assert v.write_off(a) == 1e-9
+    assert v.bad_debt_usd == 0.0
+    assert v.cash[lr] == 0.0 and v.cash[a] == -300.0 + 1e-9
+
+
+def test_a_close_records_the_health_before_even_for_requirements_of_at_most_one_dollar():
+    v, env, oracle, a, lr = partial_world(alice=0.5)
+    v.set_controlled([a])
+    nothing = v.controller_close(a, 0.5, "liq", lr, 0.0)  # cash only: no requirement, health inf
+    assert v.margin().mm[a] == 0.0 and nothing.health_before == np.inf and nothing.debt_repaid == 0.0
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-0.001], check_margin=False)
+    oracle.price = 1200.0
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    assert 0 < mm < 1.0
+    ev = v.controller_close(a, 0.5, "liq", lr, 0.0)
+    assert ev.health_before == eq / mm
