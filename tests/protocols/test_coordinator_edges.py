@@ -263,3 +263,25 @@ def test_the_liquidation_summary_carries_every_documented_figure_and_bad_debt_ad
     }
     w.coord.liquidate(j, "keeper")  # the same book: the same bad debt again
     assert w.coord.metrics()["bad_debt_usd"] == pytest.approx(2 * bad)
+
+
+def test_the_market_state_is_the_mean_of_venue_prices_with_the_configured_vols():
+    # lending ETH oracle 2000, perps 2020: spot = (2000 + 2020) / 2 = 2010; no venue has a surface
+    w = World(eth_lend=2000.0, eth_perp=2020.0, default_vol=0.3)
+    mkt = w.coord.market_state()
+    assert (mkt.spot, mkt.vol) == ({"ETH": 2010.0}, {"ETH": 0.3})
+    w = World(eth_lend=2000.0, eth_perp=2020.0, vol={"ETH": 0.8})
+    mkt = w.coord.market_state()
+    assert (mkt.spot, mkt.vol) == ({"ETH": 2010.0}, {"ETH": 0.8})
+    assert list(w.coord.vol_of(mkt)) == [0.8]
+
+
+def test_the_market_state_takes_an_options_venues_surface_over_the_configured_vol():
+    from test_coordinator import options_world
+
+    env, eth, lend, opt, coord, i = options_world()
+    surface = opt.market_state().vol["ETH"]
+    mkt = coord.market_state()
+    assert hasattr(mkt.vol["ETH"], "atm_vol") and mkt.vol["ETH"].atm_vol == surface.atm_vol
+    assert list(coord.vol_of(mkt)) == [float(surface.atm_vol)]
+    assert mkt.spot == {"ETH": 2000.0}
