@@ -285,3 +285,50 @@ def test_the_market_state_takes_an_options_venues_surface_over_the_configured_vo
     assert hasattr(mkt.vol["ETH"], "atm_vol") and mkt.vol["ETH"].atm_vol == surface.atm_vol
     assert list(coord.vol_of(mkt)) == [float(surface.atm_vol)]
     assert mkt.spot == {"ETH": 2000.0}
+
+
+def test_requirements_of_principals_with_rows_on_different_venues_by_hand():
+    from test_coordinator import latency
+
+    w = World(credit_rate=0.0)
+    p = w.principal("p", perp=-5.0, perp_coll=2000.0)  # perps only
+    q = w.principal("q", eth_coll=10.0, usdc_debt=12_000.0)  # lending only
+    c = w.principal("c", usdc_coll=1000.0)  # lending, cash only
+    r = w.coord.requirements()
+    # p: perps IM 10% and MM 5% of 10,000 notional; no credit: MM 500 + latency, IM max(1.25·500, 1000) + latency
+    lat_p = latency(10_000.0)
+    assert (r.equity_usd[p], r.silo_im_usd[p], r.silo_mm_usd[p]) == (2000.0, 1000.0, 500.0)
+    assert r.mm_usd[p] == pytest.approx(500.0 + lat_p) and r.im_usd[p] == pytest.approx(1000.0 + lat_p)
+    # q: lending IM 20,000·0.175 = 3,500, MM 20,000·0.14 = 2,800; IM max(1.25·2800, 3500) + latency
+    lat_q = latency(20_000.0)
+    assert (r.equity_usd[q], r.silo_im_usd[q], r.silo_mm_usd[q]) == pytest.approx((8000.0, 3500.0, 2800.0))
+    assert r.mm_usd[q] == pytest.approx(2800.0 + lat_q) and r.im_usd[q] == pytest.approx(3500.0 + lat_q)
+    # c: 1,000 USDC: IM 1000·0.135 = 135, MM 1000·0.115 = 115, no risky asset: no contingency
+    assert (r.silo_im_usd[c], r.silo_mm_usd[c]) == pytest.approx((135.0, 115.0))
+    assert r.contingency_usd[c] == 0.0 and r.mm_usd[c] == pytest.approx(115.0)
+    assert r.im_usd[c] == pytest.approx(1.25 * 115.0)  # the combined part times im_factor beats the silo's 135
+    assert r.health[c] == pytest.approx(1000.0 / 115.0)
+    # one principal, or several in any order, gives the same figures as all of them
+    for sub in ([q], [c, p], [p, q, c]):
+        part = w.coord.requirements(np.array(sub))
+        for name in ("equity_usd", "silo_im_usd", "silo_mm_usd", "pm_mm_usd", "mm_usd", "im_usd", "health"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(r, name)[sub])
+
+
+def test_silo_shortfall_counts_each_venue_below_its_own_maintenance_margin():
+    w = World()
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp=-5.0, perp_coll=500.0)
+    w.eth.price = 1500.0
+    # lending: equity 15,000 − 16,000 = −1,000 below MM 15,000·0.14 = 2,100: short 3,100;
+    # perps: equity 500 + 5·500 = 3,000 above MM 5%·7,500 = 375: short 0
+    assert w.coord.requirements().silo_shortfall_usd[i] == pytest.approx(3100.0)
+
+
+def test_health_with_no_requirement_is_plus_or_minus_infinity():
+    w = World()
+    i = w.principal("alice", perp_coll=500.0)  # a perp row with collateral and no position
+    j = w.principal("bob", perp_coll=500.0)
+    w.dex.collateral[int(w.coord.rows["perps"][j])] = -100.0  # a debt and nothing at risk
+    r = w.coord.requirements()
+    assert (r.mm_usd[i], r.mm_usd[j]) == (0.0, 0.0)
+    assert (r.health[i], r.health[j]) == (np.inf, -np.inf)
