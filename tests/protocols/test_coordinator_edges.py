@@ -332,3 +332,15 @@ def test_health_with_no_requirement_is_plus_or_minus_infinity():
     r = w.coord.requirements()
     assert (r.mm_usd[i], r.mm_usd[j]) == (0.0, 0.0)
     assert (r.health[i], r.health[j]) == (np.inf, -np.inf)
+
+
+def test_im_is_the_largest_venue_im_when_it_beats_the_combined_part():
+    from test_coordinator import latency
+
+    w = World(im_factor=1.0)
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=12_000.0, perp=-10.0, perp_coll=2000.0)
+    r = w.coord.requirements()
+    # as test_hedged_book_needs_less_than_the_sum_of_silos: combined part max(3800 − 2560, 2800) = 2800;
+    # IM = max(1.0·2800, lending IM 3500, perps IM 2000) + latency + settlement 0.02·2560
+    assert r.silo_im_usd[i] == pytest.approx(5500.0)
+    assert r.im_usd[i] == pytest.approx(3500.0 + 2 * latency(20_000.0) + 51.2)
