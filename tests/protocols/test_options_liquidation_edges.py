@@ -173,7 +173,8 @@ def test_a_bid_in_a_run_out_solvent_auction_converts_it_to_insolvent_first():
     qty = v.qty[a, put]
     ev = v.bid(a, "liq", lr, 0.5)
     # converted now: the insolvent payout starts at 0 and rises over 3,600 s, so half the account goes for nothing
-    assert bool(v.auction_insolvent[a])
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]  # that row only
+    assert v.auction_ins_start[a] == v.now and v.auction_ins_start[lr] == 0.0
     # the liquidator paid received − bonus = 0 (the security module paid nothing either)
     assert ev.collateral_seized == 0.5 and ev.bonus_usd == pytest.approx(ev.collateral_seized_usd, abs=1e-12)
     assert v.qty[a, put] == pytest.approx(qty * 0.5) and v.qty[lr, put] == pytest.approx(qty * 0.5)
@@ -369,3 +370,66 @@ def test_a_close_records_the_health_before_even_for_requirements_of_at_most_one_
     assert 0 < mm < 1.0
     ev = v.controller_close(a, 0.5, "liq", lr, 0.0)
     assert ev.health_before == eq / mm
+
+
+def insolvent_at_half_time(sm_usd, liq=200_000.0):
+    """alice's puts at 1,200 (equity < 0): an insolvent auction from the start, 1,800 s in (half the 3,600 s)."""
+    v, env, oracle, a, lr, put = crashed(1200.0, sm_usd=sm_usd, liq=liq)
+    v.start_auction(a)
+    step(v, env, seconds=1800.0)
+    return v, env, oracle, a, lr, put
+
+
+def test_an_insolvent_bid_for_half_the_account_is_paid_half_the_payout_by_the_security_module():
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=1e6)
+    st = v.auction_state(a)
+    # payout for the whole account: |BM at the start| x 1800 / 3600
+    assert st.phase == "insolvent" and st.payout_usd == pytest.approx(0.5 * v.auction_lower[a])
+    cash_a, cash_l, qty = v.cash[a], v.cash[lr], v.qty[a, put]
+    eq, mm = v.equity()[a], v.margin().mm[a]
+    ev = v.bid(a, "liq", lr, 0.5)
+    payout = 0.5 * st.payout_usd
+    # half of alice's puts and cash go to the liquidator, who is paid half the payout by the module
+    assert v.qty[lr, put] == pytest.approx(0.5 * qty) and v.qty[a, put] == pytest.approx(0.5 * qty)
+    assert v.cash[a] == pytest.approx(0.5 * cash_a)
+    assert v.cash[lr] == pytest.approx(cash_l + 0.5 * cash_a + payout)
+    assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(1e6 - payout)
+    assert ev.collateral_seized == 0.5 and ev.collateral_seized_usd - ev.bonus_usd == pytest.approx(-payout)
+    assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
+    assert v.bad_debt_usd == 0.0
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]
+    env.ledger.check_conservation()
+
+
+def test_insolvent_bids_beyond_the_security_module_add_up_as_bad_debt():
+    from defistress.protocols.events import BadDebt
+
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=0.0)
+    payout = v.auction_state(a).payout_usd
+    v.bid(a, "liq", lr, 0.5)  # the module has nothing: 0.5 x payout is socialised over positive cash
+    v.bid(a, "liq", lr, 0.5)  # the same again (the payout is for the whole account at this time)
+    assert v.bad_debt_usd == pytest.approx(payout)
+    evs = [(e.block, e.source, e.account, e.asset, e.amount) for e in env.events if isinstance(e, BadDebt)]
+    assert evs == [(env.clock.block, "options", a, "USDC", pytest.approx(0.5 * payout))] * 2
+
+
+def test_an_insolvent_bid_reverts_once_the_row_is_back_above_maintenance_or_the_liquidator_too_poor():
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=1e6, liq=1.0)
+    snap = (v.cash.copy(), v.qty.copy())
+    with pytest.raises(Revert, match=f"^options: liquidator row {lr} would end below initial margin"):
+        v.bid(a, "liq", lr, 0.5)  # a liquidator row with 1 USD cannot take on the written puts
+    np.testing.assert_array_equal(v.cash, snap[0])
+    np.testing.assert_array_equal(v.qty, snap[1])
+    assert env.ledger.balance(v.security_module, "USDC") == 1e6
+    oracle.price = 2000.0  # no block has ended the auction yet
+    with pytest.raises(
+        Revert, match=rf"^options: auction on row {a} should be terminated \(above maintenance margin\)$"
+    ):
+        v.bid(a, "liq", lr, 0.5)
+
+
+def test_a_bid_names_a_liquidator_row_that_is_the_auctioned_row():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    with pytest.raises(Revert, match="^options: liquidator row equals the liquidated row$"):
+        v.bid(a, "alice", a, 0.5)
