@@ -433,3 +433,74 @@ def test_a_bid_names_a_liquidator_row_that_is_the_auctioned_row():
     v.start_auction(a)
     with pytest.raises(Revert, match="^options: liquidator row equals the liquidated row$"):
         v.bid(a, "alice", a, 0.5)
+
+
+def test_start_auction_records_the_kick_by_hand():
+    from defistress.protocols.events import AuctionKicked
+
+    v, env, oracle, a, lr, put = crashed(1700.0, sm_usd=0.0)
+    eq, mm, cash = float(v.equity()[a]), float(v.margin().mm[a]), float(v.cash[a])
+    bm = eq - 1.15 * mm  # buffer margin, bufferMarginPercentage 15%
+    fee = bm / (bm - eq) * eq * 0.10  # f_max at d = 1 x |MtM| x liquidatorFeeRate 10%
+    assert 0 < eq < mm and 0 < fee
+    ev = v.start_auction(a, keeper="kp")
+    assert isinstance(ev, AuctionKicked)
+    got = (ev.block, ev.source, ev.auction, ev.account, ev.lot, ev.tab, ev.start_price, ev.keeper, ev.incentive)
+    assert got == (env.clock.block, "options", a, a, 1.0, mm, pytest.approx(0.95 * eq), "kp", pytest.approx(fee))
+    assert v.cash[a] == pytest.approx(cash - fee)
+    assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(fee)
+    assert v.auction_start[a] == v.now and not v.auction_insolvent[a]
+    with pytest.raises(Revert, match=rf"^options: auction on row {a} already started$"):
+        v.start_auction(a)
+
+
+def test_an_auction_started_below_zero_equity_is_insolvent_and_charges_no_fee():
+    v, env, oracle, a, lr, put = crashed(1200.0, sm_usd=50.0)
+    eq, mm, cash = float(v.equity()[a]), float(v.margin().mm[a]), float(v.cash[a])
+    assert eq < 0
+    ev = v.start_auction(a)
+    assert (ev.start_price, ev.incentive, ev.tab) == (0.0, 0.0, mm)
+    assert v.cash[a] == cash and env.ledger.balance(v.security_module, "USDC") == 50.0
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]
+    assert v.auction_lower[a] == pytest.approx(-(eq - 1.15 * mm)) and v.auction_ins_start[a] == v.now
+    st = v.auction_state(a)
+    assert (st.phase, st.discount, st.payout_usd, st.bid_price_usd, st.max_fraction) == (
+        "insolvent",
+        0.0,
+        0.0,
+        0.0,
+        1.0,
+    )
+
+
+def test_the_auction_state_of_a_row_without_an_auction_by_hand():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    st = v.auction_state(a)
+    assert (st.account, st.phase, st.elapsed_s, st.discount) == (a, "none", 0.0, 0.0)
+    assert (st.equity_usd, st.mm_usd, st.buffer_margin_usd) == (eq, mm, pytest.approx(eq - 1.15 * mm))
+    assert (st.bid_price_usd, st.max_fraction, st.payout_usd) == (0.0, 0.0, 0.0)
+    with pytest.raises(Revert, match=rf"^options: row {lr} is above maintenance margin$"):
+        v.start_auction(lr)
+
+
+def test_the_auction_state_in_the_slow_phase_by_hand():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    step(v, env, seconds=900.0 + 4320.0)  # 4,320 s into the 43,200 s slow phase
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    st = v.auction_state(a)
+    d = 0.70 * (1.0 - 4320.0 / 43_200.0)  # cutoff x (1 − t_slow / slow) = 0.63
+    bm = eq - 1.15 * mm
+    assert (st.phase, st.elapsed_s) == ("slow", 5220.0)
+    assert st.discount == pytest.approx(d) and st.bid_price_usd == pytest.approx(eq * d)
+    assert st.max_fraction == pytest.approx(bm / (bm - eq * d))  # DutchAuction _getMaxProportion, no reserved cash
+    assert st.payout_usd == 0.0
+
+
+def test_auction_entry_points_name_the_liquidation_mode():
+    v, env, oracle, a, lr = partial_world()
+    with pytest.raises(Revert, match=r"^options: liquidation mode is 'partial', not 'auction'$"):
+        v.start_auction(a)
+    with pytest.raises(Revert, match=r"^options: liquidation mode is 'partial', not 'auction'$"):
+        v.bid(a, "liq", lr, 0.5)
