@@ -170,6 +170,7 @@ def test_a_bid_in_a_run_out_solvent_auction_converts_it_to_insolvent_first():
     v.start_auction(a)
     env.clock.block += int((900 + 43_200 + 12) / 12)  # no accrue: nobody converted it yet
     assert not v.auction_insolvent[a] and v.auction_state(a).phase == "insolvent"
+    assert v.auction_state(a).payout_usd == 0.0  # not converted yet: no time in the insolvent phase
     qty = v.qty[a, put]
     ev = v.bid(a, "liq", lr, 0.5)
     # converted now: the insolvent payout starts at 0 and rises over 3,600 s, so half the account goes for nothing
@@ -504,3 +505,15 @@ def test_auction_entry_points_name_the_liquidation_mode():
         v.start_auction(a)
     with pytest.raises(Revert, match=r"^options: liquidation mode is 'partial', not 'auction'$"):
         v.bid(a, "liq", lr, 0.5)
+
+
+def test_an_auction_started_at_exactly_zero_equity_is_insolvent():
+    v, env, oracle, a, lr, put = crashed(1700.0, sm_usd=50.0)
+    # take the equity out as cash (then the float residue of the subtraction back in): equity exactly 0
+    env.ledger.mint("USDC", "coord", 1.0, "test")
+    v.settle_out(a, float(v.equity()[a]), "coord")
+    v.settle_in(a, -float(v.equity()[a]), "coord")
+    assert v.equity()[a] == 0.0 and v.margin().mm[a] > 0
+    ev = v.start_auction(a)
+    assert (ev.start_price, ev.incentive) == (0.0, 0.0)
+    assert bool(v.auction_insolvent[a]) and env.ledger.balance(v.security_module, "USDC") == 50.0
