@@ -309,10 +309,13 @@ def test_requirements_of_principals_with_rows_on_different_venues_by_hand():
     assert r.im_usd[c] == pytest.approx(1.25 * 115.0)  # the combined part times im_factor beats the silo's 135
     assert r.health[c] == pytest.approx(1000.0 / 115.0)
     # one principal, or several in any order, gives the same figures as all of them
-    for sub in ([q], [c, p], [p, q, c]):
+    for sub in ([q], [p], [c, p], [p, q, c]):
         part = w.coord.requirements(np.array(sub))
         for name in ("equity_usd", "silo_im_usd", "silo_mm_usd", "pm_mm_usd", "mm_usd", "im_usd", "health"):
             np.testing.assert_array_equal(getattr(part, name), getattr(r, name)[sub])
+    # indices as whole floats (e.g. read back from a table) and as a scalar are taken as integers
+    np.testing.assert_array_equal(w.coord.requirements(np.array([float(q), float(p)])).mm_usd, r.mm_usd[[q, p]])
+    np.testing.assert_array_equal(w.coord.requirements(c).mm_usd, r.mm_usd[[c]])
 
 
 def test_silo_shortfall_counts_each_venue_below_its_own_maintenance_margin():
@@ -329,9 +332,19 @@ def test_health_with_no_requirement_is_plus_or_minus_infinity():
     i = w.principal("alice", perp_coll=500.0)  # a perp row with collateral and no position
     j = w.principal("bob", perp_coll=500.0)
     w.dex.collateral[int(w.coord.rows["perps"][j])] = -100.0  # a debt and nothing at risk
+    k = w.coord.enroll("carol", {"lend": int(w.lend.add_accounts(1)[0])})  # an empty row: nothing at all
     r = w.coord.requirements()
-    assert (r.mm_usd[i], r.mm_usd[j]) == (0.0, 0.0)
-    assert (r.health[i], r.health[j]) == (np.inf, -np.inf)
+    assert (r.mm_usd[i], r.mm_usd[j], r.mm_usd[k], r.equity_usd[k]) == (0.0, 0.0, 0.0, 0.0)
+    assert (r.health[i], r.health[j], r.health[k]) == (np.inf, -np.inf, np.inf)
+
+
+def test_no_principals_no_figures():
+    w = World()
+    r = w.coord.requirements()
+    assert r.mm_usd.shape == r.health.shape == r.pm_mm_usd.shape == (0,)
+    m = w.coord.metrics()
+    assert (m["principals"], m["mm_usd"], m["equity_usd"], m["accounts_unhealthy"]) == (0, 0.0, 0.0, 0)
+    assert w.coord.exposures() == [] and list(w.coord.liquidatable()) == []
 
 
 def test_im_is_the_largest_venue_im_when_it_beats_the_combined_part():
