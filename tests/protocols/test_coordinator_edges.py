@@ -357,3 +357,40 @@ def test_im_is_the_largest_venue_im_when_it_beats_the_combined_part():
     # IM = max(1.0·2800, lending IM 3500, perps IM 2000) + latency + settlement 0.02·2560
     assert r.silo_im_usd[i] == pytest.approx(5500.0)
     assert r.im_usd[i] == pytest.approx(3500.0 + 2 * latency(20_000.0) + 51.2)
+
+
+def test_the_combined_portfolio_of_an_options_book_is_margined_as_the_venue_holds_it():
+    from test_coordinator import ETH_L, USDC_L
+
+    from defistress.protocols.base import Env, FixedPrice
+    from defistress.protocols.coordinator import CoordinatorParams, MarginCoordinator
+    from defistress.protocols.lending import LendingMarket
+    from defistress.protocols.margin.catalog import get_model
+    from defistress.protocols.options import OptionsVenue, OptionsVenueParams
+
+    env, eth = Env(), FixedPrice(2000.0)
+    lend = LendingMarket("lend", [ETH_L, USDC_L], {"ETH": eth, "USDC": FixedPrice(1.0)}, env)
+    opt = OptionsVenue(OptionsVenueParams(), {"ETH": eth, "USDC": FixedPrice(1.0)}, env)
+    for h in ("mm", "alice", "bob"):
+        env.ledger.mint("USDC", h, 1e7, "t")
+    opt.set_market_maker(int(opt.open_accounts("mm", [1e7])[0]))
+    put = opt.list_instrument("ETH", "put", 1800.0, 7 * 86_400.0)
+    call = opt.list_instrument("ETH", "call", 2400.0, 30 * 86_400.0)
+    perp = opt.list_instrument("ETH", "perp")
+    rows = np.array([int(opt.open_accounts(h, [50_000.0])[0]) for h in ("alice", "bob")])
+    opt.trade("alice", rows[:1], put, [-4.0])
+    opt.trade("alice", rows[:1], call, [2.0])
+    opt.trade("bob", rows[1:], perp, [3.0])
+    opt.trade("bob", rows[1:], call, [-1.0])
+    coord = MarginCoordinator(CoordinatorParams(), {"lend": lend, "options": opt}, env)
+    idx = coord.enroll_many(["alice", "bob"], {"options": rows})
+    # the coordinator's PM requirement of each principal is derive-pm2's on the venue's own portfolio of that row
+    # (one venue: the market state is the venue's spot and surface)
+    model = get_model("derive-pm2")
+    want = model.requirements(opt.portfolio(rows), opt.market_state()).mm
+    np.testing.assert_allclose(coord.requirements(idx).pm_mm_usd, want, rtol=1e-12)
+    np.testing.assert_allclose(coord.requirements(idx[::-1]).pm_mm_usd, want[::-1], rtol=1e-12)
+    # a principal enrolled with no row anywhere has nothing at risk
+    k = coord.enroll("carol", {})
+    r = coord.requirements()
+    assert (r.pm_mm_usd[k], r.mm_usd[k], r.health[k]) == (0.0, 0.0, np.inf)
