@@ -31,8 +31,10 @@ def test_max_fraction_edges():
     # BM >= 0: nothing to sell (the auction would already be over)
     assert float(da.max_fraction(1000.0, 0.0, 0.9)) == 0.0
     assert float(da.max_fraction(1000.0, 50.0, 0.9)) == 0.0
+    assert float(da.max_fraction(-100.0, 0.0, 0.5)) == 0.0  # BM exactly 0, even where den = 0 + 50 > 0
     # MtM·d below −BM (den = BM − MtM·d >= 0): the whole account, 1
     assert float(da.max_fraction(-200.0, -100.0, 0.5)) == 1.0  # den = −100 + 100 = 0
+    assert float(da.max_fraction(-1.0, -0.5, 0.5)) == 1.0  # den = −0.5 + 0.5 = 0 with |BM| < 1
     assert float(da.max_fraction(-500.0, -100.0, 0.5)) == 1.0  # den = −100 + 250 > 0
     # f = BM / (BM − MtM d): −300 / (−300 − 1000·0.2) = 0.6; with reserved cash 500: −300 / (−300 − 200 − 400)
     assert float(da.max_fraction(1000.0, -300.0, 0.2)) == pytest.approx(0.6)
