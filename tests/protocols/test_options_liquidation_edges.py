@@ -517,3 +517,20 @@ def test_an_auction_started_at_exactly_zero_equity_is_insolvent():
     ev = v.start_auction(a)
     assert (ev.start_price, ev.incentive) == (0.0, 0.0)
     assert bool(v.auction_insolvent[a]) and env.ledger.balance(v.security_module, "USDC") == 50.0
+
+
+def test_a_row_exactly_at_maintenance_margin_is_not_liquidated():
+    v, env, oracle, a, lr = partial_world(alice=5000.0)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-4.0])
+    env.ledger.mint("USDC", "coord", 1.0, "test")
+    # take out the cash above maintenance (then the float residue back in): equity == mm exactly
+    v.settle_out(a, float(v.equity()[a] - v.margin().mm[a]), "coord")
+    gap = float(v.equity()[a] - v.margin().mm[a])
+    if gap < 0:
+        v.settle_in(a, -gap, "coord")
+    elif gap > 0:
+        v.settle_out(a, gap, "coord")
+    assert v.equity()[a] == v.margin().mm[a] > 0
+    with pytest.raises(Revert, match=f"^options: row {a} is above maintenance margin$"):
+        v.liquidate_partial(a, "liq", lr)
