@@ -534,3 +534,19 @@ def test_a_row_exactly_at_maintenance_margin_is_not_liquidated():
     assert v.equity()[a] == v.margin().mm[a] > 0
     with pytest.raises(Revert, match=f"^options: row {a} is above maintenance margin$"):
         v.liquidate_partial(a, "liq", lr)
+
+
+def test_an_auction_cannot_start_on_a_row_exactly_at_maintenance_margin():
+    v, env, oracle, a, lr = make(alice=5000.0)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-4.0])
+    env.ledger.mint("USDC", "coord", 1.0, "test")
+    v.settle_out(a, float(v.equity()[a] - v.margin().mm[a]), "coord")  # as in the partial-mode test above
+    gap = float(v.equity()[a] - v.margin().mm[a])
+    if gap < 0:
+        v.settle_in(a, -gap, "coord")
+    elif gap > 0:
+        v.settle_out(a, gap, "coord")
+    assert v.equity()[a] == v.margin().mm[a] > 0
+    with pytest.raises(Revert, match=f"^options: row {a} is above maintenance margin$"):
+        v.start_auction(a)
