@@ -394,3 +394,30 @@ def test_the_combined_portfolio_of_an_options_book_is_margined_as_the_venue_hold
     k = coord.enroll("carol", {})
     r = coord.requirements()
     assert (r.pm_mm_usd[k], r.mm_usd[k], r.health[k]) == (0.0, 0.0, np.inf)
+
+
+def test_oracle_contingency_with_an_underlying_only_one_venue_lists():
+    from test_coordinator import ETH_L, USDC_L
+
+    from defistress.protocols.base import Env, FixedPrice
+    from defistress.protocols.coordinator import CoordinatorParams, MarginCoordinator
+    from defistress.protocols.lending import LendingMarket
+    from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
+
+    env = Env()
+    eth_l, eth_p, btc = FixedPrice(2000.0), FixedPrice(2020.0), FixedPrice(30_000.0)
+    lend = LendingMarket("lend", [ETH_L, USDC_L], {"ETH": eth_l, "USDC": FixedPrice(1.0)}, env)
+    btc_p = PerpMarketParams(asset="BTC", initial_margin_fraction=0.10, maintenance_fraction=0.5)
+    eth_pm = PerpMarketParams(asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5)
+    dex = PerpDex(PerpDexParams(markets=[eth_pm, btc_p]), {"ETH": eth_p, "BTC": btc}, env)
+    for h in ("vault", "alice"):
+        env.ledger.mint("USDC", h, 1e7, "t")
+    dex.set_vault(int(dex.open_accounts("vault", [1e6], None)[0]))
+    env.ledger.mint("ETH", "alice", 10.0, "t")
+    a = lend.add_accounts(1)
+    lend.supply("alice", a, "ETH", np.array([10.0]))
+    r = int(dex.open_accounts(["alice", "vault"], [50_000.0, 1e5], [[-10.0, 1.0], [10.0, -1.0]])[0])
+    coord = MarginCoordinator(CoordinatorParams(oracle_divergence=2.0), {"lend": lend, "perps": dex}, env)
+    i = coord.enroll("alice", {"lend": int(a[0]), "perps": r})
+    # mean ETH = 2010 (both venues), mean BTC = 30,000 (the DEX only): oracle = 2·(10·10 + 10·10 + 1·0) = 400
+    assert coord.requirements().contingencies["oracle"][i] == pytest.approx(400.0)

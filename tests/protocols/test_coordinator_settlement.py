@@ -205,3 +205,22 @@ def test_a_deficit_is_paid_by_the_next_venue_after_one_that_can_spare_only_part(
     assert p2.collateral[r2] == pytest.approx(4600.0)
     assert debt(a, ra, "USDC") == pytest.approx(15_000.0)
     w.env.ledger.check_conservation()
+
+
+def test_tokens_left_over_go_back_to_a_paying_lending_row():
+    w = Venues()
+    b = w.lending("b")  # pays: USDC at 1 USD
+    usdc_a = FixedPrice(1.0)  # the receiving market's own USDC oracle
+    a = LendingMarket("a", [ETH_L, DAI_L, USDC_L], {"ETH": w.eth, "DAI": w.dai, "USDC": usdc_a}, w.env)
+    a.supply_liquidity("lenders", "USDC", 1e7)
+    ra = w.lend_row(a, {"ETH": 1.0}, {"USDC": 1600.0})
+    rb = w.lend_row(b, {"USDC": 5000.0}, {})
+    c, i = w.coordinator({"a": a, "b": b}, {"a": ra, "b": rb})
+    w.eth.price, usdc_a.price = 31.5, 1.02
+    # as test_tokens_left_over_at_a_receiver_that_prices_them_higher_go_back_to_the_paying_row, with a lending
+    # row paying: 1,600.5 USDC out of b, 1,600 repay a's debt (1,632 USD at a's price), 0.5 supplied back to b
+    assert c._settle(i) == pytest.approx(1632.0)
+    assert debt(a, ra, "USDC") == pytest.approx(0.0, abs=1e-9)
+    assert coll(b, rb, "USDC") == pytest.approx(3400.0)
+    assert w.env.ledger.balance(c.settlement_holder, "USDC") == pytest.approx(0.0, abs=1e-9)
+    w.env.ledger.check_conservation()
