@@ -550,3 +550,16 @@ def test_an_auction_cannot_start_on_a_row_exactly_at_maintenance_margin():
     assert v.equity()[a] == v.margin().mm[a] > 0
     with pytest.raises(Revert, match=f"^options: row {a} is above maintenance margin$"):
         v.start_auction(a)
+
+
+def test_a_bid_records_the_health_before_for_a_requirement_below_one_dollar():
+    v, env, oracle, a, lr = make(alice=0.5)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-0.001], check_margin=False)
+    oracle.price = 1400.0
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    assert 0 < eq < mm < 1.0
+    v.start_auction(a)
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])  # after the start fee
+    ev = v.bid(a, "liq", lr, 0.5)
+    assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
