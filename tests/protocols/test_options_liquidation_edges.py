@@ -410,8 +410,11 @@ def test_insolvent_bids_beyond_the_security_module_add_up_as_bad_debt():
     v.bid(a, "liq", lr, 0.5)  # the module has nothing: 0.5 x payout is socialised over positive cash
     v.bid(a, "liq", lr, 0.5)  # the same again (the payout is for the whole account at this time)
     assert v.bad_debt_usd == pytest.approx(payout)
-    evs = [(e.block, e.source, e.account, e.asset, e.amount) for e in env.events if isinstance(e, BadDebt)]
-    assert evs == [(env.clock.block, "options", a, "USDC", pytest.approx(0.5 * payout))] * 2
+    evs = [
+        (e.block, e.source, e.account, e.asset, e.amount, e.amount_usd) for e in env.events if isinstance(e, BadDebt)
+    ]
+    half = pytest.approx(0.5 * payout)
+    assert evs == [(env.clock.block, "options", a, "USDC", half, half)] * 2
 
 
 def test_an_insolvent_bid_reverts_once_the_row_is_back_above_maintenance_or_the_liquidator_too_poor():
@@ -561,5 +564,6 @@ def test_a_bid_records_the_health_before_for_a_requirement_below_one_dollar():
     assert 0 < eq < mm < 1.0
     v.start_auction(a)
     eq, mm = float(v.equity()[a]), float(v.margin().mm[a])  # after the start fee
-    ev = v.bid(a, "liq", lr, 0.5)
+    ev = v.bid(a, "liq", lr, 0.5)  # a solvent auction at a bid price below one dollar
     assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
+    assert 0 < ev.collateral_seized <= 0.5 and ev.collateral_seized_usd == pytest.approx(ev.collateral_seized * eq)
