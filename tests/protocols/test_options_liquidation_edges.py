@@ -161,7 +161,7 @@ def test_a_solvent_auction_turns_insolvent_when_its_time_runs_out_or_its_equity_
     v, env, oracle, a, _, _ = crashed(1700.0)
     v.start_auction(a)
     step(v, env, oracle, price=1200.0)  # 12 s into the fast phase, but MtM < 0
-    assert bool(v.auction_insolvent[a])
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]
     assert float(v.auction_lower[a]) == pytest.approx(-(v.equity()[a] - v.margin().mm[a] * 1.15), rel=1e-9)
 
 
@@ -567,3 +567,49 @@ def test_a_bid_records_the_health_before_for_a_requirement_below_one_dollar():
     ev = v.bid(a, "liq", lr, 0.5)  # a solvent auction at a bid price below one dollar
     assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
     assert 0 < ev.collateral_seized <= 0.5 and ev.collateral_seized_usd == pytest.approx(ev.collateral_seized * eq)
+
+
+def test_solvent_bids_record_every_figure_count_and_end_the_auction_when_restored():
+    from defistress.protocols.events import Liquidated
+
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    step(v, env, seconds=456.0)  # 456 s into the fast phase: d = 0.95 − 0.25·456/900
+    evs = []
+    for ask in (0.1, 1.0):  # a tenth, then as much as restores buffer margin (the auction then ends)
+        st = v.auction_state(a)
+        eq, mm = st.equity_usd, st.mm_usd
+        gross = float(np.abs(v.qty[a]) @ np.abs(v.mark_prices()) + v.spot[a] @ v.prices())
+        d = 0.95 - 0.25 * 456.0 / 900.0
+        f = min(ask, st.max_fraction)
+        pay = eq * d * f  # DutchAuction: cashFromBidder = bid x f, bid = MtM x d
+        ev = v.bid(a, "liq", lr, ask)
+        assert isinstance(ev, Liquidated)
+        got = (ev.block, ev.source, ev.account, ev.liquidator, ev.debt_asset, ev.collateral_asset, ev.protocol_fee)
+        assert got == (env.clock.block, "options", a, "liq", "USDC", "portfolio", 0.0)
+        assert ev.collateral_seized == pytest.approx(f) and ev.health_before == pytest.approx(eq / mm)
+        assert ev.debt_repaid == ev.debt_repaid_usd == pytest.approx(f * gross)
+        assert ev.collateral_seized_usd == pytest.approx(f * eq) and ev.bonus_usd == pytest.approx(f * eq - pay)
+        evs.append(ev)
+    assert 0.1 < evs[1].collateral_seized < 1.0
+    assert v.n_liquidations == 2
+    assert v.liquidation_volume_usd == pytest.approx(evs[0].debt_repaid + evs[1].debt_repaid)
+    assert v.auction_state(a).phase == "none" and not v.auction_insolvent[a]
+    assert ended(env) == [{"account": a, "reason": "back_above_margin"}]
+
+
+def test_a_fraction_of_zero_is_refused_by_name():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.set_controlled([a])
+    with pytest.raises(Revert, match=r"^fraction=0.0: allowed 0 < fraction <= 1$"):
+        v.controller_close(a, 0.0, "liq", lr, 0.0)
+
+
+def test_an_insolvent_auction_goes_on_while_equity_is_below_maintenance():
+    v, env, oracle, a, lr, put = crashed(1450.0)  # equity about −261, mm about 834: −mm < equity < 0
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    assert -mm < eq < 0
+    v.start_auction(a)
+    step(v, env)  # same price: equity − mm < 0, so the insolvent auction is not over
+    assert v.auction_state(a).phase == "insolvent" and bool(v.auction_insolvent[a])
+    assert ended(env) == []
