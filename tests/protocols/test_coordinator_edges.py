@@ -396,8 +396,8 @@ def test_the_combined_portfolio_of_an_options_book_is_margined_as_the_venue_hold
     np.testing.assert_allclose(coord.requirements(idx[::-1]).pm_mm_usd, want[::-1], rtol=1e-12)
     # a principal enrolled with no row anywhere has nothing at risk
     k = coord.enroll("carol", {})
-    r = coord.requirements()
-    assert (r.pm_mm_usd[k], r.mm_usd[k], r.health[k]) == (0.0, 0.0, np.inf)
+    for r, at in ((coord.requirements(), k), (coord.requirements(np.array([k])), 0)):  # with others, and alone
+        assert (r.pm_mm_usd[at], r.mm_usd[at], r.health[at]) == (0.0, 0.0, np.inf)
 
 
 def test_oracle_contingency_with_an_underlying_only_one_venue_lists():
@@ -425,3 +425,11 @@ def test_oracle_contingency_with_an_underlying_only_one_venue_lists():
     i = coord.enroll("alice", {"lend": int(a[0]), "perps": r})
     # mean ETH = 2010 (both venues), mean BTC = 30,000 (the DEX only): oracle = 2·(10·10 + 10·10 + 1·0) = 400
     assert coord.requirements().contingencies["oracle"][i] == pytest.approx(400.0)
+
+
+def test_health_of_a_requirement_below_one_dollar_is_equity_over_it():
+    w = World(credit_rate=0.0, default_latency_s=0.0)
+    # short 0.001 ETH at 2000 with 0.08 USDC: equity 0.08, MM 5% x 2 = 0.1 (no contingency): health 0.8
+    i = w.principal("alice", perp=-0.001, perp_coll=0.08)
+    r = w.coord.requirements()
+    assert r.mm_usd[i] == pytest.approx(0.1) and r.health[i] == pytest.approx(0.8)
