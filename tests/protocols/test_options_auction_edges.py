@@ -39,7 +39,8 @@ def test_max_fraction_edges():
     # f = BM / (BM − MtM d): −300 / (−300 − 1000·0.2) = 0.6; with reserved cash 500: −300 / (−300 − 200 − 400)
     assert float(da.max_fraction(1000.0, -300.0, 0.2)) == pytest.approx(0.6)
     assert float(da.max_fraction(1000.0, -300.0, 0.2, 500.0)) == pytest.approx(1 / 3)
-    # MtM = 0: f = −900 / (−900 − 0) = 1 exactly
+    # MtM = 0: f = −900 / (−900 − 0) = 1 exactly; MtM < 0: −300 / (−300 + 50) = 1.2, capped at 1
+    assert float(da.max_fraction(-100.0, -300.0, 0.5)) == 1.0
     assert float(da.max_fraction(0.0, -900.0, 0.5)) == 1.0
     np.testing.assert_allclose(da.max_fraction([1000.0, 1000.0], [-300.0, 10.0], [0.2, 0.2]), [0.6, 0.0])
 
