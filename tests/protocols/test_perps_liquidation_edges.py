@@ -68,3 +68,82 @@ def test_deleveraging_a_market_without_a_position_reverts_naming_it():
         dex.deleverage(0, "BTC")
     fills = dex.deleverage(0, "ETH")
     assert sum(abs(f.size) for f in fills) == pytest.approx(10.0)
+
+
+def test_health_exactly_one_is_not_liquidatable_and_the_reason_names_it():
+    env, dex, orc = make_dex()
+    # A: +10 ETH @2000 with 1,950 USDC; at 1,900 equity = 1950 + 10·(1900 − 2000) = 950 and
+    # MMR = 10·1900·5% = 950: health exactly 1 (dYdX liquidates only when TNC < TMMR)
+    dex.open_accounts("pop", [1950.0, 100_000.0], [[10.0, 0.0], [-10.0, 0.0]], [[2000.0, 0.0], [2000.0, 0.0]])
+    dex.open_accounts("liq", [500_000.0], None)
+    orc["ETH"].price = 1900.0
+    assert dex.health()[0] == 1.0 and dex.liquidatable().size == 0
+    with pytest.raises(Revert, match=r"^perps: account #0 is not liquidatable \(health 1 >= 1\)$"):
+        dex.liquidate(0, "liq")
+    # one dollar less of equity: 949 / 950 < 1, liquidatable
+    orc["ETH"].price = 1899.9  # equity 949, MMR 949.95
+    assert dex.liquidatable().tolist() == [0]
+
+
+def test_with_every_position_liquidated_this_block_the_next_call_names_the_reason():
+    env, dex, orc = make_dex()
+    dex.open_accounts("pop", [1760.0, 100_000.0], [[10.0, 0.0], [-10.0, 0.0]], [[2000.0, 0.0], [2000.0, 0.0]])
+    dex.open_accounts("liq", [500_000.0], None)
+    orc["ETH"].price = 1900.0
+    # 10% of 19,000 = 1,900 > min 1,000 -> 1 ETH at Pf = 1900·(1 − 0.2·1.5·0.05) = 1871.5, fee
+    # min(1.5%·1871.5, 1·(1871.5 − 1824)) = 28.0725: equity 760 − 28.5 − 28.0725 = 703.4275 < MMR 9·95 = 855
+    assert dex.liquidate(0, "liq").debt_repaid == pytest.approx(1.0)
+    assert dex.equity()[0] == pytest.approx(703.4275)
+    with pytest.raises(Revert, match=r"^perps: account #0 has no position left to liquidate this block$"):
+        dex.liquidate(0, "liq")
+
+
+def test_a_liquidator_without_an_account_or_naming_another_holders_account_is_refused_by_name():
+    env, dex, orc = make_dex()
+    dex.open_accounts("pop", [1760.0, 100_000.0], [[10.0, 0.0], [-10.0, 0.0]], [[2000.0, 0.0], [2000.0, 0.0]])
+    orc["ETH"].price = 1900.0
+    with pytest.raises(Revert, match=r"^perps: liquidator liq has no account \(open one with collateral first\)$"):
+        dex.liquidate(0, "liq")
+    with pytest.raises(Revert, match=r"^perps: liq does not own account #1$"):
+        dex.liquidate(0, "liq", liquidator_account=1)
+    with pytest.raises(Revert, match=r"^perps: account index out of range \[0, 2\)$"):
+        dex.liquidate(0, "liq", liquidator_account=2)
+
+
+def test_deleveraging_an_account_at_exactly_zero_equity_is_refused():
+    env, dex, orc = make_dex()
+    # A: +10 ETH @2000 with 1,000 USDC; at 1,900 equity = 1000 − 1000 = 0 (TNC < 0 is needed to deleverage)
+    dex.open_accounts("pop", [1000.0, 100_000.0], [[10.0, 0.0], [-10.0, 0.0]], [[2000.0, 0.0], [2000.0, 0.0]])
+    orc["ETH"].price = 1900.0
+    assert dex.equity()[0] == 0.0
+    with pytest.raises(Revert, match=r"^perps: account #0 has non-negative equity: nothing to deleverage$"):
+        dex.deleverage(0)
+
+
+def test_a_bankrupt_account_no_offsetting_account_can_take_reverts_by_name():
+    env, dex, orc = make_dex(max_insurance_lost_per_block_usd=100.0)
+    # A +10 ETH @2000 (1,760); V −10 ETH @2000 and +1 BTC @50,000 (5,000); W −1 BTC (100,000)
+    dex.open_accounts(
+        "pop",
+        [1760.0, 5000.0, 100_000.0],
+        [[10.0, 0.0], [-10.0, 1.0], [0.0, -1.0]],
+        [[2000.0, 0.0], [2000.0, 50_000.0], [0.0, 50_000.0]],
+    )
+    orc["ETH"].price, orc["BTC"].price = 1800.0, 40_000.0
+    # A: equity 1760 − 2000 = −240, MMR 900, ratio −0.2667 -> ABR 1, Pf = 1800·(1 − 1.5·5%) = 1665,
+    # Pb = 1800·(1 + 5%·240/900) = 1824; 10% of 18,000 = 1 ETH: payout 1824 − 1665 = 159 > limit 100 -> ADL.
+    # The only short, V, has equity 5000 + 2000 − 10,000 = −3,000: no offsetting account can take it
+    assert dex.equity()[1] == pytest.approx(-3000.0)
+    pv = dex.preview_liquidation(0)
+    assert pv.adl and pv.payout == pytest.approx(159.0) and pv.fill_price == pytest.approx(1824.0)
+    with pytest.raises(Revert, match=r"^perps: account #0 needs deleveraging but no offsetting account can take it$"):
+        dex.liquidate(0, "liq")
+    assert dex.size[0].tolist() == [10.0, 0.0]
+
+
+def test_accrue_refuses_a_negative_interval_and_accepts_zero():
+    env, dex, orc = make_dex()
+    with pytest.raises(ValueError, match=r"^dt_seconds must be >= 0, got -1.0$"):
+        dex.accrue(-1.0)
+    dex.accrue(0.0)
+    assert dex.funding_index.tolist() == [0.0, 0.0]

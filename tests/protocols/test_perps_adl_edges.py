@@ -1,0 +1,144 @@
+"""The perp DEX's deleveraging rules at their limits (dYdX v4 deleveraging.go, x/clob PrepareCheckState flags;
+Hyperliquid "Auto-deleveraging" ranking), with hand-computed books.
+
+ETH market: IMF 10%, maintenance fraction 50% -> MMF 5%. WHOLE lifts the per-block liquidation limits so
+that one liquidation takes a whole position.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import track_env
+
+from defistress.protocols.base import Env, FixedPrice
+from defistress.protocols.events import Deleveraged
+from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
+
+ETH = PerpMarketParams(asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5)
+WHOLE = dict(max_position_portion_liquidated=1.0, max_notional_liquidated_per_block_usd=1e12)
+
+
+def make_dex(fund: float = 1000.0, **kw):
+    env = Env()
+    track_env(env)
+    orc = {"ETH": FixedPrice(2000.0)}
+    dex = PerpDex(PerpDexParams(markets=[ETH], insurance_fund_usd=fund, **{**WHOLE, **kw}), orc, env)
+    env.ledger.mint("USDC", "pop", 10_000_000.0, "test")
+    return env, dex, orc
+
+
+def adl_book(dex):
+    """A +10@2000 (1,760), B +5@1640 (50,000), S1 −5@2000 (5,000), S2 −6@1900 (1,000), S3 −4@1700 (20,000)."""
+    return dex.open_accounts(
+        "pop",
+        [1760.0, 50_000.0, 5000.0, 1000.0, 20_000.0],
+        [[10.0], [5.0], [-5.0], [-6.0], [-4.0]],
+        [[2000.0], [1640.0], [2000.0], [1900.0], [1700.0]],
+    )
+
+
+@pytest.mark.parametrize("attempts, adl_fills", [(0, []), (1, [(3, 6.0), (2, 4.0)])])
+def test_one_deleveraging_attempt_per_block_closes_the_whole_position(attempts, adl_fills):
+    # ETH 1800: A's equity 1760 − 2000 = −240, MMR 900; the fund (1,000) cannot pay the 1,590 shortfall
+    # (1800·(1 − 1.5·5%) = 1665 vs Pb = 1800 + 240/10 = 1824: 10·159). One attempt is one deleverage() call: S2
+    # (rank 7.125) gives 6 and S1 (1.667) 4 at 1824; with no attempt allowed A keeps its position
+    env, dex, orc = make_dex(max_deleveraging_attempts_per_block=attempts)
+    adl_book(dex)
+    orc["ETH"].price = 1800.0
+    dex.accrue(12.0)
+    assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)] == adl_fills
+    assert dex.size[0, 0] == (0.0 if adl_fills else 10.0)
+
+
+def test_a_fund_between_the_shortfall_and_its_mirror_still_deleverages():
+    # A needs a 1,590 payout (10·(1824 − 1665)); the bound accrue() screens with is PMMR·(SMMR − TNC/TMMR) =
+    # 900·(1.5 + 240/900) = 1,590 > a fund of 1,200, so A is deleveraged (900·(1.5 − 240/900) = 1,110 would not be)
+    env, dex, orc = make_dex(fund=1200.0)
+    adl_book(dex)
+    orc["ETH"].price = 1800.0
+    dex.accrue(0.0)
+    assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)] == [(3, 6.0), (2, 4.0)]
+    assert dex.insurance_fund_usd() == 1200.0
+
+
+def three_bankrupt_longs(dex):
+    """A1, A2, A3: +10 ETH @2000 with 1,760 each; S: −30 ETH @2000 with 100,000."""
+    return dex.open_accounts("pop", [1760.0] * 3 + [100_000.0], [[10.0]] * 3 + [[-30.0]], [[2000.0]] * 4)
+
+
+def test_the_attempts_cap_counts_every_deleveraged_account_in_the_block():
+    # ETH 1800: each A has equity −240 and needs 1,590 from an empty fund; S (equity 106,000) takes each whole
+    # position at Pb = 1824. Two attempts per block: A1 then A2 are closed, A3 waits for the next block
+    env, dex, orc = make_dex(fund=0.0, max_deleveraging_attempts_per_block=2)
+    three_bankrupt_longs(dex)
+    orc["ETH"].price = 1800.0
+    dex.accrue(0.0)
+    assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)] == [(3, 10.0), (3, 10.0)]
+    assert dex.size[:, 0].tolist() == [0.0, 0.0, 10.0, -10.0]
+    assert dex.metrics()["socialised_loss_usd"] == pytest.approx(480.0)  # 2·10·(1824 − 1800)
+    env.clock.block += 1
+    dex.accrue(0.0)
+    assert dex.size[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_one_attempt_leaves_what_the_skipped_offsetting_account_could_have_taken_later():
+    # A +10 @2000 (1,760); T −6 @1790 (100); S1 −9 @2000 (5,000); B +5 @1748 (50,000): nets 0 in size and
+    # notional (20,000 − 10,740 − 18,000 + 8,740). ETH 1800, Pb 1824. Ranks: T (1790/1800)·10,800/40 = 268.5,
+    # S1 (2000/1800)·16,200/6,800 = 2.65. T would lose 6·24 = 144 > its equity 40: skipped; S1 takes 9.
+    # With one attempt per block A keeps 1 ETH (equity −240/10 = −24) although T could now take it (24 < 40)
+    env, dex, orc = make_dex(fund=0.0, max_deleveraging_attempts_per_block=1)
+    dex.open_accounts(
+        "pop",
+        [1760.0, 100.0, 5000.0, 50_000.0],
+        [[10.0], [-6.0], [-9.0], [5.0]],
+        [[2000.0], [1790.0], [2000.0], [1748.0]],
+    )
+    orc["ETH"].price = 1800.0
+    dex.accrue(0.0)
+    assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)] == [(2, 9.0)]
+    assert dex.size[0, 0] == pytest.approx(1.0) and dex.equity()[0] == pytest.approx(-24.0)
+    env.clock.block += 1  # the next block's attempt: T takes the last unit (40 − 24 = 16 left)
+    dex.accrue(0.0)
+    assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)][-1] == (1, 1.0)
+    assert dex.size[0, 0] == 0.0 and dex.equity()[1] == pytest.approx(16.0)
+
+
+def test_an_account_already_liquidated_this_block_does_not_stop_the_next_ones():
+    # default limits (10% a block). ETH 1900: A1 (+10 @2000, 1,760) has equity 760 < MMR 950; a liquidator takes
+    # 1 ETH at 1871.5 (fee 28.0725 to the fund). ETH 1700 in the same block: A1 (9 ETH, equity
+    # 703.4275 − 1,800 < 0) cannot be touched again this block; A2 (+10 @2000, 1,760: equity −1,240) needs
+    # 1824 − 1700·(1 − 1.5·5%) = 251.5 for its first 1 ETH (10% of 17,000), more than the 28 in the fund, and is
+    # deleveraged whole against S at Pb = 1700 + 1,240/10 = 1824
+    env = Env()
+    track_env(env)
+    orc = {"ETH": FixedPrice(2000.0)}
+    dex = PerpDex(PerpDexParams(markets=[ETH], insurance_fund_usd=0.0), orc, env)
+    env.ledger.mint("USDC", "pop", 10_000_000.0, "test")
+    env.ledger.mint("USDC", "liq", 1_000_000.0, "test")
+    dex.open_accounts("pop", [1760.0, 1760.0, 100_000.0], [[10.0], [10.0], [-20.0]], [[2000.0]] * 3)
+    dex.open_accounts("liq", [500_000.0], None)
+    orc["ETH"].price = 1900.0
+    assert dex.liquidate(0, "liq", market="ETH").debt_repaid == pytest.approx(1.0)
+    assert dex.insurance_fund_usd() == pytest.approx(28.0725)
+    orc["ETH"].price = 1700.0
+    dex.accrue(0.0)
+    assert [(e.account, e.size, e.price) for e in env.events if isinstance(e, Deleveraged)] == [
+        (2, 10.0, pytest.approx(1824.0))
+    ]
+    assert dex.size[:, 0].tolist() == [9.0, 0.0, -10.0, 1.0]
+
+
+def test_an_account_the_fund_covers_this_block_does_not_stop_the_next_ones():
+    # default limits: a liquidation takes 10% of a position. ETH 1800: A1 (+10 @2000, 1,760) has equity −240,
+    # ratio −240/900; 1 ETH fills at 1665 vs Pb 1824: 159 from the fund (1,000): covered, left to liquidators
+    # although its whole-position bound 1,590 passes the screen. A2 (+100 @2000, 17,600: the same ratio) needs
+    # 10·159 = 1,590 > 1,000 for its 10 ETH: deleveraged whole against S at 1824
+    env, dex, orc = make_dex(
+        fund=1000.0, max_position_portion_liquidated=0.1, max_notional_liquidated_per_block_usd=1e5
+    )
+    dex.open_accounts("pop", [1760.0, 17_600.0, 1_000_000.0], [[10.0], [100.0], [-110.0]], [[2000.0]] * 3)
+    orc["ETH"].price = 1800.0
+    dex.accrue(0.0)
+    assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)] == [(2, 100.0)]
+    assert dex.size[:, 0].tolist() == [10.0, 0.0, -10.0]
+    assert dex.insurance_fund_usd() == 1000.0
