@@ -7,6 +7,7 @@ that one liquidation takes a whole position.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from conftest import track_env
 
@@ -142,3 +143,55 @@ def test_an_account_the_fund_covers_this_block_does_not_stop_the_next_ones():
     assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)] == [(2, 100.0)]
     assert dex.size[:, 0].tolist() == [10.0, 0.0, -10.0]
     assert dex.insurance_fund_usd() == 1000.0
+
+
+@pytest.mark.parametrize("block", [0, 1, 5])
+def test_pseudo_random_deleveraging_walks_the_accounts_in_order_from_the_seeded_start(block):
+    # dYdX deleveraging.go: start at a pseudo-random offsetting account and iterate in index order. The start is
+    # numpy's default_rng([adl_seed, block]).integers(n) over the n offsetting accounts with positive equity
+    # (the seeding contract of `adl_seed`, so a run replays). Candidates here: S1 (#2, −5), S2 (#3, −6),
+    # S3 (#4, −4); A's 10 ETH is taken in that cyclic order, each up to its whole position
+    env, dex, orc = make_dex(fund=0.0, adl_ranking="pseudo_random", adl_seed=4)
+    env.clock.block = block
+    adl_book(dex)
+    orc["ETH"].price = 1800.0
+    start = int(np.random.default_rng([4, block]).integers(3))  # 2, 1, 0 for blocks 0, 1, 5
+    order = [[2, 3, 4][(start + i) % 3] for i in range(3)]
+    sizes = {2: 5.0, 3: 6.0, 4: 4.0}
+    want, left = [], 10.0
+    for j in order:
+        if left > 0:
+            want.append((j, min(sizes[j], left)))
+            left -= min(sizes[j], left)
+    fills = dex.deleverage(0)
+    assert [(f.account, f.size) for f in fills] == want
+
+
+def test_the_ranking_weighs_leverage_by_entry_over_mark_for_shorts():
+    # A +3 @2000 (528), B +1 @1800 (10,000), X −2 @1900 (1,800), Y −1 @2000 (800), W −1 @2000 (100,000):
+    # sizes and notionals net to zero (6,000 + 1,800 − 3,800 − 2,000 − 2,000). ETH 1800: A's equity
+    # 528 − 600 = −72, Pb = 1800 + 72/3 = 1824. Leverage |s|·P/equity: X 3,600/2,000 = Y 1,800/1,000 = 1.8;
+    # Hyperliquid's (entry/mark) weight for shorts breaks the tie: Y 2000/1800·1.8 = 2.0 > X 1900/1800·1.8 = 1.9
+    # (W: 2000/1800·1,800/100,200 = 0.02). So Y gives its 1, then X its 2
+    env, dex, orc = make_dex(fund=0.0)
+    dex.open_accounts(
+        "pop",
+        [528.0, 10_000.0, 1800.0, 800.0, 100_000.0],
+        [[3.0], [1.0], [-2.0], [-1.0], [-1.0]],
+        [[2000.0], [1800.0], [1900.0], [2000.0], [2000.0]],
+    )
+    orc["ETH"].price = 1800.0
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(3, 1.0), (2, 2.0)]
+
+
+def test_an_offsetting_account_without_an_entry_price_is_ranked_at_the_mark_price():
+    # Z −5 given with entry notional 0 (no entry price): its entry/mark weight is taken as 1. A +10 (entry
+    # notional 20,000, 1,760), Z −5 (0, 10,000), V −5 (−20,000, i.e. @4000, 0). ETH 1800, Pb 1824.
+    # Z: 1·9,000/(10,000 − 9,000) = 9; V: (4000/1800)·9,000/(20,000 − 9,000) = 1.82: Z first
+    env, dex, orc = make_dex(fund=0.0)
+    dex.open_accounts(
+        "pop", [1760.0, 10_000.0, 0.0], [[10.0], [-5.0], [-5.0]], entry_notional=[[20_000.0], [0.0], [-20_000.0]]
+    )
+    orc["ETH"].price = 1800.0
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(1, 5.0), (2, 5.0)]
+    assert dex.equity()[1] == pytest.approx(1000.0 - 5 * 24.0)
