@@ -184,14 +184,52 @@ def test_the_ranking_weighs_leverage_by_entry_over_mark_for_shorts():
     assert [(f.account, f.size) for f in dex.deleverage(0)] == [(3, 1.0), (2, 2.0)]
 
 
-def test_an_offsetting_account_without_an_entry_price_is_ranked_at_the_mark_price():
-    # Z −5 given with entry notional 0 (no entry price): its entry/mark weight is taken as 1. A +10 (entry
-    # notional 20,000, 1,760), Z −5 (0, 10,000), V −5 (−20,000, i.e. @4000, 0). ETH 1800, Pb 1824.
-    # Z: 1·9,000/(10,000 − 9,000) = 9; V: (4000/1800)·9,000/(20,000 − 9,000) = 1.82: Z first
+@pytest.mark.parametrize("z_entry_notional, order", [(0.0, [1, 2]), (-2.5, [2, 1])])
+def test_an_offsetting_account_without_an_entry_price_is_ranked_at_the_mark_price(z_entry_notional, order):
+    # A +10 (entry notional 20,000, 1,760), Z −5 (10,000), V −5 (0) taking the rest of the notional. ETH 1800,
+    # Pb 1824. Z given with entry notional 0 (no entry price): its entry/mark weight is taken as 1, so
+    # Z: 9,000/(10,000 − 9,000) = 9 > V: (4000/1800)·9,000/(20,000 − 9,000) = 1.82 and Z goes first.
+    # Z short at 0.5 (notional −2.5) is a real, tiny entry price: (0.5/1800)·9,000/1,002.5 = 0.0025 < V 1.82
+    env, dex, orc = make_dex(fund=0.0)
+    en = [[20_000.0], [z_entry_notional], [-20_000.0 - z_entry_notional]]
+    dex.open_accounts("pop", [1760.0, 10_000.0, 0.0], [[10.0], [-5.0], [-5.0]], entry_notional=en)
+    orc["ETH"].price = 1800.0
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(order[0], 5.0), (order[1], 5.0)]
+    assert dex.equity()[1] == pytest.approx(1000.0 - z_entry_notional - 5 * 24.0)
+
+
+def test_only_the_top_ranked_accounts_up_to_the_iteration_cap_are_tried():
+    # dYdX flags MaxDeleveragingSubaccountsToIterate, here 1: of S2 (rank 7.125), S1 (1.667), S3 (0.347) only
+    # S2 is tried; it gives its 6 and A keeps 4 ETH with equity −240·4/10 = −96
+    env, dex, orc = make_dex(fund=0.0, max_deleveraging_accounts_to_iterate=1)
+    adl_book(dex)
+    orc["ETH"].price = 1800.0
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(3, 6.0)]
+    assert dex.size[0, 0] == 4.0 and dex.equity()[0] == pytest.approx(-96.0)
+    # two tried: S2 and then S1 (not S3)
+    env, dex, orc = make_dex(fund=0.0, max_deleveraging_accounts_to_iterate=2)
+    adl_book(dex)
+    orc["ETH"].price = 1800.0
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(3, 6.0), (2, 4.0)]
+
+
+def test_a_short_account_is_deleveraged_against_longs_ranked_by_mark_over_entry():
+    # mirror of the ADL book: A −10 @2000 (1,760), L1 +5 @2000 (5,000), L2 +6 @2100 (1,000), L3 +4 @2300
+    # (20,000), B −5 @2360 (50,000); notionals 20,000·(−1) + 10,000 + 12,600 + 9,200 − 11,800 = 0.
+    # ETH 2200: A's equity 1760 − 2000 = −240, MMR 1,100, Pb = 2200 − 240/10 = 2176.
+    # Ranks (mark/entry)·(notional/equity) of the longs: L1 (2200/2000)·11,000/6,000 = 2.017;
+    # L2 (2200/2100)·13,200/1,600 = 8.643; L3 (2200/2300)·8,800/19,600 = 0.429: L2 gives 6, L1 4
     env, dex, orc = make_dex(fund=0.0)
     dex.open_accounts(
-        "pop", [1760.0, 10_000.0, 0.0], [[10.0], [-5.0], [-5.0]], entry_notional=[[20_000.0], [0.0], [-20_000.0]]
+        "pop",
+        [1760.0, 5000.0, 1000.0, 20_000.0, 50_000.0],
+        [[-10.0], [5.0], [6.0], [4.0], [-5.0]],
+        [[2000.0], [2000.0], [2100.0], [2300.0], [2360.0]],
     )
-    orc["ETH"].price = 1800.0
-    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(1, 5.0), (2, 5.0)]
-    assert dex.equity()[1] == pytest.approx(1000.0 - 5 * 24.0)
+    orc["ETH"].price = 2200.0
+    fills = dex.deleverage(0)
+    assert [(f.account, f.size, f.price) for f in fills] == [
+        (2, -6.0, pytest.approx(2176.0)),
+        (1, -4.0, pytest.approx(2176.0)),
+    ]
+    assert dex.equity()[2] == pytest.approx(1600.0 - 6 * 24.0)  # L2 sells at 2176, 24 under the mark
