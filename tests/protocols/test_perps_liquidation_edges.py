@@ -147,3 +147,16 @@ def test_accrue_refuses_a_negative_interval_and_accepts_zero():
         dex.accrue(-1.0)
     dex.accrue(0.0)
     assert dex.funding_index.tolist() == [0.0, 0.0]
+
+
+def test_deleveraging_without_a_market_takes_the_largest_position():
+    env, dex, orc = make_dex()
+    # A: +1 ETH @2000 and +1 BTC @50,000 with 2,000 USDC; V the other side. BTC 47,000: A's equity
+    # 2000 − 3000 = −1,000; notionals ETH 2,000 < BTC 47,000, so BTC is closed, at the bankruptcy price
+    # Pb = 47,000·(1 + 5%·1,000/2,450) = 47,959.18 (TMMR = 5%·(2,000 + 47,000) = 2,450)
+    dex.open_accounts("pop", [2000.0, 100_000.0], [[1.0, 1.0], [-1.0, -1.0]], [[2000.0, 50_000.0]] * 2)
+    orc["BTC"].price = 47_000.0
+    fills = dex.deleverage(0)
+    assert [(f.account, f.market, f.size) for f in fills] == [(1, "BTC", 1.0)]
+    assert fills[0].price == pytest.approx(47_000.0 * (1 + 0.05 * 1000.0 / 2450.0))
+    assert dex.size[0].tolist() == [1.0, 0.0]
