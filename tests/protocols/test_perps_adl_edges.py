@@ -233,3 +233,47 @@ def test_a_short_account_is_deleveraged_against_longs_ranked_by_mark_over_entry(
         (1, -4.0, pytest.approx(2176.0)),
     ]
     assert dex.equity()[2] == pytest.approx(1600.0 - 6 * 24.0)  # L2 sells at 2176, 24 under the mark
+
+
+def test_an_offsetting_account_left_at_exactly_zero_equity_still_takes_its_share():
+    # A +10 @2000 (1,775): ETH 1800, equity −225, MMR 900, ratio −1/4 -> Pb = 1800·(1 + 5%/4) = 1822.5.
+    # T −6 @1790 (195): equity 195 − 60 = 135 and it loses 6·22.5 = 135 at Pb: it ends at exactly 0, which
+    # dYdX allows (only accounts that would go negative are skipped). S1 −4 @2315 (1,000) takes the rest
+    env, dex, orc = make_dex(fund=0.0)
+    env.clock.block = 3
+    dex.open_accounts("pop", [1775.0, 195.0, 1000.0], [[10.0], [-6.0], [-4.0]], [[2000.0], [1790.0], [2315.0]])
+    orc["ETH"].price = 1800.0
+    fills = dex.deleverage(0)
+    assert [(f.block, f.account, f.size, f.price) for f in fills] == [(3, 1, 6.0, 1822.5), (3, 2, 4.0, 1822.5)]
+    assert dex.equity()[1] == 0.0 and dex.equity()[2] == pytest.approx(3060.0 - 90.0)
+
+
+def test_a_shortfall_under_one_dollar_is_socialised_by_an_account_with_under_one_dollar_of_equity():
+    # A +10 @2000 (1,760), S −10 @1824 (0.4), B +1 @1800 (10,000), C −1 @3560 (0): sizes and notionals net to
+    # zero (20,000 − 18,240 + 1,800 − 3,560). ETH 1823.95: A's equity 1760 − 1760.5 = −0.5, Pb = 1824.
+    # S: equity 0.4 + 0.5 = 0.9, rank (1824/1823.95)·18,239.5/0.9 ≈ 20,266 >> C (3560/1823.95)·1,823.95/1,736.05
+    # ≈ 2.05: S takes all 10 and ends at 0.9 − 0.5 = 0.4; the socialised loss is the 0.5
+    env, dex, orc = make_dex(fund=0.0)
+    dex.open_accounts(
+        "pop",
+        [1760.0, 0.4, 10_000.0, 0.0],
+        [[10.0], [-10.0], [1.0], [-1.0]],
+        [[2000.0], [1824.0], [1800.0], [3560.0]],
+    )
+    orc["ETH"].price = 1823.95
+    assert dex.equity()[:2] == pytest.approx([-0.5, 0.9])
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(1, 10.0)]
+    assert dex.equity()[1] == pytest.approx(0.4)
+    assert dex.metrics()["socialised_loss_usd"] == pytest.approx(0.5)
+
+
+def test_flat_accounts_are_not_offsetting_accounts():
+    # A +10 @2000 (1,760); T −6 @1790 (100: skipped, it would end at 40 − 144); S1 −4 @2315 (1,000) takes 4;
+    # F holds 1,000 USDC and no position: it offsets nothing, so A keeps 6 ETH
+    env, dex, orc = make_dex(fund=0.0)
+    dex.open_accounts(
+        "pop", [1760.0, 100.0, 1000.0, 1000.0], [[10.0], [-6.0], [-4.0], [0.0]], [[2000.0], [1790.0], [2315.0], [0.0]]
+    )
+    orc["ETH"].price = 1800.0
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(2, 4.0)]
+    assert dex.metrics()["adl_count"] == 1 and dex.size[:, 0].tolist() == [6.0, -6.0, 0.0, 0.0]
