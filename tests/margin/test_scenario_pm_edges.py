@@ -95,3 +95,14 @@ def test_exact_mode_adds_the_roll_contingency():
     r = m.requirements(book(fut, perp(2.0)), MKT)
     assert r.mm[0] == pytest.approx(40.0) and r.im[0] == pytest.approx(40.0)
     assert r.exact["mm"][0] == pytest.approx(40 * 10**18, rel=1e-12)
+
+
+def test_offset_mode_with_one_underlying_keeps_that_underlyings_parameters():
+    # cross_underlying "offset" aggregates scenarios across underlyings only when there are several; a book in
+    # BTC alone is margined with BTC's own grid and factor: long 0.01 BTC, −20%: 120 at MM factor 0.5 = 60
+    # (the default grid, ±10%, would give 60 and the default factor 1 twice as much)
+    m = ScenarioPM(
+        ScenarioPMParams(name="t", grid=ScenarioGrid.product((-0.1, 0.1), (NONE,)), cross_underlying="offset"),
+        {"BTC": ScenarioPMParams(name="b", grid=ScenarioGrid.product((-0.2, 0.2), (NONE,)), mm_factor=0.5)},
+    )
+    assert m.requirements(book(perp(0.01, "BTC")), MKT).mm[0] == pytest.approx(60.0)
