@@ -106,3 +106,26 @@ def test_offset_mode_with_one_underlying_keeps_that_underlyings_parameters():
         {"BTC": ScenarioPMParams(name="b", grid=ScenarioGrid.product((-0.2, 0.2), (NONE,)), mm_factor=0.5)},
     )
     assert m.requirements(book(perp(0.01, "BTC")), MKT).mm[0] == pytest.approx(60.0)
+
+
+def test_offset_mode_takes_each_underlyings_own_gains_offset():
+    # ±10%: ETH short 1 perp: +200 / −200; BTC long 0.01: −60 / +60. Offset (Deribit pnl_offset per currency):
+    # ETH credits its gains at 1.0 (default), BTC at 0.5 (its own params). +10%: −200 + 0.5·60 = −170;
+    # −10%: 1.0·200 − 60 = 140. MM = 170 (BTC at the default 1.0 would give −140 -> 140)
+    g = ScenarioGrid.product((-0.1, 0.1), (NONE,))
+    m = ScenarioPM(
+        ScenarioPMParams(name="t", grid=g, cross_underlying="offset"),
+        {"BTC": ScenarioPMParams(name="b", grid=g, gains_offset=0.5)},
+    )
+    assert m.requirements(book(perp(-1.0), perp(0.01, "BTC")), MKT).mm[0] == pytest.approx(170.0)
+
+
+def test_offset_mode_refuses_grids_of_different_sizes_naming_them():
+    m = ScenarioPM(
+        ScenarioPMParams(name="t", grid=ScenarioGrid.product((-0.1, 0.1), (NONE,)), cross_underlying="offset"),
+        {"BTC": ScenarioPMParams(name="b", grid=ScenarioGrid.product((-0.1, 0.0, 0.1), (NONE,)))},
+    )
+    with pytest.raises(
+        ValueError, match=r"^cross_underlying='offset' needs equal scenario counts per underlying, got \{2, 3\}$"
+    ):
+        m.requirements(book(perp(-1.0), perp(0.01, "BTC")), MKT)

@@ -5,6 +5,9 @@ ETH market: IMF 10%, maintenance fraction 50% -> MMF 5%; BTC the same; the insur
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
 from conftest import track_env
 
@@ -160,3 +163,21 @@ def test_deleveraging_without_a_market_takes_the_largest_position():
     assert [(f.account, f.market, f.size) for f in fills] == [(1, "BTC", 1.0)]
     assert fills[0].price == pytest.approx(47_000.0 * (1 + 0.05 * 1000.0 / 2450.0))
     assert dex.size[0].tolist() == [1.0, 0.0]
+
+
+def test_funding_rates_come_from_each_markets_own_taker_imbalance_net_of_a_long_vault():
+    env, dex, orc = make_dex()
+    # T1 +10 ETH −3 BTC, T2 −4 ETH +1 BTC, vault −6 ETH +2 BTC (nets zero per market). Takers only:
+    # ETH long 10, short 4 -> imbalance 6/14; BTC long 1, short 3 -> −0.5 (the vault's long 2 is not counted).
+    # GMX v2: R_8h = 2e-8/s · 28,800 s · imbalance = 5.76e-4·imbalance, inside the ±0.3 dYdX clamp
+    dex.open_accounts("pop", [100_000.0] * 3, [[10.0, -3.0], [-4.0, 1.0], [-6.0, 2.0]])
+    dex.set_vault(2)
+    np.testing.assert_allclose(dex.funding_rate_now(), [5.76e-4 * 6 / 14, -5.76e-4 * 0.5], rtol=1e-12)
+
+
+def test_a_market_without_takers_has_the_default_rate_and_no_warning():
+    env, dex, orc = make_dex()
+    dex.open_accounts("pop", [100.0], None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0/0 of an empty market must not even warn
+        assert dex.funding_rate_now().tolist() == [0.0, 0.0]
