@@ -181,3 +181,54 @@ def test_a_market_without_takers_has_the_default_rate_and_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 0/0 of an empty market must not even warn
         assert dex.funding_rate_now().tolist() == [0.0, 0.0]
+
+
+def dex_of(*markets, **kw):
+    env = Env()
+    track_env(env)
+    oracles = {"ETH": FixedPrice(2000.0), "BTC": FixedPrice(50_000.0)}
+    dex = PerpDex(PerpDexParams(markets=list(markets), **kw), {m.asset: oracles[m.asset] for m in markets}, env)
+    env.ledger.mint("USDC", "pop", 10_000_000.0, "test")
+    return env, dex, oracles
+
+
+def test_funding_ticks_only_in_the_market_whose_interval_has_elapsed_and_volume_adds_up():
+    btc2h = PerpMarketParams(
+        asset="BTC", initial_margin_fraction=0.10, maintenance_fraction=0.5, funding_interval_seconds=7200.0
+    )
+    env, dex, orc = dex_of(ETH, btc2h)
+    # takers +10 ETH / +1 BTC against the vault: imbalance 1 in both, R_8h = 2e-8·28,800 = 5.76e-4
+    dex.open_accounts("pop", [100_000.0, 100_000.0], [[10.0, 1.0], [-10.0, -1.0]])
+    dex.set_vault(1)
+    dex.accrue(3600.0)
+    # ETH ticks once: index += 5.76e-4·(3600/28800)·2000 = 0.144 per ETH; BTC's 2 h interval has not elapsed
+    np.testing.assert_allclose(dex.funding_index, [0.144, 0.0], rtol=1e-12, atol=0.0)
+    dex.accrue(3600.0)
+    # ETH again (0.288); BTC now: 5.76e-4·(7200/28800)·50,000 = 7.2 per BTC
+    np.testing.assert_allclose(dex.funding_index, [0.288, 7.2], rtol=1e-12)
+    # volume = Σ |Δindex|·OI: 0.144·10 + (0.144·10 + 7.2·1) = 10.08
+    assert dex.metrics()["funding_volume_usd"] == pytest.approx(10.08, rel=1e-12)
+
+
+def test_funding_from_a_taker_position_under_one_unit_and_the_negative_clamp():
+    fast = PerpMarketParams(
+        asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5, funding_factor_per_second=1e-4
+    )
+    env, dex, orc = dex_of(ETH)
+    # one taker long 0.5 ETH against the vault: imbalance 1, R_8h = 5.76e-4
+    dex.open_accounts("pop", [10_000.0, 10_000.0], [[0.5], [-0.5]])
+    dex.set_vault(1)
+    assert dex.funding_rate_now()[0] == pytest.approx(5.76e-4, rel=1e-12)
+    # all takers short at 1e-4/s: −2.88 per 8 h, clamped to −6·(10% − 5%) = −0.3
+    env, dex, orc = dex_of(fast)
+    dex.open_accounts("pop", [10_000.0, 10_000.0], [[-1.0], [1.0]])
+    dex.set_vault(1)
+    assert dex.funding_rate_now()[0] == pytest.approx(-0.3)
+
+
+def test_funding_follows_a_rounding_level_residual_of_an_opened_book():
+    env, dex, orc = dex_of(ETH)
+    # open_accounts accepts a net residual up to 1e-9 of the gross size: long 1 + 1e-10, short 1, no vault.
+    # imbalance = 1e-10 / (2 + 1e-10); R_8h = 5.76e-4 · imbalance = 2.88e-14
+    dex.open_accounts("pop", [10_000.0, 10_000.0], [[1.0 + 1e-10], [-1.0]])
+    assert dex.funding_rate_now()[0] == pytest.approx(5.76e-4 * 1e-10 / 2.0, rel=1e-5)
