@@ -231,4 +231,4 @@ def test_funding_follows_a_rounding_level_residual_of_an_opened_book():
     # open_accounts accepts a net residual up to 1e-9 of the gross size: long 1 + 1e-10, short 1, no vault.
     # imbalance = 1e-10 / (2 + 1e-10); R_8h = 5.76e-4 · imbalance = 2.88e-14
     dex.open_accounts("pop", [10_000.0, 10_000.0], [[1.0 + 1e-10], [-1.0]])
-    assert dex.funding_rate_now()[0] == pytest.approx(5.76e-4 * 1e-10 / 2.0, rel=1e-5)
+    assert dex.funding_rate_now()[0] == pytest.approx(5.76e-4 * 1e-10 / 2.0, rel=1e-5, abs=0.0)
