@@ -232,3 +232,43 @@ def test_funding_follows_a_rounding_level_residual_of_an_opened_book():
     # imbalance = 1e-10 / (2 + 1e-10); R_8h = 5.76e-4 · imbalance = 2.88e-14
     dex.open_accounts("pop", [10_000.0, 10_000.0], [[1.0 + 1e-10], [-1.0]])
     assert dex.funding_rate_now()[0] == pytest.approx(5.76e-4 * 1e-10 / 2.0, rel=1e-5, abs=0.0)
+
+
+def test_a_flat_account_is_not_liquidatable_with_infinite_health():
+    env, dex, orc = make_dex()
+    dex.open_accounts("pop", [100.0], None)
+    dex.open_accounts("liq", [500_000.0], None)
+    with pytest.raises(Revert, match=r"^perps: account #0 is not liquidatable \(health inf >= 1\)$"):
+        dex.liquidate(0, "liq")
+
+
+def test_an_account_at_exactly_zero_equity_the_fund_may_not_pay_for_is_filled_at_the_oracle_price():
+    # A: +10 ETH @2000 with 1,000; ETH 1900: equity 0, MMR 950, ratio 0 -> Pb = 1900, ABR 1,
+    # Pf = 1900·(1 − 1.5·5%) = 1757.5: the 1 ETH (10%) needs 142.5 from the fund but no insurance may be lost
+    # this block. TNC >= 0, so a maker at the bankruptcy price (1900) takes it; nothing is deleveraged
+    env, dex, orc = make_dex(max_insurance_lost_per_block_usd=0.0)
+    dex.open_accounts("pop", [1000.0, 100_000.0], [[10.0, 0.0], [-10.0, 0.0]], [[2000.0, 0.0], [2000.0, 0.0]])
+    dex.open_accounts("liq", [500_000.0], None)
+    orc["ETH"].price = 1900.0
+    pv = dex.preview_liquidation(0)
+    assert (pv.adl, pv.fill_price, pv.bankruptcy_price, pv.payout, pv.fee) == (False, 1900.0, 1900.0, 0.0, 0.0)
+    ev = dex.liquidate(0, "liq")
+    assert ev.debt_repaid == pytest.approx(1.0) and ev.liquidator == "liq"
+    assert dex.equity()[0] == pytest.approx(0.0, abs=1e-9) and dex.insurance_fund_usd() == 10_000.0
+
+
+def test_a_payout_equal_to_the_per_block_insurance_limit_is_paid():
+    # ETH 1880: A (+10 @2000, 1,760) has equity 560, MMR 940; Pb = 1824, Pf = 1823 (see test_perps): the whole
+    # position needs a payout of 10·1 = 10, exactly the per-block limit of 10: the fund pays it
+    env, dex, orc = make_dex(
+        max_insurance_lost_per_block_usd=10.0,
+        max_position_portion_liquidated=1.0,
+        max_notional_liquidated_per_block_usd=1e12,
+    )
+    dex.open_accounts("pop", [1760.0, 100_000.0], [[10.0, 0.0], [-10.0, 0.0]], [[2000.0, 0.0], [2000.0, 0.0]])
+    dex.open_accounts("liq", [500_000.0], None)
+    orc["ETH"].price = 1880.0
+    pv = dex.preview_liquidation(0)
+    assert not pv.adl and pv.payout == pytest.approx(10.0) and pv.fill_price == pytest.approx(1823.0)
+    dex.liquidate(0, "liq")
+    assert dex.insurance_fund_usd() == pytest.approx(10_000.0 - 10.0)
