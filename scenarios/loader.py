@@ -288,10 +288,11 @@ def _parse_value(text: str) -> Any:
 
 # --- error formatting ------------------------------------------------------------------------------
 def _format_error(err: Mapping[str, Any], raw: dict) -> str:
+    from defistress.scenarios.schema import Scenario
     from defistress.scenarios.schema_base import error_message
 
     loc = _named_path(err["loc"], raw)
-    msg = error_message(err)
+    msg = error_message(err, Scenario)
     if loc and (msg.startswith(loc + ".") or msg.startswith(loc + ":")):
         return msg  # a cross-field check that already names its key under this table
     return f"{loc}: {msg}" if loc else msg

@@ -3,8 +3,10 @@ names its key path, per-account distributions, and the JSON Schema of embedded p
 
 from __future__ import annotations
 
+import collections.abc
 import importlib
-from typing import Any, Literal
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
 from pydantic import BaseModel, Field, GetJsonSchemaHandler, model_validator
@@ -29,7 +31,7 @@ def _validated(model_cls, data: dict, where: str):
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        msg = error_message(first)
+        msg = error_message(first, model_cls)
         if not loc and msg.split(":", 1)[0] in model_cls.model_fields:  # a model check naming its field first
             raise ValueError(f"{where}.{msg}") from None
         raise ValueError(f"{where}.{loc}: {msg}" if loc else f"{where}: {msg}") from None
@@ -38,8 +40,9 @@ def _validated(model_cls, data: dict, where: str):
 _BOUND_WORDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
-def error_message(err: Any) -> str:
-    """One pydantic error as a sentence that says what is allowed (the caller adds the key path)."""
+def error_message(err: Any, model: Any = None) -> str:
+    """One pydantic error as a sentence that says what is allowed (the caller adds the key path); `model` is the
+    validated root model, which lets an unknown key's error list the keys its table accepts."""
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -47,7 +50,8 @@ def error_message(err: Any) -> str:
     kind, has_input = err["type"], "input" in err
     value = err.get("input")
     if kind == "extra_forbidden":
-        return "unknown key"
+        keys = allowed_keys(model, tuple(err.get("loc", ()))) if model is not None else None
+        return f"unknown key; allowed: {', '.join(keys)}" if keys else "unknown key"
     if kind == "literal_error" and "expected" in ctx:
         return f"invalid value {value!r}; allowed: {ctx['expected']}"
     if kind == "union_tag_invalid":
@@ -65,6 +69,77 @@ def error_message(err: Any) -> str:
     if has_input and kind not in ("missing", "value_error", "assertion_error") and not isinstance(value, (dict, list)):
         return f"{msg} (got {value!r})"
     return msg
+
+
+def allowed_keys(model: Any, loc: tuple) -> list[str] | None:
+    """The keys (field names and aliases) of the table holding `loc[-1]`, found by walking pydantic's error path
+    from the root `model` through fields, list items, dict values and tagged unions; None where the path leaves
+    the models (a free table)."""
+    node: Any = model
+    for key in loc[:-1]:
+        node = _step(node, key)
+        if node is None:
+            return None
+    table = _model_of(node)
+    if table is None:
+        return None
+    names = {name for name in table.model_fields} | {f.alias for f in table.model_fields.values() if f.alias}
+    return sorted(names)
+
+
+def _model_of(tp: Any) -> type[BaseModel] | None:
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    members = [m for m in _union_members(tp) if _model_of(m) is not None]
+    return _model_of(members[0]) if len(members) == 1 else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _union_members(tp: Any) -> list[Any]:
+    if get_origin(tp) in (Union, types.UnionType):
+        return [m for m in get_args(tp) if m is not type(None)]
+    return []
+
+
+def _step(tp: Any, key: Any) -> Any:
+    """The annotation one step down `tp` along one element of an error path (None when it cannot be followed)."""
+    tp = _unwrap(tp)
+    members = _union_members(tp)
+    if members:
+        for m in members:  # pydantic names a tagged union's member by its tag (or class name) in the path
+            mm = _model_of(m)
+            if mm is not None and isinstance(key, str) and (mm.__name__ == key or _has_tag(m, mm, key)):
+                return m
+        found = [s for s in (_step(m, key) for m in members) if s is not None]
+        return found[0] if found else None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, field in tp.model_fields.items():
+            if key in (name, field.alias):
+                return field.annotation
+        return None
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (list, tuple, collections.abc.Sequence) and args and isinstance(key, int):
+        return args[0]
+    if origin in (dict, collections.abc.Mapping) and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _has_tag(member: Any, model: type[BaseModel], key: str) -> bool:
+    """Whether a union member is the one pydantic names `key`: its `Tag(...)` or a literal field's value."""
+    if get_origin(member) is Annotated and any(getattr(a, "tag", None) == key for a in get_args(member)[1:]):
+        return True
+    for field in model.model_fields.values():
+        ann = _unwrap(field.annotation)
+        if get_origin(ann) is Literal and key in get_args(ann):
+            return True
+    return False
 
 
 def _type_message(kind: str, value: Any) -> str:

@@ -180,7 +180,7 @@ def changed_spec(spec, key: str, value: Any, protocol_model: Any):
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ValueError(f"{loc + ': ' if loc else ''}{error_message(first)}") from None
+        raise ValueError(f"{loc + ': ' if loc else ''}{error_message(first, protocol_model)}") from None
 
 
 def check_governance_links(scenario) -> None:

@@ -50,11 +50,31 @@ def test_unknown_key_is_named_with_its_full_path(tmp_path):
     )
     f = tmp_path / "calm-extra.toml"
     f.write_text(text)
-    assert errors_of(f) == ["protocols.lend.assets.ETH.colour: unknown key"]
+    # the allowed keys are an asset table's documented keys (README "Writing a scenario", scenarios/schema.json)
+    allowed = (
+        "borrow_cap, borrowable_in_isolation, borrowing_enabled, debt_ceiling_usd, decimals, emode_category, "
+        "interest, liquidation_bonus, liquidation_threshold, ltv, protocol_fee, reserve_factor, supply_cap, supply_usd"
+    )
+    assert errors_of(f) == [f"protocols.lend.assets.ETH.colour: unknown key; allowed: {allowed}"]
 
 
 def test_unknown_key_from_an_override():
-    assert errors_of("calm", ["run.speed=3"]) == ["run.speed: unknown key"]
+    allowed = "assumed, block_seconds, check_conservation_every, description, duration, name, published, seed, smoke"
+    assert errors_of("calm", ["run.speed=3"]) == [f"run.speed: unknown key; allowed: {allowed}"]
+
+
+def test_unknown_key_inside_a_tagged_union_lists_that_kind_s_keys():
+    # an oracle of kind "feed" (the default): its table's keys, not those of the rounds/composite/... kinds
+    (err,) = errors_of("black-thursday-maker", ["oracles.0.zz=1"])
+    assert err == (
+        "oracles.osm-eth.zz: unknown key; allowed: asset, delay, deviation, failure, heartbeat, id, kind, max_age, "
+        "price, source"
+    )
+
+
+def test_unknown_top_level_table_lists_the_tables():
+    (err,) = errors_of("calm", ["shock={}"])
+    assert err.startswith("shock: unknown key; allowed: ") and "shocks" in err.split("allowed: ")[1].split(", ")
 
 
 def test_out_of_range_value_names_the_key_and_the_bound():
