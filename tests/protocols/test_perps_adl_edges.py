@@ -102,6 +102,17 @@ def test_one_attempt_leaves_what_the_skipped_offsetting_account_could_have_taken
     dex.accrue(0.0)
     assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)][-1] == (1, 1.0)
     assert dex.size[0, 0] == 0.0 and dex.equity()[1] == pytest.approx(16.0)
+    # with two attempts per block the second one, in the same block, closes it
+    env, dex, orc = make_dex(fund=0.0, max_deleveraging_attempts_per_block=2)
+    dex.open_accounts(
+        "pop",
+        [1760.0, 100.0, 5000.0, 50_000.0],
+        [[10.0], [-6.0], [-9.0], [5.0]],
+        [[2000.0], [1790.0], [2000.0], [1748.0]],
+    )
+    orc["ETH"].price = 1800.0
+    dex.accrue(0.0)
+    assert [(e.account, e.size) for e in env.events if isinstance(e, Deleveraged)] == [(2, 9.0), (1, 1.0)]
 
 
 def test_an_account_already_liquidated_this_block_does_not_stop_the_next_ones():

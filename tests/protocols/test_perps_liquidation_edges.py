@@ -12,6 +12,7 @@ import pytest
 from conftest import track_env
 
 from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import Deleveraged
 from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
 
 ETH = PerpMarketParams(asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5)
@@ -272,3 +273,19 @@ def test_a_payout_equal_to_the_per_block_insurance_limit_is_paid():
     assert not pv.adl and pv.payout == pytest.approx(10.0) and pv.fill_price == pytest.approx(1823.0)
     dex.liquidate(0, "liq")
     assert dex.insurance_fund_usd() == pytest.approx(10_000.0 - 10.0)
+
+
+def test_accrue_deleverages_the_market_the_liquidation_preview_picked():
+    env, dex, orc = make_dex(max_insurance_lost_per_block_usd=100.0)
+    # A: +10 ETH @2000 and +0.1 BTC @50,000 with 2,000; V the other side. ETH 1900: equity 1,000 < MMR
+    # 950 + 250; a liquidator takes 1 ETH (10% of 19,000) at a fee, no payout. ETH 1500 in the same block: A is
+    # bankrupt (about −2,650, MMR 925). ETH was liquidated this block, so the preview picks BTC: 1,000 USD
+    # (0.02 BTC) needs 0.02·50,000·5%·(1.5 − TNC/TMMR) > the 100 allowed -> ADL of the BTC position, not ETH
+    dex.open_accounts("pop", [2000.0, 100_000.0], [[10.0, 0.1], [-10.0, -0.1]], [[2000.0, 50_000.0]] * 2)
+    dex.open_accounts("liq", [500_000.0], None)
+    orc["ETH"].price = 1900.0
+    assert dex.liquidate(0, "liq", market="ETH").debt_repaid == pytest.approx(1.0)
+    orc["ETH"].price = 1500.0
+    dex.accrue(0.0)
+    assert [(e.account, e.market, e.size) for e in env.events if isinstance(e, Deleveraged)] == [(1, "BTC", 0.1)]
+    assert dex.size[0].tolist() == [9.0, 0.0]
