@@ -255,7 +255,10 @@ def test_an_offsetting_account_left_at_exactly_zero_equity_still_takes_its_share
     dex.open_accounts("pop", [1775.0, 195.0, 1000.0], [[10.0], [-6.0], [-4.0]], [[2000.0], [1790.0], [2315.0]])
     orc["ETH"].price = 1800.0
     fills = dex.deleverage(0)
-    assert [(f.block, f.account, f.size, f.price) for f in fills] == [(3, 1, 6.0, 1822.5), (3, 2, 4.0, 1822.5)]
+    assert [(f.block, f.source, f.account, f.market, f.size, f.price) for f in fills] == [
+        (3, "perps", 1, "ETH", 6.0, 1822.5),
+        (3, "perps", 2, "ETH", 4.0, 1822.5),
+    ]
     assert dex.equity()[1] == 0.0 and dex.equity()[2] == pytest.approx(3060.0 - 90.0)
 
 
@@ -288,3 +291,15 @@ def test_flat_accounts_are_not_offsetting_accounts():
     orc["ETH"].price = 1800.0
     assert [(f.account, f.size) for f in dex.deleverage(0)] == [(2, 4.0)]
     assert dex.metrics()["adl_count"] == 1 and dex.size[:, 0].tolist() == [6.0, -6.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 4, 5])
+def test_the_iteration_cap_keeps_exactly_the_top_ranked_of_many(cap):
+    # A +10 @2000 (1,760); S1..S5 −2 @2000 with 5,000 / 1,000 / 3,000 / 500 / 2,000 USDC. ETH 1800: their
+    # equities c + 400 = 5,400 / 1,400 / 3,400 / 900 / 2,400 and ranks (2000/1800)·3,600/equity put them in the
+    # order S4, S2, S5, S3, S1 (accounts 4, 2, 5, 3, 1); each takes its 2 ETH, only the top `cap` are tried
+    env, dex, orc = make_dex(fund=0.0, max_deleveraging_accounts_to_iterate=cap)
+    dex.open_accounts("pop", [1760.0, 5000.0, 1000.0, 3000.0, 500.0, 2000.0], [[10.0]] + [[-2.0]] * 5, [[2000.0]] * 6)
+    orc["ETH"].price = 1800.0
+    assert [(f.account, f.size) for f in dex.deleverage(0)] == [(j, 2.0) for j in [4, 2, 5, 3, 1][:cap]]
+    assert dex.size[0, 0] == 10.0 - 2.0 * cap

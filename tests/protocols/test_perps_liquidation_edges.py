@@ -204,11 +204,17 @@ def test_funding_ticks_only_in_the_market_whose_interval_has_elapsed_and_volume_
     dex.accrue(3600.0)
     # ETH ticks once: index += 5.76e-4·(3600/28800)·2000 = 0.144 per ETH; BTC's 2 h interval has not elapsed
     np.testing.assert_allclose(dex.funding_index, [0.144, 0.0], rtol=1e-12, atol=0.0)
+    assert (dex.metrics()["funding_rate_8h_ETH"], dex.metrics()["funding_rate_8h_BTC"]) == (pytest.approx(5.76e-4), 0.0)
     dex.accrue(3600.0)
     # ETH again (0.288); BTC now: 5.76e-4·(7200/28800)·50,000 = 7.2 per BTC
     np.testing.assert_allclose(dex.funding_index, [0.288, 7.2], rtol=1e-12)
     # volume = Σ |Δindex|·OI: 0.144·10 + (0.144·10 + 7.2·1) = 10.08
     assert dex.metrics()["funding_volume_usd"] == pytest.approx(10.08, rel=1e-12)
+    # a third hour: ETH ticks a third time (0.432), BTC has 1 h of its next 2 h and stays at 7.2
+    dex.accrue(3600.0)
+    np.testing.assert_allclose(dex.funding_index, [0.432, 7.2], rtol=1e-12)
+    m = dex.metrics()  # the last applied rate per market: ETH this hour, BTC an hour ago
+    assert (m["funding_rate_8h_ETH"], m["funding_rate_8h_BTC"]) == (pytest.approx(5.76e-4), pytest.approx(5.76e-4))
 
 
 def test_funding_from_a_taker_position_under_one_unit_and_the_negative_clamp():
