@@ -129,3 +129,17 @@ def test_offset_mode_refuses_grids_of_different_sizes_naming_them():
         ValueError, match=r"^cross_underlying='offset' needs equal scenario counts per underlying, got \{2, 3\}$"
     ):
         m.requirements(book(perp(-1.0), perp(0.01, "BTC")), MKT)
+
+
+def test_offset_mode_keeps_every_underlyings_mark_to_market_and_contingencies():
+    # short 1 ETH perp entered at 2100 (+100 at 2000) and long 0.01 BTC perp entered at 59,000 (+10 at 60,000):
+    # equity 110, all of it delta-1 mark-to-market; a 1% perp contingency adds 1%·2000 + 1%·600 = 26 to the MM
+    c = ContingencyParams(perp_pct_mm=0.01, perp_pct_im=0.01)
+    g = ScenarioGrid.product((-0.1, 0.1), (NONE,))
+    m = ScenarioPM(ScenarioPMParams(name="t", grid=g, cross_underlying="offset", contingency=c))
+    eth = {"kind": "perp", "underlying": "ETH", "qty": -1.0, "entry_price": 2100.0}
+    btc = {"kind": "perp", "underlying": "BTC", "qty": 0.01, "entry_price": 59_000.0}
+    r = m.requirements(book(eth, btc), MKT)
+    assert r.equity[0] == pytest.approx(110.0) and r.equity_parts["delta1"][0] == pytest.approx(110.0)
+    # worst scenario +10%: −200 + 60 = −140 (gains offset 1) -> MM 140 + 26
+    assert r.mm[0] == pytest.approx(166.0)
