@@ -54,6 +54,13 @@ def test_the_per_block_notional_limit_once_used_up_refuses_the_next_market():
         dex.liquidate(0, "liq", market="BTC")
     env.clock.block += 1  # a new block has a new room
     assert dex.liquidate(0, "liq", market="BTC").debt_asset == "BTC"
+    # a room of half a dollar is still room: 0.5 USD of BTC at 48,000 is liquidated
+    env, dex, orc = make_dex(max_notional_liquidated_per_block_usd=19_000.5)
+    dex.open_accounts("pop", [20_000.0, 1_000_000.0], [[100.0, 2.0], [-100.0, -2.0]])
+    dex.open_accounts("liq", [500_000.0], None)
+    orc["ETH"].price, orc["BTC"].price = 1900.0, 48_000.0
+    assert dex.liquidate(0, "liq").debt_repaid == pytest.approx(10.0)
+    assert dex.liquidate(0, "liq", market="BTC").debt_repaid == pytest.approx(0.5 / 48_000.0)
 
 
 def test_an_account_cannot_liquidate_itself():
@@ -259,6 +266,7 @@ def test_an_account_at_exactly_zero_equity_the_fund_may_not_pay_for_is_filled_at
     orc["ETH"].price = 1900.0
     pv = dex.preview_liquidation(0)
     assert (pv.adl, pv.fill_price, pv.bankruptcy_price, pv.payout, pv.fee) == (False, 1900.0, 1900.0, 0.0, 0.0)
+    assert pv.fund_delta == 0.0  # the maker at the bankruptcy price leaves the fund untouched
     ev = dex.liquidate(0, "liq")
     assert ev.debt_repaid == pytest.approx(1.0) and ev.liquidator == "liq"
     assert dex.equity()[0] == pytest.approx(0.0, abs=1e-9) and dex.insurance_fund_usd() == 10_000.0
@@ -277,6 +285,7 @@ def test_a_payout_equal_to_the_per_block_insurance_limit_is_paid():
     orc["ETH"].price = 1880.0
     pv = dex.preview_liquidation(0)
     assert not pv.adl and pv.payout == pytest.approx(10.0) and pv.fill_price == pytest.approx(1823.0)
+    assert pv.fund_delta == pytest.approx(-10.0) and pv.fee == 0.0
     dex.liquidate(0, "liq")
     assert dex.insurance_fund_usd() == pytest.approx(10_000.0 - 10.0)
 
