@@ -72,22 +72,26 @@ class BorrowerPopulation(mesa.Agent):
         self.delay_blocks = int(np.ceil(spec.reaction_delay / block_seconds))
         self.below_since = np.full(n, -1, dtype=np.int64)
         self.repaid_total = 0.0
-        a = self.accounts  # rows of a fresh market block are contiguous: read health through a view, not a copy
-        self._rows = slice(int(a[0]), int(a[-1]) + 1) if n and np.array_equal(a, np.arange(a[0], a[-1] + 1)) else a
         self._watch = np.zeros(0, dtype=np.int64)  # local rows whose below_since may be >= 0
 
     def submit(self, view: BlockView) -> list[Tx]:
         """Batched repayments of attentive accounts that waited out their reaction delay."""
         if not self.attentive.any():
             return []
-        hf = self.market.health()[self._rows]
-        is_alarmed = self.attentive & (hf < self.alarm)
-        alarmed = np.flatnonzero(is_alarmed)
+        # the attentive rows alone are read (a third of the book by default): local rows, their market rows and
+        # alarm levels, kept until `attentive` changes
+        att = self.__dict__.get("_attentive_rows")
+        if att is None or att[0] is not self.attentive or att[1] != self.attentive.tobytes():
+            local = np.flatnonzero(self.attentive)
+            att = self._attentive_rows = (self.attentive, self.attentive.tobytes(), local, self.accounts[local])
+        _, _, local, rows = att
+        hf = self.market.health()
+        alarmed = local[hf[rows] < self.alarm[local]]
         # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
         # alone (masked writes over 100k rows every block were the cost)
         bs, watch = self.below_since, self._watch
-        if watch.size:
-            bs[watch[~is_alarmed[watch]]] = -1
+        if watch.size:  # watched rows are attentive ones
+            bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
         first = bs[alarmed]
         fresh = first < 0
         first[fresh] = view.block

@@ -19,12 +19,16 @@ import numpy as np
 
 from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
+from defistress.protocols.amm import ConstantProductPool
 from defistress.protocols.lending import (
     CLOSE_FACTOR_HF_THRESHOLD,
     DEFAULT_LIQUIDATION_CLOSE_FACTOR,
     MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD,
     LendingMarket,
 )
+
+#: key of the liquidators' per-block shared figures in `BlockView.extra`
+_MEMO = "liquidator-shared"
 
 
 class Liquidator(mesa.Agent):
@@ -65,7 +69,6 @@ class Liquidator(mesa.Agent):
             refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
         for m in self.markets:
             hf = m.health()
-            unhealthy = hf < 1.0
             seen, watch = self._seen.get(m.id), self._watch.get(m.id)
             if seen is None or seen.size != hf.size:
                 seen = self._seen[m.id] = np.full(hf.size, -1, dtype=np.int64)
@@ -73,9 +76,8 @@ class Liquidator(mesa.Agent):
             # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at
             # those rows alone (masked writes over 100k rows, three liquidators, every block, were the cost)
             if watch is not None and watch.size:
-                seen[watch[~unhealthy[watch]]] = -1
-            rows = np.flatnonzero(unhealthy)
-            rows = rows[~m.controlled[rows]]  # rows under an external controller are the controller's to liquidate
+                seen[watch[~(hf[watch] < 1.0)]] = -1
+            rows = self._candidates(m, hf, view)
             first = seen[rows]
             fresh = first < 0
             first[fresh] = view.block
@@ -84,74 +86,159 @@ class Liquidator(mesa.Agent):
             ready = rows[view.block - first >= self.spec.latency_blocks]
             if ready.size == 0:
                 continue
-            _, debt_usd = m.account_usd()
-            k = self.spec.max_tx_per_block * 4
-            if ready.size > k:
-                ready = ready[np.argpartition(-debt_usd[ready], k - 1)[:k]]
-            ready = ready[np.argsort(-debt_usd[ready], kind="stable")]
-            coll_idx, debt_idx = self._pairs(m, ready, ledger)
-            hopeless = self._hopeless(m, ready, coll_idx, debt_idx, view)
+            ready, coll_idx, debt_idx, skip, cover = self._ranked(m, ready, view, ledger)
             committed: dict[str, float] = {}
-            for k, a in enumerate(ready):
+            live = ((coll_idx >= 0) & ~skip).tolist()
+            for k in range(ready.size):
                 if len(txs) >= self.spec.max_tx_per_block:
                     break
-                if coll_idx[k] < 0:
-                    continue
-                if hopeless[k]:  # `_plan` would return None: its profit bound is below the minimum
-                    continue
-                tx = self._plan(m, int(a), m.assets[coll_idx[k]], m.assets[debt_idx[k]], view, ledger, committed)
+                if not live[k]:  # no pair, or `_plan` would return None (see `_hopeless`) ...
+                    if coll_idx[k] < 0 or not committed:
+                        continue
+                    if self._still_hopeless(ledger, m.assets[debt_idx[k]], committed, cover[k]):
+                        continue  # ... and still would with the capital committed so far
+                coll, debt = m.assets[coll_idx[k]], m.assets[debt_idx[k]]
+                tx = self._plan(m, int(ready[k]), coll, debt, view, ledger, committed)
                 if tx is not None:
                     txs.append(tx)
         self.attempts += len(txs)
         return txs
 
-    def _pairs(self, m, ready: np.ndarray, ledger) -> tuple[np.ndarray, np.ndarray]:
+    def _candidates(self, m, hf: np.ndarray, view: BlockView) -> np.ndarray:
+        """Rows of `m` that are unhealthy and not under an external controller (the controller's to liquidate),
+        computed once per block and market state for every liquidator of the block (in `view.extra`)."""
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("candidates", id(m), m._cache_key if isinstance(m, LendingMarket) else None, hf.size)
+        rows = memo.get(key) if key[2] is not None else None
+        if rows is None:
+            rows = np.flatnonzero(hf < 1.0)
+            rows = rows[~m.controlled[rows]]
+            rows.flags.writeable = False
+            if key[2] is not None:
+                memo[key] = rows
+        return rows
+
+    def _ranked(self, m, ready: np.ndarray, view: BlockView, ledger):
+        """The rows this liquidator looks at, largest debt first (at most 4 x max_tx_per_block of them), with their
+        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`)."""
+        _, debt_usd = m.account_usd()
+        k = self.spec.max_tx_per_block * 4
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("ranked", id(m), m._cache_key if isinstance(m, LendingMarket) else None, ready.tobytes(), k)
+        top = memo.get(key) if key[2] is not None else None
+        if top is None:
+            top = ready
+            if top.size > k:
+                top = top[np.argpartition(-debt_usd[top], k - 1)[:k]]
+            top = top[np.argsort(-debt_usd[top], kind="stable")]
+            if key[2] is not None:
+                memo[key] = top
+        coll_idx, debt_idx = self._pairs(m, top, ledger, view)
+        skip, cover = self._hopeless(m, top, coll_idx, debt_idx, view, ledger)
+        return top, coll_idx, debt_idx, skip, cover
+
+    def _pairs(self, m, ready: np.ndarray, ledger, view: BlockView | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The (collateral, debt) pair to liquidate per row: on an Aave-like market the one that pays most at oracle
-        prices within what this liquidator can pay (`best_liquidation_pairs`); elsewhere the largest of each."""
+        prices within what this liquidator can pay (`best_liquidation_pairs`); elsewhere the largest of each.
+
+        On a LendingMarket the pairs without a budget are computed once per block and rows and shared by the
+        liquidators of the block (in `view.extra`); a liquidator whose budget covers every row's close-factor cap
+        gets exactly those pairs, any other computes its own."""
         if hasattr(m, "best_liquidation_pairs"):
             budget = np.array([self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]) * m.prices()
-            coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
+            if view is None or not isinstance(m, LendingMarket):
+                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
+                return coll_idx, debt_idx
+            memo = view.extra.setdefault(_MEMO, {})
+            key = ("pairs", id(m), m._cache_key, ready.tobytes())
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = m.liquidation_pairs_and_caps(ready)
+            coll_idx, debt_idx, _, cap_max = hit
+            if not np.all(budget >= cap_max):  # this budget binds somewhere (or a cap is undefined)
+                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
             return coll_idx, debt_idx
         p = m.prices()
         coll_usd = m.coll_scaled[ready] * (m.liq_index * p)
         debt_usd = m.debt_scaled[ready] * (m.borrow_index * p)
         return coll_usd.argmax(axis=1), debt_usd.argmax(axis=1)
 
-    def _hopeless(self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view) -> np.ndarray:
-        """Rows whose liquidation cannot beat the minimum profit, from an upper bound computed for all at once
-        (most candidates of a crash are accounts whose close-factor half is not worth the gas; planning each one,
-        three liquidators, every block, was most of a small run).
+    def _hopeless(
+        self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view, ledger
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows `_plan` would turn down, each row's close-factor cap in debt tokens), computed for all rows at once
+        as `_plan` would compute them before anything is committed (most candidates of a crash are accounts whose
+        liquidation is not worth the gas; planning each one, three liquidators, every block, was most of a run).
 
-        On an Aave-like market `preview` seizes s = repaid · P_debt / P_coll · bonus tokens, at most the collateral
-        balance B, with repaid at most the close-factor cap (`max_debt_to_cover`, the same arithmetic vectorised);
-        the profit `_plan` computes is at most s · (S − ref_debt · P_coll / (P_debt · bonus)) − gas, where S is what
-        a collateral token sells for at the margin: a constant-product pool pays less than its spot price for any
-        amount (Uniswap v2 getAmountOut ≤ amount · R_out / R_in), the external venue ref · (1 − fee); the protocol
-        fee and a flash-loan fee only lower it. A relative margin of 1e-9 keeps rounding from ever skipping a row
-        `_plan` would take. Rows without a pair, rows under the account model (a collateral flag off or an e-mode
-        category: their own prices and bonus) and other markets: nothing is skipped."""
-        out = np.zeros(ready.size, dtype=bool)
-        if type(m).preview is not LendingMarket.preview or ready.size == 0:
-            return out
-        plain = (coll_idx >= 0) & ~np.isin(ready, m._special_rows(ready))
-        if not plain.any():
-            return out
+        On a float-precision Aave-like market (`preview` and `max_debt_to_cover` as LendingMarket has them) this is
+        `_plan`'s own arithmetic vectorised: the close-factor cap (`max_debt_to_cover`), the repayment within what
+        the funding makes available, the seizure capped by the collateral balance and less the protocol fee
+        (`preview`), its sale where this liquidator sells (`_sale_value`), the flash-loan fee and gas. A row is
+        skipped only when its profit is below the minimum by more than 1e-9 of the amounts involved (so rounding
+        can never skip a row `_plan` would take), or nothing is available to pay. Rows without a pair, rows under
+        the account model (a collateral flag off or an e-mode category) and other markets: nothing is skipped.
+        `_still_hopeless` says whether a skip holds once earlier rows have committed some of the capital.
+
+        The figures that do not depend on the liquidator's capital are computed once per block and rows and shared
+        by the liquidators of the block (in `view.extra`); a liquidator whose capital is below some row's cap
+        computes its own."""
+        out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
+        lm = LendingMarket
+        if (
+            ready.size == 0
+            or not isinstance(m, lm)
+            or type(m).preview is not lm.preview
+            or type(m).max_debt_to_cover is not lm.max_debt_to_cover
+            or m.precision != "float"
+            or self.funding.mode not in ("capital", "flash-loan", "both")
+        ):
+            return out, cover
+        mode = self.funding.mode
+        avail = np.array([self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets])
+        memo = view.extra.setdefault(_MEMO, {})
+        key = (
+            "screen",
+            id(m),
+            m._cache_key,
+            ready.tobytes(),
+            coll_idx.tobytes(),
+            debt_idx.tobytes(),
+            self.gas,
+            self.spec.min_profit_usd,
+            mode,
+            id(self.funding.lender),
+            tuple((id(q), q.reserves()) for q in self.pools),
+            tuple(view.reference.items()),
+            view.base_fee_gwei,
+            getattr(view.external, "fee", 0.0),
+            float(self.eth_price()),
+            self.holder if mode == "both" else None,  # a partly flash-funded plan depends on this holder's balance
+        )
+        hit = memo.get(key)
+        if hit is None:
+            shared_avail = avail if mode == "both" else np.full(avail.size, np.inf)
+            hit = memo[key] = self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail)
+        skip, cover, plain = hit
+        own = avail[debt_idx]
+        if mode == "capital" and not np.all(own[plain] >= cover[plain]):  # the capital binds: its own figures
+            skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, avail)
+        return skip | (plain & (own <= 0)), cover
+
+    def _screen(
+        self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view, ledger, avail_by_asset
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_hopeless`'s figures with `avail_by_asset` (A,) tokens available per debt asset: (skip, cap, rows
+        screened)."""
+        out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
+        screened = coll_idx >= 0
+        if m._coll_on is not None or m._emode is not None:  # rows under the account model are not screened
+            screened &= ~np.isin(ready, m._special_rows(ready))
+        if not screened.any():
+            return out, cover, screened
+        plain = screened
         ready, ci, dj = ready[plain], coll_idx[plain], debt_idx[plain]  # the pair `_plan` is given
         p, ref = m.prices(), view.reference
-        n_a = len(m.assets)
-        sale = np.full((n_a, n_a), np.inf)  # USD per collateral token i sold for debt token j, an upper bound
-        for i, j in {(int(x), int(y)) for x, y in zip(ci, dj)}:
-            coll, debt = m.assets[i], m.assets[j]
-            if i == j:
-                sale[i, j] = ref.get(coll, 1.0)
-                continue
-            pool = self._pool_for(coll, debt)
-            if pool is not None:
-                r_in, r_out = pool._oriented(coll)
-                sale[i, j] = r_out / r_in * ref.get(debt, 1.0) if r_in > 0 else np.inf
-            else:
-                sale[i, j] = ref.get(coll, 0.0) * (1.0 - getattr(view.external, "fee", 0.0))
-        ref_debt = np.array([ref.get(a, 1.0) for a in m.assets])
+        # max_debt_to_cover, vectorised
         reserve_debt = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
         hf = m.health()[ready]
         if m.rule == "aave-v3.0":
@@ -167,15 +254,73 @@ class Liquidator(mesa.Agent):
             with np.errstate(divide="ignore", invalid="ignore"):
                 halved = np.minimum(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * debt_total_usd[ready] / p[dj])
             cap = np.where(half, halved, reserve_debt)
+        # what the funding makes available before anything is committed, per debt asset
+        avail = np.asarray(avail_by_asset, dtype=float)[dj]
+        # preview, vectorised
         bonus = m.bonus[ci]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            seized = np.minimum(cap * p[dj] / p[ci] * bonus, m.coll_scaled[ready, ci] * m.liq_index[ci])
-            margin = sale[ci, dj] - ref_debt[dj] * p[ci] / (p[dj] * bonus)  # USD per seized token
-            gain = seized * np.maximum(margin, 0.0)
-            scale = seized * (np.abs(sale[ci, dj]) + np.abs(ref_debt[dj] * p[ci] / (p[dj] * bonus)))
+            repay = np.minimum(avail, cap)
+            balance = m.coll_scaled[ready, ci] * m.liq_index[ci]
+            seized = repay * p[dj] / p[ci] * bonus
+            over = seized > balance
+            seized = np.where(over, balance, seized)
+            repay = np.where(over, balance * p[ci] / p[dj] / bonus, repay)
+            seized = seized - (seized - seized / bonus) * m.fee[ci]  # to the liquidator, after the protocol fee
+            # the flash loan and its fee (agents.funding)
+            if self.funding.mode == "capital":
+                flash_fee = np.zeros(repay.size)
+            else:
+                flash_fee = np.array(
+                    [
+                        self.funding.fee(self.funding.flash_amount(ledger, self.holder, m.assets[j], r, 0.0))
+                        for j, r in zip(dj, repay.tolist())
+                    ]
+                )
+            proceeds = self._sale_values(m, ci, dj, seized, view)
+            ref_debt = np.array([ref.get(a, 1.0) for a in m.assets])[dj]
+            cost = (repay + flash_fee) * ref_debt
         gas_usd = self.gas * view.base_fee_gwei * GWEI * self.eth_price()
-        bound = gain - gas_usd + 1e-9 * (scale + abs(gas_usd)) + 1e-9
-        out[plain] = bound <= self.spec.min_profit_usd  # NaN bounds compare False: planned
+        gross = proceeds - cost - gas_usd
+        slack = 1e-9 * (np.abs(proceeds) + np.abs(cost) + abs(gas_usd)) + 1e-9
+        # NaN compares False: planned
+        out[plain] = (gross + slack <= self.spec.min_profit_usd) | (avail <= 0)
+        cover[plain] = cap
+        return out, cover, plain
+
+    def _still_hopeless(self, ledger, debt: str, committed: dict[str, float], cap: float) -> bool:
+        """A row `_hopeless` skipped with nothing committed is still one `_plan` turns down now that `committed` of
+        the capital is promised: nothing is committed in its debt asset, or the funding does not depend on it
+        (flash loans only), or the capital left still covers the row's close-factor cap (the repayment is the cap
+        either way)."""
+        c = committed.get(debt, 0.0)
+        if c == 0.0 or self.funding.mode == "flash-loan":
+            return True
+        if self.funding.mode != "capital":
+            return False
+        return self.funding.available(ledger, self.holder, debt, 0.0) >= cap and (
+            self.funding.available(ledger, self.holder, debt, c) >= cap
+        )
+
+    def _sale_values(self, m, ci: np.ndarray, dj: np.ndarray, amount: np.ndarray, view) -> np.ndarray:
+        """`_sale_value` of each row's seized collateral (`amount` tokens of asset ci sold for asset dj), USD."""
+        ref = view.reference
+        out = np.empty(amount.size)
+        for i, j in {(int(x), int(y)) for x, y in zip(ci, dj)}:
+            rows = (ci == i) & (dj == j)
+            coll, debt = m.assets[i], m.assets[j]
+            x = amount[rows]
+            if i == j:
+                out[rows] = x * ref.get(coll, 1.0)
+                continue
+            pool = self._pool_for(coll, debt)
+            if pool is not None and type(pool).quote is not ConstantProductPool.quote:
+                out[rows] = [pool.quote(coll, float(v)) * ref.get(debt, 1.0) for v in x.tolist()]
+            elif pool is not None:  # ConstantProductPool.quote, vectorised
+                r_in, r_out = pool._oriented(coll)
+                a = x * (1.0 - pool.p.fee)
+                out[rows] = np.where(x > 0, a * r_out / (r_in + a), 0.0) * ref.get(debt, 1.0)
+            else:
+                out[rows] = x * ref.get(coll, 0.0) * (1.0 - getattr(view.external, "fee", 0.0))
         return out
 
     def _plan(self, m, a, coll, debt, view, ledger, committed):

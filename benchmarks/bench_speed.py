@@ -19,6 +19,8 @@ Method (issue 14; a shared 2-core machine):
   two matrix-vector products, and their ratio), the unhealthy scan (`hf < 1`, its indices), the per-block sums
   (collateral and debt USD) and the liquidators' top-k pick (`argpartition` of the unhealthy rows' debt). Best of
   5 timings of 200 repetitions; the engine's CPU per block over this is "x floor".
+- One BLAS thread in every child (OPENBLAS/OMP/MKL_NUM_THREADS=1): idle BLAS threads spin and count as CPU time
+  on a shared machine, which inflated the floor's matrix-vector products eightfold at 100k accounts.
 - Fixed per-block cost: a least-squares fit of CPU per block = fixed + per_account x accounts over the account
   counts measured (needs at least two).
 """
@@ -115,7 +117,11 @@ def run_case(python: str, accounts: int, blocks: int | None, floor: bool) -> dic
     if blocks is not None:
         cmd += ["--blocks", str(blocks)]
     before = _load_avg()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # one BLAS thread for engine and floor alike: on a shared machine OpenBLAS's idle worker threads spin and count
+    # as CPU time (the 100k floor read 6.2 ms/block with the default threads, 0.77 ms with one; the engine's CPU
+    # was the same within noise either way)
+    env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["load_before"], res["load_after"] = before, _load_avg()
     return res

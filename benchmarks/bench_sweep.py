@@ -170,6 +170,7 @@ def sweep_case(
         "run_cpu_ms": round(run_ms, 3),
         "client_cpu_per_run_ms": round(cpu["client"], 3),
         "scheduler_cpu_per_run_ms": round(cpu["scheduler"], 3),
+        "worker_cpu_per_run_ms": round(cpu["workers"], 3),
         "client_handling_per_run_ms": round(1000 * s.client_s / runs, 3),
         "client_rss_mb": samples,
         "client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -234,6 +235,61 @@ def noop_case(backend: str, tasks: int, cluster: Cluster | None = None) -> dict:
     return case
 
 
+def usable_cpus() -> int:
+    """Cores this process may run on (the affinity mask), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def efficiency_case(runs: int, repeats: int = 2) -> dict:
+    """Parallel efficiency of the process pool on a sweep of `runs` runs: T1 / (n x Tn), with T the sweep's wall
+    time from the first task to the last result (s.wall_s) on 1 worker (which `sweep.execute` runs inline: the
+    serial baseline) and on n = the usable cores, measured
+    interleaved (1, n, 1, n, ...) after a warm-up sweep, so load from other work hits both alike; the best of
+    `repeats` of each is used, and every measurement is kept with the 1-minute load average before it. Wall
+    times need a quiet machine; beside them, the share of the workers' and the client's CPU that went into runs
+    (`cpu_in_runs_share`) says how much the pool itself costs whatever the load."""
+    n = usable_cpus()
+    sweep_case("process warm-up (fork server start)", 4, "process", n)
+    times: dict[int, list[float]] = {1: [], n: []}
+    detail = []
+    for _ in range(repeats):
+        for w in (1, n):
+            load = os.getloadavg()[0]
+            c = sweep_case(f"process efficiency, {w} worker(s)", runs, "process", w)
+            times[w].append(c["runs_wall_s"])
+            spent = c["worker_cpu_per_run_ms"] + c["client_cpu_per_run_ms"]
+            detail.append(
+                {
+                    "workers": w,
+                    "runs_wall_s": c["runs_wall_s"],
+                    "run_cpu_ms": c["run_cpu_ms"],
+                    "worker_cpu_per_run_ms": c["worker_cpu_per_run_ms"],
+                    "client_cpu_per_run_ms": c["client_cpu_per_run_ms"],
+                    "cpu_in_runs_share": round(c["run_cpu_ms"] / spent, 3) if spent > 0 else None,
+                    "load_1min": load,
+                }
+            )
+    t1, tn = min(times[1]), min(times[n])
+    case = {
+        "case": "process pool parallel efficiency",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "runs": runs,
+        "usable_cpus": n,
+        "t1_s": t1,
+        "tn_s": tn,
+        "efficiency": round(t1 / (n * tn), 3) if n > 1 else 1.0,
+        # load-proof companion: the share of the sweep's CPU (workers + client) spent inside runs, at n workers
+        "cpu_in_runs_share_n": min(d["cpu_in_runs_share"] or 0.0 for d in detail if d["workers"] == n),
+        "measurements": detail,
+        "note": "wall times on a shared machine: other work on the cores lowers the efficiency seen",
+    }
+    print(json.dumps(case), flush=True)
+    return case
+
+
 def fit(small: dict, large: dict) -> dict:
     """Wall time = fixed + runs x slope, from two sweep sizes (meaningful on a quiet machine only)."""
     slope = (large["runs_wall_s"] - small["runs_wall_s"]) / (large["runs"] - small["runs"])
@@ -253,6 +309,7 @@ def machine() -> dict:
     return {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "dask": dask.__version__,
@@ -266,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noop-tasks", type=int, default=20000)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dask-only", action="store_true", help="only the cases on an existing dask cluster")
+    ap.add_argument("--efficiency-runs", type=int, default=200, help="runs of the parallel-efficiency sweep")
+    ap.add_argument("--efficiency-only", action="store_true", help="only the process pool's parallel efficiency")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--serve-cluster", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -280,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "scenario": ["eth-crash", *TINY]}
     t0 = time.perf_counter()
+    if not a.dask_only:
+        result["efficiency"] = efficiency_case(a.efficiency_runs)
+    if a.efficiency_only:
+        result["machine"]["loadavg_after"] = os.getloadavg()
+        out = a.out or HERE / "results" / "sweep-efficiency.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0
     cases = []
     if not a.dask_only:
         cases.append(sweep_case("inline", small, "inline", 1))

@@ -59,6 +59,22 @@ class AssetParams:
     decimals: int = 18  # token decimals (the smallest unit; used by precision "aave-v3" and the evm backend)
 
 
+class _AccountValues(dict):
+    """A market's cached account values (USD, per account): "coll_usd", "debt_usd", "weighted" and "hf" are filled
+    when the cache is; "borrow_cap", which only a borrow needs, the first time it is read (one matrix-vector product
+    fewer per block)."""
+
+    def __init__(self, market: LendingMarket, values: dict[str, np.ndarray]):
+        super().__init__(values)
+        self._market = market
+
+    def __missing__(self, key: str) -> np.ndarray:
+        if key != "borrow_cap":
+            raise KeyError(key)
+        out = self[key] = self._market._borrow_caps()
+        return out
+
+
 @dataclass(frozen=True)
 class Preview:
     """What a liquidation would do now, without doing it (token units and USD)."""
@@ -156,11 +172,21 @@ class LendingMarket(ControlledRows, MarginProtocol):
 
     def prices(self) -> np.ndarray:
         """Oracle prices, USD per token, in asset order (to 8 decimals, as AaveOracle returns them, under precision
-        "aave-v3")."""
-        p = np.array([o.price for o in self.oracles], dtype=float)
+        "aave-v3"). Read-only: the array is reused until an oracle's price changes (every call reads every oracle's
+        `price`, so any update invalidates it, whatever path set it: simulated, replayed, 8-decimal chain feeds)."""
+        vals = [o.price for o in self.oracles]
+        if vals == self._price_vals:
+            return self._price_arr
+        p = np.array(vals, dtype=float)
         if self.precision == "aave-v3":
-            return np.round(p * BASE_UNIT) / BASE_UNIT
+            p = np.round(p * BASE_UNIT) / BASE_UNIT
+        p.flags.writeable = False
+        self._price_vals, self._price_arr, self._price_bytes = vals, p, p.tobytes()
         return p
+
+    _price_vals: list | None = None  # the oracle prices `_price_arr` was built from
+    _price_arr: np.ndarray
+    _price_bytes: bytes = b""
 
     def emode_prices(self) -> dict[int, float]:
         """Price of each e-mode category's own price source (USD), for the categories that have one."""
@@ -247,7 +273,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
             vals["weighted"][rr] = w
             with np.errstate(divide="ignore", invalid="ignore"):
                 vals["hf"][rr] = np.where(d > 0, w / d, np.inf)
-            vals["borrow_cap"][rr] = cs @ (cp * t.ltv)
+            if "borrow_cap" in vals:
+                vals["borrow_cap"][rr] = cs @ (cp * t.ltv)
 
     def _account_values_aave(self) -> dict[str, np.ndarray]:
         """Every account's values with GenericLogic's rounding (precision "aave-v3"); no incremental refresh."""
@@ -295,7 +322,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         100k-row allocations per block); arrays a caller still holds are copied first, so a caller's array
         never changes under it."""
         p = self.prices()
-        key = (p.tobytes(), self._version)
+        key = (self._price_bytes, self._version)
         if self.emode_oracles:
             key = (key[0] + np.array(list(self.emode_prices().values())).tobytes(), key[1])
         if key == self._cache_key:
@@ -307,10 +334,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
 
         cp, dp = self.liq_index * p, self.borrow_index * p  # USD per scaled unit
         old, n = self._cache, self.n_accounts
-        names = ("coll_usd", "debt_usd", "weighted", "hf", "borrow_cap")
+        names = ("coll_usd", "debt_usd", "weighted", "hf")  # "borrow_cap" only when asked for (_AccountValues)
+        kept = (*names, "borrow_cap") if "borrow_cap" in old else names
         # getrefcount counts its argument and the local name: 3 means only the cache refers to the object
-        mine = getrefcount(old) <= 3 and set(old) == set(names)
-        free = {k: a for k in names if mine and (a := old[k]).shape == (n,) and getrefcount(a) <= 3}
+        mine = getrefcount(old) <= 3 and set(names) <= set(old)
+        free = {k: a for k in kept if mine and (a := old[k]).shape == (n,) and getrefcount(a) <= 3}
         pend = getattr(self, "_pending_rows", None)
         if (
             pend is not None
@@ -318,11 +346,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
             and self._cache_key[0] == key[0]
             and self._cache_key[1] == self._pending_base
             and self._version == self._pending_base + len(pend)
-            and set(old) == set(names)
+            and set(names) <= set(old)
             and old["hf"].shape == (n,)
         ):
             rows = np.unique(np.concatenate(pend))
-            new = {k: free[k] if k in free else old[k].copy() for k in names}
+            new = {k: free[k] if k in free else old[k].copy() for k in kept}
             cs = self.coll_scaled[rows]
             d = self.debt_scaled[rows] @ dp
             w = cs @ (cp * self.lt)
@@ -331,7 +359,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
             new["weighted"][rows] = w
             with np.errstate(divide="ignore", invalid="ignore"):
                 new["hf"][rows] = np.where(d > 0, w / d, np.inf)
-            new["borrow_cap"][rows] = cs @ (cp * self.ltv)
+            if "borrow_cap" in new:
+                new["borrow_cap"][rows] = cs @ (cp * self.ltv)
             self._fix_special(new, rows)
         else:
             new = {
@@ -340,7 +369,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
                     cp * f if k != "debt_usd" else dp,
                     out=free.get(k),
                 )
-                for k, f in (("coll_usd", 1.0), ("debt_usd", 1.0), ("weighted", self.lt), ("borrow_cap", self.ltv))
+                for k, f in (("coll_usd", 1.0), ("debt_usd", 1.0), ("weighted", self.lt))
             }
             hf = free.get("hf")
             hf = np.empty(n) if hf is None else hf
@@ -348,10 +377,25 @@ class LendingMarket(ControlledRows, MarginProtocol):
             np.divide(new["weighted"], new["debt_usd"], out=hf, where=new["debt_usd"] > 0)
             new["hf"] = hf
             self._fix_special(new)
-        self._cache = {k: new[k] for k in names}
+        self._cache = _AccountValues(self, new)
         self._cache_key = key
         self._pending_rows = None
         return self._cache
+
+    def _borrow_caps(self) -> np.ndarray:
+        """Per account: Σ collateral · price · LTV, USD (what `_account_values` would have filled in for
+        "borrow_cap"; its e-mode and flag rows included)."""
+        cp = self.liq_index * self.prices()
+        out = np.matmul(self.coll_scaled, cp * self.ltv)
+        special = self._special_rows()
+        if special.size:
+            p = self.prices()
+            emode = self.user_emode[special]
+            for c in np.unique(emode):
+                rr = special[emode == c]
+                t = self._terms(int(c), p)
+                out[rr] = self._counted_collateral(rr) @ ((self.liq_index * t.price) * t.ltv)
+        return out
 
     _version = 0
 
@@ -695,21 +739,31 @@ class LendingMarket(ControlledRows, MarginProtocol):
         factor caps the repayment, the collateral balance caps the seizure, the bonus and protocol fee of the
         row's terms (e-mode included) set the gain. `budget_usd` (A,) caps the repayment per debt asset.
         Returns (collateral index, debt index, profit USD), with -1 / -inf where no pair can be liquidated."""
+        return self.liquidation_pairs_and_caps(rows, budget_usd)[:3]
+
+    def liquidation_pairs_and_caps(
+        self, rows: np.ndarray, budget_usd: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`best_liquidation_pairs` and, per debt asset, the largest close-factor cap of any row and collateral
+        (USD, (A,); NaN where undefined): any budget at least this large gives the same pairs as no budget."""
         rows = np.atleast_1d(np.asarray(rows))
         r, n_a = rows.size, len(self.assets)
         ci, dj, best = np.full(r, -1), np.full(r, -1), np.full(r, -np.inf)
         if r == 0:
-            return ci, dj, best
+            return ci, dj, best, np.zeros(n_a)
         p = self.prices()
         v = self._account_values()
-        emode = self.user_emode[rows]
-        price = np.empty((r, n_a))
-        bonus = np.empty((r, n_a))
-        lt = np.empty((r, n_a))
-        for c in np.unique(emode):
-            t = self._terms(int(c), p)
-            m = emode == c
-            price[m], bonus[m], lt[m] = t.price, t.bonus, t.lt
+        if self._emode is None:  # every row on the reserves' own terms: (A,) vectors broadcast over the rows
+            price, bonus, lt = p, self.bonus[None, :], self.lt
+        else:
+            emode = self.user_emode[rows]
+            price = np.empty((r, n_a))
+            bonus = np.empty((r, n_a))
+            lt = np.empty((r, n_a))
+            for c in np.unique(emode):
+                t = self._terms(int(c), p)
+                m = emode == c
+                price[m], bonus[m], lt[m] = t.price, t.bonus, t.lt
         coll = self._counted_collateral(rows) * self.liq_index * price * (lt > 0)
         debt = self.debt_scaled[rows] * self.borrow_index * price
         hf = v["hf"][rows]
@@ -722,6 +776,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             )
             half = np.minimum(debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * v["debt_usd"][rows][:, None])
             cap = np.where(big & (hf > CLOSE_FACTOR_HF_THRESHOLD)[:, None, None], half[:, None, :], debt[:, None, :])
+        cap_max = cap.max(axis=(0, 1))  # NaN where any cap is
         repay = cap if budget_usd is None else np.minimum(cap, np.asarray(budget_usd, float)[None, None, :])
         b = bonus[:, :, None]
         seized = np.minimum(repay * b, coll[:, :, None])
@@ -734,7 +789,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         best = profit[np.arange(r), k]
         has = np.isfinite(best)
         ci[has], dj[has] = (k // n_a)[has], (k % n_a)[has]
-        return ci, dj, best
+        return ci, dj, best, cap_max
 
     # --- liquidation -------------------------------------------------------------------------------
     def _row_terms(self, account: int):
@@ -886,9 +941,10 @@ class LendingMarket(ControlledRows, MarginProtocol):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(supply > 0, np.clip(debt / supply, 0, 1), 0.0)
 
-    def borrow_rate(self) -> np.ndarray:
-        """Annual variable borrow rate per asset from the kink model (DefaultReserveInterestRateStrategy)."""
-        u = self.utilisation()
+    def borrow_rate(self, u: np.ndarray | None = None) -> np.ndarray:
+        """Annual variable borrow rate per asset from the kink model (DefaultReserveInterestRateStrategy), at
+        utilisation `u` (default: now)."""
+        u = self.utilisation() if u is None else u
         base, s1, s2, opt = self._rate_params
         below = base + s1 * u / opt
         above = base + s1 + s2 * (u - opt) / (1 - opt)
@@ -903,7 +959,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self._accrue_as_the_contract(dt_seconds)
             return
         u = self.utilisation()
-        rb = self.borrow_rate()
+        rb = self.borrow_rate(u)
         rs = rb * u * (1 - self.reserve_factor)
         f = dt_seconds / SECONDS_PER_YEAR
         self.borrow_index = self.borrow_index * (1 + rb * f)

@@ -35,43 +35,25 @@ def test_bench_model_writes_json_with_machine_info_and_date(tiny):
     assert data["machine"]["cpu_count"] > 0
 
 
-def test_bench_model_measures_both_models_with_positive_figures(tiny):
+def test_bench_model_measures_every_model_with_positive_figures(tiny):
     _, data = tiny
-    assert sorted(c["model"] for c in data["cases"]) == ["naive-mesa", "vectorised"]
+    assert sorted(c["model"] for c in data["cases"]) == ["mesa-per-account", "plain-per-account", "vectorised"]
     for c in data["cases"]:
         assert c["accounts"] == 300 and c["blocks"] == 100
-        for key in ("wall_s", "blocks_per_s", "s_per_block", "peak_rss_mb"):
+        for key in ("wall_s", "cpu_s", "blocks_per_s", "s_per_block", "peak_rss_mb"):
             assert c[key] > 0, (c["model"], key)
 
 
-def test_tiny_naive_case_runs_its_whole_horizon_so_nothing_is_extrapolated(tiny):
+def test_tiny_per_account_cases_run_their_whole_horizon_so_nothing_is_extrapolated(tiny):
     _, data = tiny
-    naive = next(c for c in data["cases"] if c["model"] == "naive-mesa")
-    assert naive["blocks_measured"] == 100 and naive["extrapolated"] is False
+    for c in data["cases"]:
+        assert c["blocks_measured"] == 100 and c["extrapolated"] is False, c["model"]
 
 
-def test_comparison_is_naive_time_over_vectorised_time(tiny):
+def test_comparison_is_baseline_cpu_over_engine_cpu(tiny):
     _, data = tiny
-    [row] = data["comparison"]
     eng = next(c for c in data["cases"] if c["model"] == "vectorised")
-    naive = next(c for c in data["cases"] if c["model"] == "naive-mesa")
-    assert row["speedup"] == pytest.approx(naive["wall_s"] / eng["wall_s"], rel=0.06, abs=0.06)
-
-
-def test_naive_model_draws_the_same_book_as_the_vectorised_population():
-    """Same scenario, seed and random stream: the one-agent-per-account book equals the engine's arrays."""
-    import numpy as np
-
-    from defistress.scenarios.loader import load
-    from defistress.sim.engine.model import StressModel
-
-    naive = _load("naive_model").NaiveLendingModel(
-        "eth-crash", seed=3, overrides=["agents.borrowers.accounts=200"], n_blocks=1
-    )
-    engine = StressModel(load("eth-crash", ["agents.borrowers.accounts=200"]), seed=3)
-    market = engine.protocols["lend"]
-    coll_usd, debt_usd = market.account_usd()
-    agents = sorted(naive.borrowers, key=lambda b: b.unique_id)
-    np.testing.assert_allclose([b.collateral_usd() for b in agents], coll_usd, rtol=1e-12)
-    np.testing.assert_allclose([b.debt_usd() for b in agents], debt_usd, rtol=1e-12)
-    np.testing.assert_allclose([b.hf for b in agents], market.health(), rtol=1e-12)
+    assert sorted(r["baseline"] for r in data["comparison"]) == ["mesa-per-account", "plain-per-account"]
+    for row in data["comparison"]:
+        other = next(c for c in data["cases"] if c["model"] == row["baseline"])
+        assert row["ratio_day"] == pytest.approx(other["cpu_s"] / eng["cpu_s"], rel=0.06, abs=0.06)

@@ -20,6 +20,10 @@ LIGHT = {
     # a run: the engine and the run folder's tables, but no plotting (report.html imports it when written),
     # no statistics library and no cluster
     "defistress.sim.experiments.runs": ["scipy.stats", *PLOTTING_AND_CLUSTER],
+    # the start of `defistress sweep`: neither the tables and statistics of the gathering step (pandas, pyarrow,
+    # scipy.stats load when results.parquet and risk.csv are written) nor the engine nor a cluster
+    "defistress.sim.cli.sweep": ["pandas", "pyarrow", "scipy", "mesa", "networkx", *PLOTTING_AND_CLUSTER],
+    "defistress.sim.experiments.sweep": ["pandas", "pyarrow", "scipy", "mesa", "networkx", *PLOTTING_AND_CLUSTER],
 }
 
 

@@ -100,3 +100,12 @@ def test_a_cut_short_rerun_keeps_the_earlier_verdict_of_what_it_did_not_reach():
     assert run.carried("killed", "survived") == "killed"  # reached and killed by a new test
     assert run.carried("survived", "survived") == "survived"
     assert run.carried("not checked", None) == "not checked"  # never checked at all
+
+
+def test_unchecked_mutants_are_rerun_only_inside_a_groups_scope():
+    # --since --unchecked re-runs what an earlier run did not reach, of the functions the group scores
+    scope = {"protocols/perps.py": ["PerpDex.liquidate"]}
+    assert run.in_scope("PerpDex.liquidate", "protocols/perps.py", scope)
+    assert not run.in_scope("PerpDex.open_accounts", "protocols/perps.py", scope)
+    assert not run.in_scope("PerpDex.liquidate", "protocols/lending.py", scope)
+    assert run.in_scope("anything", "protocols/ledger.py", None)  # no list: every function

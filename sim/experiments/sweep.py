@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from defistress.scenarios.loader import LoadedScenario, ScenarioError, load
-from defistress.sim.experiments.sweep_figures import FIGURES, write_figures
 from defistress.sim.experiments.sweep_folder import (
     CONFIG,
+    FIGURES,
     FINAL_FILES,
     LOCK,
     RESULTS,
@@ -41,7 +41,6 @@ from defistress.sim.experiments.sweep_folder import (
     repair_results,
     write_config,
 )
-from defistress.sim.experiments.sweep_results import finalize
 from defistress.sim.experiments.sweep_tasks import Item, SweepContext, encode_rows, failed_row, point_overrides
 
 BACKENDS = ("process", "dask", "inline")
@@ -249,6 +248,10 @@ def _run(
             ctx = SweepContext(uuid.uuid4().hex, loaded)
             execute(ctx, _batches(todo(False), batch_size), on_result, workers, backend, scheduler, max_in_flight)
     wall = time.perf_counter() - t0
+    # pandas, pyarrow and scipy.stats load here, when there is a table to gather, not at import (issue 14)
+    from defistress.sim.experiments.sweep_figures import write_figures
+    from defistress.sim.experiments.sweep_results import finalize
+
     gathered = finalize(out, sorted(points[0]))
     figures, notes = write_figures(out)
     return SweepSummary(

@@ -8,9 +8,10 @@ import pandas as pd
 
 from defistress.sim.analysis.metric_expr import MetricError, parse_metric
 from defistress.sim.analysis.seed_adequacy import seed_warning
+from defistress.sim.experiments.sweep_folder import FIGURES
 from defistress.sim.experiments.sweep_results import RISK
 
-FIGURES = "figures"
+__all__ = ["FIGURES", "quantile_warnings", "write_figures"]
 
 
 def quantile_warnings(risk: pd.DataFrame) -> dict[str, list[str]]:

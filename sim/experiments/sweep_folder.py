@@ -26,6 +26,8 @@ LOCK = ".sweep.lock"
 RESULTS = "results.jsonl"
 #: files a sweep writes at the end; removed when a sweep with work to do starts, so they only exist when complete
 FINAL_FILES = ("results.parquet", "risk.csv")
+#: the folder of a sweep's figures (sweep_figures.py draws them)
+FIGURES = "figures"
 #: bumped when the meaning of sweep.json changes
 CONFIG_FORMAT = 1
 

@@ -17,10 +17,10 @@ def test_every_row_the_bound_skips_is_one_plan_turns_down(monkeypatch: pytest.Mo
     bound = Liquidator._hopeless
     plan = Liquidator._plan
 
-    def record_bound(self, m, ready, coll_usd, debt_usd, view):
-        skip = bound(self, m, ready, coll_usd, debt_usd, view)
+    def record_bound(self, m, ready, coll_usd, debt_usd, view, ledger):
+        skip, cover = bound(self, m, ready, coll_usd, debt_usd, view, ledger)
         flagged.extend((view.block, int(a)) for a in ready[skip])
-        return np.zeros_like(skip)  # plan every row
+        return np.zeros_like(skip), cover  # plan every row
 
     def record_plan(self, m, a, coll_usd, debt_usd, view, ledger, committed):
         tx = plan(self, m, a, coll_usd, debt_usd, view, ledger, committed)
@@ -35,3 +35,32 @@ def test_every_row_the_bound_skips_is_one_plan_turns_down(monkeypatch: pytest.Mo
     assert took, "the crash liquidates nothing: the test would not bite"
     assert len(flagged) > len(took)  # the bound skips a good share of the planning
     assert not took & set(flagged)
+
+
+def _events(overrides: list[str]) -> list[str]:
+    model = StressModel(load("eth-crash", overrides), seed=3)
+    model.run()
+    return [repr(e) for e in model.env.events]
+
+
+@pytest.mark.parametrize("capital_usd", [3_000, 5_000_000])
+def test_the_screen_and_the_shared_figures_change_no_event(monkeypatch: pytest.MonkeyPatch, capital_usd: int):
+    """The whole event log of a crash is the same with the screen (and the figures the three liquidators share per
+    block) as with every row planned one by one from per-liquidator pairs: with ample capital, and with capital so
+    small that it binds (each liquidator then plans against what it has left after earlier rows)."""
+    overrides = ["agents.borrowers.accounts=500", 'run.duration="3h"', f"agents.liquidator.capital_usd={capital_usd}"]
+    fast = _events(overrides)
+    assert sum(e.startswith("Liquidated(") for e in fast) > 20, (
+        "the crash liquidates too little: the test would not bite"
+    )
+
+    def plan_every_row(self, m, ready, coll_idx, debt_idx, view, ledger):
+        return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
+
+    def own_pairs(self, m, ready, ledger, view=None):
+        return pairs(self, m, ready, ledger, None)
+
+    pairs = Liquidator._pairs
+    monkeypatch.setattr(Liquidator, "_hopeless", plan_every_row)
+    monkeypatch.setattr(Liquidator, "_pairs", own_pairs)
+    assert _events(overrides) == fast

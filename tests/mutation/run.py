@@ -13,6 +13,7 @@ survived, equivalent, score = killed / (mutants - equivalent)).
     .venv/bin/python tests/mutation/run.py perps cdp    # some groups (the report keeps the others' results)
     .venv/bin/python tests/mutation/run.py --report     # rebuild the report from the staged results
     .venv/bin/python tests/mutation/run.py --since OLD/tests/mutation/report.json   # re-test only what survived
+    .venv/bin/python tests/mutation/run.py coordinator --since OLD/report.json --unchecked  # and what it did not reach
 
 With `--since` a previous report of the same source files (same sha256) is the starting point: its killed mutants
 stay killed (tests were only added since), the others are run again, and the report shows both scores.
@@ -76,6 +77,11 @@ def staged_path(repo_path: str) -> str:
 def load_groups() -> dict[str, dict]:
     with open(HERE / "modules.toml", "rb") as f:
         return tomllib.load(f)
+
+
+def in_scope(function: str, repo_path: str, functions: dict | None) -> bool:
+    """Whether a group's `functions` list (none: every function) covers this function of this file."""
+    return functions is None or function in functions.get(repo_path, [])
 
 
 def load_equivalents() -> list[dict]:
@@ -281,6 +287,9 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="only rebuild the report from build/mutation")
     ap.add_argument("--since", type=Path, help="a previous report.json: re-test only the mutants it did not kill")
     ap.add_argument("--before", type=Path, help="the report whose scores the 'before' column shows (default: --since)")
+    ap.add_argument(
+        "--unchecked", action="store_true", help="with --since, also run the mutants it did not reach (in scope)"
+    )
     args = ap.parse_args()
     since = json.loads(args.since.read_text())["modules"] if args.since else {}
     first = json.loads(args.before.read_text())["modules"] if args.before else since
@@ -297,23 +306,29 @@ def main() -> None:
         group = groups[name]
         dest = BUILD / name
         seconds = None
+        # a module whose source is unchanged since carries its earlier verdicts; one that changed is run again whole
         old = {p: since[p] for p in group["mutate"] if p in since and since[p].get("sha256") == sha256(p)}
-        if len(old) < len(group["mutate"]):
-            old = {}  # a module changed since: every mutant is run again
         killed_before = {m["key"] for o in old.values() for m in o["mutants"] if m["verdict"] in (KILLED, TIMEOUT)}
         functions = group.get("functions")  # {path: [function, ...]}: the rules in scope, else every function
         if not args.report:
             # what the earlier run checked and did not kill (what it did not reach stays not checked)
             only = [
                 m["key"]
-                for o in old.values()
+                for p, o in old.items()
                 for m in o["mutants"]
-                if m["key"] not in killed_before and m["verdict"] != NOT_CHECKED
+                if m["key"] not in killed_before
+                and (m["verdict"] != NOT_CHECKED or args.unchecked and in_scope(m["function"], p, functions))
             ]
-            if functions and not old:
-                only = [mutant_glob(p, f) for p in group["mutate"] for f in functions.get(p, [])]
+            for p in (p for p in group["mutate"] if p not in old):  # changed since (or no --since): all its mutants
+                only += (
+                    [mutant_glob(p, f) for f in functions[p]] if functions and p in functions else [module_of(p) + ".*"]
+                )
             what = (
-                f"{len(only)} mutants left by {args.since}" if old else "the functions in scope" if functions else "all"
+                f"{len(only)} mutants or patterns left by {args.since}"
+                if old
+                else "the functions in scope"
+                if functions
+                else "all"
             )
             print(f"[{name}] staging and running mutmut on {', '.join(group['mutate'])}: {what}", flush=True)
             if old and not only:

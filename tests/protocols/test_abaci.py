@@ -58,6 +58,22 @@ def test_curves_vectorise_over_many_auctions():
     np.testing.assert_allclose(out, [100.0, 198.0, 50.0 * 0.99**10])
 
 
+def test_stairstep_and_exponential_broadcast_an_array_of_tops_or_of_durations():
+    # an array of tops with one duration, or one top with an array of durations, gives an array (dss abaci
+    # prices one auction at a time; here one call prices many)
+    stair = StairstepExponentialDecrease(cut=0.5, step=10.0)
+    # floor(10/10) = 1 step: [100, 200]·0.5 = [50, 100]
+    np.testing.assert_allclose(stair.price(np.array([100.0, 200.0]), 10.0), [50.0, 100.0])
+    # floor([0, 10, 25]/10) = [0, 1, 2] steps: 100·0.5^[0, 1, 2] = [100, 50, 25]
+    np.testing.assert_allclose(stair.price(100.0, np.array([0.0, 10.0, 25.0])), [100.0, 50.0, 25.0])
+    expo = ExponentialDecrease(cut=0.5)
+    # 2 s at cut 0.5 per second: [100, 200]·0.25 = [25, 50]
+    np.testing.assert_allclose(expo.price(np.array([100.0, 200.0]), 2.0), [25.0, 50.0])
+    # 100·0.5^[0, 1, 3] = [100, 50, 12.5]
+    np.testing.assert_allclose(expo.price(100.0, np.array([0.0, 1.0, 3.0])), [100.0, 50.0, 12.5])
+    assert isinstance(expo.price(100.0, 1.0), float) and expo.price(100.0, 1.0) == 50.0
+
+
 def test_negative_duration_counts_as_start():
     assert LinearDecrease(tau=10).price(7.0, -5.0) == 7.0
 

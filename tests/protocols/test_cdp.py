@@ -37,7 +37,7 @@ def test_open_vaults_locks_collateral_and_mints_the_debt_to_the_population():
 def test_open_vaults_reverts_on_an_unsafe_vault_and_changes_nothing():
     cdp, _, env = make()
     # 10 ETH at 200 with mat 1.5 carries at most 10·200/1.5 = 1333.33 DAI
-    with pytest.raises(Revert, match="Vat/not-safe"):
+    with pytest.raises(Revert, match="^Vat/not-safe$"):
         cdp.open_vaults([10.0, 10.0], [1000.0, 1400.0])
     assert cdp.n_accounts == 0
     assert env.ledger.balance("population", "ETH") == 1000.0
@@ -46,9 +46,9 @@ def test_open_vaults_reverts_on_an_unsafe_vault_and_changes_nothing():
 
 def test_open_vaults_enforces_dust_and_debt_ceilings():
     cdp, _, _ = make(line=1500.0)
-    with pytest.raises(Revert, match="Vat/dust"):
+    with pytest.raises(Revert, match="^Vat/dust$"):
         cdp.open_vaults([10.0], [50.0])  # 50 < dust 100
-    with pytest.raises(Revert, match="Vat/ceiling-exceeded"):
+    with pytest.raises(Revert, match="^Vat/ceiling-exceeded$"):
         cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])  # 2000 > line 1500
     cdp.open_vaults([10.0], [0.0])  # no debt is not dust
 
@@ -79,7 +79,7 @@ def test_bark_liquidates_part_of_the_vault_within_the_hole_room():
     env.ledger.check_conservation()
     # the room is used up: the still-unsafe remainder cannot be barked now
     assert list(cdp.liquidatable()) == [0]
-    with pytest.raises(Revert, match="Dog/liquidation-limit-hit"):
+    with pytest.raises(Revert, match="^Dog/liquidation-limit-hit$"):
         cdp.bark(0, "keeper")
 
 
@@ -123,7 +123,7 @@ def test_bark_reverts_when_the_partial_auction_would_be_dust():
     cdp.open_vaults([10.0], [1000.0])
     oracle.price = 140.0
     # dart = 100/1.13 = 88.50 leaves 911.5 ≥ dust, but the auction's debt 88.50 < dust 100
-    with pytest.raises(Revert, match="Dog/dusty-auction-from-partial-liquidation"):
+    with pytest.raises(Revert, match="^Dog/dusty-auction-from-partial-liquidation$"):
         cdp.bark(0, "keeper")
     assert cdp.ink[0] == 10.0 and cdp.auctions.kicks == 0
     assert env.ledger.balance("keeper", "DAI") == 0.0
@@ -132,7 +132,7 @@ def test_bark_reverts_when_the_partial_auction_would_be_dust():
 def test_bark_reverts_on_a_safe_vault():
     cdp, _, _ = make()
     cdp.open_vaults([10.0], [1000.0])
-    with pytest.raises(Revert, match="Dog/not-unsafe"):
+    with pytest.raises(Revert, match="^Dog/not-unsafe$"):
         cdp.bark(0, "keeper")
 
 
@@ -202,7 +202,7 @@ def test_cat_v2_bite_respects_dunk_and_box():
     # room = 1000 − 565 = 435 ≥ dust: dart = 435/1.13 = 384.956, tab 435, litter 1000
     ev = cdp.bite(1, "k")
     assert ev.tab == pytest.approx(435.0) and ev.lot == pytest.approx(3.849558, rel=1e-6)
-    with pytest.raises(Revert, match="Cat/liquidation-limit-hit"):
+    with pytest.raises(Revert, match="^Cat/liquidation-limit-hit$"):
         cdp.bite(2, "k")
 
 

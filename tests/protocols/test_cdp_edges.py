@@ -139,8 +139,10 @@ def test_a_vault_becomes_liquidatable_through_the_stability_fee_alone():
     cdp, _ = make(stability_fee_per_year=0.05)
     cdp.open_vaults([10.0], [1300.0])  # 10·200/1.5 = 1333.33 ≥ 1300: safe
     assert list(cdp.liquidatable()) == []
+    assert cdp.metrics()["accounts_unhealthy"] == 0
     cdp.accrue(365 * 86400.0)  # debt 1300·1.05 = 1365 > 1333.33
     assert list(cdp.liquidatable()) == [0]
+    assert cdp.metrics()["accounts_unhealthy"] == 1  # counted at art·rate, not art/rate = 1238
 
 
 def test_metrics_report_the_book_by_hand():
@@ -241,3 +243,247 @@ def test_liquidated_debt_and_incentives_add_up_over_several_barks():
     cdp2.bark(0, "k1")
     cdp2.bark(1, "k2")
     assert cdp2.metrics()["bad_debt_usd"] == 10.0
+
+
+def test_governance_pause_stops_new_liquidations_with_the_auction_houses_revert():
+    # dss clip.sol isStopped: require(stopped < level, "Clipper/stopped-incorrect"); flip.sol kick is `auth`
+    # ("Flipper/not-authorized") once FlipperMom denies the Cat. A pause of another asset changes nothing.
+    for mech, reason, unsafe, extra in (
+        ("clip", "Clipper/stopped-incorrect", "Dog/not-unsafe", {}),
+        ("flip", "Flipper/not-authorized", "Cat/not-unsafe", {"lump": 50.0}),
+    ):
+        cdp, env = make(mechanism=mech, **extra)
+        cdp.open_vaults([10.0, 10.0], [1000.0, 100.0])
+        cdp.oracle.price = 140.0  # spot 93.3: vault 0 (933 < 1000) unsafe, vault 1 (933 > 100) safe
+        cdp.gates.set("paused", True, "WBTC")
+        assert list(cdp.preview_bark(np.array([0, 1]))["reason"]) == ["", unsafe]
+        cdp.gates.set("paused", True, "ETH")
+        pv = cdp.preview_bark(np.array([0, 1]))
+        assert list(pv["reason"]) == [reason, reason] and list(pv["ok"]) == [False, False]
+        with pytest.raises(Revert, match=f"^{reason}$"):
+            cdp.bark(0, "kicker")
+        assert cdp.ink[0] == 10.0 and cdp.auctions.kicks == 0
+        cdp.gates.set("paused", False, "ETH")
+        assert cdp.bark(0, "kicker").auction == 0
+
+
+def test_a_frozen_or_paused_ilk_opens_vaults_without_debt_but_draws_none():
+    # a frozen ilk is a debt ceiling of zero (dss vat.frob 'Vat/ceiling-exceeded'); locking collateral is fine
+    for state in ("frozen", "paused"):
+        cdp, env = make()
+        cdp.gates.set(state, True, "ETH")
+        with pytest.raises(Revert, match=rf"^maker: Vat/ceiling-exceeded \(ETH {state} by governance\)$"):
+            cdp.open_vaults([10.0], [1000.0])
+        assert cdp.n_accounts == 0 and env.ledger.balance("population", "DAI") == 0.0
+        assert list(cdp.open_vaults([10.0], [0.0])) == [0]
+        assert cdp.ink[0] == 10.0 and cdp.art[0] == 0.0
+        cdp.gates.set(state, False, "ETH")
+        assert list(cdp.open_vaults([10.0], [1000.0])) == [1]
+
+
+def test_a_repayment_reduces_only_the_vaults_it_names():
+    cdp, _ = make()
+    cdp.open_vaults([10.0, 10.0, 10.0], [1000.0, 1000.0, 1000.0])
+    cdp.repay([1], [300.0])  # rate 1: art of vault 1 = 1000 − 300 = 700; the others keep 1000
+    np.testing.assert_array_equal(cdp.art, [1000.0, 700.0, 1000.0])
+
+
+def test_open_vaults_refuses_bad_batches_naming_the_rule():
+    cdp, env = make()
+    with pytest.raises(ValueError, match=r"^maker: ink and debt must have the same shape, got \(2,\) and \(1,\)$"):
+        cdp.open_vaults([10.0, 10.0], [1000.0])
+    bad = "^maker: ink and debt must be finite and non-negative$"
+    for ink, debt in (
+        ([-1.0], [0.0]),
+        ([10.0], [-5.0]),
+        ([np.nan], [0.0]),
+        ([10.0], [np.inf]),
+        ([10.0], [None]),
+        ([None], [0.0]),
+    ):
+        with pytest.raises(Revert, match=bad):
+            cdp.open_vaults(ink, debt)
+    assert cdp.n_accounts == 0 and env.ledger.balance("population", "ETH") == 1_000.0
+
+
+def test_debt_ceilings_admit_a_total_equal_to_the_ceiling_and_dust_applies_below_one_dai():
+    # dss vat.frob: require(Art·rate <= line && debt <= Line, "Vat/ceiling-exceeded"); dust: debt 0 or >= dust
+    for kw in ({"line": 2000.0}, {"Line": 2000.0}):
+        cdp, env = make(**kw)
+        cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])  # total 2000 = the ceiling: allowed
+        with pytest.raises(Revert, match="^Vat/ceiling-exceeded$"):
+            cdp.open_vaults([10.0], [100.0])  # 2100 > 2000
+        assert cdp.total_debt() == 2000.0
+    cdp, _ = make()
+    with pytest.raises(Revert, match="^Vat/dust$"):
+        cdp.open_vaults([10.0], [0.5])  # 0 < 0.5 < dust 100
+    cdp, _ = make(dust=0.0)
+    cdp.gates.set("frozen", True, "ETH")
+    with pytest.raises(Revert, match=r"^maker: Vat/ceiling-exceeded \(ETH frozen by governance\)$"):
+        cdp.open_vaults([10.0], [0.5])  # any new debt, even below 1 DAI, is refused while frozen
+
+
+def test_opening_vaults_mints_the_draw_by_reason_and_needs_the_collateral():
+    cdp, env = make(eth=15.0)
+    cdp.open_vaults([10.0], [1000.0])
+    assert env.ledger.mint_reasons[("DAI", "cdp_draw")] == 1000.0
+    # 5 ETH left: locking 10 more fails in the ledger, and the revert says which holder and token
+    with pytest.raises(Revert, match="^maker: cannot lock collateral: population holds 5 ETH, cannot send 10$"):
+        cdp.open_vaults([10.0], [0.0])
+    assert cdp.n_accounts == 1
+
+
+def test_debt_opened_after_accrual_is_normalised_by_the_rate_and_a_debt_free_vault_mints_nothing():
+    cdp, env = make(stability_fee_per_year=0.05)
+    cdp.open_vaults([10.0], [0.0])
+    assert ("DAI", "cdp_draw") not in env.ledger.mint_reasons  # no zero-amount mint on the books
+    cdp.accrue(365 * 86400.0)  # rate 1.05
+    cdp.open_vaults([10.0], [1050.0])  # dss vat.frob: art = debt / rate = 1050 / 1.05 = 1000
+    assert cdp.art[1] == pytest.approx(1000.0, rel=1e-12) and cdp.debt()[1] == pytest.approx(1050.0, rel=1e-12)
+
+
+def test_preview_of_no_vaults_is_empty():
+    cdp, _ = make()
+    cdp.open_vaults([10.0], [1000.0])
+    pv = cdp.preview_bark([])  # a keeper with no candidates this block
+    assert all(len(a) == 0 for a in pv.values()) and set(pv) >= {"ok", "reason", "tab"}
+
+
+def _partial(hole):
+    """A vault of 10 ETH, art 500, at rate 1.25 (25 %/yr for one year) and chop 1.25 (both exact in binary), at
+    ETH 90 (spot 60: 600 < 625 unsafe), under a per-ilk Dog room `hole`."""
+    cdp, _ = make(chop=1.25, stability_fee_per_year=0.25, hole=hole)
+    cdp.open_vaults([10.0], [500.0])
+    cdp.accrue(365 * 86400.0)
+    assert cdp.rate == 1.25
+    cdp.oracle.price = 90.0
+    return {k: a[0] for k, a in cdp.preview_bark([0]).items()}
+
+
+def test_dog_partial_liquidation_boundaries_at_exactly_dust():
+    # Maker dss src/dog.sol bark: dart = min(art, room/rate/chop); if art > dart: the leftover (art − dart)·rate
+    # < dust liquidates the whole vault, else the auction dart·rate must be >= dust
+    pv = _partial(656.25)  # dart = 656.25/1.25/1.25 = 420: leftover 80·1.25 = 100 = dust, not below: partial
+    assert (pv["ok"], pv["dart"], pv["due"], pv["tab"]) == (True, 420.0, 525.0, 656.25)
+    pv = _partial(125.0)  # dart = 125/1.25/1.25 = 80: auction 80·1.25 = 100 = dust, not below: allowed
+    assert (pv["ok"], pv["dart"], pv["due"], pv["tab"]) == (True, 80.0, 100.0, 125.0)
+    pv = _partial(124.0)  # dart = 79.36: auction 99.2 < dust
+    assert pv["reason"] == "Dog/dusty-auction-from-partial-liquidation"
+    pv = _partial(656.0)  # dart = 419.84: leftover 80.16·1.25 = 100.2 >= dust: partial
+    assert pv["dart"] == pytest.approx(419.84, rel=1e-12)
+    pv = _partial(657.0)  # dart = 420.48: leftover 79.52·1.25 = 99.4 < dust: the whole vault
+    assert (pv["ok"], pv["dart"], pv["due"]) == (True, 500.0, 625.0)
+
+
+def test_a_vault_left_below_a_raised_dust_is_liquidated_whole():
+    # governance raises dust above a vault's debt (dss vat.file dust); dss dog.bark checks a dusty auction only
+    # for a partial liquidation, so the whole vault still goes to auction
+    cdp, _ = make()
+    cdp.open_vaults([10.0], [500.0])
+    cdp.p = cdp.p.model_copy(update={"dust": 1000.0})
+    cdp.oracle.price = 70.0  # spot 46.67: 466.7 < 500 unsafe
+    pv = {k: a[0] for k, a in cdp.preview_bark([0]).items()}
+    assert (pv["ok"], pv["dart"], pv["dink"], pv["due"]) == (True, 500.0, 10.0, 500.0)
+
+
+def test_preview_seizes_collateral_in_proportion_for_any_debt_and_nothing_from_a_debt_free_vault():
+    cdp, _ = make(dust=0.0)
+    cdp.open_vaults([10.0, 0.01, 10.0], [1000.0, 0.5, 0.0])
+    cdp.oracle.price = 70.0  # spot 46.67: 466.7 < 1000 and 0.467 < 0.5 unsafe; the debt-free vault is safe
+    pv = cdp.preview_bark([0, 1, 2])
+    # whole vaults (room is ample): dink = ink·dart/art = ink; a vault without debt seizes 0
+    assert pv["dink"].dtype == float and list(pv["dink"]) == [10.0, 0.01, 0.0]
+    assert list(pv["reason"]) == ["", "", "Dog/not-unsafe"]
+
+
+def test_the_dog_room_is_what_the_global_hole_leaves_after_running_auctions_and_any_room_above_zero_is_used():
+    # Maker dss src/dog.sol bark: require(Hole > Dirt && hole > dirt); room = min(Hole − Dirt, hole − dirt);
+    # dart = min(art, room/rate/chop). Vaults of 10 ETH owing 1000 at ETH 140 (spot 93.3: unsafe), chop 1.25.
+    cdp, _ = make(chop=1.25, Hole=2000.0)
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])
+    cdp.oracle.price = 140.0
+    assert cdp.bark(0, "k").tab == 1250.0  # room 2000: dart = min(1000, 2000/1.25) = 1000, whole; Dirt 1250
+    pv = {k: a[0] for k, a in cdp.preview_bark([1]).items()}
+    # room = 2000 − 1250 = 750: dart = 750/1.25 = 600, leftover 400 ≥ dust 100: a partial auction of tab 750
+    assert (pv["ok"], pv["dart"], pv["tab"], pv["dink"]) == (True, 600.0, 750.0, 6.0)
+    cdp, _ = make(dust=0.0, chop=1.25, hole=0.5)  # half a DAI of room is room
+    cdp.open_vaults([10.0], [1000.0])
+    cdp.oracle.price = 140.0
+    pv = {k: a[0] for k, a in cdp.preview_bark([0]).items()}
+    # dart = 0.5/1/1.25 = 0.4; dink = 10·0.4/1000 = 0.004
+    assert (pv["ok"], pv["dart"], pv["tab"]) == (True, 0.4, 0.5) and pv["dink"] == pytest.approx(0.004, rel=1e-15)
+
+
+def test_a_vault_without_collateral_is_a_null_auction_and_cat_v1_takes_debt_in_proportion_to_any_lot():
+    # dss dog.sol bark / cat.sol bite: require(dink > 0, "Dog/null-auction" / "Cat/null-auction"). No user path
+    # here leaves debt without collateral, so the state is set directly: ink 0, debt 1000 (unsafe at any price).
+    for mech, extra, reason in (("clip", {}, "Dog/null-auction"), ("flip", {"lump": 50.0}, "Cat/null-auction")):
+        cdp, _ = make(mechanism=mech, dust=0.0, **extra)
+        cdp.open_vaults([10.0, 0.5], [1000.0, 60.0])
+        cdp.ink[0] = 0.0
+        cdp.oracle.price = 140.0  # spot 93.3: vault 1 at 46.7 < 60 unsafe
+        pv = cdp.preview_bark([0, 1])
+        assert list(pv["reason"]) == [reason, ""] and pv["dink"][0] == 0.0
+        # vault 1: dink = min(0.5, lump 50) = 0.5 (Cat v1) or the whole 0.5 (Dog); dart = 0.5·60/0.5 = 60
+        assert pv["dink"][1] == 0.5 and pv["dart"][1] == 60.0 and pv["due"][1] == 60.0
+        if mech == "flip":
+            assert pv["dart"][0] == 0.0  # Cat v1: dart = min(art, dink·art/ink), 0 without collateral
+
+
+def _cat2(box, dust=100.0):
+    """Cat v2 (Liquidations 1.2): two vaults of 10 ETH owing 1000 at ETH 140, chop 1.25, dunk 1250; vault 0
+    bitten whole (dart = min(1000, min(1250, box)/1.25)), so the litter is its tab."""
+    cdp, _ = make(mechanism="flip", dust=dust, chop=1.25, dunk=1250.0, box=box)
+    cdp.open_vaults([10.0, 10.0], [1000.0, 1000.0])
+    cdp.oracle.price = 140.0
+    cdp.bite(0, "k")
+    return {k: a[0] for k, a in cdp.preview_bark([1]).items()}
+
+
+def test_cat_v2_room_must_be_at_least_dust_and_a_full_litterbox_stops_bites():
+    # Maker dss src/cat.sol (Liq 1.2) bite: room = box − litter; require(litter < box && room >= dust,
+    # "Cat/liquidation-limit-hit"); dart = min(art, min(dunk, room)/rate/chop)
+    pv = _cat2(1350.0)  # litter 1250: room 100 = dust, allowed: dart = 100/1.25 = 80, tab 100
+    assert (pv["ok"], pv["dart"], pv["tab"]) == (True, 80.0, 100.0)
+    assert _cat2(1300.0)["reason"] == "Cat/liquidation-limit-hit"  # room 50 < dust 100
+    assert _cat2(1250.0, dust=0.0)["reason"] == "Cat/liquidation-limit-hit"  # litter = box, even with dust 0
+
+
+def test_cat_v2_takes_min_dunk_room_over_rate_and_chop_in_proportion_and_pays_no_keeper_coin():
+    # Maker dss src/cat.sol (Liq 1.2) bite: dart = min(art, min(dunk, room)/rate/chop); dink = min(ink, ink·dart/art);
+    # require(dart > 0 && dink > 0, "Cat/null-auction"); the Cat pays no keeper incentive (tip/chip are the Clipper's)
+    def cat2(box):
+        cdp, _ = make(
+            mechanism="flip",
+            dust=0.0,
+            chop=1.25,
+            dunk=500.0,
+            box=box,
+            stability_fee_per_year=0.25,
+            clip=ClipParams(tip=5.0, chip=0.01),
+        )
+        cdp.open_vaults([10.0, 0.01, 10.0, 10.0], [1000.0, 0.5, 0.0, 1000.0])
+        cdp.accrue(365 * 86400.0)  # rate 1.25: debts 1250, 0.625, 0, 1250
+        cdp.ink[0] = 0.0  # debt without collateral (set directly; no user path leaves it)
+        cdp.oracle.price = 50.0  # spot 33.3: vaults 0, 1 (0.333 < 0.625) and 3 (333 < 1250) unsafe
+        return cdp.preview_bark([0, 1, 2, 3])
+
+    pv = cat2(1e6)
+    assert list(pv["reason"]) == ["Cat/null-auction", "", "Cat/not-unsafe", ""]
+    # vault 3: dart = min(1000, 500/1.25/1.25 = 320) = 320, dink = 10·320/1000 = 3.2, due 400, tab 500
+    # vault 1: dart = min(0.5, 320) = 0.5, dink = 0.01; the debt-free vault 2 seizes nothing
+    assert list(pv["dart"][[1, 3]]) == [0.5, 320.0] and list(pv["tab"][[1, 3]]) == [0.78125, 500.0]
+    assert pv["dink"].dtype == float and list(pv["dink"][1:]) == [0.01, 0.0, 3.2]
+    assert list(pv["coin"]) == [0.0] * 4
+    pv = cat2(0.5)  # room 0.5 stablecoin: dart = 0.5/1.25/1.25 = 0.32
+    assert pv["dart"][3] == 0.32 and pv["reason"][3] == ""
+
+
+def test_the_clip_preview_reports_the_keeper_coin_tip_plus_chip_of_tab():
+    # dss clip.sol kick: coin = tip + wmul(tab, chip); tab = 1000·1.25 = 1250 at chop 1.25
+    for tip, chip, coin in ((5.0, 0.01, 17.5), (0.0, 0.01, 12.5), (0.5, 0.0, 0.5), (0.0, 0.0, 0.0)):
+        cdp, _ = make(chop=1.25, clip=ClipParams(tip=tip, chip=chip))
+        cdp.open_vaults([10.0], [1000.0])
+        cdp.oracle.price = 140.0
+        pv = cdp.preview_bark([0])
+        assert pv["tab"][0] == 1250.0 and pv["coin"][0] == pytest.approx(coin, rel=1e-15)

@@ -92,7 +92,7 @@ def test_once_tab_is_at_most_chost_only_the_whole_rest_can_be_bought():
     cdp, _, env = barked()
     at(env, 900)
     cdp.clipper.take(0, 6.5, 200.0, "k")  # leaves tab = chost = 113
-    with pytest.raises(Revert, match="Clipper/no-partial-purchase"):
+    with pytest.raises(Revert, match="^Clipper/no-partial-purchase$"):
         cdp.clipper.take(0, 0.1, 200.0, "k")  # 16.46 < 113 and tab 113 is not > chost 113
     ev = cdp.clipper.take(0, 10.0, 200.0, "k")
     # owe = min(3.8213·164.6, 113) = 113 -> slice 0.686523; 3.821293 − 0.686523 ETH back to the owner
@@ -105,7 +105,7 @@ def test_once_tab_is_at_most_chost_only_the_whole_rest_can_be_bought():
 def test_take_reverts_above_the_buyers_max_price_and_changes_nothing():
     cdp, _, env = barked()
     at(env, 900)
-    with pytest.raises(Revert, match="Clipper/too-expensive"):
+    with pytest.raises(Revert, match="^Clipper/too-expensive$"):
         cdp.clipper.take(0, 10.0, 160.0, "k")  # 160 < 164.5975
     assert cdp.clipper.tab[0] == 1130.0 and env.ledger.balance("k", "DAI") == 5000.0
 
@@ -129,7 +129,7 @@ def test_auction_needs_a_reset_below_cusp_and_redo_restarts_it_with_an_incentive
     assert clip.get_status(0)[0] is False
     at(env, 8280)  # 92 steps: 0.99^92 = 0.39668 < cusp -> needs redo (138 min)
     assert clip.get_status(0)[0] is True
-    with pytest.raises(Revert, match="Clipper/needs-reset"):
+    with pytest.raises(Revert, match="^Clipper/needs-reset$"):
         clip.take(0, 10.0, 1e9, "k")
     oracle.price = 120.0
     clip.redo(0, "redoer")
@@ -138,7 +138,7 @@ def test_auction_needs_a_reset_below_cusp_and_redo_restarts_it_with_an_incentive
     assert needs is False and price == pytest.approx(156.0)
     assert env.ledger.balance("redoer", "DAI") == pytest.approx(61.3)
     assert cdp.metrics()["surplus_usd"] == pytest.approx(1000.0 - 2 * 61.3)
-    with pytest.raises(Revert, match="Clipper/cannot-reset"):
+    with pytest.raises(Revert, match="^Clipper/cannot-reset$"):
         clip.redo(0, "redoer")
     env.ledger.check_conservation()
 

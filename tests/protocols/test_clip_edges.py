@@ -197,3 +197,22 @@ def test_a_closed_auction_is_not_running():
     for bad in (0, 1, -1):
         with pytest.raises(Revert, match="^Clipper/not-running-auction$"):
             cdp.clipper.take(bad, 1.0, 1e9, "k")
+
+
+def test_an_auction_id_at_the_arrays_capacity_is_not_running():
+    cdp, _, env = barked()
+    clip = cdp.clipper
+    while clip.kicks < len(clip.active):  # fill the arrays' capacity exactly
+        clip.kick(1.0, 1.0, 0, "k")
+    for bad in (clip.kicks, -1):
+        with pytest.raises(Revert, match="^Clipper/not-running-auction$"):
+            clip.take(bad, 1.0, 1e9, "k")
+
+
+def test_a_kick_with_chip_only_pays_the_keeper_a_share_of_the_tab():
+    # dss clip.sol kick: coin = tip + wmul(tab, chip); ETH-A: tip 0, chip 0.1 % -> 1250·0.001 = 1.25 DAI
+    cdp, _, env = barked(tip=0.0, chip=0.001)
+    assert cdp.clipper.incentive(1250.0) == 1.25
+    assert env.ledger.balance("kicker", "DAI") == 1.25
+    kicked = [e for e in env.events if isinstance(e, AuctionKicked)]
+    assert kicked[-1].incentive == 1.25

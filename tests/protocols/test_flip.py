@@ -46,7 +46,7 @@ def test_tend_needs_the_beg_increment_and_refunds_the_previous_bidder():
     led = env.ledger
     flip.tend(0, 10.0, 500.0, "a")
     assert led.balance("maker:flip", "DAI") == 500.0 and led.balance("a", "DAI") == 1500.0
-    with pytest.raises(Revert, match="Flipper/insufficient-increase"):
+    with pytest.raises(Revert, match="^Flipper/insufficient-increase$"):
         flip.tend(0, 10.0, 514.0, "b")  # needs ≥ 500·1.03 = 515
     flip.tend(0, 10.0, 515.0, "b")
     assert led.balance("a", "DAI") == 2000.0  # refunded in full
@@ -61,7 +61,7 @@ def test_dent_lowers_the_lot_at_full_tab_and_returns_collateral_to_the_owner():
     cdp, flip, env = bitten()
     led = env.ledger
     flip.tend(0, 10.0, 1130.0, "c")
-    with pytest.raises(Revert, match="Flipper/insufficient-decrease"):
+    with pytest.raises(Revert, match="^Flipper/insufficient-decrease$"):
         flip.dent(0, 9.8, 1130.0, "d")  # 1.03·9.8 = 10.094 > 10
     flip.dent(0, 9.7, 1130.0, "d")  # 1.03·9.7 = 9.991 ≤ 10
     assert led.balance("c", "DAI") == 2000.0  # d paid c the 1130
@@ -78,7 +78,7 @@ def test_deal_after_ttl_burns_the_winning_bid_and_gives_the_lot():
     flip.tend(0, 10.0, 1130.0, "c")
     flip.dent(0, 9.7, 1130.0, "d")  # tic = 120 + 600 = 720
     at(env, 720)
-    with pytest.raises(Revert, match="Flipper/not-finished"):
+    with pytest.raises(Revert, match="^Flipper/not-finished$"):
         flip.deal(0)  # tic < now is strict
     at(env, 732)
     flip.deal(0)
@@ -95,14 +95,14 @@ def test_deal_after_ttl_burns_the_winning_bid_and_gives_the_lot():
 
 def test_bids_must_match_the_lot_stay_within_the_tab_and_respect_the_phase():
     _, flip, _ = bitten()
-    with pytest.raises(Revert, match="Flipper/lot-not-matching"):
+    with pytest.raises(Revert, match="^Flipper/lot-not-matching$"):
         flip.tend(0, 9.0, 500.0, "a")
-    with pytest.raises(Revert, match="Flipper/higher-than-tab"):
+    with pytest.raises(Revert, match="^Flipper/higher-than-tab$"):
         flip.tend(0, 10.0, 1200.0, "a")
     flip.tend(0, 10.0, 500.0, "a")
-    with pytest.raises(Revert, match="Flipper/tend-not-finished"):
+    with pytest.raises(Revert, match="^Flipper/tend-not-finished$"):
         flip.dent(0, 9.0, 500.0, "b")
-    with pytest.raises(Revert, match="Flipper/bid-not-higher"):
+    with pytest.raises(Revert, match="^Flipper/bid-not-higher$"):
         flip.tend(0, 10.0, 500.0, "b")
 
 
@@ -110,7 +110,7 @@ def test_no_bid_is_accepted_once_the_last_bid_expired():
     _, flip, env = bitten()
     flip.tend(0, 10.0, 500.0, "a")  # tic = 600
     at(env, 612)
-    with pytest.raises(Revert, match="Flipper/already-finished-tic"):
+    with pytest.raises(Revert, match="^Flipper/already-finished-tic$"):
         flip.tend(0, 10.0, 600.0, "b")
 
 
@@ -135,13 +135,13 @@ def test_a_zero_bid_wins_the_lot_and_leaves_due_minus_buffer_as_system_debt():
 
 def test_tick_restarts_an_auction_that_expired_without_bids():
     _, flip, env = bitten()
-    with pytest.raises(Revert, match="Flipper/not-finished"):
+    with pytest.raises(Revert, match="^Flipper/not-finished$"):
         flip.tick(0)  # end = 3 days not passed
     at(env, 3 * 86400 + 12)
     assert list(flip.needs_tick()) == [True]
-    with pytest.raises(Revert, match="Flipper/already-finished-end"):
+    with pytest.raises(Revert, match="^Flipper/already-finished-end$"):
         flip.tend(0, 10.0, 100.0, "a")
-    with pytest.raises(Revert, match="Flipper/not-finished"):
+    with pytest.raises(Revert, match="^Flipper/not-finished$"):
         flip.deal(0)  # nobody bid: nothing to deal
     flip.tick(0)  # end = now + tau
     assert flip.end[0] == pytest.approx(3 * 86400 + 12 + 3 * 86400)

@@ -10,7 +10,7 @@ import pytest
 
 from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.cdp import Cdp, CdpParams
-from defistress.protocols.events import AuctionBid, AuctionKicked, AuctionSettled, Generic
+from defistress.protocols.events import AuctionBid, AuctionKicked, AuctionSettled, BadDebt, Generic
 from defistress.protocols.flip import FlipParams
 
 TAU = 3 * 86400.0
@@ -235,3 +235,25 @@ def test_bids_equal_to_the_tab_within_a_relative_1e_12():
     assert _equal(1130.0, 1130.0 + 1e-9)  # 1e-9 ≤ 1e-12·1130
     assert not _equal(1130.0, 1130.0 + 2e-9)
     assert _equal(0.0, 5e-13) and not _equal(0.0, 1.5e-12)  # below 1 stablecoin the tolerance is 1e-12 absolute
+
+
+def test_each_settled_auction_moves_its_uncovered_debt_to_system_debt_and_counts_a_bid_of_1_dai_as_zero():
+    cdp, flip, env = bitten()  # vault 0: due 1000, tab 1130, sin 1000
+    cdp.open_vaults([10.0], [900.0])  # at 140: 10·140/1.5 = 933 ≥ 900, safe
+    cdp.oracle.price = 130.0  # 10·130/1.5 = 866.7 < 900: unsafe
+    cdp.bite(1, "biter")  # due 900, tab 900·1.13 = 1017
+    flip.tend(0, 10.0, 1.0, "a")  # a bid of exactly 1 DAI: a zero bid (ZERO_BID_MAX = 1 DAI)
+    flip.tend(1, 10.0, 700.0, "c")
+    at(env, 612)
+    flip.deal(0)  # raised 1 covers 1 of sin 1000: 999 uncovered becomes system debt (woe)
+    flip.deal(1)  # raised 700 of sin 900: 200 more
+    bad = [e for e in env.events if isinstance(e, BadDebt)]
+    assert bad == [
+        BadDebt(env.clock.block, "maker", 0, "DAI", 999.0, 999.0),
+        BadDebt(env.clock.block, "maker", 1, "DAI", 200.0, 200.0),
+    ]
+    assert [s.zero_bid for s in env.events if isinstance(s, AuctionSettled)] == [True, False]
+    m = cdp.metrics()
+    assert (m["auctions_settled"], m["zero_bid_auctions"], m["bad_debt_usd"]) == (2, 1, 1199.0)
+    assert list(cdp.sin[:2]) == [0.0, 0.0]  # settled auctions leave the debt queue (dss vow.flog)
+    assert cdp.accounting_gap() == pytest.approx(0.0, abs=1e-9)

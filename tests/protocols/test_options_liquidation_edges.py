@@ -161,7 +161,7 @@ def test_a_solvent_auction_turns_insolvent_when_its_time_runs_out_or_its_equity_
     v, env, oracle, a, _, _ = crashed(1700.0)
     v.start_auction(a)
     step(v, env, oracle, price=1200.0)  # 12 s into the fast phase, but MtM < 0
-    assert bool(v.auction_insolvent[a])
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]
     assert float(v.auction_lower[a]) == pytest.approx(-(v.equity()[a] - v.margin().mm[a] * 1.15), rel=1e-9)
 
 
@@ -170,10 +170,12 @@ def test_a_bid_in_a_run_out_solvent_auction_converts_it_to_insolvent_first():
     v.start_auction(a)
     env.clock.block += int((900 + 43_200 + 12) / 12)  # no accrue: nobody converted it yet
     assert not v.auction_insolvent[a] and v.auction_state(a).phase == "insolvent"
+    assert v.auction_state(a).payout_usd == 0.0  # not converted yet: no time in the insolvent phase
     qty = v.qty[a, put]
     ev = v.bid(a, "liq", lr, 0.5)
     # converted now: the insolvent payout starts at 0 and rises over 3,600 s, so half the account goes for nothing
-    assert bool(v.auction_insolvent[a])
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]  # that row only
+    assert v.auction_ins_start[a] == v.now and v.auction_ins_start[lr] == 0.0
     # the liquidator paid received − bonus = 0 (the security module paid nothing either)
     assert ev.collateral_seized == 0.5 and ev.bonus_usd == pytest.approx(ev.collateral_seized_usd, abs=1e-12)
     assert v.qty[a, put] == pytest.approx(qty * 0.5) and v.qty[lr, put] == pytest.approx(qty * 0.5)
@@ -324,3 +326,290 @@ def test_a_controller_close_of_a_row_under_water_pays_no_penalty():
     v.set_controlled([a])
     ev = v.controller_close(a, 0.5, "liq", lr, 0.05)
     assert ev.bonus_usd == 0.0  # the penalty is capped at positive equity: there is none
+
+
+def test_write_off_records_each_bad_debt_and_adds_them_up():
+    from defistress.protocols.events import BadDebt
+
+    v, env, _, a, lr = make()
+    b = int(v.open_accounts("alice", [0.0])[0])
+    env.clock.block = 5
+    v.cash[a] = -300.0  # no positions, no security module: 300 USD socialised over the positive cash
+    assert v.write_off(a) == pytest.approx(300.0)
+    env.clock.block = 6
+    v.cash[b] = -200.0
+    assert v.write_off(b) == pytest.approx(200.0)
+    assert v.bad_debt_usd == pytest.approx(500.0)
+    evs = [e for e in env.events if isinstance(e, BadDebt)]
+    got = [(e.block, e.source, e.account, e.asset, e.amount, e.amount_usd) for e in evs]
+    assert got == [
+        (5, "options", a, "USDC", pytest.approx(300.0), pytest.approx(300.0)),
+        (6, "options", b, "USDC", pytest.approx(200.0), pytest.approx(200.0)),
+    ]
+
+
+def test_a_haircut_of_exactly_the_dust_limit_is_not_bad_debt():
+    v, env, _, a, lr = make()
+    v.cash[:] = 0.0
+    v.cash[lr] = 1e-9  # all the positive cash there is: exactly DUST_USD (1e-9 USD)
+    v.cash[a] = -300.0
+    # 1e-9 is absorbed (min(300, 1e-9)); a haircut of at most DUST_USD is float rounding, not bad debt
+    assert v.write_off(a) == 1e-9
+    assert v.bad_debt_usd == 0.0
+    assert v.cash[lr] == 0.0 and v.cash[a] == -300.0 + 1e-9
+
+
+def test_a_close_records_the_health_before_even_for_requirements_of_at_most_one_dollar():
+    v, env, oracle, a, lr = partial_world(alice=0.5)
+    v.set_controlled([a])
+    nothing = v.controller_close(a, 0.5, "liq", lr, 0.0)  # cash only: no requirement, health inf
+    assert v.margin().mm[a] == 0.0 and nothing.health_before == np.inf and nothing.debt_repaid == 0.0
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-0.001], check_margin=False)
+    oracle.price = 1200.0
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    assert 0 < mm < 1.0
+    ev = v.controller_close(a, 0.5, "liq", lr, 0.0)
+    assert ev.health_before == eq / mm
+
+
+def insolvent_at_half_time(sm_usd, liq=200_000.0):
+    """alice's puts at 1,200 (equity < 0): an insolvent auction from the start, 1,800 s in (half the 3,600 s)."""
+    v, env, oracle, a, lr, put = crashed(1200.0, sm_usd=sm_usd, liq=liq)
+    v.start_auction(a)
+    step(v, env, seconds=1800.0)
+    return v, env, oracle, a, lr, put
+
+
+def test_an_insolvent_bid_for_half_the_account_is_paid_half_the_payout_by_the_security_module():
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=1e6)
+    st = v.auction_state(a)
+    # payout for the whole account: |BM at the start| x 1800 / 3600
+    assert st.phase == "insolvent" and st.payout_usd == pytest.approx(0.5 * v.auction_lower[a])
+    cash_a, cash_l, qty = v.cash[a], v.cash[lr], v.qty[a, put]
+    eq, mm = v.equity()[a], v.margin().mm[a]
+    ev = v.bid(a, "liq", lr, 0.5)
+    payout = 0.5 * st.payout_usd
+    # half of alice's puts and cash go to the liquidator, who is paid half the payout by the module
+    assert v.qty[lr, put] == pytest.approx(0.5 * qty) and v.qty[a, put] == pytest.approx(0.5 * qty)
+    assert v.cash[a] == pytest.approx(0.5 * cash_a)
+    assert v.cash[lr] == pytest.approx(cash_l + 0.5 * cash_a + payout)
+    assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(1e6 - payout)
+    assert ev.collateral_seized == 0.5 and ev.collateral_seized_usd - ev.bonus_usd == pytest.approx(-payout)
+    assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
+    assert v.bad_debt_usd == 0.0
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]
+    env.ledger.check_conservation()
+
+
+def test_insolvent_bids_beyond_the_security_module_add_up_as_bad_debt():
+    from defistress.protocols.events import BadDebt
+
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=0.0)
+    payout = v.auction_state(a).payout_usd
+    v.bid(a, "liq", lr, 0.5)  # the module has nothing: 0.5 x payout is socialised over positive cash
+    v.bid(a, "liq", lr, 0.5)  # the same again (the payout is for the whole account at this time)
+    assert v.bad_debt_usd == pytest.approx(payout)
+    evs = [
+        (e.block, e.source, e.account, e.asset, e.amount, e.amount_usd) for e in env.events if isinstance(e, BadDebt)
+    ]
+    half = pytest.approx(0.5 * payout)
+    assert evs == [(env.clock.block, "options", a, "USDC", half, half)] * 2
+
+
+def test_an_insolvent_bid_reverts_once_the_row_is_back_above_maintenance_or_the_liquidator_too_poor():
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=1e6, liq=1.0)
+    snap = (v.cash.copy(), v.qty.copy())
+    with pytest.raises(Revert, match=f"^options: liquidator row {lr} would end below initial margin"):
+        v.bid(a, "liq", lr, 0.5)  # a liquidator row with 1 USD cannot take on the written puts
+    np.testing.assert_array_equal(v.cash, snap[0])
+    np.testing.assert_array_equal(v.qty, snap[1])
+    assert env.ledger.balance(v.security_module, "USDC") == 1e6
+    oracle.price = 2000.0  # no block has ended the auction yet
+    with pytest.raises(
+        Revert, match=rf"^options: auction on row {a} should be terminated \(above maintenance margin\)$"
+    ):
+        v.bid(a, "liq", lr, 0.5)
+
+
+def test_a_bid_names_a_liquidator_row_that_is_the_auctioned_row():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    with pytest.raises(Revert, match="^options: liquidator row equals the liquidated row$"):
+        v.bid(a, "alice", a, 0.5)
+
+
+def test_start_auction_records_the_kick_by_hand():
+    from defistress.protocols.events import AuctionKicked
+
+    v, env, oracle, a, lr, put = crashed(1700.0, sm_usd=0.0)
+    eq, mm, cash = float(v.equity()[a]), float(v.margin().mm[a]), float(v.cash[a])
+    bm = eq - 1.15 * mm  # buffer margin, bufferMarginPercentage 15%
+    fee = bm / (bm - eq) * eq * 0.10  # f_max at d = 1 x |MtM| x liquidatorFeeRate 10%
+    assert 0 < eq < mm and 0 < fee
+    ev = v.start_auction(a, keeper="kp")
+    assert isinstance(ev, AuctionKicked)
+    got = (ev.block, ev.source, ev.auction, ev.account, ev.lot, ev.tab, ev.start_price, ev.keeper, ev.incentive)
+    assert got == (env.clock.block, "options", a, a, 1.0, mm, pytest.approx(0.95 * eq), "kp", pytest.approx(fee))
+    assert v.cash[a] == pytest.approx(cash - fee)
+    assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(fee)
+    assert v.auction_start[a] == v.now and not v.auction_insolvent[a]
+    with pytest.raises(Revert, match=rf"^options: auction on row {a} already started$"):
+        v.start_auction(a)
+
+
+def test_an_auction_started_below_zero_equity_is_insolvent_and_charges_no_fee():
+    v, env, oracle, a, lr, put = crashed(1200.0, sm_usd=50.0)
+    eq, mm, cash = float(v.equity()[a]), float(v.margin().mm[a]), float(v.cash[a])
+    assert eq < 0
+    ev = v.start_auction(a)
+    assert (ev.start_price, ev.incentive, ev.tab) == (0.0, 0.0, mm)
+    assert v.cash[a] == cash and env.ledger.balance(v.security_module, "USDC") == 50.0
+    assert np.flatnonzero(v.auction_insolvent).tolist() == [a]
+    assert v.auction_lower[a] == pytest.approx(-(eq - 1.15 * mm)) and v.auction_ins_start[a] == v.now
+    st = v.auction_state(a)
+    assert (st.phase, st.discount, st.payout_usd, st.bid_price_usd, st.max_fraction) == (
+        "insolvent",
+        0.0,
+        0.0,
+        0.0,
+        1.0,
+    )
+
+
+def test_the_auction_state_of_a_row_without_an_auction_by_hand():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    st = v.auction_state(a)
+    assert (st.account, st.phase, st.elapsed_s, st.discount) == (a, "none", 0.0, 0.0)
+    assert (st.equity_usd, st.mm_usd, st.buffer_margin_usd) == (eq, mm, pytest.approx(eq - 1.15 * mm))
+    assert (st.bid_price_usd, st.max_fraction, st.payout_usd) == (0.0, 0.0, 0.0)
+    with pytest.raises(Revert, match=rf"^options: row {lr} is above maintenance margin$"):
+        v.start_auction(lr)
+
+
+def test_the_auction_state_in_the_slow_phase_by_hand():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    step(v, env, seconds=900.0 + 4320.0)  # 4,320 s into the 43,200 s slow phase
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    st = v.auction_state(a)
+    d = 0.70 * (1.0 - 4320.0 / 43_200.0)  # cutoff x (1 − t_slow / slow) = 0.63
+    bm = eq - 1.15 * mm
+    assert (st.phase, st.elapsed_s) == ("slow", 5220.0)
+    assert st.discount == pytest.approx(d) and st.bid_price_usd == pytest.approx(eq * d)
+    assert st.max_fraction == pytest.approx(bm / (bm - eq * d))  # DutchAuction _getMaxProportion, no reserved cash
+    assert st.payout_usd == 0.0
+
+
+def test_auction_entry_points_name_the_liquidation_mode():
+    v, env, oracle, a, lr = partial_world()
+    with pytest.raises(Revert, match=r"^options: liquidation mode is 'partial', not 'auction'$"):
+        v.start_auction(a)
+    with pytest.raises(Revert, match=r"^options: liquidation mode is 'partial', not 'auction'$"):
+        v.bid(a, "liq", lr, 0.5)
+
+
+def test_an_auction_started_at_exactly_zero_equity_is_insolvent():
+    v, env, oracle, a, lr, put = crashed(1700.0, sm_usd=50.0)
+    # take the equity out as cash (then the float residue of the subtraction back in): equity exactly 0
+    env.ledger.mint("USDC", "coord", 1.0, "test")
+    v.settle_out(a, float(v.equity()[a]), "coord")
+    v.settle_in(a, -float(v.equity()[a]), "coord")
+    assert v.equity()[a] == 0.0 and v.margin().mm[a] > 0
+    ev = v.start_auction(a)
+    assert (ev.start_price, ev.incentive) == (0.0, 0.0)
+    assert bool(v.auction_insolvent[a]) and env.ledger.balance(v.security_module, "USDC") == 50.0
+
+
+def test_a_row_exactly_at_maintenance_margin_is_not_liquidated():
+    v, env, oracle, a, lr = partial_world(alice=5000.0)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-4.0])
+    env.ledger.mint("USDC", "coord", 1.0, "test")
+    # take out the cash above maintenance (then the float residue back in): equity == mm exactly
+    v.settle_out(a, float(v.equity()[a] - v.margin().mm[a]), "coord")
+    gap = float(v.equity()[a] - v.margin().mm[a])
+    if gap < 0:
+        v.settle_in(a, -gap, "coord")
+    elif gap > 0:
+        v.settle_out(a, gap, "coord")
+    assert v.equity()[a] == v.margin().mm[a] > 0
+    with pytest.raises(Revert, match=f"^options: row {a} is above maintenance margin$"):
+        v.liquidate_partial(a, "liq", lr)
+
+
+def test_an_auction_cannot_start_on_a_row_exactly_at_maintenance_margin():
+    v, env, oracle, a, lr = make(alice=5000.0)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-4.0])
+    env.ledger.mint("USDC", "coord", 1.0, "test")
+    v.settle_out(a, float(v.equity()[a] - v.margin().mm[a]), "coord")  # as in the partial-mode test above
+    gap = float(v.equity()[a] - v.margin().mm[a])
+    if gap < 0:
+        v.settle_in(a, -gap, "coord")
+    elif gap > 0:
+        v.settle_out(a, gap, "coord")
+    assert v.equity()[a] == v.margin().mm[a] > 0
+    with pytest.raises(Revert, match=f"^options: row {a} is above maintenance margin$"):
+        v.start_auction(a)
+
+
+def test_a_bid_records_the_health_before_for_a_requirement_below_one_dollar():
+    v, env, oracle, a, lr = make(alice=0.5)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-0.001], check_margin=False)
+    oracle.price = 1400.0
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    assert 0 < eq < mm < 1.0
+    v.start_auction(a)
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])  # after the start fee
+    ev = v.bid(a, "liq", lr, 0.5)  # a solvent auction at a bid price below one dollar
+    assert ev.health_before == pytest.approx(eq / mm, rel=1e-12)
+    assert 0 < ev.collateral_seized <= 0.5 and ev.collateral_seized_usd == pytest.approx(ev.collateral_seized * eq)
+
+
+def test_solvent_bids_record_every_figure_count_and_end_the_auction_when_restored():
+    from defistress.protocols.events import Liquidated
+
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    step(v, env, seconds=456.0)  # 456 s into the fast phase: d = 0.95 − 0.25·456/900
+    evs = []
+    for ask in (0.1, 1.0):  # a tenth, then as much as restores buffer margin (the auction then ends)
+        st = v.auction_state(a)
+        eq, mm = st.equity_usd, st.mm_usd
+        gross = float(np.abs(v.qty[a]) @ np.abs(v.mark_prices()) + v.spot[a] @ v.prices())
+        d = 0.95 - 0.25 * 456.0 / 900.0
+        f = min(ask, st.max_fraction)
+        pay = eq * d * f  # DutchAuction: cashFromBidder = bid x f, bid = MtM x d
+        ev = v.bid(a, "liq", lr, ask)
+        assert isinstance(ev, Liquidated)
+        got = (ev.block, ev.source, ev.account, ev.liquidator, ev.debt_asset, ev.collateral_asset, ev.protocol_fee)
+        assert got == (env.clock.block, "options", a, "liq", "USDC", "portfolio", 0.0)
+        assert ev.collateral_seized == pytest.approx(f) and ev.health_before == pytest.approx(eq / mm)
+        assert ev.debt_repaid == ev.debt_repaid_usd == pytest.approx(f * gross)
+        assert ev.collateral_seized_usd == pytest.approx(f * eq) and ev.bonus_usd == pytest.approx(f * eq - pay)
+        evs.append(ev)
+    assert 0.1 < evs[1].collateral_seized < 1.0
+    assert v.n_liquidations == 2
+    assert v.liquidation_volume_usd == pytest.approx(evs[0].debt_repaid + evs[1].debt_repaid)
+    assert v.auction_state(a).phase == "none" and not v.auction_insolvent[a]
+    assert ended(env) == [{"account": a, "reason": "back_above_margin"}]
+
+
+def test_a_fraction_of_zero_is_refused_by_name():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.set_controlled([a])
+    with pytest.raises(Revert, match=r"^fraction=0.0: allowed 0 < fraction <= 1$"):
+        v.controller_close(a, 0.0, "liq", lr, 0.0)
+
+
+def test_an_insolvent_auction_goes_on_while_equity_is_below_maintenance():
+    v, env, oracle, a, lr, put = crashed(1450.0)  # equity about −261, mm about 834: −mm < equity < 0
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    assert -mm < eq < 0
+    v.start_auction(a)
+    step(v, env)  # same price: equity − mm < 0, so the insolvent auction is not over
+    assert v.auction_state(a).phase == "insolvent" and bool(v.auction_insolvent[a])
+    assert ended(env) == []
