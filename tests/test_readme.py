@@ -6,6 +6,7 @@ scenario files schedule, and its performance figures are the ones in `benchmarks
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -362,3 +363,15 @@ def test_readme_black_thursday_bands_are_the_committed_replay_of_the_current_sce
     assert len(rows) == 5 and all(r.endswith("| yes |") for r in rows)  # every published figure inside its band
     for row in rows:
         assert row in text, row
+
+
+def test_readme_engine_against_floor_rows_are_the_committed_speed_results():
+    """The "engine against the numpy floor" table is `bench_speed.py --readme` of benchmarks/results/speed.json."""
+    spec = importlib.util.spec_from_file_location("bench_speed", BENCH / "bench_speed.py")
+    bench_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_speed)
+    data = json.loads((BENCH / "results" / "speed.json").read_text())
+    lines = [line for line in bench_speed.readme_lines(data) if line]
+    text = section("Performance")
+    for line in lines:
+        assert line in text, line
