@@ -375,3 +375,17 @@ def test_readme_engine_against_floor_rows_are_the_committed_speed_results():
     text = section("Performance")
     for line in lines:
         assert line in text, line
+
+
+def test_readme_mutation_scores_are_the_committed_report():
+    """Every module of tests/mutation/report.json has its row in the README's mutation table with the report's
+    killed, equivalent and survived counts and score."""
+    report = json.loads((ROOT / "tests" / "mutation" / "report.json").read_text())["modules"]
+    text = section("How hard the tests bite: mutation testing")
+    for module, entry in report.items():
+        s = entry["summary"]
+        (row,) = [line for line in text.splitlines() if line.startswith(f"| `{module}`")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        score = "100%" if s["score"] == 1.0 else f"{100 * s['score']:.1f}%"
+        assert cells[2:5] == [f"{s['killed']:,}", f"{s['equivalent']:,}", f"{s['survived']:,}"], (module, cells)
+        assert cells[5].rstrip("¹²³⁴⁵⁶") == score, (module, cells[5], score)
