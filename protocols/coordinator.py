@@ -259,25 +259,13 @@ class MarginCoordinator(MarginProtocol):
             return self._silo_only(idx)
         n, unds, pr = idx.size, self.underlyings, self.params
         z = lambda: np.zeros(n)  # noqa: E731
-        eq, s_im, s_mm, s_mm_max, s_im_max, orc, lat, s_gap = z(), z(), z(), z(), z(), z(), z(), z()
+        orc, lat = z(), z()
         pv, mean = self._prices()
         mkt = self.market_state(mean)
         sigma = self.vol_of(mkt)
+        eq, s_im, s_mm, s_mm_max, s_im_max, s_gap, venues = self._silo_sums(idx)
         parts: list[tuple[np.ndarray, Portfolio]] = []
-        for v, a in self.adaptors.items():
-            r = self.rows[v][idx]
-            sel = np.flatnonzero(r >= 0)
-            if sel.size == 0:
-                continue
-            rr = r[sel]
-            im, mm = a.silo_requirements(rr)
-            eq_v = a.equity_usd(rr)
-            eq[sel] += eq_v
-            s_gap[sel] += np.maximum(mm - eq_v, 0.0)
-            s_im[sel] += im
-            s_mm[sel] += mm
-            s_mm_max[sel] = np.maximum(s_mm_max[sel], mm)
-            s_im_max[sel] = np.maximum(s_im_max[sel], im)
+        for v, a, sel, rr in venues:
             parts.append((sel, a.portfolio(rr, unds)))
             # oracle contingency: |net delta| x |venue price - mean price| (Derive-style, docs/margin-methods.md 9)
             px = np.array([pv[v].get(u, np.nan) for u in unds])
@@ -310,10 +298,13 @@ class MarginCoordinator(MarginProtocol):
             s_gap,
         )
 
-    def _silo_only(self, idx: np.ndarray) -> CoordinatedResult:
-        """The silo figures of `requirements` (same arithmetic, same order); portfolio-margin figures NaN."""
+    def _silo_sums(self, idx: np.ndarray) -> tuple:
+        """Per principal of `idx`, in venue order: equity, silo IM and MM sums, the largest single-venue MM and IM,
+        the silo MM shortfall (USD); and each venue holding some of them as (venue id, adaptor, positions in idx,
+        venue rows)."""
         n = idx.size
-        eq, s_im, s_mm, s_mm_max, s_gap = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+        eq, s_im, s_mm, s_mm_max, s_im_max, s_gap = (np.zeros(n) for _ in range(6))
+        venues = []
         for v, a in self.adaptors.items():
             r = self.rows[v][idx]
             sel = np.flatnonzero(r >= 0)
@@ -327,6 +318,14 @@ class MarginCoordinator(MarginProtocol):
             s_im[sel] += im
             s_mm[sel] += mm
             s_mm_max[sel] = np.maximum(s_mm_max[sel], mm)
+            s_im_max[sel] = np.maximum(s_im_max[sel], im)
+            venues.append((v, a, sel, rr))
+        return eq, s_im, s_mm, s_mm_max, s_im_max, s_gap, venues
+
+    def _silo_only(self, idx: np.ndarray) -> CoordinatedResult:
+        """The silo figures of `requirements` (same arithmetic, same order); portfolio-margin figures NaN."""
+        n = idx.size
+        eq, s_im, s_mm, s_mm_max, _, s_gap, _ = self._silo_sums(idx)
         nan = np.full(n, np.nan)
         return CoordinatedResult(
             eq,
