@@ -148,3 +148,14 @@ def test_contract_accrual_compounds_from_each_reserves_last_update():
     assert m.borrow_index[1] == pytest.approx(compound(2 * YEAR), rel=1e-14)
     assert m.liq_index[1] == pytest.approx(1 + 2 * rs, rel=1e-14)
     assert compound(2 * YEAR) != pytest.approx(compound(YEAR) ** 2, rel=1e-9)
+
+
+def test_v30_halves_a_small_position_above_095_where_v33_takes_it_whole():
+    m, o = market("aave-v3.0")
+    a = account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    o["ETH"].price = 1_800.0
+    # HF = 1,800 · 0.825 / 1,500 = 0.99: v3.0 caps at 50% of 1,500 = 750 whatever the size (v3.3: all 1,500);
+    # seized 750 · 1.05 = 787.5, fee 3.75, profit 787.5 - 3.75 - 750 = 33.75
+    _, _, best, cap_max = m.liquidation_pairs_and_caps(np.array([a]))
+    assert best[0] == pytest.approx(33.75, rel=1e-12)
+    assert cap_max == pytest.approx([0.0, 750.0, 0.0], rel=1e-12)
