@@ -294,7 +294,9 @@ class OptionsVenue(MarginProtocol):
                 model=full.model,
             )
         if "margin" not in v:
-            im, mm, drivers = self._rows_cache.refresh(self, self._cache_key[0], self._version)
+            cache_key = self._cache_key
+            assert cache_key is not None  # set by _values() above
+            im, mm, drivers = self._rows_cache.refresh(self, cache_key[0], self._version)
             v["margin"] = MarginResult(
                 im=im, mm=mm, equity=v["equity"], drivers=drivers, model=self._rows_cache.model_name
             )

@@ -6,6 +6,7 @@ scenario files schedule, and its performance figures are the ones in `benchmarks
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -362,3 +363,29 @@ def test_readme_black_thursday_bands_are_the_committed_replay_of_the_current_sce
     assert len(rows) == 5 and all(r.endswith("| yes |") for r in rows)  # every published figure inside its band
     for row in rows:
         assert row in text, row
+
+
+def test_readme_engine_against_floor_rows_are_the_committed_speed_results():
+    """The "engine against the numpy floor" table is `bench_speed.py --readme` of benchmarks/results/speed.json."""
+    spec = importlib.util.spec_from_file_location("bench_speed", BENCH / "bench_speed.py")
+    bench_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_speed)
+    data = json.loads((BENCH / "results" / "speed.json").read_text())
+    lines = [line for line in bench_speed.readme_lines(data) if line]
+    text = section("Performance")
+    for line in lines:
+        assert line in text, line
+
+
+def test_readme_mutation_scores_are_the_committed_report():
+    """Every module of tests/mutation/report.json has its row in the README's mutation table with the report's
+    killed, equivalent and survived counts and score."""
+    report = json.loads((ROOT / "tests" / "mutation" / "report.json").read_text())["modules"]
+    text = section("How hard the tests bite: mutation testing")
+    for module, entry in report.items():
+        s = entry["summary"]
+        (row,) = [line for line in text.splitlines() if line.startswith(f"| `{module}`")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        score = "100%" if s["score"] == 1.0 else f"{100 * s['score']:.1f}%"
+        assert cells[2:5] == [f"{s['killed']:,}", f"{s['equivalent']:,}", f"{s['survived']:,}"], (module, cells)
+        assert cells[5].rstrip("¹²³⁴⁵⁶") == score, (module, cells[5], score)

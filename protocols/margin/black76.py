@@ -266,7 +266,8 @@ class ForwardShockPricer:
             sig = np.broadcast_to(_arr(sigma), self.f.shape)
             sig_u = sig[self._first]
             if np.array_equal(sig_u[self._inv], sig):  # one vol per distinct option: price the distinct ones
-                return self._unit.values(fwd_mult, sig_u, key)[self._inv] * self.qty
+                priced: np.ndarray = self._unit.values(fwd_mult, sig_u, key)[self._inv] * self.qty
+                return priced
         tv, inv, half, odd, sig_odd = self._vol_terms(sigma, key)
         n = self.f.size
         out = np.empty(n)
