@@ -319,6 +319,14 @@ def test_silo_only_figures_equal_the_full_valuation_and_leave_portfolio_figures_
         for f in ("equity_usd", "silo_im_usd", "silo_mm_usd", "silo_mm_max_usd", "silo_shortfall_usd"):
             assert np.array_equal(getattr(silo, f), getattr(full, f)), f
         assert np.isfinite(full.pm_mm_usd).all() and np.isnan(silo.pm_mm_usd).all() and np.isnan(silo.health).all()
+        # every portfolio-margin figure is a per-principal array of NaN, the contingencies under the same names
+        n = full.equity_usd.shape
+        for f in ("pm_mm_usd", "credit_usd", "contingency_usd", "mm_usd", "im_usd", "health"):
+            got = getattr(silo, f)
+            assert isinstance(got, np.ndarray) and got.shape == n and np.isnan(got).all(), f
+        assert set(silo.contingencies) == set(full.contingencies) == {"oracle", "latency", "settlement"}
+        for k, got in silo.contingencies.items():
+            assert isinstance(got, np.ndarray) and got.shape == n and np.isnan(got).all(), k
 
 
 def test_the_options_adaptor_rebuilds_its_portfolio_after_a_trade_or_a_price_move():
