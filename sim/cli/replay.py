@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from defistress.scenarios.loader import ScenarioError
+from defistress.sim.report.formatting import format_figure as _num
 
 
 def _quantiles(text: str) -> tuple[float, float]:
@@ -23,17 +24,6 @@ def _quantiles(text: str) -> tuple[float, float]:
     if not 0 <= lo < hi <= 1:
         raise ValueError(f"--band {text!r}: need 0 <= low < high <= 1")
     return lo, hi
-
-
-def _num(v) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    v = float(v)
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:,.2f}M"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    return f"{v:.3g}"
 
 
 def _verdict(v) -> str:

@@ -44,6 +44,18 @@ FORMATS: dict[str, Callable[[float], str]] = {
 }
 
 
+def format_figure(v: Any) -> str:
+    """A published or simulated figure in a few characters: 8.32M, 3,994, 0.366; "n/a" for a missing one."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    v = float(v)
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:,.2f}M"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
 def format_value(v: Any, kind: str) -> str:
     """A metric as text: usd ($1.23M), usd_full ($1,234,568), pct (already in %), frac (0.05 -> 5.00%), x, gwei,
     s, h (seconds shown in hours), int, num, ok, or plain."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from defistress.sim.report.formatting import format_figure as _fmt
 from defistress.sim.report.plots import OKABE_ITO
 
 PAGE = "index.html"
@@ -129,14 +130,3 @@ def write_replay_report(scenario: str, table: pd.DataFrame, manifest: dict, out:
     path = out / PAGE
     path.write_text(page, encoding="utf-8")
     return path
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    v = float(v)
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:,.2f}M"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    return f"{v:.3g}"
