@@ -104,7 +104,7 @@ def stage(name: str, group: dict) -> Path:
         'source_paths = ["defistress"]\n'
         f"only_mutate = {toml_list(staged_path(p) for p in group['mutate'])}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(t for t in group['tests'] if (ROOT / t).exists())}\n"
-        f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}\n"
+        f"pytest_add_cli_args = {toml_list(PYTEST_ARGS + [f'--deselect={t}' for t in group.get('deselect', [])])}\n"
         "use_git_change_detection = false\n\n"
         "[tool.pytest.ini_options]\n"
         'testpaths = ["tests"]\n'
