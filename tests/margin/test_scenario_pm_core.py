@@ -9,11 +9,13 @@ import math
 import numpy as np
 import pytest
 
+from defistress.protocols.margin.forward_curve import ForwardCurve
 from defistress.protocols.margin.portfolio import MarketState, Portfolio
 from defistress.protocols.margin.scenario_params import (
     DOWN,
     NONE,
     UP,
+    CollateralParams,
     ContingencyParams,
     ScenarioGrid,
     ScenarioPMParams,
@@ -392,3 +394,112 @@ def test_model_name_and_per_underlying_defaults():
     assert m.params_for("BTC") is q and m.params_for("ETH") is p
     mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})
     assert m.requirements(book({"positions": [d1row("perp", 1.0)]}), mkt).model == "base"
+
+
+# ---------------------------------------------------------------- boundaries and ties
+def test_confidence_at_the_threshold_adds_nothing():
+    # the contingency applies when confidence < threshold (PMRMLib _getConfidenceContingency): at 0.6 exactly, none;
+    # at 0.59 an option (gross 1) and a perp of 1 each pay (1 - 0.59) x 0.5 x 2000 = 410
+    c = ContingencyParams(conf_threshold=0.6, conf_margin=0.5)
+    pf = book({"positions": [opt("call", 2000, 1, 30), d1row("perp", 1.0)]})
+    grid = ScenarioGrid.product((0.0,), (NONE,))
+    for conf, want in ((0.6, 0.0), (0.59, 820.0)):
+        mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0}, confidence={"ETH": conf})
+        r = model(grid, contingency=c).requirements(pf, mkt)
+        assert r.drivers["confidence_usd"][0] == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def test_a_loss_under_one_dollar_still_names_its_scenario():
+    # perp +0.001 ETH: -10% loses 0.2 USD (index 0); an empty account has no worst scenario (-1)
+    pf = book({"positions": [d1row("perp", 0.001)]}, {"positions": []})
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})
+    r = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).requirements(pf, mkt)
+    assert r.drivers["worst_scenario"].tolist() == [0, -1]
+    assert r.mm.tolist() == pytest.approx([0.2, 0.0], rel=1e-12)
+    assert r.currency == ()  # every account margined in USD
+
+
+def test_a_basis_floor_equal_to_the_worst_scenario_keeps_the_scenario_index():
+    # vol 0, short call K 2000: grid +5% -> -100; basis up x1.05 -> -100 x (1 + 0 x T) = -100, the same float:
+    # the grid scenario (index 0) is named, not the basis floor (index 1)
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})
+    c = ContingencyParams(basis_up=1.05, basis_add=1.0)
+    pf = book({"positions": [opt("call", 2000, -1, 30)]})
+    r = model(ScenarioGrid.product((0.05,), (NONE,)), contingency=c).requirements(pf, mkt)
+    assert r.drivers["basis_usd"][0] == r.drivers["worst_loss_usd"][0] == pytest.approx(100.0, rel=1e-12)
+    assert r.drivers["worst_scenario"].tolist() == [0]
+
+
+def test_equal_losses_in_two_underlyings_keep_the_first_underlyings_scenario():
+    # ETH perp -1 at 2000 loses 200 at +10% (index 1); BTC perp +0.1 at 20,000 loses 200 at -10% (index 0):
+    # the later underlying replaces the named scenario only with a larger loss
+    mkt = MarketState(spot={"ETH": 2000.0, "BTC": 20_000.0}, vol={"ETH": 0.0, "BTC": 0.0})
+    pf = book({"positions": [d1row("perp", -1.0), d1row("perp", 0.1, "BTC")]})
+    r = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).requirements(pf, mkt)
+    assert r.drivers["worst_loss_usd"][0] == pytest.approx(400.0, rel=1e-12)
+    assert r.drivers["worst_scenario"].tolist() == [1]
+
+
+# ---------------------------------------------------------------- equity parts, static contingencies, exact mode
+def test_static_contingencies_and_equity_parts_add_up_by_hand():
+    # vol 0, grid -10% / +10%. Short put K 1800 (worth 0 at both moves: no option PnL), perp -1 entered at 2100
+    # with 7.5 USD unsettled funding, 1000 DAI collateral (not risk-cancelling, price 1, stable 1).
+    # loss: perp at +10% -> 200. Static MM: naked 1 x 2000 x 1% = 20, perp 1 x 2000 x 2% = 40, DAI 0.5% = 5 -> 65;
+    # static IM on top: 2% naked 40, 3% perp 60, DAI 1% 10 -> 110. MM 200 + 65 = 265; IM 265 + 110 = 375.
+    # equity: delta-1 -1 x (2000 - 2100) = 100, funding 7.5, collateral 1000, options 0, cash 50 -> 1157.5
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0}, collateral_price={"DAI": 1.0})
+    c = ContingencyParams(option_pct_mm=0.01, option_pct_im=0.02, perp_pct_mm=0.02, perp_pct_im=0.03)
+    m = model(
+        ScenarioGrid.product((-0.1, 0.1), (NONE,)),
+        contingency=c,
+        collaterals={"DAI": CollateralParams(False, 0.005, 0.01)},
+    )
+    perp = {"kind": "perp", "underlying": "ETH", "qty": -1.0, "entry_price": 2100.0, "funding": 7.5}
+    dai = {"kind": "collateral", "underlying": "ETH", "asset": "DAI", "qty": 1000.0}
+    r = m.requirements(book({"cash": 50.0, "positions": [opt("put", 1800, -1, 30), perp, dai]}), mkt)
+    d = r.drivers
+    assert (d["naked_short_usd"][0], d["perp_base_usd"][0], d["collateral_haircut_usd"][0]) == pytest.approx(
+        (20.0, 40.0, 5.0), rel=1e-12
+    )
+    assert (d["naked_short_im_usd"][0], d["perp_base_im_usd"][0], d["collateral_haircut_im_usd"][0]) == pytest.approx(
+        (40.0, 60.0, 10.0), rel=1e-12
+    )
+    assert d["contingency_static_mm_usd"][0] == pytest.approx(65.0, rel=1e-12)
+    assert (r.mm[0], r.im[0]) == pytest.approx((265.0, 375.0), rel=1e-12)
+    parts = {k: float(v[0]) for k, v in r.equity_parts.items()}
+    assert parts == pytest.approx(
+        {"cash": 50.0, "options": 0.0, "delta1": 100.0, "collateral": 1000.0, "funding": 7.5}, abs=1e-9
+    )
+    assert r.equity[0] == pytest.approx(1157.5, rel=1e-12)
+    assert d["native_margin_mm"][0] == pytest.approx(1157.5 - 265.0, rel=1e-12)
+    assert d["native_margin_im"][0] == pytest.approx(1157.5 - 375.0, rel=1e-12)
+
+
+def test_exact_mode_reports_every_figure_in_wei():
+    # short 1 perp, +10%: loss 200; MM factor 1, IM factor 1.5 -> 300; cash 1000: margins 800 and 700
+    pf = book({"cash": 1000.0, "positions": [d1row("perp", -1.0)]})
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})
+    r = model(ScenarioGrid.product((0.1,), (NONE,)), im_factor=1.5, exact=True).requirements(pf, mkt)
+    e = 10**18
+    assert r.exact == {
+        "im": (300 * e,),
+        "mm": (200 * e,),
+        "equity": (1000 * e,),
+        "native_margin_mm": (800 * e,),
+        "native_margin_im": (700 * e,),
+    }
+    assert (r.mm[0], r.im[0], r.equity[0]) == (200.0, 300.0, 1000.0)
+    assert (r.drivers["native_margin_mm"][0], r.drivers["native_margin_im"][0]) == (800.0, 700.0)
+
+
+def test_coin_margined_option_on_a_forward_with_a_fixed_part():
+    # Derive settlement window: 900 s before expiry, F 2000 = 1000 fixed + 1000 variable; vol 0, long call K 1900.
+    # USD: now 100, +10%: F' = 1100 + 1000 = 2100 -> 200, -10%: 1900 -> 0. In coin, value / F':
+    # now 100/2000 = 0.05; +10%: 200/2100 = 0.0952381 -> +0.0452381; -10%: 0 -> -0.05
+    curve = ForwardCurve.with_settlement_window((900.0,), (2000.0,))
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0}, forwards={"ETH": curve})
+    call = {"kind": "call", "underlying": "ETH", "strike": 1900.0, "qty": 1.0, "expiry_s": 900.0}
+    pf = book({"currency": "ETH", "positions": [call]}, {"positions": [call]})
+    pnl = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).scenario_pnl(pf, mkt, "ETH")
+    np.testing.assert_allclose(pnl[:, 0], [-0.05, 200 / 2100 - 0.05], rtol=1e-12)
+    np.testing.assert_allclose(pnl[:, 1], [-100.0, 100.0], rtol=1e-12)
