@@ -503,3 +503,34 @@ def test_coin_margined_option_on_a_forward_with_a_fixed_part():
     pnl = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).scenario_pnl(pf, mkt, "ETH")
     np.testing.assert_allclose(pnl[:, 0], [-0.05, 200 / 2100 - 0.05], rtol=1e-12)
     np.testing.assert_allclose(pnl[:, 1], [-100.0, 100.0], rtol=1e-12)
+
+
+# ---------------------------------------------------------------- prices at and near zero
+def test_a_coin_priced_under_one_dollar_is_still_counted_in_coin():
+    # spot 0.5 USD, vol 0; coin account with 1 USD cash (2 coins) and a short call K 0.4 (-0.1 USD = -0.2 coin now);
+    # grid -10% / +10%, naked shorts 1% of spot:
+    #   +10%: call -0.15 USD / 0.55 -> PnL -0.15/0.55 + 0.2; cash 1/0.55 - 2
+    #   -10%: call -0.05 USD / 0.45 -> PnL -0.05/0.45 + 0.2; cash 1/0.45 - 2
+    # naked 1 x 0.5 x 1% = 0.005 USD = 0.01 coin; equity 2 - 0.2 = 1.8 coin = 0.9 USD
+    mkt = MarketState(spot={"ETH": 0.5}, vol={"ETH": 0.0})
+    pf = book({"cash": 1.0, "currency": "ETH", "positions": [opt("call", 0.4, -1, 30)]})
+    m = model(ScenarioGrid.product((-0.1, 0.1), (NONE,)), contingency=ContingencyParams(option_pct_mm=0.01))
+    dn = -0.05 / 0.45 + 0.2 + 1 / 0.45 - 2
+    up = -0.15 / 0.55 + 0.2 + 1 / 0.55 - 2
+    np.testing.assert_allclose(m.scenario_pnl(pf, mkt, "ETH")[:, 0], [dn, up], rtol=1e-9)
+    r = m.requirements(pf, mkt)
+    assert r.drivers["native_mm"][0] == pytest.approx(-up + 0.01, rel=1e-9)
+    assert r.drivers["native_equity"][0] == pytest.approx(1.8, rel=1e-12)
+    assert r.equity_parts["cash"][0] == pytest.approx(2.0, rel=1e-12)
+    assert (r.mm[0], r.equity[0]) == pytest.approx(((-up + 0.01) * 0.5, 0.9), rel=1e-9)
+
+
+def test_a_worthless_underlying_has_finite_margin():
+    # spot 0: a long put K 100 is worth 100 in every scenario (F' = 0), a perp of 2 opened at the mark 0 is worth 0;
+    # no loss, no contingency (1% of a 0 notional), no floor: MM = IM = 0, equity 10 cash + 100
+    mkt = MarketState(spot={"ETH": 0.0}, vol={"ETH": 0.5})
+    pf = book({"cash": 10.0, "positions": [opt("put", 100, 1, 30), d1row("perp", 2.0)]})
+    c = ContingencyParams(perp_pct_mm=0.01, perp_pct_im=0.01)
+    r = model(ScenarioGrid.product((-0.1, 0.1), (NONE,)), contingency=c).requirements(pf, mkt)
+    assert (r.mm[0], r.im[0], r.equity[0]) == (0.0, 0.0, 110.0)
+    assert r.drivers["floor_charge_usd"][0] == 0.0 and r.drivers["perp_base_usd"][0] == 0.0
