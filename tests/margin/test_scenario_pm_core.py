@@ -534,3 +534,14 @@ def test_a_worthless_underlying_has_finite_margin():
     r = model(ScenarioGrid.product((-0.1, 0.1), (NONE,)), contingency=c).requirements(pf, mkt)
     assert (r.mm[0], r.im[0], r.equity[0]) == (0.0, 0.0, 110.0)
     assert r.drivers["floor_charge_usd"][0] == 0.0 and r.drivers["perp_base_usd"][0] == 0.0
+
+
+def test_a_zero_forward_gives_a_coin_account_no_scenario_pnl():
+    # a forward feed of 0 (allowed: ForwardCurve forward >= 0) at the put's expiry: F' = 0 in every scenario, so the
+    # put is worth its strike now and in every scenario and its PnL is 0 in coin as in USD (finite, no 0/0)
+    curve = ForwardCurve((30 * 86_400.0,), (0.0,))
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.5}, forwards={"ETH": curve})
+    put = opt("put", 100, 1, 30)
+    pf = book({"currency": "ETH", "positions": [put]}, {"positions": [put]})
+    pnl = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).scenario_pnl(pf, mkt, "ETH")
+    assert pnl.tolist() == [[0.0, 0.0], [0.0, 0.0]]
