@@ -545,3 +545,14 @@ def test_a_zero_forward_gives_a_coin_account_no_scenario_pnl():
     pf = book({"currency": "ETH", "positions": [put]}, {"positions": [put]})
     pnl = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).scenario_pnl(pf, mkt, "ETH")
     assert pnl.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_coin_margined_cash_is_dampened_like_every_scenario_pnl():
+    # coin account holding 1000 USD cash (0.5 ETH at 2000), grid -20% / +25% at dampening 0.5:
+    # -20%: (1000/1600 - 0.5) x 0.5 = +0.0625 ETH; +25%: (1000/2500 - 0.5) x 0.5 = -0.05 ETH -> MM 0.05 ETH = 100 USD
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})
+    pf = book({"cash": 1000.0, "currency": "ETH", "positions": []})
+    m = model(ScenarioGrid.product((-0.2, 0.25), (NONE,), dampening=0.5))
+    np.testing.assert_allclose(m.scenario_pnl(pf, mkt, "ETH")[:, 0], [0.0625, -0.05], rtol=1e-12)
+    r = m.requirements(pf, mkt)
+    assert (r.drivers["native_mm"][0], r.mm[0], r.equity[0]) == pytest.approx((0.05, 100.0, 1000.0), rel=1e-12)
