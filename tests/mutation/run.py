@@ -14,6 +14,7 @@ survived, equivalent, score = killed / (mutants - equivalent)).
     .venv/bin/python tests/mutation/run.py --report     # rebuild the report from the staged results
     .venv/bin/python tests/mutation/run.py --since OLD/tests/mutation/report.json   # re-test only what survived
     .venv/bin/python tests/mutation/run.py coordinator --since OLD/report.json --unchecked  # and what it did not reach
+    .venv/bin/python tests/mutation/run.py scenario_pm --since OLD/report.json --only '*requirements__mutmut_2[67]'
 
 With `--since` a previous report of the same source files (same sha256) is the starting point: its killed mutants
 stay killed (tests were only added since), the others are run again, and the report shows both scores.
@@ -22,6 +23,7 @@ stay killed (tests were only added since), the others are run again, and the rep
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -290,6 +292,9 @@ def main() -> None:
     ap.add_argument(
         "--unchecked", action="store_true", help="with --since, also run the mutants it did not reach (in scope)"
     )
+    ap.add_argument(
+        "--only", nargs="+", metavar="PATTERN", help="with --since, run only the mutants whose names match (fnmatch)"
+    )
     args = ap.parse_args()
     since = json.loads(args.since.read_text())["modules"] if args.since else {}
     first = json.loads(args.before.read_text())["modules"] if args.before else since
@@ -319,6 +324,8 @@ def main() -> None:
                 if m["key"] not in killed_before
                 and (m["verdict"] != NOT_CHECKED or args.unchecked and in_scope(m["function"], p, functions))
             ]
+            if args.only:  # the others keep their verdicts of --since
+                only = [k for k in only if any(fnmatch.fnmatchcase(k, pat) for pat in args.only)]
             for p in (p for p in group["mutate"] if p not in old):  # changed since (or no --since): all its mutants
                 only += (
                     [mutant_glob(p, f) for f in functions[p]] if functions and p in functions else [module_of(p) + ".*"]
