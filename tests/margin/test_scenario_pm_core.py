@@ -12,13 +12,16 @@ import pytest
 from defistress.protocols.margin.forward_curve import ForwardCurve
 from defistress.protocols.margin.portfolio import MarketState, Portfolio
 from defistress.protocols.margin.scenario_params import (
+    ABS,
     DOWN,
+    LINEAR,
     NONE,
     UP,
     CollateralParams,
     ContingencyParams,
     ScenarioGrid,
     ScenarioPMParams,
+    SkewShockParams,
     StaticDiscountParams,
     VolShockParams,
 )
@@ -291,13 +294,14 @@ def test_basis_floor_is_per_expiry_with_its_own_time():
     pf = book(
         {"positions": [opt("call", 2000, -1, 7), opt("put", 2000, -1, 90)]},
         {"positions": [opt("put", 2000, -2, 90)]},
+        {"positions": [opt("call", 2000, 1, 7), opt("put", 2000, 1, 7)]},  # long straddle: +100 both ways -> no floor
     )
     r = model(ScenarioGrid.product((0.0,), (NONE,)), contingency=c).requirements(pf, mkt)
     b0 = 100 * (0.25 + 0.5 * 7 / 365) + 100 * (0.25 + 0.5 * 90 / 365)
     b1 = 200 * (0.25 + 0.5 * 90 / 365)
-    assert r.drivers["basis_usd"].tolist() == pytest.approx([b0, b1], rel=1e-12)
-    assert r.mm.tolist() == pytest.approx([b0, b1], rel=1e-12)
-    assert r.drivers["worst_scenario"].tolist() == [1, 1]  # index S = 1: the basis floor scenario
+    assert r.drivers["basis_usd"].tolist() == pytest.approx([b0, b1, 0.0], rel=1e-12)
+    assert r.mm.tolist() == pytest.approx([b0, b1, 0.0], rel=1e-12)
+    assert r.drivers["worst_scenario"].tolist() == [1, 1, -1]  # index S = 1: the basis floor scenario
 
 
 def test_option_confidence_contingency_per_expiry_takes_the_lower_of_spot_and_perp():
@@ -556,3 +560,23 @@ def test_coin_margined_cash_is_dampened_like_every_scenario_pnl():
     np.testing.assert_allclose(m.scenario_pnl(pf, mkt, "ETH")[:, 0], [0.0625, -0.05], rtol=1e-12)
     r = m.requirements(pf, mkt)
     assert (r.drivers["native_mm"][0], r.mm[0], r.equity[0]) == pytest.approx((0.05, 100.0, 1000.0), rel=1e-12)
+
+
+def test_skew_scenarios_of_a_coin_priced_under_one_dollar_use_ln_k_over_f():
+    # Derive PM2 skew (PMRMLib_2 _getExpirySkewedShockedMTM) with the default SkewShockParams, spot 0.5, vol 0.8,
+    # rate 0, long 1 call K 0.4, 30 d: sqrt(T) = 0.28669; cap = -0.1 sqrt(T) + 0.25 = 0.22133; kStar =
+    # max(0.01, sqrt(T) x 4 x 0.6) = 0.68806; k = ln(0.4/0.5) = -0.22314 -> Linear x (1 + k cap/kStar) = 0.92822,
+    # Abs x (1 + |k| cap/kStar) = 1.07178; each scenario counts -|V(shocked vol) - V(now)|
+    mkt = MarketState(spot={"ETH": 0.5}, vol={"ETH": 0.8})
+    grid = ScenarioGrid((1.0, 1.0), (LINEAR, ABS), (1.0, 1.0), (False, False))
+    pf = book({"positions": [opt("call", 0.4, 1, 30)]})
+    t = 30 / YEAR_DAYS
+    cap = -0.1 * math.sqrt(t) + 0.25
+    k_star = max(0.01, math.sqrt(t) * 4 * 0.6)
+    k = math.log(0.4 / 0.5)
+    v0 = b76(0.5, 0.4, t, 0.8, True)
+    want = [-abs(b76(0.5, 0.4, t, 0.8 * (1 + max(-cap, k * cap / k_star)), True) - v0)]
+    want.append(-abs(b76(0.5, 0.4, t, 0.8 * (1 + min(cap, abs(k) * cap / k_star)), True) - v0))
+    got = model(grid, skew=SkewShockParams()).scenario_pnl(pf, mkt, "ETH")[:, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert want[0] < 0 and want[1] < 0
