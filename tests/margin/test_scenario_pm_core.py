@@ -580,3 +580,6 @@ def test_skew_scenarios_of_a_coin_priced_under_one_dollar_use_ln_k_over_f():
     got = model(grid, skew=SkewShockParams()).scenario_pnl(pf, mkt, "ETH")[:, 0]
     np.testing.assert_allclose(got, want, rtol=1e-9)
     assert want[0] < 0 and want[1] < 0
+    # a grid of the Abs scenario alone
+    abs_only = model(ScenarioGrid((1.0,), (ABS,), (1.0,), (False,)), skew=SkewShockParams())
+    assert abs_only.scenario_pnl(pf, mkt, "ETH")[0, 0] == pytest.approx(want[1], rel=1e-9)
