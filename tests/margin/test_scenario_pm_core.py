@@ -296,7 +296,8 @@ def test_basis_floor_is_per_expiry_with_its_own_time():
         {"positions": [opt("put", 2000, -2, 90)]},
         {"positions": [opt("call", 2000, 1, 7), opt("put", 2000, 1, 7)]},  # long straddle: +100 both ways -> no floor
     )
-    r = model(ScenarioGrid.product((0.0,), (NONE,)), contingency=c).requirements(pf, mkt)
+    # a grid without a NONE scenario (UP with no vol range is the same market): the basis prices at the unshocked vol
+    r = model(ScenarioGrid.product((0.0,), (UP,)), contingency=c).requirements(pf, mkt)
     b0 = 100 * (0.25 + 0.5 * 7 / 365) + 100 * (0.25 + 0.5 * 90 / 365)
     b1 = 200 * (0.25 + 0.5 * 90 / 365)
     assert r.drivers["basis_usd"].tolist() == pytest.approx([b0, b1, 0.0], rel=1e-12)
@@ -583,3 +584,23 @@ def test_skew_scenarios_of_a_coin_priced_under_one_dollar_use_ln_k_over_f():
     # a grid of the Abs scenario alone
     abs_only = model(ScenarioGrid((1.0,), (ABS,), (1.0,), (False,)), skew=SkewShockParams())
     assert abs_only.scenario_pnl(pf, mkt, "ETH")[0, 0] == pytest.approx(want[1], rel=1e-9)
+
+
+def test_basis_floor_of_a_coin_margined_account_is_in_coin():
+    # vol 0.5, rate 0, short 1 call K 2000, 30 d, basis up x1.05 / down x0.95 (add 1, mult 0), a grid with only an
+    # unshocked Up scenario (no vol range): the basis prices at the unshocked vol. Up: USD -(C(2100) - C(2000)),
+    # in coin -C(2100)/2100 + C(2000)/2000 (each value over its own forward); down is a gain in both
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.5})
+    c = ContingencyParams(basis_up=1.05, basis_down=0.95, basis_add=1.0)
+    call = opt("call", 2000, -1, 30)
+    # a third account, short 1 put K 2000: its loss is the down shock, P(1900) - P(2000)
+    pf = book(
+        {"currency": "ETH", "positions": [call]}, {"positions": [call]}, {"positions": [opt("put", 2000, -1, 30)]}
+    )
+    r = model(ScenarioGrid.product((0.0,), (UP,)), contingency=c).requirements(pf, mkt)
+    t = 30 / YEAR_DAYS
+    c_up, c0 = b76(2100, 2000, t, 0.5, True), b76(2000, 2000, t, 0.5, True)
+    p_dn, p0 = b76(1900, 2000, t, 0.5, False), b76(2000, 2000, t, 0.5, False)
+    coin = c_up / 2100 - c0 / 2000
+    assert r.drivers["native_mm"].tolist() == pytest.approx([coin, c_up - c0, p_dn - p0], rel=1e-9)
+    assert r.drivers["basis_usd"].tolist() == pytest.approx([coin * 2000, c_up - c0, p_dn - p0], rel=1e-9)
