@@ -604,3 +604,25 @@ def test_basis_floor_of_a_coin_margined_account_is_in_coin():
     coin = c_up / 2100 - c0 / 2000
     assert r.drivers["native_mm"].tolist() == pytest.approx([coin, c_up - c0, p_dn - p0], rel=1e-9)
     assert r.drivers["basis_usd"].tolist() == pytest.approx([coin * 2000, c_up - c0, p_dn - p0], rel=1e-9)
+
+
+def test_contingencies_of_a_coin_margined_account_are_in_coin():
+    # coin account: perp -1 ETH and 1000 DAI collateral (haircuts 1% MM, 2% IM; not risk-cancelling); spot 2000 with
+    # confidence 0.5 < 0.6 (margin 0.5); grid 0% only: no loss. In USD: perp 1% 20 MM, 2% 40 IM; DAI 10 MM, 20 IM;
+    # roll 2000 x 0.5% = 10; confidence (1 - 0.5) x 0.5 x 2000 = 500 (perp) + 0.25 x 1000 = 250 (DAI, min(1, 0.5))
+    # in coin (/ 2000): MM = roll 0.005 + 0.01 + 0.005 = 0.02; IM = 0.02 + 0.02 + 0.01 + 0.375 = 0.425
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0}, confidence={"ETH": 0.5}, collateral_price={"DAI": 1.0})
+    c = ContingencyParams(perp_pct_mm=0.01, perp_pct_im=0.02, conf_threshold=0.6, conf_margin=0.5, roll_min_move=0.005)
+    m = model(
+        ScenarioGrid.product((0.0,), (NONE,)), contingency=c, collaterals={"DAI": CollateralParams(False, 0.01, 0.02)}
+    )
+    dai = {"kind": "collateral", "underlying": "ETH", "asset": "DAI", "qty": 1000.0}
+    r = m.requirements(book({"currency": "ETH", "positions": [d1row("perp", -1.0), dai]}), mkt)
+    d = r.drivers
+    assert (d["native_mm"][0], d["native_im"][0]) == pytest.approx((0.02, 0.425), rel=1e-12)
+    assert (r.mm[0], r.im[0]) == pytest.approx((40.0, 850.0), rel=1e-12)
+    got = [
+        d[k][0] for k in ("perp_base_usd", "perp_base_im_usd", "collateral_haircut_usd", "collateral_haircut_im_usd")
+    ]
+    assert got == pytest.approx([20.0, 40.0, 10.0, 20.0], rel=1e-12)
+    assert (d["roll_usd"][0], d["confidence_usd"][0]) == pytest.approx((10.0, 750.0), rel=1e-12)
