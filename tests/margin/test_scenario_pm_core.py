@@ -258,6 +258,8 @@ def test_delta1_contingencies_roll_confidence_and_aggregation_by_hand():
     assert d["perp_base_usd"].tolist() == pytest.approx([110.0, 30.0], rel=1e-12)
     assert d["perp_base_im_usd"].tolist() == pytest.approx([220.0, 60.0], rel=1e-12)
     assert d["contingency_static_mm_usd"].tolist() == pytest.approx([110.0, 30.0], rel=1e-12)
+    # the delta-1 equity part sums over underlyings: ETH spot 2000 + BTC perp 0 (entered at the mark); float mode
+    assert r.equity_parts["delta1"].tolist() == pytest.approx([2000.0, 6000.0], rel=1e-12) and r.exact == {}
     assert d["roll_usd"].tolist() == pytest.approx([50.0, 0.0], rel=1e-12)
     assert d["confidence_usd"].tolist() == pytest.approx([1800.0, 0.0], rel=1e-12)
     assert d["basis_usd"].tolist() == [0.0, 0.0] and d["floor_charge_usd"].tolist() == [0.0, 0.0]
@@ -626,3 +628,15 @@ def test_contingencies_of_a_coin_margined_account_are_in_coin():
     ]
     assert got == pytest.approx([20.0, 40.0, 10.0, 20.0], rel=1e-12)
     assert (d["roll_usd"][0], d["confidence_usd"][0]) == pytest.approx((10.0, 750.0), rel=1e-12)
+
+
+def test_each_floor_charge_applies_on_its_own():
+    # perp -3 and 2 calls K 2500 (vol 0: delta 0); only the option minimum charge: 2 x 2000 x 0.1% = 4;
+    # only the hedged min delta (longs 0, shorts 3): min(0, 3) = 0 -> 0; with a spot +1 (longs 1): 2% x 1 x 2000 = 40
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0})
+    grid = ScenarioGrid.product((0.0,), (NONE,))
+    pf = book({"positions": [d1row("perp", -3.0), opt("call", 2500, 2, 30), d1row("spot", 1.0)]})
+    r = model(grid, contingency=ContingencyParams(min_charge_option_rate=0.001)).requirements(pf, mkt)
+    assert r.drivers["floor_charge_usd"][0] == pytest.approx(4.0, rel=1e-12)
+    r = model(grid, contingency=ContingencyParams(min_delta_hedged_pct=0.02)).requirements(pf, mkt)
+    assert r.drivers["floor_charge_usd"][0] == pytest.approx(40.0, rel=1e-12)
