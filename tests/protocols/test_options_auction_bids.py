@@ -194,3 +194,50 @@ def test_an_insolvent_payout_nobody_can_fund_is_not_paid_to_the_liquidator():
     # security module empty, nothing to haircut: the payout is not paid, the liquidator's cash is unchanged
     assert v.cash[lr] == pytest.approx(-payout - 100.0, rel=1e-12)
     assert v.bad_debt_usd == 0.0
+
+
+def test_start_auction_refuses_the_market_maker_and_a_row_with_no_requirement_by_name():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    with pytest.raises(Revert, match=rf"^options: row {v.mm_row} is the market maker$"):
+        v.start_auction(v.mm_row)
+    b = int(v.open_accounts("alice", [0.0])[0])
+    v.cash[b] = -10.0  # no positions (mm = 0) and equity < 0: a deficit to write off, not an auction
+    with pytest.raises(Revert, match=rf"^options: row {b} is above maintenance margin$"):
+        v.start_auction(b)
+    assert not np.isfinite(v.auction_start).any()
+
+
+def test_an_auction_started_at_fifty_cents_of_equity_is_solvent_and_charges_its_fee():
+    v, env, oracle, a, lr = make(alice=0.5, sm_usd=0.0)
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    v.trade("alice", [a], put, [-0.001], check_margin=False)
+    oracle.price = 1400.0
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    assert 0 < eq < mm < 1.0
+    bm = eq - 1.15 * mm
+    fee = bm / (bm - eq) * eq * 0.10  # DutchAuction _getLiquidationFee: f_max(d = 1) x MtM x 10%
+    ev = v.start_auction(a)  # no keeper named
+    assert ev.keeper == "" and ev.start_price == pytest.approx(0.95 * eq) and ev.incentive == pytest.approx(fee)
+    assert not v.auction_insolvent[a] and v.auction_state(a).phase == "fast"
+
+
+def test_the_auction_state_of_an_insolvent_auction_by_hand():
+    v, env, oracle, a, lr, put = crashed(1200.0, sm_usd=0.0)
+    eq, mm = float(v.equity()[a]), float(v.margin().mm[a])
+    v.start_auction(a)
+    lower = -(eq - 1.15 * mm)  # |BM| at insolvency
+    step(v, env, seconds=900.0)  # a quarter of the 3,600 s insolvent auction
+    st = v.auction_state(a)
+    assert (st.account, st.phase, st.elapsed_s, st.discount, st.max_fraction) == (a, "insolvent", 900.0, 0.0, 1.0)
+    # the security module pays a bidder 0.25 x |BM| for the whole account: a negative bid price
+    assert st.payout_usd == pytest.approx(0.25 * lower) and st.bid_price_usd == pytest.approx(-0.25 * lower)
+    assert st.bid_price_usd < 0
+
+
+def test_the_auction_state_of_a_solvent_auction_names_its_row():
+    v, env, oracle, a, lr, put = crashed(1700.0)
+    v.start_auction(a)
+    step(v, env, seconds=120.0)
+    st = v.auction_state(a)
+    assert (st.account, st.phase, st.elapsed_s) == (a, "fast", 120.0)
+    assert st.discount == pytest.approx(0.95 - 0.25 * 120.0 / 900.0)
