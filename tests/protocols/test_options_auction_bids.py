@@ -121,14 +121,14 @@ def solvent_auction_at_equity(target_usd):
     elif gap > 0:
         v.settle_out(a, gap, "coord")
     assert v.equity()[a] == target_usd and not v.auction_insolvent[a]
-    return v, env, a
+    return v, env, a, lr
 
 
 def test_a_solvent_auction_turns_insolvent_at_exactly_zero_equity_and_not_at_fifty_cents():
-    v, env, a = solvent_auction_at_equity(0.0)
+    v, env, a, _ = solvent_auction_at_equity(0.0)
     v.accrue(0.0)  # the per-block upkeep at the same time and prices
     assert bool(v.auction_insolvent[a]) and v.auction_ins_start[a] == v.now
-    v, env, a = solvent_auction_at_equity(0.5)
+    v, env, a, _ = solvent_auction_at_equity(0.5)
     v.accrue(0.0)
     assert not v.auction_insolvent[a] and v.auction_state(a).phase == "fast"
 
@@ -241,3 +241,10 @@ def test_the_auction_state_of_a_solvent_auction_names_its_row():
     st = v.auction_state(a)
     assert (st.account, st.phase, st.elapsed_s) == (a, "fast", 120.0)
     assert st.discount == pytest.approx(0.95 - 0.25 * 120.0 / 900.0)
+
+
+def test_a_solvent_bid_at_exactly_zero_equity_finds_the_auction_ended():
+    v, env, a, lr = solvent_auction_at_equity(0.0)  # no block has converted it to an insolvent auction yet
+    with pytest.raises(Revert, match=rf"^options: solvent auction on row {a} ended$"):
+        v.bid(a, "liq", lr, 0.5)  # bid price 0 x d = 0: nothing to sell at a positive price
+    assert v.qty[lr].tolist() == [0.0]
