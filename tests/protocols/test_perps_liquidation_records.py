@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import track_env
 
-from defistress.protocols.base import Env, FixedPrice
+from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.events import BadDebt, Deleveraged, Generic
 from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
 
@@ -299,15 +299,34 @@ def test_a_position_whose_notional_is_the_cap_is_closed_without_dust():
 
 
 def test_a_flat_account_never_keeps_a_negative_rounding_balance():
-    # the underwater case (ETH 1800, payout 1,590) leaves A at 0 up to float rounding; whatever is below zero
-    # is written off (into the deficit, no event at dust size), so A's balance is never negative
+    # ETH 1777: A's equity 1760 − 2230 = −470, MMR 888.5, ABR 1: Pf = 1777·(1 − 7.5%) = 1643.725,
+    # Pb = 1777 + 47 = 1824; the fund pays 10·180.275 = 1,802.75 and A ends at 0 up to float rounding.
+    # Whatever is below zero is written off (into the deficit, no event at dust size): never a negative balance
     env, dex, orc = make_dex(**WHOLE)
-    book_a_long_10(dex, 1760.3)
+    book_a_long_10(dex)
     dex.open_accounts("liq", [500_000.0], None)
-    orc["ETH"].price = 1800.0
+    orc["ETH"].price = 1777.0
     dex.liquidate(0, "liq")
+    assert dex.metrics()["insurance_paid_usd"] == pytest.approx(1802.75, rel=1e-12)
     assert dex.size[0, 0] == 0.0 and dex.collateral[0] >= 0.0
     assert 0.0 <= dex.deficit_usd < 1e-9 and events(env, BadDebt) == []
+
+
+def test_the_liquidators_margin_check_counts_the_discount_it_buys_at():
+    # the 1900 case: the liquidator takes 10 ETH at Pf = 1871.5 with the oracle at 1900, IMR after 10·190 = 1,900.
+    # With 1,700 USDC its equity after is 1,700 + 10·28.5 = 1,985 >= 1,900: allowed; with 1,600 it is 1,885
+    for collateral, ok in ((1700.0, True), (1600.0, False)):
+        env, dex, orc = make_dex(**WHOLE)
+        book_a_long_10(dex)
+        dex.open_accounts("liq", [collateral], None)
+        orc["ETH"].price = 1900.0
+        if ok:
+            assert dex.liquidate(0, "liq").debt_repaid == 10.0
+            assert dex.equity()[2] == pytest.approx(1985.0)
+        else:
+            msg = r"^dydx: fill would leave account #2 below initial margin \(equity 1885 < IMR 1900\)$"
+            with pytest.raises(Revert, match=msg):
+                dex.liquidate(0, "liq")
 
 
 # --- write-offs -----------------------------------------------------------------------------------------------
