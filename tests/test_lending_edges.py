@@ -1,0 +1,258 @@
+"""Edges of the lending market's account model and bookkeeping, by hand: genesis books, the contract's whole base units
+in liquidations and repayments, paused reserves, the HF-1 boundaries of the collateral and e-mode switches, and the
+split of losses by collateral. Every expected figure is arithmetic on the Aave v3 rules quoted in
+protocols/lending.py (shown in the comments), not the module's output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.lending import AssetParams, LendingMarket
+from defistress.protocols.lending_accounts import EModeCategory
+
+ETH = AssetParams("ETH", 0.80, 0.825, 0.05, protocol_fee=0.10)
+BTC = AssetParams("BTC", 0.70, 0.75, 0.08, protocol_fee=0.10)
+USDC = AssetParams("USDC", 0.77, 0.80, 0.045, emode_category=1, borrowable_in_isolation=True, decimals=6)
+DAI = AssetParams("DAI", 0.75, 0.80, 0.05, emode_category=1, borrowable_in_isolation=True)
+ISO = AssetParams("ISO", 0.50, 0.60, 0.10, debt_ceiling=1_000_000.0)
+STABLES = EModeCategory(1, 0.93, 0.95, 0.01, "Stablecoins")
+PRICES = {"ETH": 2_000.0, "BTC": 60_000.0, "USDC": 1.0, "DAI": 1.0, "ISO": 10.0}
+LIQ = "liq"
+YEAR = 365.0 * 86400.0  # seconds
+
+
+def market(rule: str = "aave-v3.0", precision: str = "float", **changes) -> tuple[LendingMarket, dict]:
+    """Lenders supply 1e8 USDC and DAI and 1e4 ETH and BTC; the liquidator holds 1e8 USDC and DAI and 100 ETH."""
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, BTC, USDC, DAI, ISO)}
+    assets = [AssetParams(**{**a.__dict__, **changes.get(a.symbol, {})}) for a in (ETH, BTC, USDC, DAI, ISO)]
+    m = LendingMarket("lend", assets, oracles, env, rule, [STABLES], None, precision)
+    for s, n in (("USDC", 1e8), ("DAI", 1e8), ("ETH", 1e4), ("BTC", 1e4)):
+        env.ledger.mint(s, "lenders", n, "genesis")
+        m.supply_liquidity("lenders", s, n)
+    for s, n in (("USDC", 1e8), ("DAI", 1e8), ("ETH", 100.0)):
+        env.ledger.mint(s, LIQ, n, "genesis")
+    return m, oracles
+
+
+def open_account(m: LendingMarket, coll: dict[str, float], debt: dict[str, float] | None = None) -> int:
+    a = m.add_accounts(1)
+    for s, amount in coll.items():
+        m.env.ledger.mint(s, "user", amount, "genesis")
+        m.supply("user", a, s, np.array([amount]))
+    for s, amount in (debt or {}).items():
+        m.borrow("user", a, s, np.array([amount]))
+    return int(a[0])
+
+
+# --- genesis books -----------------------------------------------------------------------------------------------
+def test_a_genesis_book_is_placed_as_it_is_and_its_tokens_move():
+    m, _ = market()
+    rows = m.add_accounts(2)
+    # a book read as text (CSV fields) is taken as numbers; amounts below one token still move
+    coll = [["0.5", "0", "0", "0", "0"], ["0", "0", "0", "500", "0"]]  # 0.5 ETH; 500 DAI
+    debt = [["0", "0", "0.75", "0", "0"], ["0", "0", "0", "0", "0"]]  # 0.75 USDC
+    m.env.ledger.mint("ETH", "book", 0.5, "genesis")
+    m.env.ledger.mint("DAI", "book", 500.0, "genesis")
+    enabled = [[True] * 5, [True, True, True, False, True]]
+    m.genesis_positions("book", rows, coll, debt, enabled, np.array([0, 1]))
+    led = m.env.ledger
+    assert led.balance("book", "ETH") == 0.0 and led.balance("book", "DAI") == 0.0
+    assert led.balance("book", "USDC") == 0.75  # the book's debt went to the holder
+    assert led.balance("lend", "ETH") == 1e4 + 0.5 and led.balance("lend", "USDC") == 1e8 - 0.75
+    assert m.collateral()[rows[0], 0] == 0.5 and m.debt()[rows[0], 2] == 0.75
+    assert m.collateral()[rows[1], 3] == 500.0
+    assert m.user_emode.tolist() == [0, 1] and m.user_emode.dtype.kind == "i"
+    assert m.collateral_enabled[rows[1]].tolist() == [True, True, True, False, True]
+    coll_usd, debt_usd = m.account_usd()
+    # row 0: 0.5 · 2,000 = 1,000 USD against 0.75 USD; row 1: its DAI does not count
+    assert coll_usd.tolist() == [1_000.0, 0.0] and debt_usd.tolist() == [0.75, 0.0]
+    # a second book on the same rows adds to them
+    led.mint("ETH", "book", 0.25, "genesis")
+    m.genesis_positions("book", rows[:1], [[0.25, 0, 0, 0, 0]], [[0, 0, 0.25, 0, 0]])
+    assert m.collateral()[rows[0], 0] == 0.75 and m.debt()[rows[0], 2] == 1.0
+    assert m.account_usd()[0][rows[0]] == 1_500.0  # 0.75 · 2,000: its flags were left as they were
+    led.check_conservation()
+
+
+def test_an_empty_genesis_book_changes_nothing():
+    m, _ = market()
+    before = m.env.ledger.snapshot()
+    m.genesis_positions("book", np.array([], dtype=np.int64), np.zeros((0, 5)), np.zeros((0, 5)))
+    assert m.n_accounts == 0 and m.env.ledger.snapshot() == before
+
+
+def test_a_genesis_book_that_does_not_fit_is_refused_with_the_reason():
+    m, _ = market()
+    rows = m.add_accounts(2)
+    ok = np.zeros((2, 5))
+    with pytest.raises(ValueError, match=r"^lend: collateral and debt must have shape \(2, 5\)$"):
+        m.genesis_positions("book", rows, np.zeros((2, 4)), ok)
+    with pytest.raises(ValueError, match=r"^lend: collateral and debt must have shape \(2, 5\)$"):
+        m.genesis_positions("book", rows, ok, np.zeros((1, 5)))
+    bad_coll, bad_debt = ok.copy(), ok.copy()
+    bad_coll[0, 0] = np.nan
+    bad_debt[1, 2] = np.inf
+    for c, d in ((bad_coll, ok), (ok, bad_debt), (-ok - 1, ok), (ok, -ok - 1)):
+        with pytest.raises(ValueError, match=r"^lend: positions must be finite and non-negative$"):
+            m.genesis_positions("book", rows, c, d)
+    # the pool lends 1e8 USDC: exactly that can be placed as the book's debt, one more token cannot
+    debt = ok.copy()
+    debt[0, 2] = 1e8 + 1
+    with pytest.raises(Revert, match=r"^lend: not enough USDC liquidity to place the book's debt 1e\+08$"):
+        m.genesis_positions("book", rows, ok, debt)
+    debt[0, 2] = 1e8
+    m.genesis_positions("book", rows, ok, debt)
+    assert m.env.ledger.balance("lend", "USDC") == 0.0 and m.debt()[rows[0], 2] == 1e8
+
+
+# --- the contract's whole base units ------------------------------------------------------------------------------
+def test_an_aave_precision_liquidation_leaves_whole_base_units():
+    m, o = market(precision="aave-v3")
+    a = open_account(m, {"USDC": 10_000.0}, {"ETH": 3.3})  # 6,600 USD <= LTV 0.77 · 10,000
+    o["ETH"].price = 2_488.1234  # debt 8,210.80722 USD: HF = 8,000 / 8,210.80722 = 0.97433 > 0.95: v3.0 half
+    assert m.health()[a] == pytest.approx(8_000 / (3.3 * 2_488.1234), rel=1e-9)
+    ev = m.liquidate(a, "USDC", "ETH", 1e9, LIQ)
+    # repaid 1.65 ETH; seized 1.65 · 2,488.1234 · 1.045 = 4,290.14677245 USDC (fee included)
+    seized = 1.65 * 2_488.1234 * 1.045
+    assert ev.debt_repaid == 1.65 and ev.collateral_seized + ev.protocol_fee == pytest.approx(seized, rel=1e-12)
+    # left 10,000 - 4,290.14677245 = 5,709.85322755 USDC, kept as whole 1e-6 units: 5,709.853228
+    assert m.coll_scaled[a, 2] == pytest.approx(5_709.853228, abs=1e-9)
+    assert m.debt_scaled[a, 0] == pytest.approx(1.65, abs=1e-15)
+
+
+def test_an_aave_precision_liquidation_that_takes_the_whole_debt_clears_it():
+    m, o = market(precision="aave-v3")
+    a = open_account(m, {"USDC": 10_000.0}, {"ETH": 3.3})
+    o["ETH"].price = 2_700.0  # HF = 8,000 / 8,910 = 0.8979 <= 0.95: the whole 3.3 ETH may be repaid
+    ev = m.liquidate(a, "USDC", "ETH", 1e9, LIQ)
+    # seized 3.3 · 2,700 · 1.045 = 9,310.95 USDC; left 689.05 USDC; no ETH debt left
+    assert ev.debt_repaid == 3.3 and m.debt_scaled[a, 0] == 0.0
+    assert m.coll_scaled[a, 2] == pytest.approx(689.05, abs=1e-9)
+    b = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    o["ETH"].price = 1_000.0  # 1 ETH = 1,000 USD for 1,500 USDC: all of it is seized for 1,000 / 1.05 USDC
+    ev = m.liquidate(b, "ETH", "USDC", 1e9, LIQ)
+    assert ev.collateral_seized + ev.protocol_fee == pytest.approx(1.0, rel=1e-15)
+    assert m.coll_scaled[b, 0] == 0.0
+    assert m.debt()[b, 2] == pytest.approx(1_500 - 1_000 / 1.05, abs=1e-6)  # 547.619048 USDC stays (v3.0)
+
+
+def test_an_aave_precision_repayment_of_the_whole_debt_leaves_none_and_a_partial_one_leaves_the_rest():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 5_000.0})
+    b = open_account(m, {"ETH": 10.0}, {"USDC": 5_000.0})
+    m.accrue(YEAR)  # the borrow index grows: owed amounts are no longer whole scaled units
+    owed = m.debt()[[a, b], 2]
+    assert owed[0] > 5_000.0 and owed[0] == owed[1]
+    m.env.ledger.mint("USDC", "user", 10_000.0, "genesis")
+    paid = m.repay("user", np.array([a]), "USDC", np.array([owed[0]]))
+    assert paid[0] == owed[0] and m.debt_scaled[a, 2] == 0.0 and m.debt()[a, 2] == 0.0
+    m.repay("user", np.array([b]), "USDC", np.array([1_000.0]))
+    assert m.debt()[b, 2] == pytest.approx(owed[1] - 1_000.0, abs=1e-6)
+
+
+# --- paused reserves ----------------------------------------------------------------------------------------------
+def test_a_paused_collateral_or_debt_reserve_blocks_liquidation_and_repayment():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    o["ETH"].price = 1_700.0  # HF = 1,402.5 / 1,500 = 0.935
+    for paused in ("ETH", "USDC"):
+        m.gates.set("paused", True, paused)
+        with pytest.raises(Revert, match=rf"^lend: RESERVE_PAUSED \({paused} paused by governance\)$"):
+            m.liquidate(a, "ETH", "USDC", 100.0, LIQ)
+        if paused == "USDC":
+            with pytest.raises(Revert, match=r"^lend: RESERVE_PAUSED \(USDC paused by governance\)$"):
+                m.repay(LIQ, np.array([a]), "USDC", np.array([100.0]))
+        m.gates.set("paused", False, paused)
+    assert m.liquidate(a, "ETH", "USDC", 100.0, LIQ).debt_repaid == 100.0
+
+
+# --- the collateral switch -----------------------------------------------------------------------------------------
+def test_disabling_collateral_down_to_hf_exactly_one_is_allowed():
+    m, _ = market()
+    # ETH 1 (weighted 2,000 · 0.825 = 1,650) and BTC 0.01 (600 · 0.75 = 450); 1,650 USDC borrowed
+    a = open_account(m, {"ETH": 1.0, "BTC": 0.01}, {"USDC": 1_650.0})
+    b = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 1_650.0})  # without BTC: 1,650 / 1,650 too
+    c = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 2_000.0})  # without BTC: 1,650 / 2,000 = 0.825
+    m.set_collateral([a], "BTC", False)  # HF 1,650 / 1,650 = 1.0: allowed (only HF < 1 reverts)
+    assert m.health()[a] == 1.0 and not m.collateral_enabled[a, 1]
+    with pytest.raises(
+        Revert, match=rf"^HEALTH_FACTOR_LOWER_THAN_LIQUIDATION_THRESHOLD: disabling BTC for account #{c}$"
+    ):
+        m.set_collateral([b, c], "BTC", False)
+    assert m.collateral_enabled[[b, c], 1].tolist() == [True, True]  # the whole batch is undone
+
+
+def test_the_collateral_switch_names_the_account_it_refuses():
+    m, _ = market(DAI={"ltv": 0.0})
+    a = open_account(m, {"ETH": 0.5})
+    b = m.add_accounts(1)[0]
+    with pytest.raises(Revert, match=rf"^UNDERLYING_BALANCE_ZERO: ETH, e.g. account #{b}$"):
+        m.set_collateral([a, b], "ETH", True)
+    c = open_account(m, {"DAI": 100.0})  # LTV 0: a supply does not enable it, nor may the account
+    with pytest.raises(Revert, match=rf"^USER_IN_ISOLATION_MODE_OR_LTV_ZERO: DAI, account #{c}$"):
+        m.set_collateral([c], "DAI", True)
+    # an isolated asset may not join other collateral, even half a token of ETH
+    d = open_account(m, {"ISO": 100.0})
+    e = open_account(m, {"ETH": 0.5, "ISO": 100.0})
+    with pytest.raises(Revert, match=rf"^USER_IN_ISOLATION_MODE_OR_LTV_ZERO: ISO, account #{e}$"):
+        m.set_collateral([d, e], "ISO", True)
+    m.set_collateral([d], "ISO", True)  # alone, it may
+    # an ordinary asset joins other collateral
+    f = open_account(m, {"ETH": 1.0, "BTC": 0.1})
+    m.set_collateral([f], "BTC", False)
+    m.set_collateral([f], "BTC", True)
+    assert m.collateral_enabled[f].tolist() == [True, True, True, True, True]
+
+
+def test_a_tiny_debt_ceiling_still_isolates_its_asset():
+    m, _ = market(ISO={"debt_ceiling": 0.5})
+    e = open_account(m, {"ETH": 1.0, "ISO": 100.0})
+    with pytest.raises(Revert, match="USER_IN_ISOLATION_MODE_OR_LTV_ZERO"):
+        m.set_collateral([e], "ISO", True)
+
+
+# --- e-mode --------------------------------------------------------------------------------------------------------
+def test_leaving_emode_down_to_hf_exactly_one_is_allowed_and_a_refusal_names_the_account():
+    m, _ = market()
+    a = open_account(m, {"USDC": 10_000.0})
+    b = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a, b], 1)
+    m.borrow("user", np.array([a]), "DAI", np.array([8_000.0]))  # outside e-mode: 10,000 · 0.80 / 8,000 = 1.0
+    m.borrow("user", np.array([b]), "DAI", np.array([9_000.0]))  # outside: 8,000 / 9,000 = 0.89
+    with pytest.raises(
+        Revert,
+        match=rf"^HEALTH_FACTOR_LOWER_THAN_LIQUIDATION_THRESHOLD: account #{b} cannot leave its e-mode category$",
+    ):
+        m.set_emode([a, b], 0)
+    assert m.user_emode[[a, b]].tolist() == [1, 1]
+    m.set_emode([a], 0)
+    assert m.health()[a] == 1.0 and m.user_emode[a] == 0
+
+
+def test_emode_refusals_name_the_category_and_the_account():
+    m, _ = market()
+    with pytest.raises(Revert, match=r"^INCONSISTENT_EMODE_CATEGORY: no e-mode category 7; defined: \[1\]$"):
+        m.set_emode([0], 7)
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 100.0})
+    c = open_account(m, {"DAI": 1_000.0}, {"ETH": 0.1})
+    with pytest.raises(Revert, match=rf"^INCONSISTENT_EMODE_CATEGORY: account #{c} borrows outside category 1$"):
+        m.set_emode([a, c], 1)
+
+
+# --- losses by collateral -----------------------------------------------------------------------------------------
+def test_losses_split_by_collateral_value_and_evenly_without_collateral():
+    m, o = market()
+    open_account(m, {"ETH": 0.001}, {"USDC": 1.5})  # 2 USD of ETH for 1.5 USDC
+    o["ETH"].price = 500.0  # collateral 0.5 USD, debt 1.5: shortfall 1.0 USD, all against ETH
+    assert m.losses_by_collateral() == {"ETH": pytest.approx(1.0, rel=1e-12)}
+    b = open_account(m, {"BTC": 0.1}, {"USDC": 4_000.0})  # 6,000 USD of BTC
+    o["BTC"].price = 10_000.0  # 1,000 USD for 4,000: HF 0.1875; all BTC goes for 1,000 / 1.08 USDC (v3.0)
+    m.liquidate(b, "BTC", "USDC", 1e9, LIQ)
+    short_b = 4_000 - 1_000 / 1.08  # 3,074.07 USD with no collateral left: split evenly over the 5 assets
+    got = m.losses_by_collateral()
+    assert got["ETH"] == pytest.approx(1.0 + short_b / 5, rel=1e-12)
+    for s in ("BTC", "USDC", "DAI", "ISO"):
+        assert got[s] == pytest.approx(short_b / 5, rel=1e-12)
