@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import BadDebt
 from defistress.protocols.lending import AssetParams, LendingMarket
 from defistress.protocols.lending_accounts import EModeCategory
 
@@ -256,3 +257,200 @@ def test_losses_split_by_collateral_value_and_evenly_without_collateral():
     assert got["ETH"] == pytest.approx(1.0 + short_b / 5, rel=1e-12)
     for s in ("BTC", "USDC", "DAI", "ISO"):
         assert got[s] == pytest.approx(short_b / 5, rel=1e-12)
+
+
+# --- the contract's precision: category prices, values by category, the LTV edge ---------------------------------
+def compound(rate: float, seconds: float) -> float:
+    """aave-v3 MathUtils.calculateCompoundedInterest: 1 + bx + b²x(x-1)/2 + b³x(x-1)(x-2)/6, b per second."""
+    b = rate / YEAR
+    return (
+        1
+        + b * seconds
+        + b * b * seconds * max(seconds - 1, 0) / 2
+        + b**3 * seconds * max(seconds - 1, 0) * max(seconds - 2, 0) / 6
+    )
+
+
+def kinked(u: float) -> float:
+    """DefaultReserveInterestRateStrategy with base 0, slope1 4%, slope2 60%, kink 90% (the assets' defaults)."""
+    return 0.04 * u / 0.9 if u <= 0.9 else 0.04 + 0.60 * (u - 0.9) / 0.1
+
+
+def test_aave_precision_reads_the_category_price_to_8_decimals():
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, USDC, DAI)}
+    src = FixedPrice(1.000000004, "stables")
+    m = LendingMarket("lend", [ETH, USDC, DAI], oracles, env, "aave-v3.0", [STABLES], {1: src}, "aave-v3")
+    assert m.emode_prices() == {1: 1.0}  # AaveOracle: 1.00000000
+    src.price = 1.000000006
+    assert m.emode_prices() == {1: 1.00000001}
+    f = LendingMarket("lend", [ETH, USDC, DAI], oracles, env, "aave-v3.0", [STABLES], {1: src}, "float")
+    assert f.emode_prices() == {1: 1.000000006}
+
+
+def test_aave_precision_values_each_category_on_its_terms_with_grown_indices():
+    m, _ = market(precision="aave-v3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})  # a whale: USDC utilisation near one half
+    x = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    y = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([y], 1)
+    m.borrow("user", np.array([y]), "DAI", np.array([5_000.0]))
+    m.accrue(YEAR)
+    # USDC: supplied 1e8 + 10,000, borrowed 5e7 + 1,000; DAI: supplied 1e8, borrowed 5,000; reserve factor 15%
+    u = (5e7 + 1_000) / (1e8 + 10_000)
+    idx_usdc, liq_usdc = compound(kinked(u), YEAR), 1 + kinked(u) * u * 0.85
+    idx_dai = compound(kinked(5_000 / 1e8), YEAR)
+    hf_x = 2_000 * 0.825 / (1_000 * idx_usdc)  # ETH's own terms
+    hf_y = 10_000 * liq_usdc * 0.95 / (5_000 * idx_dai)  # the category's threshold, 95%
+    assert m.health()[x] == pytest.approx(hf_x, rel=1e-8)
+    assert m.health()[y] == pytest.approx(hf_y, rel=1e-8)
+    assert m.account_usd()[0][y] == pytest.approx(10_000 * liq_usdc, rel=1e-9)
+
+
+def test_aave_precision_leaves_out_collateral_with_a_zero_threshold():
+    m, _ = market(precision="aave-v3", DAI={"ltv": 0.0, "liquidation_threshold": 0.0})
+    a = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1.0, "genesis")
+    m.env.ledger.mint("DAI", "book", 100.0, "genesis")
+    m.genesis_positions("book", a, [[1.0, 0, 0, 100.0, 0]], [[0, 0, 100.0, 0, 0]], np.ones((1, 5), bool))
+    # GenericLogic counts a reserve only if its threshold is not 0: 2,000 USD of ETH, HF = 1,650 / 100
+    assert m.account_usd()[0][a[0]] == 2_000.0 and m.health()[a[0]] == 16.5
+
+
+def test_aave_precision_lends_up_to_the_ltv_and_not_a_cent_more():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 1.0})  # LTV 80%: 1,600 USD
+    with pytest.raises(Revert, match="exceed LTV"):
+        m.borrow("user", np.array([a]), "USDC", np.array([1_600.01]))
+    m.borrow("user", np.array([a]), "USDC", np.array([1_600.0]))
+
+
+def test_contract_accrual_restarts_a_reserve_whose_supply_alone_moved():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("ETH", "user", 60_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([60_000.0]))
+    m.borrow("user", w, "USDC", np.array([9.5e7]))  # USDC utilisation 95%: above the kink
+    m.accrue(YEAR)
+    rb0 = kinked(0.95)  # 4% + 60% · 0.05 / 0.10 = 34%
+    idx1, liq1 = compound(rb0, YEAR), 1 + rb0 * 0.95 * 0.85
+    assert m.borrow_index[2] == pytest.approx(idx1, rel=1e-14) and m.liq_index[2] == pytest.approx(liq1, rel=1e-14)
+    m.env.ledger.mint("USDC", "lenders", 1e8, "genesis")
+    m.supply_liquidity("lenders", "USDC", 1e8)  # only USDC's supply moves: its rates restart now, at the new use
+    m.accrue(YEAR)
+    u1 = 9.5e7 * idx1 / (1e8 * liq1 + 1e8)
+    assert m.borrow_index[2] == pytest.approx(idx1 * compound(kinked(u1), YEAR), rel=1e-14)
+    assert m.liq_index[2] == pytest.approx(liq1 * (1 + kinked(u1) * u1 * 0.85), rel=1e-14)
+    assert m.borrow_index[0] == 1.0 and m.borrow_index[3] == 1.0  # nothing borrowed: no interest
+
+
+def test_contract_accrual_invalidates_the_cached_values_each_time():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    h = [m.health()[a]]
+    for _ in range(2):
+        m.accrue(YEAR)
+        h.append(m.health()[a])
+    assert h[0] > h[1] > h[2]  # the debt grows every year
+    m.accrue(YEAR)
+    open_account(m, {"DAI": 1.0})  # another action after the accrual
+    assert m.health()[a] < h[2]
+
+
+# --- the liquidators' pair screen: edges ---------------------------------------------------------------------------
+def test_pair_screen_edges_of_the_close_factor():
+    # v3.0 at HF exactly 0.95: the whole reserve debt (only HF > 0.95 halves it)
+    m, _ = market(rule="aave-v3.0")
+    a = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "book", 1_187.5, "genesis")
+    m.genesis_positions("book", a, [[0, 0, 1_187.5, 0, 0]], [[0, 0, 0, 1_000.0, 0]])  # 950 / 1,000 = 0.95
+    assert m.health()[a[0]] == 0.95
+    assert m.liquidation_pairs_and_caps(a)[3][3] == 1_000.0
+    # v3.3: a collateral reserve worth exactly 2,000 USD counts as large (ETH's bonus raised to 10% to be the best)
+    m, _ = market(rule="aave-v3.3", ETH={"liquidation_bonus": 0.10})
+    b = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 2_500.0})  # HF 6,150 / 2,500 > 0.95
+    ci, _, profit = m.best_liquidation_pairs(np.array([b]))
+    # ETH on USDC: cap half of 2,500 = 1,250; seized 1,375; profit 1,375 - 125 · 0.10 - 1,250 = 112.5
+    # (BTC on USDC: 1,350 - 100 · 0.10 - 1,250 = 90)
+    assert ci[0] == 0 and profit[0] == pytest.approx(112.5, rel=1e-12)
+    # a debt of exactly 2,000 USD counts as large: BTC on USDC capped at 1,000, seized 1,080, profit 72
+    c = open_account(m, {"BTC": 0.1}, {"USDC": 2_000.0})  # HF 4,500 / 2,000
+    assert m.best_liquidation_pairs(np.array([c]))[2][0] == pytest.approx(72.0, rel=1e-12)
+    # v3.3 at HF exactly 0.95 with large positions: the whole 10,000 DAI; seized 10,450 USDC, profit 405
+    d = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "book", 11_875.0, "genesis")
+    m.genesis_positions("book", d, [[0, 0, 11_875.0, 0, 0]], [[0, 0, 0, 10_000.0, 0]])  # 9,500 / 10,000
+    assert m.best_liquidation_pairs(d)[2][0] == pytest.approx(405.0, rel=1e-12)
+
+
+def test_pair_screen_takes_small_positions_and_leaves_out_zero_thresholds():
+    m, o = market(DAI={"ltv": 0.0, "liquidation_threshold": 0.0})
+    a = open_account(m, {"ETH": 0.0004}, {"USDC": 0.5})  # 0.8 USD of ETH for 0.5 USDC
+    o["ETH"].price = 1_000.0  # 0.4 USD for 0.5: repay 0.4 / 1.05 USDC for all of it
+    ci, dj, profit = m.best_liquidation_pairs(np.array([a]), ["1e9", "1e9", "1e9", "1e9", "1e9"])
+    assert (ci[0], dj[0]) == (0, 2)
+    assert profit[0] == pytest.approx(0.4 - (0.4 - 0.4 / 1.05) * 0.10 - 0.4 / 1.05, rel=1e-12)
+    b = m.add_accounts(1)
+    m.env.ledger.mint("DAI", "book", 1e6, "genesis")
+    m.genesis_positions("book", b, [[0, 0, 0, 1e6, 0]], [[0, 0, 100.0, 0, 0]], np.ones((1, 5), bool))
+    ci, dj, profit = m.best_liquidation_pairs(b)  # DAI has a zero threshold: it cannot be seized
+    assert ci[0] == -1 and np.isneginf(profit[0])
+
+
+# --- controller entry points: edges ---------------------------------------------------------------------------------
+def test_controller_close_caps_the_repayment_when_the_penalty_exceeds_the_collateral():
+    m, _ = market()
+    a = open_account(m, {"USDC": 1_000.0}, {"DAI": 700.0})
+    m.debt_scaled[a, 3] = 960.0  # 960 DAI owed against 1,000 USDC (prices moved)
+    m._touch()
+    ev = m.controller_close(a, 1.0, LIQ, penalty=0.05)
+    # 960 · 1.05 = 1,008 > 1,000: repay 960 · 1,000 / 1,008 = 952.38 DAI and take all 1,000 USDC
+    assert ev.debt_repaid == pytest.approx(960 * 1_000 / 1_008, rel=1e-12)
+    assert ev.collateral_seized == pytest.approx(1_000.0, rel=1e-12)
+    assert m.coll_scaled[a, 2] == 0.0 and m.debt_scaled[a, 3] == pytest.approx(960 - 960 * 1_000 / 1_008, rel=1e-12)
+    assert m.env.ledger.balance("lend", "DAI") == pytest.approx(1e8 - 700 + 960 * 1_000 / 1_008, rel=1e-15)
+
+
+def test_controller_close_of_several_assets_reports_usd_and_joined_names():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 1_000.0, "DAI": 500.0})
+    ev = m.controller_close(a, 0.5, LIQ, penalty=0.1)
+    # repay half of each: 500 USDC + 250 DAI = 750 USD; seize 825 USD pro rata over 2,000 + 6,000 USD
+    assert (ev.debt_asset, ev.collateral_asset) == ("USDC+DAI", "ETH+BTC")
+    assert ev.debt_repaid == pytest.approx(750.0) and ev.collateral_seized == pytest.approx(825.0)
+    b = open_account(m, {"ETH": 0.0002}, {"USDC": 0.3})  # 0.4 USD of collateral: still closed
+    assert m.controller_close(b, 1.0, LIQ).debt_repaid == pytest.approx(0.3)
+
+
+def test_write_off_books_the_usd_of_the_debt_asset_and_small_debts():
+    m, _ = market(rule="aave-v3.0")
+    a = m.add_accounts(2)
+    m.genesis_positions("book", a, np.zeros((2, 5)), [[0.5, 0, 0, 0, 0], [0, 0, 0.5, 0, 0]])
+    assert m.write_off(int(a[0])) == 1_000.0  # 0.5 ETH · 2,000, no liquidation before
+    assert m.deficit_usd_by_collateral.tolist() == [1_000.0, 0, 0, 0, 0]
+    ev = m.env.events[-1]
+    assert isinstance(ev, BadDebt) and (ev.asset, ev.amount, ev.amount_usd) == ("ETH", 0.5, 1_000.0)
+    assert m.write_off(int(a[1])) == 0.5 and m.deficit[2] == 0.5
+    c = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1e-12, "genesis")
+    m.genesis_positions("book", c, [[1e-12, 0, 0, 0, 0]], [[0, 0, 1.0, 0, 0]])
+    assert m.write_off(int(c[0])) == 1.0  # 1e-12 ETH is no collateral
+
+
+def test_settlements_stay_within_equity_and_take_the_next_stable_when_one_is_lent_out():
+    m, _ = market()
+    a = open_account(m, {"USDC": 1_000.0}, {"DAI": 600.0})
+    assert m.settle_out(a, 2_000.0, "out") == pytest.approx(400.0)  # equity 1,000 - 600
+    b = open_account(m, {"USDC": 1_000.0}, {"DAI": 700.0})
+    m.debt_scaled[b, 3] = 1_200.0  # underwater: no equity
+    m._touch()
+    assert m.settle_out(b, 100.0, "out") == 0.0
+    assert m.settle_in(b, 0.5, LIQ) == pytest.approx(0.5)  # half a dollar of DAI repaid
+    assert m.settle_in(b, 100.0, LIQ, asset="ETH") == 0.0  # not a stable: nothing
+    c = open_account(m, {"USDC": 1_000.0, "DAI": 500.0})
+    m.env.ledger.mint("ETH", "user", 70_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([70_000.0]))
+    m.borrow("user", w, "USDC", np.array([m.env.ledger.balance("lend", "USDC")]))  # the pool's USDC is all lent
+    assert m.settle_out(c, 300.0, "out") == pytest.approx(300.0)  # from DAI
+    assert m.env.ledger.balance("out", "DAI") == pytest.approx(300.0)
