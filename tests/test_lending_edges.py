@@ -454,3 +454,69 @@ def test_settlements_stay_within_equity_and_take_the_next_stable_when_one_is_len
     m.borrow("user", w, "USDC", np.array([m.env.ledger.balance("lend", "USDC")]))  # the pool's USDC is all lent
     assert m.settle_out(c, 300.0, "out") == pytest.approx(300.0)  # from DAI
     assert m.env.ledger.balance("out", "DAI") == pytest.approx(300.0)
+
+
+# --- liquidation edges ------------------------------------------------------------------------------------------------
+def test_v33_liquidates_sub_token_positions_and_burns_the_debt_left_without_collateral():
+    m, o = market(rule="aave-v3.3")
+    a = open_account(m, {"ETH": 0.0004}, {"USDC": 0.5})  # 0.8 USD of ETH for 0.5 USDC
+    o["ETH"].price = 1_000.0  # 0.4 USD for 0.5: all of it goes for 0.4 / 1.05 = 0.380952 USDC
+    ev = m.liquidate(a, "ETH", "USDC", 1e9, LIQ)
+    assert ev.debt_repaid == pytest.approx(0.4 / 1.05, rel=1e-12)
+    assert m.coll_scaled[a, 0] == 0.0 and m.debt_scaled[a, 2] == 0.0
+    assert m.deficit[2] == pytest.approx(0.5 - 0.4 / 1.05, rel=1e-12)  # 0.119048 USDC burned (v3.3)
+    assert m.deficit_usd_by_collateral[0] == pytest.approx(0.5 - 0.4 / 1.05, rel=1e-12)
+
+
+def test_v33_dust_rule_at_its_edges():
+    # USDC's bonus 6.25% (1.0625 is exact in binary): repaying 2,000 DAI seizes 2,125 USDC, fee 12.5 of them;
+    # its threshold 50% puts every account below HF 0.95 (the whole debt may be repaid)
+    def account(coll: float, debt: float) -> tuple[LendingMarket, int]:
+        changes = {"liquidation_bonus": 0.0625, "liquidation_threshold": 0.5, "ltv": 0.4}
+        m, _ = market(rule="aave-v3.3", USDC=changes)
+        a = m.add_accounts(1)
+        m.env.ledger.mint("USDC", "book", coll, "genesis")
+        m.genesis_positions("book", a, [[0, 0, coll, 0, 0]], [[0, 0, 0, debt, 0]])
+        return m, int(a[0])
+
+    m, a = account(3_125.0, 3_500.0)  # HF 1,562.5 / 3,500
+    m.liquidate(a, "USDC", "DAI", 2_000.0, LIQ)  # leaves exactly 1,000 USD of USDC and 1,500 of DAI: allowed
+    assert m.collateral()[a, 2] == 1_000.0 and m.debt()[a, 3] == 1_500.0
+    m, a = account(3_125.0, 2_000.5)  # would leave 0.5 USD of debt beside 1,000 of collateral
+    with pytest.raises(Revert, match="^MustNotLeaveDust$"):
+        m.liquidate(a, "USDC", "DAI", 2_000.0, LIQ)
+    m, a = account(2_125.5, 3_500.0)  # would leave 0.5 USD of collateral beside 1,500 of debt
+    with pytest.raises(Revert, match="^MustNotLeaveDust$"):
+        m.liquidate(a, "USDC", "DAI", 2_000.0, LIQ)
+
+
+def test_liquidating_an_isolated_account_lowers_the_isolated_debt():
+    m, o = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 100.0})  # row 0: not isolated
+    a = open_account(m, {"ISO": 1_000.0})  # 10,000 USD of the isolated asset
+    m.set_collateral([a], "ISO", True)
+    m.borrow("user", np.array([a]), "USDC", np.array([4_000.0]))
+    assert m.iso_debt[4] == 4_000.0
+    o["ISO"].price = 6.0  # HF = 6,000 · 0.60 / 4,000 = 0.9: the whole debt may be repaid
+    ev = m.liquidate(a, "ISO", "USDC", 1_000.0, LIQ)
+    assert ev.debt_repaid == 1_000.0 and m.iso_debt[4] == 3_000.0
+
+
+def test_a_liquidation_after_interest_moves_scaled_balances_by_the_indices():
+    m, o = market(rule="aave-v3.3")
+    w = open_account(m, {"ETH": 60_000.0}, {"USDC": 5e7})  # USDC borrowed
+    v = open_account(m, {"BTC": 100.0}, {"ETH": 2_000.0})  # ETH borrowed
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    m.accrue(YEAR)  # linear over the year: index x (1 + rate), liquidity index x (1 + rate · use · 85%)
+    u_usdc, u_eth = (5e7 + 1_500) / 1e8, 2_000 / (1e4 + 60_000 + 1)
+    idx_usdc = 1 + kinked(u_usdc)
+    liq_eth = 1 + kinked(u_eth) * u_eth * 0.85
+    assert m.borrow_index[2] == pytest.approx(idx_usdc, rel=1e-13) and m.liq_index[0] == pytest.approx(liq_eth)
+    o["ETH"].price = 1_700.0  # HF = 1,700 · liq · 0.825 / (1,500 · idx) < 0.95; 1,700 USD < 2,000: no halving
+    ev = m.liquidate(a, "ETH", "USDC", 1e9, LIQ)
+    debt = 1_500 * idx_usdc  # tokens owed, all repaid
+    seized = debt / 1_700 * 1.05  # ETH (fee included)
+    assert ev.debt_repaid == pytest.approx(debt, rel=1e-12)
+    assert m.coll_scaled[a, 0] == pytest.approx(1 - seized / liq_eth, rel=1e-12)
+    assert m.debt_scaled[a, 2] == pytest.approx(0.0, abs=1e-9)
+    del w, v
