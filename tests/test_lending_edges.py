@@ -121,6 +121,7 @@ def test_an_aave_precision_liquidation_leaves_whole_base_units():
     assert ev.debt_repaid == 1.65 and ev.collateral_seized + ev.protocol_fee == pytest.approx(seized, rel=1e-12)
     # left 10,000 - 4,290.14677245 = 5,709.85322755 USDC, kept as whole 1e-6 units: 5,709.853228
     assert m.coll_scaled[a, 2] == pytest.approx(5_709.853228, abs=1e-9)
+    assert m.collateral()[a, 2] == 5_709.853228  # the balance read back: the same whole units
     assert m.debt_scaled[a, 0] == pytest.approx(1.65, abs=1e-15)
 
 
@@ -520,3 +521,108 @@ def test_a_liquidation_after_interest_moves_scaled_balances_by_the_indices():
     assert m.coll_scaled[a, 0] == pytest.approx(1 - seized / liq_eth, rel=1e-12)
     assert m.debt_scaled[a, 2] == pytest.approx(0.0, abs=1e-9)
     del w, v
+
+
+# --- the value cache --------------------------------------------------------------------------------------------------
+def test_cached_values_follow_row_updates_and_price_moves_and_never_change_a_callers_array():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    b = open_account(m, {"ETH": 2.0}, {"USDC": 1_000.0})
+    c = open_account(m, {"ETH": 1.0}, {"USDC": 500.0})
+    held = m.health()
+    before = held.copy()
+    v = m._account_values()  # a caller holding the whole cache
+    v_hf = v["hf"].copy()
+    m.env.ledger.mint("USDC", "user", 10_000.0, "genesis")
+    m.repay("user", np.array([a]), "USDC", np.array([1_000.0]))  # only row a changes: its debt is gone
+    hf = m.health()
+    assert np.isinf(hf[a]) and hf[b] == pytest.approx(3_300 / 1_000) and hf[c] == pytest.approx(1_650 / 500)
+    assert m.weighted_collateral_usd()[a] == pytest.approx(1_650.0)
+    assert np.array_equal(held, before) and np.array_equal(v["hf"], v_hf)  # nobody's array changed under them
+    o["ETH"].price = 1_000.0  # a price move, then a change of row b alone
+    m.repay("user", np.array([b]), "USDC", np.array([500.0]))
+    hf = m.health()
+    # b: 2 · 1,000 · 0.825 / 500 = 3.3; c, untouched since: 825 / 500 = 1.65
+    assert hf[b] == pytest.approx(3.3) and hf[c] == pytest.approx(1.65) and np.isinf(hf[a])
+
+
+def test_float_accrual_invalidates_the_cached_values_each_time():
+    m, _ = market()
+    a = open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    h = [m.health()[a]]
+    for _ in range(2):
+        m.accrue(YEAR)
+        h.append(m.health()[a])
+    assert h[0] > h[1] > h[2]
+
+
+# --- borrowing edges --------------------------------------------------------------------------------------------------
+def test_borrowing_is_refused_with_the_rule_and_the_reason():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0})  # LTV 80%: 1,600 USD
+    m.borrow("user", np.array([a]), "USDC", np.array([1_600 * (1 + 1e-12)]))  # within the 1e-12 tolerance
+    b = open_account(m, {"ETH": 1.0})
+    with pytest.raises(Revert, match=rf"^lend: borrow would exceed LTV for 1 account\(s\), e.g. #{b}$"):
+        m.borrow("user", np.array([b]), "USDC", np.array([1_600.01]))
+    with pytest.raises(Revert, match=rf"^lend: borrow would exceed health factor 1 for 1 account\(s\), e.g. #{b}$"):
+        m.seed_borrow("user", np.array([b]), "USDC", np.array([1_650.01]))  # 1 ETH · 2,000 · 0.825 = 1,650
+    c = open_account(m, {"ETH": 1e6})
+    with pytest.raises(Revert, match=r"^lend: not enough USDC liquidity to lend 2e\+08$"):
+        m.borrow("user", np.array([c]), "USDC", np.array([2e8]))
+    m.gates.set("frozen", True, "USDC")
+    with pytest.raises(Revert, match=r"^lend: RESERVE_FROZEN \(USDC frozen by governance\)$"):
+        m.borrow("user", np.array([c]), "USDC", np.array([1.0]))
+
+
+def test_an_isolated_bystander_does_not_bind_other_borrowers_and_isolated_debt_repaid_whole_is_zero():
+    m, _ = market()
+    i = open_account(m, {"ISO": 1_000.0})
+    m.set_collateral([i], "ISO", True)
+    m.borrow("user", np.array([i]), "USDC", np.array([1_000.0]))
+    a = open_account(m, {"BTC": 1.0})
+    m.borrow("user", np.array([a]), "ETH", np.array([1.0]))  # ETH is not borrowable in isolation: a is not isolated
+    assert m.iso_debt[4] == 1_000.0
+    m.env.ledger.mint("USDC", "user", 1_000.0, "genesis")
+    m.repay("user", np.array([i]), "USDC", np.array([1_000.0]))
+    assert m.iso_debt[4] == 0.0
+
+
+def test_a_borrow_after_interest_adds_exactly_the_tokens_borrowed():
+    m, _ = market()
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 1_000.0})
+    m.accrue(YEAR)
+    owed = m.debt()[a, 2]
+    assert owed > 1_000.0
+    m.borrow("user", np.array([a]), "USDC", np.array([1_000.0]))
+    assert m.debt()[a, 2] == pytest.approx(owed + 1_000.0, rel=1e-14)
+
+
+def test_borrows_in_emode_value_the_debt_at_the_category_price():
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, USDC, DAI)}
+    oracles["DAI"].price = 1.2
+    m = LendingMarket("lend", [ETH, USDC, DAI], oracles, env, "aave-v3.0", [STABLES], {1: FixedPrice(1.0, "s")})
+    env.ledger.mint("DAI", "lenders", 1e6, "genesis")
+    m.supply_liquidity("lenders", "DAI", 1e6)
+    a = open_account(m, {"USDC": 10_000.0})
+    b = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a, b], 1)
+    # in the category both are priced 1.0: LTV 93% of 10,000 = 9,300 DAI (at the oracle's 1.2 only 7,750 would fit)
+    m.borrow("user", np.array([a, b]), "DAI", np.array([9_300.0, 100.0]))
+    with pytest.raises(Revert, match="exceed LTV"):
+        m.borrow("user", np.array([b]), "DAI", np.array([9_200.01]))
+    assert m.account_usd()[1].tolist() == [9_300.0, 100.0]
+
+
+def test_an_emode_liquidation_of_a_second_account_uses_its_category_terms():
+    m, o = market()
+    open_account(m, {"ETH": 1.0})  # row 0, not in e-mode
+    a = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a], 1)
+    m.borrow("user", np.array([a]), "DAI", np.array([9_000.0]))
+    o["DAI"].price = 1.06  # HF = 9,500 / 9,540
+    pv = m.preview(a, "USDC", "DAI", 1e9)
+    # v3.0: 50% of 9,000 DAI; seized 4,500 · 1.06 · 1.01 (the category's bonus), fee 10% of the bonus part
+    seized = 4_500 * 1.06 * 1.01
+    assert pv.debt_to_repay == 4_500.0 and pv.protocol_fee == pytest.approx((seized - seized / 1.01) * 0.10)
