@@ -626,3 +626,48 @@ def test_an_emode_liquidation_of_a_second_account_uses_its_category_terms():
     # v3.0: 50% of 9,000 DAI; seized 4,500 · 1.06 · 1.01 (the category's bonus), fee 10% of the bonus part
     seized = 4_500 * 1.06 * 1.01
     assert pv.debt_to_repay == 4_500.0 and pv.protocol_fee == pytest.approx((seized - seized / 1.01) * 0.10)
+
+
+def test_a_market_without_accounts_reports_empty_values_and_zero_metrics():
+    m, _ = market()
+    assert m.health().size == 0 and m.account_usd()[0].size == 0
+    got = m.metrics()
+    assert got["collateral_usd"] == 0.0 and got["debt_usd"] == 0.0 and got["accounts_unhealthy"] == 0
+
+
+def test_after_interest_settlements_and_caps_read_balances_through_the_indices():
+    m, _ = market(rule="aave-v3.3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})  # USDC near half used: its indices grow by ~2% and ~1%
+    s = open_account(m, {"USDC": 1_000.0, "DAI": 1_005.0})
+    t = open_account(m, {"ETH": 10.0}, {"USDC": 1_000.0, "DAI": 1_010.0})
+    q = open_account(m, {"USDC": 1_990.0, "ETH": 10.0}, {"DAI": 5_000.0})
+    m.accrue(YEAR)
+    u = (5e7 + 1_000) / (1e8 + 1_000 + 1_990)
+    idx_usdc, liq_usdc = 1 + kinked(u), 1 + kinked(u) * u * 0.85
+    u_dai = 6_010 / (1e8 + 1_005)
+    idx_dai, liq_dai = 1 + kinked(u_dai), 1 + kinked(u_dai) * u_dai * 0.85
+    # the largest stable collateral in USD goes first: USDC 1,000 · 1.0094 = 1,009.4 > DAI 1,005 · 1.0000...
+    assert 1_000 * liq_usdc > 1_005 * liq_dai
+    assert m.settle_out(s, 500.0, "out") == pytest.approx(500.0)
+    assert m.env.ledger.balance("out", "USDC") == pytest.approx(500.0) and m.env.ledger.balance("out", "DAI") == 0.0
+    # the largest stable debt in USD is repaid first: USDC 1,000 · 1.022 > DAI 1,010 · 1.0000027
+    assert 1_000 * idx_usdc > 1_010 * idx_dai
+    assert m.settle_in(t, 500.0, LIQ) == pytest.approx(500.0)
+    assert m.debt()[t, 2] == pytest.approx(1_000 * idx_usdc - 500, rel=1e-12)
+    assert m.debt()[t, 3] == pytest.approx(1_010 * idx_dai, rel=1e-12)
+    # v3.3 cap: USDC collateral 1,990 · 1.0094 = 2,008.7 >= 2,000 and HF > 0.95: half of the 5,000 DAI debt
+    assert 1_990 * liq_usdc >= 2_000
+    assert m.max_debt_to_cover(q, "DAI", "USDC") == pytest.approx(2_500 * idx_dai, rel=1e-12)
+    # a controller close of half the debt takes collateral pro rata by USD value (no penalty)
+    before = m.env.ledger.balance(LIQ, "USDC")
+    m.controller_close(q, 0.5, LIQ)
+    share = 2_500 * idx_dai / (1_990 * liq_usdc + 10 * 2_000)
+    assert m.env.ledger.balance(LIQ, "USDC") - before == pytest.approx(1_990 * liq_usdc * share, rel=1e-9)
+
+
+def test_exposures_include_sub_token_debts():
+    m, _ = market()
+    a = open_account(m, {"ETH": 0.001}, {"USDC": 0.5})
+    assert a == 0
+    got = {(e.kind, e.asset): e.amount for e in m.exposures()}
+    assert got[("receivable", "USDC")] == 0.5 and got[("holds", "ETH")] == 0.001  # accounts' collateral only
