@@ -231,7 +231,7 @@ def test_leaving_emode_down_to_hf_exactly_one_is_allowed_and_a_refusal_names_the
         m.set_emode([a, b], 0)
     assert m.user_emode[[a, b]].tolist() == [1, 1]
     m.set_emode([a], 0)
-    assert m.health()[a] == 1.0 and m.user_emode[a] == 0
+    assert m.health()[a] == 1.0 and m.user_emode[a] == 0 and m.user_emode.dtype.kind == "i"
 
 
 def test_emode_refusals_name_the_category_and_the_account():
@@ -296,11 +296,13 @@ def test_aave_precision_values_each_category_on_its_terms_with_grown_indices():
     y = open_account(m, {"USDC": 10_000.0})
     m.set_emode([y], 1)
     m.borrow("user", np.array([y]), "DAI", np.array([5_000.0]))
+    z = open_account(m, {"USDC": 10_000.0}, {"DAI": 5_000.0})  # the same book outside e-mode
     m.accrue(YEAR)
-    # USDC: supplied 1e8 + 10,000, borrowed 5e7 + 1,000; DAI: supplied 1e8, borrowed 5,000; reserve factor 15%
-    u = (5e7 + 1_000) / (1e8 + 10_000)
+    # USDC: supplied 1e8 + 20,000, borrowed 5e7 + 1,000; DAI: supplied 1e8, borrowed 10,000; reserve factor 15%
+    u = (5e7 + 1_000) / (1e8 + 20_000)
     idx_usdc, liq_usdc = compound(kinked(u), YEAR), 1 + kinked(u) * u * 0.85
-    idx_dai = compound(kinked(5_000 / 1e8), YEAR)
+    idx_dai = compound(kinked(10_000 / 1e8), YEAR)
+    assert m.health()[z] == pytest.approx(10_000 * liq_usdc * 0.80 / (5_000 * idx_dai), rel=1e-8)  # USDC's own 80%
     hf_x = 2_000 * 0.825 / (1_000 * idx_usdc)  # ETH's own terms
     hf_y = 10_000 * liq_usdc * 0.95 / (5_000 * idx_dai)  # the category's threshold, 95%
     assert m.health()[x] == pytest.approx(hf_x, rel=1e-8)
@@ -447,7 +449,9 @@ def test_settlements_stay_within_equity_and_take_the_next_stable_when_one_is_len
     m._touch()
     assert m.settle_out(b, 100.0, "out") == 0.0
     assert m.settle_in(b, 0.5, LIQ) == pytest.approx(0.5)  # half a dollar of DAI repaid
-    assert m.settle_in(b, 100.0, LIQ, asset="ETH") == 0.0  # not a stable: nothing
+    e = open_account(m, {"USDC": 10_000.0}, {"ETH": 1.0})
+    assert m.settle_in(e, 100.0, LIQ, asset="ETH") == 0.0  # ETH is owed but is not a stable: nothing is repaid
+    assert m.debt()[e, 0] == 1.0
     c = open_account(m, {"USDC": 1_000.0, "DAI": 500.0})
     m.env.ledger.mint("ETH", "user", 70_000.0, "genesis")
     w = m.add_accounts(1)
@@ -658,6 +662,9 @@ def test_after_interest_settlements_and_caps_read_balances_through_the_indices()
     # v3.3 cap: USDC collateral 1,990 · 1.0094 = 2,008.7 >= 2,000 and HF > 0.95: half of the 5,000 DAI debt
     assert 1_990 * liq_usdc >= 2_000
     assert m.max_debt_to_cover(q, "DAI", "USDC") == pytest.approx(2_500 * idx_dai, rel=1e-12)
+    # q's best pair: ETH (5%) on DAI, capped at half the debt: seized 2,625 · idx, profit (2,625 - 2,500) · idx · 0.9
+    ci, dj, profit = m.best_liquidation_pairs(np.array([q]))
+    assert (ci[0], dj[0]) == (0, 3) and profit[0] == pytest.approx(112.5 * idx_dai, rel=1e-9)
     # a controller close of half the debt takes collateral pro rata by USD value (no penalty)
     before = m.env.ledger.balance(LIQ, "USDC")
     m.controller_close(q, 0.5, LIQ)
@@ -671,3 +678,72 @@ def test_exposures_include_sub_token_debts():
     assert a == 0
     got = {(e.kind, e.asset): e.amount for e in m.exposures()}
     assert got[("receivable", "USDC")] == 0.5 and got[("holds", "ETH")] == 0.001  # accounts' collateral only
+
+
+def test_genesis_books_of_isolated_accounts_count_against_the_ceiling_and_undefined_categories_are_refused():
+    m, _ = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 100.0})  # a bystander, not isolated
+    rows = m.add_accounts(2)
+    m.env.ledger.mint("ISO", "book", 300.0, "genesis")
+    on = np.array([[False, False, False, False, True]] * 2)  # only the isolated asset counts
+    m.genesis_positions("book", rows, [[0, 0, 0, 0, 100.0], [0, 0, 0, 0, 200.0]], [[0, 0, 300.0, 0, 0]] * 2, on)
+    assert m.isolation_state(rows)[0].tolist() == [True, True]
+    assert m.iso_debt[4] == 600.0  # 300 USDC each, borrowable in isolation
+    with pytest.raises(ValueError, match=r"^lend: accounts in undefined e-mode categories \[7\]$"):
+        m.genesis_positions("book", rows[:1], np.zeros((1, 5)), np.zeros((1, 5)), None, np.array([7]))
+
+
+def test_a_genesis_debt_within_the_tolerance_of_the_pool_is_placed():
+    m, _ = market()
+    a = m.add_accounts(1)
+    debt = np.zeros((1, 5))
+    debt[0, 2] = 100_000_000.0001  # 1e8 / (1 - 1e-12): the pool's 1e8 USDC are enough within the tolerance
+    m.genesis_positions("book", a, np.zeros((1, 5)), debt)
+    assert m.env.ledger.balance("lend", "USDC") == 0.0 and m.env.ledger.balance("book", "USDC") == 1e8
+
+
+def test_a_genesis_book_after_interest_holds_exactly_the_tokens_placed():
+    m, _ = market()
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    m.accrue(YEAR)
+    a = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "book", 1_000.0, "genesis")
+    m.genesis_positions("book", a, [[0, 0, 1_000.0, 0, 0]], [[0, 0, 400.0, 0, 0]])
+    assert m.collateral()[a[0], 2] == pytest.approx(1_000.0, rel=1e-14)
+    assert m.debt()[a[0], 2] == pytest.approx(400.0, rel=1e-14)
+
+
+def test_no_rows_give_float_profits():
+    m, _ = market()
+    ci, dj, profit, caps = m.liquidation_pairs_and_caps(np.array([], dtype=np.int64))
+    assert ci.size == dj.size == profit.size == 0 and profit.dtype.kind == "f" and caps.tolist() == [0.0] * 5
+
+
+def test_contract_accrual_over_one_second_has_no_second_order_term():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("ETH", "user", 70_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([70_000.0]))
+    m.borrow("user", w, "USDC", np.array([1e8]))  # all of it: the rate is 4% + 60% = 64%
+    m.accrue(1.0)
+    b = 0.64 / YEAR  # per second; over x = 1 s MathUtils gives 1 + b (x - 1 = 0 kills the other terms)
+    assert m.borrow_index[2] == 1 + b
+
+
+def test_contract_accrual_restarts_a_reserve_when_its_supply_and_lenders_grow_alike():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("ETH", "user", 60_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([60_000.0]))
+    m.borrow("user", w, "USDC", np.array([9.5e7]))
+    m.accrue(YEAR)
+    rb0 = kinked(0.95)
+    idx1, liq1 = compound(rb0, YEAR), 1 + rb0 * 0.95 * 0.85
+    a = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "user", 1e7, "genesis")
+    m.supply("user", a, "USDC", np.array([1e7]))  # an account and the lenders add the same 1e7 USDC
+    m.env.ledger.mint("USDC", "lenders", 1e7, "genesis")
+    m.supply_liquidity("lenders", "USDC", 1e7)
+    m.accrue(YEAR)
+    u1 = 9.5e7 * idx1 / (1e8 * liq1 + 2e7)
+    assert m.borrow_index[2] == pytest.approx(idx1 * compound(kinked(u1), YEAR), rel=1e-14)
