@@ -25,7 +25,8 @@ the sources are refreshed file by file (a file is rewritten only when its conten
 only that file's mutants and, comparing its per-function hashes, resets only the mutants of the functions that
 changed; the others keep their verdicts), the tests are copied afresh, mutmut's test-to-function map
 (`mutants/mutmut-stats.json`) is collected again for today's test list, and the mutants in scope that are not
-killed (survived, no tests, not checked, and every mutant of a changed function) are run. Killed mutants of
+killed (survived, no tests, not checked, and every mutant of a changed function) are run, except survivors that
+tests/mutation/equivalent.toml lists. Killed mutants of
 unchanged functions stay killed: this assumes tests were only added since (the group's earlier test files must
 all still be in its list, and the pytest options unchanged, else `--keep` refuses) and, as mutmut itself does,
 that a killed mutant stays killed when a function it calls changes. It is the cheap way to re-score after new
@@ -206,8 +207,9 @@ GENERATE = (
 )
 
 
-def not_killed(dest: Path, group: dict) -> list[str]:
-    """`--keep`: the mutants in scope of a refreshed tree that are not killed (after mutmut re-generated them)."""
+def not_killed(dest: Path, group: dict, equivalents: list[dict]) -> list[str]:
+    """`--keep`: the mutants in scope of a refreshed tree that are not killed (after mutmut re-generated them), less
+    the survivors tests/mutation/equivalent.toml lists (no test can kill them: running them again is wasted)."""
     subprocess.run(
         ["nice", "-n", "15", sys.executable, "-c", GENERATE],
         cwd=dest,
@@ -217,13 +219,24 @@ def not_killed(dest: Path, group: dict) -> list[str]:
     )
     functions = group.get("functions")
     out = []
-    for p in group["mutate"]:
-        meta = json.loads((dest / "mutants" / f"{staged_path(p)}.meta").read_text())
-        out += [
-            key
-            for key, code in sorted(meta["exit_code_by_key"].items())
-            if verdict(code) in (SURVIVED, NO_TESTS, NOT_CHECKED) and in_scope(function_of(key), p, functions)
-        ]
+    cwd = os.getcwd()
+    os.chdir(dest)  # mutmut reads its mutants relative to the working directory
+    try:
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+        for p in group["mutate"]:
+            meta = json.loads((dest / "mutants" / f"{staged_path(p)}.meta").read_text())
+            for key, code in sorted(meta["exit_code_by_key"].items()):
+                v = verdict(code)
+                if v in (KILLED, TIMEOUT) or not in_scope(function_of(key), p, functions):
+                    continue
+                if v != NOT_CHECKED:
+                    removed, added = changed_lines(get_diff_for_mutant(key, path=staged_path(p)))
+                    if equivalence(p, function_of(key), removed, added, equivalents):
+                        continue
+                out.append(key)
+    finally:
+        os.chdir(cwd)
     return out
 
 
@@ -431,7 +444,7 @@ def main() -> None:
         functions = group.get("functions")  # {path: [function, ...]}: the rules in scope, else every function
         if args.keep:
             dest = refresh(name, group)
-            only = not_killed(dest, group)
+            only = not_killed(dest, group, equivalents)
             print(f"[{name}] kept {dest}: running mutmut on the {len(only)} mutants in scope not killed", flush=True)
             if only:
                 seconds = run_mutmut(name, dest, only)
