@@ -630,6 +630,8 @@ def test_an_emode_liquidation_of_a_second_account_uses_its_category_terms():
     # v3.0: 50% of 9,000 DAI; seized 4,500 · 1.06 · 1.01 (the category's bonus), fee 10% of the bonus part
     seized = 4_500 * 1.06 * 1.01
     assert pv.debt_to_repay == 4_500.0 and pv.protocol_fee == pytest.approx((seized - seized / 1.01) * 0.10)
+    ev = m.liquidate(a, "USDC", "DAI", 1e9, LIQ)
+    assert ev.collateral_usd == pytest.approx(seized - (seized - seized / 1.01) * 0.10)  # USDC at 1.00
 
 
 def test_a_market_without_accounts_reports_empty_values_and_zero_metrics():
