@@ -631,7 +631,7 @@ def test_an_emode_liquidation_of_a_second_account_uses_its_category_terms():
     seized = 4_500 * 1.06 * 1.01
     assert pv.debt_to_repay == 4_500.0 and pv.protocol_fee == pytest.approx((seized - seized / 1.01) * 0.10)
     ev = m.liquidate(a, "USDC", "DAI", 1e9, LIQ)
-    assert ev.collateral_usd == pytest.approx(seized - (seized - seized / 1.01) * 0.10)  # USDC at 1.00
+    assert ev.collateral_seized_usd == pytest.approx(seized - (seized - seized / 1.01) * 0.10)  # USDC at 1.00
 
 
 def test_a_market_without_accounts_reports_empty_values_and_zero_metrics():
