@@ -749,3 +749,54 @@ def test_contract_accrual_restarts_a_reserve_when_its_supply_and_lenders_grow_al
     m.accrue(YEAR)
     u1 = 9.5e7 * idx1 / (1e8 * liq1 + 2e7)
     assert m.borrow_index[2] == pytest.approx(idx1 * compound(kinked(u1), YEAR), rel=1e-14)
+
+
+def test_an_aave_precision_repayment_within_the_tolerance_of_the_whole_debt_clears_it():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 1_000.0}, {"USDC": 1e6})
+    # 999,999.999999 USDC (one base unit short) is 1e6 · (1 - 1e-12): within the tolerance, the debt is gone
+    m.env.ledger.mint("USDC", "user", 1.0, "genesis")
+    m.repay("user", np.array([a]), "USDC", np.array([999_999.999999]))
+    assert m.debt_scaled[a, 2] == 0.0
+
+
+def test_v33_dust_rule_needs_more_than_1e9_usd_left_on_both_sides():
+    def account(coll: float, debt: float) -> tuple[LendingMarket, int]:
+        m, _ = market(rule="aave-v3.3", USDC={"liquidation_bonus": 0.0})  # no bonus: seized = repaid
+        a = m.add_accounts(1)
+        m.env.ledger.mint("USDC", "book", coll, "genesis")
+        m.genesis_positions("book", a, [[0, 0, coll, 0, 0]], [[0, 0, 0, debt, 0]])
+        return m, int(a[0])
+
+    m, a = account(2.4e-9, 2e-9)  # HF 0.96; repaying 1e-9 DAI leaves exactly 1e-9 USD of debt: not dust
+    m.liquidate(a, "USDC", "DAI", 1e-9, LIQ)
+    assert m.debt()[a, 3] == 1e-9
+    m, a = account(2e-9, 3e-9)  # repaying 1e-9 leaves exactly 1e-9 USD of collateral: not dust
+    m.liquidate(a, "USDC", "DAI", 1e-9, LIQ)
+    assert m.collateral()[a, 2] == 1e-9
+
+
+def test_v33_dust_rule_reads_balances_through_the_indices():
+    m, _ = market(rule="aave-v3.3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    rows = m.add_accounts(2)
+    m.env.ledger.mint("USDC", "book", 3_000.0, "genesis")
+    m.env.ledger.mint("ETH", "book", 2.0, "genesis")
+    # c: 3,000 USDC against 3,000 DAI; d: 2 ETH against 3,500 USDC
+    m.genesis_positions(
+        "book", rows, [[0, 0, 3_000.0, 0, 0], [2.0, 0, 0, 0, 0]], [[0, 0, 0, 3_000.0, 0], [0, 0, 3_500.0, 0, 0]]
+    )
+    c, d = (int(r) for r in rows)
+    m.accrue(YEAR)
+    u = (5e7 + 3_500) / (1e8 + 3_000)
+    idx_usdc, liq_usdc = 1 + kinked(u), 1 + kinked(u) * u * 0.85
+    u_dai = 3_000 / 1e8
+    idx_dai = 1 + kinked(u_dai)
+    # c: HF = 3,000 · 1.0094 · 0.80 / 3,000 < 0.95; repaying 1,920 DAI seizes 2,006.4 USDC: 3,028.2 - 2,006.4 = 1,021.8
+    # USDC and 3,000 - 1,920 = 1,080 DAI are left: both at least 1,000, allowed
+    m.liquidate(c, "USDC", "DAI", 1_920.0, LIQ)
+    assert m.collateral()[c, 2] == pytest.approx(3_000 * liq_usdc - 1_920 * 1.045, rel=1e-12)
+    assert m.debt()[c, 3] == pytest.approx(3_000 * idx_dai - 1_920, rel=1e-12)
+    # d: owes 3,500 · 1.022 = 3,577 USDC; repaying 2,500 leaves 1,077 USDC and 4,000 - 2,625 = 1,375 USD of ETH
+    m.liquidate(d, "ETH", "USDC", 2_500.0, LIQ)
+    assert m.debt()[d, 2] == pytest.approx(3_500 * idx_usdc - 2_500, rel=1e-12)
