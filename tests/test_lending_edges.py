@@ -800,3 +800,22 @@ def test_v33_dust_rule_reads_balances_through_the_indices():
     # d: owes 3,500 · 1.022 = 3,577 USDC; repaying 2,500 leaves 1,077 USDC and 4,000 - 2,625 = 1,375 USD of ETH
     m.liquidate(d, "ETH", "USDC", 2_500.0, LIQ)
     assert m.debt()[d, 2] == pytest.approx(3_500 * idx_usdc - 2_500, rel=1e-12)
+
+
+def test_an_aave_precision_liquidation_after_interest_takes_the_whole_collateral_and_leaves_no_dust():
+    m, o = market(precision="aave-v3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})  # USDC borrowed
+    open_account(m, {"BTC": 100.0}, {"ETH": 2_000.0})  # ETH borrowed: ETH's liquidity index grows
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    b = open_account(m, {"ETH": 1.0}, {"USDC": 1_200.0})
+    m.accrue(YEAR)
+    assert m.liq_index[0] > 1.0 and m.borrow_index[2] > 1.0
+    o["ETH"].price = 1_000.0  # a: about 1,000 USD of ETH for 1,533 USDC: all of it goes
+    ev = m.liquidate(a, "ETH", "USDC", 1e9, LIQ)
+    assert ev.collateral_seized + ev.protocol_fee == pytest.approx(m.liq_index[0], rel=1e-15)
+    assert m.coll_scaled[a, 0] == 0.0 and m.collateral()[a, 0] == 0.0
+    # b: the whole debt (1,200 · idx USDC) is repaid with ETH to spare: no debt is left, not even dust
+    o["ETH"].price = 1_400.0  # HF = 1,400 · liq · 0.825 / (1,200 · idx) = 0.94: the whole debt may go
+    ev = m.liquidate(b, "ETH", "USDC", 1e9, LIQ)
+    assert ev.debt_repaid == pytest.approx(1_200 * m.borrow_index[2], rel=1e-9)
+    assert m.debt_scaled[b, 2] == 0.0 and m.debt()[b, 2] == 0.0
