@@ -19,6 +19,7 @@ With `--since` a previous report of the same source files (same sha256) is the s
 stay killed (tests were only added since), the others are run again, and the report shows both scores.
 
     .venv/bin/python tests/mutation/run.py lending --keep   # reuse build/mutation/lending: re-run what is not killed
+    .venv/bin/python tests/mutation/run.py lending --keep --function LendingMarket.liquidate   # ... of one function
 
 With `--keep` the group's staged tree (and mutmut's verdicts in its `mutants/**/*.meta`) is kept instead of wiped:
 the sources are refreshed file by file (a file is rewritten only when its content changed, so mutmut re-generates
@@ -207,7 +208,7 @@ GENERATE = (
 )
 
 
-def not_killed(dest: Path, group: dict, equivalents: list[dict]) -> list[str]:
+def not_killed(dest: Path, group: dict, equivalents: list[dict], functions_only: list[str] | None = None) -> list[str]:
     """`--keep`: the mutants in scope of a refreshed tree that are not killed (after mutmut re-generated them), less
     the survivors tests/mutation/equivalent.toml lists (no test can kill them: running them again is wasted)."""
     subprocess.run(
@@ -229,6 +230,8 @@ def not_killed(dest: Path, group: dict, equivalents: list[dict]) -> list[str]:
             for key, code in sorted(meta["exit_code_by_key"].items()):
                 v = verdict(code)
                 if v in (KILLED, TIMEOUT) or not in_scope(function_of(key), p, functions):
+                    continue
+                if functions_only and function_of(key) not in functions_only:
                     continue
                 if v != NOT_CHECKED:
                     removed, added = changed_lines(get_diff_for_mutant(key, path=staged_path(p)))
@@ -420,6 +423,11 @@ def main() -> None:
     ap.add_argument(
         "--keep", action="store_true", help="reuse the staged tree and mutmut's verdicts: re-run what is not killed"
     )
+    ap.add_argument(
+        "--function",
+        action="append",
+        help="with --keep, only the mutants of this function (e.g. LendingMarket.liquidate; repeatable)",
+    )
     args = ap.parse_args()
     if args.keep and (args.since or args.report):
         raise SystemExit("--keep works from the staged verdicts: it takes neither --since nor --report")
@@ -444,7 +452,7 @@ def main() -> None:
         functions = group.get("functions")  # {path: [function, ...]}: the rules in scope, else every function
         if args.keep:
             dest = refresh(name, group)
-            only = not_killed(dest, group, equivalents)
+            only = not_killed(dest, group, equivalents, args.function)
             print(f"[{name}] kept {dest}: running mutmut on the {len(only)} mutants in scope not killed", flush=True)
             if only:
                 seconds = run_mutmut(name, dest, only)
