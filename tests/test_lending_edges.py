@@ -214,6 +214,25 @@ def test_a_tiny_debt_ceiling_still_isolates_its_asset():
     e = open_account(m, {"ETH": 1.0, "ISO": 100.0})
     with pytest.raises(Revert, match="USER_IN_ISOLATION_MODE_OR_LTV_ZERO"):
         m.set_collateral([e], "ISO", True)
+    f = open_account(m, {"ISO": 100.0})
+    m.set_collateral([f], "ISO", True)
+    m.borrow("user", np.array([f]), "USDC", np.array([0.4]))
+    assert m.iso_debt[4] == 0.4
+    m.repay("user", np.array([f]), "USDC", np.array([0.4]))
+    assert m.iso_debt[4] == 0.0  # repaid debt leaves the isolated total, however small the ceiling
+
+
+def test_repaying_against_one_isolated_asset_leaves_the_other_isolated_totals():
+    m, _ = market(BTC={"debt_ceiling": 1e7})  # BTC isolated too
+    x = open_account(m, {"BTC": 1.0})
+    y = open_account(m, {"ISO": 1_000.0})
+    m.set_collateral([x], "BTC", True)
+    m.set_collateral([y], "ISO", True)
+    m.borrow("user", np.array([x]), "USDC", np.array([1_000.0]))
+    m.borrow("user", np.array([y]), "USDC", np.array([500.0]))
+    assert m.iso_debt.tolist() == [0.0, 1_000.0, 0.0, 0.0, 500.0]
+    m.repay("user", np.array([y]), "USDC", np.array([500.0]))
+    assert m.iso_debt.tolist() == [0.0, 1_000.0, 0.0, 0.0, 0.0]
 
 
 # --- e-mode --------------------------------------------------------------------------------------------------------
@@ -619,8 +638,10 @@ def test_borrows_in_emode_value_the_debt_at_the_category_price():
     assert m.account_usd()[1].tolist() == [9_300.0, 100.0]
 
 
-def test_an_emode_liquidation_of_a_second_account_uses_its_category_terms():
-    m, o = market()
+@pytest.mark.parametrize("rule", ["aave-v3.0", "aave-v3.3"])
+def test_an_emode_liquidation_of_a_second_account_uses_its_category_terms(rule):
+    # v3.3: both positions are large and HF > 0.95, so at most half the total debt: 0.5 · 9,540 / 1.06 = 4,500 DAI
+    m, o = market(rule=rule)
     open_account(m, {"ETH": 1.0})  # row 0, not in e-mode
     a = open_account(m, {"USDC": 10_000.0})
     m.set_emode([a], 1)
