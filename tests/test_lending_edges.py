@@ -840,3 +840,10 @@ def test_an_aave_precision_liquidation_after_interest_takes_the_whole_collateral
     ev = m.liquidate(b, "ETH", "USDC", 1e9, LIQ)
     assert ev.debt_repaid == pytest.approx(1_200 * m.borrow_index[2], rel=1e-9)
     assert m.debt_scaled[b, 2] == 0.0 and m.debt()[b, 2] == 0.0
+
+
+def test_the_rate_curve_at_a_given_utilisation():
+    m, _ = market()  # nothing borrowed: the market's own utilisation is 0
+    got = m.borrow_rate(np.array([0.45, 0.9, 0.95, 1.0, 0.0]))
+    # below the kink 4% · u / 90%; above it 4% + 60% · (u - 90%) / 10%
+    assert got.tolist() == pytest.approx([0.02, 0.04, 0.34, 0.64, 0.0], rel=1e-12)
