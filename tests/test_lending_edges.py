@@ -847,3 +847,22 @@ def test_the_rate_curve_at_a_given_utilisation():
     got = m.borrow_rate(np.array([0.45, 0.9, 0.95, 1.0, 0.0]))
     # below the kink 4% · u / 90%; above it 4% + 60% · (u - 90%) / 10%
     assert got.tolist() == pytest.approx([0.02, 0.04, 0.34, 0.64, 0.0], rel=1e-12)
+
+
+def test_borrow_caps_of_ordinary_and_special_rows():
+    m, _ = market(USDC={"borrowing_enabled": False})
+    a = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a], 1)  # a special row: the category's 93%
+    z = open_account(m, {"USDC": 10_000.0})  # the same collateral outside e-mode: USDC's own 77%
+    with pytest.raises(Revert, match="exceed LTV"):
+        m.borrow("user", np.array([z]), "DAI", np.array([8_000.0]))  # 8,000 > 7,700
+    before = m.env.ledger.balance("user", "DAI")
+    m.borrow("user", np.array([a]), "DAI", np.array([9_000.0]))  # 9,000 <= 9,300
+    assert m.env.ledger.balance("user", "DAI") == before + 9_000.0  # the borrower's wallet receives the tokens
+    f = open_account(m, {"ETH": 1.0, "BTC": 0.1})
+    m.set_collateral([f], "BTC", False)  # a special row by its flags: 1 ETH · 2,000 · 80% = 1,600 USD
+    m.borrow("user", np.array([f]), "DAI", np.array([1_600.0]))
+    with pytest.raises(Revert, match=r"^BORROWING_NOT_ENABLED: USDC$"):
+        m.borrow("user", np.array([f]), "USDC", np.array([1.0]))
+    with pytest.raises(KeyError, match="nope"):
+        m._account_values()["nope"]
