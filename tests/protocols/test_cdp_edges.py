@@ -9,7 +9,7 @@ import pytest
 from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.cdp import Cdp, CdpParams
 from defistress.protocols.clip import ClipParams
-from defistress.protocols.events import UserAction
+from defistress.protocols.events import BadDebt, UserAction
 
 
 def make(price=200.0, eth=1_000.0, **kw):
@@ -487,3 +487,61 @@ def test_the_clip_preview_reports_the_keeper_coin_tip_plus_chip_of_tab():
         cdp.oracle.price = 140.0
         pv = cdp.preview_bark([0])
         assert pv["tab"][0] == 1250.0 and pv["coin"][0] == pytest.approx(coin, rel=1e-15)
+
+
+# --- the rounding-dust boundaries of repay and auction_closed (ABS_DUST = 1e-9 stablecoin, ledger.py) ---------
+# A leftover, shortfall or new system debt of at most ABS_DUST is float rounding, so it counts as zero. The
+# boundaries are built bit for bit: 2·1e-9 − 1e-9 == 1e-9 exactly (doubling and halving are exact in binary),
+# and a − (a − d) == d when both are within a factor 2 (Sterbenz), which the tests assert before relying on it.
+ABS_DUST_STABLE = 1e-9
+
+
+def test_a_repayment_leaving_exactly_abs_dust_is_not_cut_back_as_dusty_and_clears_the_vault():
+    cdp, env = make(dust=1.5e-9)  # dust between ABS_DUST and the vault's debt of 2e-9
+    cdp.open_vaults([10.0], [2e-9])
+    assert 2e-9 - ABS_DUST_STABLE == ABS_DUST_STABLE  # the leftover is exactly ABS_DUST
+    paid = cdp.repay([0], [ABS_DUST_STABLE])
+    # leftover 1e-9 ≤ ABS_DUST is rounding, not a dusty vault (0 < debt < dust): the repayment is not cut back to
+    # 2e-9 − dust = 5e-10, and a repayment within ABS_DUST of the debt is full: the vault owes nothing
+    assert paid[0] == ABS_DUST_STABLE
+    assert cdp.art[0] == 0.0
+
+
+def test_a_population_short_by_exactly_abs_dust_still_repays():
+    cdp, env = make()
+    cdp.open_vaults([10.0], [1000.0])
+    have = 1000.0 - ABS_DUST_STABLE  # the float the rule compares against: total − ABS_DUST
+    env.ledger.transfer("DAI", "population", "elsewhere", 1000.0 - have)
+    assert env.ledger.balance("population", "DAI") == 1000.0 - ABS_DUST_STABLE
+    # short of the 1000 DAI repayment by ABS_DUST only: rounding, so it repays (the ledger takes the whole balance)
+    paid = cdp.repay([0], [1000.0])
+    assert paid[0] == 1000.0
+    assert cdp.art[0] == 0.0
+    assert env.ledger.balance("population", "DAI") == 0.0
+
+
+def test_a_repayment_of_exactly_debt_minus_abs_dust_is_full_and_leaves_no_normalised_debt():
+    cdp, env = make()
+    cdp.open_vaults([10.0], [1000.0])
+    amount = 1000.0 - ABS_DUST_STABLE
+    assert 1000.0 - amount < ABS_DUST_STABLE  # below ABS_DUST: not a dusty leftover, so nothing is cut back
+    paid = cdp.repay([0], [amount])
+    assert paid[0] == amount
+    assert cdp.art[0] == 0.0  # full repayment: no 1e-9 residue of debt is kept
+
+
+def test_an_auction_leaving_exactly_abs_dust_of_system_debt_reports_no_bad_debt():
+    # dust 0 and chop 1: a vault of 2e-9 ETH owing 2e-9 DAI, barked at ETH = 1 (2e-9 / 1.5 < 2e-9: unsafe)
+    cdp, env = make(dust=0.0, chop=1.0, clip=ClipParams(tip=0.0, chip=0.0, buf=1.0))
+    cdp.open_vaults([2e-9], [2e-9])
+    cdp.oracle.price = 1.0
+    cdp.bark(0, "kicker")
+    env.ledger.mint("DAI", "k", 1.0, "genesis")
+    # buy 1e-9 ETH at 1 DAI: owe 1e-9, so the sin left is 2e-9 − 1e-9 == 1e-9 and the lot left is 1e-9 (rounding,
+    # the auction closes): new system debt of exactly ABS_DUST
+    assert 2e-9 - ABS_DUST_STABLE == ABS_DUST_STABLE
+    cdp.clipper.take(0, ABS_DUST_STABLE, 1.0, "k")
+    assert not cdp.clipper.active[0]
+    assert cdp.woe == ABS_DUST_STABLE
+    # ABS_DUST of new system debt is rounding: no BadDebt event (one is emitted only above ABS_DUST)
+    assert not [e for e in env.events if isinstance(e, BadDebt)]

@@ -216,3 +216,57 @@ def test_a_kick_with_chip_only_pays_the_keeper_a_share_of_the_tab():
     assert env.ledger.balance("kicker", "DAI") == 1.25
     kicked = [e for e in env.events if isinstance(e, AuctionKicked)]
     assert kicked[-1].incentive == 1.25
+
+
+# --- the exact rounding boundaries of take (ABS_DUST = 1e-9, ledger.py; chost tolerance 1e-12, clip.py) ---------
+# Amounts of a few 1e-9 (dust 0, chop 1, buf 1, so the price at the kick is the oracle price) make the leftovers
+# land exactly on ABS_DUST: halving and doubling are exact in binary, so 2e-9 − 1e-9 == 1e-9 and 2e-9·0.5 == 1e-9.
+D9 = 1e-9  # ABS_DUST
+
+
+def tiny_barked(ink, debt, price, dust=0.0):
+    env = Env()
+    env.ledger.mint("ETH", "population", 1000.0, "genesis")
+    env.ledger.mint("DAI", "k", 1000.0, "genesis")
+    oracle = FixedPrice(200.0)
+    params = CdpParams(dust=dust, chop=1.0, hole=1e6, Hole=1e7, clip=ClipParams(tip=0.0, chip=0.0, buf=1.0))
+    cdp = Cdp(params, oracle, env, "maker")
+    cdp.open_vaults([ink], [debt])
+    oracle.price = price  # ink·price/1.5 < debt: unsafe
+    cdp.bark(0, "kicker")
+    return cdp, env
+
+
+def test_a_take_leaving_exactly_abs_dust_of_tab_covers_the_tab_and_returns_the_rest_of_the_lot():
+    cdp, env = tiny_barked(ink=4e-9, debt=2e-9, price=0.5)
+    clip = cdp.clipper
+    assert clip.tab[0] == 2e-9 and 2e-9 * 0.5 == D9 and clip.tab[0] - 2e-9 * 0.5 == D9
+    clip.take(0, 2e-9, 1.0, "k")  # owe 2e-9 ETH · 0.5 = 1e-9 DAI: tab left exactly ABS_DUST, lot left 2e-9
+    # a tab left ≤ ABS_DUST is rounding: the tab is covered, the auction ends and the owner gets the lot left
+    assert not clip.active[0]
+    (ev,) = settled(env)
+    assert ev.shortfall == 0.0 and ev.lot_sold == 2e-9
+    assert env.ledger.balance("population", "ETH") == 1000.0 - 4e-9 + 2e-9
+
+
+def test_a_take_leaving_exactly_abs_dust_of_lot_ends_the_auction_with_the_tab_left_as_shortfall():
+    cdp, env = tiny_barked(ink=2e-9, debt=2e-9, price=0.5)
+    clip = cdp.clipper
+    assert clip.lot[0] - D9 == D9
+    clip.take(0, D9, 1.0, "k")  # slice 1e-9 of a 2e-9 lot: lot left exactly ABS_DUST; owe 5e-10, tab left 1.5e-9
+    # a lot left ≤ ABS_DUST is rounding: nothing is left to sell, the auction ends and the tab left is uncovered
+    assert not clip.active[0]
+    (ev,) = settled(env)
+    assert ev.lot_sold == D9 and ev.shortfall == 2e-9 - 5e-10
+
+
+def test_a_tab_of_exactly_chost_within_its_rounding_tolerance_refuses_a_partial_purchase():
+    # dust 100, chop 1: chost = 100 DAI; the vault's debt is the float the rule compares against, chost·(1 + 1e-12)
+    debt = 100.0 * (1 + 1e-12)
+    cdp, env = tiny_barked(ink=10.0, debt=debt, price=14.0, dust=100.0)  # 10·14/1.5 = 93.3 < 100: unsafe
+    clip = cdp.clipper
+    assert clip.chost == 100.0 and clip.tab[0] == clip.chost * (1 + 1e-12)
+    # 1 ETH at 14 would leave 86 < chost; the tab is chost up to rounding (≤ chost·(1 + 1e-12)), so no partial
+    # purchase is allowed: the rest must be bought whole (dss clip.sol take: tab > _chost or revert)
+    with pytest.raises(Revert, match="^Clipper/no-partial-purchase$"):
+        clip.take(0, 1.0, 14.0, "k")

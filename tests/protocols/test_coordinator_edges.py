@@ -433,3 +433,32 @@ def test_health_of_a_requirement_below_one_dollar_is_equity_over_it():
     i = w.principal("alice", perp=-0.001, perp_coll=0.08)
     r = w.coord.requirements()
     assert r.mm_usd[i] == pytest.approx(0.1) and r.health[i] == pytest.approx(0.8)
+
+
+def test_closing_stops_at_a_health_of_exactly_target_health():
+    # no credit, no latency, no penalty, perps only: short 5 ETH at 2000 with 600 USDC, ETH at 2050:
+    # equity 600 − 5·50 = 350, MM 5%·5·2050 = 512.5, health 0.68. Closing half (2.5 ETH) at the oracle price
+    # realises half the loss, equity stays 350, MM 5%·2.5·2050 = 256.25: health 350 / 256.25, the target here.
+    target = 350.0 / 256.25
+    w = World(credit_rate=0.0, default_latency_s=0.0, penalty=0.0, target_health=target)
+    i = w.principal("alice", perp=-5.0, perp_coll=600.0)
+    w.eth.price = 2050.0
+    events = w.coord.liquidate(i, "keeper")
+    # health ≥ target_health stops the closing (an equal health is enough): one close of half the position
+    assert events[-1].detail["health_after"] == target
+    assert events[-1].detail["closes"] == 1
+    assert w.dex.size[int(w.coord.rows["perps"][i]), 0] == -2.5
+
+
+def test_an_ask_of_exactly_dust_usd_is_rounding_and_moves_nothing():
+    # alice's lending row is under water (as crashed(): 10 ETH against 16,000 USDC at 1000) and her perps row
+    # holds 1e-6 USDC and no position: settleable 1e-6 − MM 0 = DUST_USD (1e-6) exactly, so every ask from it is
+    # min(need, 1e-6, debt) = 1e-6: float rounding, not settled (a settlement needs ask > DUST_USD)
+    w = World()
+    i = w.principal("alice", eth_coll=10.0, usdc_debt=16_000.0, perp_coll=1e-6)
+    prow = int(w.coord.rows["perps"][i])
+    assert w.coord.adaptors["perps"].settleable_usd(np.array([prow]))[0] == 1e-6
+    w.eth.price = 1000.0
+    events = w.coord.liquidate(i, "keeper")
+    assert events[-1].detail["settled_usd"] == 0.0
+    assert w.dex.collateral[prow] == 1e-6  # nothing left the perps row

@@ -16,7 +16,7 @@ from defistress.protocols.flip import FlipParams
 TAU = 3 * 86400.0
 
 
-def bitten(**kw):
+def bitten(ink_debt=(10.0, 1000.0), price_after=140.0, **kw):
     env = Env()
     env.ledger.mint("ETH", "population", 1000.0, "genesis")
     for who in ("a", "c", "d"):
@@ -25,8 +25,8 @@ def bitten(**kw):
     params = dict(dust=20.0, mechanism="flip", lump=50.0, flip=FlipParams(beg=1.03, ttl=600.0, tau=TAU))
     params.update(kw)
     cdp = Cdp(CdpParams(**params), oracle, env, "maker")
-    cdp.open_vaults([10.0], [1000.0])
-    oracle.price = 140.0
+    cdp.open_vaults([ink_debt[0]], [ink_debt[1]])
+    oracle.price = price_after
     cdp.bite(0, "biter")
     return cdp, cdp.flipper, env
 
@@ -257,3 +257,14 @@ def test_each_settled_auction_moves_its_uncovered_debt_to_system_debt_and_counts
     assert (m["auctions_settled"], m["zero_bid_auctions"], m["bad_debt_usd"]) == (2, 1, 1199.0)
     assert list(cdp.sin[:2]) == [0.0, 0.0]  # settled auctions leave the debt queue (dss vow.flog)
     assert cdp.accounting_gap() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_lot_differing_by_exactly_the_equality_tolerance_still_matches():
+    # _equal: |a − b| ≤ 1e-12·max(|a|, |b|, 1), so below 1 the tolerance is 1e-12 absolute. A vault of 1e-12 ETH
+    # owing 1e-11 DAI (dust 0) bitten at 1: lot 1e-12 ETH; a bid naming 2e-12 ETH differs by exactly 1e-12
+    # (2e-12 − 1e-12 == 1e-12 bit for bit: doubling is exact), the tolerance itself: it matches (inclusive).
+    cdp, flip, env = bitten(dust=0.0, ink_debt=(1e-12, 1e-11), price_after=1.0)
+    assert flip.lot[0] == 1e-12
+    assert abs(2e-12 - 1e-12) == 1e-12 * max(2e-12, 1e-12, 1.0)
+    ev = flip.tend(0, 2e-12, 1e-12, "a")
+    assert ev == AuctionBid(env.clock.block, "maker", 0, "a", 1e-12, 1e-12, "tend")

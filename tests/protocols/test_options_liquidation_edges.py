@@ -635,3 +635,33 @@ def test_an_insolvent_auction_goes_on_while_equity_is_below_maintenance():
     step(v, env)  # same price: equity − mm < 0, so the insolvent auction is not over
     assert v.auction_state(a).phase == "insolvent" and bool(v.auction_insolvent[a])
     assert ended(env) == []
+
+
+# --- DUST_USD = 1e-9 USD (options_liquidation.py): a deficit or shortfall of at most that much is float rounding --
+
+
+def test_a_deficit_of_exactly_dust_is_rounding_and_written_off_as_nothing():
+    v, env, _, a, lr = make()
+    v.cash[a] = -1e-9  # no positions: equity = cash = −1e-9, a deficit of exactly DUST_USD
+    assert v.equity()[a] == -1e-9
+    assert v.write_off(a) == 0.0
+    # nothing is taken from anyone: the rounding stays on the row (a larger deficit is socialised)
+    assert v.cash[a] == -1e-9 and v.cash[lr] == 200_000.0 and v.bad_debt_usd == 0.0
+
+
+def test_an_insolvent_bid_short_of_the_security_module_by_exactly_dust_records_no_bad_debt():
+    from defistress.protocols.events import BadDebt
+
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=0.0)
+    whole = v.auction_state(a).payout_usd
+    f = 1.5e-9 / whole  # a sliver of the account: a payout of about 1.5e-9 USD
+    payout = whole * f  # the payout the bid computes (payout_usd x fraction)
+    env.ledger.mint("USDC", v.security_module, payout - 1e-9, "test")
+    # the module holds the payout less exactly DUST_USD (the difference of floats within a factor 2 is exact)
+    assert payout - env.ledger.balance(v.security_module, "USDC") == 1e-9
+    cash = v.cash.copy()
+    v.bid(a, "liq", lr, f)
+    # a shortfall of DUST_USD is rounding: no loss is socialised, no bad debt recorded
+    assert v.bad_debt_usd == 0.0
+    assert not [e for e in env.events if isinstance(e, BadDebt)]
+    assert v.cash[0] == cash[0]  # the market maker's row (opened first) takes no haircut
