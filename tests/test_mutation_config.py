@@ -109,3 +109,25 @@ def test_unchecked_mutants_are_rerun_only_inside_a_groups_scope():
     assert not run.in_scope("PerpDex.open_accounts", "protocols/perps.py", scope)
     assert not run.in_scope("PerpDex.liquidate", "protocols/lending.py", scope)
     assert run.in_scope("anything", "protocols/ledger.py", None)  # no list: every function
+
+
+def test_keep_refreshes_only_changed_sources_and_leaves_the_nested_namespaces(tmp_path):
+    """`run.py --keep`: a file is rewritten only when its content changed (a new mtime makes mutmut re-generate
+    it), a file gone from the repository leaves the staged tree and mutmut's copy, and the namespaces staged inside
+    `defistress/` (sim, protocols, ...) are not taken for files gone from the top-level `defistress/` folder."""
+    src, stage = tmp_path / "src", tmp_path / "stage"
+    target, mutated = stage / "defistress", stage / "mutants" / "defistress"
+    for d in (src, target / "sim", mutated):
+        d.mkdir(parents=True)
+    (src / "a.py").write_text("a = 1\n")
+    (src / "b.py").write_text("b = 1\n")
+    (target / "a.py").write_text("a = 1\n")
+    (target / "b.py").write_text("b = 0\n")
+    (target / "gone.py").write_text("")
+    (mutated / "gone.py").write_text("")
+    (target / "sim" / "x.py").write_text("")
+    a_mtime = (target / "a.py").stat().st_mtime_ns
+    assert sorted(run.sync_sources(src, target, mutated)) == ["b.py", "gone.py (removed)"]
+    assert (target / "b.py").read_text() == "b = 1\n" and (target / "a.py").stat().st_mtime_ns == a_mtime
+    assert not (target / "gone.py").exists() and not (mutated / "gone.py").exists()
+    assert (target / "sim" / "x.py").exists()

@@ -18,6 +18,21 @@ survived, equivalent, score = killed / (mutants - equivalent)).
 
 With `--since` a previous report of the same source files (same sha256) is the starting point: its killed mutants
 stay killed (tests were only added since), the others are run again, and the report shows both scores.
+
+    .venv/bin/python tests/mutation/run.py lending --keep   # reuse build/mutation/lending: re-run what is not killed
+    .venv/bin/python tests/mutation/run.py lending --keep --function LendingMarket.liquidate   # ... of one function
+
+With `--keep` the group's staged tree (and mutmut's verdicts in its `mutants/**/*.meta`) is kept instead of wiped:
+the sources are refreshed file by file (a file is rewritten only when its content changed, so mutmut re-generates
+only that file's mutants and, comparing its per-function hashes, resets only the mutants of the functions that
+changed; the others keep their verdicts), the tests are copied afresh, mutmut's test-to-function map
+(`mutants/mutmut-stats.json`) is collected again for today's test list, and the mutants in scope that are not
+killed (survived, no tests, not checked, and every mutant of a changed function) are run, except survivors that
+tests/mutation/equivalent.toml lists. Killed mutants of
+unchanged functions stay killed: this assumes tests were only added since (the group's earlier test files must
+all still be in its list, and the pytest options unchanged, else `--keep` refuses) and, as mutmut itself does,
+that a killed mutant stays killed when a function it calls changes. It is the cheap way to re-score after new
+tests or after a change to a few functions; a plain run (no `--keep`) starts over.
 """
 
 from __future__ import annotations
@@ -91,28 +106,148 @@ def load_equivalents() -> list[dict]:
         return tomllib.load(f).get("equivalent", [])
 
 
-def stage(name: str, group: dict) -> Path:
-    """A fresh tree for one group: the package as installed, the tests, and mutmut's configuration."""
-    dest = BUILD / name
-    if dest.exists():
-        shutil.rmtree(dest)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "mutation")
-    for src, target in PACKAGE_DIR.items():
-        shutil.copytree(ROOT / src, dest / target, ignore=ignore, dirs_exist_ok=True)
-    shutil.copytree(ROOT / "tests", dest / "tests", ignore=ignore)
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "mutation")
+
+
+def test_selection(group: dict) -> list[str]:
+    return [t for t in group["tests"] if (ROOT / t).exists()]
+
+
+def pytest_args(group: dict) -> list[str]:
+    """The pytest options of a group's mutant runs: PYTEST_ARGS and the group's `deselect` list (slow tests)."""
+    return PYTEST_ARGS + [f"--deselect={t}" for t in group.get("deselect", [])]
+
+
+def write_config(dest: Path, group: dict) -> None:
+    """mutmut's configuration of a staged group (dest/pyproject.toml)."""
     toml_list = lambda xs: "[" + ", ".join(json.dumps(x) for x in xs) + "]"  # noqa: E731
     (dest / "pyproject.toml").write_text(
         "[tool.mutmut]\n"
         'source_paths = ["defistress"]\n'
         f"only_mutate = {toml_list(staged_path(p) for p in group['mutate'])}\n"
-        f"pytest_add_cli_args_test_selection = {toml_list(t for t in group['tests'] if (ROOT / t).exists())}\n"
-        f"pytest_add_cli_args = {toml_list(PYTEST_ARGS + [f'--deselect={t}' for t in group.get('deselect', [])])}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(test_selection(group))}\n"
+        f"pytest_add_cli_args = {toml_list(pytest_args(group))}\n"
         "use_git_change_detection = false\n\n"
         "[tool.pytest.ini_options]\n"
         'testpaths = ["tests"]\n'
         'filterwarnings = ["ignore::DeprecationWarning:mesa.*"]\n'
     )
+
+
+def stage(name: str, group: dict) -> Path:
+    """A fresh tree for one group: the package as installed, the tests, and mutmut's configuration."""
+    dest = BUILD / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    for src, target in PACKAGE_DIR.items():
+        shutil.copytree(ROOT / src, dest / target, ignore=IGNORE, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "tests", dest / "tests", ignore=IGNORE)
+    write_config(dest, group)
     return dest
+
+
+def sync_sources(src: Path, target: Path, mutated: Path) -> list[str]:
+    """Make `target` hold `src`'s files, rewriting only those whose content differs (their new mtime tells mutmut
+    to re-generate them) and removing those gone (also from mutmut's copy under `mutated`). Files changed."""
+    changed = []
+    keep = set()
+    for root, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d not in IGNORE(root, dirs)]
+        for f in set(files) - IGNORE(root, files):
+            s = Path(root) / f
+            rel = s.relative_to(src)
+            keep.add(rel)
+            t = target / rel
+            if not t.exists() or t.read_bytes() != s.read_bytes():
+                t.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(s, t)  # a new mtime, newer than mutmut's mutated copy
+                changed.append(str(rel))
+    nested = {target.parent / t for t in PACKAGE_DIR.values()} - {target}  # defistress/sim lies in defistress/
+    for root, dirs, files in os.walk(target):
+        dirs[:] = [d for d in dirs if d not in IGNORE(root, dirs) and Path(root) / d not in nested]
+        for f in set(files) - IGNORE(root, files):
+            rel = (Path(root) / f).relative_to(target)
+            if rel not in keep:
+                (target / rel).unlink()
+                (mutated / rel).unlink(missing_ok=True)
+                changed.append(f"{rel} (removed)")
+    return changed
+
+
+def refresh(name: str, group: dict) -> Path:
+    """`--keep`: the group's staged tree brought up to date without losing mutmut's verdicts (module docstring);
+    a group never staged is staged afresh."""
+    dest = BUILD / name
+    if not (dest / "mutants").exists():
+        return stage(name, group)
+    with open(dest / "pyproject.toml", "rb") as f:
+        was = tomllib.load(f)["tool"]["mutmut"]
+    dropped = sorted(set(was["pytest_add_cli_args_test_selection"]) - set(test_selection(group)))
+    if was["pytest_add_cli_args"] != pytest_args(group) or dropped:
+        raise SystemExit(
+            f"--keep cannot reuse {dest}: the pytest options changed or test files left the group ({dropped}); "
+            "its killed mutants may not be killed any more: run the group without --keep"
+        )
+    for src, target in PACKAGE_DIR.items():
+        for rel in sync_sources(ROOT / src, dest / target, dest / "mutants" / target):
+            print(f"[{name}] source refreshed: {target}/{rel}", flush=True)
+    for tests in (dest / "tests", dest / "mutants" / "tests"):  # mutmut copies tests/ into mutants/ when it runs
+        shutil.rmtree(tests, ignore_errors=True)
+    shutil.copytree(ROOT / "tests", dest / "tests", ignore=IGNORE)
+    write_config(dest, group)
+    # the verdicts live in the .meta files; without its stats mutmut maps every test of today's list to the
+    # functions it calls afresh (and skips its config-fingerprint check, which would reset every verdict because
+    # the test list grew)
+    (dest / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+    return dest
+
+
+#: mutmut's mutant generation alone, in a staged tree: the .meta files then list today's mutants, those of a
+#: changed function with no verdict (mutmut/__main__.py: create_mutants_for_file, hash_by_function_name)
+GENERATE = (
+    "from mutmut.__main__ import create_mutants\n"
+    "from mutmut.mutation.trampoline import set_mutant_under_test\n"
+    "from mutmut.utils.file_utils import copy_src_dir, setup_source_paths\n"
+    "set_mutant_under_test('mutant_generation')\n"
+    "copy_src_dir()\n"
+    "setup_source_paths()\n"
+    "create_mutants(1)\n"
+)
+
+
+def not_killed(dest: Path, group: dict, equivalents: list[dict], functions_only: list[str] | None = None) -> list[str]:
+    """`--keep`: the mutants in scope of a refreshed tree that are not killed (after mutmut re-generated them), less
+    the survivors tests/mutation/equivalent.toml lists (no test can kill them: running them again is wasted)."""
+    subprocess.run(
+        ["nice", "-n", "15", sys.executable, "-c", GENERATE],
+        cwd=dest,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    functions = group.get("functions")
+    out = []
+    cwd = os.getcwd()
+    os.chdir(dest)  # mutmut reads its mutants relative to the working directory
+    try:
+        from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+        for p in group["mutate"]:
+            meta = json.loads((dest / "mutants" / f"{staged_path(p)}.meta").read_text())
+            for key, code in sorted(meta["exit_code_by_key"].items()):
+                v = verdict(code)
+                if v in (KILLED, TIMEOUT) or not in_scope(function_of(key), p, functions):
+                    continue
+                if functions_only and function_of(key) not in functions_only:
+                    continue
+                if v != NOT_CHECKED:
+                    removed, added = changed_lines(get_diff_for_mutant(key, path=staged_path(p)))
+                    if equivalence(p, function_of(key), removed, added, equivalents):
+                        continue
+                out.append(key)
+    finally:
+        os.chdir(cwd)
+    return out
 
 
 def run_mutmut(name: str, dest: Path, only: list[str] | None = None) -> float:
@@ -295,7 +430,17 @@ def main() -> None:
     ap.add_argument(
         "--only", nargs="+", metavar="PATTERN", help="with --since, run only the mutants whose names match (fnmatch)"
     )
+    ap.add_argument(
+        "--keep", action="store_true", help="reuse the staged tree and mutmut's verdicts: re-run what is not killed"
+    )
+    ap.add_argument(
+        "--function",
+        action="append",
+        help="with --keep, only the mutants of this function (e.g. LendingMarket.liquidate; repeatable)",
+    )
     args = ap.parse_args()
+    if args.keep and (args.since or args.report):
+        raise SystemExit("--keep works from the staged verdicts: it takes neither --since nor --report")
     since = json.loads(args.since.read_text())["modules"] if args.since else {}
     first = json.loads(args.before.read_text())["modules"] if args.before else since
     groups = load_groups()
@@ -315,7 +460,13 @@ def main() -> None:
         old = {p: since[p] for p in group["mutate"] if p in since and since[p].get("sha256") == sha256(p)}
         killed_before = {m["key"] for o in old.values() for m in o["mutants"] if m["verdict"] in (KILLED, TIMEOUT)}
         functions = group.get("functions")  # {path: [function, ...]}: the rules in scope, else every function
-        if not args.report:
+        if args.keep:
+            dest = refresh(name, group)
+            only = not_killed(dest, group, equivalents, args.function)
+            print(f"[{name}] kept {dest}: running mutmut on the {len(only)} mutants in scope not killed", flush=True)
+            if only:
+                seconds = run_mutmut(name, dest, only)
+        elif not args.report:
             # what the earlier run checked and did not kill (what it did not reach stays not checked)
             only = [
                 m["key"]
@@ -349,8 +500,8 @@ def main() -> None:
             prev = results["modules"].get(path, {})
             if path in first and first[path].get("sha256") == sha256(path):
                 before = before_summary(first[path], path, equivalents)
-            else:
-                before = prev.get("before")
+            else:  # the previous run's "before" column, if it was of today's source
+                before = prev.get("before") if prev.get("sha256") == sha256(path) else None
             results["modules"][path] = {
                 "group": name,
                 "sha256": sha256(path),

@@ -1,0 +1,868 @@
+"""Edges of the lending market's account model and bookkeeping, by hand: genesis books, the contract's whole base units
+in liquidations and repayments, paused reserves, the HF-1 boundaries of the collateral and e-mode switches, and the
+split of losses by collateral. Every expected figure is arithmetic on the Aave v3 rules quoted in
+protocols/lending.py (shown in the comments), not the module's output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defistress.protocols.base import Env, FixedPrice, Revert
+from defistress.protocols.events import BadDebt
+from defistress.protocols.lending import AssetParams, LendingMarket
+from defistress.protocols.lending_accounts import EModeCategory
+
+ETH = AssetParams("ETH", 0.80, 0.825, 0.05, protocol_fee=0.10)
+BTC = AssetParams("BTC", 0.70, 0.75, 0.08, protocol_fee=0.10)
+USDC = AssetParams("USDC", 0.77, 0.80, 0.045, emode_category=1, borrowable_in_isolation=True, decimals=6)
+DAI = AssetParams("DAI", 0.75, 0.80, 0.05, emode_category=1, borrowable_in_isolation=True)
+ISO = AssetParams("ISO", 0.50, 0.60, 0.10, debt_ceiling=1_000_000.0)
+STABLES = EModeCategory(1, 0.93, 0.95, 0.01, "Stablecoins")
+PRICES = {"ETH": 2_000.0, "BTC": 60_000.0, "USDC": 1.0, "DAI": 1.0, "ISO": 10.0}
+LIQ = "liq"
+YEAR = 365.0 * 86400.0  # seconds
+
+
+def market(rule: str = "aave-v3.0", precision: str = "float", **changes) -> tuple[LendingMarket, dict]:
+    """Lenders supply 1e8 USDC and DAI and 1e4 ETH and BTC; the liquidator holds 1e8 USDC and DAI and 100 ETH."""
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, BTC, USDC, DAI, ISO)}
+    assets = [AssetParams(**{**a.__dict__, **changes.get(a.symbol, {})}) for a in (ETH, BTC, USDC, DAI, ISO)]
+    m = LendingMarket("lend", assets, oracles, env, rule, [STABLES], None, precision)
+    for s, n in (("USDC", 1e8), ("DAI", 1e8), ("ETH", 1e4), ("BTC", 1e4)):
+        env.ledger.mint(s, "lenders", n, "genesis")
+        m.supply_liquidity("lenders", s, n)
+    for s, n in (("USDC", 1e8), ("DAI", 1e8), ("ETH", 100.0)):
+        env.ledger.mint(s, LIQ, n, "genesis")
+    return m, oracles
+
+
+def open_account(m: LendingMarket, coll: dict[str, float], debt: dict[str, float] | None = None) -> int:
+    a = m.add_accounts(1)
+    for s, amount in coll.items():
+        m.env.ledger.mint(s, "user", amount, "genesis")
+        m.supply("user", a, s, np.array([amount]))
+    for s, amount in (debt or {}).items():
+        m.borrow("user", a, s, np.array([amount]))
+    return int(a[0])
+
+
+# --- genesis books -----------------------------------------------------------------------------------------------
+def test_a_genesis_book_is_placed_as_it_is_and_its_tokens_move():
+    m, _ = market()
+    rows = m.add_accounts(2)
+    # a book read as text (CSV fields) is taken as numbers; amounts below one token still move
+    coll = [["0.5", "0", "0", "0", "0"], ["0", "0", "0", "500", "0"]]  # 0.5 ETH; 500 DAI
+    debt = [["0", "0", "0.75", "0", "0"], ["0", "0", "0", "0", "0"]]  # 0.75 USDC
+    m.env.ledger.mint("ETH", "book", 0.5, "genesis")
+    m.env.ledger.mint("DAI", "book", 500.0, "genesis")
+    enabled = [[True] * 5, [True, True, True, False, True]]
+    m.genesis_positions("book", rows, coll, debt, enabled, np.array([0, 1]))
+    led = m.env.ledger
+    assert led.balance("book", "ETH") == 0.0 and led.balance("book", "DAI") == 0.0
+    assert led.balance("book", "USDC") == 0.75  # the book's debt went to the holder
+    assert led.balance("lend", "ETH") == 1e4 + 0.5 and led.balance("lend", "USDC") == 1e8 - 0.75
+    assert m.collateral()[rows[0], 0] == 0.5 and m.debt()[rows[0], 2] == 0.75
+    assert m.collateral()[rows[1], 3] == 500.0
+    assert m.user_emode.tolist() == [0, 1] and m.user_emode.dtype.kind == "i"
+    assert m.collateral_enabled[rows[1]].tolist() == [True, True, True, False, True]
+    coll_usd, debt_usd = m.account_usd()
+    # row 0: 0.5 · 2,000 = 1,000 USD against 0.75 USD; row 1: its DAI does not count
+    assert coll_usd.tolist() == [1_000.0, 0.0] and debt_usd.tolist() == [0.75, 0.0]
+    # a second book on the same rows adds to them
+    led.mint("ETH", "book", 0.25, "genesis")
+    m.genesis_positions("book", rows[:1], [[0.25, 0, 0, 0, 0]], [[0, 0, 0.25, 0, 0]])
+    assert m.collateral()[rows[0], 0] == 0.75 and m.debt()[rows[0], 2] == 1.0
+    assert m.account_usd()[0][rows[0]] == 1_500.0  # 0.75 · 2,000: its flags were left as they were
+    led.check_conservation()
+
+
+def test_an_empty_genesis_book_changes_nothing():
+    m, _ = market()
+    before = m.env.ledger.snapshot()
+    m.genesis_positions("book", np.array([], dtype=np.int64), np.zeros((0, 5)), np.zeros((0, 5)))
+    assert m.n_accounts == 0 and m.env.ledger.snapshot() == before
+
+
+def test_a_genesis_book_that_does_not_fit_is_refused_with_the_reason():
+    m, _ = market()
+    rows = m.add_accounts(2)
+    ok = np.zeros((2, 5))
+    with pytest.raises(ValueError, match=r"^lend: collateral and debt must have shape \(2, 5\)$"):
+        m.genesis_positions("book", rows, np.zeros((2, 4)), ok)
+    with pytest.raises(ValueError, match=r"^lend: collateral and debt must have shape \(2, 5\)$"):
+        m.genesis_positions("book", rows, ok, np.zeros((1, 5)))
+    bad_coll, bad_debt = ok.copy(), ok.copy()
+    bad_coll[0, 0] = np.nan
+    bad_debt[1, 2] = np.inf
+    for c, d in ((bad_coll, ok), (ok, bad_debt), (-ok - 1, ok), (ok, -ok - 1)):
+        with pytest.raises(ValueError, match=r"^lend: positions must be finite and non-negative$"):
+            m.genesis_positions("book", rows, c, d)
+    # the pool lends 1e8 USDC: exactly that can be placed as the book's debt, one more token cannot
+    debt = ok.copy()
+    debt[0, 2] = 1e8 + 1
+    with pytest.raises(Revert, match=r"^lend: not enough USDC liquidity to place the book's debt 1e\+08$"):
+        m.genesis_positions("book", rows, ok, debt)
+    debt[0, 2] = 1e8
+    m.genesis_positions("book", rows, ok, debt)
+    assert m.env.ledger.balance("lend", "USDC") == 0.0 and m.debt()[rows[0], 2] == 1e8
+
+
+# --- the contract's whole base units ------------------------------------------------------------------------------
+def test_an_aave_precision_liquidation_leaves_whole_base_units():
+    m, o = market(precision="aave-v3")
+    a = open_account(m, {"USDC": 10_000.0}, {"ETH": 3.3})  # 6,600 USD <= LTV 0.77 · 10,000
+    o["ETH"].price = 2_488.1234  # debt 8,210.80722 USD: HF = 8,000 / 8,210.80722 = 0.97433 > 0.95: v3.0 half
+    assert m.health()[a] == pytest.approx(8_000 / (3.3 * 2_488.1234), rel=1e-9)
+    ev = m.liquidate(a, "USDC", "ETH", 1e9, LIQ)
+    # repaid 1.65 ETH; seized 1.65 · 2,488.1234 · 1.045 = 4,290.14677245 USDC (fee included)
+    seized = 1.65 * 2_488.1234 * 1.045
+    assert ev.debt_repaid == 1.65 and ev.collateral_seized + ev.protocol_fee == pytest.approx(seized, rel=1e-12)
+    # left 10,000 - 4,290.14677245 = 5,709.85322755 USDC, kept as whole 1e-6 units: 5,709.853228
+    assert m.coll_scaled[a, 2] == pytest.approx(5_709.853228, abs=1e-9)
+    assert m.collateral()[a, 2] == 5_709.853228  # the balance read back: the same whole units
+    assert m.debt_scaled[a, 0] == pytest.approx(1.65, abs=1e-15)
+
+
+def test_an_aave_precision_liquidation_that_takes_the_whole_debt_clears_it():
+    m, o = market(precision="aave-v3")
+    a = open_account(m, {"USDC": 10_000.0}, {"ETH": 3.3})
+    o["ETH"].price = 2_700.0  # HF = 8,000 / 8,910 = 0.8979 <= 0.95: the whole 3.3 ETH may be repaid
+    ev = m.liquidate(a, "USDC", "ETH", 1e9, LIQ)
+    # seized 3.3 · 2,700 · 1.045 = 9,310.95 USDC; left 689.05 USDC; no ETH debt left
+    assert ev.debt_repaid == 3.3 and m.debt_scaled[a, 0] == 0.0
+    assert m.coll_scaled[a, 2] == pytest.approx(689.05, abs=1e-9)
+    b = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    o["ETH"].price = 1_000.0  # 1 ETH = 1,000 USD for 1,500 USDC: all of it is seized for 1,000 / 1.05 USDC
+    ev = m.liquidate(b, "ETH", "USDC", 1e9, LIQ)
+    assert ev.collateral_seized + ev.protocol_fee == pytest.approx(1.0, rel=1e-15)
+    assert m.coll_scaled[b, 0] == 0.0
+    assert m.debt()[b, 2] == pytest.approx(1_500 - 1_000 / 1.05, abs=1e-6)  # 547.619048 USDC stays (v3.0)
+
+
+def test_an_aave_precision_repayment_of_the_whole_debt_leaves_none_and_a_partial_one_leaves_the_rest():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 5_000.0})
+    b = open_account(m, {"ETH": 10.0}, {"USDC": 5_000.0})
+    m.accrue(YEAR)  # the borrow index grows: owed amounts are no longer whole scaled units
+    owed = m.debt()[[a, b], 2]
+    assert owed[0] > 5_000.0 and owed[0] == owed[1]
+    m.env.ledger.mint("USDC", "user", 10_000.0, "genesis")
+    paid = m.repay("user", np.array([a]), "USDC", np.array([owed[0]]))
+    assert paid[0] == owed[0] and m.debt_scaled[a, 2] == 0.0 and m.debt()[a, 2] == 0.0
+    m.repay("user", np.array([b]), "USDC", np.array([1_000.0]))
+    assert m.debt()[b, 2] == pytest.approx(owed[1] - 1_000.0, abs=1e-6)
+
+
+# --- paused reserves ----------------------------------------------------------------------------------------------
+def test_a_paused_collateral_or_debt_reserve_blocks_liquidation_and_repayment():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    o["ETH"].price = 1_700.0  # HF = 1,402.5 / 1,500 = 0.935
+    for paused in ("ETH", "USDC"):
+        m.gates.set("paused", True, paused)
+        with pytest.raises(Revert, match=rf"^lend: RESERVE_PAUSED \({paused} paused by governance\)$"):
+            m.liquidate(a, "ETH", "USDC", 100.0, LIQ)
+        if paused == "USDC":
+            with pytest.raises(Revert, match=r"^lend: RESERVE_PAUSED \(USDC paused by governance\)$"):
+                m.repay(LIQ, np.array([a]), "USDC", np.array([100.0]))
+        m.gates.set("paused", False, paused)
+    assert m.liquidate(a, "ETH", "USDC", 100.0, LIQ).debt_repaid == 100.0
+
+
+# --- the collateral switch -----------------------------------------------------------------------------------------
+def test_disabling_collateral_down_to_hf_exactly_one_is_allowed():
+    m, _ = market()
+    # ETH 1 (weighted 2,000 · 0.825 = 1,650) and BTC 0.01 (600 · 0.75 = 450); 1,650 USDC borrowed
+    a = open_account(m, {"ETH": 1.0, "BTC": 0.01}, {"USDC": 1_650.0})
+    b = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 1_650.0})  # without BTC: 1,650 / 1,650 too
+    c = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 2_000.0})  # without BTC: 1,650 / 2,000 = 0.825
+    m.set_collateral([a], "BTC", False)  # HF 1,650 / 1,650 = 1.0: allowed (only HF < 1 reverts)
+    assert m.health()[a] == 1.0 and not m.collateral_enabled[a, 1]
+    with pytest.raises(
+        Revert, match=rf"^HEALTH_FACTOR_LOWER_THAN_LIQUIDATION_THRESHOLD: disabling BTC for account #{c}$"
+    ):
+        m.set_collateral([b, c], "BTC", False)
+    assert m.collateral_enabled[[b, c], 1].tolist() == [True, True]  # the whole batch is undone
+
+
+def test_the_collateral_switch_names_the_account_it_refuses():
+    m, _ = market(DAI={"ltv": 0.0})
+    a = open_account(m, {"ETH": 0.5})
+    b = m.add_accounts(1)[0]
+    with pytest.raises(Revert, match=rf"^UNDERLYING_BALANCE_ZERO: ETH, e.g. account #{b}$"):
+        m.set_collateral([a, b], "ETH", True)
+    c = open_account(m, {"DAI": 100.0})  # LTV 0: a supply does not enable it, nor may the account
+    with pytest.raises(Revert, match=rf"^USER_IN_ISOLATION_MODE_OR_LTV_ZERO: DAI, account #{c}$"):
+        m.set_collateral([c], "DAI", True)
+    # an isolated asset may not join other collateral, even half a token of ETH
+    d = open_account(m, {"ISO": 100.0})
+    e = open_account(m, {"ETH": 0.5, "ISO": 100.0})
+    with pytest.raises(Revert, match=rf"^USER_IN_ISOLATION_MODE_OR_LTV_ZERO: ISO, account #{e}$"):
+        m.set_collateral([d, e], "ISO", True)
+    m.set_collateral([d], "ISO", True)  # alone, it may
+    # an ordinary asset joins other collateral
+    f = open_account(m, {"ETH": 1.0, "BTC": 0.1})
+    m.set_collateral([f], "BTC", False)
+    m.set_collateral([f], "BTC", True)
+    assert m.collateral_enabled[f].tolist() == [True, True, True, True, True]
+
+
+def test_a_tiny_debt_ceiling_still_isolates_its_asset():
+    m, _ = market(ISO={"debt_ceiling": 0.5})
+    e = open_account(m, {"ETH": 1.0, "ISO": 100.0})
+    with pytest.raises(Revert, match="USER_IN_ISOLATION_MODE_OR_LTV_ZERO"):
+        m.set_collateral([e], "ISO", True)
+    f = open_account(m, {"ISO": 100.0})
+    m.set_collateral([f], "ISO", True)
+    m.borrow("user", np.array([f]), "USDC", np.array([0.4]))
+    assert m.iso_debt[4] == 0.4
+    m.repay("user", np.array([f]), "USDC", np.array([0.4]))
+    assert m.iso_debt[4] == 0.0  # repaid debt leaves the isolated total, however small the ceiling
+
+
+def test_repaying_against_one_isolated_asset_leaves_the_other_isolated_totals():
+    m, _ = market(BTC={"debt_ceiling": 1e7})  # BTC isolated too
+    x = open_account(m, {"BTC": 1.0})
+    y = open_account(m, {"ISO": 1_000.0})
+    m.set_collateral([x], "BTC", True)
+    m.set_collateral([y], "ISO", True)
+    m.borrow("user", np.array([x]), "USDC", np.array([1_000.0]))
+    m.borrow("user", np.array([y]), "USDC", np.array([500.0]))
+    assert m.iso_debt.tolist() == [0.0, 1_000.0, 0.0, 0.0, 500.0]
+    m.repay("user", np.array([y]), "USDC", np.array([500.0]))
+    assert m.iso_debt.tolist() == [0.0, 1_000.0, 0.0, 0.0, 0.0]
+
+
+# --- e-mode --------------------------------------------------------------------------------------------------------
+def test_leaving_emode_down_to_hf_exactly_one_is_allowed_and_a_refusal_names_the_account():
+    m, _ = market()
+    a = open_account(m, {"USDC": 10_000.0})
+    b = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a, b], 1)
+    m.borrow("user", np.array([a]), "DAI", np.array([8_000.0]))  # outside e-mode: 10,000 · 0.80 / 8,000 = 1.0
+    m.borrow("user", np.array([b]), "DAI", np.array([9_000.0]))  # outside: 8,000 / 9,000 = 0.89
+    with pytest.raises(
+        Revert,
+        match=rf"^HEALTH_FACTOR_LOWER_THAN_LIQUIDATION_THRESHOLD: account #{b} cannot leave its e-mode category$",
+    ):
+        m.set_emode([a, b], 0)
+    assert m.user_emode[[a, b]].tolist() == [1, 1]
+    m.set_emode([a], 0)
+    assert m.health()[a] == 1.0 and m.user_emode[a] == 0 and m.user_emode.dtype.kind == "i"
+
+
+def test_emode_refusals_name_the_category_and_the_account():
+    m, _ = market()
+    with pytest.raises(Revert, match=r"^INCONSISTENT_EMODE_CATEGORY: no e-mode category 7; defined: \[1\]$"):
+        m.set_emode([0], 7)
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 100.0})
+    c = open_account(m, {"DAI": 1_000.0}, {"ETH": 0.1})
+    with pytest.raises(Revert, match=rf"^INCONSISTENT_EMODE_CATEGORY: account #{c} borrows outside category 1$"):
+        m.set_emode([a, c], 1)
+
+
+# --- losses by collateral -----------------------------------------------------------------------------------------
+def test_losses_split_by_collateral_value_and_evenly_without_collateral():
+    m, o = market()
+    open_account(m, {"ETH": 0.001}, {"USDC": 1.5})  # 2 USD of ETH for 1.5 USDC
+    o["ETH"].price = 500.0  # collateral 0.5 USD, debt 1.5: shortfall 1.0 USD, all against ETH
+    assert m.losses_by_collateral() == {"ETH": pytest.approx(1.0, rel=1e-12)}
+    b = open_account(m, {"BTC": 0.1}, {"USDC": 4_000.0})  # 6,000 USD of BTC
+    o["BTC"].price = 10_000.0  # 1,000 USD for 4,000: HF 0.1875; all BTC goes for 1,000 / 1.08 USDC (v3.0)
+    m.liquidate(b, "BTC", "USDC", 1e9, LIQ)
+    short_b = 4_000 - 1_000 / 1.08  # 3,074.07 USD with no collateral left: split evenly over the 5 assets
+    got = m.losses_by_collateral()
+    assert got["ETH"] == pytest.approx(1.0 + short_b / 5, rel=1e-12)
+    for s in ("BTC", "USDC", "DAI", "ISO"):
+        assert got[s] == pytest.approx(short_b / 5, rel=1e-12)
+
+
+# --- the contract's precision: category prices, values by category, the LTV edge ---------------------------------
+def compound(rate: float, seconds: float) -> float:
+    """aave-v3 MathUtils.calculateCompoundedInterest: 1 + bx + b²x(x-1)/2 + b³x(x-1)(x-2)/6, b per second."""
+    b = rate / YEAR
+    return (
+        1
+        + b * seconds
+        + b * b * seconds * max(seconds - 1, 0) / 2
+        + b**3 * seconds * max(seconds - 1, 0) * max(seconds - 2, 0) / 6
+    )
+
+
+def kinked(u: float) -> float:
+    """DefaultReserveInterestRateStrategy with base 0, slope1 4%, slope2 60%, kink 90% (the assets' defaults)."""
+    return 0.04 * u / 0.9 if u <= 0.9 else 0.04 + 0.60 * (u - 0.9) / 0.1
+
+
+def test_aave_precision_reads_the_category_price_to_8_decimals():
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, USDC, DAI)}
+    src = FixedPrice(1.000000004, "stables")
+    m = LendingMarket("lend", [ETH, USDC, DAI], oracles, env, "aave-v3.0", [STABLES], {1: src}, "aave-v3")
+    assert m.emode_prices() == {1: 1.0}  # AaveOracle: 1.00000000
+    src.price = 1.000000006
+    assert m.emode_prices() == {1: 1.00000001}
+    f = LendingMarket("lend", [ETH, USDC, DAI], oracles, env, "aave-v3.0", [STABLES], {1: src}, "float")
+    assert f.emode_prices() == {1: 1.000000006}
+
+
+def test_aave_precision_values_each_category_on_its_terms_with_grown_indices():
+    m, _ = market(precision="aave-v3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})  # a whale: USDC utilisation near one half
+    x = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    y = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([y], 1)
+    m.borrow("user", np.array([y]), "DAI", np.array([5_000.0]))
+    z = open_account(m, {"USDC": 10_000.0}, {"DAI": 5_000.0})  # the same book outside e-mode
+    m.accrue(YEAR)
+    # USDC: supplied 1e8 + 20,000, borrowed 5e7 + 1,000; DAI: supplied 1e8, borrowed 10,000; reserve factor 15%
+    u = (5e7 + 1_000) / (1e8 + 20_000)
+    idx_usdc, liq_usdc = compound(kinked(u), YEAR), 1 + kinked(u) * u * 0.85
+    idx_dai = compound(kinked(10_000 / 1e8), YEAR)
+    assert m.health()[z] == pytest.approx(10_000 * liq_usdc * 0.80 / (5_000 * idx_dai), rel=1e-8)  # USDC's own 80%
+    hf_x = 2_000 * 0.825 / (1_000 * idx_usdc)  # ETH's own terms
+    hf_y = 10_000 * liq_usdc * 0.95 / (5_000 * idx_dai)  # the category's threshold, 95%
+    assert m.health()[x] == pytest.approx(hf_x, rel=1e-8)
+    assert m.health()[y] == pytest.approx(hf_y, rel=1e-8)
+    assert m.account_usd()[0][y] == pytest.approx(10_000 * liq_usdc, rel=1e-9)
+
+
+def test_aave_precision_leaves_out_collateral_with_a_zero_threshold():
+    m, _ = market(precision="aave-v3", DAI={"ltv": 0.0, "liquidation_threshold": 0.0})
+    a = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1.0, "genesis")
+    m.env.ledger.mint("DAI", "book", 100.0, "genesis")
+    m.genesis_positions("book", a, [[1.0, 0, 0, 100.0, 0]], [[0, 0, 100.0, 0, 0]], np.ones((1, 5), bool))
+    # GenericLogic counts a reserve only if its threshold is not 0: 2,000 USD of ETH, HF = 1,650 / 100
+    assert m.account_usd()[0][a[0]] == 2_000.0 and m.health()[a[0]] == 16.5
+
+
+def test_aave_precision_lends_up_to_the_ltv_and_not_a_cent_more():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 1.0})  # LTV 80%: 1,600 USD
+    with pytest.raises(Revert, match="exceed LTV"):
+        m.borrow("user", np.array([a]), "USDC", np.array([1_600.01]))
+    m.borrow("user", np.array([a]), "USDC", np.array([1_600.0]))
+
+
+def test_contract_accrual_restarts_a_reserve_whose_supply_alone_moved():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("ETH", "user", 60_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([60_000.0]))
+    m.borrow("user", w, "USDC", np.array([9.5e7]))  # USDC utilisation 95%: above the kink
+    m.accrue(YEAR)
+    rb0 = kinked(0.95)  # 4% + 60% · 0.05 / 0.10 = 34%
+    idx1, liq1 = compound(rb0, YEAR), 1 + rb0 * 0.95 * 0.85
+    assert m.borrow_index[2] == pytest.approx(idx1, rel=1e-14) and m.liq_index[2] == pytest.approx(liq1, rel=1e-14)
+    m.env.ledger.mint("USDC", "lenders", 1e8, "genesis")
+    m.supply_liquidity("lenders", "USDC", 1e8)  # only USDC's supply moves: its rates restart now, at the new use
+    m.accrue(YEAR)
+    u1 = 9.5e7 * idx1 / (1e8 * liq1 + 1e8)
+    assert m.borrow_index[2] == pytest.approx(idx1 * compound(kinked(u1), YEAR), rel=1e-14)
+    assert m.liq_index[2] == pytest.approx(liq1 * (1 + kinked(u1) * u1 * 0.85), rel=1e-14)
+    assert m.borrow_index[0] == 1.0 and m.borrow_index[3] == 1.0  # nothing borrowed: no interest
+
+
+def test_contract_accrual_invalidates_the_cached_values_each_time():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    h = [m.health()[a]]
+    for _ in range(2):
+        m.accrue(YEAR)
+        h.append(m.health()[a])
+    assert h[0] > h[1] > h[2]  # the debt grows every year
+    m.accrue(YEAR)
+    open_account(m, {"DAI": 1.0})  # another action after the accrual
+    assert m.health()[a] < h[2]
+
+
+# --- the liquidators' pair screen: edges ---------------------------------------------------------------------------
+def test_pair_screen_edges_of_the_close_factor():
+    # v3.0 at HF exactly 0.95: the whole reserve debt (only HF > 0.95 halves it)
+    m, _ = market(rule="aave-v3.0")
+    a = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "book", 1_187.5, "genesis")
+    m.genesis_positions("book", a, [[0, 0, 1_187.5, 0, 0]], [[0, 0, 0, 1_000.0, 0]])  # 950 / 1,000 = 0.95
+    assert m.health()[a[0]] == 0.95
+    assert m.liquidation_pairs_and_caps(a)[3][3] == 1_000.0
+    # v3.3: a collateral reserve worth exactly 2,000 USD counts as large (ETH's bonus raised to 10% to be the best)
+    m, _ = market(rule="aave-v3.3", ETH={"liquidation_bonus": 0.10})
+    b = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 2_500.0})  # HF 6,150 / 2,500 > 0.95
+    ci, _, profit = m.best_liquidation_pairs(np.array([b]))
+    # ETH on USDC: cap half of 2,500 = 1,250; seized 1,375; profit 1,375 - 125 · 0.10 - 1,250 = 112.5
+    # (BTC on USDC: 1,350 - 100 · 0.10 - 1,250 = 90)
+    assert ci[0] == 0 and profit[0] == pytest.approx(112.5, rel=1e-12)
+    # a debt of exactly 2,000 USD counts as large: BTC on USDC capped at 1,000, seized 1,080, profit 72
+    c = open_account(m, {"BTC": 0.1}, {"USDC": 2_000.0})  # HF 4,500 / 2,000
+    assert m.best_liquidation_pairs(np.array([c]))[2][0] == pytest.approx(72.0, rel=1e-12)
+    # v3.3 at HF exactly 0.95 with large positions: the whole 10,000 DAI; seized 10,450 USDC, profit 405
+    d = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "book", 11_875.0, "genesis")
+    m.genesis_positions("book", d, [[0, 0, 11_875.0, 0, 0]], [[0, 0, 0, 10_000.0, 0]])  # 9,500 / 10,000
+    assert m.best_liquidation_pairs(d)[2][0] == pytest.approx(405.0, rel=1e-12)
+
+
+def test_pair_screen_takes_small_positions_and_leaves_out_zero_thresholds():
+    m, o = market(DAI={"ltv": 0.0, "liquidation_threshold": 0.0})
+    a = open_account(m, {"ETH": 0.0004}, {"USDC": 0.5})  # 0.8 USD of ETH for 0.5 USDC
+    o["ETH"].price = 1_000.0  # 0.4 USD for 0.5: repay 0.4 / 1.05 USDC for all of it
+    ci, dj, profit = m.best_liquidation_pairs(np.array([a]), ["1e9", "1e9", "1e9", "1e9", "1e9"])
+    assert (ci[0], dj[0]) == (0, 2)
+    assert profit[0] == pytest.approx(0.4 - (0.4 - 0.4 / 1.05) * 0.10 - 0.4 / 1.05, rel=1e-12)
+    b = m.add_accounts(1)
+    m.env.ledger.mint("DAI", "book", 1e6, "genesis")
+    m.genesis_positions("book", b, [[0, 0, 0, 1e6, 0]], [[0, 0, 100.0, 0, 0]], np.ones((1, 5), bool))
+    ci, dj, profit = m.best_liquidation_pairs(b)  # DAI has a zero threshold: it cannot be seized
+    assert ci[0] == -1 and np.isneginf(profit[0])
+
+
+# --- controller entry points: edges ---------------------------------------------------------------------------------
+def test_controller_close_caps_the_repayment_when_the_penalty_exceeds_the_collateral():
+    m, _ = market()
+    a = open_account(m, {"USDC": 1_000.0}, {"DAI": 700.0})
+    m.debt_scaled[a, 3] = 960.0  # 960 DAI owed against 1,000 USDC (prices moved)
+    m._touch()
+    ev = m.controller_close(a, 1.0, LIQ, penalty=0.05)
+    # 960 · 1.05 = 1,008 > 1,000: repay 960 · 1,000 / 1,008 = 952.38 DAI and take all 1,000 USDC
+    assert ev.debt_repaid == pytest.approx(960 * 1_000 / 1_008, rel=1e-12)
+    assert ev.collateral_seized == pytest.approx(1_000.0, rel=1e-12)
+    assert m.coll_scaled[a, 2] == 0.0 and m.debt_scaled[a, 3] == pytest.approx(960 - 960 * 1_000 / 1_008, rel=1e-12)
+    assert m.env.ledger.balance("lend", "DAI") == pytest.approx(1e8 - 700 + 960 * 1_000 / 1_008, rel=1e-15)
+
+
+def test_controller_close_of_several_assets_reports_usd_and_joined_names():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0, "BTC": 0.1}, {"USDC": 1_000.0, "DAI": 500.0})
+    ev = m.controller_close(a, 0.5, LIQ, penalty=0.1)
+    # repay half of each: 500 USDC + 250 DAI = 750 USD; seize 825 USD pro rata over 2,000 + 6,000 USD
+    assert (ev.debt_asset, ev.collateral_asset) == ("USDC+DAI", "ETH+BTC")
+    assert ev.debt_repaid == pytest.approx(750.0) and ev.collateral_seized == pytest.approx(825.0)
+    b = open_account(m, {"ETH": 0.0002}, {"USDC": 0.3})  # 0.4 USD of collateral: still closed
+    assert m.controller_close(b, 1.0, LIQ).debt_repaid == pytest.approx(0.3)
+
+
+def test_write_off_books_the_usd_of_the_debt_asset_and_small_debts():
+    m, _ = market(rule="aave-v3.0")
+    a = m.add_accounts(2)
+    m.genesis_positions("book", a, np.zeros((2, 5)), [[0.5, 0, 0, 0, 0], [0, 0, 0.5, 0, 0]])
+    assert m.write_off(int(a[0])) == 1_000.0  # 0.5 ETH · 2,000, no liquidation before
+    assert m.deficit_usd_by_collateral.tolist() == [1_000.0, 0, 0, 0, 0]
+    ev = m.env.events[-1]
+    assert isinstance(ev, BadDebt) and (ev.asset, ev.amount, ev.amount_usd) == ("ETH", 0.5, 1_000.0)
+    assert m.write_off(int(a[1])) == 0.5 and m.deficit[2] == 0.5
+    c = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1e-12, "genesis")
+    m.genesis_positions("book", c, [[1e-12, 0, 0, 0, 0]], [[0, 0, 1.0, 0, 0]])
+    assert m.write_off(int(c[0])) == 1.0  # 1e-12 ETH is no collateral
+
+
+def test_settlements_stay_within_equity_and_take_the_next_stable_when_one_is_lent_out():
+    m, _ = market()
+    a = open_account(m, {"USDC": 1_000.0}, {"DAI": 600.0})
+    assert m.settle_out(a, 2_000.0, "out") == pytest.approx(400.0)  # equity 1,000 - 600
+    b = open_account(m, {"USDC": 1_000.0}, {"DAI": 700.0})
+    m.debt_scaled[b, 3] = 1_200.0  # underwater: no equity
+    m._touch()
+    assert m.settle_out(b, 100.0, "out") == 0.0
+    assert m.settle_in(b, 0.5, LIQ) == pytest.approx(0.5)  # half a dollar of DAI repaid
+    e = open_account(m, {"USDC": 10_000.0}, {"ETH": 1.0})
+    assert m.settle_in(e, 100.0, LIQ, asset="ETH") == 0.0  # ETH is owed but is not a stable: nothing is repaid
+    assert m.debt()[e, 0] == 1.0
+    c = open_account(m, {"USDC": 1_000.0, "DAI": 500.0})
+    m.env.ledger.mint("ETH", "user", 70_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([70_000.0]))
+    m.borrow("user", w, "USDC", np.array([m.env.ledger.balance("lend", "USDC")]))  # the pool's USDC is all lent
+    assert m.settle_out(c, 300.0, "out") == pytest.approx(300.0)  # from DAI
+    assert m.env.ledger.balance("out", "DAI") == pytest.approx(300.0)
+
+
+# --- liquidation edges ------------------------------------------------------------------------------------------------
+def test_v33_liquidates_sub_token_positions_and_burns_the_debt_left_without_collateral():
+    m, o = market(rule="aave-v3.3")
+    a = open_account(m, {"ETH": 0.0004}, {"USDC": 0.5})  # 0.8 USD of ETH for 0.5 USDC
+    o["ETH"].price = 1_000.0  # 0.4 USD for 0.5: all of it goes for 0.4 / 1.05 = 0.380952 USDC
+    ev = m.liquidate(a, "ETH", "USDC", 1e9, LIQ)
+    assert ev.debt_repaid == pytest.approx(0.4 / 1.05, rel=1e-12)
+    assert m.coll_scaled[a, 0] == 0.0 and m.debt_scaled[a, 2] == 0.0
+    assert m.deficit[2] == pytest.approx(0.5 - 0.4 / 1.05, rel=1e-12)  # 0.119048 USDC burned (v3.3)
+    assert m.deficit_usd_by_collateral[0] == pytest.approx(0.5 - 0.4 / 1.05, rel=1e-12)
+
+
+def test_v33_dust_rule_at_its_edges():
+    # USDC's bonus 6.25% (1.0625 is exact in binary): repaying 2,000 DAI seizes 2,125 USDC, fee 12.5 of them;
+    # its threshold 50% puts every account below HF 0.95 (the whole debt may be repaid)
+    def account(coll: float, debt: float) -> tuple[LendingMarket, int]:
+        changes = {"liquidation_bonus": 0.0625, "liquidation_threshold": 0.5, "ltv": 0.4}
+        m, _ = market(rule="aave-v3.3", USDC=changes)
+        a = m.add_accounts(1)
+        m.env.ledger.mint("USDC", "book", coll, "genesis")
+        m.genesis_positions("book", a, [[0, 0, coll, 0, 0]], [[0, 0, 0, debt, 0]])
+        return m, int(a[0])
+
+    m, a = account(3_125.0, 3_500.0)  # HF 1,562.5 / 3,500
+    m.liquidate(a, "USDC", "DAI", 2_000.0, LIQ)  # leaves exactly 1,000 USD of USDC and 1,500 of DAI: allowed
+    assert m.collateral()[a, 2] == 1_000.0 and m.debt()[a, 3] == 1_500.0
+    m, a = account(3_125.0, 2_000.5)  # would leave 0.5 USD of debt beside 1,000 of collateral
+    with pytest.raises(Revert, match="^MustNotLeaveDust$"):
+        m.liquidate(a, "USDC", "DAI", 2_000.0, LIQ)
+    m, a = account(2_125.5, 3_500.0)  # would leave 0.5 USD of collateral beside 1,500 of debt
+    with pytest.raises(Revert, match="^MustNotLeaveDust$"):
+        m.liquidate(a, "USDC", "DAI", 2_000.0, LIQ)
+
+
+def test_liquidating_an_isolated_account_lowers_the_isolated_debt():
+    m, o = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 100.0})  # row 0: not isolated
+    a = open_account(m, {"ISO": 1_000.0})  # 10,000 USD of the isolated asset
+    m.set_collateral([a], "ISO", True)
+    m.borrow("user", np.array([a]), "USDC", np.array([4_000.0]))
+    assert m.iso_debt[4] == 4_000.0
+    o["ISO"].price = 6.0  # HF = 6,000 · 0.60 / 4,000 = 0.9: the whole debt may be repaid
+    ev = m.liquidate(a, "ISO", "USDC", 1_000.0, LIQ)
+    assert ev.debt_repaid == 1_000.0 and m.iso_debt[4] == 3_000.0
+
+
+def test_a_liquidation_after_interest_moves_scaled_balances_by_the_indices():
+    m, o = market(rule="aave-v3.3")
+    w = open_account(m, {"ETH": 60_000.0}, {"USDC": 5e7})  # USDC borrowed
+    v = open_account(m, {"BTC": 100.0}, {"ETH": 2_000.0})  # ETH borrowed
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    m.accrue(YEAR)  # linear over the year: index x (1 + rate), liquidity index x (1 + rate · use · 85%)
+    u_usdc, u_eth = (5e7 + 1_500) / 1e8, 2_000 / (1e4 + 60_000 + 1)
+    idx_usdc = 1 + kinked(u_usdc)
+    liq_eth = 1 + kinked(u_eth) * u_eth * 0.85
+    assert m.borrow_index[2] == pytest.approx(idx_usdc, rel=1e-13) and m.liq_index[0] == pytest.approx(liq_eth)
+    o["ETH"].price = 1_700.0  # HF = 1,700 · liq · 0.825 / (1,500 · idx) < 0.95; 1,700 USD < 2,000: no halving
+    ev = m.liquidate(a, "ETH", "USDC", 1e9, LIQ)
+    debt = 1_500 * idx_usdc  # tokens owed, all repaid
+    seized = debt / 1_700 * 1.05  # ETH (fee included)
+    assert ev.debt_repaid == pytest.approx(debt, rel=1e-12)
+    assert m.coll_scaled[a, 0] == pytest.approx(1 - seized / liq_eth, rel=1e-12)
+    assert m.debt_scaled[a, 2] == pytest.approx(0.0, abs=1e-9)
+    del w, v
+
+
+# --- the value cache --------------------------------------------------------------------------------------------------
+def test_cached_values_follow_row_updates_and_price_moves_and_never_change_a_callers_array():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    b = open_account(m, {"ETH": 2.0}, {"USDC": 1_000.0})
+    c = open_account(m, {"ETH": 1.0}, {"USDC": 500.0})
+    held = m.health()
+    before = held.copy()
+    v = m._account_values()  # a caller holding the whole cache
+    v_hf = v["hf"].copy()
+    m.env.ledger.mint("USDC", "user", 10_000.0, "genesis")
+    m.repay("user", np.array([a]), "USDC", np.array([1_000.0]))  # only row a changes: its debt is gone
+    hf = m.health()
+    assert np.isinf(hf[a]) and hf[b] == pytest.approx(3_300 / 1_000) and hf[c] == pytest.approx(1_650 / 500)
+    assert m.weighted_collateral_usd()[a] == pytest.approx(1_650.0)
+    assert np.array_equal(held, before) and np.array_equal(v["hf"], v_hf)  # nobody's array changed under them
+    o["ETH"].price = 1_000.0  # a price move, then a change of row b alone
+    m.repay("user", np.array([b]), "USDC", np.array([500.0]))
+    hf = m.health()
+    # b: 2 · 1,000 · 0.825 / 500 = 3.3; c, untouched since: 825 / 500 = 1.65
+    assert hf[b] == pytest.approx(3.3) and hf[c] == pytest.approx(1.65) and np.isinf(hf[a])
+
+
+def test_float_accrual_invalidates_the_cached_values_each_time():
+    m, _ = market()
+    a = open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    h = [m.health()[a]]
+    for _ in range(2):
+        m.accrue(YEAR)
+        h.append(m.health()[a])
+    assert h[0] > h[1] > h[2]
+
+
+# --- borrowing edges --------------------------------------------------------------------------------------------------
+def test_borrowing_is_refused_with_the_rule_and_the_reason():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0})  # LTV 80%: 1,600 USD
+    m.borrow("user", np.array([a]), "USDC", np.array([1_600 * (1 + 1e-12)]))  # within the 1e-12 tolerance
+    b = open_account(m, {"ETH": 1.0})
+    with pytest.raises(Revert, match=rf"^lend: borrow would exceed LTV for 1 account\(s\), e.g. #{b}$"):
+        m.borrow("user", np.array([b]), "USDC", np.array([1_600.01]))
+    with pytest.raises(Revert, match=rf"^lend: borrow would exceed health factor 1 for 1 account\(s\), e.g. #{b}$"):
+        m.seed_borrow("user", np.array([b]), "USDC", np.array([1_650.01]))  # 1 ETH · 2,000 · 0.825 = 1,650
+    c = open_account(m, {"ETH": 1e6})
+    with pytest.raises(Revert, match=r"^lend: not enough USDC liquidity to lend 2e\+08$"):
+        m.borrow("user", np.array([c]), "USDC", np.array([2e8]))
+    m.gates.set("frozen", True, "USDC")
+    with pytest.raises(Revert, match=r"^lend: RESERVE_FROZEN \(USDC frozen by governance\)$"):
+        m.borrow("user", np.array([c]), "USDC", np.array([1.0]))
+
+
+def test_an_isolated_bystander_does_not_bind_other_borrowers_and_isolated_debt_repaid_whole_is_zero():
+    m, _ = market()
+    i = open_account(m, {"ISO": 1_000.0})
+    m.set_collateral([i], "ISO", True)
+    m.borrow("user", np.array([i]), "USDC", np.array([1_000.0]))
+    a = open_account(m, {"BTC": 1.0})
+    m.borrow("user", np.array([a]), "ETH", np.array([1.0]))  # ETH is not borrowable in isolation: a is not isolated
+    assert m.iso_debt[4] == 1_000.0
+    m.env.ledger.mint("USDC", "user", 1_000.0, "genesis")
+    m.repay("user", np.array([i]), "USDC", np.array([1_000.0]))
+    assert m.iso_debt[4] == 0.0
+
+
+def test_a_borrow_after_interest_adds_exactly_the_tokens_borrowed():
+    m, _ = market()
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    a = open_account(m, {"ETH": 10.0}, {"USDC": 1_000.0})
+    m.accrue(YEAR)
+    owed = m.debt()[a, 2]
+    assert owed > 1_000.0
+    m.borrow("user", np.array([a]), "USDC", np.array([1_000.0]))
+    assert m.debt()[a, 2] == pytest.approx(owed + 1_000.0, rel=1e-14)
+
+
+def test_borrows_in_emode_value_the_debt_at_the_category_price():
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, USDC, DAI)}
+    oracles["DAI"].price = 1.2
+    m = LendingMarket("lend", [ETH, USDC, DAI], oracles, env, "aave-v3.0", [STABLES], {1: FixedPrice(1.0, "s")})
+    env.ledger.mint("DAI", "lenders", 1e6, "genesis")
+    m.supply_liquidity("lenders", "DAI", 1e6)
+    a = open_account(m, {"USDC": 10_000.0})
+    b = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a, b], 1)
+    # in the category both are priced 1.0: LTV 93% of 10,000 = 9,300 DAI (at the oracle's 1.2 only 7,750 would fit)
+    m.borrow("user", np.array([a, b]), "DAI", np.array([9_300.0, 100.0]))
+    with pytest.raises(Revert, match="exceed LTV"):
+        m.borrow("user", np.array([b]), "DAI", np.array([9_200.01]))
+    assert m.account_usd()[1].tolist() == [9_300.0, 100.0]
+
+
+@pytest.mark.parametrize("rule", ["aave-v3.0", "aave-v3.3"])
+def test_an_emode_liquidation_of_a_second_account_uses_its_category_terms(rule):
+    # v3.3: both positions are large and HF > 0.95, so at most half the total debt: 0.5 · 9,540 / 1.06 = 4,500 DAI
+    m, o = market(rule=rule)
+    open_account(m, {"ETH": 1.0})  # row 0, not in e-mode
+    a = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a], 1)
+    m.borrow("user", np.array([a]), "DAI", np.array([9_000.0]))
+    o["DAI"].price = 1.06  # HF = 9,500 / 9,540
+    pv = m.preview(a, "USDC", "DAI", 1e9)
+    # v3.0: 50% of 9,000 DAI; seized 4,500 · 1.06 · 1.01 (the category's bonus), fee 10% of the bonus part
+    seized = 4_500 * 1.06 * 1.01
+    assert pv.debt_to_repay == 4_500.0 and pv.protocol_fee == pytest.approx((seized - seized / 1.01) * 0.10)
+    ev = m.liquidate(a, "USDC", "DAI", 1e9, LIQ)
+    assert ev.collateral_seized_usd == pytest.approx(seized - (seized - seized / 1.01) * 0.10)  # USDC at 1.00
+
+
+def test_a_market_without_accounts_reports_empty_values_and_zero_metrics():
+    m, _ = market()
+    assert m.health().size == 0 and m.account_usd()[0].size == 0
+    got = m.metrics()
+    assert got["collateral_usd"] == 0.0 and got["debt_usd"] == 0.0 and got["accounts_unhealthy"] == 0
+
+
+def test_after_interest_settlements_and_caps_read_balances_through_the_indices():
+    m, _ = market(rule="aave-v3.3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})  # USDC near half used: its indices grow by ~2% and ~1%
+    s = open_account(m, {"USDC": 1_000.0, "DAI": 1_005.0})
+    t = open_account(m, {"ETH": 10.0}, {"USDC": 1_000.0, "DAI": 1_010.0})
+    q = open_account(m, {"USDC": 1_990.0, "ETH": 10.0}, {"DAI": 5_000.0})
+    m.accrue(YEAR)
+    u = (5e7 + 1_000) / (1e8 + 1_000 + 1_990)
+    idx_usdc, liq_usdc = 1 + kinked(u), 1 + kinked(u) * u * 0.85
+    u_dai = 6_010 / (1e8 + 1_005)
+    idx_dai, liq_dai = 1 + kinked(u_dai), 1 + kinked(u_dai) * u_dai * 0.85
+    # the largest stable collateral in USD goes first: USDC 1,000 · 1.0094 = 1,009.4 > DAI 1,005 · 1.0000...
+    assert 1_000 * liq_usdc > 1_005 * liq_dai
+    assert m.settle_out(s, 500.0, "out") == pytest.approx(500.0)
+    assert m.env.ledger.balance("out", "USDC") == pytest.approx(500.0) and m.env.ledger.balance("out", "DAI") == 0.0
+    # the largest stable debt in USD is repaid first: USDC 1,000 · 1.022 > DAI 1,010 · 1.0000027
+    assert 1_000 * idx_usdc > 1_010 * idx_dai
+    assert m.settle_in(t, 500.0, LIQ) == pytest.approx(500.0)
+    assert m.debt()[t, 2] == pytest.approx(1_000 * idx_usdc - 500, rel=1e-12)
+    assert m.debt()[t, 3] == pytest.approx(1_010 * idx_dai, rel=1e-12)
+    # v3.3 cap: USDC collateral 1,990 · 1.0094 = 2,008.7 >= 2,000 and HF > 0.95: half of the 5,000 DAI debt
+    assert 1_990 * liq_usdc >= 2_000
+    assert m.max_debt_to_cover(q, "DAI", "USDC") == pytest.approx(2_500 * idx_dai, rel=1e-12)
+    # q's best pair: ETH (5%) on DAI, capped at half the debt: seized 2,625 · idx, profit (2,625 - 2,500) · idx · 0.9
+    ci, dj, profit = m.best_liquidation_pairs(np.array([q]))
+    assert (ci[0], dj[0]) == (0, 3) and profit[0] == pytest.approx(112.5 * idx_dai, rel=1e-9)
+    # a controller close of half the debt takes collateral pro rata by USD value (no penalty)
+    before = m.env.ledger.balance(LIQ, "USDC")
+    m.controller_close(q, 0.5, LIQ)
+    share = 2_500 * idx_dai / (1_990 * liq_usdc + 10 * 2_000)
+    assert m.env.ledger.balance(LIQ, "USDC") - before == pytest.approx(1_990 * liq_usdc * share, rel=1e-9)
+
+
+def test_exposures_include_sub_token_debts():
+    m, _ = market()
+    a = open_account(m, {"ETH": 0.001}, {"USDC": 0.5})
+    assert a == 0
+    got = {(e.kind, e.asset): e.amount for e in m.exposures()}
+    assert got[("receivable", "USDC")] == 0.5 and got[("holds", "ETH")] == 0.001  # accounts' collateral only
+
+
+def test_genesis_books_of_isolated_accounts_count_against_the_ceiling_and_undefined_categories_are_refused():
+    m, _ = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 100.0})  # a bystander, not isolated
+    rows = m.add_accounts(2)
+    m.env.ledger.mint("ISO", "book", 300.0, "genesis")
+    on = np.array([[False, False, False, False, True]] * 2)  # only the isolated asset counts
+    m.genesis_positions("book", rows, [[0, 0, 0, 0, 100.0], [0, 0, 0, 0, 200.0]], [[0, 0, 300.0, 0, 0]] * 2, on)
+    assert m.isolation_state(rows)[0].tolist() == [True, True]
+    assert m.iso_debt[4] == 600.0  # 300 USDC each, borrowable in isolation
+    with pytest.raises(ValueError, match=r"^lend: accounts in undefined e-mode categories \[7\]$"):
+        m.genesis_positions("book", rows[:1], np.zeros((1, 5)), np.zeros((1, 5)), None, np.array([7]))
+
+
+def test_a_genesis_debt_within_the_tolerance_of_the_pool_is_placed():
+    m, _ = market()
+    a = m.add_accounts(1)
+    debt = np.zeros((1, 5))
+    debt[0, 2] = 100_000_000.0001  # 1e8 / (1 - 1e-12): the pool's 1e8 USDC are enough within the tolerance
+    m.genesis_positions("book", a, np.zeros((1, 5)), debt)
+    assert m.env.ledger.balance("lend", "USDC") == 0.0 and m.env.ledger.balance("book", "USDC") == 1e8
+
+
+def test_a_genesis_book_after_interest_holds_exactly_the_tokens_placed():
+    m, _ = market()
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    m.accrue(YEAR)
+    a = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "book", 1_000.0, "genesis")
+    m.genesis_positions("book", a, [[0, 0, 1_000.0, 0, 0]], [[0, 0, 400.0, 0, 0]])
+    assert m.collateral()[a[0], 2] == pytest.approx(1_000.0, rel=1e-14)
+    assert m.debt()[a[0], 2] == pytest.approx(400.0, rel=1e-14)
+
+
+def test_no_rows_give_float_profits():
+    m, _ = market()
+    ci, dj, profit, caps = m.liquidation_pairs_and_caps(np.array([], dtype=np.int64))
+    assert ci.size == dj.size == profit.size == 0 and profit.dtype.kind == "f" and caps.tolist() == [0.0] * 5
+
+
+def test_contract_accrual_over_one_second_has_no_second_order_term():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("ETH", "user", 70_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([70_000.0]))
+    m.borrow("user", w, "USDC", np.array([1e8]))  # all of it: the rate is 4% + 60% = 64%
+    m.accrue(1.0)
+    b = 0.64 / YEAR  # per second; over x = 1 s MathUtils gives 1 + b (x - 1 = 0 kills the other terms)
+    assert m.borrow_index[2] == 1 + b
+
+
+def test_contract_accrual_restarts_a_reserve_when_its_supply_and_lenders_grow_alike():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("ETH", "user", 60_000.0, "genesis")
+    w = m.add_accounts(1)
+    m.supply("user", w, "ETH", np.array([60_000.0]))
+    m.borrow("user", w, "USDC", np.array([9.5e7]))
+    m.accrue(YEAR)
+    rb0 = kinked(0.95)
+    idx1, liq1 = compound(rb0, YEAR), 1 + rb0 * 0.95 * 0.85
+    a = m.add_accounts(1)
+    m.env.ledger.mint("USDC", "user", 1e7, "genesis")
+    m.supply("user", a, "USDC", np.array([1e7]))  # an account and the lenders add the same 1e7 USDC
+    m.env.ledger.mint("USDC", "lenders", 1e7, "genesis")
+    m.supply_liquidity("lenders", "USDC", 1e7)
+    m.accrue(YEAR)
+    u1 = 9.5e7 * idx1 / (1e8 * liq1 + 2e7)
+    assert m.borrow_index[2] == pytest.approx(idx1 * compound(kinked(u1), YEAR), rel=1e-14)
+
+
+def test_an_aave_precision_repayment_within_the_tolerance_of_the_whole_debt_clears_it():
+    m, _ = market(precision="aave-v3")
+    a = open_account(m, {"ETH": 1_000.0}, {"USDC": 1e6})
+    # 999,999.999999 USDC (one base unit short) is 1e6 · (1 - 1e-12): within the tolerance, the debt is gone
+    m.env.ledger.mint("USDC", "user", 1.0, "genesis")
+    m.repay("user", np.array([a]), "USDC", np.array([999_999.999999]))
+    assert m.debt_scaled[a, 2] == 0.0
+
+
+def test_v33_dust_rule_needs_more_than_1e9_usd_left_on_both_sides():
+    def account(coll: float, debt: float) -> tuple[LendingMarket, int]:
+        m, _ = market(rule="aave-v3.3", USDC={"liquidation_bonus": 0.0})  # no bonus: seized = repaid
+        a = m.add_accounts(1)
+        m.env.ledger.mint("USDC", "book", coll, "genesis")
+        m.genesis_positions("book", a, [[0, 0, coll, 0, 0]], [[0, 0, 0, debt, 0]])
+        return m, int(a[0])
+
+    m, a = account(2.4e-9, 2e-9)  # HF 0.96; repaying 1e-9 DAI leaves exactly 1e-9 USD of debt: not dust
+    m.liquidate(a, "USDC", "DAI", 1e-9, LIQ)
+    assert m.debt()[a, 3] == 1e-9
+    m, a = account(2e-9, 3e-9)  # repaying 1e-9 leaves exactly 1e-9 USD of collateral: not dust
+    m.liquidate(a, "USDC", "DAI", 1e-9, LIQ)
+    assert m.collateral()[a, 2] == 1e-9
+
+
+def test_v33_dust_rule_reads_balances_through_the_indices():
+    m, _ = market(rule="aave-v3.3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
+    rows = m.add_accounts(2)
+    m.env.ledger.mint("USDC", "book", 3_000.0, "genesis")
+    m.env.ledger.mint("ETH", "book", 2.0, "genesis")
+    # c: 3,000 USDC against 3,000 DAI; d: 2 ETH against 3,500 USDC
+    m.genesis_positions(
+        "book", rows, [[0, 0, 3_000.0, 0, 0], [2.0, 0, 0, 0, 0]], [[0, 0, 0, 3_000.0, 0], [0, 0, 3_500.0, 0, 0]]
+    )
+    c, d = (int(r) for r in rows)
+    m.accrue(YEAR)
+    u = (5e7 + 3_500) / (1e8 + 3_000)
+    idx_usdc, liq_usdc = 1 + kinked(u), 1 + kinked(u) * u * 0.85
+    u_dai = 3_000 / 1e8
+    idx_dai = 1 + kinked(u_dai)
+    # c: HF = 3,000 · 1.0094 · 0.80 / 3,000 < 0.95; repaying 1,920 DAI seizes 2,006.4 USDC: 3,028.2 - 2,006.4 = 1,021.8
+    # USDC and 3,000 - 1,920 = 1,080 DAI are left: both at least 1,000, allowed
+    m.liquidate(c, "USDC", "DAI", 1_920.0, LIQ)
+    assert m.collateral()[c, 2] == pytest.approx(3_000 * liq_usdc - 1_920 * 1.045, rel=1e-12)
+    assert m.debt()[c, 3] == pytest.approx(3_000 * idx_dai - 1_920, rel=1e-12)
+    # d: owes 3,500 · 1.022 = 3,577 USDC; repaying 2,500 leaves 1,077 USDC and 4,000 - 2,625 = 1,375 USD of ETH
+    m.liquidate(d, "ETH", "USDC", 2_500.0, LIQ)
+    assert m.debt()[d, 2] == pytest.approx(3_500 * idx_usdc - 2_500, rel=1e-12)
+
+
+def test_an_aave_precision_liquidation_after_interest_takes_the_whole_collateral_and_leaves_no_dust():
+    m, o = market(precision="aave-v3")
+    open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})  # USDC borrowed
+    open_account(m, {"BTC": 100.0}, {"ETH": 2_000.0})  # ETH borrowed: ETH's liquidity index grows
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    b = open_account(m, {"ETH": 1.0}, {"USDC": 1_200.0})
+    m.accrue(YEAR)
+    assert m.liq_index[0] > 1.0 and m.borrow_index[2] > 1.0
+    o["ETH"].price = 1_000.0  # a: about 1,000 USD of ETH for 1,533 USDC: all of it goes
+    ev = m.liquidate(a, "ETH", "USDC", 1e9, LIQ)
+    assert ev.collateral_seized + ev.protocol_fee == pytest.approx(m.liq_index[0], rel=1e-15)
+    assert m.coll_scaled[a, 0] == 0.0 and m.collateral()[a, 0] == 0.0
+    # b: the whole debt (1,200 · idx USDC) is repaid with ETH to spare: no debt is left, not even dust
+    o["ETH"].price = 1_400.0  # HF = 1,400 · liq · 0.825 / (1,200 · idx) = 0.94: the whole debt may go
+    ev = m.liquidate(b, "ETH", "USDC", 1e9, LIQ)
+    assert ev.debt_repaid == pytest.approx(1_200 * m.borrow_index[2], rel=1e-9)
+    assert m.debt_scaled[b, 2] == 0.0 and m.debt()[b, 2] == 0.0
+
+
+def test_the_rate_curve_at_a_given_utilisation():
+    m, _ = market()  # nothing borrowed: the market's own utilisation is 0
+    got = m.borrow_rate(np.array([0.45, 0.9, 0.95, 1.0, 0.0]))
+    # below the kink 4% · u / 90%; above it 4% + 60% · (u - 90%) / 10%
+    assert got.tolist() == pytest.approx([0.02, 0.04, 0.34, 0.64, 0.0], rel=1e-12)
+
+
+def test_borrow_caps_of_ordinary_and_special_rows():
+    m, _ = market(USDC={"borrowing_enabled": False})
+    a = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a], 1)  # a special row: the category's 93%
+    z = open_account(m, {"USDC": 10_000.0})  # the same collateral outside e-mode: USDC's own 77%
+    with pytest.raises(Revert, match="exceed LTV"):
+        m.borrow("user", np.array([z]), "DAI", np.array([8_000.0]))  # 8,000 > 7,700
+    before = m.env.ledger.balance("user", "DAI")
+    m.borrow("user", np.array([a]), "DAI", np.array([9_000.0]))  # 9,000 <= 9,300
+    assert m.env.ledger.balance("user", "DAI") == before + 9_000.0  # the borrower's wallet receives the tokens
+    f = open_account(m, {"ETH": 1.0, "BTC": 0.1})
+    m.set_collateral([f], "BTC", False)  # a special row by its flags: 1 ETH · 2,000 · 80% = 1,600 USD
+    m.borrow("user", np.array([f]), "DAI", np.array([1_600.0]))
+    with pytest.raises(Revert, match=r"^BORROWING_NOT_ENABLED: USDC$"):
+        m.borrow("user", np.array([f]), "USDC", np.array([1.0]))
+    with pytest.raises(KeyError, match="nope"):
+        m._account_values()["nope"]
