@@ -640,3 +640,42 @@ def test_each_floor_charge_applies_on_its_own():
     assert r.drivers["floor_charge_usd"][0] == pytest.approx(4.0, rel=1e-12)
     r = model(grid, contingency=ContingencyParams(min_delta_hedged_pct=0.02)).requirements(pf, mkt)
     assert r.drivers["floor_charge_usd"][0] == pytest.approx(40.0, rel=1e-12)
+
+
+class _TermSmileSurface:
+    """Independent test surface: vol = 0.4 + 0.3 x T (years, 365 d) + 0.5 x |ln(K/F)|, so a vol looked up at the
+    wrong expiry or off the wrong forward differs."""
+
+    def vol(self, strike: np.ndarray, expiry_s: np.ndarray, forward: np.ndarray) -> np.ndarray:
+        t = np.asarray(expiry_s, dtype=np.float64) / (YEAR_DAYS * 86_400.0)
+        return 0.4 + 0.3 * t + 0.5 * np.abs(np.log(np.asarray(strike) / np.asarray(forward)))
+
+
+def test_min_delta_floor_reads_the_vol_at_each_option_expiry_and_forward():
+    # spot 2000, rate 5%; account 0 long 1 call K 2200 at 73 d (T = 0.2), account 1 short 2 puts K 1800 at 146 d
+    # (T = 0.4). F = 2000 e^{0.05 T}, D = e^{-0.05 T}; sigma from the surface at (K, T, F):
+    #   call: F = 2020.1003, ln(2200/F) = 0.085310, sigma = 0.4 + 0.06 + 0.042655 = 0.502655
+    #   put:  F = 2040.4027, ln(1800/F) = -0.125361, sigma = 0.4 + 0.12 + 0.062680 = 0.582680
+    # spot delta = dV/dF x F/S: call D N(d1) F/S, put D (N(d1) - 1) F/S; floor = 1% x |net delta| x 2000 (one side
+    # per account, so the hedged part is 0)
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": _TermSmileSurface()}, rate={"ETH": 0.05})
+    pf = book({"positions": [opt("call", 2200, 1, 73)]}, {"positions": [opt("put", 1800, -2, 146)]})
+    c = ContingencyParams(min_delta_net_pct=0.01)
+    r = model(ScenarioGrid.product((0.0,), (NONE,)), contingency=c).requirements(pf, mkt)
+
+    def floor(k: float, t: float, qty: float, call: bool, sigma: float | None = None, f_vol: float | None = None):
+        f, d = 2000.0 * math.exp(0.05 * t), math.exp(-0.05 * t)
+        sigma = sigma if sigma is not None else 0.4 + 0.3 * t + 0.5 * abs(math.log(k / (f_vol or f)))
+        sd = sigma * math.sqrt(t)
+        nd1 = n_cdf((math.log(f / k) + 0.5 * sd * sd) / sd)
+        delta = qty * d * (nd1 if call else nd1 - 1.0) * f / 2000.0
+        return 0.01 * abs(delta) * 2000.0
+
+    want = [floor(2200, 0.2, 1, True), floor(1800, 0.4, -2, False)]
+    assert 0.4 + 0.06 + 0.5 * math.log(2200 / (2000 * math.exp(0.01))) == pytest.approx(0.502655, abs=1e-6)
+    assert 0.4 + 0.12 + 0.5 * abs(math.log(1800 / (2000 * math.exp(0.02)))) == pytest.approx(0.582680, abs=1e-6)
+    assert r.drivers["floor_charge_usd"].tolist() == pytest.approx(want, rel=1e-9)
+    # the test tells the lookups apart: the vol at expiry 0 or at the spot instead of the forward moves each floor
+    at_t0 = [floor(2200, 0.2, 1, True, sigma=0.4 + 0.5 * math.log(2200 / 2000 / math.exp(0.01)))]
+    at_spot = [floor(2200, 0.2, 1, True, f_vol=2000.0)]
+    assert abs(at_t0[0] - want[0]) > 1e-3 * want[0] and abs(at_spot[0] - want[0]) > 1e-3 * want[0]
