@@ -21,6 +21,10 @@ from pydantic import BaseModel, Field
 from defistress.agents.tx import GWEI, BlockView, Tx
 from defistress.protocols.base import Revert
 from defistress.protocols.bounds import MAX_GAS, MAX_GWEI, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
+from defistress.protocols.perps import LiquidationPreview
+
+#: `view.extra` key of the liquidation previews shared by the perp liquidators of a block
+_MEMO = "perp-liquidator-previews"
 
 
 class PerpLiquidatorParams(BaseModel):
@@ -84,14 +88,12 @@ class PerpLiquidator(mesa.Agent):
         free = float(dex.free_collateral()[self.account])
         imf = dex.imf_effective()
         txs: list[Tx] = []
+        previews = self._previews(view)
         for a in ready:
             if len(txs) >= pr.max_tx_per_block:
                 break
-            try:
-                pv = dex.preview_liquidation(int(a))
-            except Revert:
-                continue
-            if pv.adl:
+            pv = self._preview(previews, int(a))
+            if pv is None or pv.adl:
                 continue
             margin = abs(pv.size) * pv.oracle_price * imf[pv.market]
             if margin > free:
@@ -108,6 +110,26 @@ class PerpLiquidator(mesa.Agent):
             txs.append(Tx(self.holder, partial(self._execute, int(a), pv.market), pr.gas, tip, f"liquidate:{dex.id}"))
         self.attempts += len(txs)
         return txs
+
+    def _previews(self, view: BlockView) -> dict:
+        """Memo of `dex.preview_liquidation(account)` by account (None where it reverts), shared by every perp
+        liquidator of the block through `view.extra` and kept while the DEX state is unchanged: the liquidators
+        of a block decide on the same state."""
+        dex = self.dex
+        state = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes(), dex.insurance_fund_usd())
+        memo = view.extra.setdefault((_MEMO, id(dex)), {})
+        if memo.get("state") != state:
+            memo.clear()
+            memo["state"] = state
+        return memo
+
+    def _preview(self, memo: dict, account: int) -> LiquidationPreview | None:
+        if account not in memo:
+            try:
+                memo[account] = self.dex.preview_liquidation(account)
+            except Revert:
+                memo[account] = None
+        return memo[account]
 
     def _execute(self, account: int, market: int) -> None:
         dex = self.dex
