@@ -68,7 +68,10 @@ class PerpLiquidator(mesa.Agent):
 
     def submit(self, view: BlockView) -> list[Tx]:
         dex, pr = self.dex, self.params
-        cand = np.asarray(dex.liquidatable(), dtype=np.int64)
+        memo = self._previews(view)
+        if "cand" not in memo:
+            memo["cand"] = np.asarray(dex.liquidatable(), dtype=np.int64)
+        cand = memo["cand"]
         n = int(dex.n_accounts)
         if self.first_seen.size != n:  # accounts opened since: they start unseen
             grown = np.full(n, -1, dtype=np.int64)
@@ -82,17 +85,23 @@ class PerpLiquidator(mesa.Agent):
         ready = cand[(cand != self.account) & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
         if ready.size == 0:
             return []
-        ready = ready[np.argsort(-dex.maintenance_requirement()[ready], kind="stable")][: pr.max_tx_per_block * 4]
+        key = ("order", ready.tobytes(), pr.max_tx_per_block)
+        if key not in memo:
+            memo[key] = ready[np.argsort(-dex.maintenance_requirement()[ready], kind="stable")][
+                : pr.max_tx_per_block * 4
+            ]
+        ready = memo[key]
         eth_usd = float(self.eth_price())
         gas_usd_per_gwei = pr.gas * GWEI * eth_usd
-        free = float(dex.free_collateral()[self.account])
-        imf = dex.imf_effective()
+        if "free" not in memo:
+            memo["free"], memo["imf"] = dex.free_collateral(), dex.imf_effective()
+        free = float(memo["free"][self.account])
+        imf = memo["imf"]
         txs: list[Tx] = []
-        previews = self._previews(view)
         for a in ready:
             if len(txs) >= pr.max_tx_per_block:
                 break
-            pv = self._preview(previews, int(a))
+            pv = self._preview(memo, int(a))
             if pv is None or pv.adl:
                 continue
             margin = abs(pv.size) * pv.oracle_price * imf[pv.market]
@@ -112,9 +121,10 @@ class PerpLiquidator(mesa.Agent):
         return txs
 
     def _previews(self, view: BlockView) -> dict:
-        """Memo of `dex.preview_liquidation(account)` by account (None where it reverts), shared by every perp
-        liquidator of the block through `view.extra` and kept while the DEX state is unchanged: the liquidators
-        of a block decide on the same state."""
+        """What the perp liquidators of a block read from the DEX, shared through `view.extra` and kept while the
+        DEX state is unchanged (the liquidators of a block decide on the same state): `dex.preview_liquidation`
+        by account (None where it reverts), the liquidatable accounts ("cand"), free collateral and OI-scaled IMF
+        ("free", "imf"), and the ordering of a ready list (("order", ...))."""
         dex = self.dex
         state = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes(), dex.insurance_fund_usd())
         memo = view.extra.setdefault((_MEMO, id(dex)), {})
