@@ -127,7 +127,7 @@ class PerpLiquidator(mesa.Agent):
         ("free", "imf"), and the ordering of a ready list (("order", ...))."""
         dex = self.dex
         state = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes(), dex.insurance_fund_usd())
-        memo = view.extra.setdefault((_MEMO, id(dex)), {})
+        memo = view.extra.setdefault(f"{_MEMO}:{id(dex)}", {})
         if memo.get("state") != state:
             memo.clear()
             memo["state"] = state
