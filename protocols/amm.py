@@ -43,8 +43,10 @@ class ConstantProductPool:
         self.env.ledger.mint(self.p.token1, self.id, amount1, reason)
 
     def reserves(self) -> tuple[float, float]:
-        led = self.env.ledger
-        return led.balance(self.id, self.p.token0), led.balance(self.id, self.p.token1)
+        """(token0, token1) held by the pool, token units: its ledger balances (`Ledger.balance`, read directly
+        from the ledger's books: pools are read about 14 times a block, by agents, metrics and the TWAP)."""
+        books, p = self.env.ledger.balances, self.p
+        return books[p.token0].get(self.id, 0.0), books[p.token1].get(self.id, 0.0)
 
     def price(self) -> float:
         """Spot price of token0 in token1 (e.g. USDC per ETH)."""
@@ -97,10 +99,11 @@ class ConstantProductPool:
     # --- oracle support ----------------------------------------------------------------------------
     def record(self) -> None:
         """Sample the pool price once per block for the TWAP (call at block end)."""
-        now = self.env.clock.seconds
-        self._twap.append((now, self.price()))
-        while self._twap and self._twap[0][0] < now - self.p.twap_window_s:
-            self._twap.popleft()
+        now, twap = self.env.clock.seconds, self._twap
+        twap.append((now, self.price()))
+        start = now - self.p.twap_window_s
+        while twap and twap[0][0] < start:
+            twap.popleft()
 
     def twap(self) -> float:
         """Time-weighted average of the per-block price samples over the TWAP window (USD per token0)."""

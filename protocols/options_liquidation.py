@@ -240,6 +240,9 @@ def bid(v, account: int, liquidator: str, liquidator_row: int, fraction: float) 
             v.cash[lr] -= shortfall - absorbed  # what nobody can absorb is not paid out
             v.bad_debt_usd += absorbed
             v.env.emit(BadDebt(v.env.clock.block, v.id, a, v.quote, absorbed, absorbed))
+        # the payout is for the account as it is now: what is left of it is worth (1 - f) of it (DutchAuction.sol
+        # _bidOnInsolventAuction pays percentOfAccount x the bid price of the current account)
+        v.auction_lower[a] *= 1.0 - f
         received, bonus = f * st.equity_usd, f * st.equity_usd + payout
     else:
         if _restored(st.buffer_margin_usd, st.mm_usd):

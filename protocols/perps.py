@@ -909,7 +909,12 @@ class PerpDex(ControlledRows, MarginProtocol):
         ratio = v["equity"][bankrupt] / v["mmr"][bankrupt]
         pmmr = np.abs(self.size[bankrupt]) * (self.prices() * self.mmf)
         bound = pmmr.max(axis=1) * np.maximum(pr.spread_to_maintenance_margin_ratio - ratio, 0.0)
-        available = min(self.insurance_fund_usd(), pr.max_insurance_lost_per_block_usd)
+        # what each may still draw this block: min(fund, limit − drawn), as preview_liquidation checks it (dYdX
+        # x/clob PrepareCheckState deleverages when the insurance fund cannot cover; deleveraging.go)
+        drawn = np.zeros(self.n_accounts)  # USD of insurance each account already drew in this block
+        for k, usd in self._block_insurance.items():
+            drawn[k] = usd
+        available = np.minimum(self.insurance_fund_usd(), pr.max_insurance_lost_per_block_usd - drawn[bankrupt])
         for a in bankrupt[bound > available]:
             if self._block_adl_attempts >= cap:
                 break

@@ -61,3 +61,30 @@ def test_readme_quotes_the_committed_speed_figures():
     startup = json.loads((BENCH / "results" / "startup.json").read_text())["cpu_s_best"]
     assert f"costs {startup['this']['defistress --help']:.2f} s of CPU" in readme
     assert f"against {startup['baseline']['defistress --help']:.2f} s for main" in readme
+
+
+def test_bench_phases_splits_a_block_by_phase_and_part_and_fits_each(tmp_path: Path):
+    out = tmp_path / "phases.json"
+    cmd = [sys.executable, str(BENCH / "bench_phases.py"), "--accounts", "200", "400", "--blocks", "15"]
+    subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, text=True)
+    data = json.loads(out.read_text())
+    cases = data["cases"]
+    assert [c["accounts"] for c in cases] == [200, 400] and all(c["blocks"] == 15 for c in cases)
+    for c in cases:
+        us = c["us_per_block"]
+        phases = _script("bench_phases").PHASES
+        assert {*phases, "submit:Liquidator", "metrics:lend", "accrue:lend", "pool record", "step (rest)"} <= set(us)
+        # the phases and the step's rest make up the run; each phase's parts and its rest make up the phase
+        assert abs(sum(us[p] for p in phases) + us["step (rest)"] - c["ms_per_block"] * 1e3) < 1.0
+        parts = sum(v for k, v in us.items() if k.startswith("submit:"))
+        assert abs(parts + us["phase_decide (rest)"] - us["phase_decide"]) < 0.05  # figures rounded to 0.01 µs
+        assert c["calls_per_block"]["phase_market"] == 1.0 and c["load_before"] and c["wrapper_us_per_block"] >= 0
+        assert 0 <= c["blocks_with_a_liquidation"] <= c["blocks_with_unhealthy_accounts"] <= c["blocks"]
+    assert set(data["fit"]["phase_decide"]) == {"fixed_us_per_block", "ns_per_account_block"}
+
+
+def test_bench_phases_fit_recovers_a_known_line_per_component():
+    cases = [{"accounts": n, "us_per_block": {"a": 300.0 + 0.05 * n, "b": 7.0}} for n in (1e3, 1e4, 1e5)]
+    fit = _script("bench_phases").fit_components(cases)
+    assert abs(fit["a"]["fixed_us_per_block"] - 300.0) < 1e-6 and abs(fit["a"]["ns_per_account_block"] - 50.0) < 1e-6
+    assert abs(fit["b"]["fixed_us_per_block"] - 7.0) < 1e-6 and abs(fit["b"]["ns_per_account_block"]) < 1e-6

@@ -221,3 +221,16 @@ def test_buying_moves_the_reference_up():
     m.record_flow("ETH", -20_000_000.0)
     m.advance(1)
     assert m.price("ETH") == pytest.approx(2_040.0, rel=1e-12)  # 2,000 · (1 + 2%)
+
+
+def test_selling_impact_is_capped_at_99_percent_and_buying_impact_is_not():
+    m = market([FLAT_ETH], "1h", depth={"ETH": {"usd_for_1pct": 5_000_000}})
+    m.record_flow("ETH", 100_000_000_000.0)  # 1% · sqrt(100G / 5M) = 141% down: capped at 99% down
+    m.advance(1)
+    assert m.price("ETH") == pytest.approx(20.0, rel=1e-12)  # 2,000 · (1 − 99%)
+    m = market([FLAT_ETH], "1h", depth={"ETH": {"usd_for_1pct": 5_000_000}})
+    m.record_flow("ETH", -100_000_000_000.0)  # the same flow bought: 141% up, no cap
+    m.advance(1)
+    assert m.price("ETH") == pytest.approx(2_000.0 * (1.0 + 0.01 * np.sqrt(20_000.0)), rel=1e-12)  # 4,828.43
+    m.advance(2)  # the flow of a block is counted once: the next block only decays it (default half-life 30 min)
+    assert m.price("ETH") == pytest.approx(2_000.0 * (1.0 + 0.01 * np.sqrt(20_000.0 * 0.5 ** (12 / 1800))), rel=1e-12)

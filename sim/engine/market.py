@@ -55,12 +55,18 @@ class Market:
         (Q decays with the recovery half-life), so splitting a sale across blocks does not change its impact.
         """
         self.block = block
-        self.flow_usd = self.flow_usd * self.decay + self.pending_usd
-        self.impact = np.log1p(
-            -np.minimum(0.01 * np.sign(self.flow_usd) * np.sqrt(np.abs(self.flow_usd) / self.depth), 0.99)
-        )
-        self.pending_usd = np.zeros_like(self.flow_usd)
-        self.prices = self.exogenous[min(block, self.n_blocks - 1)] * np.exp(self.impact)
+        flow = self.flow_usd = self.flow_usd * self.decay + self.pending_usd
+        self.pending_usd.fill(0.0)
+        # log1p(max(-1% · sign(Q) · sqrt(|Q| / depth), -0.99)) in one scratch array, a ufunc call per operation
+        # (this runs every block on a few assets: the calls, not the arithmetic, are the cost)
+        x = np.abs(flow)
+        np.divide(x, self.depth, out=x)
+        np.sqrt(x, out=x)
+        np.copysign(x, flow, out=x)
+        np.multiply(x, -0.01, out=x)
+        np.maximum(x, -0.99, out=x)
+        self.impact = np.log1p(x, out=x)
+        self.prices = self.exogenous[min(block, self.n_blocks - 1)] * np.exp(x)
         return self.prices
 
     def record_flow(self, symbol: str, usd_sold: float) -> None:

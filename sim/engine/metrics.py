@@ -59,13 +59,23 @@ class Recorder:
 
     def _value(self, holder: str) -> float:
         """USD value of a holder's ledger balances at reference prices."""
-        led, mkt = self.model.env.ledger, self.model.market
-        total = 0.0
-        for token, book in led.balances.items():
-            bal = book.get(holder, 0.0)
-            if bal and token in mkt.index:
-                total += bal * mkt.price(token)
-        return total
+        return self._values([holder])[0]
+
+    def _values(self, holders: list[str]) -> list[float]:
+        """USD value of each holder's ledger balances at reference prices, each summed in the ledger's token order
+        (one pass over the ledger for every holder: the liquidators' PnL is recorded every block)."""
+        mkt = self.model.market
+        price = dict(zip(mkt.symbols, mkt.prices.tolist()))  # USD per token, the values `Market.price` returns
+        totals = [0.0] * len(holders)
+        for token, book in self.model.env.ledger.balances.items():
+            p = price.get(token)
+            if p is None:
+                continue
+            for i, h in enumerate(holders):
+                bal = book.get(h, 0.0)
+                if bal:
+                    totals[i] += bal * p
+        return totals
 
     def record(self, events: list) -> None:
         m = self.model
@@ -105,7 +115,8 @@ class Recorder:
                 row[f"{pid}_{k}"] = float(v)
             row[f"{pid}_liquidations"] = liq_n.get(pid, 0)
             row[f"{pid}_liquidation_volume_usd"] = liq_usd.get(pid, 0.0)
-        row["liquidator_pnl_usd"] = sum(self._value(h) - self.start_value[h] for h in self.liquidators)
+        start = self.start_value
+        row["liquidator_pnl_usd"] = sum(v - start[h] for h, v in zip(self.liquidators, self._values(self.liquidators)))
         if m.env.clock.block >= self.streak_from:
             self._count_streaks()
         for source in self.sources:

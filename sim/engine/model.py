@@ -164,15 +164,18 @@ class StressModel(mesa.Model):
 
     def phase_oracles(self) -> None:
         """Each oracle decides whether to publish."""
-        clock = self.env.clock
+        block, seconds, emit = self.env.clock.block, self.env.clock.seconds, self.env.emit
         for o in self.oracles.values():  # in list order: an oracle reading others comes after them
-            ev = o.update(clock.block, clock.seconds)
-            for e in ev if isinstance(ev, list) else [ev]:
-                if e is not None:
-                    self.env.emit(e)
-            stale = o.staleness(clock.block, clock.seconds)
+            ev = o.update(block, seconds)
+            if isinstance(ev, list):
+                for e in ev:
+                    if e is not None:
+                        emit(e)
+            elif ev is not None:
+                emit(ev)
+            stale = o.staleness(block, seconds)
             if stale is not None:
-                self.env.emit(stale)
+                emit(stale)
 
     def phase_decide(self) -> list:
         """Agents look at what they may see and submit transactions."""

@@ -408,13 +408,35 @@ def test_insolvent_bids_beyond_the_security_module_add_up_as_bad_debt():
     v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=0.0)
     payout = v.auction_state(a).payout_usd
     v.bid(a, "liq", lr, 0.5)  # the module has nothing: 0.5 x payout is socialised over positive cash
-    v.bid(a, "liq", lr, 0.5)  # the same again (the payout is for the whole account at this time)
-    assert v.bad_debt_usd == pytest.approx(payout)
+    v.bid(a, "liq", lr, 0.5)  # half of the half left: 0.5 x 0.5 x payout (the payout is for the account as it is)
+    assert v.bad_debt_usd == pytest.approx(0.75 * payout)
     evs = [
         (e.block, e.source, e.account, e.asset, e.amount, e.amount_usd) for e in env.events if isinstance(e, BadDebt)
     ]
-    half = pytest.approx(0.5 * payout)
-    assert evs == [(env.clock.block, "options", a, "USDC", half, half)] * 2
+    half, quarter = pytest.approx(0.5 * payout), pytest.approx(0.25 * payout)
+    assert evs == [
+        (env.clock.block, "options", a, "USDC", half, half),
+        (env.clock.block, "options", a, "USDC", quarter, quarter),
+    ]
+
+
+def test_insolvent_bids_are_paid_per_share_of_the_account_they_take():
+    # derivexyz/v2-core src/liquidation/DutchAuction.sol, _bidOnInsolventAuction: cashToBidder = −bid price of the
+    # account as it is now x percentOfAccount (a share of the current account, which executeBid transfers); the
+    # earlier version this venue models (a payout ramp cached at insolvency) paid payout x a share of the original
+    # account, capped at percentageLeft. Either way the whole account is paid the whole payout, however it is split.
+    v, env, oracle, a, lr, put = insolvent_at_half_time(sm_usd=1e6)
+    payout = v.auction_state(a).payout_usd  # for the whole account, 1,800 s into the insolvent auction
+    qty = v.qty[a, put]
+    cash_l = v.cash[lr] + v.cash[a]  # the liquidator takes all of alice's cash in the end
+    v.bid(a, "liq", lr, 0.5)  # half the account: 0.5 x payout
+    assert v.auction_state(a).payout_usd == pytest.approx(0.5 * payout)  # what the half left is paid
+    v.bid(a, "liq", lr, 0.5)  # a quarter of the account: 0.5 x 0.5 x payout
+    v.bid(a, "liq", lr, 1.0)  # the last quarter: 0.25 x payout, and the auction ends
+    assert env.ledger.balance(v.security_module, "USDC") == pytest.approx(1e6 - payout)
+    assert v.cash[lr] == pytest.approx(cash_l + payout) and v.qty[lr, put] == pytest.approx(qty)
+    assert v.qty[a, put] == 0.0 and v.auction_state(a).phase == "none"
+    env.ledger.check_conservation()
 
 
 def test_an_insolvent_bid_reverts_once_the_row_is_back_above_maintenance_or_the_liquidator_too_poor():

@@ -303,3 +303,72 @@ def test_the_iteration_cap_keeps_exactly_the_top_ranked_of_many(cap):
     orc["ETH"].price = 1800.0
     assert [(f.account, f.size) for f in dex.deleverage(0)] == [(j, 2.0) for j in [4, 2, 5, 3, 1][:cap]]
     assert dex.size[0, 0] == 10.0 - 2.0 * cap
+
+
+BTC = PerpMarketParams(asset="BTC", initial_margin_fraction=0.10, maintenance_fraction=0.5)
+
+
+def twin_book():
+    """Fund 10,000, at most 300 of it per account a block, no position limits. A and B: +1 ETH @2200 and
+    +0.04 BTC @55,000 with 200 USDC each; S the other side (−2 ETH, −0.08 BTC) with 1,000,000; a liquidator.
+
+    At ETH 2000 / BTC 50,000 each twin has equity 200 − 200 − 200 = −200, MMR 0.05·2000 + 0.05·2000 = 200,
+    TNC/TMMR = −1; its screen bound is PMMR·(SMMR − ratio) = 100·(1.5 + 1) = 250."""
+    env = Env()
+    track_env(env)
+    orc = {"ETH": FixedPrice(2000.0), "BTC": FixedPrice(50_000.0)}
+    params = PerpDexParams(
+        markets=[ETH, BTC], insurance_fund_usd=10_000.0, max_insurance_lost_per_block_usd=300.0, **WHOLE
+    )
+    dex = PerpDex(params, orc, env)
+    env.ledger.mint("USDC", "pop", 10_000_000.0, "test")
+    env.ledger.mint("USDC", "liq", 1_000_000.0, "test")
+    dex.open_accounts(
+        "pop",
+        [200.0, 200.0, 1_000_000.0],
+        [[1.0, 0.04], [1.0, 0.04], [-2.0, -0.08]],
+        [[2200.0, 55_000.0]] * 3,
+    )
+    dex.open_accounts("liq", [500_000.0], None)
+    # A's ETH: Pb = 2000·(1 + 0.05·1) = 2100, fillable 2000·(1 − 1·1.5·0.05) = 1850: the fund pays
+    # 1·(2100 − 1850) = 250 <= min(10,000, 300). A keeps 200 + (1850 − 2200) + 250 = 100 with +0.04 BTC:
+    # equity 100 − 200 = −100, MMR 100, ratio −1 again
+    assert dex.liquidate(0, "liq", market="ETH").debt_repaid == pytest.approx(1.0)
+    assert dex.insurance_fund_usd() == pytest.approx(9750.0)
+    return env, dex
+
+
+def deleveraged(env) -> list[tuple]:
+    """(offsetting account, market, size, price) of every deleveraging fill."""
+    return [(e.account, e.market, e.size, e.price) for e in env.events if isinstance(e, Deleveraged)]
+
+
+def test_an_account_that_drew_insurance_this_block_is_deleveraged_when_the_rest_of_its_limit_cannot_cover():
+    # same block: A's BTC would need 0.04·(52,500 − 46,250) = 250 (Pb 50,000·1.05, fillable 50,000·0.925) but
+    # only min(9,750, 300 − 250) = 50 is left to A, so accrue deleverages A's 0.04 BTC against S at 52,500
+    # (A: 100 + 0.04·(52,500 − 55,000) = 0, flat, nothing written off). B drew nothing: its bound 250 <= 300,
+    # left to liquidators
+    env, dex = twin_book()
+    assert dex.preview_liquidation(0).adl
+    dex.accrue(0.0)
+    assert deleveraged(env) == [(2, "BTC", pytest.approx(0.04), pytest.approx(52_500.0))]
+    assert dex.size[:2].tolist() == [[0.0, 0.0], [1.0, 0.04]]
+    assert dex.collateral[0] == pytest.approx(0.0, abs=1e-9)
+    assert dex.insurance_fund_usd() == pytest.approx(9750.0)
+    env.ledger.check_conservation()
+
+
+def test_an_account_that_drew_insurance_in_an_earlier_block_is_left_to_the_fund():
+    # control: next block A has drawn nothing yet, min(9,750, 300) = 300 covers its 250, so no deleveraging and
+    # its BTC preview is a fund payout of 250 at the fillable price 46,250
+    env, dex = twin_book()
+    env.clock.block += 1
+    dex.accrue(0.0)
+    assert deleveraged(env) == []
+    pv = dex.preview_liquidation(0)
+    assert (pv.adl, pv.asset, pv.payout, pv.fill_price) == (
+        False,
+        "BTC",
+        pytest.approx(250.0),
+        pytest.approx(46_250.0),
+    )
