@@ -44,6 +44,9 @@ from defistress.protocols.cdp import Cdp
 
 #: relative float tolerance when comparing collateral amounts computed two ways
 _RTOL = 1e-12
+#: relative slack of the keeper's vectorised screens: a screen may keep an auction the exact rule then rejects, never
+#: drop one the exact rule would act on
+_SLACK = 1e-9
 
 
 class KeeperParams(BaseModel):
@@ -192,6 +195,14 @@ class Keeper(mesa.Agent, Actor):
                 return cdp.price()
         raise KeyError(f"keeper {self.holder}: no price for gas token {self.p.gas_token!r} in view.reference")
 
+    def _spent_out(self, gas: int, ctx: _Ctx) -> bool:
+        """True when `_add` would refuse every action of `gas` units for the rest of this `submit` (the budget only
+        shrinks within it) and the keeper has no latency, so scanning for such actions can change nothing: with
+        `latency_blocks` 0 `_ready` always says yes, and the sightings it records decide nothing."""
+        return (
+            self.p.latency_blocks == 0 and self.gas_spent_eth + gas * ctx.gas_price_gwei * GWEI > self.p.gas_budget_eth
+        )
+
     def _add(self, ctx: _Ctx, action, gas: int, label: str) -> bool:
         """Queue a transaction if the gas budget allows."""
         cost_eth = gas * ctx.gas_price_gwei * GWEI
@@ -236,7 +247,7 @@ class Keeper(mesa.Agent, Actor):
 
     # --- kicks ----------------------------------------------------------------------------------------
     def _kicks(self, cdp: Cdp, ctx: _Ctx) -> None:
-        if self.p.kick_policy == "never":
+        if self.p.kick_policy == "never" or self._spent_out(self.p.gas_bark, ctx):
             return
         unsafe = cdp.liquidatable()
         if len(unsafe) == 0:
@@ -260,15 +271,88 @@ class Keeper(mesa.Agent, Actor):
 
     # --- Clipper ----------------------------------------------------------------------------------------
     def _clip_auctions(self, cdp: Cdp, ctx: _Ctx) -> None:
+        """Redo or take running auctions in id order. A vectorised screen over the auctions drops those the scalar
+        rules (`_maybe_redo`, `_maybe_take`) would certainly pass over, with no side effect; the scalar rules then
+        decide the rest. A queued take spends cash, which changes every later take's slice: the screen is
+        redone over the auctions after it."""
         clip = cdp.clipper
         needs, price = clip.status()
-        for i in clip.active_ids():
-            if not self._room(ctx):
+        ids = clip.active_ids()
+        redo = self._redo_screen(cdp, ids[needs[ids]], ctx)
+        start = 0
+        while start < ids.size:
+            rest = ids[start:]
+            act = needs[rest] & np.isin(rest, redo)
+            act |= ~needs[rest] & self._take_screen(cdp, rest, price, ctx)
+            for i in rest[act]:
+                if not self._room(ctx):
+                    return
+                i = int(i)
+                if needs[i]:
+                    self._maybe_redo(cdp, i, ctx)
+                    continue
+                cash = ctx.cash[cdp.stablecoin]
+                self._maybe_take(cdp, i, float(price[i]), ctx)
+                if ctx.cash[cdp.stablecoin] != cash:  # a take was queued: re-screen the later auctions
+                    start = int(np.searchsorted(ids, i, side="right"))
+                    break
+            else:
                 return
-            if needs[i]:
-                self._maybe_redo(cdp, int(i), ctx)
-                continue
-            self._maybe_take(cdp, int(i), float(price[i]), ctx)
+
+    def _redo_screen(self, cdp: Cdp, ids: np.ndarray, ctx: _Ctx) -> np.ndarray:
+        """The auctions of `ids` (needing a reset) that `_maybe_redo` may act on: all but those whose incentive
+        certainly does not pay for the gas (a conservative vectorised form of `Clipper.redo_incentive`)."""
+        if self.p.redo_policy == "never" or self._spent_out(self.p.gas_redo, ctx):
+            return ids[:0]
+        if self.p.redo_policy == "always" or ids.size == 0:
+            return ids
+        clip = cdp.clipper
+        tab, lot = clip.tab[ids], clip.lot[ids]
+        paid = clip.p.tip > 0 or clip.p.chip > 0
+        # Maker dss src/clip.sol redo: coin = tip + tab·chip when tab ≥ chost and lot·feed ≥ chost, else 0
+        coin = np.where(
+            (tab >= clip.chost) & (lot * clip.feed_price() >= clip.chost), clip.p.tip + tab * clip.p.chip, 0
+        )
+        coin = coin if paid else np.zeros(ids.size)
+        floor = self.p.min_profit_usd + self._gas_usd(self.p.gas_redo, ctx)
+        certainly_not = coin < floor - _SLACK * (np.abs(coin) + abs(floor) + 1.0)  # NaN: not certain
+        return ids[~certainly_not]
+
+    def _take_screen(self, cdp: Cdp, ids: np.ndarray, price: np.ndarray, ctx: _Ctx) -> np.ndarray:
+        """Mask over `ids`: False where `_maybe_take` at the current cash certainly returns without acting (the same
+        arithmetic over arrays, compared with a small slack so a rounding difference can only keep an auction)."""
+        cash = ctx.cash[cdp.stablecoin]
+        px = price[ids]
+        if not cash > 0 or self._spent_out(self.p.gas_take + self._swap_gas(cdp), ctx):
+            return np.zeros(ids.size, dtype=bool)
+        clip = cdp.clipper
+        lot, tab = clip.lot[ids], clip.tab[ids]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            amount = np.minimum(lot, cash / px)
+            owe = np.minimum(amount * px, tab)  # dss clip.sol take: owe capped at tab
+            amount = owe / px
+            value = self._sale_values(cdp, amount, ctx)
+            unit = np.where(amount > 0, value / amount, 0.0)
+            gas_usd = self._gas_usd(self.p.gas_take + self._swap_gas(cdp), ctx)
+            dear = px * (1.0 + self.p.min_margin) > unit * (1.0 + _SLACK) + _SLACK
+            profit = value - owe - gas_usd
+            poor = profit < self.p.min_profit_usd - _SLACK * (np.abs(value) + np.abs(owe) + gas_usd + 1.0)
+        return ~((px <= 0) | dear | poor)
+
+    def _sale_values(self, cdp: Cdp, amount: np.ndarray, ctx: _Ctx) -> np.ndarray:
+        """`sale_value` of each amount (stablecoin), as arrays: the pool's constant-product quote or the reference."""
+        if (pool := self._pool_for(cdp)) is not None:
+            r0, r1 = pool.reserves()
+            r_in, r_out = (r0, r1) if cdp.collateral == pool.p.token0 else (r1, r0)
+            a = amount * (1.0 - pool.p.fee)  # Uniswap v2 getAmountOut (protocols/amm.py quote)
+            value = a * r_out / (r_in + a)
+        else:
+            ref = ctx.view.reference
+            p_col = float(ref.get(cdp.collateral, cdp.price()))
+            p_stable = float(ref.get(cdp.stablecoin, 1.0))
+            fee = float(getattr(self._external, "fee", 0.0)) if self._external is not None else 0.0
+            value = amount * p_col / p_stable * (1.0 - fee)
+        return np.where(amount > 0, value, 0.0)
 
     def _maybe_redo(self, cdp: Cdp, i: int, ctx: _Ctx) -> None:
         if self.p.redo_policy == "never":

@@ -21,6 +21,10 @@ from pydantic import BaseModel, Field
 from defistress.agents.tx import GWEI, BlockView, Tx
 from defistress.protocols.base import Revert
 from defistress.protocols.bounds import MAX_GAS, MAX_GWEI, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
+from defistress.protocols.perps import LiquidationPreview
+
+#: `view.extra` key of the liquidation previews shared by the perp liquidators of a block
+_MEMO = "perp-liquidator-previews"
 
 
 class PerpLiquidatorParams(BaseModel):
@@ -64,7 +68,10 @@ class PerpLiquidator(mesa.Agent):
 
     def submit(self, view: BlockView) -> list[Tx]:
         dex, pr = self.dex, self.params
-        cand = np.asarray(dex.liquidatable(), dtype=np.int64)
+        memo = self._previews(view)
+        if "cand" not in memo:
+            memo["cand"] = np.asarray(dex.liquidatable(), dtype=np.int64)
+        cand = memo["cand"]
         n = int(dex.n_accounts)
         if self.first_seen.size != n:  # accounts opened since: they start unseen
             grown = np.full(n, -1, dtype=np.int64)
@@ -78,20 +85,24 @@ class PerpLiquidator(mesa.Agent):
         ready = cand[(cand != self.account) & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
         if ready.size == 0:
             return []
-        ready = ready[np.argsort(-dex.maintenance_requirement()[ready], kind="stable")][: pr.max_tx_per_block * 4]
+        key = ("order", ready.tobytes(), pr.max_tx_per_block)
+        if key not in memo:
+            memo[key] = ready[np.argsort(-dex.maintenance_requirement()[ready], kind="stable")][
+                : pr.max_tx_per_block * 4
+            ]
+        ready = memo[key]
         eth_usd = float(self.eth_price())
         gas_usd_per_gwei = pr.gas * GWEI * eth_usd
-        free = float(dex.free_collateral()[self.account])
-        imf = dex.imf_effective()
+        if "free" not in memo:
+            memo["free"], memo["imf"] = dex.free_collateral(), dex.imf_effective()
+        free = float(memo["free"][self.account])
+        imf = memo["imf"]
         txs: list[Tx] = []
         for a in ready:
             if len(txs) >= pr.max_tx_per_block:
                 break
-            try:
-                pv = dex.preview_liquidation(int(a))
-            except Revert:
-                continue
-            if pv.adl:
+            pv = self._preview(memo, int(a))
+            if pv is None or pv.adl:
                 continue
             margin = abs(pv.size) * pv.oracle_price * imf[pv.market]
             if margin > free:
@@ -108,6 +119,27 @@ class PerpLiquidator(mesa.Agent):
             txs.append(Tx(self.holder, partial(self._execute, int(a), pv.market), pr.gas, tip, f"liquidate:{dex.id}"))
         self.attempts += len(txs)
         return txs
+
+    def _previews(self, view: BlockView) -> dict:
+        """What the perp liquidators of a block read from the DEX, shared through `view.extra` and kept while the
+        DEX state is unchanged (the liquidators of a block decide on the same state): `dex.preview_liquidation`
+        by account (None where it reverts), the liquidatable accounts ("cand"), free collateral and OI-scaled IMF
+        ("free", "imf"), and the ordering of a ready list (("order", ...))."""
+        dex = self.dex
+        state = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes(), dex.insurance_fund_usd())
+        memo = view.extra.setdefault(f"{_MEMO}:{id(dex)}", {})
+        if memo.get("state") != state:
+            memo.clear()
+            memo["state"] = state
+        return memo
+
+    def _preview(self, memo: dict, account: int) -> LiquidationPreview | None:
+        if account not in memo:
+            try:
+                memo[account] = self.dex.preview_liquidation(account)
+            except Revert:
+                memo[account] = None
+        return memo[account]
 
     def _execute(self, account: int, market: int) -> None:
         dex = self.dex

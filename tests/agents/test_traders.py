@@ -200,3 +200,29 @@ def test_liquidator_tx_reverts_when_the_account_recovered():
     orc["ETH"].price, orc["BTC"].price = 2000.0, 60_000.0
     with pytest.raises(Revert, match="not liquidatable"):
         txs[0].action()
+
+
+def test_liquidators_of_a_block_share_previews_and_decide_as_if_alone():
+    """Three liquidators deciding on one block's view preview each account once between them, and queue what each
+    queues on a view of its own; a state change in the block (a price move) is seen, not served from the memo."""
+    env, dex, orc, pop = make(n=500, dex_kw={"max_position_portion_liquidated": 1.0})
+    liqs = [liquidator(dex, env, id=f"liq-{k}", latency_blocks=0, capital_usd=(300.0, 3e3, 5e6)[k]) for k in range(3)]
+    crash(orc, pop, dex, fall=0.05)
+    calls = []
+    real = dex.preview_liquidation
+    dex.preview_liquidation = lambda a, *args, **kw: calls.append(a) or real(a, *args, **kw)
+
+    def decided(txs):
+        return [(t.label, t.priority_fee_gwei, t.action.args) for t in txs]
+
+    alone = [decided(liq.submit(view(1))) for liq in liqs]
+    n_alone = len(calls)
+    calls.clear()
+    shared = view(1)
+    assert [decided(liq.submit(shared)) for liq in liqs] == alone
+    assert len(calls) == len(set(calls)) < n_alone  # each account previewed once for the three
+    assert any(alone) and alone[0] != alone[2]  # capital differs, so the decisions do too
+    orc["ETH"].price *= 0.99  # the state moved within the block: previews are taken again
+    calls.clear()
+    moved = decided(liqs[2].submit(shared))
+    assert calls and moved == decided(liqs[2].submit(view(1)))

@@ -358,3 +358,20 @@ def test_any_options_margin_model_drives_health(model):
     v, env, oracle, rows, liq, put = crashed(OptionsVenueParams(vol=FLAT, margin_model=model), crash=1200.0)
     assert int(rows[0]) in v.liquidatable()
     assert v.mm_row not in v.liquidatable()
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 4), (4, 0), (3, 1), (40, 7)])
+def test_the_venues_nonzero_scan_finds_what_numpy_nonzero_finds(shape):
+    """`_nonzero` (used to build the margin portfolio) returns np.nonzero's indices in its order, NaN and subnormals
+    counted, -0.0 not, on contiguous and strided arrays."""
+    from defistress.protocols.options import _nonzero
+
+    rng = np.random.default_rng(3)
+    a = np.zeros(shape)
+    if a.size:
+        k = max(1, a.size // 4)
+        a.flat[rng.choice(a.size, k, replace=False)] = rng.choice([1.0, -2.5, np.nan, -0.0, 5e-324], k)
+    for arr in (a, a[::2], a[:, ::2]):
+        want, got = np.nonzero(arr), _nonzero(arr)
+        assert [g.dtype for g in got] == [w.dtype for w in want]
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))

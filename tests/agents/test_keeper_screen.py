@@ -1,0 +1,126 @@
+"""The keeper's vectorised auction screen and its spent-budget shortcut decide exactly as the scalar rules do.
+
+The reference is the keeper's per-auction loop as it was before the screen (every running auction in id order
+through `_maybe_redo` / `_maybe_take`, every kick tried whatever the budget): a subclass below restores it. Both
+keepers look at the same CDP state (submit only reads it) over many auction ages, cash levels, gas budgets and
+with or without a pool, and must queue the same transactions, spend the same gas and (with latency) record the
+same sightings.
+"""
+
+import itertools
+
+import mesa
+import numpy as np
+import pytest
+
+from defistress.agents.keeper import Keeper, KeeperParams, _Ctx
+from defistress.agents.tx import BlockView
+from defistress.protocols.amm import ConstantProductPool, PoolParams
+from defistress.protocols.base import Env, FixedPrice
+from defistress.protocols.cdp import Cdp, CdpParams
+from defistress.protocols.clip import ClipParams
+
+
+class ScalarKeeper(Keeper):
+    """The keeper without the screen: the per-auction loop and no spent-budget shortcut."""
+
+    def _spent_out(self, gas: int, ctx: _Ctx) -> bool:
+        return False
+
+    def _clip_auctions(self, cdp: Cdp, ctx: _Ctx) -> None:
+        clip = cdp.clipper
+        needs, price = clip.status()
+        for i in clip.active_ids():
+            if not self._room(ctx):
+                return
+            if needs[i]:
+                self._maybe_redo(cdp, int(i), ctx)
+                continue
+            self._maybe_take(cdp, int(i), float(price[i]), ctx)
+
+
+def auction_book(n: int = 40, seed: int = 7) -> tuple[Env, Cdp]:
+    """A CDP with `n` Clipper auctions of varied tab and lot, kicked at different times (so at different prices,
+    some needing a redo), and a few unsafe vaults left to kick."""
+    rng = np.random.default_rng(seed)
+    env = Env()
+    oracle = FixedPrice(200.0)
+    cdp = Cdp(CdpParams(dust=100.0, hole=1e9, Hole=1e9, clip=ClipParams(tip=5.0, chip=0.001)), oracle, env, "maker")
+    ink = rng.uniform(1.0, 40.0, n + 5)
+    debt = ink * 200.0 / rng.uniform(1.55, 1.9, n + 5)
+    env.ledger.mint("ETH", "population", float(ink.sum()), "genesis")
+    cdp.open_vaults(ink, debt)
+    oracle.price = 120.0  # every vault unsafe
+    for j in range(n):
+        env.clock.block = int(j * rng.integers(20, 60))
+        cdp.bark(j, "someone")
+    return env, cdp
+
+
+def pool_for(env: Env, eth: float) -> ConstantProductPool:
+    """125 DAI per ETH; a shallow pool makes a smaller slice worth more per unit (less slippage), so the cash a
+    take leaves decides whether a later auction pays."""
+    pool = ConstantProductPool(PoolParams("uni-eth-dai", "ETH", "DAI"), env)
+    pool.seed(eth, 125.0 * eth)
+    return pool
+
+
+def pair(model, cdp, dai, pool=None, **kw):
+    """A screened keeper and a scalar one with the same cash and parameters (fresh holders)."""
+    env = cdp.env
+    out = []
+    tag = len(model.agents)
+    for cls, holder in ((Keeper, f"fast-{tag}"), (ScalarKeeper, f"slow-{tag}")):
+        if dai > 0:
+            env.ledger.mint("DAI", holder, dai, "genesis")
+        out.append(cls(model, holder, [cdp], KeeperParams(**kw), pool=pool))
+    return out
+
+
+def decide(k: Keeper, env: Env, base_fee: float) -> tuple:
+    txs = k.submit(BlockView(env.clock.block, env.clock.seconds, base_fee, {"ETH": 125.0, "DAI": 1.0}, None))
+    # the sightings decide something only with latency: without it the shortcut may skip recording them
+    return [t.label for t in txs], k.gas_spent_eth, sorted(k._seen.items()) if k.p.latency_blocks else None
+
+
+@pytest.mark.parametrize("pool_eth", [0.0, 150.0, 2_000.0])
+@pytest.mark.parametrize("dai", [0.0, 900.0, 3_000.0, 20_000.0, 1e7])
+def test_the_screened_keeper_queues_what_the_scalar_keeper_queues(pool_eth, dai):
+    env, cdp = auction_book()
+    pool = pool_for(env, pool_eth) if pool_eth else None
+    model = mesa.Model(rng=0)
+    seen_any = set()
+    for margin, budget, latency in itertools.product((0.0, 0.01, 0.02, 0.05, 0.3), (float("inf"), 0.05), (0, 2)):
+        fast, slow = pair(
+            model,
+            cdp,
+            dai,
+            pool,
+            min_margin=margin,
+            gas_budget_eth=budget,
+            latency_blocks=latency,
+            max_actions_per_block=100,
+        )
+        for block in range(2_400, 2_400 + 4 * 170, 170):  # auctions of many ages, same blocks for both
+            env.clock.block = block
+            for base_fee in (5.0, 60.0):
+                got, want = decide(fast, env, base_fee), decide(slow, env, base_fee)
+                assert got == want, (margin, budget, latency, block, base_fee)
+                seen_any.update(lbl.split()[0] for lbl in got[0])
+    assert {"take", "redo", "bark"} <= seen_any or dai == 0.0  # the comparison covered every kind of action
+    assert {"redo", "bark"} <= seen_any
+
+
+def test_a_spent_budget_skips_the_scan_only_without_latency():
+    env, cdp = auction_book(n=10)
+    model = mesa.Model(rng=0)
+    env.clock.block = 3_000
+    view = BlockView(env.clock.block, env.clock.seconds, 60.0, {"ETH": 125.0, "DAI": 1.0}, None)
+    # 0.001 ETH buys no action at 62 gwei (a redo of 150,000 gas costs 0.0093 ETH)
+    quick = Keeper(model, "quick", [cdp], KeeperParams(gas_budget_eth=0.001))
+    assert quick.submit(view) == [] and quick._seen == {}
+    patient = Keeper(model, "patient", [cdp], KeeperParams(gas_budget_eth=0.001, latency_blocks=3))
+    assert patient.submit(view) == []
+    # with latency the keeper still records what it saw (the five vaults left to kick, the auctions to redo)
+    assert {k[1] for k in patient._seen} == {"kick", "redo"}
+    assert sum(k[1] == "kick" for k in patient._seen) == 5
