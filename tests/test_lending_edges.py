@@ -866,3 +866,62 @@ def test_borrow_caps_of_ordinary_and_special_rows():
         m.borrow("user", np.array([f]), "USDC", np.array([1.0]))
     with pytest.raises(KeyError, match="nope"):
         m._account_values()["nope"]
+
+
+# --- caps, ceilings and isolation: boundaries and the figures the reverts quote ------------------------------------
+def test_a_cap_of_one_token_binds_and_the_revert_quotes_the_total():
+    m, _ = market(ISO={"supply_cap": 1.0}, BTC={"borrow_cap": 1.0})
+    open_account(m, {"ISO": 1.0})  # exactly the cap: 1 <= 1
+    with pytest.raises(Revert, match=r"^SUPPLY_CAP_EXCEEDED: ISO supply 2 > cap 1 tokens$"):  # 1 supplied + 1 new
+        open_account(m, {"ISO": 1.0})
+    a = open_account(m, {"ETH": 100.0})  # 200,000 USD · 80% LTV: room for 1.5 BTC (90,000 USD)
+    m.borrow("user", np.array([a]), "BTC", np.array([0.5]))
+    with pytest.raises(Revert, match=r"^BORROW_CAP_EXCEEDED: BTC debt 1\.5 > cap 1$"):  # 0.5 owed + 1 new
+        m.borrow("user", np.array([a]), "BTC", np.array([1.0]))
+
+
+def test_caps_count_what_is_owed_and_supplied_with_the_grown_indices():
+    m, _ = market(ETH={"supply_cap": 10_001.0}, BTC={"borrow_cap": 1.0})  # lenders supply 10,000 ETH
+    a = open_account(m, {"BTC": 10.0}, {"ETH": 200.0})  # 600,000 USD of BTC at 70%: room for 210 ETH
+    b = open_account(m, {"USDC": 100_000.0}, {"BTC": 0.5})  # 77,000 USD of room for 30,000 USD of BTC
+    m.accrue(YEAR)
+    assert m.liq_index[0] > 1.0 and m.borrow_index[1] > 1.0  # both reserves earn/owe interest
+    # BTC owed 0.5 · idx > 0.5: 0.5 more is over the cap of 1 (at an index of 1 it would be exactly the cap)
+    with pytest.raises(Revert, match=r"^BORROW_CAP_EXCEEDED: BTC debt 1 > cap 1$"):
+        m.borrow("user", np.array([b]), "BTC", np.array([0.5]))
+    # ETH supplied: the lenders' 10,000 · liq, liq = 1 + rate(u) · u · 85% with u = 200 / 10,000 (linear index);
+    # 1 ETH more is over the cap of 10,001 (at an index of 1 it would be exactly the cap)
+    supplied = 10_000 * (1 + kinked(200 / 10_000) * (200 / 10_000) * 0.85) + 1.0
+    assert supplied > 10_001.1
+    with pytest.raises(Revert, match=rf"^SUPPLY_CAP_EXCEEDED: ETH supply {supplied:.6g} > cap 10001 tokens$"):
+        m.env.ledger.mint("ETH", "user", 1.0, "genesis")
+        m.supply("user", np.array([a]), "ETH", np.array([1.0]))
+
+
+def test_the_debt_ceiling_binds_at_half_a_dollar_and_the_revert_quotes_the_total():
+    m, _ = market(ISO={"debt_ceiling": 20_000.0})
+    a = open_account(m, {"ISO": 10_000.0})  # 100,000 USD of the isolated asset at 50% LTV
+    m.set_collateral([a], "ISO", True)  # an isolated asset is not collateral until turned on
+    m.borrow("user", np.array([a]), "USDC", np.array([12_345.0]))
+    msg = r"^DEBT_CEILING_EXCEEDED: isolated debt against ISO would be 20000\.5 > ceiling 20000 USD$"
+    with pytest.raises(Revert, match=msg):  # 12,345 + 7,655.5 = 20,000.5 USD
+        m.borrow("user", np.array([a]), "DAI", np.array([7_655.5]))
+    m.borrow("user", np.array([a]), "DAI", np.array([7_655.0]))  # 20,000: exactly the ceiling
+    assert m.iso_debt[4] == 20_000.0
+
+
+def test_isolation_state_of_every_account_and_of_none():
+    plain, _ = market(ISO={"debt_ceiling": 0.0})  # no asset has a debt ceiling: nobody is isolated
+    open_account(plain, {"ISO": 10.0})
+    open_account(plain, {"ETH": 1.0})
+    iso, k = plain.isolation_state()
+    assert iso.tolist() == [False, False] and k.tolist() == [-1, -1]
+    m, _ = market(ISO={"debt_ceiling": 1_000.0})
+    a = open_account(m, {"ISO": 10.0})  # ISO alone: isolated against asset #4
+    m.set_collateral([a], "ISO", True)  # an isolated asset is not collateral until turned on
+    open_account(m, {"ETH": 1.0})
+    open_account(m, {"ISO": 10.0, "ETH": 1.0})  # ISO held but not turned on: ETH alone, no ceiling
+    iso, k = m.isolation_state()
+    assert iso.tolist() == [True, False, False] and k.tolist() == [4, -1, -1]
+    iso, k = m.isolation_state(a)
+    assert iso.tolist() == [True] and k.tolist() == [4]
