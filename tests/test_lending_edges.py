@@ -925,3 +925,24 @@ def test_isolation_state_of_every_account_and_of_none():
     assert iso.tolist() == [True, False, False] and k.tolist() == [4, -1, -1]
     iso, k = m.isolation_state(a)
     assert iso.tolist() == [True] and k.tolist() == [4]
+
+
+def test_supply_keeps_a_switched_off_top_up_off_and_a_first_isolated_supply_out_of_collateral():
+    m, _ = market(ISO={"debt_ceiling": 1_000.0})
+    a = open_account(m, {"ISO": 10.0})  # the market's first supply, no switch turned yet: an isolated asset stays off
+    assert not m.collateral_enabled[a, 4]
+    iso, k = m.isolation_state(a)
+    assert iso.tolist() == [False] and k.tolist() == [-1]
+    b = open_account(m, {"ETH": 0.5, "BTC": 1.0})
+    m.set_collateral([b], "ETH", False)  # 1 BTC carries the (empty) book
+    m.env.ledger.mint("ETH", "user", 0.75, "genesis")
+    m.supply("user", np.array([b]), "ETH", np.array([0.5]))  # a top-up of 0.5 ETH held: not a first supply
+    assert not m.collateral_enabled[b, 0]
+    m.supply("user", [b], "ETH", ["0.25"])  # amounts read as text (CSV fields) are taken as numbers
+    assert m.collateral()[b, 0] == 1.25  # 0.5 + 0.5 + 0.25 ETH at a liquidity index of 1
+    m.env.ledger.mint("DAI", "lenders", 100.5, "genesis")
+    m.supply_liquidity("lenders", "DAI", "100.5")
+    assert m.lender_scaled[3] == 1e8 + 100.5
+    m.gates.set("frozen", True, "ETH")
+    with pytest.raises(Revert, match=r"^lend: RESERVE_FROZEN \(ETH frozen by governance\)$"):
+        m.supply("user", np.array([b]), "ETH", np.array([0.25]))
