@@ -5,6 +5,8 @@ protocols/lending.py (shown in the comments), not the module's output."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -946,3 +948,34 @@ def test_supply_keeps_a_switched_off_top_up_off_and_a_first_isolated_supply_out_
     m.gates.set("frozen", True, "ETH")
     with pytest.raises(Revert, match=r"^lend: RESERVE_FROZEN \(ETH frozen by governance\)$"):
         m.supply("user", np.array([b]), "ETH", np.array([0.25]))
+
+
+def test_a_repayment_refreshes_an_e_mode_row_on_the_categorys_terms():
+    m, _ = market()
+    a = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a], 1)  # the category's LTV 93%, LT 95%: room for 9,300 DAI
+    m.borrow("user", np.array([a]), "DAI", np.array([9_000.0]))
+    with pytest.raises(Revert, match="exceed LTV"):  # 9,301 > 9,300; the cache now holds the borrow caps too
+        m.borrow("user", np.array([a]), "DAI", np.array([301.0]))
+    m.repay("user", np.array([a]), "DAI", np.array([4_000.0]))  # only row a changed: the cache refreshes it alone
+    assert m.health()[a] == pytest.approx(10_000 * 0.95 / 5_000, rel=1e-12)  # 1.9
+    assert m.weighted_collateral_usd()[a] == pytest.approx(9_500.0, rel=1e-12)
+    with pytest.raises(Revert, match="exceed LTV"):  # 5,000 + 4,301 = 9,301 > 9,300
+        m.borrow("user", np.array([a]), "DAI", np.array([4_301.0]))
+    m.borrow("user", np.array([a]), "DAI", np.array([4_299.0]))  # 9,299 <= 9,300 (USDC's own 77% would be 7,700)
+
+
+def test_special_rows_with_little_or_no_debt_read_without_warnings():
+    m, _ = market()
+    b = open_account(m, {"USDC": 1_000.0})
+    m.set_emode([b], 1)
+    m.borrow("user", np.array([b]), "DAI", np.array([0.5]))  # half a dollar of debt
+    c = open_account(m, {"USDC": 1_000.0})
+    m.set_emode([c], 1)  # no debt: 950 USD / 0
+    f = open_account(m, {"ETH": 1.0})
+    m.set_collateral([f], "ETH", False)  # nothing counted, no debt: 0 / 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf = m.health()
+    assert hf[b] == pytest.approx(1_000 * 0.95 / 0.5, rel=1e-12)  # 1,900
+    assert hf[c] == np.inf and hf[f] == np.inf
