@@ -979,3 +979,33 @@ def test_special_rows_with_little_or_no_debt_read_without_warnings():
         hf = m.health()
     assert hf[b] == pytest.approx(1_000 * 0.95 / 0.5, rel=1e-12)  # 1,900
     assert hf[c] == np.inf and hf[f] == np.inf
+
+
+def test_repayments_and_a_liquidation_refresh_an_ordinary_row_and_its_borrow_cap():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})  # 2,000 USD of ETH: LTV 80% leaves room for 1,600 USDC
+    with pytest.raises(Revert, match="exceed LTV"):  # 1,601 > 1,600; the cache now holds the borrow caps too
+        m.borrow("user", np.array([a]), "USDC", np.array([601.0]))
+    m.repay("user", np.array([a]), "USDC", np.array([999.5]))  # half a dollar left: only row a is refreshed
+    assert m.health()[a] == pytest.approx(2_000 * 0.825 / 0.5, rel=1e-12)  # 3,300
+    with pytest.raises(Revert, match="exceed LTV"):  # 0.5 + 1,600 > 1,600
+        m.borrow("user", np.array([a]), "USDC", np.array([1_600.0]))
+    m.borrow("user", np.array([a]), "USDC", np.array([1_599.5]))  # 1,600 USDC owed: exactly the cap
+    o["ETH"].price = 1_900.0  # HF = 1,900 · 0.825 / 1,600 = 0.98
+    with pytest.raises(Revert, match="exceed LTV"):  # the cap at the new price: 1,900 · 80% = 1,520 < 1,601
+        m.borrow("user", np.array([a]), "USDC", np.array([1.0]))
+    ev = m.liquidate(a, "ETH", "USDC", 800.0, LIQ)  # close factor 50%: 800 repaid for 800 · 1.05 / 1,900 ETH
+    assert ev.debt_repaid == pytest.approx(800.0)
+    left = 1.0 - 800 * 1.05 / 1_900  # 0.55789 ETH: 1,060 USD, a cap of 848 USD against 800 owed
+    with pytest.raises(Revert, match="exceed LTV"):  # 800 + 100 > 848 (the cap before the liquidation: 1,520)
+        m.borrow("user", np.array([a]), "USDC", np.array([100.0]))
+    m.borrow("user", np.array([a]), "USDC", np.array([left * 1_900 * 0.8 - 800 - 0.01]))  # just under the cap
+
+
+def test_a_row_emptied_by_a_liquidation_reads_no_debt():
+    m, o = market("aave-v3.3")  # v3.3 writes off the debt of an account left with no collateral
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_600.0})
+    o["ETH"].price = 1_000.0  # 1,000 USD of ETH for 1,600 USDC: HF 0.52, the whole debt may go
+    m.liquidate(a, "ETH", "USDC", 1e9, LIQ)  # all the ETH is seized; the rest of the debt is written off
+    assert m.collateral()[a, 0] == 0.0 and m.debt()[a, 2] == 0.0
+    assert m.health()[a] == np.inf  # 0 / 0: no debt
