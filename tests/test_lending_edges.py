@@ -1009,3 +1009,16 @@ def test_a_row_emptied_by_a_liquidation_reads_no_debt():
     m.liquidate(a, "ETH", "USDC", 1e9, LIQ)  # all the ETH is seized; the rest of the debt is written off
     assert m.collateral()[a, 0] == 0.0 and m.debt()[a, 2] == 0.0
     assert m.health()[a] == np.inf  # 0 / 0: no debt
+
+
+def test_a_first_supply_turns_on_a_switch_left_off_on_an_empty_balance():
+    m, _ = market()
+    rows = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1.0, "genesis")
+    # a genesis row holding 1 ETH whose (empty) DAI switch is off
+    m.genesis_positions("book", rows, [[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 0]], [[True, True, True, False, True]])
+    assert not m.collateral_enabled[rows[0], 3]
+    m.env.ledger.mint("DAI", "user", 100.0, "genesis")
+    m.supply("user", rows, "DAI", np.array([100.0]))  # a first supply: Aave turns it on as collateral
+    assert m.collateral_enabled[rows[0], 3]
+    assert m.account_usd()[0][rows[0]] == 2_100.0  # 1 ETH · 2,000 + 100 DAI · 1
