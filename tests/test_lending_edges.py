@@ -1022,3 +1022,13 @@ def test_a_first_supply_turns_on_a_switch_left_off_on_an_empty_balance():
     m.supply("user", rows, "DAI", np.array([100.0]))  # a first supply: Aave turns it on as collateral
     assert m.collateral_enabled[rows[0], 3]
     assert m.account_usd()[0][rows[0]] == 2_100.0  # 1 ETH · 2,000 + 100 DAI · 1
+
+
+def test_a_repayment_before_any_value_is_read_leaves_nothing_pending():
+    m, _ = market()
+    rows = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1.0, "genesis")
+    m.genesis_positions("book", rows, [[1, 0, 0, 0, 0]], [[0, 0, 1_000, 0, 0]])  # no account value read yet
+    m.env.ledger.mint("USDC", "user", 400.0, "genesis")
+    m.repay("user", rows, "USDC", np.array([400.0]))
+    assert m.health()[rows[0]] == pytest.approx(2_000 * 0.825 / 600, rel=1e-12)  # 2.75
