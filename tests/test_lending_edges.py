@@ -1032,3 +1032,13 @@ def test_a_repayment_before_any_value_is_read_leaves_nothing_pending():
     m.env.ledger.mint("USDC", "user", 400.0, "genesis")
     m.repay("user", rows, "USDC", np.array([400.0]))
     assert m.health()[rows[0]] == pytest.approx(2_000 * 0.825 / 600, rel=1e-12)  # 2.75
+
+
+def test_values_a_caller_holds_do_not_change_under_it():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    held = m._account_values()  # a caller keeps the whole set of values
+    o["ETH"].price = 1_000.0
+    assert m.health()[a] == pytest.approx(1_000 * 0.825 / 1_000, rel=1e-12)  # 0.825 at the new price
+    assert held["hf"][a] == pytest.approx(2_000 * 0.825 / 1_000, rel=1e-12)  # 1.65 as it was read
+    assert held["coll_usd"][a] == 2_000.0
