@@ -1042,3 +1042,12 @@ def test_values_a_caller_holds_do_not_change_under_it():
     assert m.health()[a] == pytest.approx(1_000 * 0.825 / 1_000, rel=1e-12)  # 0.825 at the new price
     assert held["hf"][a] == pytest.approx(2_000 * 0.825 / 1_000, rel=1e-12)  # 1.65 as it was read
     assert held["coll_usd"][a] == 2_000.0
+
+
+def test_liquidity_read_as_text_is_taken_in_whole_units():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("USDC", "lenders", 100.5, "genesis")
+    m.supply_liquidity(
+        "lenders", "USDC", "100.5"
+    )  # a CSV field: 100.5 USDC is 100,500,000 whole base units (6 decimals)
+    assert m.lender_scaled[2] == pytest.approx(1e8 + 100.5, rel=1e-15)
