@@ -5,6 +5,8 @@ protocols/lending.py (shown in the comments), not the module's output."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -866,3 +868,187 @@ def test_borrow_caps_of_ordinary_and_special_rows():
         m.borrow("user", np.array([f]), "USDC", np.array([1.0]))
     with pytest.raises(KeyError, match="nope"):
         m._account_values()["nope"]
+
+
+# --- caps, ceilings and isolation: boundaries and the figures the reverts quote ------------------------------------
+def test_a_cap_of_one_token_binds_and_the_revert_quotes_the_total():
+    m, _ = market(ISO={"supply_cap": 1.0}, BTC={"borrow_cap": 1.0})
+    open_account(m, {"ISO": 1.0})  # exactly the cap: 1 <= 1
+    with pytest.raises(Revert, match=r"^SUPPLY_CAP_EXCEEDED: ISO supply 2 > cap 1 tokens$"):  # 1 supplied + 1 new
+        open_account(m, {"ISO": 1.0})
+    a = open_account(m, {"ETH": 100.0})  # 200,000 USD · 80% LTV: room for 1.5 BTC (90,000 USD)
+    m.borrow("user", np.array([a]), "BTC", np.array([0.5]))
+    with pytest.raises(Revert, match=r"^BORROW_CAP_EXCEEDED: BTC debt 1\.5 > cap 1$"):  # 0.5 owed + 1 new
+        m.borrow("user", np.array([a]), "BTC", np.array([1.0]))
+
+
+def test_caps_count_what_is_owed_and_supplied_with_the_grown_indices():
+    m, _ = market(ETH={"supply_cap": 10_001.0}, BTC={"borrow_cap": 1.0})  # lenders supply 10,000 ETH
+    a = open_account(m, {"BTC": 10.0}, {"ETH": 200.0})  # 600,000 USD of BTC at 70%: room for 210 ETH
+    b = open_account(m, {"USDC": 100_000.0}, {"BTC": 0.5})  # 77,000 USD of room for 30,000 USD of BTC
+    m.accrue(YEAR)
+    assert m.liq_index[0] > 1.0 and m.borrow_index[1] > 1.0  # both reserves earn/owe interest
+    # BTC owed 0.5 · idx > 0.5: 0.5 more is over the cap of 1 (at an index of 1 it would be exactly the cap)
+    with pytest.raises(Revert, match=r"^BORROW_CAP_EXCEEDED: BTC debt 1 > cap 1$"):
+        m.borrow("user", np.array([b]), "BTC", np.array([0.5]))
+    # ETH supplied: the lenders' 10,000 · liq, liq = 1 + rate(u) · u · 85% with u = 200 / 10,000 (linear index);
+    # 1 ETH more is over the cap of 10,001 (at an index of 1 it would be exactly the cap)
+    supplied = 10_000 * (1 + kinked(200 / 10_000) * (200 / 10_000) * 0.85) + 1.0
+    assert supplied > 10_001.1
+    with pytest.raises(Revert, match=rf"^SUPPLY_CAP_EXCEEDED: ETH supply {supplied:.6g} > cap 10001 tokens$"):
+        m.env.ledger.mint("ETH", "user", 1.0, "genesis")
+        m.supply("user", np.array([a]), "ETH", np.array([1.0]))
+
+
+def test_the_debt_ceiling_binds_at_half_a_dollar_and_the_revert_quotes_the_total():
+    m, _ = market(ISO={"debt_ceiling": 20_000.0})
+    a = open_account(m, {"ISO": 10_000.0})  # 100,000 USD of the isolated asset at 50% LTV
+    m.set_collateral([a], "ISO", True)  # an isolated asset is not collateral until turned on
+    m.borrow("user", np.array([a]), "USDC", np.array([12_345.0]))
+    msg = r"^DEBT_CEILING_EXCEEDED: isolated debt against ISO would be 20000\.5 > ceiling 20000 USD$"
+    with pytest.raises(Revert, match=msg):  # 12,345 + 7,655.5 = 20,000.5 USD
+        m.borrow("user", np.array([a]), "DAI", np.array([7_655.5]))
+    m.borrow("user", np.array([a]), "DAI", np.array([7_655.0]))  # 20,000: exactly the ceiling
+    assert m.iso_debt[4] == 20_000.0
+
+
+def test_isolation_state_of_every_account_and_of_none():
+    plain, _ = market(ISO={"debt_ceiling": 0.0})  # no asset has a debt ceiling: nobody is isolated
+    open_account(plain, {"ISO": 10.0})
+    open_account(plain, {"ETH": 1.0})
+    iso, k = plain.isolation_state()
+    assert iso.tolist() == [False, False] and k.tolist() == [-1, -1]
+    m, _ = market(ISO={"debt_ceiling": 1_000.0})
+    a = open_account(m, {"ISO": 10.0})  # ISO alone: isolated against asset #4
+    m.set_collateral([a], "ISO", True)  # an isolated asset is not collateral until turned on
+    open_account(m, {"ETH": 1.0})
+    open_account(m, {"ISO": 10.0, "ETH": 1.0})  # ISO held but not turned on: ETH alone, no ceiling
+    iso, k = m.isolation_state()
+    assert iso.tolist() == [True, False, False] and k.tolist() == [4, -1, -1]
+    iso, k = m.isolation_state(a)
+    assert iso.tolist() == [True] and k.tolist() == [4]
+
+
+def test_supply_keeps_a_switched_off_top_up_off_and_a_first_isolated_supply_out_of_collateral():
+    m, _ = market(ISO={"debt_ceiling": 1_000.0})
+    a = open_account(m, {"ISO": 10.0})  # the market's first supply, no switch turned yet: an isolated asset stays off
+    assert not m.collateral_enabled[a, 4]
+    iso, k = m.isolation_state(a)
+    assert iso.tolist() == [False] and k.tolist() == [-1]
+    b = open_account(m, {"ETH": 0.5, "BTC": 1.0})
+    m.set_collateral([b], "ETH", False)  # 1 BTC carries the (empty) book
+    m.env.ledger.mint("ETH", "user", 0.75, "genesis")
+    m.supply("user", np.array([b]), "ETH", np.array([0.5]))  # a top-up of 0.5 ETH held: not a first supply
+    assert not m.collateral_enabled[b, 0]
+    m.supply("user", [b], "ETH", ["0.25"])  # amounts read as text (CSV fields) are taken as numbers
+    assert m.collateral()[b, 0] == 1.25  # 0.5 + 0.5 + 0.25 ETH at a liquidity index of 1
+    m.env.ledger.mint("DAI", "lenders", 100.5, "genesis")
+    m.supply_liquidity("lenders", "DAI", "100.5")
+    assert m.lender_scaled[3] == 1e8 + 100.5
+    m.gates.set("frozen", True, "ETH")
+    with pytest.raises(Revert, match=r"^lend: RESERVE_FROZEN \(ETH frozen by governance\)$"):
+        m.supply("user", np.array([b]), "ETH", np.array([0.25]))
+
+
+def test_a_repayment_refreshes_an_e_mode_row_on_the_categorys_terms():
+    m, _ = market()
+    a = open_account(m, {"USDC": 10_000.0})
+    m.set_emode([a], 1)  # the category's LTV 93%, LT 95%: room for 9,300 DAI
+    m.borrow("user", np.array([a]), "DAI", np.array([9_000.0]))
+    with pytest.raises(Revert, match="exceed LTV"):  # 9,301 > 9,300; the cache now holds the borrow caps too
+        m.borrow("user", np.array([a]), "DAI", np.array([301.0]))
+    m.repay("user", np.array([a]), "DAI", np.array([4_000.0]))  # only row a changed: the cache refreshes it alone
+    assert m.health()[a] == pytest.approx(10_000 * 0.95 / 5_000, rel=1e-12)  # 1.9
+    assert m.weighted_collateral_usd()[a] == pytest.approx(9_500.0, rel=1e-12)
+    with pytest.raises(Revert, match="exceed LTV"):  # 5,000 + 4,301 = 9,301 > 9,300
+        m.borrow("user", np.array([a]), "DAI", np.array([4_301.0]))
+    m.borrow("user", np.array([a]), "DAI", np.array([4_299.0]))  # 9,299 <= 9,300 (USDC's own 77% would be 7,700)
+
+
+def test_special_rows_with_little_or_no_debt_read_without_warnings():
+    m, o = market()
+    b = open_account(m, {"USDC": 1_000.0})
+    m.set_emode([b], 1)
+    m.borrow("user", np.array([b]), "DAI", np.array([0.5]))  # half a dollar of debt
+    c = open_account(m, {"USDC": 1_000.0})
+    m.set_emode([c], 1)  # no debt: 950 USD / 0
+    f = open_account(m, {"ETH": 1.0})
+    m.set_collateral([f], "ETH", False)  # nothing counted, no debt: 0 / 0
+    o["BTC"].price = 59_000.0  # a new price: the next read recomputes every row (none of these holds BTC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf = m.health()
+    assert hf[b] == pytest.approx(1_000 * 0.95 / 0.5, rel=1e-12)  # 1,900
+    assert hf[c] == np.inf and hf[f] == np.inf
+
+
+def test_repayments_and_a_liquidation_refresh_an_ordinary_row_and_its_borrow_cap():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})  # 2,000 USD of ETH: LTV 80% leaves room for 1,600 USDC
+    with pytest.raises(Revert, match="exceed LTV"):  # 1,601 > 1,600; the cache now holds the borrow caps too
+        m.borrow("user", np.array([a]), "USDC", np.array([601.0]))
+    m.repay("user", np.array([a]), "USDC", np.array([999.5]))  # half a dollar left: only row a is refreshed
+    assert m.health()[a] == pytest.approx(2_000 * 0.825 / 0.5, rel=1e-12)  # 3,300
+    with pytest.raises(Revert, match="exceed LTV"):  # 0.5 + 1,600 > 1,600
+        m.borrow("user", np.array([a]), "USDC", np.array([1_600.0]))
+    m.borrow("user", np.array([a]), "USDC", np.array([1_599.5]))  # 1,600 USDC owed: exactly the cap
+    o["ETH"].price = 1_900.0  # HF = 1,900 · 0.825 / 1,600 = 0.98
+    with pytest.raises(Revert, match="exceed LTV"):  # the cap at the new price: 1,900 · 80% = 1,520 < 1,601
+        m.borrow("user", np.array([a]), "USDC", np.array([1.0]))
+    ev = m.liquidate(a, "ETH", "USDC", 800.0, LIQ)  # close factor 50%: 800 repaid for 800 · 1.05 / 1,900 ETH
+    assert ev.debt_repaid == pytest.approx(800.0)
+    left = 1.0 - 800 * 1.05 / 1_900  # 0.55789 ETH: 1,060 USD, a cap of 848 USD against 800 owed
+    with pytest.raises(Revert, match="exceed LTV"):  # 800 + 100 > 848 (the cap before the liquidation: 1,520)
+        m.borrow("user", np.array([a]), "USDC", np.array([100.0]))
+    m.borrow("user", np.array([a]), "USDC", np.array([left * 1_900 * 0.8 - 800 - 0.01]))  # just under the cap
+
+
+def test_a_row_emptied_by_a_liquidation_reads_no_debt():
+    m, o = market("aave-v3.3")  # v3.3 writes off the debt of an account left with no collateral
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_600.0})
+    o["ETH"].price = 1_000.0  # 1,000 USD of ETH for 1,600 USDC: HF 0.52, the whole debt may go
+    m.liquidate(a, "ETH", "USDC", 1e9, LIQ)  # all the ETH is seized; the rest of the debt is written off
+    assert m.collateral()[a, 0] == 0.0 and m.debt()[a, 2] == 0.0
+    assert m.health()[a] == np.inf  # 0 / 0: no debt
+
+
+def test_a_first_supply_turns_on_a_switch_left_off_on_an_empty_balance():
+    m, _ = market()
+    rows = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1.0, "genesis")
+    # a genesis row holding 1 ETH whose (empty) DAI switch is off
+    m.genesis_positions("book", rows, [[1, 0, 0, 0, 0]], [[0, 0, 0, 0, 0]], [[True, True, True, False, True]])
+    assert not m.collateral_enabled[rows[0], 3]
+    m.env.ledger.mint("DAI", "user", 100.0, "genesis")
+    m.supply("user", rows, "DAI", np.array([100.0]))  # a first supply: Aave turns it on as collateral
+    assert m.collateral_enabled[rows[0], 3]
+    assert m.account_usd()[0][rows[0]] == 2_100.0  # 1 ETH · 2,000 + 100 DAI · 1
+
+
+def test_a_repayment_before_any_value_is_read_leaves_nothing_pending():
+    m, _ = market()
+    rows = m.add_accounts(1)
+    m.env.ledger.mint("ETH", "book", 1.0, "genesis")
+    m.genesis_positions("book", rows, [[1, 0, 0, 0, 0]], [[0, 0, 1_000, 0, 0]])  # no account value read yet
+    m.env.ledger.mint("USDC", "user", 400.0, "genesis")
+    m.repay("user", rows, "USDC", np.array([400.0]))
+    assert m.health()[rows[0]] == pytest.approx(2_000 * 0.825 / 600, rel=1e-12)  # 2.75
+
+
+def test_values_a_caller_holds_do_not_change_under_it():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    held = m._account_values()  # a caller keeps the whole set of values
+    o["ETH"].price = 1_000.0
+    assert m.health()[a] == pytest.approx(1_000 * 0.825 / 1_000, rel=1e-12)  # 0.825 at the new price
+    assert held["hf"][a] == pytest.approx(2_000 * 0.825 / 1_000, rel=1e-12)  # 1.65 as it was read
+    assert held["coll_usd"][a] == 2_000.0
+
+
+def test_liquidity_read_as_text_is_taken_in_whole_units():
+    m, _ = market(precision="aave-v3")
+    m.env.ledger.mint("USDC", "lenders", 100.5, "genesis")
+    m.supply_liquidity(
+        "lenders", "USDC", "100.5"
+    )  # a CSV field: 100.5 USDC is 100,500,000 whole base units (6 decimals)
+    assert m.lender_scaled[2] == pytest.approx(1e8 + 100.5, rel=1e-15)
