@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -48,10 +47,6 @@ PHASES = (
 )
 #: which timed parts run inside which phase (for the "(rest)" rows)
 PARTS_OF = {"phase_decide": "submit:", "phase_accrue": ("accrue:", "pool record"), "phase_metrics": "metrics:"}
-
-
-def _load_avg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 class Timer:
@@ -152,12 +147,9 @@ def run_case(accounts: int, blocks: int | None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(accounts)]
     if blocks is not None:
         cmd += ["--blocks", str(blocks)]
-    before = _load_avg()
-    env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["load_before"], res["load_after"] = before, _load_avg()
-    return res
+    from bench_speed import run_child  # benchmarks/ is the script's folder, first on sys.path
+
+    return run_child(cmd)
 
 
 def fit_components(cases: list[dict]) -> dict[str, dict[str, float]]:

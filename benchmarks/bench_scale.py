@@ -25,7 +25,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,10 +34,6 @@ RESULTS = HERE / "results"
 SCENARIO = "eth-crash"
 SEED = 1
 DAY_BLOCKS = 7_200
-
-
-def _load_avg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def child(accounts: int, blocks: int | None) -> dict:
@@ -78,12 +73,9 @@ def run_case(accounts: int, blocks: int | None) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(accounts)]
     if blocks is not None:
         cmd += ["--blocks", str(blocks)]
-    env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    before = _load_avg()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["load_before"], res["load_after"] = before, _load_avg()
-    return res
+    from bench_speed import run_child  # benchmarks/ is the script's folder, first on sys.path
+
+    return run_child(cmd)
 
 
 def main() -> None:

@@ -116,10 +116,15 @@ def run_case(python: str, accounts: int, blocks: int | None, floor: bool) -> dic
     cmd = [python, str(Path(__file__).resolve()), "--child", str(accounts), "--floor" if floor else "--no-floor"]
     if blocks is not None:
         cmd += ["--blocks", str(blocks)]
+    return run_child(cmd)
+
+
+def run_child(cmd: list[str]) -> dict:
+    """One benchmark case in a fresh process: its last stdout line read as JSON, with the 1-minute load average
+    before and after. One BLAS thread for engine and floor alike: on a shared machine OpenBLAS's idle worker
+    threads spin and count as CPU time (the 100k floor read 6.2 ms/block with the default threads, 0.77 ms with
+    one; the engine's CPU was the same within noise either way). Also used by bench_phases and bench_scale."""
     before = _load_avg()
-    # one BLAS thread for engine and floor alike: on a shared machine OpenBLAS's idle worker threads spin and count
-    # as CPU time (the 100k floor read 6.2 ms/block with the default threads, 0.77 ms with one; the engine's CPU
-    # was the same within noise either way)
     env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     res = json.loads(proc.stdout.strip().splitlines()[-1])
