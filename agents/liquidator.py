@@ -11,6 +11,7 @@ liquidator got there first the call reverts and the gas is lost.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -18,7 +19,7 @@ import mesa
 import numpy as np
 
 from defistress.agents.funding import CAPITAL, Funding
-from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
+from defistress.agents.tx import GAS_REFILL_SHARE, GWEI, BlockView, Tx, refill_gas
 from defistress.protocols.amm import ConstantProductPool
 from defistress.protocols.lending import (
     CLOSE_FACTOR_HF_THRESHOLD,
@@ -29,6 +30,34 @@ from defistress.protocols.lending import (
 
 #: key of the liquidators' per-block shared figures in `BlockView.extra`
 _MEMO = "liquidator-shared"
+
+
+class _Screened:
+    """`Liquidator._screen`'s verdict on a block's rows, shared by the liquidators of the block, with what each needs
+    to check its own capital against it in a few scalar comparisons instead of array operations:
+    `covered_by(avail)` is `np.all(avail[debt_idx][plain] >= cover[plain])` and `funded_by(avail)` says that
+    `plain & (avail[debt_idx] <= 0)` is all False, for `avail` (A,) tokens available per asset."""
+
+    __slots__ = ("skip", "cover", "plain", "_need", "_undefined", "_used")
+
+    def __init__(self, skip: np.ndarray, cover: np.ndarray, plain: np.ndarray, debt_idx: np.ndarray) -> None:
+        for a in (skip, cover, plain):
+            a.flags.writeable = False
+        self.skip, self.cover, self.plain = skip, cover, plain
+        need: dict[int, float] = {}  # debt asset -> largest cap of a screened row repaid in it, tokens
+        caps = cover[plain].tolist()
+        for j, c in zip(debt_idx[plain].tolist(), caps):
+            if not c <= need.get(j, -math.inf):
+                need[j] = c
+        self._need = need
+        self._undefined = any(c != c for c in caps)  # a NaN cap: `avail >= cap` is False
+        self._used = sorted(need)
+
+    def covered_by(self, avail: list[float]) -> bool:
+        return not self._undefined and all(avail[j] >= c for j, c in self._need.items())
+
+    def funded_by(self, avail: list[float]) -> bool:
+        return not any(avail[j] <= 0 for j in self._used)
 
 
 class Liquidator(mesa.Agent):
@@ -65,8 +94,7 @@ class Liquidator(mesa.Agent):
         txs: list[Tx] = []
         ledger = self.markets[0].env.ledger if self.markets else None
         if ledger is not None:
-            quote = max(ledger.tokens(), key=lambda t: ledger.balance(self.holder, t) * view.reference.get(t, 0.0))
-            refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
+            self._refill(ledger, view)
         for m in self.markets:
             hf = m.health()
             seen, watch = self._seen.get(m.id), self._watch.get(m.id)
@@ -87,8 +115,11 @@ class Liquidator(mesa.Agent):
             if ready.size == 0:
                 continue
             ready, coll_idx, debt_idx, skip, cover = self._ranked(m, ready, view, ledger)
+            live_rows = (coll_idx >= 0) & ~skip
+            if not live_rows.any():  # nothing is committed in this market yet, so the loop below passes every row
+                continue
             committed: dict[str, float] = {}
-            live = ((coll_idx >= 0) & ~skip).tolist()
+            live = live_rows.tolist()
             for k in range(ready.size):
                 if len(txs) >= self.spec.max_tx_per_block:
                     break
@@ -103,6 +134,15 @@ class Liquidator(mesa.Agent):
                     txs.append(tx)
         self.attempts += len(txs)
         return txs
+
+    def _refill(self, ledger, view: BlockView) -> None:
+        """`refill_gas`, paying with the token this liquidator holds most of (USD at reference prices). The pay token is
+        looked for only when `refill_gas` would buy: most blocks the gas balance is above the refill share and it
+        returns before reading it."""
+        if view.external is None or ledger.balance(self.holder, "ETH") >= GAS_REFILL_SHARE * self.spec.gas_budget_eth:
+            return
+        quote = max(ledger.tokens(), key=lambda t: ledger.balance(self.holder, t) * view.reference.get(t, 0.0))
+        refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
 
     def _candidates(self, m, hf: np.ndarray, view: BlockView) -> np.ndarray:
         """Rows of `m` that are unhealthy and not under an external controller (the controller's to liquidate),
@@ -120,19 +160,31 @@ class Liquidator(mesa.Agent):
 
     def _ranked(self, m, ready: np.ndarray, view: BlockView, ledger):
         """The rows this liquidator looks at, largest debt first (at most 4 x max_tx_per_block of them), with their
-        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`)."""
-        _, debt_usd = m.account_usd()
+        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`).
+
+        On a LendingMarket the ranking is computed once per block and ready rows and shared by the liquidators of the
+        block (in `view.extra`): a later liquidator compares its ready rows with the ones ranked (no key bytes of
+        the tens of thousands of rows a 100k-account crash leaves unhealthy)."""
         k = self.spec.max_tx_per_block * 4
         memo = view.extra.setdefault(_MEMO, {})
-        key = ("ranked", id(m), m._cache_key if isinstance(m, LendingMarket) else None, ready.tobytes(), k)
-        top = memo.get(key) if key[2] is not None else None
+        shared = isinstance(m, LendingMarket) and m._cache_key is not None
+        top = None
+        done = memo.setdefault(("ranked", id(m), m._cache_key, k), []) if shared else []
+        for rows, ranked in done:  # [(ready rows, their ranking)] of this block and market state
+            if rows is ready or (rows.shape == ready.shape and bool((rows == ready).all())):
+                top = ranked
+                break
         if top is None:
+            _, debt_usd = m.account_usd()
             top = ready
             if top.size > k:
                 top = top[np.argpartition(-debt_usd[top], k - 1)[:k]]
             top = top[np.argsort(-debt_usd[top], kind="stable")]
-            if key[2] is not None:
-                memo[key] = top
+            if shared:
+                done.append((ready, top))
+        if self._all_hopeless(m, top, view, ledger):  # no pair of any row pays: nothing to plan, whatever the pairs
+            none = np.full(top.size, -1)
+            return top, none, none, np.ones(top.size, dtype=bool), np.full(top.size, np.inf)
         coll_idx, debt_idx = self._pairs(m, top, ledger, view)
         skip, cover = self._hopeless(m, top, coll_idx, debt_idx, view, ledger)
         return top, coll_idx, debt_idx, skip, cover
@@ -145,18 +197,22 @@ class Liquidator(mesa.Agent):
         liquidators of the block (in `view.extra`); a liquidator whose budget covers every row's close-factor cap
         gets exactly those pairs, any other computes its own."""
         if hasattr(m, "best_liquidation_pairs"):
-            budget = np.array([self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]) * m.prices()
+            avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
             if view is None or not isinstance(m, LendingMarket):
-                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
+                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, np.array(avail) * m.prices())
                 return coll_idx, debt_idx
             memo = view.extra.setdefault(_MEMO, {})
             key = ("pairs", id(m), m._cache_key, ready.tobytes())
             hit = memo.get(key)
             if hit is None:
-                hit = memo[key] = m.liquidation_pairs_and_caps(ready)
-            coll_idx, debt_idx, _, cap_max = hit
-            if not np.all(budget >= cap_max):  # this budget binds somewhere (or a cap is undefined)
-                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
+                coll_idx, debt_idx, _, cap_max = m.liquidation_pairs_and_caps(ready)
+                coll_idx.flags.writeable = debt_idx.flags.writeable = False
+                hit = memo[key] = (coll_idx, debt_idx, cap_max.tolist())
+            coll_idx, debt_idx, cap_max = hit
+            # the budget (tokens x oracle price, USD) binds somewhere, or a cap is undefined (NaN compares False):
+            # float products and comparisons one by one, as `budget >= cap_max` over the arrays makes them
+            if not all(a * q >= c for a, q, c in zip(avail, m.prices().tolist(), cap_max)):
+                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, np.array(avail) * m.prices())
             return coll_idx, debt_idx
         p = m.prices()
         coll_usd = m.coll_scaled[ready] * (m.liq_index * p)
@@ -182,47 +238,88 @@ class Liquidator(mesa.Agent):
         The figures that do not depend on the liquidator's capital are computed once per block and rows and shared
         by the liquidators of the block (in `view.extra`); a liquidator whose capital is below some row's cap
         computes its own."""
-        out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
-        lm = LendingMarket
-        if (
-            ready.size == 0
-            or not isinstance(m, lm)
-            or type(m).preview is not lm.preview
-            or type(m).max_debt_to_cover is not lm.max_debt_to_cover
-            or m.precision != "float"
-            or self.funding.mode not in ("capital", "flash-loan", "both")
-        ):
-            return out, cover
+        if ready.size == 0 or not self._screens(m):
+            return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         mode = self.funding.mode
-        avail = np.array([self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets])
+        avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
         memo = view.extra.setdefault(_MEMO, {})
-        key = (
-            "screen",
+        key = ("screen", ready.tobytes(), coll_idx.tobytes(), debt_idx.tobytes(), *self._screen_inputs(m, view))
+        hit = memo.get(key)
+        if hit is None:
+            shared_avail = np.array(avail) if mode == "both" else np.full(len(avail), np.inf)
+            hit = memo[key] = _Screened(
+                *self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail), debt_idx
+            )
+        # this liquidator's capital binds (it is below some screened row's cap): its own figures
+        if mode == "capital" and not hit.covered_by(avail):
+            skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, np.array(avail))
+            return skip | (plain & (np.array(avail)[debt_idx] <= 0)), cover
+        if hit.funded_by(avail):  # no screened row's debt asset is out of funds: the shared verdict as it is
+            return hit.skip, hit.cover
+        return hit.skip | (hit.plain & (np.array(avail)[debt_idx] <= 0)), hit.cover
+
+    def _screens(self, m) -> bool:
+        """`_hopeless` screens this market's rows: a float-precision LendingMarket whose `preview` and
+        `max_debt_to_cover` are LendingMarket's (the arithmetic `_screen` vectorises), under a known funding mode."""
+        lm = LendingMarket
+        return (
+            isinstance(m, lm)
+            and type(m).preview is lm.preview
+            and type(m).max_debt_to_cover is lm.max_debt_to_cover
+            and m.precision == "float"
+            and self.funding.mode in ("capital", "flash-loan", "both")
+        )
+
+    def _screen_inputs(self, m, view: BlockView) -> tuple:
+        """Everything `_screen`'s figures depend on besides the rows, their pairs and the capital: the market's state
+        and prices (its cache key), this liquidator's gas, minimum profit, funding and pools (with their reserves),
+        the block's reference prices, base fee, outside-market fee and ETH price."""
+        mode = self.funding.mode
+        return (
             id(m),
             m._cache_key,
-            ready.tobytes(),
-            coll_idx.tobytes(),
-            debt_idx.tobytes(),
             self.gas,
             self.spec.min_profit_usd,
             mode,
             id(self.funding.lender),
-            tuple((id(q), q.reserves()) for q in self.pools),
+            tuple([(id(q), q.reserves()) for q in self.pools]),
             tuple(view.reference.items()),
             view.base_fee_gwei,
             getattr(view.external, "fee", 0.0),
             float(self.eth_price()),
             self.holder if mode == "both" else None,  # a partly flash-funded plan depends on this holder's balance
         )
+
+    def _all_hopeless(self, m, top: np.ndarray, view: BlockView, ledger) -> bool:
+        """Whether `_plan` would turn down every row of `top` whatever (collateral, debt) pair `_pairs` gave it, so
+        that `submit` sends nothing for this market and neither `_pairs` (the (rows, A, A) pair search) nor
+        `_hopeless` need run; at 1,000 accounts the crash leaves unhealthy rows in 6,600 blocks of 7,200 and a
+        liquidation in 183, and those two were most of the liquidators' cost.
+
+        Proof that it changes no decision: every pair a row could be given (a collateral and a debt it holds: a
+        superset of what `best_liquidation_pairs` can return, with or without a budget) is put through `_screen`
+        with the figures `_hopeless` shares (no capital limit; under "both", this holder's). `_screen` is elementwise
+        in (row, pair), so the pair `_pairs` picks gets the very figures `_hopeless` would compute for it. True only
+        if every such pair is screened (no row under the account model) and skipped, and, with own capital, if it
+        covers every pair's cap (then `_hopeless` uses those shared figures and only adds skips for assets out of
+        funds; a smaller repayment is not always worse: the pool's price impact is smaller too). Then every row is
+        either without a pair or skipped, nothing is committed, and `submit`'s loop plans nothing. Shared per block
+        like the screen (in `view.extra`)."""
+        if not self._screens(m):
+            return False
+        avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("all-hopeless", top.tobytes(), *self._screen_inputs(m, view))
         hit = memo.get(key)
         if hit is None:
-            shared_avail = avail if mode == "both" else np.full(avail.size, np.inf)
-            hit = memo[key] = self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail)
-        skip, cover, plain = hit
-        own = avail[debt_idx]
-        if mode == "capital" and not np.all(own[plain] >= cover[plain]):  # the capital binds: its own figures
-            skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, avail)
-        return skip | (plain & (own <= 0)), cover
+            held = (m.coll_scaled[top] != 0)[:, :, None] & (m.debt_scaled[top] != 0)[:, None, :]
+            r, ci, dj = np.nonzero(held)
+            shared_avail = np.array(avail) if self.funding.mode == "both" else np.full(len(avail), np.inf)
+            hit = _Screened(*self._screen(m, top[r], ci, dj, view, ledger, shared_avail), dj)
+            hit = memo[key] = hit if bool(hit.skip.all()) else False  # `_screen` never skips a row it does not screen
+        if hit is False:
+            return False
+        return self.funding.mode != "capital" or hit.covered_by(avail)
 
     def _screen(
         self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view, ledger, avail_by_asset
@@ -305,7 +402,7 @@ class Liquidator(mesa.Agent):
         """`_sale_value` of each row's seized collateral (`amount` tokens of asset ci sold for asset dj), USD."""
         ref = view.reference
         out = np.empty(amount.size)
-        for i, j in {(int(x), int(y)) for x, y in zip(ci, dj)}:
+        for i, j in set(zip(ci.tolist(), dj.tolist())):  # disjoint row sets: their order does not matter
             rows = (ci == i) & (dj == j)
             coll, debt = m.assets[i], m.assets[j]
             x = amount[rows]
