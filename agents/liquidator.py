@@ -424,7 +424,7 @@ class Liquidator(mesa.Agent):
         available = self.funding.available(ledger, self.holder, debt, committed.get(debt, 0.0))
         if available <= 0:
             return None
-        pv = m.preview(a, coll, debt, min(available, np.inf))
+        pv = self._preview(m, a, coll, debt, min(available, np.inf), view)
         if pv.debt_to_repay <= 0 or pv.debt_to_repay > available * (1 + 1e-12):
             return None
         flash = self.funding.flash_amount(ledger, self.holder, debt, pv.debt_to_repay, committed.get(debt, 0.0))
@@ -450,6 +450,27 @@ class Liquidator(mesa.Agent):
             f"liquidate:{m.id}",
             private=self.spec.private_orderflow,
         )
+
+    def _preview(self, m, a: int, coll: str, debt: str, amount: float, view: BlockView):
+        """`m.preview(a, coll, debt, amount)`. On a LendingMarket (its own `preview` and `max_debt_to_cover`) the
+        preview of an unlimited repayment and the row's close-factor cap are kept per block and market state (in
+        `view.extra`) for the liquidators of the block, which plan the same rows: `preview` repays
+        `min(amount, cap)`, so any `amount >= cap` gets exactly that preview."""
+        lm = LendingMarket
+        if not (
+            isinstance(m, lm)
+            and type(m).preview is lm.preview
+            and type(m).max_debt_to_cover is lm.max_debt_to_cover
+            and m._cache_key is not None
+        ):
+            return m.preview(a, coll, debt, amount)
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("preview", id(m), m._cache_key, a, coll, debt)
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = (m.max_debt_to_cover(a, debt, coll), m.preview(a, coll, debt, np.inf))
+        cap, unlimited = hit
+        return unlimited if amount >= cap else m.preview(a, coll, debt, amount)
 
     def _sale_value(self, coll: str, debt: str, amount: float, ref: dict, view) -> float:
         """USD value of `amount` of seized collateral where this liquidator would sell it."""

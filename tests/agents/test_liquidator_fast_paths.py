@@ -1,7 +1,7 @@
 """The liquidators' shortcuts (issue 14) against their plain path, on crafted books: `_all_hopeless` (a block in which
-no pair of any ranked row pays, so `_pairs` and `_hopeless` are not run) and the figures shared between the
-liquidators of a block. Every case is run twice on identical worlds, once as the engine runs it and once with the
-shortcut off, and the transactions and everything they do when executed must be the same."""
+no pair of any ranked row pays, so `_pairs` and `_hopeless` are not run) and the previews shared between the
+liquidators of a block (`_preview`). Every case is run twice on identical worlds, once as the engine runs it and
+once with the shortcuts off, and the transactions and everything they do when executed must be the same."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.flash_loan import FlashLender
 from defistress.protocols.lending import AssetParams, LendingMarket
 
-ALL_HOPELESS = Liquidator._all_hopeless  # the method as shipped (the runs below wrap it)
+ALL_HOPELESS, PREVIEW = Liquidator._all_hopeless, Liquidator._preview  # as shipped (the runs below patch them)
 PRICES = {"ETH": 1600.0, "BTC": 40_000.0, "USDC": 1.0, "DAI": 1.0}
 
 
@@ -106,6 +106,10 @@ def _run(seed, rule, capital_usd, funding, min_profit_usd, base_fee_gwei, fast: 
         return v if fast else False
 
     monkeypatch.setattr(Liquidator, "_all_hopeless", watched)
+    # the previews the liquidators of a block share, or each its own as `_plan` computed them before
+    monkeypatch.setattr(
+        Liquidator, "_preview", PREVIEW if fast else lambda self, m, a, c, d, x, view: m.preview(a, c, d, x)
+    )
     model = mesa.Model(rng=0)
     liqs = [
         Liquidator(model, h, _spec(min_profit_usd), [m], pools, 500_000, lambda: PRICES["ETH"] * 0.8, f)
