@@ -20,7 +20,8 @@ from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.flash_loan import FlashLender
 from defistress.protocols.lending import AssetParams, LendingMarket
 
-ALL_HOPELESS, PREVIEW = Liquidator._all_hopeless, Liquidator._preview  # as shipped (the runs below patch them)
+# as shipped (the runs below patch them)
+ALL_HOPELESS, PREVIEW, PLAN = Liquidator._all_hopeless, Liquidator._preview, Liquidator._plan
 PRICES = {"ETH": 1600.0, "BTC": 40_000.0, "USDC": 1.0, "DAI": 1.0}
 
 
@@ -95,17 +96,23 @@ def _world(seed: int, rule: str, capital_usd: float, funding: str, special: int 
 
 def _run(seed, rule, capital_usd, funding, min_profit_usd, base_fee_gwei, fast: bool, monkeypatch, special=None):
     """Three liquidators submit in one block and their transactions are executed in order; returns what each
-    submitted, what the executed transactions logged, and each liquidator's `_all_hopeless` verdict."""
+    submitted, what the executed transactions logged, each liquidator's `_all_hopeless` verdicts (holder, verdict)
+    and the liquidators that called `_plan`."""
     env, m, pools, bots = _world(seed, rule, capital_usd, funding, special)
-    verdicts: list[bool] = []
-    real = ALL_HOPELESS
+    verdicts: list[tuple[str, bool]] = []
+    planners: set[str] = set()
 
     def watched(self, *a):
-        v = real(self, *a)
-        verdicts.append(v)
+        v = ALL_HOPELESS(self, *a)
+        verdicts.append((self.holder, v))
         return v if fast else False
 
+    def plan(self, *a):
+        planners.add(self.holder)
+        return PLAN(self, *a)
+
     monkeypatch.setattr(Liquidator, "_all_hopeless", watched)
+    monkeypatch.setattr(Liquidator, "_plan", plan)
     # the previews the liquidators of a block share, or each its own as `_plan` computed them before
     monkeypatch.setattr(
         Liquidator, "_preview", PREVIEW if fast else lambda self, m, a, c, d, x, view: m.preview(a, c, d, x)
@@ -124,7 +131,7 @@ def _run(seed, rule, capital_usd, funding, min_profit_usd, base_fee_gwei, fast: 
             tx.action()
         except Revert:
             log.append(("reverted", tx.sender))
-    return log, [repr(e) for e in env.events], verdicts
+    return log, [repr(e) for e in env.events], verdicts, planners
 
 
 CASES = [
@@ -145,8 +152,8 @@ def test_the_block_wide_skip_submits_and_executes_what_the_plain_path_does(
     plain = _run(seed, rule, capital, funding, min_profit, base_fee, False, monkeypatch)
     assert fast[0] == plain[0] and fast[1] == plain[1]
     assert fast[2] == plain[2]  # the same verdicts were reached (the plain run only ignored them)
-    if any(fast[2]):
-        assert not [s for s in plain[0] if s[0] != "reverted"], "a skipped block in which the plain path submits"
+    skipped = {h for h, v in plain[2] if v}
+    assert not skipped & plain[3], "the plain path plans a row for a liquidator the block-wide skip passes over"
 
 
 def test_the_cases_cover_both_verdicts_and_real_liquidations(monkeypatch: pytest.MonkeyPatch):
@@ -154,8 +161,8 @@ def test_the_cases_cover_both_verdicts_and_real_liquidations(monkeypatch: pytest
     two empty runs), with and without binding capital."""
     skipped, liquidated = set(), set()
     for seed, rule, capital, funding, min_profit, base_fee in CASES:
-        log, events, verdicts = _run(seed, rule, capital, funding, min_profit, base_fee, False, monkeypatch)
-        if verdicts and all(verdicts):
+        log, events, verdicts, _ = _run(seed, rule, capital, funding, min_profit, base_fee, False, monkeypatch)
+        if verdicts and all(v for _, v in verdicts):
             skipped.add((capital, funding))
         if any(e.startswith("Liquidated(") for e in events):
             liquidated.add((capital, funding))
