@@ -59,6 +59,158 @@ class _Screened:
     def funded_by(self, avail: list[float]) -> bool:
         return not any(avail[j] <= 0 for j in self._used)
 
+    def scaled(self, factor: float) -> _Screened:
+        """The same verdict with every cap multiplied by `factor` (an upper bound on the caps some blocks later)."""
+        out = object.__new__(_Screened)
+        out.skip, out.cover, out.plain, out._undefined, out._used = (
+            self.skip,
+            None,
+            self.plain,
+            self._undefined,
+            self._used,
+        )
+        out._need = {j: c * factor for j, c in self._need.items()}
+        return out
+
+
+#: relative margin the carried-over verdict keeps beyond the screen's own 1e-9 slack, far above float rounding
+_IDLE_MARGIN = 1e-8
+
+
+class _Idle:
+    """A block-wide skip (`Liquidator._all_hopeless`) carried to later blocks while it provably holds, without
+    screening again: at 1,000 accounts the crash leaves the same few unhealthy rows, none worth liquidating, for
+    thousands of blocks, while interest, the reference prices and the gas price move every block.
+
+    Anchored on a block where every pair of every ranked row was screened and skipped, with own capital (no flash
+    loan) and no row under the account model. It holds at a later block if the ranked rows, their balances, the
+    oracle prices, the reserves' parameters, the liquidator's pools (with their reserves, constant-product or the
+    collateral itself: sales are increasing and concave in the amount) and everything else `_screen` reads are the
+    same, except the liquidity and borrow indices, the debt assets' reference prices and the gas cost. Then, with
+    r_min <= r_max the smallest and largest ratio of any index to its anchor value (both indices of every asset):
+
+    - every amount `_screen` computes for a pair (the close-factor cap from the debt and the account's total debt,
+      the collateral balance, the seizure and the repayment, both capped, less the protocol fee) is a product of
+      constants and one index, or a min/max of such, so it moves by a factor in [r_min, r_max], provided the close
+      factor's regime does not change: the health factor above or below 0.95 (checked exactly) and, under v3.3, the
+      $2,000 collateral and debt tests (checked with the bound: a value v passes for sure if v r_min >= 2,000);
+    - the sale returns q(s x) <= max(s, 1) q(x) for a constant-product pool (and equality for the collateral
+      itself), and every figure is in the debt asset's reference price (ratio rho to the anchor's);
+    - so proceeds P <= rho max(r_max, 1) P0 and cost C >= rho r_min C0 (P0, C0 >= 0 at the anchor), and the gross
+      profit P - C - gas, plus the screen's slack 1e-9 (|P| + |C| + gas) + 1e-9, is at most
+      rho (max(r_max, 1) P0 - r_min C0) - gas + 1e-9 (rho max(r_max, 1) P0 + rho r_max C0 + gas) + 1e-9;
+      if that, plus `_IDLE_MARGIN` of the amounts (far beyond float rounding), is at most the minimum profit for
+      every pair, `_screen` would skip every pair now, which is the block-wide skip;
+    - caps grow by at most r_max, so a capital covering r_max (1 + margin) x the anchor's caps covers today's.
+    Anything else: screen again (and re-anchor if all is still skipped)."""
+
+    __slots__ = (
+        "inputs",
+        "top",
+        "coll",
+        "debt",
+        "prices",
+        "terms",
+        "liq_index",
+        "borrow_index",
+        "ref",
+        "pair_rows",
+        "hf_high",
+        "thresholds",
+        "proceeds",
+        "cost",
+        "rho_idx",
+        "verdict",
+    )
+
+    @staticmethod
+    def _static_inputs(m, view: BlockView, liq: Liquidator) -> tuple:
+        """What must be equal for the verdict to carry over (the reference prices and gas are bounded instead)."""
+        return (
+            id(m),
+            m.rule,
+            liq.gas,
+            liq.spec.min_profit_usd,
+            liq.funding.mode,
+            tuple([(id(q), q.reserves(), q.p.fee) for q in liq.pools]),
+            getattr(view.external, "fee", 0.0),
+        )
+
+    @classmethod
+    def anchor(cls, m, top, ci, dj, view, liq: Liquidator, verdict: _Screened, figures: dict) -> _Idle | None:
+        """The anchor of a block-wide skip just screened, or None where the bound does not apply."""
+        if liq.funding.mode != "capital" or m._coll_on is not None or m._emode is not None:
+            return None
+        proceeds, cost = figures.get("proceeds"), figures.get("cost")
+        if proceeds is None or not (np.all(proceeds >= 0) and np.all(cost >= 0)):  # no pair, or a NaN
+            return None
+        for i, j in set(zip(ci.tolist(), dj.tolist())):  # every sale: the collateral itself or a constant-product pool
+            if i != j:
+                pool = liq._pool_for(m.assets[i], m.assets[j])
+                if pool is None or type(pool).quote is not ConstantProductPool.quote:
+                    return None
+        self = object.__new__(cls)
+        self.inputs = cls._static_inputs(m, view, liq)
+        self.top = top
+        self.coll, self.debt = m.coll_scaled[top], m.debt_scaled[top]
+        self.prices = m.prices().tobytes()
+        self.terms = (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes())
+        self.liq_index, self.borrow_index = m.liq_index.copy(), m.borrow_index.copy()
+        ref = view.reference
+        self.ref = np.array([ref.get(a, 1.0) for a in m.assets])
+        self.pair_rows, self.hf_high = figures["rows"], figures["hf_high"]
+        self.thresholds = None
+        if "coll_usd" in figures:  # v3.3: the smallest value that passed and the largest that failed, per test
+            t = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+            cu, du = figures["coll_usd"], figures["debt_usd"]
+            self.thresholds = tuple(
+                (float(v[v >= t].min(initial=np.inf)), float(v[~(v >= t)].max(initial=-np.inf))) for v in (cu, du)
+            )
+        self.proceeds, self.cost, self.rho_idx = proceeds, cost, dj
+        self.verdict = verdict
+        return self
+
+    def still(self, m, top: np.ndarray, view: BlockView, liq: Liquidator) -> _Screened | None:
+        """The verdict, its caps scaled to their bound, if it provably holds now; None otherwise."""
+        if (
+            top.shape != self.top.shape
+            or not bool((top == self.top).all())
+            or m.prices().tobytes() != self.prices
+            or m._coll_on is not None
+            or m._emode is not None
+            or self._static_inputs(m, view, liq) != self.inputs
+            or (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes()) != self.terms
+            or not np.array_equal(m.coll_scaled[top], self.coll)
+            or not np.array_equal(m.debt_scaled[top], self.debt)
+            or not np.array_equal(m.health()[self.pair_rows] > CLOSE_FACTOR_HF_THRESHOLD, self.hf_high)
+        ):
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.concatenate([m.liq_index / self.liq_index, m.borrow_index / self.borrow_index])
+        r_min, r_max = float(ratios.min()), float(ratios.max())
+        if not (0.0 < r_min <= r_max < math.inf):
+            return None
+        t = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+        if self.thresholds is not None and not all(
+            passed * r_min >= t * (1 + _IDLE_MARGIN) and failed * r_max <= t * (1 - _IDLE_MARGIN)
+            for passed, failed in self.thresholds
+        ):
+            return None
+        ref = view.reference
+        now = np.array([ref.get(a, 1.0) for a in m.assets])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = (now / self.ref)[self.rho_idx]
+        gas_usd = liq.gas * view.base_fee_gwei * GWEI * liq.eth_price()
+        if not (np.all(rho > 0) and np.all(np.isfinite(rho)) and math.isfinite(gas_usd)):
+            return None
+        up = max(r_max, 1.0)
+        p_hi, c_lo, c_hi = rho * up * self.proceeds, rho * r_min * self.cost, rho * r_max * self.cost
+        size = p_hi + c_hi + abs(gas_usd)
+        bound = p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0)
+        if not bool(np.all(bound <= liq.spec.min_profit_usd)):
+            return None
+        return self.verdict.scaled(r_max * (1 + _IDLE_MARGIN))
+
 
 class Liquidator(mesa.Agent):
     def __init__(
@@ -82,6 +234,7 @@ class Liquidator(mesa.Agent):
         self.eth_price = eth_price  # callable: USD per ETH now
         self._seen: dict[str, np.ndarray] = {}  # block each account was first seen unhealthy, or -1
         self._watch: dict[str, np.ndarray] = {}  # rows whose `_seen` entry is >= 0 (unhealthy at the last look)
+        self._idle: dict[str, _Idle] = {}  # per market: the last block-wide skip, while it provably still holds
         self.attempts = 0
 
     def _pool_for(self, sell: str, buy: str):
@@ -312,20 +465,38 @@ class Liquidator(mesa.Agent):
         key = ("all-hopeless", top.tobytes(), *self._screen_inputs(m, view))
         hit = memo.get(key)
         if hit is None:
-            held = (m.coll_scaled[top] != 0)[:, :, None] & (m.debt_scaled[top] != 0)[:, None, :]
-            r, ci, dj = np.nonzero(held)
-            shared_avail = np.array(avail) if self.funding.mode == "both" else np.full(len(avail), np.inf)
-            hit = _Screened(*self._screen(m, top[r], ci, dj, view, ledger, shared_avail), dj)
-            hit = memo[key] = hit if bool(hit.skip.all()) else False  # `_screen` never skips a row it does not screen
+            idle = self._idle.get(m.id)
+            hit = idle.still(m, top, view, self) if idle is not None else None
+            if hit is None:  # no earlier verdict that provably holds: screen every pair
+                self._idle.pop(m.id, None)
+                held = (m.coll_scaled[top] != 0)[:, :, None] & (m.debt_scaled[top] != 0)[:, None, :]
+                r, ci, dj = np.nonzero(held)
+                shared_avail = np.array(avail) if self.funding.mode == "both" else np.full(len(avail), np.inf)
+                figures: dict = {}
+                hit = _Screened(*self._screen(m, top[r], ci, dj, view, ledger, shared_avail, figures), dj)
+                hit = hit if bool(hit.skip.all()) else False  # `_screen` never skips a row it does not screen
+                if hit is not False:
+                    idle = _Idle.anchor(m, top, ci, dj, view, self, hit, figures)
+                    if idle is not None:
+                        self._idle[m.id] = idle
+            memo[key] = hit
         if hit is False:
             return False
         return self.funding.mode != "capital" or hit.covered_by(avail)
 
     def _screen(
-        self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view, ledger, avail_by_asset
+        self,
+        m,
+        ready: np.ndarray,
+        coll_idx: np.ndarray,
+        debt_idx: np.ndarray,
+        view,
+        ledger,
+        avail_by_asset,
+        figures: dict | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`_hopeless`'s figures with `avail_by_asset` (A,) tokens available per debt asset: (skip, cap, rows
-        screened)."""
+        screened). `figures`, if given, receives the screened rows' intermediate figures (`_Idle` keeps them)."""
         out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         screened = coll_idx >= 0
         if m._coll_on is not None or m._emode is not None:  # rows under the account model are not screened
@@ -382,6 +553,10 @@ class Liquidator(mesa.Agent):
         # NaN compares False: planned
         out[plain] = (gross + slack <= self.spec.min_profit_usd) | (avail <= 0)
         cover[plain] = cap
+        if figures is not None:
+            figures.update(proceeds=proceeds, cost=cost, hf_high=hf > CLOSE_FACTOR_HF_THRESHOLD, rows=ready)
+            if m.rule != "aave-v3.0":
+                figures.update(coll_usd=reserve_coll_usd, debt_usd=reserve_debt * p[dj])
         return out, cover, plain
 
     def _still_hopeless(self, ledger, debt: str, committed: dict[str, float], cap: float) -> bool:

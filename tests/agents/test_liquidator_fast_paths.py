@@ -13,7 +13,7 @@ import pytest
 from conftest import track_env
 
 from defistress.agents.funding import CAPITAL, Funding
-from defistress.agents.liquidator import Liquidator
+from defistress.agents.liquidator import Liquidator, _Idle
 from defistress.agents.tx import BlockView
 from defistress.protocols.amm import ConstantProductPool, PoolParams
 from defistress.protocols.base import Env, FixedPrice, Revert
@@ -21,7 +21,7 @@ from defistress.protocols.flash_loan import FlashLender
 from defistress.protocols.lending import AssetParams, LendingMarket
 
 # as shipped (the runs below patch them)
-ALL_HOPELESS, PREVIEW, PLAN = Liquidator._all_hopeless, Liquidator._preview, Liquidator._plan
+ALL_HOPELESS, PREVIEW, PLAN, STILL = Liquidator._all_hopeless, Liquidator._preview, Liquidator._plan, _Idle.still
 PRICES = {"ETH": 1600.0, "BTC": 40_000.0, "USDC": 1.0, "DAI": 1.0}
 
 
@@ -37,20 +37,21 @@ def _spec(min_profit_usd: float, max_tx: int = 3) -> SimpleNamespace:
     )
 
 
-def _world(seed: int, rule: str, capital_usd: float, funding: str, special: int | None = None):
+def _world(seed: int, rule: str, capital_usd: float, funding: str, special: int | None = None, base_rate: float = 0.0):
     """A market of four assets with 14 accounts holding one or two collaterals and one or two debts (random sizes from
     $100 to $30,000 of debt, health about 0.82 to 1.06 after a 20% ETH and BTC drop), pools for every
     collateral/debt pair, and three liquidators with `capital_usd` of each stablecoin.
-    `special`: an account that also supplies 1 USDC with its collateral flag off (under the account model)."""
+    `special`: an account that also supplies 1 USDC with its collateral flag off (under the account model);
+    `base_rate`: every reserve's base borrow rate (a year's fraction)."""
     rng = np.random.default_rng(seed)
     env = track_env(Env())
     led = env.ledger
     oracles = {s: FixedPrice(p, s) for s, p in PRICES.items()}
     params = [
-        AssetParams("ETH", 0.80, 0.85, 0.05, 0.10),
-        AssetParams("BTC", 0.75, 0.80, 0.08, 0.10),
-        AssetParams("USDC", 0.85, 0.90, 0.045, 0.10),
-        AssetParams("DAI", 0.80, 0.85, 0.06, 0.10),
+        AssetParams("ETH", 0.80, 0.85, 0.05, 0.10, base_rate=base_rate),
+        AssetParams("BTC", 0.75, 0.80, 0.08, 0.10, base_rate=base_rate),
+        AssetParams("USDC", 0.85, 0.90, 0.045, 0.10, base_rate=base_rate),
+        AssetParams("DAI", 0.80, 0.85, 0.06, 0.10, base_rate=base_rate),
     ]
     m = LendingMarket("lend", params, oracles, env, rule)
     for s in ("USDC", "DAI", "ETH"):
@@ -223,3 +224,59 @@ def test_capital_that_binds_is_screened_with_its_own_figures(monkeypatch: pytest
     tx.action()
     assert [type(e).__name__ for e in env.events].count("Liquidated") == 1
     assert led.balance("bot", "USDC") > 2_000.0
+
+
+def _squeeze(rule: str, carry: bool, monkeypatch: pytest.MonkeyPatch, min_profit_usd: float = 40.0):
+    """Ninety blocks of a slow squeeze on the crafted book: each block accrues a day of interest at a 60% base rate
+    (the debts, the caps and so the profits grow, health falls), the gas price and the reference prices wander, and
+    every 30 blocks the ETH oracle moves 1%. Three liquidators submit each block and their transactions execute.
+    `carry`: block-wide skips carried between blocks (`_Idle`) or screened every block. Returns the transactions,
+    the event log and how many blocks a skip was carried."""
+    monkeypatch.setattr(_Idle, "still", STILL if carry else lambda self, *a: None)
+    carried = []
+
+    def still(self, *a):
+        v = STILL(self, *a)
+        carried.append(v is not None)
+        return v
+
+    if carry:
+        monkeypatch.setattr(_Idle, "still", still)
+    env, m, pools, bots = _world(4, rule, 5e6, "capital", base_rate=0.6)
+    rng = np.random.default_rng(4)
+    market = {"ETH": PRICES["ETH"] * 0.8, "BTC": PRICES["BTC"] * 0.8, "USDC": 1.0, "DAI": 1.0, "gwei": 20.0}
+    liqs = [
+        Liquidator(mesa.Model(rng=0), h, _spec(min_profit_usd), [m], pools, 500_000, lambda: market["ETH"], f)
+        for h, f in bots
+    ]
+    log: list = []
+    for b in range(1, 91):
+        m.accrue(86_400.0)
+        market["gwei"] *= float(np.exp(rng.normal(0.0, 0.05)))
+        for a in ("ETH", "BTC", "USDC", "DAI"):
+            market[a] *= float(np.exp(rng.normal(0.0, 0.002)))
+        if b % 30 == 0:
+            m.oracles[m.idx["ETH"]].price *= 0.99
+        view = BlockView(b, 12.0 * b, market["gwei"], {a: market[a] for a in ("ETH", "BTC", "USDC", "DAI")})
+        sent = [tx for liq in liqs for tx in liq.submit(view)]
+        log += [(b, tx.sender, tx.label, tx.priority_fee_gwei) for tx in sent]
+        for tx in sorted(sent, key=lambda t: -t.priority_fee_gwei):
+            try:
+                tx.action()
+            except Revert:
+                log.append((b, "reverted", tx.sender))
+    return log, [repr(e) for e in env.events], sum(carried)
+
+
+@pytest.mark.parametrize("rule", ["aave-v3.0", "aave-v3.3"])
+def test_a_skip_carried_between_blocks_decides_what_screening_every_block_decides(
+    monkeypatch: pytest.MonkeyPatch, rule: str
+):
+    """`_Idle`'s bound against screening every block, over blocks in which interest, gas and reference prices move:
+    the same transactions and the same executed liquidations, while the carried skip really is used and the squeeze
+    really liquidates (the comparison is not between two idle runs)."""
+    carried_log, carried_events, carried = _squeeze(rule, True, monkeypatch)
+    plain_log, plain_events, _ = _squeeze(rule, False, monkeypatch)
+    assert carried_log == plain_log and carried_events == plain_events
+    assert carried >= 10, "the carried skip was hardly used: the test would not bite"
+    assert sum(e.startswith("Liquidated(") for e in plain_events) >= 3
