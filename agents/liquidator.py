@@ -399,10 +399,11 @@ class Liquidator(mesa.Agent):
         key = ("screen", ready.tobytes(), coll_idx.tobytes(), debt_idx.tobytes(), *self._screen_inputs(m, view))
         hit = memo.get(key)
         if hit is None:
-            shared_avail = np.array(avail) if mode == "both" else np.full(len(avail), np.inf)
-            hit = memo[key] = _Screened(
-                *self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail), debt_idx
-            )
+            figures = self._pair_figures(memo, m, ready, coll_idx, debt_idx, view)
+            if figures is None:
+                shared_avail = np.array(avail) if mode == "both" else np.full(len(avail), np.inf)
+                figures = self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail)
+            hit = memo[key] = _Screened(*figures, debt_idx)
         # this liquidator's capital binds (it is below some screened row's cap): its own figures
         if mode == "capital" and not hit.covered_by(avail):
             skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, np.array(avail))
@@ -410,6 +411,27 @@ class Liquidator(mesa.Agent):
         if hit.funded_by(avail):  # no screened row's debt asset is out of funds: the shared verdict as it is
             return hit.skip, hit.cover
         return hit.skip | (hit.plain & (np.array(avail)[debt_idx] <= 0)), hit.cover
+
+    def _pair_figures(self, memo: dict, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view):
+        """`_screen`'s shared figures (skip, cap, screened) for `ready` with the pairs given, taken from those
+        `_all_hopeless` computed this block for every pair of the same rows with the same inputs (`_screen` is
+        elementwise in (row, pair): the figures are the very ones), or None if it did not or a pair is not among
+        them."""
+        got = memo.get(("pair-figures", ready.tobytes(), *self._screen_inputs(m, view)))
+        if got is None:
+            return None
+        r, ci, dj, every = got
+        n_a = len(m.assets)
+        where = np.full(ready.size * n_a * n_a, -1)
+        where[(r * n_a + ci) * n_a + dj] = np.arange(r.size)
+        has = coll_idx >= 0
+        k = np.flatnonzero(has)
+        at = where[(k * n_a + coll_idx[has]) * n_a + debt_idx[has]]
+        if (at < 0).any():
+            return None
+        out, cover, plain = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf), np.zeros(ready.size, bool)
+        out[has], cover[has], plain[has] = every.skip[at], every.cover[at], every.plain[at]
+        return out, cover, plain
 
     def _screens(self, m) -> bool:
         """`_hopeless` screens this market's rows: a float-precision LendingMarket whose `preview` and
@@ -474,6 +496,8 @@ class Liquidator(mesa.Agent):
                 shared_avail = np.array(avail) if self.funding.mode == "both" else np.full(len(avail), np.inf)
                 figures: dict = {}
                 hit = _Screened(*self._screen(m, top[r], ci, dj, view, ledger, shared_avail, figures), dj)
+                # every pair's figures, for `_hopeless` to take the pairs `_pairs` picks from (`_pair_figures`)
+                memo[("pair-figures", *key[1:])] = (r, ci, dj, hit)
                 hit = hit if bool(hit.skip.all()) else False  # `_screen` never skips a row it does not screen
                 if hit is not False:
                     idle = _Idle.anchor(m, top, ci, dj, view, self, hit, figures)

@@ -1,6 +1,7 @@
 """The liquidators' shortcuts (issue 14) against their plain path, on crafted books: `_all_hopeless` (a block in which
 no pair of any ranked row pays, so `_pairs` and `_hopeless` are not run) and the previews shared between the
-liquidators of a block (`_preview`). Every case is run twice on identical worlds, once as the engine runs it and
+liquidators of a block (`_preview`), `_hopeless` taking its figures from `_all_hopeless`'s (`_pair_figures`) and a
+skip carried between blocks (`_Idle`). Every case is run twice on identical worlds, once as the engine runs it and
 once with the shortcuts off, and the transactions and everything they do when executed must be the same."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from defistress.protocols.lending import AssetParams, LendingMarket
 
 # as shipped (the runs below patch them)
 ALL_HOPELESS, PREVIEW, PLAN, STILL = Liquidator._all_hopeless, Liquidator._preview, Liquidator._plan, _Idle.still
+PAIR_FIGURES = Liquidator._pair_figures
 PRICES = {"ETH": 1600.0, "BTC": 40_000.0, "USDC": 1.0, "DAI": 1.0}
 
 
@@ -114,6 +116,8 @@ def _run(seed, rule, capital_usd, funding, min_profit_usd, base_fee_gwei, fast: 
 
     monkeypatch.setattr(Liquidator, "_all_hopeless", watched)
     monkeypatch.setattr(Liquidator, "_plan", plan)
+    # `_hopeless`'s figures taken from `_all_hopeless`'s, or screened again for the pairs `_pairs` picks
+    monkeypatch.setattr(Liquidator, "_pair_figures", PAIR_FIGURES if fast else lambda *a: None)
     # the previews the liquidators of a block share, or each its own as `_plan` computed them before
     monkeypatch.setattr(
         Liquidator, "_preview", PREVIEW if fast else lambda self, m, a, c, d, x, view: m.preview(a, c, d, x)
