@@ -93,6 +93,12 @@ class PerpLiquidator(mesa.Agent):
         ready = memo[key]
         eth_usd = float(self.eth_price())
         gas_usd_per_gwei = pr.gas * GWEI * eth_usd
+        # skip, without a preview, accounts whose profit bound cannot beat the minimum after gas: each would fail
+        # the profit test below (profit <= bound), and a skipped account leaves `free` and the txs unchanged
+        bkey = ("bound", key[1], key[2])
+        if bkey not in memo:
+            memo[bkey] = self._profit_bound(ready)
+        ready = ready[memo[bkey] - gas_usd_per_gwei * view.base_fee_gwei > pr.min_profit_usd]
         if "free" not in memo:
             memo["free"], memo["imf"] = dex.free_collateral(), dex.imf_effective()
         free = float(memo["free"][self.account])
@@ -132,6 +138,24 @@ class PerpLiquidator(mesa.Agent):
             memo.clear()
             memo["state"] = state
         return memo
+
+    def _profit_bound(self, rows: np.ndarray) -> np.ndarray:
+        """An upper bound of `liquidator_profit_usd` of each account's preview, USD (no preview needed).
+
+        With ratio = TNC/TMMR and ABR = clamp(BA·(1 − ratio), 0, 1), a preview's profit is q·P·ABR·SMMR·MMF
+        at the fillable price (q·P when a long's fillable price is clamped at 0, then ABR·SMMR·MMF >= 1), or
+        q·P·MMF·ratio at the bankruptcy price (only when the fund would pay, i.e. ratio < ABR·SMMR), or 0
+        (ADL); q·P is at most the largest position's notional. TNC and TMMR are read from the DEX's per-account
+        arrays (the preview recomputes them on its row, equal up to rounding), so the bound carries a slack of
+        1e-9 in ABR and relative, far above the rounding (liquidations.go: GetFillablePrice, bankruptcy price).
+        """
+        dex, pr = self.dex, self.dex.params
+        eq, mmr = dex.equity()[rows], dex.maintenance_requirement()[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(mmr > 0, eq / np.where(mmr > 0, mmr, 1.0), 1.0)
+        abr = np.clip(pr.bankruptcy_adjustment * (1.0 - ratio), 0.0, 1.0)
+        pmmr = (np.abs(dex.size[rows]) * (dex.prices() * dex.mmf)).max(axis=1, initial=0.0)
+        return pmmr * pr.spread_to_maintenance_margin_ratio * (abr + 1e-9) * (1.0 + 1e-9)
 
     def _preview(self, memo: dict, account: int) -> LiquidationPreview | None:
         if account not in memo:
