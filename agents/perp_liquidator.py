@@ -63,6 +63,7 @@ class PerpLiquidator(mesa.Agent):
         else:
             self.account = int(dex.open_accounts(self.holder, [params.capital_usd], None)[0])
         self.first_seen = np.zeros(0, dtype=np.int64)  # per DEX account: block first seen liquidatable, or -1
+        self._live = np.zeros(0, dtype=np.int64)  # the accounts first_seen dates (liquidatable at the last call)
         self.attempts = 0
         self.liquidations = 0
 
@@ -78,10 +79,15 @@ class PerpLiquidator(mesa.Agent):
             k = min(n, self.first_seen.size)
             grown[:k] = self.first_seen[:k]
             self.first_seen = grown
-        live = np.zeros(n, dtype=bool)
-        live[cand] = True
-        self.first_seen[~live] = -1  # forget accounts no longer liquidatable
-        self.first_seen[live & (self.first_seen < 0)] = view.block
+        # first_seen >= 0 exactly on the previous call's candidates (`_live`): forget those no longer liquidatable
+        # and date the new ones, touching only those rows
+        live = memo.get(("live", n))
+        if live is None:
+            live = memo[("live", n)] = np.zeros(n, dtype=bool)
+            live[cand] = True
+        self.first_seen[self._live[~live[self._live]]] = -1
+        self.first_seen[cand[self.first_seen[cand] < 0]] = view.block
+        self._live = cand
         ready = cand[(cand != self.account) & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
         if ready.size == 0:
             return []
@@ -99,6 +105,8 @@ class PerpLiquidator(mesa.Agent):
         if bkey not in memo:
             memo[bkey] = self._profit_bound(ready)
         ready = ready[memo[bkey] - gas_usd_per_gwei * view.base_fee_gwei > pr.min_profit_usd]
+        if ready.size == 0:
+            return []
         if "free" not in memo:
             memo["free"], memo["imf"] = dex.free_collateral(), dex.imf_effective()
         free = float(memo["free"][self.account])
@@ -151,9 +159,10 @@ class PerpLiquidator(mesa.Agent):
         """
         dex, pr = self.dex, self.dex.params
         eq, mmr = dex.equity()[rows], dex.maintenance_requirement()[rows]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(mmr > 0, eq / np.where(mmr > 0, mmr, 1.0), 1.0)
-        abr = np.clip(pr.bankruptcy_adjustment * (1.0 - ratio), 0.0, 1.0)
+        # a liquidatable account has TMMR > 0 (health = TNC/TMMR < 1); elsewhere the ratio 1 gives ABR 0
+        ratio = eq / np.where(mmr > 0, mmr, 1.0)
+        ratio[~(mmr > 0)] = 1.0
+        abr = np.minimum(np.maximum(pr.bankruptcy_adjustment * (1.0 - ratio), 0.0), 1.0)
         pmmr = (np.abs(dex.size[rows]) * (dex.prices() * dex.mmf)).max(axis=1, initial=0.0)
         return pmmr * pr.spread_to_maintenance_margin_ratio * (abr + 1e-9) * (1.0 + 1e-9)
 

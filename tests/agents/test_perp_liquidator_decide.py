@@ -1,4 +1,4 @@
-"""The perp liquidator's profit bound: it skips, without a preview, accounts whose liquidation cannot pay."""
+"""The perp liquidator's decision: the profit bound that skips accounts unseen, and its latency bookkeeping."""
 
 from __future__ import annotations
 
@@ -96,3 +96,19 @@ def test_bound_is_never_below_a_previewed_profit(fall, fund_usd):
     assert np.all(bound >= profit) and np.any(profit > 0)
     if fund_usd == 0.0 and fall >= 0.12:
         assert any(dex.preview_liquidation(int(a)).adl for a in rows[np.isfinite(profit)])
+
+
+def test_latency_restarts_when_an_account_recovers_and_falls_again():
+    # latency 1: an account is acted on in the block after the one it was first seen liquidatable; recovering
+    # in between forgets the sighting
+    env, dex, orc = two_accounts()
+    liq = liquidator(dex, env, latency_blocks=1)
+    orc["ETH"].price = 1950.0
+    assert liq.submit(view(5, base_fee=0.0)) == []  # first seen
+    orc["ETH"].price = 2000.0
+    assert liq.submit(view(6, base_fee=0.0)) == []  # recovered: forgotten
+    orc["ETH"].price = 1950.0
+    assert liq.submit(view(7, base_fee=0.0)) == []  # seen anew at block 7
+    txs = liq.submit(view(8, base_fee=0.0))
+    assert len(txs) == 1 and txs[0].action.args == (0, 0)
+    assert liq.first_seen.tolist() == [7, -1, -1]  # account 0 since block 7; the short and the liquidator unseen
