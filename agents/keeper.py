@@ -47,6 +47,8 @@ _RTOL = 1e-12
 #: relative slack of the keeper's vectorised screens: a screen may keep an auction the exact rule then rejects, never
 #: drop one the exact rule would act on
 _SLACK = 1e-9
+#: unsafe vaults previewed for kicks at first, most unsafe first; each further slice is 4x larger
+_KICK_SLICE = 16
 
 
 class KeeperParams(BaseModel):
@@ -250,24 +252,30 @@ class Keeper(mesa.Agent, Actor):
         if self.p.kick_policy == "never" or self._spent_out(self.p.gas_bark, ctx):
             return
         unsafe = cdp.liquidatable()
-        if len(unsafe) == 0:
+        room = _kick_room(cdp)
+        if len(unsafe) == 0 or room <= 0:  # no room left: every bark would revert (Dog hole/Hole, Cat box)
             return
         unsafe = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
-        pv = cdp.preview_bark(unsafe)
         gas_usd = self._gas_usd(self.p.gas_bark, ctx)
-        worth = pv["ok"] & ((self.p.kick_policy == "always") | (pv["coin"] - gas_usd >= self.p.min_profit_usd))
-        room = _kick_room(cdp)
         used = 0.0
-        for k in np.flatnonzero(worth):
-            if not self._room(ctx):
-                return
-            if used > 0 and used + pv["tab"][k] > room:
-                break
-            vault = int(unsafe[k])
-            if not self._ready((cdp.id, "kick", vault), ctx):
-                continue
-            if self._add(ctx, _bind(cdp.bark, vault, self.holder), self.p.gas_bark, f"bark {cdp.id}#{vault}"):
-                used += float(pv["tab"][k])
+        # the vaults in order, previewed a growing slice at a time: `preview_bark` judges each vault alone, and the
+        # walk usually stops within the first few (the limit's room or the actions per block run out)
+        start, size = 0, _KICK_SLICE
+        while start < unsafe.size:
+            part = unsafe[start : start + size]
+            start, size = start + size, size * 4
+            pv = cdp.preview_bark(part)
+            worth = pv["ok"] & ((self.p.kick_policy == "always") | (pv["coin"] - gas_usd >= self.p.min_profit_usd))
+            for k in np.flatnonzero(worth):
+                if not self._room(ctx):
+                    return
+                if used > 0 and used + pv["tab"][k] > room:
+                    return
+                vault = int(part[k])
+                if not self._ready((cdp.id, "kick", vault), ctx):
+                    continue
+                if self._add(ctx, _bind(cdp.bark, vault, self.holder), self.p.gas_bark, f"bark {cdp.id}#{vault}"):
+                    used += float(pv["tab"][k])
 
     # --- Clipper ----------------------------------------------------------------------------------------
     def _clip_auctions(self, cdp: Cdp, ctx: _Ctx) -> None:
