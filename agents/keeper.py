@@ -286,11 +286,12 @@ class Keeper(mesa.Agent, Actor):
         clip = cdp.clipper
         needs, price = clip.status()
         ids = clip.active_ids()
-        redo = self._redo_screen(cdp, ids[needs[ids]], ctx)
+        redo = np.zeros(needs.size, dtype=bool)  # auctions needing a reset that `_maybe_redo` may act on
+        redo[self._redo_screen(cdp, ids[needs[ids]], ctx)] = True
         start = 0
         while start < ids.size:
             rest = ids[start:]
-            act = needs[rest] & np.isin(rest, redo)
+            act = needs[rest] & redo[rest]
             act |= ~needs[rest] & self._take_screen(cdp, rest, price, ctx)
             for i in rest[act]:
                 if not self._room(ctx):
