@@ -47,7 +47,7 @@ _RTOL = 1e-12
 #: relative slack of the keeper's vectorised screens: a screen may keep an auction the exact rule then rejects, never
 #: drop one the exact rule would act on
 _SLACK = 1e-9
-#: unsafe vaults previewed for kicks at first, most unsafe first; each further slice is 4x larger
+#: unsafe vaults previewed for kicks at first, most unsafe first; the rest are previewed together if need be
 _KICK_SLICE = 16
 
 
@@ -257,13 +257,16 @@ class Keeper(mesa.Agent, Actor):
             return
         unsafe = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
         gas_usd = self._gas_usd(self.p.gas_bark, ctx)
+        if self.p.kick_policy == "incentive":
+            unsafe = unsafe[self._may_pay(cdp, unsafe, gas_usd)]
         used = 0.0
-        # the vaults in order, previewed a growing slice at a time: `preview_bark` judges each vault alone, and the
-        # walk usually stops within the first few (the limit's room or the actions per block run out)
+        # the vaults in order, previewed a slice at a time (the first few, then the rest): `preview_bark` judges
+        # each vault alone, and the walk usually stops within the first few (the limit's room or the actions per
+        # block run out)
         start, size = 0, _KICK_SLICE
         while start < unsafe.size:
             part = unsafe[start : start + size]
-            start, size = start + size, size * 4
+            start, size = start + size, unsafe.size
             pv = cdp.preview_bark(part)
             worth = pv["ok"] & ((self.p.kick_policy == "always") | (pv["coin"] - gas_usd >= self.p.min_profit_usd))
             for k in np.flatnonzero(worth):
@@ -276,6 +279,20 @@ class Keeper(mesa.Agent, Actor):
                     continue
                 if self._add(ctx, _bind(cdp.bark, vault, self.holder), self.p.gas_bark, f"bark {cdp.id}#{vault}"):
                     used += float(pv["tab"][k])
+
+    def _may_pay(self, cdp: Cdp, vaults: np.ndarray, gas_usd: float) -> np.ndarray:
+        """Mask over `vaults`: False where the kick incentive certainly cannot cover gas plus `min_profit_usd`.
+
+        A bark takes dart <= art, so its tab = dart·rate·chop is at most art·rate·chop (the same products in the
+        same order as `Cdp.preview_bark`, and rounding is monotone), and its incentive tip + tab·chip at most the
+        same with art (dss dog.sol bark, clip.sol kick); no incentive outside a Clipper with tip or chip."""
+        cp = cdp.p.clip
+        if cdp.mechanism == "clip" and (cp.tip > 0 or cp.chip > 0):
+            coin = cp.tip + cdp.art[vaults] * cdp.rate * cdp.p.chop * cp.chip
+        else:
+            coin = np.zeros(vaults.size)
+        floor = self.p.min_profit_usd
+        return coin - gas_usd >= floor - _SLACK * (np.abs(coin) + gas_usd + abs(floor) + 1.0)
 
     # --- Clipper ----------------------------------------------------------------------------------------
     def _clip_auctions(self, cdp: Cdp, ctx: _Ctx) -> None:
