@@ -251,11 +251,16 @@ class Keeper(mesa.Agent, Actor):
     def _kicks(self, cdp: Cdp, ctx: _Ctx) -> None:
         if self.p.kick_policy == "never" or self._spent_out(self.p.gas_bark, ctx):
             return
-        unsafe = cdp.liquidatable()
         room = _kick_room(cdp)
-        if len(unsafe) == 0 or room <= 0:  # no room left: every bark would revert (Dog hole/Hole, Cat box)
+        if room <= 0:  # no room left: every bark would revert (Dog hole/Hole, Cat box)
             return
-        unsafe = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
+        memo = _shared(ctx.view, "unsafe", cdp, (cdp.ink.tobytes(), cdp.art.tobytes(), cdp.rate, cdp.price(), cdp.p))
+        if "order" not in memo:
+            unsafe = cdp.liquidatable()
+            memo["order"] = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
+        unsafe = memo["order"]
+        if len(unsafe) == 0:
+            return
         gas_usd = self._gas_usd(self.p.gas_bark, ctx)
         if self.p.kick_policy == "incentive":
             unsafe = unsafe[self._may_pay(cdp, unsafe, gas_usd)]
@@ -301,7 +306,15 @@ class Keeper(mesa.Agent, Actor):
         decide the rest. A queued take spends cash, which changes every later take's slice: the screen is
         redone over the auctions after it."""
         clip = cdp.clipper
-        needs, price = clip.status()
+        memo = _shared(
+            ctx.view,
+            "status",
+            cdp,
+            (clip.now(), clip.kicks, clip.active.tobytes(), clip.tic.tobytes(), clip.top.tobytes(), clip.p),
+        )
+        if "status" not in memo:
+            memo["status"] = clip.status()
+        needs, price = memo["status"]  # read only
         ids = clip.active_ids()
         redo = np.zeros(needs.size, dtype=bool)  # auctions needing a reset that `_maybe_redo` may act on
         redo[self._redo_screen(cdp, ids[needs[ids]], ctx)] = True
@@ -500,6 +513,16 @@ class _Ctx:
     def __init__(self, view: BlockView, gas_price_gwei: float, eth_usd: float, cash: dict, txs: list, seen: set):
         self.view, self.gas_price_gwei, self.eth_usd = view, gas_price_gwei, eth_usd
         self.cash, self.txs, self.seen = cash, txs, seen
+
+
+def _shared(view: BlockView, what: str, cdp: Cdp, state: tuple) -> dict:
+    """What the keepers of a block read from one CDP, shared through `view.extra` and kept while the state it
+    depends on (`state`) is unchanged: the keepers of a block decide on the same state."""
+    memo = view.extra.setdefault(f"keeper-{what}:{id(cdp)}", {})
+    if memo.get("state") != state:
+        memo.clear()
+        memo["state"] = state
+    return memo
 
 
 def _bind(fn, *args):

@@ -210,3 +210,40 @@ def test_no_preview_once_the_liquidation_limit_is_used_up():
     assert decide(k, env, 1.0)[0] == [] and calls == []
     cdp.dirt = 2e4 - 5_000.0  # room again: the first slice of 16 is previewed
     assert decide(k, env, 1.0)[0] and calls[0] == 16
+
+
+def test_keepers_of_a_block_share_the_status_and_the_kick_order_and_see_a_change():
+    """Two keepers deciding on one block's view read Clipper.status and order the unsafe vaults once between
+    them, and queue what each queues on a view of its own; a price move within the block is seen."""
+    env, cdp = auction_book(n=12)
+    env.clock.block = 2_400
+    model = mesa.Model(rng=0)
+    keepers = []
+    for k in range(2):
+        env.ledger.mint("DAI", f"k{k}", 5_000.0 * (k + 1), "genesis")
+        keepers.append(Keeper(model, f"k{k}", [cdp], KeeperParams(max_actions_per_block=100)))
+    calls = {"status": 0, "liquidatable": 0}
+    status, liquidatable = cdp.clipper.status, cdp.liquidatable
+
+    def counted(name, fn):
+        def wrapper():
+            calls[name] += 1
+            return fn()
+
+        return wrapper
+
+    cdp.clipper.status, cdp.liquidatable = counted("status", status), counted("liquidatable", liquidatable)
+
+    def view(extra=None):
+        return BlockView(
+            env.clock.block, env.clock.seconds, 30.0, {"ETH": 125.0, "DAI": 1.0}, None, {} if extra is None else extra
+        )
+
+    alone = [[t.label for t in k.submit(view())] for k in keepers]
+    assert calls == {"status": 2, "liquidatable": 2} and any(alone)
+    shared = {}
+    together = [[t.label for t in k.submit(view(shared))] for k in keepers]
+    assert together == alone and calls == {"status": 3, "liquidatable": 3}
+    cdp.oracle.price *= 0.9  # the state moved within the block: read again, and decided on the new state
+    moved = [t.label for t in keepers[0].submit(view(shared))]
+    assert calls["liquidatable"] == 4 and moved == [t.label for t in keepers[0].submit(view())]
