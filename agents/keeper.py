@@ -254,7 +254,9 @@ class Keeper(mesa.Agent, Actor):
         room = _kick_room(cdp)
         if room <= 0:  # no room left: every bark would revert (Dog hole/Hole, Cat box)
             return
-        memo = _shared(ctx.view, "unsafe", cdp, (cdp.ink.tobytes(), cdp.art.tobytes(), cdp.rate, cdp.price(), cdp.p))
+        # what the order and the previews' ok, tab and coin depend on (dss dog.sol bark: vault, rate, spot, Dirt, gates)
+        state = (cdp.ink.tobytes(), cdp.art.tobytes(), cdp.rate, cdp.price(), cdp.p, cdp.dirt)
+        memo = _shared(ctx.view, "unsafe", cdp, (*state, cdp.gates.is_paused(cdp.collateral)))
         if "order" not in memo:
             unsafe = cdp.liquidatable()
             memo["order"] = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
@@ -272,7 +274,10 @@ class Keeper(mesa.Agent, Actor):
         while start < unsafe.size:
             part = unsafe[start : start + size]
             start, size = start + size, unsafe.size
-            pv = cdp.preview_bark(part)
+            key = ("preview", part.tobytes())
+            if key not in memo:
+                memo[key] = cdp.preview_bark(part)
+            pv = memo[key]  # read only
             worth = pv["ok"] & ((self.p.kick_policy == "always") | (pv["coin"] - gas_usd >= self.p.min_profit_usd))
             for k in np.flatnonzero(worth):
                 if not self._room(ctx):

@@ -222,17 +222,18 @@ def test_keepers_of_a_block_share_the_status_and_the_kick_order_and_see_a_change
     for k in range(2):
         env.ledger.mint("DAI", f"k{k}", 5_000.0 * (k + 1), "genesis")
         keepers.append(Keeper(model, f"k{k}", [cdp], KeeperParams(max_actions_per_block=100)))
-    calls = {"status": 0, "liquidatable": 0}
-    status, liquidatable = cdp.clipper.status, cdp.liquidatable
+    calls = {"status": 0, "liquidatable": 0, "preview": 0}
+    status, liquidatable, preview = cdp.clipper.status, cdp.liquidatable, cdp.preview_bark
 
     def counted(name, fn):
-        def wrapper():
+        def wrapper(*args):
             calls[name] += 1
-            return fn()
+            return fn(*args)
 
         return wrapper
 
     cdp.clipper.status, cdp.liquidatable = counted("status", status), counted("liquidatable", liquidatable)
+    cdp.preview_bark = counted("preview", preview)
 
     def view(extra=None):
         return BlockView(
@@ -240,10 +241,13 @@ def test_keepers_of_a_block_share_the_status_and_the_kick_order_and_see_a_change
         )
 
     alone = [[t.label for t in k.submit(view())] for k in keepers]
-    assert calls == {"status": 2, "liquidatable": 2} and any(alone)
+    assert calls == {"status": 2, "liquidatable": 2, "preview": 2} and any("bark" in x for x in sum(alone, []))
     shared = {}
     together = [[t.label for t in k.submit(view(shared))] for k in keepers]
-    assert together == alone and calls == {"status": 3, "liquidatable": 3}
+    assert together == alone and calls == {"status": 3, "liquidatable": 3, "preview": 3}
+    cdp.dirt += 1.0  # the Dog's Dirt moved: the vaults are read and previewed again, the Clipper status is kept
+    assert [t.label for t in keepers[0].submit(view(shared))] == [t.label for t in keepers[0].submit(view())]
+    assert calls == {"status": 4, "liquidatable": 5, "preview": 5}
     cdp.oracle.price *= 0.9  # the state moved within the block: read again, and decided on the new state
     moved = [t.label for t in keepers[0].submit(view(shared))]
-    assert calls["liquidatable"] == 4 and moved == [t.label for t in keepers[0].submit(view())]
+    assert calls["liquidatable"] == 6 and moved == [t.label for t in keepers[0].submit(view())]
