@@ -39,6 +39,12 @@ class _Screened:
     `plain & (avail[debt_idx] <= 0)` is all False, for `avail` (A,) tokens available per asset."""
 
     __slots__ = ("skip", "cover", "plain", "_need", "_undefined", "_used")
+    skip: np.ndarray
+    cover: np.ndarray | None  # None in a verdict carried to a later block (`scaled`)
+    plain: np.ndarray
+    _need: dict[int, float]
+    _undefined: bool
+    _used: list[int]
 
     def __init__(self, skip: np.ndarray, cover: np.ndarray, plain: np.ndarray, debt_idx: np.ndarray) -> None:
         for a in (skip, cover, plain):
@@ -122,6 +128,22 @@ class _Idle:
         "rho_idx",
         "verdict",
     )
+    inputs: tuple
+    top: np.ndarray
+    coll: np.ndarray
+    debt: np.ndarray
+    prices: bytes
+    terms: tuple[bytes, bytes, bytes]
+    liq_index: np.ndarray
+    borrow_index: np.ndarray
+    ref: np.ndarray
+    pair_rows: np.ndarray
+    hf_high: np.ndarray
+    thresholds: tuple[tuple[float, float], ...] | None
+    proceeds: np.ndarray
+    cost: np.ndarray
+    rho_idx: np.ndarray
+    verdict: _Screened
 
     @staticmethod
     def _static_inputs(m, view: BlockView, liq: Liquidator) -> tuple:
@@ -142,7 +164,7 @@ class _Idle:
         if liq.funding.mode != "capital" or m._coll_on is not None or m._emode is not None:
             return None
         proceeds, cost = figures.get("proceeds"), figures.get("cost")
-        if proceeds is None or not (np.all(proceeds >= 0) and np.all(cost >= 0)):  # no pair, or a NaN
+        if proceeds is None or cost is None or not (np.all(proceeds >= 0) and np.all(cost >= 0)):  # no pair, a NaN
             return None
         for i, j in set(zip(ci.tolist(), dj.tolist())):  # every sale: the collateral itself or a constant-product pool
             if i != j:
@@ -412,7 +434,9 @@ class Liquidator(mesa.Agent):
             return hit.skip, hit.cover
         return hit.skip | (hit.plain & (np.array(avail)[debt_idx] <= 0)), hit.cover
 
-    def _pair_figures(self, memo: dict, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view):
+    def _pair_figures(
+        self, memo: dict, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """`_screen`'s shared figures (skip, cap, screened) for `ready` with the pairs given, taken from those
         `_all_hopeless` computed this block for every pair of the same rows with the same inputs (`_screen` is
         elementwise in (row, pair): the figures are the very ones), or None if it did not or a pair is not among
@@ -495,14 +519,15 @@ class Liquidator(mesa.Agent):
                 r, ci, dj = np.nonzero(held)
                 shared_avail = np.array(avail) if self.funding.mode == "both" else np.full(len(avail), np.inf)
                 figures: dict = {}
-                hit = _Screened(*self._screen(m, top[r], ci, dj, view, ledger, shared_avail, figures), dj)
+                every = _Screened(*self._screen(m, top[r], ci, dj, view, ledger, shared_avail, figures), dj)
                 # every pair's figures, for `_hopeless` to take the pairs `_pairs` picks from (`_pair_figures`)
-                memo[("pair-figures", *key[1:])] = (r, ci, dj, hit)
-                hit = hit if bool(hit.skip.all()) else False  # `_screen` never skips a row it does not screen
-                if hit is not False:
-                    idle = _Idle.anchor(m, top, ci, dj, view, self, hit, figures)
-                    if idle is not None:
-                        self._idle[m.id] = idle
+                memo[("pair-figures", *key[1:])] = (r, ci, dj, every)
+                hit = False
+                if bool(every.skip.all()):  # `_screen` never skips a row it does not screen
+                    hit = every
+                    anchored = _Idle.anchor(m, top, ci, dj, view, self, every, figures)
+                    if anchored is not None:
+                        self._idle[m.id] = anchored
             memo[key] = hit
         if hit is False:
             return False
