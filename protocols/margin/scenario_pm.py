@@ -146,6 +146,8 @@ class ScenarioPM:
         t_y = t_s / SECONDS_PER_YEAR
         pts = mkt.curve_points(unds, np.full(sel.size, u, dtype=np.int64), t_s)
         fwd, fwd_fixed = pts.forward, pts.fixed
+        if coin_acct.any():
+            _refuse_worthless_coin(unds[u], spot, acct, kind, coin_acct[acct], fwd, t_s)
         rate = np.maximum(pts.rate, 0.0) if prm.floor_rate_at_zero else pts.rate  # PMRM_2: max(rate, 0)
         spot_mult = np.asarray(grid.spot)
         damp = np.asarray(grid.dampening)
@@ -189,11 +191,9 @@ class ScenarioPM:
             g_coin = coin_acct[g_acct]
 
             def native(gv: FloatArray, m: float) -> FloatArray:
-                """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F)."""
-                if not g_coin.any():
-                    return gv
-                ref = (g_var * m + g_fix) * g_disc
-                return np.where(g_coin, gv / np.where(ref > 0, ref, 1.0), gv)
+                """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F); F' > 0 for
+                every coin group (_refuse_worthless_coin)."""
+                return np.divide(gv, (g_var * m + g_fix) * g_disc, out=gv, where=g_coin)
 
             mtm_g = native(_bc(grp, pricer.values(1.0, sigma, "none"), n_g), 1.0)
             opt_mtm = _bc(g_acct, mtm_g, n)
@@ -429,6 +429,35 @@ class ScenarioPM:
         account's margin currency (USD unless coin-margined)."""
         u = pf.underlyings.index(underlying)
         return self._underlying(pf, mkt, u, self.params_for(underlying)).pnl
+
+
+def _refuse_worthless_coin(
+    name: str,
+    spot: float,
+    acct: IntArray,
+    kind: npt.NDArray[np.int8],
+    coin_pos: npt.NDArray[np.bool_],
+    fwd: FloatArray,
+    t_s: FloatArray,
+) -> None:
+    """A coin-margined account is valued in its coin (value / price), so it has no finite value where its coin's
+    price is <= 0: refuse a spot <= 0, and a forward <= 0 at an option or future it holds. A forward F > 0 stays
+    > 0 in every scenario (F' = (F - fixed) * m + fixed with 0 <= fixed <= F, ForwardCurve; grid multipliers m and
+    basis multipliers >= 1e-9, ScenarioGrid and ContingencyParams)."""
+    rule = f"coin-margined portfolios need {name}'s spot and every scenario forward > 0 (moves > -100%)"
+    if not spot > 0:
+        raise ValueError(
+            f"spot[{name!r}]={spot} USD takes {name} to a price of 0 for coin-margined accounts (numeraire {name}), "
+            f"which have no finite value in {name} there: {rule}"
+        )
+    bad = np.flatnonzero(coin_pos & np.isin(kind, (CALL, PUT, FUTURE, INVERSE_FUTURE)) & ~(fwd > 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"forward of {name} at expiry {t_s[i]:g} s = {fwd[i]} USD (MarketState.forwards[{name!r}]) takes {name} to "
+            f"a forward of 0 in every scenario for account {int(acct[i])} (numeraire {name}), which holds an option "
+            f"or future of that expiry: {rule}"
+        )
 
 
 def _exact_group(
