@@ -277,17 +277,21 @@ class ForwardShockPricer:
             sig_u = [v[self._first] for v in sig]
             if all(np.array_equal(u[self._inv], v) for u, v in zip(sig_u, sig)):  # one vol per distinct option
                 priced: np.ndarray = self._unit.values_grid(mult, dict(zip(uniq, sig_u)), keys)[:, self._inv]
-                return priced * self.qty
+                priced *= self.qty
+                return priced
         terms = [self._vol_terms(vols[k], k) for k in uniq]
         tv, inv, half = (np.stack([t[j] for t in terms]) for j in range(3))  # (K, P) per vol key
         m = mult[:, None]
         n = self.f.size
         out = np.empty((mult.size, n))
-        if out.size >= _PARALLEL_MIN and n > 1:  # ndtr releases the GIL: two threads on two halves (2-core target)
-            halves = (slice(0, n // 2), slice(n // 2, n))
-            list(_pool().map(lambda sl: self._chunk(m, tv, inv, half, row, out, sl), halves))
+        parallel = out.size >= _PARALLEL_MIN  # ndtr releases the GIL: two threads share the blocks (2-core target)
+        width = max(1, min(_BLOCK // mult.size, -(-n // 2) if parallel else n))  # columns per block: bounded temps
+        blocks = [slice(a, a + width) for a in range(0, n, width)]
+        if parallel and len(blocks) > 1:
+            list(_pool().map(lambda sl: self._chunk(m, tv, inv, half, row, out, sl), blocks))
         else:
-            self._chunk(m, tv, inv, half, row, out, slice(0, n))
+            for sl in blocks:
+                self._chunk(m, tv, inv, half, row, out, sl)
         for j, (*_, odd, sig_odd) in enumerate(terms):  # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24)
             r = np.flatnonzero(row == j)
             if odd.size and r.size:
@@ -332,7 +336,8 @@ class ForwardShockPricer:
         np.multiply(put, self.qty[sl], out=out[:, sl])
 
 
-_PARALLEL_MIN = 50_000  # options per book above which values() splits the work over two threads
+_PARALLEL_MIN = 50_000  # (scenarios x options) elements above which values_grid() splits the work over two threads
+_BLOCK = 1 << 16  # (scenarios x options) elements per block of values_grid(): each temporary <= 512 KiB
 _DEDUPE_MIN = 64  # options per book from which ForwardShockPricer looks for repeated series
 _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = -1
