@@ -5,6 +5,7 @@ protocols/lending.py (shown in the comments), not the module's output."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -1052,3 +1053,96 @@ def test_liquidity_read_as_text_is_taken_in_whole_units():
         "lenders", "USDC", "100.5"
     )  # a CSV field: 100.5 USDC is 100,500,000 whole base units (6 decimals)
     assert m.lender_scaled[2] == pytest.approx(1e8 + 100.5, rel=1e-15)
+
+
+# --- the constructor: errors that name the field, parameters as the market keeps them ------------------------------
+def build(assets=(ETH, BTC, USDC, DAI, ISO), rule="aave-v3.0", emodes=(STABLES,), emode_oracles=None, precision="float"):
+    oracles = {a.symbol: FixedPrice(PRICES.get(a.symbol, 1.0), a.symbol) for a in assets}
+    return LendingMarket("lend", list(assets), oracles, Env(), rule, list(emodes), emode_oracles, precision)
+
+
+def test_constructor_errors_name_the_field_and_the_allowed_values():
+    msg = "close_factor_rule must be 'aave-v3.0' or 'aave-v3.3', got 'aave-v2'"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        build(rule="aave-v2")
+    with pytest.raises(ValueError, match=r"got None$"):  # repr of the value: None, not 'None'
+        build(rule=None)
+    with pytest.raises(ValueError, match=r"^precision must be 'float' or 'aave-v3', got 'double'$"):
+        build(precision="double")
+    with pytest.raises(ValueError, match=r"^lend: price sources for unknown e-mode categories \[2, 3\]$"):
+        build(emode_oracles={3: FixedPrice(1.0, "X"), 1: FixedPrice(1.0, "Y"), 2: FixedPrice(1.0, "Z")})
+    gold = AssetParams("GOLD", 0.5, 0.6, 0.1, emode_category=2)
+    msg = r"^lend: asset GOLD is in e-mode category 2, which is not defined \(defined: \[1\]\)$"
+    with pytest.raises(ValueError, match=msg):
+        build(assets=(ETH, gold))
+    with pytest.raises(ValueError, match=r"\(defined: \[\]\)$"):
+        build(assets=(ETH, gold), emodes=())
+
+
+def test_the_market_keeps_its_reserves_parameters_and_their_basis_points():
+    m = build()
+    assert [a.symbol for a in m.params] == ["ETH", "BTC", "USDC", "DAI", "ISO"] and m.params[2] is USDC
+    # Aave stores LTV and threshold in basis points: 0.80 -> 8000, 0.825 -> 8250, ...
+    assert m.ltv_bps.tolist() == [8_000, 7_000, 7_700, 7_500, 5_000]
+    assert m.lt_bps.tolist() == [8_250, 7_500, 8_000, 8_000, 6_000]
+    assert m.treasury == "lend:treasury"
+
+
+def test_the_protocol_fee_of_a_liquidation_goes_to_the_treasury():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    o["ETH"].price = 1_500.0  # HF = 1,500 · 0.825 / 1,500 = 0.825 <= 0.95: close factor 100%
+    m.liquidate(a, "ETH", "USDC", 150.0, LIQ)
+    # seized with the bonus: 150 / 1,500 · 1.05 = 0.105 ETH; fee = (0.105 - 0.105 / 1.05) · 10% = 0.0005 ETH
+    assert m.env.ledger.balance("lend:treasury", "ETH") == pytest.approx(0.0005, rel=1e-12)
+    assert m.env.ledger.balance(LIQ, "ETH") == pytest.approx(100.0 + 0.1045, rel=1e-12)
+
+
+def test_flags_given_as_zero_or_one_are_boolean_masks():
+    # a reserves table read with 0/1 columns: the market keeps its flags as booleans
+    m, _ = market(USDC={"borrowable_in_isolation": 1}, DAI={"borrowable_in_isolation": 1, "borrowing_enabled": 0})
+    assert np.array(m.assets)[~m.borrowing_enabled].tolist() == ["DAI"]
+    with pytest.raises(Revert, match=r"^BORROWING_NOT_ENABLED: DAI$"):
+        open_account(m, {"ETH": 1.0}, {"DAI": 1.0})
+    # an isolated genesis account's debt in a borrowable-in-isolation asset counts towards the ceiling
+    rows = m.add_accounts(1)
+    m.env.ledger.mint("ISO", "book", 1_000.0, "genesis")
+    m.genesis_positions("book", rows, [[0, 0, 0, 0, 1_000]], [[0.5, 0, 1_000, 0, 0]])  # 10,000 USD of ISO
+    assert m.iso_debt.tolist() == [0.0, 0.0, 0.0, 0.0, 1_000.0]  # the 1,000 USDC; the 0.5 ETH is not borrowable
+
+
+def test_e_mode_categories_given_as_whole_floats_are_integers():
+    # a category id read from JSON as 1.0 is category 1; the ids index per-category tables
+    m, _ = market(USDC={"emode_category": 1.0}, DAI={"emode_category": 1.0})
+    assert m.asset_category.dtype.kind == "i"
+    assert np.array(["none", "Stablecoins"])[m.asset_category].tolist() == ["none", "none"] + ["Stablecoins"] * 2 + [
+        "none"
+    ]
+
+
+def test_caps_ceilings_and_decimals_read_as_text_are_taken_as_numbers():
+    m, _ = market(ISO={"supply_cap": "1000", "debt_ceiling": "2000"}, BTC={"borrow_cap": "1"})
+    a = open_account(m, {"ISO": 1_000.0})  # exactly the cap of 1,000 tokens
+    with pytest.raises(Revert, match=r"^SUPPLY_CAP_EXCEEDED: ISO supply 1001 > cap 1000 tokens$"):
+        open_account(m, {"ISO": 1.0})
+    m.set_collateral([a], "ISO", True)  # 10,000 USD of the isolated asset at 50% LTV: room for 5,000 USD
+    with pytest.raises(Revert, match=r"^DEBT_CEILING_EXCEEDED: .* would be 2000\.5 > ceiling 2000 USD$"):
+        m.borrow("user", np.array([a]), "USDC", np.array([2_000.5]))
+    b = open_account(m, {"ETH": 100.0})
+    with pytest.raises(Revert, match=r"^BORROW_CAP_EXCEEDED: BTC debt 1\.5 > cap 1$"):
+        m.borrow("user", np.array([b]), "BTC", np.array([1.5]))
+    m, _ = market(precision="aave-v3", USDC={"decimals": "6"})
+    c = open_account(m, {"USDC": 1.0000009})  # 6 decimals: 1,000,000.9 base units floor to 1,000,000
+    assert m.collateral()[c, 2] == 1.0
+
+
+def test_a_repayment_named_by_a_boolean_mask_refreshes_its_rows():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    b = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    assert m.account_usd()[1].tolist() == [1_000.0, 1_000.0]  # the values are read (and cached)
+    m.env.ledger.mint("USDC", "user", 400.0, "genesis")
+    mask = np.array([False, True])
+    m.repay("user", mask, "USDC", np.array([400.0]))
+    assert m.account_usd()[1][[a, b]].tolist() == [1_000.0, 600.0]
+    assert m.health()[b] == pytest.approx(2_000 * 0.825 / 600, rel=1e-12)  # 2.75
