@@ -1056,7 +1056,9 @@ def test_liquidity_read_as_text_is_taken_in_whole_units():
 
 
 # --- the constructor: errors that name the field, parameters as the market keeps them ------------------------------
-def build(assets=(ETH, BTC, USDC, DAI, ISO), rule="aave-v3.0", emodes=(STABLES,), emode_oracles=None, precision="float"):
+def build(
+    assets=(ETH, BTC, USDC, DAI, ISO), rule="aave-v3.0", emodes=(STABLES,), emode_oracles=None, precision="float"
+):
     oracles = {a.symbol: FixedPrice(PRICES.get(a.symbol, 1.0), a.symbol) for a in assets}
     return LendingMarket("lend", list(assets), oracles, Env(), rule, list(emodes), emode_oracles, precision)
 
@@ -1146,3 +1148,124 @@ def test_a_repayment_named_by_a_boolean_mask_refreshes_its_rows():
     m.repay("user", mask, "USDC", np.array([400.0]))
     assert m.account_usd()[1][[a, b]].tolist() == [1_000.0, 600.0]
     assert m.health()[b] == pytest.approx(2_000 * 0.825 / 600, rel=1e-12)  # 2.75
+
+
+# --- small public promises: read-only prices, the borrower's tokens, rates at a given utilisation ------------------
+def test_prices_are_read_only_and_borrowed_tokens_reach_the_holder():
+    m, _ = market()
+    with pytest.raises(ValueError, match="read-only"):
+        m.prices()[0] = 1.0
+    a = open_account(m, {"ETH": 1.0})
+    m.borrow("wallet", np.array([a]), "USDC", np.array([1_000.0]))
+    assert m.env.ledger.balance("wallet", "USDC") == 1_000.0 and m.debt()[a, 2] == 1_000.0
+
+
+def test_the_borrow_rate_at_a_given_utilisation():
+    m, _ = market()
+    u = np.array([0.45, 0.9, 0.95, 1.0, 0.0])
+    # kink at 90%: 4% · u / 0.9 below it; 4% + 60% · (u - 0.9) / 0.1 above it
+    expected = [0.04 * 0.45 / 0.9, 0.04, 0.04 + 0.60 * 0.05 / 0.1, 0.64, 0.0]
+    assert m.borrow_rate(u) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_ltv_room_of_an_ordinary_row_and_of_an_e_mode_row_side_by_side():
+    m, _ = market()
+    a = open_account(m, {"USDC": 1_000.0})  # ordinary: 1,000 USD · 77% = 770 USD of room
+    b = open_account(m, {"ETH": 1.0})
+    m.set_emode([b], 1)  # ETH is outside the category: its own 80% of 2,000 USD = 1,600 USD of room
+    m.borrow("user", np.array([b]), "USDC", np.array([1_600.0]))
+    with pytest.raises(Revert, match=r"^lend: borrow would exceed LTV for 1 account\(s\), e\.g\. #0$"):
+        m.borrow("user", np.array([a]), "USDC", np.array([800.0]))  # the category's 93% would allow 930
+    m.borrow("user", np.array([a]), "USDC", np.array([770.0]))
+    assert m.debt()[[a, b], 2].tolist() == [770.0, 1_600.0]
+
+
+def test_an_ordinary_row_borrows_a_category_asset_at_the_oracle_price():
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, BTC, USDC, DAI, ISO)}
+    src = FixedPrice(2.0, "stables")  # the category's own price source: 2 USD per stablecoin
+    m = LendingMarket("lend", [ETH, BTC, USDC, DAI, ISO], oracles, env, "aave-v3.0", [STABLES], {1: src})
+    env.ledger.mint("USDC", "lenders", 1e6, "genesis")
+    m.supply_liquidity("lenders", "USDC", 1e6)
+    a = open_account(m, {"ETH": 1.0})
+    b = open_account(m, {"DAI": 1_000.0})
+    m.set_emode([b], 1)  # 1,000 DAI at 2 USD, 93%: 1,860 USD of room = 930 USDC at 2 USD
+    # a is not in e-mode: 1,600 USDC at the oracle's 1 USD fill its 80% of 2,000 USD exactly
+    m.borrow("user", np.array([a, b]), "USDC", np.array([1_600.0, 930.0]))
+    assert m.account_usd()[1].tolist() == [1_600.0, 1_860.0]
+
+
+def test_the_v33_close_factor_of_an_e_mode_row_among_others():
+    m, _ = market(rule="aave-v3.3")
+    open_account(m, {"ETH": 1.0})
+    b = open_account(m, {"DAI": 10_000.0})
+    m.set_emode([b], 1)
+    m.borrow("user", np.array([b]), "USDC", np.array([9_000.0]))  # 93% of 10,000 = 9,300 of room
+    # HF = 10,000 · 0.95 / 9,000 = 1.056 > 0.95, both sides >= 2,000 USD: at most 50% of 9,000 USD of debt
+    assert m.max_debt_to_cover(b, "USDC") == 4_500.0
+    assert m.max_debt_to_cover(b, "USDC", "DAI") == 4_500.0
+
+
+def test_new_accounts_keep_the_flags_and_categories_of_the_old():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0, "USDC": 100.0})
+    m.set_collateral([a], "USDC", False)
+    b = open_account(m, {"DAI": 100.0})
+    m.set_emode([b], 1)
+    m.add_accounts(2)
+    assert m.collateral_enabled[a].tolist() == [True, True, False, True, True]
+    assert m.collateral_enabled[b:].all()
+    assert m.user_emode.tolist() == [0, 1, 0, 0] and m.user_emode.dtype.kind == "i"
+    assert np.array(["none", "Stablecoins"])[m.user_emode].tolist() == ["none", "Stablecoins", "none", "none"]
+
+
+# --- caps and the ceiling at their tolerance, bit for bit ----------------------------------------------------------
+def test_caps_and_the_ceiling_admit_exactly_their_tolerance():
+    # each limit admits up to limit · (1 + 1e-12) (the ceiling: + 1e-9 USD more); a total equal to that bound passes
+    m, _ = market(ISO={"supply_cap": 1.0, "debt_ceiling": 1_000.0}, BTC={"borrow_cap": 1.0})
+    cap = 1.0 * (1 + 1e-12)
+    assert 0.0 + cap == cap  # nothing supplied or owed yet: the totals are the new amounts themselves
+    a = open_account(m, {"ISO": cap})
+    assert m.collateral()[a, 4] == cap
+    b = open_account(m, {"ETH": 100.0}, {"BTC": cap})
+    assert m.debt()[b, 1] == cap
+    c = open_account(m, {"ISO": 0.0})  # an empty account; its ISO comes as a genesis book (the supply cap is full)
+    m.env.ledger.mint("ISO", "book", 1_000.0, "genesis")
+    m.genesis_positions("book", [c], [[0, 0, 0, 0, 1_000.0]], [[0, 0, 0, 0, 0]])  # 10,000 USD at 50% LTV
+    m.set_collateral([c], "ISO", True)
+    ceiling = 1_000.0 * (1 + 1e-12) + 1e-9
+    m.borrow("user", np.array([c]), "USDC", np.array([ceiling]))
+    assert m.iso_debt[4] == ceiling
+
+
+def test_repaid_isolated_debt_leaves_the_ceilings_total():
+    m, _ = market(ISO={"debt_ceiling": 1.0})  # a ceiling of one dollar
+    a = open_account(m, {"ISO": 1.0})  # 10 USD at 50%
+    m.set_collateral([a], "ISO", True)
+    m.borrow("user", np.array([a]), "USDC", np.array([0.5]))
+    m.repay("user", np.array([a]), "USDC", np.array([0.5]))
+    assert m.iso_debt[4] == 0.0
+    m.borrow("user", np.array([a]), "USDC", np.array([0.75]))  # 0.75 <= 1: the repaid 0.5 no longer counts
+    m, _ = market()
+    rows = [open_account(m, {"ISO": 100.0}), open_account(m, {"ISO": 100.0})]  # 1,000 USD each at 50%
+    m.set_collateral(rows, "ISO", True)
+    m.borrow("user", np.array(rows), "USDC", np.array([100.0, 200.0]))
+    m.repay("user", np.array(rows), "USDC", np.array([40.0, 60.0]))
+    assert m.iso_debt.tolist() == [0.0, 0.0, 0.0, 0.0, 200.0]  # 300 - 40 - 60
+
+
+def test_a_whole_controller_close_clears_the_debt_and_takes_a_balance_short_by_rounding():
+    m, _ = market()
+    # 1,023.999999 USDC: with the grown index the debt crosses 1,024 = 2^10 (the next binade of floats), and
+    # scaled debt x index / index is then not the scaled debt again
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_023.999999})
+    m.accrue(YEAR)
+    ds, bi = m.debt_scaled[a, 2], m.borrow_index[2]
+    assert ds - (ds * bi) / bi > 0  # a whole repayment computed as scaled debt - repaid / index would leave dust
+    owed = ds * bi
+    m.env.ledger.mint("USDC", "ctl", owed * (1 - 1e-12), "genesis")  # short by the tolerance exactly
+    m.controller_close(a, 1.0, "ctl")
+    assert m.debt()[a].tolist() == [0.0] * 5
+    assert m.env.ledger.balance("ctl", "USDC") == 0.0
+    # seized: the repaid USD over 2,000 USD of ETH, no penalty
+    assert m.env.ledger.balance("ctl", "ETH") == pytest.approx(owed / 2_000.0, rel=1e-12)
