@@ -1269,3 +1269,95 @@ def test_a_whole_controller_close_clears_the_debt_and_takes_a_balance_short_by_r
     assert m.env.ledger.balance("ctl", "USDC") == 0.0
     # seized: the repaid USD over 2,000 USD of ETH, no penalty
     assert m.env.ledger.balance("ctl", "ETH") == pytest.approx(owed / 2_000.0, rel=1e-12)
+
+
+# --- liquidations against grown indices, and the dust rules at their bounds -------------------------------------
+def accrued(rule: str, precision: str = "float") -> LendingMarket:
+    """Lenders supply 40,000 USDC and DAI; a whale borrows half of each against 40 ETH; then a year passes: USDC's
+    borrow index and DAI's liquidity index grow, ETH's and BTC's stay 1 (nobody borrows them)."""
+    m = build(rule=rule, precision=precision)
+    led = m.env.ledger
+    for s in ("USDC", "DAI"):
+        led.mint(s, "lenders", 40_000.0, "genesis")
+        m.supply_liquidity("lenders", s, 40_000.0)
+        led.mint(s, LIQ, 100_000.0, "genesis")
+    open_account(m, {"ETH": 40.0}, {"USDC": 20_000.0, "DAI": 20_000.0})  # u = 0.5 in both
+    m.accrue(YEAR)
+    return m
+
+
+def place(m: LendingMarket, coll: dict[str, float], debt: dict[str, float]) -> int:
+    """An account placed as a genesis book (no LTV check) with these token amounts."""
+    row = m.add_accounts(1)
+    c, d = np.zeros((1, len(m.assets))), np.zeros((1, len(m.assets)))
+    for s, v in coll.items():
+        m.env.ledger.mint(s, "book", v, "genesis")
+        c[0, m.idx[s]] = v
+    for s, v in debt.items():
+        d[0, m.idx[s]] = v
+    m.genesis_positions("book", row, c, d)
+    return int(row[0])
+
+
+def test_v33_leftovers_and_write_offs_count_tokens_with_the_grown_indices():
+    m = accrued("aave-v3.3")
+    rb = 0.04 * 0.5 / 0.9  # kinked rate at u = 0.5; linear index over a year
+    assert m.borrow_index[2] == pytest.approx(1 + rb, rel=1e-12)  # 1.0222: tokens = scaled x 1.0222
+    assert m.liq_index[3] == pytest.approx(1 + rb * 0.5 * 0.85, rel=1e-12)  # 1.0094 (15% reserve factor)
+    # 10,500 DAI against 10,000 USDC: HF = 10,500 · 0.8 / 10,000 = 0.84 <= 0.95, the close factor is 100%
+    z = place(m, {"DAI": 10_500.0}, {"USDC": 10_000.0})
+    # repaying 8,900 USDC seizes 8,900 · 1.05 = 9,345 DAI: 1,100 USD of debt and 1,155 USD of DAI are left, both
+    # >= 1,000 (a scaled balance read as tokens without the index would leave under 1,000: MustNotLeaveDust)
+    m.liquidate(z, "DAI", "USDC", 8_900.0, LIQ)
+    assert m.debt()[z, 2] == pytest.approx(1_100.0, rel=1e-12)
+    assert m.collateral()[z, 3] == pytest.approx(1_155.0, rel=1e-12)
+    # 1 ETH against 1,950 USDC: all the ETH goes for 2,000 / 1.05 = 1,904.76 USDC; 45.24 USDC are left
+    left = 1_950.0 - 2_000.0 / 1.05
+    x = place(m, {"ETH": 1.0, "BTC": 1e-12}, {"USDC": 1_950.0})  # 1e-12 BTC (index 1): no collateral
+    m.liquidate(x, "ETH", "USDC", 1_950.0, LIQ)
+    assert m.debt()[x].tolist() == [0.0] * 5 and m.deficit[2] == pytest.approx(left, rel=1e-12)  # written off
+    y = place(m, {"ETH": 1.0, "DAI": 1.01e-12}, {"USDC": 1_950.0})  # 1.01e-12 DAI > 1e-12: collateral left
+    m.liquidate(y, "ETH", "USDC", 1_950.0, LIQ)
+    assert m.debt()[y, 2] == pytest.approx(left, rel=1e-12) and m.deficit[2] == pytest.approx(left, rel=1e-12)
+    assert m.write_off(y) == 0.0 and m.debt()[y, 2] == pytest.approx(left, rel=1e-12)
+
+
+def test_v33_dust_rule_ignores_a_side_left_with_1e_9_usd_exactly():
+    # DAI without a bonus (so no protocol fee either) against USDC, both 1 USD: seizure = repayment, in floats exactly
+    m, _ = market(rule="aave-v3.3", DAI={"liquidation_bonus": 0.0})
+    assert 2e-9 - 1e-9 == 1e-9 and 2.25e-9 - 1e-9 > 1e-9
+    a = place(m, {"DAI": 2.25e-9}, {"USDC": 2e-9})  # HF = 2.25 · 0.8 / 2 = 0.9
+    m.liquidate(a, "DAI", "USDC", 1e-9, LIQ)  # 1e-9 USD of debt left: not a partial liquidation of both sides
+    assert m.debt()[a, 2] == 1e-9 and m.collateral()[a, 3] == pytest.approx(1.25e-9, rel=1e-12)
+    b = place(m, {"DAI": 2e-9}, {"USDC": 3e-9})  # HF = 2 · 0.8 / 3 = 0.53
+    m.liquidate(b, "DAI", "USDC", 1e-9, LIQ)  # 1e-9 USD of DAI left
+    assert m.collateral()[b, 3] == 1e-9 and m.debt()[b, 2] == pytest.approx(2e-9, rel=1e-12)
+
+
+def test_aave_precision_liquidation_rounds_what_is_left_with_the_grown_indices():
+    m = accrued("aave-v3.0", "aave-v3")
+    assert m.liq_index[3] > 1.009 and m.borrow_index[2] > 1.02  # the contract's indices after a year at u = 0.5
+    a = place(m, {"DAI": 1_000.0}, {"USDC": 960.0})  # HF = 800 / 960 = 0.83: close factor 100%
+    m.liquidate(a, "DAI", "USDC", 990.0 / 1.05, LIQ)  # seizes 990 DAI (bonus 5%, fee inside)
+    assert m.collateral()[a, 3] == pytest.approx(10.0, abs=1e-12)  # 1,000 - 990, whole wei
+    assert m.debt()[a, 2] == pytest.approx(17.142857, abs=1e-12)  # 960 - 942.857142857, to 6 decimals
+
+
+def test_aave_precision_liquidation_empties_a_balance_within_its_tolerance():
+    # two 18-decimal stablecoins at 1 USD, no bonus and no fee: the seizure is the repayment, bit for bit
+    da = AssetParams("DAI", 0.75, 0.80, 0.0, protocol_fee=0.0)
+    gho = AssetParams("GHO", 0.75, 0.80, 0.0, protocol_fee=0.0)
+    m = build(assets=(da, gho), emodes=(), precision="aave-v3")
+    m.env.ledger.mint("GHO", "lenders", 10.0, "genesis")
+    m.supply_liquidity("lenders", "GHO", 10.0)
+    m.env.ledger.mint("GHO", LIQ, 10.0, "genesis")
+    a = place(m, {"DAI": 1.0}, {"GHO": 1.0})  # HF 0.8: close factor 100%
+    r = 1.0 * (1 - 1e-12)  # repayment and seizure are 1 - 1e-12 of the balances: the tolerance's bound exactly
+    m.liquidate(a, "DAI", "GHO", r, LIQ)
+    assert m.collateral()[a].tolist() == [0.0, 0.0] and m.debt()[a].tolist() == [0.0, 0.0]  # not 1e6 wei left
+    # with the bonus and fee: 1,000 DAI against 1,000 USDC; the seizure (fee inside) is 1,000 · (1 - 5e-13) DAI
+    m, _ = market(precision="aave-v3")
+    b = place(m, {"DAI": 1_000.0}, {"USDC": 1_000.0})
+    m.liquidate(b, "DAI", "USDC", 1_000.0 * (1 - 5e-13) / 1.05, LIQ)
+    assert m.collateral()[b, 3] == 0.0  # the 5e-10 DAI (5e8 wei) within tolerance go too
+    assert m.debt()[b, 2] == pytest.approx(1_000.0 - 1_000.0 / 1.05, abs=1e-6)  # 47.619048 USDC
