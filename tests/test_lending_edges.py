@@ -1361,3 +1361,15 @@ def test_aave_precision_liquidation_empties_a_balance_within_its_tolerance():
     m.liquidate(b, "DAI", "USDC", 1_000.0 * (1 - 5e-13) / 1.05, LIQ)
     assert m.collateral()[b, 3] == 0.0  # the 5e-10 DAI (5e8 wei) within tolerance go too
     assert m.debt()[b, 2] == pytest.approx(1_000.0 - 1_000.0 / 1.05, abs=1e-6)  # 47.619048 USDC
+
+
+def test_an_empty_repayment_batch_changes_nothing():
+    m, _ = market(ISO={"debt_ceiling": 0.0})  # no isolated asset
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    assert m.health()[a] == pytest.approx(1.65, rel=1e-12)  # 2,000 · 0.825 / 1,000, read (and cached)
+    assert m.repay("user", [], "USDC", []).tolist() == []  # a batch of no accounts (a plain empty list)
+    assert m.health()[a] == pytest.approx(1.65, rel=1e-12)
+    m.env.ledger.mint("USDC", "user", 100.0, "genesis")
+    m.repay("user", [a], "USDC", [100.0])
+    m.repay("user", [], "USDC", [])
+    assert m.health()[a] == pytest.approx(2_000 * 0.825 / 900, rel=1e-12)  # 1.833
