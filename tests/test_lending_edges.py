@@ -1373,3 +1373,23 @@ def test_an_empty_repayment_batch_changes_nothing():
     m.repay("user", [a], "USDC", [100.0])
     m.repay("user", [], "USDC", [])
     assert m.health()[a] == pytest.approx(2_000 * 0.825 / 900, rel=1e-12)  # 1.833
+
+
+def test_the_best_pair_and_cap_count_tokens_with_the_grown_indices_at_usd_prices():
+    m = build()
+    led = m.env.ledger
+    for s, n in (("DAI", 40_000.0), ("ETH", 20.0)):
+        led.mint(s, "lenders", n, "genesis")
+        m.supply_liquidity("lenders", s, n)
+    open_account(m, {"BTC": 2.0}, {"DAI": 20_000.0, "ETH": 10.0})  # u = 0.5 in DAI and ETH
+    m.accrue(YEAR)
+    rb = 0.04 * 0.5 / 0.9
+    assert m.liq_index[3] == pytest.approx(1 + rb * 0.5 * 0.85, rel=1e-12)  # DAI supplied grows: 1.0094
+    assert m.borrow_index[0] == pytest.approx(1 + rb, rel=1e-12)  # ETH owed grows: 1.0222
+    z = place(m, {"DAI": 2_000.0}, {"ETH": 1.0})  # 2,000 USD each side: HF = 0.8, close factor 100%
+    ci, dj, best, cap = m.liquidation_pairs_and_caps(np.array([z]))
+    assert (ci.tolist(), dj.tolist()) == ([3], [0])  # seize DAI, repay ETH
+    # the cap is the whole debt, 1 ETH = 2,000 USD; 2,000 · 1.05 > 2,000 USD of DAI: the collateral binds.
+    # profit = collateral - fee - repayment = C · (1 - 1/1.05) · (1 - 10% fee) with C = 2,000 USD
+    assert best[0] == pytest.approx(2_000.0 * (1 - 1 / 1.05) * 0.9, rel=1e-12)  # 85.71 USD
+    assert cap == pytest.approx([2_000.0, 0.0, 0.0, 0.0, 0.0], rel=1e-12)
