@@ -51,6 +51,19 @@ def open_account(m: LendingMarket, coll: dict[str, float], debt: dict[str, float
     return int(a[0])
 
 
+def place(m: LendingMarket, coll: dict[str, float], debt: dict[str, float]) -> int:
+    """An account placed as a genesis book (no LTV check) with these token amounts."""
+    row = m.add_accounts(1)
+    c, d = np.zeros((1, len(m.assets))), np.zeros((1, len(m.assets)))
+    for s, v in coll.items():
+        m.env.ledger.mint(s, "book", v, "genesis")
+        c[0, m.idx[s]] = v
+    for s, v in debt.items():
+        d[0, m.idx[s]] = v
+    m.genesis_positions("book", row, c, d)
+    return int(row[0])
+
+
 # --- genesis books -----------------------------------------------------------------------------------------------
 def test_a_genesis_book_is_placed_as_it_is_and_its_tokens_move():
     m, _ = market()
@@ -1229,9 +1242,7 @@ def test_caps_and_the_ceiling_admit_exactly_their_tolerance():
     assert m.collateral()[a, 4] == cap
     b = open_account(m, {"ETH": 100.0}, {"BTC": cap})
     assert m.debt()[b, 1] == cap
-    c = open_account(m, {"ISO": 0.0})  # an empty account; its ISO comes as a genesis book (the supply cap is full)
-    m.env.ledger.mint("ISO", "book", 1_000.0, "genesis")
-    m.genesis_positions("book", [c], [[0, 0, 0, 0, 1_000.0]], [[0, 0, 0, 0, 0]])  # 10,000 USD at 50% LTV
+    c = place(m, {"ISO": 1_000.0}, {})  # a genesis book (the supply cap is full): 10,000 USD of ISO at 50% LTV
     m.set_collateral([c], "ISO", True)
     ceiling = 1_000.0 * (1 + 1e-12) + 1e-9
     m.borrow("user", np.array([c]), "USDC", np.array([ceiling]))
@@ -1284,19 +1295,6 @@ def accrued(rule: str, precision: str = "float") -> LendingMarket:
     open_account(m, {"ETH": 40.0}, {"USDC": 20_000.0, "DAI": 20_000.0})  # u = 0.5 in both
     m.accrue(YEAR)
     return m
-
-
-def place(m: LendingMarket, coll: dict[str, float], debt: dict[str, float]) -> int:
-    """An account placed as a genesis book (no LTV check) with these token amounts."""
-    row = m.add_accounts(1)
-    c, d = np.zeros((1, len(m.assets))), np.zeros((1, len(m.assets)))
-    for s, v in coll.items():
-        m.env.ledger.mint(s, "book", v, "genesis")
-        c[0, m.idx[s]] = v
-    for s, v in debt.items():
-        d[0, m.idx[s]] = v
-    m.genesis_positions("book", row, c, d)
-    return int(row[0])
 
 
 def test_v33_leftovers_and_write_offs_count_tokens_with_the_grown_indices():
