@@ -94,6 +94,27 @@ def test_a_genesis_book_is_placed_as_it_is_and_its_tokens_move():
     led.check_conservation()
 
 
+def test_a_later_book_with_every_flag_on_and_no_category_replaces_the_rows_earlier_switches():
+    m, _ = market()
+    rows = m.add_accounts(2)
+    m.env.ledger.mint("DAI", "book", 1_000.0, "genesis")
+    one_dai = [[0, 0, 0, 500, 0], [0, 0, 0, 500, 0]]  # 500 DAI each
+    none = np.zeros((2, 5))
+    m.genesis_positions("book", rows, one_dai, none, [[True] * 5, [True, True, True, False, True]], np.array([0, 1]))
+    assert m.account_usd()[0].tolist() == [500.0, 0.0]  # row 1's DAI switched off
+    # a second book on the same rows says: every flag on, no e-mode -> the rows take it (500 DAI · 1 USD each)
+    m.genesis_positions("book", rows, none, none, np.ones((2, 5), bool), np.array([0, 0]))
+    assert m.collateral_enabled[rows].all()
+    assert m.user_emode[rows].tolist() == [0, 0]
+    assert m.account_usd()[0].tolist() == [500.0, 500.0]
+    # leaving the flags and categories out keeps them
+    m.genesis_positions("book", rows, none, none, [[True] * 5, [False, True, True, False, True]], np.array([0, 1]))
+    m.genesis_positions("book", rows, none, none)
+    assert m.collateral_enabled[rows[1]].tolist() == [False, True, True, False, True]
+    assert m.user_emode[rows].tolist() == [0, 1]
+    m.env.ledger.check_conservation()
+
+
 def test_an_empty_genesis_book_changes_nothing():
     m, _ = market()
     before = m.env.ledger.snapshot()
