@@ -47,6 +47,8 @@ _RTOL = 1e-12
 #: relative slack of the keeper's vectorised screens: a screen may keep an auction the exact rule then rejects, never
 #: drop one the exact rule would act on
 _SLACK = 1e-9
+#: unsafe vaults previewed for kicks at first, most unsafe first; the rest are previewed together if need be
+_KICK_SLICE = 16
 
 
 class KeeperParams(BaseModel):
@@ -249,25 +251,58 @@ class Keeper(mesa.Agent, Actor):
     def _kicks(self, cdp: Cdp, ctx: _Ctx) -> None:
         if self.p.kick_policy == "never" or self._spent_out(self.p.gas_bark, ctx):
             return
-        unsafe = cdp.liquidatable()
+        room = _kick_room(cdp)
+        if room <= 0:  # no room left: every bark would revert (Dog hole/Hole, Cat box)
+            return
+        # what the order and the previews' ok, tab and coin depend on (dss dog.sol bark: vault, rate, spot, Dirt, gates)
+        state = (cdp.ink.tobytes(), cdp.art.tobytes(), cdp.rate, cdp.price(), cdp.p, cdp.dirt)
+        memo = _shared(ctx.view, "unsafe", cdp, (*state, cdp.gates.is_paused(cdp.collateral)))
+        if "order" not in memo:
+            unsafe = cdp.liquidatable()
+            memo["order"] = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
+        unsafe = memo["order"]
         if len(unsafe) == 0:
             return
-        unsafe = unsafe[np.argsort(cdp.health()[unsafe], kind="stable")]  # most unsafe first
-        pv = cdp.preview_bark(unsafe)
         gas_usd = self._gas_usd(self.p.gas_bark, ctx)
-        worth = pv["ok"] & ((self.p.kick_policy == "always") | (pv["coin"] - gas_usd >= self.p.min_profit_usd))
-        room = _kick_room(cdp)
+        if self.p.kick_policy == "incentive":
+            unsafe = unsafe[self._may_pay(cdp, unsafe, gas_usd)]
         used = 0.0
-        for k in np.flatnonzero(worth):
-            if not self._room(ctx):
-                return
-            if used > 0 and used + pv["tab"][k] > room:
-                break
-            vault = int(unsafe[k])
-            if not self._ready((cdp.id, "kick", vault), ctx):
-                continue
-            if self._add(ctx, _bind(cdp.bark, vault, self.holder), self.p.gas_bark, f"bark {cdp.id}#{vault}"):
-                used += float(pv["tab"][k])
+        # the vaults in order, previewed a slice at a time (the first few, then the rest): `preview_bark` judges
+        # each vault alone, and the walk usually stops within the first few (the limit's room or the actions per
+        # block run out)
+        start, size = 0, _KICK_SLICE
+        while start < unsafe.size:
+            part = unsafe[start : start + size]
+            start, size = start + size, unsafe.size
+            key = ("preview", part.tobytes())
+            if key not in memo:
+                memo[key] = cdp.preview_bark(part)
+            pv = memo[key]  # read only
+            worth = pv["ok"] & ((self.p.kick_policy == "always") | (pv["coin"] - gas_usd >= self.p.min_profit_usd))
+            for k in np.flatnonzero(worth):
+                if not self._room(ctx):
+                    return
+                if used > 0 and used + pv["tab"][k] > room:
+                    return
+                vault = int(part[k])
+                if not self._ready((cdp.id, "kick", vault), ctx):
+                    continue
+                if self._add(ctx, _bind(cdp.bark, vault, self.holder), self.p.gas_bark, f"bark {cdp.id}#{vault}"):
+                    used += float(pv["tab"][k])
+
+    def _may_pay(self, cdp: Cdp, vaults: np.ndarray, gas_usd: float) -> np.ndarray:
+        """Mask over `vaults`: False where the kick incentive certainly cannot cover gas plus `min_profit_usd`.
+
+        A bark takes dart <= art, so its tab = dart·rate·chop is at most art·rate·chop (the same products in the
+        same order as `Cdp.preview_bark`, and rounding is monotone), and its incentive tip + tab·chip at most the
+        same with art (dss dog.sol bark, clip.sol kick); no incentive outside a Clipper with tip or chip."""
+        cp = cdp.p.clip
+        if cdp.mechanism == "clip" and (cp.tip > 0 or cp.chip > 0):
+            coin = cp.tip + cdp.art[vaults] * cdp.rate * cdp.p.chop * cp.chip
+        else:
+            coin = np.zeros(vaults.size)
+        floor = self.p.min_profit_usd
+        return coin - gas_usd >= floor - _SLACK * (np.abs(coin) + gas_usd + abs(floor) + 1.0)
 
     # --- Clipper ----------------------------------------------------------------------------------------
     def _clip_auctions(self, cdp: Cdp, ctx: _Ctx) -> None:
@@ -276,13 +311,22 @@ class Keeper(mesa.Agent, Actor):
         decide the rest. A queued take spends cash, which changes every later take's slice: the screen is
         redone over the auctions after it."""
         clip = cdp.clipper
-        needs, price = clip.status()
+        memo = _shared(
+            ctx.view,
+            "status",
+            cdp,
+            (clip.now(), clip.kicks, clip.active.tobytes(), clip.tic.tobytes(), clip.top.tobytes(), clip.p),
+        )
+        if "status" not in memo:
+            memo["status"] = clip.status()
+        needs, price = memo["status"]  # read only
         ids = clip.active_ids()
-        redo = self._redo_screen(cdp, ids[needs[ids]], ctx)
+        redo = np.zeros(needs.size, dtype=bool)  # auctions needing a reset that `_maybe_redo` may act on
+        redo[self._redo_screen(cdp, ids[needs[ids]], ctx)] = True
         start = 0
         while start < ids.size:
             rest = ids[start:]
-            act = needs[rest] & np.isin(rest, redo)
+            act = needs[rest] & redo[rest]
             act |= ~needs[rest] & self._take_screen(cdp, rest, price, ctx)
             for i in rest[act]:
                 if not self._room(ctx):
@@ -474,6 +518,16 @@ class _Ctx:
     def __init__(self, view: BlockView, gas_price_gwei: float, eth_usd: float, cash: dict, txs: list, seen: set):
         self.view, self.gas_price_gwei, self.eth_usd = view, gas_price_gwei, eth_usd
         self.cash, self.txs, self.seen = cash, txs, seen
+
+
+def _shared(view: BlockView, what: str, cdp: Cdp, state: tuple) -> dict:
+    """What the keepers of a block read from one CDP, shared through `view.extra` and kept while the state it
+    depends on (`state`) is unchanged: the keepers of a block decide on the same state."""
+    memo = view.extra.setdefault(f"keeper-{what}:{id(cdp)}", {})
+    if memo.get("state") != state:
+        memo.clear()
+        memo["state"] = state
+    return memo
 
 
 def _bind(fn, *args):

@@ -63,6 +63,7 @@ class PerpLiquidator(mesa.Agent):
         else:
             self.account = int(dex.open_accounts(self.holder, [params.capital_usd], None)[0])
         self.first_seen = np.zeros(0, dtype=np.int64)  # per DEX account: block first seen liquidatable, or -1
+        self._live = np.zeros(0, dtype=np.int64)  # the accounts first_seen dates (liquidatable at the last call)
         self.attempts = 0
         self.liquidations = 0
 
@@ -78,10 +79,15 @@ class PerpLiquidator(mesa.Agent):
             k = min(n, self.first_seen.size)
             grown[:k] = self.first_seen[:k]
             self.first_seen = grown
-        live = np.zeros(n, dtype=bool)
-        live[cand] = True
-        self.first_seen[~live] = -1  # forget accounts no longer liquidatable
-        self.first_seen[live & (self.first_seen < 0)] = view.block
+        # first_seen >= 0 exactly on the previous call's candidates (`_live`): forget those no longer liquidatable
+        # and date the new ones, touching only those rows
+        live = memo.get(("live", n))
+        if live is None:
+            live = memo[("live", n)] = np.zeros(n, dtype=bool)
+            live[cand] = True
+        self.first_seen[self._live[~live[self._live]]] = -1
+        self.first_seen[cand[self.first_seen[cand] < 0]] = view.block
+        self._live = cand
         ready = cand[(cand != self.account) & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
         if ready.size == 0:
             return []
@@ -93,6 +99,14 @@ class PerpLiquidator(mesa.Agent):
         ready = memo[key]
         eth_usd = float(self.eth_price())
         gas_usd_per_gwei = pr.gas * GWEI * eth_usd
+        # skip, without a preview, accounts whose profit bound cannot beat the minimum after gas: each would fail
+        # the profit test below (profit <= bound), and a skipped account leaves `free` and the txs unchanged
+        bkey = ("bound", key[1], key[2])
+        if bkey not in memo:
+            memo[bkey] = self._profit_bound(ready)
+        ready = ready[memo[bkey] - gas_usd_per_gwei * view.base_fee_gwei > pr.min_profit_usd]
+        if ready.size == 0:
+            return []
         if "free" not in memo:
             memo["free"], memo["imf"] = dex.free_collateral(), dex.imf_effective()
         free = float(memo["free"][self.account])
@@ -132,6 +146,25 @@ class PerpLiquidator(mesa.Agent):
             memo.clear()
             memo["state"] = state
         return memo
+
+    def _profit_bound(self, rows: np.ndarray) -> np.ndarray:
+        """An upper bound of `liquidator_profit_usd` of each account's preview, USD (no preview needed).
+
+        With ratio = TNC/TMMR and ABR = clamp(BA·(1 − ratio), 0, 1), a preview's profit is q·P·ABR·SMMR·MMF
+        at the fillable price (q·P when a long's fillable price is clamped at 0, then ABR·SMMR·MMF >= 1), or
+        q·P·MMF·ratio at the bankruptcy price (only when the fund would pay, i.e. ratio < ABR·SMMR), or 0
+        (ADL); q·P is at most the largest position's notional. TNC and TMMR are read from the DEX's per-account
+        arrays (the preview recomputes them on its row, equal up to rounding), so the bound carries a slack of
+        1e-9 in ABR and relative, far above the rounding (liquidations.go: GetFillablePrice, bankruptcy price).
+        """
+        dex, pr = self.dex, self.dex.params
+        eq, mmr = dex.equity()[rows], dex.maintenance_requirement()[rows]
+        # a liquidatable account has TMMR > 0 (health = TNC/TMMR < 1); elsewhere the ratio 1 gives ABR 0
+        ratio = eq / np.where(mmr > 0, mmr, 1.0)
+        ratio[~(mmr > 0)] = 1.0
+        abr = np.minimum(np.maximum(pr.bankruptcy_adjustment * (1.0 - ratio), 0.0), 1.0)
+        pmmr = (np.abs(dex.size[rows]) * (dex.prices() * dex.mmf)).max(axis=1, initial=0.0)
+        return pmmr * pr.spread_to_maintenance_margin_ratio * (abr + 1e-9) * (1.0 + 1e-9)
 
     def _preview(self, memo: dict, account: int) -> LiquidationPreview | None:
         if account not in memo:

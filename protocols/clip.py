@@ -143,13 +143,14 @@ class Clipper:
     def status(self) -> tuple[np.ndarray, np.ndarray]:
         """(needs_redo, price) for every auction id; not-running auctions report (False, 0)."""
         k = self.kicks
-        dur = self.now() - self.tic[:k]
-        price = np.asarray(self.p.calc.price(self.top[:k], dur), dtype=float)
+        ids = np.flatnonzero(self.active[:k])  # computed over running auctions only (finished ones stay (False, 0))
+        needs, price = np.zeros(k, dtype=bool), np.zeros(k)
+        dur = self.now() - self.tic[ids]
+        price[ids] = self.p.calc.price(self.top[ids], dur)
         with np.errstate(divide="ignore", invalid="ignore"):
             # Maker dss src/clip.sol status(): done = now − tic > tail || price/top < cusp
-            done = (dur > self.p.tail) | (price / self.top[:k] < self.p.cusp)
-        act = self.active[:k]
-        return done & act, np.where(act, price, 0.0)
+            needs[ids] = (dur > self.p.tail) | (price[ids] / self.top[ids] < self.p.cusp)
+        return needs, price
 
     def get_status(self, auction: int) -> tuple[bool, float, float, float]:
         """(needs_redo, price, lot, tab) of one auction (dss clip.sol getStatus)."""

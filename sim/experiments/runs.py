@@ -132,8 +132,9 @@ def events_frame(events: list) -> pd.DataFrame:
     from defistress.protocols.events import Event
 
     # Event.row() is dataclasses.asdict (a deep copy); for events of plain scalar fields a flat dict is the
-    # same row at a tenth of the cost (100k-account runs log ~100k events)
-    plain = {int, float, str, bool, type(None)}
+    # same row at a tenth of the cost (100k-account runs log ~100k events); numpy scalars are immutable, so the
+    # value itself is what asdict's deep copy would put there
+    plain = {int, float, str, bool, type(None), np.float64, np.int64, np.bool_}
     names: dict[type, tuple] = {}
     rows = []
     for e in events:
