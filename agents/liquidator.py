@@ -11,6 +11,7 @@ liquidator got there first the call reverts and the gas is lost.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -18,7 +19,7 @@ import mesa
 import numpy as np
 
 from defistress.agents.funding import CAPITAL, Funding
-from defistress.agents.tx import GWEI, BlockView, Tx, refill_gas
+from defistress.agents.tx import GAS_REFILL_SHARE, GWEI, BlockView, Tx, refill_gas
 from defistress.protocols.amm import ConstantProductPool
 from defistress.protocols.lending import (
     CLOSE_FACTOR_HF_THRESHOLD,
@@ -29,6 +30,208 @@ from defistress.protocols.lending import (
 
 #: key of the liquidators' per-block shared figures in `BlockView.extra`
 _MEMO = "liquidator-shared"
+
+
+class _Screened:
+    """`Liquidator._screen`'s verdict on a block's rows, shared by the liquidators of the block, with what each needs
+    to check its own capital against it in a few scalar comparisons instead of array operations:
+    `covered_by(avail)` is `np.all(avail[debt_idx][plain] >= cover[plain])` and `funded_by(avail)` says that
+    `plain & (avail[debt_idx] <= 0)` is all False, for `avail` (A,) tokens available per asset."""
+
+    __slots__ = ("skip", "cover", "plain", "_need", "_undefined", "_used")
+    skip: np.ndarray
+    cover: np.ndarray | None  # None in a verdict carried to a later block (`scaled`)
+    plain: np.ndarray
+    _need: dict[int, float]
+    _undefined: bool
+    _used: list[int]
+
+    def __init__(self, skip: np.ndarray, cover: np.ndarray, plain: np.ndarray, debt_idx: np.ndarray) -> None:
+        for a in (skip, cover, plain):
+            a.flags.writeable = False
+        self.skip, self.cover, self.plain = skip, cover, plain
+        need: dict[int, float] = {}  # debt asset -> largest cap of a screened row repaid in it, tokens
+        caps = cover[plain].tolist()
+        for j, c in zip(debt_idx[plain].tolist(), caps):
+            if not c <= need.get(j, -math.inf):
+                need[j] = c
+        self._need = need
+        self._undefined = any(c != c for c in caps)  # a NaN cap: `avail >= cap` is False
+        self._used = sorted(need)
+
+    def covered_by(self, avail: list[float]) -> bool:
+        return not self._undefined and all(avail[j] >= c for j, c in self._need.items())
+
+    def funded_by(self, avail: list[float]) -> bool:
+        return not any(avail[j] <= 0 for j in self._used)
+
+    def scaled(self, factor: float) -> _Screened:
+        """The same verdict with every cap multiplied by `factor` (an upper bound on the caps some blocks later)."""
+        out = object.__new__(_Screened)
+        out.skip, out.cover, out.plain, out._undefined, out._used = (
+            self.skip,
+            None,
+            self.plain,
+            self._undefined,
+            self._used,
+        )
+        out._need = {j: c * factor for j, c in self._need.items()}
+        return out
+
+
+#: relative margin the carried-over verdict keeps beyond the screen's own 1e-9 slack, far above float rounding
+_IDLE_MARGIN = 1e-8
+
+
+class _Idle:
+    """A block-wide skip (`Liquidator._all_hopeless`) carried to later blocks while it provably holds, without
+    screening again: at 1,000 accounts the crash leaves the same few unhealthy rows, none worth liquidating, for
+    thousands of blocks, while interest, the reference prices and the gas price move every block.
+
+    Anchored on a block where every pair of every ranked row was screened and skipped, with own capital (no flash
+    loan) and no row under the account model. It holds at a later block if the ranked rows, their balances, the
+    oracle prices, the reserves' parameters, the liquidator's pools (with their reserves, constant-product or the
+    collateral itself: sales are increasing and concave in the amount) and everything else `_screen` reads are the
+    same, except the liquidity and borrow indices, the debt assets' reference prices and the gas cost. Then, with
+    r_min <= r_max the smallest and largest ratio of any index to its anchor value (both indices of every asset):
+
+    - every amount `_screen` computes for a pair (the close-factor cap from the debt and the account's total debt,
+      the collateral balance, the seizure and the repayment, both capped, less the protocol fee) is a product of
+      constants and one index, or a min/max of such, so it moves by a factor in [r_min, r_max], provided the close
+      factor's regime does not change: the health factor above or below 0.95 (checked exactly) and, under v3.3, the
+      $2,000 collateral and debt tests (checked with the bound: a value v passes for sure if v r_min >= 2,000);
+    - the sale returns q(s x) <= max(s, 1) q(x) for a constant-product pool (and equality for the collateral
+      itself), and every figure is in the debt asset's reference price (ratio rho to the anchor's);
+    - so proceeds P <= rho max(r_max, 1) P0 and cost C >= rho r_min C0 (P0, C0 >= 0 at the anchor), and the gross
+      profit P - C - gas, plus the screen's slack 1e-9 (|P| + |C| + gas) + 1e-9, is at most
+      rho (max(r_max, 1) P0 - r_min C0) - gas + 1e-9 (rho max(r_max, 1) P0 + rho r_max C0 + gas) + 1e-9;
+      if that, plus `_IDLE_MARGIN` of the amounts (far beyond float rounding), is at most the minimum profit for
+      every pair, `_screen` would skip every pair now, which is the block-wide skip;
+    - caps grow by at most r_max, so a capital covering r_max (1 + margin) x the anchor's caps covers today's.
+    Anything else: screen again (and re-anchor if all is still skipped)."""
+
+    __slots__ = (
+        "inputs",
+        "top",
+        "coll",
+        "debt",
+        "prices",
+        "terms",
+        "liq_index",
+        "borrow_index",
+        "ref",
+        "pair_rows",
+        "hf_high",
+        "thresholds",
+        "proceeds",
+        "cost",
+        "rho_idx",
+        "verdict",
+    )
+    inputs: tuple
+    top: np.ndarray
+    coll: np.ndarray
+    debt: np.ndarray
+    prices: bytes
+    terms: tuple[bytes, bytes, bytes]
+    liq_index: np.ndarray
+    borrow_index: np.ndarray
+    ref: np.ndarray
+    pair_rows: np.ndarray
+    hf_high: np.ndarray
+    thresholds: tuple[tuple[float, float], ...] | None
+    proceeds: np.ndarray
+    cost: np.ndarray
+    rho_idx: np.ndarray
+    verdict: _Screened
+
+    @staticmethod
+    def _static_inputs(m, view: BlockView, liq: Liquidator) -> tuple:
+        """What must be equal for the verdict to carry over (the reference prices and gas are bounded instead)."""
+        return (
+            id(m),
+            m.rule,
+            liq.gas,
+            liq.spec.min_profit_usd,
+            liq.funding.mode,
+            tuple([(id(q), q.reserves(), q.p.fee) for q in liq.pools]),
+            getattr(view.external, "fee", 0.0),
+        )
+
+    @classmethod
+    def anchor(cls, m, top, ci, dj, view, liq: Liquidator, verdict: _Screened, figures: dict) -> _Idle | None:
+        """The anchor of a block-wide skip just screened, or None where the bound does not apply."""
+        if liq.funding.mode != "capital" or m._coll_on is not None or m._emode is not None:
+            return None
+        proceeds, cost = figures.get("proceeds"), figures.get("cost")
+        if proceeds is None or cost is None or not (np.all(proceeds >= 0) and np.all(cost >= 0)):  # no pair, a NaN
+            return None
+        for i, j in set(zip(ci.tolist(), dj.tolist())):  # every sale: the collateral itself or a constant-product pool
+            if i != j:
+                pool = liq._pool_for(m.assets[i], m.assets[j])
+                if pool is None or type(pool).quote is not ConstantProductPool.quote:
+                    return None
+        self = object.__new__(cls)
+        self.inputs = cls._static_inputs(m, view, liq)
+        self.top = top
+        self.coll, self.debt = m.coll_scaled[top], m.debt_scaled[top]
+        self.prices = m.prices().tobytes()
+        self.terms = (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes())
+        self.liq_index, self.borrow_index = m.liq_index.copy(), m.borrow_index.copy()
+        ref = view.reference
+        self.ref = np.array([ref.get(a, 1.0) for a in m.assets])
+        self.pair_rows, self.hf_high = figures["rows"], figures["hf_high"]
+        self.thresholds = None
+        if "coll_usd" in figures:  # v3.3: the smallest value that passed and the largest that failed, per test
+            t = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+            cu, du = figures["coll_usd"], figures["debt_usd"]
+            self.thresholds = tuple(
+                (float(v[v >= t].min(initial=np.inf)), float(v[~(v >= t)].max(initial=-np.inf))) for v in (cu, du)
+            )
+        self.proceeds, self.cost, self.rho_idx = proceeds, cost, dj
+        self.verdict = verdict
+        return self
+
+    def still(self, m, top: np.ndarray, view: BlockView, liq: Liquidator) -> _Screened | None:
+        """The verdict, its caps scaled to their bound, if it provably holds now; None otherwise."""
+        if (
+            top.shape != self.top.shape
+            or not bool((top == self.top).all())
+            or m.prices().tobytes() != self.prices
+            or m._coll_on is not None
+            or m._emode is not None
+            or self._static_inputs(m, view, liq) != self.inputs
+            or (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes()) != self.terms
+            or not np.array_equal(m.coll_scaled[top], self.coll)
+            or not np.array_equal(m.debt_scaled[top], self.debt)
+            or not np.array_equal(m.health()[self.pair_rows] > CLOSE_FACTOR_HF_THRESHOLD, self.hf_high)
+        ):
+            return None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.concatenate([m.liq_index / self.liq_index, m.borrow_index / self.borrow_index])
+        r_min, r_max = float(ratios.min()), float(ratios.max())
+        if not (0.0 < r_min <= r_max < math.inf):
+            return None
+        t = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+        if self.thresholds is not None and not all(
+            passed * r_min >= t * (1 + _IDLE_MARGIN) and failed * r_max <= t * (1 - _IDLE_MARGIN)
+            for passed, failed in self.thresholds
+        ):
+            return None
+        ref = view.reference
+        now = np.array([ref.get(a, 1.0) for a in m.assets])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = (now / self.ref)[self.rho_idx]
+        gas_usd = liq.gas * view.base_fee_gwei * GWEI * liq.eth_price()
+        if not (np.all(rho > 0) and np.all(np.isfinite(rho)) and math.isfinite(gas_usd)):
+            return None
+        up = max(r_max, 1.0)
+        p_hi, c_lo, c_hi = rho * up * self.proceeds, rho * r_min * self.cost, rho * r_max * self.cost
+        size = p_hi + c_hi + abs(gas_usd)
+        bound = p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0)
+        if not bool(np.all(bound <= liq.spec.min_profit_usd)):
+            return None
+        return self.verdict.scaled(r_max * (1 + _IDLE_MARGIN))
 
 
 class Liquidator(mesa.Agent):
@@ -53,6 +256,7 @@ class Liquidator(mesa.Agent):
         self.eth_price = eth_price  # callable: USD per ETH now
         self._seen: dict[str, np.ndarray] = {}  # block each account was first seen unhealthy, or -1
         self._watch: dict[str, np.ndarray] = {}  # rows whose `_seen` entry is >= 0 (unhealthy at the last look)
+        self._idle: dict[str, _Idle] = {}  # per market: the last block-wide skip, while it provably still holds
         self.attempts = 0
 
     def _pool_for(self, sell: str, buy: str):
@@ -65,8 +269,7 @@ class Liquidator(mesa.Agent):
         txs: list[Tx] = []
         ledger = self.markets[0].env.ledger if self.markets else None
         if ledger is not None:
-            quote = max(ledger.tokens(), key=lambda t: ledger.balance(self.holder, t) * view.reference.get(t, 0.0))
-            refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
+            self._refill(ledger, view)
         for m in self.markets:
             hf = m.health()
             seen, watch = self._seen.get(m.id), self._watch.get(m.id)
@@ -87,8 +290,11 @@ class Liquidator(mesa.Agent):
             if ready.size == 0:
                 continue
             ready, coll_idx, debt_idx, skip, cover = self._ranked(m, ready, view, ledger)
+            live_rows = (coll_idx >= 0) & ~skip
+            if not live_rows.any():  # nothing is committed in this market yet, so the loop below passes every row
+                continue
             committed: dict[str, float] = {}
-            live = ((coll_idx >= 0) & ~skip).tolist()
+            live = live_rows.tolist()
             for k in range(ready.size):
                 if len(txs) >= self.spec.max_tx_per_block:
                     break
@@ -103,6 +309,15 @@ class Liquidator(mesa.Agent):
                     txs.append(tx)
         self.attempts += len(txs)
         return txs
+
+    def _refill(self, ledger, view: BlockView) -> None:
+        """`refill_gas`, paying with the token this liquidator holds most of (USD at reference prices). The pay token is
+        looked for only when `refill_gas` would buy: most blocks the gas balance is above the refill share and it
+        returns before reading it."""
+        if view.external is None or ledger.balance(self.holder, "ETH") >= GAS_REFILL_SHARE * self.spec.gas_budget_eth:
+            return
+        quote = max(ledger.tokens(), key=lambda t: ledger.balance(self.holder, t) * view.reference.get(t, 0.0))
+        refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
 
     def _candidates(self, m, hf: np.ndarray, view: BlockView) -> np.ndarray:
         """Rows of `m` that are unhealthy and not under an external controller (the controller's to liquidate),
@@ -120,19 +335,31 @@ class Liquidator(mesa.Agent):
 
     def _ranked(self, m, ready: np.ndarray, view: BlockView, ledger):
         """The rows this liquidator looks at, largest debt first (at most 4 x max_tx_per_block of them), with their
-        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`)."""
-        _, debt_usd = m.account_usd()
+        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`).
+
+        On a LendingMarket the ranking is computed once per block and ready rows and shared by the liquidators of the
+        block (in `view.extra`): a later liquidator compares its ready rows with the ones ranked (no key bytes of
+        the tens of thousands of rows a 100k-account crash leaves unhealthy)."""
         k = self.spec.max_tx_per_block * 4
         memo = view.extra.setdefault(_MEMO, {})
-        key = ("ranked", id(m), m._cache_key if isinstance(m, LendingMarket) else None, ready.tobytes(), k)
-        top = memo.get(key) if key[2] is not None else None
+        shared = isinstance(m, LendingMarket) and m._cache_key is not None
+        top = None
+        done = memo.setdefault(("ranked", id(m), m._cache_key, k), []) if shared else []
+        for rows, ranked in done:  # [(ready rows, their ranking)] of this block and market state
+            if rows is ready or (rows.shape == ready.shape and bool((rows == ready).all())):
+                top = ranked
+                break
         if top is None:
+            _, debt_usd = m.account_usd()
             top = ready
             if top.size > k:
                 top = top[np.argpartition(-debt_usd[top], k - 1)[:k]]
             top = top[np.argsort(-debt_usd[top], kind="stable")]
-            if key[2] is not None:
-                memo[key] = top
+            if shared:
+                done.append((ready, top))
+        if self._all_hopeless(m, top, view, ledger):  # no pair of any row pays: nothing to plan, whatever the pairs
+            none = np.full(top.size, -1)
+            return top, none, none, np.ones(top.size, dtype=bool), np.full(top.size, np.inf)
         coll_idx, debt_idx = self._pairs(m, top, ledger, view)
         skip, cover = self._hopeless(m, top, coll_idx, debt_idx, view, ledger)
         return top, coll_idx, debt_idx, skip, cover
@@ -145,18 +372,22 @@ class Liquidator(mesa.Agent):
         liquidators of the block (in `view.extra`); a liquidator whose budget covers every row's close-factor cap
         gets exactly those pairs, any other computes its own."""
         if hasattr(m, "best_liquidation_pairs"):
-            budget = np.array([self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]) * m.prices()
+            avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
             if view is None or not isinstance(m, LendingMarket):
-                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
+                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, np.array(avail) * m.prices())
                 return coll_idx, debt_idx
             memo = view.extra.setdefault(_MEMO, {})
             key = ("pairs", id(m), m._cache_key, ready.tobytes())
             hit = memo.get(key)
             if hit is None:
-                hit = memo[key] = m.liquidation_pairs_and_caps(ready)
-            coll_idx, debt_idx, _, cap_max = hit
-            if not np.all(budget >= cap_max):  # this budget binds somewhere (or a cap is undefined)
-                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, budget)
+                coll_idx, debt_idx, _, cap_max = m.liquidation_pairs_and_caps(ready)
+                coll_idx.flags.writeable = debt_idx.flags.writeable = False
+                hit = memo[key] = (coll_idx, debt_idx, cap_max.tolist())
+            coll_idx, debt_idx, cap_max = hit
+            # the budget (tokens x oracle price, USD) binds somewhere, or a cap is undefined (NaN compares False):
+            # float products and comparisons one by one, as `budget >= cap_max` over the arrays makes them
+            if not all(a * q >= c for a, q, c in zip(avail, m.prices().tolist(), cap_max)):
+                coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, np.array(avail) * m.prices())
             return coll_idx, debt_idx
         p = m.prices()
         coll_usd = m.coll_scaled[ready] * (m.liq_index * p)
@@ -182,53 +413,139 @@ class Liquidator(mesa.Agent):
         The figures that do not depend on the liquidator's capital are computed once per block and rows and shared
         by the liquidators of the block (in `view.extra`); a liquidator whose capital is below some row's cap
         computes its own."""
-        out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
-        lm = LendingMarket
-        if (
-            ready.size == 0
-            or not isinstance(m, lm)
-            or type(m).preview is not lm.preview
-            or type(m).max_debt_to_cover is not lm.max_debt_to_cover
-            or m.precision != "float"
-            or self.funding.mode not in ("capital", "flash-loan", "both")
-        ):
-            return out, cover
+        if ready.size == 0 or not self._screens(m):
+            return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         mode = self.funding.mode
-        avail = np.array([self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets])
+        avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
         memo = view.extra.setdefault(_MEMO, {})
-        key = (
-            "screen",
+        key = ("screen", ready.tobytes(), coll_idx.tobytes(), debt_idx.tobytes(), *self._screen_inputs(m, view))
+        hit = memo.get(key)
+        if hit is None:
+            figures = self._pair_figures(memo, m, ready, coll_idx, debt_idx, view)
+            if figures is None:
+                shared_avail = np.array(avail) if mode == "both" else np.full(len(avail), np.inf)
+                figures = self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail)
+            hit = memo[key] = _Screened(*figures, debt_idx)
+        # this liquidator's capital binds (it is below some screened row's cap): its own figures
+        if mode == "capital" and not hit.covered_by(avail):
+            skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, np.array(avail))
+            return skip | (plain & (np.array(avail)[debt_idx] <= 0)), cover
+        if hit.funded_by(avail):  # no screened row's debt asset is out of funds: the shared verdict as it is
+            return hit.skip, hit.cover
+        return hit.skip | (hit.plain & (np.array(avail)[debt_idx] <= 0)), hit.cover
+
+    def _pair_figures(
+        self, memo: dict, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """`_screen`'s shared figures (skip, cap, screened) for `ready` with the pairs given, taken from those
+        `_all_hopeless` computed this block for every pair of the same rows with the same inputs (`_screen` is
+        elementwise in (row, pair): the figures are the very ones), or None if it did not or a pair is not among
+        them."""
+        got = memo.get(("pair-figures", ready.tobytes(), *self._screen_inputs(m, view)))
+        if got is None:
+            return None
+        r, ci, dj, every = got
+        n_a = len(m.assets)
+        where = np.full(ready.size * n_a * n_a, -1)
+        where[(r * n_a + ci) * n_a + dj] = np.arange(r.size)
+        has = coll_idx >= 0
+        k = np.flatnonzero(has)
+        at = where[(k * n_a + coll_idx[has]) * n_a + debt_idx[has]]
+        if (at < 0).any():
+            return None
+        out, cover, plain = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf), np.zeros(ready.size, bool)
+        out[has], cover[has], plain[has] = every.skip[at], every.cover[at], every.plain[at]
+        return out, cover, plain
+
+    def _screens(self, m) -> bool:
+        """`_hopeless` screens this market's rows: a float-precision LendingMarket whose `preview` and
+        `max_debt_to_cover` are LendingMarket's (the arithmetic `_screen` vectorises), under a known funding mode."""
+        lm = LendingMarket
+        return (
+            isinstance(m, lm)
+            and type(m).preview is lm.preview
+            and type(m).max_debt_to_cover is lm.max_debt_to_cover
+            and m.precision == "float"
+            and self.funding.mode in ("capital", "flash-loan", "both")
+        )
+
+    def _screen_inputs(self, m, view: BlockView) -> tuple:
+        """Everything `_screen`'s figures depend on besides the rows, their pairs and the capital: the market's state
+        and prices (its cache key), this liquidator's gas, minimum profit, funding and pools (with their reserves),
+        the block's reference prices, base fee, outside-market fee and ETH price."""
+        mode = self.funding.mode
+        return (
             id(m),
             m._cache_key,
-            ready.tobytes(),
-            coll_idx.tobytes(),
-            debt_idx.tobytes(),
             self.gas,
             self.spec.min_profit_usd,
             mode,
             id(self.funding.lender),
-            tuple((id(q), q.reserves()) for q in self.pools),
+            tuple([(id(q), q.reserves()) for q in self.pools]),
             tuple(view.reference.items()),
             view.base_fee_gwei,
             getattr(view.external, "fee", 0.0),
             float(self.eth_price()),
             self.holder if mode == "both" else None,  # a partly flash-funded plan depends on this holder's balance
         )
+
+    def _all_hopeless(self, m, top: np.ndarray, view: BlockView, ledger) -> bool:
+        """Whether `_plan` would turn down every row of `top` whatever (collateral, debt) pair `_pairs` gave it, so
+        that `submit` sends nothing for this market and neither `_pairs` (the (rows, A, A) pair search) nor
+        `_hopeless` need run; at 1,000 accounts the crash leaves unhealthy rows in 6,600 blocks of 7,200 and a
+        liquidation in 183, and those two were most of the liquidators' cost.
+
+        Proof that it changes no decision: every pair a row could be given (a collateral and a debt it holds: a
+        superset of what `best_liquidation_pairs` can return, with or without a budget) is put through `_screen`
+        with the figures `_hopeless` shares (no capital limit; under "both", this holder's). `_screen` is elementwise
+        in (row, pair), so the pair `_pairs` picks gets the very figures `_hopeless` would compute for it. True only
+        if every such pair is screened (no row under the account model) and skipped, and, with own capital, if it
+        covers every pair's cap (then `_hopeless` uses those shared figures and only adds skips for assets out of
+        funds; a smaller repayment is not always worse: the pool's price impact is smaller too). Then every row is
+        either without a pair or skipped, nothing is committed, and `submit`'s loop plans nothing. Shared per block
+        like the screen (in `view.extra`)."""
+        if not self._screens(m):
+            return False
+        avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("all-hopeless", top.tobytes(), *self._screen_inputs(m, view))
         hit = memo.get(key)
         if hit is None:
-            shared_avail = avail if mode == "both" else np.full(avail.size, np.inf)
-            hit = memo[key] = self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail)
-        skip, cover, plain = hit
-        own = avail[debt_idx]
-        if mode == "capital" and not np.all(own[plain] >= cover[plain]):  # the capital binds: its own figures
-            skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, avail)
-        return skip | (plain & (own <= 0)), cover
+            idle = self._idle.get(m.id)
+            hit = idle.still(m, top, view, self) if idle is not None else None
+            if hit is None:  # no earlier verdict that provably holds: screen every pair
+                self._idle.pop(m.id, None)
+                held = (m.coll_scaled[top] != 0)[:, :, None] & (m.debt_scaled[top] != 0)[:, None, :]
+                r, ci, dj = np.nonzero(held)
+                shared_avail = np.array(avail) if self.funding.mode == "both" else np.full(len(avail), np.inf)
+                figures: dict = {}
+                every = _Screened(*self._screen(m, top[r], ci, dj, view, ledger, shared_avail, figures), dj)
+                # every pair's figures, for `_hopeless` to take the pairs `_pairs` picks from (`_pair_figures`)
+                memo[("pair-figures", *key[1:])] = (r, ci, dj, every)
+                hit = False
+                if bool(every.skip.all()):  # `_screen` never skips a row it does not screen
+                    hit = every
+                    anchored = _Idle.anchor(m, top, ci, dj, view, self, every, figures)
+                    if anchored is not None:
+                        self._idle[m.id] = anchored
+            memo[key] = hit
+        if hit is False:
+            return False
+        return self.funding.mode != "capital" or hit.covered_by(avail)
 
     def _screen(
-        self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view, ledger, avail_by_asset
+        self,
+        m,
+        ready: np.ndarray,
+        coll_idx: np.ndarray,
+        debt_idx: np.ndarray,
+        view,
+        ledger,
+        avail_by_asset,
+        figures: dict | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`_hopeless`'s figures with `avail_by_asset` (A,) tokens available per debt asset: (skip, cap, rows
-        screened)."""
+        screened). `figures`, if given, receives the screened rows' intermediate figures (`_Idle` keeps them)."""
         out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         screened = coll_idx >= 0
         if m._coll_on is not None or m._emode is not None:  # rows under the account model are not screened
@@ -285,6 +602,10 @@ class Liquidator(mesa.Agent):
         # NaN compares False: planned
         out[plain] = (gross + slack <= self.spec.min_profit_usd) | (avail <= 0)
         cover[plain] = cap
+        if figures is not None:
+            figures.update(proceeds=proceeds, cost=cost, hf_high=hf > CLOSE_FACTOR_HF_THRESHOLD, rows=ready)
+            if m.rule != "aave-v3.0":
+                figures.update(coll_usd=reserve_coll_usd, debt_usd=reserve_debt * p[dj])
         return out, cover, plain
 
     def _still_hopeless(self, ledger, debt: str, committed: dict[str, float], cap: float) -> bool:
@@ -305,7 +626,7 @@ class Liquidator(mesa.Agent):
         """`_sale_value` of each row's seized collateral (`amount` tokens of asset ci sold for asset dj), USD."""
         ref = view.reference
         out = np.empty(amount.size)
-        for i, j in {(int(x), int(y)) for x, y in zip(ci, dj)}:
+        for i, j in set(zip(ci.tolist(), dj.tolist())):  # disjoint row sets: their order does not matter
             rows = (ci == i) & (dj == j)
             coll, debt = m.assets[i], m.assets[j]
             x = amount[rows]
@@ -327,7 +648,7 @@ class Liquidator(mesa.Agent):
         available = self.funding.available(ledger, self.holder, debt, committed.get(debt, 0.0))
         if available <= 0:
             return None
-        pv = m.preview(a, coll, debt, min(available, np.inf))
+        pv = self._preview(m, a, coll, debt, min(available, np.inf), view)
         if pv.debt_to_repay <= 0 or pv.debt_to_repay > available * (1 + 1e-12):
             return None
         flash = self.funding.flash_amount(ledger, self.holder, debt, pv.debt_to_repay, committed.get(debt, 0.0))
@@ -353,6 +674,27 @@ class Liquidator(mesa.Agent):
             f"liquidate:{m.id}",
             private=self.spec.private_orderflow,
         )
+
+    def _preview(self, m, a: int, coll: str, debt: str, amount: float, view: BlockView):
+        """`m.preview(a, coll, debt, amount)`. On a LendingMarket (its own `preview` and `max_debt_to_cover`) the
+        preview of an unlimited repayment and the row's close-factor cap are kept per block and market state (in
+        `view.extra`) for the liquidators of the block, which plan the same rows: `preview` repays
+        `min(amount, cap)`, so any `amount >= cap` gets exactly that preview."""
+        lm = LendingMarket
+        if not (
+            isinstance(m, lm)
+            and type(m).preview is lm.preview
+            and type(m).max_debt_to_cover is lm.max_debt_to_cover
+            and m._cache_key is not None
+        ):
+            return m.preview(a, coll, debt, amount)
+        memo = view.extra.setdefault(_MEMO, {})
+        key = ("preview", id(m), m._cache_key, a, coll, debt)
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = (m.max_debt_to_cover(a, debt, coll), m.preview(a, coll, debt, np.inf))
+        cap, unlimited = hit
+        return unlimited if amount >= cap else m.preview(a, coll, debt, amount)
 
     def _sale_value(self, coll: str, debt: str, amount: float, ref: dict, view) -> float:
         """USD value of `amount` of seized collateral where this liquidator would sell it."""

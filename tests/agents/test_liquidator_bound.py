@@ -16,6 +16,7 @@ def test_every_row_the_bound_skips_is_one_plan_turns_down(monkeypatch: pytest.Mo
     planned: list[tuple[int, int, bool]] = []  # (block, account, got a transaction)
     bound = Liquidator._hopeless
     plan = Liquidator._plan
+    monkeypatch.setattr(Liquidator, "_all_hopeless", lambda *a: False)  # every block through `_hopeless`
 
     def record_bound(self, m, ready, coll_usd, debt_usd, view, ledger):
         skip, cover = bound(self, m, ready, coll_usd, debt_usd, view, ledger)
@@ -45,9 +46,10 @@ def _events(overrides: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("capital_usd", [3_000, 5_000_000])
 def test_the_screen_and_the_shared_figures_change_no_event(monkeypatch: pytest.MonkeyPatch, capital_usd: int):
-    """The whole event log of a crash is the same with the screen (and the figures the three liquidators share per
-    block) as with every row planned one by one from per-liquidator pairs: with ample capital, and with capital so
-    small that it binds (each liquidator then plans against what it has left after earlier rows)."""
+    """The whole event log of a crash is the same with the screen (the figures the three liquidators share per
+    block, the block-wide `_all_hopeless` skip and the shared previews) as with every row planned one by one from
+    per-liquidator pairs and previews: with ample capital, and with capital so small that it binds (each liquidator
+    then plans against what it has left after earlier rows)."""
     overrides = ["agents.borrowers.accounts=500", 'run.duration="3h"', f"agents.liquidator.capital_usd={capital_usd}"]
     fast = _events(overrides)
     assert sum(e.startswith("Liquidated(") for e in fast) > 20, (
@@ -61,6 +63,8 @@ def test_the_screen_and_the_shared_figures_change_no_event(monkeypatch: pytest.M
         return pairs(self, m, ready, ledger, None)
 
     pairs = Liquidator._pairs
+    monkeypatch.setattr(Liquidator, "_all_hopeless", lambda *a: False)
+    monkeypatch.setattr(Liquidator, "_preview", lambda self, m, a, c, d, x, view: m.preview(a, c, d, x))
     monkeypatch.setattr(Liquidator, "_hopeless", plan_every_row)
     monkeypatch.setattr(Liquidator, "_pairs", own_pairs)
     assert _events(overrides) == fast
