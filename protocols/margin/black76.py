@@ -7,6 +7,7 @@ sigma -> 0 gives the discounted intrinsic value. All inputs broadcast together.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -262,36 +263,63 @@ class ForwardShockPricer:
 
     def values(self, fwd_mult: float, sigma: AL, key: Any = None) -> np.ndarray:
         """qty * discounted price at forward F * fwd_mult (scalar) and vol `sigma` (per option)."""
+        return self.values_grid(np.array([fwd_mult], dtype=np.float64), {key: sigma}, (key,))[0]
+
+    def values_grid(self, fwd_mult: npt.ArrayLike, vols: Mapping[Any, AL], keys: Sequence[Any]) -> np.ndarray:
+        """(S, P) values of S scenarios at once: row s is qty * discounted price at forward F * fwd_mult[s] and vol
+        vols[keys[s]] (per option; the vol terms cached per key). The arithmetic is elementwise and the same as one
+        scenario at a time, so each row is bit-identical to pricing that scenario alone."""
+        mult = np.asarray(fwd_mult, dtype=np.float64).reshape(-1)
+        uniq = list(dict.fromkeys(keys))  # distinct vol keys, first-seen order
+        row = np.array([uniq.index(k) for k in keys], dtype=np.int64)  # scenario -> its vol key
         if self._unit is not None:
-            sig = np.broadcast_to(_arr(sigma), self.f.shape)
-            sig_u = sig[self._first]
-            if np.array_equal(sig_u[self._inv], sig):  # one vol per distinct option: price the distinct ones
-                priced: np.ndarray = self._unit.values(fwd_mult, sig_u, key)[self._inv] * self.qty
+            sig = [np.broadcast_to(_arr(vols[k]), self.f.shape) for k in uniq]
+            sig_u = [v[self._first] for v in sig]
+            if all(np.array_equal(u[self._inv], v) for u, v in zip(sig_u, sig)):  # one vol per distinct option
+                priced: np.ndarray = self._unit.values_grid(mult, dict(zip(uniq, sig_u)), keys)[:, self._inv]
+                priced *= self.qty
                 return priced
-        tv, inv, half, odd, sig_odd = self._vol_terms(sigma, key)
+        terms = [self._vol_terms(vols[k], k) for k in uniq]
+        tv, inv, half = (np.stack([t[j] for t in terms]) for j in range(3))  # (K, P) per vol key
+        m = mult[:, None]
         n = self.f.size
-        out = np.empty(n)
-        if n >= _PARALLEL_MIN:  # ndtr releases the GIL: two threads on two halves (2-core target machine)
-            mid = n // 2
-            list(_pool().map(lambda sl: self._chunk(fwd_mult, tv, inv, half, out, sl), (slice(0, mid), slice(mid, n))))
+        out = np.empty((mult.size, n))
+        parallel = out.size >= _PARALLEL_MIN  # ndtr releases the GIL: two threads share the blocks (2-core target)
+        width = max(1, min(_BLOCK // mult.size, -(-n // 2) if parallel else n))  # columns per block: bounded temps
+        blocks = [slice(a, a + width) for a in range(0, n, width)]
+        if parallel and len(blocks) > 1:
+            list(_pool().map(lambda sl: self._chunk(m, tv, inv, half, row, out, sl), blocks))
         else:
-            self._chunk(fwd_mult, tv, inv, half, out, slice(0, n))
-        if odd.size:  # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24) via the general path
-            c, p = call_put(self.f[odd] * fwd_mult, self.k[odd], self.t[odd], sig_odd, self.d[odd])
-            out[odd] = self.qty[odd] * np.where(self.is_call[odd], c, p)
+            for sl in blocks:
+                self._chunk(m, tv, inv, half, row, out, sl)
+        for j, (*_, odd, sig_odd) in enumerate(terms):  # caps and limits (T=0, sigma=0, K=0, F=0, sigma*sqrt(T) >= 24)
+            r = np.flatnonzero(row == j)
+            if odd.size and r.size:
+                c, p = call_put(self.f[odd] * m[r], self.k[odd], self.t[odd], sig_odd, self.d[odd])
+                out[np.ix_(r, odd)] = self.qty[odd] * np.where(self.is_call[odd], c, p)
         if self.fixed_idx.size:  # forwards with a fixed part: F' = (F - fixed) m + fixed
             i = self.fixed_idx
-            f_shocked = (self.f[i] - self.fixed) * fwd_mult + self.fixed
-            sig = np.broadcast_to(_arr(sigma), self.f.shape)[i]
+            f_shocked = (self.f[i] - self.fixed) * m + self.fixed
+            sig = np.stack([np.broadcast_to(_arr(vols[k]), self.f.shape)[i] for k in uniq])[row]
             c, p = call_put(f_shocked, self.k[i], self.t[i], sig, self.d[i])
-            out[i] = self.qty[i] * np.where(self.is_call[i], c, p)
+            out[:, i] = self.qty[i] * np.where(self.is_call[i], c, p)
         return out
 
-    def _chunk(self, m: float, tv: np.ndarray, inv: np.ndarray, half: np.ndarray, out: np.ndarray, sl: slice) -> None:
+    def _chunk(
+        self,
+        m: np.ndarray,
+        tv: np.ndarray,
+        inv: np.ndarray,
+        half: np.ndarray,
+        row: np.ndarray,
+        out: np.ndarray,
+        sl: slice,
+    ) -> None:
+        """Columns `sl` of the (S, P) values: m (S, 1) multipliers, tv/inv/half (K, P) vol terms, row (S,) keys."""
         d1 = self.lnfk[sl] + np.log(m)
-        d1 *= inv[sl]
-        d1 += half[sl]
-        d2 = d1 - tv[sl]
+        d1 *= inv[row, sl]
+        d1 += half[row, sl]
+        d2 = d1 - tv[row, sl]
         n1 = ndtr(d1, out=d1)
         n2 = ndtr(d2, out=d2)
         fd, kd = self.fd[sl], self.kd[sl]
@@ -305,10 +333,11 @@ class ForwardShockPricer:
         put += call
         np.maximum(put, 0.0, out=put)  # put by parity, floored at 0 (Black76.sol)
         np.copyto(put, call, where=self.is_call[sl])
-        np.multiply(put, self.qty[sl], out=out[sl])
+        np.multiply(put, self.qty[sl], out=out[:, sl])
 
 
-_PARALLEL_MIN = 50_000  # options per book above which values() splits the work over two threads
+_PARALLEL_MIN = 50_000  # (scenarios x options) elements above which values_grid() splits the work over two threads
+_BLOCK = 1 << 16  # (scenarios x options) elements per block of values_grid(): each temporary <= 512 KiB
 _DEDUPE_MIN = 64  # options per book from which ForwardShockPricer looks for repeated series
 _POOL: ThreadPoolExecutor | None = None
 _POOL_PID = -1

@@ -146,6 +146,8 @@ class ScenarioPM:
         t_y = t_s / SECONDS_PER_YEAR
         pts = mkt.curve_points(unds, np.full(sel.size, u, dtype=np.int64), t_s)
         fwd, fwd_fixed = pts.forward, pts.fixed
+        if coin_acct.any():
+            _refuse_worthless_coin(unds[u], spot, acct, kind, coin_acct[acct], fwd, t_s)
         rate = np.maximum(pts.rate, 0.0) if prm.floor_rate_at_zero else pts.rate  # PMRM_2: max(rate, 0)
         spot_mult = np.asarray(grid.spot)
         damp = np.asarray(grid.dampening)
@@ -188,32 +190,30 @@ class ScenarioPM:
             pricer = ForwardShockPricer(o_f, o_k, o_t, o_call, o_q, disc, fixed=o_fix)
             g_coin = coin_acct[g_acct]
 
-            def native(gv: FloatArray, m: float) -> FloatArray:
-                """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F)."""
-                if not g_coin.any():
-                    return gv
-                ref = (g_var * m + g_fix) * g_disc
-                return np.where(g_coin, gv / np.where(ref > 0, ref, 1.0), gv)
+            def native(gv: FloatArray, m: FloatArray) -> FloatArray:
+                """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F); F' > 0 for
+                every coin group (_refuse_worthless_coin)."""
+                return np.divide(gv, (g_var * m + g_fix) * g_disc, out=gv, where=g_coin)
 
-            mtm_g = native(_bc(grp, pricer.values(1.0, sigma, "none"), n_g), 1.0)
-            opt_mtm = _bc(g_acct, mtm_g, n)
             up_m, down_m = prm.vol_shock.multipliers(o_ts)
             vols = {NONE: sigma, UP: np.maximum(prm.vol_shock.min_vol_up, sigma * up_m), DOWN: sigma * down_m}
-            if prm.skew is not None and ((vdir == LINEAR) | (vdir == ABS)).any():
+            skew = (vdir == LINEAR) | (vdir == ABS)
+            if prm.skew is not None and skew.any():
                 logk = np.log(np.where(o_k > 0, o_k, 1.0) / o_f)  # PMRMLib_2 _getExpirySkewedShockedMTM: k = ln(K/F)
                 vols[LINEAR] = sigma * prm.skew.multiplier(logk, o_t, linear=True)
                 vols[ABS] = sigma * prm.skew.multiplier(np.abs(logk), o_t, linear=False)
-            for s in range(n_s):
-                d = int(vdir[s])
-                m = 1.0 if d in (LINEAR, ABS) else float(spot_mult[s])  # skew scenarios keep spot unchanged
-                gv = native(_bc(grp, pricer.values(m, vols[d], d), n_g), m)
-                gp = (np.where(gv >= 0, gv * pos_disc, gv * neg_disc) - mtm_g) * damp[s]
-                if d in (LINEAR, ABS):
-                    gp = -np.abs(gp)  # PMRMLib_2: worst of the rotation and its mirror per expiry
-                pnl[s] += _bc(g_acct, gp, n)
+            # every scenario in one (rows x options) array: now, the grid (skew scenarios keep spot unchanged), and
+            # the basis contingency's two forward shocks at today's vol
+            mult = np.concatenate(([1.0], np.where(skew, 1.0, spot_mult), [c.basis_up, c.basis_down]))
+            keys = (NONE, *vdir.tolist(), NONE, NONE)
+            gv = native(_grid_sum(grp, pricer.values_grid(mult, vols, keys), n_g), mult[:, None])
+            mtm_g, gv_s = gv[0], gv[1 : n_s + 1]
+            opt_mtm = _bc(g_acct, mtm_g, n)
+            gp = (np.where(gv_s >= 0, gv_s * pos_disc, gv_s * neg_disc) - mtm_g) * damp[:, None]
+            gp[skew] = -np.abs(gp[skew])  # PMRMLib_2: worst of the rotation and its mirror per expiry
+            pnl += _grid_sum(g_acct, gp, n)
             if c.basis_enabled:  # PMRMLib basis contingency, one value per expiry
-                up = native(_bc(grp, pricer.values(c.basis_up, sigma, NONE), n_g), c.basis_up) - mtm_g
-                dn = native(_bc(grp, pricer.values(c.basis_down, sigma, NONE), n_g), c.basis_down) - mtm_g
+                up, dn = gv[n_s + 1] - mtm_g, gv[n_s + 2] - mtm_g
                 basis = _bc(g_acct, np.minimum(np.minimum(up, dn), 0.0) * (c.basis_add + c.basis_mult * g_t), n)
             # naked shorts per strike per expiry, calls and puts pooled (PMRMLib _getOptionContingency)
             k_uniq, k_code = _group(o_k)
@@ -429,6 +429,42 @@ class ScenarioPM:
         account's margin currency (USD unless coin-margined)."""
         u = pf.underlyings.index(underlying)
         return self._underlying(pf, mkt, u, self.params_for(underlying)).pnl
+
+
+def _grid_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
+    """(R, n) sums of each row of w (R, k) over the groups idx (k,), in one bincount over the flattened rows: each
+    bin adds its members in the same order as a bincount of that row alone (bit-identical)."""
+    flat = (np.arange(w.shape[0], dtype=np.int64)[:, None] * n + idx[None, :]).ravel()
+    return np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n).reshape(w.shape[0], n)
+
+
+def _refuse_worthless_coin(
+    name: str,
+    spot: float,
+    acct: IntArray,
+    kind: npt.NDArray[np.int8],
+    coin_pos: npt.NDArray[np.bool_],
+    fwd: FloatArray,
+    t_s: FloatArray,
+) -> None:
+    """A coin-margined account is valued in its coin (value / price), so it has no finite value where its coin's
+    price is <= 0: refuse a spot <= 0, and a forward <= 0 at an option or future it holds. A forward F > 0 stays
+    > 0 in every scenario (F' = (F - fixed) * m + fixed with 0 <= fixed <= F, ForwardCurve; grid multipliers m and
+    basis multipliers >= 1e-9, ScenarioGrid and ContingencyParams)."""
+    rule = f"coin-margined portfolios need {name}'s spot and every scenario forward > 0 (moves > -100%)"
+    if not spot > 0:
+        raise ValueError(
+            f"spot[{name!r}]={spot} USD takes {name} to a price of 0 for coin-margined accounts (numeraire {name}), "
+            f"which have no finite value in {name} there: {rule}"
+        )
+    bad = np.flatnonzero(coin_pos & np.isin(kind, (CALL, PUT, FUTURE, INVERSE_FUTURE)) & ~(fwd > 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"forward of {name} at expiry {t_s[i]:g} s = {fwd[i]} USD (MarketState.forwards[{name!r}]) takes {name} to "
+            f"a forward of 0 in every scenario for account {int(acct[i])} (numeraire {name}), which holds an option "
+            f"or future of that expiry: {rule}"
+        )
 
 
 def _exact_group(

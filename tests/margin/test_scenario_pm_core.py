@@ -543,15 +543,66 @@ def test_a_worthless_underlying_has_finite_margin():
     assert r.drivers["floor_charge_usd"][0] == 0.0 and r.drivers["perp_base_usd"][0] == 0.0
 
 
-def test_a_zero_forward_gives_a_coin_account_no_scenario_pnl():
-    # a forward feed of 0 (allowed: ForwardCurve forward >= 0) at the put's expiry: F' = 0 in every scenario, so the
-    # put is worth its strike now and in every scenario and its PnL is 0 in coin as in USD (finite, no 0/0)
+def test_a_zero_forward_refuses_a_coin_account_and_leaves_a_usd_account_as_it_was():
+    # a forward feed of 0 (allowed: ForwardCurve forward >= 0) at the put's expiry: F' = 0 in every scenario. In USD
+    # the put is worth its strike now and in every scenario (PnL 0); in coin it would be 100 / 0: refused, naming
+    # the forward, the expiry, the account and what is allowed
     curve = ForwardCurve((30 * 86_400.0,), (0.0,))
     mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.5}, forwards={"ETH": curve})
     put = opt("put", 100, 1, 30)
-    pf = book({"currency": "ETH", "positions": [put]}, {"positions": [put]})
-    pnl = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).scenario_pnl(pf, mkt, "ETH")
-    assert pnl.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    m = model(ScenarioGrid.product((-0.1, 0.1), (NONE,)))
+    usd = book({"positions": [put]}, {"positions": [put]})
+    assert m.scenario_pnl(usd, mkt, "ETH").tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert (m.requirements(usd, mkt).mm.tolist(), m.requirements(usd, mkt).equity.tolist()) == ([0, 0], [100, 100])
+    coin = book({"positions": [put]}, {"currency": "ETH", "positions": [put]})
+    msg = (
+        "forward of ETH at expiry 2.592e+06 s = 0.0 USD (MarketState.forwards['ETH']) takes ETH to a forward of 0 "
+        "in every scenario for account 1 (numeraire ETH), which holds an option or future of that expiry: "
+        "coin-margined portfolios need ETH's spot and every scenario forward > 0 (moves > -100%)"
+    )
+    for call in (lambda: m.scenario_pnl(coin, mkt, "ETH"), lambda: m.requirements(coin, mkt)):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert str(err.value) == msg
+    fut = {"kind": "future", "underlying": "ETH", "qty": 1.0, "expiry_days": 30}
+    with pytest.raises(ValueError, match=r"at expiry 2.592e\+06 s = 0.0 USD .* for account 0 \(numeraire ETH\)"):
+        m.requirements(book({"currency": "ETH", "positions": [fut]}), mkt)
+
+
+def test_only_the_options_and_futures_a_coin_account_holds_need_a_forward():
+    # forward 0 at 10 days, 2000 at 30 days: a coin account's 30-day call (F 2000) and its perp (read off the curve
+    # at T = 0, flat before the first node: F 0, but a perp is marked at the perp price) are valued as before;
+    # vol 0, call K 1900 worth 100 USD = 0.05 ETH; perp of 1 opened at the mark: 0
+    curve = ForwardCurve((10 * 86_400.0, 30 * 86_400.0), (0.0, 2000.0))
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.0}, forwards={"ETH": curve})
+    pf = book({"currency": "ETH", "positions": [opt("call", 1900, 1, 30), d1row("perp", 1.0)]})
+    r = model(ScenarioGrid.product((-0.1, 0.1), (NONE,))).requirements(pf, mkt)
+    assert r.drivers["native_equity"][0] == pytest.approx(0.05, rel=1e-12)
+
+
+def test_a_coin_account_at_spot_0_is_refused_with_what_is_allowed():
+    # ETH at 0 USD: a coin account margined in ETH (here: 10 USD cash, worth 10 / 0 ETH) has no finite value in ETH;
+    # a USD account at the same prices and grid is valued as before (the worthless-underlying test above), and so
+    # is a coin account margined in BTC
+    mkt = MarketState(spot={"ETH": 0.0, "BTC": 60_000.0}, vol={"ETH": 0.5, "BTC": 0.5})
+    m = model(ScenarioGrid.product((-0.1, 0.1), (NONE,)))
+    with pytest.raises(ValueError) as err:
+        m.requirements(book({"positions": []}, {"cash": 10.0, "currency": "ETH", "positions": []}), mkt)
+    assert str(err.value) == (
+        "spot['ETH']=0.0 USD takes ETH to a price of 0 for coin-margined accounts (numeraire ETH), which have no "
+        "finite value in ETH there: coin-margined portfolios need ETH's spot and every scenario forward > 0 "
+        "(moves > -100%)"
+    )
+    # BTC-margined: 60,000 USD cash = 1 BTC, a BTC perp of 1 at the mark; the ETH put (USD account) is worth 100
+    pf = book({"positions": [opt("put", 100, 1, 30)]}, {"cash": 60_000.0, "currency": "BTC", "positions": []})
+    r = m.requirements(pf, mkt)
+    assert (r.equity.tolist(), r.drivers["native_equity"].tolist()) == ([100.0, 60_000.0], [100.0, 1.0])
+
+
+def test_the_grid_refuses_a_move_of_minus_100_percent():
+    # a spot multiplier of 0 (move -100%) would take every coin's price to 0: ScenarioGrid refuses it for every book
+    with pytest.raises(ValueError, match=r"spot\[1\]=0\.0: allowed \[1e-09, 1000000\.0\]"):
+        ScenarioGrid.product((-0.5, -1.0), (NONE,))
 
 
 def test_coin_margined_cash_is_dampened_like_every_scenario_pnl():
