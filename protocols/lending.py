@@ -717,9 +717,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
                 led.transfer(a, self.id, holder, d)
         self.coll_scaled[accounts] += collateral / self.liq_index
         self.debt_scaled[accounts] += debt / self.borrow_index
-        if enabled is not None and not np.all(enabled):
+        # the book's flags and categories replace the rows' own; all on / all none are the defaults, written only
+        # where the market already keeps flags or categories (a row switched earlier takes the book's)
+        if enabled is not None and (self._coll_on is not None or not np.all(enabled)):
             self._flags()[accounts] = np.asarray(enabled, bool)
-        if emode is not None and np.any(emode):
+        if emode is not None and (self._emode is not None or np.any(emode)):
             unknown = sorted(set(np.unique(emode).tolist()) - set(self.emodes) - {0})
             if unknown:
                 raise ValueError(f"{self.id}: accounts in undefined e-mode categories {unknown}")

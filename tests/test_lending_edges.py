@@ -5,6 +5,7 @@ protocols/lending.py (shown in the comments), not the module's output."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -50,6 +51,19 @@ def open_account(m: LendingMarket, coll: dict[str, float], debt: dict[str, float
     return int(a[0])
 
 
+def place(m: LendingMarket, coll: dict[str, float], debt: dict[str, float]) -> int:
+    """An account placed as a genesis book (no LTV check) with these token amounts."""
+    row = m.add_accounts(1)
+    c, d = np.zeros((1, len(m.assets))), np.zeros((1, len(m.assets)))
+    for s, v in coll.items():
+        m.env.ledger.mint(s, "book", v, "genesis")
+        c[0, m.idx[s]] = v
+    for s, v in debt.items():
+        d[0, m.idx[s]] = v
+    m.genesis_positions("book", row, c, d)
+    return int(row[0])
+
+
 # --- genesis books -----------------------------------------------------------------------------------------------
 def test_a_genesis_book_is_placed_as_it_is_and_its_tokens_move():
     m, _ = market()
@@ -78,6 +92,27 @@ def test_a_genesis_book_is_placed_as_it_is_and_its_tokens_move():
     assert m.collateral()[rows[0], 0] == 0.75 and m.debt()[rows[0], 2] == 1.0
     assert m.account_usd()[0][rows[0]] == 1_500.0  # 0.75 · 2,000: its flags were left as they were
     led.check_conservation()
+
+
+def test_a_later_book_with_every_flag_on_and_no_category_replaces_the_rows_earlier_switches():
+    m, _ = market()
+    rows = m.add_accounts(2)
+    m.env.ledger.mint("DAI", "book", 1_000.0, "genesis")
+    one_dai = [[0, 0, 0, 500, 0], [0, 0, 0, 500, 0]]  # 500 DAI each
+    none = np.zeros((2, 5))
+    m.genesis_positions("book", rows, one_dai, none, [[True] * 5, [True, True, True, False, True]], np.array([0, 1]))
+    assert m.account_usd()[0].tolist() == [500.0, 0.0]  # row 1's DAI switched off
+    # a second book on the same rows says: every flag on, no e-mode -> the rows take it (500 DAI · 1 USD each)
+    m.genesis_positions("book", rows, none, none, np.ones((2, 5), bool), np.array([0, 0]))
+    assert m.collateral_enabled[rows].all()
+    assert m.user_emode[rows].tolist() == [0, 0]
+    assert m.account_usd()[0].tolist() == [500.0, 500.0]
+    # leaving the flags and categories out keeps them
+    m.genesis_positions("book", rows, none, none, [[True] * 5, [False, True, True, False, True]], np.array([0, 1]))
+    m.genesis_positions("book", rows, none, none)
+    assert m.collateral_enabled[rows[1]].tolist() == [False, True, True, False, True]
+    assert m.user_emode[rows].tolist() == [0, 1]
+    m.env.ledger.check_conservation()
 
 
 def test_an_empty_genesis_book_changes_nothing():
@@ -1052,3 +1087,328 @@ def test_liquidity_read_as_text_is_taken_in_whole_units():
         "lenders", "USDC", "100.5"
     )  # a CSV field: 100.5 USDC is 100,500,000 whole base units (6 decimals)
     assert m.lender_scaled[2] == pytest.approx(1e8 + 100.5, rel=1e-15)
+
+
+# --- the constructor: errors that name the field, parameters as the market keeps them ------------------------------
+def build(
+    assets=(ETH, BTC, USDC, DAI, ISO), rule="aave-v3.0", emodes=(STABLES,), emode_oracles=None, precision="float"
+):
+    oracles = {a.symbol: FixedPrice(PRICES.get(a.symbol, 1.0), a.symbol) for a in assets}
+    return LendingMarket("lend", list(assets), oracles, Env(), rule, list(emodes), emode_oracles, precision)
+
+
+def test_constructor_errors_name_the_field_and_the_allowed_values():
+    msg = "close_factor_rule must be 'aave-v3.0' or 'aave-v3.3', got 'aave-v2'"
+    with pytest.raises(ValueError, match=f"^{re.escape(msg)}$"):
+        build(rule="aave-v2")
+    with pytest.raises(ValueError, match=r"got None$"):  # repr of the value: None, not 'None'
+        build(rule=None)
+    with pytest.raises(ValueError, match=r"^precision must be 'float' or 'aave-v3', got 'double'$"):
+        build(precision="double")
+    with pytest.raises(ValueError, match=r"^lend: price sources for unknown e-mode categories \[2, 3\]$"):
+        build(emode_oracles={3: FixedPrice(1.0, "X"), 1: FixedPrice(1.0, "Y"), 2: FixedPrice(1.0, "Z")})
+    gold = AssetParams("GOLD", 0.5, 0.6, 0.1, emode_category=2)
+    msg = r"^lend: asset GOLD is in e-mode category 2, which is not defined \(defined: \[1\]\)$"
+    with pytest.raises(ValueError, match=msg):
+        build(assets=(ETH, gold))
+    with pytest.raises(ValueError, match=r"\(defined: \[\]\)$"):
+        build(assets=(ETH, gold), emodes=())
+
+
+def test_the_market_keeps_its_reserves_parameters_and_their_basis_points():
+    m = build()
+    assert [a.symbol for a in m.params] == ["ETH", "BTC", "USDC", "DAI", "ISO"] and m.params[2] is USDC
+    # Aave stores LTV and threshold in basis points: 0.80 -> 8000, 0.825 -> 8250, ...
+    assert m.ltv_bps.tolist() == [8_000, 7_000, 7_700, 7_500, 5_000]
+    assert m.lt_bps.tolist() == [8_250, 7_500, 8_000, 8_000, 6_000]
+    assert m.treasury == "lend:treasury"
+
+
+def test_the_protocol_fee_of_a_liquidation_goes_to_the_treasury():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_500.0})
+    o["ETH"].price = 1_500.0  # HF = 1,500 · 0.825 / 1,500 = 0.825 <= 0.95: close factor 100%
+    m.liquidate(a, "ETH", "USDC", 150.0, LIQ)
+    # seized with the bonus: 150 / 1,500 · 1.05 = 0.105 ETH; fee = (0.105 - 0.105 / 1.05) · 10% = 0.0005 ETH
+    assert m.env.ledger.balance("lend:treasury", "ETH") == pytest.approx(0.0005, rel=1e-12)
+    assert m.env.ledger.balance(LIQ, "ETH") == pytest.approx(100.0 + 0.1045, rel=1e-12)
+
+
+def test_flags_given_as_zero_or_one_are_boolean_masks():
+    # a reserves table read with 0/1 columns: the market keeps its flags as booleans
+    m, _ = market(USDC={"borrowable_in_isolation": 1}, DAI={"borrowable_in_isolation": 1, "borrowing_enabled": 0})
+    assert np.array(m.assets)[~m.borrowing_enabled].tolist() == ["DAI"]
+    with pytest.raises(Revert, match=r"^BORROWING_NOT_ENABLED: DAI$"):
+        open_account(m, {"ETH": 1.0}, {"DAI": 1.0})
+    # an isolated genesis account's debt in a borrowable-in-isolation asset counts towards the ceiling
+    rows = m.add_accounts(1)
+    m.env.ledger.mint("ISO", "book", 1_000.0, "genesis")
+    m.genesis_positions("book", rows, [[0, 0, 0, 0, 1_000]], [[0.5, 0, 1_000, 0, 0]])  # 10,000 USD of ISO
+    assert m.iso_debt.tolist() == [0.0, 0.0, 0.0, 0.0, 1_000.0]  # the 1,000 USDC; the 0.5 ETH is not borrowable
+
+
+def test_e_mode_categories_given_as_whole_floats_are_integers():
+    # a category id read from JSON as 1.0 is category 1; the ids index per-category tables
+    m, _ = market(USDC={"emode_category": 1.0}, DAI={"emode_category": 1.0})
+    assert m.asset_category.dtype.kind == "i"
+    assert np.array(["none", "Stablecoins"])[m.asset_category].tolist() == ["none", "none"] + ["Stablecoins"] * 2 + [
+        "none"
+    ]
+
+
+def test_caps_ceilings_and_decimals_read_as_text_are_taken_as_numbers():
+    m, _ = market(ISO={"supply_cap": "1000", "debt_ceiling": "2000"}, BTC={"borrow_cap": "1"})
+    a = open_account(m, {"ISO": 1_000.0})  # exactly the cap of 1,000 tokens
+    with pytest.raises(Revert, match=r"^SUPPLY_CAP_EXCEEDED: ISO supply 1001 > cap 1000 tokens$"):
+        open_account(m, {"ISO": 1.0})
+    m.set_collateral([a], "ISO", True)  # 10,000 USD of the isolated asset at 50% LTV: room for 5,000 USD
+    with pytest.raises(Revert, match=r"^DEBT_CEILING_EXCEEDED: .* would be 2000\.5 > ceiling 2000 USD$"):
+        m.borrow("user", np.array([a]), "USDC", np.array([2_000.5]))
+    b = open_account(m, {"ETH": 100.0})
+    with pytest.raises(Revert, match=r"^BORROW_CAP_EXCEEDED: BTC debt 1\.5 > cap 1$"):
+        m.borrow("user", np.array([b]), "BTC", np.array([1.5]))
+    m, _ = market(precision="aave-v3", USDC={"decimals": "6"})
+    c = open_account(m, {"USDC": 1.0000009})  # 6 decimals: 1,000,000.9 base units floor to 1,000,000
+    assert m.collateral()[c, 2] == 1.0
+
+
+def test_a_repayment_named_by_a_boolean_mask_refreshes_its_rows():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    b = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    assert m.account_usd()[1].tolist() == [1_000.0, 1_000.0]  # the values are read (and cached)
+    m.env.ledger.mint("USDC", "user", 400.0, "genesis")
+    mask = np.array([False, True])
+    m.repay("user", mask, "USDC", np.array([400.0]))
+    assert m.account_usd()[1][[a, b]].tolist() == [1_000.0, 600.0]
+    assert m.health()[b] == pytest.approx(2_000 * 0.825 / 600, rel=1e-12)  # 2.75
+
+
+# --- small public promises: read-only prices, the borrower's tokens, rates at a given utilisation ------------------
+def test_prices_are_read_only_and_borrowed_tokens_reach_the_holder():
+    m, _ = market()
+    with pytest.raises(ValueError, match="read-only"):
+        m.prices()[0] = 1.0
+    a = open_account(m, {"ETH": 1.0})
+    m.borrow("wallet", np.array([a]), "USDC", np.array([1_000.0]))
+    assert m.env.ledger.balance("wallet", "USDC") == 1_000.0 and m.debt()[a, 2] == 1_000.0
+
+
+def test_the_borrow_rate_at_a_given_utilisation():
+    m, _ = market()
+    u = np.array([0.45, 0.9, 0.95, 1.0, 0.0])
+    # kink at 90%: 4% · u / 0.9 below it; 4% + 60% · (u - 0.9) / 0.1 above it
+    expected = [0.04 * 0.45 / 0.9, 0.04, 0.04 + 0.60 * 0.05 / 0.1, 0.64, 0.0]
+    assert m.borrow_rate(u) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_ltv_room_of_an_ordinary_row_and_of_an_e_mode_row_side_by_side():
+    m, _ = market()
+    a = open_account(m, {"USDC": 1_000.0})  # ordinary: 1,000 USD · 77% = 770 USD of room
+    b = open_account(m, {"ETH": 1.0})
+    m.set_emode([b], 1)  # ETH is outside the category: its own 80% of 2,000 USD = 1,600 USD of room
+    m.borrow("user", np.array([b]), "USDC", np.array([1_600.0]))
+    with pytest.raises(Revert, match=r"^lend: borrow would exceed LTV for 1 account\(s\), e\.g\. #0$"):
+        m.borrow("user", np.array([a]), "USDC", np.array([800.0]))  # the category's 93% would allow 930
+    m.borrow("user", np.array([a]), "USDC", np.array([770.0]))
+    assert m.debt()[[a, b], 2].tolist() == [770.0, 1_600.0]
+
+
+def test_an_ordinary_row_borrows_a_category_asset_at_the_oracle_price():
+    env = Env()
+    oracles = {a.symbol: FixedPrice(PRICES[a.symbol], a.symbol) for a in (ETH, BTC, USDC, DAI, ISO)}
+    src = FixedPrice(2.0, "stables")  # the category's own price source: 2 USD per stablecoin
+    m = LendingMarket("lend", [ETH, BTC, USDC, DAI, ISO], oracles, env, "aave-v3.0", [STABLES], {1: src})
+    env.ledger.mint("USDC", "lenders", 1e6, "genesis")
+    m.supply_liquidity("lenders", "USDC", 1e6)
+    a = open_account(m, {"ETH": 1.0})
+    b = open_account(m, {"DAI": 1_000.0})
+    m.set_emode([b], 1)  # 1,000 DAI at 2 USD, 93%: 1,860 USD of room = 930 USDC at 2 USD
+    # a is not in e-mode: 1,600 USDC at the oracle's 1 USD fill its 80% of 2,000 USD exactly
+    m.borrow("user", np.array([a, b]), "USDC", np.array([1_600.0, 930.0]))
+    assert m.account_usd()[1].tolist() == [1_600.0, 1_860.0]
+
+
+def test_the_v33_close_factor_of_an_e_mode_row_among_others():
+    m, _ = market(rule="aave-v3.3")
+    open_account(m, {"ETH": 1.0})
+    b = open_account(m, {"DAI": 10_000.0})
+    m.set_emode([b], 1)
+    m.borrow("user", np.array([b]), "USDC", np.array([9_000.0]))  # 93% of 10,000 = 9,300 of room
+    # HF = 10,000 · 0.95 / 9,000 = 1.056 > 0.95, both sides >= 2,000 USD: at most 50% of 9,000 USD of debt
+    assert m.max_debt_to_cover(b, "USDC") == 4_500.0
+    assert m.max_debt_to_cover(b, "USDC", "DAI") == 4_500.0
+
+
+def test_new_accounts_keep_the_flags_and_categories_of_the_old():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0, "USDC": 100.0})
+    m.set_collateral([a], "USDC", False)
+    b = open_account(m, {"DAI": 100.0})
+    m.set_emode([b], 1)
+    m.add_accounts(2)
+    assert m.collateral_enabled[a].tolist() == [True, True, False, True, True]
+    assert m.collateral_enabled[b:].all()
+    assert m.user_emode.tolist() == [0, 1, 0, 0] and m.user_emode.dtype.kind == "i"
+    assert np.array(["none", "Stablecoins"])[m.user_emode].tolist() == ["none", "Stablecoins", "none", "none"]
+
+
+# --- caps and the ceiling at their tolerance, bit for bit ----------------------------------------------------------
+def test_caps_and_the_ceiling_admit_exactly_their_tolerance():
+    # each limit admits up to limit · (1 + 1e-12) (the ceiling: + 1e-9 USD more); a total equal to that bound passes
+    m, _ = market(ISO={"supply_cap": 1.0, "debt_ceiling": 1_000.0}, BTC={"borrow_cap": 1.0})
+    cap = 1.0 * (1 + 1e-12)
+    assert 0.0 + cap == cap  # nothing supplied or owed yet: the totals are the new amounts themselves
+    a = open_account(m, {"ISO": cap})
+    assert m.collateral()[a, 4] == cap
+    b = open_account(m, {"ETH": 100.0}, {"BTC": cap})
+    assert m.debt()[b, 1] == cap
+    c = place(m, {"ISO": 1_000.0}, {})  # a genesis book (the supply cap is full): 10,000 USD of ISO at 50% LTV
+    m.set_collateral([c], "ISO", True)
+    ceiling = 1_000.0 * (1 + 1e-12) + 1e-9
+    m.borrow("user", np.array([c]), "USDC", np.array([ceiling]))
+    assert m.iso_debt[4] == ceiling
+
+
+def test_repaid_isolated_debt_leaves_the_ceilings_total():
+    m, _ = market(ISO={"debt_ceiling": 1.0})  # a ceiling of one dollar
+    a = open_account(m, {"ISO": 1.0})  # 10 USD at 50%
+    m.set_collateral([a], "ISO", True)
+    m.borrow("user", np.array([a]), "USDC", np.array([0.5]))
+    m.repay("user", np.array([a]), "USDC", np.array([0.5]))
+    assert m.iso_debt[4] == 0.0
+    m.borrow("user", np.array([a]), "USDC", np.array([0.75]))  # 0.75 <= 1: the repaid 0.5 no longer counts
+    m, _ = market()
+    rows = [open_account(m, {"ISO": 100.0}), open_account(m, {"ISO": 100.0})]  # 1,000 USD each at 50%
+    m.set_collateral(rows, "ISO", True)
+    m.borrow("user", np.array(rows), "USDC", np.array([100.0, 200.0]))
+    m.repay("user", np.array(rows), "USDC", np.array([40.0, 60.0]))
+    assert m.iso_debt.tolist() == [0.0, 0.0, 0.0, 0.0, 200.0]  # 300 - 40 - 60
+
+
+def test_a_whole_controller_close_clears_the_debt_and_takes_a_balance_short_by_rounding():
+    m, _ = market()
+    # 1,023.999999 USDC: with the grown index the debt crosses 1,024 = 2^10 (the next binade of floats), and
+    # scaled debt x index / index is then not the scaled debt again
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_023.999999})
+    m.accrue(YEAR)
+    ds, bi = m.debt_scaled[a, 2], m.borrow_index[2]
+    assert ds - (ds * bi) / bi > 0  # a whole repayment computed as scaled debt - repaid / index would leave dust
+    owed = ds * bi
+    m.env.ledger.mint("USDC", "ctl", owed * (1 - 1e-12), "genesis")  # short by the tolerance exactly
+    m.controller_close(a, 1.0, "ctl")
+    assert m.debt()[a].tolist() == [0.0] * 5
+    assert m.env.ledger.balance("ctl", "USDC") == 0.0
+    # seized: the repaid USD over 2,000 USD of ETH, no penalty
+    assert m.env.ledger.balance("ctl", "ETH") == pytest.approx(owed / 2_000.0, rel=1e-12)
+
+
+# --- liquidations against grown indices, and the dust rules at their bounds -------------------------------------
+def accrued(rule: str, precision: str = "float") -> LendingMarket:
+    """Lenders supply 40,000 USDC and DAI; a whale borrows half of each against 40 ETH; then a year passes: USDC's
+    borrow index and DAI's liquidity index grow, ETH's and BTC's stay 1 (nobody borrows them)."""
+    m = build(rule=rule, precision=precision)
+    led = m.env.ledger
+    for s in ("USDC", "DAI"):
+        led.mint(s, "lenders", 40_000.0, "genesis")
+        m.supply_liquidity("lenders", s, 40_000.0)
+        led.mint(s, LIQ, 100_000.0, "genesis")
+    open_account(m, {"ETH": 40.0}, {"USDC": 20_000.0, "DAI": 20_000.0})  # u = 0.5 in both
+    m.accrue(YEAR)
+    return m
+
+
+def test_v33_leftovers_and_write_offs_count_tokens_with_the_grown_indices():
+    m = accrued("aave-v3.3")
+    rb = 0.04 * 0.5 / 0.9  # kinked rate at u = 0.5; linear index over a year
+    assert m.borrow_index[2] == pytest.approx(1 + rb, rel=1e-12)  # 1.0222: tokens = scaled x 1.0222
+    assert m.liq_index[3] == pytest.approx(1 + rb * 0.5 * 0.85, rel=1e-12)  # 1.0094 (15% reserve factor)
+    # 10,500 DAI against 10,000 USDC: HF = 10,500 · 0.8 / 10,000 = 0.84 <= 0.95, the close factor is 100%
+    z = place(m, {"DAI": 10_500.0}, {"USDC": 10_000.0})
+    # repaying 8,900 USDC seizes 8,900 · 1.05 = 9,345 DAI: 1,100 USD of debt and 1,155 USD of DAI are left, both
+    # >= 1,000 (a scaled balance read as tokens without the index would leave under 1,000: MustNotLeaveDust)
+    m.liquidate(z, "DAI", "USDC", 8_900.0, LIQ)
+    assert m.debt()[z, 2] == pytest.approx(1_100.0, rel=1e-12)
+    assert m.collateral()[z, 3] == pytest.approx(1_155.0, rel=1e-12)
+    # 1 ETH against 1,950 USDC: all the ETH goes for 2,000 / 1.05 = 1,904.76 USDC; 45.24 USDC are left
+    left = 1_950.0 - 2_000.0 / 1.05
+    x = place(m, {"ETH": 1.0, "BTC": 1e-12}, {"USDC": 1_950.0})  # 1e-12 BTC (index 1): no collateral
+    m.liquidate(x, "ETH", "USDC", 1_950.0, LIQ)
+    assert m.debt()[x].tolist() == [0.0] * 5 and m.deficit[2] == pytest.approx(left, rel=1e-12)  # written off
+    y = place(m, {"ETH": 1.0, "DAI": 1.01e-12}, {"USDC": 1_950.0})  # 1.01e-12 DAI > 1e-12: collateral left
+    m.liquidate(y, "ETH", "USDC", 1_950.0, LIQ)
+    assert m.debt()[y, 2] == pytest.approx(left, rel=1e-12) and m.deficit[2] == pytest.approx(left, rel=1e-12)
+    assert m.write_off(y) == 0.0 and m.debt()[y, 2] == pytest.approx(left, rel=1e-12)
+
+
+def test_v33_dust_rule_ignores_a_side_left_with_1e_9_usd_exactly():
+    # DAI without a bonus (so no protocol fee either) against USDC, both 1 USD: seizure = repayment, in floats exactly
+    m, _ = market(rule="aave-v3.3", DAI={"liquidation_bonus": 0.0})
+    assert 2e-9 - 1e-9 == 1e-9 and 2.25e-9 - 1e-9 > 1e-9
+    a = place(m, {"DAI": 2.25e-9}, {"USDC": 2e-9})  # HF = 2.25 · 0.8 / 2 = 0.9
+    m.liquidate(a, "DAI", "USDC", 1e-9, LIQ)  # 1e-9 USD of debt left: not a partial liquidation of both sides
+    assert m.debt()[a, 2] == 1e-9 and m.collateral()[a, 3] == pytest.approx(1.25e-9, rel=1e-12)
+    b = place(m, {"DAI": 2e-9}, {"USDC": 3e-9})  # HF = 2 · 0.8 / 3 = 0.53
+    m.liquidate(b, "DAI", "USDC", 1e-9, LIQ)  # 1e-9 USD of DAI left
+    assert m.collateral()[b, 3] == 1e-9 and m.debt()[b, 2] == pytest.approx(2e-9, rel=1e-12)
+
+
+def test_aave_precision_liquidation_rounds_what_is_left_with_the_grown_indices():
+    m = accrued("aave-v3.0", "aave-v3")
+    assert m.liq_index[3] > 1.009 and m.borrow_index[2] > 1.02  # the contract's indices after a year at u = 0.5
+    a = place(m, {"DAI": 1_000.0}, {"USDC": 960.0})  # HF = 800 / 960 = 0.83: close factor 100%
+    m.liquidate(a, "DAI", "USDC", 990.0 / 1.05, LIQ)  # seizes 990 DAI (bonus 5%, fee inside)
+    assert m.collateral()[a, 3] == pytest.approx(10.0, abs=1e-12)  # 1,000 - 990, whole wei
+    assert m.debt()[a, 2] == pytest.approx(17.142857, abs=1e-12)  # 960 - 942.857142857, to 6 decimals
+
+
+def test_aave_precision_liquidation_empties_a_balance_within_its_tolerance():
+    # two 18-decimal stablecoins at 1 USD, no bonus and no fee: the seizure is the repayment, bit for bit
+    da = AssetParams("DAI", 0.75, 0.80, 0.0, protocol_fee=0.0)
+    gho = AssetParams("GHO", 0.75, 0.80, 0.0, protocol_fee=0.0)
+    m = build(assets=(da, gho), emodes=(), precision="aave-v3")
+    m.env.ledger.mint("GHO", "lenders", 10.0, "genesis")
+    m.supply_liquidity("lenders", "GHO", 10.0)
+    m.env.ledger.mint("GHO", LIQ, 10.0, "genesis")
+    a = place(m, {"DAI": 1.0}, {"GHO": 1.0})  # HF 0.8: close factor 100%
+    r = 1.0 * (1 - 1e-12)  # repayment and seizure are 1 - 1e-12 of the balances: the tolerance's bound exactly
+    m.liquidate(a, "DAI", "GHO", r, LIQ)
+    assert m.collateral()[a].tolist() == [0.0, 0.0] and m.debt()[a].tolist() == [0.0, 0.0]  # not 1e6 wei left
+    # with the bonus and fee: 1,000 DAI against 1,000 USDC; the seizure (fee inside) is 1,000 · (1 - 5e-13) DAI
+    m, _ = market(precision="aave-v3")
+    b = place(m, {"DAI": 1_000.0}, {"USDC": 1_000.0})
+    m.liquidate(b, "DAI", "USDC", 1_000.0 * (1 - 5e-13) / 1.05, LIQ)
+    assert m.collateral()[b, 3] == 0.0  # the 5e-10 DAI (5e8 wei) within tolerance go too
+    assert m.debt()[b, 2] == pytest.approx(1_000.0 - 1_000.0 / 1.05, abs=1e-6)  # 47.619048 USDC
+
+
+def test_an_empty_repayment_batch_changes_nothing():
+    m, _ = market(ISO={"debt_ceiling": 0.0})  # no isolated asset
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    assert m.health()[a] == pytest.approx(1.65, rel=1e-12)  # 2,000 · 0.825 / 1,000, read (and cached)
+    assert m.repay("user", [], "USDC", []).tolist() == []  # a batch of no accounts (a plain empty list)
+    assert m.health()[a] == pytest.approx(1.65, rel=1e-12)
+    m.env.ledger.mint("USDC", "user", 100.0, "genesis")
+    m.repay("user", [a], "USDC", [100.0])
+    m.repay("user", [], "USDC", [])
+    assert m.health()[a] == pytest.approx(2_000 * 0.825 / 900, rel=1e-12)  # 1.833
+
+
+def test_the_best_pair_and_cap_count_tokens_with_the_grown_indices_at_usd_prices():
+    m = build()
+    led = m.env.ledger
+    for s, n in (("DAI", 40_000.0), ("ETH", 20.0)):
+        led.mint(s, "lenders", n, "genesis")
+        m.supply_liquidity("lenders", s, n)
+    open_account(m, {"BTC": 2.0}, {"DAI": 20_000.0, "ETH": 10.0})  # u = 0.5 in DAI and ETH
+    m.accrue(YEAR)
+    rb = 0.04 * 0.5 / 0.9
+    assert m.liq_index[3] == pytest.approx(1 + rb * 0.5 * 0.85, rel=1e-12)  # DAI supplied grows: 1.0094
+    assert m.borrow_index[0] == pytest.approx(1 + rb, rel=1e-12)  # ETH owed grows: 1.0222
+    z = place(m, {"DAI": 2_000.0}, {"ETH": 1.0})  # 2,000 USD each side: HF = 0.8, close factor 100%
+    ci, dj, best, cap = m.liquidation_pairs_and_caps(np.array([z]))
+    assert (ci.tolist(), dj.tolist()) == ([3], [0])  # seize DAI, repay ETH
+    # the cap is the whole debt, 1 ETH = 2,000 USD; 2,000 · 1.05 > 2,000 USD of DAI: the collateral binds.
+    # profit = collateral - fee - repayment = C · (1 - 1/1.05) · (1 - 10% fee) with C = 2,000 USD
+    assert best[0] == pytest.approx(2_000.0 * (1 - 1 / 1.05) * 0.9, rel=1e-12)  # 85.71 USD
+    assert cap == pytest.approx([2_000.0, 0.0, 0.0, 0.0, 0.0], rel=1e-12)

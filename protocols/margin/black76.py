@@ -263,7 +263,8 @@ class ForwardShockPricer:
 
     def values(self, fwd_mult: float, sigma: AL, key: Any = None) -> np.ndarray:
         """qty * discounted price at forward F * fwd_mult (scalar) and vol `sigma` (per option)."""
-        return self.values_grid(np.array([fwd_mult], dtype=np.float64), {key: sigma}, (key,))[0]
+        row: np.ndarray = self.values_grid(np.array([fwd_mult], dtype=np.float64), {key: sigma}, (key,))[0]
+        return row
 
     def values_grid(self, fwd_mult: npt.ArrayLike, vols: Mapping[Any, AL], keys: Sequence[Any]) -> np.ndarray:
         """(S, P) values of S scenarios at once: row s is qty * discounted price at forward F * fwd_mult[s] and vol
@@ -300,8 +301,8 @@ class ForwardShockPricer:
         if self.fixed_idx.size:  # forwards with a fixed part: F' = (F - fixed) m + fixed
             i = self.fixed_idx
             f_shocked = (self.f[i] - self.fixed) * m + self.fixed
-            sig = np.stack([np.broadcast_to(_arr(vols[k]), self.f.shape)[i] for k in uniq])[row]
-            c, p = call_put(f_shocked, self.k[i], self.t[i], sig, self.d[i])
+            sig_i = np.stack([np.broadcast_to(_arr(vols[k]), self.f.shape)[i] for k in uniq])[row]
+            c, p = call_put(f_shocked, self.k[i], self.t[i], sig_i, self.d[i])
             out[:, i] = self.qty[i] * np.where(self.is_call[i], c, p)
         return out
 

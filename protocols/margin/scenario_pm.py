@@ -435,7 +435,8 @@ def _grid_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
     """(R, n) sums of each row of w (R, k) over the groups idx (k,), in one bincount over the flattened rows: each
     bin adds its members in the same order as a bincount of that row alone (bit-identical)."""
     flat = (np.arange(w.shape[0], dtype=np.int64)[:, None] * n + idx[None, :]).ravel()
-    return np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n).reshape(w.shape[0], n)
+    sums = np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n).reshape(w.shape[0], n)
+    return np.asarray(sums, dtype=np.float64)  # weighted: already float64 (no copy)
 
 
 def _refuse_worthless_coin(
