@@ -7,6 +7,7 @@ Black-76 (protocols/margin/black76.py) at the oracle spot with the venue surface
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,18 +183,32 @@ def _options_of(venue, underlying: str) -> tuple[dict[str, np.ndarray], np.ndarr
     return ins, np.isin(ins["kind"], ("call", "put")) & (ins["und"] == underlying)
 
 
+def _option_mask(venue, underlying: str) -> np.ndarray:
+    """(I,) bool: the instrument is a call or a put on `underlying`; from the venue's integer codes when it has them
+    (the same mask as `_options_of`, without building the string table)."""
+    kind, und = getattr(venue, "inst_kind", None), getattr(venue, "inst_und", None)
+    names = getattr(venue, "underlyings", None)
+    if kind is None or und is None or names is None:
+        return _options_of(venue, underlying)[1]
+    u = list(names).index(underlying) if underlying in names else -1
+    kind = np.asarray(kind)
+    return ((kind == CALL) | (kind == PUT)) & (np.asarray(und, dtype=np.int64) == u)
+
+
 def option_contracts(venue, rows: np.ndarray, underlying: str) -> np.ndarray:
     """Gross option contracts (sum of |qty|, underlying units) per row on `underlying`."""
-    _, opt = _options_of(venue, underlying)
+    opt = _option_mask(venue, underlying)
     qty = np.asarray(venue.qty)[rows]
     return np.abs(qty[:, opt[: qty.shape[1]]]).sum(axis=1)
 
 
-def option_deltas(venue, rows: np.ndarray, underlying: str) -> np.ndarray:
-    """Net delta (underlying units) of each row's book on `underlying`: Black-76 option deltas plus perps."""
+#: per venue and underlying: (market key, (I,) deltas per unit), reused while the venue's market key is the same
+_DELTAS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _unit_deltas(venue, underlying: str, k: int) -> np.ndarray:
+    """(k,) delta per unit held of the first k instruments: Black-76 for options on `underlying`, 1 for its perps."""
     ins, opt = _options_of(venue, underlying)
-    qty = np.asarray(venue.qty)[rows]
-    k = qty.shape[1]
     opt = opt[:k]
     d = np.where((ins["kind"][:k] == "perp") & (ins["und"][:k] == underlying), 1.0, 0.0)
     if opt.any():
@@ -202,4 +217,23 @@ def option_deltas(venue, rows: np.ndarray, underlying: str) -> np.ndarray:
         tau = np.maximum(ins["expiry_t"][:k][opt].astype(np.float64) - venue.env.clock.seconds, 0.0)
         vol = np.asarray(venue.surfaces[underlying].vol(strike, tau, np.full(strike.size, f)), dtype=np.float64)
         d[opt] = black76.delta(f, strike, black76.annualise(tau), vol, ins["kind"][:k][opt] == "call")
-    return qty @ d
+    return d
+
+
+def option_deltas(venue, rows: np.ndarray, underlying: str) -> np.ndarray:
+    """Net delta (underlying units) of each row's book on `underlying`: Black-76 option deltas plus perps.
+
+    The per-unit deltas depend only on the market (chain time, spot, the vol surface, the instrument table): a
+    venue with a `market_key` (protocols/options.py) computes them once per market state."""
+    qty = np.asarray(venue.qty)[rows]
+    k = qty.shape[1]
+    key_of = getattr(venue, "market_key", None)
+    if not callable(key_of) or k != len(getattr(venue, "inst_kind", ())):
+        return qty @ _unit_deltas(venue, underlying, k)
+    key = key_of()
+    per_venue = _DELTAS.setdefault(venue, {})
+    hit = per_venue.get(underlying)
+    if hit is None or not key.same(hit[0]):
+        hit = (key, _unit_deltas(venue, underlying, k))
+        per_venue[underlying] = hit
+    return qty @ hit[1]

@@ -167,6 +167,8 @@ class OptionsVenue(MarginProtocol):
         self._marks_key: MarketKey | None = None  # market key of `_marks_cache`
         self._marks_cache: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))  # marks, unit values
         self._rows_cache = RowMarginCache()
+        self._drivers_of: MarginResult | None = None  # the whole-book result `_drivers_stack` was stacked from
+        self._drivers_stack: tuple[list[str], list[tuple[list[str], np.ndarray]]] = ([], [])
 
     # --- views -----------------------------------------------------------------------------------
     @property
@@ -294,7 +296,6 @@ class OptionsVenue(MarginProtocol):
 
     def margin(self, rows=None) -> MarginResult:
         """The margin model's requirements with the venue's equity (cached per block and state when rows is None)."""
-        v = self._values()
         if rows is not None:  # requirements are per account, so a subset is the cached whole, indexed
             rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
             full = self.margin()
@@ -302,9 +303,10 @@ class OptionsVenue(MarginProtocol):
                 im=full.im[rows],
                 mm=full.mm[rows],
                 equity=full.equity[rows],
-                drivers={k: d[rows] for k, d in full.drivers.items() if np.ndim(d) == 1 and len(d) == self.n_accounts},
+                drivers=self._row_drivers(full, rows),
                 model=full.model,
             )
+        v = self._values()
         if "margin" not in v:
             cache_key = self._cache_key
             assert cache_key is not None  # set by _values() above
@@ -313,6 +315,27 @@ class OptionsVenue(MarginProtocol):
                 im=im, mm=mm, equity=v["equity"], drivers=drivers, model=self._rows_cache.model_name
             )
         return v["margin"]
+
+    def _row_drivers(self, full: MarginResult, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The per-row (1-D, one entry per account) drivers of `full` at `rows`, same values and dtypes as indexing
+        each one: the drivers of one dtype are stacked once per margin result and indexed in one take."""
+        if self._drivers_of is not full:
+            n = self.n_accounts
+            names = [k for k, d in full.drivers.items() if np.ndim(d) == 1 and len(d) == n]
+            groups: dict[np.dtype, list[str]] = {}
+            for k in names:
+                groups.setdefault(np.asarray(full.drivers[k]).dtype, []).append(k)
+            self._drivers_stack = (
+                names,
+                [(ks, np.stack([np.asarray(full.drivers[k]) for k in ks])) for ks in groups.values()],
+            )
+            self._drivers_of = full
+        names, stacks = self._drivers_stack
+        out: dict[str, np.ndarray] = {}
+        for ks, stack in stacks:
+            taken = stack[:, rows]
+            out.update(zip(ks, taken))
+        return {k: out[k] for k in names}
 
     def _requirements(self, cash, qty, spot, equity) -> MarginResult:
         res = self.model.requirements(self._build(cash, qty, spot), self.market_state())

@@ -439,3 +439,36 @@ def test_writers_size_to_the_venue_margin_model(margin_model):
     one_leg = np.bincount(pop.legs.local, minlength=60) == 1
     assert np.all(im <= 0.3 * pop.initial_cash)
     np.testing.assert_allclose(im[one_leg], 0.3 * pop.initial_cash[one_leg], rtol=1e-6)
+
+
+def test_option_deltas_are_recomputed_when_the_market_moves_and_reused_otherwise():
+    """The per-unit deltas are kept per market state: after a price move and a block they equal Black-76 computed
+    here by hand from the venue's surface (independent of option_book), and a trade alone (no market change) keeps
+    them (the net delta still follows the new quantities)."""
+    from defistress.agents.option_book import _DELTAS
+    from defistress.protocols.margin import black76
+    from defistress.protocols.margin.portfolio import CALL, PERP, PUT
+
+    env, venue, orc, pop = buyers(n=10, roll=False)
+    venue.list_instrument("ETH", "call", 2400.0, 20 * 86_400.0)  # a call and a perp besides the bought puts
+    venue.list_instrument("ETH", "perp")
+
+    def by_hand() -> np.ndarray:
+        f = float(orc["ETH"].price)
+        opt = (venue.inst_kind == CALL) | (venue.inst_kind == PUT)
+        d = np.where(venue.inst_kind == PERP, 1.0, 0.0)
+        tau = np.maximum(venue.inst_expiry_t[opt] - env.clock.seconds, 0.0)
+        vol = venue.surfaces["ETH"].vol(venue.inst_strike[opt], tau, np.full(int(opt.sum()), f))
+        d[opt] = black76.delta(f, venue.inst_strike[opt], black76.annualise(tau), vol, venue.inst_kind[opt] == CALL)
+        return np.asarray(venue.qty)[pop.rows] @ d
+
+    assert np.array_equal(option_deltas(venue, pop.rows, "ETH"), by_hand())
+    first = _DELTAS[venue]["ETH"][1]
+    step(env, venue, orc, 1700.0)
+    assert np.array_equal(option_deltas(venue, pop.rows, "ETH"), by_hand())
+    assert _DELTAS[venue]["ETH"][1] is not first  # a new market state: recomputed
+    kept = _DELTAS[venue]["ETH"][1]
+    for i in (int(np.flatnonzero(venue.inst_kind == CALL)[0]), int(np.flatnonzero(venue.inst_kind == PERP)[0])):
+        venue.trade(pop.holder, pop.rows[:1], i, [1.0])
+    assert np.array_equal(option_deltas(venue, pop.rows, "ETH"), by_hand())
+    assert _DELTAS[venue]["ETH"][1] is kept  # same market: reused
