@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import brentq
 from scipy.special import ndtr
 
 AL = npt.ArrayLike
@@ -175,6 +174,8 @@ def implied_vol(
         sig = np.clip(sig - step, params.vol_min, params.vol_max)
     good = ok & (np.abs(price(f, k, t, sig, call, d) - v) <= params.tol * np.maximum(1.0, np.abs(v)))
     out[good] = sig[good]
+    from scipy.optimize import brentq  # imported here: scipy.optimize costs ~0.8 s, most runs never get here
+
     for i in np.flatnonzero(ok & ~good):
         fi, ki, ti, ci, di, vi = f.flat[i], k.flat[i], t.flat[i], call.flat[i], d.flat[i], v.flat[i]
 

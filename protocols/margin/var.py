@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
-from scipy.stats import norm
 
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, call_put, greeks
 from defistress.protocols.margin.portfolio import (
@@ -142,11 +141,15 @@ def per_account_underlying(pf: Portfolio, values: np.ndarray) -> np.ndarray:
 def z_alpha(confidence: float) -> float:
     """Standard normal quantile z_alpha (section 8: 2.326348 at 0.99)."""
     _check_confidence(confidence)
+    from scipy.stats import norm  # imported on use: scipy.stats costs ~0.9 s to import
+
     return float(norm.ppf(confidence))
 
 
 def es_over_sigma(confidence: float) -> float:
     """Normal ES per unit sigma: phi(z_alpha)/(1 - alpha) (section 8: 2.665214 at 0.99)."""
+    from scipy.stats import norm
+
     return float(norm.pdf(z_alpha(confidence)) / (1.0 - confidence))
 
 
@@ -240,6 +243,8 @@ def delta_gamma_cornish_fisher(
     # Cornish-Fisher PnL quantile mu + sd * w(z), w a cubic in z: w = a0 + a1 z + a2 z^2 + a3 z^3
     a0, a1 = -skew / 6, 1 - kurt / 8 + 5 * skew**2 / 36
     a2, a3 = skew / 6, kurt / 24 - skew**2 / 18
+    from scipy.stats import norm
+
     c = norm.ppf(1.0 - confidence)
     var = -(k1 + sd * (a0 + a1 * c + a2 * c**2 + a3 * c**3))
     # ES = -E[PnL; z <= c]/(1-alpha) with the truncated normal moments int_{-inf}^c z^k phi(z) dz, k = 0..3
