@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -199,11 +197,13 @@ def main() -> None:
             f"{n:>9,} accounts: {c['run_cpu_s']:.2f} s CPU ({c['ms_per_block']:.3f} ms/block)  load {c['load_before']}"
         )
     fit = fit_components(cases)
+    from bench_speed import machine  # benchmarks/ is the script's folder, first on sys.path
+
     out = {
         "scenario": SCENARIO,
         "seed": SEED,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "cases": cases,
         "fit": fit,
     }

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -97,11 +95,13 @@ def main() -> None:
             f" day ~{r['extrapolated_day_cpu_s']:.0f} s), build {r['build_cpu_s']:.1f} s, peak RSS "
             f"{r['peak_rss_mib']:.0f} MiB, liquidations {r['liquidations']}, load {r['load_before']}->{r['load_after']}"
         )
+    from bench_speed import machine  # benchmarks/ is the script's folder, first on sys.path
+
     out = {
         "scenario": SCENARIO,
         "seed": SEED,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "cases": cases,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,11 @@ def run_case(python: str, accounts: int, blocks: int | None, floor: bool) -> dic
     return run_child(cmd)
 
 
+def machine() -> dict:
+    """The machine a result was measured on (platform, CPU count, Python), for every benchmark's results file."""
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
 def run_child(cmd: list[str]) -> dict:
     """One benchmark case in a fresh process: its last stdout line read as JSON, with the 1-minute load average
     before and after. One BLAS thread for engine and floor alike: on a shared machine OpenBLAS's idle worker
@@ -231,7 +236,7 @@ def main() -> None:
         "scenario": SCENARIO,
         "seed": SEED,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "baseline_python": args.baseline_python and Path(args.baseline_python).name,  # no machine paths in results
         "this": summarise(results["this"]),
         "baseline": summarise(results["baseline"]) if results["baseline"] else None,
