@@ -63,6 +63,9 @@ class AssetParams:
 def _health(weighted: np.ndarray, debt: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Aave health factor weighted / debt into `out`, inf where there is no debt (debt <= 0): one plain division and a
     fix-up of the debt-free rows, the same values as a masked division (`where=`), which is several times slower."""
+    if out.size == 1:  # one row (a liquidation's refresh): the same division on scalars, no error-state switch
+        out[0] = weighted[0] / debt[0] if debt[0] > 0 else np.inf
+        return out
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(weighted, debt, out=out)
     out[~(debt > 0)] = np.inf
@@ -266,6 +269,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
 
     def _fix_special(self, vals: dict[str, np.ndarray], rows: np.ndarray | None = None) -> None:
         """Recompute, in place, the values of rows with a flag off or in e-mode (one matmul per category)."""
+        if self._coll_on is None and self._emode is None:  # no such rows (the common book): nothing to do
+            return
         special = self._special_rows(rows)
         if special.size == 0:
             return
