@@ -932,7 +932,10 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def _write_off_if_empty(self, account: int) -> None:
         """With no collateral left, remaining debt is burned into the deficit (Aave v3.3 _burnBadDebt).
         Under the v3.0 rule the debt stays on the account, unrecoverable (counted as bad debt)."""
-        if self.rule != "aave-v3.3" or np.any(self.coll_scaled[account] * self.liq_index > 1e-12):
+        if self.rule != "aave-v3.3":
+            return
+        # any collateral left: the same products and test as on the (A,) row, in Python floats (one row per call)
+        if any(c * x > 1e-12 for c, x in zip(self.coll_scaled[account].tolist(), self.liq_index.tolist())):
             return
         p = self.prices()
         for j in np.flatnonzero(self.debt_scaled[account] > 0):
