@@ -1412,3 +1412,69 @@ def test_the_best_pair_and_cap_count_tokens_with_the_grown_indices_at_usd_prices
     # profit = collateral - fee - repayment = C · (1 - 1/1.05) · (1 - 10% fee) with C = 2,000 USD
     assert best[0] == pytest.approx(2_000.0 * (1 - 1 / 1.05) * 0.9, rel=1e-12)  # 85.71 USD
     assert cap == pytest.approx([2_000.0, 0.0, 0.0, 0.0, 0.0], rel=1e-12)
+
+
+# --- the value cache's refresh paths and the per-reserve float accrual --------------------------------------------
+def test_health_of_a_tiny_debt_an_empty_row_and_a_debt_free_row_in_the_full_and_the_one_row_refresh():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 0.5})  # 0.5 USD of debt: HF = 2,000 · 0.825 / 0.5 = 3,300
+    e = int(m.add_accounts(1)[0])  # nothing supplied, nothing borrowed
+    f = open_account(m, {"ETH": 1.0})  # collateral, no debt
+    hf = m.health()  # the whole book refreshed (accounts were added)
+    assert hf[a] == pytest.approx(3_300.0, rel=1e-12)
+    assert hf[e] == np.inf and hf[f] == np.inf  # no debt: inf (Aave's type(uint256).max), not 0/0
+    m.repay("user", np.array([a]), "USDC", np.array([0.25]))  # one row changes: 0.25 USD left
+    assert m.health()[a] == pytest.approx(6_600.0, rel=1e-12)  # 1,650 / 0.25
+    m.repay("user", np.array([e]), "USDC", np.array([0.0]))  # the empty row alone
+    assert m.health()[e] == np.inf
+    m.repay("user", np.array([a]), "USDC", np.array([0.25]))  # the debt repaid whole, the collateral stays
+    assert m.health()[a] == np.inf and m.account_usd()[0][a] == pytest.approx(2_000.0)
+
+
+def test_rows_changed_one_by_one_or_together_are_all_refreshed():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})  # 2,000 · 0.825 = 1,650 USD weighted
+    b = open_account(m, {"ETH": 2.0}, {"USDC": 1_000.0})  # 3,300
+    c = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})  # 1,650
+    assert m.health()[b] == pytest.approx(3.3)
+    m.repay("user", np.array([c]), "USDC", np.array([750.0]))  # two changes of one row each, then one read
+    m.repay("user", np.array([a]), "USDC", np.array([500.0]))
+    hf = m.health()
+    assert hf[a] == pytest.approx(3.3) and hf[b] == pytest.approx(3.3) and hf[c] == pytest.approx(6.6)
+    m.repay("user", np.array([c, a]), "USDC", np.array([125.0, 250.0]))  # two rows apart, in one change
+    hf = m.health()
+    assert hf[a] == pytest.approx(6.6) and hf[b] == pytest.approx(3.3) and hf[c] == pytest.approx(13.2)
+    m.repay("user", np.array([b, c]), "USDC", np.array([500.0, 25.0]))  # two neighbours
+    hf = m.health()
+    assert hf[a] == pytest.approx(6.6) and hf[b] == pytest.approx(6.6) and hf[c] == pytest.approx(16.5)
+
+
+def _kink(u: float, base: float, s1: float, s2: float, opt: float) -> float:
+    """DefaultReserveInterestRateStrategy: base + slope1 · u / optimal below the kink, + slope2 · excess above."""
+    return base + s1 * u / opt if u <= opt else base + s1 + s2 * (u - opt) / (1 - opt)
+
+
+def test_float_accrual_per_reserve_above_and_below_the_kink_unsupplied_and_over_utilised():
+    m, _ = market(DAI={"base_rate": 0.01})
+    usdc, dai, btc, iso = (m.idx[s] for s in ("USDC", "DAI", "BTC", "ISO"))
+    # USDC: 1e8 from lenders + 2.5e7 of collateral; 1.1875e8 borrowed: utilisation 0.95, above the kink
+    open_account(m, {"ETH": 70_000.0, "USDC": 2.5e7}, {"USDC": 1.1875e8})
+    open_account(m, {"BTC": 2_000.0}, {"DAI": 4.5e7})  # DAI: 4.5e7 of 1e8, below the kink
+    open_account(m, {"ETH": 250_000.0}, {"BTC": 6_000.0})  # BTC: 6,000 of 1e4 + 2,000
+    m.lender_scaled[btc] = 0.0  # the lenders' claim gone: 6,000 owed on 2,000 supplied, utilisation clipped to 1
+    m.accrue(YEAR)
+    # one year, by hand: USDC 0.04 + 0.60 · (0.95 - 0.9) / 0.1 = 0.34 a year, suppliers 0.34 · 0.95 · 0.85;
+    # DAI 0.01 + 0.04 · 0.45 / 0.9 = 0.03, suppliers 0.03 · 0.45 · 0.85; BTC at the clip 0.04 + 0.60 = 0.64, 0.64 · 0.85
+    assert m.borrow_index[[usdc, dai, btc]] == pytest.approx([1.34, 1.03, 1.64], rel=1e-12)
+    assert m.liq_index[[usdc, dai, btc]] == pytest.approx([1.27455, 1.011475, 1.544], rel=1e-12)
+    assert m.borrow_index[iso] == 1.0 and m.liq_index[iso] == 1.0  # nothing supplied: utilisation 0, base rate 0
+    assert m.borrow_index[m.idx["ETH"]] == 1.0 and m.liq_index[m.idx["ETH"]] == 1.0  # supplied, nothing borrowed
+    # half a year more, from the indices that moved: utilisation = debt · borrow index / (supply · liquidity index)
+    m.accrue(YEAR / 2)
+    for k, supply, debt, bi, li in ((usdc, 1.25e8, 1.1875e8, 1.34, 1.27455), (dai, 1e8, 4.5e7, 1.03, 1.011475)):
+        u = debt * bi / (supply * li)
+        p = m.params[k]
+        rb = _kink(u, p.base_rate, p.slope1, p.slope2, p.optimal_utilisation)
+        assert m.borrow_index[k] == pytest.approx(bi * (1 + rb / 2), rel=1e-12)  # linear per step (MathUtils)
+        assert m.liq_index[k] == pytest.approx(li * (1 + rb * u * (1 - p.reserve_factor) / 2), rel=1e-12)
+    assert m.borrow_index[btc] == pytest.approx(1.64 * 1.32, rel=1e-12)  # still clipped: 0.64 / 2
