@@ -1478,3 +1478,15 @@ def test_float_accrual_per_reserve_above_and_below_the_kink_unsupplied_and_over_
         assert m.borrow_index[k] == pytest.approx(bi * (1 + rb / 2), rel=1e-12)  # linear per step (MathUtils)
         assert m.liq_index[k] == pytest.approx(li * (1 + rb * u * (1 - p.reserve_factor) / 2), rel=1e-12)
     assert m.borrow_index[btc] == pytest.approx(1.64 * 1.32, rel=1e-12)  # still clipped: 0.64 / 2
+
+
+def test_float_accrual_of_a_reserve_with_less_than_one_token_supplied():
+    m, _ = market()
+    iso = m.idx["ISO"]
+    m.env.ledger.mint("ISO", "lenders", 0.5, "genesis")
+    m.supply_liquidity("lenders", "ISO", 0.5)  # half a token supplied, a quarter borrowed: utilisation 0.5
+    open_account(m, {"ETH": 1.0}, {"ISO": 0.25})
+    m.accrue(YEAR)
+    rb = 0.04 * 0.5 / 0.9  # below the kink: slope1 · u / optimal
+    assert m.borrow_index[iso] == pytest.approx(1 + rb, rel=1e-12)
+    assert m.liq_index[iso] == pytest.approx(1 + rb * 0.5 * (1 - 0.15), rel=1e-12)  # reserve factor 15%
