@@ -45,6 +45,7 @@ class BorrowerPopulation(mesa.Agent):
         choice = rng.choice(len(names), size=n, p=np.array([spec.collateral[a] for a in names]))
         hf = spec.health_factor.draw(rng, n)
         self.accounts = market.add_accounts(n)
+        self.accounts.flags.writeable = False  # `submit` keeps the attentive rows' market rows (below)
         lt = np.array([market.lt[market.idx[names[c]]] for c in range(len(names))])[choice]
         for c, asset in enumerate(names):
             mask = choice == c
@@ -69,6 +70,9 @@ class BorrowerPopulation(mesa.Agent):
         self.target_hf = hf
         self.attentive = rng.random(n) < spec.attentive_share
         self.alarm = spec.alarm_health_factor.draw(rng, n)
+        # read-only: `submit` keeps the attentive rows and their alarm levels until either array is replaced
+        self.attentive.flags.writeable = False
+        self.alarm.flags.writeable = False
         self.delay_blocks = int(np.ceil(spec.reaction_delay / block_seconds))
         self.below_since = np.full(n, -1, dtype=np.int64)
         self.repaid_total = 0.0
@@ -79,14 +83,24 @@ class BorrowerPopulation(mesa.Agent):
         if not self.attentive.any():
             return []
         # the attentive rows alone are read (a third of the book by default): local rows, their market rows and
-        # alarm levels, kept until `attentive` changes
+        # alarm levels (contiguous: one gather a block, of the health factors), kept until `attentive`, `alarm` or
+        # `accounts` is replaced or made writeable (they are read-only, so none can change in place unnoticed)
         att = self.__dict__.get("_attentive_rows")
-        if att is None or att[0] is not self.attentive or att[1] != self.attentive.tobytes():
+        if (
+            att is None
+            or att[0] is not self.attentive
+            or att[1] is not self.alarm
+            or att[2] is not self.accounts
+            or self.attentive.flags.writeable
+            or self.alarm.flags.writeable
+            or self.accounts.flags.writeable
+        ):
             local = np.flatnonzero(self.attentive)
-            att = self._attentive_rows = (self.attentive, self.attentive.tobytes(), local, self.accounts[local])
-        _, _, local, rows = att
+            att = (self.attentive, self.alarm, self.accounts, local, self.accounts[local], self.alarm[local])
+            self._attentive_rows = att
+        local, rows, alarm = att[3:]
         hf = self.market.health()
-        alarmed = local[hf[rows] < self.alarm[local]]
+        alarmed = local[hf[rows] < alarm]
         # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
         # alone (masked writes over 100k rows every block were the cost)
         bs, watch = self.below_since, self._watch
