@@ -18,6 +18,7 @@ from functools import partial
 import mesa
 import numpy as np
 
+from defistress.agents.first_seen import FirstSeen
 from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.tx import GAS_REFILL_SHARE, GWEI, BlockView, Tx, refill_gas
 from defistress.protocols.amm import ConstantProductPool
@@ -272,8 +273,7 @@ class Liquidator(mesa.Agent):
         self.pools = pools
         self.gas = liquidation_gas
         self.eth_price = eth_price  # callable: USD per ETH now
-        self._seen: dict[str, np.ndarray] = {}  # block each account was first seen unhealthy, or -1
-        self._watch: dict[str, np.ndarray] = {}  # rows whose `_seen` entry is >= 0 (unhealthy at the last look)
+        self._first_seen = FirstSeen()  # per market: the block each account was first seen unhealthy
         self._idle: dict[str, _Idle] = {}  # per market: the last block-wide skip, while it provably still holds
         self.attempts = 0
 
@@ -290,21 +290,11 @@ class Liquidator(mesa.Agent):
             self._refill(ledger, view)
         for m in self.markets:
             hf = m.health()
-            seen, watch = self._seen.get(m.id), self._watch.get(m.id)
-            if seen is None or seen.size != hf.size:
-                seen = self._seen[m.id] = np.full(hf.size, -1, dtype=np.int64)
-                watch = None
-            # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at
-            # those rows alone (masked writes over 100k rows, three liquidators, every block, were the cost)
-            if watch is not None and watch.size:
-                seen[watch[~(hf[watch] < 1.0)]] = -1
             rows = self._candidates(m, hf, view)
-            first = seen[rows]
-            fresh = first < 0
-            first[fresh] = view.block
-            seen[rows[fresh]] = view.block
-            self._watch[m.id] = rows
-            ready = rows[view.block - first >= self.spec.latency_blocks]
+            # the block each row was first seen unhealthy: one bookkeeping for the liquidators whose looks agree
+            cache_key = m._cache_key if isinstance(m, LendingMarket) else None
+            memo = view.extra.setdefault(_MEMO, {})
+            ready = self._first_seen.ready(m.id, hf, rows, view.block, cache_key, self.spec.latency_blocks, memo)
             if ready.size == 0:
                 continue
             ranked = self._ranked(m, ready, view, ledger)
