@@ -132,8 +132,7 @@ class _Idle:
         "pair_rows",
         "hf_high",
         "thresholds",
-        "proceeds",
-        "cost",
+        "pcc",
         "rho_idx",
         "verdict",
     )
@@ -150,8 +149,7 @@ class _Idle:
     pair_rows: np.ndarray
     hf_high: bytes  # `health()[pair_rows] > CLOSE_FACTOR_HF_THRESHOLD`'s bytes
     thresholds: tuple[tuple[float, float], ...] | None
-    proceeds: np.ndarray
-    cost: np.ndarray
+    pcc: np.ndarray  # (3, pairs): the anchor's proceeds, cost and cost again, USD
     rho_idx: np.ndarray  # position of each pair's debt asset in `ref_assets`
     verdict: _Screened
 
@@ -174,7 +172,7 @@ class _Idle:
         if liq.funding.mode != "capital" or m._coll_on is not None or m._emode is not None:
             return None
         proceeds, cost = figures.get("proceeds"), figures.get("cost")
-        if proceeds is None or cost is None or not (np.all(proceeds >= 0) and np.all(cost >= 0)):  # no pair, a NaN
+        if proceeds is None or cost is None or not proceeds.size or not (np.all(proceeds >= 0) and np.all(cost >= 0)):
             return None
         for i, j in set(zip(ci.tolist(), dj.tolist())):  # every sale: the collateral itself or a constant-product pool
             if i != j:
@@ -208,7 +206,7 @@ class _Idle:
             self.thresholds = tuple(
                 (float(v[v >= t].min(initial=np.inf)), float(v[~(v >= t)].max(initial=-np.inf))) for v in (cu, du)
             )
-        self.proceeds, self.cost, self.rho_idx = proceeds, cost, np.searchsorted(np.array(used), dj)
+        self.pcc, self.rho_idx = np.stack([proceeds, cost, cost]), np.searchsorted(np.array(used), dj)
         self.verdict = verdict
         return self
 
@@ -243,12 +241,16 @@ class _Idle:
         gas_usd = float(liq.gas * view.base_fee_gwei * GWEI * liq.eth_price())
         if not (all(0.0 < r < math.inf for r in rho_assets) and math.isfinite(gas_usd)):
             return None
-        rho = np.array(rho_assets)[self.rho_idx]
         up = max(r_max, 1.0)
-        p_hi, c_lo, c_hi = rho * up * self.proceeds, rho * r_min * self.cost, rho * r_max * self.cost
+        # rho up P0, rho r_min C0 and rho r_max C0 per pair in one product: the factors are the float products of
+        # the per-asset rho (what numpy's elementwise products of the pairs' rho give), times `pcc` = (P0, C0, C0)
+        coef = np.array(
+            [[r * up for r in rho_assets], [r * r_min for r in rho_assets], [r * r_max for r in rho_assets]]
+        )
+        p_hi, c_lo, c_hi = coef[:, self.rho_idx] * self.pcc
         size = p_hi + c_hi + abs(gas_usd)
         bound = p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0)
-        if not bool((bound <= liq.spec.min_profit_usd).all()):
+        if not bound.max() <= liq.spec.min_profit_usd:  # NaN: not carried (there is at least one pair)
             return None
         return self.verdict.scaled(r_max * (1 + _IDLE_MARGIN))
 
