@@ -80,8 +80,6 @@ class BorrowerPopulation(mesa.Agent):
 
     def submit(self, view: BlockView) -> list[Tx]:
         """Batched repayments of attentive accounts that waited out their reaction delay."""
-        if not self.attentive.any():
-            return []
         # the attentive rows alone are read (a third of the book by default): local rows, their market rows and
         # alarm levels (contiguous: one gather a block, of the health factors), kept until `attentive`, `alarm` or
         # `accounts` is replaced or made writeable (they are read-only, so none can change in place unnoticed)
@@ -99,17 +97,22 @@ class BorrowerPopulation(mesa.Agent):
             att = (self.attentive, self.alarm, self.accounts, local, self.accounts[local], self.alarm[local])
             self._attentive_rows = att
         local, rows, alarm = att[3:]
+        if not local.size:
+            return []
         hf = self.market.health()
         alarmed = local[hf[rows] < alarm]
         # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
-        # alone (masked writes over 100k rows every block were the cost)
+        # alone (masked writes over 100k rows every block were the cost); when the very rows of the last look are
+        # alarmed again (most blocks) none has recovered: each is below its alarm level now
         bs, watch = self.below_since, self._watch
-        if watch.size:  # watched rows are attentive ones
+        same = alarmed.dtype == watch.dtype and alarmed.size == watch.size and alarmed.tobytes() == watch.tobytes()
+        if watch.size and not same:  # watched rows are attentive ones
             bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
         first = bs[alarmed]
         fresh = first < 0
-        first[fresh] = view.block
-        bs[alarmed[fresh]] = view.block
+        if fresh.any():  # newly alarmed, or reset by a repayment (`_repay`)
+            first[fresh] = view.block
+            bs[alarmed[fresh]] = view.block
         self._watch = alarmed
         ready = alarmed[(view.block - first >= self.delay_blocks) & (self.wallet[alarmed] > 0)]
         if ready.size == 0:

@@ -25,7 +25,20 @@ _NEW = "first-seen-new"
 class FirstSeenChain:
     """One state of the first-seen bookkeeping of a market and the look that made it, shared by its holders."""
 
-    __slots__ = ("seen", "watch", "prev_watch", "version", "undo", "look", "rows", "first", "ready", "at", "behind")
+    __slots__ = (
+        "seen",
+        "watch",
+        "prev_watch",
+        "version",
+        "undo",
+        "look",
+        "rows",
+        "first",
+        "first_ok",
+        "ready",
+        "at",
+        "behind",
+    )
     seen: np.ndarray  # (n,) block each row was first seen unhealthy (in its current unhealthy spell), or -1
     watch: np.ndarray | None  # rows unhealthy at the look that made `version` (only they can recover)
     prev_watch: np.ndarray | None  # the same at version - 1
@@ -34,6 +47,7 @@ class FirstSeenChain:
     look: tuple | None  # (block, market cache key) of the look that made `version`; None: not shareable
     rows: np.ndarray | None  # the candidate rows of that look (compared by identity)
     first: np.ndarray | None  # first-seen block of `rows` after that look (read-only)
+    first_ok: bool  # every entry of `first` is >= 0 (a block)
     ready: dict[int, np.ndarray]  # latency (blocks) -> `rows` seen for at least that long, of that look
     at: int  # holders at `version`
     behind: int  # holders at version - 1
@@ -41,13 +55,31 @@ class FirstSeenChain:
     def __init__(self, n: int) -> None:
         self.seen = np.full(n, -1, dtype=np.int64)
         self.watch = self.prev_watch = None
-        self.version, self.undo, self.look, self.rows, self.first = 0, None, None, None, None
+        self.version, self.undo, self.look, self.rows, self.first, self.first_ok = 0, None, None, None, None, False
         self.ready = {}
         self.at, self.behind = 1, 0
 
     def _advance(self, hf: np.ndarray, rows: np.ndarray, block: int, look: tuple | None) -> None:
-        """The look, in place: the state's version + 1, with the undo of what it wrote."""
+        """The look, in place: the state's version + 1, with the undo of what it wrote. `rows` are unhealthy
+        (`hf` < 1 at each)."""
         seen, watch = self.seen, self.watch
+        if (
+            watch is not None
+            and watch is self.rows
+            and self.first is not None
+            and self.first_ok
+            and rows.dtype == watch.dtype
+            and rows.size == watch.size
+            and rows.tobytes() == watch.tobytes()
+        ):
+            # the very rows of the last look (most blocks): none recovered (each is unhealthy now) and none is new
+            # (the last look gave each a block >= 0), so nothing is written and their first-seen blocks are the last
+            # look's `first`
+            self.undo = (rows[:0], seen[:0])
+            self.prev_watch, self.watch = watch, rows
+            self.version += 1
+            self.look, self.rows, self.ready = look, rows, {}
+            return
         # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at those
         # rows alone (masked writes over 100k rows every block were the cost); they are not in `rows` (hf < 1)
         gone = watch[~(hf[watch] < 1.0)] if watch is not None and watch.size else rows[:0]
@@ -59,6 +91,7 @@ class FirstSeenChain:
         first[fresh] = block
         seen[new] = block
         first.flags.writeable = False
+        self.first_ok = block >= 0  # every entry of `first` >= 0: the rows seen before, and this block's
         self.prev_watch, self.watch = watch, rows
         self.version += 1
         self.look, self.rows, self.first, self.ready = look, rows, first, {}
@@ -92,9 +125,10 @@ class FirstSeen:
     def ready(
         self, market_id: str, hf: np.ndarray, rows: np.ndarray, block: int, cache_key, latency: int, memo: dict
     ) -> np.ndarray:
-        """Look at the market (`hf` its health factors, `rows` its unhealthy candidates, which the block's `memo`
-        hands out once per market state when `cache_key` is not None) and return the rows seen unhealthy for at least
-        `latency` blocks (read-only; the same object for holders of a chain with the same latency)."""
+        """Look at the market and return the rows seen unhealthy for at least `latency` blocks (read-only; the same
+        object for holders of a chain with the same latency). `hf`: its health factors; `rows`: its unhealthy
+        candidates (hf < 1 at each), which the block's `memo` hands out once per market state when `cache_key` is not
+        None."""
         look = (block, cache_key) if cache_key is not None else None
         held = self.held.get(market_id)
         if held is not None and held[0].seen.size != hf.size:  # the book grew: start again from nothing

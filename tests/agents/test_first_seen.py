@@ -121,3 +121,15 @@ def test_a_holder_one_behind_with_a_look_of_its_own_gets_the_state_before_the_sh
     key3 = (hf3.tobytes(), 2)
     assert a.ready("m", hf3, rows3, 2, key3, 1, memo).tolist() == [0, 1]
     assert b.ready("m", hf3, rows3, 2, key3, 1, memo).tolist() == [0]
+
+
+def test_the_same_rows_again_are_not_restamped_unless_their_block_reads_as_unseen():
+    """The same unhealthy rows look after look write nothing (the shortcut), except where the block written was
+    negative, which the plain bookkeeping reads as unseen and stamps again: the shortcut must do the same."""
+    fs, plain = FirstSeen(), Plain()
+    hf = np.array([0.9, 1.1, 0.95])
+    rows = np.flatnonzero(hf < 1.0)
+    for block in range(-3, 4):
+        got = fs.ready("m", hf, rows, block, (hf.tobytes(), block), 2, {})
+        assert got.tolist() == plain.ready(hf, rows, block, 2).tolist()
+    assert got.tolist() == [0, 2]  # stamped again at block 0, the first block >= 0: ready two blocks later
