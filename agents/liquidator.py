@@ -82,6 +82,8 @@ class _Screened:
 
 #: relative margin the carried-over verdict keeps beyond the screen's own 1e-9 slack, far above float rounding
 _IDLE_MARGIN = 1e-8
+#: up to this many screened pairs `_Idle.still` bounds them in float arithmetic, above with numpy (the same operations)
+_IDLE_PYTHON_PAIRS = 64
 
 
 class _Idle:
@@ -134,6 +136,7 @@ class _Idle:
         "thresholds",
         "pcc",
         "rho_idx",
+        "pairs",
         "verdict",
     )
     inputs: tuple
@@ -151,6 +154,7 @@ class _Idle:
     thresholds: tuple[tuple[float, float], ...] | None
     pcc: np.ndarray  # (3, pairs): the anchor's proceeds, cost and cost again, USD
     rho_idx: np.ndarray  # position of each pair's debt asset in `ref_assets`
+    pairs: list[tuple[int, float, float]]  # per pair: (`rho_idx`, proceeds, cost) as Python numbers
     verdict: _Screened
 
     @staticmethod
@@ -207,6 +211,7 @@ class _Idle:
                 (float(v[v >= t].min(initial=np.inf)), float(v[~(v >= t)].max(initial=-np.inf))) for v in (cu, du)
             )
         self.pcc, self.rho_idx = np.stack([proceeds, cost, cost]), np.searchsorted(np.array(used), dj)
+        self.pairs = list(zip(self.rho_idx.tolist(), proceeds.tolist(), cost.tolist()))
         self.verdict = verdict
         return self
 
@@ -241,17 +246,23 @@ class _Idle:
         gas_usd = float(liq.gas * view.base_fee_gwei * GWEI * liq.eth_price())
         if not (all(0.0 < r < math.inf for r in rho_assets) and math.isfinite(gas_usd)):
             return None
-        up = max(r_max, 1.0)
-        # rho up P0, rho r_min C0 and rho r_max C0 per pair in one product: the factors are the float products of
-        # the per-asset rho (what numpy's elementwise products of the pairs' rho give), times `pcc` = (P0, C0, C0)
-        coef = np.array(
-            [[r * up for r in rho_assets], [r * r_min for r in rho_assets], [r * r_max for r in rho_assets]]
-        )
-        p_hi, c_lo, c_hi = coef[:, self.rho_idx] * self.pcc
-        size = p_hi + c_hi + abs(gas_usd)
-        bound = p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0)
-        if not bound.max() <= liq.spec.min_profit_usd:  # NaN: not carried (there is at least one pair)
-            return None
+        up, mp = max(r_max, 1.0), liq.spec.min_profit_usd
+        # rho up P0, rho r_min C0 and rho r_max C0 per pair: the factors are the float products of the per-asset rho
+        # (what numpy's elementwise products of the pairs' rho give)
+        a, b, c = [r * up for r in rho_assets], [r * r_min for r in rho_assets], [r * r_max for r in rho_assets]
+        if len(self.pairs) <= _IDLE_PYTHON_PAIRS:  # a few pairs: float arithmetic, each numpy operation costs more
+            g = abs(gas_usd)
+            for j, p0, c0 in self.pairs:
+                p_hi, c_lo, c_hi = a[j] * p0, b[j] * c0, c[j] * c0
+                size = p_hi + c_hi + g
+                if not p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0) <= mp:  # NaN: no
+                    return None
+        else:  # the same operations, elementwise
+            p_hi, c_lo, c_hi = np.array([a, b, c])[:, self.rho_idx] * self.pcc
+            size = p_hi + c_hi + abs(gas_usd)
+            bound = p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0)
+            if not bound.max() <= mp:  # NaN: not carried (there is at least one pair)
+                return None
         return self.verdict.scaled(r_max * (1 + _IDLE_MARGIN))
 
 

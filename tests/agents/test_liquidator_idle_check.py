@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from test_liquidator_fast_paths import PRICES, _spec, _world
 
+from defistress.agents import liquidator
 from defistress.agents.liquidator import GWEI, Liquidator, _Idle
 from defistress.agents.tx import BlockView
 from defistress.protocols.base import Revert
@@ -133,8 +134,12 @@ def _perturbations(m, top, view):
     return out
 
 
+@pytest.mark.parametrize("python_pairs", [64, 0])  # the bound in float arithmetic, or with numpy
 @pytest.mark.parametrize("rule", ["aave-v3.0", "aave-v3.3"])
-def test_the_cheap_check_carries_exactly_what_the_first_check_carried(monkeypatch: pytest.MonkeyPatch, rule: str):
+def test_the_cheap_check_carries_exactly_what_the_first_check_carried(
+    monkeypatch: pytest.MonkeyPatch, rule: str, python_pairs: int
+):
+    monkeypatch.setattr(liquidator, "_IDLE_PYTHON_PAIRS", python_pairs)
     refs: dict[int, dict] = {}  # id(anchor) -> the reference snapshot taken with it
     compared = {"same": 0, "carried": 0, "declined_only_by_bytes": 0}
 
@@ -146,6 +151,7 @@ def test_the_cheap_check_carries_exactly_what_the_first_check_carried(monkeypatc
 
     def still(self, m, top, view, liq):
         s = refs[id(self)]
+        assert (len(self.pairs) <= liquidator._IDLE_PYTHON_PAIRS) == (python_pairs > 0)  # the path meant
         for name, do in [("as it is", lambda: lambda: None), *_perturbations(m, top, view)]:
             undo = do()
             try:
