@@ -19,7 +19,10 @@ from defistress.protocols.events import UserAction
 
 
 class BorrowerPopulation(mesa.Agent):
-    """Accounts on one `LendingMarket`; decisions for all of them are array operations."""
+    """Accounts on one `LendingMarket`; decisions for all of them are array operations.
+
+    `accounts` (market rows), `attentive` and `alarm` (health factor) are read-only arrays: `submit` keeps the attentive
+    rows' market rows and alarm levels between blocks, so to change them assign new arrays."""
 
     def __init__(
         self,

@@ -76,6 +76,13 @@ def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(seed: int, 
     same_rows = changed_rows = acted = 0
     prev: list = []
     for block in range(300):
+        if block in (100, 200):  # new alarm levels, then who is attentive (new arrays, the second one writeable)
+            key = "alarm" if block == 100 else "attentive"
+            new = rng.uniform(1.0, 1.2, 60) if block == 100 else rng.random(60) < attentive_share
+            setattr(pop, key, new)
+            ref[key] = new
+            if block == 100:
+                new.flags.writeable = False
         if rng.random() < 0.7:  # most blocks nothing crosses an alarm level; some blocks health moves
             hf *= np.exp(rng.normal(0.0, 0.02, hf.size))
         txs = pop.submit(BlockView(block, 12.0 * block, 1.0, {}))
