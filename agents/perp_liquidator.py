@@ -66,6 +66,7 @@ class PerpLiquidator(mesa.Agent):
         self._live = np.zeros(0, dtype=np.int64)  # the accounts first_seen dates (liquidatable at the last call)
         self.attempts = 0
         self.liquidations = 0
+        self._memo: dict | None = None  # the reads of the last block this liquidator decided in (`_previews`)
 
     def submit(self, view: BlockView) -> list[Tx]:
         dex, pr = self.dex, self.params
@@ -136,15 +137,30 @@ class PerpLiquidator(mesa.Agent):
 
     def _previews(self, view: BlockView) -> dict:
         """What the perp liquidators of a block read from the DEX, shared through `view.extra` and kept while the
-        DEX state is unchanged (the liquidators of a block decide on the same state): `dex.preview_liquidation`
+        DEX state is unchanged (the liquidators of a block decide on the same state; from block to block as long
+        as nothing moved: oracle prices, funding, positions, collateral, the fund): `dex.preview_liquidation`
         by account (None where it reverts), the liquidatable accounts ("cand"), free collateral and OI-scaled IMF
         ("free", "imf"), and the ordering of a ready list (("order", ...))."""
         dex = self.dex
-        state = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes(), dex.insurance_fund_usd())
-        memo = view.extra.setdefault(f"{_MEMO}:{id(dex)}", {})
-        if memo.get("state") != state:
-            memo.clear()
-            memo["state"] = state
+        state = (
+            dex._version,
+            dex.prices().tobytes(),
+            dex.funding_index.tobytes(),
+            dex.insurance_fund_usd(),
+            dex.controlled.tobytes(),
+        )
+        key = f"{_MEMO}:{id(dex)}"
+        memo = view.extra.get(key)
+        if memo is None or memo["state"] != state:
+            # a DEX state unchanged since this liquidator's last block gives the same reads: a preview judges the
+            # state alone (its per-block limits start empty at every block's first preview: `_roll_block`)
+            last = self._memo
+            if last is not None and last["state"] == state:
+                memo = last
+            else:
+                memo = {"state": state}
+            view.extra[key] = memo
+        self._memo = memo
         return memo
 
     def _profit_bound(self, rows: np.ndarray) -> np.ndarray:
