@@ -277,6 +277,7 @@ class PerpDex(ControlledRows, MarginProtocol):
         self._block_notional: dict[int, float] = {}
         self._block_insurance: dict[int, float] = {}
         self._block_adl_attempts = 0
+        self._adl_idle: tuple | None = None  # `_adl_state` at the last deleveraging pass that attempted nothing
         self._version = 0
         self._cache_key: tuple[bytes, bytes, int] | None = None  # (oracle prices, funding index, state version)
         self._cache: dict[str, np.ndarray] = {}
@@ -897,9 +898,28 @@ class PerpDex(ControlledRows, MarginProtocol):
         if amount > DUST_USD:
             self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.quote, amount, amount))
 
+    def _adl_state(self) -> tuple:
+        """What a deleveraging pass reads: the state version (positions, collateral), oracle prices, funding index,
+        insurance fund, controlled flags, and this block's liquidation limits and attempts."""
+        return (
+            self._version,
+            self.prices().tobytes(),
+            self.funding_index.tobytes(),
+            self.insurance_fund_usd(),
+            self.controlled.tobytes(),
+            tuple(self._block_insurance.items()),
+            frozenset(self._block_liquidated),
+            tuple(self._block_notional.items()),
+            self._block_adl_attempts,
+        )
+
     def _auto_deleverage(self) -> None:
         """Deleverage bankrupt accounts whose liquidation the insurance fund cannot cover (dYdX PrepareCheckState)."""
         self._roll_block()
+        state = self._adl_state()
+        if state == self._adl_idle:  # nothing read moved since a pass that attempted nothing: it attempts nothing
+            return
+        self._adl_idle = state  # kept unless this pass attempts a deleveraging (below)
         cap = self.params.max_deleveraging_attempts_per_block
         v, pr = self._values(), self.params
         bankrupt = np.flatnonzero((v["equity"] < 0) & (v["mmr"] > 0) & ~self.controlled)
@@ -931,6 +951,7 @@ class PerpDex(ControlledRows, MarginProtocol):
                 if not pv.adl:
                     break
                 self._block_adl_attempts += 1
+                self._adl_idle = None
                 if not self.deleverage(int(a), pv.market):
                     break
 
