@@ -64,6 +64,7 @@ class PerpLiquidator(mesa.Agent):
             self.account = int(dex.open_accounts(self.holder, [params.capital_usd], None)[0])
         self.first_seen = np.zeros(0, dtype=np.int64)  # per DEX account: block first seen liquidatable, or -1
         self._live = np.zeros(0, dtype=np.int64)  # the accounts first_seen dates (liquidatable at the last call)
+        self._ready: np.ndarray | None = None  # `_live` less its own account when all were past the latency
         self.attempts = 0
         self.liquidations = 0
         self._memo: dict | None = None  # the reads of the last block this liquidator decided in (`_previews`)
@@ -80,16 +81,24 @@ class PerpLiquidator(mesa.Agent):
             k = min(n, self.first_seen.size)
             grown[:k] = self.first_seen[:k]
             self.first_seen = grown
+            self._ready = None
         # first_seen >= 0 exactly on the previous call's candidates (`_live`): forget those no longer liquidatable
-        # and date the new ones, touching only those rows
-        live = memo.get(("live", n))
-        if live is None:
-            live = memo[("live", n)] = np.zeros(n, dtype=bool)
-            live[cand] = True
-        self.first_seen[self._live[~live[self._live]]] = -1
-        self.first_seen[cand[self.first_seen[cand] < 0]] = view.block
-        self._live = cand
-        ready = cand[(cand != self.account) & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
+        # and date the new ones, touching only those rows (nothing to do when the candidates are the very same)
+        if cand is not self._live:
+            live = memo.get(("live", n))
+            if live is None:
+                live = memo[("live", n)] = np.zeros(n, dtype=bool)
+                live[cand] = True
+            self.first_seen[self._live[~live[self._live]]] = -1
+            self.first_seen[cand[self.first_seen[cand] < 0]] = view.block
+            self._live = cand
+            self._ready = None
+        if self._ready is not None:  # the same candidates, each already past the latency: the same list
+            ready = self._ready
+        else:
+            others = cand != self.account
+            ready = cand[others & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
+            self._ready = ready if ready.size == np.count_nonzero(others) else None
         if ready.size == 0:
             return []
         key = ("order", ready.tobytes(), pr.max_tx_per_block)

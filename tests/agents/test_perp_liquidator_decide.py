@@ -177,3 +177,20 @@ def test_an_account_taken_under_a_controller_between_blocks_is_left_alone():
     assert len(liq.submit(view(1, base_fee=0.0))) == 1
     dex.set_controlled([0])
     assert liq.submit(view(2, base_fee=0.0)) == []
+
+
+def test_latency_counts_over_blocks_where_nothing_moves():
+    # latency 2, the DEX state unchanged from block 5 on: first seen at 5, acted on from 7, every block after
+    env, dex, orc = two_accounts()
+    liq = liquidator(dex, env, latency_blocks=2)
+    orc["ETH"].price = 1950.0
+    assert liq.submit(view(5, base_fee=0.0)) == []
+    assert liq.submit(view(6, base_fee=0.0)) == []
+    assert [t.action.args for t in liq.submit(view(7, base_fee=0.0))] == [(0, 0)]
+    assert [t.action.args for t in liq.submit(view(8, base_fee=0.0))] == [(0, 0)]
+    assert liq.first_seen.tolist() == [5, -1, -1]
+    orc["ETH"].price = 2000.0  # recovered: forgotten, and seen anew once it falls again
+    assert liq.submit(view(9, base_fee=0.0)) == [] and liq.first_seen.tolist() == [-1, -1, -1]
+    orc["ETH"].price = 1950.0
+    assert liq.submit(view(10, base_fee=0.0)) == [] and liq.submit(view(11, base_fee=0.0)) == []
+    assert [t.action.args for t in liq.submit(view(12, base_fee=0.0))] == [(0, 0)]
