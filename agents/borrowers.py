@@ -19,7 +19,10 @@ from defistress.protocols.events import UserAction
 
 
 class BorrowerPopulation(mesa.Agent):
-    """Accounts on one `LendingMarket`; decisions for all of them are array operations."""
+    """Accounts on one `LendingMarket`; decisions for all of them are array operations.
+
+    `accounts` (market rows), `attentive` and `alarm` (health factor) are read-only arrays: `submit` keeps the attentive
+    rows' market rows and alarm levels between blocks, so to change them assign new arrays."""
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class BorrowerPopulation(mesa.Agent):
         choice = rng.choice(len(names), size=n, p=np.array([spec.collateral[a] for a in names]))
         hf = spec.health_factor.draw(rng, n)
         self.accounts = market.add_accounts(n)
+        self.accounts.flags.writeable = False  # `submit` keeps the attentive rows' market rows (below)
         lt = np.array([market.lt[market.idx[names[c]]] for c in range(len(names))])[choice]
         for c, asset in enumerate(names):
             mask = choice == c
@@ -69,6 +73,9 @@ class BorrowerPopulation(mesa.Agent):
         self.target_hf = hf
         self.attentive = rng.random(n) < spec.attentive_share
         self.alarm = spec.alarm_health_factor.draw(rng, n)
+        # read-only: `submit` keeps the attentive rows and their alarm levels until either array is replaced
+        self.attentive.flags.writeable = False
+        self.alarm.flags.writeable = False
         self.delay_blocks = int(np.ceil(spec.reaction_delay / block_seconds))
         self.below_since = np.full(n, -1, dtype=np.int64)
         self.repaid_total = 0.0
@@ -76,26 +83,39 @@ class BorrowerPopulation(mesa.Agent):
 
     def submit(self, view: BlockView) -> list[Tx]:
         """Batched repayments of attentive accounts that waited out their reaction delay."""
-        if not self.attentive.any():
-            return []
         # the attentive rows alone are read (a third of the book by default): local rows, their market rows and
-        # alarm levels, kept until `attentive` changes
+        # alarm levels (contiguous: one gather a block, of the health factors), kept until `attentive`, `alarm` or
+        # `accounts` is replaced or made writeable (they are read-only, so none can change in place unnoticed)
         att = self.__dict__.get("_attentive_rows")
-        if att is None or att[0] is not self.attentive or att[1] != self.attentive.tobytes():
+        if (
+            att is None
+            or att[0] is not self.attentive
+            or att[1] is not self.alarm
+            or att[2] is not self.accounts
+            or self.attentive.flags.writeable
+            or self.alarm.flags.writeable
+            or self.accounts.flags.writeable
+        ):
             local = np.flatnonzero(self.attentive)
-            att = self._attentive_rows = (self.attentive, self.attentive.tobytes(), local, self.accounts[local])
-        _, _, local, rows = att
+            att = (self.attentive, self.alarm, self.accounts, local, self.accounts[local], self.alarm[local])
+            self._attentive_rows = att
+        local, rows, alarm = att[3:]
+        if not local.size:
+            return []
         hf = self.market.health()
-        alarmed = local[hf[rows] < self.alarm[local]]
+        alarmed = local[hf[rows] < alarm]
         # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
-        # alone (masked writes over 100k rows every block were the cost)
+        # alone (masked writes over 100k rows every block were the cost); when the very rows of the last look are
+        # alarmed again (most blocks) none has recovered: each is below its alarm level now
         bs, watch = self.below_since, self._watch
-        if watch.size:  # watched rows are attentive ones
+        same = alarmed.dtype == watch.dtype and alarmed.size == watch.size and alarmed.tobytes() == watch.tobytes()
+        if watch.size and not same:  # watched rows are attentive ones
             bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
         first = bs[alarmed]
         fresh = first < 0
-        first[fresh] = view.block
-        bs[alarmed[fresh]] = view.block
+        if fresh.any():  # newly alarmed, or reset by a repayment (`_repay`)
+            first[fresh] = view.block
+            bs[alarmed[fresh]] = view.block
         self._watch = alarmed
         ready = alarmed[(view.block - first >= self.delay_blocks) & (self.wallet[alarmed] > 0)]
         if ready.size == 0:

@@ -162,6 +162,9 @@ class Keeper(mesa.Agent, Actor):
         ctx = _Ctx(
             view=view, gas_price_gwei=gas_price, eth_usd=self._gas_token_usd(view), cash={}, txs=[], seen=seen_now
         )
+        if self._all_spent_out(ctx):  # every scan below would pass over everything: nothing to queue
+            self._forget(seen_now)
+            return []
         for cdp in self.cdps:
             ctx.cash.setdefault(cdp.stablecoin, cdp.env.ledger.balance(self.holder, cdp.stablecoin))
         for cdp in self.cdps:
@@ -203,6 +206,18 @@ class Keeper(mesa.Agent, Actor):
         `latency_blocks` 0 `_ready` always says yes, and the sightings it records decide nothing."""
         return (
             self.p.latency_blocks == 0 and self.gas_spent_eth + gas * ctx.gas_price_gwei * GWEI > self.p.gas_budget_eth
+        )
+
+    def _all_spent_out(self, ctx: _Ctx) -> bool:
+        """True when, on Clippers only, the budget refuses a take (with its swap), a redo and a kick alike
+        (`_spent_out`): `_redo_screen`, `_take_screen` and `_kicks` then each return before acting, so `submit`
+        queues nothing (Flippers' scans do not consult `_spent_out`: never skipped)."""
+        return all(
+            cdp.mechanism == "clip"
+            and self._spent_out(self.p.gas_take + self._swap_gas(cdp), ctx)
+            and self._spent_out(self.p.gas_redo, ctx)
+            and self._spent_out(self.p.gas_bark, ctx)
+            for cdp in self.cdps
         )
 
     def _add(self, ctx: _Ctx, action, gas: int, label: str) -> bool:

@@ -18,6 +18,7 @@ from functools import partial
 import mesa
 import numpy as np
 
+from defistress.agents.first_seen import FirstSeen
 from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.tx import GAS_REFILL_SHARE, GWEI, BlockView, Tx, refill_gas
 from defistress.protocols.amm import ConstantProductPool
@@ -81,6 +82,8 @@ class _Screened:
 
 #: relative margin the carried-over verdict keeps beyond the screen's own 1e-9 slack, far above float rounding
 _IDLE_MARGIN = 1e-8
+#: up to this many screened pairs `_Idle.still` bounds them in float arithmetic, above with numpy (the same operations)
+_IDLE_PYTHON_PAIRS = 64
 
 
 class _Idle:
@@ -108,41 +111,50 @@ class _Idle:
       if that, plus `_IDLE_MARGIN` of the amounts (far beyond float rounding), is at most the minimum profit for
       every pair, `_screen` would skip every pair now, which is the block-wide skip;
     - caps grow by at most r_max, so a capital covering r_max (1 + margin) x the anchor's caps covers today's.
-    Anything else: screen again (and re-anchor if all is still skipped)."""
+    Anything else: screen again (and re-anchor if all is still skipped).
+
+    Cheap to re-check (issue 14; this runs once a block at 1,000 accounts): the anchor keeps the bytes of what must be
+    equal (the ranked rows, their balances, the health-factor regime of the screened rows) and its indices and
+    reference prices as Python floats, which it requires finite and positive, so the ratios are float divisions
+    with no zero or NaN to guard (the very quotients numpy would give) and a few comparisons of bytes replace the
+    array comparisons. Bytes equal means values equal; values equal but bytes not (0.0 and -0.0) only screens again.
+    Balances that are not finite get no anchor (bytes would call two NaN equal)."""
 
     __slots__ = (
         "inputs",
         "top",
+        "top_bytes",
         "coll",
         "debt",
         "prices",
         "terms",
-        "liq_index",
-        "borrow_index",
+        "index0",
         "ref",
+        "ref_assets",
         "pair_rows",
         "hf_high",
         "thresholds",
-        "proceeds",
-        "cost",
+        "pcc",
         "rho_idx",
+        "pairs",
         "verdict",
     )
     inputs: tuple
     top: np.ndarray
-    coll: np.ndarray
-    debt: np.ndarray
+    top_bytes: bytes
+    coll: bytes  # `coll_scaled[top]`'s bytes
+    debt: bytes  # `debt_scaled[top]`'s bytes
     prices: bytes
     terms: tuple[bytes, bytes, bytes]
-    liq_index: np.ndarray
-    borrow_index: np.ndarray
-    ref: np.ndarray
+    index0: list[float]  # liquidity then borrow index per asset at the anchor, finite and > 0
+    ref: list[float]  # reference price per asset of `ref_assets` at the anchor, finite and > 0
+    ref_assets: list[tuple[int, str]]  # (index, symbol) of the debt assets of the screened pairs
     pair_rows: np.ndarray
-    hf_high: np.ndarray
+    hf_high: bytes  # `health()[pair_rows] > CLOSE_FACTOR_HF_THRESHOLD`'s bytes
     thresholds: tuple[tuple[float, float], ...] | None
-    proceeds: np.ndarray
-    cost: np.ndarray
-    rho_idx: np.ndarray
+    pcc: np.ndarray  # (3, pairs): the anchor's proceeds, cost and cost again, USD
+    rho_idx: np.ndarray  # position of each pair's debt asset in `ref_assets`
+    pairs: list[tuple[int, float, float]]  # per pair: (`rho_idx`, proceeds, cost) as Python numbers
     verdict: _Screened
 
     @staticmethod
@@ -164,23 +176,33 @@ class _Idle:
         if liq.funding.mode != "capital" or m._coll_on is not None or m._emode is not None:
             return None
         proceeds, cost = figures.get("proceeds"), figures.get("cost")
-        if proceeds is None or cost is None or not (np.all(proceeds >= 0) and np.all(cost >= 0)):  # no pair, a NaN
+        if proceeds is None or cost is None or not proceeds.size or not (np.all(proceeds >= 0) and np.all(cost >= 0)):
             return None
         for i, j in set(zip(ci.tolist(), dj.tolist())):  # every sale: the collateral itself or a constant-product pool
             if i != j:
                 pool = liq._pool_for(m.assets[i], m.assets[j])
                 if pool is None or type(pool).quote is not ConstantProductPool.quote:
                     return None
+        coll, debt = m.coll_scaled[top], m.debt_scaled[top]
+        index0 = m.liq_index.tolist() + m.borrow_index.tolist()
+        used = sorted(set(dj.tolist()))
+        ref = [float(view.reference.get(m.assets[j], 1.0)) for j in used]
+        if not (
+            np.isfinite(coll).all()
+            and np.isfinite(debt).all()
+            and all(0.0 < v < math.inf for v in index0)
+            and all(0.0 < v < math.inf for v in ref)
+        ):
+            return None  # the ratios below divide by these; bytes would call two NaN balances equal
         self = object.__new__(cls)
         self.inputs = cls._static_inputs(m, view, liq)
-        self.top = top
-        self.coll, self.debt = m.coll_scaled[top], m.debt_scaled[top]
+        self.top, self.top_bytes = top, top.tobytes()
+        self.coll, self.debt = coll.tobytes(), debt.tobytes()
         self.prices = m.prices().tobytes()
         self.terms = (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes())
-        self.liq_index, self.borrow_index = m.liq_index.copy(), m.borrow_index.copy()
-        ref = view.reference
-        self.ref = np.array([ref.get(a, 1.0) for a in m.assets])
-        self.pair_rows, self.hf_high = figures["rows"], figures["hf_high"]
+        self.index0 = index0
+        self.ref, self.ref_assets = ref, [(j, m.assets[j]) for j in used]
+        self.pair_rows, self.hf_high = figures["rows"], np.asarray(figures["hf_high"], dtype=bool).tobytes()
         self.thresholds = None
         if "coll_usd" in figures:  # v3.3: the smallest value that passed and the largest that failed, per test
             t = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
@@ -188,29 +210,30 @@ class _Idle:
             self.thresholds = tuple(
                 (float(v[v >= t].min(initial=np.inf)), float(v[~(v >= t)].max(initial=-np.inf))) for v in (cu, du)
             )
-        self.proceeds, self.cost, self.rho_idx = proceeds, cost, dj
+        self.pcc, self.rho_idx = np.stack([proceeds, cost, cost]), np.searchsorted(np.array(used), dj)
+        self.pairs = list(zip(self.rho_idx.tolist(), proceeds.tolist(), cost.tolist()))
         self.verdict = verdict
         return self
 
     def still(self, m, top: np.ndarray, view: BlockView, liq: Liquidator) -> _Screened | None:
         """The verdict, its caps scaled to their bound, if it provably holds now; None otherwise."""
         if (
-            top.shape != self.top.shape
-            or not bool((top == self.top).all())
-            or m.prices().tobytes() != self.prices
+            top.dtype != self.top.dtype
+            or top.tobytes() != self.top_bytes
             or m._coll_on is not None
             or m._emode is not None
+            or m.prices().tobytes() != self.prices
             or self._static_inputs(m, view, liq) != self.inputs
             or (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes()) != self.terms
-            or not np.array_equal(m.coll_scaled[top], self.coll)
-            or not np.array_equal(m.debt_scaled[top], self.debt)
-            or not np.array_equal(m.health()[self.pair_rows] > CLOSE_FACTOR_HF_THRESHOLD, self.hf_high)
+            or m.coll_scaled[top].tobytes() != self.coll
+            or m.debt_scaled[top].tobytes() != self.debt
+            or (m.health()[self.pair_rows] > CLOSE_FACTOR_HF_THRESHOLD).tobytes() != self.hf_high
         ):
             return None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.concatenate([m.liq_index / self.liq_index, m.borrow_index / self.borrow_index])
-        r_min, r_max = float(ratios.min()), float(ratios.max())
-        if not (0.0 < r_min <= r_max < math.inf):
+        # the anchor's indices are finite and > 0: these are numpy's quotients, without its error state
+        ratios = [a / b for a, b in zip(m.liq_index.tolist() + m.borrow_index.tolist(), self.index0)]
+        r_min, r_max = min(ratios), max(ratios)
+        if not (0.0 < r_min <= r_max < math.inf) or any(r != r for r in ratios):
             return None
         t = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
         if self.thresholds is not None and not all(
@@ -219,18 +242,27 @@ class _Idle:
         ):
             return None
         ref = view.reference
-        now = np.array([ref.get(a, 1.0) for a in m.assets])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rho = (now / self.ref)[self.rho_idx]
-        gas_usd = liq.gas * view.base_fee_gwei * GWEI * liq.eth_price()
-        if not (np.all(rho > 0) and np.all(np.isfinite(rho)) and math.isfinite(gas_usd)):
+        rho_assets = [ref.get(a, 1.0) / r0 for (_, a), r0 in zip(self.ref_assets, self.ref)]
+        gas_usd = float(liq.gas * view.base_fee_gwei * GWEI * liq.eth_price())
+        if not (all(0.0 < r < math.inf for r in rho_assets) and math.isfinite(gas_usd)):
             return None
-        up = max(r_max, 1.0)
-        p_hi, c_lo, c_hi = rho * up * self.proceeds, rho * r_min * self.cost, rho * r_max * self.cost
-        size = p_hi + c_hi + abs(gas_usd)
-        bound = p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0)
-        if not bool(np.all(bound <= liq.spec.min_profit_usd)):
-            return None
+        up, mp = max(r_max, 1.0), liq.spec.min_profit_usd
+        # rho up P0, rho r_min C0 and rho r_max C0 per pair: the factors are the float products of the per-asset rho
+        # (what numpy's elementwise products of the pairs' rho give)
+        a, b, c = [r * up for r in rho_assets], [r * r_min for r in rho_assets], [r * r_max for r in rho_assets]
+        if len(self.pairs) <= _IDLE_PYTHON_PAIRS:  # a few pairs: float arithmetic, each numpy operation costs more
+            g = abs(gas_usd)
+            for j, p0, c0 in self.pairs:
+                p_hi, c_lo, c_hi = a[j] * p0, b[j] * c0, c[j] * c0
+                size = p_hi + c_hi + g
+                if not p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0) <= mp:  # NaN: no
+                    return None
+        else:  # the same operations, elementwise
+            p_hi, c_lo, c_hi = np.array([a, b, c])[:, self.rho_idx] * self.pcc
+            size = p_hi + c_hi + abs(gas_usd)
+            bound = p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + _IDLE_MARGIN * (size + 1.0)
+            if not bound.max() <= mp:  # NaN: not carried (there is at least one pair)
+                return None
         return self.verdict.scaled(r_max * (1 + _IDLE_MARGIN))
 
 
@@ -254,8 +286,7 @@ class Liquidator(mesa.Agent):
         self.pools = pools
         self.gas = liquidation_gas
         self.eth_price = eth_price  # callable: USD per ETH now
-        self._seen: dict[str, np.ndarray] = {}  # block each account was first seen unhealthy, or -1
-        self._watch: dict[str, np.ndarray] = {}  # rows whose `_seen` entry is >= 0 (unhealthy at the last look)
+        self._first_seen = FirstSeen()  # per market: the block each account was first seen unhealthy
         self._idle: dict[str, _Idle] = {}  # per market: the last block-wide skip, while it provably still holds
         self.attempts = 0
 
@@ -272,24 +303,17 @@ class Liquidator(mesa.Agent):
             self._refill(ledger, view)
         for m in self.markets:
             hf = m.health()
-            seen, watch = self._seen.get(m.id), self._watch.get(m.id)
-            if seen is None or seen.size != hf.size:
-                seen = self._seen[m.id] = np.full(hf.size, -1, dtype=np.int64)
-                watch = None
-            # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at
-            # those rows alone (masked writes over 100k rows, three liquidators, every block, were the cost)
-            if watch is not None and watch.size:
-                seen[watch[~(hf[watch] < 1.0)]] = -1
             rows = self._candidates(m, hf, view)
-            first = seen[rows]
-            fresh = first < 0
-            first[fresh] = view.block
-            seen[rows[fresh]] = view.block
-            self._watch[m.id] = rows
-            ready = rows[view.block - first >= self.spec.latency_blocks]
+            # the block each row was first seen unhealthy: one bookkeeping for the liquidators whose looks agree
+            cache_key = m._cache_key if isinstance(m, LendingMarket) else None
+            memo = view.extra.setdefault(_MEMO, {})
+            ready = self._first_seen.ready(m.id, hf, rows, view.block, cache_key, self.spec.latency_blocks, memo)
             if ready.size == 0:
                 continue
-            ready, coll_idx, debt_idx, skip, cover = self._ranked(m, ready, view, ledger)
+            ranked = self._ranked(m, ready, view, ledger)
+            if ranked is None:  # no pair of any ranked row pays (`_all_hopeless`): nothing to plan in this market
+                continue
+            ready, coll_idx, debt_idx, skip, cover = ranked
             live_rows = (coll_idx >= 0) & ~skip
             if not live_rows.any():  # nothing is committed in this market yet, so the loop below passes every row
                 continue
@@ -335,7 +359,9 @@ class Liquidator(mesa.Agent):
 
     def _ranked(self, m, ready: np.ndarray, view: BlockView, ledger):
         """The rows this liquidator looks at, largest debt first (at most 4 x max_tx_per_block of them), with their
-        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`).
+        (collateral, debt) pair, whether `_plan` would turn them down and their close-factor cap (`_hopeless`); None
+        when `_all_hopeless` says that `_plan` would turn down every pair of every ranked row (every row skipped:
+        `submit` plans nothing in this market, so no per-row arrays are built).
 
         On a LendingMarket the ranking is computed once per block and ready rows and shared by the liquidators of the
         block (in `view.extra`): a later liquidator compares its ready rows with the ones ranked (no key bytes of
@@ -358,8 +384,7 @@ class Liquidator(mesa.Agent):
             if shared:
                 done.append((ready, top))
         if self._all_hopeless(m, top, view, ledger):  # no pair of any row pays: nothing to plan, whatever the pairs
-            none = np.full(top.size, -1)
-            return top, none, none, np.ones(top.size, dtype=bool), np.full(top.size, np.inf)
+            return None
         coll_idx, debt_idx = self._pairs(m, top, ledger, view)
         skip, cover = self._hopeless(m, top, coll_idx, debt_idx, view, ledger)
         return top, coll_idx, debt_idx, skip, cover

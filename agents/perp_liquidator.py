@@ -64,8 +64,10 @@ class PerpLiquidator(mesa.Agent):
             self.account = int(dex.open_accounts(self.holder, [params.capital_usd], None)[0])
         self.first_seen = np.zeros(0, dtype=np.int64)  # per DEX account: block first seen liquidatable, or -1
         self._live = np.zeros(0, dtype=np.int64)  # the accounts first_seen dates (liquidatable at the last call)
+        self._ready: np.ndarray | None = None  # `_live` less its own account when all were past the latency
         self.attempts = 0
         self.liquidations = 0
+        self._memo: dict | None = None  # the reads of the last block this liquidator decided in (`_previews`)
 
     def submit(self, view: BlockView) -> list[Tx]:
         dex, pr = self.dex, self.params
@@ -79,16 +81,24 @@ class PerpLiquidator(mesa.Agent):
             k = min(n, self.first_seen.size)
             grown[:k] = self.first_seen[:k]
             self.first_seen = grown
+            self._ready = None
         # first_seen >= 0 exactly on the previous call's candidates (`_live`): forget those no longer liquidatable
-        # and date the new ones, touching only those rows
-        live = memo.get(("live", n))
-        if live is None:
-            live = memo[("live", n)] = np.zeros(n, dtype=bool)
-            live[cand] = True
-        self.first_seen[self._live[~live[self._live]]] = -1
-        self.first_seen[cand[self.first_seen[cand] < 0]] = view.block
-        self._live = cand
-        ready = cand[(cand != self.account) & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
+        # and date the new ones, touching only those rows (nothing to do when the candidates are the very same)
+        if cand is not self._live:
+            live = memo.get(("live", n))
+            if live is None:
+                live = memo[("live", n)] = np.zeros(n, dtype=bool)
+                live[cand] = True
+            self.first_seen[self._live[~live[self._live]]] = -1
+            self.first_seen[cand[self.first_seen[cand] < 0]] = view.block
+            self._live = cand
+            self._ready = None
+        if self._ready is not None:  # the same candidates, each already past the latency: the same list
+            ready = self._ready
+        else:
+            others = cand != self.account
+            ready = cand[others & (view.block - self.first_seen[cand] >= pr.latency_blocks)]
+            self._ready = ready if ready.size == np.count_nonzero(others) else None
         if ready.size == 0:
             return []
         key = ("order", ready.tobytes(), pr.max_tx_per_block)
@@ -136,15 +146,30 @@ class PerpLiquidator(mesa.Agent):
 
     def _previews(self, view: BlockView) -> dict:
         """What the perp liquidators of a block read from the DEX, shared through `view.extra` and kept while the
-        DEX state is unchanged (the liquidators of a block decide on the same state): `dex.preview_liquidation`
+        DEX state is unchanged (the liquidators of a block decide on the same state; from block to block as long
+        as nothing moved: oracle prices, funding, positions, collateral, the fund): `dex.preview_liquidation`
         by account (None where it reverts), the liquidatable accounts ("cand"), free collateral and OI-scaled IMF
         ("free", "imf"), and the ordering of a ready list (("order", ...))."""
         dex = self.dex
-        state = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes(), dex.insurance_fund_usd())
-        memo = view.extra.setdefault(f"{_MEMO}:{id(dex)}", {})
-        if memo.get("state") != state:
-            memo.clear()
-            memo["state"] = state
+        state = (
+            dex._version,
+            dex.prices().tobytes(),
+            dex.funding_index.tobytes(),
+            dex.insurance_fund_usd(),
+            dex.controlled.tobytes(),
+        )
+        key = f"{_MEMO}:{id(dex)}"
+        memo = view.extra.get(key)
+        if memo is None or memo["state"] != state:
+            # a DEX state unchanged since this liquidator's last block gives the same reads: a preview judges the
+            # state alone (its per-block limits start empty at every block's first preview: `_roll_block`)
+            last = self._memo
+            if last is not None and last["state"] == state:
+                memo = last
+            else:
+                memo = {"state": state}
+            view.extra[key] = memo
+        self._memo = memo
         return memo
 
     def _profit_bound(self, rows: np.ndarray) -> np.ndarray:

@@ -172,6 +172,9 @@ class TraderPopulation(mesa.Agent):
         self.attentive, self.alarm, self.target_health, self.below_since = draw_attention(params, rng, n)
         self.topped_up_usd = 0.0
         self.reduced_notional_usd = 0.0
+        #: the DEX state key of the last `submit` that dated alarms, and its alarm mask (`below_since` set from it)
+        self._alarm_key: tuple | None = None
+        self._alarmed = np.zeros(0, dtype=bool)
 
     def health(self) -> np.ndarray:
         return self.dex.health()[self.accounts]
@@ -181,10 +184,16 @@ class TraderPopulation(mesa.Agent):
         if not self.attentive.any():
             return []
         acc = self.accounts
-        h = self.dex.health()[acc]
-        alarmed = self.attentive & (h < self.alarm)
-        self.below_since[~alarmed] = -1
-        self.below_since[alarmed & (self.below_since < 0)] = view.block
+        dex = self.dex
+        key = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes())  # what the health factors read
+        if key == self._alarm_key:  # the same health factors, the dates already set by the last call
+            alarmed = self._alarmed
+        else:
+            h = dex.health()[acc]
+            alarmed = self.attentive & (h < self.alarm)
+            self.below_since[~alarmed] = -1
+            self.below_since[alarmed & (self.below_since < 0)] = view.block
+            self._alarm_key, self._alarmed = key, alarmed
         ready = np.flatnonzero(alarmed & (view.block - self.below_since >= self.params.reaction_delay_blocks))
         ready = ready[: self.params.max_users_per_block]
         if ready.size == 0:
@@ -234,6 +243,7 @@ class TraderPopulation(mesa.Agent):
         self.wallet[local[keep]] -= amounts[keep]
         self.topped_up_usd += total
         self.below_since[local[keep & (amounts >= need)]] = -1
+        self._alarm_key = None  # the dates changed here: the next submit dates afresh
         env = self.dex.env
         env.emit(UserAction(env.clock.block, self.holder, "top_up", int(keep.sum()), self.dex.quote, total))
 

@@ -277,9 +277,12 @@ class PerpDex(ControlledRows, MarginProtocol):
         self._block_notional: dict[int, float] = {}
         self._block_insurance: dict[int, float] = {}
         self._block_adl_attempts = 0
+        self._adl_idle: tuple | None = None  # `_adl_state` at the last deleveraging pass that attempted nothing
         self._version = 0
         self._cache_key: tuple[bytes, bytes, int] | None = None  # (oracle prices, funding index, state version)
         self._cache: dict[str, np.ndarray] = {}
+        self._sums_key: tuple[bytes, bytes, int] | None = None  # `_cache_key` of `_sums` (`_book_sums`)
+        self._sums: tuple = ()
 
     # --- views ------------------------------------------------------------------------------------
     @property
@@ -895,9 +898,28 @@ class PerpDex(ControlledRows, MarginProtocol):
         if amount > DUST_USD:
             self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.quote, amount, amount))
 
+    def _adl_state(self) -> tuple:
+        """What a deleveraging pass reads: the state version (positions, collateral), oracle prices, funding index,
+        insurance fund, controlled flags, and this block's liquidation limits and attempts."""
+        return (
+            self._version,
+            self.prices().tobytes(),
+            self.funding_index.tobytes(),
+            self.insurance_fund_usd(),
+            self.controlled.tobytes(),
+            tuple(self._block_insurance.items()),
+            frozenset(self._block_liquidated),
+            tuple(self._block_notional.items()),
+            self._block_adl_attempts,
+        )
+
     def _auto_deleverage(self) -> None:
         """Deleverage bankrupt accounts whose liquidation the insurance fund cannot cover (dYdX PrepareCheckState)."""
         self._roll_block()
+        state = self._adl_state()
+        if state == self._adl_idle:  # nothing read moved since a pass that attempted nothing: it attempts nothing
+            return
+        self._adl_idle = state  # kept unless this pass attempts a deleveraging (below)
         cap = self.params.max_deleveraging_attempts_per_block
         v, pr = self._values(), self.params
         bankrupt = np.flatnonzero((v["equity"] < 0) & (v["mmr"] > 0) & ~self.controlled)
@@ -929,6 +951,7 @@ class PerpDex(ControlledRows, MarginProtocol):
                 if not pv.adl:
                     break
                 self._block_adl_attempts += 1
+                self._adl_idle = None
                 if not self.deleverage(int(a), pv.market):
                     break
 
@@ -966,17 +989,33 @@ class PerpDex(ControlledRows, MarginProtocol):
             self._auto_deleverage()
 
     # --- reporting ---------------------------------------------------------------------------------------
-    def metrics(self) -> dict[str, float]:
+    def _book_sums(self) -> tuple[np.ndarray, float, float, float, int, float]:
+        """(long OI per market USD, short OI USD, collateral USD, equity USD, accounts unhealthy, negative equity
+        USD) over the whole book, kept while `_values`' key (oracle prices, funding index, state version) holds."""
         v = self._values()
-        p = self.prices()
-        oi_usd = v["oi"] * p
+        key = self._cache_key
+        if self._sums_key != key:
+            p = self.prices()
+            self._sums = (
+                v["oi"] * p,
+                float(np.maximum(-self.size, 0.0).sum(axis=0) @ p),
+                float(self.collateral.sum()),
+                float(v["equity"].sum()),
+                int(np.sum(v["health"] < 1.0)),
+                float(np.maximum(-v["equity"], 0.0).sum()),
+            )
+            self._sums_key = key
+        return self._sums
+
+    def metrics(self) -> dict[str, float]:
+        oi_usd, short_usd, collateral_usd, equity_usd, unhealthy, negative_usd = self._book_sums()
         fund = self.insurance_fund_usd()
         out = {
             "open_interest_long_usd": float(oi_usd.sum()),
-            "open_interest_short_usd": float(np.maximum(-self.size, 0.0).sum(axis=0) @ p),
-            "collateral_usd": float(self.collateral.sum()),
-            "equity_usd": float(v["equity"].sum()),
-            "accounts_unhealthy": int(np.sum(v["health"] < 1.0)),
+            "open_interest_short_usd": short_usd,
+            "collateral_usd": collateral_usd,
+            "equity_usd": equity_usd,
+            "accounts_unhealthy": unhealthy,
             "insurance_fund_usd": fund,
             "insurance_drawdown_usd": max(self._fund_peak - fund, 0.0),
             "insurance_paid_usd": self.insurance_paid_usd,
@@ -986,7 +1025,7 @@ class PerpDex(ControlledRows, MarginProtocol):
             "adl_count": self.adl_count,
             "socialised_loss_usd": self.socialised_loss_usd,
             "deficit_usd": self.deficit_usd,
-            "bad_debt_usd": self.deficit_usd + float(np.maximum(-v["equity"], 0.0).sum()),
+            "bad_debt_usd": self.deficit_usd + negative_usd,
             "funding_volume_usd": self.funding_volume_usd,
         }
         for k, a in enumerate(self.assets):

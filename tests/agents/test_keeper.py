@@ -273,3 +273,49 @@ def test_keeper_ticks_an_expired_flip_auction_then_bids(model):
     run(txs)
     env.clock.block += 1
     assert [t.label for t in honest.submit(view(env, base_fee=20.0))] == ["tend maker:0"]
+
+
+# A spent budget: at 50 + 2 gwei a take of 250,000 gas costs 0.013 ETH, a redo of 150,000 0.0078 ETH, a bark of
+# 450,000 0.0234 ETH (no pool, no outside market: no swap gas).
+def test_a_keeper_whose_budget_refuses_every_action_reads_nothing(model):
+    env = Env()
+    cdp = clip_cdp(env, vaults=2)
+    cdp.bark(0, "x")  # a running auction and an unsafe vault left
+    k = keeper(model, [cdp], gas_budget_eth=0.0077)  # below the cheapest action (a redo)
+    k._seen = {("maker", "kick", 1): 0}
+    reads = []
+    cdp.clipper.status = lambda: reads.append("status")
+    cdp.liquidatable = lambda: reads.append("liquidatable")
+    assert k.submit(view(env)) == [] and reads == [] and k._seen == {}
+
+
+@pytest.mark.parametrize(
+    ("gas", "block", "label"),
+    [
+        (dict(gas_redo=100_000, gas_take=300_000, gas_bark=300_000), 8280 // 12, "redo maker:0"),  # redo 0.0052 ETH
+        (dict(gas_redo=300_000, gas_take=100_000, gas_bark=300_000), 218, "take maker:0"),  # take 0.0052 ETH
+        (dict(gas_redo=300_000, gas_take=300_000, gas_bark=100_000), 0, "bark maker#1"),  # bark 0.0052 ETH
+    ],
+    ids=["redo", "take", "bark"],
+)
+def test_a_budget_that_still_admits_one_kind_of_action_is_not_skipped(model, gas, block, label):
+    # budget 0.01 ETH: the 100,000-gas action fits (0.0052 ETH), the 300,000-gas ones (0.0156 ETH) do not;
+    # auction 0 needs a redo at 8,280 s (below cusp) and is worth taking at 2,616 s (see the take test above)
+    env = Env()
+    cdp = clip_cdp(env, vaults=2)
+    cdp.bark(0, "x")
+    if block != 0:
+        cdp.bark(1, "x")  # no unsafe vault left: only the auction can be acted on
+    k = keeper(model, [cdp], gas_budget_eth=0.01, min_margin=0.02, **gas)
+    env.clock.block = block
+    assert [t.label for t in k.submit(view(env))] == [label]
+
+
+def test_a_flipper_keeper_is_never_skipped_on_the_clipper_gas_budget(model):
+    # base fee 20 + 2 gwei: a tick of 50,000 gas costs 0.0011 ETH, a redo of 150,000 0.0033 ETH: a budget of
+    # 0.002 ETH refuses every Clipper action but admits the tick of the expired flip auction
+    env = Env()
+    cdp = flip_cdp(env)
+    k = keeper(model, [cdp], holder="honest", flip_strategy="value", gas_budget_eth=0.002)
+    env.clock.block = (3 * 86400) // 12 + 1
+    assert [t.label for t in k.submit(view(env, base_fee=20.0))] == ["tick maker:0"]

@@ -112,3 +112,85 @@ def test_latency_restarts_when_an_account_recovers_and_falls_again():
     txs = liq.submit(view(8, base_fee=0.0))
     assert len(txs) == 1 and txs[0].action.args == (0, 0)
     assert liq.first_seen.tolist() == [7, -1, -1]  # account 0 since block 7; the short and the liquidator unseen
+
+
+def counting(dex) -> list:
+    """Record every account `dex.preview_liquidation` is called on."""
+    calls: list = []
+    real = dex.preview_liquidation
+    dex.preview_liquidation = lambda a, *args, **kw: calls.append(a) or real(a, *args, **kw)
+    return calls
+
+
+def test_reads_carry_over_to_the_next_block_while_the_dex_state_is_unchanged():
+    # ETH 1950: profit 1.5·(585 − 500) = 127.5 USD; gas 1 USD per gwei, base fee 0: tip = 0.3·127.5 = 38.25 gwei
+    env, dex, orc = two_accounts()
+    liq = liquidator(dex, env)
+    orc["ETH"].price = 1950.0
+    calls = counting(dex)
+    first = liq.submit(view(1, base_fee=0.0))
+    second = liq.submit(view(2, base_fee=0.0))  # a new block, nothing moved: no new preview, the same decision
+    assert calls == [0]
+    assert [(t.action.args, t.priority_fee_gwei) for t in first] == [((0, 0), pytest.approx(38.25, rel=1e-12))]
+    assert [(t.action.args, t.priority_fee_gwei) for t in second] == [((0, 0), pytest.approx(38.25, rel=1e-12))]
+
+
+def test_a_price_move_between_blocks_is_read_afresh():
+    # ETH 1940: equity 1000 − 600 = 400, MMR 10·1940·0.03 = 582: profit 1.5·(582 − 400) = 273 USD, tip 81.9 gwei
+    env, dex, orc = two_accounts()
+    liq = liquidator(dex, env)
+    orc["ETH"].price = 1950.0
+    calls = counting(dex)
+    liq.submit(view(1, base_fee=0.0))
+    orc["ETH"].price = 1940.0
+    txs = liq.submit(view(2, base_fee=0.0))
+    assert calls == [0, 0]
+    assert [t.priority_fee_gwei for t in txs] == [pytest.approx(81.9, rel=1e-12)]
+
+
+def test_a_position_or_fund_change_between_blocks_is_read_afresh():
+    env, dex, orc = two_accounts()
+    liq = liquidator(dex, env)
+    orc["ETH"].price = 1950.0
+    calls = counting(dex)
+    liq.submit(view(1, base_fee=0.0))
+    # a 500 USD deposit: equity 1000, MMR 585, healthy: nothing to liquidate
+    env.ledger.mint("USDC", "long", 500.0, "test")
+    dex.deposit("long", [0], [500.0])
+    assert liq.submit(view(2, base_fee=0.0)) == [] and calls == [0]
+    # the fund drained between blocks (no DEX account changes): the preview is redone
+    env2, dex2, orc2 = two_accounts()
+    liq2 = liquidator(dex2, env2)
+    orc2["ETH"].price = 1950.0
+    calls2 = counting(dex2)
+    liq2.submit(view(1, base_fee=0.0))
+    env2.ledger.transfer("USDC", dex2.insurance, "elsewhere", 1.0)
+    liq2.submit(view(2, base_fee=0.0))
+    assert calls2 == [0, 0]
+
+
+def test_an_account_taken_under_a_controller_between_blocks_is_left_alone():
+    # a controlled account is not liquidatable by the DEX's own liquidators (the controller liquidates it)
+    env, dex, orc = two_accounts()
+    liq = liquidator(dex, env)
+    orc["ETH"].price = 1950.0
+    assert len(liq.submit(view(1, base_fee=0.0))) == 1
+    dex.set_controlled([0])
+    assert liq.submit(view(2, base_fee=0.0)) == []
+
+
+def test_latency_counts_over_blocks_where_nothing_moves():
+    # latency 2, the DEX state unchanged from block 5 on: first seen at 5, acted on from 7, every block after
+    env, dex, orc = two_accounts()
+    liq = liquidator(dex, env, latency_blocks=2)
+    orc["ETH"].price = 1950.0
+    assert liq.submit(view(5, base_fee=0.0)) == []
+    assert liq.submit(view(6, base_fee=0.0)) == []
+    assert [t.action.args for t in liq.submit(view(7, base_fee=0.0))] == [(0, 0)]
+    assert [t.action.args for t in liq.submit(view(8, base_fee=0.0))] == [(0, 0)]
+    assert liq.first_seen.tolist() == [5, -1, -1]
+    orc["ETH"].price = 2000.0  # recovered: forgotten, and seen anew once it falls again
+    assert liq.submit(view(9, base_fee=0.0)) == [] and liq.first_seen.tolist() == [-1, -1, -1]
+    orc["ETH"].price = 1950.0
+    assert liq.submit(view(10, base_fee=0.0)) == [] and liq.submit(view(11, base_fee=0.0)) == []
+    assert [t.action.args for t in liq.submit(view(12, base_fee=0.0))] == [(0, 0)]

@@ -226,3 +226,19 @@ def test_liquidators_of_a_block_share_previews_and_decide_as_if_alone():
     calls.clear()
     moved = decided(liqs[2].submit(shared))
     assert calls and moved == decided(liqs[2].submit(view(1)))
+
+
+def test_alarm_dates_hold_while_nothing_moves_and_reset_when_prices_recover():
+    # delay 2: dated at the first block seen alarmed; a recovery forgets the date, a new fall dates it anew
+    env, dex, orc, pop = make(n=300, attentive_share=1.0, reaction_delay_blocks=2, wallet_share=20.0)
+    h = crash(orc, pop, dex)
+    alarmed = h < pop.alarm
+    assert alarmed.any()
+    assert pop.submit(view(10)) == [] and pop.submit(view(11)) == []
+    assert np.all(pop.below_since[alarmed] == 10) and np.all(pop.below_since[~alarmed] == -1)
+    orc["ETH"].price, orc["BTC"].price = 2000.0, 60_000.0  # back to the opening prices: nobody alarmed
+    assert pop.submit(view(12)) == [] and np.all(pop.below_since == -1)
+    assert np.array_equal(crash(orc, pop, dex) < pop.alarm, alarmed)
+    assert pop.submit(view(13)) == [] and pop.submit(view(14)) == []
+    assert np.all(pop.below_since[alarmed] == 13)
+    assert [t.label for t in pop.submit(view(15))] == ["top_up:perps"]
