@@ -230,7 +230,9 @@ class ScenarioPM:
 
             def native(gv: FloatArray, m: FloatArray) -> FloatArray:
                 """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F); F' > 0 for
-                every coin group (_refuse_worthless_coin)."""
+                every coin group (_refuse_worthless_coin); a USD-only book is returned as it is."""
+                if not g_coin.any():
+                    return gv
                 return np.divide(gv, (g_var * m + g_fix) * g_disc, out=gv, where=g_coin)
 
             up_m, down_m = prm.vol_shock.multipliers(o_ts)
