@@ -763,3 +763,17 @@ def test_a_model_keeps_the_groupings_of_its_four_latest_books():
     assert len(m._groups) == 4  # A, B, C, D (the second A is found, nothing added)
     m.requirements(book({"positions": [opt("put", 1500, -2, 30)]}), VOL_MKT)
     assert len(m._groups) == 4
+
+
+def test_option_groups_by_hand_and_equal_arrays_reuse_the_first_calls_groups():
+    from defistress.protocols.margin.scenario_pm import _option_groups
+
+    day = 86_400.0
+    acct, ts, k = np.array([0, 1, 0]), np.array([7 * day, 7 * day, 30 * day]), np.array([2000.0, 2000.0, 2100.0])
+    cache: dict = {}
+    got = _option_groups(cache, acct, ts, k)
+    # (account, expiry) groups in key order: (0, 7 d), (0, 30 d), (1, 7 d); buckets add the strike inside each group
+    assert got.grp.tolist() == [0, 2, 1] and got.g_acct.tolist() == [0, 0, 1] and got.first.tolist() == [0, 2, 1]
+    assert got.sk.tolist() == [0, 2, 1] and got.sk_acct.tolist() == [0, 0, 1]
+    assert _option_groups(cache, acct.copy(), ts.copy(), k.copy()) is got  # equal bits: the kept groups
+    assert len(cache) == 1
