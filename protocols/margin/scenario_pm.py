@@ -67,8 +67,8 @@ _DRIVERS = (
 )
 
 
-def _group(keys: IntArray) -> tuple[IntArray, IntArray]:
-    """Dense group ids for int64 keys: (unique keys, inverse)."""
+def _group(keys: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], IntArray]:
+    """Dense group ids for keys (int64 ids, or float64 expiries and strikes): (unique keys, inverse)."""
     if keys.size == 0:
         return keys, keys
     uniq, inv = np.unique(keys, return_inverse=True)
