@@ -120,13 +120,14 @@ class RowMarginCache:
 
     def _compute(self, venue, need: np.ndarray) -> None:
         n = venue.n_accounts
-        res = venue.model.requirements(
-            venue._build(venue.cash[need], venue.qty[need], venue.spot[need]), venue.market_state()
+        full = need.size == n  # every row, in order (need is sorted and unique): the venue's arrays as they are
+        cash, qty, spot = (
+            (venue.cash, venue.qty, venue.spot) if full else (venue.cash[need], venue.qty[need], venue.spot[need])
         )
+        res = venue.model.requirements(venue._build(cash, qty, spot), venue.market_state())
         self.rows_computed += int(need.size)
         self.batches += 1
         per_row = {k: np.asarray(d) for k, d in res.drivers.items() if np.ndim(d) == 1 and np.shape(d)[0] == need.size}
-        full = need.size == n
         if not full and set(per_row) != set(self.drivers):  # a driver the cache does not hold for every row
             self._compute(venue, np.arange(n))
             return
@@ -148,7 +149,5 @@ class RowMarginCache:
                 drivers[k] = arr
             self.drivers = drivers
         self.model_name = str(res.model)
-        self.cash[need] = venue.cash[need]
-        self.qty[need] = venue.qty[need]
-        self.spot[need] = venue.spot[need]
+        self.cash[need], self.qty[need], self.spot[need] = cash, qty, spot
         self.ok[need] = True

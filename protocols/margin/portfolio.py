@@ -286,7 +286,7 @@ class Portfolio:
                 raise ValueError(f"{name}.shape={getattr(self, name).shape}: allowed ({self.n_accounts},)")
         if self.account.size and (self.account.min() < 0 or self.account.max() >= self.n_accounts):
             raise ValueError(f"account: allowed 0..{self.n_accounts - 1}")
-        if self.kind.size and not np.isin(self.kind, np.arange(len(KIND_NAMES))).all():
+        if self.kind.size and (self.kind.min() < 0 or self.kind.max() >= len(KIND_NAMES)):  # int8 codes
             raise ValueError(f"kind: allowed {dict(KIND_CODES)}")
         if self.und.size and (self.und.min() < 0 or self.und.max() >= len(self.underlyings)):
             raise ValueError(f"und: allowed 0..{len(self.underlyings) - 1} (underlyings={self.underlyings})")

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +57,12 @@ class ScenarioGrid:
     def moves(self) -> FloatArray:
         """Relative spot moves m - 1, from the multipliers' decimal text (0.85 -> -0.15, not the float
         -0.15000000000000002): the contracts hold 1e18 decimals, so 1 - 0.85 is exact there."""
-        return np.array([float(Decimal(repr(float(s))) - 1) for s in self.spot], dtype=np.float64)
+        return np.array(self._moves, dtype=np.float64)  # a fresh array per call: callers may write to it
+
+    @cached_property
+    def _moves(self) -> tuple[float, ...]:
+        """The moves, computed once per grid (the decimal conversion costs 0.2 ms, twice per margin call)."""
+        return tuple(float(Decimal(repr(float(s))) - 1) for s in self.spot)
 
     def __add__(self, other: ScenarioGrid) -> ScenarioGrid:
         return ScenarioGrid(

@@ -67,12 +67,53 @@ _DRIVERS = (
 )
 
 
-def _group(keys: IntArray) -> tuple[IntArray, IntArray]:
-    """Dense group ids for int64 keys: (unique keys, inverse)."""
+def _group(keys: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], IntArray]:
+    """Dense group ids for keys (int64 ids, or float64 expiries and strikes): (unique keys, inverse)."""
     if keys.size == 0:
         return keys, keys
     uniq, inv = np.unique(keys, return_inverse=True)
     return uniq, inv.reshape(-1)
+
+
+@dataclass(frozen=True)
+class _OptionGroups:
+    """Groupings of one underlying's options that depend only on the book's structure (each option's account,
+    expiry and strike), not on quantities or the market: reused while the structure stays the same."""
+
+    grp: IntArray  # (P,) option -> its (account, expiry) group
+    g_acct: IntArray  # (G,) group -> account
+    first: IntArray  # (G,) group -> its first member option (same expiry)
+    sk: IntArray  # (P,) option -> its (account, expiry, strike) bucket, calls and puts pooled
+    sk_acct: IntArray  # (B,) bucket -> account
+
+
+_GROUPS_KEPT = 4  # books whose groupings a model keeps (the whole book and the small row batches between)
+
+
+def _option_groups(
+    cache: dict[tuple[bytes, bytes, bytes], _OptionGroups], o_acct: IntArray, o_ts: FloatArray, o_k: FloatArray
+) -> _OptionGroups:
+    """The (account, expiry) groups and (account, expiry, strike) buckets of options (account ids, expiry seconds,
+    strikes USD); looked up in `cache` by the arrays' bytes (so equal bits give the same groups), else computed
+    and kept, dropping the oldest beyond _GROUPS_KEPT."""
+    key = (o_acct.tobytes(), o_ts.tobytes(), o_k.tobytes())
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    e_uniq, e_code = _group(o_ts)
+    n_e = max(e_uniq.size, 1)
+    g_keys, grp = _group(o_acct * n_e + e_code)
+    first = np.zeros(g_keys.size, dtype=np.int64)
+    first[grp[::-1]] = np.arange(o_acct.size)[::-1]  # one member option per group (same expiry)
+    k_uniq, k_code = _group(o_k)
+    n_k = max(k_uniq.size, 1)
+    sk_keys, sk = _group(grp * n_k + k_code)
+    g_acct = g_keys // n_e
+    out = _OptionGroups(grp=grp, g_acct=g_acct, first=first, sk=sk, sk_acct=g_acct[sk_keys // n_k])
+    if len(cache) >= _GROUPS_KEPT:
+        del cache[next(iter(cache))]
+    cache[key] = out
+    return out
 
 
 @dataclass
@@ -121,6 +162,7 @@ class ScenarioPM:
         self.params = params
         self.per_underlying = dict(per_underlying or {})
         self.name = name or params.name
+        self._groups: dict[tuple[bytes, bytes, bytes], _OptionGroups] = {}  # _option_groups' recent books
 
     def params_for(self, underlying: str) -> ScenarioPMParams:
         return self.per_underlying.get(underlying, self.params)
@@ -177,13 +219,9 @@ class ScenarioPM:
             o_call = kind[opt] == CALL
             sigma = mkt.vols(unds, np.full(opt.size, u, dtype=np.int64), o_k, o_ts, o_f)
             disc = np.exp(-o_r * o_t) if prm.discount_option_prices else np.ones(opt.size)  # PMRMLib_2 discount
-            e_uniq, e_code = _group(o_ts)
-            n_e = max(e_uniq.size, 1)
-            g_keys, grp = _group(o_acct * n_e + e_code)
-            n_g = g_keys.size
-            g_acct = g_keys // n_e
-            first = np.zeros(n_g, dtype=np.int64)
-            first[grp[::-1]] = np.arange(opt.size)[::-1]  # one member option per group (same expiry)
+            og = _option_groups(self._groups, o_acct, o_ts, o_k)
+            grp, g_acct, first = og.grp, og.g_acct, og.first
+            n_g = g_acct.size
             g_t, g_rate, g_disc = o_t[first], o_r[first], disc[first]
             g_var, g_fix = o_f[first] - o_fix[first], o_fix[first]
             pos_disc, neg_disc = prm.discount.factors(g_t, g_rate, g_disc)
@@ -192,7 +230,9 @@ class ScenarioPM:
 
             def native(gv: FloatArray, m: FloatArray) -> FloatArray:
                 """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F); F' > 0 for
-                every coin group (_refuse_worthless_coin)."""
+                every coin group (_refuse_worthless_coin); a USD-only book is returned as it is."""
+                if not g_coin.any():
+                    return gv
                 return np.divide(gv, (g_var * m + g_fix) * g_disc, out=gv, where=g_coin)
 
             up_m, down_m = prm.vol_shock.multipliers(o_ts)
@@ -216,11 +256,8 @@ class ScenarioPM:
                 up, dn = gv[n_s + 1] - mtm_g, gv[n_s + 2] - mtm_g
                 basis = _bc(g_acct, np.minimum(np.minimum(up, dn), 0.0) * (c.basis_add + c.basis_mult * g_t), n)
             # naked shorts per strike per expiry, calls and puts pooled (PMRMLib _getOptionContingency)
-            k_uniq, k_code = _group(o_k)
-            n_k = max(k_uniq.size, 1)
-            sk_keys, sk = _group(grp * n_k + k_code)
-            net = _bc(sk, o_q, sk_keys.size)
-            naked = _bc(g_acct[sk_keys // n_k], np.maximum(-net, 0.0), n)
+            net = _bc(og.sk, o_q, og.sk_acct.size)
+            naked = _bc(og.sk_acct, np.maximum(-net, 0.0), n)
             # confidence per expiry: min(spot, perp if held, forward, rate, vol) on the gross option count
             o_conf = np.minimum(
                 np.minimum(pts.forward_confidence[opt], pts.rate_confidence[opt]), pts.vol_confidence[opt]
@@ -266,11 +303,11 @@ class ScenarioPM:
         """Deribit extended table: count extended_factor of tail PnL, then move losses toward 0 by
         min((|move|/price_range - 1) * extended_dampener, |PnL|) [3P oreome replicator, unverified]."""
         out = pnl.copy()
-        out[tail] *= prm.extended_factor
+        rows = out[tail] * prm.extended_factor  # only tail rows change: the other rows' adjustment is 0
         if prm.extended_dampener_usd > 0.0 and prm.extended_price_range:
-            adj = np.maximum(np.abs(move) / prm.extended_price_range - 1.0, 0.0) * prm.extended_dampener_usd
-            adj = np.where(tail, adj, 0.0)[:, None]
-            out = np.where(out < 0, np.minimum(out + adj, 0.0), out)
+            adj = np.maximum(np.abs(move[tail]) / prm.extended_price_range - 1.0, 0.0) * prm.extended_dampener_usd
+            rows = np.where(rows < 0, np.minimum(rows + adj[:, None], 0.0), rows)
+        out[tail] = rows
         return out
 
     @staticmethod

@@ -730,3 +730,50 @@ def test_min_delta_floor_reads_the_vol_at_each_option_expiry_and_forward():
     at_t0 = [floor(2200, 0.2, 1, True, sigma=0.4 + 0.5 * math.log(2200 / 2000 / math.exp(0.01)))]
     at_spot = [floor(2200, 0.2, 1, True, f_vol=2000.0)]
     assert abs(at_t0[0] - want[0]) > 1e-3 * want[0] and abs(at_spot[0] - want[0]) > 1e-3 * want[0]
+
+
+# ---------------------------------------------------------------- one model over a sequence of books (groupings kept)
+# each book differs from the one before in one thing only: which account holds a leg (A -> B), a leg's expiry
+# (B -> C), a leg's strike (B -> D); naked shorts per (account, expiry, strike), calls and puts pooled, x 2000 x 1%
+SEQ_BOOKS = {
+    "A": ({"positions": [opt("call", 2000, -1, 7)]}, {"positions": [opt("call", 2000, 1, 7)]}),  # naked 1 | 0
+    "B": ({"positions": [opt("call", 2000, -1, 7), opt("call", 2000, 1, 7)]}, {"positions": []}),  # net 0
+    "C": ({"positions": [opt("call", 2000, -1, 7), opt("call", 2000, 1, 60)]}, {"positions": []}),  # naked 1 (7 d)
+    "D": ({"positions": [opt("call", 2000, -1, 7), opt("call", 2100, 1, 7)]}, {"positions": []}),  # naked 1 (K 2000)
+}
+SEQ_NAKED_USD = {"A": [20.0, 0.0], "B": [0.0, 0.0], "C": [20.0, 0.0], "D": [20.0, 0.0]}
+
+
+def test_one_model_over_books_that_differ_in_account_expiry_or_strike_groups_each_book_afresh():
+    m = model(GRID4, vol_shock=SHOCK, discount=DISC, discount_option_prices=True, contingency=ContingencyParams(0.01))
+    assert m.params.contingency.option_pct_mm == 0.01
+    for name in ("A", "B", "C", "B", "D", "A", "C"):
+        accounts = SEQ_BOOKS[name]
+        want, mtm = _reference_option_pnl(accounts, GRID4)
+        r = m.requirements(book(*accounts), VOL_MKT)
+        np.testing.assert_allclose(m.scenario_pnl(book(*accounts), VOL_MKT, "ETH"), want, rtol=1e-9, atol=1e-7)
+        np.testing.assert_allclose(r.equity_parts["options"], mtm, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(r.drivers["naked_short_usd"], SEQ_NAKED_USD[name], rtol=1e-12, atol=1e-12)
+
+
+def test_a_model_keeps_the_groupings_of_its_four_latest_books():
+    m = model(GRID4)
+    for name in ("A", "B", "C", "D", "A"):
+        m.requirements(book(*SEQ_BOOKS[name]), VOL_MKT)
+    assert len(m._groups) == 4  # A, B, C, D (the second A is found, nothing added)
+    m.requirements(book({"positions": [opt("put", 1500, -2, 30)]}), VOL_MKT)
+    assert len(m._groups) == 4
+
+
+def test_option_groups_by_hand_and_equal_arrays_reuse_the_first_calls_groups():
+    from defistress.protocols.margin.scenario_pm import _option_groups
+
+    day = 86_400.0
+    acct, ts, k = np.array([0, 1, 0]), np.array([7 * day, 7 * day, 30 * day]), np.array([2000.0, 2000.0, 2100.0])
+    cache: dict = {}
+    got = _option_groups(cache, acct, ts, k)
+    # (account, expiry) groups in key order: (0, 7 d), (0, 30 d), (1, 7 d); buckets add the strike inside each group
+    assert got.grp.tolist() == [0, 2, 1] and got.g_acct.tolist() == [0, 0, 1] and got.first.tolist() == [0, 2, 1]
+    assert got.sk.tolist() == [0, 2, 1] and got.sk_acct.tolist() == [0, 0, 1]
+    assert _option_groups(cache, acct.copy(), ts.copy(), k.copy()) is got  # equal bits: the kept groups
+    assert len(cache) == 1
