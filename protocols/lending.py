@@ -59,6 +59,13 @@ class AssetParams:
     borrowing_enabled: bool = True
     decimals: int = 18  # token decimals (the smallest unit; used by precision "aave-v3" and the evm backend)
 
+    def __post_init__(self) -> None:
+        # the kink divides by it and by 1 - it (DefaultReserveInterestRateStrategy: OPTIMAL_USAGE_RATIO < 100%)
+        if not 0.0 < self.optimal_utilisation < 1.0:
+            raise ValueError(
+                f"{self.symbol}: optimal_utilisation must be in (0, 1) (a fraction), got {self.optimal_utilisation!r}"
+            )
+
 
 def _health(weighted: np.ndarray, debt: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Aave health factor weighted / debt into `out`, inf where there is no debt (debt <= 0): one plain division and a

@@ -1490,3 +1490,18 @@ def test_float_accrual_of_a_reserve_with_less_than_one_token_supplied():
     rb = 0.04 * 0.5 / 0.9  # below the kink: slope1 · u / optimal
     assert m.borrow_index[iso] == pytest.approx(1 + rb, rel=1e-12)
     assert m.liq_index[iso] == pytest.approx(1 + rb * 0.5 * (1 - 0.15), rel=1e-12)  # reserve factor 15%
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_asset_params_refuses_a_kink_outside_zero_one(bad):
+    """The rate curve divides by the optimal utilisation and by 1 minus it: 0, 1 and anything outside (0, 1) (NaN
+    too) is refused with the field, the asset and the allowed range named."""
+    with pytest.raises(ValueError) as exc:
+        AssetParams("ETH", 0.8, 0.85, 0.05, optimal_utilisation=bad)
+    msg = str(exc.value)
+    assert msg.startswith("ETH: optimal_utilisation must be in (0, 1)") and msg.endswith(f"got {bad!r}")
+
+
+@pytest.mark.parametrize("ok", [1e-9, 0.5, 1 - 1e-9])
+def test_asset_params_takes_a_kink_inside_zero_one(ok):
+    assert AssetParams("ETH", 0.8, 0.85, 0.05, optimal_utilisation=ok).optimal_utilisation == ok
