@@ -432,7 +432,8 @@ class Liquidator(EngineLiquidator):
         quote = max(ledger.tokens(), key=lambda t: ledger.balance(self.holder, t) * view.reference.get(t, 0.0))
         refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
         p = m._fresh()
-        seen: dict[int, int] = self._seen.setdefault(m.id, {})  # type: ignore[arg-type]
+        # its own first-seen blocks per market and row (the engine's liquidator shares an array record instead)
+        seen: dict[int, int] = self.__dict__.setdefault("_seen_by_row", {}).setdefault(m.id, {})
         ready = []
         latency = self.spec.latency_blocks
         for a in m.accounts:

@@ -823,7 +823,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
         reserve_debt = cast(float, self._balance(self.debt_scaled[account, j] * self.borrow_index[j], j))
         if self.rule == "aave-v3.0":
             cf = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else 1.0
-            return reserve_debt * cf
+            # v3.0.2 LiquidationLogic._calculateDebt: userVariableDebt.percentMul(closeFactor), half up to a base unit
+            return cast(float, self._balance(reserve_debt * cf, j))
         p = self._row_terms(account).price
         if collateral_asset is None:
             reserve_coll_usd = v["coll_usd"][account]

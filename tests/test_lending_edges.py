@@ -1505,3 +1505,20 @@ def test_asset_params_refuses_a_kink_outside_zero_one(bad):
 @pytest.mark.parametrize("ok", [1e-9, 0.5, 1 - 1e-9])
 def test_asset_params_takes_a_kink_inside_zero_one(ok):
     assert AssetParams("ETH", 0.8, 0.85, 0.05, optimal_utilisation=ok).optimal_utilisation == ok
+
+
+@pytest.mark.parametrize(("precision", "cap"), [("aave-v3", 865.130569), ("float", 1_730.261137 / 2)])
+def test_the_v30_close_factor_cap_is_rounded_half_up_to_a_base_unit_as_percentmul_does(precision, cap):
+    """Aave v3.0.2 `_calculateDebt`: userVariableDebt.percentMul(5000) = (865,130,568.5 + 0.5) floored: 865,130,569
+    units of 1e-6 USDC for a debt of 1,730,261,137 units; the float model keeps the exact half. The Aave bytecode
+    seized 444,967,742,266,523,437 wei for it (tests/chain/test_differential_lending.py's example)."""
+    m, o = market(precision=precision)
+    a = place(m, {"ETH": 1.0}, {"USDC": 1_730.261137})
+    o["USDC"].price = 0.984375  # HF = 2,000 · 0.825 / (1,730.261137 · 0.984375) = 0.96875 > 0.95: half
+    assert 0.95 < m.health()[a] < 1.0
+    assert m.max_debt_to_cover(a, "USDC") == cap
+    assert m.preview(a, "ETH", "USDC", 1e9).debt_to_repay == cap
+    m_full, o_full = market(precision=precision)  # HF <= 0.95: the whole debt, already whole units
+    b = place(m_full, {"ETH": 1.0}, {"USDC": 1_730.261137})
+    o_full["USDC"].price = 1.1
+    assert m_full.health()[b] <= 0.95 and m_full.max_debt_to_cover(b, "USDC") == 1_730.261137

@@ -8,7 +8,7 @@ protocols/evm/differential.py: the "aave-v3" precision model to one base unit pe
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from defistress.protocols.base import Revert
@@ -95,6 +95,26 @@ def case(draw):
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(c=case())
+# found by this test: the "float" model at HF 1.0000001 where the contract's is 0.99996 (a decision within rounding:
+# the row is not compared for the float model after it), and the v3.0 close factor's half of an odd number of units
+@example(
+    c=(
+        [AccountBook({"WETH": 1.0, "WBTC": 0.0625}, {"WETH": 1.703906})],
+        {"WETH": 2000.0, "WBTC": 37500.0, "USDC": 1.0, "DAI": 1.0},
+        1.0,
+        0,
+        [(0, 0, 0, False, None)],
+    )
+)
+@example(
+    c=(
+        [AccountBook({"WETH": 1.0}, {"USDC": 1730.261137})],
+        {"WETH": 2000.0, "WBTC": 30000.0, "USDC": 0.984375, "DAI": 1.0},
+        1.0,
+        0,
+        [(0, 0, 0, False, None)],
+    )
+)
 def test_the_model_agrees_with_aave_on_accounts_and_liquidations(diff, chain, c):
     books, prices, emode_price, days, actions = c
     diff.checkpoint.restore()
