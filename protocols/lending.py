@@ -824,7 +824,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         if self.rule == "aave-v3.0":
             cf = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else 1.0
             # v3.0.2 LiquidationLogic._calculateDebt: userVariableDebt.percentMul(closeFactor), half up to a base unit
-            return cast(float, self._balance(reserve_debt * cf, j))
+            return cast(float, self._balance(np.multiply(reserve_debt, cf), j))
         p = self._row_terms(account).price
         if collateral_asset is None:
             reserve_coll_usd = v["coll_usd"][account]

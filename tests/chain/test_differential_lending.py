@@ -96,7 +96,17 @@ def case(draw):
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(c=case())
 # found by this test: the "float" model at HF 1.0000001 where the contract's is 0.99996 (a decision within rounding:
-# the row is not compared for the float model after it), and the v3.0 close factor's half of an odd number of units
+# the row is not compared for the float model after it), the v3.0 close factor's half of an odd number of units, and
+# the float model's seizure against the contract's whole units of an 8-decimal collateral
+@example(
+    c=(
+        [AccountBook({"WBTC": 0.03125}, {"USDC": 803.571429}, emode=1)],
+        {"WETH": 2000.0, "WBTC": 30000.0, "USDC": 1.0, "DAI": 1.0},
+        0.984375,
+        0,
+        [(0, 0, 0, False, None)],
+    )
+)
 @example(
     c=(
         [AccountBook({"WETH": 1.0, "WBTC": 0.0625}, {"WETH": 1.703906})],
