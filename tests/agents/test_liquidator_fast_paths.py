@@ -230,22 +230,11 @@ def test_capital_that_binds_is_screened_with_its_own_figures(monkeypatch: pytest
     assert led.balance("bot", "USDC") > 2_000.0
 
 
-def _squeeze(rule: str, carry: bool, monkeypatch: pytest.MonkeyPatch, min_profit_usd: float = 40.0):
+def squeeze_run(rule: str, min_profit_usd: float = 40.0) -> tuple[list, list[str]]:
     """Ninety blocks of a slow squeeze on the crafted book: each block accrues a day of interest at a 60% base rate
     (the debts, the caps and so the profits grow, health falls), the gas price and the reference prices wander, and
     every 30 blocks the ETH oracle moves 1%. Three liquidators submit each block and their transactions execute.
-    `carry`: block-wide skips carried between blocks (`_Idle`) or screened every block. Returns the transactions,
-    the event log and how many blocks a skip was carried."""
-    monkeypatch.setattr(_Idle, "still", STILL if carry else lambda self, *a: None)
-    carried = []
-
-    def still(self, *a):
-        v = STILL(self, *a)
-        carried.append(v is not None)
-        return v
-
-    if carry:
-        monkeypatch.setattr(_Idle, "still", still)
+    Returns the transactions (and reverts) and the event log."""
     env, m, pools, bots = _world(4, rule, 5e6, "capital", base_rate=0.6)
     rng = np.random.default_rng(4)
     market = {"ETH": PRICES["ETH"] * 0.8, "BTC": PRICES["BTC"] * 0.8, "USDC": 1.0, "DAI": 1.0, "gwei": 20.0}
@@ -269,7 +258,24 @@ def _squeeze(rule: str, carry: bool, monkeypatch: pytest.MonkeyPatch, min_profit
                 tx.action()
             except Revert:
                 log.append((b, "reverted", tx.sender))
-    return log, [repr(e) for e in env.events], sum(carried)
+    return log, [repr(e) for e in env.events]
+
+
+def _squeeze(rule: str, carry: bool, monkeypatch: pytest.MonkeyPatch, min_profit_usd: float = 40.0):
+    """`squeeze_run` with block-wide skips carried between blocks (`_Idle`, `carry`) or screened every block.
+    Returns the transactions, the event log and how many blocks a skip was carried."""
+    monkeypatch.setattr(_Idle, "still", STILL if carry else lambda self, *a: None)
+    carried = []
+
+    def still(self, *a):
+        v = STILL(self, *a)
+        carried.append(v is not None)
+        return v
+
+    if carry:
+        monkeypatch.setattr(_Idle, "still", still)
+    log, events = squeeze_run(rule, min_profit_usd)
+    return log, events, sum(carried)
 
 
 @pytest.mark.parametrize("rule", ["aave-v3.0", "aave-v3.3"])

@@ -10,12 +10,11 @@ import math
 import mesa
 import numpy as np
 import pytest
-from test_liquidator_fast_paths import PRICES, _spec, _world
+from test_liquidator_fast_paths import PRICES, _spec, _world, squeeze_run
 
 from defistress.agents import liquidator
 from defistress.agents.liquidator import GWEI, Liquidator, _Idle
 from defistress.agents.tx import BlockView
-from defistress.protocols.base import Revert
 from defistress.protocols.lending import CLOSE_FACTOR_HF_THRESHOLD, MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
 
 MARGIN = 1e-8  # _IDLE_MARGIN as the reference was written with it
@@ -173,26 +172,7 @@ def test_the_cheap_check_carries_exactly_what_the_first_check_carried(
     still.__wrapped__ = _Idle.still  # type: ignore[attr-defined]
     monkeypatch.setattr(_Idle, "anchor", classmethod(anchor))
     monkeypatch.setattr(_Idle, "still", still)
-    env, m, pools, bots = _world(4, rule, 5e6, "capital", base_rate=0.6)
-    rng = np.random.default_rng(4)
-    market = {"ETH": PRICES["ETH"] * 0.8, "BTC": PRICES["BTC"] * 0.8, "USDC": 1.0, "DAI": 1.0, "gwei": 20.0}
-    liqs = [
-        Liquidator(mesa.Model(rng=0), h, _spec(40.0), [m], pools, 500_000, lambda: market["ETH"], f) for h, f in bots
-    ]
-    for b in range(1, 91):
-        m.accrue(86_400.0)
-        market["gwei"] *= float(np.exp(rng.normal(0.0, 0.05)))
-        for a in ("ETH", "BTC", "USDC", "DAI"):
-            market[a] *= float(np.exp(rng.normal(0.0, 0.002)))
-        if b % 30 == 0:
-            m.oracles[m.idx["ETH"]].price *= 0.99
-        view = BlockView(b, 12.0 * b, market["gwei"], {a: market[a] for a in ("ETH", "BTC", "USDC", "DAI")})
-        sent = [tx for liq in liqs for tx in liq.submit(view)]
-        for tx in sorted(sent, key=lambda t: -t.priority_fee_gwei):
-            try:
-                tx.action()
-            except Revert:
-                pass
+    squeeze_run(rule, 40.0)
     assert compared["carried"] >= 10, "the verdict was hardly carried: the comparison would not bite"
     assert compared["same"] >= 9 * compared["carried"]
 
