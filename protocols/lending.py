@@ -19,6 +19,7 @@ token balances: tokens move only on supply, borrow, repay, withdraw and liquidat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from sys import getrefcount
 from typing import Any, cast
@@ -110,6 +111,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
     """Aave-v3-like market over assets A with n accounts held as arrays."""
 
     _touch_rows: np.ndarray | int  # rows changed since the last `_touch` (bool mask, indices or one index)
+    _touch_kept: str  # "coll" or "debt": the scaled array left unchanged since the last `_touch` (its total stays)
     _pending_rows: list[np.ndarray] | None  # rows changed since the cache was filled, one entry per `_touch`
     _pending_base: int  # the state version the cache had when `_pending_rows` started
 
@@ -158,7 +160,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self.liquidated_debt_usd = 0.0
         self._cache_key: tuple[bytes, int] | None = None  # (oracle prices, state version) of the cache
         self._cache: dict[str, np.ndarray] = {}
-        self._totals: tuple[np.ndarray, np.ndarray] | None = None  # (collateral, debt) scaled totals by asset
+        self._coll_total: np.ndarray | None = None  # scaled collateral total by asset (None: to recompute)
+        self._debt_total: np.ndarray | None = None  # scaled debt total by asset (None: to recompute)
         # --- Aave's fuller account model (inactive until a book uses it) ---
         self.precision = precision
         self.emodes = {c.id: c for c in (emodes or [])}
@@ -436,22 +439,33 @@ class LendingMarket(ControlledRows, MarginProtocol):
         else:
             self._pending_rows = None
         self._version += 1
-        self._totals = None
+        kept = self.__dict__.pop("_touch_kept", None)  # the scaled array the change left alone, if a caller says so
+        if kept != "coll":
+            self._coll_total = None
+        if kept != "debt":
+            self._debt_total = None
+
+    def _scaled_total(self, scaled: np.ndarray) -> np.ndarray:
+        """Σ over accounts of a scaled (n, A) array, by asset: a BLAS product with ones, ~20x faster than sum(axis=0)
+        on (n, A) arrays (each array's total is the same product whether or not the other's is recomputed)."""
+        ones = self.__dict__.get("_ones")
+        if ones is None or ones.shape[0] != self.n_accounts:
+            ones = self._ones = np.ones(self.n_accounts)
+        return ones @ scaled
 
     @property
     def coll_scaled_total(self) -> np.ndarray:
-        if self._totals is None:  # a BLAS product with ones: ~20x faster than sum(axis=0) on (n, A) arrays
-            ones = self.__dict__.get("_ones")
-            if ones is None or ones.shape[0] != self.n_accounts:
-                ones = self._ones = np.ones(self.n_accounts)
-            self._totals = (ones @ self.coll_scaled, ones @ self.debt_scaled)
-        return self._totals[0]
+        """Scaled collateral by asset, kept until a change to `coll_scaled` (see `_touch`)."""
+        if self._coll_total is None:
+            self._coll_total = self._scaled_total(self.coll_scaled)
+        return self._coll_total
 
     @property
     def debt_scaled_total(self) -> np.ndarray:
-        _ = self.coll_scaled_total  # fills the cache
-        assert self._totals is not None
-        return self._totals[1]
+        """Scaled debt by asset, kept until a change to `debt_scaled` (see `_touch`)."""
+        if self._debt_total is None:
+            self._debt_total = self._scaled_total(self.debt_scaled)
+        return self._debt_total
 
     def health(self) -> np.ndarray:
         """Aave health factor per account: Σ coll·P·LT / Σ debt·P (inf with no debt)."""
@@ -502,6 +516,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             enable = ~iso_before & (self.ltv[j] > 0) & (self.debt_ceiling[j] == 0)
             if self._coll_on is not None or not enable.all():
                 self._flags()[first, j] = enable
+        self._touch_kept = "debt"  # collateral changed, not debt
         self._touch()
 
     def _whole_units(self, amounts: np.ndarray, j: int) -> np.ndarray:
@@ -554,6 +569,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         np.add.at(self.debt_scaled[:, j], accounts, amounts / self.borrow_index[j])
         if iso.any():
             np.add.at(self.iso_debt, iso_asset[iso], amounts[iso])
+        self._touch_kept = "coll"  # debt changed, not collateral
         self._touch()
 
     def _check_borrow_rules(self, accounts: np.ndarray, j: int, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -611,6 +627,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self.debt_scaled[whole, j] = 0.0
         self._reduce_isolated_debt(np.atleast_1d(accounts), np.atleast_1d(paid))
         self._touch_rows = accounts
+        self._touch_kept = "coll"  # debt changed, not collateral
         self._touch()
         return paid
 
@@ -953,6 +970,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self.debt_scaled[account, j] = 0.0
             self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.assets[j], amount, amount * p[j]))
         self._touch_rows = account
+        self._touch_kept = "coll"  # debt changed, not collateral
         self._touch()
 
     # --- accrual -----------------------------------------------------------------------------------
@@ -1061,18 +1079,24 @@ class LendingMarket(ControlledRows, MarginProtocol):
         v = self._account_values()
         p = self.prices()
         deficit_usd = float(self.deficit @ p)
-        # insolvent_debt_usd().sum() computed in a reused scratch row (called every block: no (n,) temporaries)
-        short = self.__dict__.get("_scratch")
-        if short is None or short.shape != v["debt_usd"].shape:
-            short = self._scratch = np.empty_like(v["debt_usd"])
-        np.subtract(v["debt_usd"], v["coll_usd"], out=short)
-        np.maximum(short, 0.0, out=short)
+        coll_total, debt_total = float(v["coll_usd"].sum()), float(v["debt_usd"].sum())
+        if math.isfinite(coll_total + debt_total) and not (v["debt_usd"] > v["coll_usd"]).any():
+            # no account owes more than it holds and every value is finite (both sums are): each max(debt - coll, 0)
+            # is +0.0 (np.maximum(-0.0, 0.0) is +0.0 too), so their sum is 0.0 exactly, without the two passes
+            shortfall = 0.0
+        else:  # insolvent_debt_usd().sum() computed in a reused scratch row (called every block: no (n,) temporaries)
+            short = self.__dict__.get("_scratch")
+            if short is None or short.shape != v["debt_usd"].shape:
+                short = self._scratch = np.empty_like(v["debt_usd"])
+            np.subtract(v["debt_usd"], v["coll_usd"], out=short)
+            np.maximum(short, 0.0, out=short)
+            shortfall = float(short.sum())
         return {
-            "collateral_usd": float(v["coll_usd"].sum()),
-            "debt_usd": float(v["debt_usd"].sum()),
+            "collateral_usd": coll_total,
+            "debt_usd": debt_total,
             "accounts_unhealthy": int(np.count_nonzero(v["hf"] < 1.0)),
             "deficit_usd": deficit_usd,
-            "bad_debt_usd": deficit_usd + float(short.sum()),
+            "bad_debt_usd": deficit_usd + shortfall,
             "liquidated_debt_usd": self.liquidated_debt_usd,
         }
 
@@ -1204,6 +1228,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self.coll_scaled[a, j] = max(self.coll_scaled[a, j] - tok / self.liq_index[j], 0.0)
             moved += tok * p[j]
             left -= tok * p[j]
+        self._touch_kept = "debt"  # collateral changed, not debt
         self._touch()
         return moved
 
@@ -1250,5 +1275,6 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self.debt_scaled[a, j] = 0.0
             out += amount * p[j]
             self.env.emit(BadDebt(self.env.clock.block, self.id, a, self.assets[j], amount, amount * p[j]))
+        self._touch_kept = "coll"  # debt changed, not collateral
         self._touch()
         return out
