@@ -970,7 +970,6 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self.debt_scaled[account, j] = 0.0
             self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.assets[j], amount, amount * p[j]))
         self._touch_rows = account
-        self._touch_kept = "coll"  # debt changed, not collateral
         self._touch()
 
     # --- accrual -----------------------------------------------------------------------------------
@@ -1080,7 +1079,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         p = self.prices()
         deficit_usd = float(self.deficit @ p)
         coll_total, debt_total = float(v["coll_usd"].sum()), float(v["debt_usd"].sum())
-        if math.isfinite(coll_total + debt_total) and not (v["debt_usd"] > v["coll_usd"]).any():
+        if math.isfinite(coll_total) and math.isfinite(debt_total) and not (v["debt_usd"] > v["coll_usd"]).any():
             # no account owes more than it holds and every value is finite (both sums are): each max(debt - coll, 0)
             # is +0.0 (np.maximum(-0.0, 0.0) is +0.0 too), so their sum is 0.0 exactly, without the two passes
             shortfall = 0.0

@@ -1522,3 +1522,79 @@ def test_the_v30_close_factor_cap_is_rounded_half_up_to_a_base_unit_as_percentmu
     b = place(m_full, {"ETH": 1.0}, {"USDC": 1_730.261137})
     o_full["USDC"].price = 1.1
     assert m_full.health()[b] <= 0.95 and m_full.max_debt_to_cover(b, "USDC") == 1_730.261137
+
+
+# --- kept totals and the shortfall's shortcut (issue 14: whole-book work only when its inputs changed) -------------
+def test_a_repayment_or_a_borrow_recomputes_the_debt_total_and_keeps_the_collateral_total():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})  # indices 1: scaled units are tokens
+    coll = m.coll_scaled_total
+    assert coll.tolist() == [1.0, 0, 0, 0, 0] and m.debt_scaled_total.tolist() == [0, 0, 1_000.0, 0, 0]
+    m.repay("user", np.array([a]), "USDC", np.array([400.0]))
+    assert m.coll_scaled_total is coll  # the repayment left collateral alone: its total is not recomputed
+    assert m.debt_scaled_total.tolist() == [0, 0, 600.0, 0, 0]
+    m.borrow("user", np.array([a]), "DAI", np.array([50.0]))
+    assert m.coll_scaled_total is coll
+    assert m.debt_scaled_total.tolist() == [0, 0, 600.0, 50.0, 0]
+
+
+def test_a_supply_or_a_settlement_out_recomputes_the_collateral_total_and_keeps_the_debt_total():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0, "USDC": 500.0}, {"DAI": 100.0})
+    debt = m.debt_scaled_total
+    assert m.coll_scaled_total.tolist() == [1.0, 0, 500.0, 0, 0]
+    m.env.ledger.mint("BTC", "user", 0.5, "genesis")
+    m.supply("user", np.array([a]), "BTC", np.array([0.5]))
+    assert m.debt_scaled_total is debt  # the supply left debt alone
+    assert m.coll_scaled_total.tolist() == [1.0, 0.5, 500.0, 0, 0]
+    assert m.settle_out(a, 200.0, "out", "USDC") == 200.0  # 200 USDC of collateral out, within the equity
+    assert m.debt_scaled_total is debt
+    assert m.coll_scaled_total.tolist() == [1.0, 0.5, 300.0, 0, 0]
+
+
+def test_a_write_off_recomputes_the_debt_total_and_keeps_the_collateral_total():
+    m, _ = market()
+    a = place(m, {"ETH": 1.0}, {"USDC": 500.0})
+    b = place(m, {}, {"DAI": 70.0})  # debt with no collateral: written off whole
+    coll = m.coll_scaled_total
+    assert m.debt_scaled_total.tolist() == [0, 0, 500.0, 70.0, 0]
+    assert m.write_off(b) == 70.0  # 70 DAI at 1 USD
+    assert m.coll_scaled_total is coll
+    assert m.debt_scaled_total.tolist() == [0, 0, 500.0, 0, 0]
+    assert m.collateral()[a, 0] == 1.0
+
+
+def test_a_kept_total_lasts_one_change_only():
+    """A repayment keeps the collateral total; the liquidation after it changes both, so both are recomputed."""
+    m, o = market()  # v3.0 rule
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    m.repay("user", np.array([a]), "USDC", np.array([100.0]))
+    assert m.debt_scaled_total[2] == 900.0 and m.coll_scaled_total[0] == 1.0
+    o["ETH"].price = 1_000.0  # HF = 1,000 · 0.825 / 900 = 0.917 <= 0.95: the whole debt may be repaid
+    m.liquidate(a, "ETH", "USDC", 900.0, LIQ)  # 900 USDC buys 900 / 1,000 · 1.05 = 0.945 ETH (fee included)
+    assert m.coll_scaled_total[0] == pytest.approx(1.0 - 0.945, rel=1e-12)
+    assert m.debt_scaled_total[2] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bad_debt_is_zero_when_no_account_owes_more_than_it_holds_and_the_shortfall_when_every_one_does():
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})  # 2,000 USD against 1,000
+    m.add_accounts(1)  # an empty account: 0 against 0
+    assert m.metrics()["bad_debt_usd"] == 0.0
+    o["ETH"].price = 600.0  # 600 USD of collateral against 1,000: short 400
+    assert m.metrics()["bad_debt_usd"] == 400.0
+    m2, o2 = market()
+    open_account(m2, {"ETH": 1.0}, {"USDC": 1_000.0})
+    o2["ETH"].price = 900.0  # the only account is short 100
+    assert m2.metrics()["bad_debt_usd"] == 100.0
+    assert a == 0
+
+
+@pytest.mark.parametrize("asset", ["ETH", "USDC"])
+def test_a_nan_price_shows_as_a_nan_bad_debt_not_as_zero(asset):
+    """A NaN collateral price (NaN collateral USD) or debt price (NaN debt USD): the shortfall is NaN, as the sum of
+    max(debt - collateral, 0) over the accounts is; no account compares as short, which must not read as 0."""
+    m, o = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    o[asset].price = float("nan")
+    assert np.isnan(m.metrics()["bad_debt_usd"])
