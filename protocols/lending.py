@@ -107,11 +107,16 @@ class Preview:
     collateral_usd: float
 
 
+def _same_bits(a: np.ndarray, b: np.ndarray | None) -> bool:
+    """Whether two float arrays hold the same bits (NaN payloads and signed zeros included)."""
+    return b is not None and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
 class LendingMarket(ControlledRows, MarginProtocol):
     """Aave-v3-like market over assets A with n accounts held as arrays."""
 
     _touch_rows: np.ndarray | int  # rows changed since the last `_touch` (bool mask, indices or one index)
-    _touch_kept: str  # "coll" or "debt": the scaled array left unchanged since the last `_touch` (its total stays)
+    _touch_kept: str | tuple[str, ...]  # the scaled arrays ("coll", "debt") the change left alone: their totals stay
     _pending_rows: list[np.ndarray] | None  # rows changed since the cache was filled, one entry per `_touch`
     _pending_base: int  # the state version the cache had when `_pending_rows` started
 
@@ -356,6 +361,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self._cache, self._cache_key, self._pending_rows = self._account_values_aave(), key, None
             return self._cache
         cp, dp = self.liq_index * p, self.borrow_index * p  # USD per scaled unit
+        wp = cp * self.lt  # USD of liquidation-threshold-weighted collateral per scaled unit
         old, n = self._cache, self.n_accounts
         names = ("coll_usd", "debt_usd", "weighted", "hf")  # "borrow_cap" only when asked for (_AccountValues)
         kept = (*names, "borrow_cap") if "borrow_cap" in old else names
@@ -363,22 +369,44 @@ class LendingMarket(ControlledRows, MarginProtocol):
         mine = getrefcount(old) <= 3 and set(names) <= set(old)
         free = {k: a for k in kept if mine and (a := old[k]).shape == (n,) and getrefcount(a) <= 3}
         pend = getattr(self, "_pending_rows", None)
-        if (
+        if pend is None and self._cache_key is not None and self._cache_key[1] == self._version:
+            pend, self._pending_base = [], self._version  # no row changed since the cache was filled (prices did)
+        # the cached values are right for every row but the pending ones, at the per-unit prices `_cache_vecs`
+        rows_ok = (
             pend is not None
             and self._cache_key is not None
-            and self._cache_key[0] == key[0]
             and self._cache_key[1] == self._pending_base
             and self._version == self._pending_base + len(pend)
             and set(names) <= set(old)
             and old["hf"].shape == (n,)
-        ):
-            rows = pend[0] if len(pend) == 1 and pend[0].size == 1 else np.unique(np.concatenate(pend))
+        )
+        vecs = self.__dict__.get("_cache_vecs")
+        rows = np.zeros(0, dtype=np.int64)
+        if rows_ok and pend:
+            first = pend[0]
+            # one row, touched once or more (a liquidation and its write-off): that row, no sort of the pending rows
+            one = first.size == 1 and all(r.size == 1 and r[0] == first[0] for r in pend)
+            rows = first if one else np.unique(np.concatenate(pend))
+        same = (
+            rows_ok
+            and vecs is not None
+            and self._cache_key[0] == key[0]
+            and _same_bits(cp, vecs[0])
+            and _same_bits(wp, vecs[1])
+            and _same_bits(dp, vecs[2])
+        )
+        keep_c = keep_d = False
+        plain = self._coll_on is None and self._emode is None and not self.emode_oracles  # no flags, no e-mode
+        if not same and rows_ok and vecs is not None and plain:
+            keep_c = self._same_products("coll", (cp, vecs[0]), (wp, vecs[1]))
+            keep_d = self._same_products("debt", (dp, vecs[2]))
+        if same:
             # one row (a liquidation): its (1, A) view, not a gathered copy (the same products, fewer numpy calls)
             at = slice(int(rows[0]) % n, int(rows[0]) % n + 1) if rows.size == 1 else rows
             new = {k: free[k] if k in free else old[k].copy() for k in kept}
             cs = self.coll_scaled[at]
             d = self.debt_scaled[at] @ dp
-            w = cs @ (cp * self.lt)
+            w = cs @ wp
             new["coll_usd"][at] = cs @ cp
             new["debt_usd"][at] = d
             new["weighted"][at] = w
@@ -386,11 +414,28 @@ class LendingMarket(ControlledRows, MarginProtocol):
             if "borrow_cap" in new:
                 new["borrow_cap"][at] = cs @ (cp * self.ltv)
             self._fix_special(new, rows)
+        elif keep_c or keep_d:
+            # prices per unit moved (interest, an oracle) only where every account's balance is zero: those products
+            # are the same, so the side whose vector moved nowhere else keeps its values but for the pending rows
+            # (their products on their own, as above); the other side is recomputed whole. No flags or e-mode here.
+            new = {}
+            for k, arr, vec, keep in (
+                ("coll_usd", self.coll_scaled, cp, keep_c),
+                ("weighted", self.coll_scaled, wp, keep_c),
+                ("debt_usd", self.debt_scaled, dp, keep_d),
+            ):
+                if keep:
+                    new[k] = free[k] if k in free else old[k].copy()
+                    new[k][rows] = arr[rows] @ vec
+                else:
+                    new[k] = np.matmul(arr, vec, out=free.get(k))
+            hf = free.get("hf")
+            new["hf"] = _health(new["weighted"], new["debt_usd"], np.empty(n) if hf is None else hf)
         else:
             new = {
                 "coll_usd": np.matmul(self.coll_scaled, cp, out=free.get("coll_usd")),
                 "debt_usd": np.matmul(self.debt_scaled, dp, out=free.get("debt_usd")),
-                "weighted": np.matmul(self.coll_scaled, cp * self.lt, out=free.get("weighted")),
+                "weighted": np.matmul(self.coll_scaled, wp, out=free.get("weighted")),
             }
             hf = free.get("hf")
             hf = np.empty(n) if hf is None else hf
@@ -398,8 +443,34 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self._fix_special(new)
         self._cache = _AccountValues(self, new)
         self._cache_key = key
+        self._cache_vecs = (cp, wp, dp)
         self._pending_rows = None
         return self._cache
+
+    def _same_products(self, side: str, *pairs: tuple[np.ndarray, np.ndarray]) -> bool:
+        """Whether every account's products balance x per-unit price are the same bits with each pair's new vector as
+        with its old one, for `side`'s scaled array ("coll" or "debt"): every asset whose entry changed (bitwise)
+        has a zero (+-0) balance on every account, and its old and new entries are finite and positive (so each
+        product is a zero of the balance's sign either way)."""
+        moved = np.zeros(len(self.assets), dtype=bool)
+        for new, old in pairs:
+            changed = new.view(np.int64) != old.view(np.int64)
+            ok = np.isfinite(new) & (new > 0) & np.isfinite(old) & (old > 0)
+            if (changed & ~ok).any():
+                return False
+            moved |= changed
+        cols = np.flatnonzero(moved)
+        total = self.coll_scaled_total if side == "coll" else self.debt_scaled_total
+        if not cols.size or (total[cols] != 0).any():  # a nonzero total: some balance is not zero (NaN too)
+            return not cols.size
+        zero = self.__dict__.setdefault(f"_{side}_zero", {})  # asset -> no balance at all, until the array changes
+        arr = self.coll_scaled if side == "coll" else self.debt_scaled
+        for j in cols.tolist():
+            if j not in zero:
+                zero[j] = not arr[:, j].any()
+            if not zero[j]:
+                return False
+        return True
 
     def _borrow_caps(self) -> np.ndarray:
         """Per account: Σ collateral · price · LTV, USD (what `_account_values` would have filled in for
@@ -439,11 +510,12 @@ class LendingMarket(ControlledRows, MarginProtocol):
         else:
             self._pending_rows = None
         self._version += 1
-        kept = self.__dict__.pop("_touch_kept", None)  # the scaled array the change left alone, if a caller says so
-        if kept != "coll":
-            self._coll_total = None
-        if kept != "debt":
-            self._debt_total = None
+        # the scaled arrays the change left alone ("coll", "debt" or both), if a caller says so: their totals stay
+        kept = self.__dict__.pop("_touch_kept", ())
+        if "coll" not in kept:
+            self._coll_total, self._coll_zero = None, {}
+        if "debt" not in kept:
+            self._debt_total, self._debt_zero = None, {}
 
     def _scaled_total(self, scaled: np.ndarray) -> np.ndarray:
         """Σ over accounts of a scaled (n, A) array, by asset: a BLAS product with ones, ~20x faster than sum(axis=0)
@@ -625,21 +697,21 @@ class LendingMarket(ControlledRows, MarginProtocol):
         if self.precision == "aave-v3":  # a debt repaid whole is gone, as in the contract
             whole = np.atleast_1d(accounts)[np.atleast_1d(paid >= owed * (1 - 1e-12))]
             self.debt_scaled[whole, j] = 0.0
-        self._reduce_isolated_debt(np.atleast_1d(accounts), np.atleast_1d(paid))
+        self._reduce_isolated_debt(np.atleast_1d(accounts), paid)
         self._touch_rows = accounts
         self._touch_kept = "coll"  # debt changed, not collateral
         self._touch()
         return paid
 
-    def _reduce_isolated_debt(self, accounts: np.ndarray, repaid: np.ndarray) -> None:
+    def _reduce_isolated_debt(self, accounts: np.ndarray | int, repaid: np.ndarray | float) -> None:
         """IsolationModeLogic.updateIsolatedDebtIfIsolated: repaid debt of accounts in isolation mode leaves the
-        isolated collateral's total (floored at 0)."""
+        isolated collateral's total (floored at 0). `accounts` and `repaid`: arrays, or one account and amount."""
         if not (self.debt_ceiling > 0).any():
             return
         iso, k = self.isolation_state(accounts)
         if iso.any():
             cut = np.zeros(len(self.assets))
-            np.add.at(cut, k[iso], repaid[iso])
+            np.add.at(cut, k[iso], np.atleast_1d(repaid)[iso])
             self.iso_debt = np.maximum(self.iso_debt - cut, 0.0)
 
     # --- the account model: collateral flags, e-mode, isolation, genesis books -----------------------------
@@ -910,7 +982,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         led.transfer(collateral_asset, self.id, self.treasury, pv.protocol_fee)
         coll_before = self.coll_scaled[account, i] * self.liq_index[i]
         debt_before = self.debt_scaled[account, j] * self.borrow_index[j]
-        self._reduce_isolated_debt(np.array([account]), np.array([pv.debt_to_repay]))
+        self._reduce_isolated_debt(account, pv.debt_to_repay)
         self.debt_scaled[account, j] = max(self.debt_scaled[account, j] - pv.debt_to_repay / self.borrow_index[j], 0.0)
         self.coll_scaled[account, i] = max(
             self.coll_scaled[account, i] - (pv.collateral_seized + pv.protocol_fee) / self.liq_index[i], 0.0
@@ -1014,7 +1086,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
             bi[k] *= 1 + rb * f
             li[k] *= 1 + rb * u * (1 - rf[k]) * f
         self.borrow_index, self.liq_index = np.array(bi), np.array(li)
-        self._version += 1  # values change; scaled totals do not
+        # values change through the indices (no row does; scaled totals stay): `_account_values` compares them
+        self._touch_rows, self._touch_kept = np.zeros(0, dtype=np.int64), ("coll", "debt")
+        self._touch()
 
     def _accrue_as_the_contract(self, dt_seconds: float) -> None:
         st = cast("dict[str, Any] | None", self.__dict__.get("_reserve_clock"))

@@ -1598,3 +1598,131 @@ def test_a_nan_price_shows_as_a_nan_bad_debt_not_as_zero(asset):
     open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
     o[asset].price = float("nan")
     assert np.isnan(m.metrics()["bad_debt_usd"])
+
+
+# --- values after interest and price moves on assets no account holds (issue 14: only the side that moved) --------
+def expected_values(m: LendingMarket) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(collateral USD, debt USD, HF) per account by hand: Σ scaled · index · price, Σ · LT for the HF's numerator."""
+    p = np.array([m.oracles[k].price for k in range(len(m.assets))])
+    coll = [sum(c * li * q for c, li, q in zip(row, m.liq_index, p)) for row in m.coll_scaled.tolist()]
+    weighted = [sum(c * li * q * t for c, li, q, t in zip(row, m.liq_index, p, m.lt)) for row in m.coll_scaled.tolist()]
+    debt = [sum(d * bi * q for d, bi, q in zip(row, m.borrow_index, p)) for row in m.debt_scaled.tolist()]
+    hf = [w / d if d > 0 else np.inf for w, d in zip(weighted, debt)]
+    return np.array(coll), np.array(debt), np.array(hf)
+
+
+def assert_values(m: LendingMarket) -> None:
+    coll, debt, hf = expected_values(m)
+    got_coll, got_debt = m.account_usd()
+    np.testing.assert_allclose(got_coll, coll, rtol=1e-14)
+    np.testing.assert_allclose(got_debt, debt, rtol=1e-14)
+    np.testing.assert_allclose(m.health(), hf, rtol=1e-14)
+
+
+def test_interest_moves_the_debt_and_the_health_factors_of_every_account_while_collateral_stays():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    b = open_account(m, {"BTC": 0.1}, {"USDC": 2_000.0})
+    assert_values(m)
+    m.accrue(3_600.0)  # USDC's borrow and liquidity indices grow; nobody holds USDC as collateral
+    assert m.borrow_index[2] > 1.0 and m.liq_index[2] > 1.0
+    assert_values(m)
+    assert m.health()[a] == pytest.approx(2_000 * 0.825 / (1_000 * m.borrow_index[2]), rel=1e-15)
+    m.repay("user", np.array([b]), "USDC", np.array([500.0]))  # a pending row, then interest again
+    m.accrue(3_600.0)
+    assert_values(m)
+    assert m.account_usd()[1][b] == m.debt_scaled[b, 2] * m.borrow_index[2]  # USDC at 1 USD
+
+
+def test_a_reserve_held_as_collateral_after_interest_began_counts_its_interest():
+    m, _ = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    m.accrue(3_600.0)
+    assert_values(m)  # the values are read: USDC collateral is nobody's yet
+    c = open_account(m, {"USDC": 500.0})  # now it is someone's
+    assert_values(m)
+    m.accrue(3_600.0)  # its liquidity index grows: c's collateral with it
+    assert_values(m)
+    assert m.account_usd()[0][c] == m.coll_scaled[c, 2] * m.liq_index[2]  # USDC at 1 USD
+    assert m.account_usd()[0][c] > 500.0
+
+
+def test_a_price_move_on_an_asset_nobody_holds_or_owes_moves_no_value_and_one_they_hold_moves_theirs():
+    m, o = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    open_account(m, {"BTC": 0.1, "DAI": 300.0}, {"USDC": 500.0})
+    assert_values(m)
+    o["ISO"].price = 12.0  # nobody holds or owes ISO
+    assert_values(m)
+    o["DAI"].price = 0.9  # the second account's DAI collateral
+    assert_values(m)
+    o["USDC"].price = 1.01  # everyone's debt
+    assert_values(m)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in matmul:RuntimeWarning")
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_price_of_an_asset_nobody_holds_that_is_not_finite_and_positive_is_recomputed(bad):
+    """0 · NaN and 0 · inf are NaN, and a negative price flips a zero's sign: the products are not the same."""
+    m, o = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    assert_values(m)
+    o["ISO"].price = bad
+    coll, debt = m.account_usd()
+    expected = np.nan if bad != bad or bad == np.inf else 2_000.0  # 0 ISO · price added to 2,000 USD of ETH
+    np.testing.assert_equal(coll[0], expected)
+    np.testing.assert_equal(debt[0], np.nan if bad != bad or bad == np.inf else 1_000.0)
+    o["ISO"].price = 10.0
+    assert_values(m)
+
+
+def test_same_products_needs_every_moved_asset_empty_and_both_prices_finite_and_positive():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    v = np.array([2_000.0, 60_000.0, 1.0, 1.0, 10.0])
+    assert m._same_products("coll", (v, v.copy()))  # nothing moved
+    moved = v.copy()
+    moved[4] = 11.0  # ISO: nobody holds it
+    assert m._same_products("coll", (moved, v)) and m._same_products("coll", (v, v), (moved, v))
+    assert m._same_products("debt", (moved, v))
+    moved[2] = 1.1  # USDC: owed, not held
+    assert m._same_products("coll", (moved, v)) and not m._same_products("debt", (moved, v))
+    eth = v.copy()
+    eth[0] = 2_100.0  # ETH: held
+    assert not m._same_products("coll", (eth, v)) and not m._same_products("coll", (v, v), (eth, v))
+    for bad in (np.nan, np.inf, 0.0, -11.0):
+        x = v.copy()
+        x[4] = bad
+        assert not m._same_products("coll", (x, v)) and not m._same_products("coll", (v, x))
+    plus, minus = v.copy(), v.copy()
+    plus[4], minus[4] = 0.0, -0.0  # equal as numbers, not as bits: a moved entry, and not positive
+    assert not m._same_products("coll", (minus, plus))
+    # balances that cancel (written directly): their total is 0, yet the asset is held
+    m.coll_scaled[a, 4] = 1.0
+    b = int(m.add_accounts(1)[0])
+    m.coll_scaled[b, 4] = -1.0
+    m._touch()
+    assert m.coll_scaled_total[4] == 0.0 and not m._same_products("coll", (moved, v))
+
+
+def test_an_emptied_asset_is_checked_again_after_each_change():
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    v = np.array([2_000.0, 60_000.0, 1.0, 1.0, 10.0])
+    moved = v.copy()
+    moved[4] = 11.0
+    assert m._same_products("coll", (moved, v))  # ISO is nobody's: remembered until collateral changes
+    m.coll_scaled[a, 4] = 1.0  # a direct write with cancelling balances, then the change is announced
+    b = int(m.add_accounts(1)[0])
+    m.coll_scaled[b, 4] = -1.0
+    m._touch()
+    assert not m._same_products("coll", (moved, v))
+    m.coll_scaled[a, 4] = m.coll_scaled[b, 4] = 0.0
+    m._touch_kept = "debt"  # the collateral changed: what was remembered of it is dropped
+    m._touch()
+    assert m._same_products("coll", (moved, v))
+    m.debt_scaled[a, 4] = 1.0
+    m.debt_scaled[b, 4] = -1.0
+    m._touch_kept = "coll"  # the debt changed: collateral's emptiness is still known, debt's is checked again
+    m._touch()
+    assert m._same_products("coll", (moved, v)) and not m._same_products("debt", (moved, v))
