@@ -107,6 +107,10 @@ class Preview:
     collateral_usd: float
 
 
+_NO_ROWS = np.zeros(0, dtype=np.int64)  # a change that touches no row (interest), read-only
+_NO_ROWS.flags.writeable = False
+
+
 def _same_bits(a: np.ndarray, b: np.ndarray | None) -> bool:
     """Whether two float arrays hold the same bits (NaN payloads and signed zeros included)."""
     return b is not None and a.shape == b.shape and a.tobytes() == b.tobytes()
@@ -382,11 +386,12 @@ class LendingMarket(ControlledRows, MarginProtocol):
         )
         vecs = self.__dict__.get("_cache_vecs")
         rows = np.zeros(0, dtype=np.int64)
-        if rows_ok and pend:
-            first = pend[0]
+        touched = [r for r in pend if r.size] if rows_ok else []  # (interest touches no row)
+        if touched:
+            first = touched[0]
             # one row, touched once or more (a liquidation and its write-off): that row, no sort of the pending rows
-            one = first.size == 1 and all(r.size == 1 and r[0] == first[0] for r in pend)
-            rows = first if one else np.unique(np.concatenate(pend))
+            one = first.size == 1 and all(r.size == 1 and r[0] == first[0] for r in touched)
+            rows = first if one else np.unique(np.concatenate(touched))
         same = (
             rows_ok
             and vecs is not None
@@ -426,7 +431,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
             ):
                 if keep:
                     new[k] = free[k] if k in free else old[k].copy()
-                    new[k][rows] = arr[rows] @ vec
+                    if rows.size:
+                        new[k][rows] = arr[rows] @ vec
                 else:
                     new[k] = np.matmul(arr, vec, out=free.get(k))
             hf = free.get("hf")
@@ -451,21 +457,23 @@ class LendingMarket(ControlledRows, MarginProtocol):
         """Whether every account's products balance x per-unit price are the same bits with each pair's new vector as
         with its old one, for `side`'s scaled array ("coll" or "debt"): every asset whose entry changed (bitwise)
         has a zero (+-0) balance on every account, and its old and new entries are finite and positive (so each
-        product is a zero of the balance's sign either way)."""
-        moved = np.zeros(len(self.assets), dtype=bool)
+        product is a zero of the balance's sign either way). In Python floats: a handful of assets."""
+        moved = []
         for new, old in pairs:
-            changed = new.view(np.int64) != old.view(np.int64)
-            ok = np.isfinite(new) & (new > 0) & np.isfinite(old) & (old > 0)
-            if (changed & ~ok).any():
-                return False
-            moved |= changed
-        cols = np.flatnonzero(moved)
-        total = self.coll_scaled_total if side == "coll" else self.debt_scaled_total
-        if not cols.size or (total[cols] != 0).any():  # a nonzero total: some balance is not zero (NaN too)
-            return not cols.size
+            for j, (a, b) in enumerate(zip(new.tolist(), old.tolist())):
+                if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
+                    continue  # the same bits (NaN is never equal to itself: it counts as moved)
+                if not (0.0 < a < math.inf and 0.0 < b < math.inf):
+                    return False
+                moved.append(j)
+        if not moved:
+            return True
+        total = (self.coll_scaled_total if side == "coll" else self.debt_scaled_total).tolist()
+        if any(total[j] != 0 for j in moved):  # a nonzero total: some balance is not zero (NaN too)
+            return False
         zero = self.__dict__.setdefault(f"_{side}_zero", {})  # asset -> no balance at all, until the array changes
         arr = self.coll_scaled if side == "coll" else self.debt_scaled
-        for j in cols.tolist():
+        for j in moved:
             if j not in zero:
                 zero[j] = not arr[:, j].any()
             if not zero[j]:
@@ -1087,7 +1095,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             li[k] *= 1 + rb * u * (1 - rf[k]) * f
         self.borrow_index, self.liq_index = np.array(bi), np.array(li)
         # values change through the indices (no row does; scaled totals stay): `_account_values` compares them
-        self._touch_rows, self._touch_kept = np.zeros(0, dtype=np.int64), ("coll", "debt")
+        self._touch_rows, self._touch_kept = _NO_ROWS, ("coll", "debt")
         self._touch()
 
     def _accrue_as_the_contract(self, dt_seconds: float) -> None:
