@@ -1583,6 +1583,8 @@ def test_bad_debt_is_zero_when_no_account_owes_more_than_it_holds_and_the_shortf
     assert m.metrics()["bad_debt_usd"] == 0.0
     o["ETH"].price = 600.0  # 600 USD of collateral against 1,000: short 400
     assert m.metrics()["bad_debt_usd"] == 400.0
+    m.add_accounts(2)  # more rows: the shortfall is summed over all of them
+    assert m.metrics()["bad_debt_usd"] == 400.0
     m2, o2 = market()
     open_account(m2, {"ETH": 1.0}, {"USDC": 1_000.0})
     o2["ETH"].price = 900.0  # the only account is short 100
@@ -1687,9 +1689,13 @@ def test_same_products_needs_every_moved_asset_empty_and_both_prices_finite_and_
     assert m._same_products("debt", (moved, v))
     moved[2] = 1.1  # USDC: owed, not held
     assert m._same_products("coll", (moved, v)) and not m._same_products("debt", (moved, v))
+    cheap = v.copy()
+    cheap[4] = 0.5  # ISO below 1 USD: still finite and positive
+    assert m._same_products("coll", (cheap, v)) and m._same_products("coll", (v, cheap))
     eth = v.copy()
-    eth[0] = 2_100.0  # ETH: held
+    eth[0] = 2_100.0  # ETH: held, not owed
     assert not m._same_products("coll", (eth, v)) and not m._same_products("coll", (v, v), (eth, v))
+    assert m._same_products("debt", (eth, v))  # the debt side reads the debt total (0 for ETH), not collateral's
     for bad in (np.nan, np.inf, 0.0, -11.0):
         x = v.copy()
         x[4] = bad
