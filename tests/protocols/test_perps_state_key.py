@@ -7,14 +7,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import track_env
+from pydantic import ValidationError
 
 from defistress.protocols.base import Env, FixedPrice
 from defistress.protocols.perps import PerpDex, PerpDexParams, PerpMarketParams
+from defistress.scenarios.loader import ScenarioError, load
 
 # IMF 10%, MMF 10%·0.5 = 5%; a default funding rate of 0.1% per 8 h with a balanced book (no vault: imbalance 0)
 ETH = PerpMarketParams(
     asset="ETH", initial_margin_fraction=0.10, maintenance_fraction=0.5, default_funding_rate_8h=0.001
 )
+GOVERN_PERPS = {
+    "source": "assumption",
+    "at": 60,
+    "action": "set",
+    "protocol": "perps",
+    "key": "markets.0.x",
+    "value": 1.0,
+}
 
 
 def book():
@@ -92,3 +102,14 @@ def test_the_deleveraging_state_is_the_state_key_and_its_own_reads():
     state = dex._adl_state()
     assert state[:3] == dex.state_key()
     assert state[3:5] == (0.0, np.zeros(2, dtype=bool).tobytes())  # the fund (USD) and the controlled flags
+
+
+def test_the_parameters_the_key_leaves_out_cannot_change_during_a_run():
+    # the key does not cover the parameters: they are frozen, and governance refuses to set a perp DEX's keys
+    # (if it ever may, the setter must bump `_version`)
+    env, dex, orc = book()
+    with pytest.raises(ValidationError, match="frozen"):
+        dex.params.markets[0].maintenance_fraction = 0.9
+    with pytest.raises(ScenarioError) as info:
+        load("defi-contagion", {"governance": [GOVERN_PERPS]})
+    assert any("governance.0.protocol: 'perps' is a perps; governance acts on" in e for e in info.value.errors)
