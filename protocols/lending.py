@@ -123,6 +123,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
     _touch_kept: str | tuple[str, ...]  # the scaled arrays ("coll", "debt") the change left alone: their totals stay
     _pending_rows: list[np.ndarray] | None  # rows changed since the cache was filled, one entry per `_touch`
     _pending_base: int  # the state version the cache had when `_pending_rows` started
+    _coll_zero: dict[int, bool]  # asset -> no account holds it as collateral (+-0 balances), until coll_scaled changes
+    _debt_zero: dict[int, bool]  # asset -> no account owes it, until debt_scaled changes
 
     def __init__(
         self,
@@ -386,7 +388,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         )
         vecs = self.__dict__.get("_cache_vecs")
         rows = np.zeros(0, dtype=np.int64)
-        touched = [r for r in pend if r.size] if rows_ok else []  # (interest touches no row)
+        touched = [r for r in pend if r.size] if rows_ok and pend is not None else []  # (interest touches no row)
         if touched:
             first = touched[0]
             # one row, touched once or more (a liquidation and its write-off): that row, no sort of the pending rows
@@ -395,6 +397,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         same = (
             rows_ok
             and vecs is not None
+            and self._cache_key is not None
             and self._cache_key[0] == key[0]
             and _same_bits(cp, vecs[0])
             and _same_bits(wp, vecs[1])
@@ -716,7 +719,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         isolated collateral's total (floored at 0). `accounts` and `repaid`: arrays, or one account and amount."""
         if not (self.debt_ceiling > 0).any():
             return
-        iso, k = self.isolation_state(accounts)
+        iso, k = self.isolation_state(np.atleast_1d(accounts))
         if iso.any():
             cut = np.zeros(len(self.assets))
             np.add.at(cut, k[iso], np.atleast_1d(repaid)[iso])
