@@ -1564,6 +1564,16 @@ def test_a_write_off_recomputes_the_debt_total_and_keeps_the_collateral_total():
     assert m.collateral()[a, 0] == 1.0
 
 
+def test_interest_keeps_both_scaled_totals():
+    """Interest changes the indices, not the scaled balances: both totals stay as they were (not recomputed)."""
+    m, _ = market()
+    open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    coll, debt = m.coll_scaled_total, m.debt_scaled_total
+    m.accrue(3_600.0)
+    assert m.borrow_index[2] > 1.0
+    assert m.coll_scaled_total is coll and m.debt_scaled_total is debt
+
+
 def test_a_kept_total_lasts_one_change_only():
     """A repayment keeps the collateral total; the liquidation after it changes both, so both are recomputed."""
     m, o = market()  # v3.0 rule
