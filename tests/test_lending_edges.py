@@ -1742,3 +1742,14 @@ def test_an_emptied_asset_is_checked_again_after_each_change():
     m._touch_kept = "coll"  # the debt changed: collateral's emptiness is still known, debt's is checked again
     m._touch()
     assert m._same_products("coll", (moved, v)) and not m._same_products("debt", (moved, v))
+
+
+def test_interest_at_zero_utilisation_leaves_every_value_as_it_was():
+    """Nobody borrows: every rate is 0, the indices stay 1, and the values read after the interest step are the ones
+    before it (the cache takes the interest as a change of no row and no price)."""
+    m, _ = market()
+    a = open_account(m, {"ETH": 1.0, "USDC": 100.0})
+    assert m.account_usd()[0][a] == 2_100.0 and m.health()[a] == np.inf
+    m.accrue(3_600.0)
+    assert m.liq_index.tolist() == [1.0] * 5 and m.borrow_index.tolist() == [1.0] * 5
+    assert m.account_usd()[0][a] == 2_100.0 and m.account_usd()[1][a] == 0.0 and m.health()[a] == np.inf
