@@ -1753,3 +1753,17 @@ def test_interest_at_zero_utilisation_leaves_every_value_as_it_was():
     m.accrue(3_600.0)
     assert m.liq_index.tolist() == [1.0] * 5 and m.borrow_index.tolist() == [1.0] * 5
     assert m.account_usd()[0][a] == 2_100.0 and m.account_usd()[1][a] == 0.0 and m.health()[a] == np.inf
+
+
+def test_an_emode_row_touched_before_interest_keeps_its_category_terms():
+    """A row in the stablecoin category (LT 0.95 on DAI, not the reserve's 0.80) repays, then interest moves USDC's
+    indices only: its health factor is 1,000 · 0.95 / debt, read with the category's terms."""
+    m, _ = market()
+    a = open_account(m, {"DAI": 1_000.0})
+    m.set_emode(np.array([a]), 1)
+    m.borrow("user", np.array([a]), "USDC", np.array([900.0]))
+    m.health()
+    m.repay("user", np.array([a]), "USDC", np.array([100.0]))  # a pending row, then the interest step
+    m.accrue(3_600.0)
+    debt_usd = m.debt_scaled[a, 2] * m.borrow_index[2]  # USDC at 1 USD
+    assert m.health()[a] == pytest.approx(1_000 * 0.95 / debt_usd, rel=1e-14)
