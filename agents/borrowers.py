@@ -14,6 +14,7 @@ from functools import partial
 import mesa
 import numpy as np
 
+from defistress.agents.mask_rows import MaskRows
 from defistress.agents.tx import BlockView, Tx
 from defistress.protocols.events import UserAction
 
@@ -97,30 +98,50 @@ class BorrowerPopulation(mesa.Agent):
             or self.accounts.flags.writeable
         ):
             local = np.flatnonzero(self.attentive)
+            local.flags.writeable = False  # strictly increasing and kept: `MaskRows` updates its selection
             att = (self.attentive, self.alarm, self.accounts, local, self.accounts[local], self.alarm[local])
             self._attentive_rows = att
         local, rows, alarm = att[3:]
         if not local.size:
             return []
         hf = self.market.health()
-        alarmed = local[hf[rows] < alarm]
+        # `local[hf[rows] < alarm]`, updated from the last look where the mask flipped (the compaction of a random
+        # mask over tens of thousands of rows cost more than the rest of the scan): agents.mask_rows
+        sel = self.__dict__.get("_alarmed_rows")
+        if sel is None:
+            sel = self._alarmed_rows = MaskRows()
+        last = sel.rows
+        alarmed = sel.select(hf[rows] < alarm, local)
         # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
         # alone (masked writes over 100k rows every block were the cost); when the very rows of the last look are
         # alarmed again (most blocks) none has recovered: each is below its alarm level now
         bs, watch = self.below_since, self._watch
-        same = alarmed.dtype == watch.dtype and alarmed.size == watch.size and alarmed.tobytes() == watch.tobytes()
+        same = alarmed is watch or (
+            alarmed.dtype == watch.dtype and alarmed.size == watch.size and alarmed.tobytes() == watch.tobytes()
+        )
         if watch.size and not same:  # watched rows are attentive ones
-            bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
+            if last is watch and sel.removed is not None:  # the rows of the last look whose entry turned False
+                bs[sel.removed] = -1
+            else:
+                bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
         first = bs[alarmed]
         fresh = first < 0
         if fresh.any():  # newly alarmed, or reset by a repayment (`_repay`)
             first[fresh] = view.block
             bs[alarmed[fresh]] = view.block
         self._watch = alarmed
-        ready = alarmed[(view.block - first >= self.delay_blocks) & (self.wallet[alarmed] > 0)]
+        # `alarmed[(view.block - first >= delay) & (wallet[alarmed] > 0)][:limit]`: the test is elementwise, so it
+        # is applied to leading slices of growing length until `limit` rows pass (most alarmed rows are ready)
+        limit = self.spec.max_users_per_block
+        parts, got, start, size = [], 0, 0, max(2 * limit, 256)
+        while start < alarmed.size and got < limit:
+            a = alarmed[start : start + size]
+            part = a[(view.block - first[start : start + size] >= self.delay_blocks) & (self.wallet[a] > 0)]
+            parts.append(part)
+            got, start, size = got + part.size, start + size, size * 4
+        ready = np.concatenate(parts)[:limit] if parts else alarmed[:0]
         if ready.size == 0:
             return []
-        ready = ready[: self.spec.max_users_per_block]
         txs = []
         for start in range(0, ready.size, self.spec.users_per_tx):
             chunk = ready[start : start + self.spec.users_per_tx]
