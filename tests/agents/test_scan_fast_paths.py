@@ -1,0 +1,107 @@
+"""The scans' shortcuts (issue 14) against the plain numpy they replace, on random histories: `MaskRows` (rows of a
+mask updated where it flipped) against `np.flatnonzero(mask)` / `base[mask]`, and `TopByDebt` (the debt ranking
+through a threshold carried between blocks) against `plain_top`, the ranking as `Liquidator._ranked` wrote it,
+with ties, NaN, infinities and signed zeros among the debts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from defistress.agents import debt_rank
+from defistress.agents.debt_rank import TopByDebt, plain_top
+from defistress.agents.mask_rows import MaskRows
+
+
+def reference_top(debt_usd: np.ndarray, ready: np.ndarray, k: int) -> np.ndarray:
+    """The ranking as first written in `Liquidator._ranked` (kept here as the reference)."""
+    top = ready
+    if top.size > k:
+        top = top[np.argpartition(-debt_usd[top], k - 1)[:k]]
+    return top[np.argsort(-debt_usd[top], kind="stable")]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mask_rows_are_the_compaction_of_every_mask(seed: int):
+    rng = np.random.default_rng(seed)
+    spliced = plain = 0
+    for _ in range(150):
+        n = int(rng.integers(0, 400))
+        base = None
+        if rng.random() < 0.5:
+            base = np.sort(rng.choice(100_000, n, replace=False)).astype(np.int64)
+            base.flags.writeable = False
+        sel = MaskRows()
+        mask = rng.random(n) < rng.random()
+        last = None
+        for _step in range(25):
+            mask = mask.copy()
+            flips = int(rng.integers(0, 6)) if rng.random() < 0.85 else int(rng.integers(0, n + 1))
+            if n:
+                mask[rng.integers(0, n, flips)] ^= True
+            got = sel.select(mask.copy(), base)
+            want = np.flatnonzero(mask) if base is None else base[mask]
+            assert got.dtype == want.dtype and got.tolist() == want.tolist()
+            assert not got.flags.writeable
+            if last is not None and sel.removed is not None:  # the values dropped since the last call
+                assert sorted(sel.removed.tolist()) == sorted(set(last.tolist()) - set(want.tolist()))
+                spliced += 1
+            else:
+                plain += 1
+            last = want
+    assert spliced > 1000 and plain > 100, "both paths must be exercised"
+
+
+def test_mask_rows_compact_afresh_when_the_base_changes_or_is_writeable():
+    sel = MaskRows()
+    base = np.array([3, 5, 9, 12])
+    base.flags.writeable = False
+    assert sel.select(np.array([True, False, True, False]), base).tolist() == [3, 9]
+    other = np.array([1, 2, 4, 8])  # another base object: its own compaction, not an update of the last one
+    other.flags.writeable = False
+    assert sel.select(np.array([True, False, True, True]), other).tolist() == [1, 4, 8]
+    assert sel.removed is None
+    writeable = np.array([1, 2, 4, 8])  # a base that could have changed in place is never trusted
+    sel.select(np.array([True, True, True, True]), writeable)
+    writeable[0] = 100
+    assert sel.select(np.array([True, True, True, False]), writeable).tolist() == [100, 2, 4]
+
+
+def _debts(rng: np.random.Generator, n: int) -> np.ndarray:
+    kind = rng.random()
+    if kind < 0.5:
+        d = np.exp(rng.normal(8.0, 2.0, n))
+    elif kind < 0.8:  # many ties
+        d = rng.integers(0, 30, n).astype(float) * 1000.0
+    else:  # NaN, infinities and signed zeros among lognormal debts
+        d = np.exp(rng.normal(8.0, 2.0, n))
+        odd = rng.random(n) < 0.05
+        d[odd] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], int(odd.sum()))
+    return d
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_top_by_debt_is_the_plain_ranking_block_after_block(seed: int, monkeypatch: pytest.MonkeyPatch):
+    """A book whose debts drift, whose top rows are liquidated (debt halved) and whose ready rows change each block;
+    some books tie, some hold NaN, infinities and signed zeros."""
+    rng = np.random.default_rng(seed)
+    plain_calls = []
+    monkeypatch.setattr(debt_rank, "plain_top", lambda *a: plain_calls.append(1) or plain_top(*a))
+    fast = slow = 0
+    for _ in range(40):
+        n, k = int(rng.integers(1, 3000)), int(rng.integers(1, 30))
+        debt = _debts(rng, n)
+        ranker = TopByDebt()
+        for _block in range(40):
+            ready = np.flatnonzero(rng.random(n) < rng.uniform(0.2, 1.0))
+            calls = len(plain_calls)
+            got = ranker.top(debt, ready, k)
+            fast += len(plain_calls) == calls
+            slow += ready.size > k and len(plain_calls) > calls
+            want = reference_top(debt, ready, k)
+            assert got.dtype == want.dtype and got.tolist() == want.tolist()
+            assert plain_top(debt, ready, k).tolist() == want.tolist()
+            with np.errstate(invalid="ignore"):
+                debt = debt * np.exp(rng.normal(0.0, 0.001, n))
+                debt[got[: max(1, k // 4)]] *= 0.5  # the top rows liquidated
+    assert fast > 200 and slow > 50, "both paths must be exercised"
