@@ -18,6 +18,9 @@ from defistress.agents.mask_rows import MaskRows
 from defistress.agents.tx import BlockView, Tx
 from defistress.protocols.events import UserAction
 
+#: `submit` tests at least this many alarmed rows for readiness before the rest (rows)
+_READY_HEAD = 1024
+
 
 class BorrowerPopulation(mesa.Agent):
     """Accounts on one `LendingMarket`; decisions for all of them are array operations.
@@ -131,15 +134,17 @@ class BorrowerPopulation(mesa.Agent):
             bs[alarmed[fresh]] = view.block
         self._watch = alarmed
         # `alarmed[(view.block - first >= delay) & (wallet[alarmed] > 0)][:limit]`: the test is elementwise, so it
-        # is applied to leading slices of growing length until `limit` rows pass (most alarmed rows are ready)
+        # is applied to a leading slice first, and to the rest only if fewer than `limit` rows of it pass (in a crash
+        # most alarmed rows are ready and the limit binds)
         limit = self.spec.max_users_per_block
-        parts, got, start, size = [], 0, 0, max(2 * limit, 256)
-        while start < alarmed.size and got < limit:
-            a = alarmed[start : start + size]
-            part = a[(view.block - first[start : start + size] >= self.delay_blocks) & (self.wallet[a] > 0)]
-            parts.append(part)
-            got, start, size = got + part.size, start + size, size * 4
-        ready = np.concatenate(parts)[:limit] if parts else alarmed[:0]
+        head = max(4 * limit, _READY_HEAD)
+        a = alarmed[:head]
+        ready = a[(view.block - first[:head] >= self.delay_blocks) & (self.wallet[a] > 0)]
+        if ready.size < limit and alarmed.size > head:
+            a = alarmed[head:]
+            rest = a[(view.block - first[head:] >= self.delay_blocks) & (self.wallet[a] > 0)]
+            ready = np.concatenate([ready, rest])
+        ready = ready[:limit]
         if ready.size == 0:
             return []
         txs = []

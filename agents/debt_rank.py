@@ -18,6 +18,8 @@ import numpy as np
 
 #: the threshold is set so that about this many times k rows are at or above it
 _SPARE = 8
+#: below this many ready rows the partition is about as cheap as the threshold's scan (measured at 10,000 accounts)
+_MIN_READY = 8_192
 
 
 def plain_top(debt_usd: np.ndarray, ready: np.ndarray, k: int) -> np.ndarray:
@@ -38,7 +40,7 @@ class TopByDebt:
 
     def top(self, debt_usd: np.ndarray, ready: np.ndarray, k: int) -> np.ndarray:
         """`plain_top(debt_usd, ready, k)`, the same rows in the same order."""
-        if ready.size <= k:  # nothing to partition: the plain sort
+        if ready.size <= k or ready.size < _MIN_READY:  # nothing to partition, or a small partition: the plain way
             return plain_top(debt_usd, ready, k)
         d = debt_usd[ready]
         t = self.threshold

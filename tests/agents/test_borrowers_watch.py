@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from defistress.agents import borrowers, mask_rows
 from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.tx import BlockView
 
@@ -62,8 +63,13 @@ def _population(rng: np.random.Generator, n: int, attentive_share: float) -> Bor
 @pytest.mark.parametrize(
     "seed,attentive_share,limit", [(1, 0.33, 10**9), (2, 0.9, 10**9), (3, 0.0, 10**9), (4, 0.9, 3), (5, 0.5, 1)]
 )
-def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(seed: int, attentive_share: float, limit: int):
-    """`limit`: users per block (the ready rows past it wait; `submit` scans leading slices until it has them)."""
+def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(
+    seed: int, attentive_share: float, limit: int, monkeypatch: pytest.MonkeyPatch
+):
+    """`limit`: users per block (the ready rows past it wait; `submit` tests a leading slice first). The sizes below
+    which the plain compaction is used are lowered so that the small book takes every path."""
+    monkeypatch.setattr(mask_rows, "_MIN_SIZE", 0)
+    monkeypatch.setattr(borrowers, "_READY_HEAD", 2)
     rng = np.random.default_rng(seed)
     pop = _population(rng, 60 if limit > 60 else 600, attentive_share)
     pop.spec.max_users_per_block, pop.spec.users_per_tx = limit, 2

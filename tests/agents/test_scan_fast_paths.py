@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from defistress.agents import debt_rank
+from defistress.agents import debt_rank, mask_rows
 from defistress.agents.debt_rank import TopByDebt, plain_top
 from defistress.agents.mask_rows import MaskRows
 
@@ -22,7 +22,8 @@ def reference_top(debt_usd: np.ndarray, ready: np.ndarray, k: int) -> np.ndarray
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_mask_rows_are_the_compaction_of_every_mask(seed: int):
+def test_mask_rows_are_the_compaction_of_every_mask(seed: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mask_rows, "_MIN_SIZE", 0)  # the splice at every size (the engine's books are large)
     rng = np.random.default_rng(seed)
     spliced = plain = 0
     for _ in range(150):
@@ -52,7 +53,8 @@ def test_mask_rows_are_the_compaction_of_every_mask(seed: int):
     assert spliced > 1000 and plain > 100, "both paths must be exercised"
 
 
-def test_mask_rows_compact_afresh_when_the_base_changes_or_is_writeable():
+def test_mask_rows_compact_afresh_when_the_base_changes_or_is_writeable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mask_rows, "_MIN_SIZE", 0)
     sel = MaskRows()
     base = np.array([3, 5, 9, 12])
     base.flags.writeable = False
@@ -84,6 +86,7 @@ def _debts(rng: np.random.Generator, n: int) -> np.ndarray:
 def test_top_by_debt_is_the_plain_ranking_block_after_block(seed: int, monkeypatch: pytest.MonkeyPatch):
     """A book whose debts drift, whose top rows are liquidated (debt halved) and whose ready rows change each block;
     some books tie, some hold NaN, infinities and signed zeros."""
+    monkeypatch.setattr(debt_rank, "_MIN_READY", 0)  # the threshold at every size (the engine's books are large)
     rng = np.random.default_rng(seed)
     plain_calls = []
     monkeypatch.setattr(debt_rank, "plain_top", lambda *a: plain_calls.append(1) or plain_top(*a))
@@ -105,3 +108,21 @@ def test_top_by_debt_is_the_plain_ranking_block_after_block(seed: int, monkeypat
                 debt = debt * np.exp(rng.normal(0.0, 0.001, n))
                 debt[got[: max(1, k // 4)]] *= 0.5  # the top rows liquidated
     assert fast > 200 and slow > 50, "both paths must be exercised"
+
+
+def test_the_shortcuts_run_on_books_of_the_engine_s_size():
+    """At the sizes the gates let through (a 100,000-account book), unchanged thresholds and gates included."""
+    rng = np.random.default_rng(9)
+    n = 100_000
+    sel, ranker = MaskRows(), TopByDebt()
+    hf = rng.uniform(0.8, 1.6, n)
+    debt = np.exp(rng.normal(8.0, 2.0, n))
+    spliced = 0
+    for _block in range(6):
+        hf[rng.integers(0, n, 5)] = rng.uniform(0.9, 1.1, 5)
+        rows = sel.select(hf < 1.0)
+        assert rows.tolist() == np.flatnonzero(hf < 1.0).tolist()
+        spliced += sel.removed is not None
+        assert ranker.top(debt, rows, 20).tolist() == reference_top(debt, rows, 20).tolist()
+        debt[ranker.top(debt, rows, 20)[:5]] *= 0.5
+    assert spliced == 5 and ranker.threshold is not None
