@@ -1,0 +1,42 @@
+"""Smoke test of benchmarks/pm_valuations.py on `inter-protocol-pm` at the pinned reduced size (2 hours of 36 s
+blocks: 200 blocks, 100 hedged accounts) under the portfolio regime: every block's decision values the venue's
+whole book (but the first, at the set-up's chain time and prices) and the coordinator's combined book once (chain
+time moved since the last valuation; the coordinator keeps no valuation), and the block's two venue valuations
+see the same chain time and oracle prices (nothing moves them between the decision and accrual); no timing is
+asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SMALL = [
+    "run.block_seconds=36",
+    "agents.hedged.accounts=100",
+    "agents.borrowers.accounts=150",
+    "agents.traders.params.accounts=150",
+    "agents.writers.params.accounts=100",
+    "agents.delta-hedgers.params.accounts=50",
+    "agents.protection-buyers.params.accounts=100",
+]
+
+
+def test_pm_valuations_counts_the_blocks_valuations(tmp_path: Path):
+    out = tmp_path / "v.json"
+    cmd = [sys.executable, str(BENCH / "pm_valuations.py"), "--regime", "portfolio", "--duration", "2h"]
+    cmd += [a for s in SMALL for a in ("--set", s)] + ["--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    r = json.loads(out.read_text())
+    blocks = 2 * 3600 // 36
+    assert r["blocks"] == blocks and r["regime"] == "portfolio"
+    assert r["venue_batches"]["decide/whole"] == blocks - 1
+    assert r["coordinator_calls"]["decide/whole_pm"] == blocks and r["coordinator_calls"]["metrics/whole_pm"] == blocks
+    v = r["venue_decide_vs_metrics"]
+    assert v["blocks_compared"] == blocks - 1
+    assert v["parts_same"]["time"] == blocks - 1 and v["parts_same"]["prices"] == blocks - 1
+    c = r["coordinator_decide_vs_metrics"]
+    assert c["blocks_compared"] == blocks and c["principals_compared"] == blocks * 100  # 100 hedged accounts
+    assert r["cpu_s"] > 0 and r["load_1min_before"] >= 0
