@@ -138,6 +138,8 @@ class BorrowerPopulation(mesa.Agent):
         # most alarmed rows are ready and the limit binds)
         limit = self.spec.max_users_per_block
         head = max(4 * limit, _READY_HEAD)
+        if alarmed.size <= 2 * head:  # a short list: one pass
+            head = alarmed.size
         a = alarmed[:head]
         ready = a[(view.block - first[:head] >= self.delay_blocks) & (self.wallet[a] > 0)]
         if ready.size < limit and alarmed.size > head:
