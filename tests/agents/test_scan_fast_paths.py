@@ -1,7 +1,8 @@
 """The scans' shortcuts (issue 14) against the plain numpy they replace, on random histories: `MaskRows` (rows of a
 mask updated where it flipped) against `np.flatnonzero(mask)` / `base[mask]`, and `TopByDebt` (the debt ranking
 through a threshold carried between blocks) against `plain_top`, the ranking as `Liquidator._ranked` wrote it,
-with ties, NaN, infinities and signed zeros among the debts."""
+with ties, NaN, infinities and signed zeros among the debts; and a reduced eth-crash run with every shortcut taken at
+every size against the same run with none (events and per-block table equal)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,53 @@ def test_the_shortcuts_run_on_books_of_the_engine_s_size():
         assert ranker.top(debt, rows, 20).tolist() == reference_top(debt, rows, 20).tolist()
         debt[ranker.top(debt, rows, 20)[:5]] *= 0.5
     assert spliced == 5 and ranker.threshold is not None
+
+
+def _crash(monkeypatch: pytest.MonkeyPatch, fast: bool) -> tuple[str, str, int, int]:
+    """A reduced eth-crash run with the shortcuts at every size (`fast`) or never: its events and per-block table
+    as text, the splices and the rankings that did not fall back to `plain_top`."""
+    from defistress.agents import borrowers
+    from defistress.sim.experiments.runs import run_scenario
+
+    big = 10**12
+    monkeypatch.setattr(mask_rows, "_MIN_SIZE", 0 if fast else big)
+    monkeypatch.setattr(debt_rank, "_MIN_READY", 0 if fast else big)
+    monkeypatch.setattr(borrowers, "_READY_HEAD", 2 if fast else big)
+    counts = {"splice": 0, "top": 0, "plain": 0}
+
+    def spliced(*a):
+        counts["splice"] += 1
+        return SPLICED(*a)
+
+    def top(self, *a):
+        counts["top"] += 1
+        return TOP(self, *a)
+
+    def plain(*a):
+        counts["plain"] += 1
+        return plain_top(*a)
+
+    monkeypatch.setattr(mask_rows, "_spliced", spliced)
+    monkeypatch.setattr(TopByDebt, "top", top)
+    monkeypatch.setattr(debt_rank, "plain_top", plain)
+    r = run_scenario("eth-crash", seed=3, overrides=['run.duration="5h"', "agents.borrowers.accounts=1500"])
+    monkeypatch.undo()
+    events = r.events.to_csv(index=False, float_format="%r")
+    return (
+        events,
+        r.timeseries.to_csv(index=False, float_format="%r"),
+        counts["splice"],
+        counts["top"] - counts["plain"],
+    )
+
+
+SPLICED, TOP = mask_rows._spliced, TopByDebt.top
+
+
+def test_a_crash_run_is_the_same_with_the_shortcuts_everywhere_and_nowhere(monkeypatch: pytest.MonkeyPatch):
+    fast = _crash(monkeypatch, True)
+    plain = _crash(monkeypatch, False)
+    assert fast[0] == plain[0] and fast[1] == plain[1]
+    assert "liquidation" in plain[0]  # a run with liquidations, not two empty logs
+    assert fast[2] > 100 and fast[3] > 100, "the shortcuts must run in the fast run"
+    assert plain[2] == 0 and plain[3] == 0
