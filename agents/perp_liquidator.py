@@ -151,13 +151,8 @@ class PerpLiquidator(mesa.Agent):
         by account (None where it reverts), the liquidatable accounts ("cand"), free collateral and OI-scaled IMF
         ("free", "imf"), and the ordering of a ready list (("order", ...))."""
         dex = self.dex
-        state = (
-            dex._version,
-            dex.prices().tobytes(),
-            dex.funding_index.tobytes(),
-            dex.insurance_fund_usd(),
-            dex.controlled.tobytes(),
-        )
+        # a preview reads the positions' values (`state_key`) and also the fund and the controlled flags
+        state = dex.state_key() + (dex.insurance_fund_usd(), dex.controlled.tobytes())
         key = f"{_MEMO}:{id(dex)}"
         memo = view.extra.get(key)
         if memo is None or memo["state"] != state:

@@ -185,7 +185,7 @@ class TraderPopulation(mesa.Agent):
             return []
         acc = self.accounts
         dex = self.dex
-        key = (dex._version, dex.prices().tobytes(), dex.funding_index.tobytes())  # what the health factors read
+        key = dex.state_key()  # what the health factors read
         if key == self._alarm_key:  # the same health factors, the dates already set by the last call
             alarmed = self._alarmed
         else:

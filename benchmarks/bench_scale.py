@@ -10,8 +10,10 @@ Method (a shared 2-core machine):
   after each case is recorded beside it.
 - Peak memory: the child's peak resident set (`resource.getrusage(RUSAGE_SELF).ru_maxrss`, KiB on Linux) after the
   run, and the size of the book's arrays (scaled collateral and debt, accounts x assets float64).
-- `--blocks N` below the scenario's 7,200 runs the first N blocks; the crash starts at 2 h (600 blocks), so a run
-  of a few thousand blocks covers the crash and part of the calm after it. `extrapolated_day_cpu_s` is the run's
+- `--blocks N` below the scenario's 7,200 runs the scenario for N blocks (`run.duration`; the same shocks, but the
+  random paths are drawn for the run's length, so the stablecoin's path and any jump differ from the day's first N
+  blocks); the crash starts at 2 h (600 blocks), so a run of a few thousand blocks covers the crash and part of the
+  calm after it. `extrapolated_day_cpu_s` is the run's
   CPU per block x 7,200: an estimate, said as such beside the measured figure.
 - Per-block work of the book is today's dense scan: the health refresh, the metrics' whole-book sums and the scaled
   totals grow with the book (an index by liquidation price was tried and did not pay on this scenario: about a tenth

@@ -279,9 +279,9 @@ class PerpDex(ControlledRows, MarginProtocol):
         self._block_adl_attempts = 0
         self._adl_idle: tuple | None = None  # `_adl_state` at the last deleveraging pass that attempted nothing
         self._version = 0
-        self._cache_key: tuple[bytes, bytes, int] | None = None  # (oracle prices, funding index, state version)
+        self._cache_key: tuple | None = None  # `state_key()` of `_cache`
         self._cache: dict[str, np.ndarray] = {}
-        self._sums_key: tuple[bytes, bytes, int] | None = None  # `_cache_key` of `_sums` (`_book_sums`)
+        self._sums_key: tuple | None = None  # `_cache_key` of `_sums` (`_book_sums`)
         self._sums: tuple = ()
 
     # --- views ------------------------------------------------------------------------------------
@@ -296,10 +296,20 @@ class PerpDex(ControlledRows, MarginProtocol):
     def _touch(self) -> None:
         self._version += 1
 
+    def state_key(self) -> tuple:
+        """A key of everything a position's values (equity, uPnL, funding owed, TMMR, health, OI) read: equal keys,
+        equal values. It covers the oracle prices (USD per unit), the funding index, and the state version
+        `_version`, which stands for the book (sizes, entry notionals, funding snapshots, collateral) and is bumped
+        by `_touch` at each change of it. The margin fractions are fixed at construction and the parameters are
+        frozen (no governance action sets a perp DEX's keys). A change to anything a value reads that the key does
+        not cover must bump `_version`, or memos keyed on this key (`_values`, the deleveraging pass, the perp
+        liquidators' previews, the traders' alarms) go stale."""
+        return (self._version, self.prices().tobytes(), self.funding_index.tobytes())
+
     def _values(self) -> dict[str, np.ndarray]:
-        p = self.prices()
-        key = (p.tobytes(), self.funding_index.tobytes(), self._version)
+        key = self.state_key()
         if key != self._cache_key:
+            p = self.prices()
             pos = self.size
             upnl = pos @ p - self.entry_notional.sum(axis=1)
             funding = ((self.funding_snapshot - self.funding_index) * pos).sum(axis=1)
@@ -899,12 +909,10 @@ class PerpDex(ControlledRows, MarginProtocol):
             self.env.emit(BadDebt(self.env.clock.block, self.id, int(account), self.quote, amount, amount))
 
     def _adl_state(self) -> tuple:
-        """What a deleveraging pass reads: the state version (positions, collateral), oracle prices, funding index,
-        insurance fund, controlled flags, and this block's liquidation limits and attempts."""
-        return (
-            self._version,
-            self.prices().tobytes(),
-            self.funding_index.tobytes(),
+        """What a deleveraging pass reads: `state_key()` (positions, collateral, oracle prices, funding index), the
+        insurance fund, controlled flags, and this block's liquidation limits and attempts (the parameters are
+        frozen: no governance action sets a perp DEX's keys)."""
+        return self.state_key() + (
             self.insurance_fund_usd(),
             self.controlled.tobytes(),
             tuple(self._block_insurance.items()),
