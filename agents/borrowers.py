@@ -14,8 +14,12 @@ from functools import partial
 import mesa
 import numpy as np
 
+from defistress.agents.mask_rows import MaskRows
 from defistress.agents.tx import BlockView, Tx
 from defistress.protocols.events import UserAction
+
+#: `submit` tests at least this many alarmed rows for readiness before the rest (rows)
+_READY_HEAD = 1024
 
 
 class BorrowerPopulation(mesa.Agent):
@@ -97,30 +101,54 @@ class BorrowerPopulation(mesa.Agent):
             or self.accounts.flags.writeable
         ):
             local = np.flatnonzero(self.attentive)
+            local.flags.writeable = False  # strictly increasing and kept: `MaskRows` updates its selection
             att = (self.attentive, self.alarm, self.accounts, local, self.accounts[local], self.alarm[local])
             self._attentive_rows = att
         local, rows, alarm = att[3:]
         if not local.size:
             return []
         hf = self.market.health()
-        alarmed = local[hf[rows] < alarm]
+        # `local[hf[rows] < alarm]`, updated from the last look where the mask flipped (the compaction of a random
+        # mask over tens of thousands of rows cost more than the rest of the scan): agents.mask_rows
+        sel = self.__dict__.get("_alarmed_rows")
+        if sel is None:
+            sel = self._alarmed_rows = MaskRows()
+        last = sel.rows
+        alarmed = sel.select(hf[rows] < alarm, local)
         # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
         # alone (masked writes over 100k rows every block were the cost); when the very rows of the last look are
         # alarmed again (most blocks) none has recovered: each is below its alarm level now
         bs, watch = self.below_since, self._watch
-        same = alarmed.dtype == watch.dtype and alarmed.size == watch.size and alarmed.tobytes() == watch.tobytes()
+        same = alarmed is watch or (
+            alarmed.dtype == watch.dtype and alarmed.size == watch.size and alarmed.tobytes() == watch.tobytes()
+        )
         if watch.size and not same:  # watched rows are attentive ones
-            bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
+            if last is watch and sel.removed is not None:  # the rows of the last look whose entry turned False
+                bs[sel.removed] = -1
+            else:
+                bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
         first = bs[alarmed]
         fresh = first < 0
         if fresh.any():  # newly alarmed, or reset by a repayment (`_repay`)
             first[fresh] = view.block
             bs[alarmed[fresh]] = view.block
         self._watch = alarmed
-        ready = alarmed[(view.block - first >= self.delay_blocks) & (self.wallet[alarmed] > 0)]
+        # `alarmed[(view.block - first >= delay) & (wallet[alarmed] > 0)][:limit]`: the test is elementwise, so it
+        # is applied to a leading slice first, and to the rest only if fewer than `limit` rows of it pass (in a crash
+        # most alarmed rows are ready and the limit binds)
+        limit = self.spec.max_users_per_block
+        head = max(4 * limit, _READY_HEAD)
+        if alarmed.size <= 2 * head:  # a short list: one pass
+            head = alarmed.size
+        a = alarmed[:head]
+        ready = a[(view.block - first[:head] >= self.delay_blocks) & (self.wallet[a] > 0)]
+        if ready.size < limit and alarmed.size > head:
+            a = alarmed[head:]
+            rest = a[(view.block - first[head:] >= self.delay_blocks) & (self.wallet[a] > 0)]
+            ready = np.concatenate([ready, rest])
+        ready = ready[:limit]
         if ready.size == 0:
             return []
-        ready = ready[: self.spec.max_users_per_block]
         txs = []
         for start in range(0, ready.size, self.spec.users_per_tx):
             chunk = ready[start : start + self.spec.users_per_tx]

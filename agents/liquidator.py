@@ -18,8 +18,10 @@ from functools import partial
 import mesa
 import numpy as np
 
+from defistress.agents.debt_rank import TopByDebt
 from defistress.agents.first_seen import FirstSeen
 from defistress.agents.funding import CAPITAL, Funding
+from defistress.agents.mask_rows import MaskRows
 from defistress.agents.tx import GAS_REFILL_SHARE, GWEI, BlockView, Tx, refill_gas
 from defistress.protocols.amm import ConstantProductPool
 from defistress.protocols.lending import (
@@ -288,6 +290,8 @@ class Liquidator(mesa.Agent):
         self.eth_price = eth_price  # callable: USD per ETH now
         self._first_seen = FirstSeen()  # per market: the block each account was first seen unhealthy
         self._idle: dict[str, _Idle] = {}  # per market: the last block-wide skip, while it provably still holds
+        self._rankers: dict[str, TopByDebt] = {}  # per market: the ranking's threshold carried between blocks
+        self._unhealthy: dict[str, MaskRows] = {}  # per market: its unhealthy rows at this liquidator's last look
         self.attempts = 0
 
     def _pool_for(self, sell: str, buy: str):
@@ -350,8 +354,13 @@ class Liquidator(mesa.Agent):
         key = ("candidates", id(m), m._cache_key if isinstance(m, LendingMarket) else None, hf.size)
         rows = memo.get(key) if key[2] is not None else None
         if rows is None:
-            rows = np.flatnonzero(hf < 1.0)
-            rows = rows[~m.controlled[rows]]
+            sel = self._unhealthy.get(m.id)
+            if sel is None:
+                sel = self._unhealthy[m.id] = MaskRows()
+            rows = sel.select(hf < 1.0)  # `np.flatnonzero(hf < 1.0)`, updated where the mask flipped (read-only)
+            controlled = m.controlled
+            if controlled.any():  # rows under a controller are its own to liquidate (with none: no gather)
+                rows = rows[~controlled[rows]]
             rows.flags.writeable = False
             if key[2] is not None:
                 memo[key] = rows
@@ -377,10 +386,10 @@ class Liquidator(mesa.Agent):
                 break
         if top is None:
             _, debt_usd = m.account_usd()
-            top = ready
-            if top.size > k:
-                top = top[np.argpartition(-debt_usd[top], k - 1)[:k]]
-            top = top[np.argsort(-debt_usd[top], kind="stable")]
+            ranker = self._rankers.get(m.id)
+            if ranker is None:
+                ranker = self._rankers[m.id] = TopByDebt()
+            top = ranker.top(debt_usd, ready, k)  # `plain_top`'s rows and order (agents.debt_rank)
             if shared:
                 done.append((ready, top))
         if self._all_hopeless(m, top, view, ledger):  # no pair of any row pays: nothing to plan, whatever the pairs

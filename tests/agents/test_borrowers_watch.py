@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from defistress.agents import borrowers, mask_rows
 from defistress.agents.borrowers import BorrowerPopulation
 from defistress.agents.tx import BlockView
 
@@ -59,10 +60,19 @@ def _population(rng: np.random.Generator, n: int, attentive_share: float) -> Bor
     return pop
 
 
-@pytest.mark.parametrize("seed,attentive_share", [(1, 0.33), (2, 0.9), (3, 0.0)])
-def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(seed: int, attentive_share: float):
+@pytest.mark.parametrize(
+    "seed,attentive_share,limit", [(1, 0.33, 10**9), (2, 0.9, 10**9), (3, 0.0, 10**9), (4, 0.9, 3), (5, 0.5, 1)]
+)
+def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(
+    seed: int, attentive_share: float, limit: int, monkeypatch: pytest.MonkeyPatch
+):
+    """`limit`: users per block (the ready rows past it wait; `submit` tests a leading slice first). The sizes below
+    which the plain compaction is used are lowered so that the small book takes every path."""
+    monkeypatch.setattr(mask_rows, "_MIN_SIZE", 0)
+    monkeypatch.setattr(borrowers, "_READY_HEAD", 2)
     rng = np.random.default_rng(seed)
-    pop = _population(rng, 60, attentive_share)
+    pop = _population(rng, 60 if limit > 60 else 600, attentive_share)
+    pop.spec.max_users_per_block, pop.spec.users_per_tx = limit, 2
     ref = {
         "attentive": pop.attentive,
         "alarm": pop.alarm,
@@ -72,13 +82,14 @@ def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(seed: int, 
         "delay": pop.delay_blocks,
         "watch": np.zeros(0, dtype=np.int64),
     }
+    n = pop.accounts.size
     hf = pop.market.hf
     same_rows = changed_rows = acted = 0
     prev: list = []
     for block in range(300):
         if block in (100, 200):  # new alarm levels, then who is attentive (new arrays, the second one writeable)
             key = "alarm" if block == 100 else "attentive"
-            new = rng.uniform(1.0, 1.2, 60) if block == 100 else rng.random(60) < attentive_share
+            new = rng.uniform(1.0, 1.2, n) if block == 100 else rng.random(n) < attentive_share
             setattr(pop, key, new)
             ref[key] = new
             if block == 100:
@@ -86,7 +97,7 @@ def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(seed: int, 
         if rng.random() < 0.7:  # most blocks nothing crosses an alarm level; some blocks health moves
             hf *= np.exp(rng.normal(0.0, 0.02, hf.size))
         txs = pop.submit(BlockView(block, 12.0 * block, 1.0, {}))
-        want = reference_ready(ref, hf, block)
+        want = reference_ready(ref, hf, block)[:limit]
         got = np.concatenate([tx.action.args[0] for tx in txs]) if txs else np.zeros(0, dtype=np.int64)
         assert got.tolist() == want.tolist()
         assert pop.below_since.tolist() == ref["below_since"].tolist()

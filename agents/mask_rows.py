@@ -1,0 +1,94 @@
+"""The rows a boolean mask selects, kept from one block to the next and updated where the mask flipped (issue 14).
+
+`np.flatnonzero(mask)` (or `base[mask]`) over a random mask of 100,000 rows costs a few hundred microseconds: the
+compaction branches on every entry. Between two blocks the liquidators' unhealthy mask and the borrowers' alarm
+mask flip at a few rows, so `MaskRows` finds those (`last != mask`, a sparse scan) and removes and inserts them in
+the sorted rows of the last call.
+
+The result is the very array the compaction gives: with `base` strictly increasing (or None: the positions
+themselves) the rows of a mask are a strictly increasing array, one per set of selected positions; removing the
+values whose entry turned False (each is in the last rows, found by binary search) and inserting in order those
+whose entry turned True (none is in them) gives that set, sorted. Unchanged masks return the last array itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: above this many flipped entries the plain compaction (one pass) is cheaper than splicing slices
+_MAX_FLIPPED = 64
+#: below this many entries the plain compaction is about as cheap as finding the flips (measured at 10,000 accounts)
+_MIN_SIZE = 16_384
+
+
+def _spliced(rows: np.ndarray, gone: np.ndarray, add: np.ndarray) -> np.ndarray:
+    """`rows` (strictly increasing) without the values `gone` (each in it) and with the values `add` (none in it),
+    sorted: the slices between the edits, concatenated (`np.delete` and `np.insert` build an (n,) mask each)."""
+    # each edit at its position in `rows`: a removal of rows[p], or an insertion before rows[p] (before a removal
+    # at the same position: the inserted value is below rows[p]); insertions at one position in increasing order
+    edits = sorted(
+        [(p, 0, v) for p, v in zip(np.searchsorted(rows, add).tolist(), add.tolist())]
+        + [(p, 1, 0) for p in np.searchsorted(rows, gone).tolist()]
+    )
+    pieces, cur = [], 0
+    for p, kind, v in edits:
+        if p > cur:
+            pieces.append(rows[cur:p])
+            cur = p
+        if kind == 0:
+            pieces.append(np.array([v], dtype=rows.dtype))
+        else:
+            cur = p + 1
+    pieces.append(rows[cur:])
+    out = np.concatenate(pieces)
+    out.flags.writeable = False
+    return out
+
+
+class MaskRows:
+    """`np.flatnonzero(mask)` (`base` None) or `base[mask]` (`base` strictly increasing, kept by identity), read-only,
+    updated from the last call's mask when the base is the same object and the shape the same."""
+
+    __slots__ = ("base", "mask", "rows", "removed")
+
+    def __init__(self) -> None:
+        self.base: np.ndarray | None = None
+        self.mask: np.ndarray | None = None
+        self.rows: np.ndarray | None = None
+        #: after `select`: the values of the last call's rows that it dropped (their entry turned False), or None
+        #: when it compacted the mask afresh
+        self.removed: np.ndarray | None = None
+
+    def select(self, mask: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+        """The selected rows (read-only). `mask` is kept (made read-only) for the next call: pass a fresh array."""
+        last, rows = self.mask, self.rows
+        if (
+            last is None
+            or rows is None
+            or self.base is not base
+            or last.shape != mask.shape
+            or mask.size < _MIN_SIZE
+            or mask.dtype != np.bool_
+            or (base is not None and base.flags.writeable)
+        ):
+            rows, removed = self._plain(mask, base), None
+        else:
+            flip = np.flatnonzero(last != mask)
+            if flip.size > _MAX_FLIPPED:
+                rows, removed = self._plain(mask, base), None
+            else:
+                on = mask[flip]
+                vals = flip if base is None else base[flip]
+                removed = vals[~on]
+                if flip.size:
+                    rows = _spliced(rows, removed, vals[on])
+        self.removed = removed
+        mask.flags.writeable = False
+        self.base, self.mask, self.rows = base, mask, rows
+        return rows
+
+    @staticmethod
+    def _plain(mask: np.ndarray, base: np.ndarray | None) -> np.ndarray:
+        rows = np.flatnonzero(mask) if base is None else base[mask]
+        rows.flags.writeable = False
+        return rows
