@@ -60,14 +60,17 @@ class MaskRows:
         self.removed: np.ndarray | None = None
 
     def select(self, mask: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
-        """The selected rows (read-only). `mask` is kept (made read-only) for the next call: pass a fresh array."""
+        """The selected rows (read-only). A mask of `_MIN_SIZE` entries or more is kept (made read-only) for the next
+        call: pass a fresh array."""
+        if mask.size < _MIN_SIZE:  # a small mask: the plain compaction, nothing kept (checked first: cheapest)
+            self.base = self.mask = self.rows = self.removed = None
+            return self._plain(mask, base)
         last, rows = self.mask, self.rows
         if (
             last is None
             or rows is None
             or self.base is not base
             or last.shape != mask.shape
-            or mask.size < _MIN_SIZE
             or mask.dtype != np.bool_
             or (base is not None and base.flags.writeable)
         ):
