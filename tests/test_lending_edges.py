@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
+from defistress.protocols import lending as lending_module
 from defistress.protocols.base import Env, FixedPrice, Revert
 from defistress.protocols.events import BadDebt
 from defistress.protocols.lending import AssetParams, LendingMarket
@@ -24,6 +25,15 @@ ISO = AssetParams("ISO", 0.50, 0.60, 0.10, debt_ceiling=1_000_000.0)
 STABLES = EModeCategory(1, 0.93, 0.95, 0.01, "Stablecoins")
 PRICES = {"ETH": 2_000.0, "BTC": 60_000.0, "USDC": 1.0, "DAI": 1.0, "ISO": 10.0}
 LIQ = "liq"
+
+
+@pytest.fixture(autouse=True)
+def _keep_path_on_small_books(monkeypatch):
+    """The side-keeping refresh runs on books of `_KEEP_MIN_ACCOUNTS` accounts or more (below, both sides are
+    recomputed whole: the same values): these tests' books are small, so the gate is lowered to take that path."""
+    monkeypatch.setattr(lending_module, "_KEEP_MIN_ACCOUNTS", 0)
+
+
 YEAR = 365.0 * 86400.0  # seconds
 
 
@@ -1767,3 +1777,19 @@ def test_an_emode_row_touched_before_interest_keeps_its_category_terms():
     m.accrue(3_600.0)
     debt_usd = m.debt_scaled[a, 2] * m.borrow_index[2]  # USDC at 1 USD
     assert m.health()[a] == pytest.approx(1_000 * 0.95 / debt_usd, rel=1e-14)
+
+
+def test_a_price_move_on_held_collateral_with_a_zero_threshold_moves_its_value():
+    """DAI counts for nothing in the health factor (threshold 0) but is held: its weighted price stays 0 when its
+    price moves, its plain price does not, so its holders' collateral value must move (2,000 USD of ETH + 500 DAI
+    at 1.0, then at 0.9: 2,500 then 2,450 USD; the health factor reads only ETH: 2,000 x 0.825 / 1,000 = 1.65)."""
+    m, o = market(DAI={"ltv": 0.0, "liquidation_threshold": 0.0})
+    place(m, {"ETH": 1.0, "DAI": 500.0}, {"USDC": 1_000.0})  # a genesis book: no collateral flags, the plain path
+    assert m._coll_on is None
+    coll, _ = m.account_usd()
+    assert coll[0] == pytest.approx(2_500.0, rel=1e-12)
+    o["DAI"].price = 0.9
+    coll, debt = m.account_usd()
+    assert coll[0] == pytest.approx(2_450.0, rel=1e-12) and debt[0] == pytest.approx(1_000.0, rel=1e-12)
+    assert m.health()[0] == pytest.approx(1.65, rel=1e-12)
+    assert_values(m)
