@@ -1793,3 +1793,19 @@ def test_a_price_move_on_held_collateral_with_a_zero_threshold_moves_its_value()
     assert coll[0] == pytest.approx(2_450.0, rel=1e-12) and debt[0] == pytest.approx(1_000.0, rel=1e-12)
     assert m.health()[0] == pytest.approx(1.65, rel=1e-12)
     assert_values(m)
+
+
+def test_a_book_with_collateral_flags_is_refreshed_whole_when_an_unheld_price_moves():
+    """Collateral flags (DAI, threshold 0, is supplied but not enabled) leave the side-keeping refresh: a flagged
+    row touched in the same refresh as a move of ISO (held by nobody) still leaves its DAI out (2,000 USD of ETH,
+    then 900 USDC owed after repaying 100)."""
+    m, o = market(DAI={"ltv": 0.0, "liquidation_threshold": 0.0})
+    a = open_account(m, {"ETH": 1.0, "DAI": 500.0}, {"USDC": 1_000.0})
+    assert m._coll_on is not None and not m._coll_on[a, m.idx["DAI"]]
+    assert m.account_usd()[0][a] == pytest.approx(2_000.0, rel=1e-12)
+    m.repay("user", np.array([a]), "USDC", np.array([100.0]))  # the flagged row is pending
+    assert m._pending_rows is not None
+    o["ISO"].price = 12.0  # nobody holds or owes ISO
+    coll, debt = m.account_usd()
+    assert coll[a] == pytest.approx(2_000.0, rel=1e-12) and debt[a] == pytest.approx(900.0, rel=1e-12)
+    assert m.health()[a] == pytest.approx(2_000.0 * 0.825 / 900.0, rel=1e-12)
