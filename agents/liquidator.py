@@ -88,6 +88,52 @@ _IDLE_MARGIN = 1e-8
 _IDLE_PYTHON_PAIRS = 64
 
 
+def _group_bounds(
+    rho_idx: np.ndarray, proceeds: np.ndarray, cost: np.ndarray, n_groups: int
+) -> list[tuple[int, float, float, float]] | None:
+    """Per debt asset g of an anchor's screened pairs: (g, max(P0 - C0), max P0, max C0), the pairs' proceeds P0
+    and cost C0 (USD) as floats, for `_groups_skip`; None unless every figure is finite."""
+    if not (np.isfinite(proceeds).all() and np.isfinite(cost).all()):
+        return None
+    out = []
+    for g in range(n_groups):
+        sel = rho_idx == g
+        if sel.any():
+            p0, c0 = proceeds[sel], cost[sel]
+            out.append((g, float((p0 - c0).max()), float(p0.max()), float(c0.max())))
+    return out
+
+
+def _groups_skip(
+    groups: list[tuple[int, float, float, float]],
+    rho: list[float],
+    up: float,
+    r_min: float,
+    r_max: float,
+    gas_usd: float,
+    min_profit: float,
+) -> bool:
+    """A bound of `_Idle.still`'s per-pair bounds by one figure per debt asset: True only if every pair's bound
+    passes, so the verdict is the same as the per-pair check's, at the cost of a few pairs (issue 14).
+
+    For a pair (P0, C0) of debt asset g with rho = rho[g] > 0 and up >= r_max >= r_min > 0, in exact arithmetic:
+    rho up P0 - rho r_min C0 = rho (up (P0 - C0) + (up - r_min) C0) <= rho up D + rho (up - r_min) C with
+    D = max (P0 - C0), C = max C0 over the asset's pairs, and the pair's size rho up P0 + rho r_max C0 + |gas| is at
+    most S = rho up P + rho r_max C + |gas| (P = max P0). So the pair's bound is at most
+    F = rho up D + rho (up - r_min) C - gas + 1e-9 S + 1e-9 + margin (S + 1). This checks F + margin (S + 1) <= the
+    minimum profit: the extra margin (1e-8 of the amounts) is far above the rounding of F here and of the pair's
+    bound there (a few ulps of S), so if it passes every pair's bound passes as `still` computes it."""
+    g_abs = abs(gas_usd)
+    slack = up - r_min  # >= 0: up >= r_min, and float subtraction keeps the sign
+    for g, d, p, c in groups:
+        r = rho[g]
+        size = r * up * p + r * r_max * c + g_abs
+        bound = r * up * d + r * slack * c - gas_usd + 1e-9 * size + 1e-9 + 2.0 * _IDLE_MARGIN * (size + 1.0)
+        if not bound <= min_profit:  # NaN: no
+            return False
+    return True
+
+
 class _Idle:
     """A block-wide skip (`Liquidator._all_hopeless`) carried to later blocks while it provably holds, without
     screening again: at 1,000 accounts the crash leaves the same few unhealthy rows, none worth liquidating, for
@@ -139,6 +185,7 @@ class _Idle:
         "pcc",
         "rho_idx",
         "pairs",
+        "groups",
         "verdict",
     )
     inputs: tuple
@@ -157,6 +204,7 @@ class _Idle:
     pcc: np.ndarray  # (3, pairs): the anchor's proceeds, cost and cost again, USD
     rho_idx: np.ndarray  # position of each pair's debt asset in `ref_assets`
     pairs: list[tuple[int, float, float]]  # per pair: (`rho_idx`, proceeds, cost) as Python numbers
+    groups: list[tuple[int, float, float, float]] | None  # per debt asset: `_group_bounds`
     verdict: _Screened
 
     @staticmethod
@@ -214,6 +262,7 @@ class _Idle:
             )
         self.pcc, self.rho_idx = np.stack([proceeds, cost, cost]), np.searchsorted(np.array(used), dj)
         self.pairs = list(zip(self.rho_idx.tolist(), proceeds.tolist(), cost.tolist()))
+        self.groups = _group_bounds(self.rho_idx, proceeds, cost, len(used))
         self.verdict = verdict
         return self
 
@@ -227,9 +276,9 @@ class _Idle:
             or m.prices().tobytes() != self.prices
             or self._static_inputs(m, view, liq) != self.inputs
             or (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes()) != self.terms
-            or m.coll_scaled[top].tobytes() != self.coll
-            or m.debt_scaled[top].tobytes() != self.debt
-            or (m.health()[self.pair_rows] > CLOSE_FACTOR_HF_THRESHOLD).tobytes() != self.hf_high
+            or m.coll_scaled.take(top, axis=0).tobytes() != self.coll  # `take`: the rows `[top]` gathers, cheaper
+            or m.debt_scaled.take(top, axis=0).tobytes() != self.debt
+            or (m.health().take(self.pair_rows) > CLOSE_FACTOR_HF_THRESHOLD).tobytes() != self.hf_high
         ):
             return None
         # the anchor's indices are finite and > 0: these are numpy's quotients, without its error state
@@ -249,6 +298,8 @@ class _Idle:
         if not (all(0.0 < r < math.inf for r in rho_assets) and math.isfinite(gas_usd)):
             return None
         up, mp = max(r_max, 1.0), liq.spec.min_profit_usd
+        if self.groups is not None and _groups_skip(self.groups, rho_assets, up, r_min, r_max, gas_usd, mp):
+            return self.verdict.scaled(r_max * (1 + _IDLE_MARGIN))  # every pair's bound below passes too (see there)
         # rho up P0, rho r_min C0 and rho r_max C0 per pair: the factors are the float products of the per-asset rho
         # (what numpy's elementwise products of the pairs' rho give)
         a, b, c = [r * up for r in rho_assets], [r * r_min for r in rho_assets], [r * r_max for r in rho_assets]
