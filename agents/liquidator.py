@@ -410,7 +410,7 @@ class Liquidator(mesa.Agent):
                 sel = self._unhealthy[m.id] = MaskRows()
             rows = sel.select(hf < 1.0)  # `np.flatnonzero(hf < 1.0)`, updated where the mask flipped (read-only)
             controlled = m.controlled
-            if controlled.any():  # rows under a controller are its own to liquidate (with none: no gather)
+            if np.count_nonzero(controlled):  # rows under a controller are its own to liquidate (none: no gather)
                 rows = rows[~controlled[rows]]
             rows.flags.writeable = False
             if key[2] is not None:
@@ -631,42 +631,48 @@ class Liquidator(mesa.Agent):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`_hopeless`'s figures with `avail_by_asset` (A,) tokens available per debt asset: (skip, cap, rows
         screened). `figures`, if given, receives the screened rows' intermediate figures (`_Idle` keeps them)."""
-        out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         screened = coll_idx >= 0
         if m._coll_on is not None or m._emode is not None:  # rows under the account model are not screened
             screened &= ~np.isin(ready, m._special_rows(ready))
-        if not screened.any():
-            return out, cover, screened
         plain = screened
-        ready, ci, dj = ready[plain], coll_idx[plain], debt_idx[plain]  # the pair `_plan` is given
-        p, ref = m.prices(), view.reference
-        # max_debt_to_cover, vectorised
-        reserve_debt = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
-        hf = m.health()[ready]
-        if m.rule == "aave-v3.0":
-            cap = reserve_debt * np.where(hf > CLOSE_FACTOR_HF_THRESHOLD, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
+        n_plain = int(np.count_nonzero(screened))
+        if n_plain == 0:
+            return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf), screened
+        every = n_plain == ready.size  # every row screened (most calls): the rows and pairs as given, no gathers
+        if not every:
+            ready, ci, dj = ready[plain], coll_idx[plain], debt_idx[plain]  # the pair `_plan` is given
         else:
-            reserve_coll_usd = m.coll_scaled[ready, ci] * m.liq_index[ci] * p[ci]
-            half = (
-                (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
-                & (reserve_debt * p[dj] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
-                & (hf > CLOSE_FACTOR_HF_THRESHOLD)
-            )
-            _, debt_total_usd = m.account_usd()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                halved = np.minimum(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * debt_total_usd[ready] / p[dj])
-            cap = np.where(half, halved, reserve_debt)
+            ci, dj = coll_idx, debt_idx
+        p, ref = m.prices(), view.reference
+        p_debt, p_coll = p[dj], p[ci]  # each gathered once: the same values wherever they are used
+        hf = m.health()[ready]
+        hf_high = hf > CLOSE_FACTOR_HF_THRESHOLD
         # what the funding makes available before anything is committed, per debt asset
         avail = np.asarray(avail_by_asset, dtype=float)[dj]
-        # preview, vectorised
         bonus = m.bonus[ci]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # max_debt_to_cover, vectorised
+            reserve_debt = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
+            balance = m.coll_scaled[ready, ci] * m.liq_index[ci]  # collateral tokens of the pair's reserve
+            if m.rule == "aave-v3.0":
+                cap = reserve_debt * np.where(hf_high, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
+            else:
+                reserve_coll_usd = balance * p_coll
+                reserve_debt_usd = reserve_debt * p_debt
+                half = (
+                    (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                    & (reserve_debt_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                    & hf_high
+                )
+                _, debt_total_usd = m.account_usd()
+                halved = np.minimum(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * debt_total_usd[ready] / p_debt)
+                cap = np.where(half, halved, reserve_debt)
+            # preview, vectorised
             repay = np.minimum(avail, cap)
-            balance = m.coll_scaled[ready, ci] * m.liq_index[ci]
-            seized = repay * p[dj] / p[ci] * bonus
+            seized = repay * p_debt / p_coll * bonus
             over = seized > balance
             seized = np.where(over, balance, seized)
-            repay = np.where(over, balance * p[ci] / p[dj] / bonus, repay)
+            repay = np.where(over, balance * p_coll / p_debt / bonus, repay)
             seized = seized - (seized - seized / bonus) * m.fee[ci]  # to the liquidator, after the protocol fee
             # the flash loan and its fee (agents.funding)
             if self.funding.mode == "capital":
@@ -685,12 +691,17 @@ class Liquidator(mesa.Agent):
         gross = proceeds - cost - gas_usd
         slack = 1e-9 * (np.abs(proceeds) + np.abs(cost) + abs(gas_usd)) + 1e-9
         # NaN compares False: planned
-        out[plain] = (gross + slack <= self.spec.min_profit_usd) | (avail <= 0)
-        cover[plain] = cap
+        skip = (gross + slack <= self.spec.min_profit_usd) | (avail <= 0)
+        if every:
+            out, cover = skip, cap
+        else:
+            out, cover = np.zeros(plain.size, dtype=bool), np.full(plain.size, np.inf)
+            out[plain] = skip
+            cover[plain] = cap
         if figures is not None:
-            figures.update(proceeds=proceeds, cost=cost, hf_high=hf > CLOSE_FACTOR_HF_THRESHOLD, rows=ready)
+            figures.update(proceeds=proceeds, cost=cost, hf_high=hf_high, rows=ready)
             if m.rule != "aave-v3.0":
-                figures.update(coll_usd=reserve_coll_usd, debt_usd=reserve_debt * p[dj])
+                figures.update(coll_usd=reserve_coll_usd, debt_usd=reserve_debt_usd)
         return out, cover, plain
 
     def _still_hopeless(self, ledger, debt: str, committed: dict[str, float], cap: float) -> bool:
@@ -711,8 +722,9 @@ class Liquidator(mesa.Agent):
         """`_sale_value` of each row's seized collateral (`amount` tokens of asset ci sold for asset dj), USD."""
         ref = view.reference
         out = np.empty(amount.size)
-        for i, j in set(zip(ci.tolist(), dj.tolist())):  # disjoint row sets: their order does not matter
-            rows = (ci == i) & (dj == j)
+        groups = set(zip(ci.tolist(), dj.tolist()))
+        for i, j in groups:  # disjoint row sets: their order does not matter
+            rows = (ci == i) & (dj == j) if len(groups) > 1 else slice(None)  # one pair for all: every row
             coll, debt = m.assets[i], m.assets[j]
             x = amount[rows]
             if i == j:
