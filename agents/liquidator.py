@@ -465,9 +465,16 @@ class Liquidator(mesa.Agent):
             key = ("pairs", id(m), m._cache_key, ready.tobytes())
             hit = memo.get(key)
             if hit is None:
-                coll_idx, debt_idx, _, cap_max = m.liquidation_pairs_and_caps(ready)
+                # this liquidator's own search first: where its budget covers every cap these are the pairs of no
+                # budget (`repay = min(cap, budget)` is the cap), kept for the others; where it binds, its pairs as
+                # `best_liquidation_pairs(ready, budget)` gives them, in one search instead of two (issue 14)
+                coll_idx, debt_idx, _, cap_max = m.liquidation_pairs_and_caps(ready, np.array(avail) * m.prices())
+                caps = cap_max.tolist()
+                if not all(a * q >= c for a, q, c in zip(avail, m.prices().tolist(), caps)):
+                    return coll_idx, debt_idx
                 coll_idx.flags.writeable = debt_idx.flags.writeable = False
-                hit = memo[key] = (coll_idx, debt_idx, cap_max.tolist())
+                memo[key] = (coll_idx, debt_idx, caps)
+                return coll_idx, debt_idx
             coll_idx, debt_idx, cap_max = hit
             # the budget (tokens x oracle price, USD) binds somewhere, or a cap is undefined (NaN compares False):
             # float products and comparisons one by one, as `budget >= cap_max` over the arrays makes them
