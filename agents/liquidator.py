@@ -455,7 +455,8 @@ class Liquidator(mesa.Agent):
 
         On a LendingMarket the pairs without a budget are computed once per block and rows and shared by the
         liquidators of the block (in `view.extra`); a liquidator whose budget covers every row's close-factor cap
-        gets exactly those pairs, any other computes its own."""
+        gets exactly those pairs, any other computes its own. The first search of a block is made with the searching
+        liquidator's budget: the pairs without a budget where it covers every cap (then kept), its own where not."""
         if hasattr(m, "best_liquidation_pairs"):
             avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
             if view is None or not isinstance(m, LendingMarket):
