@@ -796,10 +796,10 @@ class Liquidator(mesa.Agent):
         memo = view.extra.setdefault(_MEMO, {})
         key = ("preview", id(m), m._cache_key, a, coll, debt)
         hit = memo.get(key)
-        if hit is None:
-            hit = memo[key] = (m.max_debt_to_cover(a, debt, coll), m.preview(a, coll, debt, np.inf))
+        if hit is None:  # the cap computed once for both (`preview` computes it again otherwise)
+            hit = memo[key] = m.cap_and_preview(a, coll, debt, np.inf)
         cap, unlimited = hit
-        return unlimited if amount >= cap else m.preview(a, coll, debt, amount)
+        return unlimited if amount >= cap else m.preview_within(a, coll, debt, amount, cap)
 
     def _sale_value(self, coll: str, debt: str, amount: float, ref: dict, view) -> float:
         """USD value of `amount` of seized collateral where this liquidator would sell it."""

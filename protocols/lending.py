@@ -871,9 +871,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
         (USD, (A,); NaN where undefined): any budget at least this large gives the same pairs as no budget."""
         rows = np.atleast_1d(np.asarray(rows))
         r, n_a = rows.size, len(self.assets)
-        ci, dj, best = np.full(r, -1), np.full(r, -1), np.full(r, -np.inf)
         if r == 0:
-            return ci, dj, best, np.zeros(n_a)
+            return np.full(0, -1), np.full(0, -1), np.full(0, -np.inf), np.zeros(n_a)
         p = self.prices()
         v = self._account_values()
         if self._emode is None:  # every row on the reserves' own terms: (A,) vectors broadcast over the rows
@@ -890,28 +889,29 @@ class LendingMarket(ControlledRows, MarginProtocol):
         coll = self._counted_collateral(rows) * self.liq_index * price * (lt > 0)
         debt = self.debt_scaled[rows] * self.borrow_index * price
         hf = v["hf"][rows]
+        coll3, debt3 = coll[:, :, None], debt[:, None, :]  # (r, A, 1) collateral and (r, 1, A) debt, views
         if self.rule == "aave-v3.0":
             cf = np.where(hf > CLOSE_FACTOR_HF_THRESHOLD, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
             cap = np.broadcast_to((debt * cf[:, None])[:, None, :], (r, n_a, n_a))
         else:
-            big = (coll[:, :, None] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD) & (
-                debt[:, None, :] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
-            )
+            big = (coll3 >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD) & (debt3 >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
             half = np.minimum(debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * v["debt_usd"][rows][:, None])
-            cap = np.where(big & (hf > CLOSE_FACTOR_HF_THRESHOLD)[:, None, None], half[:, None, :], debt[:, None, :])
+            cap = np.where(big & (hf > CLOSE_FACTOR_HF_THRESHOLD)[:, None, None], half[:, None, :], debt3)
         cap_max = cap.max(axis=(0, 1))  # NaN where any cap is
         repay = cap if budget_usd is None else np.minimum(cap, np.asarray(budget_usd, float)[None, None, :])
         b = bonus[:, :, None]
-        seized = np.minimum(repay * b, coll[:, :, None])
-        repay = np.where(repay * b > coll[:, :, None], coll[:, :, None] / b, repay)
+        owed = repay * b  # the seizure the repayment asks for, USD (computed once: the same floats twice)
+        seized = np.minimum(owed, coll3)
+        repay = np.where(owed > coll3, coll3 / b, repay)
         fee = (seized - seized / b) * self.fee[None, :, None]
         profit = seized - fee - repay
-        ok = (coll[:, :, None] > 0) & (debt[:, None, :] > 0) & (repay > 0)
+        ok = (coll3 > 0) & (debt3 > 0) & (repay > 0)
         profit = np.where(ok, profit, -np.inf).reshape(r, -1)
         k = profit.argmax(axis=1)
         best = profit[np.arange(r), k]
         has = np.isfinite(best)
-        ci[has], dj[has] = (k // n_a)[has], (k % n_a)[has]
+        ci = np.where(has, k // n_a, -1)
+        dj = np.where(has, k % n_a, -1)
         return ci, dj, best, cap_max
 
     # --- liquidation -------------------------------------------------------------------------------
@@ -923,6 +923,13 @@ class LendingMarket(ControlledRows, MarginProtocol):
         """Close-factor cap on the debt repayable in one call (token units), per the chosen rule. Under v3.3
         the $2,000 test applies to the collateral reserve being seized (all collateral if none is named)."""
         j = self.idx[debt_asset]
+        if self.rule == "aave-v3.0" or collateral_asset is None:
+            return self._max_debt_to_cover(account, j, None, None)
+        return self._max_debt_to_cover(account, j, self.idx[collateral_asset], None)
+
+    def _max_debt_to_cover(self, account: int, j: int, i: int | None, price: np.ndarray | None) -> float:
+        """`max_debt_to_cover` of debt asset `j` and collateral asset `i` (None: all collateral); `price`: the
+        account's liquidation prices (`_row_terms(account).price`) if the caller has them, else looked up."""
         v = self._account_values()
         hf = v["hf"][account]
         reserve_debt = cast(float, self._balance(self.debt_scaled[account, j] * self.borrow_index[j], j))
@@ -930,11 +937,10 @@ class LendingMarket(ControlledRows, MarginProtocol):
             cf = DEFAULT_LIQUIDATION_CLOSE_FACTOR if hf > CLOSE_FACTOR_HF_THRESHOLD else 1.0
             # v3.0.2 LiquidationLogic._calculateDebt: userVariableDebt.percentMul(closeFactor), half up to a base unit
             return cast(float, self._balance(np.multiply(reserve_debt, cf), j))
-        p = self._row_terms(account).price
-        if collateral_asset is None:
+        p = self._row_terms(account).price if price is None else price
+        if i is None:
             reserve_coll_usd = v["coll_usd"][account]
         else:  # aave-v3.3 LiquidationLogic: userReserveCollateralInBaseCurrency
-            i = self.idx[collateral_asset]
             reserve_coll_usd = self.coll_scaled[account, i] * self.liq_index[i] * p[i]
         if (
             reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
@@ -947,10 +953,32 @@ class LendingMarket(ControlledRows, MarginProtocol):
     def preview(self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float) -> Preview:
         """Amounts a liquidation would move now (LiquidationLogic._calculateAvailableCollateralToLiquidate), with the
         e-mode bonus and price source when the account's category covers the assets (_getConfigurationData)."""
+        return self.cap_and_preview(account, collateral_asset, debt_asset, debt_to_cover)[1]
+
+    def cap_and_preview(
+        self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float
+    ) -> tuple[float, Preview]:
+        """(`max_debt_to_cover(account, debt_asset, collateral_asset)`, `preview(...)`), the cap computed once."""
         i, j = self.idx[collateral_asset], self.idx[debt_asset]
         t = self._row_terms(account)
-        p, bonus = t.price, t.bonus
-        debt = min(debt_to_cover, self.max_debt_to_cover(account, debt_asset, collateral_asset))
+        if type(self).max_debt_to_cover is LendingMarket.max_debt_to_cover:
+            cap = self._max_debt_to_cover(account, j, i, t.price)
+        else:  # a subclass's own cap
+            cap = self.max_debt_to_cover(account, debt_asset, collateral_asset)
+        return cap, self._preview(account, i, j, t.price, t.bonus, min(debt_to_cover, cap))
+
+    def preview_within(
+        self, account: int, collateral_asset: str, debt_asset: str, debt_to_cover: float, cap: float
+    ) -> Preview:
+        """`preview(...)` given `cap`, the account's `max_debt_to_cover(account, debt_asset, collateral_asset)` in
+        the market's current state (as `cap_and_preview` returned it): the same figures without recomputing it."""
+        i, j = self.idx[collateral_asset], self.idx[debt_asset]
+        t = self._row_terms(account)
+        return self._preview(account, i, j, t.price, t.bonus, min(debt_to_cover, cap))
+
+    def _preview(self, account: int, i: int, j: int, p: np.ndarray, bonus: np.ndarray, debt: float) -> Preview:
+        """`preview` of a repayment of `debt` tokens (within the close-factor cap) with the account's liquidation
+        prices `p` and bonus factors `bonus` (A,)."""
         coll_balance = cast(float, self._balance(self.coll_scaled[account, i] * self.liq_index[i], i))
         seized = debt * p[j] / p[i] * bonus[i]
         if seized > coll_balance:
