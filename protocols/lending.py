@@ -872,7 +872,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         rows = np.atleast_1d(np.asarray(rows))
         r, n_a = rows.size, len(self.assets)
         if r == 0:
-            return np.full(0, -1), np.full(0, -1), np.full(0, -np.inf), np.zeros(n_a)
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0), np.zeros(n_a)
         p = self.prices()
         v = self._account_values()
         if self._emode is None:  # every row on the reserves' own terms: (A,) vectors broadcast over the rows

@@ -292,3 +292,13 @@ def test_a_subclass_cap_is_the_one_preview_uses():
     assert cap == 100.0 and pv.debt_to_repay == 100.0
     assert pv.collateral_seized == pytest.approx(104.5 / 1_800.0, rel=1e-12)
     assert m.preview(0, "ETH", "USDC", np.inf).debt_to_repay == 100.0
+
+
+def test_v30_cap_does_not_read_the_collateral_named_and_v33_refuses_an_unknown_one():
+    """Under v3.0 the cap is the reserve debt times the close factor whatever collateral is named (as before);
+    v3.3 reads the named reserve, so an unknown name is an error."""
+    m = crafted("aave-v3.0")
+    # row 5: 10,000 USDC of debt, HF = (20,000 · 0.825 + 5,000 · 0.80) / 19,000 = 1.08 > 0.95: half, 5,000 USDC
+    assert m.max_debt_to_cover(5, "USDC", "NOPE") == m.max_debt_to_cover(5, "USDC") == 5_000.0
+    with pytest.raises(KeyError):
+        crafted("aave-v3.3").max_debt_to_cover(5, "USDC", "NOPE")
