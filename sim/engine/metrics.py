@@ -136,7 +136,7 @@ class Recorder:
             names = col.get(("protocol", pid))
             if names is None:  # the metrics' columns by metric name, then the liquidation count and volume
                 names = col[("protocol", pid)] = ({}, f"{pid}_liquidations", f"{pid}_liquidation_volume_usd")
-            metric_names = names[0]
+            metric_names: dict[str, str] = names[0]
             for k, v in proto.metrics().items():
                 name = metric_names.get(k)
                 if name is None:
