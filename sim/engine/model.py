@@ -221,26 +221,12 @@ class StressModel(mesa.Model):
         for h in self.hooks["block_end"]:
             h(self)
 
-    def _step_counted(self) -> Callable[[], None]:
-        """What `run` calls each block: `step` itself, unless it is Mesa's wrapper of `StressModel.step` (it counts
-        `steps` and formats a log line each block, ~2 us): then the block and the count, without the line."""
-        wrapped, block = getattr(self, "_wrapped_step", None), getattr(self, "_user_step", None)
-        if wrapped is None or block is None or self.step != wrapped:  # replaced on the instance (e.g. timed): as is
-            return self.step
-
-        def counted() -> None:
-            self.steps += 1
-            block()
-
-        return counted
-
     # --- the run -------------------------------------------------------------------------------------
     def run(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Step every block of the scenario; `progress(done, total)` is called now and then."""
         every = max(self.n_blocks // 100, 1)
-        step = self._step_counted()
         while self.env.clock.block < self.n_blocks:
-            step()
+            self.step()
             if progress is not None and (self.env.clock.block % every == 0 or self.env.clock.block == self.n_blocks):
                 progress(self.env.clock.block, self.n_blocks)
         for h in self.hooks["run_end"]:
