@@ -25,6 +25,7 @@ import numpy.typing as npt
 from defistress.protocols.margin import exact as fx
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks
 from defistress.protocols.margin.exact import conf_factor
+from defistress.protocols.margin.group_sum import GroupSums
 from defistress.protocols.margin.portfolio import (
     CALL,
     FUTURE,
@@ -468,12 +469,13 @@ class ScenarioPM:
         return self._underlying(pf, mkt, u, self.params_for(underlying)).pnl
 
 
+_GROUP_SUMS = GroupSums()  # the groupings' sparse matrices, shared by every model (keyed by the grouping's bytes)
+
+
 def _grid_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
-    """(R, n) sums of each row of w (R, k) over the groups idx (k,), in one bincount over the flattened rows: each
-    bin adds its members in the same order as a bincount of that row alone (bit-identical)."""
-    flat = (np.arange(w.shape[0], dtype=np.int64)[:, None] * n + idx[None, :]).ravel()
-    sums = np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n).reshape(w.shape[0], n)
-    return np.asarray(sums, dtype=np.float64)  # weighted: already float64 (no copy)
+    """(R, n) sums of each row of w (R, k) over the groups idx (k,): each bin adds its members in the same order as
+    a bincount of that row alone (bit-identical; group_sum.GroupSums keeps each book's grouping matrix)."""
+    return _GROUP_SUMS(idx, w, n)
 
 
 def _refuse_worthless_coin(
