@@ -110,7 +110,17 @@ def greeks(forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discoun
 
 
 def delta(forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discount: AL = 1.0) -> np.ndarray:
-    return greeks(forward, strike, t_years, sigma, is_call, discount).delta
+    """dV/dF, Black-76: `greeks(...).delta` by the same operations, without the other greeks and the price (a
+    coordinator asks for the deltas of a whole options book every valuation)."""
+    f, k, t, s, sqrt_t, tv, live, safe_tv, d1 = _d1_parts(forward, strike, t_years, sigma)
+    call = np.broadcast_to(np.asarray(is_call, dtype=bool), f.shape)
+    d = np.broadcast_to(_arr(discount), f.shape)
+    n1 = ndtr(d1)
+    itm_call = (f > k).astype(np.float64)
+    cap = tv >= MAX_TOTAL_VOL
+    n1_eff = np.where(live, n1, np.where(cap | (k <= 0.0), 1.0, np.where(f <= 0.0, 0.0, itm_call)))
+    out: np.ndarray = d * np.where(call, n1_eff, n1_eff - 1.0)
+    return out
 
 
 def gamma(forward: AL, strike: AL, t_years: AL, sigma: AL, discount: AL = 1.0) -> np.ndarray:
