@@ -56,8 +56,6 @@ class GroupSums:
             raise ValueError(f"w.shape={w.shape}: allowed (rows, {idx.size}) (one column per group index)")
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             raise ValueError(f"idx: allowed group indices 0..{n - 1}, got {idx.min()}..{idx.max()}")
-        if idx.size == 0 or w.shape[0] == 0:
-            return np.zeros((w.shape[0], n))
         if w.size < self.sparse_min:  # a small book: one bincount costs less than the sparse product's set-up
             flat = (np.arange(w.shape[0], dtype=np.int64)[:, None] * n + idx[None, :]).ravel()
             return np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n).reshape(w.shape[0], n)

@@ -78,3 +78,26 @@ def test_empty_inputs_and_bad_input_are_named():
         sums(np.array([-1, 0]), np.zeros((1, 2)), 2)
     with pytest.raises(ValueError, match="kept=0"):
         GroupSums(kept=0)
+
+
+def test_any_shape_and_dtype_of_whole_group_indices():
+    """idx may come as a column, a list or whole numbers in floats (flattened and read as int64); w as ints."""
+    idx = np.array([2, 0, 2, 1])
+    w = np.array([[1.0, 2.0, 4.0, 8.0]])
+    want = np.array([[2.0, 8.0, 5.0]])
+    for sparse_min in (0, 10**9):
+        sums = GroupSums(sparse_min=sparse_min)
+        for form in (idx.reshape(-1, 1), idx.tolist(), idx.astype(np.float64), idx.astype(np.int32)):
+            assert np.array_equal(sums(form, w, 3), want)
+        assert np.array_equal(sums(idx, np.array([[1, 2, 4, 8]]), 3), want)
+
+
+def test_the_grouping_matrix_is_built_once_per_grouping_and_evicted_oldest_first():
+    sums = GroupSums(kept=1, sparse_min=0)
+    a, b = np.array([0, 1, 1]), np.array([1, 0, 0])
+    m = sums.matrix(a, 2)
+    assert sums.matrix(a, 2) is m  # kept
+    assert sums.matrix(a.copy(), 2) is m  # found by content, not identity
+    assert sums.matrix(b, 2) is not m and sums.matrix(a, 2) is not m  # kept=1: b evicted a
+    assert m.toarray().tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
+    assert np.array_equal(sums(a, np.array([[1.0, 2.0, 3.0]]), 2), [[1.0, 5.0]])
