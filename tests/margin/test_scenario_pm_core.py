@@ -816,3 +816,24 @@ def test_option_groups_of_the_same_book_a_block_later_are_reused_only_where_they
     moved = fresh_differs(np.array([0, 1, 0, 1, 1]), ts, k)  # option 3 moved to account 1
     assert moved.grp.tolist() == [0, 2, 1, 2, 3]
     assert not _groups_hold(got, acct[:4], ts[:4], k[:4])  # another book size
+
+
+def test_option_groups_hold_close_expiries_and_strikes_and_refuse_reordered_or_merged_strikes():
+    """An account's two expiries 0.5 s apart and a group's two strikes 0.5 USD apart still hold a block later;
+    strikes that swap order inside a group, or become equal, get the groups computed afresh."""
+    from defistress.protocols.margin.scenario_pm import _groups_hold, _new_option_groups, _option_groups
+
+    day = 86_400.0
+    acct = np.array([0, 0, 0, 1])
+    ts = np.array([7 * day, 7 * day + 0.5, 7 * day, 30 * day])
+    k = np.array([2000.0, 2000.0, 2000.5, 1900.0])
+    cache: dict = {}
+    got = _option_groups(cache, acct, ts, k)
+    # groups (0, 7 d), (0, 7 d + 0.5 s), (1, 30 d); buckets (g0, 2000), (g0, 2000.5), (g1, 2000), (g2, 1900)
+    assert got.grp.tolist() == [0, 1, 0, 2] and got.sk.tolist() == [0, 2, 1, 3]
+    assert _option_groups(cache, acct, ts - 12.0, k) is got
+    for k2, sk in (([2000.5, 2000.0, 2000.0, 1900.0], [1, 2, 0, 3]), ([2000.0, 2000.0, 2000.0, 1900.0], [0, 1, 0, 2])):
+        k2 = np.array(k2)  # swapped strikes in group 0; equal strikes in group 0 (one bucket)
+        assert not _groups_hold(got, acct, ts, k2)
+        out = _option_groups(cache, acct, ts, k2)
+        assert out.sk.tolist() == sk and np.array_equal(out.sk, _new_option_groups(acct, ts, k2).sk)
