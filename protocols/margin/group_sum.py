@@ -58,6 +58,7 @@ class GroupSums:
             raise ValueError(f"idx: allowed group indices 0..{n - 1}, got {idx.min()}..{idx.max()}")
         if w.size < self.sparse_min:  # a small book: one bincount costs less than the sparse product's set-up
             flat = (np.arange(w.shape[0], dtype=np.int64)[:, None] * n + idx[None, :]).ravel()
-            return np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n).reshape(w.shape[0], n)
+            small = np.asarray(np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n), dtype=np.float64)
+            return small.reshape(w.shape[0], n)  # weighted: already float64, so no copy
         sums: FloatArray = self.matrix(idx, n) @ w.T  # (n, R), C order: returned as its (R, n) transpose (a view)
         return sums.T
