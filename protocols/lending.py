@@ -377,6 +377,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             return self._cache
         if self.precision == "aave-v3":
             self._cache, self._cache_key, self._pending_rows = self._account_values_aave(), key, None
+            self._coll_gen += 1
             return self._cache
         cp, dp = self.liq_index * p, self.borrow_index * p  # USD per scaled unit
         wp = cp * self.lt  # USD of liquidation-threshold-weighted collateral per scaled unit
@@ -462,6 +463,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
             hf = np.empty(n) if hf is None else hf
             new["hf"] = self._health_whole(new["weighted"], new["debt_usd"], hf)
             self._fix_special(new)
+        if not ((same or keep_c) and rows.size == 0):  # collateral values written (maybe the same ones)
+            self._coll_gen += 1
         self._cache = _AccountValues(self, new)
         self._cache_key = key
         self._cache_vecs = (cp, wp, dp)
@@ -548,6 +551,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return out
 
     _version = 0
+    _coll_gen = 0  # bumped whenever the cached collateral values may change (the metrics' collateral sum is kept)
 
     def _touch(self) -> None:
         """State changed: drop cached account values and refresh per-asset totals. A caller that changed only
@@ -574,6 +578,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         kept = self.__dict__.pop("_touch_kept", ())
         if "coll" not in kept:
             self._coll_total, self._coll_zero = None, {}
+            self._coll_gen += 1
             self._rows("coll").touched(rows)
         if "debt" not in kept:
             self._debt_total, self._debt_zero = None, {}
@@ -1214,8 +1219,22 @@ class LendingMarket(ControlledRows, MarginProtocol):
         v = self._account_values()
         p = self.prices()
         deficit_usd = float(self.deficit @ p)
-        coll_total, debt_total = float(v["coll_usd"].sum()), float(v["debt_usd"].sum())
-        if math.isfinite(coll_total) and math.isfinite(debt_total) and not (v["debt_usd"] > v["coll_usd"]).any():
+        n = v["coll_usd"].size
+        kept = self.__dict__.get("_coll_sum")  # (generation, rows, sum): the collateral values have not changed since
+        if kept is not None and kept[0] == self._coll_gen and kept[1] == n:
+            coll_total = kept[2]
+        else:
+            coll_total = float(v["coll_usd"].sum())
+            self._coll_sum = (self._coll_gen, n, coll_total)
+        debt_total = float(v["debt_usd"].sum())
+        flag = self.__dict__.get("_flag_scratch")  # a reused (n,) bool row: no allocation per block
+        if flag is None or flag.shape != (n,):
+            flag = self._flag_scratch = np.empty(n, dtype=bool)
+        if (
+            math.isfinite(coll_total)
+            and math.isfinite(debt_total)
+            and not np.greater(v["debt_usd"], v["coll_usd"], out=flag).any()
+        ):
             # no account owes more than it holds and every value is finite (both sums are): each max(debt - coll, 0)
             # is +0.0 (np.maximum(-0.0, 0.0) is +0.0 too), so their sum is 0.0 exactly, without the two passes
             shortfall = 0.0
@@ -1229,7 +1248,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return {
             "collateral_usd": coll_total,
             "debt_usd": debt_total,
-            "accounts_unhealthy": int(np.count_nonzero(v["hf"] < 1.0)),
+            "accounts_unhealthy": int(np.count_nonzero(np.less(v["hf"], 1.0, out=flag))),
             "deficit_usd": deficit_usd,
             "bad_debt_usd": deficit_usd + shortfall,
             "liquidated_debt_usd": self.liquidated_debt_usd,

@@ -161,7 +161,12 @@ def check(m: LendingMarket) -> None:
     got = m._account_values()
     for k, v in want.items():
         assert bits(got[k]) == bits(v), k
-    assert m.metrics()["accounts_unhealthy"] == int(np.count_nonzero(want["hf"] < 1.0))
+    got_m = m.metrics()
+    assert got_m["accounts_unhealthy"] == int(np.count_nonzero(want["hf"] < 1.0))
+    assert got_m["collateral_usd"] == float(want["coll_usd"].sum())  # the kept sum: that of today's values
+    assert got_m["debt_usd"] == float(want["debt_usd"].sum())
+    short = np.maximum(want["debt_usd"] - want["coll_usd"], 0.0).sum()
+    assert got_m["bad_debt_usd"] == float(m.deficit @ m.prices()) + float(short)
 
 
 def book(n: int, seed: int) -> tuple[LendingMarket, dict, np.random.Generator]:
@@ -252,3 +257,22 @@ def test_a_large_book_takes_the_fast_paths_at_the_default_gate():
     check(m)
     assert m._rows("coll").clean and m._rows("debt").clean  # both sides were refreshed by column multiplies
     assert sorted(m._rows("coll").cols) == [0, 1] and sorted(m._rows("debt").cols) == [2]
+
+
+def test_the_collateral_sum_is_kept_while_no_collateral_value_moves_and_follows_every_move(fast):
+    m, oracles, _ = book(30, 13)
+    first = m.metrics()["collateral_usd"]
+    owing = np.flatnonzero(m.debt_scaled[:, 2] > 0)
+    m.repay("users", owing[:2], "USDC", np.array([1.0, 2.0]))  # debt rows only
+    m.accrue(12.0)
+    assert m.metrics()["collateral_usd"] == first
+    oracles["BTC"].price = 30_000.0  # half the BTC collateral's value
+    btc = float((m.collateral()[:, 1] * 30_000.0).sum())
+    eth = float((m.collateral()[:, 0] * 2_000.0).sum())
+    assert m.metrics()["collateral_usd"] == pytest.approx(eth + btc, rel=1e-12)
+    check(m)
+    a = int(np.flatnonzero(m.coll_scaled[:, 0] > 0)[0])
+    m.env.ledger.mint("ETH", "users", 1.0, "genesis")
+    m.supply("users", np.array([a]), "ETH", np.array([1.0]))  # one more ETH on one row: +2,000 USD
+    assert m.metrics()["collateral_usd"] == pytest.approx(eth + btc + 2_000.0, rel=1e-12)
+    check(m)
