@@ -45,12 +45,13 @@ class RowSparsity:
     change to the array (with the rows it changed, or None when any row may have); the changed rows are checked and
     copied at the next `products`."""
 
-    __slots__ = ("clean", "cols", "pending")
+    __slots__ = ("clean", "cols", "pending", "tmp")
 
     def __init__(self) -> None:
         self.clean: bool | None = None
         self.cols: dict[int, np.ndarray] = {}  # column -> its values, (n,) contiguous
         self.pending: list[np.ndarray] = []
+        self.tmp = np.zeros(0)  # scratch row of `products`
 
     def touched(self, rows: np.ndarray | None) -> None:
         """The array changed at `rows` (indices), or anywhere (None)."""
@@ -101,7 +102,8 @@ class RowSparsity:
             return res
         np.multiply(self.cols[cols[0]], v[cols[0]], out=res)
         if len(cols) > 1:
-            tmp = np.empty(n)
+            tmp = self.tmp if self.tmp.shape == (n,) else np.empty(n)
+            self.tmp = tmp  # kept: a new (n,) row per call costs its page faults on a large book
             for j in cols[1:]:
                 np.multiply(self.cols[j], v[j], out=tmp)
                 np.add(res, tmp, out=res)
