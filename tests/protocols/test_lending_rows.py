@@ -276,3 +276,37 @@ def test_the_collateral_sum_is_kept_while_no_collateral_value_moves_and_follows_
     m.supply("users", np.array([a]), "ETH", np.array([1.0]))  # one more ETH on one row: +2,000 USD
     assert m.metrics()["collateral_usd"] == pytest.approx(eth + btc + 2_000.0, rel=1e-12)
     check(m)
+
+
+def test_a_one_account_one_asset_book_is_checked_like_any_other():
+    assert RowSparsity().products(np.array([[3.0]]), np.array([2.0])).tolist() == [6.0]
+    assert RowSparsity().products(np.array([[-3.0]]), np.array([2.0])) is None  # negative: left to the kernel
+
+
+def test_a_book_without_accounts_gives_an_empty_array():
+    out = RowSparsity().products(np.zeros((0, 3)), np.array([1.0, 2.0, 3.0]))
+    assert out is not None and out.shape == (0,)
+
+
+def test_a_clean_array_is_checked_whole_once_and_then_only_at_the_rows_reported(monkeypatch):
+    from defistress.protocols import lending_rows
+
+    seen: list[int] = []
+    real = lending_rows._rows_clean
+
+    def spy(block):
+        seen.append(block.shape[0])
+        return real(block)
+
+    monkeypatch.setattr(lending_rows, "_rows_clean", spy)
+    arr = np.zeros((50, 3))
+    arr[:, 2] = np.arange(1.0, 51.0)
+    rs = RowSparsity()
+    vec = np.array([1.0, 2.0, 0.5])
+    rs.products(arr, vec)
+    rs.products(arr, vec)  # nothing changed: no check at all
+    arr[[3, 7], 2] = 0.25
+    rs.touched(np.array([3, 7]))
+    out = rs.products(arr, vec)
+    assert seen == [50, 2]  # the whole array once, then the two rows reported
+    assert out[[3, 7]].tolist() == [0.125, 0.125] and out[0] == 0.5
