@@ -24,10 +24,11 @@ _MIN_READY = 8_192
 
 def plain_top(debt_usd: np.ndarray, ready: np.ndarray, k: int) -> np.ndarray:
     """The k rows of `ready` with the largest `debt_usd` (USD per row), largest first (ties: partition order)."""
-    top = ready
-    if top.size > k:
-        top = top[np.argpartition(-debt_usd[top], k - 1)[:k]]
-    return top[np.argsort(-debt_usd[top], kind="stable")]
+    neg = -debt_usd[ready]  # negation is exact: the keys `-debt_usd[top]` would give, gathered once
+    if ready.size > k:
+        idx = np.argpartition(neg, k - 1)[:k]
+        return ready[idx][np.argsort(neg[idx], kind="stable")]
+    return ready[np.argsort(neg, kind="stable")]
 
 
 class TopByDebt:

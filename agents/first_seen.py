@@ -38,6 +38,7 @@ class FirstSeenChain:
         "ready",
         "at",
         "behind",
+        "block",
     )
     seen: np.ndarray  # (n,) block each row was first seen unhealthy (in its current unhealthy spell), or -1
     watch: np.ndarray | None  # rows unhealthy at the look that made `version` (only they can recover)
@@ -51,6 +52,7 @@ class FirstSeenChain:
     ready: dict[int, np.ndarray]  # latency (blocks) -> `rows` seen for at least that long, of that look
     at: int  # holders at `version`
     behind: int  # holders at version - 1
+    block: int | None  # the block of the look that made `version` (every entry of `ready` is of that block)
 
     def __init__(self, n: int) -> None:
         self.seen = np.full(n, -1, dtype=np.int64)
@@ -58,6 +60,7 @@ class FirstSeenChain:
         self.version, self.undo, self.look, self.rows, self.first, self.first_ok = 0, None, None, None, None, False
         self.ready = {}
         self.at, self.behind = 1, 0
+        self.block = None
 
     def _advance(self, hf: np.ndarray, rows: np.ndarray, block: int, look: tuple | None) -> None:
         """The look, in place: the state's version + 1, with the undo of what it wrote. `rows` are unhealthy
@@ -78,7 +81,12 @@ class FirstSeenChain:
             self.undo = (rows[:0], seen[:0])
             self.prev_watch, self.watch = watch, rows
             self.version += 1
-            self.look, self.rows, self.ready = look, rows, {}
+            # a latency for which every row was ready at the last look (block b) has every row ready now:
+            # block - first >= b - first >= latency; that ready array holds the very values of `rows`
+            last, ready = self.block, self.ready
+            keep = last is not None and block >= last
+            self.ready = {lat: r for lat, r in ready.items() if r.size == rows.size} if keep else {}
+            self.look, self.rows, self.block = look, rows, block
             return
         # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at those
         # rows alone (masked writes over 100k rows every block were the cost); they are not in `rows` (hf < 1)
@@ -94,7 +102,7 @@ class FirstSeenChain:
         self.first_ok = block >= 0  # every entry of `first` >= 0: the rows seen before, and this block's
         self.prev_watch, self.watch = watch, rows
         self.version += 1
-        self.look, self.rows, self.first, self.ready = look, rows, first, {}
+        self.look, self.rows, self.first, self.ready, self.block = look, rows, first, {}, block
 
     def _fork(self, behind: bool) -> FirstSeenChain:
         """A private copy of the state at `version` (or at version - 1, with the undo)."""

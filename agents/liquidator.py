@@ -88,6 +88,52 @@ _IDLE_MARGIN = 1e-8
 _IDLE_PYTHON_PAIRS = 64
 
 
+def _group_bounds(
+    rho_idx: np.ndarray, proceeds: np.ndarray, cost: np.ndarray, n_groups: int
+) -> list[tuple[int, float, float, float]] | None:
+    """Per debt asset g of an anchor's screened pairs: (g, max(P0 - C0), max P0, max C0), the pairs' proceeds P0
+    and cost C0 (USD) as floats, for `_groups_skip`; None unless every figure is finite."""
+    if not (np.isfinite(proceeds).all() and np.isfinite(cost).all()):
+        return None
+    out = []
+    for g in range(n_groups):
+        sel = rho_idx == g
+        if sel.any():
+            p0, c0 = proceeds[sel], cost[sel]
+            out.append((g, float((p0 - c0).max()), float(p0.max()), float(c0.max())))
+    return out
+
+
+def _groups_skip(
+    groups: list[tuple[int, float, float, float]],
+    rho: list[float],
+    up: float,
+    r_min: float,
+    r_max: float,
+    gas_usd: float,
+    min_profit: float,
+) -> bool:
+    """A bound of `_Idle.still`'s per-pair bounds by one figure per debt asset: True only if every pair's bound
+    passes, so the verdict is the same as the per-pair check's, at the cost of a few pairs (issue 14).
+
+    For a pair (P0, C0) of debt asset g with rho = rho[g] > 0 and up >= r_max >= r_min > 0, in exact arithmetic:
+    rho up P0 - rho r_min C0 = rho (up (P0 - C0) + (up - r_min) C0) <= rho up D + rho (up - r_min) C with
+    D = max (P0 - C0), C = max C0 over the asset's pairs, and the pair's size rho up P0 + rho r_max C0 + |gas| is at
+    most S = rho up P + rho r_max C + |gas| (P = max P0). So the pair's bound is at most
+    F = rho up D + rho (up - r_min) C - gas + 1e-9 S + 1e-9 + margin (S + 1). This checks F + margin (S + 1) <= the
+    minimum profit: the extra margin (1e-8 of the amounts) is far above the rounding of F here and of the pair's
+    bound there (a few ulps of S), so if it passes every pair's bound passes as `still` computes it."""
+    g_abs = abs(gas_usd)
+    slack = up - r_min  # >= 0: up >= r_min, and float subtraction keeps the sign
+    for g, d, p, c in groups:
+        r = rho[g]
+        size = r * up * p + r * r_max * c + g_abs
+        bound = r * up * d + r * slack * c - gas_usd + 1e-9 * size + 1e-9 + 2.0 * _IDLE_MARGIN * (size + 1.0)
+        if not bound <= min_profit:  # NaN: no
+            return False
+    return True
+
+
 class _Idle:
     """A block-wide skip (`Liquidator._all_hopeless`) carried to later blocks while it provably holds, without
     screening again: at 1,000 accounts the crash leaves the same few unhealthy rows, none worth liquidating, for
@@ -139,6 +185,7 @@ class _Idle:
         "pcc",
         "rho_idx",
         "pairs",
+        "groups",
         "verdict",
     )
     inputs: tuple
@@ -157,6 +204,7 @@ class _Idle:
     pcc: np.ndarray  # (3, pairs): the anchor's proceeds, cost and cost again, USD
     rho_idx: np.ndarray  # position of each pair's debt asset in `ref_assets`
     pairs: list[tuple[int, float, float]]  # per pair: (`rho_idx`, proceeds, cost) as Python numbers
+    groups: list[tuple[int, float, float, float]] | None  # per debt asset: `_group_bounds`
     verdict: _Screened
 
     @staticmethod
@@ -214,6 +262,7 @@ class _Idle:
             )
         self.pcc, self.rho_idx = np.stack([proceeds, cost, cost]), np.searchsorted(np.array(used), dj)
         self.pairs = list(zip(self.rho_idx.tolist(), proceeds.tolist(), cost.tolist()))
+        self.groups = _group_bounds(self.rho_idx, proceeds, cost, len(used))
         self.verdict = verdict
         return self
 
@@ -227,9 +276,9 @@ class _Idle:
             or m.prices().tobytes() != self.prices
             or self._static_inputs(m, view, liq) != self.inputs
             or (m.bonus.tobytes(), m.fee.tobytes(), m.lt.tobytes()) != self.terms
-            or m.coll_scaled[top].tobytes() != self.coll
-            or m.debt_scaled[top].tobytes() != self.debt
-            or (m.health()[self.pair_rows] > CLOSE_FACTOR_HF_THRESHOLD).tobytes() != self.hf_high
+            or m.coll_scaled.take(top, axis=0).tobytes() != self.coll  # `take`: the rows `[top]` gathers, cheaper
+            or m.debt_scaled.take(top, axis=0).tobytes() != self.debt
+            or (m.health().take(self.pair_rows) > CLOSE_FACTOR_HF_THRESHOLD).tobytes() != self.hf_high
         ):
             return None
         # the anchor's indices are finite and > 0: these are numpy's quotients, without its error state
@@ -249,6 +298,8 @@ class _Idle:
         if not (all(0.0 < r < math.inf for r in rho_assets) and math.isfinite(gas_usd)):
             return None
         up, mp = max(r_max, 1.0), liq.spec.min_profit_usd
+        if self.groups is not None and _groups_skip(self.groups, rho_assets, up, r_min, r_max, gas_usd, mp):
+            return self.verdict.scaled(r_max * (1 + _IDLE_MARGIN))  # every pair's bound below passes too (see there)
         # rho up P0, rho r_min C0 and rho r_max C0 per pair: the factors are the float products of the per-asset rho
         # (what numpy's elementwise products of the pairs' rho give)
         a, b, c = [r * up for r in rho_assets], [r * r_min for r in rho_assets], [r * r_max for r in rho_assets]
@@ -359,7 +410,7 @@ class Liquidator(mesa.Agent):
                 sel = self._unhealthy[m.id] = MaskRows()
             rows = sel.select(hf < 1.0)  # `np.flatnonzero(hf < 1.0)`, updated where the mask flipped (read-only)
             controlled = m.controlled
-            if controlled.any():  # rows under a controller are its own to liquidate (with none: no gather)
+            if np.count_nonzero(controlled):  # rows under a controller are its own to liquidate (none: no gather)
                 rows = rows[~controlled[rows]]
             rows.flags.writeable = False
             if key[2] is not None:
@@ -404,7 +455,8 @@ class Liquidator(mesa.Agent):
 
         On a LendingMarket the pairs without a budget are computed once per block and rows and shared by the
         liquidators of the block (in `view.extra`); a liquidator whose budget covers every row's close-factor cap
-        gets exactly those pairs, any other computes its own."""
+        gets exactly those pairs, any other computes its own. The first search of a block is made with the searching
+        liquidator's budget: the pairs without a budget where it covers every cap (then kept), its own where not."""
         if hasattr(m, "best_liquidation_pairs"):
             avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
             if view is None or not isinstance(m, LendingMarket):
@@ -414,9 +466,16 @@ class Liquidator(mesa.Agent):
             key = ("pairs", id(m), m._cache_key, ready.tobytes())
             hit = memo.get(key)
             if hit is None:
-                coll_idx, debt_idx, _, cap_max = m.liquidation_pairs_and_caps(ready)
+                # this liquidator's own search first: where its budget covers every cap these are the pairs of no
+                # budget (`repay = min(cap, budget)` is the cap), kept for the others; where it binds, its pairs as
+                # `best_liquidation_pairs(ready, budget)` gives them, in one search instead of two (issue 14)
+                coll_idx, debt_idx, _, cap_max = m.liquidation_pairs_and_caps(ready, np.array(avail) * m.prices())
+                caps = cap_max.tolist()
+                if not all(a * q >= c for a, q, c in zip(avail, m.prices().tolist(), caps)):
+                    return coll_idx, debt_idx
                 coll_idx.flags.writeable = debt_idx.flags.writeable = False
-                hit = memo[key] = (coll_idx, debt_idx, cap_max.tolist())
+                memo[key] = (coll_idx, debt_idx, caps)
+                return coll_idx, debt_idx
             coll_idx, debt_idx, cap_max = hit
             # the budget (tokens x oracle price, USD) binds somewhere, or a cap is undefined (NaN compares False):
             # float products and comparisons one by one, as `budget >= cap_max` over the arrays makes them
@@ -580,42 +639,48 @@ class Liquidator(mesa.Agent):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`_hopeless`'s figures with `avail_by_asset` (A,) tokens available per debt asset: (skip, cap, rows
         screened). `figures`, if given, receives the screened rows' intermediate figures (`_Idle` keeps them)."""
-        out, cover = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         screened = coll_idx >= 0
         if m._coll_on is not None or m._emode is not None:  # rows under the account model are not screened
             screened &= ~np.isin(ready, m._special_rows(ready))
-        if not screened.any():
-            return out, cover, screened
         plain = screened
-        ready, ci, dj = ready[plain], coll_idx[plain], debt_idx[plain]  # the pair `_plan` is given
-        p, ref = m.prices(), view.reference
-        # max_debt_to_cover, vectorised
-        reserve_debt = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
-        hf = m.health()[ready]
-        if m.rule == "aave-v3.0":
-            cap = reserve_debt * np.where(hf > CLOSE_FACTOR_HF_THRESHOLD, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
+        n_plain = int(np.count_nonzero(screened))
+        if n_plain == 0:
+            return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf), screened
+        every = n_plain == ready.size  # every row screened (most calls): the rows and pairs as given, no gathers
+        if not every:
+            ready, ci, dj = ready[plain], coll_idx[plain], debt_idx[plain]  # the pair `_plan` is given
         else:
-            reserve_coll_usd = m.coll_scaled[ready, ci] * m.liq_index[ci] * p[ci]
-            half = (
-                (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
-                & (reserve_debt * p[dj] >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
-                & (hf > CLOSE_FACTOR_HF_THRESHOLD)
-            )
-            _, debt_total_usd = m.account_usd()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                halved = np.minimum(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * debt_total_usd[ready] / p[dj])
-            cap = np.where(half, halved, reserve_debt)
+            ci, dj = coll_idx, debt_idx
+        p, ref = m.prices(), view.reference
+        p_debt, p_coll = p[dj], p[ci]  # each gathered once: the same values wherever they are used
+        hf = m.health()[ready]
+        hf_high = hf > CLOSE_FACTOR_HF_THRESHOLD
         # what the funding makes available before anything is committed, per debt asset
         avail = np.asarray(avail_by_asset, dtype=float)[dj]
-        # preview, vectorised
         bonus = m.bonus[ci]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # max_debt_to_cover, vectorised
+            reserve_debt = m.debt_scaled[ready, dj] * m.borrow_index[dj]  # tokens of the debt asset
+            balance = m.coll_scaled[ready, ci] * m.liq_index[ci]  # collateral tokens of the pair's reserve
+            if m.rule == "aave-v3.0":
+                cap = reserve_debt * np.where(hf_high, DEFAULT_LIQUIDATION_CLOSE_FACTOR, 1.0)
+            else:
+                reserve_coll_usd = balance * p_coll
+                reserve_debt_usd = reserve_debt * p_debt
+                half = (
+                    (reserve_coll_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                    & (reserve_debt_usd >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
+                    & hf_high
+                )
+                _, debt_total_usd = m.account_usd()
+                halved = np.minimum(reserve_debt, DEFAULT_LIQUIDATION_CLOSE_FACTOR * debt_total_usd[ready] / p_debt)
+                cap = np.where(half, halved, reserve_debt)
+            # preview, vectorised
             repay = np.minimum(avail, cap)
-            balance = m.coll_scaled[ready, ci] * m.liq_index[ci]
-            seized = repay * p[dj] / p[ci] * bonus
+            seized = repay * p_debt / p_coll * bonus
             over = seized > balance
             seized = np.where(over, balance, seized)
-            repay = np.where(over, balance * p[ci] / p[dj] / bonus, repay)
+            repay = np.where(over, balance * p_coll / p_debt / bonus, repay)
             seized = seized - (seized - seized / bonus) * m.fee[ci]  # to the liquidator, after the protocol fee
             # the flash loan and its fee (agents.funding)
             if self.funding.mode == "capital":
@@ -634,12 +699,17 @@ class Liquidator(mesa.Agent):
         gross = proceeds - cost - gas_usd
         slack = 1e-9 * (np.abs(proceeds) + np.abs(cost) + abs(gas_usd)) + 1e-9
         # NaN compares False: planned
-        out[plain] = (gross + slack <= self.spec.min_profit_usd) | (avail <= 0)
-        cover[plain] = cap
+        skip = (gross + slack <= self.spec.min_profit_usd) | (avail <= 0)
+        if every:
+            out, cover = skip, cap
+        else:
+            out, cover = np.zeros(plain.size, dtype=bool), np.full(plain.size, np.inf)
+            out[plain] = skip
+            cover[plain] = cap
         if figures is not None:
-            figures.update(proceeds=proceeds, cost=cost, hf_high=hf > CLOSE_FACTOR_HF_THRESHOLD, rows=ready)
+            figures.update(proceeds=proceeds, cost=cost, hf_high=hf_high, rows=ready)
             if m.rule != "aave-v3.0":
-                figures.update(coll_usd=reserve_coll_usd, debt_usd=reserve_debt * p[dj])
+                figures.update(coll_usd=reserve_coll_usd, debt_usd=reserve_debt_usd)
         return out, cover, plain
 
     def _still_hopeless(self, ledger, debt: str, committed: dict[str, float], cap: float) -> bool:
@@ -660,8 +730,9 @@ class Liquidator(mesa.Agent):
         """`_sale_value` of each row's seized collateral (`amount` tokens of asset ci sold for asset dj), USD."""
         ref = view.reference
         out = np.empty(amount.size)
-        for i, j in set(zip(ci.tolist(), dj.tolist())):  # disjoint row sets: their order does not matter
-            rows = (ci == i) & (dj == j)
+        groups = set(zip(ci.tolist(), dj.tolist()))
+        for i, j in groups:  # disjoint row sets: their order does not matter
+            rows = (ci == i) & (dj == j) if len(groups) > 1 else slice(None)  # one pair for all: every row
             coll, debt = m.assets[i], m.assets[j]
             x = amount[rows]
             if i == j:

@@ -92,6 +92,9 @@ class MaskRows:
 
     @staticmethod
     def _plain(mask: np.ndarray, base: np.ndarray | None) -> np.ndarray:
-        rows = np.flatnonzero(mask) if base is None else base[mask]
+        if base is not None:
+            rows = base[mask]
+        else:  # `np.flatnonzero`, without its ravel and wrapper for a 1-D mask (the same positions, dtype intp)
+            rows = mask.nonzero()[0] if mask.ndim == 1 else np.flatnonzero(mask)
         rows.flags.writeable = False
         return rows

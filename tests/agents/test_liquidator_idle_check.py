@@ -206,3 +206,57 @@ def test_an_anchor_is_refused_where_bytes_or_float_quotients_would_not_be_the_re
     m.coll_scaled[row, free] = np.nan  # a NaN balance of an asset the row does not use as collateral
     m._version += 1
     assert not anchored(BlockView(1, 12.0, 20.0, dict(ref)))
+
+
+def _per_pair_skip(pairs, rho, up, r_min, r_max, gas_usd, mp) -> bool:
+    """`_Idle.still`'s per-pair bound (the float loop), on (debt asset, proceeds, cost) pairs."""
+    a, b, c = [r * up for r in rho], [r * r_min for r in rho], [r * r_max for r in rho]
+    for j, p0, c0 in pairs:
+        p_hi, c_lo, c_hi = a[j] * p0, b[j] * c0, c[j] * c0
+        size = p_hi + c_hi + abs(gas_usd)
+        if not p_hi - c_lo - gas_usd + 1e-9 * size + 1e-9 + MARGIN * (size + 1.0) <= mp:
+            return False
+    return True
+
+
+def test_the_bound_by_debt_asset_passes_only_where_every_pair_passes():
+    """`_groups_skip` (one bound per debt asset: the largest proceeds - cost, proceeds and cost of its pairs) against
+    the per-pair bound, on random anchors with the minimum profit set around the pairs' own bounds (close calls both
+    ways): wherever it passes, every pair's bound passes, and it does pass in most cases the pairs pass."""
+    rng = np.random.default_rng(14)
+    agree = both = 0
+    for case in range(3000):
+        n_groups = int(rng.integers(1, 4))
+        n = int(rng.integers(1, 30))
+        rho_idx = rng.integers(0, n_groups, n)
+        rho_idx[:n_groups] = np.arange(n_groups)[: min(n, n_groups)]
+        cost = rng.uniform(0, 1e5, n) * rng.choice([1e-3, 1.0, 10.0], n)
+        proceeds = cost * rng.uniform(0.9, 1.1, n)
+        groups = liquidator._group_bounds(rho_idx, proceeds, cost, n_groups)
+        assert groups is not None
+        drift = rng.choice([0.0, 1e-9, 1e-6, 1e-3])
+        r_min = 1.0 + drift * rng.uniform()
+        r_max = r_min + drift * rng.uniform()
+        up = max(r_max, 1.0)
+        rho = rng.uniform(0.5, 1.5, n_groups).tolist()
+        gas = float(rng.uniform(0, 200))
+        pairs = list(zip(rho_idx.tolist(), proceeds.tolist(), cost.tolist()))
+        # the minimum profit just above or below the largest per-pair bound
+        worst = max(
+            rho[j] * up * p - rho[j] * r_min * c - gas + 1e-9 * (rho[j] * up * p + rho[j] * r_max * c + gas)
+            for j, p, c in pairs
+        )
+        mp = worst + float(rng.choice([-1.0, 1.0])) * float(rng.choice([1e-9, 1e-3, 1.0, 100.0])) * (1 + abs(worst))
+        fast = liquidator._groups_skip(groups, rho, up, r_min, r_max, gas, mp)
+        slow = _per_pair_skip(pairs, rho, up, r_min, r_max, gas, mp)
+        assert not fast or slow, case
+        both += slow
+        agree += fast and slow
+    assert both >= 300 and agree >= 0.5 * both, (agree, both)
+
+
+def test_the_bound_by_debt_asset_declines_figures_that_are_not_finite():
+    rho_idx, cost = np.array([0, 0]), np.array([10.0, 20.0])
+    assert liquidator._group_bounds(rho_idx, np.array([9.0, np.inf]), cost, 1) is None
+    assert liquidator._group_bounds(rho_idx, np.array([9.0, np.nan]), cost, 1) is None
+    assert liquidator._group_bounds(rho_idx, np.array([9.0, 25.0]), cost, 1) == [(0, 5.0, 25.0, 20.0)]
