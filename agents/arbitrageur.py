@@ -32,7 +32,9 @@ class Arbitrageur(mesa.Agent):
         ledger = self.pools[0].env.ledger
         stables = [t for t in (self.pools[0].p.token1, self.pools[0].p.token0) if t != "ETH"]
         refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, stables[0])
-        gas_usd = self.gas * (view.base_fee_gwei + self.spec.priority_fee_gwei) * GWEI * self.eth_price()
+        gas_usd: float | None = (
+            None  # USD of one swap's gas, priced when a pool is out of its band (most blocks none is)
+        )
         for pool in self.pools:
             t0, t1 = pool.p.token0, pool.p.token1
             fair = ref[t0] / ref[t1]
@@ -52,6 +54,8 @@ class Arbitrageur(mesa.Agent):
                 continue
             out = pool.quote(token_in, amount)
             ext_fee = getattr(view.external, "fee", 0.0)
+            if gas_usd is None:
+                gas_usd = self.gas * (view.base_fee_gwei + self.spec.priority_fee_gwei) * GWEI * self.eth_price()
             profit = out * ref[token_out] * (1 - ext_fee) - amount * ref[token_in] - gas_usd
             if profit <= self.spec.min_profit_usd:
                 continue

@@ -129,22 +129,24 @@ class BorrowerPopulation(mesa.Agent):
                 bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
         first = bs[alarmed]
         fresh = first < 0
-        if fresh.any():  # newly alarmed, or reset by a repayment (`_repay`)
+        if np.count_nonzero(fresh):  # newly alarmed, or reset by a repayment (`_repay`); cheaper than .any() here
             first[fresh] = view.block
             bs[alarmed[fresh]] = view.block
         self._watch = alarmed
         # `alarmed[(view.block - first >= delay) & (wallet[alarmed] > 0)][:limit]`: the test is elementwise, so it
         # is applied to a leading slice first, and to the rest only if fewer than `limit` rows of it pass (in a crash
-        # most alarmed rows are ready and the limit binds)
+        # most alarmed rows are ready and the limit binds). On integer blocks `block - first >= delay` is
+        # `first <= block - delay` (one array operation fewer)
         limit = self.spec.max_users_per_block
         head = max(4 * limit, _READY_HEAD)
         if alarmed.size <= 2 * head:  # a short list: one pass
             head = alarmed.size
+        latest = view.block - self.delay_blocks  # the latest first-alarmed block of a ready row
         a = alarmed[:head]
-        ready = a[(view.block - first[:head] >= self.delay_blocks) & (self.wallet[a] > 0)]
+        ready = a[(first[:head] <= latest) & (self.wallet[a] > 0)]
         if ready.size < limit and alarmed.size > head:
             a = alarmed[head:]
-            rest = a[(view.block - first[head:] >= self.delay_blocks) & (self.wallet[a] > 0)]
+            rest = a[(first[head:] <= latest) & (self.wallet[a] > 0)]
             ready = np.concatenate([ready, rest])
         ready = ready[:limit]
         if ready.size == 0:

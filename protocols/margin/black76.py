@@ -110,7 +110,17 @@ def greeks(forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discoun
 
 
 def delta(forward: AL, strike: AL, t_years: AL, sigma: AL, is_call: AL, discount: AL = 1.0) -> np.ndarray:
-    return greeks(forward, strike, t_years, sigma, is_call, discount).delta
+    """dV/dF, Black-76: `greeks(...).delta` by the same operations, without the other greeks and the price (a
+    coordinator asks for the deltas of a whole options book every valuation)."""
+    f, k, t, s, sqrt_t, tv, live, safe_tv, d1 = _d1_parts(forward, strike, t_years, sigma)
+    call = np.broadcast_to(np.asarray(is_call, dtype=bool), f.shape)
+    d = np.broadcast_to(_arr(discount), f.shape)
+    n1 = ndtr(d1)
+    itm_call = (f > k).astype(np.float64)
+    cap = tv >= MAX_TOTAL_VOL
+    n1_eff = np.where(live, n1, np.where(cap | (k <= 0.0), 1.0, np.where(f <= 0.0, 0.0, itm_call)))
+    out: np.ndarray = d * np.where(call, n1_eff, n1_eff - 1.0)
+    return out
 
 
 def gamma(forward: AL, strike: AL, t_years: AL, sigma: AL, discount: AL = 1.0) -> np.ndarray:
@@ -233,12 +243,13 @@ class ForwardShockPricer:
         once per scenario and scale by each position's qty: positions of one series in many accounts cost one
         Black-76 evaluation. Every price is elementwise, so the values are bit-identical to pricing every position
         (qty x price, the same product in the same order)."""
-        cols = np.stack([self.f, self.k, self.t, self.d, fixed_b, self.is_call.astype(np.float64)], axis=1)
-        rows = np.ascontiguousarray(cols).view(np.dtype((np.void, cols.dtype.itemsize * cols.shape[1]))).ravel()
-        _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+        cols = np.ascontiguousarray(
+            np.stack([self.f, self.k, self.t, self.d, fixed_b, self.is_call.astype(np.float64)], axis=1)
+        )
+        first, inv = _series_map(cols)
         if first.size > self.f.size // 2:
             return
-        self._first, self._inv = first, inv.reshape(-1)
+        self._first, self._inv = first, inv
         self._unit = ForwardShockPricer(
             self.f[first],
             self.k[first],
@@ -338,6 +349,35 @@ class ForwardShockPricer:
         np.multiply(put, self.qty[sl], out=out[:, sl])
 
 
+def _series_map(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inv) of the distinct rows of `cols` (P, 6) float64, bit for bit: row p equals row first[inv[p]].
+
+    A margin model prices the same book every block with new forwards but the same pattern of equal rows, so the
+    last map found for a book of this many rows is tried first and kept if every row matches its representative
+    bit for bit and the representatives are distinct (the same partition np.unique finds, from a gather, a compare
+    and a sort of the few representatives instead of a sort of every row); else np.unique finds the map afresh.
+    Pricing is elementwise, so which representative a row maps to (or how the distinct rows are ordered) never
+    changes a value."""
+    bits = cols.view(np.int64)
+    row_t = np.dtype((np.void, cols.dtype.itemsize * cols.shape[1]))
+    hint = _SERIES_MAPS.get(cols.shape[0])
+    if (
+        hint is not None
+        and np.array_equal(bits[hint[0]][hint[1]], bits)  # every row equals its representative
+        and np.unique(cols[hint[0]].view(row_t)).size == hint[0].size  # and no two representatives are equal
+    ):
+        return hint
+    rows = cols.view(row_t).ravel()
+    _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+    out = (first, inv.reshape(-1))
+    if len(_SERIES_MAPS) >= _SERIES_MAPS_KEPT and cols.shape[0] not in _SERIES_MAPS:
+        del _SERIES_MAPS[next(iter(_SERIES_MAPS))]
+    _SERIES_MAPS[cols.shape[0]] = out
+    return out
+
+
+_SERIES_MAPS: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # rows -> (first, inv) of the last book that size
+_SERIES_MAPS_KEPT = 8
 _PARALLEL_MIN = 50_000  # (scenarios x options) elements above which values_grid() splits the work over two threads
 _BLOCK = 1 << 16  # (scenarios x options) elements per block of values_grid(): each temporary <= 512 KiB
 _DEDUPE_MIN = 64  # options per book from which ForwardShockPricer looks for repeated series

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from defistress.protocols.margin import exact as fx
 from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks
 from defistress.protocols.margin.exact import conf_factor
+from defistress.protocols.margin.group_sum import GroupSums
 from defistress.protocols.margin.portfolio import (
     CALL,
     FUTURE,
@@ -85,6 +86,7 @@ class _OptionGroups:
     first: IntArray  # (G,) group -> its first member option (same expiry)
     sk: IntArray  # (P,) option -> its (account, expiry, strike) bucket, calls and puts pooled
     sk_acct: IntArray  # (B,) bucket -> account
+    sk_first: IntArray  # (B,) bucket -> its first member option (same expiry and strike)
 
 
 _GROUPS_KEPT = 4  # books whose groupings a model keeps (the whole book and the small row batches between)
@@ -94,12 +96,28 @@ def _option_groups(
     cache: dict[tuple[bytes, bytes, bytes], _OptionGroups], o_acct: IntArray, o_ts: FloatArray, o_k: FloatArray
 ) -> _OptionGroups:
     """The (account, expiry) groups and (account, expiry, strike) buckets of options (account ids, expiry seconds,
-    strikes USD); looked up in `cache` by the arrays' bytes (so equal bits give the same groups), else computed
-    and kept, dropping the oldest beyond _GROUPS_KEPT."""
+    strikes USD); looked up in `cache` by the arrays' bytes (so equal bits give the same groups), else a kept
+    entry that still holds for them (`_groups_hold`), else computed; kept, dropping the oldest beyond
+    _GROUPS_KEPT."""
     key = (o_acct.tobytes(), o_ts.tobytes(), o_k.tobytes())
     hit = cache.get(key)
     if hit is not None:
         return hit
+    # the same book a block later: expiries are seconds from now, so the bytes moved but the groups may hold
+    hit = next((og for og in cache.values() if _groups_hold(og, o_acct, o_ts, o_k)), None)
+    if hit is not None:
+        out = hit
+    else:
+        out = _new_option_groups(o_acct, o_ts, o_k)
+    if len(cache) >= _GROUPS_KEPT:
+        del cache[next(iter(cache))]
+    cache[key] = out
+    return out
+
+
+def _new_option_groups(o_acct: IntArray, o_ts: FloatArray, o_k: FloatArray) -> _OptionGroups:
+    """The groups and buckets of `_option_groups`, computed: groups ordered by (account, expiry), buckets by
+    (group, strike), as np.unique orders their keys."""
     e_uniq, e_code = _group(o_ts)
     n_e = max(e_uniq.size, 1)
     g_keys, grp = _group(o_acct * n_e + e_code)
@@ -109,11 +127,25 @@ def _option_groups(
     n_k = max(k_uniq.size, 1)
     sk_keys, sk = _group(grp * n_k + k_code)
     g_acct = g_keys // n_e
-    out = _OptionGroups(grp=grp, g_acct=g_acct, first=first, sk=sk, sk_acct=g_acct[sk_keys // n_k])
-    if len(cache) >= _GROUPS_KEPT:
-        del cache[next(iter(cache))]
-    cache[key] = out
-    return out
+    sk_first = np.zeros(sk_keys.size, dtype=np.int64)
+    sk_first[sk[::-1]] = np.arange(o_acct.size)[::-1]  # one member option per bucket
+    return _OptionGroups(grp=grp, g_acct=g_acct, first=first, sk=sk, sk_acct=g_acct[sk_keys // n_k], sk_first=sk_first)
+
+
+def _groups_hold(og: _OptionGroups, o_acct: IntArray, o_ts: FloatArray, o_k: FloatArray) -> bool:
+    """Whether `og` is what `_new_option_groups` computes for these options: every option has its group's account
+    and expiry and its bucket's strike, groups strictly ordered by (account, expiry) and buckets by (group,
+    strike) (so no two groups or buckets hold equal keys, and np.unique would number them the same)."""
+    if og.grp.size != o_acct.size:
+        return False
+    ga, gt = o_acct[og.first], o_ts[og.first]
+    if not (np.array_equal(ga, og.g_acct) and np.array_equal(ga[og.grp], o_acct) and np.array_equal(gt[og.grp], o_ts)):
+        return False
+    bg, bk = og.grp[og.sk_first], o_k[og.sk_first]
+    if not np.array_equal(bk[og.sk], o_k) or not np.array_equal(bg[og.sk], og.grp):
+        return False
+    da, dt, dg, dk = np.diff(ga), np.diff(gt), np.diff(bg), np.diff(bk)
+    return bool(((da > 0) | ((da == 0) & (dt > 0))).all() and ((dg > 0) | ((dg == 0) & (dk > 0))).all())
 
 
 @dataclass
@@ -468,12 +500,13 @@ class ScenarioPM:
         return self._underlying(pf, mkt, u, self.params_for(underlying)).pnl
 
 
+_GROUP_SUMS = GroupSums()  # the groupings' sparse matrices, shared by every model (keyed by the grouping's bytes)
+
+
 def _grid_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
-    """(R, n) sums of each row of w (R, k) over the groups idx (k,), in one bincount over the flattened rows: each
-    bin adds its members in the same order as a bincount of that row alone (bit-identical)."""
-    flat = (np.arange(w.shape[0], dtype=np.int64)[:, None] * n + idx[None, :]).ravel()
-    sums = np.bincount(flat, weights=w.ravel(), minlength=w.shape[0] * n).reshape(w.shape[0], n)
-    return np.asarray(sums, dtype=np.float64)  # weighted: already float64 (no copy)
+    """(R, n) sums of each row of w (R, k) over the groups idx (k,): each bin adds its members in the same order as
+    a bincount of that row alone (bit-identical; group_sum.GroupSums keeps each book's grouping matrix)."""
+    return _GROUP_SUMS(idx, w, n)
 
 
 def _refuse_worthless_coin(

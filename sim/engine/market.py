@@ -9,6 +9,8 @@ which decays with a half-life, so a cascade of liquidation selling can feed on i
 
 from __future__ import annotations
 
+from math import copysign, sqrt
+
 import numpy as np
 
 from defistress.scenarios.schema import Scenario
@@ -57,17 +59,31 @@ class Market:
         self.block = block
         flow = self.flow_usd = self.flow_usd * self.decay + self.pending_usd
         self.pending_usd.fill(0.0)
-        # log1p(max(-1% · sign(Q) · sqrt(|Q| / depth), -0.99)) in one scratch array, a ufunc call per operation
-        # (this runs every block on a few assets: the calls, not the arithmetic, are the cost)
+        # max(-1% · sign(Q) · sqrt(|Q| / depth), -0.99) per asset on Python floats (this runs every block on a few
+        # assets: a ufunc call per operation cost more than the arithmetic). Each operation is exact or correctly
+        # rounded (IEEE 754 sqrt and division, as numpy's), so the values are numpy's (`impact_plain`, tested);
+        # log1p and exp stay numpy's, on the same contiguous array as before
+        x = np.array(
+            [
+                max(copysign(sqrt(abs(q) / d), q) * -0.01, -0.99)
+                for q, d in zip(flow.tolist(), self.depth.tolist(), strict=True)
+            ]
+        )
+        self.impact = np.log1p(x, out=x)
+        self.prices = self.exogenous[min(block, self.n_blocks - 1)] * np.exp(x)
+        return self.prices
+
+    def impact_plain(self, flow: np.ndarray) -> np.ndarray:
+        """log1p(max(-1% · sign(Q) · sqrt(|Q| / depth), -0.99)) per asset with numpy's ufuncs: `advance`'s formula,
+        the reference its per-asset arithmetic is tested against (log impact, from Q in USD)."""
+        flow = np.asarray(flow, dtype=float)
         x = np.abs(flow)
         np.divide(x, self.depth, out=x)
         np.sqrt(x, out=x)
         np.copysign(x, flow, out=x)
         np.multiply(x, -0.01, out=x)
         np.maximum(x, -0.99, out=x)
-        self.impact = np.log1p(x, out=x)
-        self.prices = self.exogenous[min(block, self.n_blocks - 1)] * np.exp(x)
-        return self.prices
+        return np.log1p(x, out=x)
 
     def record_flow(self, symbol: str, usd_sold: float) -> None:
         """Net selling of `symbol` in USD this block (negative for buying); moves next block's price."""

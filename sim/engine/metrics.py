@@ -6,6 +6,7 @@ and the mark-to-market PnL of liquidators and keepers.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,10 @@ from defistress.protocols.events import AuctionKicked, Liquidated
 STREAK_MARGIN = 2
 #: agent kinds whose ledger value is tracked as "liquidator PnL"
 LIQUIDATING_KINDS = ("Liquidator", "Keeper", "PerpLiquidator", "LlammaLiquidator", "CollateralBuyer", "CometAbsorber")
+
+
+#: the liquidation counts of a block without events (read-only use)
+_NONE: dict = {}
 
 
 class Recorder:
@@ -39,6 +44,8 @@ class Recorder:
         #: more columns per block: callables model -> {column: value} (e.g. sim.regime.regime_columns)
         self.sources: list = []
         #: protocols whose liquidation is an auction kick -> USD per unit of their tab (the stablecoin's price)
+        #: column names by what they name (an asset, oracle, pool or protocol), formatted once, not every block
+        self._columns: dict[tuple, Any] = {}
         self.kick_liquidates = {
             pid: self._price_of(getattr(p, "stablecoin", None))
             for pid, p in model.protocols.items()
@@ -80,44 +87,66 @@ class Recorder:
     def record(self, events: list) -> None:
         m = self.model
         st = m.block_stats
+        clock, gas, mkt = m.env.clock, m.gas, m.market
+        block = clock.block
         row = {
-            "block": m.env.clock.block,
-            "time_s": m.env.clock.seconds,
-            "base_fee_gwei": m.gas.base_fee_gwei,
-            "gas_limit": m.gas.limit,
+            "block": block,
+            "time_s": clock.seconds,
+            "base_fee_gwei": gas.base_fee_gwei,
+            "gas_limit": gas.limit,
             "gas_used": st.gas_used,
             "agent_gas": st.agent_gas,
             "txs_included": st.included,
             "txs_reverted": st.reverted,
             "txs_dropped": st.dropped,
         }
-        for sym, p, x in zip(
-            m.market.symbols, m.market.prices, m.market.exogenous[min(m.env.clock.block, m.n_blocks - 1)]
-        ):
-            row[f"ref_{sym}_usd"] = float(p)
-            row[f"exog_{sym}_usd"] = float(x)
+        # column names are formatted once each (kept in `_columns`); `tolist()` gives the floats `float(x)` gives
+        col = self._columns
+        exog = mkt.exogenous[min(block, m.n_blocks - 1)]
+        for sym, p, x in zip(mkt.symbols, mkt.prices.tolist(), exog.tolist()):
+            names = col.get(("asset", sym))
+            if names is None:
+                names = col[("asset", sym)] = (f"ref_{sym}_usd", f"exog_{sym}_usd")
+            row[names[0]] = p
+            row[names[1]] = x
         for oid, o in m.oracles.items():  # a ratio feed (stETH/ETH) is named by its unit
-            row[f"oracle_{oid}_{getattr(o, 'denomination', 'USD').lower()}"] = float(o.price)
+            unit = getattr(o, "denomination", "USD")
+            name = col.get(("oracle", oid, unit))
+            if name is None:
+                name = col[("oracle", oid, unit)] = f"oracle_{oid}_{unit.lower()}"
+            row[name] = float(o.price)
         for vid, pool in m.pools.items():
-            row[f"pool_{vid}_price"] = float(pool.price())
-        liq_n: dict[str, int] = defaultdict(int)
-        liq_usd: dict[str, float] = defaultdict(float)
-        for ev in events:
-            if isinstance(ev, Liquidated):
-                liq_n[ev.source] += 1
-                liq_usd[ev.source] += ev.debt_repaid_usd
-            elif isinstance(ev, AuctionKicked) and ev.source in self.kick_liquidates:
-                # a CDP liquidates by kicking an auction (Maker dss dog.bark / cat.bite): volume = its tab, USD
-                liq_n[ev.source] += 1
-                liq_usd[ev.source] += ev.tab * self.kick_liquidates[ev.source]()
+            name = col.get(("pool", vid))
+            if name is None:
+                name = col[("pool", vid)] = f"pool_{vid}_price"
+            row[name] = float(pool.price())
+        liq_n: dict[str, int] = _NONE
+        liq_usd: dict[str, float] = _NONE
+        if events:
+            liq_n, liq_usd = defaultdict(int), defaultdict(float)
+            for ev in events:
+                if isinstance(ev, Liquidated):
+                    liq_n[ev.source] += 1
+                    liq_usd[ev.source] += ev.debt_repaid_usd
+                elif isinstance(ev, AuctionKicked) and ev.source in self.kick_liquidates:
+                    # a CDP liquidates by kicking an auction (Maker dss dog.bark / cat.bite): volume = its tab, USD
+                    liq_n[ev.source] += 1
+                    liq_usd[ev.source] += ev.tab * self.kick_liquidates[ev.source]()
         for pid, proto in m.protocols.items():
+            names = col.get(("protocol", pid))
+            if names is None:  # the metrics' columns by metric name, then the liquidation count and volume
+                names = col[("protocol", pid)] = ({}, f"{pid}_liquidations", f"{pid}_liquidation_volume_usd")
+            metric_names: dict[str, str] = names[0]
             for k, v in proto.metrics().items():
-                row[f"{pid}_{k}"] = float(v)
-            row[f"{pid}_liquidations"] = liq_n.get(pid, 0)
-            row[f"{pid}_liquidation_volume_usd"] = liq_usd.get(pid, 0.0)
+                name = metric_names.get(k)
+                if name is None:
+                    name = metric_names[k] = f"{pid}_{k}"
+                row[name] = float(v)
+            row[names[1]] = liq_n.get(pid, 0)
+            row[names[2]] = liq_usd.get(pid, 0.0)
         start = self.start_value
         row["liquidator_pnl_usd"] = sum(v - start[h] for h, v in zip(self.liquidators, self._values(self.liquidators)))
-        if m.env.clock.block >= self.streak_from:
+        if block >= self.streak_from:
             self._count_streaks()
         for source in self.sources:
             row.update(source(m))

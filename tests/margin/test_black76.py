@@ -144,3 +144,21 @@ def test_shock_pricer_matches_direct_pricing_including_edge_cases():
 def test_iv_solver_params_validate():
     with pytest.raises(ValueError, match="vol_min"):
         b76.IVSolverParams(vol_min=2.0, vol_max=1.0)
+
+
+def test_delta_alone_is_bit_identical_to_the_greeks_delta():
+    """`delta` skips the other greeks: same operations, same bits, the degenerate options included (T = 0, sigma = 0,
+    K = 0, F = 0, a capped total vol), and the hand values at the money and deep in / out of the money."""
+    f = np.array([2000.0, 2000.0, 2000.0, 0.0, 2000.0, 2000.0, 2000.0, 2500.0, 1500.0])
+    k = np.array([1800.0, 2200.0, 0.0, 1500.0, 2000.0, 2000.0, 2000.0, 2000.0, 2000.0])
+    t = np.array([0.1, 0.1, 0.1, 0.1, 0.0, 0.1, 0.1, 0.0, 0.0])
+    s = np.array([0.7, 0.6, 0.6, 0.6, 0.6, 0.0, 100.0, 0.5, 0.5])
+    for call in (True, False, np.arange(f.size) % 2 == 0):
+        for d in (1.0, 0.97):
+            assert np.array_equal(b76.delta(f, k, t, s, call, d), b76.greeks(f, k, t, s, call, d).delta)
+    # ATM call with T -> 0 limit: N(0.5 sigma sqrt(T)); expired ITM call: D; expired OTM call: 0; puts: call - D
+    atm = b76.delta(2000.0, 2000.0, 0.25, 0.4, True, 1.0)
+    assert atm == pytest.approx(0.5 + 0.1 / np.sqrt(2 * np.pi) * 1.0, abs=1e-4)  # N(x) ~ 0.5 + x phi(0) (x = 0.1)
+    assert b76.delta(2500.0, 2000.0, 0.0, 0.5, True, 0.97) == 0.97
+    assert b76.delta(1500.0, 2000.0, 0.0, 0.5, True, 0.97) == 0.0
+    assert b76.delta(1500.0, 2000.0, 0.0, 0.5, False, 0.97) == -0.97

@@ -45,3 +45,40 @@ def test_a_vol_that_differs_within_a_series_falls_back_to_every_position():
     plain = fixed == 0
     want = qty[plain] * np.where(call[plain], *b76.call_put(f[plain] * 0.9, k[plain], t[plain], sig2[plain], 1.0))
     np.testing.assert_allclose(fast.values(0.9, sig2)[plain], want, rtol=1e-12, atol=1e-9)
+
+
+def test_a_map_kept_from_an_earlier_book_is_used_only_where_it_holds():
+    """The series map of the last book of a size is tried first (a margin model revalues the same book every block
+    at new forwards): a book whose rows it groups wrongly gets its own map, and the values stay bit-identical."""
+    rng = np.random.default_rng(9)
+    f, k, t, call, qty, fixed, sig, series = book(rng)
+    b76.ForwardShockPricer(f, k, t, call, qty, 0.99, fixed=fixed)  # leaves its map for books of this size
+    first, inv = b76._series_map(
+        np.ascontiguousarray(np.stack([f, k, t, np.full(f.size, 0.99), fixed, call.astype(float)], axis=1))
+    )
+    assert np.array_equal(series[first][inv], series)  # every position maps to a row of its own series
+    # same size, other series: two positions that shared a series no longer do (strike moved for one of them)
+    k2 = k.copy()
+    j = np.flatnonzero(series == series[0])[1]
+    k2[j] = k2[j] + 1.0
+    for ff, kk in ((f * 1.01, k), (f, k2)):  # new forwards, same pattern; and a broken pattern
+        fast = b76.ForwardShockPricer(ff, kk, t, call, qty, 0.99, fixed=fixed)
+        ref = b76.ForwardShockPricer(ff, kk, t, call, qty, 0.99, fixed=fixed, dedupe=False)
+        assert fast._unit is not None
+        cols = np.stack([ff, kk, t, np.full(ff.size, 0.99), fixed, call.astype(float)], axis=1)
+        assert np.array_equal(cols[fast._first][fast._inv], cols)
+        for m in (0.7, 1.0, 1.3):
+            assert np.array_equal(fast.values(m, sig, key=0), ref.values(m, sig, key=0))
+    assert fast._first.size == np.unique(series).size + 1  # the moved strike is a series of its own
+
+
+def test_a_finer_map_of_an_earlier_book_is_not_kept():
+    """A map that splits equal rows (the identity map of a book whose rows were all distinct) would be valid for any
+    book of its size and switch the de-duplication off for good: it is replaced by the book's own map."""
+    rng = np.random.default_rng(10)
+    n = 256
+    distinct = b76.ForwardShockPricer(rng.uniform(1000, 3000, n), rng.uniform(1000, 3000, n), 0.1, True, 1.0)
+    assert distinct._unit is None  # every row its own series: no de-duplication
+    f, k, t, call, qty, fixed, sig, series = book(rng, n)
+    fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.99, fixed=fixed)
+    assert fast._unit is not None and fast._first.size == np.unique(series).size

@@ -777,3 +777,63 @@ def test_option_groups_by_hand_and_equal_arrays_reuse_the_first_calls_groups():
     assert got.sk.tolist() == [0, 2, 1] and got.sk_acct.tolist() == [0, 0, 1]
     assert _option_groups(cache, acct.copy(), ts.copy(), k.copy()) is got  # equal bits: the kept groups
     assert len(cache) == 1
+
+
+def test_option_groups_of_the_same_book_a_block_later_are_reused_only_where_they_hold():
+    """Expiries are seconds from now: a block later every one is smaller by the same dt, the bytes differ but the
+    groups hold and are reused (same object); where an expiry reaches 0 and merges with another, an account's
+    expiries change order, or a bucket's strikes split, the groups are computed afresh and equal a fresh
+    computation."""
+    from defistress.protocols.margin.scenario_pm import _groups_hold, _new_option_groups, _option_groups
+
+    day = 86_400.0
+    acct = np.array([0, 1, 0, 0, 1])
+    ts = np.array([7 * day, 7 * day, 30 * day, 7 * day, 30 * day])
+    k = np.array([2000.0, 2000.0, 2100.0, 2000.0, 1900.0])
+    cache: dict = {}
+    got = _option_groups(cache, acct, ts, k)
+    # groups (0, 7 d), (0, 30 d), (1, 7 d), (1, 30 d); options 0 and 3 share group 0 and bucket 0 (same strike)
+    assert got.grp.tolist() == [0, 2, 1, 0, 3] and got.first.tolist() == [0, 2, 1, 4]
+    assert got.sk.tolist() == [0, 2, 1, 0, 3] and got.sk_first.tolist() == [0, 2, 1, 4]
+    later = _option_groups(cache, acct, ts - 12.0, k)
+    assert later is got and len(cache) == 2  # kept under the new bytes too
+    assert _groups_hold(got, acct, ts - 12.0, k)
+
+    def fresh_differs(a, t, kk):
+        assert not _groups_hold(got, a, t, kk)
+        want = _new_option_groups(a, t, kk)
+        out = _option_groups({"kept": got}, a, t, kk)
+        for f in ("grp", "g_acct", "first", "sk", "sk_acct", "sk_first"):
+            assert np.array_equal(getattr(out, f), getattr(want, f)), f
+        return out
+
+    merged = fresh_differs(acct, np.maximum(ts - 7 * day, 0.0) * np.array([1, 1, 1, 1, 0]), k)
+    assert merged.grp.tolist() == [0, 2, 1, 0, 2]  # account 1's two expiries (0 s and 0 s) merged
+    swapped = fresh_differs(acct, np.array([40 * day, 7 * day, 30 * day, 40 * day, 30 * day]), k)
+    assert swapped.grp.tolist() == [1, 2, 0, 1, 3]  # account 0's expiries now in the other order
+    split = fresh_differs(acct, ts, np.array([2000.0, 2000.0, 2100.0, 2050.0, 1900.0]))
+    assert split.sk.tolist() == [0, 3, 2, 1, 4]  # options 0 and 3: one group, two buckets
+    moved = fresh_differs(np.array([0, 1, 0, 1, 1]), ts, k)  # option 3 moved to account 1
+    assert moved.grp.tolist() == [0, 2, 1, 2, 3]
+    assert not _groups_hold(got, acct[:4], ts[:4], k[:4])  # another book size
+
+
+def test_option_groups_hold_close_expiries_and_strikes_and_refuse_reordered_or_merged_strikes():
+    """An account's two expiries 0.5 s apart and a group's two strikes 0.5 USD apart still hold a block later;
+    strikes that swap order inside a group, or become equal, get the groups computed afresh."""
+    from defistress.protocols.margin.scenario_pm import _groups_hold, _new_option_groups, _option_groups
+
+    day = 86_400.0
+    acct = np.array([0, 0, 0, 1])
+    ts = np.array([7 * day, 7 * day + 0.5, 7 * day, 30 * day])
+    k = np.array([2000.0, 2000.0, 2000.5, 1900.0])
+    cache: dict = {}
+    got = _option_groups(cache, acct, ts, k)
+    # groups (0, 7 d), (0, 7 d + 0.5 s), (1, 30 d); buckets (g0, 2000), (g0, 2000.5), (g1, 2000), (g2, 1900)
+    assert got.grp.tolist() == [0, 1, 0, 2] and got.sk.tolist() == [0, 2, 1, 3]
+    assert _option_groups(cache, acct, ts - 12.0, k) is got
+    for k2, sk in (([2000.5, 2000.0, 2000.0, 1900.0], [1, 2, 0, 3]), ([2000.0, 2000.0, 2000.0, 1900.0], [0, 1, 0, 2])):
+        k2 = np.array(k2)  # swapped strikes in group 0; equal strikes in group 0 (one bucket)
+        assert not _groups_hold(got, acct, ts, k2)
+        out = _option_groups(cache, acct, ts, k2)
+        assert out.sk.tolist() == sk and np.array_equal(out.sk, _new_option_groups(acct, ts, k2).sk)
