@@ -310,3 +310,16 @@ def test_a_clean_array_is_checked_whole_once_and_then_only_at_the_rows_reported(
     out = rs.products(arr, vec)
     assert seen == [50, 2]  # the whole array once, then the two rows reported
     assert out[[3, 7]].tolist() == [0.125, 0.125] and out[0] == 0.5
+
+
+def test_an_empty_account_reads_as_infinitely_healthy_without_warnings(fast):
+    import warnings
+
+    m, oracles, _ = book(20, 17)
+    empty = int(m.add_accounts(1)[0])  # no collateral, no debt: 0 / 0 in the division, fixed up to inf
+    oracles["ETH"].price *= 0.95
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hf = m.health()
+    assert hf[empty] == np.inf
+    check(m)
