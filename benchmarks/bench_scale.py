@@ -15,6 +15,9 @@ Method (a shared 2-core machine):
   blocks); the crash starts at 2 h (600 blocks), so a run of a few thousand blocks covers the crash and part of the
   calm after it. `extrapolated_day_cpu_s` is the run's
   CPU per block x 7,200: an estimate, said as such beside the measured figure.
+- The book's refresh on 16,384+ accounts: a side whose accounts hold one asset each is valued by column multiplies
+  of contiguous copies of its columns (the BLAS gemv's bits: protocols/lending_rows.py), not by a matrix-vector
+  product over the strided (n, A) array; the metrics' collateral sum is kept while no collateral value moved.
 - Per-block work of the book is today's dense scan: the health refresh, the metrics' whole-book sums and the scaled
   totals grow with the book (an index by liquidation price was tried and did not pay on this scenario: about a tenth
   of the book stays unhealthy after the crash, so the rows to list each block still grow with the book).

@@ -30,6 +30,7 @@ from defistress.protocols.base import ControlledRows, Env, Exposure, MarginProto
 from defistress.protocols.events import BadDebt, Liquidated
 from defistress.protocols.ledger import InsufficientBalance
 from defistress.protocols.lending_accounts import BASE_UNIT, EModeCategory, aave_account_values, category_terms
+from defistress.protocols.lending_rows import RowSparsity
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
 CLOSE_FACTOR_HF_THRESHOLD = 0.95  # aave-v3 LiquidationLogic.CLOSE_FACTOR_HF_THRESHOLD
@@ -114,6 +115,12 @@ _NO_ROWS.flags.writeable = False
 #: books below this many accounts always refresh both sides whole: their three matrix-vector products cost less than
 #: checking which side may keep its values (measured at 1,000 and 10,000 accounts on eth-crash)
 _KEEP_MIN_ACCOUNTS = 16_384
+
+
+#: books from this many accounts refresh a side whose accounts each hold at most one asset by column multiplies instead
+#: of a BLAS matrix-vector product (the same bits: protocols/lending_rows.py), and set the debt-free rows' health from
+#: the last refresh's list of them when it still holds (measured at 1,000, 10,000, 100,000 and 1,000,000 accounts)
+_ROWS_MIN_ACCOUNTS = 16_384
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray | None) -> bool:
@@ -370,6 +377,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             return self._cache
         if self.precision == "aave-v3":
             self._cache, self._cache_key, self._pending_rows = self._account_values_aave(), key, None
+            self._coll_gen += 1
             return self._cache
         cp, dp = self.liq_index * p, self.borrow_index * p  # USD per scaled unit
         wp = cp * self.lt  # USD of liquidation-threshold-weighted collateral per scaled unit
@@ -442,24 +450,63 @@ class LendingMarket(ControlledRows, MarginProtocol):
                     if rows.size:
                         new[k][rows] = arr[rows] @ vec
                 else:
-                    new[k] = np.matmul(arr, vec, out=free.get(k))
+                    new[k] = self._products("coll" if arr is self.coll_scaled else "debt", vec, free.get(k))
             hf = free.get("hf")
-            new["hf"] = _health(new["weighted"], new["debt_usd"], np.empty(n) if hf is None else hf)
+            new["hf"] = self._health_whole(new["weighted"], new["debt_usd"], np.empty(n) if hf is None else hf)
         else:
             new = {
-                "coll_usd": np.matmul(self.coll_scaled, cp, out=free.get("coll_usd")),
-                "debt_usd": np.matmul(self.debt_scaled, dp, out=free.get("debt_usd")),
-                "weighted": np.matmul(self.coll_scaled, wp, out=free.get("weighted")),
+                "coll_usd": self._products("coll", cp, free.get("coll_usd")),
+                "debt_usd": self._products("debt", dp, free.get("debt_usd")),
+                "weighted": self._products("coll", wp, free.get("weighted")),
             }
             hf = free.get("hf")
             hf = np.empty(n) if hf is None else hf
-            new["hf"] = _health(new["weighted"], new["debt_usd"], hf)
+            new["hf"] = self._health_whole(new["weighted"], new["debt_usd"], hf)
             self._fix_special(new)
+        if not ((same or keep_c) and rows.size == 0):  # collateral values written (maybe the same ones)
+            self._coll_gen += 1
         self._cache = _AccountValues(self, new)
         self._cache_key = key
         self._cache_vecs = (cp, wp, dp)
         self._pending_rows = None
         return self._cache
+
+    def _rows(self, side: str) -> RowSparsity:
+        """Whether `side`'s scaled array ("coll" or "debt") holds one asset at most per account (kept)."""
+        key = f"_{side}_rows"
+        rs = self.__dict__.get(key)
+        if rs is None:
+            rs = RowSparsity()
+            setattr(self, key, rs)
+        return rs
+
+    def _products(self, side: str, vec: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """Every account's `side` scaled balances x per-unit price `vec`, USD ((n,)): `scaled @ vec`, by column
+        multiplies on a large book whose accounts hold one asset each on that side (the same bits)."""
+        arr = self.coll_scaled if side == "coll" else self.debt_scaled
+        if arr.shape[0] >= _ROWS_MIN_ACCOUNTS:
+            res = self._rows(side).products(arr, vec, out)
+            if res is not None:
+                return res
+        return np.matmul(arr, vec, out=out)
+
+    def _health_whole(self, weighted: np.ndarray, debt: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`_health` of every account. On a large book the debt-free rows (debt not > 0) are set from the last refresh's
+        list of them when they are the same rows (as many, each still debt-free): the scattered write of a boolean mask
+        over the book cost more than the division."""
+        n = out.size
+        if n < _ROWS_MIN_ACCOUNTS:
+            return _health(weighted, debt, out)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(weighted, debt, out=out)
+        free = np.greater(debt, 0.0)
+        np.logical_not(free, out=free)
+        last = self.__dict__.get("_debt_free")
+        count = np.count_nonzero(free)
+        if last is None or last.size != count or (count and (last[-1] >= n or not free[last].all())):
+            last = self._debt_free = np.flatnonzero(free)
+        out[last] = np.inf
+        return out
 
     def _same_products(self, side: str, *pairs: tuple[np.ndarray, np.ndarray]) -> bool:
         """Whether every account's products balance x per-unit price are the same bits with each pair's new vector as
@@ -504,6 +551,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return out
 
     _version = 0
+    _coll_gen = 0  # bumped whenever the cached collateral values may change (the metrics' collateral sum is kept)
 
     def _touch(self) -> None:
         """State changed: drop cached account values and refresh per-asset totals. A caller that changed only
@@ -530,8 +578,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         kept = self.__dict__.pop("_touch_kept", ())
         if "coll" not in kept:
             self._coll_total, self._coll_zero = None, {}
+            self._coll_gen += 1
+            self._rows("coll").touched(rows)
         if "debt" not in kept:
             self._debt_total, self._debt_zero = None, {}
+            self._rows("debt").touched(rows)
 
     def _scaled_total(self, scaled: np.ndarray) -> np.ndarray:
         """Σ over accounts of a scaled (n, A) array, by asset: a BLAS product with ones, ~20x faster than sum(axis=0)
@@ -1196,8 +1247,22 @@ class LendingMarket(ControlledRows, MarginProtocol):
         v = self._account_values()
         p = self.prices()
         deficit_usd = float(self.deficit @ p)
-        coll_total, debt_total = float(v["coll_usd"].sum()), float(v["debt_usd"].sum())
-        if math.isfinite(coll_total) and math.isfinite(debt_total) and not (v["debt_usd"] > v["coll_usd"]).any():
+        n = v["coll_usd"].size
+        kept = self.__dict__.get("_coll_sum")  # (generation, rows, sum): the collateral values have not changed since
+        if kept is not None and kept[0] == self._coll_gen and kept[1] == n:
+            coll_total = kept[2]
+        else:
+            coll_total = float(v["coll_usd"].sum())
+            self._coll_sum = (self._coll_gen, n, coll_total)
+        debt_total = float(v["debt_usd"].sum())
+        flag = self.__dict__.get("_flag_scratch")  # a reused (n,) bool row: no allocation per block
+        if flag is None or flag.shape != (n,):
+            flag = self._flag_scratch = np.empty(n, dtype=bool)
+        if (
+            math.isfinite(coll_total)
+            and math.isfinite(debt_total)
+            and not np.greater(v["debt_usd"], v["coll_usd"], out=flag).any()
+        ):
             # no account owes more than it holds and every value is finite (both sums are): each max(debt - coll, 0)
             # is +0.0 (np.maximum(-0.0, 0.0) is +0.0 too), so their sum is 0.0 exactly, without the two passes
             shortfall = 0.0
@@ -1211,7 +1276,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return {
             "collateral_usd": coll_total,
             "debt_usd": debt_total,
-            "accounts_unhealthy": int(np.count_nonzero(v["hf"] < 1.0)),
+            "accounts_unhealthy": int(np.count_nonzero(np.less(v["hf"], 1.0, out=flag))),
             "deficit_usd": deficit_usd,
             "bad_debt_usd": deficit_usd + shortfall,
             "liquidated_debt_usd": self.liquidated_debt_usd,

@@ -32,6 +32,8 @@ def _keep_path_on_small_books(monkeypatch):
     """The side-keeping refresh runs on books of `_KEEP_MIN_ACCOUNTS` accounts or more (below, both sides are
     recomputed whole: the same values): these tests' books are small, so the gate is lowered to take that path."""
     monkeypatch.setattr(lending_module, "_KEEP_MIN_ACCOUNTS", 0)
+    # and the column-multiply refresh and the debt-free rows' list (`_ROWS_MIN_ACCOUNTS`), which give the same values
+    monkeypatch.setattr(lending_module, "_ROWS_MIN_ACCOUNTS", 0)
 
 
 YEAR = 365.0 * 86400.0  # seconds
