@@ -273,6 +273,7 @@ class EvmLendingMarket(LendingMarket):
         }
         self._cache_key = key
         self._pending_rows = None
+        self._coll_gen += 1  # collateral values written: `metrics` must not keep its collateral sum
         return self._cache
 
     def check(self) -> int:
