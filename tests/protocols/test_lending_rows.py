@@ -323,3 +323,32 @@ def test_an_empty_account_reads_as_infinitely_healthy_without_warnings(fast):
         hf = m.health()
     assert hf[empty] == np.inf
     check(m)
+
+
+def test_a_new_empty_account_is_infinitely_healthy_after_a_refresh_without_debt_free_rows(fast):
+    m, oracles, _ = book(20, 17)
+    free = np.flatnonzero(m.debt_scaled[:, 2] == 0)
+    assert free.size
+    m.borrow("users", free, "USDC", np.full(free.size, 1.0))  # every account owes 1 USDC or more
+    oracles["ETH"].price *= 0.99
+    check(m)  # a whole refresh: the list of debt-free rows is empty
+    empty = int(m.add_accounts(1)[0])  # no collateral, no debt: 0 / 0 in the division, a debt-free row
+    oracles["ETH"].price *= 0.99
+    hf = m.health()
+    assert hf[empty] == np.inf  # no debt: infinitely healthy
+    assert np.isfinite(hf[:empty]).all()
+    check(m)
+
+
+def test_the_collateral_sum_follows_prices_and_supplies_under_aave_precision():
+    env = Env()
+    oracles = {s: FixedPrice(v, s) for s, v in PRICES.items()}
+    m = LendingMarket("lend", ASSETS, oracles, env, "aave-v3.3", precision="aave-v3")
+    a = m.add_accounts(1)
+    env.ledger.mint("ETH", "users", 3.0, "genesis")
+    m.supply("users", a, "ETH", np.array([2.0]))
+    assert m.metrics()["collateral_usd"] == pytest.approx(4_000.0, rel=1e-12)  # 2 ETH x 2,000 USD
+    oracles["ETH"].price = 1_500.0
+    assert m.metrics()["collateral_usd"] == pytest.approx(3_000.0, rel=1e-12)  # 2 ETH x 1,500 USD
+    m.supply("users", a, "ETH", np.array([1.0]))
+    assert m.metrics()["collateral_usd"] == pytest.approx(4_500.0, rel=1e-12)  # 3 ETH x 1,500 USD
