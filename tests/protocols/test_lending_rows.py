@@ -113,6 +113,19 @@ def test_too_many_pending_changes_fall_back_to_a_whole_check():
     assert rs.products(arr, np.array([3.0, 5.0])).tolist() == [3.0, 6.0]
 
 
+def test_at_most_max_pending_row_lists_are_kept_for_a_lazy_check():
+    from defistress.protocols.lending_rows import _MAX_PENDING
+
+    arr = np.array([[1.0, 0.0], [0.0, 1.0]])
+    rs = RowSparsity()
+    rs.products(arr, np.array([1.0, 1.0]))
+    for _ in range(_MAX_PENDING):
+        rs.touched(np.array([0]))
+    assert len(rs.pending) == _MAX_PENDING and rs.clean  # as many as the limit: still a lazy check of those rows
+    rs.touched(np.array([1]))  # one more: the lists are dropped and the whole array is checked next
+    assert rs.pending == [] and rs.clean is None and rs.cols == {}
+
+
 @pytest.mark.parametrize("n_assets", [1, 2, 3, 5])
 def test_random_row_sparse_arrays_give_the_kernels_bits(n_assets):
     rng = np.random.default_rng(n_assets)
