@@ -113,6 +113,13 @@ def test_too_many_pending_changes_fall_back_to_a_whole_check():
     assert rs.products(arr, np.array([3.0, 5.0])).tolist() == [3.0, 6.0]
 
 
+def test_a_change_reported_before_the_first_products_is_harmless():
+    rs = RowSparsity()
+    rs.touched(np.array([1]))  # nothing known yet: the first products checks the whole array anyway
+    assert rs.pending == [] and rs.clean is None
+    assert rs.products(np.array([[2.0, 0.0], [0.0, 3.0]]), np.array([5.0, 7.0])).tolist() == [10.0, 21.0]
+
+
 def test_at_most_max_pending_row_lists_are_kept_for_a_lazy_check():
     from defistress.protocols.lending_rows import _MAX_PENDING
 
