@@ -113,6 +113,26 @@ def test_too_many_pending_changes_fall_back_to_a_whole_check():
     assert rs.products(arr, np.array([3.0, 5.0])).tolist() == [3.0, 6.0]
 
 
+def test_a_change_reported_before_the_first_products_is_harmless():
+    rs = RowSparsity()
+    rs.touched(np.array([1]))  # nothing known yet: the first products checks the whole array anyway
+    assert rs.pending == [] and rs.clean is None
+    assert rs.products(np.array([[2.0, 0.0], [0.0, 3.0]]), np.array([5.0, 7.0])).tolist() == [10.0, 21.0]
+
+
+def test_at_most_max_pending_row_lists_are_kept_for_a_lazy_check():
+    from defistress.protocols.lending_rows import _MAX_PENDING
+
+    arr = np.array([[1.0, 0.0], [0.0, 1.0]])
+    rs = RowSparsity()
+    rs.products(arr, np.array([1.0, 1.0]))
+    for _ in range(_MAX_PENDING):
+        rs.touched(np.array([0]))
+    assert len(rs.pending) == _MAX_PENDING and rs.clean  # as many as the limit: still a lazy check of those rows
+    rs.touched(np.array([1]))  # one more: the lists are dropped and the whole array is checked next
+    assert rs.pending == [] and rs.clean is None and rs.cols == {}
+
+
 @pytest.mark.parametrize("n_assets", [1, 2, 3, 5])
 def test_random_row_sparse_arrays_give_the_kernels_bits(n_assets):
     rng = np.random.default_rng(n_assets)
@@ -323,3 +343,32 @@ def test_an_empty_account_reads_as_infinitely_healthy_without_warnings(fast):
         hf = m.health()
     assert hf[empty] == np.inf
     check(m)
+
+
+def test_a_new_empty_account_is_infinitely_healthy_after_a_refresh_without_debt_free_rows(fast):
+    m, oracles, _ = book(20, 17)
+    free = np.flatnonzero(m.debt_scaled[:, 2] == 0)
+    assert free.size
+    m.borrow("users", free, "USDC", np.full(free.size, 1.0))  # every account owes 1 USDC or more
+    oracles["ETH"].price *= 0.99
+    check(m)  # a whole refresh: the list of debt-free rows is empty
+    empty = int(m.add_accounts(1)[0])  # no collateral, no debt: 0 / 0 in the division, a debt-free row
+    oracles["ETH"].price *= 0.99
+    hf = m.health()
+    assert hf[empty] == np.inf  # no debt: infinitely healthy
+    assert np.isfinite(hf[:empty]).all()
+    check(m)
+
+
+def test_the_collateral_sum_follows_prices_and_supplies_under_aave_precision():
+    env = Env()
+    oracles = {s: FixedPrice(v, s) for s, v in PRICES.items()}
+    m = LendingMarket("lend", ASSETS, oracles, env, "aave-v3.3", precision="aave-v3")
+    a = m.add_accounts(1)
+    env.ledger.mint("ETH", "users", 3.0, "genesis")
+    m.supply("users", a, "ETH", np.array([2.0]))
+    assert m.metrics()["collateral_usd"] == pytest.approx(4_000.0, rel=1e-12)  # 2 ETH x 2,000 USD
+    oracles["ETH"].price = 1_500.0
+    assert m.metrics()["collateral_usd"] == pytest.approx(3_000.0, rel=1e-12)  # 2 ETH x 1,500 USD
+    m.supply("users", a, "ETH", np.array([1.0]))
+    assert m.metrics()["collateral_usd"] == pytest.approx(4_500.0, rel=1e-12)  # 3 ETH x 1,500 USD
