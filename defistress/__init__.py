@@ -12,6 +12,11 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from defistress.kernels import pin as _pin_kernels
+
+# before anything imports numpy: the same bits on AVX2 and AVX-512 machines (defistress.kernels)
+_pin_kernels()
+
 try:
     __version__ = version("defistress")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
