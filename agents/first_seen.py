@@ -109,8 +109,9 @@ class FirstSeenChain:
                 return
         # only rows unhealthy at the last look can have recovered, so the (n,) array is read and written at those
         # rows alone (masked writes over 100k rows every block were the cost); they are not in `rows` (hf < 1)
-        gone = watch[~(hf[watch] < 1.0)] if watch is not None and watch.size else rows[:0]
-        first = seen[rows]
+        # (`take`: the values `[rows]` gathers, a new array, about 2.5x faster on 20,000 rows)
+        gone = watch[~(hf.take(watch) < 1.0)] if watch is not None and watch.size else rows[:0]
+        first = seen.take(rows)
         fresh = first < 0
         new = rows[fresh]
         self.undo = (np.concatenate([gone, new]), np.concatenate([seen[gone], first[fresh]]))
