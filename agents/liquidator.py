@@ -358,11 +358,12 @@ class Liquidator(mesa.Agent):
             self._refill(ledger, view)
         for m in self.markets:
             hf = m.health()
-            rows = self._candidates(m, hf, view)
+            rows, delta = self._candidates(m, hf, view)
             # the block each row was first seen unhealthy: one bookkeeping for the liquidators whose looks agree
             cache_key = m._cache_key if isinstance(m, LendingMarket) else None
             memo = view.extra.setdefault(_MEMO, {})
-            ready = self._first_seen.ready(m.id, hf, rows, view.block, cache_key, self.spec.latency_blocks, memo)
+            lat = self.spec.latency_blocks
+            ready = self._first_seen.ready(m.id, hf, rows, view.block, cache_key, lat, memo, delta)
             if ready.size == 0:
                 continue
             ranked = self._ranked(m, ready, view, ledger)
@@ -398,24 +399,28 @@ class Liquidator(mesa.Agent):
         quote = max(ledger.tokens(), key=lambda t: ledger.balance(self.holder, t) * view.reference.get(t, 0.0))
         refill_gas(ledger, view.external, self.holder, self.spec.gas_budget_eth, quote)
 
-    def _candidates(self, m, hf: np.ndarray, view: BlockView) -> np.ndarray:
+    def _candidates(self, m, hf: np.ndarray, view: BlockView) -> tuple[np.ndarray, tuple | None]:
         """Rows of `m` that are unhealthy and not under an external controller (the controller's to liquidate),
-        computed once per block and market state for every liquidator of the block (in `view.extra`)."""
+        computed once per block and market state for every liquidator of the block (in `view.extra`), with how they
+        differ from the rows of the selection's last call (`MaskRows.delta`, for `FirstSeen.ready`) when they are
+        every unhealthy row, else None."""
         memo = view.extra.setdefault(_MEMO, {})
         key = ("candidates", id(m), m._cache_key if isinstance(m, LendingMarket) else None, hf.size)
-        rows = memo.get(key) if key[2] is not None else None
-        if rows is None:
+        hit = memo.get(key) if key[2] is not None else None
+        if hit is None:
             sel = self._unhealthy.get(m.id)
             if sel is None:
                 sel = self._unhealthy[m.id] = MaskRows()
             rows = sel.select(hf < 1.0)  # `np.flatnonzero(hf < 1.0)`, updated where the mask flipped (read-only)
+            delta = sel.delta
             controlled = m.controlled
             if np.count_nonzero(controlled):  # rows under a controller are its own to liquidate (none: no gather)
-                rows = rows[~controlled[rows]]
+                rows, delta = rows[~controlled[rows]], None
             rows.flags.writeable = False
+            hit = (rows, delta)
             if key[2] is not None:
-                memo[key] = rows
-        return rows
+                memo[key] = hit
+        return hit
 
     def _ranked(self, m, ready: np.ndarray, view: BlockView, ledger):
         """The rows this liquidator looks at, largest debt first (at most 4 x max_tx_per_block of them), with their

@@ -49,7 +49,7 @@ class MaskRows:
     """`np.flatnonzero(mask)` (`base` None) or `base[mask]` (`base` strictly increasing, kept by identity), read-only,
     updated from the last call's mask when the base is the same object and the shape the same."""
 
-    __slots__ = ("base", "mask", "rows", "removed")
+    __slots__ = ("base", "mask", "rows", "removed", "delta")
 
     def __init__(self) -> None:
         self.base: np.ndarray | None = None
@@ -58,12 +58,16 @@ class MaskRows:
         #: after `select`: the values of the last call's rows that it dropped (their entry turned False), or None
         #: when it compacted the mask afresh
         self.removed: np.ndarray | None = None
+        #: after `select`: (the last call's rows, the values dropped, the values added), the new rows being the first
+        #: without the second and with the third (all strictly increasing), or None when it compacted afresh; lets a
+        #: caller that kept per-row figures of the last rows update them at the edits only (`agents.first_seen`)
+        self.delta: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def select(self, mask: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
         """The selected rows (read-only). A mask of `_MIN_SIZE` entries or more is kept (made read-only) for the next
         call: pass a fresh array."""
         if mask.size < _MIN_SIZE:  # a small mask: the plain compaction, nothing kept (checked first: cheapest)
-            self.base = self.mask = self.rows = self.removed = None
+            self.base = self.mask = self.rows = self.removed = self.delta = None
             return self._plain(mask, base)
         last, rows = self.mask, self.rows
         if (
@@ -74,18 +78,19 @@ class MaskRows:
             or mask.dtype != np.bool_
             or (base is not None and base.flags.writeable)
         ):
-            rows, removed = self._plain(mask, base), None
+            rows, removed, delta = self._plain(mask, base), None, None
         else:
             flip = np.flatnonzero(last != mask)
             if flip.size > _MAX_FLIPPED:
-                rows, removed = self._plain(mask, base), None
+                rows, removed, delta = self._plain(mask, base), None, None
             else:
                 on = mask[flip]
                 vals = flip if base is None else base[flip]
-                removed = vals[~on]
+                removed, added, prev = vals[~on], vals[on], rows
                 if flip.size:
-                    rows = _spliced(rows, removed, vals[on])
-        self.removed = removed
+                    rows = _spliced(rows, removed, added)
+                delta = (prev, removed, added)
+        self.removed, self.delta = removed, delta
         mask.flags.writeable = False
         self.base, self.mask, self.rows = base, mask, rows
         return rows

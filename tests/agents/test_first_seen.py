@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from defistress.agents.first_seen import FirstSeen
+from defistress.agents import mask_rows
+from defistress.agents.first_seen import FirstSeen, FirstSeenChain, _spliced_entries
+from defistress.agents.mask_rows import MaskRows
 
 
 class Plain:
@@ -161,3 +163,96 @@ def test_ready_rows_carried_while_the_same_rows_stay_unhealthy_are_the_plain_one
             carried += last.get(k) is got
             last[k] = got
     assert carried >= 100, carried
+
+
+def _looks_with_edits(seed: int, skip: float, own_state: float, blocks: int = 300) -> tuple[int, dict[str, int]]:
+    """As `_looks`, but the block's candidate rows come from one `MaskRows` (at every size) with its `delta`, as
+    `Liquidator._candidates` hands them out, and some holders' own looks from a `MaskRows` of their own; health moves
+    a few rows a block (the edits path), sometimes many (a fresh compaction), and blocks start below zero. Returns the
+    looks whose ready rows differ from the plain bookkeeping's and how often each path ran."""
+    rng = np.random.default_rng(seed)
+    latencies = [0, 1, 3, 3]
+    shared, plain = [FirstSeen() for _ in latencies], [Plain() for _ in latencies]
+    block_sel, own_sel = MaskRows(), [MaskRows() for _ in latencies]
+    n, hf = 60, rng.uniform(0.9, 1.3, 60)
+    wrong = 0
+    for block in range(-5, blocks):
+        if block == blocks // 2:  # the book grows: every holder starts again from nothing
+            n += 7
+            hf = np.concatenate([hf, rng.uniform(0.9, 1.3, 7)])
+        if rng.random() < 0.1:  # a broad move: many rows change side
+            hf = np.clip(hf * np.exp(rng.normal(0.0, 0.05, n)), 0.5, 2.0)
+        else:  # a few rows move (a liquidation, a repayment, a new unhealthy row)
+            at = rng.integers(0, n, int(rng.integers(0, 4)))
+            hf[at] = rng.uniform(0.85, 1.15, at.size)
+        if rng.random() < 0.02:
+            hf[int(rng.integers(0, n))] = np.nan  # an undefined health factor: not unhealthy
+        memo: dict = {}
+        rows = block_sel.select(hf < 1.0)
+        delta = block_sel.delta
+        key = (hf.tobytes(), block)
+        for k, lat in enumerate(latencies):
+            if rng.random() < skip:
+                continue
+            h, r, d, ck = hf, rows, delta, key
+            if rng.random() < own_state:  # a market state of its own, its rows from a selection of its own
+                h = hf.copy()
+                h[rng.integers(0, n, 2)] = rng.uniform(0.8, 1.2, 2)
+                r = own_sel[k].select(h < 1.0)
+                d, ck = own_sel[k].delta, (h.tobytes(), block)
+            got = shared[k].ready("m", h, r, block, ck, lat, memo, d)
+            want = plain[k].ready(h, r, block, lat)
+            wrong += not (got.dtype == want.dtype and np.array_equal(got, want))
+            assert not got.flags.writeable
+    return wrong, dict(COUNTS)
+
+
+COUNTS: dict[str, int] = {}
+
+
+@pytest.mark.parametrize(
+    "seed,skip,own_state", [(11, 0.0, 0.0), (12, 0.0, 0.1), (13, 0.1, 0.0), (14, 0.15, 0.15), (15, 0.3, 0.3)]
+)
+def test_first_seen_updated_at_the_selection_s_edits_is_the_plain_bookkeeping(seed, skip, own_state, monkeypatch):
+    monkeypatch.setattr(mask_rows, "_MIN_SIZE", 0)  # the selection's edits at every size (the engine's books are large)
+    COUNTS.clear()
+    edits, ready = FirstSeenChain._advance_edits, FirstSeen.ready
+
+    def counted_edits(self, rows, block, look, gone, new, before):
+        COUNTS["edits"] = COUNTS.get("edits", 0) + 1
+        COUNTS["added"] = COUNTS.get("added", 0) + int(new.size > 0)
+        COUNTS["dropped"] = COUNTS.get("dropped", 0) + int(gone.size > 0)
+        return edits(self, rows, block, look, gone, new, before)
+
+    def counted_ready(self, market_id, hf, rows, *a):
+        out = ready(self, market_id, hf, rows, *a)
+        COUNTS["all ready"] = COUNTS.get("all ready", 0) + int(out is rows)
+        return out
+
+    monkeypatch.setattr(FirstSeenChain, "_advance_edits", counted_edits)
+    monkeypatch.setattr(FirstSeen, "ready", counted_ready)
+    wrong, counts = _looks_with_edits(seed, skip, own_state)
+    assert wrong == 0
+    assert counts["edits"] > 100 and counts["added"] > 30 and counts["dropped"] > 30, counts
+    assert counts["all ready"] > 100, counts
+
+
+def test_spliced_entries_are_the_entries_of_the_edited_keys():
+    """`_spliced_entries` against a dict of key -> entry rebuilt and read in key order, on random edits (empty keys,
+    edits at both ends, an insertion just below a removed key)."""
+    rng = np.random.default_rng(21)
+    cases = 0
+    for _ in range(400):
+        keys = np.unique(rng.integers(0, 60, int(rng.integers(0, 25))))
+        values = rng.integers(-3, 50, keys.size)
+        gone = keys[rng.random(keys.size) < 0.3]
+        others = np.setdiff1d(np.arange(-2, 63), keys)
+        new = np.sort(rng.choice(others, int(rng.integers(0, 5)), replace=False))
+        want = dict(zip(keys.tolist(), values.tolist()))
+        for g in gone.tolist():
+            del want[g]
+        want.update(dict.fromkeys(new.tolist(), 99))
+        got = _spliced_entries(keys, values, gone, new, 99)
+        assert got.dtype == values.dtype and got.tolist() == [want[k] for k in sorted(want)]
+        cases += bool(gone.size and new.size)
+    assert cases > 100
