@@ -523,11 +523,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
                 moved.append(j)
         if not moved:
             return True
+        arr = self.coll_scaled if side == "coll" else self.debt_scaled
+        if arr.shape[0] >= _ROWS_MIN_ACCOUNTS and (rs := self._rows(side)).known_clean(arr):
+            # a clean array's kept columns say which assets anyone holds: no product over the book for the total
+            return not any(rs.holds(j) for j in moved)
         total = (self.coll_scaled_total if side == "coll" else self.debt_scaled_total).tolist()
         if any(total[j] != 0 for j in moved):  # a nonzero total: some balance is not zero (NaN too)
             return False
         zero = self.__dict__.setdefault(f"_{side}_zero", {})  # asset -> no balance at all, until the array changes
-        arr = self.coll_scaled if side == "coll" else self.debt_scaled
         for j in moved:
             if j not in zero:
                 zero[j] = not arr[:, j].any()

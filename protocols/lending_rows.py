@@ -84,6 +84,18 @@ class RowSparsity:
                         self.cols[j] = np.ascontiguousarray(arr[:, j])
         self.pending = []
 
+    def known_clean(self, arr: np.ndarray) -> bool:
+        """Whether `arr` is row-sparse, finite and non-negative, its nonzero columns all kept: then `holds` answers for
+        it (the rows reported since the last look are checked and copied first, as `products` would)."""
+        self._check(arr)
+        return bool(self.clean)
+
+    def holds(self, j: int) -> bool:
+        """Whether column `j` of a `known_clean` array has a nonzero entry: a column without a kept copy has none (the
+        copies cover every column that ever held one), a kept one is read contiguously (not a strided column)."""
+        c = self.cols.get(j)
+        return c is not None and bool(c.any())
+
     def products(self, arr: np.ndarray, vec: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
         """`arr @ vec` with the kernel's bits when the array is row-sparse and `vec` finite and positive (elementwise
         products over the active columns), else None (the caller takes the matrix-vector product). `out`: an (n,)
