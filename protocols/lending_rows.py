@@ -45,18 +45,19 @@ class RowSparsity:
     change to the array (with the rows it changed, or None when any row may have); the changed rows are checked and
     copied at the next `products`."""
 
-    __slots__ = ("clean", "cols", "pending", "tmp")
+    __slots__ = ("clean", "cols", "held", "pending", "tmp")
 
     def __init__(self) -> None:
         self.clean: bool | None = None
         self.cols: dict[int, np.ndarray] = {}  # column -> its values, (n,) contiguous
+        self.held: dict[int, bool] = {}  # kept column -> whether it has a nonzero entry, where known (`holds`)
         self.pending: list[np.ndarray] = []
         self.tmp = np.zeros(0)  # scratch row of `products`
 
     def touched(self, rows: np.ndarray | None) -> None:
         """The array changed at `rows` (indices), or anywhere (None)."""
         if rows is None or len(self.pending) >= _MAX_PENDING:
-            self.clean, self.pending, self.cols = None, [], {}
+            self.clean, self.pending, self.cols, self.held = None, [], {}, {}
         elif self.clean:
             self.pending.append(rows)
         # unclean stays unclean until a change anywhere (None): its rows are not followed
@@ -69,19 +70,27 @@ class RowSparsity:
             ok, active = _rows_clean(arr)
             self.clean = ok
             self.cols = {j: np.ascontiguousarray(arr[:, j]) for j in np.flatnonzero(active).tolist()} if ok else {}
+            self.held = {}
         elif self.clean and self.pending:
             rows = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
             block = arr[rows]
             ok, active = _rows_clean(block)
             self.clean = ok
             if not ok:
-                self.cols = {}
+                self.cols, self.held = {}, {}
             else:
                 for j, c in self.cols.items():
                     c[rows] = block[:, j]
+                    # a nonzero entry written: held; only zeros written: a column known to hold none still holds none,
+                    # one that held something may have lost its last holder (unknown until `holds` reads it)
+                    if active[j]:
+                        self.held[j] = True
+                    elif self.held.get(j):
+                        del self.held[j]
                 for j in np.flatnonzero(active).tolist():
                     if j not in self.cols:
                         self.cols[j] = np.ascontiguousarray(arr[:, j])
+                        self.held[j] = True
         self.pending = []
 
     def known_clean(self, arr: np.ndarray) -> bool:
@@ -92,9 +101,15 @@ class RowSparsity:
 
     def holds(self, j: int) -> bool:
         """Whether column `j` of a `known_clean` array has a nonzero entry: a column without a kept copy has none (the
-        copies cover every column that ever held one), a kept one is read contiguously (not a strided column)."""
+        copies cover every column that ever held one), a kept one is read contiguously (not a strided column) once,
+        and the answer kept while the rows written since say it still holds (see `_check`)."""
         c = self.cols.get(j)
-        return c is not None and bool(c.any())
+        if c is None:
+            return False
+        known = self.held.get(j)
+        if known is None:
+            known = self.held[j] = bool(c.any())
+        return known
 
     def products(self, arr: np.ndarray, vec: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
         """`arr @ vec` with the kernel's bits when the array is row-sparse and `vec` finite and positive (elementwise

@@ -199,3 +199,50 @@ def test_holds_by_hand():
     arr[2, 1] = -1.0
     rs.touched(np.array([2]))
     assert not rs.known_clean(arr)
+
+
+def test_whether_a_kept_column_holds_is_kept_while_the_rows_written_say_so():
+    arr = np.zeros((6, 3))
+    arr[:3, 0] = 1.0
+    arr[3, 1] = 2.0
+    rs = RowSparsity()
+    assert rs.known_clean(arr) and rs.holds(0) and rs.holds(1) and not rs.holds(2)
+    arr[3, 1] = 0.0  # BTC's only holder leaves: the column is read again, and holds nothing
+    rs.touched(np.array([3]))
+    assert rs.known_clean(arr) and not rs.holds(1)
+    arr[4, 0] = 0.0  # zeros written to a column known empty ... and to one that holds
+    rs.touched(np.array([4]))
+    assert rs.known_clean(arr) and not rs.holds(1) and rs.holds(0)
+    arr[5, 1] = 3.0  # a nonzero written to a column known empty
+    rs.touched(np.array([5]))
+    assert rs.known_clean(arr) and rs.holds(1)
+    arr[[0, 1, 2], 0] = 0.0  # every ETH holder leaves, over two reports
+    rs.touched(np.array([0, 1]))
+    rs.touched(np.array([2]))
+    assert rs.known_clean(arr) and not rs.holds(0)
+    arr[2, 0], arr[5, 1] = 4.0, 0.0  # one row takes ETH again, in the same report as a row leaving BTC
+    rs.touched(np.array([2, 5]))
+    assert rs.known_clean(arr) and rs.holds(0) and not rs.holds(1)
+    arr[1, 2] = 1.0  # a new column: held
+    rs.touched(np.array([1]))
+    assert rs.known_clean(arr) and rs.holds(2)
+    rs.touched(None)  # a check of the whole array forgets every answer
+    assert rs.held == {} and rs.known_clean(arr) and rs.holds(0) and rs.holds(2) and not rs.holds(1)
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_random_reports_give_the_columns_own_answer(seed):
+    rng = np.random.default_rng(seed)
+    arr = np.zeros((30, 4))
+    arr[np.arange(30), rng.integers(0, 4, 30)] = rng.random(30) * (rng.random(30) < 0.3)
+    rs = RowSparsity()
+    for _ in range(200):
+        rows = rng.choice(30, int(rng.integers(1, 4)), replace=False)
+        arr[rows] = 0.0
+        keep = rng.random(rows.size) < 0.3
+        arr[rows[keep], rng.integers(0, 4, keep.sum())] = 1.0
+        reported = np.concatenate([rows, rows[:1]])  # a row reported twice, as two changes to it would
+        rs.touched(reported if rng.random() < 0.95 else None)
+        assert rs.known_clean(arr)
+        for j in rng.permutation(4)[: int(rng.integers(0, 5))].tolist():
+            assert rs.holds(j) == bool(arr[:, j].any())
