@@ -499,12 +499,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
             return _health(weighted, debt, out)
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(weighted, debt, out=out)
-        free = np.greater(debt, 0.0)
-        np.logical_not(free, out=free)
+        owes = self.__dict__.get("_owes")  # a reused (n,) bool row, `debt > 0`: no allocation and no negation a block
+        if owes is None or owes.shape != (n,):
+            owes = self._owes = np.empty(n, dtype=bool)
+        np.greater(debt, 0.0, out=owes)
         last = self.__dict__.get("_debt_free")
-        count = np.count_nonzero(free)
-        if last is None or last.size != count or (count and (last[-1] >= n or not free[last].all())):
-            last = self._debt_free = np.flatnonzero(free)
+        count = n - np.count_nonzero(owes)  # the debt-free rows (debt not > 0, NaN included)
+        if last is None or last.size != count or (count and (last[-1] >= n or owes[last].any())):
+            last = self._debt_free = np.flatnonzero(np.logical_not(owes, out=owes))
         out[last] = np.inf
         return out
 
