@@ -16,6 +16,7 @@ kernel, depending on whether a fused multiply-add met it.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 
@@ -34,6 +35,19 @@ def _rows_clean(block: np.ndarray) -> tuple[bool, np.ndarray]:
     return True, cols
 
 
+def _witness_after(w: int | None, rows: np.ndarray, written: np.ndarray, n: int) -> int | None:
+    """A column's holder after `written` ((r,), its new entries) went to `rows` (indices into its n entries, negative
+    ones from the end): a row (0 <= row < n) with a nonzero entry, or -1 for none, or None for unknown. A nonzero entry
+    written is a holder; only zeros written leave a column that held none empty, and a holder not among the rows a
+    holder; a holder overwritten by zero is lost (unknown)."""
+    nz = np.flatnonzero(written)
+    if nz.size:
+        return int(rows[nz[0]]) % n
+    if w is None or w < 0 or not (rows % n == w).any():
+        return w
+    return None
+
+
 #: rows remembered for a lazy check before the whole array is checked again instead
 _MAX_PENDING = 64
 
@@ -50,7 +64,7 @@ class RowSparsity:
     def __init__(self) -> None:
         self.clean: bool | None = None
         self.cols: dict[int, np.ndarray] = {}  # column -> its values, (n,) contiguous
-        self.held: dict[int, bool] = {}  # kept column -> whether it has a nonzero entry, where known (`holds`)
+        self.held: dict[int, int] = {}  # kept column -> a row with a nonzero entry, or -1: none (where known)
         self.pending: list[np.ndarray] = []
         self.tmp = np.zeros(0)  # scratch row of `products`
 
@@ -81,16 +95,15 @@ class RowSparsity:
             else:
                 for j, c in self.cols.items():
                     c[rows] = block[:, j]
-                    # a nonzero entry written: held; only zeros written: a column known to hold none still holds none,
-                    # one that held something may have lost its last holder (unknown until `holds` reads it)
-                    if active[j]:
-                        self.held[j] = True
-                    elif self.held.get(j):
-                        del self.held[j]
+                    w = _witness_after(self.held.get(j), rows, block[:, j], n)
+                    if w is None:
+                        self.held.pop(j, None)
+                    else:
+                        self.held[j] = w
                 for j in np.flatnonzero(active).tolist():
                     if j not in self.cols:
                         self.cols[j] = np.ascontiguousarray(arr[:, j])
-                        self.held[j] = True
+                        self.held[j] = cast(int, _witness_after(None, rows, block[:, j], n))
         self.pending = []
 
     def known_clean(self, arr: np.ndarray) -> bool:
@@ -101,15 +114,16 @@ class RowSparsity:
 
     def holds(self, j: int) -> bool:
         """Whether column `j` of a `known_clean` array has a nonzero entry: a column without a kept copy has none (the
-        copies cover every column that ever held one), a kept one is read contiguously (not a strided column) once,
-        and the answer kept while the rows written since say it still holds (see `_check`)."""
+        copies cover every column that ever held one), a kept one is searched for a holder once, and the holder (or
+        its absence) kept while the rows written since leave it (see `_witness_after`)."""
         c = self.cols.get(j)
         if c is None:
             return False
-        known = self.held.get(j)
-        if known is None:
-            known = self.held[j] = bool(c.any())
-        return known
+        w = self.held.get(j)
+        if w is None:  # a clean column is >= 0: its largest entry is nonzero unless every entry is +0.0
+            k = int(np.argmax(c))
+            w = self.held[j] = k if c[k] != 0 else -1
+        return w >= 0
 
     def products(self, arr: np.ndarray, vec: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
         """`arr @ vec` with the kernel's bits when the array is row-sparse and `vec` finite and positive (elementwise

@@ -242,7 +242,43 @@ def test_random_reports_give_the_columns_own_answer(seed):
         keep = rng.random(rows.size) < 0.3
         arr[rows[keep], rng.integers(0, 4, keep.sum())] = 1.0
         reported = np.concatenate([rows, rows[:1]])  # a row reported twice, as two changes to it would
+        if rng.random() < 0.5:
+            reported = reported - 30  # the same rows counted from the end (negative indices)
         rs.touched(reported if rng.random() < 0.95 else None)
         assert rs.known_clean(arr)
         for j in rng.permutation(4)[: int(rng.integers(0, 5))].tolist():
             assert rs.holds(j) == bool(arr[:, j].any())
+
+
+def test_the_holder_kept_is_a_row_that_holds_and_is_dropped_when_its_entry_is_cleared():
+    arr = np.zeros((5, 2))
+    arr[[1, 3], 0] = [2.0, 5.0]
+    rs = RowSparsity()
+    assert rs.known_clean(arr) and rs.holds(0)
+    assert rs.held[0] == 3  # the largest entry's row
+    arr[1, 0] = 0.0  # another holder leaves: the one kept still holds
+    rs.touched(np.array([1]))
+    assert rs.known_clean(arr) and rs.held[0] == 3 and rs.holds(0)
+    arr[3, 0] = 0.0  # the kept holder leaves, reported from the end: unknown, then read (nobody)
+    rs.touched(np.array([-2]))
+    assert rs.known_clean(arr) and 0 not in rs.held and not rs.holds(0) and rs.held[0] == -1
+    arr[4, 0] = 1.0  # a new holder, reported from the end: kept as its row from the start
+    rs.touched(np.array([-1]))
+    assert rs.known_clean(arr) and rs.held[0] == 4 and rs.holds(0)
+    arr[4, 0] = 0.0
+    arr[4, 1] = 1.0  # the holder moves to the other column, reported twice
+    rs.touched(np.array([4, -1]))
+    assert rs.known_clean(arr) and not rs.holds(0) and rs.holds(1) and rs.held[1] == 4
+
+
+def test_zeros_written_to_an_empty_column_keep_it_empty_without_a_read():
+    arr = np.zeros((4, 2))
+    arr[0, 1] = 1.0
+    rs = RowSparsity()
+    assert rs.known_clean(arr) and rs.holds(1)
+    arr[0, 1] = 0.0
+    rs.touched(np.array([0]))
+    assert rs.known_clean(arr) and not rs.holds(1) and rs.held[1] == -1
+    rs.cols[1][2] = 9.0  # a write to the copy only: not read again while zeros are reported
+    rs.touched(np.array([3]))
+    assert rs.known_clean(arr) and not rs.holds(1)
