@@ -1263,8 +1263,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         flag = self.__dict__.get("_flag_scratch")  # a reused (n,) bool row: no allocation per block
         if flag is None or flag.shape != (n,):
             flag = self._flag_scratch = np.empty(n, dtype=bool)
+        # the test below only skips the sum: where it passes, the sum is 0.0 too. After a block with a shortfall the
+        # next one most likely has one as well (insolvent accounts stay so): the sum is taken without the test
         if (
-            math.isfinite(coll_total)
+            not self.__dict__.get("_short_last", False)
+            and math.isfinite(coll_total)
             and math.isfinite(debt_total)
             and not np.greater(v["debt_usd"], v["coll_usd"], out=flag).any()
         ):
@@ -1278,6 +1281,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             np.subtract(v["debt_usd"], v["coll_usd"], out=short)
             np.maximum(short, 0.0, out=short)
             shortfall = float(short.sum())
+        self._short_last = shortfall != 0.0  # (NaN too)
         return {
             "collateral_usd": coll_total,
             "debt_usd": debt_total,
