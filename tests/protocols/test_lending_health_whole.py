@@ -66,6 +66,9 @@ def test_crafted_debts_call_after_call(market):
         same(market, ref, weighted, debt[perm])  # as many debt-free rows but other ones, then all, then none
     same(market, ref, weighted, np.zeros(8))
     same(market, ref, weighted, np.ones(8))
+    same(market, ref, weighted, np.ones(8))  # no debt-free row, twice: the empty list is kept
+    same(market, ref, weighted[:4], np.array([1.0, 0.0, 1.0, 0.0]))
+    same(market, ref, weighted[:3], np.array([0.0, 1.0, 0.0]))  # as many, the last one past the end (row 3 of 3)
     same(market, ref, weighted[:3], np.zeros(3))  # fewer rows: a list reaching past the end is rebuilt
     same(market, ref, weighted[:1], np.array([np.nan]))
     same(market, ref, weighted[:0], np.zeros(0))
@@ -74,6 +77,7 @@ def test_crafted_debts_call_after_call(market):
 def test_the_row_of_debts_owed_is_reused(market):
     market._health_whole(np.ones(4), np.array([1.0, 0.0, 2.0, 0.0]), np.empty(4))
     kept = market._owes
+    assert kept.dtype == np.bool_ and kept.shape == (4,)
     market._health_whole(np.ones(4), np.array([0.0, 0.0, 2.0, 0.0]), np.empty(4))
     assert market._owes is kept
     market._health_whole(np.ones(5), np.zeros(5), np.empty(5))

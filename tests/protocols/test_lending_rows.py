@@ -398,3 +398,31 @@ def test_the_shortfall_after_an_insolvent_block_is_the_plain_sum_whether_or_not_
     oracles["ETH"].price = 2_000.0
     check(m)
     assert not m._short_last
+
+
+def test_the_debt_over_collateral_pass_is_skipped_only_after_a_block_with_a_shortfall(monkeypatch):
+    """Which blocks run the `debt > coll` pass (the values are the same either way: the test above)."""
+    calls: list[int] = []
+
+    class Numpy:  # the lending module's numpy, counting `greater` over the book's values
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def greater(a, b, out=None):
+            calls.append(np.size(a))
+            return np.greater(a, b, out=out)
+
+    m, oracles, _ = book(40, 23)
+    monkeypatch.setattr(lending_module, "np", Numpy())
+    ran = []
+    for price in (2_000.0, 2_000.0, 300.0, 300.0, 2_000.0, 2_000.0):
+        del calls[:]
+        oracles["ETH"].price = price
+        m._account_values()  # the refresh's own `debt > 0` (of `_health`) is not the pass counted
+        del calls[:]
+        m.metrics()
+        ran.append(m.n_accounts in calls)
+    # the first call and solvent blocks: the pass runs (and passes); insolvent: it runs and fails; insolvent again:
+    # skipped; solvent after an insolvent block: skipped (the sum is 0.0); solvent again: it runs
+    assert ran == [True, True, True, False, False, True]

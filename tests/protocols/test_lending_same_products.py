@@ -282,3 +282,25 @@ def test_zeros_written_to_an_empty_column_keep_it_empty_without_a_read():
     rs.cols[1][2] = 9.0  # a write to the copy only: not read again while zeros are reported
     rs.touched(np.array([3]))
     assert rs.known_clean(arr) and not rs.holds(1)
+
+
+def test_a_holder_in_row_zero_and_a_holder_cleared_among_other_rows():
+    arr = np.zeros((4, 2))
+    arr[0, 0] = 3.0
+    rs = RowSparsity()
+    assert rs.known_clean(arr) and rs.holds(0) and rs.held[0] == 0  # row 0 is a holder, not "none"
+    arr[2, 0] = 0.0  # zeros written elsewhere: row 0 still holds
+    rs.touched(np.array([2]))
+    assert rs.known_clean(arr) and rs.held[0] == 0 and rs.holds(0)
+    arr[1, 0] = 1.0
+    rs.touched(np.array([1]))
+    assert rs.known_clean(arr) and rs.held[0] == 1  # the row written with a nonzero entry is the holder now
+    arr[[3, 1], 0] = 0.0  # the holder cleared, reported after another row
+    rs.touched(np.array([3, 1]))
+    assert rs.known_clean(arr) and 0 not in rs.held and rs.holds(0) and rs.held[0] == 0
+    arr[[1, 2], 0] = [0.0, 5.0]  # two rows written, the second one nonzero: it is the holder
+    rs.touched(np.array([1, 2]))
+    assert rs.known_clean(arr) and rs.held[0] == 2
+    arr[[1, 3], 1] = [2.0, 4.0]  # a new column through two rows: the first nonzero one is its holder
+    rs.touched(np.array([1, 3]))
+    assert rs.known_clean(arr) and rs.held[1] == 1 and rs.holds(1)
