@@ -304,3 +304,11 @@ def test_a_holder_in_row_zero_and_a_holder_cleared_among_other_rows():
     arr[[1, 3], 1] = [2.0, 4.0]  # a new column through two rows: the first nonzero one is its holder
     rs.touched(np.array([1, 3]))
     assert rs.known_clean(arr) and rs.held[1] == 1 and rs.holds(1)
+
+
+def test_a_book_at_the_default_gate_asks_the_kept_columns_not_the_total():
+    m, _ = book(lending_module._ROWS_MIN_ACCOUNTS, 8)  # exactly at the gate
+    m._touch()  # every cached total dropped, the row-sparse state to be checked whole
+    assert m._same_products("coll", (move(3), V)) and not m._same_products("coll", (move(0), V))
+    assert m._coll_total is None  # no product over the book for the total
+    assert m._rows("coll").clean is True and m._rows("coll").pending == []
