@@ -499,12 +499,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
             return _health(weighted, debt, out)
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(weighted, debt, out=out)
-        free = np.greater(debt, 0.0)
-        np.logical_not(free, out=free)
+        owes = self.__dict__.get("_owes")  # a reused (n,) bool row, `debt > 0`: no allocation and no negation a block
+        if owes is None or owes.shape != (n,):
+            owes = self._owes = np.empty(n, dtype=bool)
+        np.greater(debt, 0.0, out=owes)
         last = self.__dict__.get("_debt_free")
-        count = np.count_nonzero(free)
-        if last is None or last.size != count or (count and (last[-1] >= n or not free[last].all())):
-            last = self._debt_free = np.flatnonzero(free)
+        count = n - np.count_nonzero(owes)  # the debt-free rows (debt not > 0, NaN included)
+        if last is None or last.size != count or (count and (last[-1] >= n or owes[last].any())):
+            last = self._debt_free = np.flatnonzero(np.logical_not(owes, out=owes))
         out[last] = np.inf
         return out
 
@@ -523,11 +525,14 @@ class LendingMarket(ControlledRows, MarginProtocol):
                 moved.append(j)
         if not moved:
             return True
+        arr = self.coll_scaled if side == "coll" else self.debt_scaled
+        if arr.shape[0] >= _ROWS_MIN_ACCOUNTS and (rs := self._rows(side)).known_clean(arr):
+            # a clean array's kept columns say which assets anyone holds: no product over the book for the total
+            return not any(rs.holds(j) for j in moved)
         total = (self.coll_scaled_total if side == "coll" else self.debt_scaled_total).tolist()
         if any(total[j] != 0 for j in moved):  # a nonzero total: some balance is not zero (NaN too)
             return False
         zero = self.__dict__.setdefault(f"_{side}_zero", {})  # asset -> no balance at all, until the array changes
-        arr = self.coll_scaled if side == "coll" else self.debt_scaled
         for j in moved:
             if j not in zero:
                 zero[j] = not arr[:, j].any()
@@ -1258,8 +1263,11 @@ class LendingMarket(ControlledRows, MarginProtocol):
         flag = self.__dict__.get("_flag_scratch")  # a reused (n,) bool row: no allocation per block
         if flag is None or flag.shape != (n,):
             flag = self._flag_scratch = np.empty(n, dtype=bool)
+        # the test below only skips the sum: where it passes, the sum is 0.0 too. After a block with a shortfall the
+        # next one most likely has one as well (insolvent accounts stay so): the sum is taken without the test
         if (
-            math.isfinite(coll_total)
+            not self.__dict__.get("_short_last", False)
+            and math.isfinite(coll_total)
             and math.isfinite(debt_total)
             and not np.greater(v["debt_usd"], v["coll_usd"], out=flag).any()
         ):
@@ -1273,6 +1281,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             np.subtract(v["debt_usd"], v["coll_usd"], out=short)
             np.maximum(short, 0.0, out=short)
             shortfall = float(short.sum())
+        self._short_last = shortfall != 0.0  # (NaN too)
         return {
             "collateral_usd": coll_total,
             "debt_usd": debt_total,

@@ -16,6 +16,7 @@ kernel, depending on whether a fused multiply-add met it.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 
@@ -34,6 +35,19 @@ def _rows_clean(block: np.ndarray) -> tuple[bool, np.ndarray]:
     return True, cols
 
 
+def _witness_after(w: int | None, rows: np.ndarray, written: np.ndarray, n: int) -> int | None:
+    """A column's holder after `written` ((r,), its new entries) went to `rows` (indices into its n entries, negative
+    ones from the end): a row (0 <= row < n) with a nonzero entry, or -1 for none, or None for unknown. A nonzero entry
+    written is a holder; only zeros written leave a column that held none empty, and a holder not among the rows a
+    holder; a holder overwritten by zero is lost (unknown)."""
+    nz = np.flatnonzero(written)
+    if nz.size:
+        return int(rows[nz[0]]) % n
+    if w is None or w < 0 or not (rows % n == w).any():
+        return w
+    return None
+
+
 #: rows remembered for a lazy check before the whole array is checked again instead
 _MAX_PENDING = 64
 
@@ -45,18 +59,19 @@ class RowSparsity:
     change to the array (with the rows it changed, or None when any row may have); the changed rows are checked and
     copied at the next `products`."""
 
-    __slots__ = ("clean", "cols", "pending", "tmp")
+    __slots__ = ("clean", "cols", "held", "pending", "tmp")
 
     def __init__(self) -> None:
         self.clean: bool | None = None
         self.cols: dict[int, np.ndarray] = {}  # column -> its values, (n,) contiguous
+        self.held: dict[int, int] = {}  # kept column -> a row with a nonzero entry, or -1: none (where known)
         self.pending: list[np.ndarray] = []
         self.tmp = np.zeros(0)  # scratch row of `products`
 
     def touched(self, rows: np.ndarray | None) -> None:
         """The array changed at `rows` (indices), or anywhere (None)."""
         if rows is None or len(self.pending) >= _MAX_PENDING:
-            self.clean, self.pending, self.cols = None, [], {}
+            self.clean, self.pending, self.cols, self.held = None, [], {}, {}
         elif self.clean:
             self.pending.append(rows)
         # unclean stays unclean until a change anywhere (None): its rows are not followed
@@ -69,20 +84,46 @@ class RowSparsity:
             ok, active = _rows_clean(arr)
             self.clean = ok
             self.cols = {j: np.ascontiguousarray(arr[:, j]) for j in np.flatnonzero(active).tolist()} if ok else {}
+            self.held = {}
         elif self.clean and self.pending:
             rows = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
             block = arr[rows]
             ok, active = _rows_clean(block)
             self.clean = ok
             if not ok:
-                self.cols = {}
+                self.cols, self.held = {}, {}
             else:
                 for j, c in self.cols.items():
                     c[rows] = block[:, j]
+                    w = _witness_after(self.held.get(j), rows, block[:, j], n)
+                    if w is None:
+                        self.held.pop(j, None)
+                    else:
+                        self.held[j] = w
                 for j in np.flatnonzero(active).tolist():
                     if j not in self.cols:
                         self.cols[j] = np.ascontiguousarray(arr[:, j])
+                        self.held[j] = cast(int, _witness_after(None, rows, block[:, j], n))
         self.pending = []
+
+    def known_clean(self, arr: np.ndarray) -> bool:
+        """Whether `arr` is row-sparse, finite and non-negative, its nonzero columns all kept: then `holds` answers for
+        it (the rows reported since the last look are checked and copied first, as `products` would)."""
+        self._check(arr)
+        return bool(self.clean)
+
+    def holds(self, j: int) -> bool:
+        """Whether column `j` of a `known_clean` array has a nonzero entry: a column without a kept copy has none (the
+        copies cover every column that ever held one), a kept one is searched for a holder once, and the holder (or
+        its absence) kept while the rows written since leave it (see `_witness_after`)."""
+        c = self.cols.get(j)
+        if c is None:
+            return False
+        w = self.held.get(j)
+        if w is None:  # a clean column is >= 0: its largest entry is nonzero unless every entry is +0.0
+            k = int(np.argmax(c))
+            w = self.held[j] = k if c[k] != 0 else -1
+        return w >= 0
 
     def products(self, arr: np.ndarray, vec: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
         """`arr @ vec` with the kernel's bits when the array is row-sparse and `vec` finite and positive (elementwise

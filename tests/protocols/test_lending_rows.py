@@ -372,3 +372,57 @@ def test_the_collateral_sum_follows_prices_and_supplies_under_aave_precision():
     assert m.metrics()["collateral_usd"] == pytest.approx(3_000.0, rel=1e-12)  # 2 ETH x 1,500 USD
     m.supply("users", a, "ETH", np.array([1.0]))
     assert m.metrics()["collateral_usd"] == pytest.approx(4_500.0, rel=1e-12)  # 3 ETH x 1,500 USD
+
+
+@pytest.mark.parametrize("gate", ["fast", "default"])
+def test_the_shortfall_after_an_insolvent_block_is_the_plain_sum_whether_or_not_it_is_zero(request, gate):
+    """After a block with a shortfall the next sum is taken without the `debt > coll` test: the same bits as the
+    plain formula when accounts are insolvent, when they are no longer (0.0), and when a value is not finite."""
+    if gate == "fast":
+        request.getfixturevalue("fast")
+    m, oracles, _ = book(60, 19)
+    check(m)
+    assert not m._short_last  # nobody owes more than they hold
+    for price in (300.0, 250.0, 2_000.0, 2_000.0, 100.0, 2_000.0):  # ETH crashes, recovers, crashes, recovers
+        oracles["ETH"].price = price
+        check(m)
+        coll, debt = m.account_usd()
+        assert m._short_last == bool((debt > coll).any())
+    oracles["ETH"].price = 300.0
+    check(m)
+    assert m._short_last
+    oracles["ETH"].price = float("nan")  # NaN values: the plain sum is NaN, and stays so
+    with np.errstate(invalid="ignore"):
+        got = m.metrics()["bad_debt_usd"]
+    assert got != got and m._short_last
+    oracles["ETH"].price = 2_000.0
+    check(m)
+    assert not m._short_last
+
+
+def test_the_debt_over_collateral_pass_is_skipped_only_after_a_block_with_a_shortfall(monkeypatch):
+    """Which blocks run the `debt > coll` pass (the values are the same either way: the test above)."""
+    calls: list[int] = []
+
+    class Numpy:  # the lending module's numpy, counting `greater` over the book's values
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def greater(a, b, out=None):
+            calls.append(np.size(a))
+            return np.greater(a, b, out=out)
+
+    m, oracles, _ = book(40, 23)
+    monkeypatch.setattr(lending_module, "np", Numpy())
+    ran = []
+    for price in (2_000.0, 2_000.0, 300.0, 300.0, 2_000.0, 2_000.0):
+        del calls[:]
+        oracles["ETH"].price = price
+        m._account_values()  # the refresh's own `debt > 0` (of `_health`) is not the pass counted
+        del calls[:]
+        m.metrics()
+        ran.append(m.n_accounts in calls)
+    # the first call and solvent blocks: the pass runs (and passes); insolvent: it runs and fails; insolvent again:
+    # skipped; solvent after an insolvent block: skipped (the sum is 0.0); solvent again: it runs
+    assert ran == [True, True, True, False, False, True]
