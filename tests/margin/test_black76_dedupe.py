@@ -82,3 +82,32 @@ def test_a_finer_map_of_an_earlier_book_is_not_kept():
     f, k, t, call, qty, fixed, sig, series = book(rng, n)
     fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.99, fixed=fixed)
     assert fast._unit is not None and fast._first.size == np.unique(series).size
+
+
+def test_same_shape_columns_are_used_as_given_and_others_broadcast_as_numpy_does():
+    """`_same_shape` replaces np.broadcast_arrays in ForwardShockPricer: equal-shape columns pass through (the same
+    objects), a scalar or a shorter shape is broadcast exactly as np.broadcast_arrays does."""
+    a, b = np.array([1.0, -0.0, np.nan]), np.array([2.0, 3.0, np.inf])
+    same = b76._same_shape(a, b)
+    assert same[0] is a and same[1] is b
+    for args in ((a, np.asarray(0.99)), (np.asarray(1.0), a, b), (a.reshape(3, 1), b)):
+        got, want = b76._same_shape(*args), np.broadcast_arrays(*args)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and np.array_equal(g.view(np.uint64), w.view(np.uint64))
+
+
+def test_a_deduplicated_book_computes_the_per_position_terms_only_when_it_falls_back():
+    """The per-position terms (ln F/K, sqrt T, F D, K D) are prepared only for the general path: a deduplicated book
+    priced at one vol per series never needs them; a vol that differs within a series prepares them, and both
+    give the values of the reference pricer bit for bit."""
+    rng = np.random.default_rng(11)
+    f, k, t, call, qty, fixed, sig, series = book(rng)
+    fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.98, fixed=fixed)
+    ref = b76.ForwardShockPricer(f, k, t, call, qty, 0.98, fixed=fixed, dedupe=False)
+    assert not fast._prepared and ref._prepared
+    assert np.array_equal(fast.values(1.1, sig, key=0), ref.values(1.1, sig, key=0))
+    assert not fast._prepared
+    sig2 = sig * (1.0 + 1e-9 * np.arange(sig.size))  # one position's vol differs from its series' others
+    assert np.array_equal(fast.values(0.9, sig2, key=1), ref.values(0.9, sig2, key=1))
+    assert fast._prepared
