@@ -310,9 +310,13 @@ class ForwardShockPricer:
             sig = [np.broadcast_to(_arr(vols[k]), self.f.shape) for k in uniq]
             sig_u = [v[self._first] for v in sig]
             if all(np.array_equal(u[self._inv], v) for u, v in zip(sig_u, sig)):  # one vol per distinct option
-                priced: np.ndarray = self._unit.values_grid(mult, dict(zip(uniq, sig_u)), keys)[:, self._inv]
-                priced *= self.qty
-                return priced
+                unit = self._unit.values_grid(mult, dict(zip(uniq, sig_u)), keys)
+                # (P, S) rows gathered from the (series, S) transpose, scaled by each position's qty (the same
+                # products as gathering columns), returned as its (S, P) transpose: a group sum over positions
+                # (GroupSums: a sparse product with the (P, S) operand) then reads it without a transposing copy
+                priced: np.ndarray = np.ascontiguousarray(unit.T)[self._inv]
+                priced *= self.qty[:, None]
+                return priced.T
         self._prepare()
         terms = [self._vol_terms(vols[k], k) for k in uniq]
         tv, inv, half = (np.stack([t[j] for t in terms]) for j in range(3))  # (K, P) per vol key

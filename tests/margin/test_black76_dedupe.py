@@ -111,3 +111,25 @@ def test_a_deduplicated_book_computes_the_per_position_terms_only_when_it_falls_
     sig2 = sig * (1.0 + 1e-9 * np.arange(sig.size))  # one position's vol differs from its series' others
     assert np.array_equal(fast.values(0.9, sig2, key=1), ref.values(0.9, sig2, key=1))
     assert fast._prepared
+
+
+def test_a_deduplicated_grid_equals_the_reference_grid_and_sums_like_bincount():
+    """The deduplicated grid is returned as the transpose of a (positions x scenarios) array: every value equals the
+    reference pricer's bit for bit, and its group sums (GroupSums, as the margin model takes them) equal one
+    bincount per scenario row."""
+    from defistress.protocols.margin.group_sum import GroupSums
+
+    rng = np.random.default_rng(12)
+    f, k, t, call, qty, fixed, sig, series = book(rng, n=600)
+    fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.97, fixed=fixed)
+    ref = b76.ForwardShockPricer(f, k, t, call, qty, 0.97, fixed=fixed, dedupe=False)
+    mult = np.array([1.0, 0.5, 0.8, 1.25, 3.0, 1.0])
+    vols = {0: sig, 1: sig * 1.4, 2: np.maximum(0.2, sig * 0.6)}
+    keys = (0, 1, 2, 0, 1, 2)
+    a, b = fast.values_grid(mult, vols, keys), ref.values_grid(mult, vols, keys)
+    assert a.shape == b.shape == (mult.size, f.size)
+    assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+    grp = rng.integers(0, 40, f.size)
+    got = GroupSums(sparse_min=0)(grp, a, 40)
+    want = np.stack([np.bincount(grp, weights=b[r], minlength=40) for r in range(mult.size)])
+    assert np.array_equal(got.view(np.uint64), want.view(np.uint64))
