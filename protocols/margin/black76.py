@@ -276,7 +276,7 @@ class ForwardShockPricer:
             self.k[first],
             self.t[first],
             self.is_call[first],
-            1.0,
+            np.ones(first.size),  # one unit of each series (as a column: no broadcast needed)
             self.d[first],
             fixed_b[first],
             dedupe=False,
