@@ -31,6 +31,15 @@ def _arr(x: npt.ArrayLike) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _same_shape(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """np.broadcast_arrays(*arrays), skipped when every array already has the same shape (a margin model's
+    per-position columns): the same values either way, without broadcast_arrays' per-call overhead."""
+    shape = arrays[0].shape
+    if all(a.shape == shape for a in arrays):
+        return arrays
+    return tuple(np.broadcast_arrays(*arrays))
+
+
 def _standard_call(log_m: np.ndarray, total_vol: np.ndarray) -> np.ndarray:
     """Call price per unit forward, undiscounted: N(d1) - m N(d2), m = K/F, given ln(m) and sigma*sqrt(T)."""
     safe_tv = np.where(total_vol > 0.0, total_vol, 1.0)
@@ -222,21 +231,33 @@ class ForwardShockPricer:
         fixed: npt.ArrayLike = 0.0,
         dedupe: bool = True,
     ) -> None:
-        self.f, self.k, self.t, self.qty, self.d, fixed_b = np.broadcast_arrays(
+        self.f, self.k, self.t, self.qty, self.d, fixed_b = _same_shape(
             _arr(forward), _arr(strike), _arr(t_years), _arr(qty), _arr(discount), _arr(fixed)
         )
         self.fixed_idx = np.flatnonzero(fixed_b != 0.0)  # repriced at (F - fixed) m + fixed by the general path
         self.fixed = fixed_b[self.fixed_idx]
-        self.is_call = np.broadcast_to(np.asarray(is_call, dtype=bool), self.f.shape)
+        call_b = np.asarray(is_call, dtype=bool)
+        self.is_call = call_b if call_b.shape == self.f.shape else np.broadcast_to(call_b, self.f.shape)
+        self._cache: dict[Any, tuple[np.ndarray, ...]] = {}
+        self._unit: ForwardShockPricer | None = None  # one unit of each distinct option, when the book repeats them
+        self._prepared = False
+        if dedupe and self.f.size >= _DEDUPE_MIN:
+            self._dedupe(fixed_b)
+        if self._unit is None:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        """Per-position terms of the general path (ln(F/K), sqrt(T), F*D, K*D): computed once, and only when it runs
+        (a deduplicated book prices its series through `_unit` and needs them only if a vol differs within a
+        series)."""
+        if self._prepared:
+            return
         ok = (self.f > 0.0) & (self.k > 0.0)
         self._ok = ok
         self.lnfk = np.where(ok, np.log(np.where(ok, self.f, 1.0) / np.where(ok, self.k, 1.0)), 0.0)
         self.sqrt_t = np.sqrt(np.maximum(self.t, 0.0))
         self.fd, self.kd = self.f * self.d, self.k * self.d
-        self._cache: dict[Any, tuple[np.ndarray, ...]] = {}
-        self._unit: ForwardShockPricer | None = None  # one unit of each distinct option, when the book repeats them
-        if dedupe and self.f.size >= _DEDUPE_MIN:
-            self._dedupe(fixed_b)
+        self._prepared = True
 
     def _dedupe(self, fixed_b: np.ndarray) -> None:
         """Price each distinct option (same forward, strike, expiry, discount, fixed part, call/put: bit for bit)
@@ -255,7 +276,7 @@ class ForwardShockPricer:
             self.k[first],
             self.t[first],
             self.is_call[first],
-            1.0,
+            np.ones(first.size),  # one unit of each series (as a column: no broadcast needed)
             self.d[first],
             fixed_b[first],
             dedupe=False,
@@ -289,9 +310,14 @@ class ForwardShockPricer:
             sig = [np.broadcast_to(_arr(vols[k]), self.f.shape) for k in uniq]
             sig_u = [v[self._first] for v in sig]
             if all(np.array_equal(u[self._inv], v) for u, v in zip(sig_u, sig)):  # one vol per distinct option
-                priced: np.ndarray = self._unit.values_grid(mult, dict(zip(uniq, sig_u)), keys)[:, self._inv]
-                priced *= self.qty
-                return priced
+                unit = self._unit.values_grid(mult, dict(zip(uniq, sig_u)), keys)
+                # (P, S) rows gathered from the (series, S) transpose, scaled by each position's qty (the same
+                # products as gathering columns), returned as its (S, P) transpose: a group sum over positions
+                # (GroupSums: a sparse product with the (P, S) operand) then reads it without a transposing copy
+                priced: np.ndarray = np.ascontiguousarray(unit.T)[self._inv]
+                priced *= self.qty[:, None]
+                return priced.T
+        self._prepare()
         terms = [self._vol_terms(vols[k], k) for k in uniq]
         tv, inv, half = (np.stack([t[j] for t in terms]) for j in range(3))  # (K, P) per vol key
         m = mult[:, None]

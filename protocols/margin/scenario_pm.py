@@ -505,8 +505,10 @@ _GROUP_SUMS = GroupSums()  # the groupings' sparse matrices, shared by every mod
 
 def _grid_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
     """(R, n) sums of each row of w (R, k) over the groups idx (k,): each bin adds its members in the same order as
-    a bincount of that row alone (bit-identical; group_sum.GroupSums keeps each book's grouping matrix)."""
-    return _GROUP_SUMS(idx, w, n)
+    a bincount of that row alone (bit-identical; group_sum.GroupSums keeps each book's grouping matrix). Returned
+    C-contiguous (a copy of the sparse product's transposed view: the same bits), so the elementwise work on the
+    (scenarios x groups) rows that follows runs over contiguous rows rather than a stride of R elements."""
+    return np.ascontiguousarray(_GROUP_SUMS(idx, w, n))
 
 
 def _refuse_worthless_coin(

@@ -82,3 +82,54 @@ def test_a_finer_map_of_an_earlier_book_is_not_kept():
     f, k, t, call, qty, fixed, sig, series = book(rng, n)
     fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.99, fixed=fixed)
     assert fast._unit is not None and fast._first.size == np.unique(series).size
+
+
+def test_same_shape_columns_are_used_as_given_and_others_broadcast_as_numpy_does():
+    """`_same_shape` replaces np.broadcast_arrays in ForwardShockPricer: equal-shape columns pass through (the same
+    objects), a scalar or a shorter shape is broadcast exactly as np.broadcast_arrays does."""
+    a, b = np.array([1.0, -0.0, np.nan]), np.array([2.0, 3.0, np.inf])
+    same = b76._same_shape(a, b)
+    assert same[0] is a and same[1] is b
+    for args in ((a, np.asarray(0.99)), (np.asarray(1.0), a, b), (a.reshape(3, 1), b)):
+        got, want = b76._same_shape(*args), np.broadcast_arrays(*args)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and np.array_equal(g.view(np.uint64), w.view(np.uint64))
+
+
+def test_a_deduplicated_book_computes_the_per_position_terms_only_when_it_falls_back():
+    """The per-position terms (ln F/K, sqrt T, F D, K D) are prepared only for the general path: a deduplicated book
+    priced at one vol per series never needs them; a vol that differs within a series prepares them, and both
+    give the values of the reference pricer bit for bit."""
+    rng = np.random.default_rng(11)
+    f, k, t, call, qty, fixed, sig, series = book(rng)
+    fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.98, fixed=fixed)
+    ref = b76.ForwardShockPricer(f, k, t, call, qty, 0.98, fixed=fixed, dedupe=False)
+    assert not fast._prepared and ref._prepared
+    assert np.array_equal(fast.values(1.1, sig, key=0), ref.values(1.1, sig, key=0))
+    assert not fast._prepared
+    sig2 = sig * (1.0 + 1e-9 * np.arange(sig.size))  # one position's vol differs from its series' others
+    assert np.array_equal(fast.values(0.9, sig2, key=1), ref.values(0.9, sig2, key=1))
+    assert fast._prepared
+
+
+def test_a_deduplicated_grid_equals_the_reference_grid_and_sums_like_bincount():
+    """The deduplicated grid is returned as the transpose of a (positions x scenarios) array: every value equals the
+    reference pricer's bit for bit, and its group sums (GroupSums, as the margin model takes them) equal one
+    bincount per scenario row."""
+    from defistress.protocols.margin.group_sum import GroupSums
+
+    rng = np.random.default_rng(12)
+    f, k, t, call, qty, fixed, sig, series = book(rng, n=600)
+    fast = b76.ForwardShockPricer(f, k, t, call, qty, 0.97, fixed=fixed)
+    ref = b76.ForwardShockPricer(f, k, t, call, qty, 0.97, fixed=fixed, dedupe=False)
+    mult = np.array([1.0, 0.5, 0.8, 1.25, 3.0, 1.0])
+    vols = {0: sig, 1: sig * 1.4, 2: np.maximum(0.2, sig * 0.6)}
+    keys = (0, 1, 2, 0, 1, 2)
+    a, b = fast.values_grid(mult, vols, keys), ref.values_grid(mult, vols, keys)
+    assert a.shape == b.shape == (mult.size, f.size)
+    assert np.array_equal(a.view(np.uint64), b.view(np.uint64))
+    grp = rng.integers(0, 40, f.size)
+    got = GroupSums(sparse_min=0)(grp, a, 40)
+    want = np.stack([np.bincount(grp, weights=b[r], minlength=40) for r in range(mult.size)])
+    assert np.array_equal(got.view(np.uint64), want.view(np.uint64))

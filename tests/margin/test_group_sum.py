@@ -101,3 +101,19 @@ def test_the_grouping_matrix_is_built_once_per_grouping_and_evicted_oldest_first
     assert sums.matrix(b, 2) is not m and sums.matrix(a, 2) is not m  # kept=1: b evicted a
     assert m.toarray().tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
     assert np.array_equal(sums(a, np.array([[1.0, 2.0, 3.0]]), 2), [[1.0, 5.0]])
+
+
+@pytest.mark.parametrize("cols", [3, 5000])  # below and above GroupSums' sparse_min (rows x columns)
+def test_the_margin_models_group_sum_is_c_contiguous_and_equals_bincount_per_row(cols: int):
+    """scenario_pm._grid_sum hands the (scenarios x groups) sums on as a C-contiguous array (the elementwise work
+    after it runs over contiguous rows), with the bits of one bincount per row; the operand may be the transpose
+    of a (columns x rows) array, as the deduplicated option grid is, and edge values (-0.0, inf, NaN) pass."""
+    from defistress.protocols.margin.scenario_pm import _grid_sum
+
+    rng = np.random.default_rng(cols)
+    idx = rng.integers(0, 7, cols)
+    w = rng.normal(0, 1e3, (cols, 4)).T  # (4, cols), Fortran order
+    w[0, 0], w[1, -1], w[2, cols // 2] = -0.0, np.inf, np.nan
+    got = _grid_sum(idx, w, 9)
+    assert got.flags["C_CONTIGUOUS"] and got.shape == (4, 9)
+    assert np.array_equal(bits(got), bits(per_row(idx, w, 9)))
