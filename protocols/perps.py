@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field, model_validator
 from defistress.protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
 from defistress.protocols.bounds import MAX_SEED, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
 from defistress.protocols.events import BadDebt, Deleveraged, Generic, Liquidated
+from defistress.protocols.perps_row import one_row_values
 
 FUNDING_PERIOD_SECONDS = 8 * 3600.0  # dYdX and GMX quote funding rates per 8 hours
 REL_TOL = 1e-9  # relative tolerance of the zero-net-size check on opened books
@@ -329,7 +330,20 @@ class PerpDex(ControlledRows, MarginProtocol):
         return self._cache
 
     def _row_values(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(equity, TMMR) of the given accounts only, USD: the same formulas as `_values` on a few rows."""
+        """(equity, TMMR) of the given accounts only, USD: the same formulas as `_values` on a few rows (one
+        account of a one-market DEX, the common case of previews and fills, in floats: `one_row_values`)."""
+        if rows.shape == (1,) and rows.dtype.kind in "iu" and self.size.shape[1] == 1:
+            r = int(rows[0])
+            eq, mmr = one_row_values(
+                float(self.collateral[r]),
+                float(self.size[r, 0]),
+                float(self.entry_notional[r, 0]),
+                float(self.funding_snapshot[r, 0]),
+                float(self.funding_index[0]),
+                float(self.oracles[0].price),
+                float(self.mmf[0]),
+            )
+            return np.array([eq]), np.array([mmr])
         p = self.prices()
         pos = self.size[rows]
         equity = (
