@@ -23,7 +23,8 @@ def one_row_values(
     """(equity USD, maintenance requirement USD) of one account in one market.
 
     `size` is in underlying units (signed), the funding snapshot and index in USD per unit, the price in USD per
-    unit, `mmf` the maintenance margin fraction. Equal bits to `PerpDex._row_values` on that row.
+    unit, `mmf` the maintenance margin fraction. Equal bits to `PerpDex._row_values` on that row for finite
+    inputs (the DEX keeps non-finite ones in the array code: `PerpDex._fill_few` says why).
     """
     upnl = 0.0 + size * price_usd  # size @ price: one product, summed from +0.0
     entry = 0.0 + entry_notional_usd  # entry_notional.sum(axis=1) over one market
