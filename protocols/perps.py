@@ -593,6 +593,12 @@ class PerpDex(ControlledRows, MarginProtocol):
         return float(np.abs(d).sum() * px)
 
     def _check_accounts(self, accounts, unique: bool = False) -> np.ndarray:
+        """`accounts` as a new int64 array of distinct (if `unique`) in-range indices; Revert otherwise. One int64
+        index, the previews' and deleveraging's call, is checked as a Python int (no array reductions)."""
+        if type(accounts) is np.ndarray and accounts.shape == (1,) and accounts.dtype == np.int64:
+            if not 0 <= int(accounts[0]) < self.n_accounts:
+                raise Revert(f"{self.id}: account index out of range [0, {self.n_accounts})")
+            return accounts.copy()
         rows = np.atleast_1d(np.asarray(accounts)).astype(np.int64).ravel()
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_accounts):
             raise Revert(f"{self.id}: account index out of range [0, {self.n_accounts})")
