@@ -162,3 +162,32 @@ def test_an_empty_book_hands_any_row_to_the_array_code():
     dex = PerpDex(PerpDexParams(markets=[ETH], insurance_fund_usd=0.0), {"ETH": FixedPrice(2000.0)}, env)
     with pytest.raises(IndexError):
         dex._fill(np.array([0]), 0, np.array([1.0]), 2_000.0)
+
+
+def test_a_nan_in_the_book_meeting_the_nan_of_the_fill_keeps_the_array_codes_nan():
+    """A NaN collateral plus the NaN of 0·inf (1e308 units at 2,000 USD overflow; an added position realises
+    nothing): which of two NaNs survives is numpy's choice, so the float path must leave this row to it."""
+    dex = book(markets=(ETH,))
+    dex.collateral[0] = np.nan
+    dex.size[0, 0] = 1e308
+    dex.entry_notional[0, 0] = 0.0
+    dex.funding_snapshot[0, 0] = dex.funding_index[0]
+    with np.errstate(all="ignore"):
+        check_fill(dex, np.array([0, 1]), 0, np.array([1.0, -1.0]), 2_000.0)
+
+
+@pytest.mark.parametrize("rows", [[0, 1], [0, 1, 2]])
+def test_an_exact_close_of_a_short_leaves_a_negative_zero_entry(rows):
+    """Closing a short exactly is not a flip: the entry notional becomes e·(1 − 1) = −0.0, not 0·price."""
+    dex = book(markets=(ETH,))
+    dex.size[0, 0], dex.entry_notional[0, 0] = -2.0, -4_000.0
+    delta = np.array([2.0, -1.0, -1.0][: len(rows)])
+    delta[1:] = -2.0 / (len(rows) - 1)
+    check_fill(dex, np.array(rows), 0, delta, 2_000.0)
+    assert np.signbit(dex.entry_notional[0, 0]) and dex.entry_notional[0, 0] == 0.0
+
+
+def test_a_boolean_row_mask_is_left_to_numpy():
+    dex = book()
+    with pytest.raises(IndexError):  # a mask of 2 over 8 accounts
+        dex._fill(np.array([True, False]), 0, np.array([1.0, -1.0]), 2_000.0)

@@ -150,3 +150,10 @@ def test_a_one_row_out_of_range_index_raises_as_the_arrays_do():
     dex.open_accounts("pop", [1e4, 1e4], [[1.0], [-1.0]], [[2000.0], [2000.0]])
     with pytest.raises(IndexError):
         dex._row_values(np.array([2]))
+
+
+def test_a_boolean_row_mask_is_left_to_numpy():
+    dex, _ = make_dex((ETH,))
+    dex.open_accounts("pop", [1e4, 1e4], [[1.0], [-1.0]], [[2000.0], [2000.0]])
+    with pytest.raises(IndexError):  # a mask of 1 over 2 accounts
+        dex._row_values(np.array([True]))
