@@ -207,6 +207,10 @@ class Cdp(MarginProtocol):
         self.incentives_paid = 0.0
         self.zero_bids = 0
         self.settled = 0
+        self._health_key: tuple | None = None  # `_vault_key` of `_health_memo`
+        self._health_memo = np.zeros(0)
+        self._sums_key: tuple | None = None  # `_vault_key` of `_sums_memo`
+        self._sums_memo: tuple = ()
         if params.mechanism == "clip":
             # dss clip.sol upchost: chost = dust·chop
             self.auctions: Clipper | Flipper = Clipper(
@@ -270,11 +274,26 @@ class Cdp(MarginProtocol):
     def total_debt(self) -> float:
         return float(self.art.sum() * self.rate)
 
+    def _vault_key(self, price: float) -> tuple:
+        """Everything the per-vault figures read, as bytes: ink, art (with their dtypes), and (rate, oracle price
+        USD per unit, liquidation ratio) as float64 bits (bits, not `==`, so -0.0 and 0.0 differ). Equal keys,
+        equal figures: most blocks leave the vaults and the oracle as they were, so `health` and `metrics` reuse
+        them."""
+        scal = np.array([self.rate, price, self.p.liquidation_ratio], dtype=float)
+        return (self.ink.dtype.str, self.ink.tobytes(), self.art.dtype.str, self.art.tobytes(), scal.tobytes())
+
     def health(self) -> np.ndarray:
-        """ink·spot / (art·rate) per vault (≥ 1 safe, dss vat.frob); inf with no debt."""
-        debt = self.debt()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(debt > 0, self.ink * self.spot / debt, np.inf)
+        """ink·spot / (art·rate) per vault (≥ 1 safe, dss vat.frob); inf with no debt. A fresh array each call,
+        computed once per vault state and oracle price (`_vault_key`)."""
+        price = self.price()
+        key = self._vault_key(price)
+        if key != self._health_key:
+            debt = self.art * self.rate
+            spot = price / PAR / self.p.liquidation_ratio  # `spot`
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self._health_memo = np.where(debt > 0, self.ink * spot / debt, np.inf)
+            self._health_key = key
+        return self._health_memo.copy()
 
     def liquidatable(self) -> np.ndarray:
         """Vaults that are unsafe: ink·spot < art·rate (dss dog.sol bark 'Dog/not-unsafe')."""
@@ -544,20 +563,32 @@ class Cdp(MarginProtocol):
         self._heal()
 
     # --- reporting ------------------------------------------------------------------------------------
+    def _vault_sums(self, price: float) -> tuple:
+        """(Σ ink tokens, Σ debt stablecoin, Σ max(debt − ink·price, 0) USD, count of unsafe vaults), computed once
+        per vault state and oracle price (`_vault_key`)."""
+        key = self._vault_key(price)
+        if key != self._sums_key:
+            debt = self.art * self.rate
+            vault_short = np.maximum(debt - self.ink * price, 0.0).sum()
+            spot = price / PAR / self.p.liquidation_ratio  # `spot`
+            unhealthy = int(np.sum(self.ink * spot < self.art * self.rate))
+            self._sums_memo = (float(self.ink.sum()), float(debt.sum()), vault_short, unhealthy)
+            self._sums_key = key
+        return self._sums_memo
+
     def metrics(self) -> dict[str, float]:
         price = self.price()
         a = self.auctions
         act = a.active[: a.kicks]
         lots = float(a.lot[: a.kicks][act].sum())
         running_sin = self.sin[: a.kicks][act]
-        debt = self.debt()
-        vault_short = np.maximum(debt - self.ink * price, 0.0).sum()
+        ink_sum, debt_sum, vault_short, unhealthy = self._vault_sums(price)
         auction_short = np.maximum(running_sin - a.lot[: a.kicks][act] * price, 0.0).sum()
         return {
-            "collateral_usd": (float(self.ink.sum()) + lots) * price,
-            "vault_collateral_usd": float(self.ink.sum()) * price,
+            "collateral_usd": (ink_sum + lots) * price,
+            "vault_collateral_usd": ink_sum * price,
             "auction_collateral_usd": lots * price,
-            "debt_usd": float(debt.sum()) * PAR,
+            "debt_usd": debt_sum * PAR,
             "bad_debt_usd": self.woe * PAR,
             "surplus_usd": self.surplus * PAR,
             "debt_on_auction_usd": float(running_sin.sum()) * PAR,
@@ -566,7 +597,7 @@ class Cdp(MarginProtocol):
             "auctions_kicked": int(a.kicks),
             "auctions_settled": self.settled,
             "zero_bid_auctions": self.zero_bids,
-            "accounts_unhealthy": int(np.sum(self.ink * self.spot < self.art * self.rate)),
+            "accounts_unhealthy": unhealthy,
             "undercollateralised_debt_usd": float(vault_short + auction_short) * PAR,
             "liquidated_debt_usd": self.liquidated_debt * PAR,
             "incentives_paid_usd": self.incentives_paid * PAR,

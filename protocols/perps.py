@@ -33,6 +33,7 @@ and fund payouts; PnL and funding are claims between accounts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -43,10 +44,17 @@ from pydantic import BaseModel, Field, model_validator
 from defistress.protocols.base import ControlledRows, Env, Exposure, MarginProtocol, Revert
 from defistress.protocols.bounds import MAX_SEED, MAX_USD, PARAMS_CONFIG, Bool, Float, Int
 from defistress.protocols.events import BadDebt, Deleveraged, Generic, Liquidated
+from defistress.protocols.perps_fill import fill_one
+from defistress.protocols.perps_row import one_row_values
 
 FUNDING_PERIOD_SECONDS = 8 * 3600.0  # dYdX and GMX quote funding rates per 8 hours
 REL_TOL = 1e-9  # relative tolerance of the zero-net-size check on opened books
 DUST_USD = 1e-6  # float rounding below which a written-off remainder emits no BadDebt event
+
+
+def _flat_values(rows: list[tuple]) -> list[float]:
+    """The float fields of `_fill_few`'s per-row tuples (row index first), in one list."""
+    return [x for row in rows for x in row[1:]]
 
 
 class _Strict(BaseModel):
@@ -329,7 +337,22 @@ class PerpDex(ControlledRows, MarginProtocol):
         return self._cache
 
     def _row_values(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(equity, TMMR) of the given accounts only, USD: the same formulas as `_values` on a few rows."""
+        """(equity, TMMR) of the given accounts only, USD: the same formulas as `_values` on a few rows (one
+        account of a one-market DEX, the common case of previews and fills, in floats: `one_row_values`)."""
+        if rows.shape == (1,) and rows.dtype.kind in "iu" and self.size.shape[1] == 1:
+            r = int(rows[0])
+            args = (
+                float(self.collateral[r]),
+                float(self.size[r, 0]),
+                float(self.entry_notional[r, 0]),
+                float(self.funding_snapshot[r, 0]),
+                float(self.funding_index[0]),
+                float(self.oracles[0].price),
+                float(self.mmf[0]),
+            )
+            if all(map(math.isfinite, args)):  # non-finite: the array code (see `_fill_few` on NaNs)
+                eq, mmr = one_row_values(*args)
+                return np.array([eq]), np.array([mmr])
         p = self.prices()
         pos = self.size[rows]
         equity = (
@@ -570,6 +593,12 @@ class PerpDex(ControlledRows, MarginProtocol):
         return float(np.abs(d).sum() * px)
 
     def _check_accounts(self, accounts, unique: bool = False) -> np.ndarray:
+        """`accounts` as a new int64 array of distinct (if `unique`) in-range indices; Revert otherwise. One int64
+        index, the previews' and deleveraging's call, is checked as a Python int (no array reductions)."""
+        if type(accounts) is np.ndarray and accounts.shape == (1,) and accounts.dtype == np.int64:
+            if not 0 <= int(accounts[0]) < self.n_accounts:
+                raise Revert(f"{self.id}: account index out of range [0, {self.n_accounts})")
+            return accounts.copy()
         rows = np.atleast_1d(np.asarray(accounts)).astype(np.int64).ravel()
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_accounts):
             raise Revert(f"{self.id}: account index out of range [0, {self.n_accounts})")
@@ -603,8 +632,11 @@ class PerpDex(ControlledRows, MarginProtocol):
         """Change distinct accounts' positions in market m by `delta` at `price`; realise PnL on the closed part.
 
         For each account the change of (collateral − entry notional) is −delta·price, so fills that net to zero
-        across accounts leave total equity unchanged (the zero-sum property).
+        across accounts leave total equity unchanged (the zero-sum property). One or two distinct accounts (a
+        liquidation, a deleveraging, an unwind) are filled in floats (`fill_one`).
         """
+        if self._fill_few(rows, m, delta, price):
+            return
         self._settle_funding(rows, m)
         s = self.size[rows, m]
         e = self.entry_notional[rows, m]
@@ -620,6 +652,32 @@ class PerpDex(ControlledRows, MarginProtocol):
         )
         self.size[rows, m] = s_new
         self._touch()
+
+    def _fill_few(self, rows: np.ndarray, m: int, delta: np.ndarray, price) -> bool:
+        """`_fill` of one or two distinct in-range accounts with finite values at one scalar price, in floats
+        (`fill_one`); False (nothing done) for any other call, which the array code handles. Non-finite inputs
+        stay with the array code: where two NaNs meet, which one IEEE 754 propagates is the implementation's
+        choice, and numpy's vector loops choose otherwise than scalar code; from finite inputs every NaN is the
+        same default NaN."""
+        n = self.collateral.shape[0]
+        if not (rows.shape[0] <= 2 and rows.dtype.kind in "iu" and np.shape(delta) == rows.shape):
+            return False
+        rr = [r % n if -n <= r < n else -1 for r in rows.tolist()]
+        if -1 in rr or len(set(rr)) != len(rr) or np.ndim(price) != 0:
+            return False
+        index, px = float(self.funding_index[m]), float(price)
+        args = [
+            (r, float(self.collateral[r]), float(self.size[r, m]), float(self.entry_notional[r, m]),
+             float(self.funding_snapshot[r, m]), d)
+            for r, d in zip(rr, np.asarray(delta, dtype=float).tolist())
+        ]  # fmt: skip
+        if not (math.isfinite(index) and math.isfinite(px) and all(map(math.isfinite, _flat_values(args)))):
+            return False
+        for r, c, s, e, fs, d in args:
+            self.collateral[r], self.size[r, m], self.entry_notional[r, m] = fill_one(c, s, e, fs, index, d, px)
+            self.funding_snapshot[r, m] = index
+        self._touch()
+        return True
 
     def _check_margin(self, rows: np.ndarray, m: int, delta: np.ndarray, price: float) -> None:
         """Revert if an account whose position grows would end below its initial requirement (dYdX fills)."""
