@@ -95,3 +95,11 @@ def test_the_opt_out_keeps_the_machines_kernels():
         [sys.executable, "-c", "import defistress; " + SHOW], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert json.loads(out.strip().splitlines()[-1]) == dict.fromkeys(PINNED_ENV)
+
+
+def test_a_runs_manifest_records_the_kernel_variables(monkeypatch):
+    from defistress import run_scenario
+
+    monkeypatch.setenv(OPT_OUT, "0")  # a value of this test's own, so the record is seen to come from the environment
+    r = run_scenario("calm", seed=1, overrides=['run.duration="10m"', "agents.borrowers.accounts=50"])
+    assert r.manifest["kernels"] == {**{k: os.environ.get(k) for k in PINNED_ENV}, OPT_OUT: "0"}

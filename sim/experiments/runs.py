@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from defistress.kernels import status as kernel_status
 from defistress.scenarios.loader import LoadedScenario, Overrides, load
 from defistress.sim.analysis.summary import summarize
 from defistress.sim.analysis.unhealthy import unhealthy_accounts
@@ -110,6 +111,8 @@ def manifest(loaded: LoadedScenario, model: StressModel) -> dict:
         "git_dirty": dirty,
         "python": platform.python_version(),
         "numpy": np.__version__,
+        # the CPU-dispatch variables numpy and OpenBLAS read (set by `import defistress`: defistress.kernels)
+        "kernels": kernel_status(),
         "block_seconds": s.run.block_seconds,
         "blocks": model.n_blocks,
         **model.data_manifest(),  # data_sha256, replay (series, feeds, fill), gas (replayed or modelled)
