@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from defistress.agents.mask_rows import spliced_entries
+
 #: key of the chains started in a block in `BlockView.extra` (fresh liquidators of the block join them)
 _NEW = "first-seen-new"
 
@@ -142,7 +144,7 @@ class FirstSeenChain:
         self.undo = (np.concatenate([gone, new]), np.concatenate([seen[gone], before]))
         seen[gone] = -1
         seen[new] = block
-        out = _spliced_entries(watch, first, gone, new, block)
+        out = spliced_entries(watch, first, gone, new, np.full(new.size, block, dtype=first.dtype))
         out.flags.writeable = False
         self.prev_watch, self.watch = watch, rows
         self.version += 1
@@ -174,29 +176,6 @@ class FirstSeenChain:
             self.at -= 1
         else:
             self.behind -= 1
-
-
-def _spliced_entries(keys: np.ndarray, values: np.ndarray, gone: np.ndarray, new: np.ndarray, fill: int) -> np.ndarray:
-    """`values` (one per entry of the strictly increasing `keys`) without the entries of the keys `gone` (each in
-    `keys`) and with `fill` for the keys `new` (none in `keys`), in the order of the keys so edited: the slices
-    between the edits, concatenated (a new array)."""
-    # an insertion before keys[p] comes before a removal of keys[p] (the inserted key is below it); the insertions at
-    # one position all hold `fill`, so their order among themselves does not matter
-    edits = sorted(
-        [(p, 0) for p in np.searchsorted(keys, new).tolist()] + [(p, 1) for p in np.searchsorted(keys, gone).tolist()]
-    )
-    fill_one = np.array([fill], dtype=values.dtype)
-    pieces, cur = [], 0
-    for p, kind in edits:
-        if p > cur:
-            pieces.append(values[cur:p])
-            cur = p
-        if kind == 0:
-            pieces.append(fill_one)
-        else:
-            cur = p + 1
-    pieces.append(values[cur:])
-    return np.concatenate(pieces)
 
 
 class FirstSeen:

@@ -21,26 +21,36 @@ _MAX_FLIPPED = 64
 _MIN_SIZE = 16_384
 
 
-def _spliced(rows: np.ndarray, gone: np.ndarray, add: np.ndarray) -> np.ndarray:
-    """`rows` (strictly increasing) without the values `gone` (each in it) and with the values `add` (none in it),
-    sorted: the slices between the edits, concatenated (`np.delete` and `np.insert` build an (n,) mask each)."""
-    # each edit at its position in `rows`: a removal of rows[p], or an insertion before rows[p] (before a removal
-    # at the same position: the inserted value is below rows[p]); insertions at one position in increasing order
+def spliced_entries(
+    keys: np.ndarray, values: np.ndarray, gone: np.ndarray, add: np.ndarray, add_values: np.ndarray
+) -> np.ndarray:
+    """`values` (one per entry of the strictly increasing `keys`) without the entries of the keys `gone` (each in
+    `keys`) and with `add_values` for the keys `add` (strictly increasing, none in `keys`), in the order of the keys
+    so edited: the slices between the edits, concatenated (a new array; `np.delete` and `np.insert` build an (n,)
+    mask each)."""
+    # each edit at its position in `keys`: a removal of keys[p], or an insertion before keys[p] (before a removal
+    # at the same position: the inserted key is below keys[p]); insertions at one position in increasing order
     edits = sorted(
-        [(p, 0, v) for p, v in zip(np.searchsorted(rows, add).tolist(), add.tolist())]
-        + [(p, 1, 0) for p in np.searchsorted(rows, gone).tolist()]
+        [(p, 0, i) for i, p in enumerate(np.searchsorted(keys, add).tolist())]
+        + [(p, 1, 0) for p in np.searchsorted(keys, gone).tolist()]
     )
     pieces, cur = [], 0
-    for p, kind, v in edits:
+    for p, kind, i in edits:
         if p > cur:
-            pieces.append(rows[cur:p])
+            pieces.append(values[cur:p])
             cur = p
         if kind == 0:
-            pieces.append(np.array([v], dtype=rows.dtype))
+            pieces.append(add_values[i : i + 1])
         else:
             cur = p + 1
-    pieces.append(rows[cur:])
-    out = np.concatenate(pieces)
+    pieces.append(values[cur:])
+    return np.concatenate(pieces)
+
+
+def _spliced(rows: np.ndarray, gone: np.ndarray, add: np.ndarray) -> np.ndarray:
+    """`rows` (strictly increasing) without the values `gone` (each in it) and with the values `add` (none in it,
+    increasing), sorted and read-only: the rows are their own entries."""
+    out = spliced_entries(rows, rows, gone, add, add)
     out.flags.writeable = False
     return out
 
@@ -49,25 +59,28 @@ class MaskRows:
     """`np.flatnonzero(mask)` (`base` None) or `base[mask]` (`base` strictly increasing, kept by identity), read-only,
     updated from the last call's mask when the base is the same object and the shape the same."""
 
-    __slots__ = ("base", "mask", "rows", "removed", "delta")
+    __slots__ = ("base", "mask", "rows", "delta")
 
     def __init__(self) -> None:
         self.base: np.ndarray | None = None
         self.mask: np.ndarray | None = None
         self.rows: np.ndarray | None = None
-        #: after `select`: the values of the last call's rows that it dropped (their entry turned False), or None
-        #: when it compacted the mask afresh
-        self.removed: np.ndarray | None = None
         #: after `select`: (the last call's rows, the values dropped, the values added), the new rows being the first
         #: without the second and with the third (all strictly increasing), or None when it compacted afresh; lets a
         #: caller that kept per-row figures of the last rows update them at the edits only (`agents.first_seen`)
         self.delta: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
+    @property
+    def removed(self) -> np.ndarray | None:
+        """After `select`: the values of the last call's rows that it dropped (their entry turned False), or None when
+        it compacted the mask afresh (`delta`'s second part)."""
+        return None if self.delta is None else self.delta[1]
+
     def select(self, mask: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
         """The selected rows (read-only). A mask of `_MIN_SIZE` entries or more is kept (made read-only) for the next
         call: pass a fresh array."""
         if mask.size < _MIN_SIZE:  # a small mask: the plain compaction, nothing kept (checked first: cheapest)
-            self.base = self.mask = self.rows = self.removed = self.delta = None
+            self.base = self.mask = self.rows = self.delta = None
             return self._plain(mask, base)
         last, rows = self.mask, self.rows
         if (
@@ -78,11 +91,11 @@ class MaskRows:
             or mask.dtype != np.bool_
             or (base is not None and base.flags.writeable)
         ):
-            rows, removed, delta = self._plain(mask, base), None, None
+            rows, delta = self._plain(mask, base), None
         else:
             flip = np.flatnonzero(last != mask)
             if flip.size > _MAX_FLIPPED:
-                rows, removed, delta = self._plain(mask, base), None, None
+                rows, delta = self._plain(mask, base), None
             else:
                 on = mask[flip]
                 vals = flip if base is None else base[flip]
@@ -90,7 +103,7 @@ class MaskRows:
                 if flip.size:
                     rows = _spliced(rows, removed, added)
                 delta = (prev, removed, added)
-        self.removed, self.delta = removed, delta
+        self.delta = delta
         mask.flags.writeable = False
         self.base, self.mask, self.rows = base, mask, rows
         return rows

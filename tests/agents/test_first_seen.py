@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from defistress.agents import mask_rows
-from defistress.agents.first_seen import FirstSeen, FirstSeenChain, _spliced_entries
-from defistress.agents.mask_rows import MaskRows
+from defistress.agents.first_seen import FirstSeen, FirstSeenChain
+from defistress.agents.mask_rows import MaskRows, spliced_entries
 
 
 class Plain:
@@ -238,8 +238,8 @@ def test_first_seen_updated_at_the_selection_s_edits_is_the_plain_bookkeeping(se
 
 
 def test_spliced_entries_are_the_entries_of_the_edited_keys():
-    """`_spliced_entries` against a dict of key -> entry rebuilt and read in key order, on random edits (empty keys,
-    edits at both ends, an insertion just below a removed key)."""
+    """`spliced_entries` (as first-seen calls it: one fill for the added keys) against a dict of key -> entry rebuilt
+    and read in key order, on random edits (empty keys, edits at both ends, an insertion just below a removed key)."""
     rng = np.random.default_rng(21)
     cases = 0
     for _ in range(400):
@@ -252,7 +252,7 @@ def test_spliced_entries_are_the_entries_of_the_edited_keys():
         for g in gone.tolist():
             del want[g]
         want.update(dict.fromkeys(new.tolist(), 99))
-        got = _spliced_entries(keys, values, gone, new, 99)
+        got = spliced_entries(keys, values, gone, new, np.full(new.size, 99, dtype=values.dtype))
         assert got.dtype == values.dtype and got.tolist() == [want[k] for k in sorted(want)]
         cases += bool(gone.size and new.size)
     assert cases > 100
