@@ -298,6 +298,9 @@ class OptionsVenue(MarginProtocol):
         """The margin model's requirements with the venue's equity (cached per block and state when rows is None)."""
         if rows is not None:  # requirements are per account, so a subset is the cached whole, indexed
             rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+            sub = self._current_rows(rows)
+            if sub is not None:
+                return sub
             full = self.margin()
             return MarginResult(
                 im=full.im[rows],
@@ -315,6 +318,21 @@ class OptionsVenue(MarginProtocol):
                 im=im, mm=mm, equity=v["equity"], drivers=drivers, model=self._rows_cache.model_name
             )
         return v["margin"]
+
+    def _current_rows(self, rows: np.ndarray) -> MarginResult | None:
+        """The margin of `rows` from the row cache when each of them is current while other rows are stale (after
+        a state change): those others are left for a later batch, often never needed at this market (the next
+        block values the book again). None when the whole book is to be read (then it is current)."""
+        v = self._values()
+        if "margin" in v:
+            return None
+        cache_key = self._cache_key
+        assert cache_key is not None  # set by _values() above
+        got = self._rows_cache.refresh_rows(self, cache_key[0], self._version, rows)
+        if got is None:
+            return None
+        im, mm, drivers = got
+        return MarginResult(im=im, mm=mm, equity=v["equity"][rows], drivers=drivers, model=self._rows_cache.model_name)
 
     def _row_drivers(self, full: MarginResult, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The per-row (1-D, one entry per account) drivers of `full` at `rows`, same values and dtypes as indexing

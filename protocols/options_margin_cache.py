@@ -102,6 +102,25 @@ class RowMarginCache:
     def refresh(self, venue, key: MarketKey, version: int) -> tuple[FloatArray, FloatArray, dict[str, np.ndarray]]:
         """(IM, MM, drivers) of every row now; recomputes only rows that are stale. Returned arrays are never
         written to afterwards (a later refresh writes into copies)."""
+        self._sync(venue, key, version)
+        self._compute_stale(venue)
+        return self.im, self.mm, self.drivers
+
+    def refresh_rows(
+        self, venue, key: MarketKey, version: int, rows: np.ndarray
+    ) -> tuple[FloatArray, FloatArray, dict[str, np.ndarray]] | None:
+        """(IM, MM, drivers) of `rows` (indexed, new arrays) when every one of them is current without a batch of
+        the model, else None after recomputing every stale row (the caller then reads the whole book). A row's
+        figures do not depend on the other rows of the batch only for a separable model: for the others any
+        stale row recomputes the book, as `refresh` does."""
+        self._sync(venue, key, version)
+        if rows.size and self.ok[rows].all() and row_separable(venue.model, len(venue.underlyings)):
+            return self.im[rows], self.mm[rows], {k: d[rows] for k, d in self.drivers.items()}
+        self._compute_stale(venue)
+        return None
+
+    def _sync(self, venue, key: MarketKey, version: int) -> None:
+        """Forget rows whose market or state moved since they were computed (no model call)."""
         n, n_i, n_u = venue.n_accounts, venue.qty.shape[1], venue.spot.shape[1]
         if not key.same(self.key) or self.qty.shape[1:] != (n_i,) or self.spot.shape[1:] != (n_u,) or n < self.ok.size:
             self._reset(n, n_i, n_u)
@@ -111,12 +130,14 @@ class RowMarginCache:
         if version != self.version:
             self.ok &= ~self._stale_rows(venue)
             self.version = version
+
+    def _compute_stale(self, venue) -> None:
+        n = venue.n_accounts
         need = np.flatnonzero(~self.ok)
         if need.size:
             if need.size < n and not row_separable(venue.model, len(venue.underlyings)):
                 need = np.arange(n)
             self._compute(venue, need)
-        return self.im, self.mm, self.drivers
 
     def _compute(self, venue, need: np.ndarray) -> None:
         n = venue.n_accounts

@@ -209,3 +209,90 @@ def test_a_row_subset_of_the_margin_is_the_whole_book_indexed_driver_by_driver()
         assert got.drivers["worst_scenario"].dtype.kind == "i"
         assert np.array_equal(got.im, ref.im[sub]) and np.array_equal(got.mm, ref.mm[sub])
         v.trade("alice", rows[3:4], call, [-1.0])  # a new whole-book result: the stack is rebuilt from it
+
+
+def assert_rows_exact(v: OptionsVenue, sub) -> None:
+    """margin(sub) equals the fresh whole book at `sub`: IM, MM, equity, every per-row driver (values, dtype, order)."""
+    sub = np.atleast_1d(np.asarray(sub, dtype=np.int64))
+    got, ref = v.margin(sub), fresh(v)
+    per_row = [k for k, d in ref.drivers.items() if np.ndim(d) == 1 and len(d) == v.n_accounts]
+    assert list(got.drivers) == per_row
+    for k in per_row:
+        want = np.asarray(ref.drivers[k])[sub]
+        assert got.drivers[k].dtype == want.dtype, k
+        assert np.array_equal(got.drivers[k], want, equal_nan=True), k
+    assert np.array_equal(got.im, ref.im[sub]) and np.array_equal(got.mm, ref.mm[sub])
+    assert np.array_equal(got.equity, v.equity()[sub])
+    assert got.model == ref.model
+
+
+def test_rows_current_after_a_trade_elsewhere_are_served_without_a_batch_and_stale_ones_are_batched_together():
+    v, env, feeds, rows, liq, (put, call, perp) = make()
+    v.margin()
+    v.trade("alice", rows[2:3], call, [-1.0])  # moves rows[2] and the market maker's row
+    batches = v._rows_cache.batches
+    assert_rows_exact(v, [rows[0], liq, rows[0]])
+    assert v._rows_cache.batches == batches  # untouched rows: no call of the model
+    before = computed(v)
+    assert_rows_exact(v, [rows[2]])
+    assert computed(v) - before == 2  # the asked stale row with the other stale row, in one batch
+    assert v._rows_cache.batches == batches + 1
+    assert_cache_exact(v)
+
+
+def test_a_new_market_makes_every_row_stale_for_a_row_subset_too():
+    v, env, feeds, rows, liq, _ = make()
+    v.margin()
+    env.clock.block += 5
+    before = computed(v)
+    assert_rows_exact(v, [rows[1]])
+    assert computed(v) - before == v.n_accounts
+
+
+def test_an_empty_row_subset_on_a_fresh_venue_reads_the_whole_book():
+    v, env, feeds, rows, liq, _ = make()
+    v._rows_cache.invalidate()
+    v._touch()
+    got = v.margin(np.zeros(0, dtype=np.int64))
+    assert got.im.size == 0 and got.model == fresh(v).model
+
+
+def test_offsetting_gains_across_underlyings_recompute_the_book_for_a_current_row_too():
+    v, env, feeds, rows, liq, (put, call, _) = make(oracles=("ETH", "BTC"))
+    btc = v.list_instrument("BTC", "put", 55_000.0, 7 * DAY)
+    v.trade("alice", rows[1:2], btc, [-0.1])
+    v.margin()
+    v.trade("alice", rows[2:3], call, [-1.0])
+    before = computed(v)
+    assert_rows_exact(v, [rows[0]])
+    assert computed(v) - before == v.n_accounts
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_state_changes_and_row_queries_match_a_fresh_book(seed):
+    """Random trades, deposits, withdrawals, price moves and blocks, each followed by random row subsets (with
+    repeats, the market maker and the liquidator) and at times the whole book: always the fresh model's figures."""
+    rng = np.random.default_rng(seed)
+    v, env, feeds, rows, liq, (put, call, perp) = make()
+    everyone = np.arange(v.n_accounts)
+    for _ in range(25):
+        op = rng.integers(6)
+        r = rows[rng.integers(rows.size, size=rng.integers(1, 3))]
+        try:
+            if op == 0:
+                v.trade("alice", np.unique(r), int(rng.choice([put, call, perp])), float(rng.normal()))
+            elif op == 1:
+                v.deposit("alice", r, rng.uniform(0.0, 500.0, r.size))
+            elif op == 2:
+                v.withdraw("alice", r[:1], [float(rng.uniform(0.0, 50.0))])
+            elif op == 3:
+                feeds["ETH"].price *= float(rng.uniform(0.97, 1.03))
+            elif op == 4:
+                env.clock.block += int(rng.integers(1, 20))
+            else:
+                v.margin()
+        except Revert:
+            pass
+        for _ in range(int(rng.integers(1, 4))):
+            assert_rows_exact(v, rng.choice(everyone, size=int(rng.integers(1, 4))))
+    assert_cache_exact(v)
