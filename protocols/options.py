@@ -287,7 +287,9 @@ class OptionsVenue(MarginProtocol):
 
     def portfolio(self, rows=None) -> Portfolio:
         """Rows' options, perps (entry = last settlement price), spot collateral (SPOT) and cash."""
-        rows = np.arange(self.n_accounts) if rows is None else np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        if rows is None:  # every row: no gather of the whole book (`_build` copies what it keeps but cash)
+            return self._build(self.cash.copy(), self.qty, self.spot)
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
         return self._build(self.cash[rows], self.qty[rows], self.spot[rows])
 
     def market_state(self) -> MarketState:

@@ -54,6 +54,15 @@ def _bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
 
 
+def _moved_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows (ascending, repeated once per differing column) where two (N, K) arrays differ in any bit: found on
+    the flat comparison, which numpy scans many times faster than a per-row `any`."""
+    cols = a.shape[1]
+    if cols == 0:
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero(np.ravel(_bits(a) != _bits(b))) // cols
+
+
 class RowMarginCache:
     """IM, MM and 1-D drivers per row (USD) with the state each row was computed from."""
 
@@ -76,10 +85,11 @@ class RowMarginCache:
         self.key = None
 
     def _reset(self, n: int, n_i: int, n_u: int) -> None:
+        """No row current. The state arrays are kept when their shapes still fit: a row's state is read only
+        while the row is current, and the next batch (of every row) writes them all."""
         self.ok = np.zeros(n, dtype=bool)
-        self.cash = np.zeros(n)
-        self.qty = np.zeros((n, n_i))
-        self.spot = np.zeros((n, n_u))
+        if self.cash.shape != (n,) or self.qty.shape != (n, n_i) or self.spot.shape != (n, n_u):
+            self.cash, self.qty, self.spot = np.zeros(n), np.zeros((n, n_i)), np.zeros((n, n_u))
         self.im, self.mm, self.drivers = np.zeros(n), np.zeros(n), {}
 
     def _grow(self, n: int) -> None:
@@ -95,8 +105,8 @@ class RowMarginCache:
     def _stale_rows(self, venue) -> np.ndarray:
         """Valid rows whose cash, positions or spot differ (bit for bit) from the state they were computed at."""
         moved = _bits(venue.cash) != _bits(self.cash)
-        moved |= (_bits(venue.qty) != _bits(self.qty)).any(axis=1)
-        moved |= (_bits(venue.spot) != _bits(self.spot)).any(axis=1)
+        moved[_moved_rows(venue.qty, self.qty)] = True
+        moved[_moved_rows(venue.spot, self.spot)] = True
         return moved & self.ok
 
     def refresh(self, venue, key: MarketKey, version: int) -> tuple[FloatArray, FloatArray, dict[str, np.ndarray]]:
@@ -128,7 +138,8 @@ class RowMarginCache:
             self._grow(n)
         self.key = key
         if version != self.version:
-            self.ok &= ~self._stale_rows(venue)
+            if self.ok.any():  # else nothing to compare (and nothing moved that is not already to compute)
+                self.ok &= ~self._stale_rows(venue)
             self.version = version
 
     def _compute_stale(self, venue) -> None:
@@ -170,5 +181,8 @@ class RowMarginCache:
                 drivers[k] = arr
             self.drivers = drivers
         self.model_name = str(res.model)
-        self.cash[need], self.qty[need], self.spot[need] = cash, qty, spot
+        if full:  # the venue's own arrays: copies (a later in-place change of the venue must show as a move)
+            self.cash, self.qty, self.spot = cash.copy(), qty.copy(), spot.copy()
+        else:
+            self.cash[need], self.qty[need], self.spot[need] = cash, qty, spot
         self.ok[need] = True

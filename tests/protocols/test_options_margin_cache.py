@@ -296,3 +296,61 @@ def test_random_state_changes_and_row_queries_match_a_fresh_book(seed):
         for _ in range(int(rng.integers(1, 4))):
             assert_rows_exact(v, rng.choice(everyone, size=int(rng.integers(1, 4))))
     assert_cache_exact(v)
+
+
+def _moved_rows_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The per-row comparison `_moved_rows` replaced: a row moved when any of its float64 bit patterns differs."""
+    bits = lambda x: np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)  # noqa: E731
+    return (bits(a) != bits(b)).any(axis=1)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (5, 0), (7, 4), (40, 79)])
+def test_moved_rows_flags_the_same_rows_as_a_per_row_bit_comparison(shape):
+    from defistress.protocols.options_margin_cache import _moved_rows
+
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    specials = np.array([0.0, -0.0, np.nan, -np.nan, np.inf, -np.inf, 1.0, np.nextafter(1.0, 2.0), 5e-324])
+    for _ in range(30):
+        a = rng.choice(specials, size=shape) if rng.random() < 0.5 else rng.normal(size=shape)
+        b = a.copy()
+        k = int(rng.integers(0, a.size + 1))
+        if a.size:
+            b.flat[rng.integers(0, a.size, size=k)] = rng.choice(specials, size=k)
+        got = np.zeros(shape[0], dtype=bool)
+        got[_moved_rows(a, b)] = True
+        assert np.array_equal(got, _moved_rows_reference(a, b))
+    nan_payload = np.array([[np.nan, 1.0]])
+    other = nan_payload.copy()
+    other.view(np.uint64)[0, 0] ^= 1  # another NaN: a different bit pattern is a move
+    assert _moved_rows(nan_payload, other).tolist() == [0]
+    assert _moved_rows(np.array([[0.0]]), np.array([[-0.0]])).tolist() == [0]
+    assert _moved_rows(np.array([[2.0, 3.0]]), np.array([[2.0, 3.0]])).size == 0
+
+
+def test_a_new_market_with_the_same_shapes_recomputes_every_row_from_the_rows_as_they_are_now():
+    """After a reset the cache keeps its old state arrays; rows written since (with or without a version bump)
+    must still be recomputed from the venue's arrays, and a later in-place write must still show as a move."""
+    v, env, feeds, rows, liq, (put, _, _) = make()
+    v.margin()
+    v.qty[int(rows[1]), put] -= 1.0  # behind the venue's back, before the market moves
+    v.qty[v.mm_row, put] += 1.0
+    feeds["ETH"].price = 1900.0
+    assert_cache_exact(v)
+    v.cash[int(rows[2])] += 7.0  # in place on the venue's array the cache took a copy of
+    v._touch()
+    assert_cache_exact(v)
+    v.spot[int(rows[4]), 0] *= 0.5
+    v._touch()
+    before = computed(v)
+    assert_cache_exact(v)
+    assert computed(v) - before == 1
+
+
+def test_the_whole_portfolio_equals_the_portfolio_of_every_row_listed():
+    v, env, feeds, rows, liq, _ = make()
+    whole, listed = v.portfolio(), v.portfolio(np.arange(v.n_accounts))
+    for name in ("account", "kind", "und", "qty", "strike", "expiry_s", "entry_price", "cash"):
+        a, b = getattr(whole, name), getattr(listed, name)
+        assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8)), name
+    whole.cash[0] += 1.0  # the portfolio's cash is its own
+    assert v.cash[0] != whole.cash[0]
