@@ -46,6 +46,12 @@ def _nonzero(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _KINDS = {"call": CALL, "put": PUT, "perp": PERP}
 
 
+def _row_drivers(drivers: dict, rows: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """The per-row drivers (1-D, one entry per account of `n`) at `rows`, each indexed on its own (its dtype kept):
+    a margin result is read at a few rows between two state changes, so stacking them first costs more."""
+    return {k: np.asarray(d)[rows] for k, d in drivers.items() if np.ndim(d) == 1 and len(d) == n}
+
+
 class OptionsVenueParams(BaseModel):
     """Margin model, quote token, liquidation mode and Derive DutchAuction mainnet parameters."""
 
@@ -167,8 +173,6 @@ class OptionsVenue(MarginProtocol):
         self._marks_key: MarketKey | None = None  # market key of `_marks_cache`
         self._marks_cache: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))  # marks, unit values
         self._rows_cache = RowMarginCache()
-        self._drivers_of: MarginResult | None = None  # the whole-book result `_drivers_stack` was stacked from
-        self._drivers_stack: tuple[list[str], list[tuple[list[str], np.ndarray]]] = ([], [])
 
     # --- views -----------------------------------------------------------------------------------
     @property
@@ -298,64 +302,44 @@ class OptionsVenue(MarginProtocol):
 
     def margin(self, rows=None) -> MarginResult:
         """The margin model's requirements with the venue's equity (cached per block and state when rows is None)."""
-        if rows is not None:  # requirements are per account, so a subset is the cached whole, indexed
-            rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-            sub = self._current_rows(rows)
-            if sub is not None:
-                return sub
-            full = self.margin()
-            return MarginResult(
-                im=full.im[rows],
-                mm=full.mm[rows],
-                equity=full.equity[rows],
-                drivers=self._row_drivers(full, rows),
-                model=full.model,
-            )
         v = self._values()
+        if rows is None:
+            return self._whole_margin(v)
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))  # requirements are per account: the whole, indexed
+        sub = None if "margin" in v else self._current_rows(v, rows)
+        if sub is not None:
+            return sub
+        full = self._whole_margin(v)
+        return MarginResult(
+            im=full.im[rows],
+            mm=full.mm[rows],
+            equity=full.equity[rows],
+            drivers=_row_drivers(full.drivers, rows, self.n_accounts),
+            model=full.model,
+        )
+
+    def _whole_margin(self, v: dict) -> MarginResult:
+        """Every row's margin in the state and market of `v` (this state's `_values()`), kept in `v`."""
         if "margin" not in v:
             cache_key = self._cache_key
-            assert cache_key is not None  # set by _values() above
+            assert cache_key is not None  # set by _values()
             im, mm, drivers = self._rows_cache.refresh(self, cache_key[0], self._version)
             v["margin"] = MarginResult(
                 im=im, mm=mm, equity=v["equity"], drivers=drivers, model=self._rows_cache.model_name
             )
         return v["margin"]
 
-    def _current_rows(self, rows: np.ndarray) -> MarginResult | None:
+    def _current_rows(self, v: dict, rows: np.ndarray) -> MarginResult | None:
         """The margin of `rows` from the row cache when each of them is current while other rows are stale (after
         a state change): those others are left for a later batch, often never needed at this market (the next
         block values the book again). None when the whole book is to be read (then it is current)."""
-        v = self._values()
-        if "margin" in v:
-            return None
         cache_key = self._cache_key
-        assert cache_key is not None  # set by _values() above
+        assert cache_key is not None  # set by _values()
         got = self._rows_cache.refresh_rows(self, cache_key[0], self._version, rows)
         if got is None:
             return None
         im, mm, drivers = got
         return MarginResult(im=im, mm=mm, equity=v["equity"][rows], drivers=drivers, model=self._rows_cache.model_name)
-
-    def _row_drivers(self, full: MarginResult, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The per-row (1-D, one entry per account) drivers of `full` at `rows`, same values and dtypes as indexing
-        each one: the drivers of one dtype are stacked once per margin result and indexed in one take."""
-        if self._drivers_of is not full:
-            n = self.n_accounts
-            names = [k for k, d in full.drivers.items() if np.ndim(d) == 1 and len(d) == n]
-            groups: dict[np.dtype, list[str]] = {}
-            for k in names:
-                groups.setdefault(np.asarray(full.drivers[k]).dtype, []).append(k)
-            self._drivers_stack = (
-                names,
-                [(ks, np.stack([np.asarray(full.drivers[k]) for k in ks])) for ks in groups.values()],
-            )
-            self._drivers_of = full
-        names, stacks = self._drivers_stack
-        out: dict[str, np.ndarray] = {}
-        for ks, stack in stacks:
-            taken = stack[:, rows]
-            out.update(zip(ks, taken))
-        return {k: out[k] for k in names}
 
     def _requirements(self, cash, qty, spot, equity) -> MarginResult:
         res = self.model.requirements(self._build(cash, qty, spot), self.market_state())

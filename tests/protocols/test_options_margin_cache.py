@@ -194,8 +194,8 @@ def test_offsetting_gains_across_underlyings_fall_back_to_the_whole_book():
 
 
 def test_a_row_subset_of_the_margin_is_the_whole_book_indexed_driver_by_driver():
-    """margin(rows) takes its drivers from stacked arrays: each equals the fresh whole-book driver at those rows,
-    with the driver's own dtype (the worst scenario stays an integer), in the same order, also after a trade."""
+    """margin(rows): each driver equals the fresh whole-book driver at those rows, with the driver's own dtype (the
+    worst scenario stays an integer), in the same order, also after a trade."""
     v, env, feeds, rows, liq, (put, call, perp) = make()
     for _ in range(2):
         sub = np.array([rows[3], v.mm_row, rows[0], rows[3]])
@@ -354,3 +354,21 @@ def test_the_whole_portfolio_equals_the_portfolio_of_every_row_listed():
         assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8)), name
     whole.cash[0] += 1.0  # the portfolio's cash is its own
     assert v.cash[0] != whole.cash[0]
+
+
+def test_row_drivers_keep_the_per_row_drivers_only_each_indexed_with_its_own_dtype():
+    from defistress.protocols.options import _row_drivers
+
+    drivers = {
+        "loss": np.array([1.0, -0.0, np.nan]),
+        "worst": np.array([3, 0, 7], dtype=np.int64),
+        "grid": np.zeros((3, 2)),  # 2-D: not per row
+        "short": np.array([1.0, 2.0]),  # another length: not per row
+        "listed": [4.0, 5.0, 6.0],  # a list of one entry per row
+        "scalar": 2.0,
+    }
+    got = _row_drivers(drivers, np.array([2, 1, 2]), 3)
+    assert list(got) == ["loss", "worst", "listed"]
+    assert got["worst"].dtype == np.int64 and got["worst"].tolist() == [7, 0, 7]
+    assert np.array_equal(got["loss"], [np.nan, -0.0, np.nan], equal_nan=True) and np.signbit(got["loss"][1])
+    assert got["listed"].tolist() == [6.0, 5.0, 6.0]
