@@ -267,7 +267,7 @@ class ForwardShockPricer:
         cols = np.ascontiguousarray(
             np.stack([self.f, self.k, self.t, self.d, fixed_b, self.is_call.astype(np.float64)], axis=1)
         )
-        first, inv = _series_map(cols)
+        first, inv = series_map(cols)
         if first.size > self.f.size // 2:
             return
         self._first, self._inv = first, inv
@@ -375,7 +375,7 @@ class ForwardShockPricer:
         np.multiply(put, self.qty[sl], out=out[:, sl])
 
 
-def _series_map(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def series_map(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first, inv) of the distinct rows of `cols` (P, 6) float64, bit for bit: row p equals row first[inv[p]].
 
     A margin model prices the same book every block with new forwards but the same pattern of equal rows, so the
