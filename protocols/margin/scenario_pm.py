@@ -393,14 +393,14 @@ class ScenarioPM:
     @staticmethod
     def _extended(pnl: FloatArray, tail: npt.NDArray[np.bool_], move: FloatArray, prm: ScenarioPMParams) -> FloatArray:
         """Deribit extended table: count extended_factor of tail PnL, then move losses toward 0 by
-        min((|move|/price_range - 1) * extended_dampener, |PnL|) [3P oreome replicator, unverified]."""
-        out = pnl.copy()
-        rows = out[tail] * prm.extended_factor  # only tail rows change: the other rows' adjustment is 0
+        min((|move|/price_range - 1) * extended_dampener, |PnL|) [3P oreome replicator, unverified]. Writes the tail
+        rows of `pnl` in place and returns it (the caller's own (S, N) array: no copy of the rows that stay)."""
+        rows = pnl[tail] * prm.extended_factor  # only tail rows change: the other rows' adjustment is 0
         if prm.extended_dampener_usd > 0.0 and prm.extended_price_range:
             adj = np.maximum(np.abs(move[tail]) / prm.extended_price_range - 1.0, 0.0) * prm.extended_dampener_usd
             rows = np.where(rows < 0, np.minimum(rows + adj[:, None], 0.0), rows)
-        out[tail] = rows
-        return out
+        pnl[tail] = rows
+        return pnl
 
     @staticmethod
     def _floor(

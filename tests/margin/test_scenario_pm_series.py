@@ -380,3 +380,34 @@ def test_risks_cover_held_and_margining_underlyings_in_order() -> None:
         for prm in (PRESETS["deribit-pm-btc"], PRESETS["lyra-pmrm-v1"]):
             new, ref = ScenarioPM(prm).requirements(book, mkt), ReferencePM(prm).requirements(book, mkt)
             _assert_same_result(new, ref)
+
+
+def _reference_extended(pnl: np.ndarray, tail: np.ndarray, move: np.ndarray, prm: ScenarioPMParams) -> np.ndarray:
+    """ScenarioPM._extended as it was: on a copy of pnl."""
+    out = pnl.copy()
+    rows = out[tail] * prm.extended_factor
+    if prm.extended_dampener_usd > 0.0 and prm.extended_price_range:
+        adj = np.maximum(np.abs(move[tail]) / prm.extended_price_range - 1.0, 0.0) * prm.extended_dampener_usd
+        rows = np.where(rows < 0, np.minimum(rows + adj[:, None], 0.0), rows)
+    out[tail] = rows
+    return out
+
+
+def test_extended_rows_are_written_in_place_with_the_bits_of_the_copy() -> None:
+    rng = np.random.default_rng(5)
+    for name in ("deribit-pm-eth", "deribit-pm-btc"):
+        prm = PARAMS[name]
+        grid = prm.grid
+        tail, move = np.asarray(grid.tail), grid.moves
+        pnl = rng.normal(0.0, 1e5, (tail.size, 9))
+        pnl[:, 0] = -0.0
+        pnl[:, 1] = 0.0
+        pnl[:, 2] = -np.inf
+        pnl[:, 3] = np.nan
+        pnl[:, 4] = -1e-300
+        want = _reference_extended(pnl, tail, move, prm)
+        before = pnl.copy()
+        got = ScenarioPM._extended(pnl, tail, move, prm)
+        assert got is pnl and got.tobytes() == want.tobytes(), name
+        assert before[~tail].tobytes() == got[~tail].tobytes()  # rows outside the tail stay as they were
+        assert tail.any() and not np.array_equal(before[tail], got[tail], equal_nan=True)
