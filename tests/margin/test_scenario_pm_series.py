@@ -314,6 +314,9 @@ def test_option_series_maps_each_option_to_a_member_of_its_series() -> None:
     ts_u = np.arange(200.0)
     ser, first = _option_series(ts_u, k, call)
     assert _same(ser, np.arange(200)) and _same(first, np.arange(200))
+    at_min = np.repeat(np.arange(8.0), 8)  # 64 options (the minimum) in 8 series: priced per series
+    ser, first = _option_series(at_min, np.ones(64), np.ones(64, dtype=bool))
+    assert first.size == 8 and _same(at_min[first][ser], at_min)
     half = np.repeat(np.arange(50.0), 2)  # exactly half distinct: priced per series
     ser, first = _option_series(half, np.ones(100), np.ones(100, dtype=bool))
     assert first.size == 50 and _same(half[first][ser], half)
