@@ -414,3 +414,33 @@ def test_extended_rows_are_written_in_place_with_the_bits_of_the_copy() -> None:
         assert got is pnl and got.tobytes() == want.tobytes(), name
         assert before[~tail].tobytes() == got[~tail].tobytes()  # rows outside the tail stay as they were
         assert tail.any() and not np.array_equal(before[tail], got[tail], equal_nan=True)
+
+
+@pytest.mark.parametrize(("long_base", "short_base"), [(2.0, None), (1.0, 1.5), (1.0, 2.0)])
+def test_exact_haircut_factors_other_than_one_still_apply_by_sign(long_base: float, short_base: float | None) -> None:
+    """The by-sign haircut is skipped only when both factors are exactly 1: a factor of exactly 2 (long), or short
+    factors all above 1 (a year at a 500% rate: 1/D ~ 148 > short_base) must still scale the values of their sign."""
+    from dataclasses import replace
+
+    from defistress.protocols.margin.scenario_params import StaticDiscountParams
+
+    prm = replace(
+        PRESETS["lyra-pmrm-v1"],
+        discount=StaticDiscountParams(long_base=long_base, short_base=short_base),
+        discount_option_prices=True,
+    )
+    year_s = 365 * DAY_S
+    pf = Portfolio(
+        n_accounts=2,
+        underlyings=("ETH",),
+        account=np.array([0, 1]),
+        kind=np.array([CALL, PUT]),
+        und=np.zeros(2, dtype=np.int64),
+        qty=np.array([2.0, -3.0]),
+        strike=np.array([2000.0, 2100.0]),
+        expiry_s=np.array([year_s, year_s]),
+        entry_price=np.zeros(2),
+        cash=np.full(2, 1e6),
+    )
+    mkt = MarketState(spot={"ETH": 2000.0}, vol={"ETH": 0.6}, rate={"ETH": 5.0})
+    _assert_same_result(ScenarioPM(prm).requirements(pf, mkt), ReferencePM(prm).requirements(pf, mkt))
