@@ -267,7 +267,7 @@ class ForwardShockPricer:
         cols = np.ascontiguousarray(
             np.stack([self.f, self.k, self.t, self.d, fixed_b, self.is_call.astype(np.float64)], axis=1)
         )
-        first, inv = _series_map(cols)
+        first, inv = series_map(cols)
         if first.size > self.f.size // 2:
             return
         self._first, self._inv = first, inv
@@ -294,6 +294,23 @@ class ForwardShockPricer:
             self._cache[key] = out
         return out
 
+    def _all_vol_terms(self, vols: Mapping[Any, AL], uniq: list[Any]) -> list[tuple[np.ndarray, ...]]:
+        """`_vol_terms` of every key in `uniq`: keys none of which is cached yet get their terms from one (K, P) pass
+        (the same elementwise operations on each row, so the same bits as one key at a time), then cached."""
+        if any(k is None or k in self._cache for k in uniq):
+            return [self._vol_terms(vols[k], k) for k in uniq]
+        sig = np.stack([np.broadcast_to(_arr(vols[k]), self.f.shape) for k in uniq])
+        tv = sig * self.sqrt_t
+        regular = self._ok & (tv > 0.0) & (tv < MAX_TOTAL_VOL)
+        inv = np.where(regular, 1.0 / np.where(regular, tv, 1.0), 0.0)
+        half = 0.5 * tv
+        out = []
+        for j, k in enumerate(uniq):
+            odd = np.flatnonzero(~regular[j])
+            self._cache[k] = (tv[j], inv[j], half[j], odd, sig[j][odd])
+            out.append(self._cache[k])
+        return out
+
     def values(self, fwd_mult: float, sigma: AL, key: Any = None) -> np.ndarray:
         """qty * discounted price at forward F * fwd_mult (scalar) and vol `sigma` (per option)."""
         row: np.ndarray = self.values_grid(np.array([fwd_mult], dtype=np.float64), {key: sigma}, (key,))[0]
@@ -318,7 +335,7 @@ class ForwardShockPricer:
                 priced *= self.qty[:, None]
                 return priced.T
         self._prepare()
-        terms = [self._vol_terms(vols[k], k) for k in uniq]
+        terms = self._all_vol_terms(vols, uniq)
         tv, inv, half = (np.stack([t[j] for t in terms]) for j in range(3))  # (K, P) per vol key
         m = mult[:, None]
         n = self.f.size
@@ -375,7 +392,7 @@ class ForwardShockPricer:
         np.multiply(put, self.qty[sl], out=out[:, sl])
 
 
-def _series_map(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def series_map(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first, inv) of the distinct rows of `cols` (P, 6) float64, bit for bit: row p equals row first[inv[p]].
 
     A margin model prices the same book every block with new forwards but the same pattern of equal rows, so the

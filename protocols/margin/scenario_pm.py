@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from defistress.protocols.margin import exact as fx
-from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks
+from defistress.protocols.margin.black76 import SECONDS_PER_YEAR, ForwardShockPricer, greeks, series_map
 from defistress.protocols.margin.exact import conf_factor
 from defistress.protocols.margin.group_sum import GroupSums
 from defistress.protocols.margin.portfolio import (
@@ -148,6 +148,57 @@ def _groups_hold(og: _OptionGroups, o_acct: IntArray, o_ts: FloatArray, o_k: Flo
     return bool(((da > 0) | ((da == 0) & (dt > 0))).all() and ((dg > 0) | ((dg == 0) & (dk > 0))).all())
 
 
+_SERIES_MIN = 64  # options from which `_option_series` looks for repeated series (as ForwardShockPricer dedupes)
+
+
+def _option_series(o_ts: FloatArray, o_k: FloatArray, o_call: npt.NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
+    """(series, first): each option's distinct series (expiry seconds, strike USD, call/put; bit for bit) and one
+    member option per series. Books under _SERIES_MIN options, or with more than half their options distinct, are
+    their own series (identity maps): pricing per series only pays where a series repeats."""
+    ident = np.arange(o_ts.size)
+    if o_ts.size < _SERIES_MIN:
+        return ident, ident
+    first, inv = series_map(np.stack([o_ts, o_k, o_call.astype(np.float64)], axis=1))
+    if first.size > o_ts.size // 2:
+        return ident, ident
+    return inv, first
+
+
+_UNITS_KEPT = 4  # series books whose unit values a model keeps (a block values the same book several times)
+
+
+def _unit_values(
+    cache: dict[tuple[Any, ...], tuple[ScenarioPMParams, FloatArray]],
+    prm: ScenarioPMParams,
+    series: FloatArray,
+    mult: FloatArray,
+    keys: tuple[int, ...],
+    any_skew: bool,
+) -> FloatArray:
+    """(rows, series) discounted Black-76 values of one unit of each series (columns of `series`: forward USD,
+    strike USD, expiry years and seconds, discount, fixed forward part USD, call 1/put 0, vol) at forward
+    multipliers `mult` and the vol shock of `keys` per row. Kept in `cache` by the exact bytes of the inputs and
+    the params (the same inputs give the same bits), so the valuations of one block price each series once."""
+    key = (id(prm), series.tobytes(), mult.tobytes(), keys, any_skew)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is prm:
+        return hit[1]
+    f, k, t, ts, disc, fixed, call, sigma = series.T
+    up_m, down_m = prm.vol_shock.multipliers(ts)
+    vols = {NONE: sigma, UP: np.maximum(prm.vol_shock.min_vol_up, sigma * up_m), DOWN: sigma * down_m}
+    if prm.skew is not None and any_skew:
+        logk = np.log(np.where(k > 0, k, 1.0) / f)  # PMRMLib_2 _getExpirySkewedShockedMTM: k = ln(K/F)
+        vols[LINEAR] = sigma * prm.skew.multiplier(logk, t, linear=True)
+        vols[ABS] = sigma * prm.skew.multiplier(np.abs(logk), t, linear=False)
+    unit = ForwardShockPricer(f, k, t, call == 1.0, np.ones(f.size), disc, fixed=fixed, dedupe=False)
+    out = unit.values_grid(mult, vols, keys)
+    out.flags.writeable = False  # shared by every valuation that hits the cache: read only
+    if len(cache) >= _UNITS_KEPT:
+        del cache[next(iter(cache))]
+    cache[key] = (prm, out)
+    return out
+
+
 @dataclass
 class _UnderlyingRisk:
     """Per-account figures of one underlying (arrays of shape (N,) unless noted), in each account's margin
@@ -195,6 +246,7 @@ class ScenarioPM:
         self.per_underlying = dict(per_underlying or {})
         self.name = name or params.name
         self._groups: dict[tuple[bytes, bytes, bytes], _OptionGroups] = {}  # _option_groups' recent books
+        self._unit: dict[tuple[Any, ...], tuple[ScenarioPMParams, FloatArray]] = {}  # _unit_values' recent series
 
     def params_for(self, underlying: str) -> ScenarioPMParams:
         return self.per_underlying.get(underlying, self.params)
@@ -249,15 +301,19 @@ class ScenarioPM:
             o_acct, o_q, o_k, o_t, o_ts = acct[opt], qty[opt], pf.strike[sel][opt], t_y[opt], t_s[opt]
             o_f, o_fix, o_r = fwd[opt], fwd_fixed[opt], rate[opt]
             o_call = kind[opt] == CALL
-            sigma = mkt.vols(unds, np.full(opt.size, u, dtype=np.int64), o_k, o_ts, o_f)
-            disc = np.exp(-o_r * o_t) if prm.discount_option_prices else np.ones(opt.size)  # PMRMLib_2 discount
+            # market inputs per distinct series (expiry, strike, call/put), gathered to positions: forward, rate and
+            # discount are functions of the expiry, the vol surface of (strike, expiry, forward), all elementwise
+            ser, first_s = _option_series(o_ts, o_k, o_call)
+            s_k, s_ts, s_t, s_f = o_k[first_s], o_ts[first_s], o_t[first_s], o_f[first_s]
+            sigma = mkt.vols(unds, np.full(first_s.size, u, dtype=np.int64), s_k, s_ts, s_f)
+            s_disc = np.exp(-o_r[first_s] * s_t) if prm.discount_option_prices else np.ones(first_s.size)
+            disc = s_disc[ser]  # PMRMLib_2 discount
             og = _option_groups(self._groups, o_acct, o_ts, o_k)
             grp, g_acct, first = og.grp, og.g_acct, og.first
             n_g = g_acct.size
             g_t, g_rate, g_disc = o_t[first], o_r[first], disc[first]
             g_var, g_fix = o_f[first] - o_fix[first], o_fix[first]
             pos_disc, neg_disc = prm.discount.factors(g_t, g_rate, g_disc)
-            pricer = ForwardShockPricer(o_f, o_k, o_t, o_call, o_q, disc, fixed=o_fix)
             g_coin = coin_acct[g_acct]
 
             def native(gv: FloatArray, m: FloatArray) -> FloatArray:
@@ -267,21 +323,25 @@ class ScenarioPM:
                     return gv
                 return np.divide(gv, (g_var * m + g_fix) * g_disc, out=gv, where=g_coin)
 
-            up_m, down_m = prm.vol_shock.multipliers(o_ts)
-            vols = {NONE: sigma, UP: np.maximum(prm.vol_shock.min_vol_up, sigma * up_m), DOWN: sigma * down_m}
             skew = (vdir == LINEAR) | (vdir == ABS)
-            if prm.skew is not None and skew.any():
-                logk = np.log(np.where(o_k > 0, o_k, 1.0) / o_f)  # PMRMLib_2 _getExpirySkewedShockedMTM: k = ln(K/F)
-                vols[LINEAR] = sigma * prm.skew.multiplier(logk, o_t, linear=True)
-                vols[ABS] = sigma * prm.skew.multiplier(np.abs(logk), o_t, linear=False)
             # every scenario in one (rows x options) array: now, the grid (skew scenarios keep spot unchanged), and
             # the basis contingency's two forward shocks at today's vol
             mult = np.concatenate(([1.0], np.where(skew, 1.0, spot_mult), [c.basis_up, c.basis_down]))
             keys = (NONE, *vdir.tolist(), NONE, NONE)
-            gv = native(_grid_sum(grp, pricer.values_grid(mult, vols, keys), n_g), mult[:, None])
+            series = np.stack([s_f, s_k, s_t, s_ts, s_disc, o_fix[first_s], o_call[first_s], sigma], axis=1)
+            unit_values = _unit_values(self._unit, prm, series, mult, keys, skew.any())
+            # (options, rows) values: each series' unit prices gathered to its positions and scaled by their qty (the
+            # products the position-by-position pricer makes), read by the group sum as their (rows, options) view
+            priced = np.ascontiguousarray(unit_values.T)[ser]
+            priced *= o_q[:, None]
+            gv = native(_grid_sum(grp, priced.T, n_g), mult[:, None])
             mtm_g, gv_s = gv[0], gv[1 : n_s + 1]
             opt_mtm = _bc(g_acct, mtm_g, n)
-            gp = (np.where(gv_s >= 0, gv_s * pos_disc, gv_s * neg_disc) - mtm_g) * damp[:, None]
+            if (pos_disc == 1.0).all() and (neg_disc == 1.0).all():  # v * 1.0 is v: no haircut to apply by sign
+                gp = gv_s - mtm_g
+            else:
+                gp = np.where(gv_s >= 0, gv_s * pos_disc, gv_s * neg_disc) - mtm_g
+            gp *= damp[:, None]
             gp[skew] = -np.abs(gp[skew])  # PMRMLib_2: worst of the rotation and its mirror per expiry
             pnl += _grid_sum(g_acct, gp, n)
             if c.basis_enabled:  # PMRMLib basis contingency, one value per expiry
@@ -333,14 +393,14 @@ class ScenarioPM:
     @staticmethod
     def _extended(pnl: FloatArray, tail: npt.NDArray[np.bool_], move: FloatArray, prm: ScenarioPMParams) -> FloatArray:
         """Deribit extended table: count extended_factor of tail PnL, then move losses toward 0 by
-        min((|move|/price_range - 1) * extended_dampener, |PnL|) [3P oreome replicator, unverified]."""
-        out = pnl.copy()
-        rows = out[tail] * prm.extended_factor  # only tail rows change: the other rows' adjustment is 0
+        min((|move|/price_range - 1) * extended_dampener, |PnL|) [3P oreome replicator, unverified]. Writes the tail
+        rows of `pnl` in place and returns it (the caller's own (S, N) array: no copy of the rows that stay)."""
+        rows = pnl[tail] * prm.extended_factor  # only tail rows change: the other rows' adjustment is 0
         if prm.extended_dampener_usd > 0.0 and prm.extended_price_range:
             adj = np.maximum(np.abs(move[tail]) / prm.extended_price_range - 1.0, 0.0) * prm.extended_dampener_usd
             rows = np.where(rows < 0, np.minimum(rows + adj[:, None], 0.0), rows)
-        out[tail] = rows
-        return out
+        pnl[tail] = rows
+        return pnl
 
     @staticmethod
     def _floor(
@@ -383,7 +443,11 @@ class ScenarioPM:
 
     # ------------------------------------------------------------------ all underlyings
     def _risks(self, pf: Portfolio, mkt: MarketState) -> list[tuple[_UnderlyingRisk, ScenarioPMParams]]:
-        present = sorted({int(u) for u in np.unique(pf.und)} | {int(u) for u in np.unique(pf.numeraire) if u != USD})
+        # underlyings held or margining an account, ascending (codes validated by Portfolio: und 0..U-1, numeraire
+        # USD or 0..U-1), from counts rather than a sort of every position
+        n_u = len(pf.underlyings)
+        held = np.bincount(pf.und, minlength=n_u) + np.bincount(pf.numeraire[pf.numeraire != USD], minlength=n_u)
+        present = np.flatnonzero(held).tolist()
         risks = {u: self._underlying(pf, mkt, u, self.params_for(pf.underlyings[u])) for u in present}
         if not (self.params.cross_underlying == "offset" and len(present) > 1):
             return [(risks[u], self.params_for(pf.underlyings[u])) for u in present]

@@ -53,7 +53,7 @@ def test_a_map_kept_from_an_earlier_book_is_used_only_where_it_holds():
     rng = np.random.default_rng(9)
     f, k, t, call, qty, fixed, sig, series = book(rng)
     b76.ForwardShockPricer(f, k, t, call, qty, 0.99, fixed=fixed)  # leaves its map for books of this size
-    first, inv = b76._series_map(
+    first, inv = b76.series_map(
         np.ascontiguousarray(np.stack([f, k, t, np.full(f.size, 0.99), fixed, call.astype(float)], axis=1))
     )
     assert np.array_equal(series[first][inv], series)  # every position maps to a row of its own series
