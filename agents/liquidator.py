@@ -134,6 +134,22 @@ def _groups_skip(
     return True
 
 
+def _one_pair_each(r: np.ndarray, ci: np.ndarray, dj: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray) -> bool:
+    """Whether the pairs screened (`r`, `ci`, `dj`: row position, collateral and debt index of each) are one per row,
+    row k's the k-th, and that pair is (`coll_idx[k]`, `debt_idx[k]`) for every row: then the screen's figures per pair
+    are the figures per row of the pairs given, in the same order (`_pair_figures`' gather would copy them as they
+    are: every row has a pair, each found at its own position)."""
+    n = coll_idx.size
+    return (
+        r.size == n
+        and ci.size == n
+        and dj.size == n
+        and bool((ci == coll_idx).all())
+        and bool((dj == debt_idx).all())
+        and bool((r == np.arange(n)).all())
+    )
+
+
 class _Idle:
     """A block-wide skip (`Liquidator._all_hopeless`) carried to later blocks while it provably holds, without
     screening again: at 1,000 accounts the crash leaves the same few unhealthy rows, none worth liquidating, for
@@ -519,11 +535,11 @@ class Liquidator(mesa.Agent):
         key = ("screen", ready.tobytes(), coll_idx.tobytes(), debt_idx.tobytes(), *self._screen_inputs(m, view))
         hit = memo.get(key)
         if hit is None:
-            figures = self._pair_figures(memo, m, ready, coll_idx, debt_idx, view)
-            if figures is None:
+            hit = self._pair_figures(memo, m, ready, coll_idx, debt_idx, view)
+            if hit is None:
                 shared_avail = np.array(avail) if mode == "both" else np.full(len(avail), np.inf)
-                figures = self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail)
-            hit = memo[key] = _Screened(*figures, debt_idx)
+                hit = _Screened(*self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail), debt_idx)
+            memo[key] = hit
         # this liquidator's capital binds (it is below some screened row's cap): its own figures
         if mode == "capital" and not hit.covered_by(avail):
             skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, np.array(avail))
@@ -534,15 +550,19 @@ class Liquidator(mesa.Agent):
 
     def _pair_figures(
         self, memo: dict, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """`_screen`'s shared figures (skip, cap, screened) for `ready` with the pairs given, taken from those
-        `_all_hopeless` computed this block for every pair of the same rows with the same inputs (`_screen` is
-        elementwise in (row, pair): the figures are the very ones), or None if it did not or a pair is not among
-        them."""
+    ) -> _Screened | None:
+        """`_screen`'s shared verdict for `ready` with the pairs given, taken from the one `_all_hopeless` computed this
+        block for every pair of the same rows with the same inputs (`_screen` is elementwise in (row, pair): the
+        figures are the very ones), or None if it did not or a pair is not among them.
+
+        When every row holds exactly one pair and it is the one given (every account of a book with one collateral
+        and one debt: most blocks at 100,000 accounts), that verdict is the answer itself: no gather (issue 14)."""
         got = memo.get(("pair-figures", ready.tobytes(), *self._screen_inputs(m, view)))
         if got is None:
             return None
         r, ci, dj, every = got
+        if _one_pair_each(r, ci, dj, coll_idx, debt_idx):
+            return every
         n_a = len(m.assets)
         where = np.full(ready.size * n_a * n_a, -1)
         where[(r * n_a + ci) * n_a + dj] = np.arange(r.size)
@@ -553,7 +573,7 @@ class Liquidator(mesa.Agent):
             return None
         out, cover, plain = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf), np.zeros(ready.size, bool)
         out[has], cover[has], plain[has] = every.skip[at], every.cover[at], every.plain[at]
-        return out, cover, plain
+        return _Screened(out, cover, plain, debt_idx)
 
     def _screens(self, m) -> bool:
         """`_hopeless` screens this market's rows: a float-precision LendingMarket whose `preview` and
