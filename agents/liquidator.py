@@ -134,6 +134,22 @@ def _groups_skip(
     return True
 
 
+def _one_pair_each(r: np.ndarray, ci: np.ndarray, dj: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray) -> bool:
+    """Whether the pairs screened (`r`, `ci`, `dj`: row position, collateral and debt index of each) are one per row,
+    row k's the k-th, and that pair is (`coll_idx[k]`, `debt_idx[k]`) for every row: then the screen's figures per pair
+    are the figures per row of the pairs given, in the same order (`_pair_figures`' gather would copy them as they
+    are: every row has a pair, each found at its own position)."""
+    n = coll_idx.size
+    return (
+        r.size == n
+        and ci.size == n
+        and dj.size == n
+        and bool((ci == coll_idx).all())
+        and bool((dj == debt_idx).all())
+        and bool((r == np.arange(n)).all())
+    )
+
+
 class _Idle:
     """A block-wide skip (`Liquidator._all_hopeless`) carried to later blocks while it provably holds, without
     screening again: at 1,000 accounts the crash leaves the same few unhealthy rows, none worth liquidating, for
@@ -448,10 +464,13 @@ class Liquidator(mesa.Agent):
             top = ranker.top(debt_usd, ready, k)  # `plain_top`'s rows and order (agents.debt_rank)
             if shared:
                 done.append((ready, top))
-        if self._all_hopeless(m, top, view, ledger):  # no pair of any row pays: nothing to plan, whatever the pairs
+        # what the screens' figures depend on besides rows, pairs and capital: read once for the three calls below,
+        # which change nothing it reads (they only look; issue 14: it was built three times per liquidator and block)
+        inputs = self._screen_inputs(m, view) if self._screens(m) else None
+        if self._all_hopeless(m, top, view, ledger, inputs):  # no pair of any row pays: nothing to plan at all
             return None
         coll_idx, debt_idx = self._pairs(m, top, ledger, view)
-        skip, cover = self._hopeless(m, top, coll_idx, debt_idx, view, ledger)
+        skip, cover = self._hopeless(m, top, coll_idx, debt_idx, view, ledger, inputs)
         return top, coll_idx, debt_idx, skip, cover
 
     def _pairs(self, m, ready: np.ndarray, ledger, view: BlockView | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -493,7 +512,14 @@ class Liquidator(mesa.Agent):
         return coll_usd.argmax(axis=1), debt_usd.argmax(axis=1)
 
     def _hopeless(
-        self, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view, ledger
+        self,
+        m,
+        ready: np.ndarray,
+        coll_idx: np.ndarray,
+        debt_idx: np.ndarray,
+        view,
+        ledger,
+        inputs: tuple | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows `_plan` would turn down, each row's close-factor cap in debt tokens), computed for all rows at once
         as `_plan` would compute them before anything is committed (most candidates of a crash are accounts whose
@@ -510,20 +536,22 @@ class Liquidator(mesa.Agent):
 
         The figures that do not depend on the liquidator's capital are computed once per block and rows and shared
         by the liquidators of the block (in `view.extra`); a liquidator whose capital is below some row's cap
-        computes its own."""
+        computes its own. `inputs`: `_screen_inputs(m, view)` if the caller has it now."""
         if ready.size == 0 or not self._screens(m):
             return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         mode = self.funding.mode
         avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
         memo = view.extra.setdefault(_MEMO, {})
-        key = ("screen", ready.tobytes(), coll_idx.tobytes(), debt_idx.tobytes(), *self._screen_inputs(m, view))
+        if inputs is None:
+            inputs = self._screen_inputs(m, view)
+        key = ("screen", ready.tobytes(), coll_idx.tobytes(), debt_idx.tobytes(), *inputs)
         hit = memo.get(key)
         if hit is None:
-            figures = self._pair_figures(memo, m, ready, coll_idx, debt_idx, view)
-            if figures is None:
+            hit = self._pair_figures(memo, m, ready, coll_idx, debt_idx, view, inputs)
+            if hit is None:
                 shared_avail = np.array(avail) if mode == "both" else np.full(len(avail), np.inf)
-                figures = self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail)
-            hit = memo[key] = _Screened(*figures, debt_idx)
+                hit = _Screened(*self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail), debt_idx)
+            memo[key] = hit
         # this liquidator's capital binds (it is below some screened row's cap): its own figures
         if mode == "capital" and not hit.covered_by(avail):
             skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, np.array(avail))
@@ -533,16 +561,29 @@ class Liquidator(mesa.Agent):
         return hit.skip | (hit.plain & (np.array(avail)[debt_idx] <= 0)), hit.cover
 
     def _pair_figures(
-        self, memo: dict, m, ready: np.ndarray, coll_idx: np.ndarray, debt_idx: np.ndarray, view
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """`_screen`'s shared figures (skip, cap, screened) for `ready` with the pairs given, taken from those
-        `_all_hopeless` computed this block for every pair of the same rows with the same inputs (`_screen` is
-        elementwise in (row, pair): the figures are the very ones), or None if it did not or a pair is not among
-        them."""
-        got = memo.get(("pair-figures", ready.tobytes(), *self._screen_inputs(m, view)))
+        self,
+        memo: dict,
+        m,
+        ready: np.ndarray,
+        coll_idx: np.ndarray,
+        debt_idx: np.ndarray,
+        view,
+        inputs: tuple | None = None,
+    ) -> _Screened | None:
+        """`_screen`'s shared verdict for `ready` with the pairs given, taken from the one `_all_hopeless` computed this
+        block for every pair of the same rows with the same inputs (`_screen` is elementwise in (row, pair): the
+        figures are the very ones), or None if it did not or a pair is not among them.
+
+        When every row holds exactly one pair and it is the one given (every account of a book with one collateral
+        and one debt: most blocks at 100,000 accounts), that verdict is the answer itself: no gather (issue 14)."""
+        if inputs is None:
+            inputs = self._screen_inputs(m, view)
+        got = memo.get(("pair-figures", ready.tobytes(), *inputs))
         if got is None:
             return None
         r, ci, dj, every = got
+        if _one_pair_each(r, ci, dj, coll_idx, debt_idx):
+            return every
         n_a = len(m.assets)
         where = np.full(ready.size * n_a * n_a, -1)
         where[(r * n_a + ci) * n_a + dj] = np.arange(r.size)
@@ -553,7 +594,7 @@ class Liquidator(mesa.Agent):
             return None
         out, cover, plain = np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf), np.zeros(ready.size, bool)
         out[has], cover[has], plain[has] = every.skip[at], every.cover[at], every.plain[at]
-        return out, cover, plain
+        return _Screened(out, cover, plain, debt_idx)
 
     def _screens(self, m) -> bool:
         """`_hopeless` screens this market's rows: a float-precision LendingMarket whose `preview` and
@@ -587,7 +628,7 @@ class Liquidator(mesa.Agent):
             self.holder if mode == "both" else None,  # a partly flash-funded plan depends on this holder's balance
         )
 
-    def _all_hopeless(self, m, top: np.ndarray, view: BlockView, ledger) -> bool:
+    def _all_hopeless(self, m, top: np.ndarray, view: BlockView, ledger, inputs: tuple | None = None) -> bool:
         """Whether `_plan` would turn down every row of `top` whatever (collateral, debt) pair `_pairs` gave it, so
         that `submit` sends nothing for this market and neither `_pairs` (the (rows, A, A) pair search) nor
         `_hopeless` need run; at 1,000 accounts the crash leaves unhealthy rows in 6,600 blocks of 7,200 and a
@@ -601,12 +642,14 @@ class Liquidator(mesa.Agent):
         covers every pair's cap (then `_hopeless` uses those shared figures and only adds skips for assets out of
         funds; a smaller repayment is not always worse: the pool's price impact is smaller too). Then every row is
         either without a pair or skipped, nothing is committed, and `submit`'s loop plans nothing. Shared per block
-        like the screen (in `view.extra`)."""
+        like the screen (in `view.extra`). `inputs`: `_screen_inputs(m, view)` if the caller has it now."""
         if not self._screens(m):
             return False
         avail = [self.funding.available(ledger, self.holder, s, 0.0) for s in m.assets]
         memo = view.extra.setdefault(_MEMO, {})
-        key = ("all-hopeless", top.tobytes(), *self._screen_inputs(m, view))
+        if inputs is None:
+            inputs = self._screen_inputs(m, view)
+        key = ("all-hopeless", top.tobytes(), *inputs)
         hit = memo.get(key)
         if hit is None:
             idle = self._idle.get(m.id)

@@ -18,8 +18,8 @@ def test_every_row_the_bound_skips_is_one_plan_turns_down(monkeypatch: pytest.Mo
     plan = Liquidator._plan
     monkeypatch.setattr(Liquidator, "_all_hopeless", lambda *a: False)  # every block through `_hopeless`
 
-    def record_bound(self, m, ready, coll_usd, debt_usd, view, ledger):
-        skip, cover = bound(self, m, ready, coll_usd, debt_usd, view, ledger)
+    def record_bound(self, m, ready, coll_usd, debt_usd, view, ledger, *inputs):
+        skip, cover = bound(self, m, ready, coll_usd, debt_usd, view, ledger, *inputs)
         flagged.extend((view.block, int(a)) for a in ready[skip])
         return np.zeros_like(skip), cover  # plan every row
 
@@ -56,7 +56,7 @@ def test_the_screen_and_the_shared_figures_change_no_event(monkeypatch: pytest.M
         "the crash liquidates too little: the test would not bite"
     )
 
-    def plan_every_row(self, m, ready, coll_idx, debt_idx, view, ledger):
+    def plan_every_row(self, m, ready, coll_idx, debt_idx, view, ledger, *inputs):
         return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
 
     def own_pairs(self, m, ready, ledger, view=None):
