@@ -26,7 +26,7 @@ _LOW_MASK = (1 << _HALF_BITS) - 1
 #: rows per bin-sum pass: each bin then sums at most this many halves (< 2**27 each), an integer below 2**53 (exact)
 _CHUNK_ROWS = 1 << 26
 #: at most this many entries are summed one by one in Python ints (as_integer_ratio): cheaper than the numpy passes
-_SMALL = 64
+_SMALL = 128
 
 
 def _small_sums(block: np.ndarray) -> tuple[list[int], bool]:
@@ -36,6 +36,8 @@ def _small_sums(block: np.ndarray) -> tuple[list[int], bool]:
     finite = True
     for row in block.tolist():
         for j, x in enumerate(row):
+            if not x:  # +-0.0 (most of a book's entries): nothing to add
+                continue
             if x - x == 0.0:  # finite (inf - inf and NaN - NaN are NaN)
                 num, den = x.as_integer_ratio()
                 out[j] += num << (UNIT_BITS + 1 - den.bit_length())
@@ -58,15 +60,20 @@ def _binned_sums(block: np.ndarray) -> list[int]:
         mant = (bits & _FRACTION) | ((expo > 0).astype(np.int64) << 52)
         shift = np.maximum(expo - 1, 0)
         np.negative(mant, out=mant, where=bits < 0)
-        low = int(shift.min())
-        bins = int(shift.max()) - low + 1  # the shifts present only: few bins for a book's balances
+        held = shift[mant != 0]
+        if held.size == 0:
+            continue
+        # the shifts of the nonzero entries only (zeros, which add nothing, are put among them): few bins for a book
+        low, high = int(held.min()), int(held.max())
+        np.clip(shift, low, high, out=shift)
+        bins = high - low + 1
         idx = (shift + (np.arange(a, dtype=np.int64) * bins - low)).ravel()
-        his = np.bincount(idx, weights=(mant >> _HALF_BITS).ravel(), minlength=a * bins).tolist()
-        los = np.bincount(idx, weights=(mant & _LOW_MASK).ravel(), minlength=a * bins).tolist()
-        for k, (h, lw) in enumerate(zip(his, los)):
-            if h or lw:
-                j, s = divmod(k, bins)
-                out[j] += ((int(h) << _HALF_BITS) + int(lw)) << (s + low)
+        his = np.bincount(idx, weights=(mant >> _HALF_BITS).ravel(), minlength=a * bins)
+        los = np.bincount(idx, weights=(mant & _LOW_MASK).ravel(), minlength=a * bins)
+        at = np.flatnonzero((his != 0) | (los != 0))
+        for k, h, lw in zip(at.tolist(), his[at].tolist(), los[at].tolist()):
+            j, s = divmod(k, bins)
+            out[j] += ((int(h) << _HALF_BITS) + int(lw)) << (s + low)
     return out
 
 
