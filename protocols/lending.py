@@ -623,9 +623,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
             state = self.__dict__[f"_{side}_sums"] = (sums, arr.copy(), arr)
         elif dirty:
             sums, shadow = state[0], state[1]
-            rows = dirty[0] if len(dirty) == 1 else np.concatenate(dirty)
             # each row once (repeated, negative indices: `% n`), so that its old values are taken off once
-            rows = np.unique(rows % arr.shape[0]) if rows.size > 1 else rows % arr.shape[0]
+            rows = np.unique(np.concatenate(dirty) % arr.shape[0])
             new = arr[rows]
             sums.update(new, shadow[rows])
             shadow[rows] = new

@@ -225,6 +225,22 @@ def test_a_replaced_array_is_summed_whole_whatever_rows_the_change_names():
     check(m)
 
 
+@pytest.mark.parametrize("named", [[3, 3], [-1, 9], [-10, 0], [2, -8, 2]])
+def test_a_row_named_twice_or_from_the_end_is_summed_once(named):
+    """Two changes naming the same row (9 is -1 and 0 is -10 in a book of 10): its old values are taken off once."""
+    m, _, _ = book(10, 6)
+    check(m)
+    for r in named:
+        m.debt_scaled[r, 2] += 1_000.0
+        m._touch_rows, m._touch_kept = r, "coll"
+        m._touch()
+    check(m)
+    m.debt_scaled[named[0], 2] = 0.5
+    m._touch_rows, m._touch_kept = np.array(named), "coll"
+    m._touch()
+    check(m)
+
+
 def test_a_kept_total_is_the_same_object_until_its_side_changes():
     m, oracles, rng = book(10, 4)
     coll, debt = m.coll_scaled_total, m.debt_scaled_total
