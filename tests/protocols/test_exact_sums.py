@@ -157,12 +157,13 @@ def test_both_paths_give_the_same_exact_integers_and_flags():
 
 def test_finite_sums_take_the_binned_path_above_the_small_size_and_flag_non_finite_entries():
     rng = np.random.default_rng(8)
-    arr = random_array(rng, 40, 3, special=0.0)  # 120 entries: the binned path
+    arr = random_array(rng, 60, 3, special=0.0)  # 180 entries: the binned path
     sums, finite = finite_sums(arr)
     assert finite and sums == exact_sums._small_sums(arr)[0]
     arr[5, 1] = math.nan
     sums2, finite2 = finite_sums(arr)
     assert not finite2 and sums2 == exact_sums._small_sums(arr)[0]
+    assert arr.size > exact_sums._SMALL
     assert finite_sums(np.array([[1, 2], [3, 4]]))[0] == [4 << 1074, 6 << 1074]  # integers are summed as floats
 
 
