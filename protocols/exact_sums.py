@@ -68,8 +68,8 @@ def _binned_sums(block: np.ndarray) -> list[int]:
         np.clip(shift, low, high, out=shift)
         bins = high - low + 1
         idx = (shift + (np.arange(a, dtype=np.int64) * bins - low)).ravel()
-        his = np.bincount(idx, weights=(mant >> _HALF_BITS).ravel(), minlength=a * bins)
-        los = np.bincount(idx, weights=(mant & _LOW_MASK).ravel(), minlength=a * bins)
+        his = np.bincount(idx, weights=(mant >> _HALF_BITS).ravel())
+        los = np.bincount(idx, weights=(mant & _LOW_MASK).ravel())
         at = np.flatnonzero((his != 0) | (los != 0))
         for k, h, lw in zip(at.tolist(), his[at].tolist(), los[at].tolist()):
             j, s = divmod(k, bins)
@@ -96,9 +96,8 @@ def nonfinite_counts(block: np.ndarray) -> np.ndarray:
             np.count_nonzero(block == np.inf, axis=0),
             np.count_nonzero(block == -np.inf, axis=0),
             np.count_nonzero(np.isnan(block), axis=0),
-        ],
-        dtype=np.int64,
-    ).reshape(3, block.shape[1])
+        ]
+    )
 
 
 def rounded(units: int, pos_inf: int, neg_inf: int, nan: int) -> float:
@@ -121,12 +120,12 @@ class ExactColumnSums:
 
     def __init__(self, columns: int):
         self.units = [0] * columns  # exact sum of the finite entries by column, units of 2**-1074
-        self.counts = np.zeros((3, columns), dtype=np.int64)  # +inf, -inf, NaN entries by column
+        self.counts = nonfinite_counts(np.zeros((0, columns)))  # +inf, -inf, NaN entries by column (3, A)
 
     def build(self, arr: np.ndarray) -> None:
         """Sum `arr` ((n, A) float64) whole, replacing the state."""
-        self.units, finite = finite_sums(arr)
-        self.counts = np.zeros_like(self.counts) if finite else nonfinite_counts(arr)
+        self.units = finite_sums(arr)[0]
+        self.counts = nonfinite_counts(arr)
 
     def update(self, new: np.ndarray, old: np.ndarray) -> None:
         """Rows changed from `old` to `new` (both (r, A) float64, the same rows): add the new values, take off the old
@@ -139,4 +138,4 @@ class ExactColumnSums:
     def totals(self) -> np.ndarray:
         """The correctly rounded sum by column, (A,) float64."""
         c = self.counts.tolist()
-        return np.array([rounded(u, p, m, q) for u, p, m, q in zip(self.units, c[0], c[1], c[2])], dtype=np.float64)
+        return np.array([rounded(u, p, m, q) for u, p, m, q in zip(self.units, c[0], c[1], c[2])], float)

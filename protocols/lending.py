@@ -614,7 +614,8 @@ class LendingMarket(ControlledRows, MarginProtocol):
         Summed whole when any row may have changed (a `_touch` without rows) or the array was replaced (accounts
         added)."""
         arr = self.coll_scaled if side == "coll" else self.debt_scaled
-        state = self.__dict__.get(f"_{side}_sums")  # (ExactColumnSums, shadow copy, the array it copies)
+        # (ExactColumnSums, shadow copy, the array it copies): set by the first sum, before which `dirty` is None
+        state = cast("tuple[ExactColumnSums, np.ndarray, np.ndarray]", self.__dict__.get(f"_{side}_sums"))
         dirty = self.__dict__.get(f"_{side}_dirty")  # None until the first sum (and after a change naming no rows)
         # a new array object (accounts added: a numpy array held here cannot be resized in place) is summed whole
         if dirty is None or state[2] is not arr:

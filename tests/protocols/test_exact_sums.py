@@ -105,6 +105,7 @@ CRAFTED = {
     "rounding-tie-plus-tiny": [1.0, 2.0**-53, TINY],  # above the tie: the next float
     "many-small": [0.1] * 10,
     "mixed-scales": [1e16, 1.0, -1e16, 3e-300, 1e-310],
+    "zeros-then-values": [0.0] * 7 + [1.5, -0.0, 2.5],  # in passes of 3 rows: two passes of zeros first
 }
 
 
@@ -233,6 +234,16 @@ def test_an_update_that_removes_the_non_finite_entries_gives_a_finite_total_agai
         seen.append(kept.totals().tolist())
     assert seen == [[-math.inf, -math.inf], [10.0, -math.inf], [5.0, 7.0]]
     assert kept.counts.tolist() == [[0, 0], [0, 0], [0, 0]]
+
+
+def test_a_new_keeper_holds_zero_totals_and_takes_rows_from_nothing(path):
+    kept = ExactColumnSums(3)
+    assert kept.totals().tobytes() == np.zeros(3).tobytes() and kept.counts.tolist() == [[0] * 3] * 3
+    rows = np.array([[1.5, -math.inf, 0.0], [2.0**-1074, 1.0, math.nan]])
+    kept.update(rows, np.zeros_like(rows))
+    assert_sums(kept.totals(), rows)
+    assert kept.counts.tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 1]] and kept.units == [3 << 1073 | 1, 1 << 1074, 0]
+    assert ExactColumnSums(0).totals().shape == (0,)
 
 
 def test_a_growing_book_summed_again_whole(path):
