@@ -67,7 +67,7 @@ def _binned_sums(block: np.ndarray) -> list[int]:
         low, high = int(held.min()), int(held.max())
         np.clip(shift, low, high, out=shift)
         bins = high - low + 1
-        idx = (shift + (np.arange(a, dtype=np.int64) * bins - low)).ravel()
+        idx = (shift + (np.arange(a) * bins - low)).ravel()
         his = np.bincount(idx, weights=(mant >> _HALF_BITS).ravel())
         los = np.bincount(idx, weights=(mant & _LOW_MASK).ravel())
         at = np.flatnonzero((his != 0) | (los != 0))

@@ -166,6 +166,8 @@ def test_finite_sums_take_the_binned_path_above_the_small_size_and_flag_non_fini
     assert not finite2 and sums2 == exact_sums._small_sums(arr)[0]
     assert arr.size > exact_sums._SMALL
     assert finite_sums(np.array([[1, 2], [3, 4]]))[0] == [4 << 1074, 6 << 1074]  # integers are summed as floats
+    ints = np.arange(300).reshape(150, 2)  # the binned path too (it reads a float64's bits)
+    assert finite_sums(ints) == ([22350 << 1074, 22500 << 1074], True)
 
 
 def test_non_finite_counts_and_their_rounding():
