@@ -241,6 +241,16 @@ def test_a_row_named_twice_or_from_the_end_is_summed_once(named):
     check(m)
 
 
+def test_rows_named_by_anything_but_integers_or_a_mask_count_as_any_row():
+    """`_touch` takes integer rows or a boolean mask; anything else (here floats) means any row may have changed."""
+    m, _, _ = book(8, 7)
+    check(m)
+    m.debt_scaled[[2, 5], 2] += 7.0
+    m._touch_rows, m._touch_kept = np.array([2.0]), "coll"
+    m._touch()
+    check(m)  # row 5 too: the whole array summed
+
+
 def test_a_kept_total_is_the_same_object_until_its_side_changes():
     m, oracles, rng = book(10, 4)
     coll, debt = m.coll_scaled_total, m.debt_scaled_total
