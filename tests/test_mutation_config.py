@@ -30,7 +30,17 @@ def test_package_map_is_the_one_pyproject_installs():
 
 def test_every_group_names_existing_modules_and_test_files():
     groups = run.load_groups()
-    assert set(groups) == {"ledger", "lending", "cdp", "perps", "options", "coordinator", "engine", "scenario_pm"}
+    assert set(groups) == {
+        "ledger",
+        "lending",
+        "exact_sums",
+        "cdp",
+        "perps",
+        "options",
+        "coordinator",
+        "engine",
+        "scenario_pm",
+    }
     for name, g in groups.items():
         assert g["mutate"] and g["tests"], name
         for path in g["mutate"] + g["tests"]:
