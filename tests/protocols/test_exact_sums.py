@@ -269,3 +269,16 @@ def test_a_large_book_matches_fsum_bit_for_bit():
     kept.update(new, arr[rows])
     arr[rows] = new
     assert kept.totals().tolist() == [math.fsum(arr[:, j].tolist()) for j in range(4)]
+
+
+@pytest.mark.parametrize("units", [1 << 26, (1 << 26) + 1, 1, (1 << 27) - 1])
+def test_a_binned_subnormal_whose_high_half_sums_to_one_is_kept(units: int):
+    """A bin whose high-half sum is exactly 1 and low-half sum 0 (one subnormal of 2**26 units, 2**-1048) is summed
+    like any other: the binned path keeps every bin with a nonzero part, not one whose high part is not 1."""
+    value = units * TINY
+    arr = np.zeros((200, 2))  # 400 entries: the binned path
+    arr[7, 0] = value
+    arr[9, 1] = -value
+    sums, finite = finite_sums(arr)
+    assert finite and sums == [units, -units]
+    assert_sums(summed(arr), arr)
