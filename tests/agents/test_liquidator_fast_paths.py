@@ -78,6 +78,13 @@ def _world(seed: int, rule: str, capital_usd: float, funding: str, special: int 
         led.mint("USDC", "pop", 1.0, "genesis")
         m.supply("pop", [special], "USDC", [1.0])
         m.set_collateral(np.array([special]), "USDC", False)
+    return (env, m, *_drop_pools_and_bots(env, oracles, capital_usd, funding))
+
+
+def _drop_pools_and_bots(env, oracles, capital_usd: float, funding: str, eth_capital: bool = True):
+    """ETH and BTC 20% down, a pool for every collateral/debt pair, and three liquidators with `capital_usd` of each
+    stablecoin (and of ETH if `eth_capital`), 1 ETH of gas each, funded as `funding` says: (pools, bots)."""
+    led = env.ledger
     for s in ("ETH", "BTC"):
         oracles[s].price = PRICES[s] * 0.8
     pools = []
@@ -91,10 +98,11 @@ def _world(seed: int, rule: str, capital_usd: float, funding: str, special: int 
         holder = f"bot-{k}"
         for s in ("USDC", "DAI"):
             led.mint(s, holder, capital_usd, "genesis")
-        led.mint("ETH", holder, capital_usd / PRICES["ETH"], "genesis")
+        if eth_capital:
+            led.mint("ETH", holder, capital_usd / PRICES["ETH"], "genesis")
         led.mint("ETH", holder, 1.0, "genesis_gas")
         bots.append((holder, CAPITAL if funding == "capital" else Funding(funding, lender)))
-    return env, m, pools, bots
+    return pools, bots
 
 
 def _run(seed, rule, capital_usd, funding, min_profit_usd, base_fee_gwei, fast: bool, monkeypatch, special=None):

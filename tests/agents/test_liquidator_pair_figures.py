@@ -10,14 +10,11 @@ import mesa
 import numpy as np
 import pytest
 from conftest import track_env
-from test_liquidator_fast_paths import PRICES, _spec, _world
+from test_liquidator_fast_paths import PRICES, _drop_pools_and_bots, _spec, _world
 
-from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.liquidator import _MEMO, Liquidator, _one_pair_each, _Screened
 from defistress.agents.tx import BlockView
-from defistress.protocols.amm import ConstantProductPool, PoolParams
 from defistress.protocols.base import Env, FixedPrice
-from defistress.protocols.flash_loan import FlashLender
 from defistress.protocols.lending import AssetParams, LendingMarket
 
 
@@ -64,22 +61,7 @@ def _one_pair_world(seed: int, rule: str, capital_usd: float, funding: str):
         led.mint(coll, "pop", amount, "genesis")
         m.supply("pop", [a], coll, [amount])
         m.seed_borrow("pop", [a], debt, [debt_usd])
-    for s in ("ETH", "BTC"):
-        oracles[s].price = PRICES[s] * 0.8
-    pools = []
-    for coll, debt in (("ETH", "USDC"), ("BTC", "USDC"), ("ETH", "DAI"), ("BTC", "DAI")):
-        pool = ConstantProductPool(PoolParams(f"{coll}-{debt}", coll, debt, 0.003), env)
-        pool.seed(2e7 / PRICES[coll] / 0.8, 2e7)
-        pools.append(pool)
-    lender = FlashLender("aave-v3", 0.0005, env)
-    bots = []
-    for k in range(3):
-        holder = f"bot-{k}"
-        for s in ("USDC", "DAI"):
-            led.mint(s, holder, capital_usd, "genesis")
-        led.mint("ETH", holder, 1.0, "genesis_gas")
-        bots.append((holder, CAPITAL if funding == "capital" else Funding(funding, lender)))
-    return env, m, pools, bots
+    return (env, m, *_drop_pools_and_bots(env, oracles, capital_usd, funding, eth_capital=False))
 
 
 def _verdicts(s: _Screened, avails: list[list[float]]) -> list[tuple[bool, bool]]:
