@@ -31,10 +31,16 @@ _SMALL = 128
 
 def _small_sums(block: np.ndarray) -> tuple[list[int], bool]:
     """(exact sums of the finite entries of `block` ((r, A)) by column, units of 2**-1074; whether every entry is
-    finite), one entry at a time: x = num / 2**k exactly (`float.as_integer_ratio`), num * 2**(1074 - k) units."""
-    out = [0] * block.shape[1]
+    finite), one entry at a time (`_list_sums`)."""
+    return _list_sums(block.tolist(), block.shape[1])
+
+
+def _list_sums(rows: list[list[float]], columns: int) -> tuple[list[int], bool]:
+    """(exact sums of the finite entries of `rows` (r lists of `columns` Python floats) by column, units of 2**-1074;
+    whether every entry is finite): x = num / 2**k exactly (`float.as_integer_ratio`), num * 2**(1074 - k) units."""
+    out = [0] * columns
     finite = True
-    for row in block.tolist():
+    for row in rows:
         for j, x in enumerate(row):
             if not x:  # +-0.0 (most of a book's entries): nothing to add
                 continue
@@ -134,6 +140,18 @@ class ExactColumnSums:
         self.units = [u + d for u, d in zip(self.units, delta)]
         if not finite:
             self.counts = self.counts + nonfinite_counts(new) - nonfinite_counts(old)
+
+    def update_lists(self, new: list[list[float]], old: list[list[float]]) -> None:
+        """`update` of a few rows given as lists of Python floats (r lists of A values each, the rows' new and old
+        values): the same exact state, without the numpy calls (`update`'s fixed cost is several times a handful of
+        rows' own). Negation of a float is exact in Python as in numpy."""
+        a = len(self.units)
+        delta, finite = _list_sums(new + [[-x for x in row] for row in old], a)
+        self.units = [u + d for u, d in zip(self.units, delta)]
+        if not finite:
+            new_arr = np.array(new, dtype=np.float64).reshape(-1, a)
+            old_arr = np.array(old, dtype=np.float64).reshape(-1, a)
+            self.counts = self.counts + nonfinite_counts(new_arr) - nonfinite_counts(old_arr)
 
     def totals(self) -> np.ndarray:
         """The correctly rounded sum by column, (A,) float64."""

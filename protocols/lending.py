@@ -129,6 +129,11 @@ _ROWS_MIN_ACCOUNTS = 16_384
 _DIRTY_MAX = 1024
 
 
+#: at most this many changed row entries are summed into a kept total one by one in Python (`update_lists`): below it,
+#: the numpy path's fixed cost (a sort for the unique rows, gathers, a block sum) is most of a read
+_FEW_DIRTY = 16
+
+
 def _same_bits(a: np.ndarray, b: np.ndarray | None) -> bool:
     """Whether two float arrays hold the same bits (NaN payloads and signed zeros included)."""
     return b is not None and a.shape == b.shape and a.tobytes() == b.tobytes()
@@ -623,12 +628,18 @@ class LendingMarket(ControlledRows, MarginProtocol):
             sums.build(arr)
             state = self.__dict__[f"_{side}_sums"] = (sums, arr.copy(), arr)
         elif dirty:
-            sums, shadow = state[0], state[1]
-            # each row once (repeated, negative indices: `% n`), so that its old values are taken off once
-            rows = np.unique(np.concatenate(dirty) % arr.shape[0])
-            new = arr[rows]
-            sums.update(new, shadow[rows])
-            shadow[rows] = new
+            sums, shadow, n = state[0], state[1], arr.shape[0]
+            if sum(r.size for r in dirty) <= _FEW_DIRTY:  # a few rows (a liquidation, a repay): in Python floats
+                # each row once (repeated, negative indices: `% n`), so that its old values are taken off once
+                few = sorted({i % n for r in dirty for i in r.tolist()})
+                sums.update_lists([arr[i].tolist() for i in few], [shadow[i].tolist() for i in few])
+                for i in few:
+                    shadow[i] = arr[i]
+            else:
+                rows = np.unique(np.concatenate(dirty) % n)  # as above, sorted
+                new = arr[rows]
+                sums.update(new, shadow[rows])
+                shadow[rows] = new
         self.__dict__[f"_{side}_dirty"] = []
         return state[0].totals()
 

@@ -282,3 +282,55 @@ def test_a_binned_subnormal_whose_high_half_sums_to_one_is_kept(units: int):
     sums, finite = finite_sums(arr)
     assert finite and sums == [units, -units]
     assert_sums(summed(arr), arr)
+
+
+def both_ways(a: int, new: np.ndarray, old: np.ndarray, start: np.ndarray) -> tuple[ExactColumnSums, ExactColumnSums]:
+    """Two keepers of `start`, one updated by `update` (arrays, the reference), one by `update_lists` (Python lists)."""
+    ref, lists = ExactColumnSums(a), ExactColumnSums(a)
+    ref.build(start)
+    lists.build(start)
+    ref.update(new, old)
+    lists.update_lists(new.tolist(), old.tolist())
+    return ref, lists
+
+
+def same_state(ref: ExactColumnSums, lists: ExactColumnSums) -> None:
+    assert lists.units == ref.units
+    assert lists.counts.tolist() == ref.counts.tolist()
+    assert lists.totals().tobytes() == ref.totals().tobytes()
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_rows_as_lists_keep_the_state_of_rows_as_arrays_on_crafted_columns(path, name):
+    """`update_lists` against `update`: each crafted column as rows coming in (over zeros), and going out again."""
+    col = np.array(CRAFTED[name], dtype=np.float64).reshape(-1, 1)
+    new = np.hstack([col, col[::-1], np.zeros_like(col)])  # a column, the same reversed, one of zeros
+    zeros = np.zeros_like(new)
+    ref, lists = both_ways(3, new, zeros, zeros)
+    same_state(ref, lists)
+    ref, lists = both_ways(3, zeros, new, new)
+    same_state(ref, lists)
+    assert lists.units == [0, 0, 0] and lists.counts.tolist() == [[0] * 3] * 3
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rows_as_lists_keep_the_state_of_rows_as_arrays_on_random_rows(path, seed):
+    rng = np.random.default_rng(100 + seed)
+    a = int(rng.integers(1, 5))
+    special = 0.0 if seed % 2 else 0.2
+    start = random_array(rng, 6, a, special)
+    for r in (0, 1, 3, 6):
+        new = random_array(rng, r, a, special) if seed < 4 else book_like(rng, r, a)
+        ref, lists = both_ways(a, new, start[:r], start)
+        same_state(ref, lists)
+
+
+def test_rows_as_lists_count_non_finite_entries_in_and_out():
+    kept = ExactColumnSums(2)
+    kept.update_lists([[math.inf, 1.0], [math.nan, -math.inf]], [[0.0, 0.0], [0.0, 0.0]])
+    assert kept.counts.tolist() == [[1, 0], [0, 1], [1, 0]] and kept.units == [0, 1 << 1074]
+    kept.update_lists([[2.0, -0.0]], [[math.inf, 1.0]])
+    assert kept.counts.tolist() == [[0, 0], [0, 1], [1, 0]] and kept.units == [2 << 1074, 0]
+    assert math.isnan(kept.totals()[0]) and kept.totals()[1] == -math.inf
+    kept.update_lists([], [])
+    assert kept.units == [2 << 1074, 0]

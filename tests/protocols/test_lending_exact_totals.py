@@ -151,9 +151,17 @@ OPS = [
 ]
 
 
+@pytest.fixture(params=[0, 16, 10**9])
+def few(request, monkeypatch):
+    """How many changed row entries a read sums in Python lists (`update_lists`) rather than numpy arrays: none,
+    the market's own bound, every change."""
+    monkeypatch.setattr(lending_module, "_FEW_DIRTY", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("precision", ["float", "aave-v3"])
-def test_the_kept_totals_equal_fsum_after_a_random_sequence_of_changes(seed, precision):
+def test_the_kept_totals_equal_fsum_after_a_random_sequence_of_changes(few, seed, precision):
     m, oracles, rng = book(30, seed, precision)
     check(m)
     for _ in range(60):
@@ -226,7 +234,7 @@ def test_a_replaced_array_is_summed_whole_whatever_rows_the_change_names():
 
 
 @pytest.mark.parametrize("named", [[3, 3], [-1, 9], [-10, 0], [2, -8, 2]])
-def test_a_row_named_twice_or_from_the_end_is_summed_once(named):
+def test_a_row_named_twice_or_from_the_end_is_summed_once(few, named):
     """Two changes naming the same row (9 is -1 and 0 is -10 in a book of 10): its old values are taken off once."""
     m, _, _ = book(10, 6)
     check(m)
