@@ -31,7 +31,7 @@ from defistress.protocols.events import BadDebt, Liquidated
 from defistress.protocols.exact_sums import ExactColumnSums
 from defistress.protocols.ledger import InsufficientBalance
 from defistress.protocols.lending_accounts import BASE_UNIT, EModeCategory, aave_account_values, category_terms
-from defistress.protocols.lending_rows import RowSparsity
+from defistress.protocols.lending_rows import RowSparsity, row_nonzero
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
 CLOSE_FACTOR_HF_THRESHOLD = 0.95  # aave-v3 LiquidationLogic.CLOSE_FACTOR_HF_THRESHOLD
@@ -128,6 +128,9 @@ _ROWS_MIN_ACCOUNTS = 16_384
 #: is summed whole instead of row by row (a bound on the list of changed rows kept when nobody reads the totals)
 _DIRTY_MAX = 1024
 
+
+_VALUE_NAMES = ("coll_usd", "debt_usd", "weighted", "hf")  # the cached account values filled on every refresh
+_VALUE_NAMES_SET = frozenset(_VALUE_NAMES)
 
 #: at most this many changed row entries are summed into a kept total one by one in Python (`update_lists`): below it,
 #: the numpy path's fixed cost (a sort for the unique rows, gathers, a block sum) is most of a read
@@ -390,6 +393,9 @@ class LendingMarket(ControlledRows, MarginProtocol):
             self._cache, self._cache_key, self._pending_rows = self._account_values_aave(), key, None
             self._coll_gen += 1
             return self._cache
+        fast = self._one_row_refresh(key)
+        if fast is not None:
+            return fast
         cp, dp = self.liq_index * p, self.borrow_index * p  # USD per scaled unit
         wp = cp * self.lt  # USD of liquidation-threshold-weighted collateral per scaled unit
         old, n = self._cache, self.n_accounts
@@ -479,8 +485,84 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self._cache = _AccountValues(self, new)
         self._cache_key = key
         self._cache_vecs = (cp, wp, dp)
+        self._cache_inputs = (self.liq_index.tobytes(), self.borrow_index.tobytes(), self.lt.tobytes())
         self._pending_rows = None
         return self._cache
+
+    def _one_row_refresh(self, key: tuple[bytes, int]) -> dict[str, np.ndarray] | None:
+        """`_account_values` when one account changed since the cache was filled (once or more: a liquidation and its
+        write-off) and the per-unit prices did not: what its general path does then (its `same` branch for one row),
+        without its checks for the other cases. The per-unit prices are known unchanged from the bytes of their inputs
+        (oracle prices in `key`, the indices and thresholds), which give the kept vectors' bits again. None when any
+        condition fails: the general path decides."""
+        pend = self.__dict__.get("_pending_rows")
+        ck = self._cache_key
+        inputs = self.__dict__.get("_cache_inputs")
+        if (
+            not pend
+            or ck is None
+            or inputs is None
+            or ck[0] != key[0]
+            or ck[1] != self._pending_base
+            or self._version != ck[1] + len(pend)
+        ):
+            return None
+        first = pend[0]
+        if any(r.size != 1 or r[0] != first[0] for r in pend):
+            return None
+        if inputs != (self.liq_index.tobytes(), self.borrow_index.tobytes(), self.lt.tobytes()):
+            return None
+        old, n = self._cache, self.n_accounts
+        if not old.keys() >= _VALUE_NAMES_SET or old["hf"].shape != (n,):
+            return None
+        cp, wp, dp = self._cache_vecs
+        r = int(first[0]) % n
+        mine = getrefcount(old) <= 3  # as in `_account_values`: only the cache refers to the dict and to each array
+        new = {}
+        for k in ("coll_usd", "debt_usd", "weighted", "hf", "borrow_cap") if "borrow_cap" in old else _VALUE_NAMES:
+            a = old[k]
+            new[k] = a if mine and a.shape == (n,) and getrefcount(a) <= 3 else a.copy()
+            del a
+        vals = self._row_values(r, cp, wp, dp)
+        at = slice(r, r + 1)
+        cs = self.coll_scaled[at]
+        if vals is not None:  # its products in Python floats (the same bits: `_row_values`)
+            new["coll_usd"][r], new["weighted"][r], new["debt_usd"][r] = vals
+            new["hf"][r] = vals[1] / vals[2] if vals[2] > 0 else math.inf  # `_health` of one row
+        else:
+            d = self.debt_scaled[at] @ dp
+            w = cs @ wp
+            new["coll_usd"][at] = cs @ cp
+            new["debt_usd"][at] = d
+            new["weighted"][at] = w
+            new["hf"][at] = _health(w, d, np.empty_like(w))
+        if "borrow_cap" in new:
+            new["borrow_cap"][at] = cs @ (cp * self.ltv)
+        self._fix_special(new, first)
+        self._coll_gen += 1
+        self._cache = _AccountValues(self, new)
+        self._cache_key = key
+        self._pending_rows = None
+        return self._cache
+
+    def _row_values(self, r: int, cp: np.ndarray, wp: np.ndarray, dp: np.ndarray) -> tuple[float, float, float] | None:
+        """(collateral, weighted collateral, debt) USD of account `r`: `coll_scaled[r] @ cp`, `@ wp` and
+        `debt_scaled[r] @ dp` with the kernel's bits, in Python floats when each side of the row holds one asset at most
+        and every per-unit price is finite and positive (`row_nonzero`: a liquidation's refresh without three matrix
+        products); None otherwise."""
+        lists = self.__dict__.get("_vec_lists")  # the vectors as Python lists, and whether all are finite and > 0
+        if lists is None or lists[0] is not cp or lists[1] is not wp or lists[2] is not dp:
+            vl = (cp.tolist(), wp.tolist(), dp.tolist())
+            lists = self._vec_lists = (cp, wp, dp, vl, all(0.0 < v < math.inf for vec in vl for v in vec))
+        if not lists[4]:
+            return None
+        cs, ds = self.coll_scaled[r].tolist(), self.debt_scaled[r].tolist()
+        i, j = row_nonzero(cs), row_nonzero(ds)
+        if i is None or j is None:
+            return None
+        cl, wl, dl = lists[3]
+        c, w = (cs[i] * cl[i], cs[i] * wl[i]) if i >= 0 else (0.0, 0.0)
+        return c, w, ds[j] * dl[j] if j >= 0 else 0.0
 
     def _rows(self, side: str) -> RowSparsity:
         """Whether `side`'s scaled array ("coll" or "debt") holds one asset at most per account (kept)."""

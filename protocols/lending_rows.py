@@ -48,6 +48,23 @@ def _witness_after(w: int | None, rows: np.ndarray, written: np.ndarray, n: int)
     return None
 
 
+def row_nonzero(row: list[float]) -> int | None:
+    """Where one account's balances (A Python floats) hold their one nonzero entry, -1 when every entry is +0.0, None
+    when the row is not clean as `_rows_clean` asks (a second nonzero entry, a negative, non-finite or -0.0 one). With
+    every entry of a vector finite and positive, `row @ vec` of a clean row is then that entry's product x * v (+0.0
+    for none), which the kernel's sum of it and +0.0 terms gives in any order, fused or not (the module docstring)."""
+    at = -1
+    for j, x in enumerate(row):
+        if x == 0.0:
+            if math.copysign(1.0, x) < 0.0:  # -0.0
+                return None
+        elif at >= 0 or not 0.0 < x < math.inf:
+            return None
+        else:
+            at = j
+    return at
+
+
 #: rows remembered for a lazy check before the whole array is checked again instead
 _MAX_PENDING = 64
 
