@@ -142,16 +142,14 @@ class ExactColumnSums:
             self.counts = self.counts + nonfinite_counts(new) - nonfinite_counts(old)
 
     def update_lists(self, new: list[list[float]], old: list[list[float]]) -> None:
-        """`update` of a few rows given as lists of Python floats (r lists of A values each, the rows' new and old
-        values): the same exact state, without the numpy calls (`update`'s fixed cost is several times a handful of
+        """`update` of a few rows given as lists of Python floats (r lists of A values each, the same rows' new and
+        old values): the same exact state, without the numpy calls (`update`'s fixed cost is several times a handful of
         rows' own). Negation of a float is exact in Python as in numpy."""
         a = len(self.units)
         delta, finite = _list_sums(new + [[-x for x in row] for row in old], a)
         self.units = [u + d for u, d in zip(self.units, delta)]
-        if not finite:
-            new_arr = np.array(new, dtype=np.float64).reshape(-1, a)
-            old_arr = np.array(old, dtype=np.float64).reshape(-1, a)
-            self.counts = self.counts + nonfinite_counts(new_arr) - nonfinite_counts(old_arr)
+        if not finite:  # a non-finite entry: at least one row, so both lists make (r, A) arrays
+            self.counts = self.counts + nonfinite_counts(np.array(new)) - nonfinite_counts(np.array(old))
 
     def totals(self) -> np.ndarray:
         """The correctly rounded sum by column, (A,) float64."""
