@@ -65,6 +65,19 @@ def row_nonzero(row: list[float]) -> int | None:
     return at
 
 
+def _witness_in(w: int | None, rows: list[int], written: list[float], n: int) -> int | None:
+    """`_witness_after` of rows and entries given as Python lists (a few of them): the same holder."""
+    for i, x in zip(rows, written):
+        if x != 0.0:
+            return i % n
+    if w is None or w < 0 or all(i % n != w for i in rows):
+        return w
+    return None
+
+
+#: at most this many pending row indices are checked and copied one by one in Python (`RowSparsity._check_few`)
+_FEW_ROWS = 16
+
 #: rows remembered for a lazy check before the whole array is checked again instead
 _MAX_PENDING = 64
 
@@ -102,6 +115,8 @@ class RowSparsity:
             self.clean = ok
             self.cols = {j: np.ascontiguousarray(arr[:, j]) for j in np.flatnonzero(active).tolist()} if ok else {}
             self.held = {}
+        elif self.clean and sum(r.size for r in self.pending) <= _FEW_ROWS:
+            self._check_few(arr, n)
         elif self.clean and self.pending:
             rows = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
             block = arr[rows]
@@ -122,6 +137,28 @@ class RowSparsity:
                         self.cols[j] = np.ascontiguousarray(arr[:, j])
                         self.held[j] = cast(int, _witness_after(None, rows, block[:, j], n))
         self.pending = []
+
+    def _check_few(self, arr: np.ndarray, n: int) -> None:
+        """`_check` of a handful of pending rows, row by row in Python floats (its numpy calls' fixed cost is most of a
+        few rows' check): the same verdict (`row_nonzero` is `_rows_clean` of one row), column copies and holders."""
+        idx = [i for r in self.pending for i in r.tolist()]  # as given: negative and repeated indices included
+        vals = [arr[i].tolist() for i in idx]
+        ats = [row_nonzero(v) for v in vals]
+        if None in ats:
+            self.clean, self.cols, self.held = False, {}, {}
+            return
+        for j, c in self.cols.items():
+            col = [v[j] for v in vals]
+            for i, x in zip(idx, col):
+                c[i] = x
+            w = _witness_in(self.held.get(j), idx, col, n)
+            if w is None:
+                self.held.pop(j, None)
+            else:
+                self.held[j] = w
+        for j in sorted({a for a in cast("list[int]", ats) if a >= 0} - self.cols.keys()):
+            self.cols[j] = np.ascontiguousarray(arr[:, j])
+            self.held[j] = cast(int, _witness_in(None, idx, [v[j] for v in vals], n))
 
     def known_clean(self, arr: np.ndarray) -> bool:
         """Whether `arr` is row-sparse, finite and non-negative, its nonzero columns all kept: then `holds` answers for

@@ -308,17 +308,25 @@ def test_a_book_without_accounts_gives_an_empty_array():
     assert out is not None and out.shape == (0,)
 
 
-def test_a_clean_array_is_checked_whole_once_and_then_only_at_the_rows_reported(monkeypatch):
+@pytest.mark.parametrize("few", [0, 16])
+def test_a_clean_array_is_checked_whole_once_and_then_only_at_the_rows_reported(monkeypatch, few):
+    """By blocks (`_rows_clean`) or, for a few rows, row by row (`row_nonzero`): the same rows looked at."""
     from defistress.protocols import lending_rows
 
+    monkeypatch.setattr(lending_rows, "_FEW_ROWS", few)
     seen: list[int] = []
-    real = lending_rows._rows_clean
+    real, real_row = lending_rows._rows_clean, lending_rows.row_nonzero
 
     def spy(block):
         seen.append(block.shape[0])
         return real(block)
 
+    def spy_row(row):
+        seen.append(1)
+        return real_row(row)
+
     monkeypatch.setattr(lending_rows, "_rows_clean", spy)
+    monkeypatch.setattr(lending_rows, "row_nonzero", spy_row)
     arr = np.zeros((50, 3))
     arr[:, 2] = np.arange(1.0, 51.0)
     rs = RowSparsity()
@@ -328,7 +336,7 @@ def test_a_clean_array_is_checked_whole_once_and_then_only_at_the_rows_reported(
     arr[[3, 7], 2] = 0.25
     rs.touched(np.array([3, 7]))
     out = rs.products(arr, vec)
-    assert seen == [50, 2]  # the whole array once, then the two rows reported
+    assert seen == ([50, 2] if few == 0 else [50, 1, 1])  # the whole array once, then the two rows reported
     assert out[[3, 7]].tolist() == [0.125, 0.125] and out[0] == 0.5
 
 
@@ -426,3 +434,51 @@ def test_the_debt_over_collateral_pass_is_skipped_only_after_a_block_with_a_shor
     # the first call and solvent blocks: the pass runs (and passes); insolvent: it runs and fails; insolvent again:
     # skipped; solvent after an insolvent block: skipped (the sum is 0.0); solvent again: it runs
     assert ran == [True, True, True, False, False, True]
+
+
+# --- a few pending rows checked in Python floats, against the block check it stands in for -------------------------
+def twin_states(rs: RowSparsity) -> tuple:
+    return (rs.clean, {j: bits(c) for j, c in rs.cols.items()}, dict(rs.held))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_few_pending_rows_checked_row_by_row_leave_the_block_checks_state(monkeypatch, seed):
+    """Two RowSparsity keepers of one array through the same random row changes (negative and repeated indices,
+    second assets, -0.0, negatives, NaN and infinities, whole-array changes), one checking pending rows in Python
+    (`_check_few`), one by blocks: the same verdict, column copies, holders and products after every look."""
+    from defistress.protocols import lending_rows
+
+    rng = np.random.default_rng(seed)
+    n, a = int(rng.integers(1, 30)), int(rng.integers(1, 5))
+    arr = np.zeros((n, a))
+    col = rng.integers(0, a, n)
+    arr[np.arange(n), col] = rng.uniform(0, 5, n) * (rng.random(n) < 0.7)
+    few, block = RowSparsity(), RowSparsity()
+    vec = rng.uniform(0.5, 3.0, a)
+    specials = [0.0, -0.0, -1.0, np.nan, np.inf, 5e-324, 2.0]
+    for _ in range(40):
+        k = int(rng.integers(1, 5))
+        rows = rng.integers(-n, n, k)
+        for r in rows.tolist():
+            arr[r] = 0.0
+            if rng.random() < 0.8:
+                value = float(rng.uniform(0, 5)) if rng.random() < 0.8 else rng.choice(specials)
+                arr[r, int(rng.integers(0, a))] = value
+            if rng.random() < 0.05:
+                arr[r, int(rng.integers(0, a))] = 1.5  # maybe a second asset
+        whole = rng.random() < 0.05
+        if rng.random() < 0.15:  # back to a clean array, every row reported
+            arr[~np.isfinite(arr) | np.signbit(arr)] = 0.0
+            arr[np.count_nonzero(arr, axis=1) > 1, :] = 0.0
+            whole = True
+        few.touched(None if whole else rows)
+        block.touched(None if whole else rows)
+        if rng.random() < 0.4:  # changes pile up before the next look
+            continue
+        looks = []
+        for rs, limit in ((few, 10**9), (block, 0)):
+            monkeypatch.setattr(lending_rows, "_FEW_ROWS", limit)
+            out = rs.products(arr, vec)
+            looks.append((None if out is None else bits(out), [rs.holds(j) for j in range(a)] if rs.clean else None))
+        assert twin_states(few) == twin_states(block)
+        assert looks[0] == looks[1]
