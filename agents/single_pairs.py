@@ -8,9 +8,9 @@ pair's profit is -inf, so `argmax` picks the held pair (i, j) whenever its profi
 (i, j) exactly when `ok` holds there and the profit is finite; otherwise (-1, -1).
 
 `single_pairs` answers only where that is certain from bounds: the held balances, the indices, prices and bonus of
-every asset, the fee and (under v3.3) each row's total debt USD all in [`LO`, `HI`] (a NaN fails), the held collateral's
-liquidation threshold above zero, and no collateral flags or e-mode (the reserves' own terms for every row). Then in
-the search, with products of at most four such factors staying far from float over- and underflow:
+every asset and (under v3.3) each row's total debt USD all in [`LO`, `HI`] (a NaN fails), every fee in [-HI, HI], the
+held collateral's liquidation threshold above zero, and no collateral flags or e-mode (the reserves' own terms for every
+row). Then in the search, with products of at most four such factors staying far from float over- and underflow:
 - coll3 = scaled x index x price x 1 and debt3 = scaled x index x price are in [LO^3, HI^3]: above zero, finite;
 - the cap (the debt times 0.5 or 1, or under v3.3 the smaller of it and 0.5 x the total debt) is in [LO^3 / 2, HI^3];
 - with a budget above zero for the debt asset (checked by the caller: the budget may be anything else, even inf), the
@@ -35,6 +35,11 @@ def _within(x: np.ndarray) -> bool:
     return bool(x.size) and bool(LO <= x.min()) and bool(x.max() <= HI)
 
 
+def _per_asset(arrays: tuple[np.ndarray, ...], n_a: int, lo: float) -> bool:
+    """Every entry of these (A,) arrays in [lo, HI] (a NaN is not), compared as Python floats (A is a few assets)."""
+    return all(a.shape == (n_a,) for a in arrays) and all(lo <= v <= HI for a in arrays for v in a.tolist())
+
+
 def single_pairs(m: LendingMarket, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(collateral index, debt index) per row of `rows` as `m.liquidation_pairs_and_caps(rows, budget)` returns them
     for any budget (USD per asset) above zero at the debt indices returned, or None where that is not certain."""
@@ -49,11 +54,7 @@ def single_pairs(m: LendingMarket, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     ):
         return None
     n_a = len(m.assets)
-    for per_asset in (m.liq_index, m.borrow_index, m.prices(), m.bonus):
-        if per_asset.shape != (n_a,) or not _within(per_asset):
-            return None
-    fee = m.fee
-    if fee.shape != (n_a,) or not bool(np.abs(fee).max() <= HI):  # finite (a NaN compares False)
+    if not (_per_asset((m.liq_index, m.borrow_index, m.prices(), m.bonus), n_a, LO) and _per_asset((m.fee,), n_a, -HI)):
         return None
     cs, ds = m.coll_scaled.take(rows, axis=0), m.debt_scaled.take(rows, axis=0)
     held_c, held_d = cs != 0, ds != 0
@@ -61,8 +62,10 @@ def single_pairs(m: LendingMarket, rows: np.ndarray) -> tuple[np.ndarray, np.nda
         return None
     ci, dj = held_c.argmax(axis=1), held_d.argmax(axis=1)
     at = np.arange(rows.size)
-    if not (_within(cs[at, ci]) and _within(ds[at, dj]) and bool((m.lt[ci] > 0).all())):
+    lt = m.lt.tolist()
+    if not all(lt[i] > 0 for i in set(ci.tolist())):
         return None
-    if m.rule != "aave-v3.0" and not _within(m._account_values()["debt_usd"].take(rows)):
-        return None
-    return ci, dj
+    held = [cs[at, ci], ds[at, dj]]
+    if m.rule != "aave-v3.0":
+        held.append(m._account_values()["debt_usd"].take(rows))
+    return (ci, dj) if _within(np.concatenate(held)) else None
