@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from defistress.agents.mask_rows import spliced_entries
-
 #: key of the chains started in a block in `BlockView.extra` (fresh liquidators of the block join them)
 _NEW = "first-seen-new"
 
@@ -42,6 +40,7 @@ class FirstSeenChain:
         "behind",
         "block",
         "first_hi",
+        "lazy",
     )
     seen: np.ndarray  # (n,) block each row was first seen unhealthy (in its current unhealthy spell), or -1
     watch: np.ndarray | None  # rows unhealthy at the look that made `version` (only they can recover)
@@ -57,6 +56,7 @@ class FirstSeenChain:
     behind: int  # holders at version - 1
     block: int | None  # the block of the look that made `version` (every entry of `ready` is of that block)
     first_hi: int | None  # an upper bound of `first`'s entries (blocks), or None: not known yet
+    lazy: bool  # `first` is None but known: it is `seen.take(rows)` (see `_first`)
 
     def __init__(self, n: int) -> None:
         self.seen = np.full(n, -1, dtype=np.int64)
@@ -65,6 +65,7 @@ class FirstSeenChain:
         self.ready = {}
         self.at, self.behind = 1, 0
         self.block = self.first_hi = None
+        self.lazy = False
 
     def _advance(self, hf: np.ndarray, rows: np.ndarray, block: int, look: tuple | None, delta=None) -> None:
         """The look, in place: the state's version + 1, with the undo of what it wrote. `rows` are unhealthy
@@ -74,7 +75,7 @@ class FirstSeenChain:
         if (
             watch is not None
             and watch is self.rows
-            and self.first is not None
+            and (self.first is not None or self.lazy)
             and self.first_ok
             and rows.dtype == watch.dtype
             and rows.size == watch.size
@@ -98,7 +99,7 @@ class FirstSeenChain:
             and watch is self.rows
             and delta[0] is watch
             and watch is not None
-            and self.first is not None
+            and (self.first is not None or self.lazy)
             and self.first_ok
             and block >= 0
             and rows.dtype == watch.dtype
@@ -125,7 +126,7 @@ class FirstSeenChain:
         self.prev_watch, self.watch = watch, rows
         self.version += 1
         self.look, self.rows, self.first, self.ready, self.block = look, rows, first, {}, block
-        self.first_hi = None
+        self.first_hi, self.lazy = None, False
 
     def _advance_edits(
         self, rows: np.ndarray, block: int, look: tuple | None, gone: np.ndarray, new: np.ndarray, before: np.ndarray
@@ -138,14 +139,13 @@ class FirstSeenChain:
         which are `gone` (the watched rows not among `rows`, every row with `hf` < 1); the fresh rows (first-seen
         block < 0) are `new` (a watched row's block is its `first` entry, >= 0 by `first_ok`). So `seen` gets -1 at
         `gone` and `block` at `new`, and `first` (aligned with the rows) is the watched rows' `first` without the
-        entries of `gone` and with `block` at those of `new`, in the rows' order."""
-        seen, watch, first = self.seen, self.watch, self.first
-        assert watch is not None and first is not None
+        entries of `gone` and with `block` at those of `new`, in the rows' order: `seen.take(rows)` now, which is
+        left to `_first` (issue 14: most looks never read it, and building it was a copy of the unhealthy rows)."""
+        seen, watch = self.seen, self.watch
+        assert watch is not None
         self.undo = (np.concatenate([gone, new]), np.concatenate([seen[gone], before]))
         seen[gone] = -1
         seen[new] = block
-        out = spliced_entries(watch, first, gone, new, np.full(new.size, block, dtype=first.dtype))
-        out.flags.writeable = False
         self.prev_watch, self.watch = watch, rows
         self.version += 1
         last, ready = self.block, self.ready
@@ -158,7 +158,20 @@ class FirstSeenChain:
                     carried[lat] = rows
         if self.first_hi is not None and new.size:
             self.first_hi = max(self.first_hi, block)
-        self.look, self.rows, self.first, self.ready, self.block = look, rows, out, carried, block
+        self.look, self.rows, self.first, self.ready, self.block = look, rows, None, carried, block
+        self.lazy = True
+
+    def _first(self) -> np.ndarray:
+        """`first`, read-only, taken from `seen` if left to this: at the version that made it, the first-seen block of
+        each row of `rows` is its `seen` entry (the full pass gathers `first` from `seen` and writes the same blocks to
+        both; the same rows again write nothing; an edit writes -1 at rows that leave and the block at rows that come),
+        and `seen` changes only with the version. Call it at the current version only."""
+        if self.first is None:
+            assert self.lazy and self.rows is not None
+            first = self.seen.take(self.rows)
+            first.flags.writeable = False
+            self.first = first
+        return self.first
 
     def _fork(self, behind: bool) -> FirstSeenChain:
         """A private copy of the state at `version` (or at version - 1, with the undo)."""
@@ -232,8 +245,7 @@ class FirstSeen:
         self.held[market_id] = (chain, chain.version)
         out = chain.ready.get(latency)
         if out is None:
-            first = chain.first
-            assert first is not None
+            first = chain._first()
             if chain.first_hi is None and first.size:
                 chain.first_hi = int(first.max())
             hi = chain.first_hi

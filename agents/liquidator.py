@@ -22,6 +22,7 @@ from defistress.agents.debt_rank import TopByDebt
 from defistress.agents.first_seen import FirstSeen
 from defistress.agents.funding import CAPITAL, Funding
 from defistress.agents.mask_rows import MaskRows
+from defistress.agents.single_pairs import single_pairs
 from defistress.agents.tx import GAS_REFILL_SHARE, GWEI, BlockView, Tx, refill_gas
 from defistress.protocols.amm import ConstantProductPool
 from defistress.protocols.lending import (
@@ -487,6 +488,12 @@ class Liquidator(mesa.Agent):
                 coll_idx, debt_idx, _ = m.best_liquidation_pairs(ready, np.array(avail) * m.prices())
                 return coll_idx, debt_idx
             memo = view.extra.setdefault(_MEMO, {})
+            single = self._single_pairs(m, ready, memo)
+            if single is not None:  # one collateral and one debt per row: the pair of any budget above zero
+                coll_idx, debt_idx, used = single
+                q = m.prices().tolist()
+                if all(avail[j] * q[j] > 0 for j in used):  # the budget (USD) of each debt asset, as the search's
+                    return coll_idx, debt_idx
             key = ("pairs", id(m), m._cache_key, ready.tobytes())
             hit = memo.get(key)
             if hit is None:
@@ -510,6 +517,22 @@ class Liquidator(mesa.Agent):
         coll_usd = m.coll_scaled[ready] * (m.liq_index * p)
         debt_usd = m.debt_scaled[ready] * (m.borrow_index * p)
         return coll_usd.argmax(axis=1), debt_usd.argmax(axis=1)
+
+    @staticmethod
+    def _single_pairs(m, ready: np.ndarray, memo: dict) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+        """`single_pairs(m, ready)` (read-only) with the debt assets it uses, once per block and market state for the
+        liquidators of the block (in `view.extra`'s `memo`)."""
+        key = ("single-pairs", id(m), m._cache_key, ready.tobytes())
+        if m._cache_key is not None and key in memo:
+            return memo[key]
+        got = single_pairs(m, ready)
+        hit: tuple[np.ndarray, np.ndarray, list[int]] | None = None
+        if got is not None:
+            got[0].flags.writeable = got[1].flags.writeable = False
+            hit = (got[0], got[1], sorted(set(got[1].tolist())))
+        if m._cache_key is not None:
+            memo[key] = hit
+        return hit
 
     def _hopeless(
         self,

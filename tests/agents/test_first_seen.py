@@ -229,11 +229,19 @@ def test_first_seen_updated_at_the_selection_s_edits_is_the_plain_bookkeeping(se
         COUNTS["all ready"] = COUNTS.get("all ready", 0) + int(out is rows)
         return out
 
+    first = FirstSeenChain._first
+
+    def counted_first(self):  # the first-seen blocks an edit left to be taken from `seen` when read
+        COUNTS["taken from seen"] = COUNTS.get("taken from seen", 0) + int(self.first is None)
+        return first(self)
+
     monkeypatch.setattr(FirstSeenChain, "_advance_edits", counted_edits)
     monkeypatch.setattr(FirstSeen, "ready", counted_ready)
+    monkeypatch.setattr(FirstSeenChain, "_first", counted_first)
     wrong, counts = _looks_with_edits(seed, skip, own_state)
     assert wrong == 0
     assert counts["edits"] > 100 and counts["added"] > 30 and counts["dropped"] > 30, counts
+    assert counts.get("taken from seen", 0) > 30, counts
     assert counts["all ready"] > 100, counts
 
 
