@@ -17,6 +17,7 @@ from defistress.protocols.base import MarginProtocol, Revert
 from defistress.protocols.events import Event
 from defistress.protocols.lending import LendingMarket
 from defistress.protocols.margin.black76 import delta as b76_delta
+from defistress.protocols.margin.black76 import series_map
 from defistress.protocols.margin.portfolio import CALL, PERP, SECONDS_PER_YEAR, SPOT, MarketState, Portfolio, is_option
 from defistress.protocols.perps import PerpDex
 
@@ -299,7 +300,11 @@ class OptionsAdaptor(_Forwarding):
         return pf
 
     def _portfolio(self, rows, underlyings: tuple[str, ...]) -> Portfolio:
+        """The venue's portfolio of `rows` over `underlyings`: the venue's own when it lists the same underlyings in
+        the same order (the remap would copy every field as it is), else with each position's underlying remapped."""
         pf = self.venue.portfolio(_rows(rows))
+        if pf.underlyings == tuple(underlyings):
+            return pf
         remap = _und_index(pf.underlyings, underlyings)
         if pf.n_positions and np.any(remap[pf.und] < 0):
             raise ValueError(f"underlyings: {self.venue_id} needs {pf.underlyings}; given {underlyings}")
@@ -321,18 +326,26 @@ class OptionsAdaptor(_Forwarding):
         return dict(zip(self.underlyings(), np.asarray(self.venue.prices(), float).tolist()))
 
     def _position_delta(self, pf: Portfolio, mkt: MarketState) -> np.ndarray:
-        """Spot delta per position, underlying units: qty for delta-1, qty·∂V/∂F·F/S for options (Black-76)."""
+        """Spot delta per position, underlying units: qty for delta-1, qty·∂V/∂F·F/S for options (Black-76).
+
+        ∂V/∂F·F/S is a function of the option's series (underlying, expiry, strike, call/put) and the market, and
+        every step is elementwise, so it is computed once per distinct series (bit for bit: black76.series_map)
+        and gathered to the positions, which hold few series many times over."""
         d = pf.qty.copy()
         opt = is_option(pf.kind)
         if opt.any():
-            u = pf.und[opt]
-            t = pf.expiry_s[opt]
+            keys = np.stack([pf.und[opt].astype(np.float64), pf.expiry_s[opt], pf.strike[opt], pf.kind[opt] == CALL], 1)
+            first, inv = series_map(keys)
+            sel = np.flatnonzero(opt)[first]
+            u = pf.und[sel]
+            t = pf.expiry_s[sel]
             fwd = mkt.forward(u, t, pf.underlyings)
             spot = mkt.spot_array(pf.underlyings)[u]
-            sig = mkt.vols(pf.underlyings, u, pf.strike[opt], t, fwd)
+            sig = mkt.vols(pf.underlyings, u, pf.strike[sel], t, fwd)
             disc = np.exp(-mkt.rate_array(pf.underlyings)[u] * t / SECONDS_PER_YEAR)
-            dv = b76_delta(fwd, pf.strike[opt], t / SECONDS_PER_YEAR, sig, pf.kind[opt] == CALL, disc)
-            d[opt] = pf.qty[opt] * dv * np.where(spot > 0, fwd / np.where(spot > 0, spot, 1.0), 1.0)
+            dv = b76_delta(fwd, pf.strike[sel], t / SECONDS_PER_YEAR, sig, pf.kind[sel] == CALL, disc)
+            ratio = np.where(spot > 0, fwd / np.where(spot > 0, spot, 1.0), 1.0)
+            d[opt] = pf.qty[opt] * dv[inv] * ratio[inv]
         return d
 
     def net_delta(self, rows, underlyings: tuple[str, ...]) -> np.ndarray:
