@@ -17,7 +17,6 @@ from defistress.protocols.base import MarginProtocol, Revert
 from defistress.protocols.events import Event
 from defistress.protocols.lending import LendingMarket
 from defistress.protocols.margin.black76 import delta as b76_delta
-from defistress.protocols.margin.black76 import series_map
 from defistress.protocols.margin.portfolio import CALL, PERP, SECONDS_PER_YEAR, SPOT, MarketState, Portfolio, is_option
 from defistress.protocols.perps import PerpDex
 
@@ -326,26 +325,18 @@ class OptionsAdaptor(_Forwarding):
         return dict(zip(self.underlyings(), np.asarray(self.venue.prices(), float).tolist()))
 
     def _position_delta(self, pf: Portfolio, mkt: MarketState) -> np.ndarray:
-        """Spot delta per position, underlying units: qty for delta-1, qty·∂V/∂F·F/S for options (Black-76).
-
-        ∂V/∂F·F/S is a function of the option's series (underlying, expiry, strike, call/put) and the market, and
-        every step is elementwise, so it is computed once per distinct series (bit for bit: black76.series_map)
-        and gathered to the positions, which hold few series many times over."""
+        """Spot delta per position, underlying units: qty for delta-1, qty·∂V/∂F·F/S for options (Black-76)."""
         d = pf.qty.copy()
         opt = is_option(pf.kind)
         if opt.any():
-            keys = np.stack([pf.und[opt].astype(np.float64), pf.expiry_s[opt], pf.strike[opt], pf.kind[opt] == CALL], 1)
-            first, inv = series_map(keys)
-            sel = np.flatnonzero(opt)[first]
-            u = pf.und[sel]
-            t = pf.expiry_s[sel]
+            u = pf.und[opt]
+            t = pf.expiry_s[opt]
             fwd = mkt.forward(u, t, pf.underlyings)
             spot = mkt.spot_array(pf.underlyings)[u]
-            sig = mkt.vols(pf.underlyings, u, pf.strike[sel], t, fwd)
+            sig = mkt.vols(pf.underlyings, u, pf.strike[opt], t, fwd)
             disc = np.exp(-mkt.rate_array(pf.underlyings)[u] * t / SECONDS_PER_YEAR)
-            dv = b76_delta(fwd, pf.strike[sel], t / SECONDS_PER_YEAR, sig, pf.kind[sel] == CALL, disc)
-            ratio = np.where(spot > 0, fwd / np.where(spot > 0, spot, 1.0), 1.0)
-            d[opt] = pf.qty[opt] * dv[inv] * ratio[inv]
+            dv = b76_delta(fwd, pf.strike[opt], t / SECONDS_PER_YEAR, sig, pf.kind[opt] == CALL, disc)
+            d[opt] = pf.qty[opt] * dv * np.where(spot > 0, fwd / np.where(spot > 0, spot, 1.0), 1.0)
         return d
 
     def net_delta(self, rows, underlyings: tuple[str, ...]) -> np.ndarray:
