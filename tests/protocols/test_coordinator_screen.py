@@ -105,58 +105,6 @@ def assert_screen_exact(coord: MarginCoordinator, whole: CoordinatedResult) -> t
     return int((left & (whole.health != np.inf)).sum()), int((~left).sum())
 
 
-# --- the scaled-down built-in through its crash --------------------------------------------------------------
-SMALL = [
-    "run.duration=1h",
-    "agents.hedged.accounts=60",
-    "agents.borrowers.accounts=40",
-    "agents.traders.params.accounts=40",
-    "agents.writers.params.accounts=30",
-    "agents.delta-hedgers.params.accounts=10",
-    "agents.protection-buyers.params.accounts=30",
-    "shocks.0.at=10m",
-    "shocks.1.at=10m",
-    "shocks.1.until=50m",
-    "shocks.2.at=10m",
-    "shocks.2.until=50m",
-    "margin.regime=portfolio",
-]
-
-
-@pytest.fixture(scope="module")
-def crash_checks():
-    """Per block of the crash: (unvalued principals, valued principals, unhealthy principals), after checking every
-    figure (row batches every fifth block)."""
-    model = StressModel(load("inter-protocol-pm", SMALL), 5)
-    coord = model.coordinator
-    rng = np.random.default_rng(7)
-    seen = []
-
-    def check(m) -> None:
-        whole = coord.requirements()
-        assert_same(whole, reference_requirements(coord))
-        seen.append((*assert_screen_exact(coord, whole), int((whole.health < 1.0).sum())))
-        if m.env.clock.block % 5:
-            return
-        book = coord._book(np.arange(coord.n_accounts))
-        for size in (1, 2, coord.n_accounts // 3, coord.n_accounts - 1):
-            pick = np.sort(rng.choice(coord.n_accounts, size=size, replace=False))
-            sub = _take(book, pick)
-            assert_same(coord._coordinated(sub, coord._pm_mm(sub)), whole, pick)
-            assert_same(coord.requirements(pick), whole, pick)
-
-    model.hooks["block_end"].append(check)
-    model.run()
-    return seen
-
-
-def test_screened_health_and_row_batches_match_the_whole_book_through_the_crash(crash_checks):
-    assert len(crash_checks) >= 200
-    # the checks saw every side: principals the bound cleared, principals valued, unhealthy principals among them
-    left, valued, bad = np.array(crash_checks).T
-    assert left.sum() > 0 and valued.sum() > 0 and bad.sum() > 0
-
-
 # --- a small two-venue world -------------------------------------------------------------------------------------
 ETH_L = AssetParams("ETH", ltv=0.825, liquidation_threshold=0.86, liquidation_bonus=0.05)
 USDC_L = AssetParams("USDC", ltv=0.865, liquidation_threshold=0.885, liquidation_bonus=0.048)
@@ -348,3 +296,55 @@ def test_a_scenario_grid_models_mm_is_never_below_zero(name):
         with np.errstate(divide="ignore", invalid="ignore"):  # spot 0: a floor's delta F/S is NaN (allowed below)
             mm = model.requirements(pf, MarketState(spot={"ETH": spot}, vol={"ETH": 0.65})).mm
         assert np.all((mm >= 0.0) | np.isnan(mm)), (name, spot, mm.min())
+
+
+# --- the scaled-down built-in through its crash (last: the slowest) -----------------------------------------------
+SMALL = [
+    "run.duration=1h",
+    "agents.hedged.accounts=60",
+    "agents.borrowers.accounts=40",
+    "agents.traders.params.accounts=40",
+    "agents.writers.params.accounts=30",
+    "agents.delta-hedgers.params.accounts=10",
+    "agents.protection-buyers.params.accounts=30",
+    "shocks.0.at=10m",
+    "shocks.1.at=10m",
+    "shocks.1.until=50m",
+    "shocks.2.at=10m",
+    "shocks.2.until=50m",
+    "margin.regime=portfolio",
+]
+
+
+@pytest.fixture(scope="module")
+def crash_checks():
+    """Per block of the crash: (unvalued principals, valued principals, unhealthy principals), after checking every
+    figure (row batches every fifth block)."""
+    model = StressModel(load("inter-protocol-pm", SMALL), 5)
+    coord = model.coordinator
+    rng = np.random.default_rng(7)
+    seen = []
+
+    def check(m) -> None:
+        whole = coord.requirements()
+        assert_same(whole, reference_requirements(coord))
+        seen.append((*assert_screen_exact(coord, whole), int((whole.health < 1.0).sum())))
+        if m.env.clock.block % 5:
+            return
+        book = coord._book(np.arange(coord.n_accounts))
+        for size in (1, 2, coord.n_accounts // 3, coord.n_accounts - 1):
+            pick = np.sort(rng.choice(coord.n_accounts, size=size, replace=False))
+            sub = _take(book, pick)
+            assert_same(coord._coordinated(sub, coord._pm_mm(sub)), whole, pick)
+            assert_same(coord.requirements(pick), whole, pick)
+
+    model.hooks["block_end"].append(check)
+    model.run()
+    return seen
+
+
+def test_screened_health_and_row_batches_match_the_whole_book_through_the_crash(crash_checks):
+    assert len(crash_checks) >= 200
+    # the checks saw every side: principals the bound cleared, principals valued, unhealthy principals among them
+    left, valued, bad = np.array(crash_checks).T
+    assert left.sum() > 0 and valued.sum() > 0 and bad.sum() > 0
