@@ -206,6 +206,23 @@ def test_take_keeps_each_venues_rows_in_order_and_drops_venues_without_any():
             np.testing.assert_array_equal(bits(getattr(sub, f)), bits(getattr(ref, f)), err_msg=f)
 
 
+def test_only_the_plain_scenario_grid_model_of_per_account_figures_is_screened():
+    coord, _ = world(n=2)
+    assert coord._screens()  # derive-pm2 over ETH
+    coord.underlyings = ("ETH", "BTC")
+    assert coord._screens()  # separate underlyings: still per account
+    coord.model = get_model("deribit-pm")  # gains offset across underlyings: an account's MM depends on the batch
+    assert not coord._screens()
+    coord.underlyings = ("ETH",)
+    assert coord._screens()
+
+    class Other(ScenarioPM):
+        """A subclass may value differently (and so need not keep MM >= 0)."""
+
+    coord.model = Other(get_model("derive-pm2").params)
+    assert not coord._screens()
+
+
 # --- the bound on crafted figures --------------------------------------------------------------------------------
 def crafted_book(coord: MarginCoordinator, eq, s_mm, s_max, orc, lat) -> _Book:
     arr = [np.asarray(x, dtype=np.float64) for x in (eq, s_mm, s_max, orc, lat)]
@@ -240,6 +257,7 @@ def test_every_cleared_principal_has_health_at_least_one_for_any_portfolio_margi
         (100.0, 80.0, 60.0, 1.0, math.inf),
         (-1.0, 0.0, 0.0, 0.0, 0.0),
         (1e308, 1e308, 1e308, 1e308, 1e308),
+        (100.0, 80.0, 60.0, math.inf, -math.inf),
     ]
     rows = list(base)
     for _ in range(300):
@@ -255,7 +273,8 @@ def test_every_cleared_principal_has_health_at_least_one_for_any_portfolio_margi
             rows.append((float(e), s, s_max, orc, lat))
     eq, s_mm, s_max, orc, lat = (np.array(c) for c in zip(*rows))
     book = crafted_book(coord, eq, s_mm, s_max, orc, lat)
-    clear = coord._surely_healthy(book)
+    with np.errstate(all="raise"):  # an overflowing or undefined bound is no error: the row is just not cleared
+        clear = coord._surely_healthy(book)
     for k in np.flatnonzero(clear):
         one = crafted_book(coord, eq[k : k + 1], s_mm[k : k + 1], s_max[k : k + 1], orc[k : k + 1], lat[k : k + 1])
         for pm in pm_values(float(s_mm[k])):
@@ -264,7 +283,7 @@ def test_every_cleared_principal_has_health_at_least_one_for_any_portfolio_margi
     # the bound is used: healthy rows are cleared (a negative silo sum too); equity within DUST_USD of the bound,
     # NaN, inf, negative equity and the row just below the edge are not
     assert clear[0] and clear[6]
-    assert not clear[1:6].any() and not clear[7:14].any()
+    assert not clear[1:6].any() and not clear[7:15].any()
     assert clear.sum() > 100
     last = len(rows) - 12
     for j in range(3):
