@@ -258,6 +258,8 @@ def test_every_cleared_principal_has_health_at_least_one_for_any_portfolio_margi
         (-1.0, 0.0, 0.0, 0.0, 0.0),
         (1e308, 1e308, 1e308, 1e308, 1e308),
         (100.0, 80.0, 60.0, math.inf, -math.inf),
+        (0.01, 0.0, 0.0, 0.0, 0.0),  # below one dollar, no requirement: cleared (credit_max 0, not 0.8 x 1)
+        (0.0, -10.0, -10.0, 0.0, 0.0),  # no equity, a negative requirement: MM <= 0, health +inf
     ]
     rows = list(base)
     for _ in range(300):
@@ -284,6 +286,7 @@ def test_every_cleared_principal_has_health_at_least_one_for_any_portfolio_margi
     # NaN, inf, negative equity and the row just below the edge are not
     assert clear[0] and clear[6]
     assert not clear[1:6].any() and not clear[7:15].any()
+    assert clear[15] and clear[16]
     assert clear.sum() > 100
     last = len(rows) - 12
     for j in range(3):
