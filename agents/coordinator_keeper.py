@@ -65,7 +65,7 @@ class CoordinatorKeeper(mesa.Agent):
 
     def submit(self, view: BlockView) -> list[Tx]:
         pr = self.params
-        health = self.coordinator.health()
+        health = self.coordinator.screened_health()  # exact below 1, where the keeper looks
         n = health.size
         if self.first_seen.size != n:
             grown = np.full(n, -1, dtype=np.int64)

@@ -6,15 +6,17 @@ Run: python benchmarks/pm_valuations.py [--regime silo|portfolio] [--duration 2h
 Each block the options venue values its book at the agents' decisions (new time and oracle prices) and again
 after accrual (the block's metrics; accrual folds the block into the vol surfaces' realised variance, settles
 perps at the oracle and expires options); under the portfolio regime the coordinator also values every
-principal's combined book at the keeper's decision and at the block's metrics. This script counts, per phase,
-the venue's margin-model batches and rows (`RowMarginCache`) and the coordinator's whole-book valuations, and
-checks what a memo keyed on the inputs would find:
+principal's combined book at the block's metrics, and at the keeper's decision only the principals its screen
+cannot clear (`MarginCoordinator.screened_health`). This script counts, per phase, the venue's margin-model
+batches and rows (`RowMarginCache`) and the coordinator's valuations, and checks what a memo keyed on the
+inputs would find:
 
 - venue, decide vs metrics of the same block: which parts of the market key (`OptionsVenue.market_key`: chain
   time, oracle prices, settlement prices, instrument table, vol-surface state) differ, and whether the
   surfaces' *effective* state (ATM vol and skew, the only surface figures a valuation reads) differs;
-- coordinator, keeper's decision vs the block's metrics: principals whose combined portfolio (positions and
-  cash, bit for bit) is unchanged, and whether the market state (spot, surfaces' ATM vol and skew) is.
+- coordinator, a whole-book valuation at the keeper's decision (none since the keeper screens) vs the block's
+  metrics: principals whose combined portfolio (positions and cash, bit for bit) is unchanged, and whether the
+  market state (spot, surfaces' ATM vol and skew) is.
 
 A valuation can be reused bit-identically only where both its book and its market are unchanged; the counts show
 how often that happens. The venue's margin model (deribit-pm) and the coordinator's (derive-pm2) use different
@@ -48,7 +50,7 @@ def run(regime: str, duration: str, extra: list[str] | None = None) -> dict[str,
     rows: collections.Counter[tuple[str, bool]] = collections.Counter()
     venue_keys: dict[tuple[int, str], Any] = {}  # (block, phase) -> last market key of a whole-book batch
     coord_books: dict[tuple[int, str], tuple] = {}  # (block, phase) -> (per-principal signatures, market)
-    coord_calls: collections.Counter[tuple[str, bool]] = collections.Counter()
+    coord_calls: collections.Counter[tuple[str, str]] = collections.Counter()
 
     def wrap_phase(name: str):
         orig = getattr(model_mod.StressModel, f"phase_{name}")
@@ -88,7 +90,7 @@ def run(regime: str, duration: str, extra: list[str] | None = None) -> dict[str,
 
     def requirements(self, principals=None, with_pm=True):
         whole = principals is None
-        coord_calls[(phase["name"], whole and with_pm)] += 1
+        coord_calls[(phase["name"], "whole_pm" if whole and with_pm else "subset_or_silo")] += 1
         state["whole"] = whole and with_pm
         try:
             return orig_req(self, principals, with_pm)
@@ -112,7 +114,14 @@ def run(regime: str, duration: str, extra: list[str] | None = None) -> dict[str,
             coord_books[(phase["block"], phase["name"])] = (sig, (spot, vol))
         return pf
 
+    orig_screen = coord_mod.MarginCoordinator.screened_health
+
+    def screened_health(self):
+        coord_calls[(phase["name"], "screened")] += 1
+        return orig_screen(self)
+
     coord_mod.MarginCoordinator.requirements = requirements
+    coord_mod.MarginCoordinator.screened_health = screened_health
     coord_mod.MarginCoordinator._combine = combine
     load0 = os.getloadavg()[0]
     t0 = time.process_time()
@@ -159,9 +168,7 @@ def run(regime: str, duration: str, extra: list[str] | None = None) -> dict[str,
             "surfaces_effective_state_same": eff_same,
             "parts_same": dict(same_parts),
         },
-        "coordinator_calls": {
-            f"{p}/{'whole_pm' if w else 'subset_or_silo'}": c for (p, w), c in sorted(coord_calls.items())
-        },
+        "coordinator_calls": {f"{p}/{kind}": c for (p, kind), c in sorted(coord_calls.items())},
         "coordinator_decide_vs_metrics": {
             "blocks_compared": coord_pairs,
             "market_same": market_same,

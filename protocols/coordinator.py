@@ -36,9 +36,12 @@ from defistress.protocols.bounds import PARAMS_CONFIG, Float
 from defistress.protocols.events import Event, Generic
 from defistress.protocols.margin.catalog import check_model_name, get_model
 from defistress.protocols.margin.portfolio import SECONDS_PER_YEAR, MarketState, Portfolio
+from defistress.protocols.margin.scenario_pm import ScenarioPM
+from defistress.protocols.options_margin_cache import row_separable
 from defistress.protocols.venue_adaptors import VenueAdaptor, adaptor_for
 
 DUST_USD = 1e-6  # USD below which a settlement or a negative equity is float rounding
+SCREEN_MARGIN = 1e-9  # relative room between equity and the bound on MM before a principal counts as healthy
 
 
 class CoordinatorParams(BaseModel):
@@ -133,6 +136,23 @@ class CoordinatedResult:
     im_usd: np.ndarray
     health: np.ndarray
     silo_shortfall_usd: np.ndarray  # Σ over venues of max(venue MM − venue equity, 0): silo rules
+
+
+@dataclass
+class _Book:
+    """Per-principal (n,) USD figures of a batch of principals that need no portfolio-margin valuation, with the
+    market state and the venue rows (venue id, adaptor, positions in the batch, venue rows) that valuation reads."""
+
+    mkt: MarketState
+    equity_usd: np.ndarray
+    silo_im_usd: np.ndarray
+    silo_mm_usd: np.ndarray
+    silo_mm_max_usd: np.ndarray
+    silo_im_max_usd: np.ndarray
+    silo_shortfall_usd: np.ndarray
+    oracle_usd: np.ndarray
+    latency_usd: np.ndarray
+    venues: list[tuple[str, VenueAdaptor, np.ndarray, np.ndarray]]
 
 
 class MarginCoordinator(MarginProtocol):
@@ -257,16 +277,19 @@ class MarginCoordinator(MarginProtocol):
         idx = np.arange(self.n_accounts) if principals is None else np.atleast_1d(np.asarray(principals, np.int64))
         if not with_pm:
             return self._silo_only(idx)
+        book = self._book(idx)
+        return self._coordinated(book, self._pm_mm(book))
+
+    def _book(self, idx: np.ndarray) -> _Book:
+        """The figures of principals `idx` that need no portfolio-margin valuation: market state, silo sums and the
+        oracle and latency contingencies (USD), with the venue rows the valuation reads."""
         n, unds, pr = idx.size, self.underlyings, self.params
-        z = lambda: np.zeros(n)  # noqa: E731
-        orc, lat = z(), z()
+        orc, lat = np.zeros(n), np.zeros(n)
         pv, mean = self._prices()
         mkt = self.market_state(mean)
         sigma = self.vol_of(mkt)
         eq, s_im, s_mm, s_mm_max, s_im_max, s_gap, venues = self._silo_sums(idx)
-        parts: list[tuple[np.ndarray, Portfolio]] = []
         for v, a, sel, rr in venues:
-            parts.append((sel, a.portfolio(rr, unds)))
             # oracle contingency: |net delta| x |venue price - mean price| (Derive-style, docs/margin-methods.md 9)
             px = np.array([pv[v].get(u, np.nan) for u in unds])
             dev = np.nan_to_num(np.abs(px - mean), nan=0.0)
@@ -274,28 +297,42 @@ class MarginCoordinator(MarginProtocol):
             # latency contingency: z·N·σ·sqrt(latency/year), normal VaR over the MPOR (docs/margin-methods.md 6.4)
             scale = pr.latency_z * math.sqrt(self.latency_s[v] / SECONDS_PER_YEAR)
             lat[sel] += scale * (a.gross_notional_usd(rr, unds) @ sigma)
-        pm_mm = self.model.requirements(self._combine(parts, n), mkt).mm if n else z()
+        return _Book(mkt, eq, s_im, s_mm, s_mm_max, s_im_max, s_gap, orc, lat, venues)
+
+    def _pm_mm(self, book: _Book) -> np.ndarray:
+        """(n,) portfolio-margin MM (USD) of the book's principals: their rows on every venue valued together."""
+        n = book.equity_usd.size
+        if not n:
+            return np.zeros(0)
+        parts = [(sel, a.portfolio(rr, self.underlyings)) for _, a, sel, rr in book.venues]
+        return self.model.requirements(self._combine(parts, n), book.mkt).mm
+
+    def _coordinated(self, book: _Book, pm_mm: np.ndarray) -> CoordinatedResult:
+        """The coordinated figures from the book's silo sums and contingencies and its portfolio-margin MM (USD;
+        elementwise, so a principal's figures are the same bits in any batch)."""
+        pr = self.params
+        s_mm, eq = book.silo_mm_usd, book.equity_usd
         credit = pr.credit_rate * np.maximum(s_mm - pm_mm, 0.0)  # SPAN inter-commodity credit (6.1)
         settle = pr.settlement_haircut * credit  # settlement haircut (design choice)
-        cont = orc + lat + settle
-        combined = np.maximum(s_mm - credit, s_mm_max)
+        cont = book.oracle_usd + book.latency_usd + settle
+        combined = np.maximum(s_mm - credit, book.silo_mm_max_usd)
         mm = combined + cont
-        im = np.maximum(pr.im_factor * combined, s_im_max) + cont
+        im = np.maximum(pr.im_factor * combined, book.silo_im_max_usd) + cont
         with np.errstate(divide="ignore", invalid="ignore"):
             health = np.where(mm > 0, eq / mm, np.where(eq >= 0, np.inf, -np.inf))
         return CoordinatedResult(
             eq,
-            s_im,
+            book.silo_im_usd,
             s_mm,
-            s_mm_max,
+            book.silo_mm_max_usd,
             pm_mm,
             credit,
             cont,
-            {"oracle": orc, "latency": lat, "settlement": settle},
+            {"oracle": book.oracle_usd, "latency": book.latency_usd, "settlement": settle},
             mm,
             im,
             health,
-            s_gap,
+            book.silo_shortfall_usd,
         )
 
     def _silo_sums(self, idx: np.ndarray) -> tuple:
@@ -368,6 +405,47 @@ class MarginCoordinator(MarginProtocol):
     def health(self) -> np.ndarray:
         """Coordinated equity / MM per principal (inf with nothing at risk)."""
         return self.requirements().health
+
+    def screened_health(self) -> np.ndarray:
+        """`health()` of every principal whose health may be below 1 (the same bits), +inf for the others: those
+        whose coordinated MM is provably at most their equity whatever their portfolio-margin MM (`_surely_healthy`).
+
+        Who is below 1, and how far, is all a keeper needs; the silo sums and contingencies of every principal are
+        cheap, the portfolio-margin valuation of the combined book is not, so only the principals the bound cannot
+        clear are valued, as a batch of their own (`_screens`: the model values each account alone)."""
+        n = self.n_accounts
+        book = self._book(np.arange(n))
+        maybe = ~self._surely_healthy(book) if self._screens() else np.ones(n, dtype=bool)
+        if maybe.all():
+            return self._coordinated(book, self._pm_mm(book)).health
+        health = np.full(n, np.inf)
+        pick = np.flatnonzero(maybe)
+        if pick.size:
+            sub = _take(book, pick)
+            health[pick] = self._coordinated(sub, self._pm_mm(sub)).health
+        return health
+
+    def _screens(self) -> bool:
+        """Whether `screened_health` may leave principals unvalued: the model is the scenario-grid model, which
+        values each account on its own (a principal's MM is the same bits in any batch: row_separable) and never
+        gives an MM below 0 (every term is a loss -min(PnL, 0), a roll, static or floor charge of |quantity| x
+        price x a parameter validated >= 0, at spot >= 0: MarketState, ScenarioPMParams, ContingencyParams)."""
+        return type(self.model) is ScenarioPM and row_separable(self.model, len(self.underlyings))
+
+    def _surely_healthy(self, book: _Book) -> np.ndarray:
+        """(n,) True where health >= 1 for any portfolio-margin MM in [0, inf] or NaN (USD): then credit is at most
+        credit_rate x max(silo MM, 0), so MM is at most max(silo MM, worst venue MM) + oracle + latency +
+        settlement_haircut x that credit. Rounding is monotone, so this bound, computed in the order of
+        `_coordinated`, holds bit for bit; equity must still beat it by SCREEN_MARGIN (relative) and DUST_USD. A NaN
+        MM gives health +inf at equity >= 0. Rows with a non-finite figure are never cleared."""
+        pr = self.params
+        s_mm, s_max, eq = book.silo_mm_usd, book.silo_mm_max_usd, book.equity_usd
+        with np.errstate(over="ignore", invalid="ignore"):
+            credit_max = pr.credit_rate * np.maximum(s_mm, 0.0)
+            mm_max = np.maximum(s_mm, s_max) + (book.oracle_usd + book.latency_usd + pr.settlement_haircut * credit_max)
+            finite = np.isfinite(eq) & np.isfinite(s_mm) & np.isfinite(s_max) & np.isfinite(mm_max)
+            finite &= np.isfinite(book.oracle_usd) & np.isfinite(book.latency_usd)
+            return finite & (eq >= 0.0) & (eq >= mm_max + SCREEN_MARGIN * np.abs(mm_max) + DUST_USD)
 
     def liquidatable(self) -> np.ndarray:
         return np.flatnonzero(self.health() < 1.0)
@@ -509,3 +587,27 @@ class MarginCoordinator(MarginProtocol):
             if rows.size:
                 out.append(Exposure("receivable", "USD", float(a.equity_usd(rows).sum()), counterparty=v))
         return out
+
+
+def _take(book: _Book, pick: np.ndarray) -> _Book:
+    """The book of the principals at positions `pick` (ascending) of `book`: each figure gathered, each venue's
+    rows kept in their order (as `_silo_sums` of those principals lists them), venues with none of them dropped."""
+    pos = np.full(book.equity_usd.size, -1, dtype=np.int64)
+    pos[pick] = np.arange(pick.size)
+    venues = []
+    for v, a, sel, rr in book.venues:
+        keep = pos[sel] >= 0
+        if keep.any():
+            venues.append((v, a, pos[sel[keep]], rr[keep]))
+    return _Book(
+        book.mkt,
+        book.equity_usd[pick],
+        book.silo_im_usd[pick],
+        book.silo_mm_usd[pick],
+        book.silo_mm_max_usd[pick],
+        book.silo_im_max_usd[pick],
+        book.silo_shortfall_usd[pick],
+        book.oracle_usd[pick],
+        book.latency_usd[pick],
+        venues,
+    )

@@ -299,7 +299,11 @@ class OptionsAdaptor(_Forwarding):
         return pf
 
     def _portfolio(self, rows, underlyings: tuple[str, ...]) -> Portfolio:
+        """The venue's portfolio of `rows` over `underlyings`: the venue's own when it lists the same underlyings in
+        the same order (the remap would copy every field as it is), else with each position's underlying remapped."""
         pf = self.venue.portfolio(_rows(rows))
+        if pf.underlyings == tuple(underlyings):
+            return pf
         remap = _und_index(pf.underlyings, underlyings)
         if pf.n_positions and np.any(remap[pf.und] < 0):
             raise ValueError(f"underlyings: {self.venue_id} needs {pf.underlyings}; given {underlyings}")

@@ -31,10 +31,11 @@ def test_pm_valuations_counts_the_blocks_valuations(tmp_path: Path):
     blocks = 2 * 3600 // 36
     assert r["blocks"] == blocks and r["regime"] == "portfolio"
     assert r["venue_batches"]["decide/whole"] == blocks - 1
-    assert r["coordinator_calls"]["decide/whole_pm"] == blocks and r["coordinator_calls"]["metrics/whole_pm"] == blocks
+    assert r["coordinator_calls"]["decide/screened"] == blocks and r["coordinator_calls"]["metrics/whole_pm"] == blocks
+    assert "decide/whole_pm" not in r["coordinator_calls"]  # the keeper screens: no whole-book valuation to compare
     v = r["venue_decide_vs_metrics"]
     assert v["blocks_compared"] == blocks - 1
     assert v["parts_same"]["time"] == blocks - 1 and v["parts_same"]["prices"] == blocks - 1
     c = r["coordinator_decide_vs_metrics"]
-    assert c["blocks_compared"] == blocks and c["principals_compared"] == blocks * 100  # 100 hedged accounts
+    assert c["blocks_compared"] == 0 and c["principals_compared"] == 0
     assert r["cpu_s"] > 0 and r["load_1min_before"] >= 0
