@@ -341,6 +341,21 @@ class OptionsVenue(MarginProtocol):
         im, mm, drivers = got
         return MarginResult(im=im, mm=mm, equity=v["equity"][rows], drivers=drivers, model=self._rows_cache.model_name)
 
+    def row_margin(self, row: int) -> tuple[float, float, float]:
+        """(equity, mm, im) of one row, USD: the figures of `margin([row])`, read from the whole book's result or
+        the row cache without building a one-row result and its drivers (the auction code reads these three
+        figures of one row several times per auction and block)."""
+        v = self._values()
+        m = v.get("margin")
+        if m is None:
+            cache_key = self._cache_key
+            assert cache_key is not None  # set by _values()
+            rc = self._rows_cache
+            if rc.row_current(self, cache_key[0], self._version, row):
+                return float(v["equity"][row]), float(rc.mm[row]), float(rc.im[row])
+            m = self._whole_margin(v)
+        return float(m.equity[row]), float(m.mm[row]), float(m.im[row])
+
     def _requirements(self, cash, qty, spot, equity) -> MarginResult:
         res = self.model.requirements(self._build(cash, qty, spot), self.market_state())
         return MarginResult(im=res.im, mm=res.mm, equity=equity, drivers=res.drivers, model=res.model)

@@ -129,6 +129,12 @@ class RowMarginCache:
         self._compute_stale(venue)
         return None
 
+    def row_current(self, venue, key: MarketKey, version: int, row: int) -> bool:
+        """Whether `self.im[row]` and `self.mm[row]` are the row's figures now without a batch of the model (what
+        `refresh_rows` returns for the one row when it returns figures); forgets moved rows first, as it does."""
+        self._sync(venue, key, version)
+        return bool(self.ok[row]) and row_separable(venue.model, len(venue.underlyings))
+
     def _sync(self, venue, key: MarketKey, version: int) -> None:
         """Forget rows whose market or state moved since they were computed (no model call)."""
         n, n_i, n_u = venue.n_accounts, venue.qty.shape[1], venue.spot.shape[1]
