@@ -14,6 +14,14 @@ S = da.AuctionSchedule()  # Derive mainnet: 0.95 start, 0.70 cutoff, 900 s fast,
 ODD = da.AuctionSchedule(
     starting_mtm_percentage=0.9, fast_auction_cutoff=0.0, fast_auction_s=600.0, slow_auction_s=6000.0
 )  # a zero cutoff: the slow phase is 0 x (...), NaN at an infinite time
+# schedules whose boundaries round: at t = fast the fast formula is not the cutoff bit for bit, and at t = fast + slow
+# the slow formula is 1.4e-17 rather than 0 (so `<` against `<=` and `>` against `>=` give other bits there)
+ROUNDING = [
+    da.AuctionSchedule(starting_mtm_percentage=0.55, fast_auction_cutoff=0.03, fast_auction_s=75_351.6),
+    da.AuctionSchedule(
+        starting_mtm_percentage=0.4, fast_auction_cutoff=0.13, fast_auction_s=20_346.3, slow_auction_s=26_232.1
+    ),
+]
 
 
 def bits(x) -> int:
@@ -37,7 +45,16 @@ def times(s: da.AuctionSchedule) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("s", [S, ODD])
+def test_the_rounding_schedules_round_at_their_boundaries():
+    a, b = ROUNDING
+    start, cut, fast = a.starting_mtm_percentage, a.fast_auction_cutoff, a.fast_auction_s
+    assert start - (start - cut) * fast / fast != cut  # the fast formula at its end
+    assert float(da.discount(fast, a)) == cut  # what discount gives there: the slow formula, exactly the cutoff
+    t = b.fast_auction_s + b.slow_auction_s
+    assert float(da.discount(t, b)) > 0.0  # the slow formula, not the 0 after it
+
+
+@pytest.mark.parametrize("s", [S, ODD, *ROUNDING])
 def test_discount_one_is_the_array_discount_bit_for_bit(s):
     ts = times(s)
     with np.errstate(invalid="ignore"):
