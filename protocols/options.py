@@ -43,6 +43,16 @@ def _nonzero(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat // cols, flat % cols
 
 
+def _long_units(qty: np.ndarray) -> np.ndarray:
+    """(I,) units held long per instrument, `np.maximum(qty, 0.0).sum(axis=0)` of an (N, I) array from its non-zero
+    entries only: a sum over the rows adds them in row order, as bincount adds the entries of the row-major list,
+    and the zeros left out add +0.0 to a sum of terms >= +0.0 (or NaN), which changes no bit (numpy's maximum
+    gives +0.0 for -0.0). The book is mostly zeros (a few positions per account)."""
+    r, i = _nonzero(qty)
+    long = np.bincount(i, weights=np.maximum(qty[r, i], 0.0), minlength=qty.shape[1])
+    return long.astype(np.float64, copy=False)  # bincount of no entries is int64 zeros
+
+
 _KINDS = {"call": CALL, "put": PUT, "perp": PERP}
 
 
@@ -341,6 +351,21 @@ class OptionsVenue(MarginProtocol):
         im, mm, drivers = got
         return MarginResult(im=im, mm=mm, equity=v["equity"][rows], drivers=drivers, model=self._rows_cache.model_name)
 
+    def row_margin(self, row: int) -> tuple[float, float, float]:
+        """(equity, mm, im) of one row, USD: the figures of `margin([row])`, read from the whole book's result or
+        the row cache without building a one-row result and its drivers (the auction code reads these three
+        figures of one row several times per auction and block)."""
+        v = self._values()
+        m = v.get("margin")
+        if m is None:
+            cache_key = self._cache_key
+            assert cache_key is not None  # set by _values()
+            rc = self._rows_cache
+            if rc.row_current(self, cache_key[0], self._version, row):
+                return float(v["equity"][row]), float(rc.mm[row]), float(rc.im[row])
+            m = self._whole_margin(v)
+        return float(m.equity[row]), float(m.mm[row]), float(m.im[row])
+
     def _requirements(self, cash, qty, spot, equity) -> MarginResult:
         res = self.model.requirements(self._build(cash, qty, spot), self.market_state())
         return MarginResult(im=res.im, mm=res.mm, equity=equity, drivers=res.drivers, model=res.model)
@@ -576,7 +601,7 @@ class OptionsVenue(MarginProtocol):
     def metrics(self) -> dict[str, float]:
         eq = self.equity()
         p = self.prices()
-        long_units = np.maximum(self.qty, 0.0).sum(axis=0)
+        long_units = _long_units(self.qty)
         first = self.surfaces[self.underlyings[0]]
         mm_pnl = 0.0 if self.mm_row is None else float(eq[self.mm_row] - self.net_deposits[self.mm_row])
         return {

@@ -91,3 +91,49 @@ class AuctionState:
     bid_price_usd: float  # equity * discount (solvent) or -payout for the whole portfolio (insolvent)
     max_fraction: float
     payout_usd: float  # security-module payout for the whole portfolio (insolvent phase)
+
+
+# --- one account on Python floats ----------------------------------------------------------------------------------
+# An auction's state is read one account at a time (every ongoing auction, several times a block), where numpy's
+# fixed cost per call is most of the work. These are the formulas above on Python floats, operation for operation
+# (IEEE doubles either way: the same bits), with numpy's rules where a branch replaces an array function:
+# maximum(x, 0) gives +0.0 for -0.0 and keeps NaN; clip(x, 0, 1) keeps -0.0 and NaN.
+
+
+def _max0(x: float) -> float:
+    """np.maximum(x, 0.0) of one float: x where above 0 or NaN, else +0.0."""
+    return x if x > 0.0 or x != x else 0.0
+
+
+def _clip01(x: float) -> float:
+    """np.clip(x, 0.0, 1.0) of one float: 0 below, 1 above, else x as it is (-0.0 and NaN too)."""
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+def buffer_margin_one(equity: float, mm: float, buffer_pct: float) -> float:
+    """`buffer_margin` of one account (USD): equity - mm * (1 + bufferPct)."""
+    return equity - mm * (1.0 + buffer_pct)
+
+
+def discount_one(elapsed_s: float, s: AuctionSchedule) -> float:
+    """`discount` after one elapsed time (seconds): fast, slow, then 0 (DutchAuction.sol _getDiscountPercentage)."""
+    t = _max0(elapsed_s)
+    if t < s.fast_auction_s:
+        return s.starting_mtm_percentage - (s.starting_mtm_percentage - s.fast_auction_cutoff) * t / s.fast_auction_s
+    if t > s.fast_auction_s + s.slow_auction_s:
+        return 0.0
+    return _max0(s.fast_auction_cutoff * (1.0 - (t - s.fast_auction_s) / s.slow_auction_s))
+
+
+def max_fraction_one(equity: float, bm: float, d: float) -> float:
+    """`max_fraction` of one account with no reserved cash (DutchAuction.sol _getMaxProportion); the reserved term
+    0 x (1 - d) is kept, as it turns den into NaN at an infinite discount."""
+    den = bm - equity * d - 0.0 * (1.0 - d)
+    if bm >= 0:
+        return 0.0
+    return _clip01(bm / den if den < 0 else 1.0)
+
+
+def insolvent_payout_one(lower_bound_usd: float, elapsed_insolvent_s: float, s: AuctionSchedule) -> float:
+    """`insolvent_payout` of one account, USD (DutchAuction.sol _getInsolventAuctionPayout, continuous)."""
+    return abs(lower_bound_usd) * _clip01(elapsed_insolvent_s / s.insolvent_auction_s)

@@ -33,8 +33,7 @@ def _ongoing(v, a: int) -> bool:
 
 def _row(v, a: int) -> tuple[float, float, float]:
     """(equity, mm, im) of one row, USD."""
-    m = v.margin([a])
-    return float(m.equity[0]), float(m.mm[0]), float(m.im[0])
+    return v.row_margin(a)
 
 
 def _target(v, account: int) -> int:
@@ -187,7 +186,7 @@ def auction_state(v, account: int) -> da.AuctionState:
     """Phase, discount, bid price and max fraction of an account's auction now (phase 'none' if no auction)."""
     a = int(v._rows(None, [account])[0])
     eq, mm, _ = _row(v, a)
-    bm = float(da.buffer_margin(eq, mm, v.schedule.buffer_margin_percentage))
+    bm = da.buffer_margin_one(eq, mm, v.schedule.buffer_margin_percentage)
     if not _ongoing(v, a):
         return da.AuctionState(a, "none", 0.0, 0.0, eq, mm, bm, 0.0, 0.0, 0.0)
     s = v.schedule
@@ -198,10 +197,10 @@ def auction_state(v, account: int) -> da.AuctionState:
             lower, t_ins = float(v.auction_lower[a]), v.now - float(v.auction_ins_start[a])
         else:  # solvent auction ran out and nobody converted it yet
             lower, t_ins = abs(min(bm, 0.0)), 0.0
-        payout = float(da.insolvent_payout(lower, t_ins, s))
+        payout = da.insolvent_payout_one(lower, t_ins, s)
         return da.AuctionState(a, ph, elapsed, 0.0, eq, mm, bm, -payout, 1.0, payout)
-    d = float(da.discount(elapsed, s))
-    return da.AuctionState(a, ph, elapsed, d, eq, mm, bm, eq * d, float(da.max_fraction(eq, bm, d)), 0.0)
+    d = da.discount_one(elapsed, s)
+    return da.AuctionState(a, ph, elapsed, d, eq, mm, bm, eq * d, da.max_fraction_one(eq, bm, d), 0.0)
 
 
 def auction_discount(v, account: int) -> float:

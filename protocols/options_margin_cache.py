@@ -63,6 +63,16 @@ def _moved_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.ravel(_bits(a) != _bits(b))) // cols
 
 
+def _copy_into(kept: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """A copy of `a`, written into `kept` when that has its shape and dtype: the whole book's state is copied after
+    every whole-book batch (twice a block), and a fresh array of a large book costs the allocator's fresh pages;
+    the kept arrays are this cache's own (never handed out), so overwriting them changes no result."""
+    if kept.shape != a.shape or kept.dtype != a.dtype:
+        return a.copy()
+    np.copyto(kept, a)
+    return kept
+
+
 class RowMarginCache:
     """IM, MM and 1-D drivers per row (USD) with the state each row was computed from."""
 
@@ -129,6 +139,12 @@ class RowMarginCache:
         self._compute_stale(venue)
         return None
 
+    def row_current(self, venue, key: MarketKey, version: int, row: int) -> bool:
+        """Whether `self.im[row]` and `self.mm[row]` are the row's figures now without a batch of the model (what
+        `refresh_rows` returns for the one row when it returns figures); forgets moved rows first, as it does."""
+        self._sync(venue, key, version)
+        return bool(self.ok[row]) and row_separable(venue.model, len(venue.underlyings))
+
     def _sync(self, venue, key: MarketKey, version: int) -> None:
         """Forget rows whose market or state moved since they were computed (no model call)."""
         n, n_i, n_u = venue.n_accounts, venue.qty.shape[1], venue.spot.shape[1]
@@ -182,7 +198,11 @@ class RowMarginCache:
             self.drivers = drivers
         self.model_name = str(res.model)
         if full:  # the venue's own arrays: copies (a later in-place change of the venue must show as a move)
-            self.cash, self.qty, self.spot = cash.copy(), qty.copy(), spot.copy()
+            self.cash, self.qty, self.spot = (
+                _copy_into(self.cash, cash),
+                _copy_into(self.qty, qty),
+                _copy_into(self.spot, spot),
+            )
         else:
             self.cash[need], self.qty[need], self.spot[need] = cash, qty, spot
         self.ok[need] = True

@@ -21,8 +21,7 @@ from defistress.protocols.base import Revert
 
 def fake_row(equity: float, im: float, mm_row=None) -> SimpleNamespace:
     """A venue stand-in whose every row has this equity and initial margin (what _check_liquidator reads)."""
-    res = SimpleNamespace(equity=np.array([equity]), mm=np.array([0.0]), im=np.array([im]))
-    return SimpleNamespace(id="options", mm_row=mm_row, margin=lambda rows: res, _touch=lambda: None)
+    return SimpleNamespace(id="options", mm_row=mm_row, row_margin=lambda row: (equity, 0.0, im), _touch=lambda: None)
 
 
 def test_the_liquidator_check_accepts_a_row_up_to_dust_below_initial_margin_and_no_further():

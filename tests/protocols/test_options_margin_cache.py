@@ -365,3 +365,74 @@ def test_row_drivers_keep_the_per_row_drivers_only_each_indexed_with_its_own_dty
     assert got["worst"].dtype == np.int64 and got["worst"].tolist() == [7, 0, 7]
     assert np.array_equal(got["loss"], [np.nan, -0.0, np.nan], equal_nan=True) and np.signbit(got["loss"][1])
     assert got["listed"].tolist() == [6.0, 5.0, 6.0]
+
+
+def assert_row_margin_exact(v: OptionsVenue, row: int) -> None:
+    """row_margin(row) is (equity, MM, IM) of the fresh whole book at the row, bit for bit, as Python floats."""
+    got, ref = v.row_margin(row), fresh(v)
+    want = (v.equity()[row], ref.mm[row], ref.im[row])
+    assert all(type(x) is float for x in got)
+    assert np.array_equal(np.array(got).view(np.uint64), np.array(want, dtype=np.float64).view(np.uint64))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_row_margin_is_the_margin_of_that_row_with_the_same_batches(seed):
+    """row_margin against margin([row]) on a twin venue given the same random changes: the same figures bit for bit
+    and the same model batches (a current row is read without one, a stale row batches every stale row, a new market
+    the whole book), also for the market maker, after a row written behind the venue's back, and for a book that is
+    not separable per row (offsetting gains across two underlyings)."""
+    rng = np.random.default_rng(seed)
+    oracles = ("ETH", "BTC") if seed == 3 else ("ETH",)
+    twins = [make(oracles=oracles), make(oracles=oracles)]
+    if seed == 3:
+        for v, *_ in twins:
+            v.trade("alice", twins[0][3][1:2], v.list_instrument("BTC", "put", 55_000.0, 7 * DAY), [-0.1])
+    for step in range(30):
+        op, r, x = int(rng.integers(6)), int(rng.integers(5)), float(rng.uniform(-1.0, 1.0))
+        for v, env, feeds, rows, _liq, (put, call, perp) in twins:
+            try:
+                if op == 0:
+                    v.trade("alice", rows[r : r + 1], [put, call, perp][r % 3], [x])
+                elif op == 1:
+                    v.deposit("alice", rows[r : r + 1], [abs(x) * 100.0])
+                elif op == 2:
+                    feeds["ETH"].price *= 1.0 + 0.02 * x
+                elif op == 3:
+                    env.clock.block += 1 + r
+                elif op == 4:
+                    v.qty[int(rows[r]), put] += x  # behind the venue's back: caught at the next state change
+                    v.qty[v.mm_row, put] -= x
+                    v.deposit("alice", rows[0:1], [1.0])
+                else:
+                    v.margin()
+            except Revert:
+                pass
+        (a, *_, rows_a, liq_a, _), (b, *_) = twins
+        row = [int(rows_a[r]), a.mm_row, liq_a][step % 3]
+        m = a.margin([row])
+        got = b.row_margin(row)
+        assert np.array_equal(np.array(got), np.array([m.equity[0], m.mm[0], m.im[0]]))
+        assert (b._rows_cache.batches, b._rows_cache.rows_computed) == (
+            a._rows_cache.batches,
+            a._rows_cache.rows_computed,
+        )
+        assert_row_margin_exact(b, row)
+    assert_cache_exact(twins[1][0])
+
+
+def test_copy_into_writes_the_kept_array_when_it_fits_and_copies_otherwise():
+    from defistress.protocols.options_margin_cache import _copy_into
+
+    a = np.array([[0.0, -0.0], [np.nan, np.inf], [-np.inf, 5e-324]])
+    a[1, 0] = np.frombuffer(np.uint64(0x7FF8_0000_0000_0ABC).tobytes(), dtype=np.float64)[0]  # a NaN payload
+    kept = np.ones((3, 2))
+    got = _copy_into(kept, a)
+    assert got is kept and np.array_equal(got.view(np.uint64), a.view(np.uint64))
+    a[0, 0] = 7.0
+    assert got[0, 0] == 0.0  # a copy: later writes to the source do not show
+    for other in (np.ones((2, 2)), np.ones((3, 2), dtype=np.float32), np.ones(6)):
+        new = _copy_into(other, a)
+        assert new is not a and new is not other and new.dtype == a.dtype
+        assert np.array_equal(new.view(np.uint64), a.view(np.uint64))
+    empty = _copy_into(np.zeros((0, 3)), np.zeros((0, 3)))
+    assert empty.shape == (0, 3)
