@@ -442,15 +442,7 @@ class LendingMarket(ControlledRows, MarginProtocol):
             # one row (a liquidation): its (1, A) view, not a gathered copy (the same products, fewer numpy calls)
             at = slice(int(rows[0]) % n, int(rows[0]) % n + 1) if rows.size == 1 else rows
             new = {k: free[k] if k in free else old[k].copy() for k in kept}
-            cs = self.coll_scaled[at]
-            d = self.debt_scaled[at] @ dp
-            w = cs @ wp
-            new["coll_usd"][at] = cs @ cp
-            new["debt_usd"][at] = d
-            new["weighted"][at] = w
-            new["hf"][at] = _health(w, d, np.empty_like(w))
-            if "borrow_cap" in new:
-                new["borrow_cap"][at] = cs @ (cp * self.ltv)
+            self._row_products(new, at, cp, wp, dp)
             self._fix_special(new, rows)
         elif keep_c or keep_d:
             # prices per unit moved (interest, an oracle) only where every account's balance is zero: those products
@@ -525,25 +517,35 @@ class LendingMarket(ControlledRows, MarginProtocol):
             del a
         vals = self._row_values(r, cp, wp, dp)
         at = slice(r, r + 1)
-        cs = self.coll_scaled[at]
         if vals is not None:  # its products in Python floats (the same bits: `_row_values`)
             new["coll_usd"][r], new["weighted"][r], new["debt_usd"][r] = vals
             new["hf"][r] = vals[1] / vals[2] if vals[2] > 0 else math.inf  # `_health` of one row
+            if "borrow_cap" in new:
+                new["borrow_cap"][at] = self.coll_scaled[at] @ (cp * self.ltv)
         else:
-            d = self.debt_scaled[at] @ dp
-            w = cs @ wp
-            new["coll_usd"][at] = cs @ cp
-            new["debt_usd"][at] = d
-            new["weighted"][at] = w
-            new["hf"][at] = _health(w, d, np.empty_like(w))
-        if "borrow_cap" in new:
-            new["borrow_cap"][at] = cs @ (cp * self.ltv)
+            self._row_products(new, at, cp, wp, dp)
         self._fix_special(new, first)
         self._coll_gen += 1
         self._cache = _AccountValues(self, new)
         self._cache_key = key
         self._pending_rows = None
         return self._cache
+
+    def _row_products(
+        self, new: dict[str, np.ndarray], at: slice | np.ndarray, cp: np.ndarray, wp: np.ndarray, dp: np.ndarray
+    ) -> None:
+        """Write the cached values of rows `at` (a slice or indices) into `new`: their scaled balances times the
+        per-unit prices `cp`, `wp`, `dp` (USD per scaled unit; the rows' matrix products) and their health factor,
+        and "borrow_cap" when the cache holds it."""
+        cs = self.coll_scaled[at]
+        d = self.debt_scaled[at] @ dp
+        w = cs @ wp
+        new["coll_usd"][at] = cs @ cp
+        new["debt_usd"][at] = d
+        new["weighted"][at] = w
+        new["hf"][at] = _health(w, d, np.empty_like(w))
+        if "borrow_cap" in new:
+            new["borrow_cap"][at] = cs @ (cp * self.ltv)
 
     def _row_values(self, r: int, cp: np.ndarray, wp: np.ndarray, dp: np.ndarray) -> tuple[float, float, float] | None:
         """(collateral, weighted collateral, debt) USD of account `r`: `coll_scaled[r] @ cp`, `@ wp` and
