@@ -236,11 +236,13 @@ def test_inputs_changed_without_a_new_version_send_the_refresh_the_general_way(m
     same_values(fast, ref, monkeypatch)
 
 
-def test_a_vector_with_a_zero_price_leaves_the_row_to_the_kernel(monkeypatch):
+@pytest.mark.parametrize("price", [0.0, math.inf])
+def test_a_vector_with_a_zero_or_infinite_price_leaves_the_row_to_the_kernel(monkeypatch, price):
+    """A zero per-unit price, or an infinite one on an asset the row does not hold (the kernel's 0 x inf is NaN)."""
     fast, orc = book(20, 8, False)
     ref, orc_r = book(20, 8, False)
     for m, o in ((fast, orc), (ref, orc_r)):
-        o["STETH"].price = 0.0
+        o["STETH"].price = price
         m.health()
         m.debt_scaled[4, 2] *= 1.2
         m._touch_rows = 4
@@ -265,3 +267,35 @@ def test_the_borrow_cap_column_is_refreshed_for_the_row_too(monkeypatch):
         reference(mp)
         want = ref._account_values()["borrow_cap"]
     assert bits(fast._account_values()["borrow_cap"]) == bits(want)
+
+
+def test_a_row_with_two_debts_leaves_the_refresh_to_the_kernel(monkeypatch):
+    """One collateral but two debt assets: `_row_values` steps aside and the row's matrix products give its values."""
+    fast, _ = book(20, 10, False)
+    ref, _ = book(20, 10, False)
+    for m in (fast, ref):
+        m.health()
+        m.debt_scaled[5, 0] = 1e-3  # an ETH debt beside the USDC one
+        m._touch_rows = 5
+        m._touch()
+    p = fast.prices()
+    cp, dp = fast.liq_index * p, fast.borrow_index * p
+    assert fast._row_values(5, cp, cp * fast.lt, dp) is None
+    same_values(fast, ref, monkeypatch)
+
+
+def test_a_callers_values_do_not_change_under_it(monkeypatch):
+    """A caller holding the cached values (the dict) keeps them: the shortcut copies arrays another holder may read."""
+    fast, _ = book(20, 11, False)
+    held = fast._account_values()
+    before = {k: bits(held[k]) for k in ("coll_usd", "debt_usd", "weighted", "hf")}
+    fast.debt_scaled[6, 2] *= 1.3
+    fast._touch_rows = 6
+    fast._touch()
+    calls = []
+    real = LendingMarket._one_row_refresh
+    monkeypatch.setattr(LendingMarket, "_one_row_refresh", lambda self, key: calls.append(1) or real(self, key))
+    after = fast._account_values()
+    assert calls and after is not held
+    assert {k: bits(held[k]) for k in before} == before
+    assert bits(after["debt_usd"][6:7]) != before["debt_usd"][48:56]  # the row moved in the new values
