@@ -236,6 +236,14 @@ def test_inputs_changed_without_a_new_version_send_the_refresh_the_general_way(m
     same_values(fast, ref, monkeypatch)
 
 
+def left_to_the_kernel(fast: LendingMarket, ref: LendingMarket, monkeypatch, row: int) -> None:
+    """`_row_values` steps aside for the touched `row`; the refresh gives the reference's bits (its matrix products)."""
+    p = fast.prices()
+    cp, dp = fast.liq_index * p, fast.borrow_index * p
+    assert fast._row_values(row, cp, cp * fast.lt, dp) is None
+    same_values(fast, ref, monkeypatch)
+
+
 @pytest.mark.parametrize("price", [0.0, math.inf])
 def test_a_vector_with_a_zero_or_infinite_price_leaves_the_row_to_the_kernel(monkeypatch, price):
     """A zero per-unit price, or an infinite one on an asset the row does not hold (the kernel's 0 x inf is NaN)."""
@@ -247,10 +255,7 @@ def test_a_vector_with_a_zero_or_infinite_price_leaves_the_row_to_the_kernel(mon
         m.debt_scaled[4, 2] *= 1.2
         m._touch_rows = 4
         m._touch()
-    p = fast.prices()
-    cp, dp = fast.liq_index * p, fast.borrow_index * p
-    assert fast._row_values(4, cp, cp * fast.lt, dp) is None
-    same_values(fast, ref, monkeypatch)
+    left_to_the_kernel(fast, ref, monkeypatch, 4)
 
 
 def test_the_borrow_cap_column_is_refreshed_for_the_row_too(monkeypatch):
@@ -278,10 +283,7 @@ def test_a_row_with_two_debts_leaves_the_refresh_to_the_kernel(monkeypatch):
         m.debt_scaled[5, 0] = 1e-3  # an ETH debt beside the USDC one
         m._touch_rows = 5
         m._touch()
-    p = fast.prices()
-    cp, dp = fast.liq_index * p, fast.borrow_index * p
-    assert fast._row_values(5, cp, cp * fast.lt, dp) is None
-    same_values(fast, ref, monkeypatch)
+    left_to_the_kernel(fast, ref, monkeypatch, 5)
 
 
 def test_a_callers_values_do_not_change_under_it(monkeypatch):
