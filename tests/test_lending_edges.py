@@ -618,6 +618,24 @@ def test_cached_values_follow_row_updates_and_price_moves_and_never_change_a_cal
     assert hf[b] == pytest.approx(3.3) and hf[c] == pytest.approx(1.65) and np.isinf(hf[a])
 
 
+def test_an_array_held_alone_is_not_written_by_the_next_refresh():
+    """A caller keeps one cached array (not the dict): the next refresh, a whole one after a price move or a row's
+    after a repayment, writes new arrays for it and reuses in place only what nobody else holds."""
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    b = open_account(m, {"ETH": 2.0}, {"USDC": 1_000.0})
+    hf = m.health()  # 1.65 and 3.3: 1,650 / 1,000 and 3,300 / 1,000
+    coll = m.account_usd()[0]  # 2,000 and 4,000 USD
+    o["ETH"].price = 1_000.0  # a whole refresh
+    assert m.health()[a] == pytest.approx(0.825) and m.account_usd()[0][b] == 2_000.0
+    assert hf[a] == pytest.approx(1.65) and hf[b] == pytest.approx(3.3)  # as they were read
+    assert coll[a] == 2_000.0 and coll[b] == 4_000.0
+    hf = m.health()
+    m.env.ledger.mint("USDC", "user", 1_000.0, "genesis")
+    m.repay("user", np.array([a]), "USDC", np.array([1_000.0]))  # row a alone
+    assert np.isinf(m.health()[a]) and hf[a] == pytest.approx(0.825) and hf[b] == pytest.approx(1.65)
+
+
 def test_float_accrual_invalidates_the_cached_values_each_time():
     m, _ = market()
     a = open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
