@@ -273,7 +273,48 @@ class Portfolio:
         )
 
     def validate(self) -> None:
-        """Raise ValueError naming the offending field and the allowed values."""
+        """Raise ValueError naming the offending field and the allowed values. A book that passes `_plainly_valid`
+        (every check at once, from a few reductions) is valid; any other is checked field by field, which raises
+        the first failing check's error (or finds it valid after all)."""
+        if self._plainly_valid():
+            return
+        self._validate_fields()
+
+    def _plainly_valid(self) -> bool:
+        """True only if every check of `_validate_fields` passes, for the common book (USD-margined or on one's own
+        coin, no collateral rows, non-negative strikes) in about a dozen array reductions instead of thirty: the
+        float fields' finiteness in one pass over their concatenation, a minimum >= 0 bounds every element, and a
+        book with no kind code >= COLLATERAL has no collateral rows. False sends the book to the field-by-field
+        checks, so a False for a valid book costs time only."""
+        n, p = self.n_accounts, self.account.shape
+        if n < 0 or self.labels and len(self.labels) != n:
+            return False
+        if any(getattr(self, k).shape != p for k in ("kind", "und", "qty", "strike", "expiry_s", "entry_price")):
+            return False
+        if self.asset.shape != p or self.funding.shape != p or self.cash.shape != (n,) or self.numeraire.shape != (n,):
+            return False
+        if not np.isfinite(self.cash).all():
+            return False
+        if not self.account.size:  # no positions: the cash and numeraire checks only
+            return not n or bool(self.numeraire.min() >= USD and self.numeraire.max() < len(self.underlyings))
+        if self.account.min() < 0 or self.account.max() >= n or self.und.min() < 0:
+            return False
+        if self.und.max() >= len(self.underlyings) or self.kind.min() < 0 or self.kind.max() >= COLLATERAL:
+            return False  # COLLATERAL is the last code: a smaller maximum means no collateral rows
+        if self.asset.min() != -1 or self.asset.max() != -1:
+            return False
+        floats = np.concatenate((self.qty, self.strike, self.expiry_s, self.entry_price, self.funding))
+        if not np.isfinite(floats).all() or min(self.strike.min(), self.expiry_s.min(), self.entry_price.min()) < 0:
+            return False
+        if self.numeraire.max() == USD:  # USD-margined accounts only: no coin check
+            return bool(self.numeraire.min() == USD)
+        if self.numeraire.min() < USD or self.numeraire.max() >= len(self.underlyings):
+            return False
+        coin = self.numeraire[self.account]
+        return bool(((coin == USD) | (coin == self.und)).all())
+
+    def _validate_fields(self) -> None:
+        """The checks of `validate` one field at a time: raises ValueError for the first that fails."""
         if self.n_accounts < 0:
             raise ValueError(f"n_accounts={self.n_accounts}: allowed >= 0")
         p = self.account.shape
