@@ -114,7 +114,8 @@ class BorrowerPopulation(mesa.Agent):
         if sel is None:
             sel = self._alarmed_rows = MaskRows()
         last = sel.rows
-        alarmed = sel.select(hf[rows] < alarm, local)
+        # `take`: the values `hf[rows]` gathers (a new array), about 1.5x faster on 30,000 rows (issue 14)
+        alarmed = sel.select(hf.take(rows) < alarm, local)
         # only rows alarmed at the last look can have recovered: below_since is read and written at those rows
         # alone (masked writes over 100k rows every block were the cost); when the very rows of the last look are
         # alarmed again (most blocks) none has recovered: each is below its alarm level now
@@ -126,8 +127,8 @@ class BorrowerPopulation(mesa.Agent):
             if last is watch and sel.removed is not None:  # the rows of the last look whose entry turned False
                 bs[sel.removed] = -1
             else:
-                bs[watch[~(hf[self.accounts[watch]] < self.alarm[watch])]] = -1
-        first = bs[alarmed]
+                bs[watch[~(hf.take(self.accounts.take(watch)) < self.alarm.take(watch))]] = -1
+        first = bs.take(alarmed)  # `bs[alarmed]`, a new array
         fresh = first < 0
         if np.count_nonzero(fresh):  # newly alarmed, or reset by a repayment (`_repay`); cheaper than .any() here
             first[fresh] = view.block

@@ -1,5 +1,6 @@
 """The scans' shortcuts (issue 14) against the plain numpy they replace, on random histories: `MaskRows` (rows of a
-mask updated where it flipped) against `np.flatnonzero(mask)` / `base[mask]`, and `TopByDebt` (the debt ranking
+mask updated where it flipped) against `np.flatnonzero(mask)` / `base[mask]`, its flips found word by word
+(`flipped`) against `np.flatnonzero(last != mask)`, and `TopByDebt` (the debt ranking
 through a threshold carried between blocks) against `plain_top`, the ranking as `Liquidator._ranked` wrote it,
 with ties, NaN, infinities and signed zeros among the debts; and a reduced eth-crash run with every shortcut taken at
 every size against the same run with none (events and per-block table equal)."""
@@ -11,7 +12,7 @@ import pytest
 
 from defistress.agents import debt_rank, mask_rows
 from defistress.agents.debt_rank import TopByDebt, plain_top
-from defistress.agents.mask_rows import MaskRows
+from defistress.agents.mask_rows import MaskRows, flipped
 
 
 def reference_top(debt_usd: np.ndarray, ready: np.ndarray, k: int) -> np.ndarray:
@@ -68,6 +69,75 @@ def test_mask_rows_compact_afresh_when_the_base_changes_or_is_writeable(monkeypa
     sel.select(np.array([True, True, True, True]), writeable)
     writeable[0] = 100
     assert sel.select(np.array([True, True, True, False]), writeable).tolist() == [100, 2, 4]
+
+
+def reference_flips(last: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """The flips as `MaskRows.select` first found them: every position where the masks differ, None above 64."""
+    flip = np.flatnonzero(last != mask)
+    return flip if flip.size <= 64 else None
+
+
+def _check_flips(last: np.ndarray, mask: np.ndarray) -> None:
+    got, want = flipped(last, mask), reference_flips(last, mask)
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None and got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_flips_found_word_by_word_are_the_plain_ones(seed: int, monkeypatch: pytest.MonkeyPatch):
+    """Every size around a word (tails of 0-7 entries), no flip, a flip at each end, 64 and 65 flips, 64 and 65
+    words that differ, and bools stored as other bytes than 0 and 1 (equal truth values, different bytes)."""
+    monkeypatch.setattr(mask_rows, "_MIN_WORDS", 0)  # word by word at every size
+    rng = np.random.default_rng(seed)
+    for n in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 511, 512, 513, 520, 1000, 4096, 4101]:
+        for _ in range(20):
+            last = rng.random(n) < rng.random()
+            mask = last.copy()
+            if n:
+                mask[rng.integers(0, n, int(rng.integers(0, 8)))] ^= True
+            _check_flips(last, mask)
+            _check_flips(last, last.copy())
+            if n:
+                ends = last.copy()
+                ends[[0, n - 1]] ^= True
+                _check_flips(last, ends)
+                odd = mask.view(np.uint8).copy()  # the same truth values stored as bytes 1-255
+                odd[odd == 1] = rng.integers(1, 256, int(np.count_nonzero(odd == 1)))
+                _check_flips(last, odd.view(np.bool_))
+                _check_flips(odd.view(np.bool_), mask)
+        if n >= 8 * 65:
+            last = np.zeros(n, dtype=bool)
+            for flips in (64, 65):  # one flip in each of 64 or 65 words, then 64 or 65 flips in fewer words
+                spread = last.copy()
+                spread[np.arange(flips) * 8 + int(rng.integers(0, 8))] = True
+                _check_flips(last, spread)
+                packed = last.copy()
+                packed[:flips] = True
+                _check_flips(last, packed)
+                assert (flipped(last, packed) is None) == (flips > 64)
+
+
+def test_flips_of_masks_that_are_not_one_contiguous_row(monkeypatch: pytest.MonkeyPatch):
+    """Strided and two-dimensional masks: the plain expression."""
+    monkeypatch.setattr(mask_rows, "_MIN_WORDS", 0)
+    rng = np.random.default_rng(4)
+    a, b = rng.random(400) < 0.5, rng.random(400) < 0.5
+    b[::2] = a[::2]
+    _check_flips(a[::2], b[::2])
+    _check_flips(a.reshape(20, 20), b.reshape(20, 20))
+    _check_flips(a[::2].copy(), b[::2])
+
+
+def test_flips_of_the_engine_s_size_without_lowering_the_gate():
+    """A 100,000-entry mask (above `_MIN_WORDS`: word by word) with a few flips, none, and many."""
+    rng = np.random.default_rng(5)
+    last = rng.random(100_003) < 0.3
+    for flips in (0, 1, 5, 64, 65, 500):
+        mask = last.copy()
+        mask[rng.choice(last.size, flips, replace=False)] ^= True
+        _check_flips(last, mask)
 
 
 def _debts(rng: np.random.Generator, n: int) -> np.ndarray:
