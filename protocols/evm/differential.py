@@ -307,9 +307,13 @@ class LendingDifferential:
             if m is floaty:  # it repays the close factor's share unrounded; the contract rounds it half up to a unit
                 e_debt += 1.0
             bonus = self._bonus(m, row, coll)
+            # at the prices the liquidation converts with: an e-mode account's category price source where it has one
+            # (Aave v3.0 LiquidationLogic: the e-mode price for assets of the user's category), else the oracle's
+            t = m._row_terms(row)
+            ratio = float(t.price[m.idx[coll]] / t.price[m.idx[debt]])  # collateral's price / debt's price
             carry[id(m)] = (
-                e_debt + e_coll * pc / pd_ * d_unit / c_unit / bonus,
-                e_coll + e_debt * pd_ / pc * c_unit / d_unit * bonus,
+                e_debt + e_coll * ratio * d_unit / c_unit / bonus,
+                e_coll + e_debt / ratio * c_unit / d_unit * bonus,
             )
         try:
             rcpt = self.chain.send_tx(tx)

@@ -97,7 +97,17 @@ def case(draw):
 @given(c=case())
 # found by this test: the "float" model at HF 1.0000001 where the contract's is 0.99996 (a decision within rounding:
 # the row is not compared for the float model after it), the v3.0 close factor's half of an odd number of units, and
-# the float model's seizure against the contract's whole units of an 8-decimal collateral
+# the float model's seizure against the contract's whole units of an 8-decimal collateral, and an e-mode account's
+# last USDC seized for DAI, where a base unit of collateral converts into debt at the category's price, not the oracle's
+@example(
+    c=(
+        [AccountBook({"WETH": 1.0, "WBTC": 1.0, "USDC": 70049.0}, {"USDC": 69355.329032, "DAI": 67187.975}, emode=1)],
+        {"WETH": 2000.0, "WBTC": 15000.0, "USDC": 0.96875, "DAI": 1.0},
+        1.0,
+        0,
+        [(0, 20, 0, False, None), (0, 56, 0, False, None)],
+    )
+)
 @example(
     c=(
         [AccountBook({"WBTC": 0.03125}, {"USDC": 803.571429}, emode=1)],
