@@ -317,11 +317,13 @@ class ScenarioPM:
             g_coin = coin_acct[g_acct]
 
             def native(gv: FloatArray, m: FloatArray) -> FloatArray:
-                """Group values in the account's currency: coin = USD / (F' * D) (Deribit: BS(F) / F); F' > 0 for
-                every coin group (_refuse_worthless_coin); a USD-only book is returned as it is."""
+                """(groups, rows) values in the account's currency at forward multipliers m (1, rows): coin = USD /
+                (F' * D) (Deribit: BS(F) / F); F' > 0 for every coin group (_refuse_worthless_coin); a USD-only book
+                is returned as it is."""
                 if not g_coin.any():
                     return gv
-                return np.divide(gv, (g_var * m + g_fix) * g_disc, out=gv, where=g_coin)
+                scale = (g_var[:, None] * m + g_fix[:, None]) * g_disc[:, None]
+                return np.divide(gv, scale, out=gv, where=g_coin[:, None])
 
             skew = (vdir == LINEAR) | (vdir == ABS)
             # every scenario in one (rows x options) array: now, the grid (skew scenarios keep spot unchanged), and
@@ -330,22 +332,24 @@ class ScenarioPM:
             keys = (NONE, *vdir.tolist(), NONE, NONE)
             series = np.stack([s_f, s_k, s_t, s_ts, s_disc, o_fix[first_s], o_call[first_s], sigma], axis=1)
             unit_values = _unit_values(self._unit, prm, series, mult, keys, skew.any())
-            # (options, rows) values: each series' unit prices gathered to its positions and scaled by their qty (the
-            # products the position-by-position pricer makes), read by the group sum as their (rows, options) view
-            priced = np.ascontiguousarray(unit_values.T)[ser]
+            # (options, rows) values: each series' unit prices gathered to its positions (rows of the (series, rows)
+            # transpose) and scaled by their qty (the products the position-by-position pricer makes)
+            priced = unit_values.T[ser]
             priced *= o_q[:, None]
-            gv = native(_grid_sum(grp, priced.T, n_g), mult[:, None])
-            mtm_g, gv_s = gv[0], gv[1 : n_s + 1]
+            # group values and scenario PnL kept (groups, rows), the layout the group sum's sparse product makes and
+            # reads: no transposing copy on either side (the same elementwise operations, so the same bits)
+            gv = native(_grid_sum(grp, priced.T, n_g).T, mult[None, :])
+            mtm_g, gv_s = gv[:, 0], gv[:, 1 : n_s + 1]
             opt_mtm = _bc(g_acct, mtm_g, n)
             if (pos_disc == 1.0).all() and (neg_disc == 1.0).all():  # v * 1.0 is v: no haircut to apply by sign
-                gp = gv_s - mtm_g
+                gp = gv_s - mtm_g[:, None]
             else:
-                gp = np.where(gv_s >= 0, gv_s * pos_disc, gv_s * neg_disc) - mtm_g
-            gp *= damp[:, None]
-            gp[skew] = -np.abs(gp[skew])  # PMRMLib_2: worst of the rotation and its mirror per expiry
-            pnl += _grid_sum(g_acct, gp, n)
+                gp = np.where(gv_s >= 0, gv_s * pos_disc[:, None], gv_s * neg_disc[:, None]) - mtm_g[:, None]
+            gp *= damp
+            gp[:, skew] = -np.abs(gp[:, skew])  # PMRMLib_2: worst of the rotation and its mirror per expiry
+            pnl += _grid_sum(g_acct, gp.T, n)
             if c.basis_enabled:  # PMRMLib basis contingency, one value per expiry
-                up, dn = gv[n_s + 1] - mtm_g, gv[n_s + 2] - mtm_g
+                up, dn = gv[:, n_s + 1] - mtm_g, gv[:, n_s + 2] - mtm_g
                 basis = _bc(g_acct, np.minimum(np.minimum(up, dn), 0.0) * (c.basis_add + c.basis_mult * g_t), n)
             # naked shorts per strike per expiry, calls and puts pooled (PMRMLib _getOptionContingency)
             net = _bc(og.sk, o_q, og.sk_acct.size)
@@ -569,10 +573,11 @@ _GROUP_SUMS = GroupSums()  # the groupings' sparse matrices, shared by every mod
 
 def _grid_sum(idx: IntArray, w: FloatArray, n: int) -> FloatArray:
     """(R, n) sums of each row of w (R, k) over the groups idx (k,): each bin adds its members in the same order as
-    a bincount of that row alone (bit-identical; group_sum.GroupSums keeps each book's grouping matrix). Returned
-    C-contiguous (a copy of the sparse product's transposed view: the same bits), so the elementwise work on the
-    (scenarios x groups) rows that follows runs over contiguous rows rather than a stride of R elements."""
-    return np.ascontiguousarray(_GROUP_SUMS(idx, w, n))
+    a bincount of that row alone (bit-identical; group_sum.GroupSums keeps each book's grouping matrix). Handed on
+    as GroupSums gives it, a transposed view of the sparse product's (n, R) array above its size threshold:
+    `_underlying` passes w as the transpose of a (k, R) array and reads the sums back in the (n, R) layout, so no
+    transposing copy is made on either side."""
+    return _GROUP_SUMS(idx, w, n)
 
 
 def _refuse_worthless_coin(

@@ -104,10 +104,11 @@ def test_the_grouping_matrix_is_built_once_per_grouping_and_evicted_oldest_first
 
 
 @pytest.mark.parametrize("cols", [3, 5000])  # below and above GroupSums' sparse_min (rows x columns)
-def test_the_margin_models_group_sum_is_c_contiguous_and_equals_bincount_per_row(cols: int):
-    """scenario_pm._grid_sum hands the (scenarios x groups) sums on as a C-contiguous array (the elementwise work
-    after it runs over contiguous rows), with the bits of one bincount per row; the operand may be the transpose
-    of a (columns x rows) array, as the deduplicated option grid is, and edge values (-0.0, inf, NaN) pass."""
+def test_the_margin_models_group_sum_equals_bincount_per_row_in_the_products_layout(cols: int):
+    """scenario_pm._grid_sum gives the bits of one bincount per row, the operand may be the transpose of a
+    (columns x rows) array (as the option grid is), and edge values (-0.0, inf, NaN) pass; above the sparse
+    threshold the sums come as the transposed view of the sparse product's (groups x rows) array, which
+    `_underlying` reads back in that layout without a transposing copy."""
     from defistress.protocols.margin.scenario_pm import _grid_sum
 
     rng = np.random.default_rng(cols)
@@ -115,5 +116,6 @@ def test_the_margin_models_group_sum_is_c_contiguous_and_equals_bincount_per_row
     w = rng.normal(0, 1e3, (cols, 4)).T  # (4, cols), Fortran order
     w[0, 0], w[1, -1], w[2, cols // 2] = -0.0, np.inf, np.nan
     got = _grid_sum(idx, w, 9)
-    assert got.flags["C_CONTIGUOUS"] and got.shape == (4, 9)
+    assert got.shape == (4, 9)
+    assert got.T.flags["C_CONTIGUOUS"] == (cols == 5000)  # the product's own array; the small path is row-major
     assert np.array_equal(bits(got), bits(per_row(idx, w, 9)))
