@@ -363,8 +363,11 @@ class Liquidator(mesa.Agent):
         self.attempts = 0
 
     def _pool_for(self, sell: str, buy: str):
+        """The first pool whose two tokens are `sell` and `buy` (as sets: `{token0, token1} == {sell, buy}`, compared
+        as the two orders, without building sets: issue 14, about 130,000 calls at 100,000 accounts)."""
         for pool in self.pools:
-            if {pool.p.token0, pool.p.token1} == {sell, buy}:
+            t0, t1 = pool.p.token0, pool.p.token1
+            if (t0 == sell and t1 == buy) or (t0 == buy and t1 == sell):
                 return pool
         return None
 
