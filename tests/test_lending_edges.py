@@ -638,34 +638,37 @@ def test_an_array_held_alone_is_not_written_by_the_next_refresh():
 
 def test_a_refresh_nobody_holds_arrays_of_writes_them_in_place():
     """With no caller holding the cache or one of its arrays, a refresh (a whole one after a price move, a row's after a
-    repayment) writes the new values into the cached arrays (no new one-per-account arrays per block), a row's refresh
-    the borrow caps too once a borrow has read them; an array a caller holds is the one copied, the others still written
-    in place."""
+    repayment) writes the new values into the cached arrays (no new one-per-account arrays per block), whether the cache
+    holds the four values alone or the borrow caps too (which a row's refresh keeps and a whole one drops); an array a
+    caller holds is the one copied, the others still written in place."""
     m, o = market()
     a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
     open_account(m, {"ETH": 2.0}, {"USDC": 1_000.0})
-    m.health()
-    m._account_values()["borrow_cap"]  # read once, as a borrow does: kept from now on
-    ids = {k: id(v) for k, v in m._cache.items()}
-    assert set(ids) == {"coll_usd", "debt_usd", "weighted", "hf", "borrow_cap"}
-    o["ETH"].price = 1_000.0  # a whole refresh: the four values in place, the borrow caps dropped until read again
-    assert m.health()[a] == pytest.approx(0.825)
-    assert {k: id(v) for k, v in m._cache.items()} == {k: ids[k] for k in ("coll_usd", "debt_usd", "weighted", "hf")}
-    ids["borrow_cap"] = id(m._account_values()["borrow_cap"])
     m.env.ledger.mint("USDC", "user", 2_000.0, "genesis")
-    m.repay("user", np.array([a]), "USDC", np.array([500.0]))  # row a alone
-    assert m.health()[a] == pytest.approx(1.65)
-    assert {k: id(v) for k, v in m._cache.items()} == ids
+    four = ("coll_usd", "debt_usd", "weighted", "hf")
+
+    def ids() -> dict[str, int]:
+        return {k: id(v) for k, v in m._cache.items()}
+
+    m.health()
+    was = ids()
+    assert set(was) == set(four)
+    o["ETH"].price = 1_000.0  # a whole refresh of the four values alone
+    assert m.health()[a] == pytest.approx(0.825) and ids() == was
+    m.repay("user", np.array([a]), "USDC", np.array([500.0]))  # row a alone: 825 / 500
+    assert m.health()[a] == pytest.approx(1.65) and ids() == was
+    m._account_values()["borrow_cap"]  # read, as a borrow does: kept by a row's refresh
+    was = ids()
+    assert set(was) == {*four, "borrow_cap"}
+    m.repay("user", np.array([a]), "USDC", np.array([250.0]))  # 825 / 250
+    assert m.health()[a] == pytest.approx(3.3) and ids() == was
+    o["ETH"].price = 2_000.0  # a whole refresh: the four values in place, the borrow caps dropped until read again
+    assert m.health()[a] == pytest.approx(6.6) and ids() == {k: was[k] for k in four}
+    was["borrow_cap"] = id(m._account_values()["borrow_cap"])
     held = m._cache["hf"]  # a caller holds one array: that one is copied, the others are written in place again
-    m.repay("user", np.array([a]), "USDC", np.array([250.0]))
-    assert m.health()[a] == pytest.approx(3.3) and held[a] == pytest.approx(1.65)
-    assert {k: id(v) == ids[k] for k, v in m._cache.items()} == {
-        "coll_usd": True,
-        "debt_usd": True,
-        "weighted": True,
-        "hf": False,
-        "borrow_cap": True,
-    }
+    m.repay("user", np.array([a]), "USDC", np.array([125.0]))  # 1,650 / 125
+    assert m.health()[a] == pytest.approx(13.2) and held[a] == pytest.approx(6.6)
+    assert {k: v == was[k] for k, v in ids().items()} == {**dict.fromkeys(was, True), "hf": False}
 
 
 def test_float_accrual_invalidates_the_cached_values_each_time():
