@@ -132,6 +132,7 @@ _DIRTY_MAX = 1024
 
 _VALUE_NAMES = ("coll_usd", "debt_usd", "weighted", "hf")  # the cached account values filled on every refresh
 _VALUE_NAMES_SET = frozenset(_VALUE_NAMES)
+_KEPT_NAMES = (*_VALUE_NAMES, "borrow_cap")  # and the borrow caps when a borrow has read them
 
 #: at most this many changed row entries are summed into a kept total one by one in Python (`update_lists`): below it,
 #: the numpy path's fixed cost (a sort for the unique rows, gathers, a block sum) is most of a read
@@ -399,12 +400,10 @@ class LendingMarket(ControlledRows, MarginProtocol):
             return fast
         cp, dp = self.liq_index * p, self.borrow_index * p  # USD per scaled unit
         wp = cp * self.lt  # USD of liquidation-threshold-weighted collateral per scaled unit
+        free = self._free_values()  # before naming the cache here (`_free_values` counts its references)
         old, n = self._cache, self.n_accounts
-        names = ("coll_usd", "debt_usd", "weighted", "hf")  # "borrow_cap" only when asked for (_AccountValues)
-        kept = (*names, "borrow_cap") if "borrow_cap" in old else names
-        # getrefcount counts its argument and the local name: 3 means only the cache refers to the object
-        mine = getrefcount(old) <= 3 and set(names) <= set(old)
-        free = {k: a for k in kept if mine and (a := old[k]).shape == (n,) and getrefcount(a) <= 3}
+        names = _VALUE_NAMES  # "borrow_cap" only when asked for (_AccountValues)
+        kept = _KEPT_NAMES if "borrow_cap" in old else names
         pend = getattr(self, "_pending_rows", None)
         if pend is None and self._cache_key is not None and self._cache_key[1] == self._version:
             pend, self._pending_base = [], self._version  # no row changed since the cache was filled (prices did)
@@ -478,9 +477,35 @@ class LendingMarket(ControlledRows, MarginProtocol):
         self._cache = _AccountValues(self, new)
         self._cache_key = key
         self._cache_vecs = (cp, wp, dp)
-        self._cache_inputs = (self.liq_index.tobytes(), self.borrow_index.tobytes(), self.lt.tobytes())
+        self._cache_inputs = self._vec_inputs()
         self._pending_rows = None
         return self._cache
+
+    def _vec_inputs(self) -> tuple[bytes, bytes, bytes]:
+        """The bytes of what the per-unit prices (`_cache_vecs`: USD per scaled unit) are computed from besides the
+        oracle prices (which the cache key holds): the liquidity and borrow indices and the liquidation thresholds.
+        The vectors are their elementwise products with the prices, so the same bytes give the same vectors' bits."""
+        return (self.liq_index.tobytes(), self.borrow_index.tobytes(), self.lt.tobytes())
+
+    def _free_values(self) -> dict[str, np.ndarray]:
+        """The cached value arrays (n rows each) that nothing outside the cache refers to, by name: a refresh may
+        overwrite these in place (no new n-row allocation per block) and copies the others first, so an array a caller
+        still holds never changes under it. None of them when anything outside holds the cache dict itself (a caller
+        may read any array through it) or the dict lacks one of the four values (nothing to reuse).
+
+        The threshold is 3 references because `getrefcount` counts its own argument and the local name here besides
+        the one from the cache (`self._cache` for the dict, its entry for an array). So a caller calls this before it
+        names the cache or one of its arrays itself; a name it held would only make the arrays copied (the same
+        values)."""
+        old, n = self._cache, self.n_accounts
+        if getrefcount(old) > 3 or not old.keys() >= _VALUE_NAMES_SET:
+            return {}
+        free = {}
+        for k in _KEPT_NAMES if "borrow_cap" in old else _VALUE_NAMES:
+            a = old[k]
+            if a.shape == (n,) and getrefcount(a) <= 3:
+                free[k] = a
+        return free
 
     def _one_row_refresh(self, key: tuple[bytes, int]) -> dict[str, np.ndarray] | None:
         """`_account_values` when one account changed since the cache was filled (once or more: a liquidation and its
@@ -503,19 +528,18 @@ class LendingMarket(ControlledRows, MarginProtocol):
         first = pend[0]
         if any(r.size != 1 or r[0] != first[0] for r in pend):
             return None
-        if inputs != (self.liq_index.tobytes(), self.borrow_index.tobytes(), self.lt.tobytes()):
+        if inputs != self._vec_inputs():
             return None
-        old, n = self._cache, self.n_accounts
-        if not old.keys() >= _VALUE_NAMES_SET or old["hf"].shape != (n,):
+        n = self.n_accounts
+        if not self._cache.keys() >= _VALUE_NAMES_SET or self._cache["hf"].shape != (n,):
             return None
+        free = self._free_values()  # before naming the cache here (`_free_values` counts its references)
+        old = self._cache
         cp, wp, dp = self._cache_vecs
         r = int(first[0]) % n
-        mine = getrefcount(old) <= 3  # as in `_account_values`: only the cache refers to the dict and to each array
-        new = {}
-        for k in ("coll_usd", "debt_usd", "weighted", "hf", "borrow_cap") if "borrow_cap" in old else _VALUE_NAMES:
-            a = old[k]
-            new[k] = a if mine and a.shape == (n,) and getrefcount(a) <= 3 else a.copy()
-            del a
+        new = {
+            k: free[k] if k in free else old[k].copy() for k in (_KEPT_NAMES if "borrow_cap" in old else _VALUE_NAMES)
+        }
         vals = self._row_values(r, cp, wp, dp)
         at = slice(r, r + 1)
         if vals is not None:  # its products in Python floats (the same bits: `_row_values`)

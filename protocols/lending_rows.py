@@ -115,9 +115,11 @@ class RowSparsity:
             self.clean = ok
             self.cols = {j: np.ascontiguousarray(arr[:, j]) for j in np.flatnonzero(active).tolist()} if ok else {}
             self.held = {}
+        elif not self.pending:
+            pass  # nothing reported since the last look (most calls): `_check_few` of no rows changes nothing
         elif self.clean and sum(r.size for r in self.pending) <= _FEW_ROWS:
             self._check_few(arr, n)
-        elif self.clean and self.pending:
+        elif self.clean:
             rows = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
             block = arr[rows]
             ok, active = _rows_clean(block)

@@ -636,6 +636,41 @@ def test_an_array_held_alone_is_not_written_by_the_next_refresh():
     assert np.isinf(m.health()[a]) and hf[a] == pytest.approx(0.825) and hf[b] == pytest.approx(1.65)
 
 
+def test_a_refresh_nobody_holds_arrays_of_writes_them_in_place():
+    """With no caller holding the cache or one of its arrays, a refresh (a whole one after a price move, a row's after a
+    repayment) writes the new values into the cached arrays (no new one-per-account arrays per block), whether the cache
+    holds the four values alone or the borrow caps too (which a row's refresh keeps and a whole one drops); an array a
+    caller holds is the one copied, the others still written in place."""
+    m, o = market()
+    a = open_account(m, {"ETH": 1.0}, {"USDC": 1_000.0})
+    open_account(m, {"ETH": 2.0}, {"USDC": 1_000.0})
+    m.env.ledger.mint("USDC", "user", 2_000.0, "genesis")
+    four = ("coll_usd", "debt_usd", "weighted", "hf")
+
+    def ids() -> dict[str, int]:
+        return {k: id(v) for k, v in m._cache.items()}
+
+    m.health()
+    was = ids()
+    assert set(was) == set(four)
+    o["ETH"].price = 1_000.0  # a whole refresh of the four values alone
+    assert m.health()[a] == pytest.approx(0.825) and ids() == was
+    m.repay("user", np.array([a]), "USDC", np.array([500.0]))  # row a alone: 825 / 500
+    assert m.health()[a] == pytest.approx(1.65) and ids() == was
+    m._account_values()["borrow_cap"]  # read, as a borrow does: kept by a row's refresh
+    was = ids()
+    assert set(was) == {*four, "borrow_cap"}
+    m.repay("user", np.array([a]), "USDC", np.array([250.0]))  # 825 / 250
+    assert m.health()[a] == pytest.approx(3.3) and ids() == was
+    o["ETH"].price = 2_000.0  # a whole refresh: the four values in place, the borrow caps dropped until read again
+    assert m.health()[a] == pytest.approx(6.6) and ids() == {k: was[k] for k in four}
+    was["borrow_cap"] = id(m._account_values()["borrow_cap"])
+    held = m._cache["hf"]  # a caller holds one array: that one is copied, the others are written in place again
+    m.repay("user", np.array([a]), "USDC", np.array([125.0]))  # 1,650 / 125
+    assert m.health()[a] == pytest.approx(13.2) and held[a] == pytest.approx(6.6)
+    assert {k: v == was[k] for k, v in ids().items()} == {**dict.fromkeys(was, True), "hf": False}
+
+
 def test_float_accrual_invalidates_the_cached_values_each_time():
     m, _ = market()
     a = open_account(m, {"ETH": 40_000.0}, {"USDC": 5e7})
