@@ -27,6 +27,7 @@ from defistress.protocols.margin import black76
 from defistress.protocols.margin.catalog import check_model_name, get_model
 from defistress.protocols.margin.portfolio import CALL, KIND_NAMES, PERP, PUT, SPOT, MarketState, Portfolio
 from defistress.protocols.margin.result import MarginResult
+from defistress.protocols.options_entries import BookEntries, book_entries, entries_of, rows_entries
 from defistress.protocols.options_margin_cache import MarketKey, RowMarginCache
 from defistress.protocols.vol import CoupledVolSurface, VolSurfaceParams
 
@@ -34,22 +35,19 @@ DUST_USD = 1e-9  # float rounding below which no bad debt / transfer is recorded
 
 
 def _nonzero(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`np.nonzero` of a 2-D float array (row-major order, NaN counts as non-zero, -0.0 as zero), found on the
-    boolean `a != 0`: numpy scans a boolean array many times faster than a float one."""
-    flat = np.flatnonzero(np.ravel(a) != 0)
-    cols = a.shape[1]
-    if cols == 0:
-        return flat, flat
-    return flat // cols, flat % cols
+    """`np.nonzero` of a 2-D float array (row-major order, NaN counts as non-zero, -0.0 as zero)."""
+    _, rows, cols = entries_of(a)
+    return rows, cols
 
 
-def _long_units(qty: np.ndarray) -> np.ndarray:
+def _long_units(qty: np.ndarray, entries: BookEntries | None = None) -> np.ndarray:
     """(I,) units held long per instrument, `np.maximum(qty, 0.0).sum(axis=0)` of an (N, I) array from its non-zero
-    entries only: a sum over the rows adds them in row order, as bincount adds the entries of the row-major list,
-    and the zeros left out add +0.0 to a sum of terms >= +0.0 (or NaN), which changes no bit (numpy's maximum
-    gives +0.0 for -0.0). The book is mostly zeros (a few positions per account)."""
-    r, i = _nonzero(qty)
-    long = np.bincount(i, weights=np.maximum(qty[r, i], 0.0), minlength=qty.shape[1])
+    entries only (`entries`, the book's when given, else found here): a sum over the rows adds them in row order,
+    as bincount adds the entries of the row-major list, and the zeros left out add +0.0 to a sum of terms >= +0.0
+    (or NaN), which changes no bit (numpy's maximum gives +0.0 for -0.0). The book is mostly zeros (a few
+    positions per account)."""
+    flat, _, i = entries_of(qty) if entries is None else (entries.qty_flat, entries.qty_rows, entries.qty_cols)
+    long = np.bincount(i, weights=np.maximum(np.ravel(qty)[flat], 0.0), minlength=qty.shape[1])
     return long.astype(np.float64, copy=False)  # bincount of no entries is int64 zeros
 
 
@@ -278,9 +276,26 @@ class OptionsVenue(MarginProtocol):
         """(N,) USD mark-to-market: cash + positions at unit value + spot collateral at oracle price."""
         return self._values()["equity"]
 
+    def _entries(self) -> BookEntries:
+        """The whole book's non-zero entries, found once per state and market: kept with `_values()`, the state
+        the venue's equity is kept for (the whole-book margin batch, the metrics' long units and a coordinator's
+        rows read them; every state change bumps the version, and a new array is a new book)."""
+        v = self._values()
+        got = v.get("entries")
+        if got is None or got[0] is not self.qty or got[1] is not self.spot:
+            got = v["entries"] = (self.qty, self.spot, book_entries(self.qty, self.spot))
+        return got[2]
+
     def _build(self, cash, qty, spot) -> Portfolio:
-        r, i = _nonzero(qty)
-        rs, us = _nonzero(spot)
+        """The portfolio of the book (cash, qty, spot); the venue's own qty and spot from their kept entries."""
+        whole = qty is self.qty and spot is self.spot
+        return self._from_entries(cash, self._entries() if whole else book_entries(qty, spot), qty, spot)
+
+    def _from_entries(self, cash, e: BookEntries, qty, spot) -> Portfolio:
+        """The portfolio of `cash` (one per account) and the entries `e` of the books `qty` and `spot` (which hold
+        the values at the entries' flat indices)."""
+        r, i, rs, us = e.qty_rows, e.qty_cols, e.spot_rows, e.spot_cols
+        q, s = e.values(qty, spot)
         kind = self.inst_kind[i]
         und = self.inst_und[i]
         perp = kind == PERP
@@ -290,7 +305,7 @@ class OptionsVenue(MarginProtocol):
             account=np.concatenate([r, rs]),
             kind=np.concatenate([kind, np.full(rs.size, SPOT, dtype=np.int8)]),
             und=np.concatenate([und, us]),
-            qty=np.concatenate([qty[r, i], spot[rs, us]]),
+            qty=np.concatenate([q, s]),
             strike=np.concatenate([np.where(perp, 0.0, self.inst_strike[i]), np.zeros(rs.size)]),
             expiry_s=np.concatenate(
                 [np.where(perp, 0.0, np.maximum(self.inst_expiry_t[i] - self.now, 0.0)), np.zeros(rs.size)]
@@ -304,7 +319,10 @@ class OptionsVenue(MarginProtocol):
         if rows is None:  # every row: no gather of the whole book (`_build` copies what it keeps but cash)
             return self._build(self.cash.copy(), self.qty, self.spot)
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-        return self._build(self.cash[rows], self.qty[rows], self.spot[rows])
+        e = rows_entries(self._entries(), rows, self.n_accounts)  # ascending rows: no gather and scan
+        if e is None:
+            return self._build(self.cash[rows], self.qty[rows], self.spot[rows])
+        return self._from_entries(self.cash[rows], e, self.qty, self.spot)
 
     def market_state(self) -> MarketState:
         p = self.prices()
@@ -601,7 +619,7 @@ class OptionsVenue(MarginProtocol):
     def metrics(self) -> dict[str, float]:
         eq = self.equity()
         p = self.prices()
-        long_units = _long_units(self.qty)
+        long_units = _long_units(self.qty, self._entries())
         first = self.surfaces[self.underlyings[0]]
         mm_pnl = 0.0 if self.mm_row is None else float(eq[self.mm_row] - self.net_deposits[self.mm_row])
         return {
