@@ -451,7 +451,7 @@ class Liquidator(mesa.Agent):
             rows = sel.select(hf < 1.0)  # `np.flatnonzero(hf < 1.0)`, updated where the mask flipped (read-only)
             delta = sel.delta
             controlled = m.controlled
-            if np.count_nonzero(controlled):  # rows under a controller are its own to liquidate (none: no gather)
+            if controlled.any():  # rows under a controller are its own to liquidate (none: no gather)
                 rows, delta = rows[~controlled[rows]], None
             rows.flags.writeable = False
             hit = (rows, delta)
