@@ -93,7 +93,7 @@ def test_submit_takes_the_slice_for_contiguous_accounts_and_gathers_otherwise(sh
     rng = np.random.default_rng(11)
     pops = [_population(np.random.default_rng(3), 80, 0.5) for _ in range(2)]
     gather = pops[1]
-    # the same accounts as a non-contiguous array: rows 5..84 listed through a copy with a gap-free but reversed view
+    # the same accounts in another order (a permutation of rows 5..84: not one increasing run), with their arrays
     if shuffled:
         perm = rng.permutation(80)
         for key in ("attentive", "alarm", "accounts"):
