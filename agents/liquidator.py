@@ -151,6 +151,23 @@ def _one_pair_each(r: np.ndarray, ci: np.ndarray, dj: np.ndarray, coll_idx: np.n
     )
 
 
+def _within_capital(hit: _Screened, avail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`Liquidator._hopeless`'s (skip, cap) for a liquidator whose capital `avail` (tokens of each row's debt asset) is
+    below some screened row's cap, from the shared verdict `hit` (no capital limit) without screening again (issue 14:
+    at 100,000 accounts a liquidator screened its own figures in a third of the blocks, for two or three rows).
+
+    A screened row whose cap the capital covers (`avail >= cap`) has the shared figures: `_screen` is elementwise and
+    its repayment `min(avail, cap)` is the cap, as `min(inf, cap)` is (if the two are equal, so are their values,
+    and where both are zeros of either sign the row is skipped by `avail <= 0` either way); only that test is added.
+    A row whose cap it does not cover (or an undefined cap) is not skipped: `submit` then plans it, and `_plan`, which
+    a skip only stands in for, decides it exactly, so the transactions are the same. The caps do not depend on the
+    capital: the shared ones."""
+    cover = hit.cover
+    assert cover is not None  # a verdict screened this block (a carried one has no caps and is not shared here)
+    binds = hit.plain & ~(avail >= cover)
+    return (hit.skip & ~binds) | (hit.plain & (avail <= 0)), cover
+
+
 class _Idle:
     """A block-wide skip (`Liquidator._all_hopeless`) carried to later blocks while it provably holds, without
     screening again: at 1,000 accounts the crash leaves the same few unhealthy rows, none worth liquidating, for
@@ -434,7 +451,7 @@ class Liquidator(mesa.Agent):
             rows = sel.select(hf < 1.0)  # `np.flatnonzero(hf < 1.0)`, updated where the mask flipped (read-only)
             delta = sel.delta
             controlled = m.controlled
-            if np.count_nonzero(controlled):  # rows under a controller are its own to liquidate (none: no gather)
+            if controlled.any():  # rows under a controller are its own to liquidate (none: no gather)
                 rows, delta = rows[~controlled[rows]], None
             rows.flags.writeable = False
             hit = (rows, delta)
@@ -562,7 +579,8 @@ class Liquidator(mesa.Agent):
 
         The figures that do not depend on the liquidator's capital are computed once per block and rows and shared
         by the liquidators of the block (in `view.extra`); a liquidator whose capital is below some row's cap
-        computes its own. `inputs`: `_screen_inputs(m, view)` if the caller has it now."""
+        leaves those rows to `_plan` (`_within_capital`). `inputs`: `_screen_inputs(m, view)` if the caller has it
+        now."""
         if ready.size == 0 or not self._screens(m):
             return np.zeros(ready.size, dtype=bool), np.full(ready.size, np.inf)
         mode = self.funding.mode
@@ -578,10 +596,9 @@ class Liquidator(mesa.Agent):
                 shared_avail = np.array(avail) if mode == "both" else np.full(len(avail), np.inf)
                 hit = _Screened(*self._screen(m, ready, coll_idx, debt_idx, view, ledger, shared_avail), debt_idx)
             memo[key] = hit
-        # this liquidator's capital binds (it is below some screened row's cap): its own figures
+        # this liquidator's capital binds (it is below some screened row's cap): those rows are left to `_plan`
         if mode == "capital" and not hit.covered_by(avail):
-            skip, cover, plain = self._screen(m, ready, coll_idx, debt_idx, view, ledger, np.array(avail))
-            return skip | (plain & (np.array(avail)[debt_idx] <= 0)), cover
+            return _within_capital(hit, np.array(avail)[debt_idx])
         if hit.funded_by(avail):  # no screened row's debt asset is out of funds: the shared verdict as it is
             return hit.skip, hit.cover
         return hit.skip | (hit.plain & (np.array(avail)[debt_idx] <= 0)), hit.cover

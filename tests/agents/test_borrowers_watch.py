@@ -108,7 +108,7 @@ def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(
         acted += bool(txs)
         if txs and rng.random() < 0.5:  # a repayment: the rows repaid are reset (as `_repay` does) in both
             paid = got[rng.random(got.size) < 0.5]
-            pop.below_since[paid] = -1
+            pop._reset(paid)  # as `_repay` does (`below_since` is read-only between looks)
             ref["below_since"][paid] = -1
             hf[pop.accounts[paid]] *= 1.01
     if attentive_share:
