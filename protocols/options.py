@@ -181,6 +181,8 @@ class OptionsVenue(MarginProtocol):
         self._marks_key: MarketKey | None = None  # market key of `_marks_cache`
         self._marks_cache: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))  # marks, unit values
         self._rows_cache = RowMarginCache()
+        # (market key, state version, qty, spot, entries) of `_entries()`
+        self._entries_kept: tuple[MarketKey, int, np.ndarray, np.ndarray, BookEntries] | None = None
 
     # --- views -----------------------------------------------------------------------------------
     @property
@@ -276,20 +278,29 @@ class OptionsVenue(MarginProtocol):
         """(N,) USD mark-to-market: cash + positions at unit value + spot collateral at oracle price."""
         return self._values()["equity"]
 
-    def _entries(self) -> BookEntries:
-        """The whole book's non-zero entries, found once per state and market: kept with `_values()`, the state
-        the venue's equity is kept for (the whole-book margin batch, the metrics' long units and a coordinator's
-        rows read them; every state change bumps the version, and a new array is a new book)."""
-        v = self._values()
-        got = v.get("entries")
-        if got is None or got[0] is not self.qty or got[1] is not self.spot:
-            got = v["entries"] = (self.qty, self.spot, book_entries(self.qty, self.spot))
-        return got[2]
+    def _entries(self, mk: MarketKey | None = None) -> BookEntries:
+        """The whole book's non-zero entries, found once per state and market: kept with the market key and state
+        version they were found at, as `_values()` keeps the equity (the whole-book margin batch, the metrics' long
+        units and a coordinator's rows read them; every state change bumps the version, and a new array is a new
+        book). `mk` is this market's key when the caller already holds it (the margin batch and a coordinator's
+        adaptor do): the key, a frozen dataclass of the market's bytes, is then not taken again."""
+        mk = self.market_key() if mk is None else mk
+        got = self._entries_kept
+        if (
+            got is None
+            or got[1] != self._version
+            or got[2] is not self.qty
+            or got[3] is not self.spot
+            or not (got[0] is mk or mk.same(got[0]))
+        ):
+            got = self._entries_kept = (mk, self._version, self.qty, self.spot, book_entries(self.qty, self.spot))
+        return got[4]
 
-    def _build(self, cash, qty, spot) -> Portfolio:
-        """The portfolio of the book (cash, qty, spot); the venue's own qty and spot from their kept entries."""
+    def _build(self, cash, qty, spot, mk: MarketKey | None = None) -> Portfolio:
+        """The portfolio of the book (cash, qty, spot); the venue's own qty and spot from their kept entries (`mk`:
+        this market's key, when the caller holds it)."""
         whole = qty is self.qty and spot is self.spot
-        return self._from_entries(cash, self._entries() if whole else book_entries(qty, spot), qty, spot)
+        return self._from_entries(cash, self._entries(mk) if whole else book_entries(qty, spot), qty, spot)
 
     def _from_entries(self, cash, e: BookEntries, qty, spot) -> Portfolio:
         """The portfolio of `cash` (one per account) and the entries `e` of the books `qty` and `spot` (which hold
@@ -314,12 +325,13 @@ class OptionsVenue(MarginProtocol):
             cash=cash,
         )
 
-    def portfolio(self, rows=None) -> Portfolio:
-        """Rows' options, perps (entry = last settlement price), spot collateral (SPOT) and cash."""
+    def portfolio(self, rows=None, mk: MarketKey | None = None) -> Portfolio:
+        """Rows' options, perps (entry = last settlement price), spot collateral (SPOT) and cash (`mk`: this
+        market's key, when the caller holds it)."""
         if rows is None:  # every row: no gather of the whole book (`_build` copies what it keeps but cash)
-            return self._build(self.cash.copy(), self.qty, self.spot)
+            return self._build(self.cash.copy(), self.qty, self.spot, mk)
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-        e = rows_entries(self._entries(), rows, self.n_accounts)  # ascending rows: no gather and scan
+        e = rows_entries(self._entries(mk), rows, self.n_accounts)  # ascending rows: no gather and scan
         if e is None:
             return self._build(self.cash[rows], self.qty[rows], self.spot[rows])
         return self._from_entries(self.cash[rows], e, self.qty, self.spot)

@@ -172,7 +172,7 @@ class RowMarginCache:
         cash, qty, spot = (
             (venue.cash, venue.qty, venue.spot) if full else (venue.cash[need], venue.qty[need], venue.spot[need])
         )
-        res = venue.model.requirements(venue._build(cash, qty, spot), venue.market_state())
+        res = venue.model.requirements(venue._build(cash, qty, spot, self.key), venue.market_state())
         self.rows_computed += int(need.size)
         self.batches += 1
         per_row = {k: np.asarray(d) for k, d in res.drivers.items() if np.ndim(d) == 1 and np.shape(d)[0] == need.size}

@@ -294,14 +294,15 @@ class OptionsAdaptor(_Forwarding):
         last = getattr(self, "_last_pf", None)
         if last is not None and last[0] == key and mk.same(last[1]):
             return last[2]
-        pf = self._portfolio(r, underlyings)
+        pf = self._portfolio(r, underlyings, mk)
         self._last_pf = (key, mk, pf)
         return pf
 
-    def _portfolio(self, rows, underlyings: tuple[str, ...]) -> Portfolio:
-        """The venue's portfolio of `rows` over `underlyings`: the venue's own when it lists the same underlyings in
-        the same order (the remap would copy every field as it is), else with each position's underlying remapped."""
-        pf = self.venue.portfolio(_rows(rows))
+    def _portfolio(self, rows, underlyings: tuple[str, ...], mk=None) -> Portfolio:
+        """The venue's portfolio of `rows` over `underlyings` (`mk`: the venue's market key now, when held): the
+        venue's own when it lists the same underlyings in the same order (the remap would copy every field as it
+        is), else with each position's underlying remapped."""
+        pf = self.venue.portfolio(_rows(rows), mk)
         if pf.underlyings == tuple(underlyings):
             return pf
         remap = _und_index(pf.underlyings, underlyings)

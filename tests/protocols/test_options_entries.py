@@ -209,3 +209,48 @@ def test_long_units_from_the_kept_entries_are_the_dense_sum(seed):
         long_units = np.maximum(v.qty, 0.0).sum(axis=0)
         want = float(long_units @ v.prices()[v.inst_und])
         assert np.float64(got).view(np.uint64) == np.float64(want).view(np.uint64)
+
+
+def test_entries_are_kept_per_market_key_and_state_and_found_again_on_either_change():
+    """The entries are kept with the market key and state version they were found at (not through `_values()`):
+    the key a caller holds finds the kept entries without a scan; a write behind the venue's back (no version bump)
+    is found at the next market, as it was while the entries were kept with the equity."""
+    v, rows, (put, call, perp) = venue()
+    mk = v.market_key()
+    first = v._entries(mk)
+    assert v._entries(mk) is first and v._entries() is first  # held key, or taken again: the same market
+    assert v._entries(v.market_key()) is first  # an equal key, a new object
+    v.qty[int(rows[5]), put] = -2.0  # behind the venue's back: trusted within this state and market ...
+    assert v._entries() is first
+    v.env.clock.block += 1  # ... and found at the next market
+    assert v._entries() is not first
+    assert_venue_portfolios(v)
+    kept = v._entries()
+    v.trade("alice", rows[4:5], perp, [1.0])  # a state change at the same market
+    assert v._entries(v.market_key()) is not kept
+    assert_venue_portfolios(v)
+
+
+def test_a_held_key_of_another_market_finds_the_entries_again():
+    """A key held from another market never reuses entries found at this one (the key is compared, not trusted)."""
+    v, rows, (put, call, perp) = venue()
+    old = v.market_key()
+    v.env.clock.block += 1
+    now = v._entries()
+    v.qty[int(rows[5]), call] = 3.0  # behind the venue's back
+    got = v._entries(old)
+    assert got is not now
+    assert_same_portfolio(v._build(v.cash, v.qty, v.spot, old), reference_build(v, v.cash, v.qty, v.spot))
+
+
+def test_the_margin_batch_and_an_adaptors_portfolio_read_the_entries_kept_at_their_key():
+    """The whole-book margin batch passes its market key to `_build`; the entries it reads are the venue's kept
+    ones, and the portfolio built from them is the old build's."""
+    v, rows, (put, call, perp) = venue()
+    v.env.clock.block += 1  # a new market: the batch finds the entries again, at the key it holds
+    v.margin()
+    kept = v._entries_kept
+    assert kept is not None and kept[0] is v._cache_key[0] and kept[1] == v._version
+    assert_same_portfolio(v.portfolio(None, kept[0]), reference_build(v, v.cash.copy(), v.qty, v.spot))
+    r = np.array([1, 3, 4], dtype=np.int64)
+    assert_same_portfolio(v.portfolio(r, kept[0]), reference_build(v, v.cash[r], v.qty[r], v.spot[r]))
