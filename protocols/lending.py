@@ -84,8 +84,8 @@ def _health(weighted: np.ndarray, debt: np.ndarray, out: np.ndarray) -> np.ndarr
 
 def _flipped_rows(old: np.ndarray, new: np.ndarray, scratch: np.ndarray) -> np.ndarray:
     """The rows, ascending, where two bool rows differ; the rows' lengths are whole 8-byte words (padded) and
-    `scratch` is a bool row of one entry a word. The rows are compared as 8-byte words and only the differing words are
-    looked into byte by byte: an eighth of a byte-by-byte scan when few rows differ."""
+    `scratch` is a bool row of one entry a word, left holding which words differ. The rows are compared as 8-byte words
+    and only the differing words are looked into byte by byte: an eighth of a byte-by-byte scan when few rows differ."""
     np.not_equal(old.view(np.uint64), new.view(np.uint64), out=scratch)
     words = np.flatnonzero(scratch)
     rows = (words[:, np.newaxis] * 8 + np.arange(8)).ravel()

@@ -83,7 +83,8 @@ def test_crafted_debts_call_after_call(market):
 def test_the_rows_of_debts_owed_are_reused_in_turn(market):
     market._health_whole(np.ones(4), np.array([1.0, 0.0, 2.0, 0.0]), np.empty(4))
     n, owes, other, scratch, free = market._debt_free
-    assert n == 4 and owes.dtype == np.bool_ and owes.shape == other.shape == (8,) and scratch.shape == (1,)
+    assert n == 4 and owes.dtype == np.bool_ and owes.shape == other.shape == (8,)
+    assert scratch.dtype == np.bool_ and scratch.shape == (1,)  # one byte a word
     assert owes.tolist() == [True, False, True] + [False] * 5  # padded with False to a whole 8-byte word
     assert sorted(free.tolist()) == [1, 3]
     market._health_whole(np.ones(4), np.array([0.0, 0.0, 2.0, 0.0]), np.empty(4))
@@ -107,6 +108,8 @@ def test_flipped_rows_are_the_differing_bytes_ascending(size):
         new = old ^ (rng.random(size) < density)
         got = lending_module._flipped_rows(old, new, scratch)
         assert got.tolist() == reference_flipped(old, new).tolist()
+        # and the scratch row is left with which 8-byte words differ (only those were looked into byte by byte)
+        assert scratch.tolist() == (old != new).reshape(-1, 8).any(axis=1).tolist()
     if size:  # the first and the last byte of a word, alone
         for row in (0, 7, size - 8, size - 1):
             new = np.zeros(size, dtype=bool)
