@@ -82,6 +82,16 @@ def _health(weighted: np.ndarray, debt: np.ndarray, out: np.ndarray) -> np.ndarr
     return out
 
 
+def _flipped_rows(old: np.ndarray, new: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """The rows, ascending, where two bool rows differ; the rows' lengths are whole 8-byte words (padded) and
+    `scratch` is a bool row of one entry a word, left holding which words differ. The rows are compared as 8-byte words
+    and only the differing words are looked into byte by byte: an eighth of a byte-by-byte scan when few rows differ."""
+    np.not_equal(old.view(np.uint64), new.view(np.uint64), out=scratch)
+    words = np.flatnonzero(scratch)
+    rows = (words[:, np.newaxis] * 8 + np.arange(8)).ravel()
+    return rows[old[rows] != new[rows]]
+
+
 class _AccountValues(dict):
     """A market's cached account values (USD, per account): "coll_usd", "debt_usd", "weighted" and "hf" are filled
     when the cache is; "borrow_cap", which only a borrow needs, the first time it is read (one matrix-vector product
@@ -121,7 +131,9 @@ _KEEP_MIN_ACCOUNTS = 4_096
 
 #: books from this many accounts refresh a side whose accounts each hold at most one asset by column multiplies instead
 #: of a BLAS matrix-vector product (the same bits: protocols/lending_rows.py), and set the debt-free rows' health from
-#: the last refresh's list of them when it still holds (measured at 1,000, 10,000, 100,000 and 1,000,000 accounts)
+#: a kept list of them (`_health_whole`) (measured at 1,000, 10,000, 100,000 and 1,000,000 accounts; the kept list
+#: again in 2026-12: at 10,000 the boolean mask costs fewer instructions, the eth-crash book's debt-free rows being
+#: runs of neighbours)
 _ROWS_MIN_ACCOUNTS = 16_384
 
 
@@ -611,22 +623,34 @@ class LendingMarket(ControlledRows, MarginProtocol):
         return np.matmul(arr, vec, out=out)
 
     def _health_whole(self, weighted: np.ndarray, debt: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """`_health` of every account. On a large book the debt-free rows (debt not > 0) are set from the last refresh's
-        list of them when they are the same rows (as many, each still debt-free): the scattered write of a boolean mask
-        over the book cost more than the division."""
+        """`_health` of every account. On a large book the debt-free rows (debt not > 0, NaN included) are set from a
+        list of them kept from the last call and amended by the rows whose `debt > 0` flipped since: few rows flip in a
+        block, and finding them takes a scan of 8-byte words; listing every debt-free row again each time one flipped
+        (a byte-by-byte scan of the book) cost more than the division. The list is unsorted (each row once)."""
         n = out.size
         if n < _ROWS_MIN_ACCOUNTS:
             return _health(weighted, debt, out)
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(weighted, debt, out=out)
-        owes = self.__dict__.get("_owes")  # a reused (n,) bool row, `debt > 0`: no allocation and no negation a block
-        if owes is None or owes.shape != (n,):
-            owes = self._owes = np.empty(n, dtype=bool)
-        np.greater(debt, 0.0, out=owes)
-        last = self.__dict__.get("_debt_free")
-        count = n - np.count_nonzero(owes)  # the debt-free rows (debt not > 0, NaN included)
-        if last is None or last.size != count or (count and (last[-1] >= n or owes[last].any())):
-            last = self._debt_free = np.flatnonzero(np.logical_not(owes, out=owes))
+        # (rows, `debt > 0` at the last call, a row for this call's, a scratch row of one entry a word, the debt-free
+        # rows): bool rows padded with False to whole 8-byte words, reused (no allocation a block)
+        state = self.__dict__.get("_debt_free")
+        if state is None or state[0] != n:
+            size = -(-n // 8) * 8
+            owes = np.zeros(size, dtype=bool)
+            np.greater(debt, 0.0, out=owes[:n])
+            last = np.flatnonzero(np.logical_not(owes[:n]))
+            state = (n, np.zeros(size, dtype=bool), owes, np.empty(size // 8, dtype=bool), last)
+        else:
+            owes, last = state[2], state[4]
+            np.greater(debt, 0.0, out=owes[:n])
+            flipped = _flipped_rows(state[1], owes, state[3])
+            now = owes[flipped]
+            if now.any():  # rows that took on debt leave the list
+                last = last[np.logical_not(owes[last])]
+            if not now.all():  # rows that became debt-free join it (they were not in it: they owed)
+                last = np.concatenate((last, flipped[np.logical_not(now)]))
+        self._debt_free = (n, owes, state[1], state[3], last)  # this call's row is the next call's last one
         out[last] = np.inf
         return out
 
