@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_borrowers_watch import _population, reference_ready
+from test_borrowers_watch import _population, reference_ready, reference_state
 
 from defistress.agents import borrowers, mask_rows
 from defistress.agents.tx import BlockView
@@ -22,15 +22,7 @@ def _compare(seed: int, blocks: range, outside, monkeypatch) -> int:
     rng = np.random.default_rng(seed)
     pop = _population(rng, 80, 0.6)
     pop.spec.max_users_per_block, pop.spec.users_per_tx = 10**9, 4
-    ref = {
-        "attentive": pop.attentive,
-        "alarm": pop.alarm,
-        "accounts": pop.accounts,
-        "below_since": pop.below_since.copy(),
-        "wallet": pop.wallet,
-        "delay": pop.delay_blocks,
-        "watch": np.zeros(0, dtype=np.int64),
-    }
+    ref = reference_state(pop)
     hf = pop.market.hf
     acted = 0
     for block in blocks:

@@ -41,6 +41,20 @@ def reference_ready(pop: dict, hf: np.ndarray, block: int) -> np.ndarray:
     return alarmed[(block - first >= pop["delay"]) & (pop["wallet"][alarmed] > 0)]
 
 
+def reference_state(pop: BorrowerPopulation) -> dict:
+    """The reference bookkeeping's state of `pop` (`reference_ready`'s `pop`): its arrays, a copy of `below_since`
+    (the reference writes its own), no row watched."""
+    return {
+        "attentive": pop.attentive,
+        "alarm": pop.alarm,
+        "accounts": pop.accounts,
+        "below_since": pop.below_since.copy(),
+        "wallet": pop.wallet,
+        "delay": pop.delay_blocks,
+        "watch": np.zeros(0, dtype=np.int64),
+    }
+
+
 def _population(rng: np.random.Generator, n: int, attentive_share: float) -> BorrowerPopulation:
     pop = object.__new__(BorrowerPopulation)  # no Mesa model or lending market: submit reads only these
     offset = 5  # the population's rows in the market: 5 .. 5 + n - 1
@@ -73,15 +87,7 @@ def test_the_batches_and_first_alarmed_blocks_are_the_reference_ones(
     rng = np.random.default_rng(seed)
     pop = _population(rng, 60 if limit > 60 else 600, attentive_share)
     pop.spec.max_users_per_block, pop.spec.users_per_tx = limit, 2
-    ref = {
-        "attentive": pop.attentive,
-        "alarm": pop.alarm,
-        "accounts": pop.accounts,
-        "below_since": pop.below_since.copy(),
-        "wallet": pop.wallet,
-        "delay": pop.delay_blocks,
-        "watch": np.zeros(0, dtype=np.int64),
-    }
+    ref = reference_state(pop)
     n = pop.accounts.size
     hf = pop.market.hf
     same_rows = changed_rows = acted = 0

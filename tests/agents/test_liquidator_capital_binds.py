@@ -10,15 +10,12 @@ from __future__ import annotations
 import mesa
 import numpy as np
 import pytest
-from conftest import track_env
-from test_liquidator_fast_paths import CASES, PRICES, _run, _spec, _world
+from test_liquidator_fast_paths import CASES, PRICES, _run, _spec, _world, one_binding_account
 
 from defistress.agents import liquidator
 from defistress.agents.liquidator import Liquidator, _Screened, _within_capital
 from defistress.agents.tx import BlockView
-from defistress.protocols.amm import ConstantProductPool, PoolParams
-from defistress.protocols.base import Env, FixedPrice, Revert
-from defistress.protocols.lending import AssetParams, LendingMarket
+from defistress.protocols.base import Revert
 
 HOPELESS, WITHIN = Liquidator._hopeless, _within_capital  # as shipped
 
@@ -73,33 +70,9 @@ def test_rows_the_capital_covers_keep_the_own_screens_verdict_and_bound_rows_are
     assert bound > 5 and covered > 5, "the cases would not bite"
 
 
-def _one_account(capital: float):
-    """test_liquidator_fast_paths' binding case: one $100,000 USDC debt on ETH at health 0.9 (v3.0: the whole debt is
-    the cap), a shallow pool (selling the whole cap loses, a smaller repayment can pay), and a liquidator holding
-    `capital` USDC."""
-    env = track_env(Env())
-    led = env.ledger
-    oracles = {"ETH": FixedPrice(2000.0, "ETH"), "USDC": FixedPrice(1.0, "USDC")}
-    params = [AssetParams("ETH", 0.80, 0.85, 0.05, 0.10), AssetParams("USDC", 0.85, 0.90, 0.045, 0.10)]
-    m = LendingMarket("lend", params, oracles, env, "aave-v3.0")
-    led.mint("USDC", "lenders", 1e6, "genesis")
-    m.supply_liquidity("lenders", "USDC", 1e6)
-    (a,) = m.add_accounts(1)
-    led.mint("ETH", "pop", 100_000.0 * 0.9 / 0.85 / 1600.0, "genesis")
-    m.supply("pop", [a], "ETH", [100_000.0 * 0.9 / 0.85 / 1600.0])
-    m.seed_borrow("pop", [a], "USDC", [100_000.0])
-    oracles["ETH"].price = 1600.0
-    pool = ConstantProductPool(PoolParams("ETH-USDC", "ETH", "USDC", 0.003), env)
-    pool.seed(500_000.0 / 1600.0, 500_000.0)  # shallow: the whole cap sells at a loss, a small repayment pays
-    if capital:
-        led.mint("USDC", "bot", capital, "genesis")
-    led.mint("ETH", "bot", 1.0, "genesis_gas")
-    return env, m, pool
-
-
 def _block(capital: float, min_profit: float, reference: bool, monkeypatch) -> tuple[list, list[str]]:
     monkeypatch.setattr(Liquidator, "_hopeless", reference_hopeless if reference else HOPELESS)
-    env, m, pool = _one_account(capital)
+    env, m, pool = one_binding_account(capital)
     liq = Liquidator(mesa.Model(rng=0), "bot", _spec(min_profit), [m], [pool], 500_000, lambda: 1600.0)
     sent = liq.submit(BlockView(5, 60.0, 1.0, {"ETH": 1600.0, "USDC": 1.0}))
     log = [(tx.sender, tx.label, tx.gas, tx.priority_fee_gwei) for tx in sent]
@@ -113,7 +86,7 @@ def _block(capital: float, min_profit: float, reference: bool, monkeypatch) -> t
 
 def test_capital_at_the_cap_and_one_ulp_either_side_decides_as_the_reference(monkeypatch: pytest.MonkeyPatch):
     cap = 100_000.0
-    env, m, pool = _one_account(cap)
+    env, m, pool = one_binding_account(cap)
     liq = Liquidator(mesa.Model(rng=0), "bot", _spec(0.0), [m], [pool], 500_000, lambda: 1600.0)
     rows = np.array([0])
     shared = liq._screen(m, rows, np.array([0]), np.array([1]), BlockView(5, 60.0, 1.0, {}), env.ledger, [np.inf] * 2)

@@ -203,11 +203,10 @@ def test_a_row_under_the_account_model_is_never_skipped_block_wide(monkeypatch: 
         assert fast[:2] == plain[:2]
 
 
-def test_capital_that_binds_is_screened_with_its_own_figures(monkeypatch: pytest.MonkeyPatch):
-    """One account of $100,000 USDC debt on ETH, health 0.9 (close factor 50%), and a shallow ETH/USDC pool: the whole
-    $50,000 cap would sell about $52,000 of ETH into a $500,000 pool, a loss, so the shared screen (no capital limit)
-    says nothing pays; a liquidator holding $2,000 repays only that, sells about $2,000 of ETH, and profits. The
-    block-wide skip must not take the shared verdict for its own."""
+def one_binding_account(capital: float):
+    """The binding case below: one $100,000 USDC debt on ETH at health 0.9 (row 0), a shallow pool (selling the whole
+    cap loses, a smaller repayment can pay), and a liquidator "bot" holding `capital` USDC and 1 ETH for gas.
+    Returns (env, market, pool)."""
     env = track_env(Env())
     led = env.ledger
     oracles = {"ETH": FixedPrice(2000.0, "ETH"), "USDC": FixedPrice(1.0, "USDC")}
@@ -220,11 +219,22 @@ def test_capital_that_binds_is_screened_with_its_own_figures(monkeypatch: pytest
     m.supply("pop", [a], "ETH", [100_000.0 * 0.9 / 0.85 / 1600.0])
     m.seed_borrow("pop", [a], "USDC", [100_000.0])
     oracles["ETH"].price = 1600.0
-    assert m.health()[a] == pytest.approx(0.9)
     pool = ConstantProductPool(PoolParams("ETH-USDC", "ETH", "USDC", 0.003), env)
-    pool.seed(500_000.0 / 1600.0, 500_000.0)
-    led.mint("USDC", "bot", 2_000.0, "genesis")
+    pool.seed(500_000.0 / 1600.0, 500_000.0)  # shallow: the whole cap sells at a loss, a small repayment pays
+    if capital:
+        led.mint("USDC", "bot", capital, "genesis")
     led.mint("ETH", "bot", 1.0, "genesis_gas")
+    return env, m, pool
+
+
+def test_capital_that_binds_is_screened_with_its_own_figures(monkeypatch: pytest.MonkeyPatch):
+    """One account of $100,000 USDC debt on ETH, health 0.9 (close factor 50%), and a shallow ETH/USDC pool: the whole
+    $50,000 cap would sell about $52,000 of ETH into a $500,000 pool, a loss, so the shared screen (no capital limit)
+    says nothing pays; a liquidator holding $2,000 repays only that, sells about $2,000 of ETH, and profits. The
+    block-wide skip must not take the shared verdict for its own."""
+    env, m, pool = one_binding_account(2_000.0)
+    led, a = env.ledger, 0
+    assert m.health()[a] == pytest.approx(0.9)
     liq = Liquidator(mesa.Model(rng=0), "bot", _spec(0.0), [m], [pool], 500_000, lambda: 1600.0)
     view = BlockView(5, 60.0, 1.0, {"ETH": 1600.0, "USDC": 1.0})
     rows = np.array([a])
