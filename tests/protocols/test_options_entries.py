@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_options_margin_cache import sample_trades
 
 from defistress.protocols.base import Env, FixedPrice
 from defistress.protocols.margin.portfolio import PERP, SPOT, Portfolio
@@ -15,7 +16,6 @@ from defistress.protocols.options import OptionsVenue, OptionsVenueParams
 from defistress.protocols.options_entries import book_entries, rows_entries
 from defistress.protocols.vol import VolSurfaceParams
 
-DAY = 86_400.0
 NAN_A = np.frombuffer(np.uint64(0x7FF8_0000_0000_0ABC).tobytes(), dtype=np.float64)[0]  # NaN payloads
 NAN_B = np.frombuffer(np.uint64(0xFFF8_0000_0000_0DEF).tobytes(), dtype=np.float64)[0]
 ODD = (1.0, -2.5, NAN_A, NAN_B, -0.0, 0.0, 5e-324, -5e-324, np.inf, -np.inf, 1e308)
@@ -151,13 +151,7 @@ def venue() -> tuple[OptionsVenue, np.ndarray, tuple[int, int, int]]:
     v = OptionsVenue(OptionsVenueParams(vol=VolSurfaceParams()), feeds, env)
     v.set_market_maker(int(v.open_accounts("mm", [1e7])[0]))
     rows = v.open_accounts("alice", [1100.0, 5000.0, 20_000.0, 50_000.0, 8000.0, 3000.0])
-    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
-    call = v.list_instrument("ETH", "call", 2200.0, 30 * DAY)
-    perp = v.list_instrument("ETH", "perp")
-    v.trade("alice", rows[:1], put, [-4.0])
-    v.trade("alice", rows[1:3], call, [-2.0, 3.0])
-    v.trade("alice", rows[2:4], put, [1.5, -6.0])
-    v.trade("alice", rows[3:4], perp, [2.0])
+    put, call, perp = sample_trades(v, rows)
     v.deposit_spot("alice", rows[4:5], "ETH", [1.0])
     return v, rows, (put, call, perp)
 

@@ -16,6 +16,19 @@ from defistress.protocols.vol import VolSurfaceParams
 DAY = 86_400.0
 
 
+def sample_trades(v: OptionsVenue, rows) -> tuple[int, int, int]:
+    """List an ETH put, call and perp on `v` and have "alice" trade them on her first four `rows`: a short put, a
+    short and a long call, a long put against a short one, a perp. Returns the (put, call, perp) instruments."""
+    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
+    call = v.list_instrument("ETH", "call", 2200.0, 30 * DAY)
+    perp = v.list_instrument("ETH", "perp")
+    v.trade("alice", rows[:1], put, [-4.0])
+    v.trade("alice", rows[1:3], call, [-2.0, 3.0])
+    v.trade("alice", rows[2:4], put, [1.5, -6.0])
+    v.trade("alice", rows[3:4], perp, [2.0])
+    return put, call, perp
+
+
 def make(liquidation: str = "auction", oracles: tuple[str, ...] = ("ETH",)):
     """A venue with a market maker, four option writers/buyers, a perp trader, spot collateral and a liquidator."""
     env = Env()
@@ -29,13 +42,7 @@ def make(liquidation: str = "auction", oracles: tuple[str, ...] = ("ETH",)):
     v.set_market_maker(int(v.open_accounts("mm", [1e7])[0]))
     rows = v.open_accounts("alice", [1100.0, 5000.0, 20_000.0, 50_000.0, 8000.0])
     liq = int(v.open_accounts("liq", [500_000.0])[0])
-    put = v.list_instrument("ETH", "put", 1800.0, 7 * DAY)
-    call = v.list_instrument("ETH", "call", 2200.0, 30 * DAY)
-    perp = v.list_instrument("ETH", "perp")
-    v.trade("alice", rows[:1], put, [-4.0])
-    v.trade("alice", rows[1:3], call, [-2.0, 3.0])
-    v.trade("alice", rows[2:4], put, [1.5, -6.0])
-    v.trade("alice", rows[3:4], perp, [2.0])
+    put, call, perp = sample_trades(v, rows)
     v.deposit_spot("alice", rows[4:], "ETH", [1.0])
     return v, env, feeds, rows, liq, (put, call, perp)
 
