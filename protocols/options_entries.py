@@ -3,11 +3,11 @@ instrument i) and `spot[n, u]` (tokens of underlying u) are mostly zeros (a few 
 margin portfolio, the venue's long units and the rows' portfolios a margin coordinator asks for are built from
 their non-zero entries.
 
-A scan of the whole book is the cost: the venue finds the entries once per state and market (kept with its cached
-values, the same state its equity is kept for) and the batches of that state read them. The entries of some rows
-are the whole book's entries of those rows: for rows in ascending order, `np.nonzero(qty[rows])` lists them in the
-same (row, column) order with the rows renumbered, so they are taken from the whole book's list instead of a gather
-and a scan of those rows.
+A scan of the whole book is the cost: the venue finds the entries once per state and market (kept with the market
+key and state version they were found at, `OptionsVenue._entries`) and the batches of that state read them. The
+entries of some rows are the whole book's entries of those rows: for rows in ascending order, `np.nonzero(qty[rows])`
+lists them in the same (row, column) order with the rows renumbered, so they are taken from the whole book's list
+instead of a gather and a scan of those rows.
 """
 
 from __future__ import annotations
